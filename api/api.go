@@ -1,0 +1,284 @@
+// Package api holds the wire types of the hpcgate HTTP API, version 1.
+//
+// It depends on the standard library only, so that clients can import it
+// without pulling in any of the server.
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Job states. Terminal states (succeeded, failed, canceled) never change.
+const (
+	StatePending   = "pending"
+	StateHeld      = "held"
+	StateQueued    = "queued"
+	StateStarting  = "starting"
+	StateRunning   = "running"
+	StateSuspended = "suspended"
+	StateFinishing = "finishing"
+	StateSucceeded = "succeeded"
+	StateFailed    = "failed"
+	StateCanceled  = "canceled"
+)
+
+// Scopes a token may carry.
+const (
+	ScopeJobsRead   = "jobs:read"
+	ScopeJobsWrite  = "jobs:write"
+	ScopeFilesRead  = "files:read"
+	ScopeFilesWrite = "files:write"
+	ScopeAdmin      = "admin"
+	// ScopeJob marks a job token: it acts for one job only.
+	ScopeJob = "job"
+)
+
+// Resources is what a job asks of its runtime environment.
+type Resources struct {
+	Nodes        int   `json:"nodes,omitempty"`
+	CoresPerNode int   `json:"cores_per_node,omitempty"`
+	MemoryMB     int64 `json:"memory_mb,omitempty"`
+	WalltimeS    int64 `json:"walltime_s,omitempty"`
+}
+
+// Usage is what a job consumed.
+type Usage struct {
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	MaxRSSBytes int64   `json:"max_rss_bytes"`
+	WallSeconds float64 `json:"wall_seconds"`
+}
+
+// Backend names the queueing engine that runs a job and the job's id there.
+type Backend struct {
+	Scheduler string `json:"scheduler"`
+	ID        string `json:"id,omitempty"`
+}
+
+// Job is one job as the API shows it.
+type Job struct {
+	ID              string            `json:"id"`
+	Name            string            `json:"name"`
+	Owner           string            `json:"owner"`
+	Template        string            `json:"template"`
+	TemplateVersion int               `json:"template_version"`
+	Environment     string            `json:"environment"`
+	State           string            `json:"state"`
+	Reason          string            `json:"reason,omitempty"`
+	Parameters      json.RawMessage   `json:"parameters"`
+	Inputs          map[string]string `json:"inputs"`
+	Resources       Resources         `json:"resources"`
+	Labels          map[string]string `json:"labels"`
+	ParentID        string            `json:"parent_id,omitempty"`
+	Depth           int               `json:"depth"`
+	CreatedAt       time.Time         `json:"created_at"`
+	StartedAt       *time.Time        `json:"started_at,omitempty"`
+	FinishedAt      *time.Time        `json:"finished_at,omitempty"`
+	ExitCode        *int              `json:"exit_code,omitempty"`
+	Usage           *Usage            `json:"usage,omitempty"`
+	Backend         *Backend          `json:"backend,omitempty"`
+	Error           string            `json:"error,omitempty"`
+}
+
+// JobRequest is the body of POST /v1/jobs.
+type JobRequest struct {
+	Template    string            `json:"template"`
+	Version     int               `json:"version,omitempty"` // 0: the newest
+	Name        string            `json:"name,omitempty"`
+	Parameters  json.RawMessage   `json:"parameters,omitempty"`
+	Inputs      map[string]string `json:"inputs,omitempty"`
+	Environment string            `json:"environment,omitempty"`
+	Resources   *Resources        `json:"resources,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	// Hold creates the job held: it is not handed to the engine until released.
+	Hold bool `json:"hold,omitempty"`
+}
+
+// Event is one state transition of a job.
+type Event struct {
+	Time   time.Time `json:"time"`
+	State  string    `json:"state"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// Page is one page of a list. NextPageToken is empty on the last page.
+type Page[T any] struct {
+	Items         []T    `json:"items"`
+	NextPageToken string `json:"next_page_token,omitempty"`
+}
+
+// Input declares one input file of a template.
+type Input struct {
+	Name        string `json:"name"`
+	Path        string `json:"path"`
+	Required    bool   `json:"required"`
+	MaxSize     int64  `json:"max_size,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// ResourceLimits are a template's defaults and maxima.
+type ResourceLimits struct {
+	Default Resources `json:"default"`
+	Max     Resources `json:"max"`
+}
+
+// Adapters are argv lists the agent runs around a template's command.
+type Adapters struct {
+	Verify  []string `json:"verify,omitempty"`
+	Prepare []string `json:"prepare,omitempty"`
+	Collect []string `json:"collect,omitempty"`
+}
+
+// Template is a job template.
+type Template struct {
+	Name         string          `json:"name"`
+	Version      int             `json:"version"`
+	Description  string          `json:"description,omitempty"`
+	Image        string          `json:"image,omitempty"`
+	Command      []string        `json:"command"`
+	Parameters   json.RawMessage `json:"parameters"`
+	Inputs       []Input         `json:"inputs"`
+	Outputs      []string        `json:"outputs"`
+	Environments []string        `json:"environments"`
+	Resources    ResourceLimits  `json:"resources"`
+	Adapters     Adapters        `json:"adapters"`
+}
+
+// Environment is a runtime environment: where and how jobs run.
+type Environment struct {
+	Name             string         `json:"name"`
+	Description      string         `json:"description,omitempty"`
+	Scheduler        string         `json:"scheduler"`
+	Partition        string         `json:"partition,omitempty"`
+	Queue            string         `json:"queue,omitempty"`
+	ParallelEnv      string         `json:"parallel_environment,omitempty"`
+	ContainerRuntime string         `json:"container_runtime,omitempty"`
+	Max              Resources      `json:"max"`
+	Live             map[string]any `json:"live,omitempty"`
+}
+
+// Problem is an RFC 9457 problem document, the body of every error answer.
+type Problem struct {
+	Type      string       `json:"type,omitempty"`
+	Title     string       `json:"title"`
+	Status    int          `json:"status"`
+	Detail    string       `json:"detail,omitempty"`
+	Code      string       `json:"code"`
+	RequestID string       `json:"request_id,omitempty"`
+	Errors    []FieldError `json:"errors,omitempty"`
+}
+
+// FieldError names one invalid field of a request.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Stable problem codes.
+const (
+	CodeBadRequest       = "bad_request"
+	CodeValidation       = "validation_failed"
+	CodeUnauthenticated  = "unauthenticated"
+	CodeForbidden        = "forbidden"
+	CodeNotFound         = "not_found"
+	CodeConflict         = "conflict"
+	CodeInvalidState     = "invalid_state"
+	CodeTooLarge         = "too_large"
+	CodeRangeUnsatisfied = "range_not_satisfiable"
+	CodeUnsupported      = "unsupported"
+	CodeInternal         = "internal"
+	CodeUnavailable      = "unavailable"
+)
+
+// TokenRequest is the body of POST /v1/tokens.
+type TokenRequest struct {
+	User       string   `json:"user"`
+	Scopes     []string `json:"scopes"`
+	ExpiresInS int64    `json:"expires_in_s,omitempty"`
+	Name       string   `json:"name,omitempty"`
+}
+
+// Token describes a token. Secret is set only in the answer that creates it.
+type Token struct {
+	ID        string     `json:"id"`
+	Token     string     `json:"token,omitempty"`
+	User      string     `json:"user"`
+	Name      string     `json:"name,omitempty"`
+	Scopes    []string   `json:"scopes"`
+	JobID     string     `json:"job_id,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// Me is the answer of GET /v1/me.
+type Me struct {
+	User    string   `json:"user"`
+	Scopes  []string `json:"scopes"`
+	TokenID string   `json:"token_id"`
+	JobID   string   `json:"job_id,omitempty"`
+}
+
+// FileInfo describes one stored file.
+type FileInfo struct {
+	Path     string    `json:"path"`
+	Size     int64     `json:"size"`
+	SHA256   string    `json:"sha256,omitempty"`
+	Modified time.Time `json:"modified"`
+}
+
+// Status is the answer of GET /v1/status.
+type Status struct {
+	Status     string            `json:"status"` // "ok" or "degraded"
+	Version    string            `json:"version"`
+	Components []ComponentStatus `json:"components"`
+}
+
+// ComponentStatus says whether one component answers.
+type ComponentStatus struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"` // database, objects, scheduler
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Spec is what the agent needs to run a job (GET /v1/jobs/{id}/spec).
+type Spec struct {
+	JobID      string            `json:"job_id"`
+	Image      string            `json:"image,omitempty"`
+	Command    []string          `json:"command"`
+	Env        map[string]string `json:"env"`
+	Parameters json.RawMessage   `json:"parameters"`
+	Inputs     []SpecInput       `json:"inputs"`
+	Outputs    []string          `json:"outputs"`
+	Adapters   Adapters          `json:"adapters"`
+	Resources  Resources         `json:"resources"`
+	// LogOffsets are the bytes of each stream the server holds already, so a
+	// restarted agent resumes where the last one stopped.
+	LogOffsets map[string]int64 `json:"log_offsets,omitempty"`
+}
+
+// SpecInput is one input the agent downloads into the working directory.
+type SpecInput struct {
+	Name string `json:"name"`
+	Path string `json:"path"` // relative to the working directory
+	Size int64  `json:"size"`
+}
+
+// StateReport is what the agent posts to POST /v1/jobs/{id}/state.
+type StateReport struct {
+	State    string `json:"state"`
+	Reason   string `json:"reason,omitempty"`
+	ExitCode *int   `json:"exit_code,omitempty"`
+	Usage    *Usage `json:"usage,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// LogAppend is the answer to a log append: the stream's size after it.
+type LogAppend struct {
+	Size int64 `json:"size"`
+}
+
+// Health is the answer of GET /v1/health.
+type Health struct {
+	Status string `json:"status"`
+}

@@ -1,0 +1,204 @@
+// Package job is the domain model of a job: its fields, its states and the
+// state machine that says which transitions are allowed.
+package job
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// State is where a job is in its life.
+type State string
+
+// The states. Terminal states never change.
+const (
+	Pending   State = "pending"   // accepted, not yet handed to an engine
+	Held      State = "held"      // kept back until released
+	Queued    State = "queued"    // handed to an engine, waiting for resources
+	Starting  State = "starting"  // the agent runs: inputs, adapters
+	Running   State = "running"   // the command runs
+	Suspended State = "suspended" // stopped by the engine, may resume
+	Finishing State = "finishing" // the agent uploads outputs
+	Succeeded State = "succeeded"
+	Failed    State = "failed"
+	Canceled  State = "canceled"
+)
+
+// States lists every state, in life order.
+var States = []State{Pending, Held, Queued, Starting, Running, Suspended, Finishing, Succeeded, Failed, Canceled}
+
+// Valid reports whether s is a known state.
+func (s State) Valid() bool {
+	for _, v := range States {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Terminal reports whether s is final.
+func (s State) Terminal() bool { return s == Succeeded || s == Failed || s == Canceled }
+
+// Started reports whether the job's agent has begun (or the job is over).
+func (s State) Started() bool {
+	switch s {
+	case Pending, Held, Queued:
+		return false
+	}
+	return true
+}
+
+// ErrInvalidTransition is returned for a transition the state machine forbids.
+var ErrInvalidTransition = errors.New("invalid state transition")
+
+// next lists the states each state may move to. Every non-terminal state may
+// also end failed or canceled.
+var next = map[State][]State{
+	Pending:   {Held, Queued, Starting, Running},
+	Held:      {Pending, Queued},
+	Queued:    {Held, Starting, Running, Suspended, Finishing, Succeeded, Pending},
+	Starting:  {Running, Suspended, Finishing, Succeeded},
+	Running:   {Suspended, Finishing, Succeeded},
+	Suspended: {Running, Starting, Finishing},
+	Finishing: {Succeeded},
+}
+
+// CanTransition reports whether a job may move from one state to another.
+// Staying in the same non-terminal state is allowed (a no-op).
+func CanTransition(from, to State) bool {
+	if from.Terminal() {
+		return false
+	}
+	if from == to {
+		return true
+	}
+	if to == Failed || to == Canceled {
+		return true
+	}
+	for _, s := range next[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Transition checks a transition and returns an error wrapping
+// ErrInvalidTransition when it is not allowed.
+func Transition(from, to State) error {
+	if !to.Valid() {
+		return fmt.Errorf("%w: unknown state %q", ErrInvalidTransition, to)
+	}
+	if !CanTransition(from, to) {
+		return fmt.Errorf("%w: %s → %s", ErrInvalidTransition, from, to)
+	}
+	return nil
+}
+
+// Resources is what a job asks of its environment.
+type Resources struct {
+	Nodes        int
+	CoresPerNode int
+	MemoryMB     int64
+	WalltimeS    int64
+}
+
+// Cores is the number of cores the job occupies in all.
+func (r Resources) Cores() int { return max(1, r.Nodes) * max(1, r.CoresPerNode) }
+
+// Usage is what a job consumed.
+type Usage struct {
+	CPUSeconds  float64
+	MaxRSSBytes int64
+	WallSeconds float64
+}
+
+// Job is one job. The store keeps it; only UpdateJob changes it.
+type Job struct {
+	ID              string
+	Name            string
+	Owner           string
+	Template        string
+	TemplateVersion int
+	Environment     string
+	State           State
+	// Reason says why the job entered its current state; it becomes the
+	// reason of the event the store records for the transition.
+	Reason      string
+	Parameters  json.RawMessage
+	Inputs      map[string]string // input name → path in the owner's files
+	InputSizes  map[string]int64  // input name → size when the job was created
+	Resources   Resources
+	Labels      map[string]string
+	ParentID    string
+	Depth       int // 0 for a job made by a person, parent's depth + 1 for a child
+	CreatedAt   time.Time
+	StartedAt   time.Time
+	FinishedAt  time.Time
+	ExitCode    *int
+	Usage       *Usage
+	Scheduler   string // the engine's name ("local", "slurm", ...)
+	BackendID   string // the job's id in that engine; empty until submitted
+	Error       string
+	IdemKey     string // Idempotency-Key the job was created with
+	Submissions int    // how often the job was handed to an engine
+}
+
+// Event is one recorded transition.
+type Event struct {
+	Time   time.Time
+	State  State
+	Reason string
+}
+
+// Clone returns a deep copy of j, so that a caller may change it freely.
+func (j *Job) Clone() *Job {
+	c := *j
+	c.Parameters = append(json.RawMessage(nil), j.Parameters...)
+	c.Inputs = cloneMap(j.Inputs)
+	c.InputSizes = cloneMap(j.InputSizes)
+	c.Labels = cloneMap(j.Labels)
+	if j.ExitCode != nil {
+		e := *j.ExitCode
+		c.ExitCode = &e
+	}
+	if j.Usage != nil {
+		u := *j.Usage
+		c.Usage = &u
+	}
+	return &c
+}
+
+func cloneMap[V any](m map[string]V) map[string]V {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// SetState moves the job to s with a reason, stamping start and finish
+// times. It returns an error wrapping ErrInvalidTransition if not allowed.
+func (j *Job) SetState(s State, reason string, now time.Time) error {
+	if s == j.State {
+		return nil
+	}
+	if err := Transition(j.State, s); err != nil {
+		return err
+	}
+	j.State = s
+	j.Reason = reason
+	if (s == Starting || s == Running) && j.StartedAt.IsZero() {
+		j.StartedAt = now
+	}
+	if s.Terminal() {
+		j.FinishedAt = now
+	}
+	return nil
+}
