@@ -1,0 +1,601 @@
+// Package localsched is the local executor: the embedded queueing engine.
+// It runs each task as a process on this machine, first come first served,
+// with a limit on the cores in use (default: the machine's CPU count).
+//
+// # Surviving restarts
+//
+// Each task has a directory DIR/ID holding task.json (mode 0600: it carries
+// the job token), and, once started, pid and finally exit.json. A task is
+// started through a supervisor (Options.Supervisor, by default
+// "hpcgate local-exec DIR/ID") in a session of its own, which waits for the
+// command and writes exit.json. So a running task outlives the gateway, and
+// an executor started on the same DIR finds every task again: queued ones
+// are queued again, running ones are watched, ended ones reported.
+package localsched
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/sched"
+)
+
+// Options configure an Executor. The zero value gives the defaults.
+type Options struct {
+	// Slots is how many cores tasks may use at once (default: runtime.NumCPU()).
+	Slots int
+	// Supervisor is the argv that runs one task; the task's directory is
+	// appended (default: this executable with "local-exec").
+	Supervisor []string
+	// PollInterval is how often tasks adopted from an earlier run are
+	// checked (default 250ms).
+	PollInterval time.Duration
+	// KillGrace is how long a canceled task has between SIGTERM and
+	// SIGKILL (default 10s).
+	KillGrace time.Duration
+	// Logger receives the executor's log (default: discarded).
+	Logger *slog.Logger
+}
+
+// Executor is the local executor. It implements sched.Scheduler, Holder,
+// Suspender and Describer.
+type Executor struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	entries map[string]*entry
+	seq     int64
+	used    int
+	wake    chan struct{}
+}
+
+type entry struct {
+	id       string
+	seq      int64
+	cores    int
+	state    sched.State
+	pid      int
+	start    string // the process's start time, to tell it from a reused pid
+	exit     *exitInfo
+	canceled bool
+}
+
+// exitInfo is exit.json, written by the supervisor (or by Cancel for a task
+// that never started).
+type exitInfo struct {
+	ExitCode    int     `json:"exit_code"`
+	Signal      string  `json:"signal,omitempty"`
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	MaxRSSBytes int64   `json:"max_rss_bytes"`
+	WallSeconds float64 `json:"wall_seconds"`
+	Canceled    bool    `json:"canceled,omitempty"`
+	Reason      string  `json:"reason,omitempty"`
+}
+
+type taskFile struct {
+	Seq  int64     `json:"seq"`
+	Task sched.Task `json:"task"`
+}
+
+var (
+	_ sched.Scheduler = (*Executor)(nil)
+	_ sched.Holder    = (*Executor)(nil)
+	_ sched.Suspender = (*Executor)(nil)
+	_ sched.Describer = (*Executor)(nil)
+)
+
+// New returns an executor keeping its state in dir. It starts nothing:
+// call Run.
+func New(dir string, opts *Options) (*Executor, error) {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.Slots <= 0 {
+		o.Slots = runtime.NumCPU()
+	}
+	if len(o.Supervisor) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		o.Supervisor = []string{exe, "local-exec"}
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 250 * time.Millisecond
+	}
+	if o.KillGrace <= 0 {
+		o.KillGrace = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	e := &Executor{dir: dir, opts: o, log: o.Logger, entries: map[string]*entry{}, wake: make(chan struct{}, 1)}
+	if err := e.load(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Name implements sched.Scheduler.
+func (e *Executor) Name() string { return "local" }
+
+// Ping implements sched.Scheduler.
+func (e *Executor) Ping(ctx context.Context) error {
+	_, err := os.Stat(e.dir)
+	return err
+}
+
+func (e *Executor) taskDir(id string) string { return filepath.Join(e.dir, id) }
+
+// load finds the tasks of an earlier run.
+func (e *Executor) load() error {
+	des, err := os.ReadDir(e.dir)
+	if err != nil {
+		return err
+	}
+	for _, de := range des {
+		if !de.IsDir() {
+			continue
+		}
+		id := de.Name()
+		d := e.taskDir(id)
+		var tf taskFile
+		if err := readJSON(filepath.Join(d, "task.json"), &tf); err != nil {
+			continue // half-written by a crash in Submit: never acknowledged
+		}
+		en := &entry{id: id, seq: tf.Seq, cores: tf.Task.Resources.Cores(), state: sched.Queued}
+		e.seq = max(e.seq, tf.Seq)
+		if exists(filepath.Join(d, "canceled")) {
+			en.canceled = true
+		}
+		var ex exitInfo
+		switch {
+		case readJSON(filepath.Join(d, "exit.json"), &ex) == nil:
+			en.state, en.exit = sched.Done, &ex
+		case exists(filepath.Join(d, "launched")):
+			en.state = sched.Running
+			en.pid, en.start = readPid(filepath.Join(d, "pid"))
+			if exists(filepath.Join(d, "suspended")) {
+				en.state = sched.Suspended
+			}
+			e.used += en.cores
+		case exists(filepath.Join(d, "held")):
+			en.state = sched.Held
+		}
+		e.entries[id] = en
+	}
+	return nil
+}
+
+// Run schedules tasks until ctx ends. Running tasks go on after it ends.
+func (e *Executor) Run(ctx context.Context) error {
+	t := time.NewTicker(e.opts.PollInterval)
+	defer t.Stop()
+	for {
+		e.mu.Lock()
+		e.checkAdopted()
+		e.schedule()
+		e.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.wake:
+		case <-t.C:
+		}
+	}
+}
+
+func (e *Executor) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// schedule starts queued tasks in order while they fit. The oldest queued
+// task that does not fit blocks the ones behind it (first come first served).
+func (e *Executor) schedule() {
+	var queued []*entry
+	for _, en := range e.entries {
+		if en.state == sched.Queued {
+			queued = append(queued, en)
+		}
+	}
+	sort.Slice(queued, func(i, j int) bool { return queued[i].seq < queued[j].seq })
+	for _, en := range queued {
+		if e.used+en.cores > e.opts.Slots {
+			return
+		}
+		if err := e.launch(en); err != nil {
+			e.log.Error("local executor: start failed", "id", en.id, "err", err)
+			en.state = sched.Done
+			en.exit = &exitInfo{ExitCode: -1, Reason: "could not start: " + err.Error()}
+			writeJSON(filepath.Join(e.taskDir(en.id), "exit.json"), en.exit)
+		}
+	}
+}
+
+func (e *Executor) launch(en *entry) error {
+	d := e.taskDir(en.id)
+	if err := os.WriteFile(filepath.Join(d, "launched"), nil, 0o600); err != nil {
+		return err
+	}
+	args := append(append([]string(nil), e.opts.Supervisor[1:]...), d)
+	cmd := exec.Command(e.opts.Supervisor[0], args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = d
+	if err := cmd.Start(); err != nil {
+		os.Remove(filepath.Join(d, "launched"))
+		return err
+	}
+	en.pid = cmd.Process.Pid
+	en.start = procStart(en.pid)
+	os.WriteFile(filepath.Join(d, "pid"), []byte(fmt.Sprintf("%d %s\n", en.pid, en.start)), 0o600)
+	en.state = sched.Running
+	e.used += en.cores
+	e.log.Debug("local executor: started", "id", en.id, "pid", en.pid)
+	go func() {
+		cmd.Wait()
+		e.mu.Lock()
+		e.finish(en)
+		e.mu.Unlock()
+		e.poke()
+	}()
+	return nil
+}
+
+// finish records that en's supervisor has ended.
+func (e *Executor) finish(en *entry) {
+	if en.state == sched.Done {
+		return
+	}
+	var ex exitInfo
+	if err := readJSON(filepath.Join(e.taskDir(en.id), "exit.json"), &ex); err != nil {
+		ex = exitInfo{ExitCode: -1, Reason: "the task's supervisor died"}
+		writeJSON(filepath.Join(e.taskDir(en.id), "exit.json"), &ex)
+	}
+	en.exit = &ex
+	en.state = sched.Done
+	e.used -= en.cores
+}
+
+// checkAdopted notices the end of tasks started by an earlier run.
+func (e *Executor) checkAdopted() {
+	for _, en := range e.entries {
+		if en.state != sched.Running && en.state != sched.Suspended {
+			continue
+		}
+		if en.pid != 0 && procStart(en.pid) == en.start {
+			continue // still running (a zombie counts as ended)
+		}
+		e.finish(en)
+	}
+}
+
+// Submit implements sched.Scheduler.
+func (e *Executor) Submit(ctx context.Context, t sched.Task) (string, error) {
+	if t.JobID == "" || strings.ContainsAny(t.JobID, "/.") {
+		return "", fmt.Errorf("local executor: bad job id %q", t.JobID)
+	}
+	if len(t.Command) == 0 {
+		return "", fmt.Errorf("local executor: empty command")
+	}
+	if c := t.Resources.Cores(); c > e.opts.Slots {
+		return "", fmt.Errorf("%w: the job needs %d cores, the local executor has %d", sched.ErrUnsupported, c, e.opts.Slots)
+	}
+	if t.Resources.Nodes > 1 {
+		return "", fmt.Errorf("%w: the local executor has one node, the job asks for %d", sched.ErrUnsupported, t.Resources.Nodes)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	id := t.JobID
+	if _, ok := e.entries[id]; ok {
+		return id, nil
+	}
+	d := e.taskDir(id)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return "", err
+	}
+	e.seq++
+	if err := writeJSON(filepath.Join(d, "task.json"), taskFile{Seq: e.seq, Task: t}); err != nil {
+		return "", err
+	}
+	e.entries[id] = &entry{id: id, seq: e.seq, cores: t.Resources.Cores(), state: sched.Queued}
+	e.poke()
+	return id, nil
+}
+
+// Poll implements sched.Scheduler.
+func (e *Executor) Poll(ctx context.Context, ids []string) (map[string]sched.Status, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]sched.Status, len(ids))
+	for _, id := range ids {
+		en, ok := e.entries[id]
+		if !ok {
+			out[id] = sched.Status{State: sched.Gone}
+			continue
+		}
+		st := sched.Status{State: en.state}
+		if en.exit != nil {
+			code := en.exit.ExitCode
+			st.ExitCode = &code
+			st.Canceled = en.canceled || en.exit.Canceled
+			st.Reason = en.exit.Reason
+			if en.exit.Signal != "" && st.Reason == "" {
+				st.Reason = "killed by signal " + en.exit.Signal
+			}
+			st.Usage = &job.Usage{CPUSeconds: en.exit.CPUSeconds, MaxRSSBytes: en.exit.MaxRSSBytes, WallSeconds: en.exit.WallSeconds}
+		}
+		out[id] = st
+	}
+	return out, nil
+}
+
+func (e *Executor) get(id string) (*entry, error) {
+	en, ok := e.entries[id]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", id, sched.ErrNotFound)
+	}
+	return en, nil
+}
+
+// Cancel implements sched.Scheduler.
+func (e *Executor) Cancel(ctx context.Context, id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	en, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	d := e.taskDir(id)
+	switch en.state {
+	case sched.Done:
+		return nil
+	case sched.Queued, sched.Held:
+		en.canceled = true
+		en.exit = &exitInfo{ExitCode: -1, Canceled: true, Reason: "canceled before it started"}
+		en.state = sched.Done
+		return writeJSON(filepath.Join(d, "exit.json"), en.exit)
+	}
+	en.canceled = true
+	os.WriteFile(filepath.Join(d, "canceled"), nil, 0o600)
+	pid, start := en.pid, en.start
+	signalTree(pid, syscall.SIGCONT) // a suspended task must run to die
+	signalTree(pid, syscall.SIGTERM)
+	go func() {
+		time.Sleep(e.opts.KillGrace)
+		if procStart(pid) == start {
+			signalTree(pid, syscall.SIGKILL)
+		}
+	}()
+	return nil
+}
+
+// Hold implements sched.Holder.
+func (e *Executor) Hold(ctx context.Context, id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	en, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	switch en.state {
+	case sched.Held:
+		return nil
+	case sched.Queued:
+		en.state = sched.Held
+		return os.WriteFile(filepath.Join(e.taskDir(id), "held"), nil, 0o600)
+	}
+	return fmt.Errorf("%w: the job is %s, only a queued job can be held", sched.ErrUnsupported, en.state)
+}
+
+// Release implements sched.Holder.
+func (e *Executor) Release(ctx context.Context, id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	en, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	switch en.state {
+	case sched.Queued:
+		return nil
+	case sched.Held:
+		en.state = sched.Queued
+		os.Remove(filepath.Join(e.taskDir(id), "held"))
+		e.poke()
+		return nil
+	}
+	return fmt.Errorf("%w: the job is %s, only a held job can be released", sched.ErrUnsupported, en.state)
+}
+
+// Suspend implements sched.Suspender: every process of the task is stopped.
+func (e *Executor) Suspend(ctx context.Context, id string) error {
+	return e.setSuspended(id, true)
+}
+
+// Resume implements sched.Suspender.
+func (e *Executor) Resume(ctx context.Context, id string) error {
+	return e.setSuspended(id, false)
+}
+
+func (e *Executor) setSuspended(id string, on bool) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	en, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	marker := filepath.Join(e.taskDir(id), "suspended")
+	switch {
+	case on && en.state == sched.Running:
+		signalTree(en.pid, syscall.SIGSTOP)
+		en.state = sched.Suspended
+		return os.WriteFile(marker, nil, 0o600)
+	case !on && en.state == sched.Suspended:
+		signalTree(en.pid, syscall.SIGCONT)
+		en.state = sched.Running
+		return os.Remove(marker)
+	case on && en.state == sched.Suspended, !on && en.state == sched.Running:
+		return nil
+	}
+	return fmt.Errorf("%w: the job is %s", sched.ErrUnsupported, en.state)
+}
+
+// Describe implements sched.Describer.
+func (e *Executor) Describe(ctx context.Context) (map[string]any, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	queued, running := 0, 0
+	for _, en := range e.entries {
+		switch en.state {
+		case sched.Queued:
+			queued++
+		case sched.Running, sched.Suspended:
+			running++
+		}
+	}
+	return map[string]any{
+		"total_cores": e.opts.Slots,
+		"free_cores":  e.opts.Slots - e.used,
+		"queued_jobs": queued,
+		"running_jobs": running,
+		"state":       "up",
+	}, nil
+}
+
+// Forget removes an ended task's directory.
+func (e *Executor) Forget(id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	en, ok := e.entries[id]
+	if !ok || en.state != sched.Done {
+		return nil
+	}
+	delete(e.entries, id)
+	return os.RemoveAll(e.taskDir(id))
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func readJSON(p string, v any) error {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// writeJSON writes v to p atomically.
+func writeJSON(p string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+func readPid(p string) (int, string) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, ""
+	}
+	pid, _ := strconv.Atoi(f[0])
+	return pid, f[1]
+}
+
+// procStart returns the start time of pid from /proc, or "" if it is gone
+// (or a zombie).
+func procStart(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 || f[0] == "Z" {
+		return ""
+	}
+	return f[19]
+}
+
+// signalTree sends sig to pid and all its descendants.
+func signalTree(pid int, sig syscall.Signal) {
+	if pid <= 0 {
+		return
+	}
+	for _, p := range descendants(pid) {
+		syscall.Kill(p, sig)
+	}
+}
+
+// descendants returns pid and every process below it, parents first.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	des, _ := os.ReadDir("/proc")
+	for _, de := range des {
+		p, err := strconv.Atoi(de.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + de.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 {
+			continue
+		}
+		pp, _ := strconv.Atoi(f[1])
+		children[pp] = append(children[pp], p)
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+// errNoTask is returned by Supervise for a directory without task.json.
+var errNoTask = errors.New("no task.json")
