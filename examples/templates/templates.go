@@ -1,0 +1,11 @@
+// Package templates embeds the example job templates that ship with
+// hpcgate. They are the documentation of the template format and the
+// end-to-end tests of the gateway.
+package templates
+
+import "embed"
+
+// FS holds hello.yaml, wordcount.yaml and fanout.yaml.
+//
+//go:embed *.yaml
+var FS embed.FS

@@ -1,0 +1,405 @@
+// Package catalog holds the job templates and runtime environments a
+// gateway offers, and turns a job request into a validated job: parameters
+// checked against the template's JSON Schema (compiled once, at load),
+// inputs against the template's declarations, resources against the
+// template's and the environment's limits.
+package catalog
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+	"gopkg.in/yaml.v3"
+)
+
+// ErrNotFound is returned (wrapped) for an unknown template or environment.
+var ErrNotFound = errors.New("not found")
+
+// Input declares one input file of a template.
+type Input struct {
+	Name        string `yaml:"name"`
+	Path        string `yaml:"path"` // where the agent puts it, relative to the working directory
+	Required    bool   `yaml:"required"`
+	MaxSize     Size   `yaml:"max_size"`
+	Description string `yaml:"description"`
+}
+
+// Limits are resource numbers in a template or environment.
+type Limits struct {
+	Nodes        int   `yaml:"nodes"`
+	CoresPerNode int   `yaml:"cores_per_node"`
+	MemoryMB     int64 `yaml:"memory_mb"`
+	WalltimeS    int64 `yaml:"walltime_s"`
+}
+
+func (l Limits) resources() job.Resources {
+	return job.Resources{Nodes: l.Nodes, CoresPerNode: l.CoresPerNode, MemoryMB: l.MemoryMB, WalltimeS: l.WalltimeS}
+}
+
+// Adapters are argv lists the agent runs around the command.
+type Adapters struct {
+	Verify  []string `yaml:"verify"`
+	Prepare []string `yaml:"prepare"`
+	Collect []string `yaml:"collect"`
+}
+
+// Template is a job template, as written in YAML.
+type Template struct {
+	Name         string         `yaml:"name"`
+	Version      int            `yaml:"version"`
+	Description  string         `yaml:"description"`
+	Image        string         `yaml:"image"`
+	Command      []string       `yaml:"command"`
+	Parameters   map[string]any `yaml:"parameters"`
+	Inputs       []Input        `yaml:"inputs"`
+	Outputs      []string       `yaml:"outputs"`
+	Environments []string       `yaml:"environments"`
+	Resources    struct {
+		Default Limits `yaml:"default"`
+		Max     Limits `yaml:"max"`
+	} `yaml:"resources"`
+	Adapters Adapters `yaml:"adapters"`
+
+	schema     *jsonschema.Schema
+	schemaJSON json.RawMessage
+}
+
+// SchemaJSON is the parameter schema as JSON.
+func (t *Template) SchemaJSON() json.RawMessage { return t.schemaJSON }
+
+// Environment is a runtime environment, as written in the server config.
+type Environment struct {
+	Name             string `yaml:"name"`
+	Description      string `yaml:"description"`
+	Scheduler        string `yaml:"scheduler"` // the name of a configured scheduler
+	Partition        string `yaml:"partition"`
+	Queue            string `yaml:"queue"`
+	ParallelEnv      string `yaml:"parallel_environment"`
+	ContainerRuntime string `yaml:"container_runtime"`
+	WorkdirRoot      string `yaml:"workdir_root"`
+	Max              Limits `yaml:"max"`
+}
+
+// Catalog is the set of templates and environments. It does not change
+// after Load.
+type Catalog struct {
+	templates map[string][]*Template // by name, oldest version first
+	envs      map[string]*Environment
+	envNames  []string
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// Load reads every *.yaml and *.yml template file of each fsys and checks
+// them against each other and against envs. Every problem is reported.
+func Load(envs []Environment, fsyss ...fs.FS) (*Catalog, error) {
+	c := &Catalog{templates: map[string][]*Template{}, envs: map[string]*Environment{}}
+	var errs []error
+	for i := range envs {
+		e := &envs[i]
+		if !nameRE.MatchString(e.Name) {
+			errs = append(errs, fmt.Errorf("environment %q: name must match %s", e.Name, nameRE))
+			continue
+		}
+		if _, dup := c.envs[e.Name]; dup {
+			errs = append(errs, fmt.Errorf("environment %q defined twice", e.Name))
+			continue
+		}
+		c.envs[e.Name] = e
+		c.envNames = append(c.envNames, e.Name)
+	}
+	for _, fsys := range fsyss {
+		names, err := fs.Glob(fsys, "*.y*ml")
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range names {
+			if ext := path.Ext(name); ext != ".yaml" && ext != ".yml" {
+				continue
+			}
+			data, err := fs.ReadFile(fsys, name)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			t, err := parseTemplate(data)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("template file %s: %w", name, err))
+				continue
+			}
+			for _, e := range t.Environments {
+				if _, ok := c.envs[e]; !ok {
+					errs = append(errs, fmt.Errorf("template %s: environment %q is not configured", t.Name, e))
+				}
+			}
+			for _, old := range c.templates[t.Name] {
+				if old.Version == t.Version {
+					errs = append(errs, fmt.Errorf("template %s version %d defined twice (%s)", t.Name, t.Version, name))
+				}
+			}
+			c.templates[t.Name] = append(c.templates[t.Name], t)
+		}
+	}
+	for _, ts := range c.templates {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Version < ts[j].Version })
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+func parseTemplate(data []byte) (*Template, error) {
+	var t Template
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&t); err != nil {
+		return nil, err
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if !nameRE.MatchString(t.Name) {
+		bad("name %q must match %s", t.Name, nameRE)
+	}
+	if t.Version < 1 {
+		bad("version must be 1 or more")
+	}
+	if len(t.Command) == 0 {
+		bad("command is empty")
+	}
+	if len(t.Environments) == 0 {
+		bad("environments is empty")
+	}
+	if t.Parameters == nil {
+		t.Parameters = map[string]any{"type": "object", "additionalProperties": false}
+	}
+	seen := map[string]bool{}
+	for _, in := range t.Inputs {
+		if !nameRE.MatchString(in.Name) || seen[in.Name] {
+			bad("input name %q must be unique and match %s", in.Name, nameRE)
+		}
+		seen[in.Name] = true
+		if err := CheckPath(in.Path); err != nil {
+			bad("input %s: path: %v", in.Name, err)
+		}
+	}
+	for _, o := range t.Outputs {
+		if _, err := path.Match(o, ""); err != nil || CheckPath(strings.ReplaceAll(o, "*", "x")) != nil {
+			bad("output pattern %q is not a relative glob", o)
+		}
+	}
+	schemaJSON, err := json.Marshal(t.Parameters)
+	if err != nil {
+		bad("parameters: %v", err)
+	} else {
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schemaJSON))
+		if err != nil {
+			bad("parameters: %v", err)
+		} else {
+			comp := jsonschema.NewCompiler()
+			comp.DefaultDraft(jsonschema.Draft2020)
+			url := "hpcgate:///templates/" + t.Name + "/" + strconv.Itoa(t.Version)
+			if err := comp.AddResource(url, doc); err != nil {
+				bad("parameters: %v", err)
+			} else if t.schema, err = comp.Compile(url); err != nil {
+				bad("parameters: not a valid JSON Schema: %v", err)
+			}
+		}
+		t.schemaJSON = schemaJSON
+	}
+	if d, m := t.Resources.Default, t.Resources.Max; m.Nodes > 0 && d.Nodes > m.Nodes || m.CoresPerNode > 0 && d.CoresPerNode > m.CoresPerNode {
+		bad("resources: default exceeds max")
+	}
+	return &t, errors.Join(errs...)
+}
+
+// CheckPath reports whether p is a clean relative path: no leading "/",
+// no "..", ".", or empty segment, no backslash, NUL or control character.
+func CheckPath(p string) error {
+	if p == "" {
+		return errors.New("empty")
+	}
+	if len(p) > 1024 {
+		return errors.New("longer than 1024 bytes")
+	}
+	if strings.HasPrefix(p, "/") {
+		return errors.New("must be relative (no leading /)")
+	}
+	if strings.ContainsRune(p, '\\') {
+		return errors.New("must not contain a backslash")
+	}
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f {
+			return errors.New("must not contain NUL or control characters")
+		}
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return errors.New(`must not contain "..", "." or empty segments`)
+		}
+	}
+	return nil
+}
+
+// Template returns the template of that name and version (0: the newest).
+func (c *Catalog) Template(name string, version int) (*Template, error) {
+	ts := c.templates[name]
+	if len(ts) == 0 {
+		return nil, fmt.Errorf("template %q: %w", name, ErrNotFound)
+	}
+	if version == 0 {
+		return ts[len(ts)-1], nil
+	}
+	for _, t := range ts {
+		if t.Version == version {
+			return t, nil
+		}
+	}
+	return nil, fmt.Errorf("template %q version %d: %w", name, version, ErrNotFound)
+}
+
+// Templates returns every template, by name then version.
+func (c *Catalog) Templates() []*Template {
+	var out []*Template
+	names := make([]string, 0, len(c.templates))
+	for n := range c.templates {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		out = append(out, c.templates[n]...)
+	}
+	return out
+}
+
+// Environment returns the environment of that name.
+func (c *Catalog) Environment(name string) (*Environment, error) {
+	e, ok := c.envs[name]
+	if !ok {
+		return nil, fmt.Errorf("environment %q: %w", name, ErrNotFound)
+	}
+	return e, nil
+}
+
+// Environments returns every environment, in configuration order.
+func (c *Catalog) Environments() []*Environment {
+	out := make([]*Environment, 0, len(c.envNames))
+	for _, n := range c.envNames {
+		out = append(out, c.envs[n])
+	}
+	return out
+}
+
+// FieldError is one invalid field of a request.
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+// ValidationError lists every invalid field of a request.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid job request: ")
+	for i, f := range e.Fields {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(f.Field + ": " + f.Message)
+	}
+	return b.String()
+}
+
+func (e *ValidationError) add(field, format string, args ...any) {
+	e.Fields = append(e.Fields, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+var printer = message.NewPrinter(language.English)
+
+// ValidateParameters checks params (JSON) against the template's schema,
+// applies the schema's top-level defaults, and returns the result as
+// canonical JSON. Problems are added to verr with paths under "parameters".
+func (t *Template) validateParameters(params json.RawMessage, verr *ValidationError) json.RawMessage {
+	if len(bytes.TrimSpace(params)) == 0 || string(bytes.TrimSpace(params)) == "null" {
+		params = json.RawMessage("{}")
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(params))
+	if err != nil {
+		verr.add("parameters", "not valid JSON: %v", err)
+		return nil
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		verr.add("parameters", "must be a JSON object")
+		return nil
+	}
+	if props, ok := t.Parameters["properties"].(map[string]any); ok {
+		for name, p := range props {
+			ps, _ := p.(map[string]any)
+			if d, has := ps["default"]; has {
+				if _, set := obj[name]; !set {
+					b, _ := json.Marshal(d)
+					obj[name], _ = jsonschema.UnmarshalJSON(bytes.NewReader(b))
+				}
+			}
+		}
+	}
+	if err := t.schema.Validate(obj); err != nil {
+		var ve *jsonschema.ValidationError
+		if !errors.As(err, &ve) {
+			verr.add("parameters", "%v", err)
+			return nil
+		}
+		before := len(verr.Fields)
+		collect(ve, verr)
+		if len(verr.Fields) == before {
+			verr.add("parameters", "%s", ve.ErrorKind.LocalizedString(printer))
+		}
+		return nil
+	}
+	out, err := json.Marshal(obj)
+	if err != nil {
+		verr.add("parameters", "%v", err)
+		return nil
+	}
+	return out
+}
+
+// collect flattens a schema validation error into field errors, one for
+// each leaf, naming the parameter itself for missing and unknown keys.
+func collect(ve *jsonschema.ValidationError, verr *ValidationError) {
+	if len(ve.Causes) > 0 {
+		for _, c := range ve.Causes {
+			collect(c, verr)
+		}
+		return
+	}
+	field := strings.Join(append([]string{"parameters"}, ve.InstanceLocation...), ".")
+	switch k := ve.ErrorKind.(type) {
+	case *kindRequired:
+		for _, m := range k.Missing {
+			verr.add(field+"."+m, "is required")
+		}
+	case *kindAdditional:
+		for _, p := range k.Properties {
+			verr.add(field+"."+p, "is not a parameter of this template")
+		}
+	default:
+		verr.add(field, "%s", ve.ErrorKind.LocalizedString(printer))
+	}
+}

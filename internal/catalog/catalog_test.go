@@ -1,0 +1,141 @@
+package catalog
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/hpcgate/hpcgate/examples/templates"
+	"github.com/hpcgate/hpcgate/internal/job"
+)
+
+var localEnv = []Environment{{Name: "local", Scheduler: "local", Max: Limits{Nodes: 1, CoresPerNode: 2, WalltimeS: 7200}}}
+
+func load(t *testing.T) *Catalog {
+	t.Helper()
+	c, err := Load(localEnv, templates.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func files(m map[string]int64) StatFunc {
+	return func(p string) (int64, error) {
+		if n, ok := m[p]; ok {
+			return n, nil
+		}
+		return 0, fmt.Errorf("%s: %w", p, ErrNotFound)
+	}
+}
+
+func fields(err error) string {
+	verr, ok := err.(*ValidationError)
+	if !ok {
+		return fmt.Sprintf("not a ValidationError: %v", err)
+	}
+	var out []string
+	for _, f := range verr.Fields {
+		out = append(out, f.Field)
+	}
+	return strings.Join(out, " ")
+}
+
+func TestBuiltinTemplatesLoad(t *testing.T) {
+	c := load(t)
+	var names []string
+	for _, tp := range c.Templates() {
+		names = append(names, tp.Name)
+	}
+	if got := strings.Join(names, " "); got != "fanout hello wordcount" {
+		t.Fatalf("templates = %s", got)
+	}
+}
+
+func TestInstantiateAppliesDefaults(t *testing.T) {
+	c := load(t)
+	inst, err := c.Instantiate(Request{Template: "wordcount", Inputs: map[string]string{"text": "in/story.txt"}}, files(map[string]int64{"in/story.txt": 100}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p map[string]any
+	json.Unmarshal(inst.Parameters, &p)
+	if p["min_length"] != float64(1) {
+		t.Fatalf("parameters %s: default min_length not applied", inst.Parameters)
+	}
+	if inst.Resources != (job.Resources{Nodes: 1, CoresPerNode: 1, WalltimeS: 600}) {
+		t.Fatalf("resources %+v, want the template defaults", inst.Resources)
+	}
+	if inst.Environment.Name != "local" || inst.InputSizes["text"] != 100 {
+		t.Fatalf("instance %+v", inst)
+	}
+}
+
+func TestInstantiateReportsEveryField(t *testing.T) {
+	c := load(t)
+	tests := []struct {
+		name string
+		req  Request
+		want string
+	}{
+		{"missing required parameter", Request{Template: "hello"}, "parameters.name"},
+		{"too long", Request{Template: "hello", Parameters: json.RawMessage(`{"name":"` + strings.Repeat("x", 65) + `"}`)}, "parameters.name"},
+		{"wrong type and unknown key", Request{Template: "hello", Parameters: json.RawMessage(`{"name": 5, "colour": "red"}`)}, "parameters.colour parameters.name"},
+		{"not an object", Request{Template: "hello", Parameters: json.RawMessage(`[1]`)}, "parameters"},
+		{"range", Request{Template: "fanout", Parameters: json.RawMessage(`{"n": 51}`)}, "parameters.n"},
+		{"missing input", Request{Template: "wordcount"}, "inputs.text"},
+		{"input does not exist", Request{Template: "wordcount", Inputs: map[string]string{"text": "nope.txt"}}, "inputs.text"},
+		{"input too large", Request{Template: "wordcount", Inputs: map[string]string{"text": "big.txt"}}, "inputs.text"},
+		{"input traversal", Request{Template: "wordcount", Inputs: map[string]string{"text": "../../etc/passwd"}}, "inputs.text"},
+		{"undeclared input", Request{Template: "hello", Parameters: json.RawMessage(`{"name":"x"}`), Inputs: map[string]string{"extra": "in/story.txt"}}, "inputs.extra"},
+		{"resources over template and environment", Request{Template: "wordcount", Inputs: map[string]string{"text": "in/story.txt"},
+			Resources: &job.Resources{CoresPerNode: 8, WalltimeS: 99999}}, "resources.cores_per_node resources.cores_per_node resources.walltime_s resources.walltime_s"},
+		{"unknown environment", Request{Template: "hello", Parameters: json.RawMessage(`{"name":"x"}`), Environment: "mars"}, "environment"},
+		{"unknown template", Request{Template: "nope"}, "template"},
+		{"bad label", Request{Template: "hello", Parameters: json.RawMessage(`{"name":"x"}`), Labels: map[string]string{"bad key!": "v"}}, "labels.bad key!"},
+		{"everything at once", Request{Template: "wordcount", Parameters: json.RawMessage(`{"min_length": 0, "x": 1}`), Resources: &job.Resources{Nodes: 2}},
+			"inputs.text parameters.min_length parameters.x resources.nodes resources.nodes"},
+	}
+	stat := files(map[string]int64{"in/story.txt": 10, "big.txt": 200 << 20})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := c.Instantiate(tt.req, stat)
+			if got := fields(err); got != tt.want {
+				t.Fatalf("fields = %q, want %q (%v)", got, tt.want, err)
+			}
+		})
+	}
+}
+
+func TestBadTemplatesRefused(t *testing.T) {
+	fsys := fstest.MapFS{
+		"a.yaml": {Data: []byte("name: a\nversion: 1\ncommand: [x]\nenvironments: [nowhere]\n")},
+		"b.yaml": {Data: []byte("name: b\nversion: 1\ncommand: [x]\nenvironments: [local]\nparameters: {type: 12}\n")},
+		"c.yaml": {Data: []byte("name: c\nversion: 1\ncommand: [x]\nenvironments: [local]\ninputs: [{name: i, path: ../x}]\n")},
+		"d.yaml": {Data: []byte("name: d\nversion: 1\ncommand: [x]\nenvironments: [local]\nunknown_field: 1\n")},
+	}
+	_, err := Load(localEnv, fsys)
+	if err == nil {
+		t.Fatal("bad templates loaded")
+	}
+	for _, want := range []string{"nowhere", "b.yaml", "c.yaml", "d.yaml"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s: %v", want, err)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]Size{"512": 512, "64KiB": 64 << 10, "100MiB": 100 << 20, "10GiB": 10 << 30, "2 MB": 2e6} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "10XB", "1.5GiB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+}
