@@ -1,0 +1,161 @@
+// Package auth makes and checks hpcgate's tokens.
+//
+// A token is "hpcg_" and 256 random bits, base64url. Only its SHA-256 is
+// stored; a presented token is hashed, looked up by hash, and compared in
+// constant time. Scopes say what a token may do; admin may do everything a
+// user may, for any user. A job token (scope "job") acts only for its job.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/store"
+)
+
+// ErrUnauthenticated: no token, an unknown one, or an expired one.
+var ErrUnauthenticated = errors.New("missing, unknown or expired token")
+
+// Prefix starts every token, so that secret scanners can find them.
+const Prefix = "hpcg_"
+
+// UserScopes are the scopes a person's token may carry.
+var UserScopes = []string{api.ScopeJobsRead, api.ScopeJobsWrite, api.ScopeFilesRead, api.ScopeFilesWrite, api.ScopeAdmin}
+
+// Principal is who a request acts for.
+type Principal struct {
+	User    string
+	Scopes  []string
+	TokenID string
+	JobID   string // set for a job token
+}
+
+// IsAdmin reports whether the principal has the admin scope.
+func (p *Principal) IsAdmin() bool { return slices.Contains(p.Scopes, api.ScopeAdmin) }
+
+// IsJob reports whether the principal is a job token.
+func (p *Principal) IsJob() bool { return p.JobID != "" }
+
+// Has reports whether the principal may act with scope. Admin implies every
+// user scope.
+func (p *Principal) Has(scope string) bool {
+	return slices.Contains(p.Scopes, scope) || (scope != api.ScopeJob && p.IsAdmin())
+}
+
+// NewSecret returns a new token secret and its hash.
+func NewSecret() (secret, hash string) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	secret = Prefix + base64.RawURLEncoding.EncodeToString(b[:])
+	return secret, Hash(secret)
+}
+
+// Hash returns the hex SHA-256 of a secret.
+func Hash(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// NewID returns a token id: public, for listing and revoking.
+func NewID() string {
+	var b [9]byte
+	rand.Read(b[:])
+	return "tok_" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// CheckScopes returns an error naming any scope that is not a user scope.
+func CheckScopes(scopes []string) error {
+	if len(scopes) == 0 {
+		return errors.New("at least one scope is needed")
+	}
+	for _, s := range scopes {
+		if !slices.Contains(UserScopes, s) {
+			return fmt.Errorf("unknown scope %q (known: %s)", s, strings.Join(UserScopes, ", "))
+		}
+	}
+	return nil
+}
+
+// Authenticator resolves secrets to principals, with a short cache so that
+// a busy client does not cost a database read per request.
+type Authenticator struct {
+	store store.Store
+	ttl   time.Duration
+
+	mu    sync.Mutex
+	cache map[string]cached
+}
+
+type cached struct {
+	tok     store.Token
+	expires time.Time
+}
+
+// NewAuthenticator returns an Authenticator over s. A revoked token may be
+// honoured for up to ttl by another gateway replica (this one forgets it at
+// once); ttl 0 disables the cache.
+func NewAuthenticator(s store.Store, ttl time.Duration) *Authenticator {
+	return &Authenticator{store: s, ttl: ttl, cache: map[string]cached{}}
+}
+
+// Authenticate returns the principal of secret, or ErrUnauthenticated.
+func (a *Authenticator) Authenticate(ctx context.Context, secret string) (*Principal, error) {
+	if !strings.HasPrefix(secret, Prefix) || len(secret) > 128 {
+		return nil, ErrUnauthenticated
+	}
+	hash := Hash(secret)
+	now := time.Now()
+	a.mu.Lock()
+	c, ok := a.cache[hash]
+	a.mu.Unlock()
+	tok := c.tok
+	if !ok || now.After(c.expires) {
+		var err error
+		tok, err = a.store.TokenByHash(ctx, hash)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, ErrUnauthenticated
+		}
+		if err != nil {
+			return nil, fmt.Errorf("look up token: %w", err)
+		}
+		if a.ttl > 0 {
+			a.mu.Lock()
+			if len(a.cache) > 10000 {
+				clear(a.cache)
+			}
+			a.cache[hash] = cached{tok: tok, expires: now.Add(a.ttl)}
+			a.mu.Unlock()
+		}
+	}
+	if subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hash)) != 1 {
+		return nil, ErrUnauthenticated
+	}
+	if !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt) {
+		return nil, ErrUnauthenticated
+	}
+	return &Principal{User: tok.User, Scopes: tok.Scopes, TokenID: tok.ID, JobID: tok.JobID}, nil
+}
+
+// Forget drops a token from the cache (after it was revoked).
+func (a *Authenticator) Forget(tokenID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for h, c := range a.cache {
+		if c.tok.ID == tokenID {
+			delete(a.cache, h)
+		}
+	}
+}
