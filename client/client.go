@@ -1,0 +1,539 @@
+// Package client is the Go SDK of the hpcgate API. It depends on the
+// standard library and package api only. The CLI and the agent are built
+// on it.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+)
+
+// Client talks to one gateway with one token.
+type Client struct {
+	base  *url.URL
+	token string
+	http  *http.Client
+}
+
+// Options configure a Client. Zero fields take the defaults.
+type Options struct {
+	// CACertFile is a PEM file of the CA to trust besides the system's.
+	CACertFile string
+	// HTTPClient replaces the default client (CACertFile is then ignored).
+	HTTPClient *http.Client
+	// Timeout bounds a whole non-streaming request (default none: use contexts).
+	Timeout time.Duration
+}
+
+// New returns a client of the gateway at baseURL (https://host:port).
+func New(baseURL, token string, opts *Options) (*Client, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("gateway URL %q: want https://host:port", baseURL)
+	}
+	hc := opts.HTTPClient
+	if hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		if opts.CACertFile != "" {
+			pem, err := os.ReadFile(opts.CACertFile)
+			if err != nil {
+				return nil, fmt.Errorf("CA certificate: %w", err)
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("CA certificate %s: no PEM certificate in it", opts.CACertFile)
+			}
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
+		hc = &http.Client{Transport: tr, Timeout: opts.Timeout}
+	}
+	return &Client{base: u, token: token, http: hc}, nil
+}
+
+// FromEnv returns a client configured by HPCGATE_URL, HPCGATE_TOKEN and
+// HPCGATE_CACERT, as the CLI and jobs use it.
+func FromEnv() (*Client, error) {
+	u := os.Getenv("HPCGATE_URL")
+	if u == "" {
+		return nil, errors.New("HPCGATE_URL is not set (e.g. https://127.0.0.1:8443)")
+	}
+	tok := os.Getenv("HPCGATE_TOKEN")
+	if tok == "" {
+		return nil, errors.New("HPCGATE_TOKEN is not set")
+	}
+	return New(u, tok, &Options{CACertFile: os.Getenv("HPCGATE_CACERT")})
+}
+
+// Error is an error answer of the gateway.
+type Error struct {
+	api.Problem
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d %s", e.Status, e.Title)
+	if e.Detail != "" {
+		b.WriteString(": " + e.Detail)
+	}
+	for _, f := range e.Errors {
+		fmt.Fprintf(&b, "\n  %s: %s", f.Field, f.Message)
+	}
+	return b.String()
+}
+
+// StatusOf returns the HTTP status of an *Error in err's chain, or 0.
+func StatusOf(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}
+
+func (c *Client) url(path string, q url.Values) string {
+	u := *c.base
+	u.Path = c.base.Path + path
+	u.RawPath = ""
+	if len(q) > 0 {
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
+
+// pathEscape escapes each segment of a slash-separated path.
+func pathEscape(p string) string {
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
+}
+
+// Do sends a request and returns the response if its status is below 300;
+// otherwise it returns an *Error. The caller closes the body.
+func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body io.Reader, hdr http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		e := &Error{}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e.Problem) != nil || e.Status == 0 {
+			e.Status, e.Title = resp.StatusCode, http.StatusText(resp.StatusCode)
+			e.Detail = strings.TrimSpace(string(b))
+		}
+		return nil, e
+	}
+	return resp, nil
+}
+
+// call sends in (if not nil) as JSON and decodes the answer into out (if
+// not nil).
+func (c *Client) call(ctx context.Context, method, path string, q url.Values, in, out any, hdr http.Header) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+		if hdr == nil {
+			hdr = http.Header{}
+		}
+		hdr.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(ctx, method, path, q, body, hdr)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// Health checks the gateway answers (no token needed).
+func (c *Client) Health(ctx context.Context) error {
+	return c.call(ctx, http.MethodGet, "/v1/health", nil, nil, nil, nil)
+}
+
+// Status returns whether each component answers.
+func (c *Client) Status(ctx context.Context) (*api.Status, error) {
+	var out api.Status
+	return &out, c.call(ctx, http.MethodGet, "/v1/status", nil, nil, &out, nil)
+}
+
+// Me returns who the token is.
+func (c *Client) Me(ctx context.Context) (*api.Me, error) {
+	var out api.Me
+	return &out, c.call(ctx, http.MethodGet, "/v1/me", nil, nil, &out, nil)
+}
+
+// CreateToken makes a token; its secret is in the answer's Token only.
+func (c *Client) CreateToken(ctx context.Context, req api.TokenRequest) (*api.Token, error) {
+	var out api.Token
+	return &out, c.call(ctx, http.MethodPost, "/v1/tokens", nil, req, &out, nil)
+}
+
+// Tokens lists the caller's tokens (an admin may name a user, or "*").
+func (c *Client) Tokens(ctx context.Context, user string) ([]api.Token, error) {
+	q := url.Values{}
+	if user != "" {
+		q.Set("user", user)
+	}
+	var out api.Page[api.Token]
+	return out.Items, c.call(ctx, http.MethodGet, "/v1/tokens", q, nil, &out, nil)
+}
+
+// RevokeToken deletes a token.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil, nil, nil)
+}
+
+// Templates lists the templates.
+func (c *Client) Templates(ctx context.Context) ([]api.Template, error) {
+	var out api.Page[api.Template]
+	return out.Items, c.call(ctx, http.MethodGet, "/v1/templates", nil, nil, &out, nil)
+}
+
+// Template returns one template (version 0: the newest).
+func (c *Client) Template(ctx context.Context, name string, version int) (*api.Template, error) {
+	q := url.Values{}
+	if version > 0 {
+		q.Set("version", strconv.Itoa(version))
+	}
+	var out api.Template
+	return &out, c.call(ctx, http.MethodGet, "/v1/templates/"+url.PathEscape(name), q, nil, &out, nil)
+}
+
+// Environments lists the runtime environments.
+func (c *Client) Environments(ctx context.Context) ([]api.Environment, error) {
+	var out api.Page[api.Environment]
+	return out.Items, c.call(ctx, http.MethodGet, "/v1/environments", nil, nil, &out, nil)
+}
+
+// Environment returns one environment with its live engine facts.
+func (c *Client) Environment(ctx context.Context, name string) (*api.Environment, error) {
+	var out api.Environment
+	return &out, c.call(ctx, http.MethodGet, "/v1/environments/"+url.PathEscape(name), nil, nil, &out, nil)
+}
+
+// PutFile uploads r as the caller's file at path. size is the length of r
+// if known (-1 otherwise).
+func (c *Client) PutFile(ctx context.Context, path string, r io.Reader, size int64) (*api.FileInfo, error) {
+	return c.put(ctx, "/v1/files/"+pathEscape(path), r, size)
+}
+
+func (c *Client) put(ctx context.Context, p string, r io.Reader, size int64) (*api.FileInfo, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.url(p, nil), r)
+	if err != nil {
+		return nil, err
+	}
+	if size >= 0 {
+		req.ContentLength = size
+		if size == 0 {
+			req.Body = http.NoBody
+		}
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		e := &Error{}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e.Problem) != nil || e.Status == 0 {
+			e.Status, e.Title = resp.StatusCode, http.StatusText(resp.StatusCode)
+		}
+		return nil, e
+	}
+	var out api.FileInfo
+	return &out, json.NewDecoder(resp.Body).Decode(&out)
+}
+
+// GetFile opens the caller's file at path from offset. The caller closes it.
+func (c *Client) GetFile(ctx context.Context, path string, offset int64) (io.ReadCloser, int64, error) {
+	return c.getRange(ctx, "/v1/files/"+pathEscape(path), offset)
+}
+
+func (c *Client) getRange(ctx context.Context, p string, offset int64) (io.ReadCloser, int64, error) {
+	var hdr http.Header
+	if offset > 0 {
+		hdr = http.Header{"Range": {fmt.Sprintf("bytes=%d-", offset)}}
+	}
+	resp, err := c.Do(ctx, http.MethodGet, p, nil, nil, hdr)
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp.Body, resp.ContentLength, nil
+}
+
+// StatFile returns a file's size and checksum.
+func (c *Client) StatFile(ctx context.Context, path string) (*api.FileInfo, error) {
+	resp, err := c.Do(ctx, http.MethodHead, "/v1/files/"+pathEscape(path), nil, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	mod, _ := http.ParseTime(resp.Header.Get("Last-Modified"))
+	return &api.FileInfo{Path: path, Size: resp.ContentLength, SHA256: resp.Header.Get("X-Checksum-Sha256"), Modified: mod}, nil
+}
+
+// DeleteFile removes the caller's file at path.
+func (c *Client) DeleteFile(ctx context.Context, path string) error {
+	return c.call(ctx, http.MethodDelete, "/v1/files/"+pathEscape(path), nil, nil, nil, nil)
+}
+
+// Files lists the caller's files under prefix, every page.
+func (c *Client) Files(ctx context.Context, prefix string) ([]api.FileInfo, error) {
+	return c.allFiles(ctx, "/v1/files", url.Values{"prefix": {prefix}})
+}
+
+func (c *Client) allFiles(ctx context.Context, p string, q url.Values) ([]api.FileInfo, error) {
+	var all []api.FileInfo
+	for {
+		var page api.Page[api.FileInfo]
+		if err := c.call(ctx, http.MethodGet, p, q, nil, &page, nil); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Items...)
+		if page.NextPageToken == "" {
+			return all, nil
+		}
+		q.Set("page_token", page.NextPageToken)
+	}
+}
+
+// CreateJob creates a job. idemKey, if not empty, makes a retried call
+// answer the job the first call created.
+func (c *Client) CreateJob(ctx context.Context, req api.JobRequest, idemKey string) (*api.Job, error) {
+	var hdr http.Header
+	if idemKey != "" {
+		hdr = http.Header{"Idempotency-Key": {idemKey}}
+	}
+	var out api.Job
+	return &out, c.call(ctx, http.MethodPost, "/v1/jobs", nil, req, &out, hdr)
+}
+
+// JobFilter selects jobs for Jobs.
+type JobFilter struct {
+	State     string // one state, or several separated by commas
+	Template  string
+	Label     string // key=value
+	Parent    string
+	Limit     int
+	PageToken string
+}
+
+// Jobs returns one page of the caller's jobs, newest first.
+func (c *Client) Jobs(ctx context.Context, f JobFilter) (*api.Page[api.Job], error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"state": f.State, "template": f.Template, "label": f.Label, "parent": f.Parent, "page_token": f.PageToken} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var out api.Page[api.Job]
+	return &out, c.call(ctx, http.MethodGet, "/v1/jobs", q, nil, &out, nil)
+}
+
+// Job returns one job.
+func (c *Client) Job(ctx context.Context, id string) (*api.Job, error) {
+	var out api.Job
+	return &out, c.call(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, nil, &out, nil)
+}
+
+// DeleteJob cancels a job if needed and removes it with its data.
+func (c *Client) DeleteJob(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodDelete, "/v1/jobs/"+url.PathEscape(id), nil, nil, nil, nil)
+}
+
+func (c *Client) control(ctx context.Context, id, op string) (*api.Job, error) {
+	var out api.Job
+	return &out, c.call(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/"+op, nil, nil, &out, nil)
+}
+
+// Cancel cancels a job.
+func (c *Client) Cancel(ctx context.Context, id string) (*api.Job, error) {
+	return c.control(ctx, id, "cancel")
+}
+
+// Hold keeps a job that has not started from starting.
+func (c *Client) Hold(ctx context.Context, id string) (*api.Job, error) {
+	return c.control(ctx, id, "hold")
+}
+
+// Release lets a held job go on.
+func (c *Client) Release(ctx context.Context, id string) (*api.Job, error) {
+	return c.control(ctx, id, "release")
+}
+
+// Events returns a job's state transitions in order.
+func (c *Client) Events(ctx context.Context, id string) ([]api.Event, error) {
+	var out api.Page[api.Event]
+	return out.Items, c.call(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/events", nil, nil, &out, nil)
+}
+
+// Children returns a job's children.
+func (c *Client) Children(ctx context.Context, id string) ([]api.Job, error) {
+	var out api.Page[api.Job]
+	return out.Items, c.call(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/children", nil, nil, &out, nil)
+}
+
+// Log opens a job's stdout or stderr from offset; with follow the body
+// goes on until the job has ended. The caller closes it.
+func (c *Client) Log(ctx context.Context, id, stream string, offset int64, follow bool) (io.ReadCloser, error) {
+	q := url.Values{}
+	if offset > 0 {
+		q.Set("offset", strconv.FormatInt(offset, 10))
+	}
+	if follow {
+		q.Set("follow", "true")
+	}
+	resp, err := c.Do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/logs/"+url.PathEscape(stream), q, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// Outputs lists a job's outputs.
+func (c *Client) Outputs(ctx context.Context, id string) ([]api.FileInfo, error) {
+	return c.allFiles(ctx, "/v1/jobs/"+url.PathEscape(id)+"/outputs", url.Values{})
+}
+
+// Output opens one output of a job. The caller closes it.
+func (c *Client) Output(ctx context.Context, id, path string) (io.ReadCloser, int64, error) {
+	return c.getRange(ctx, "/v1/jobs/"+url.PathEscape(id)+"/outputs/"+pathEscape(path), 0)
+}
+
+// OutputsArchive opens all outputs of a job as a tar.gz stream.
+func (c *Client) OutputsArchive(ctx context.Context, id string) (io.ReadCloser, error) {
+	resp, err := c.Do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/outputs.tar.gz", nil, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// Parameters returns a job's validated parameters.
+func (c *Client) Parameters(ctx context.Context, id string) (json.RawMessage, error) {
+	var out json.RawMessage
+	return out, c.call(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/parameters", nil, nil, &out, nil)
+}
+
+// Results returns a job's results.json.
+func (c *Client) Results(ctx context.Context, id string) (json.RawMessage, error) {
+	var out json.RawMessage
+	return out, c.call(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/results", nil, nil, &out, nil)
+}
+
+// Wait polls a job until it has ended, and returns it.
+func (c *Client) Wait(ctx context.Context, id string) (*api.Job, error) {
+	delay := 100 * time.Millisecond
+	for {
+		j, err := c.Job(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		switch j.State {
+		case api.StateSucceeded, api.StateFailed, api.StateCanceled:
+			return j, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*3/2, 2*time.Second)
+	}
+}
+
+// Terminal reports whether a state is final.
+func Terminal(state string) bool {
+	return state == api.StateSucceeded || state == api.StateFailed || state == api.StateCanceled
+}
+
+// The agent's calls, with the job's own token.
+
+// Spec returns what the agent needs to run its job.
+func (c *Client) Spec(ctx context.Context, id string) (*api.Spec, error) {
+	var out api.Spec
+	return &out, c.call(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/spec", nil, nil, &out, nil)
+}
+
+// Input opens one of the job's inputs.
+func (c *Client) Input(ctx context.Context, id, name string, offset int64) (io.ReadCloser, int64, error) {
+	return c.getRange(ctx, "/v1/jobs/"+url.PathEscape(id)+"/inputs/"+url.PathEscape(name), offset)
+}
+
+// ReportState reports the job's state.
+func (c *Client) ReportState(ctx context.Context, id string, rep api.StateReport) (*api.Job, error) {
+	var out api.Job
+	return &out, c.call(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/state", nil, rep, &out, nil)
+}
+
+// AppendLog sends a chunk of the job's stream at offset; it returns the
+// stream's size at the server.
+func (c *Client) AppendLog(ctx context.Context, id, stream string, offset int64, data []byte) (int64, error) {
+	var out api.LogAppend
+	q := url.Values{"offset": {strconv.FormatInt(offset, 10)}}
+	resp, err := c.Do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/logs/"+url.PathEscape(stream), q, bytes.NewReader(data), http.Header{"Content-Type": {"application/octet-stream"}})
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return 0, err
+	}
+	return out.Size, nil
+}
+
+// PutOutput uploads one output of the job.
+func (c *Client) PutOutput(ctx context.Context, id, path string, r io.Reader, size int64) (*api.FileInfo, error) {
+	return c.put(ctx, "/v1/jobs/"+url.PathEscape(id)+"/outputs/"+pathEscape(path), r, size)
+}

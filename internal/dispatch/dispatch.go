@@ -1,0 +1,407 @@
+// Package dispatch moves jobs through their life on the engines: it hands
+// pending jobs to their environment's scheduler, acts on cancel, hold and
+// release, and reconciles what the engines say with what the store holds,
+// so that a job whose agent went silent still ends with a reason.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hpcgate/hpcgate/internal/auth"
+	"github.com/hpcgate/hpcgate/internal/catalog"
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/sched"
+	"github.com/hpcgate/hpcgate/internal/store"
+)
+
+// Options configure a Dispatcher.
+type Options struct {
+	// GatewayURL is the URL jobs reach the gateway at (HPCGATE_URL).
+	GatewayURL string
+	// CACertFile is the CA certificate jobs trust (HPCGATE_CACERT); "" for
+	// a certificate the system trusts.
+	CACertFile string
+	// AgentCommand is the argv that starts the agent in a job
+	// (default: this executable with "agent").
+	AgentCommand []string
+	// WorkRoot is where jobs' working directories go when their
+	// environment names none.
+	WorkRoot string
+	// PollInterval is how often engines are polled (default 2s).
+	PollInterval time.Duration
+	// LostAfter is how long a job may stay unfinished in the store after
+	// its engine says it ended before it is failed (default 5s).
+	LostAfter time.Duration
+	Logger    *slog.Logger
+}
+
+// Dispatcher is the job mover. Create with New, then Run.
+type Dispatcher struct {
+	store  store.Store
+	cat    *catalog.Catalog
+	scheds map[string]sched.Scheduler
+	opts   Options
+	log    *slog.Logger
+	wake   chan struct{}
+
+	mu        sync.Mutex
+	endedSeen map[string]time.Time // job id → when its engine first said it ended
+}
+
+// New returns a dispatcher. scheds maps scheduler names (as environments
+// name them) to schedulers. It starts nothing.
+func New(st store.Store, cat *catalog.Catalog, scheds map[string]sched.Scheduler, opts Options) *Dispatcher {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 2 * time.Second
+	}
+	if opts.LostAfter <= 0 {
+		opts.LostAfter = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Dispatcher{store: st, cat: cat, scheds: scheds, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), endedSeen: map[string]time.Time{}}
+}
+
+// Notify tells the dispatcher that a job is waiting to be submitted.
+func (d *Dispatcher) Notify() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run submits and reconciles until ctx ends.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	poll := time.NewTicker(d.opts.PollInterval)
+	defer poll.Stop()
+	d.submitPending(ctx)
+	d.reconcile(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.wake:
+			d.submitPending(ctx)
+		case <-poll.C:
+			d.submitPending(ctx)
+			d.reconcile(ctx)
+		}
+	}
+}
+
+func (d *Dispatcher) schedFor(j *job.Job) (sched.Scheduler, *catalog.Environment, error) {
+	env, err := d.cat.Environment(j.Environment)
+	if err != nil {
+		return nil, nil, err
+	}
+	name := env.Scheduler
+	if j.Scheduler != "" {
+		name = j.Scheduler
+	}
+	s, ok := d.scheds[name]
+	if !ok {
+		return nil, nil, fmt.Errorf("environment %s: no scheduler %q", env.Name, name)
+	}
+	return s, env, nil
+}
+
+// submitPending hands every pending job to its engine, oldest first.
+func (d *Dispatcher) submitPending(ctx context.Context) {
+	tok := ""
+	for {
+		jobs, next, err := d.store.ListJobs(ctx, store.JobFilter{States: []job.State{job.Pending}, Oldest: true, Limit: 200, PageToken: tok})
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Error("list pending jobs", "err", err)
+			}
+			return
+		}
+		for _, j := range jobs {
+			if err := d.submit(ctx, j); err != nil && ctx.Err() == nil {
+				d.log.Error("submit job", "job", j.ID, "err", err)
+			}
+		}
+		if next == "" {
+			return
+		}
+		tok = next
+	}
+}
+
+func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
+	s, env, err := d.schedFor(j)
+	if err != nil {
+		return d.fail(ctx, j.ID, "cannot be submitted: "+err.Error())
+	}
+	secret, hash := auth.NewSecret()
+	if err := d.store.CreateToken(ctx, store.Token{ID: auth.NewID(), Hash: hash, User: j.Owner, Name: "job " + j.ID, Scopes: []string{"job"}, JobID: j.ID, CreatedAt: time.Now().UTC()}); err != nil {
+		return err
+	}
+	root := env.WorkdirRoot
+	if root == "" {
+		root = d.opts.WorkRoot
+	}
+	env2 := map[string]string{
+		"HPCGATE_URL":    d.opts.GatewayURL,
+		"HPCGATE_TOKEN":  secret,
+		"HPCGATE_JOB_ID": j.ID,
+	}
+	if d.opts.CACertFile != "" {
+		env2["HPCGATE_CACERT"] = d.opts.CACertFile
+	}
+	task := sched.Task{
+		JobID:     j.ID,
+		Name:      sched.SafeName(j.Name),
+		Command:   d.opts.AgentCommand,
+		Env:       env2,
+		WorkDir:   filepath.Join(root, j.ID),
+		Resources: j.Resources,
+	}
+	backendID, err := s.Submit(ctx, task)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return d.fail(ctx, j.ID, "the engine refused the job: "+err.Error())
+	}
+	updated, err := d.store.UpdateJob(ctx, j.ID, func(j *job.Job) error {
+		if j.State != job.Pending {
+			return errStateMoved
+		}
+		j.Scheduler, j.BackendID = s.Name(), backendID
+		j.Submissions++
+		return j.SetState(job.Queued, "submitted to "+s.Name()+" as "+backendID, time.Now())
+	})
+	if errors.Is(err, errStateMoved) {
+		// Canceled (or held) while being submitted: take it back.
+		if cur, err := d.store.GetJob(ctx, j.ID); err == nil && cur.State.Terminal() {
+			s.Cancel(ctx, backendID)
+		}
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	d.log.Info("job submitted", "job", updated.ID, "scheduler", s.Name(), "backend_id", backendID)
+	return nil
+}
+
+var errStateMoved = errors.New("the job's state moved on")
+
+func (d *Dispatcher) fail(ctx context.Context, id, reason string) error {
+	_, err := d.store.UpdateJob(ctx, id, func(j *job.Job) error {
+		if j.State.Terminal() {
+			return nil
+		}
+		j.Error = reason
+		return j.SetState(job.Failed, reason, time.Now())
+	})
+	return err
+}
+
+// reconcile asks each engine about the jobs it holds and corrects the store.
+func (d *Dispatcher) reconcile(ctx context.Context) {
+	active := []job.State{job.Queued, job.Held, job.Starting, job.Running, job.Suspended, job.Finishing}
+	bySched := map[string][]*job.Job{}
+	tok := ""
+	for {
+		jobs, next, err := d.store.ListJobs(ctx, store.JobFilter{States: active, Oldest: true, Limit: 500, PageToken: tok})
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Error("list active jobs", "err", err)
+			}
+			return
+		}
+		for _, j := range jobs {
+			if j.BackendID != "" {
+				bySched[j.Scheduler] = append(bySched[j.Scheduler], j)
+			}
+		}
+		if next == "" {
+			break
+		}
+		tok = next
+	}
+	for name, jobs := range bySched {
+		s, ok := d.scheds[name]
+		if !ok {
+			continue
+		}
+		ids := make([]string, len(jobs))
+		for i, j := range jobs {
+			ids[i] = j.BackendID
+		}
+		st, err := s.Poll(ctx, ids)
+		if err != nil {
+			d.log.Warn("poll engine", "scheduler", name, "err", err)
+			continue
+		}
+		for _, j := range jobs {
+			d.reconcileOne(ctx, j, st[j.BackendID])
+		}
+	}
+	d.mu.Lock()
+	for id, t := range d.endedSeen {
+		if time.Since(t) > time.Hour {
+			delete(d.endedSeen, id)
+		}
+	}
+	d.mu.Unlock()
+}
+
+func (d *Dispatcher) reconcileOne(ctx context.Context, j *job.Job, st sched.Status) {
+	now := time.Now()
+	switch st.State {
+	case sched.Done, sched.Gone:
+		// The agent reports the end itself before it exits; give a late
+		// report a moment before deciding the agent is lost.
+		d.mu.Lock()
+		first, seen := d.endedSeen[j.ID]
+		if !seen {
+			d.endedSeen[j.ID] = now
+		}
+		d.mu.Unlock()
+		if !seen || now.Sub(first) < d.opts.LostAfter {
+			return
+		}
+		_, err := d.store.UpdateJob(ctx, j.ID, func(j *job.Job) error {
+			if j.State.Terminal() {
+				return nil
+			}
+			if j.Usage == nil && st.Usage != nil {
+				j.Usage = st.Usage
+			}
+			if st.Canceled {
+				return j.SetState(job.Canceled, "canceled in the engine", now)
+			}
+			reason := "the job ended in the engine without its agent reporting"
+			if st.State == sched.Gone {
+				reason = "the engine no longer knows the job, and its agent never reported an end"
+			}
+			if st.ExitCode != nil {
+				reason += fmt.Sprintf(" (engine exit code %d)", *st.ExitCode)
+			}
+			if st.Reason != "" {
+				reason += ": " + st.Reason
+			}
+			j.Error = reason
+			return j.SetState(job.Failed, reason, now)
+		})
+		if err != nil {
+			d.log.Error("reconcile ended job", "job", j.ID, "err", err)
+		}
+		d.mu.Lock()
+		delete(d.endedSeen, j.ID)
+		d.mu.Unlock()
+	case sched.Suspended:
+		if j.State == job.Running || j.State == job.Starting {
+			d.setState(ctx, j.ID, job.Suspended, "suspended in the engine")
+		}
+	case sched.Running:
+		if j.State == job.Suspended {
+			d.setState(ctx, j.ID, job.Running, "resumed in the engine")
+		}
+	case sched.Held:
+		if j.State == job.Queued {
+			d.setState(ctx, j.ID, job.Held, "held in the engine")
+		}
+	case sched.Queued:
+		if j.State == job.Held {
+			d.setState(ctx, j.ID, job.Queued, "released in the engine")
+		}
+	}
+}
+
+func (d *Dispatcher) setState(ctx context.Context, id string, s job.State, reason string) {
+	_, err := d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(s, reason, time.Now()) })
+	if err != nil && !errors.Is(err, job.ErrInvalidTransition) {
+		d.log.Error("set job state", "job", id, "state", s, "err", err)
+	}
+}
+
+// Cancel ends a job: it is canceled in the store first (so its token stops
+// working), then in its engine. A job that has ended already answers an
+// error wrapping job.ErrInvalidTransition.
+func (d *Dispatcher) Cancel(ctx context.Context, id, reason string) (*job.Job, error) {
+	j, err := d.store.UpdateJob(ctx, id, func(j *job.Job) error {
+		if j.State.Terminal() {
+			return fmt.Errorf("%w: the job has %s already", job.ErrInvalidTransition, j.State)
+		}
+		return j.SetState(job.Canceled, reason, time.Now())
+	})
+	if err != nil {
+		return nil, err
+	}
+	if j.BackendID != "" {
+		if s, ok := d.scheds[j.Scheduler]; ok {
+			if err := s.Cancel(ctx, j.BackendID); err != nil && !errors.Is(err, sched.ErrNotFound) {
+				d.log.Error("cancel in engine", "job", id, "err", err)
+			}
+		}
+	}
+	return j, nil
+}
+
+// Hold keeps a job that has not started from starting.
+func (d *Dispatcher) Hold(ctx context.Context, id string) (*job.Job, error) {
+	j, err := d.store.GetJob(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch j.State {
+	case job.Held:
+		return j, nil
+	case job.Pending:
+		return d.store.UpdateJob(ctx, id, func(j *job.Job) error {
+			if j.State != job.Pending {
+				return fmt.Errorf("%w: the job is %s now", job.ErrInvalidTransition, j.State)
+			}
+			return j.SetState(job.Held, "held by the user", time.Now())
+		})
+	case job.Queued:
+		s, ok := d.scheds[j.Scheduler]
+		h, canHold := s.(sched.Holder)
+		if !ok || !canHold {
+			return nil, fmt.Errorf("%w: %s cannot hold a queued job", sched.ErrUnsupported, j.Scheduler)
+		}
+		if err := h.Hold(ctx, j.BackendID); err != nil {
+			return nil, err
+		}
+		return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Held, "held by the user", time.Now()) })
+	}
+	return nil, fmt.Errorf("%w: a %s job cannot be held; only pending and queued jobs can", job.ErrInvalidTransition, j.State)
+}
+
+// Release lets a held job go on.
+func (d *Dispatcher) Release(ctx context.Context, id string) (*job.Job, error) {
+	j, err := d.store.GetJob(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if j.State != job.Held {
+		return nil, fmt.Errorf("%w: the job is %s, not held", job.ErrInvalidTransition, j.State)
+	}
+	if j.BackendID == "" {
+		j, err = d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Pending, "released by the user", time.Now()) })
+		if err == nil {
+			d.Notify()
+		}
+		return j, err
+	}
+	s, ok := d.scheds[j.Scheduler]
+	h, canHold := s.(sched.Holder)
+	if !ok || !canHold {
+		return nil, fmt.Errorf("%w: %s cannot release a job", sched.ErrUnsupported, j.Scheduler)
+	}
+	if err := h.Release(ctx, j.BackendID); err != nil {
+		return nil, err
+	}
+	return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Queued, "released by the user", time.Now()) })
+}

@@ -1,0 +1,180 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/job"
+)
+
+// The routes in this file are for the agent, with its job's own token.
+
+// agentJob loads the job of the path, which must be the token's own.
+func (s *Server) agentJob(r *http.Request) (*job.Job, error) {
+	p := principal(r)
+	if r.PathValue("id") != p.JobID {
+		return nil, errorf(http.StatusNotFound, api.CodeNotFound, "no such job")
+	}
+	return s.store.GetJob(r.Context(), p.JobID)
+}
+
+var envNameRE = regexp.MustCompile(`[^A-Z0-9_]`)
+
+// ParamEnv returns the HPCGATE_PARAM_<NAME> variables for a parameters
+// object: strings as they are, everything else as JSON text.
+func ParamEnv(params json.RawMessage) map[string]string {
+	out := map[string]string{}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(params, &obj) != nil {
+		return out
+	}
+	for k, raw := range obj {
+		name := "HPCGATE_PARAM_" + envNameRE.ReplaceAllString(strings.ToUpper(k), "_")
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			out[name] = s
+		} else {
+			var buf bytes.Buffer
+			json.Compact(&buf, raw)
+			out[name] = buf.String()
+		}
+	}
+	return out
+}
+
+func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.agentJob(r)
+	if err != nil {
+		return err
+	}
+	t, err := s.catalog.Template(j.Template, j.TemplateVersion)
+	if err != nil {
+		return errorf(http.StatusConflict, api.CodeConflict, "template %s version %d is no longer offered", j.Template, j.TemplateVersion)
+	}
+	spec := api.Spec{
+		JobID:      j.ID,
+		Image:      t.Image,
+		Command:    t.Command,
+		Env:        ParamEnv(j.Parameters),
+		Parameters: j.Parameters,
+		Inputs:     []api.SpecInput{},
+		Outputs:    t.Outputs,
+		Adapters:   api.Adapters{Verify: t.Adapters.Verify, Prepare: t.Adapters.Prepare, Collect: t.Adapters.Collect},
+		Resources:  api.Resources{Nodes: j.Resources.Nodes, CoresPerNode: j.Resources.CoresPerNode, MemoryMB: j.Resources.MemoryMB, WalltimeS: j.Resources.WalltimeS},
+		LogOffsets: map[string]int64{},
+	}
+	for _, in := range t.Inputs {
+		if _, given := j.Inputs[in.Name]; given {
+			spec.Inputs = append(spec.Inputs, api.SpecInput{Name: in.Name, Path: in.Path, Size: j.InputSizes[in.Name]})
+		}
+	}
+	for _, st := range []string{"stdout", "stderr"} {
+		_, size, err := s.store.ReadLog(r.Context(), j.ID, st, 0, 0)
+		if err != nil {
+			return err
+		}
+		spec.LogOffsets[st] = size
+	}
+	return writeJSON(w, http.StatusOK, spec)
+}
+
+func (s *Server) agentInput(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.agentJob(r)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	p, ok := j.Inputs[name]
+	if !ok {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "the job has no input %q", name)
+	}
+	return s.serveObject(w, r, userFilesKey(j.Owner, p), name)
+}
+
+func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.agentJob(r); err != nil {
+		return err
+	}
+	var rep api.StateReport
+	if err := s.readJSON(w, r, &rep); err != nil {
+		return err
+	}
+	to := job.State(rep.State)
+	switch to {
+	case job.Starting, job.Running, job.Finishing, job.Succeeded, job.Failed:
+	default:
+		return fieldError("state", "an agent may report starting, running, finishing, succeeded or failed, not %q", rep.State)
+	}
+	j, err := s.store.UpdateJob(r.Context(), principal(r).JobID, func(j *job.Job) error {
+		if rep.ExitCode != nil {
+			j.ExitCode = rep.ExitCode
+		}
+		if rep.Usage != nil {
+			j.Usage = &job.Usage{CPUSeconds: rep.Usage.CPUSeconds, MaxRSSBytes: rep.Usage.MaxRSSBytes, WallSeconds: rep.Usage.WallSeconds}
+		}
+		if rep.Error != "" {
+			j.Error = rep.Error
+		}
+		// A job that moved on (the reconciler saw the engine first) keeps
+		// its state; a report of where it already is changes nothing.
+		return j.SetState(to, rep.Reason, time.Now())
+	})
+	if err != nil {
+		return err
+	}
+	if j.State.Terminal() {
+		s.logs.Notify(j.ID + "/stdout")
+		s.logs.Notify(j.ID + "/stderr")
+	}
+	return writeJSON(w, http.StatusOK, apiJob(j))
+}
+
+func (s *Server) agentLog(w http.ResponseWriter, r *http.Request) error {
+	stream := r.PathValue("stream")
+	if err := validStream(stream); err != nil {
+		return err
+	}
+	j, err := s.agentJob(r)
+	if err != nil {
+		return err
+	}
+	offset, err := strconv.ParseInt(r.URL.Query().Get("offset"), 10, 64)
+	if err != nil || offset < 0 {
+		return fieldError("offset", "is required: the byte offset of this chunk in the stream")
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxLogChunk))
+	if err != nil {
+		return err
+	}
+	size, err := s.store.AppendLog(r.Context(), j.ID, stream, offset, data)
+	if err != nil {
+		return fmt.Errorf("log %s of job %s: %w", stream, j.ID, err)
+	}
+	s.logs.Notify(j.ID + "/" + stream)
+	return writeJSON(w, http.StatusOK, api.LogAppend{Size: size})
+}
+
+func (s *Server) agentOutput(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.agentJob(r)
+	if err != nil {
+		return err
+	}
+	p := r.PathValue("path")
+	if err := checkPath("path", p); err != nil {
+		return err
+	}
+	fi, err := s.putBody(w, r, outputsPrefix(j.ID)+p)
+	if err != nil {
+		return err
+	}
+	fi.Path = p
+	return writeJSON(w, http.StatusCreated, fi)
+}

@@ -1,0 +1,196 @@
+package server
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/blob"
+)
+
+var errPageFull = errors.New("page full")
+
+// listPrefix answers a page of the objects under prefix, with paths shown
+// relative to it. filter, if set, is a further prefix of those paths.
+func (s *Server) listPrefix(w http.ResponseWriter, r *http.Request, prefix, filter string) error {
+	q := r.URL.Query()
+	limit := 1000
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			return fieldError("limit", "must be a whole number from 1 to 10000")
+		}
+		limit = n
+	}
+	after := ""
+	if tok := q.Get("page_token"); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil {
+			return fieldError("page_token", "malformed")
+		}
+		after = string(b)
+	}
+	page := api.Page[api.FileInfo]{Items: []api.FileInfo{}}
+	err := s.bucket.List(r.Context(), prefix+filter, func(a blob.Attrs) error {
+		rel := strings.TrimPrefix(a.Key, prefix)
+		if rel <= after {
+			return nil
+		}
+		if len(page.Items) == limit {
+			page.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(page.Items[limit-1].Path))
+			return errPageFull
+		}
+		page.Items = append(page.Items, api.FileInfo{Path: rel, Size: a.Size, SHA256: a.SHA256, Modified: a.Modified.UTC()})
+		return nil
+	})
+	if err != nil && !errors.Is(err, errPageFull) {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) error {
+	prefix := r.URL.Query().Get("prefix")
+	if prefix != "" {
+		if err := checkPath("prefix", strings.TrimSuffix(prefix, "/")); err != nil {
+			return err
+		}
+	}
+	return s.listPrefix(w, r, userFilesKey(principal(r).User, ""), prefix)
+}
+
+func (s *Server) filePath(r *http.Request) (string, error) {
+	p := r.PathValue("path")
+	if err := checkPath("path", p); err != nil {
+		return "", err
+	}
+	return p, nil
+}
+
+// putBody stores a size-limited request body under key.
+func (s *Server) putBody(w http.ResponseWriter, r *http.Request, key string) (api.FileInfo, error) {
+	if r.ContentLength > s.opts.MaxUploadBytes {
+		return api.FileInfo{}, errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "the file is %d bytes, more than the limit of %d", r.ContentLength, s.opts.MaxUploadBytes)
+	}
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxUploadBytes)
+	a, err := s.bucket.Put(r.Context(), key, body)
+	if err != nil {
+		return api.FileInfo{}, err
+	}
+	return api.FileInfo{Size: a.Size, SHA256: a.SHA256, Modified: a.Modified.UTC()}, nil
+}
+
+func (s *Server) putFile(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.filePath(r)
+	if err != nil {
+		return err
+	}
+	fi, err := s.putBody(w, r, userFilesKey(principal(r).User, p))
+	if err != nil {
+		return err
+	}
+	fi.Path = p
+	w.Header().Set("Location", "/v1/files/"+p)
+	return writeJSON(w, http.StatusCreated, fi)
+}
+
+func (s *Server) getFile(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.filePath(r)
+	if err != nil {
+		return err
+	}
+	return s.serveObject(w, r, userFilesKey(principal(r).User, p), p)
+}
+
+func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.filePath(r)
+	if err != nil {
+		return err
+	}
+	if err := s.bucket.Delete(r.Context(), userFilesKey(principal(r).User, p)); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// parseRange parses a single "bytes=" range against size. ok is false when
+// the header is absent or not one range (then the whole object is sent).
+func parseRange(h string, size int64) (off, n int64, ok bool, err error) {
+	spec, found := strings.CutPrefix(h, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return 0, 0, false, nil
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return 0, 0, false, nil
+	}
+	unsat := errorf(http.StatusRequestedRangeNotSatisfiable, api.CodeRangeUnsatisfied, "range %q is outside the file's %d bytes", h, size)
+	if a == "" { // suffix: the last b bytes
+		k, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || k <= 0 {
+			return 0, 0, false, unsat
+		}
+		k = min(k, size)
+		return size - k, k, true, nil
+	}
+	start, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || start < 0 || start >= size {
+		return 0, 0, false, unsat
+	}
+	end := size - 1
+	if b != "" {
+		if end, err = strconv.ParseInt(b, 10, 64); err != nil || end < start {
+			return 0, 0, false, unsat
+		}
+		end = min(end, size-1)
+	}
+	return start, end - start + 1, true, nil
+}
+
+// serveObject streams an object, honouring a single Range and HEAD.
+func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, key, name string) error {
+	a, err := s.bucket.Stat(r.Context(), key)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("Last-Modified", a.Modified.UTC().Format(http.TimeFormat))
+	if a.SHA256 != "" {
+		h.Set("X-Checksum-Sha256", a.SHA256)
+		h.Set("ETag", `"`+a.SHA256+`"`)
+	}
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("X-Content-Type-Options", "nosniff")
+	off, n, partial, err := parseRange(r.Header.Get("Range"), a.Size)
+	if err != nil {
+		h.Set("Content-Range", fmt.Sprintf("bytes */%d", a.Size))
+		return err
+	}
+	status := http.StatusOK
+	if partial {
+		status = http.StatusPartialContent
+		h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, a.Size))
+	} else {
+		n = a.Size
+	}
+	h.Set("Content-Length", strconv.FormatInt(n, 10))
+	if r.Method == http.MethodHead {
+		w.WriteHeader(status)
+		return nil
+	}
+	rc, _, err := s.bucket.Get(r.Context(), key, off, n)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w.WriteHeader(status)
+	_, err = io.Copy(w, rc)
+	return err
+}

@@ -1,0 +1,455 @@
+package server
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/auth"
+	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/catalog"
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/store"
+)
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+func newJobID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}
+
+func userFilesKey(user, p string) string { return "users/" + user + "/files/" + p }
+func outputsPrefix(id string) string     { return "jobs/" + id + "/outputs/" }
+
+// visibleJob loads a job the caller may see. Another user's job, or for a
+// job token any job but itself and its children, is "not found".
+func (s *Server) visibleJob(ctx context.Context, p *auth.Principal, id string) (*job.Job, error) {
+	j, err := s.store.GetJob(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	visible := false
+	switch {
+	case p.IsJob():
+		visible = j.ID == p.JobID || j.ParentID == p.JobID
+	default:
+		visible = j.Owner == p.User || p.IsAdmin()
+	}
+	if !visible {
+		return nil, fmt.Errorf("job %s: %w", id, store.ErrNotFound)
+	}
+	return j, nil
+}
+
+func (s *Server) jobFromPath(r *http.Request) (*job.Job, error) {
+	return s.visibleJob(r.Context(), principal(r), r.PathValue("id"))
+}
+
+func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	var req api.JobRequest
+	if err := s.readJSON(w, r, &req); err != nil {
+		return err
+	}
+	idem := r.Header.Get("Idempotency-Key")
+	if len(idem) > 128 {
+		return fieldError("Idempotency-Key", "at most 128 characters")
+	}
+	if len(req.Name) > 128 {
+		return fieldError("name", "at most 128 characters")
+	}
+	if req.Template == "" {
+		return fieldError("template", "is required")
+	}
+	j := &job.Job{ID: newJobID(), Owner: p.User, CreatedAt: time.Now().UTC(), IdemKey: idem, State: job.Pending, Reason: "created"}
+	if p.IsJob() {
+		parent, err := s.store.GetJob(r.Context(), p.JobID)
+		if err != nil {
+			return err
+		}
+		if parent.Depth+1 > s.opts.MaxDepth {
+			return errorf(http.StatusConflict, api.CodeConflict, "children may be nested %d deep at most; this job is at depth %d", s.opts.MaxDepth, parent.Depth)
+		}
+		j.ParentID, j.Depth, j.Owner = parent.ID, parent.Depth+1, parent.Owner
+	}
+	var res *job.Resources
+	if req.Resources != nil {
+		res = &job.Resources{Nodes: req.Resources.Nodes, CoresPerNode: req.Resources.CoresPerNode, MemoryMB: req.Resources.MemoryMB, WalltimeS: req.Resources.WalltimeS}
+	}
+	inst, err := s.catalog.Instantiate(catalog.Request{
+		Template: req.Template, Version: req.Version, Parameters: req.Parameters, Inputs: req.Inputs,
+		Environment: req.Environment, Resources: res, Labels: req.Labels,
+	}, func(path string) (int64, error) {
+		a, err := s.bucket.Stat(r.Context(), userFilesKey(j.Owner, path))
+		if errors.Is(err, blob.ErrNotFound) {
+			return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotFound)
+		}
+		return a.Size, err
+	})
+	if err != nil {
+		return err
+	}
+	j.Name = req.Name
+	if j.Name == "" {
+		j.Name = inst.Template.Name
+	}
+	j.Template, j.TemplateVersion = inst.Template.Name, inst.Template.Version
+	j.Environment = inst.Environment.Name
+	j.Parameters, j.Inputs, j.InputSizes = inst.Parameters, inst.Inputs, inst.InputSizes
+	j.Resources, j.Labels = inst.Resources, req.Labels
+	if req.Hold {
+		j.State, j.Reason = job.Held, "created held"
+	}
+	created, err := s.store.CreateJob(r.Context(), j, &store.CreateOptions{MaxChildren: s.opts.MaxChildren})
+	if errors.Is(err, store.ErrDuplicate) {
+		return writeJSON(w, http.StatusOK, apiJob(created))
+	}
+	if errors.Is(err, store.ErrLimit) {
+		return errorf(http.StatusConflict, api.CodeConflict, "a job may have %d children at most", s.opts.MaxChildren)
+	}
+	if err != nil {
+		return err
+	}
+	if created.State == job.Pending {
+		s.disp.Notify()
+	}
+	w.Header().Set("Location", "/v1/jobs/"+created.ID)
+	return writeJSON(w, http.StatusCreated, apiJob(created))
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	q := r.URL.Query()
+	f := store.JobFilter{Owner: p.User, Template: q.Get("template"), ParentID: q.Get("parent"), PageToken: q.Get("page_token"), Limit: 100}
+	if owner := q.Get("owner"); owner != "" && p.IsAdmin() {
+		f.Owner = owner
+		if owner == "*" {
+			f.Owner = ""
+		}
+	}
+	if p.IsJob() {
+		f.ParentID = p.JobID
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return fieldError("limit", "must be a whole number from 1 to 1000")
+		}
+		f.Limit = n
+	}
+	if v := q.Get("state"); v != "" {
+		for _, st := range strings.Split(v, ",") {
+			if !job.State(st).Valid() {
+				return fieldError("state", "unknown state %q", st)
+			}
+			f.States = append(f.States, job.State(st))
+		}
+	}
+	if v := q.Get("label"); v != "" {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || k == "" {
+			return fieldError("label", "must be key=value")
+		}
+		f.LabelKey, f.LabelValue = k, val
+	}
+	jobs, next, err := s.store.ListJobs(r.Context(), f)
+	if err != nil {
+		if f.PageToken != "" && strings.Contains(err.Error(), "page token") {
+			return fieldError("page_token", "malformed")
+		}
+		return err
+	}
+	return writeJSON(w, http.StatusOK, jobPage(jobs, next))
+}
+
+func jobPage(jobs []*job.Job, next string) api.Page[api.Job] {
+	page := api.Page[api.Job]{Items: make([]api.Job, 0, len(jobs)), NextPageToken: next}
+	for _, j := range jobs {
+		page.Items = append(page.Items, apiJob(j))
+	}
+	return page
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, apiJob(j))
+}
+
+func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		return err
+	}
+	if !j.State.Terminal() {
+		if _, err := s.disp.Cancel(r.Context(), j.ID, "canceled: the job was deleted"); err != nil && !errors.Is(err, job.ErrInvalidTransition) {
+			return err
+		}
+	}
+	var keys []string
+	if err := s.bucket.List(r.Context(), "jobs/"+j.ID+"/", func(a blob.Attrs) error { keys = append(keys, a.Key); return nil }); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := s.bucket.Delete(r.Context(), k); err != nil && !errors.Is(err, blob.ErrNotFound) {
+			return err
+		}
+	}
+	if err := s.store.DeleteJob(r.Context(), j.ID); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type controlOp int
+
+const (
+	controlCancel controlOp = iota
+	controlHold
+	controlRelease
+)
+
+func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		j, err := s.jobFromPath(r)
+		if err != nil {
+			return err
+		}
+		switch op {
+		case controlCancel:
+			reason := "canceled by " + principal(r).User
+			if p := principal(r); p.IsJob() {
+				reason = "canceled by its parent job " + p.JobID
+			}
+			j, err = s.disp.Cancel(r.Context(), j.ID, reason)
+		case controlHold:
+			j, err = s.disp.Hold(r.Context(), j.ID)
+		case controlRelease:
+			j, err = s.disp.Release(r.Context(), j.ID)
+		}
+		if err != nil {
+			return err
+		}
+		s.logs.Notify(j.ID + "/stdout")
+		s.logs.Notify(j.ID + "/stderr")
+		return writeJSON(w, http.StatusOK, apiJob(j))
+	}
+}
+
+func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		return err
+	}
+	evs, err := s.store.Events(r.Context(), j.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, api.Page[api.Event]{Items: apiEvents(evs)})
+}
+
+func (s *Server) jobChildren(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		return err
+	}
+	jobs, next, err := s.store.ListJobs(r.Context(), store.JobFilter{ParentID: j.ID, Limit: 1000, PageToken: r.URL.Query().Get("page_token")})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, jobPage(jobs, next))
+}
+
+func (s *Server) jobParameters(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(append(j.Parameters, '\n'))
+	return nil
+}
+
+func (s *Server) jobResults(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		return err
+	}
+	rc, _, err := s.bucket.Get(r.Context(), outputsPrefix(j.ID)+"results.json", 0, -1)
+	if errors.Is(err, blob.ErrNotFound) {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "the job has written no results.json (yet)")
+	}
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, s.opts.MaxJSONBytes*16))
+	if err != nil {
+		return err
+	}
+	if !json.Valid(b) {
+		return errorf(http.StatusConflict, api.CodeConflict, "the job's results.json is not valid JSON; download it as an output")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+	return nil
+}
+
+func validStream(st string) error {
+	if st != "stdout" && st != "stderr" {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "no log stream %q: use stdout or stderr", st)
+	}
+	return nil
+}
+
+// getLog answers a job's log from offset; with follow=true it streams
+// until the job has ended and every byte has been sent.
+func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
+	stream := r.PathValue("stream")
+	if err := validStream(stream); err != nil {
+		return err
+	}
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	var offset int64
+	if v := q.Get("offset"); v != "" {
+		if offset, err = strconv.ParseInt(v, 10, 64); err != nil || offset < 0 {
+			return fieldError("offset", "must be a whole number ≥ 0")
+		}
+	}
+	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
+	ctx := r.Context()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Log-Offset", strconv.FormatInt(offset, 10))
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	rc := http.NewResponseController(w)
+	started := false
+	key := j.ID + "/" + stream
+	ended := j.State.Terminal()
+	for {
+		wait := s.logs.Wait(key)
+		data, _, err := s.store.ReadLog(ctx, j.ID, stream, offset, 1<<20)
+		if err != nil {
+			return err
+		}
+		if len(data) > 0 {
+			if !started {
+				w.WriteHeader(http.StatusOK)
+				started = true
+			}
+			if _, err := w.Write(data); err != nil {
+				return nil // the client went away
+			}
+			offset += int64(len(data))
+			if follow {
+				rc.Flush()
+			}
+			continue
+		}
+		if !follow || ended {
+			break
+		}
+		if !started {
+			w.WriteHeader(http.StatusOK)
+			started = true
+			rc.Flush()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wait:
+		case <-time.After(time.Second):
+		}
+		cur, err := s.store.GetJob(ctx, j.ID)
+		if err != nil {
+			return nil
+		}
+		// Agents send their last log bytes before their final state, so once
+		// the job has ended one more read gets everything.
+		ended = cur.State.Terminal()
+	}
+	if !started {
+		w.WriteHeader(http.StatusOK)
+	}
+	return nil
+}
+
+func (s *Server) listOutputs(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		return err
+	}
+	return s.listPrefix(w, r, outputsPrefix(j.ID), "")
+}
+
+func (s *Server) getOutput(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		return err
+	}
+	p := r.PathValue("path")
+	if err := checkPath("path", p); err != nil {
+		return err
+	}
+	return s.serveObject(w, r, outputsPrefix(j.ID)+p, p)
+}
+
+// outputsArchive streams every output of a job as one tar.gz.
+func (s *Server) outputsArchive(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		return err
+	}
+	prefix := outputsPrefix(j.ID)
+	var objs []blob.Attrs
+	if err := s.bucket.List(r.Context(), prefix, func(a blob.Attrs) error { objs = append(objs, a); return nil }); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-outputs.tar.gz"`, j.ID))
+	gz := gzip.NewWriter(w)
+	tw := tar.NewWriter(gz)
+	for _, a := range objs {
+		rc, attrs, err := s.bucket.Get(r.Context(), a.Key, 0, -1)
+		if errors.Is(err, blob.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		hdr := &tar.Header{Name: strings.TrimPrefix(a.Key, prefix), Mode: 0o644, Size: attrs.Size, ModTime: attrs.Modified, Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			rc.Close()
+			return err
+		}
+		_, err = io.Copy(tw, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return gz.Close()
+}

@@ -1,0 +1,440 @@
+// Package server is hpcgate's HTTP API: one route table, handlers that
+// return errors, one mapping from errors to problem documents, and the
+// middleware that authenticates every request and limits every body.
+package server
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/auth"
+	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/catalog"
+	"github.com/hpcgate/hpcgate/internal/dispatch"
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/sched"
+	"github.com/hpcgate/hpcgate/internal/store"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// Version is the gateway's version, shown by /v1/status.
+var Version = "dev"
+
+// Options are the server's limits. Zero fields take the defaults.
+type Options struct {
+	MaxJSONBytes   int64 // request bodies of JSON (default 1 MiB)
+	MaxUploadBytes int64 // one uploaded file or output (default 10 GiB)
+	MaxLogChunk    int64 // one log append (default 4 MiB)
+	MaxChildren    int   // children per job (default 100)
+	MaxDepth       int   // generations of children below a person's job (default 3)
+}
+
+func (o *Options) defaults() {
+	if o.MaxJSONBytes <= 0 {
+		o.MaxJSONBytes = 1 << 20
+	}
+	if o.MaxUploadBytes <= 0 {
+		o.MaxUploadBytes = 10 << 30
+	}
+	if o.MaxLogChunk <= 0 {
+		o.MaxLogChunk = 4 << 20
+	}
+	if o.MaxChildren <= 0 {
+		o.MaxChildren = 100
+	}
+	if o.MaxDepth <= 0 {
+		o.MaxDepth = 3
+	}
+}
+
+// Server serves the API. Create it with New; it is an http.Handler.
+type Server struct {
+	store    store.Store
+	bucket   blob.Bucket
+	catalog  *catalog.Catalog
+	auth     *auth.Authenticator
+	disp     *dispatch.Dispatcher
+	scheds   map[string]sched.Scheduler
+	logs     *Hub
+	opts     Options
+	log      *slog.Logger
+	mux      *http.ServeMux
+	routes   []route
+	reqCount atomic.Uint64
+}
+
+// New returns a server over its parts. It starts nothing.
+func New(st store.Store, b blob.Bucket, cat *catalog.Catalog, a *auth.Authenticator, d *dispatch.Dispatcher, scheds map[string]sched.Scheduler, hub *Hub, log *slog.Logger, opts *Options) *Server {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.defaults()
+	s := &Server{store: st, bucket: b, catalog: cat, auth: a, disp: d, scheds: scheds, logs: hub, opts: o, log: log, mux: http.NewServeMux()}
+	s.routes = s.routeTable()
+	for _, rt := range s.routes {
+		s.mux.Handle(rt.pattern, s.wrap(rt))
+	}
+	s.mux.Handle("/", s.wrap(route{pattern: "/", public: true, h: func(w http.ResponseWriter, r *http.Request) error {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
+	}}))
+	return s
+}
+
+// access says who may call a route.
+type access int
+
+const (
+	userOnly access = iota // person tokens with the route's scope
+	jobToo                 // person tokens with the scope, and job tokens (checked per job by the handler)
+	jobOnly                // the job's own token (agent routes)
+)
+
+type route struct {
+	pattern string
+	scope   string
+	access  access
+	public  bool
+	h       func(http.ResponseWriter, *http.Request) error
+}
+
+// Routes returns the route patterns, for the OpenAPI test.
+func (s *Server) Routes() []string {
+	var out []string
+	for _, rt := range s.routes {
+		out = append(out, rt.pattern)
+	}
+	return out
+}
+
+func (s *Server) routeTable() []route {
+	R, W := api.ScopeJobsRead, api.ScopeJobsWrite
+	FR, FW := api.ScopeFilesRead, api.ScopeFilesWrite
+	return []route{
+		{pattern: "GET /v1/health", public: true, h: s.health},
+		{pattern: "GET /openapi.json", public: true, h: s.openapi},
+		{pattern: "GET /v1/status", access: jobToo, h: s.status},
+		{pattern: "GET /v1/me", access: jobToo, h: s.me},
+
+		{pattern: "POST /v1/tokens", h: s.createToken},
+		{pattern: "GET /v1/tokens", h: s.listTokens},
+		{pattern: "DELETE /v1/tokens/{id}", h: s.deleteToken},
+
+		{pattern: "GET /v1/templates", access: jobToo, h: s.listTemplates},
+		{pattern: "GET /v1/templates/{name}", access: jobToo, h: s.getTemplate},
+		{pattern: "GET /v1/environments", access: jobToo, h: s.listEnvironments},
+		{pattern: "GET /v1/environments/{name}", access: jobToo, h: s.getEnvironment},
+
+		{pattern: "GET /v1/files", scope: FR, h: s.listFiles},
+		{pattern: "PUT /v1/files/{path...}", scope: FW, h: s.putFile},
+		{pattern: "GET /v1/files/{path...}", scope: FR, h: s.getFile},
+		{pattern: "HEAD /v1/files/{path...}", scope: FR, h: s.getFile},
+		{pattern: "DELETE /v1/files/{path...}", scope: FW, h: s.deleteFile},
+
+		{pattern: "POST /v1/jobs", scope: W, access: jobToo, h: s.createJob},
+		{pattern: "GET /v1/jobs", scope: R, access: jobToo, h: s.listJobs},
+		{pattern: "GET /v1/jobs/{id}", scope: R, access: jobToo, h: s.getJob},
+		{pattern: "DELETE /v1/jobs/{id}", scope: W, h: s.deleteJob},
+		{pattern: "POST /v1/jobs/{id}/cancel", scope: W, access: jobToo, h: s.control(controlCancel)},
+		{pattern: "POST /v1/jobs/{id}/hold", scope: W, h: s.control(controlHold)},
+		{pattern: "POST /v1/jobs/{id}/release", scope: W, h: s.control(controlRelease)},
+		{pattern: "GET /v1/jobs/{id}/events", scope: R, access: jobToo, h: s.jobEvents},
+		{pattern: "GET /v1/jobs/{id}/children", scope: R, access: jobToo, h: s.jobChildren},
+		{pattern: "GET /v1/jobs/{id}/logs/{stream}", scope: R, access: jobToo, h: s.getLog},
+		{pattern: "GET /v1/jobs/{id}/outputs", scope: R, access: jobToo, h: s.listOutputs},
+		{pattern: "GET /v1/jobs/{id}/outputs/{path...}", scope: R, access: jobToo, h: s.getOutput},
+		{pattern: "GET /v1/jobs/{id}/outputs.tar.gz", scope: R, access: jobToo, h: s.outputsArchive},
+		{pattern: "GET /v1/jobs/{id}/parameters", scope: R, access: jobToo, h: s.jobParameters},
+		{pattern: "GET /v1/jobs/{id}/results", scope: R, access: jobToo, h: s.jobResults},
+
+		{pattern: "GET /v1/jobs/{id}/spec", access: jobOnly, h: s.agentSpec},
+		{pattern: "GET /v1/jobs/{id}/inputs/{name}", access: jobOnly, h: s.agentInput},
+		{pattern: "POST /v1/jobs/{id}/state", access: jobOnly, h: s.agentState},
+		{pattern: "POST /v1/jobs/{id}/logs/{stream}", access: jobOnly, h: s.agentLog},
+		{pattern: "PUT /v1/jobs/{id}/outputs/{path...}", access: jobOnly, h: s.agentOutput},
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+type ctxKey int
+
+const (
+	principalKey ctxKey = iota
+	requestIDKey
+)
+
+func principal(r *http.Request) *auth.Principal {
+	p, _ := r.Context().Value(principalKey).(*auth.Principal)
+	return p
+}
+
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(requestIDKey).(string)
+	return id
+}
+
+// wrap turns a route into a handler: request id, authentication, access
+// check, then the handler, whose error becomes a problem document.
+func (s *Server) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rid := fmt.Sprintf("%x", s.reqCount.Add(1))
+		ctx := context.WithValue(r.Context(), requestIDKey, rid)
+		r = r.WithContext(ctx)
+		w.Header().Set("X-Request-Id", rid)
+		sw := &statusWriter{ResponseWriter: w}
+		p, err := s.authorize(w, r, rt)
+		if err == nil {
+			if p != nil {
+				r = r.WithContext(context.WithValue(ctx, principalKey, p))
+			}
+			err = rt.h(sw, r)
+		}
+		if err != nil {
+			if sw.wrote {
+				// The answer is under way: nothing more can be said to the client.
+				s.log.Warn("request failed after the answer began", "id", rid, "path", r.URL.Path, "err", err)
+				return
+			}
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// statusWriter notes whether the answer has begun.
+type statusWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.wrote = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+// ReadFrom keeps sendfile for file bodies.
+func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.wrote = true
+	return io.Copy(w.ResponseWriter, r)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*auth.Principal, error) {
+	if rt.public {
+		return nil, nil
+	}
+	h := r.Header.Get("Authorization")
+	secret, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hpcgate"`)
+		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "send a token: Authorization: Bearer TOKEN")
+	}
+	p, err := s.auth.Authenticate(r.Context(), strings.TrimSpace(secret))
+	if err != nil {
+		return nil, err
+	}
+	if p.IsJob() {
+		if rt.access == userOnly {
+			return nil, errorf(http.StatusForbidden, api.CodeForbidden, "a job token may not call %s", rt.pattern)
+		}
+		j, err := s.store.GetJob(r.Context(), p.JobID)
+		if err != nil || j.State.Terminal() {
+			return nil, errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "this job token has expired: its job has ended")
+		}
+	} else {
+		if rt.access == jobOnly {
+			return nil, errorf(http.StatusForbidden, api.CodeForbidden, "only the job's own token may call %s", rt.pattern)
+		}
+		if rt.scope != "" && !p.Has(rt.scope) {
+			return nil, errorf(http.StatusForbidden, api.CodeForbidden, "this token lacks the scope %s", rt.scope)
+		}
+	}
+	return p, nil
+}
+
+// httpError is an error with its answer.
+type httpError struct {
+	status int
+	code   string
+	detail string
+	fields []api.FieldError
+}
+
+func (e *httpError) Error() string { return e.detail }
+
+func errorf(status int, code, format string, args ...any) error {
+	return &httpError{status: status, code: code, detail: fmt.Sprintf(format, args...)}
+}
+
+func fieldError(field, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	return &httpError{status: http.StatusUnprocessableEntity, code: api.CodeValidation, detail: field + ": " + msg,
+		fields: []api.FieldError{{Field: field, Message: msg}}}
+}
+
+// problemFor maps an error to its answer. Internal errors say nothing of
+// their cause to the client.
+func problemFor(err error) *httpError {
+	var he *httpError
+	var verr *catalog.ValidationError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &he):
+		return he
+	case errors.As(err, &verr):
+		e := &httpError{status: http.StatusUnprocessableEntity, code: api.CodeValidation, detail: verr.Error()}
+		for _, f := range verr.Fields {
+			e.fields = append(e.fields, api.FieldError{Field: f.Field, Message: f.Message})
+		}
+		return e
+	case errors.As(err, &mbe):
+		return &httpError{status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge, detail: fmt.Sprintf("the body is larger than the limit of %d bytes", mbe.Limit)}
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return &httpError{status: http.StatusUnauthorized, code: api.CodeUnauthenticated, detail: "the token is missing, unknown, revoked or expired"}
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, blob.ErrNotFound), errors.Is(err, catalog.ErrNotFound), errors.Is(err, sched.ErrNotFound):
+		return &httpError{status: http.StatusNotFound, code: api.CodeNotFound, detail: notFoundDetail(err)}
+	case errors.Is(err, blob.ErrInvalidKey):
+		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: err.Error()}
+	case errors.Is(err, job.ErrInvalidTransition):
+		return &httpError{status: http.StatusConflict, code: api.CodeInvalidState, detail: err.Error()}
+	case errors.Is(err, sched.ErrUnsupported):
+		return &httpError{status: http.StatusConflict, code: api.CodeUnsupported, detail: err.Error()}
+	case errors.Is(err, store.ErrLimit), errors.Is(err, store.ErrConflict):
+		return &httpError{status: http.StatusConflict, code: api.CodeConflict, detail: err.Error()}
+	}
+	return &httpError{status: http.StatusInternalServerError, code: api.CodeInternal, detail: "internal error; the server log has the details under this request id"}
+}
+
+func notFoundDetail(err error) string {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if strings.HasPrefix(err.Error(), "job ") {
+			return "no such job"
+		}
+		return "not found"
+	case errors.Is(err, blob.ErrNotFound):
+		return "no such file"
+	}
+	return err.Error()
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	pe := problemFor(err)
+	if pe.status >= 500 {
+		s.log.Error("request failed", "id", requestID(r), "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	p := api.Problem{Title: http.StatusText(pe.status), Status: pe.status, Detail: pe.detail, Code: pe.code, RequestID: requestID(r), Errors: pe.fields}
+	h := w.Header()
+	h.Del("Content-Length")
+	h.Del("Content-Range")
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(pe.status)
+	if r.Method != http.MethodHead {
+		json.NewEncoder(w).Encode(p)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+	return nil
+}
+
+// readJSON decodes a size-limited JSON body into v, refusing unknown fields.
+func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, s.opts.MaxJSONBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			f = strings.Trim(f, `"`)
+			return fieldError(f, "unknown field")
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return fieldError(te.Field, "must be %s, not %s", te.Type, te.Value)
+		}
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "the body is not valid JSON: %v", err)
+	}
+	if dec.More() {
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "the body holds more than one JSON value")
+	}
+	return nil
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
+}
+
+func (s *Server) openapi(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(openAPI)
+	return nil
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	return writeJSON(w, http.StatusOK, api.Me{User: p.User, Scopes: p.Scopes, TokenID: p.TokenID, JobID: p.JobID})
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	st := api.Status{Status: "ok", Version: Version}
+	add := func(name, kind string, err error) {
+		c := api.ComponentStatus{Name: name, Kind: kind, Reachable: err == nil}
+		if err != nil {
+			c.Error = err.Error()
+			st.Status = "degraded"
+		}
+		st.Components = append(st.Components, c)
+	}
+	add("database", "database", s.store.Ping(ctx))
+	_, err := s.bucket.Stat(ctx, "health/probe")
+	if errors.Is(err, blob.ErrNotFound) {
+		err = nil
+	}
+	add("objects", "objects", err)
+	for name, sc := range s.scheds {
+		add(name, "scheduler", sc.Ping(ctx))
+	}
+	return writeJSON(w, http.StatusOK, st)
+}
+
+// checkPath validates a user-supplied path of the files or outputs API.
+func checkPath(field, p string) error {
+	if err := catalog.CheckPath(p); err != nil {
+		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: fmt.Sprintf("%s %q: %v", field, p, err),
+			fields: []api.FieldError{{Field: field, Message: err.Error()}}}
+	}
+	return nil
+}

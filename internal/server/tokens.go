@@ -1,0 +1,118 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/auth"
+	"github.com/hpcgate/hpcgate/internal/store"
+)
+
+// UserNameRE is what a user name must match: it becomes part of object keys.
+var UserNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$`)
+
+func apiToken(t store.Token) api.Token {
+	out := api.Token{ID: t.ID, User: t.User, Name: t.Name, Scopes: t.Scopes, JobID: t.JobID, CreatedAt: t.CreatedAt.UTC()}
+	if !t.ExpiresAt.IsZero() {
+		out.ExpiresAt = timePtr(t.ExpiresAt)
+	}
+	return out
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	var req api.TokenRequest
+	if err := s.readJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.User == "" {
+		req.User = p.User
+	}
+	var fields []api.FieldError
+	bad := func(f, format string, args ...any) {
+		fields = append(fields, api.FieldError{Field: f, Message: fmt.Sprintf(format, args...)})
+	}
+	if !UserNameRE.MatchString(req.User) {
+		bad("user", "must match %s", UserNameRE)
+	}
+	if err := auth.CheckScopes(req.Scopes); err != nil {
+		bad("scopes", "%v", err)
+	}
+	if req.ExpiresInS < 0 || req.ExpiresInS > 10*365*24*3600 {
+		bad("expires_in_s", "must be from 0 (never) to ten years")
+	}
+	if len(req.Name) > 128 {
+		bad("name", "at most 128 characters")
+	}
+	if len(fields) > 0 {
+		return &httpError{status: http.StatusUnprocessableEntity, code: api.CodeValidation, detail: "invalid token request", fields: fields}
+	}
+	if !p.IsAdmin() {
+		if req.User != p.User {
+			return errorf(http.StatusForbidden, api.CodeForbidden, "only an admin may create tokens for another user")
+		}
+		for _, sc := range req.Scopes {
+			if !slices.Contains(p.Scopes, sc) {
+				return errorf(http.StatusForbidden, api.CodeForbidden, "a token may not have a scope its maker lacks (%s)", sc)
+			}
+		}
+	}
+	secret, hash := auth.NewSecret()
+	t := store.Token{ID: auth.NewID(), Hash: hash, User: req.User, Name: req.Name, Scopes: req.Scopes, CreatedAt: time.Now().UTC()}
+	if req.ExpiresInS > 0 {
+		t.ExpiresAt = t.CreatedAt.Add(time.Duration(req.ExpiresInS) * time.Second)
+	}
+	if err := s.store.CreateToken(r.Context(), t); err != nil {
+		return err
+	}
+	out := apiToken(t)
+	out.Token = secret
+	return writeJSON(w, http.StatusCreated, out)
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	user := p.User
+	if u := r.URL.Query().Get("user"); u != "" {
+		if !p.IsAdmin() && u != p.User {
+			return errorf(http.StatusForbidden, api.CodeForbidden, "only an admin may list another user's tokens")
+		}
+		user = u
+		if u == "*" {
+			user = ""
+		}
+	}
+	toks, err := s.store.ListTokens(r.Context(), user)
+	if err != nil {
+		return err
+	}
+	page := api.Page[api.Token]{Items: []api.Token{}}
+	for _, t := range toks {
+		page.Items = append(page.Items, apiToken(t))
+	}
+	return writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	id := r.PathValue("id")
+	toks, err := s.store.ListTokens(r.Context(), "")
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(toks, func(t store.Token) bool { return t.ID == id })
+	if i < 0 || (toks[i].User != p.User && !p.IsAdmin()) {
+		return fmt.Errorf("token %s: %w", id, store.ErrNotFound)
+	}
+	if err := s.store.DeleteToken(r.Context(), id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	s.auth.Forget(id)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
