@@ -89,7 +89,7 @@ type exitInfo struct {
 }
 
 type taskFile struct {
-	Seq  int64     `json:"seq"`
+	Seq  int64      `json:"seq"`
 	Task sched.Task `json:"task"`
 }
 
@@ -477,11 +477,11 @@ func (e *Executor) Describe(ctx context.Context) (map[string]any, error) {
 		}
 	}
 	return map[string]any{
-		"total_cores": e.opts.Slots,
-		"free_cores":  e.opts.Slots - e.used,
-		"queued_jobs": queued,
+		"total_cores":  e.opts.Slots,
+		"free_cores":   e.opts.Slots - e.used,
+		"queued_jobs":  queued,
 		"running_jobs": running,
-		"state":       "up",
+		"state":        "up",
 	}, nil
 }
 

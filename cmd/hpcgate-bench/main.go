@@ -1,0 +1,306 @@
+// Command hpcgate-bench measures a real hpcgate server, started as its own
+// process on a fresh data directory, against baselines measured in the same
+// run. It prints a Markdown report.
+//
+//	go build -o /tmp/hpcgate ./cmd/hpcgate
+//	go run ./cmd/hpcgate-bench --bin /tmp/hpcgate
+//
+// Measured: jobs accepted per second (created held, so nothing runs) with
+// concurrent clients over TLS, with p50/p99 latency; trivial jobs per
+// second end to end on the local executor; upload and download speed of a
+// large file through the gateway against the same bytes written to and
+// read from the same disk directly, with the server's RSS growth.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/client"
+)
+
+func main() {
+	bin := flag.String("bin", "", "the hpcgate binary (required)")
+	jobs := flag.Int("jobs", 6000, "jobs to create in the acceptance run")
+	clients := flag.Int("clients", 16, "concurrent clients")
+	e2e := flag.Int("e2e", 200, "trivial jobs to run end to end")
+	sizeMiB := flag.Int("size-mib", 1024, "size of the transfer file")
+	flag.Parse()
+	if *bin == "" {
+		fmt.Fprintln(os.Stderr, "hpcgate-bench: --bin is required")
+		os.Exit(2)
+	}
+	if err := run(*bin, *jobs, *clients, *e2e, int64(*sizeMiB)<<20); err != nil {
+		fmt.Fprintln(os.Stderr, "hpcgate-bench:", err)
+		os.Exit(1)
+	}
+}
+
+type server struct {
+	cmd    *exec.Cmd
+	url    string
+	token  string
+	cacert string
+}
+
+func startServer(bin, dir string) (*server, error) {
+	cmd := exec.Command(bin, "server", "--data-dir", filepath.Join(dir, "data"), "--addr", "127.0.0.1:0", "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, cacert: filepath.Join(dir, "data", "tls", "cert.pem")}
+	sc := bufio.NewScanner(out)
+	for s.url == "" && sc.Scan() {
+		if u, ok := strings.CutPrefix(sc.Text(), "hpcgate listening on "); ok {
+			s.url = u
+		}
+	}
+	go io.Copy(io.Discard, out)
+	tok, err := os.ReadFile(filepath.Join(dir, "data", "admin.token"))
+	if err != nil {
+		return nil, err
+	}
+	s.token = strings.TrimSpace(string(tok))
+	return s, nil
+}
+
+func (s *server) client() (*client.Client, error) {
+	return client.New(s.url, s.token, &client.Options{CACertFile: s.cacert})
+}
+
+// rss returns the server's resident and peak resident set, in bytes.
+func (s *server) rss() (cur, peak int64) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			cur = n << 10
+		case "VmHWM:":
+			peak = n << 10
+		}
+	}
+	return cur, peak
+}
+
+// resetPeak restarts the server's peak-RSS count.
+func (s *server) resetPeak() {
+	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", s.cmd.Process.Pid), []byte("5"), 0)
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[int(float64(len(d)-1)*p)]
+}
+
+func run(bin string, jobs, clients, e2e int, size int64) error {
+	dir, err := os.MkdirTemp("", "hpcgate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	s, err := startServer(bin, dir)
+	if err != nil {
+		return err
+	}
+	defer func() { s.cmd.Process.Signal(syscall.SIGTERM); s.cmd.Wait() }()
+	ctx := context.Background()
+	fmt.Printf("## Run of %s\n\nMachine: %d cores (GOMAXPROCS %d), %s. Server and clients share the machine.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS+"/"+runtime.GOARCH)
+
+	// 1. Acceptance: held jobs, so nothing runs.
+	params := json.RawMessage(`{"name":"bench"}`)
+	lat := make([]time.Duration, jobs)
+	var wg sync.WaitGroup
+	var firstErr error
+	var mu sync.Mutex
+	start := time.Now()
+	for w := 0; w < clients; w++ {
+		c, err := s.client()
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < jobs; i += clients {
+				t0 := time.Now()
+				_, err := c.CreateJob(ctx, api.JobRequest{Template: "hello", Parameters: params, Hold: true}, "")
+				lat[i] = time.Since(t0)
+				if err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return fmt.Errorf("acceptance: %w", firstErr)
+	}
+	fmt.Printf("### Jobs accepted (held), %d clients over TLS, SQLite\n\n| jobs | seconds | jobs/s | p50 | p99 |\n|---|---|---|---|---|\n| %d | %.2f | **%.0f** | %v | %v |\n\n",
+		clients, jobs, elapsed.Seconds(), float64(jobs)/elapsed.Seconds(), percentile(lat, 0.5).Round(time.Microsecond), percentile(lat, 0.99).Round(time.Microsecond))
+
+	// 2. Trivial jobs end to end on the local executor.
+	start = time.Now()
+	ids := make(chan string, e2e)
+	for w := 0; w < clients; w++ {
+		c, _ := s.client()
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < e2e; i += clients {
+				j, err := c.CreateJob(ctx, api.JobRequest{Template: "hello", Parameters: params}, "")
+				if err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+					return
+				}
+				ids <- j.ID
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(ids)
+	c, _ := s.client()
+	failed := 0
+	for id := range ids {
+		j, err := c.Wait(ctx, id)
+		if err != nil {
+			return err
+		}
+		if j.State != api.StateSucceeded {
+			failed++
+		}
+	}
+	elapsed = time.Since(start)
+	if firstErr != nil {
+		return fmt.Errorf("end to end: %w", firstErr)
+	}
+	fmt.Printf("### Trivial jobs end to end (hello, local executor, %d slots)\n\n| jobs | failed | seconds | jobs/s |\n|---|---|---|---|\n| %d | %d | %.2f | **%.1f** |\n\n",
+		runtime.NumCPU(), e2e, failed, elapsed.Seconds(), float64(e2e)/elapsed.Seconds())
+
+	// 3. Transfers against the same disk.
+	src := filepath.Join(dir, "big.bin")
+	if err := makeFile(src, size); err != nil {
+		return err
+	}
+	mb := float64(size) / 1e6
+	t0 := time.Now()
+	if err := copyFile(src, filepath.Join(dir, "copy.bin")); err != nil {
+		return err
+	}
+	diskW := mb / time.Since(t0).Seconds()
+	t0 = time.Now()
+	if err := readFile(filepath.Join(dir, "copy.bin")); err != nil {
+		return err
+	}
+	diskR := mb / time.Since(t0).Seconds()
+	os.Remove(filepath.Join(dir, "copy.bin"))
+
+	before, _ := s.rss()
+	s.resetPeak()
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	t0 = time.Now()
+	if _, err := c.PutFile(ctx, "bench/big.bin", f, size); err != nil {
+		return err
+	}
+	f.Close()
+	up := mb / time.Since(t0).Seconds()
+	_, peakUp := s.rss()
+	s.resetPeak()
+	t0 = time.Now()
+	rc, _, err := c.GetFile(ctx, "bench/big.bin", 0)
+	if err != nil {
+		return err
+	}
+	n, err := io.Copy(io.Discard, rc)
+	rc.Close()
+	if err != nil || n != size {
+		return fmt.Errorf("download: %d bytes, %v", n, err)
+	}
+	down := mb / time.Since(t0).Seconds()
+	_, peakDown := s.rss()
+	fmt.Printf("### Transfer of %d MiB through the gateway (file store) vs the same disk directly\n\n", size>>20)
+	fmt.Printf("| | gateway MB/s | direct MB/s | ratio | server RSS growth |\n|---|---|---|---|---|\n")
+	fmt.Printf("| upload (PUT, sha256, fsync) | **%.0f** | %.0f (write + fsync) | %.2f | %d MiB |\n", up, diskW, up/diskW, max(0, peakUp-before)>>20)
+	fmt.Printf("| download (GET) | **%.0f** | %.0f (read) | %.2f | %d MiB |\n\n", down, diskR, down/diskR, max(0, peakDown-before)>>20)
+	return nil
+}
+
+func makeFile(path string, size int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 4<<20)
+	rand.Read(buf)
+	for left := size; left > 0; left -= int64(len(buf)) {
+		if _, err := f.Write(buf[:min(left, int64(len(buf)))]); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(struct{ io.Writer }{out}, in); err != nil { // a plain copy, as the server does
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		return err
+	}
+	return out.Close()
+}
+
+func readFile(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, struct{ io.Reader }{f})
+	return err
+}

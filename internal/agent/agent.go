@@ -1,0 +1,457 @@
+// Package agent runs inside every job, started by the job script. With its
+// job's own token it fetches the spec, downloads the inputs, runs the
+// template's adapters and command, streams stdout and stderr to the gateway
+// while the command runs, uploads the outputs (also when the command
+// failed) and reports the final state with exit code and resource usage.
+//
+// # Nothing lost
+//
+// The command's output is written to spool files in the working directory
+// first and shipped from there, so a gateway that is away for a while loses
+// nothing: every call is retried with back-off (Options.RetryFor), and log
+// appends carry their offset, so a retried append is harmless.
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/client"
+)
+
+// Options configure the agent. Zero fields take the defaults.
+type Options struct {
+	// WorkDir is the job's working directory (default: the current one).
+	WorkDir string
+	// FlushInterval is how often logs are shipped (default 100ms).
+	FlushInterval time.Duration
+	// RetryFor is how long a call is retried while the gateway is away
+	// (default 10 minutes).
+	RetryFor time.Duration
+	// KillGrace is the time between SIGTERM and SIGKILL (default 5s).
+	KillGrace time.Duration
+	// Stderr receives the agent's own messages (default os.Stderr).
+	Logger *slog.Logger
+	// KeepWorkDir leaves the working directory after the job.
+	KeepWorkDir bool
+}
+
+// errJobGone means the gateway no longer accepts the job's token: the job
+// was canceled or deleted. The agent stops at once.
+var errJobGone = errors.New("the gateway no longer accepts this job (canceled or deleted)")
+
+type agent struct {
+	c     *client.Client
+	id    string
+	opts  Options
+	log   *slog.Logger
+	dir   string
+	spool string
+}
+
+// Run runs job id to its end. It returns an error only when it could not
+// report the end to the gateway.
+func Run(ctx context.Context, c *client.Client, id string, opts *Options) error {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = 100 * time.Millisecond
+	}
+	if o.RetryFor <= 0 {
+		o.RetryFor = 10 * time.Minute
+	}
+	if o.KillGrace <= 0 {
+		o.KillGrace = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if o.WorkDir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return err
+		}
+		o.WorkDir = wd
+	}
+	a := &agent{c: c, id: id, opts: o, log: o.Logger, dir: o.WorkDir, spool: filepath.Join(o.WorkDir, ".hpcgate")}
+	return a.run(ctx)
+}
+
+// retry calls fn until it succeeds, fails for good (a 4xx answer), or
+// RetryFor has passed.
+func (a *agent) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+	deadline := time.Now().Add(a.opts.RetryFor)
+	delay := 100 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		st := client.StatusOf(err)
+		if st == 401 || st == 404 {
+			return fmt.Errorf("%s: %w", what, errJobGone)
+		}
+		if st >= 400 && st < 500 && st != 408 && st != 429 {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: gave up after %v: %w", what, a.opts.RetryFor, err)
+		}
+		a.log.Warn("gateway call failed; retrying", "call", what, "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+func (a *agent) report(ctx context.Context, rep api.StateReport) error {
+	return a.retry(ctx, "report "+rep.State, func(ctx context.Context) error {
+		_, err := a.c.ReportState(ctx, a.id, rep)
+		return err
+	})
+}
+
+// outcome is how the job ended, before it is reported.
+type outcome struct {
+	exitCode *int
+	usage    *api.Usage
+	err      string // why it failed; "" for success
+}
+
+func (a *agent) run(ctx context.Context) error {
+	var spec *api.Spec
+	if err := a.retry(ctx, "fetch spec", func(ctx context.Context) error {
+		var err error
+		spec, err = a.c.Spec(ctx, a.id)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(a.spool, 0o700); err != nil {
+		return a.finish(ctx, outcome{err: "cannot create the working directory: " + err.Error()}, nil)
+	}
+	if err := a.report(ctx, api.StateReport{State: api.StateStarting, Reason: "the agent started on " + hostname()}); err != nil {
+		return err
+	}
+	logs := newShippers(a, spec.LogOffsets)
+	go logs.run(ctx)
+
+	out := a.execute(ctx, spec, logs)
+	if errors.Is(ctx.Err(), context.Canceled) || out.err == errJobGone.Error() {
+		logs.close(ctx)
+		return errJobGone
+	}
+	return a.finish(ctx, out, logs, spec)
+}
+
+// execute runs the job's steps up to the end of the collect adapter.
+func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) outcome {
+	if spec.Image != "" {
+		return outcome{err: fmt.Sprintf("the template runs in image %s, but this agent has no container runtime configured", spec.Image)}
+	}
+	if err := a.fetchInputs(ctx, spec); err != nil {
+		if errors.Is(err, errJobGone) {
+			return outcome{err: errJobGone.Error()}
+		}
+		return outcome{err: "cannot fetch inputs: " + err.Error()}
+	}
+	if err := os.WriteFile(filepath.Join(a.dir, "params.json"), append(spec.Parameters, '\n'), 0o600); err != nil {
+		return outcome{err: "cannot write params.json: " + err.Error()}
+	}
+	env := a.environ(spec)
+	for _, ad := range []struct {
+		name string
+		argv []string
+	}{{"verify", spec.Adapters.Verify}, {"prepare", spec.Adapters.Prepare}} {
+		if len(ad.argv) == 0 {
+			continue
+		}
+		res := a.runCmd(ctx, ad.argv, env, logs, 0)
+		if res.err != "" || res.exitCode == nil || *res.exitCode != 0 {
+			return outcome{err: fmt.Sprintf("the %s adapter failed%s%s", ad.name, describeExit(res), lastLine(logs.stderr))}
+		}
+	}
+	if err := a.report(ctx, api.StateReport{State: api.StateRunning, Reason: "the command started"}); err != nil {
+		return outcome{err: errJobGone.Error()}
+	}
+	res := a.runCmd(ctx, spec.Command, env, logs, time.Duration(spec.Resources.WalltimeS)*time.Second)
+	if res.err == "" && (res.exitCode == nil || *res.exitCode != 0) {
+		res.err = "the command failed" + describeExit(res)
+	}
+	if len(spec.Adapters.Collect) > 0 && ctx.Err() == nil {
+		c := a.runCmd(ctx, spec.Adapters.Collect, env, logs, 0)
+		if res.err == "" && (c.err != "" || c.exitCode == nil || *c.exitCode != 0) {
+			res.err = "the collect adapter failed" + describeExit(c) + lastLine(logs.stderr)
+		}
+	}
+	return res
+}
+
+func describeExit(o outcome) string {
+	switch {
+	case o.err != "":
+		return ": " + o.err
+	case o.exitCode != nil:
+		return fmt.Sprintf(" with exit code %d", *o.exitCode)
+	}
+	return ""
+}
+
+func lastLine(s *shipper) string {
+	if l := s.lastLine(); l != "" {
+		return ": " + l
+	}
+	return ""
+}
+
+// finish uploads the outputs, ships the last log bytes, and reports the end.
+func (a *agent) finish(ctx context.Context, out outcome, logs *shippers, spec ...*api.Spec) error {
+	if len(spec) > 0 {
+		if err := a.report(ctx, api.StateReport{State: api.StateFinishing, Reason: "uploading outputs"}); err != nil {
+			return err
+		}
+		if err := a.uploadOutputs(ctx, spec[0]); err != nil {
+			if errors.Is(err, errJobGone) {
+				return err
+			}
+			if out.err == "" {
+				out.err = "cannot upload outputs: " + err.Error()
+			}
+		}
+	}
+	if logs != nil {
+		if err := logs.close(ctx); err != nil {
+			return err
+		}
+	}
+	rep := api.StateReport{State: api.StateSucceeded, ExitCode: out.exitCode, Usage: out.usage}
+	if out.err != "" {
+		rep.State, rep.Error, rep.Reason = api.StateFailed, out.err, out.err
+	}
+	if err := a.report(ctx, rep); err != nil {
+		return err
+	}
+	if !a.opts.KeepWorkDir {
+		os.RemoveAll(a.dir)
+	}
+	return nil
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// environ is the command's environment: the agent's own (which carries
+// HPCGATE_URL, _TOKEN, _JOB_ID, _CACERT), the parameters as
+// HPCGATE_PARAM_*, and PATH with this hpcgate first so jobs can call it.
+func (a *agent) environ(spec *api.Spec) []string {
+	env := os.Environ()
+	keys := make([]string, 0, len(spec.Env))
+	for k := range spec.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+spec.Env[k])
+	}
+	env = append(env, "HPCGATE_WORKDIR="+a.dir)
+	bin := os.Args[0]
+	if !filepath.IsAbs(bin) {
+		bin, _ = os.Executable()
+	}
+	env = append(env, "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return env
+}
+
+// safeRel checks a relative path from the spec: the agent does not follow
+// the gateway out of its working directory either.
+func safeRel(p string) error {
+	if p == "" || filepath.IsAbs(p) || strings.Contains(p, "\\") || strings.ContainsRune(p, 0) {
+		return fmt.Errorf("unsafe path %q", p)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." || seg == "." || seg == "" {
+			return fmt.Errorf("unsafe path %q", p)
+		}
+	}
+	return nil
+}
+
+func (a *agent) fetchInputs(ctx context.Context, spec *api.Spec) error {
+	for _, in := range spec.Inputs {
+		if err := safeRel(in.Path); err != nil {
+			return err
+		}
+		dst := filepath.Join(a.dir, in.Path)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return err
+		}
+		err := a.retry(ctx, "fetch input "+in.Name, func(ctx context.Context) error {
+			// Resume where an earlier attempt stopped.
+			var have int64
+			if st, err := os.Stat(dst); err == nil {
+				have = st.Size()
+			}
+			if have == in.Size && have > 0 {
+				return nil
+			}
+			if have > in.Size {
+				have = 0
+			}
+			rc, _, err := a.c.Input(ctx, a.id, in.Name, have)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+			if have > 0 {
+				flags = os.O_WRONLY | os.O_APPEND
+			}
+			f, err := os.OpenFile(dst, flags, 0o600)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, rc); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runCmd runs argv in the working directory with output to the log
+// shippers. A limit > 0 kills it after that long.
+func (a *agent) runCmd(ctx context.Context, argv, env []string, logs *shippers, limit time.Duration) outcome {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = a.dir
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logs.stdout, logs.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(logs.stderr, "hpcgate agent: cannot start %s: %v\n", argv[0], err)
+		return outcome{err: fmt.Sprintf("cannot start %s: %v", argv[0], err)}
+	}
+	done := make(chan struct{})
+	var timedOut bool
+	go func() {
+		var timeout <-chan time.Time
+		if limit > 0 {
+			t := time.NewTimer(limit)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		case <-logs.gone:
+		case <-timeout:
+			timedOut = true
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(a.opts.KillGrace):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}()
+	cmd.Wait()
+	close(done)
+	ps := cmd.ProcessState
+	code := ps.ExitCode()
+	out := outcome{exitCode: &code, usage: &api.Usage{WallSeconds: time.Since(start).Seconds()}}
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		out.usage.CPUSeconds = float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+		out.usage.MaxRSSBytes = ru.Maxrss * 1024
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() && !timedOut {
+		out.err = "killed by signal " + ws.Signal().String()
+	}
+	if timedOut {
+		out.err = fmt.Sprintf("the walltime of %v was exceeded", limit)
+	}
+	select {
+	case <-logs.gone:
+		out.err = errJobGone.Error()
+	default:
+	}
+	return out
+}
+
+// uploadOutputs sends every file matching the output patterns.
+func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
+	seen := map[string]bool{}
+	var files []string
+	for _, pat := range spec.Outputs {
+		matches, err := filepath.Glob(filepath.Join(a.dir, pat))
+		if err != nil {
+			return fmt.Errorf("output pattern %q: %w", pat, err)
+		}
+		for _, m := range matches {
+			rel, err := filepath.Rel(a.dir, m)
+			if err != nil || safeRel(filepath.ToSlash(rel)) != nil || seen[rel] {
+				continue
+			}
+			if st, err := os.Lstat(m); err != nil || !st.Mode().IsRegular() {
+				continue // no directories, devices or symlinks (which could point anywhere)
+			}
+			seen[rel] = true
+			files = append(files, rel)
+		}
+	}
+	sort.Strings(files)
+	for _, rel := range files {
+		err := a.retry(ctx, "upload output "+rel, func(ctx context.Context) error {
+			f, err := os.Open(filepath.Join(a.dir, rel))
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			st, err := f.Stat()
+			if err != nil {
+				return err
+			}
+			h := sha256.New()
+			fi, err := a.c.PutOutput(ctx, a.id, filepath.ToSlash(rel), io.TeeReader(f, h), st.Size())
+			if err != nil {
+				return err
+			}
+			if sum := hex.EncodeToString(h.Sum(nil)); fi.SHA256 != "" && fi.SHA256 != sum {
+				return fmt.Errorf("checksum mismatch after upload (%s ≠ %s)", fi.SHA256, sum)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/hpcgate/hpcgate/api"
+)
+
+var cmdToken = &command{
+	name:    "token",
+	summary: "create, list and revoke API tokens",
+	args:    "create|list|revoke ...",
+	desc:    "Manages API tokens. A token acts for one user with some scopes (jobs:read, jobs:write, files:read, files:write, admin). You may give a new token only scopes you have; an admin may make tokens for any user.",
+	example: "hpcgate token create --scopes jobs:read,jobs:write,files:read,files:write --expires-in 30d --name laptop\nhpcgate token list\nhpcgate token revoke t-0123456789abcdef",
+	subs:    []*command{cmdTokenCreate, cmdTokenList, cmdTokenRevoke},
+}
+
+var cmdTokenCreate = &command{
+	name:    "create",
+	summary: "create a token and print its secret",
+	args:    "[--user U] --scopes A,B,C [--expires-in DURATION] [--name N] [--json]",
+	desc:    "Creates a token and prints its secret alone on the first line: it is shown only this once, so store it now (for example in HPCGATE_TOKEN). --user defaults to you; only an admin may name another user.",
+	example: "hpcgate token create --scopes jobs:read,jobs:write --expires-in 90d --name ci",
+	maxArgs: 0,
+	setup: func(fs *flag.FlagSet) runFunc {
+		user := fs.String("user", "", "the `USER` the token acts for (default you)")
+		scopes := fs.String("scopes", "", "comma-separated `SCOPES`: jobs:read, jobs:write, files:read, files:write, admin")
+		expires := fs.String("expires-in", "", "lifetime: seconds or a `DURATION` (720h, 30d) (default never)")
+		name := fs.String("name", "", "a `NAME` to recognise the token by")
+		asJSON := fs.Bool("json", false, "print the token JSON (secret included)")
+		return func(e *env, _ []string) error {
+			req := api.TokenRequest{User: *user, Name: *name}
+			for _, s := range strings.Split(*scopes, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					req.Scopes = append(req.Scopes, s)
+				}
+			}
+			if len(req.Scopes) == 0 {
+				return &ExitError{Code: 2, Err: errors.New("token create: --scopes is required (e.g. jobs:read,jobs:write)")}
+			}
+			if *expires != "" {
+				s, err := parseSeconds(*expires)
+				if err != nil {
+					return &ExitError{Code: 2, Err: fmt.Errorf("--expires-in: %w", err)}
+				}
+				req.ExpiresInS = s
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.CreateToken(e.ctx, req)
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				if err := printJSON(e.stdout, t); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintln(e.stdout, t.Token)
+			}
+			exp := "never expires"
+			if t.ExpiresAt != nil {
+				exp = "expires " + t.ExpiresAt.Local().Format("2006-01-02 15:04:05")
+			}
+			fmt.Fprintf(e.stderr, "token %s for %s (%s; %s). Its secret is shown only once: store it now.\n", t.ID, t.User, strings.Join(t.Scopes, ","), exp)
+			return nil
+		}
+	},
+}
+
+var cmdTokenList = &command{
+	name:    "list",
+	summary: "list tokens",
+	args:    "[--user U] [--json]",
+	desc:    "Lists your tokens (never their secrets). An admin may list another user's with --user, or everyone's with --user '*'.",
+	example: "hpcgate token list",
+	maxArgs: 0,
+	setup: func(fs *flag.FlagSet) runFunc {
+		user := fs.String("user", "", "list the tokens of `USER` (admin; * for all)")
+		asJSON := fs.Bool("json", false, "print the JSON list")
+		return func(e *env, _ []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			toks, err := c.Tokens(e.ctx, *user)
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				return printJSON(e.stdout, nonNil(toks))
+			}
+			now := e.now()
+			tw := newTable(e.stdout)
+			fmt.Fprintln(tw, "ID\tNAME\tUSER\tSCOPES\tCREATED\tEXPIRES\tJOB")
+			for _, t := range toks {
+				exp := "never"
+				if t.ExpiresAt != nil {
+					exp = t.ExpiresAt.Local().Format("2006-01-02 15:04")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, dash(t.Name), t.User, strings.Join(t.Scopes, ","), age(now, t.CreatedAt), exp, dash(t.JobID))
+			}
+			return tw.Flush()
+		}
+	},
+}
+
+var cmdTokenRevoke = &command{
+	name:    "revoke",
+	summary: "revoke tokens",
+	args:    "ID...",
+	desc:    "Revokes each token given by its id (see 'hpcgate token list'): it no longer authenticates.",
+	example: "hpcgate token revoke t-0123456789abcdef",
+	minArgs: 1, maxArgs: -1,
+	setup: func(fs *flag.FlagSet) runFunc {
+		return func(e *env, ids []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			return e.forEach(ids, "revoked", func(id string) error { return c.RevokeToken(e.ctx, id) })
+		}
+	},
+}
+
+var cmdMe = &command{
+	name:    "me",
+	summary: "show who your token is",
+	args:    "[--json]",
+	desc:    "Shows the user your token acts for, its scopes and its id; for a job's token, the job too.",
+	example: "hpcgate me",
+	maxArgs: 0,
+	setup: func(fs *flag.FlagSet) runFunc {
+		asJSON := fs.Bool("json", false, "print the JSON answer")
+		return func(e *env, _ []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			me, err := c.Me(e.ctx)
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				return printJSON(e.stdout, me)
+			}
+			tw := newTable(e.stdout)
+			fmt.Fprintf(tw, "User:\t%s\n", me.User)
+			fmt.Fprintf(tw, "Scopes:\t%s\n", dash(strings.Join(me.Scopes, ", ")))
+			fmt.Fprintf(tw, "Token:\t%s\n", dash(me.TokenID))
+			if me.JobID != "" {
+				fmt.Fprintf(tw, "Job:\t%s\n", me.JobID)
+			}
+			return tw.Flush()
+		}
+	},
+}
+
+var cmdHealth = &command{
+	name:    "health",
+	summary: "show whether the gateway and its components answer",
+	args:    "[--json]",
+	desc:    "Shows whether each component of the gateway answers (its database, object store and batch systems) and the overall status. It fails (exit code 1) when the gateway is degraded.",
+	example: "hpcgate health",
+	maxArgs: 0,
+	setup: func(fs *flag.FlagSet) runFunc {
+		asJSON := fs.Bool("json", false, "print the JSON answer")
+		return func(e *env, _ []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(e.ctx)
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				err = printJSON(e.stdout, st)
+			} else {
+				tw := newTable(e.stdout)
+				fmt.Fprintln(tw, "NAME\tKIND\tREACHABLE\tERROR")
+				for _, comp := range st.Components {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", comp.Name, comp.Kind, yesNo(comp.Reachable), dash(comp.Error))
+				}
+				tw.Flush()
+				version := ""
+				if st.Version != "" {
+					version = " (gateway " + st.Version + ")"
+				}
+				fmt.Fprintf(e.stdout, "\nstatus: %s%s\n", st.Status, version)
+			}
+			if err == nil && st.Status != "ok" {
+				return &ExitError{Code: 1, Err: fmt.Errorf("the gateway is %s", dash(st.Status))}
+			}
+			return err
+		}
+	},
+}

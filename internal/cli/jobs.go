@@ -1,0 +1,622 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/client"
+)
+
+var cmdSubmit = &command{
+	name:    "submit",
+	summary: "submit a job from a template",
+	args:    "TEMPLATE [--param K=V]... [--params-file F.json] [--input NAME=PATH]... [flags]",
+	desc:    "Creates a job from the template TEMPLATE. Each --param K=V sets a parameter; V is read by the type the template's schema gives K: as is for a string, as JSON for an integer, number, boolean, object or array. --params-file gives the parameters as a JSON object, which --param entries override. Each --input NAME=PATH gives one of the template's inputs as the path of one of your files (see 'hpcgate upload'). It prints the job's id and state; --wait waits for the job to end and --follow streams its standard output meanwhile, and then the command fails (exit code 1) if the job failed or was canceled.",
+	example: "hpcgate submit hello --param name=Ada --wait\n" +
+		"hpcgate submit wordcount --input text=texts/book.txt --param min_length=5 --follow\n" +
+		"id=$(hpcgate submit hello --param name=child --quiet)",
+	minArgs: 1, maxArgs: 1,
+	setup: func(fs *flag.FlagSet) runFunc {
+		var params, inputs, labels multiFlag
+		fs.Var(&params, "param", "a parameter `K=V` (repeatable)")
+		paramsFile := fs.String("params-file", "", "a `FILE` of parameters as a JSON object (- for standard input)")
+		fs.Var(&inputs, "input", "an input `NAME=PATH`, PATH one of your files (repeatable)")
+		version := fs.Int("version", 0, "template version `N` (default the newest)")
+		envName := fs.String("env", "", "runtime `ENVIRONMENT` (default the template's first)")
+		name := fs.String("name", "", "a `NAME` for the job")
+		fs.Var(&labels, "label", "a label `K=V` (repeatable)")
+		nodes := fs.Int("nodes", 0, "`N` nodes (default the template's)")
+		cores := fs.Int("cores", 0, "`N` cores per node (default the template's)")
+		mem := fs.Int64("memory-mb", 0, "memory in `MB` (default the template's)")
+		walltime := fs.String("walltime", "", "most run time: seconds, a `DURATION` (1h30m, 2d) or [D-]HH:MM:SS")
+		hold := fs.Bool("hold", false, "create the job held: it starts once released")
+		idem := fs.String("idempotency-key", "", "a `KEY` that makes a retried submit answer the job the first created")
+		wait := fs.Bool("wait", false, "wait for the job to end; fail if it does not succeed")
+		follow := fs.Bool("follow", false, "stream the job's standard output, then wait as --wait")
+		quiet := fs.Bool("quiet", false, "print only the job's id")
+		fs.BoolVar(quiet, "q", false, "short for --quiet")
+		asJSON := fs.Bool("json", false, "print the job JSON (the final one with --wait or --follow)")
+		return func(e *env, args []string) error {
+			req := api.JobRequest{Template: args[0], Version: *version, Name: *name, Environment: *envName, Hold: *hold}
+			var res api.Resources
+			res.Nodes, res.CoresPerNode, res.MemoryMB = *nodes, *cores, *mem
+			if *nodes < 0 || *cores < 0 || *mem < 0 {
+				return &ExitError{Code: 2, Err: errors.New("submit: --nodes, --cores and --memory-mb must not be negative")}
+			}
+			if *walltime != "" {
+				s, err := parseSeconds(*walltime)
+				if err != nil {
+					return &ExitError{Code: 2, Err: fmt.Errorf("--walltime: %w", err)}
+				}
+				res.WalltimeS = s
+			}
+			if res != (api.Resources{}) {
+				req.Resources = &res
+			}
+			var err error
+			if req.Inputs, err = kvMap("input", inputs); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			if req.Labels, err = kvMap("label", labels); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			var file []byte
+			switch *paramsFile {
+			case "":
+			case "-":
+				file, err = io.ReadAll(e.stdin)
+			default:
+				file, err = os.ReadFile(*paramsFile)
+			}
+			if err != nil {
+				return fmt.Errorf("--params-file: %w", err)
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			var s *schema
+			if len(params) > 0 {
+				t, err := c.Template(e.ctx, req.Template, req.Version)
+				if err != nil {
+					return err
+				}
+				if s, err = parseSchema(t.Parameters); err != nil {
+					return err
+				}
+			}
+			if req.Parameters, err = buildParams(s, file, params); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			j, err := c.CreateJob(e.ctx, req, *idem)
+			if err != nil {
+				return err
+			}
+			// With --follow, standard output is the job's: say the rest on
+			// standard error.
+			info := e.stdout
+			if *follow {
+				info = e.stderr
+			}
+			switch {
+			case *quiet:
+				fmt.Fprintln(e.stdout, j.ID)
+			case *asJSON && !*wait && !*follow:
+				return printJSON(e.stdout, j)
+			case !*asJSON:
+				fmt.Fprintf(info, "created job %s (template %s, state %s)\n", j.ID, j.Template, j.State)
+			}
+			if !*wait && !*follow {
+				return nil
+			}
+			if *follow {
+				if err := copyLog(e.ctx, c, j.ID, "stdout", 0, true, e.stdout); err != nil {
+					if e.ctx.Err() != nil {
+						return err
+					}
+					fmt.Fprintf(e.stderr, "warning: log of %s: %v\n", j.ID, err)
+				}
+			}
+			final, err := c.Wait(e.ctx, j.ID)
+			if err != nil {
+				return err
+			}
+			switch {
+			case *asJSON:
+				if err := printJSON(e.stdout, final); err != nil {
+					return err
+				}
+			case !*quiet:
+				fmt.Fprintln(info, finalLine(final))
+			}
+			return jobOutcome(final)
+		}
+	},
+}
+
+// kvMap makes a map of K=V entries of a repeated flag (nil if none).
+func kvMap(flagName string, kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, err := keyValue(flagName, kv)
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// finalLine says how a job ended: "job ID succeeded", "job ID failed:
+// ERROR (exit code N)".
+func finalLine(j *api.Job) string {
+	s := fmt.Sprintf("job %s %s", j.ID, j.State)
+	if j.Error != "" {
+		s += ": " + j.Error
+	} else if j.Reason != "" && j.State != api.StateSucceeded {
+		s += ": " + j.Reason
+	}
+	if j.ExitCode != nil && (*j.ExitCode != 0 || j.State != api.StateSucceeded) {
+		s += fmt.Sprintf(" (exit code %d)", *j.ExitCode)
+	}
+	return s
+}
+
+// jobOutcome is nil for a job that succeeded and an *ExitError of code 1
+// for one that failed or was canceled.
+func jobOutcome(j *api.Job) error {
+	if j.State == api.StateSucceeded {
+		return nil
+	}
+	return &ExitError{Code: 1, Err: errors.New(finalLine(j))}
+}
+
+// copyLog copies a job's stream from offset to w. With follow it goes on
+// until the job has ended, and reconnects from where it stopped if the
+// connection breaks.
+func copyLog(ctx context.Context, c *client.Client, id, stream string, offset int64, follow bool, w io.Writer) error {
+	retries := 0
+	for {
+		rc, err := c.Log(ctx, id, stream, offset, follow)
+		if err != nil {
+			if !follow || client.StatusOf(err) != 0 || ctx.Err() != nil || retries >= 5 {
+				return err
+			}
+		} else {
+			n, err2 := io.Copy(w, rc)
+			rc.Close()
+			offset += n
+			if err2 == nil || !follow || ctx.Err() != nil {
+				return err2
+			}
+			if n > 0 {
+				retries = 0
+			}
+			err = err2
+			if retries >= 5 {
+				return err
+			}
+		}
+		retries++
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(retries) * 500 * time.Millisecond):
+		}
+	}
+}
+
+var cmdJobs = &command{
+	name:    "jobs",
+	summary: "list your jobs",
+	args:    "[--state S] [--template T] [--label K=V] [--parent ID] [--limit N] [--all] [--json]",
+	desc:    "Lists your jobs, newest first: one page unless --all is given. The filters narrow the list: --state takes one state or several separated by commas (pending, held, queued, starting, running, suspended, finishing, succeeded, failed, canceled).",
+	example: "hpcgate jobs --state running,queued\nhpcgate jobs --label fanout=j-123 --all",
+	maxArgs: 0,
+	setup: func(fs *flag.FlagSet) runFunc {
+		var f client.JobFilter
+		fs.StringVar(&f.State, "state", "", "only jobs in `STATE` (several: comma separated)")
+		fs.StringVar(&f.Template, "template", "", "only jobs of `TEMPLATE`")
+		fs.StringVar(&f.Label, "label", "", "only jobs with label `K=V`")
+		fs.StringVar(&f.Parent, "parent", "", "only the children of job `ID`")
+		fs.IntVar(&f.Limit, "limit", 0, "`N` jobs per page (default the gateway's)")
+		all := fs.Bool("all", false, "list every page")
+		asJSON := fs.Bool("json", false, "print the JSON list")
+		return func(e *env, _ []string) error {
+			if f.Label != "" {
+				if _, _, err := keyValue("label", f.Label); err != nil {
+					return &ExitError{Code: 2, Err: err}
+				}
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			var jobs []api.Job
+			filter := f
+			more := false
+			for {
+				page, err := c.Jobs(e.ctx, filter)
+				if err != nil {
+					return err
+				}
+				jobs = append(jobs, page.Items...)
+				if page.NextPageToken == "" {
+					break
+				}
+				if !*all {
+					more = true
+					break
+				}
+				filter.PageToken = page.NextPageToken
+			}
+			if *asJSON {
+				err = printJSON(e.stdout, nonNil(jobs))
+			} else {
+				err = e.jobTable(jobs)
+			}
+			if more {
+				fmt.Fprintln(e.stderr, "(more jobs: use --all to list them all)")
+			}
+			return err
+		}
+	},
+}
+
+// jobTable prints jobs as a table.
+func (e *env) jobTable(jobs []api.Job) error {
+	now := e.now()
+	tw := newTable(e.stdout)
+	fmt.Fprintln(tw, "ID\tNAME\tTEMPLATE\tSTATE\tCREATED\tEXIT")
+	for _, j := range jobs {
+		exit := "-"
+		if j.ExitCode != nil {
+			exit = fmt.Sprint(*j.ExitCode)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, dash(j.Name), j.Template, j.State, age(now, j.CreatedAt), exit)
+	}
+	return tw.Flush()
+}
+
+// age says how long before now t was: "12s ago", "3m ago", "5h ago",
+// "2d ago"; "-" for the zero time.
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	switch {
+	case d < 0:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d/time.Hour))
+	default:
+		return fmt.Sprintf("%dd ago", int(d/(24*time.Hour)))
+	}
+}
+
+var cmdStatus = &command{
+	name:    "status",
+	summary: "show a job and its state transitions",
+	args:    "ID [--json]",
+	desc:    "Shows a job: its state and why, its error if it failed, the template and environment it runs with, its id in the batch system, the resources asked for and used, when it was created, started and finished, its exit code, parent and labels; and then every state transition it went through.",
+	example: "hpcgate status j-0123456789abcdef",
+	minArgs: 1, maxArgs: 1,
+	setup: func(fs *flag.FlagSet) runFunc {
+		asJSON := fs.Bool("json", false, `print {"job": ..., "events": [...]}`)
+		return func(e *env, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			j, err := c.Job(e.ctx, args[0])
+			if err != nil {
+				return err
+			}
+			events, err := c.Events(e.ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				return printJSON(e.stdout, struct {
+					Job    *api.Job    `json:"job"`
+					Events []api.Event `json:"events"`
+				}{j, nonNil(events)})
+			}
+			return e.showJob(j, events)
+		}
+	},
+}
+
+func (e *env) showJob(j *api.Job, events []api.Event) error {
+	now := e.now()
+	when := func(t *time.Time) string {
+		if t == nil || t.IsZero() {
+			return "-"
+		}
+		return t.Local().Format("2006-01-02 15:04:05") + " (" + age(now, *t) + ")"
+	}
+	tw := newTable(e.stdout)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("Job", j.ID)
+	if j.Name != "" {
+		row("Name", j.Name)
+	}
+	state := j.State
+	if j.Reason != "" {
+		state += " (" + j.Reason + ")"
+	}
+	row("State", state)
+	if j.Error != "" {
+		row("Error", j.Error)
+	}
+	row("Template", fmt.Sprintf("%s@%d", j.Template, j.TemplateVersion))
+	row("Environment", dash(j.Environment))
+	if j.Backend != nil {
+		row("Backend", strings.TrimSpace(j.Backend.Scheduler+" "+j.Backend.ID))
+	}
+	row("Owner", dash(j.Owner))
+	row("Resources", resourcesText(j.Resources))
+	if j.Usage != nil {
+		row("Usage", fmt.Sprintf("cpu %.1fs, wall %.1fs, max rss %s", j.Usage.CPUSeconds, j.Usage.WallSeconds, formatBytes(j.Usage.MaxRSSBytes)))
+	}
+	created := j.CreatedAt
+	row("Created", when(&created))
+	row("Started", when(j.StartedAt))
+	row("Finished", when(j.FinishedAt))
+	if j.ExitCode != nil {
+		row("Exit code", fmt.Sprint(*j.ExitCode))
+	}
+	if j.ParentID != "" {
+		row("Parent", fmt.Sprintf("%s (depth %d)", j.ParentID, j.Depth))
+	}
+	row("Labels", dash(joinMap(j.Labels)))
+	if len(j.Inputs) > 0 {
+		row("Inputs", joinMap(j.Inputs))
+	}
+	tw.Flush()
+	fmt.Fprintln(e.stdout, "\nEvents:")
+	tw = newTable(e.stdout)
+	fmt.Fprintln(tw, "  TIME\tSTATE\tREASON")
+	for _, ev := range events {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", ev.Time.Local().Format("2006-01-02 15:04:05.000"), ev.State, dash(ev.Reason))
+	}
+	return tw.Flush()
+}
+
+// joinMap formats a map as k=v, k=v sorted by key.
+func joinMap(m map[string]string) string {
+	keys := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ", ")
+}
+
+var cmdLogs = &command{
+	name:    "logs",
+	summary: "print a job's standard output or error",
+	args:    "ID [-f|--follow] [--stderr] [--offset N]",
+	desc:    "Writes a job's standard output (or standard error with --stderr) to standard output, from byte --offset on. With --follow it goes on writing as the job writes, until the job has ended.",
+	example: "hpcgate logs -f j-0123456789abcdef\nhpcgate logs j-0123456789abcdef --stderr",
+	minArgs: 1, maxArgs: 1,
+	setup: func(fs *flag.FlagSet) runFunc {
+		follow := fs.Bool("follow", false, "go on until the job has ended")
+		fs.BoolVar(follow, "f", false, "short for --follow")
+		stderr := fs.Bool("stderr", false, "the job's standard error instead of its output")
+		offset := fs.Int64("offset", 0, "start at byte `N`")
+		return func(e *env, args []string) error {
+			if *offset < 0 {
+				return &ExitError{Code: 2, Err: errors.New("--offset must not be negative")}
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			stream := "stdout"
+			if *stderr {
+				stream = "stderr"
+			}
+			return copyLog(e.ctx, c, args[0], stream, *offset, *follow, e.stdout)
+		}
+	},
+}
+
+// cmdControl makes cancel, hold, release and delete.
+func cmdControl(name, done, summary, desc string) *command {
+	return &command{
+		name:    name,
+		summary: summary,
+		args:    "ID...",
+		desc:    desc + " It prints one line per job and fails at the end if any job could not be " + done + ".",
+		example: "hpcgate " + name + " j-0123456789abcdef j-fedcba9876543210",
+		minArgs: 1, maxArgs: -1,
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(e *env, ids []string) error {
+				c, err := e.client()
+				if err != nil {
+					return err
+				}
+				op := func(id string) error {
+					var err error
+					switch name {
+					case "cancel":
+						_, err = c.Cancel(e.ctx, id)
+					case "hold":
+						_, err = c.Hold(e.ctx, id)
+					case "release":
+						_, err = c.Release(e.ctx, id)
+					case "delete":
+						err = c.DeleteJob(e.ctx, id)
+					}
+					return err
+				}
+				return e.forEach(ids, done, op)
+			}
+		},
+	}
+}
+
+var cmdWait = &command{
+	name:    "wait",
+	summary: "wait for jobs to end",
+	args:    "ID... [--timeout DURATION]",
+	desc:    "Waits until every job given has ended and prints each with its final state (ID STATE). It fails (exit code 1) if any job did not succeed, could not be read, or had not ended by the --timeout.",
+	example: "hpcgate wait $(cat children)\nhpcgate wait j-0123456789abcdef --timeout 10m",
+	minArgs: 1, maxArgs: -1,
+	setup: func(fs *flag.FlagSet) runFunc {
+		timeout := fs.Duration("timeout", 0, "give up after `DURATION` (default never)")
+		return func(e *env, ids []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			ctx := e.ctx
+			if *timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, *timeout)
+				defer cancel()
+			}
+			var bad []string
+			for _, id := range ids {
+				j, err := c.Wait(ctx, id)
+				if err != nil {
+					if e.ctx.Err() != nil {
+						return e.ctx.Err()
+					}
+					if ctx.Err() != nil {
+						state := "unknown"
+						if cur, err := c.Job(e.ctx, id); err == nil {
+							state = cur.State
+						}
+						fmt.Fprintf(e.stdout, "%s %s\n", id, state)
+						bad = append(bad, id+" ("+state+", timed out)")
+						continue
+					}
+					fmt.Fprintf(e.stderr, "%s: %v\n", id, err)
+					bad = append(bad, id+" (error)")
+					continue
+				}
+				fmt.Fprintf(e.stdout, "%s %s\n", id, j.State)
+				if j.State != api.StateSucceeded {
+					bad = append(bad, id+" ("+j.State+")")
+				}
+			}
+			if len(bad) > 0 {
+				return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d jobs did not succeed: %s", len(bad), len(ids), strings.Join(bad, ", "))}
+			}
+			return nil
+		}
+	},
+}
+
+var cmdOutput = &command{
+	name:    "output",
+	summary: "write one output file of a job to standard output",
+	args:    "ID PATH",
+	desc:    "Writes the output file PATH of a job to standard output. 'hpcgate download ID' fetches them all.",
+	example: "hpcgate output j-0123456789abcdef greeting.txt",
+	minArgs: 2, maxArgs: 2,
+	setup: func(fs *flag.FlagSet) runFunc {
+		return func(e *env, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			rc, _, err := c.Output(e.ctx, args[0], args[1])
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			_, err = io.Copy(e.stdout, rc)
+			return err
+		}
+	},
+}
+
+var cmdResults = &command{
+	name:    "results",
+	summary: "print a job's results.json",
+	args:    "ID",
+	desc:    "Prints the structured results a job wrote (its results.json), indented.",
+	example: "hpcgate results j-0123456789abcdef",
+	minArgs: 1, maxArgs: 1,
+	setup: func(fs *flag.FlagSet) runFunc {
+		return func(e *env, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			raw, err := c.Results(e.ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return printRawJSON(e.stdout, raw)
+		}
+	},
+}
+
+var cmdParameters = &command{
+	name:    "parameters",
+	summary: "print a job's validated parameters",
+	args:    "ID",
+	desc:    "Prints the parameters of a job as the gateway validated them, defaults filled in, as indented JSON.",
+	example: "hpcgate parameters j-0123456789abcdef",
+	minArgs: 1, maxArgs: 1,
+	setup: func(fs *flag.FlagSet) runFunc {
+		return func(e *env, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			raw, err := c.Parameters(e.ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return printRawJSON(e.stdout, raw)
+		}
+	},
+}
+
+var cmdChildren = &command{
+	name:    "children",
+	summary: "list the jobs a job submitted",
+	args:    "ID [--json]",
+	desc:    "Lists the jobs a job created with its own token (its children), like 'hpcgate jobs'.",
+	example: "hpcgate children j-0123456789abcdef",
+	minArgs: 1, maxArgs: 1,
+	setup: func(fs *flag.FlagSet) runFunc {
+		asJSON := fs.Bool("json", false, "print the JSON list")
+		return func(e *env, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			jobs, err := c.Children(e.ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if *asJSON {
+				return printJSON(e.stdout, nonNil(jobs))
+			}
+			return e.jobTable(jobs)
+		}
+	},
+}

@@ -1,0 +1,48 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefaultsValid(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8443" || c.DataDir != "hpcgate-data" || len(c.Environments) != 1 || c.Environments[0].Name != "local" {
+		t.Fatalf("defaults %+v", c)
+	}
+}
+
+func TestValidateReportsEverything(t *testing.T) {
+	c := Default()
+	c.Addr = "0.0.0.0:80"
+	c.InsecureHTTP = true
+	c.TLSCert = "x.pem"
+	c.LogLevel = "loud"
+	err := c.Validate()
+	for _, want := range []string{"loopback", "tls_key", "log_level"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to mention %s", err, want)
+		}
+	}
+}
+
+func TestLoadRefusesUnknownKeys(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("addr: 127.0.0.1:1\nno_such_key: 1\n"), 0o600)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "no_such_key") {
+		t.Fatalf("Load = %v, want an error naming the unknown key", err)
+	}
+	os.WriteFile(p, []byte("addr: 127.0.0.1:1\nlimits: {max_upload_bytes: 1GiB}\nenvironments: [{name: e, scheduler: local, max: {cores_per_node: 2}}]\n"), 0o600)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.MaxUploadBytes != 1<<30 || c.Environments[0].Name != "e" || c.Environments[0].Max.CoresPerNode != 2 {
+		t.Fatalf("loaded %+v", c)
+	}
+}

@@ -1,0 +1,330 @@
+// Package gateway is the composition root of "hpcgate server": it reads the
+// configuration, chooses and opens the backends in one place, and runs the
+// HTTP server, the dispatcher and the local executor until stopped.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hpcgate/hpcgate/examples/templates"
+	"github.com/hpcgate/hpcgate/internal/auth"
+	"github.com/hpcgate/hpcgate/internal/blob/fileblob"
+	"github.com/hpcgate/hpcgate/internal/catalog"
+	"github.com/hpcgate/hpcgate/internal/config"
+	"github.com/hpcgate/hpcgate/internal/dispatch"
+	"github.com/hpcgate/hpcgate/internal/sched"
+	"github.com/hpcgate/hpcgate/internal/sched/localsched"
+	"github.com/hpcgate/hpcgate/internal/server"
+	"github.com/hpcgate/hpcgate/internal/store"
+	"github.com/hpcgate/hpcgate/internal/store/sqlitestore"
+)
+
+const usage = `usage: hpcgate server [flags]
+
+Runs the gateway. With no flags it keeps everything in ./hpcgate-data
+(SQLite database, objects, a self-signed TLS certificate, the first admin
+token) and listens on https://127.0.0.1:8443. The first start prints the
+admin token and writes it to DATA/admin.token (mode 0600).
+
+Flags override the config file (--config, YAML; see examples/config/).
+
+Example:
+  hpcgate server --data-dir ./data --addr 127.0.0.1:8443
+
+Flags:
+`
+
+// Command is "hpcgate server".
+func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("server", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	fl.Usage = func() { fmt.Fprint(stderr, usage); fl.PrintDefaults() }
+	cfgFile := fl.String("config", "", "YAML config file")
+	dataDir := fl.String("data-dir", "", "data directory (default ./hpcgate-data)")
+	addr := fl.String("addr", "", "listen address (default 127.0.0.1:8443)")
+	publicURL := fl.String("public-url", "", "URL jobs reach the gateway at (default https://ADDR)")
+	tlsCert := fl.String("tls-cert", "", "TLS certificate PEM file (default: self-signed in DATA/tls)")
+	tlsKey := fl.String("tls-key", "", "TLS key PEM file")
+	insecure := fl.Bool("insecure-http", false, "serve plain HTTP (loopback addresses only)")
+	slots := fl.Int("slots", 0, "cores the local executor may use at once (default: CPU count)")
+	logLevel := fl.String("log-level", "", "debug, info, warn or error (default info)")
+	if err := fl.Parse(args); err != nil {
+		return err
+	}
+	if fl.NArg() > 0 {
+		return fmt.Errorf("server: unexpected argument %q (see hpcgate server --help)", fl.Arg(0))
+	}
+	cfg, err := config.Load(*cfgFile)
+	if err != nil {
+		return err
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.DataDir, *dataDir)
+	set(&cfg.Addr, *addr)
+	set(&cfg.PublicURL, *publicURL)
+	set(&cfg.TLSCert, *tlsCert)
+	set(&cfg.TLSKey, *tlsKey)
+	set(&cfg.LogLevel, *logLevel)
+	if *insecure {
+		cfg.InsecureHTTP = true
+	}
+	if *slots > 0 {
+		cfg.Local.Slots = *slots
+	}
+	cfg.Fill()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	g, err := Open(ctx, cfg, log, stdout)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	if err := g.Listen(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "hpcgate listening on %s\n", g.URL())
+	return g.Run(ctx)
+}
+
+// Gateway is a configured gateway.
+type Gateway struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	out      io.Writer
+	store    store.Store
+	bucket   *fileblob.Bucket
+	cat      *catalog.Catalog
+	local    *localsched.Executor
+	scheds   map[string]sched.Scheduler
+	certFile string
+	keyFile  string
+	caFile   string
+	ln       net.Listener
+	url      string
+}
+
+// Open prepares the data directory and opens the backends. It starts no
+// goroutine and listens on nothing.
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writer) (*Gateway, error) {
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	g := &Gateway{cfg: cfg, log: log, out: out, scheds: map[string]sched.Scheduler{}}
+	ok := false
+	defer func() {
+		if !ok {
+			g.Close()
+		}
+	}()
+
+	if !cfg.InsecureHTTP {
+		if cfg.TLSCert != "" {
+			g.certFile, g.keyFile, g.caFile = cfg.TLSCert, cfg.TLSKey, cfg.CACert
+		} else {
+			host, _, _ := net.SplitHostPort(cfg.Addr)
+			var created bool
+			g.certFile, g.keyFile, created, err = ensureSelfSigned(filepath.Join(dataDir, "tls"), host)
+			if err != nil {
+				return nil, fmt.Errorf("TLS certificate: %w", err)
+			}
+			g.caFile = g.certFile
+			if cfg.CACert != "" {
+				g.caFile = cfg.CACert
+			}
+			if created {
+				fmt.Fprintf(out, "made a self-signed TLS certificate: %s (clients: HPCGATE_CACERT=%s)\n", g.certFile, g.certFile)
+			}
+		}
+	}
+
+	// Backends, chosen here and only here.
+	if g.store, err = sqlitestore.Open(ctx, filepath.Join(dataDir, "hpcgate.db")); err != nil {
+		return nil, err
+	}
+	if g.bucket, err = fileblob.Open(filepath.Join(dataDir, "objects")); err != nil {
+		return nil, err
+	}
+	var fss []fs.FS
+	if !cfg.NoBuiltinTemplates {
+		fss = append(fss, templates.FS)
+	}
+	for _, d := range cfg.TemplateDirs {
+		fss = append(fss, os.DirFS(d))
+	}
+	if g.cat, err = catalog.Load(cfg.Environments, fss...); err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
+	}
+	for _, e := range cfg.Environments {
+		switch e.Scheduler {
+		case "local":
+			if g.local == nil {
+				g.local, err = localsched.New(filepath.Join(dataDir, "local"), &localsched.Options{Slots: cfg.Local.Slots, Logger: log})
+				if err != nil {
+					return nil, err
+				}
+				g.scheds["local"] = g.local
+			}
+		default:
+			return nil, fmt.Errorf("environment %s: unknown scheduler %q", e.Name, e.Scheduler)
+		}
+	}
+	if err := g.ensureAdminToken(ctx, filepath.Join(dataDir, "admin.token")); err != nil {
+		return nil, err
+	}
+	ok = true
+	return g, nil
+}
+
+// ensureAdminToken makes the first admin token on first start.
+func (g *Gateway) ensureAdminToken(ctx context.Context, path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	secret, hash := auth.NewSecret()
+	t := store.Token{ID: auth.NewID(), Hash: hash, User: "admin", Name: "first admin token", Scopes: auth.UserScopes, CreatedAt: time.Now().UTC()}
+	if err := g.store.CreateToken(ctx, t); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.out, "admin token (shown once; also in %s):\n%s\n", path, secret)
+	return nil
+}
+
+// Listen binds the API's address.
+func (g *Gateway) Listen() error {
+	ln, err := net.Listen("tcp", g.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	g.ln = ln
+	scheme := "https"
+	if g.cfg.InsecureHTTP {
+		scheme = "http"
+	}
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	g.url = scheme + "://" + net.JoinHostPort(host, port)
+	return nil
+}
+
+// URL is where the API answers (after Listen).
+func (g *Gateway) URL() string { return g.url }
+
+// Run serves until ctx ends, then shuts down gracefully. Jobs on the local
+// executor go on running; a new gateway on the same data directory finds
+// them again.
+func (g *Gateway) Run(ctx context.Context) error {
+	public := g.cfg.PublicURL
+	if public == "" {
+		public = g.url
+	}
+	agentCmd := g.cfg.AgentCommand
+	if len(agentCmd) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		agentCmd = []string{exe, "agent"}
+	}
+	workRoot, err := filepath.Abs(filepath.Join(g.cfg.DataDir, "work"))
+	if err != nil {
+		return err
+	}
+	disp := dispatch.New(g.store, g.cat, g.scheds, dispatch.Options{
+		GatewayURL:   public,
+		CACertFile:   g.caFile,
+		AgentCommand: agentCmd,
+		WorkRoot:     workRoot,
+		PollInterval: g.cfg.PollInterval,
+		Logger:       g.log,
+	})
+	srv := server.New(g.store, g.bucket, g.cat, auth.NewAuthenticator(g.store, 2*time.Second), disp, g.scheds, server.NewHub(), g.log, &server.Options{
+		MaxJSONBytes:   int64(g.cfg.Limits.MaxJSONBytes),
+		MaxUploadBytes: int64(g.cfg.Limits.MaxUploadBytes),
+		MaxChildren:    g.cfg.Limits.MaxChildren,
+		MaxDepth:       g.cfg.Limits.MaxDepth,
+	})
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	go func() {
+		var err error
+		if g.cfg.InsecureHTTP {
+			err = hs.Serve(g.ln)
+		} else {
+			hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+			err = hs.ServeTLS(g.ln, g.certFile, g.keyFile)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
+	go func() { errc <- disp.Run(ctx) }()
+	if g.local != nil {
+		go func() { errc <- g.local.Run(ctx) }()
+	} else {
+		errc <- nil
+	}
+	g.log.Info("gateway started", "url", g.url, "data_dir", g.cfg.DataDir, "version", server.Version)
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	hs.Shutdown(sctx)
+	return first
+}
+
+// Close releases the backends.
+func (g *Gateway) Close() error {
+	var errs []error
+	if g.ln != nil {
+		g.ln.Close()
+	}
+	if g.bucket != nil {
+		errs = append(errs, g.bucket.Close())
+	}
+	if g.store != nil {
+		errs = append(errs, g.store.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,113 @@
+package server
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hpcgate/hpcgate/internal/catalog"
+)
+
+func newTestServer(t *testing.T) *Server {
+	t.Helper()
+	cat, err := catalog.Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(nil, nil, cat, nil, nil, nil, NewHub(), slog.New(slog.DiscardHandler), nil)
+}
+
+// TestOpenAPIMatchesRoutes keeps the OpenAPI document and the route table
+// in step: every route is documented, and nothing is documented that is
+// not served.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	var doc struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.1") {
+		t.Fatalf("openapi version %q, want 3.1", doc.OpenAPI)
+	}
+	served := map[string]bool{}
+	for _, pat := range newTestServer(t).Routes() {
+		method, path, _ := strings.Cut(pat, " ")
+		path = strings.ReplaceAll(path, "{path...}", "{path}")
+		key := strings.ToLower(method) + " " + path
+		served[key] = true
+		if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
+			t.Errorf("route %s is not in openapi.json", pat)
+		}
+	}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if !slices.Contains([]string{"get", "put", "post", "delete", "head", "patch"}, method) {
+				continue
+			}
+			if !served[method+" "+path] {
+				t.Errorf("openapi.json documents %s %s, which is not served", strings.ToUpper(method), path)
+			}
+		}
+	}
+}
+
+// Building the route table panics on conflicting patterns; this test
+// builds it.
+func TestRouteTableBuilds(t *testing.T) {
+	s := newTestServer(t)
+	if len(s.Routes()) < 30 {
+		t.Fatalf("only %d routes", len(s.Routes()))
+	}
+}
+
+func TestParseRange(t *testing.T) {
+	tests := []struct {
+		h             string
+		off, n        int64
+		partial, fail bool
+	}{
+		{"", 0, 0, false, false},
+		{"bytes=0-9", 0, 10, true, false},
+		{"bytes=5-", 5, 95, true, false},
+		{"bytes=-10", 90, 10, true, false},
+		{"bytes=90-200", 90, 10, true, false},
+		{"bytes=100-", 0, 0, false, true},
+		{"bytes=9-3", 0, 0, false, true},
+		{"bytes=0-1,5-6", 0, 0, false, false},
+		{"items=0-1", 0, 0, false, false},
+	}
+	for _, tt := range tests {
+		off, n, partial, err := parseRange(tt.h, 100)
+		if (err != nil) != tt.fail || partial != tt.partial || off != tt.off || n != tt.n {
+			t.Errorf("parseRange(%q) = %d, %d, %v, %v", tt.h, off, n, partial, err)
+		}
+	}
+}
+
+func TestParamEnv(t *testing.T) {
+	env := ParamEnv(json.RawMessage(`{"name":"a b; $(x)","min_length":3,"flag":true,"nested":{"k":[1, 2]},"with-dash":"v"}`))
+	want := map[string]string{
+		"HPCGATE_PARAM_NAME":       "a b; $(x)",
+		"HPCGATE_PARAM_MIN_LENGTH": "3",
+		"HPCGATE_PARAM_FLAG":       "true",
+		"HPCGATE_PARAM_NESTED":     `{"k":[1,2]}`,
+		"HPCGATE_PARAM_WITH_DASH":  "v",
+	}
+	for k, v := range want {
+		if env[k] != v {
+			t.Errorf("%s = %q, want %q", k, env[k], v)
+		}
+	}
+}
+
+func TestInternalErrorsSayNothing(t *testing.T) {
+	pe := problemFor(http.ErrHandlerTimeout)
+	if pe.status != 500 || strings.Contains(pe.detail, "timeout") {
+		t.Fatalf("internal error leaked: %+v", pe)
+	}
+}
