@@ -190,6 +190,15 @@ func (c *Client) call(ctx context.Context, method, path string, q url.Values, in
 	return nil
 }
 
+// Transport is the client's HTTP transport (with its TLS settings), for
+// callers that need requests the SDK does not make.
+func (c *Client) Transport() http.RoundTripper {
+	if c.http.Transport == nil {
+		return http.DefaultTransport
+	}
+	return c.http.Transport
+}
+
 // Health checks the gateway answers (no token needed).
 func (c *Client) Health(ctx context.Context) error {
 	return c.call(ctx, http.MethodGet, "/v1/health", nil, nil, nil, nil)

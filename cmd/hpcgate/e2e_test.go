@@ -111,6 +111,7 @@ func (g *gw) start() {
 		t.Fatal(err)
 	}
 	g.cmd = cmd
+	g.url = ""
 	g.exited = make(chan struct{})
 	lines := make(chan string, 16)
 	go func() {
@@ -517,15 +518,30 @@ func TestAccessControl(t *testing.T) {
 	check("token for another user", err, 403)
 	_, err = mallory.CreateToken(ctx, api.TokenRequest{Scopes: []string{api.ScopeAdmin}})
 	check("token with a scope its maker lacks", err, 403)
-	// Paths that try to leave the namespace.
-	for _, p := range []string{"a/%2E%2E/%2E%2E/b", "%2E%2E", "a%5Cb", "a/%00b"} {
-		resp, err := alice.Do(ctx, "PUT", "/v1/files/"+p, nil, strings.NewReader("x"), nil)
-		if err == nil {
-			resp.Body.Close()
+	// Paths that try to leave the namespace, sent as raw bytes.
+	hc := &http.Client{
+		Transport:     g.client(g.token).Transport(),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	aliceTok := g.userToken("alice")
+	for _, p := range []string{"a/%2E%2E/%2E%2E/b", "%2E%2E/x", "a%5Cb", "a/%00b", "%2Fetc%2Fpasswd"} {
+		req, err := http.NewRequest("PUT", g.url+"/v1/files/"+p, strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if st := client.StatusOf(err); st != 400 && st != 404 {
-			t.Errorf("PUT /v1/files/%s: %v, want 400", p, err)
+		req.Header.Set("Authorization", "Bearer "+aliceTok)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
 		}
+		resp.Body.Close()
+		if resp.StatusCode < 300 {
+			t.Errorf("PUT /v1/files/%s answered %d; it must be refused", p, resp.StatusCode)
+		}
+	}
+	files, err := alice.Files(ctx, "")
+	if err != nil || len(files) != 1 || files[0].Path != "secret.txt" {
+		t.Errorf("alice's files after the traversal attempts: %+v, %v", files, err)
 	}
 	// The owner still sees everything.
 	if _, err := alice.Job(ctx, j.ID); err != nil {
