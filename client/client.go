@@ -31,7 +31,8 @@ type Client struct {
 
 // Options configure a Client. Zero fields take the defaults.
 type Options struct {
-	// CACertFile is a PEM file of the CA to trust besides the system's.
+	// CACertFile is a PEM file of the CAs to trust instead of the
+	// system's (like curl's --cacert).
 	CACertFile string
 	// HTTPClient replaces the default client (CACertFile is then ignored).
 	HTTPClient *http.Client
@@ -57,10 +58,7 @@ func New(baseURL, token string, opts *Options) (*Client, error) {
 			if err != nil {
 				return nil, fmt.Errorf("CA certificate: %w", err)
 			}
-			pool, err := x509.SystemCertPool()
-			if err != nil {
-				pool = x509.NewCertPool()
-			}
+			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
 				return nil, fmt.Errorf("CA certificate %s: no PEM certificate in it", opts.CACertFile)
 			}

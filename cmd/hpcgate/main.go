@@ -16,7 +16,6 @@ import (
 	"github.com/hpcgate/hpcgate/internal/agent"
 	"github.com/hpcgate/hpcgate/internal/cli"
 	"github.com/hpcgate/hpcgate/internal/gateway"
-	"github.com/hpcgate/hpcgate/internal/sched/localsched"
 	"github.com/hpcgate/hpcgate/internal/server"
 )
 
@@ -70,11 +69,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return gateway.Command(ctx, args[1:], stdout, stderr)
 	case "agent":
 		return agentCommand(ctx, args[1:], stderr)
-	case "local-exec":
-		if len(args) != 2 {
-			return errors.New("usage: hpcgate local-exec TASKDIR (run by the local executor)")
-		}
-		return localsched.Supervise(context.Background(), args[1])
 	}
 	return cli.Run(ctx, args, stdin, stdout, stderr)
 }

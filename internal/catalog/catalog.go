@@ -13,14 +13,11 @@ import (
 	"io/fs"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/hpcgate/hpcgate/internal/job"
-	"github.com/santhosh-tekuri/jsonschema/v6"
-	"golang.org/x/text/language"
-	"golang.org/x/text/message"
 	"gopkg.in/yaml.v3"
 )
 
@@ -72,7 +69,7 @@ type Template struct {
 	} `yaml:"resources"`
 	Adapters Adapters `yaml:"adapters"`
 
-	schema     *jsonschema.Schema
+	schema     *Schema
 	schemaJSON json.RawMessage
 }
 
@@ -203,22 +200,12 @@ func parseTemplate(data []byte) (*Template, error) {
 	schemaJSON, err := json.Marshal(t.Parameters)
 	if err != nil {
 		bad("parameters: %v", err)
-	} else {
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schemaJSON))
-		if err != nil {
-			bad("parameters: %v", err)
-		} else {
-			comp := jsonschema.NewCompiler()
-			comp.DefaultDraft(jsonschema.Draft2020)
-			url := "hpcgate:///templates/" + t.Name + "/" + strconv.Itoa(t.Version)
-			if err := comp.AddResource(url, doc); err != nil {
-				bad("parameters: %v", err)
-			} else if t.schema, err = comp.Compile(url); err != nil {
-				bad("parameters: not a valid JSON Schema: %v", err)
-			}
-		}
-		t.schemaJSON = schemaJSON
+	} else if t.schema, err = CompileSchema(schemaJSON); err != nil {
+		bad("parameters: %v", err)
+	} else if !slices.Contains(t.schema.types, "object") {
+		bad("parameters: the schema's type must be object")
 	}
+	t.schemaJSON = schemaJSON
 	if d, m := t.Resources.Default, t.Resources.Max; m.Nodes > 0 && d.Nodes > m.Nodes || m.CoresPerNode > 0 && d.CoresPerNode > m.CoresPerNode {
 		bad("resources: default exceeds max")
 	}
@@ -329,47 +316,36 @@ func (e *ValidationError) add(field, format string, args ...any) {
 	e.Fields = append(e.Fields, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
-var printer = message.NewPrinter(language.English)
-
-// ValidateParameters checks params (JSON) against the template's schema,
-// applies the schema's top-level defaults, and returns the result as
-// canonical JSON. Problems are added to verr with paths under "parameters".
+// validateParameters checks params (JSON) against the template's schema,
+// applies the top-level defaults, and returns the result as JSON. Problems
+// are added to verr with paths under "parameters".
 func (t *Template) validateParameters(params json.RawMessage, verr *ValidationError) json.RawMessage {
 	if len(bytes.TrimSpace(params)) == 0 || string(bytes.TrimSpace(params)) == "null" {
 		params = json.RawMessage("{}")
 	}
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(params))
+	v, err := decodeJSON(params)
 	if err != nil {
 		verr.add("parameters", "not valid JSON: %v", err)
 		return nil
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		verr.add("parameters", "must be a JSON object")
+		verr.add("parameters", "must be a JSON object, not %s", typeOf(v))
 		return nil
 	}
-	if props, ok := t.Parameters["properties"].(map[string]any); ok {
-		for name, p := range props {
-			ps, _ := p.(map[string]any)
-			if d, has := ps["default"]; has {
-				if _, set := obj[name]; !set {
-					b, _ := json.Marshal(d)
-					obj[name], _ = jsonschema.UnmarshalJSON(bytes.NewReader(b))
-				}
-			}
+	for name, p := range t.schema.props {
+		if _, set := obj[name]; !set && p.hasDefault {
+			obj[name] = p.Default
 		}
 	}
-	if err := t.schema.Validate(obj); err != nil {
-		var ve *jsonschema.ValidationError
-		if !errors.As(err, &ve) {
-			verr.add("parameters", "%v", err)
-			return nil
+	fields := t.schema.Validate(obj, "parameters")
+	if len(fields) > 0 {
+		for i := range fields {
+			if strings.Count(fields[i].Field, ".") == 1 && fields[i].Message == "is not allowed here" {
+				fields[i].Message = "is not a parameter of template " + t.Name
+			}
 		}
-		before := len(verr.Fields)
-		collect(ve, verr)
-		if len(verr.Fields) == before {
-			verr.add("parameters", "%s", ve.ErrorKind.LocalizedString(printer))
-		}
+		verr.Fields = append(verr.Fields, fields...)
 		return nil
 	}
 	out, err := json.Marshal(obj)
@@ -378,28 +354,4 @@ func (t *Template) validateParameters(params json.RawMessage, verr *ValidationEr
 		return nil
 	}
 	return out
-}
-
-// collect flattens a schema validation error into field errors, one for
-// each leaf, naming the parameter itself for missing and unknown keys.
-func collect(ve *jsonschema.ValidationError, verr *ValidationError) {
-	if len(ve.Causes) > 0 {
-		for _, c := range ve.Causes {
-			collect(c, verr)
-		}
-		return
-	}
-	field := strings.Join(append([]string{"parameters"}, ve.InstanceLocation...), ".")
-	switch k := ve.ErrorKind.(type) {
-	case *kindRequired:
-		for _, m := range k.Missing {
-			verr.add(field+"."+m, "is required")
-		}
-	case *kindAdditional:
-		for _, p := range k.Properties {
-			verr.add(field+"."+p, "is not a parameter of this template")
-		}
-	default:
-		verr.add(field, "%s", ve.ErrorKind.LocalizedString(printer))
-	}
 }

@@ -6,17 +6,17 @@
 //
 // Each task has a directory DIR/ID holding task.json (mode 0600: it carries
 // the job token), and, once started, pid and finally exit.json. A task is
-// started through a supervisor (Options.Supervisor, by default
-// "hpcgate local-exec DIR/ID") in a session of its own, which waits for the
-// command and writes exit.json. So a running task outlives the gateway, and
-// an executor started on the same DIR finds every task again: queued ones
-// are queued again, running ones are watched, ended ones reported.
+// started through a supervisor, a fixed /bin/sh script in a session of its
+// own that runs the command (given as positional arguments, never pasted
+// into the script), waits for it and writes exit.json. So a running task
+// outlives the gateway, and an executor started on the same DIR finds every
+// task again: queued ones are queued again, running ones are watched, ended
+// ones reported.
 package localsched
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -38,9 +38,6 @@ import (
 type Options struct {
 	// Slots is how many cores tasks may use at once (default: runtime.NumCPU()).
 	Slots int
-	// Supervisor is the argv that runs one task; the task's directory is
-	// appended (default: this executable with "local-exec").
-	Supervisor []string
 	// PollInterval is how often tasks adopted from an earlier run are
 	// checked (default 250ms).
 	PollInterval time.Duration
@@ -74,6 +71,7 @@ type entry struct {
 	start    string // the process's start time, to tell it from a reused pid
 	exit     *exitInfo
 	canceled bool
+	started  time.Time // when this executor launched it
 }
 
 // exitInfo is exit.json, written by the supervisor (or by Cancel for a task
@@ -109,13 +107,6 @@ func New(dir string, opts *Options) (*Executor, error) {
 	}
 	if o.Slots <= 0 {
 		o.Slots = runtime.NumCPU()
-	}
-	if len(o.Supervisor) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, err
-		}
-		o.Supervisor = []string{exe, "local-exec"}
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 250 * time.Millisecond
@@ -235,21 +226,46 @@ func (e *Executor) schedule() {
 	}
 }
 
+// supervisor runs "$@" (the task's command) and records its exit code in
+// $0/exit.json. It is constant text: the command arrives as arguments. It
+// uses shell builtins only (no rename): exit.json is read only once the
+// supervisor has gone, and a half-written one does not parse, which counts
+// as still running.
+const supervisor = `"$@"; printf '{"exit_code":%d}\n' "$?" > "$0/exit.json"`
+
 func (e *Executor) launch(en *entry) error {
 	d := e.taskDir(en.id)
+	var tf taskFile
+	if err := readJSON(filepath.Join(d, "task.json"), &tf); err != nil {
+		return err
+	}
+	t := tf.Task
+	if err := os.MkdirAll(t.WorkDir, 0o700); err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
+	out, err := os.OpenFile(filepath.Join(d, "out.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
 	if err := os.WriteFile(filepath.Join(d, "launched"), nil, 0o600); err != nil {
 		return err
 	}
-	args := append(append([]string(nil), e.opts.Supervisor[1:]...), d)
-	cmd := exec.Command(e.opts.Supervisor[0], args...)
+	cmd := exec.Command("/bin/sh", append([]string{"-c", supervisor, d}, t.Command...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	cmd.Dir = d
+	cmd.Dir = t.WorkDir
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = os.Environ()
+	for k, v := range t.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	if err := cmd.Start(); err != nil {
 		os.Remove(filepath.Join(d, "launched"))
 		return err
 	}
 	en.pid = cmd.Process.Pid
 	en.start = procStart(en.pid)
+	en.started = time.Now()
 	os.WriteFile(filepath.Join(d, "pid"), []byte(fmt.Sprintf("%d %s\n", en.pid, en.start)), 0o600)
 	en.state = sched.Running
 	e.used += en.cores
@@ -271,8 +287,11 @@ func (e *Executor) finish(en *entry) {
 	}
 	var ex exitInfo
 	if err := readJSON(filepath.Join(e.taskDir(en.id), "exit.json"), &ex); err != nil {
-		ex = exitInfo{ExitCode: -1, Reason: "the task's supervisor died"}
+		ex = exitInfo{ExitCode: -1, Reason: "the task's processes were killed"}
 		writeJSON(filepath.Join(e.taskDir(en.id), "exit.json"), &ex)
+	}
+	if !en.started.IsZero() && ex.WallSeconds == 0 {
+		ex.WallSeconds = time.Since(en.started).Seconds()
 	}
 	en.exit = &ex
 	en.state = sched.Done
@@ -345,7 +364,9 @@ func (e *Executor) Poll(ctx context.Context, ids []string) (map[string]sched.Sta
 			if en.exit.Signal != "" && st.Reason == "" {
 				st.Reason = "killed by signal " + en.exit.Signal
 			}
-			st.Usage = &job.Usage{CPUSeconds: en.exit.CPUSeconds, MaxRSSBytes: en.exit.MaxRSSBytes, WallSeconds: en.exit.WallSeconds}
+			if en.exit.WallSeconds > 0 {
+				st.Usage = &job.Usage{CPUSeconds: en.exit.CPUSeconds, MaxRSSBytes: en.exit.MaxRSSBytes, WallSeconds: en.exit.WallSeconds}
+			}
 		}
 		out[id] = st
 	}
@@ -596,6 +617,3 @@ func descendants(pid int) []int {
 	}
 	return out
 }
-
-// errNoTask is returned by Supervise for a directory without task.json.
-var errNoTask = errors.New("no task.json")

@@ -11,24 +11,9 @@ import (
 	"github.com/hpcgate/hpcgate/internal/sched/schedtest"
 )
 
-// The test binary is its own supervisor: started with this first argument
-// it runs Supervise, as "hpcgate local-exec" does.
-const superviseArg = "hpcgate-test-local-exec"
-
-func TestMain(m *testing.M) {
-	if len(os.Args) == 3 && os.Args[1] == superviseArg {
-		if err := Supervise(context.Background(), os.Args[2]); err != nil {
-			os.Stderr.WriteString(err.Error() + "\n")
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
 func newExecutor(t *testing.T, dir string, slots int) *Executor {
 	t.Helper()
-	e, err := New(dir, &Options{Slots: slots, Supervisor: []string{os.Args[0], superviseArg}, KillGrace: 2 * time.Second})
+	e, err := New(dir, &Options{Slots: slots, KillGrace: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +36,7 @@ func TestSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	work := t.TempDir()
 	ctx := context.Background()
-	first, err := New(dir, &Options{Slots: 1, Supervisor: []string{os.Args[0], superviseArg}})
+	first, err := New(dir, &Options{Slots: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

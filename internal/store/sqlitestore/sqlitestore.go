@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hpcgate/hpcgate/internal/job"
@@ -32,6 +33,19 @@ var migrations embed.FS
 type Store struct {
 	w *sql.DB // one connection: all writes
 	r *sql.DB // readers
+
+	// Group commit: writers queue their work; one of them at a time (the
+	// leader, holding batchMu) runs every queued piece of work in one
+	// transaction, each in a savepoint of its own, and commits once.
+	qmu     sync.Mutex
+	queue   []*writeReq
+	batchMu sync.Mutex
+}
+
+type writeReq struct {
+	ctx  context.Context
+	fn   func(context.Context, *sql.Tx) error
+	done chan error // buffered: the leader never blocks
 }
 
 var _ store.Store = (*Store)(nil)
@@ -120,17 +134,84 @@ func nullable(s string) any {
 	return s
 }
 
+// write runs fn in a transaction. Concurrent writes are committed together,
+// which keeps SQLite's one writer from paying a commit for each. If fn
+// fails, what it did is rolled back and its error returned; the others'
+// work is not affected.
+func (s *Store) write(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	s.qmu.Lock()
+	s.queue = append(s.queue, r)
+	s.qmu.Unlock()
+
+	s.batchMu.Lock()
+	select {
+	case err := <-r.done: // an earlier leader did it
+		s.batchMu.Unlock()
+		return err
+	default:
+	}
+	s.qmu.Lock()
+	batch := s.queue
+	s.queue = nil
+	s.qmu.Unlock()
+	s.runBatch(batch)
+	s.batchMu.Unlock()
+	return <-r.done
+}
+
+func (s *Store) runBatch(batch []*writeReq) {
+	results := make([]error, len(batch))
+	ctx := context.Background() // the batch is everyone's: no one caller may cancel it
+	err := func() error {
+		tx, err := s.w.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		for i, r := range batch {
+			if err := r.ctx.Err(); err != nil {
+				results[i] = err
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+				return err
+			}
+			results[i] = r.fn(ctx, tx)
+			release := "RELEASE w"
+			if results[i] != nil {
+				release = "ROLLBACK TO w; RELEASE w"
+			}
+			if _, err := tx.ExecContext(ctx, release); err != nil {
+				return err
+			}
+		}
+		return tx.Commit()
+	}()
+	for i, r := range batch {
+		if err != nil {
+			results[i] = fmt.Errorf("write: %w", err)
+		}
+		r.done <- results[i]
+	}
+}
+
 // CreateJob implements store.Store.
 func (s *Store) CreateJob(ctx context.Context, j *job.Job, opts *store.CreateOptions) (*job.Job, error) {
+	var out *job.Job
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		out, err = createOne(ctx, tx, j, opts)
+		return err
+	})
+	return out, err
+}
+
+func createOne(ctx context.Context, tx *sql.Tx, j *job.Job, opts *store.CreateOptions) (*job.Job, error) {
 	doc, err := json.Marshal(j)
 	if err != nil {
 		return nil, err
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
 	if j.IdemKey != "" {
 		var existing string
 		err := tx.QueryRowContext(ctx, "SELECT doc FROM jobs WHERE owner = ? AND idem_key = ?", j.Owner, j.IdemKey).Scan(&existing)
@@ -162,10 +243,7 @@ func (s *Store) CreateJob(ctx context.Context, j *job.Job, opts *store.CreateOpt
 	if err != nil {
 		return nil, fmt.Errorf("insert job: %w", err)
 	}
-	if err := insertEvent(ctx, tx, j.ID, 0, j.CreatedAt, j.State, j.Reason); err != nil {
-		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
+	if err := insertEvent(ctx, tx, j.ID, 1, j.CreatedAt, j.State, j.Reason); err != nil {
 		return nil, err
 	}
 	return j.Clone(), nil
@@ -305,75 +383,69 @@ func decodePageToken(tok string) (int64, error) {
 
 // UpdateJob implements store.Store.
 func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*job.Job) error) (*job.Job, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	var doc string
-	err = tx.QueryRowContext(ctx, "SELECT doc FROM jobs WHERE id = ?", id).Scan(&doc)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("job %s: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, err
-	}
-	old, err := decodeJob(doc)
-	if err != nil {
-		return nil, err
-	}
-	j := old.Clone()
-	if err := fn(j); err != nil {
-		return nil, err
-	}
-	j.ID, j.Owner = old.ID, old.Owner
-	if j.State != old.State {
-		if err := job.Transition(old.State, j.State); err != nil {
-			return nil, fmt.Errorf("job %s: %w", id, err)
+	var out *job.Job
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var doc string
+		err := tx.QueryRowContext(ctx, "SELECT doc FROM jobs WHERE id = ?", id).Scan(&doc)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("job %s: %w", id, store.ErrNotFound)
 		}
-	}
-	newDoc, err := json.Marshal(j)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := tx.ExecContext(ctx, "UPDATE jobs SET state = ?, doc = ? WHERE id = ?", string(j.State), string(newDoc), id); err != nil {
-		return nil, fmt.Errorf("update job: %w", err)
-	}
-	if j.State != old.State {
-		if err := insertEvent(ctx, tx, id, 0, time.Now(), j.State, j.Reason); err != nil {
-			return nil, err
+		if err != nil {
+			return err
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, err
-	}
-	return j, nil
+		old, err := decodeJob(doc)
+		if err != nil {
+			return err
+		}
+		j := old.Clone()
+		if err := fn(j); err != nil {
+			return err
+		}
+		j.ID, j.Owner = old.ID, old.Owner
+		if j.State != old.State {
+			if err := job.Transition(old.State, j.State); err != nil {
+				return fmt.Errorf("job %s: %w", id, err)
+			}
+		}
+		newDoc, err := json.Marshal(j)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "UPDATE jobs SET state = ?, doc = ? WHERE id = ?", string(j.State), string(newDoc), id); err != nil {
+			return fmt.Errorf("update job: %w", err)
+		}
+		if j.State != old.State {
+			if err := insertEvent(ctx, tx, id, 0, time.Now(), j.State, j.Reason); err != nil {
+				return err
+			}
+		}
+		out = j
+		return nil
+	})
+	return out, err
 }
 
 // DeleteJob implements store.Store.
 func (s *Store) DeleteJob(ctx context.Context, id string) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, "DELETE FROM jobs WHERE id = ?", id)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("job %s: %w", id, store.ErrNotFound)
-	}
-	for _, q := range []string{
-		"DELETE FROM events WHERE job_id = ?",
-		"DELETE FROM logs WHERE job_id = ?",
-		"DELETE FROM tokens WHERE job_id = ?",
-	} {
-		if _, err := tx.ExecContext(ctx, q, id); err != nil {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM jobs WHERE id = ?", id)
+		if err != nil {
 			return err
 		}
-	}
-	return tx.Commit()
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("job %s: %w", id, store.ErrNotFound)
+		}
+		for _, q := range []string{
+			"DELETE FROM events WHERE job_id = ?",
+			"DELETE FROM logs WHERE job_id = ?",
+			"DELETE FROM tokens WHERE job_id = ?",
+		} {
+			if _, err := tx.ExecContext(ctx, q, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Events implements store.Store.
@@ -406,26 +478,26 @@ func logSize(ctx context.Context, q interface {
 
 // AppendLog implements store.Store.
 func (s *Store) AppendLog(ctx context.Context, id, stream string, offset int64, data []byte) (int64, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, err
-	}
-	defer tx.Rollback()
-	size, err := logSize(ctx, tx, id, stream)
-	if err != nil {
-		return 0, err
-	}
-	if offset > size {
-		return size, fmt.Errorf("log %s/%s: append at %d leaves a gap after %d: %w", id, stream, offset, size, store.ErrConflict)
-	}
-	end := offset + int64(len(data))
-	if end <= size {
-		return size, nil
-	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO logs (job_id, stream, off, data) VALUES (?, ?, ?, ?)", id, stream, size, data[size-offset:]); err != nil {
-		return 0, fmt.Errorf("append log: %w", err)
-	}
-	return end, tx.Commit()
+	var size int64
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		var err error
+		if size, err = logSize(ctx, tx, id, stream); err != nil {
+			return err
+		}
+		if offset > size {
+			return fmt.Errorf("log %s/%s: append at %d leaves a gap after %d: %w", id, stream, offset, size, store.ErrConflict)
+		}
+		end := offset + int64(len(data))
+		if end <= size {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO logs (job_id, stream, off, data) VALUES (?, ?, ?, ?)", id, stream, size, data[size-offset:]); err != nil {
+			return fmt.Errorf("append log: %w", err)
+		}
+		size = end
+		return nil
+	})
+	return size, err
 }
 
 // ReadLog implements store.Store.
@@ -467,12 +539,14 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	if !t.ExpiresAt.IsZero() {
 		exp = t.ExpiresAt.UnixNano()
 	}
-	_, err := s.w.ExecContext(ctx, "INSERT INTO tokens (id, hash, user, name, scopes, job_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-		t.ID, t.Hash, t.User, t.Name, strings.Join(t.Scopes, " "), t.JobID, t.CreatedAt.UnixNano(), exp)
-	if isUnique(err) {
-		return fmt.Errorf("token %s: %w", t.ID, store.ErrConflict)
-	}
-	return err
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO tokens (id, hash, user, name, scopes, job_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			t.ID, t.Hash, t.User, t.Name, strings.Join(t.Scopes, " "), t.JobID, t.CreatedAt.UnixNano(), exp)
+		if isUnique(err) {
+			return fmt.Errorf("token %s: %w", t.ID, store.ErrConflict)
+		}
+		return err
+	})
 }
 
 const tokenCols = "id, hash, user, name, scopes, job_id, created_at, expires_at"
@@ -527,12 +601,14 @@ func (s *Store) ListTokens(ctx context.Context, user string) ([]store.Token, err
 
 // DeleteToken implements store.Store.
 func (s *Store) DeleteToken(ctx context.Context, id string) error {
-	res, err := s.w.ExecContext(ctx, "DELETE FROM tokens WHERE id = ?", id)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("token %s: %w", id, store.ErrNotFound)
-	}
-	return nil
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM tokens WHERE id = ?", id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("token %s: %w", id, store.ErrNotFound)
+		}
+		return nil
+	})
 }

@@ -22,6 +22,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}{
 		{"CreateGet", testCreateGet},
 		{"Idempotency", testIdempotency},
+		{"ConcurrentCreates", testConcurrentCreates},
 		{"ChildLimit", testChildLimit},
 		{"List", testList},
 		{"ListPages", testListPages},
@@ -460,5 +461,54 @@ func testTokens(t *testing.T, s store.Store) {
 	}
 	if err := s.DeleteToken(ctx, "t1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
+	}
+}
+
+// testConcurrentCreates checks that jobs created at once are each stored
+// once, with duplicates of one idempotency key resolved to one job.
+func testConcurrentCreates(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 50
+	var wg sync.WaitGroup
+	ids := make([]string, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		j := newJob("alice")
+		if i%10 == 0 {
+			j.IdemKey = "same"
+		}
+		wg.Add(1)
+		go func(i int, j *job.Job) {
+			defer wg.Done()
+			got, err := s.CreateJob(ctx, j, nil)
+			if got != nil {
+				ids[i] = got.ID
+			}
+			errs[i] = err
+		}(i, j)
+	}
+	wg.Wait()
+	dups, idemID := 0, ""
+	for i := 0; i < n; i++ {
+		switch {
+		case errors.Is(errs[i], store.ErrDuplicate):
+			dups++
+		case errs[i] != nil:
+			t.Fatalf("create %d: %v", i, errs[i])
+		}
+		if i%10 == 0 {
+			if idemID == "" {
+				idemID = ids[i]
+			} else if ids[i] != idemID {
+				t.Fatalf("one idempotency key gave jobs %s and %s", idemID, ids[i])
+			}
+		}
+	}
+	if dups != 4 {
+		t.Fatalf("%d duplicates reported, want 4", dups)
+	}
+	all, _, err := s.ListJobs(ctx, store.JobFilter{Owner: "alice", Limit: 1000})
+	if err != nil || len(all) != n-4 {
+		t.Fatalf("stored %d jobs, %v; want %d", len(all), err, n-4)
 	}
 }
