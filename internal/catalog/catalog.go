@@ -78,12 +78,17 @@ func (t *Template) SchemaJSON() json.RawMessage { return t.schemaJSON }
 
 // Environment is a runtime environment, as written in the server config.
 type Environment struct {
-	Name             string `yaml:"name"`
-	Description      string `yaml:"description"`
-	Scheduler        string `yaml:"scheduler"` // the name of a configured scheduler
-	Partition        string `yaml:"partition"`
-	Queue            string `yaml:"queue"`
-	ParallelEnv      string `yaml:"parallel_environment"`
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	Scheduler   string `yaml:"scheduler"`            // local, slurm or sge
+	Partition   string `yaml:"partition"`            // slurm
+	Account     string `yaml:"account"`              // slurm
+	QOS         string `yaml:"qos"`                  // slurm
+	Queue       string `yaml:"queue"`                // sge
+	ParallelEnv string `yaml:"parallel_environment"` // sge
+	// JobScript is a text/template file for the engine's job script
+	// (default: the embedded one, which only starts the agent).
+	JobScript        string `yaml:"job_script"`
 	ContainerRuntime string `yaml:"container_runtime"`
 	WorkdirRoot      string `yaml:"workdir_root"`
 	Max              Limits `yaml:"max"`

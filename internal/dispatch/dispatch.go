@@ -54,8 +54,8 @@ type Dispatcher struct {
 	endedSeen map[string]time.Time // job id → when its engine first said it ended
 }
 
-// New returns a dispatcher. scheds maps scheduler names (as environments
-// name them) to schedulers. It starts nothing.
+// New returns a dispatcher. scheds maps each environment's name to its
+// scheduler (several environments may share one). It starts nothing.
 func New(st store.Store, cat *catalog.Catalog, scheds map[string]sched.Scheduler, opts Options) *Dispatcher {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 2 * time.Second
@@ -101,15 +101,17 @@ func (d *Dispatcher) schedFor(j *job.Job) (sched.Scheduler, *catalog.Environment
 	if err != nil {
 		return nil, nil, err
 	}
-	name := env.Scheduler
-	if j.Scheduler != "" {
-		name = j.Scheduler
-	}
-	s, ok := d.scheds[name]
+	s, ok := d.scheds[env.Name]
 	if !ok {
-		return nil, nil, fmt.Errorf("environment %s: no scheduler %q", env.Name, name)
+		return nil, nil, fmt.Errorf("environment %s has no scheduler", env.Name)
 	}
 	return s, env, nil
+}
+
+// engine returns the scheduler of a job's environment.
+func (d *Dispatcher) engine(j *job.Job) (sched.Scheduler, bool) {
+	s, ok := d.scheds[j.Environment]
+	return s, ok
 }
 
 // submitPending hands every pending job to its engine, oldest first.
@@ -221,7 +223,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 		}
 		for _, j := range jobs {
 			if j.BackendID != "" {
-				bySched[j.Scheduler] = append(bySched[j.Scheduler], j)
+				bySched[j.Environment] = append(bySched[j.Environment], j)
 			}
 		}
 		if next == "" {
@@ -240,7 +242,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 		}
 		st, err := s.Poll(ctx, ids)
 		if err != nil {
-			d.log.Warn("poll engine", "scheduler", name, "err", err)
+			d.log.Warn("poll engine", "environment", name, "err", err)
 			continue
 		}
 		for _, j := range jobs {
@@ -340,7 +342,7 @@ func (d *Dispatcher) Cancel(ctx context.Context, id, reason string) (*job.Job, e
 		return nil, err
 	}
 	if j.BackendID != "" {
-		if s, ok := d.scheds[j.Scheduler]; ok {
+		if s, ok := d.engine(j); ok {
 			if err := s.Cancel(ctx, j.BackendID); err != nil && !errors.Is(err, sched.ErrNotFound) {
 				d.log.Error("cancel in engine", "job", id, "err", err)
 			}
@@ -366,7 +368,7 @@ func (d *Dispatcher) Hold(ctx context.Context, id string) (*job.Job, error) {
 			return j.SetState(job.Held, "held by the user", time.Now())
 		})
 	case job.Queued:
-		s, ok := d.scheds[j.Scheduler]
+		s, ok := d.engine(j)
 		h, canHold := s.(sched.Holder)
 		if !ok || !canHold {
 			return nil, fmt.Errorf("%w: %s cannot hold a queued job", sched.ErrUnsupported, j.Scheduler)
@@ -395,7 +397,7 @@ func (d *Dispatcher) Release(ctx context.Context, id string) (*job.Job, error) {
 		}
 		return j, err
 	}
-	s, ok := d.scheds[j.Scheduler]
+	s, ok := d.engine(j)
 	h, canHold := s.(sched.Holder)
 	if !ok || !canHold {
 		return nil, fmt.Errorf("%w: %s cannot release a job", sched.ErrUnsupported, j.Scheduler)

@@ -186,8 +186,8 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 				if err != nil {
 					return nil, err
 				}
-				g.scheds["local"] = g.local
 			}
+			g.scheds[e.Name] = g.local
 		default:
 			return nil, fmt.Errorf("environment %s: unknown scheduler %q", e.Name, e.Scheduler)
 		}

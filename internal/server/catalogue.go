@@ -70,7 +70,7 @@ func (s *Server) getEnvironment(w http.ResponseWriter, r *http.Request) error {
 
 // live asks the environment's engine for its current facts.
 func (s *Server) live(ctx context.Context, e *catalog.Environment) map[string]any {
-	sc, ok := s.scheds[e.Scheduler]
+	sc, ok := s.scheds[e.Name]
 	if !ok {
 		return map[string]any{"reachable": false, "error": "no such scheduler configured"}
 	}

@@ -424,8 +424,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 		err = nil
 	}
 	add("objects", "objects", err)
-	for name, sc := range s.scheds {
-		add(name, "scheduler", sc.Ping(ctx))
+	for _, e := range s.catalog.Environments() {
+		if sc, ok := s.scheds[e.Name]; ok {
+			add(e.Name+" ("+sc.Name()+")", "scheduler", sc.Ping(ctx))
+		}
 	}
 	return writeJSON(w, http.StatusOK, st)
 }
