@@ -53,6 +53,8 @@ func New(baseURL, token string, opts *Options) (*Client, error) {
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 64
+		tr.WriteBufferSize, tr.ReadBufferSize = 256<<10, 256<<10
+		tr.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerConnection: 16 << 20, MaxReceiveBufferPerStream: 8 << 20, MaxReadFrameSize: 1 << 20}
 		if opts.CACertFile != "" {
 			pem, err := os.ReadFile(opts.CACertFile)
 			if err != nil {

@@ -191,6 +191,7 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, key, name s
 	}
 	defer rc.Close()
 	w.WriteHeader(status)
-	_, err = io.Copy(w, rc)
+	// Large writes make large HTTP/2 frames; io.Copy's 32 KiB would not.
+	_, err = io.CopyBuffer(w, struct{ io.Reader }{rc}, make([]byte, 1<<20))
 	return err
 }
