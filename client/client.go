@@ -421,6 +421,16 @@ func (c *Client) Release(ctx context.Context, id string) (*api.Job, error) {
 	return c.control(ctx, id, "release")
 }
 
+// Suspend stops a running job in its engine.
+func (c *Client) Suspend(ctx context.Context, id string) (*api.Job, error) {
+	return c.control(ctx, id, "suspend")
+}
+
+// Resume continues a suspended job.
+func (c *Client) Resume(ctx context.Context, id string) (*api.Job, error) {
+	return c.control(ctx, id, "resume")
+}
+
 // Events returns a job's state transitions in order.
 func (c *Client) Events(ctx context.Context, id string) ([]api.Event, error) {
 	var out api.Page[api.Event]

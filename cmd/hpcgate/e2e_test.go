@@ -71,20 +71,28 @@ type gw struct {
 	log     *bytes.Buffer
 	exited  chan struct{}
 	cfgFile string
+	slots   string
 }
 
 // startGateway starts "hpcgate server" on a fresh data directory.
 func startGateway(t *testing.T, cfg string) *gw {
 	t.Helper()
-	g := &gw{t: t, dir: filepath.Join(t.TempDir(), "data"), bin: binDir(t), addr: "127.0.0.1:0"}
+	g := newGateway(t, cfg)
+	g.start()
+	t.Cleanup(g.stop)
+	return g
+}
+
+// newGateway prepares a gateway without starting it.
+func newGateway(t *testing.T, cfg string) *gw {
+	t.Helper()
+	g := &gw{t: t, dir: filepath.Join(t.TempDir(), "data"), bin: binDir(t), addr: "127.0.0.1:0", slots: "4"}
 	if cfg != "" {
 		g.cfgFile = filepath.Join(t.TempDir(), "config.yaml")
 		if err := os.WriteFile(g.cfgFile, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	g.start()
-	t.Cleanup(g.stop)
 	return g
 }
 
@@ -95,7 +103,7 @@ func (g *gw) env() []string {
 func (g *gw) start() {
 	t := g.t
 	t.Helper()
-	args := []string{"server", "--data-dir", g.dir, "--addr", g.addr, "--slots", "4", "--log-level", "debug"}
+	args := []string{"server", "--data-dir", g.dir, "--addr", g.addr, "--slots", g.slots, "--log-level", "debug"}
 	if g.cfgFile != "" {
 		args = append(args, "--config", g.cfgFile)
 	}
@@ -129,6 +137,7 @@ func (g *gw) start() {
 		select {
 		case l, ok := <-lines:
 			if !ok {
+				<-g.exited
 				t.Fatalf("server exited before listening:\n%s", g.log)
 			}
 			if nextIsToken {

@@ -100,12 +100,18 @@ type Catalog struct {
 	templates map[string][]*Template // by name, oldest version first
 	envs      map[string]*Environment
 	envNames  []string
+	// Warnings name templates left out because none of their environments
+	// is configured here.
+	Warnings []string
 }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 
 // Load reads every *.yaml and *.yml template file of each fsys and checks
-// them against each other and against envs. Every problem is reported.
+// them against each other and against envs. Every problem is reported. A
+// template may name environments this gateway does not have (the built-in
+// examples name local, slurm and sge): those are dropped from it, and a
+// template left with none is not offered (see Warnings).
 func Load(envs []Environment, fsyss ...fs.FS) (*Catalog, error) {
 	c := &Catalog{templates: map[string][]*Template{}, envs: map[string]*Environment{}}
 	var errs []error
@@ -141,11 +147,17 @@ func Load(envs []Environment, fsyss ...fs.FS) (*Catalog, error) {
 				errs = append(errs, fmt.Errorf("template file %s: %w", name, err))
 				continue
 			}
+			var here []string
 			for _, e := range t.Environments {
-				if _, ok := c.envs[e]; !ok {
-					errs = append(errs, fmt.Errorf("template %s: environment %q is not configured", t.Name, e))
+				if _, ok := c.envs[e]; ok {
+					here = append(here, e)
 				}
 			}
+			if len(here) == 0 {
+				c.Warnings = append(c.Warnings, fmt.Sprintf("template %s (%s) is left out: none of its environments %v is configured", t.Name, name, t.Environments))
+				continue
+			}
+			t.Environments = here
 			for _, old := range c.templates[t.Name] {
 				if old.Version == t.Version {
 					errs = append(errs, fmt.Errorf("template %s version %d defined twice (%s)", t.Name, t.Version, name))

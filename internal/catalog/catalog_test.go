@@ -111,7 +111,6 @@ func TestInstantiateReportsEveryField(t *testing.T) {
 
 func TestBadTemplatesRefused(t *testing.T) {
 	fsys := fstest.MapFS{
-		"a.yaml": {Data: []byte("name: a\nversion: 1\ncommand: [x]\nenvironments: [nowhere]\n")},
 		"b.yaml": {Data: []byte("name: b\nversion: 1\ncommand: [x]\nenvironments: [local]\nparameters: {type: 12}\n")},
 		"c.yaml": {Data: []byte("name: c\nversion: 1\ncommand: [x]\nenvironments: [local]\ninputs: [{name: i, path: ../x}]\n")},
 		"d.yaml": {Data: []byte("name: d\nversion: 1\ncommand: [x]\nenvironments: [local]\nunknown_field: 1\n")},
@@ -120,7 +119,7 @@ func TestBadTemplatesRefused(t *testing.T) {
 	if err == nil {
 		t.Fatal("bad templates loaded")
 	}
-	for _, want := range []string{"nowhere", "b.yaml", "c.yaml", "d.yaml"} {
+	for _, want := range []string{"b.yaml", "c.yaml", "d.yaml"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
@@ -137,5 +136,26 @@ func TestParseSize(t *testing.T) {
 		if _, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) accepted", in)
 		}
+	}
+}
+
+func TestTemplatesOfOtherEnvironments(t *testing.T) {
+	fsys := fstest.MapFS{
+		"a.yaml": {Data: []byte("name: a\nversion: 1\ncommand: [x]\nenvironments: [slurm, local]\n")},
+		"b.yaml": {Data: []byte("name: b\nversion: 1\ncommand: [x]\nenvironments: [sge]\n")},
+	}
+	c, err := Load(localEnv, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.Template("a", 0)
+	if err != nil || len(a.Environments) != 1 || a.Environments[0] != "local" {
+		t.Fatalf("template a: %+v, %v; want it offered in local only", a, err)
+	}
+	if _, err := c.Template("b", 0); err == nil {
+		t.Fatal("a template for an environment this gateway lacks is offered")
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "b.yaml") {
+		t.Fatalf("warnings %q", c.Warnings)
 	}
 }

@@ -80,6 +80,8 @@ func init() {
 		cmdControl("cancel", "canceled", "cancel jobs", "Cancels each job given: a job that has not started never starts, a running job is stopped. Canceling a job that has ended is an error for that job; the others go on."),
 		cmdControl("hold", "held", "hold jobs that have not started", "Holds each job given: a job that has not been handed to its engine yet stays put until it is released."),
 		cmdControl("release", "released", "release held jobs", "Releases each held job given, so that it goes on to its engine."),
+		cmdControl("suspend", "suspended", "suspend running jobs", "Suspends each running job given: its engine stops every process of it until it is resumed."),
+		cmdControl("resume", "resumed", "resume suspended jobs", "Resumes each suspended job given."),
 		cmdControl("delete", "deleted", "delete jobs with their logs and outputs", "Deletes each job given, with its logs, outputs and results. A job that has not ended is canceled first."),
 		cmdWait, cmdOutput, cmdDownload, cmdResults, cmdParameters, cmdChildren,
 		cmdToken, cmdMe, cmdHealth,

@@ -435,7 +435,7 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 		all = append(all, cmdPath{[]string{"token", s.name}, "token " + s.name})
 	}
 	want := []string{"templates", "template", "environments", "environment", "upload", "files", "rm", "cat", "fetch",
-		"submit", "jobs", "status", "logs", "cancel", "hold", "release", "delete", "wait", "output", "download",
+		"submit", "jobs", "status", "logs", "cancel", "hold", "release", "suspend", "resume", "delete", "wait", "output", "download",
 		"results", "parameters", "children", "token", "me", "health"}
 	var names []string
 	for _, c := range Commands() {

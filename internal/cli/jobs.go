@@ -463,6 +463,10 @@ func cmdControl(name, done, summary, desc string) *command {
 						_, err = c.Hold(e.ctx, id)
 					case "release":
 						_, err = c.Release(e.ctx, id)
+					case "suspend":
+						_, err = c.Suspend(e.ctx, id)
+					case "resume":
+						_, err = c.Resume(e.ctx, id)
 					case "delete":
 						err = c.DeleteJob(e.ctx, id)
 					}

@@ -134,8 +134,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("tls_cert and tls_key go together"))
 	}
 	for _, e := range c.Environments {
-		if e.Scheduler != "local" {
-			errs = append(errs, fmt.Errorf("environment %s: scheduler %q is not available in this build (local)", e.Name, e.Scheduler))
+		switch e.Scheduler {
+		case "local", "slurm", "sge":
+		default:
+			errs = append(errs, fmt.Errorf("environment %s: scheduler %q: want local, slurm or sge", e.Name, e.Scheduler))
 		}
 	}
 	if c.Local.Slots < 0 {

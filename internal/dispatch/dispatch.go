@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -406,4 +407,42 @@ func (d *Dispatcher) Release(ctx context.Context, id string) (*job.Job, error) {
 		return nil, err
 	}
 	return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Queued, "released by the user", time.Now()) })
+}
+
+// Suspend stops a running job in its engine.
+func (d *Dispatcher) Suspend(ctx context.Context, id string) (*job.Job, error) {
+	return d.setSuspended(ctx, id, true)
+}
+
+// Resume continues a suspended job.
+func (d *Dispatcher) Resume(ctx context.Context, id string) (*job.Job, error) {
+	return d.setSuspended(ctx, id, false)
+}
+
+func (d *Dispatcher) setSuspended(ctx context.Context, id string, on bool) (*job.Job, error) {
+	j, err := d.store.GetJob(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	from, to, verb := []job.State{job.Starting, job.Running}, job.Suspended, "suspended"
+	if !on {
+		from, to, verb = []job.State{job.Suspended}, job.Running, "resumed"
+	}
+	if !slices.Contains(from, j.State) {
+		return nil, fmt.Errorf("%w: the job is %s; only a %s job can be %s", job.ErrInvalidTransition, j.State, from[len(from)-1], verb)
+	}
+	s, ok := d.engine(j)
+	sp, can := s.(sched.Suspender)
+	if !ok || !can || j.BackendID == "" {
+		return nil, fmt.Errorf("%w: the %s engine cannot suspend jobs", sched.ErrUnsupported, j.Scheduler)
+	}
+	if on {
+		err = sp.Suspend(ctx, j.BackendID)
+	} else {
+		err = sp.Resume(ctx, j.BackendID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(to, verb+" by the user", time.Now()) })
 }

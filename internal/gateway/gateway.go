@@ -178,6 +178,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 	if g.cat, err = catalog.Load(cfg.Environments, fss...); err != nil {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
+	for _, w := range g.cat.Warnings {
+		log.Warn(w)
+	}
 	for _, e := range cfg.Environments {
 		switch e.Scheduler {
 		case "local":

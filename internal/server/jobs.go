@@ -223,6 +223,8 @@ const (
 	controlCancel controlOp = iota
 	controlHold
 	controlRelease
+	controlSuspend
+	controlResume
 )
 
 func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) error {
@@ -242,6 +244,10 @@ func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) 
 			j, err = s.disp.Hold(r.Context(), j.ID)
 		case controlRelease:
 			j, err = s.disp.Release(r.Context(), j.ID)
+		case controlSuspend:
+			j, err = s.disp.Suspend(r.Context(), j.ID)
+		case controlResume:
+			j, err = s.disp.Resume(r.Context(), j.ID)
 		}
 		if err != nil {
 			return err

@@ -150,6 +150,8 @@ func (s *Server) routeTable() []route {
 		{pattern: "POST /v1/jobs/{id}/cancel", scope: W, access: jobToo, h: s.control(controlCancel)},
 		{pattern: "POST /v1/jobs/{id}/hold", scope: W, h: s.control(controlHold)},
 		{pattern: "POST /v1/jobs/{id}/release", scope: W, h: s.control(controlRelease)},
+		{pattern: "POST /v1/jobs/{id}/suspend", scope: W, h: s.control(controlSuspend)},
+		{pattern: "POST /v1/jobs/{id}/resume", scope: W, h: s.control(controlResume)},
 		{pattern: "GET /v1/jobs/{id}/events", scope: R, access: jobToo, h: s.jobEvents},
 		{pattern: "GET /v1/jobs/{id}/children", scope: R, access: jobToo, h: s.jobChildren},
 		{pattern: "GET /v1/jobs/{id}/logs/{stream}", scope: R, access: jobToo, h: s.getLog},
