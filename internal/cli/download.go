@@ -19,7 +19,7 @@ var cmdDownload = &command{
 	summary: "download every output of a job into a directory",
 	args:    "ID [--out DIR] [--archive FILE]",
 	desc:    "Downloads every output file of a job into the directory DIR (default ./ID), keeping their relative paths, and checks each against the SHA-256 the gateway lists. A path that is absolute or contains .. is refused. With --archive it writes all outputs as one tar.gz file instead (- for standard output). A progress bar over the total size is shown on a terminal.",
-	example: "hpcgate download j-0123456789abcdef --out results/\nhpcgate download j-0123456789abcdef --archive outputs.tar.gz",
+	example: "hpcgate download 7yzixrkjsc6irydo --out results/\nhpcgate download 7yzixrkjsc6irydo --archive outputs.tar.gz",
 	minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runFunc {
 		out := fs.String("out", "", "the `DIR`ectory to write into (default ./ID)")

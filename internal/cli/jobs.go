@@ -316,7 +316,7 @@ var cmdStatus = &command{
 	summary: "show a job and its state transitions",
 	args:    "ID [--json]",
 	desc:    "Shows a job: its state and why, its error if it failed, the template and environment it runs with, its id in the batch system, the resources asked for and used, when it was created, started and finished, its exit code, parent and labels; and then every state transition it went through.",
-	example: "hpcgate status j-0123456789abcdef",
+	example: "hpcgate status 7yzixrkjsc6irydo",
 	minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runFunc {
 		asJSON := fs.Bool("json", false, `print {"job": ..., "events": [...]}`)
@@ -415,7 +415,7 @@ var cmdLogs = &command{
 	summary: "print a job's standard output or error",
 	args:    "ID [-f|--follow] [--stderr] [--offset N]",
 	desc:    "Writes a job's standard output (or standard error with --stderr) to standard output, from byte --offset on. With --follow it goes on writing as the job writes, until the job has ended.",
-	example: "hpcgate logs -f j-0123456789abcdef\nhpcgate logs j-0123456789abcdef --stderr",
+	example: "hpcgate logs -f 7yzixrkjsc6irydo\nhpcgate logs 7yzixrkjsc6irydo --stderr",
 	minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runFunc {
 		follow := fs.Bool("follow", false, "go on until the job has ended")
@@ -446,7 +446,7 @@ func cmdControl(name, done, summary, desc string) *command {
 		summary: summary,
 		args:    "ID...",
 		desc:    desc + " It prints one line per job and fails at the end if any job could not be " + done + ".",
-		example: "hpcgate " + name + " j-0123456789abcdef j-fedcba9876543210",
+		example: "hpcgate " + name + " 7yzixrkjsc6irydo n3c5fgxctds6i6az",
 		minArgs: 1, maxArgs: -1,
 		setup: func(fs *flag.FlagSet) runFunc {
 			return func(e *env, ids []string) error {
@@ -483,7 +483,7 @@ var cmdWait = &command{
 	summary: "wait for jobs to end",
 	args:    "ID... [--timeout DURATION]",
 	desc:    "Waits until every job given has ended and prints each with its final state (ID STATE). It fails (exit code 1) if any job did not succeed, could not be read, or had not ended by the --timeout.",
-	example: "hpcgate wait $(cat children)\nhpcgate wait j-0123456789abcdef --timeout 10m",
+	example: "hpcgate wait $(cat children)\nhpcgate wait 7yzixrkjsc6irydo --timeout 10m",
 	minArgs: 1, maxArgs: -1,
 	setup: func(fs *flag.FlagSet) runFunc {
 		timeout := fs.Duration("timeout", 0, "give up after `DURATION` (default never)")
@@ -536,7 +536,7 @@ var cmdOutput = &command{
 	summary: "write one output file of a job to standard output",
 	args:    "ID PATH",
 	desc:    "Writes the output file PATH of a job to standard output. 'hpcgate download ID' fetches them all.",
-	example: "hpcgate output j-0123456789abcdef greeting.txt",
+	example: "hpcgate output 7yzixrkjsc6irydo greeting.txt",
 	minArgs: 2, maxArgs: 2,
 	setup: func(fs *flag.FlagSet) runFunc {
 		return func(e *env, args []string) error {
@@ -560,7 +560,7 @@ var cmdResults = &command{
 	summary: "print a job's results.json",
 	args:    "ID",
 	desc:    "Prints the structured results a job wrote (its results.json), indented.",
-	example: "hpcgate results j-0123456789abcdef",
+	example: "hpcgate results 7yzixrkjsc6irydo",
 	minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runFunc {
 		return func(e *env, args []string) error {
@@ -582,7 +582,7 @@ var cmdParameters = &command{
 	summary: "print a job's validated parameters",
 	args:    "ID",
 	desc:    "Prints the parameters of a job as the gateway validated them, defaults filled in, as indented JSON.",
-	example: "hpcgate parameters j-0123456789abcdef",
+	example: "hpcgate parameters 7yzixrkjsc6irydo",
 	minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runFunc {
 		return func(e *env, args []string) error {
@@ -604,7 +604,7 @@ var cmdChildren = &command{
 	summary: "list the jobs a job submitted",
 	args:    "ID [--json]",
 	desc:    "Lists the jobs a job created with its own token (its children), like 'hpcgate jobs'.",
-	example: "hpcgate children j-0123456789abcdef",
+	example: "hpcgate children 7yzixrkjsc6irydo",
 	minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runFunc {
 		asJSON := fs.Bool("json", false, "print the JSON list")
