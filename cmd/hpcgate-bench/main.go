@@ -43,12 +43,21 @@ func main() {
 	clients := flag.Int("clients", 16, "concurrent clients")
 	e2e := flag.Int("e2e", 200, "trivial jobs to run end to end")
 	sizeMiB := flag.Int("size-mib", 1024, "size of the transfer file")
+	engines := flag.String("engines", "", "with --config: measure job latency on these environments (e.g. slurm,sge) instead")
+	config := flag.String("config", "", "server config for --engines (e.g. examples/config/cluster.yaml)")
+	n := flag.Int("n", 30, "jobs per path for --engines")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "hpcgate-bench: --bin is required")
 		os.Exit(2)
 	}
-	if err := run(*bin, *jobs, *clients, *e2e, int64(*sizeMiB)<<20); err != nil {
+	var err error
+	if *engines != "" {
+		err = latency(*bin, *config, strings.Split(*engines, ","), *n)
+	} else {
+		err = run(*bin, *jobs, *clients, *e2e, int64(*sizeMiB)<<20)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "hpcgate-bench:", err)
 		os.Exit(1)
 	}
@@ -61,8 +70,8 @@ type server struct {
 	cacert string
 }
 
-func startServer(bin, dir string) (*server, error) {
-	cmd := exec.Command(bin, "server", "--data-dir", filepath.Join(dir, "data"), "--addr", "127.0.0.1:0", "--log-level", "warn")
+func startServer(bin, dir string, extra ...string) (*server, error) {
+	cmd := exec.Command(bin, append([]string{"server", "--data-dir", filepath.Join(dir, "data"), "--addr", "127.0.0.1:0", "--log-level", "warn"}, extra...)...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -85,6 +94,11 @@ func startServer(bin, dir string) (*server, error) {
 	}
 	s.token = strings.TrimSpace(string(tok))
 	return s, nil
+}
+
+func (s *server) stop() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Wait()
 }
 
 func (s *server) client() (*client.Client, error) {
@@ -130,7 +144,7 @@ func run(bin string, jobs, clients, e2e int, size int64) error {
 	if err != nil {
 		return err
 	}
-	defer func() { s.cmd.Process.Signal(syscall.SIGTERM); s.cmd.Wait() }()
+	defer s.stop()
 	ctx := context.Background()
 	fmt.Printf("## Run of %s\n\nMachine: %d cores (GOMAXPROCS %d), %s. Server and clients share the machine.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS+"/"+runtime.GOARCH)

@@ -87,3 +87,21 @@ func CheckKey(key string) error {
 	}
 	return nil
 }
+
+// Signer is what a Bucket on an object store with presigned URLs can do
+// besides: hand out short-lived URLs so that bulk data goes straight
+// between clients (or jobs) and the store, never through the gateway, and
+// never with the store's credentials.
+type Signer interface {
+	// SignGet returns a URL that GETs the object for ttl.
+	SignGet(ctx context.Context, key string, ttl time.Duration) (string, error)
+	// SignPut returns a URL that PUTs the object for ttl.
+	SignPut(ctx context.Context, key string, ttl time.Duration) (string, error)
+	// StartMultipart starts a multipart upload of parts parts and returns
+	// its id and a presigned PUT URL for each part, in order.
+	StartMultipart(ctx context.Context, key string, parts int, ttl time.Duration) (uploadID string, partURLs []string, err error)
+	// CompleteMultipart assembles the parts (their ETags, in order).
+	CompleteMultipart(ctx context.Context, key, uploadID string, etags []string) (Attrs, error)
+	// AbortMultipart drops an unfinished upload.
+	AbortMultipart(ctx context.Context, key, uploadID string) error
+}

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/hpcgate/hpcgate/internal/catalog"
@@ -33,6 +35,17 @@ type Config struct {
 	// CACert is the CA file jobs trust (default: the self-signed
 	// certificate, or the system's roots with TLSCert).
 	CACert string `yaml:"ca_cert"`
+	// Database selects the store: "" for SQLite in DataDir/hpcgate.db, or
+	// a postgres:// URL (several gateway replicas may share one).
+	Database string `yaml:"database"`
+	// Objects selects the object store: "" for the directory
+	// DataDir/objects, or s3://BUCKET[/PREFIX]?endpoint=URL&region=R for
+	// any S3 API. S3 credentials come from AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY, or from S3CredentialsFile; never from flags.
+	Objects string `yaml:"objects"`
+	// S3CredentialsFile holds AWS_ACCESS_KEY_ID=... and
+	// AWS_SECRET_ACCESS_KEY=... lines.
+	S3CredentialsFile string `yaml:"s3_credentials_file"`
 	// InsecureHTTP serves plain HTTP; allowed on loopback addresses only.
 	InsecureHTTP bool `yaml:"insecure_http"`
 	// TemplateDirs are directories of *.yaml templates, besides the
@@ -117,6 +130,14 @@ func Load(path string) (*Config, error) {
 // Fill applies the defaults to fields still empty (after flags).
 func (c *Config) Fill() { c.fill() }
 
+// redact hides a password in a URL.
+func redact(u string) string {
+	if p, err := url.Parse(u); err == nil {
+		return p.Redacted()
+	}
+	return "(unparsable)"
+}
+
 // Validate reports every problem of the configuration.
 func (c *Config) Validate() error {
 	var errs []error
@@ -139,6 +160,12 @@ func (c *Config) Validate() error {
 		default:
 			errs = append(errs, fmt.Errorf("environment %s: scheduler %q: want local, slurm or sge", e.Name, e.Scheduler))
 		}
+	}
+	if c.Database != "" && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
+		errs = append(errs, fmt.Errorf("database %q: want a postgres:// URL, or nothing for SQLite", redact(c.Database)))
+	}
+	if c.Objects != "" && !strings.HasPrefix(c.Objects, "s3://") {
+		errs = append(errs, fmt.Errorf("objects %q: want an s3:// URL, or nothing for the data directory", c.Objects))
 	}
 	if c.Local.Slots < 0 {
 		errs = append(errs, errors.New("local.slots must not be negative"))

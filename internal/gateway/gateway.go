@@ -16,11 +16,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hpcgate/hpcgate/examples/templates"
 	"github.com/hpcgate/hpcgate/internal/auth"
+	"github.com/hpcgate/hpcgate/internal/blob"
 	"github.com/hpcgate/hpcgate/internal/blob/fileblob"
+	"github.com/hpcgate/hpcgate/internal/blob/s3blob"
 	"github.com/hpcgate/hpcgate/internal/catalog"
 	"github.com/hpcgate/hpcgate/internal/config"
 	"github.com/hpcgate/hpcgate/internal/dispatch"
@@ -57,6 +60,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	publicURL := fl.String("public-url", "", "URL jobs reach the gateway at (default https://ADDR)")
 	tlsCert := fl.String("tls-cert", "", "TLS certificate PEM file (default: self-signed in DATA/tls)")
 	tlsKey := fl.String("tls-key", "", "TLS key PEM file")
+	database := fl.String("database", "", "postgres:// URL (default: SQLite in the data directory)")
+	objects := fl.String("objects", "", "s3://BUCKET?endpoint=URL (default: the data directory); credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
 	insecure := fl.Bool("insecure-http", false, "serve plain HTTP (loopback addresses only)")
 	slots := fl.Int("slots", 0, "cores the local executor may use at once (default: CPU count)")
 	logLevel := fl.String("log-level", "", "debug, info, warn or error (default info)")
@@ -81,6 +86,8 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	set(&cfg.TLSCert, *tlsCert)
 	set(&cfg.TLSKey, *tlsKey)
 	set(&cfg.LogLevel, *logLevel)
+	set(&cfg.Database, *database)
+	set(&cfg.Objects, *objects)
 	if *insecure {
 		cfg.InsecureHTTP = true
 	}
@@ -112,7 +119,7 @@ type Gateway struct {
 	log      *slog.Logger
 	out      io.Writer
 	store    store.Store
-	bucket   *fileblob.Bucket
+	bucket   blob.Bucket
 	cat      *catalog.Catalog
 	local    *localsched.Executor
 	scheds   map[string]sched.Scheduler
@@ -165,7 +172,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 	if g.store, err = sqlitestore.Open(ctx, filepath.Join(dataDir, "hpcgate.db")); err != nil {
 		return nil, err
 	}
-	if g.bucket, err = fileblob.Open(filepath.Join(dataDir, "objects")); err != nil {
+	if g.bucket, err = openObjects(ctx, cfg, dataDir); err != nil {
 		return nil, err
 	}
 	var fss []fs.FS
@@ -326,11 +333,44 @@ func (g *Gateway) Close() error {
 	if g.ln != nil {
 		g.ln.Close()
 	}
-	if g.bucket != nil {
-		errs = append(errs, g.bucket.Close())
+	if c, ok := g.bucket.(io.Closer); ok {
+		errs = append(errs, c.Close())
 	}
 	if g.store != nil {
 		errs = append(errs, g.store.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// openObjects opens the object store the configuration names.
+func openObjects(ctx context.Context, cfg *config.Config, dataDir string) (blob.Bucket, error) {
+	if cfg.Objects == "" {
+		return fileblob.Open(filepath.Join(dataDir, "objects"))
+	}
+	key, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+	if cfg.S3CredentialsFile != "" {
+		b, err := os.ReadFile(cfg.S3CredentialsFile)
+		if err != nil {
+			return nil, fmt.Errorf("S3 credentials: %w", err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
+			switch strings.TrimSpace(k) {
+			case "AWS_ACCESS_KEY_ID", "aws_access_key_id":
+				key = strings.TrimSpace(v)
+			case "AWS_SECRET_ACCESS_KEY", "aws_secret_access_key":
+				secret = strings.TrimSpace(v)
+			}
+		}
+	}
+	b, err := s3blob.Open(cfg.Objects, key, secret)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := b.CreateBucket(cctx); err != nil {
+		return nil, fmt.Errorf("S3 bucket: %w", err)
+	}
+	return b, nil
 }

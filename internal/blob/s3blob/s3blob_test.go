@@ -1,0 +1,141 @@
+package s3blob
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/blob/blobtest"
+)
+
+// testBucket returns a bucket on the S3 server of HPCGATE_TEST_S3 (an
+// objects URL, as scripts/setup-s3.sh prints) under a fresh prefix.
+func testBucket(t *testing.T, partSize int64) *Bucket {
+	t.Helper()
+	u := os.Getenv("HPCGATE_TEST_S3")
+	if u == "" {
+		t.Skip("HPCGATE_TEST_S3 not set: run scripts/setup-s3.sh and set it to the URL it prints (scripts/test.sh does both)")
+	}
+	key, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+	if key == "" {
+		key, secret = "hpcgate", "hpcgate-secret"
+	}
+	b, err := Open(u, key, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CreateBucket(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var p [6]byte
+	rand.Read(p[:])
+	b.opts.Prefix = "test-" + hex.EncodeToString(p[:]) + "/"
+	if partSize > 0 {
+		b.opts.PartSize = partSize
+	}
+	return b
+}
+
+func TestConformance(t *testing.T) {
+	blobtest.Run(t, func(t *testing.T) blob.Bucket { return testBucket(t, 5<<20) })
+}
+
+func TestMultipartPutStreams(t *testing.T) {
+	b := testBucket(t, 5<<20)
+	data := make([]byte, 17<<20+123) // four parts, the last short
+	rand.Read(data)
+	a, err := b.Put(context.Background(), "big", bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Size != int64(len(data)) {
+		t.Fatalf("size %d", a.Size)
+	}
+	rc, _, err := b.Get(context.Background(), "big", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, data) {
+		t.Fatal("multipart object differs from what was put")
+	}
+}
+
+func TestPresigned(t *testing.T) {
+	b := testBucket(t, 0)
+	ctx := context.Background()
+	put, err := b.SignPut(ctx, "signed/x.txt", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPut, put, strings.NewReader("by URL"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("presigned PUT: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	get, err := b.SignGet(ctx, "signed/x.txt", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Get(get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "by URL" {
+		t.Fatalf("presigned GET: %q", body)
+	}
+	if strings.Contains(get, "hpcgate-secret") {
+		t.Fatal("a presigned URL carries the secret key")
+	}
+
+	// Multipart through presigned part URLs, as the CLI uploads.
+	id, urls, err := b.StartMultipart(ctx, "signed/multi.bin", 2, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := [][]byte{bytes.Repeat([]byte("a"), 5<<20), []byte("tail")}
+	var etags []string
+	for i, u := range urls {
+		req, _ := http.NewRequest(http.MethodPut, u, bytes.NewReader(parts[i]))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("part %d: %v %v", i, resp, err)
+		}
+		resp.Body.Close()
+		etags = append(etags, resp.Header.Get("ETag"))
+	}
+	a, err := b.CompleteMultipart(ctx, "signed/multi.bin", id, etags)
+	if err != nil || a.Size != 5<<20+4 {
+		t.Fatalf("complete: %+v, %v", a, err)
+	}
+}
+
+func TestOpenURL(t *testing.T) {
+	for _, bad := range []string{"http://x", "s3://", "s3://b?endpoint=http://x&colour=red", "s3://b?addressing=sideways"} {
+		if _, err := Open(bad, "k", "s"); err == nil {
+			t.Errorf("Open(%q) accepted", bad)
+		}
+	}
+	b, err := Open("s3://bucket/pre/fix?endpoint=http://127.0.0.1:1&region=eu-west-1&addressing=virtual", "k", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.opts.Bucket != "bucket" || b.opts.Prefix != "pre/fix/" || b.opts.Region != "eu-west-1" || !b.opts.VirtualHost {
+		t.Fatalf("options %+v", b.opts)
+	}
+	if _, err := Open("s3://bucket", "", ""); err == nil {
+		t.Fatal("no credentials accepted")
+	}
+}
