@@ -1,9 +1,11 @@
 package main
 
 // End-to-end tests: the real server, local executor, agent and CLI, each
-// in its own process. The test binary is the hpcgate binary: started with
-// HPCGATE_E2E_BINARY=1 in its environment (which every process below the
-// server inherits) it runs main's run instead of the tests.
+// in its own process. The test binary is the hpcgate binary: started as
+// "hpcgate" (a link to it), or with HPCGATE_E2E_BINARY=1 in its
+// environment, it runs main's run instead of the tests. Engines that pass
+// jobs only the variables they are given (Grid Engine) start the agent by
+// the link's name.
 
 import (
 	"bufio"
@@ -31,7 +33,7 @@ import (
 const asBinary = "HPCGATE_E2E_BINARY"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(asBinary) == "1" {
+	if os.Getenv(asBinary) == "1" || filepath.Base(os.Args[0]) == "hpcgate" {
 		ctx, stop := signalContext()
 		err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 		stop()
@@ -87,11 +89,10 @@ func startGateway(t *testing.T, cfg string) *gw {
 func newGateway(t *testing.T, cfg string) *gw {
 	t.Helper()
 	g := &gw{t: t, dir: filepath.Join(t.TempDir(), "data"), bin: binDir(t), addr: "127.0.0.1:0", slots: "4"}
-	if cfg != "" {
-		g.cfgFile = filepath.Join(t.TempDir(), "config.yaml")
-		if err := os.WriteFile(g.cfgFile, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
+	cfg += "\nagent_command: [" + filepath.Join(g.bin, "hpcgate") + ", agent]\n"
+	g.cfgFile = filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(g.cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	return g
 }

@@ -119,11 +119,17 @@ func (ss *shippers) flushAll(ctx context.Context) error {
 	return nil
 }
 
-// run ships logs every FlushInterval until close.
+// heartbeat is how often a job that writes nothing asks whether it is
+// still wanted: a cancel through any gateway replica reaches it so.
+const heartbeat = 2 * time.Second
+
+// run ships logs every FlushInterval until close, and checks on the job
+// when nothing else has reached the gateway for a while.
 func (ss *shippers) run(ctx context.Context) {
 	defer close(ss.done)
 	t := time.NewTicker(ss.a.opts.FlushInterval)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ss.stop:
@@ -131,11 +137,28 @@ func (ss *shippers) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := ss.flushAll(ctx); err != nil && !errors.Is(err, errJobGone) {
+			before := ss.sentTotal()
+			err := ss.flushAll(ctx)
+			if err != nil && !errors.Is(err, errJobGone) {
 				ss.a.log.Warn("shipping logs failed; will retry", "err", err)
+			}
+			if ss.sentTotal() != before {
+				last = time.Now()
+			} else if time.Since(last) > heartbeat {
+				last = time.Now()
+				j, err := ss.a.c.Job(ctx, ss.a.id)
+				if st := client.StatusOf(err); st == 401 || st == 404 || (err == nil && client.Terminal(j.State)) {
+					ss.goneOnce.Do(func() { close(ss.gone) })
+				}
 			}
 		}
 	}
+}
+
+func (ss *shippers) sentTotal() int64 {
+	a, _ := ss.stdout.pending()
+	b, _ := ss.stderr.pending()
+	return a + b
 }
 
 // close stops the background shipping and sends everything left, retrying

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -39,7 +40,14 @@ type Options struct {
 	// LostAfter is how long a job may stay unfinished in the store after
 	// its engine says it ended before it is failed (default 5s).
 	LostAfter time.Duration
-	Logger    *slog.Logger
+	// ReplicaID names this gateway among replicas sharing a database; it
+	// must stay the same across restarts of one replica (default: the
+	// host name).
+	ReplicaID string
+	// ClaimFor is how long a replica may take to hand a claimed job to
+	// its engine before another replica may (default 30s).
+	ClaimFor time.Duration
+	Logger   *slog.Logger
 }
 
 // Dispatcher is the job mover. Create with New, then Run.
@@ -66,6 +74,12 @@ func New(st store.Store, cat *catalog.Catalog, scheds map[string]sched.Scheduler
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ReplicaID == "" {
+		opts.ReplicaID, _ = os.Hostname()
+	}
+	if opts.ClaimFor <= 0 {
+		opts.ClaimFor = 30 * time.Second
 	}
 	return &Dispatcher{store: st, cat: cat, scheds: scheds, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), endedSeen: map[string]time.Time{}}
 }
@@ -138,10 +152,33 @@ func (d *Dispatcher) submitPending(ctx context.Context) {
 	}
 }
 
+var errClaimed = errors.New("claimed by another replica")
+
 func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 	s, env, err := d.schedFor(j)
 	if err != nil {
 		return d.fail(ctx, j.ID, "cannot be submitted: "+err.Error())
+	}
+	// Claim the job, so that of several replicas one hands it to the
+	// engine. A claim that runs out (its replica died) may be taken over;
+	// engines' Submit is idempotent by job id, so a job submitted just
+	// before the crash is not submitted twice.
+	now := time.Now()
+	_, err = d.store.UpdateJob(ctx, j.ID, func(j *job.Job) error {
+		if j.State != job.Pending {
+			return errStateMoved
+		}
+		if j.ClaimedBy != "" && j.ClaimedBy != d.opts.ReplicaID && now.Before(j.ClaimedUntil) {
+			return errClaimed
+		}
+		j.ClaimedBy, j.ClaimedUntil = d.opts.ReplicaID, now.Add(d.opts.ClaimFor)
+		return nil
+	})
+	if errors.Is(err, errStateMoved) || errors.Is(err, errClaimed) {
+		return nil
+	}
+	if err != nil {
+		return err
 	}
 	secret, hash := auth.NewSecret()
 	if err := d.store.CreateToken(ctx, store.Token{ID: auth.NewID(), Hash: hash, User: j.Owner, Name: "job " + j.ID, Scopes: []string{"job"}, JobID: j.ID, CreatedAt: time.Now().UTC()}); err != nil {
@@ -178,6 +215,7 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		if j.State != job.Pending {
 			return errStateMoved
 		}
+		j.ClaimedUntil = time.Time{} // the claim has done its work; ClaimedBy stays: whose engine runs it
 		j.Scheduler, j.BackendID = s.Name(), backendID
 		j.Submissions++
 		return j.SetState(job.Queued, "submitted to "+s.Name()+" as "+backendID, time.Now())
@@ -223,9 +261,14 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 			return
 		}
 		for _, j := range jobs {
-			if j.BackendID != "" {
-				bySched[j.Environment] = append(bySched[j.Environment], j)
+			if j.BackendID == "" {
+				continue
 			}
+			// An engine inside one replica is polled by that replica only.
+			if s, ok := d.engine(j); ok && isPerProcess(s) && j.ClaimedBy != d.opts.ReplicaID {
+				continue
+			}
+			bySched[j.Environment] = append(bySched[j.Environment], j)
 		}
 		if next == "" {
 			break
@@ -257,6 +300,11 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 		}
 	}
 	d.mu.Unlock()
+}
+
+func isPerProcess(s sched.Scheduler) bool {
+	_, ok := s.(sched.PerProcess)
+	return ok
 }
 
 func (d *Dispatcher) reconcileOne(ctx context.Context, j *job.Job, st sched.Status) {
@@ -343,7 +391,10 @@ func (d *Dispatcher) Cancel(ctx context.Context, id, reason string) (*job.Job, e
 		return nil, err
 	}
 	if j.BackendID != "" {
-		if s, ok := d.engine(j); ok {
+		// Another replica's local executor is out of reach; the job's
+		// agent notices the cancel itself within seconds (its token stops
+		// working) and stops the command.
+		if s, ok := d.engine(j); ok && (!isPerProcess(s) || j.ClaimedBy == d.opts.ReplicaID) {
 			if err := s.Cancel(ctx, j.BackendID); err != nil && !errors.Is(err, sched.ErrNotFound) {
 				d.log.Error("cancel in engine", "job", id, "err", err)
 			}

@@ -28,9 +28,13 @@ import (
 	"github.com/hpcgate/hpcgate/internal/config"
 	"github.com/hpcgate/hpcgate/internal/dispatch"
 	"github.com/hpcgate/hpcgate/internal/sched"
+	"github.com/hpcgate/hpcgate/internal/sched/jobscript"
 	"github.com/hpcgate/hpcgate/internal/sched/localsched"
+	"github.com/hpcgate/hpcgate/internal/sched/sgesched"
+	"github.com/hpcgate/hpcgate/internal/sched/slurmsched"
 	"github.com/hpcgate/hpcgate/internal/server"
 	"github.com/hpcgate/hpcgate/internal/store"
+	"github.com/hpcgate/hpcgate/internal/store/pgstore"
 	"github.com/hpcgate/hpcgate/internal/store/sqlitestore"
 )
 
@@ -169,7 +173,12 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 	}
 
 	// Backends, chosen here and only here.
-	if g.store, err = sqlitestore.Open(ctx, filepath.Join(dataDir, "hpcgate.db")); err != nil {
+	if cfg.Database != "" {
+		g.store, err = pgstore.Open(ctx, cfg.Database)
+	} else {
+		g.store, err = sqlitestore.Open(ctx, filepath.Join(dataDir, "hpcgate.db"))
+	}
+	if err != nil {
 		return nil, err
 	}
 	if g.bucket, err = openObjects(ctx, cfg, dataDir); err != nil {
@@ -198,6 +207,16 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 				}
 			}
 			g.scheds[e.Name] = g.local
+		case "slurm", "sge":
+			script, err := jobscript.Load(e.JobScript)
+			if err != nil {
+				return nil, fmt.Errorf("environment %s: %w", e.Name, err)
+			}
+			if e.Scheduler == "slurm" {
+				g.scheds[e.Name] = slurmsched.New(&slurmsched.Options{Partition: e.Partition, Account: e.Account, QOS: e.QOS, Script: script, Logger: log})
+			} else {
+				g.scheds[e.Name] = sgesched.New(&sgesched.Options{Queue: e.Queue, ParallelEnv: e.ParallelEnv, Script: script, Logger: log})
+			}
 		default:
 			return nil, fmt.Errorf("environment %s: unknown scheduler %q", e.Name, e.Scheduler)
 		}
@@ -268,7 +287,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	host, _ := os.Hostname()
 	disp := dispatch.New(g.store, g.cat, g.scheds, dispatch.Options{
+		ReplicaID:    host + ":" + filepath.Dir(workRoot),
 		GatewayURL:   public,
 		CACertFile:   g.caFile,
 		AgentCommand: agentCmd,

@@ -145,6 +145,12 @@ type Job struct {
 	Error       string
 	IdemKey     string // Idempotency-Key the job was created with
 	Submissions int    // how often the job was handed to an engine
+	// ClaimedBy is the gateway replica handing the job to its engine, or
+	// (for an engine private to one replica, like the local executor) the
+	// replica whose engine runs it. ClaimedUntil ends a submission claim,
+	// so that another replica takes over from one that died mid-way.
+	ClaimedBy    string
+	ClaimedUntil time.Time
 }
 
 // Event is one recorded transition.

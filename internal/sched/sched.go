@@ -88,6 +88,12 @@ type Suspender interface {
 	Resume(ctx context.Context, id string) error
 }
 
+// PerProcess marks an engine that lives inside one gateway process (the
+// local executor): only that gateway replica can poll or signal its jobs.
+type PerProcess interface {
+	PerProcess()
+}
+
 // Describer reports live facts about the engine (free cores, queue state).
 type Describer interface {
 	Describe(ctx context.Context) (map[string]any, error)

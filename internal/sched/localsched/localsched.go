@@ -96,6 +96,7 @@ var (
 	_ sched.Holder    = (*Executor)(nil)
 	_ sched.Suspender = (*Executor)(nil)
 	_ sched.Describer = (*Executor)(nil)
+	_ sched.PerProcess = (*Executor)(nil)
 )
 
 // New returns an executor keeping its state in dir. It starts nothing:
@@ -126,6 +127,10 @@ func New(dir string, opts *Options) (*Executor, error) {
 	}
 	return e, nil
 }
+
+// PerProcess implements sched.PerProcess: the executor's tasks belong to
+// the gateway process (and data directory) that started them.
+func (e *Executor) PerProcess() {}
 
 // Name implements sched.Scheduler.
 func (e *Executor) Name() string { return "local" }

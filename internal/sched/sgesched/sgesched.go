@@ -1,0 +1,765 @@
+// Package sgesched runs hpcgate's tasks on (Son of) Grid Engine through its
+// command-line clients: qsub, qstat, qacct, qdel, qhold, qrls and qmod.
+//
+// A task's job script is rendered from a jobscript.Template and given to
+// qsub on standard input; it only starts the task's command in its working
+// directory. The task's environment (the job token among it) reaches the job
+// through qsub's own environment: qsub is told the variables' names (-v
+// NAME,...), never their values, so no value appears on a command line.
+// (Grid Engine keeps them in the job, and qstat -j shows them to whoever may
+// see the job's details.)
+//
+// The job's output goes to JOBID.sge.out beside its working directory. Each
+// job carries the context variable hpcgate_job=JOBID: a Submit repeated
+// after a restart finds the job by it as long as qstat lists the job (and
+// a Scheduler remembers what it submitted for a day, ended jobs included).
+//
+// Resources: more than one core is -pe PE CORES; the walltime is h_rt; the
+// memory (for the whole job) is h_vmem, which Grid Engine takes per slot
+// and enforces as every process's address-space limit, so it is
+// (MemoryMB + VmemHeadroomMB) / cores, rounded up. qsub -w e refuses a job
+// no queue could ever run.
+//
+// Poll asks qstat once for every job, then qacct for each job that qstat no
+// longer lists. qacct reads the whole accounting file, so it is slow on a
+// cell with a large one; it is only asked about jobs that have just ended.
+//
+// scripts/setup-sge.sh sets up a single-node cell for development and tests.
+package sgesched
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hpcgate/hpcgate/internal/sched"
+	"github.com/hpcgate/hpcgate/internal/sched/jobscript"
+)
+
+// Options configure a Scheduler. Zero fields take their defaults.
+type Options struct {
+	// Queue is the cluster queue jobs go to (qsub -q) and that Describe
+	// reports on (default: none; Grid Engine chooses, and Describe reports
+	// on every queue).
+	Queue string
+	// ParallelEnv is the parallel environment of jobs with more than one
+	// core, requested as -pe NAME CORES (default "smp", with allocation
+	// rule $pe_slots: all cores on one host).
+	ParallelEnv string
+	// Script renders the job script (default jobscript.Default()).
+	Script *jobscript.Template
+	// Root and Cell are SGE_ROOT and SGE_CELL for the clients (defaults
+	// /var/lib/gridengine and default).
+	Root, Cell string
+	// Bin is the directory of qsub, qstat, ... (default /usr/lib/gridengine,
+	// Debian's real binaries; the wrappers in /usr/bin cost ~0.5 s a call).
+	Bin string
+	// VmemHeadroomMB is added to a job's memory before it becomes h_vmem,
+	// Grid Engine's limit on each process's address space (default 2048;
+	// negative: none). The job's agent is a Go program: it reserves about
+	// 1.6 GB of address space at start, and under a smaller limit it may
+	// fail to start at all.
+	VmemHeadroomMB int64
+	// CommandTimeout bounds each client command (default 2m).
+	CommandTimeout time.Duration
+	// Logger receives debug logs of the commands run (default: discarded).
+	Logger *slog.Logger
+}
+
+// Scheduler hands tasks to Grid Engine. It implements sched.Scheduler,
+// sched.Holder, sched.Suspender and sched.Describer, and is safe for
+// concurrent use.
+type Scheduler struct {
+	opts Options
+	log  *slog.Logger
+	env  []string // the clients' environment
+
+	locks keyLocks
+
+	mu        sync.Mutex
+	submitted map[string]submission // by hpcgate job id
+	canceled  map[string]time.Time  // Grid Engine ids this scheduler qdel'ed
+}
+
+type submission struct {
+	id string
+	at time.Time
+}
+
+// How long Submit remembers a job id it submitted (a repeated Submit within
+// this time returns the same id even after the job has ended).
+const rememberSubmits = 24 * time.Hour
+
+// New returns a Scheduler; it starts nothing. opts may be nil.
+func New(opts *Options) *Scheduler {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.ParallelEnv == "" {
+		o.ParallelEnv = "smp"
+	}
+	if o.Script == nil {
+		o.Script = jobscript.Default()
+	}
+	if o.Root == "" {
+		o.Root = "/var/lib/gridengine"
+	}
+	if o.Cell == "" {
+		o.Cell = "default"
+	}
+	if o.Bin == "" {
+		o.Bin = "/usr/lib/gridengine"
+	}
+	if o.VmemHeadroomMB == 0 {
+		o.VmemHeadroomMB = 2048
+	}
+	if o.CommandTimeout <= 0 {
+		o.CommandTimeout = 2 * time.Minute
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	env := append(os.Environ(), "SGE_ROOT="+o.Root, "SGE_CELL="+o.Cell)
+	return &Scheduler{opts: o, log: log, env: env, submitted: map[string]submission{}}
+}
+
+// Name implements sched.Scheduler.
+func (s *Scheduler) Name() string { return "sge" }
+
+// cmdError is a client command that failed, with what it said.
+type cmdError struct {
+	cmd    string
+	err    error
+	stderr string
+}
+
+func (e *cmdError) Error() string {
+	msg := e.stderr
+	if msg == "" {
+		msg = "no message"
+	}
+	return fmt.Sprintf("%s: %v: %s", e.cmd, e.err, msg)
+}
+
+func (e *cmdError) Unwrap() error { return e.err }
+
+// run runs one client command and returns its standard output. extraEnv
+// goes after the clients' environment; stdin may be nil. The error of a
+// failed command is a *cmdError carrying its standard error (or, when that
+// is empty, its output: qacct says "not found" on standard output).
+func (s *Scheduler) run(ctx context.Context, stdin []byte, extraEnv []string, name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.CommandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(s.opts.Bin, name), args...)
+	cmd.Env = append(s.env[:len(s.env):len(s.env)], extraEnv...)
+	cmd.WaitDelay = 5 * time.Second
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	s.log.Debug("sge command", "cmd", name, "args", args, "took", time.Since(start), "err", err)
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = strings.TrimSpace(stdout.String())
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+		return stdout.Bytes(), &cmdError{cmd: name, err: err, stderr: squash(msg)}
+	}
+	return stdout.Bytes(), nil
+}
+
+// squash joins a command's message lines, dropping qsub's "Exiting.".
+func squash(msg string) string {
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" && l != "Exiting." {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// said reports whether err is a failed command whose message contains one
+// of the phrases.
+func said(err error, phrases ...string) bool {
+	var ce *cmdError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	for _, p := range phrases {
+		if strings.Contains(ce.stderr, p) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	idRe      = regexp.MustCompile(`^[1-9][0-9]*$`)
+	jobIDRe   = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// checkID refuses anything but a job number: the clients take job names
+// and patterns too (qdel 'x*').
+func checkID(id string) error {
+	if !idRe.MatchString(id) {
+		return fmt.Errorf("grid engine job %q: %w", id, sched.ErrNotFound)
+	}
+	return nil
+}
+
+// jobName is the -N of a task: Grid Engine refuses names that start with
+// a digit.
+func jobName(name string) string {
+	n := sched.SafeName(name)
+	if n[0] >= '0' && n[0] <= '9' {
+		n = "j" + n
+	}
+	return n
+}
+
+// contextVar is the job context variable that names hpcgate's job.
+const contextVar = "hpcgate_job"
+
+// qsubArgs returns the arguments of qsub for t and the environment entries
+// that go with them (the task's variables: qsub -v names them, qsub takes
+// their values from its environment).
+func (s *Scheduler) qsubArgs(t sched.Task) (args, env []string, err error) {
+	if !jobIDRe.MatchString(t.JobID) {
+		return nil, nil, fmt.Errorf("sge: bad job id %q", t.JobID)
+	}
+	if !filepath.IsAbs(t.WorkDir) {
+		return nil, nil, fmt.Errorf("sge: working directory %q is not absolute", t.WorkDir)
+	}
+	parent := filepath.Dir(filepath.Clean(t.WorkDir))
+	args = []string{
+		"-terse",
+		"-w", "e", // refuse what can never run instead of queueing it forever
+		"-N", jobName(t.Name),
+		"-S", "/bin/sh",
+		"-wd", parent,
+		"-o", filepath.Join(parent, t.JobID+".sge.out"),
+		"-j", "y",
+		"-ac", contextVar + "=" + t.JobID,
+	}
+	if s.opts.Queue != "" {
+		args = append(args, "-q", s.opts.Queue)
+	}
+	r := t.Resources
+	cores := r.Cores()
+	if cores > 1 {
+		args = append(args, "-pe", s.opts.ParallelEnv, strconv.Itoa(cores))
+	}
+	var limits []string
+	if r.WalltimeS > 0 {
+		limits = append(limits, "h_rt="+strconv.FormatInt(r.WalltimeS, 10))
+	}
+	if r.MemoryMB > 0 {
+		// h_vmem is per slot: Grid Engine multiplies it by the slots
+		mb := r.MemoryMB + max(s.opts.VmemHeadroomMB, 0)
+		perSlot := (mb + int64(cores) - 1) / int64(cores)
+		limits = append(limits, "h_vmem="+strconv.FormatInt(perSlot, 10)+"M")
+	}
+	if len(limits) > 0 {
+		args = append(args, "-l", strings.Join(limits, ","))
+	}
+	if len(t.Env) > 0 {
+		names := make([]string, 0, len(t.Env))
+		for k, v := range t.Env {
+			if !envNameRe.MatchString(k) {
+				return nil, nil, fmt.Errorf("sge: bad environment variable name %q", k)
+			}
+			names = append(names, k)
+			env = append(env, k+"="+v)
+		}
+		sort.Strings(names)
+		args = append(args, "-v", strings.Join(names, ","))
+	}
+	return args, env, nil
+}
+
+// Submit implements sched.Scheduler. A task asking for what no queue can
+// give is refused (qsub -w e) with an error wrapping sched.ErrUnsupported.
+func (s *Scheduler) Submit(ctx context.Context, t sched.Task) (string, error) {
+	args, env, err := s.qsubArgs(t)
+	if err != nil {
+		return "", err
+	}
+	script, err := s.opts.Script.Render(jobscript.Data{JobID: t.JobID, Name: t.Name, WorkDir: t.WorkDir, Command: t.Command})
+	if err != nil {
+		return "", err
+	}
+	defer s.locks.lock(t.JobID)()
+	if id, ok := s.remembered(t.JobID); ok {
+		return id, nil
+	}
+	id, err := s.find(ctx, t)
+	if err != nil {
+		return "", err
+	}
+	if id == "" {
+		// the job's output file goes beside its working directory
+		if err := os.MkdirAll(filepath.Dir(filepath.Clean(t.WorkDir)), 0o700); err != nil {
+			return "", fmt.Errorf("sge: %w", err)
+		}
+		out, err := s.run(ctx, script, env, "qsub", args...)
+		if err != nil {
+			if said(err, "no suitable queues") { // -w e: it could never run
+				return "", fmt.Errorf("%w: grid engine refused the job: %w", sched.ErrUnsupported, err)
+			}
+			return "", err
+		}
+		// -terse prints "ID" (or "ID.TASKS" for an array)
+		id, _, _ = strings.Cut(strings.TrimSpace(string(out)), ".")
+		if !idRe.MatchString(id) {
+			return "", fmt.Errorf("sge: qsub printed %q, not a job id", out)
+		}
+		s.log.Info("sge job submitted", "job", t.JobID, "sge_id", id)
+	}
+	s.remember(t.JobID, id)
+	return id, nil
+}
+
+func (s *Scheduler) remembered(jobID string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub, ok := s.submitted[jobID]
+	if ok && time.Since(sub.at) < rememberSubmits {
+		return sub.id, true
+	}
+	return "", false
+}
+
+func (s *Scheduler) remember(jobID, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if len(s.submitted)%1024 == 1023 {
+		for k, v := range s.submitted {
+			if now.Sub(v.at) >= rememberSubmits {
+				delete(s.submitted, k)
+			}
+		}
+	}
+	s.submitted[jobID] = submission{id: id, at: now}
+}
+
+// find returns the id of the job Grid Engine still lists for t's JobID, or
+// "". It looks at the jobs with t's name (qstat -j NAME) for the context
+// variable.
+func (s *Scheduler) find(ctx context.Context, t sched.Task) (string, error) {
+	out, err := s.run(ctx, nil, nil, "qstat", "-j", jobName(t.Name), "-xml")
+	if err != nil {
+		return "", err
+	}
+	jobs, err := parseDetailed(out)
+	if err != nil {
+		return "", err
+	}
+	for _, j := range jobs {
+		if v, ok := j.context(contextVar); ok && v == t.JobID && idRe.MatchString(j.Number) {
+			return j.Number, nil
+		}
+	}
+	return "", nil
+}
+
+// jobs lists every job qstat knows (pending, running, suspended, held, in
+// error), of every user.
+func (s *Scheduler) jobs(ctx context.Context) (*qstatList, error) {
+	out, err := s.run(ctx, nil, nil, "qstat", "-u", "*", "-xml")
+	if err != nil {
+		return nil, err
+	}
+	return parseQstat(out)
+}
+
+// How long Poll waits before asking qacct again about a job that is in
+// neither qstat nor qacct (it reaches qacct a moment after it leaves qstat).
+const qacctRetry = 150 * time.Millisecond
+
+// Poll implements sched.Scheduler: one qstat for all ids, then qacct for
+// each id qstat does not list.
+func (s *Scheduler) Poll(ctx context.Context, ids []string) (map[string]sched.Status, error) {
+	res := make(map[string]sched.Status, len(ids))
+	if len(ids) == 0 {
+		return res, nil
+	}
+	l, err := s.jobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ended []string
+	for _, id := range ids {
+		if _, done := res[id]; done {
+			continue
+		}
+		if checkID(id) != nil {
+			res[id] = sched.Status{State: sched.Gone}
+			continue
+		}
+		j, ok := l.jobs[id]
+		if !ok {
+			res[id] = sched.Status{} // filled in below
+			ended = append(ended, id)
+			continue
+		}
+		st := statusOf(j.State)
+		if st.State == sched.Done {
+			if msg := s.errorReason(ctx, id); msg != "" {
+				st.Reason += ": " + msg
+			}
+		}
+		res[id] = st
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		firstEr error
+		sem     = make(chan struct{}, 4)
+	)
+	for _, id := range ended {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			st, err := s.accounted(ctx, id)
+			if st.State == sched.Done && s.canceledHere(id) {
+				st.Canceled = true
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstEr == nil {
+				firstEr = err
+			}
+			res[id] = st
+		}()
+	}
+	wg.Wait()
+	if firstEr != nil {
+		return nil, firstEr
+	}
+	return res, nil
+}
+
+// errorReason is what Grid Engine says about a job in error state.
+func (s *Scheduler) errorReason(ctx context.Context, id string) string {
+	out, err := s.run(ctx, nil, nil, "qstat", "-j", id, "-xml")
+	if err != nil {
+		return ""
+	}
+	jobs, err := parseDetailed(out)
+	if err != nil || len(jobs) == 0 {
+		return ""
+	}
+	return strings.Join(jobs[0].Messages, "; ")
+}
+
+// accounted asks qacct about an ended job: Done with what it knows, or
+// Gone when it does not know the job (a job deleted before it ran never
+// reaches the accounting).
+func (s *Scheduler) accounted(ctx context.Context, id string) (sched.Status, error) {
+	for try := 0; ; try++ {
+		out, err := s.run(ctx, nil, nil, "qacct", "-j", id)
+		if err == nil {
+			if recs := parseQacct(out); len(recs) > 0 {
+				return doneStatus(recs[len(recs)-1]), nil
+			}
+		} else if !said(err, "not found", "No jobs running since startup") {
+			return sched.Status{}, err
+		}
+		if try == 1 {
+			return sched.Status{State: sched.Gone}, nil
+		}
+		select {
+		case <-time.After(qacctRetry):
+		case <-ctx.Done():
+			return sched.Status{}, ctx.Err()
+		}
+	}
+}
+
+// state is a job's qstat state code, or ErrNotFound.
+func (s *Scheduler) state(ctx context.Context, id string) (string, error) {
+	if err := checkID(id); err != nil {
+		return "", err
+	}
+	l, err := s.jobs(ctx)
+	if err != nil {
+		return "", err
+	}
+	j, ok := l.jobs[id]
+	if !ok {
+		return "", fmt.Errorf("grid engine job %s: %w", id, sched.ErrNotFound)
+	}
+	return j.State, nil
+}
+
+// Cancel implements sched.Scheduler (qdel). A job that has ended, or that
+// Grid Engine does not know, is no error.
+func (s *Scheduler) Cancel(ctx context.Context, id string) error {
+	if checkID(id) != nil {
+		return nil
+	}
+	// The accounting shows a qdel as any SIGKILL; remember our own.
+	s.mu.Lock()
+	if s.canceled == nil {
+		s.canceled = map[string]time.Time{}
+	}
+	for k, t := range s.canceled {
+		if time.Since(t) > rememberSubmits {
+			delete(s.canceled, k)
+		}
+	}
+	s.canceled[id] = time.Now()
+	s.mu.Unlock()
+	_, err := s.run(ctx, nil, nil, "qdel", id)
+	if err != nil && !said(err, "does not exist", "already in deletion") {
+		return err
+	}
+	return nil
+}
+
+func (s *Scheduler) canceledHere(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.canceled[id]
+	return ok
+}
+
+// Ping implements sched.Scheduler: qstat must get an answer from qmaster.
+func (s *Scheduler) Ping(ctx context.Context) error {
+	_, err := s.run(ctx, nil, nil, "qstat", "-g", "c")
+	return err
+}
+
+// Hold implements sched.Holder (qhold). Grid Engine would put a hold on a
+// running job too, to no effect: only a queued job is held, others get
+// ErrUnsupported.
+func (s *Scheduler) Hold(ctx context.Context, id string) error {
+	code, err := s.state(ctx, id)
+	if err != nil {
+		return err
+	}
+	st := statusOf(code)
+	switch st.State {
+	case sched.Held:
+		return nil
+	case sched.Queued:
+	default:
+		return fmt.Errorf("%w: grid engine job %s is %s (%s); only a queued job can be held", sched.ErrUnsupported, id, st.State, code)
+	}
+	if _, err := s.run(ctx, nil, nil, "qhold", id); err != nil {
+		return s.notFound(err, id)
+	}
+	// it may have started in the meantime: then take the hold back
+	if code, err := s.state(ctx, id); err == nil {
+		if st := statusOf(code); st.State != sched.Held {
+			s.run(ctx, nil, nil, "qrls", id)
+			return fmt.Errorf("%w: grid engine job %s started (%s); only a queued job can be held", sched.ErrUnsupported, id, code)
+		}
+	}
+	return nil
+}
+
+// Release implements sched.Holder (qrls).
+func (s *Scheduler) Release(ctx context.Context, id string) error {
+	code, err := s.state(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(code, "h") {
+		if st := statusOf(code); st.State != sched.Queued {
+			return fmt.Errorf("%w: grid engine job %s is %s (%s); only a held job can be released", sched.ErrUnsupported, id, st.State, code)
+		}
+		return nil
+	}
+	if _, err := s.run(ctx, nil, nil, "qrls", id); err != nil {
+		return s.notFound(err, id)
+	}
+	return nil
+}
+
+// Suspend implements sched.Suspender (qmod -sj): the job's processes are
+// stopped. Only a running job can be suspended.
+func (s *Scheduler) Suspend(ctx context.Context, id string) error {
+	code, err := s.state(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch statusOf(code).State {
+	case sched.Suspended:
+		return nil
+	case sched.Running:
+	default:
+		return fmt.Errorf("%w: grid engine job %s is %s (%s); only a running job can be suspended", sched.ErrUnsupported, id, statusOf(code).State, code)
+	}
+	if _, err := s.run(ctx, nil, nil, "qmod", "-sj", id); err != nil {
+		return s.notFound(err, id)
+	}
+	return nil
+}
+
+// Resume implements sched.Suspender (qmod -usj). A job suspended by its
+// queue (S) or a load threshold (T) stays so: ErrUnsupported.
+func (s *Scheduler) Resume(ctx context.Context, id string) error {
+	code, err := s.state(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch st := statusOf(code); {
+	case st.State == sched.Running:
+		return nil
+	case st.State != sched.Suspended:
+		return fmt.Errorf("%w: grid engine job %s is %s (%s); only a suspended job can be resumed", sched.ErrUnsupported, id, st.State, code)
+	case !strings.Contains(code, "s"):
+		return fmt.Errorf("%w: grid engine job %s is suspended by its queue (%s), not by itself", sched.ErrUnsupported, id, code)
+	}
+	if _, err := s.run(ctx, nil, nil, "qmod", "-usj", id); err != nil {
+		return s.notFound(err, id)
+	}
+	return nil
+}
+
+// notFound turns a client's "no such job" into ErrNotFound.
+func (s *Scheduler) notFound(err error, id string) error {
+	if said(err, "does not exist", "invalid queue or job") {
+		return fmt.Errorf("grid engine job %s: %w (%w)", id, sched.ErrNotFound, err)
+	}
+	return err
+}
+
+// Queue-instance state letters that keep a queue from starting jobs:
+// u(nknown), a(larm), A(larm), C/D (calendar), s/S (suspended),
+// d(isabled), E(rror), c (configuration ambiguous), o (orphaned).
+const unusable = "uaACDsSdEco"
+
+// Describe implements sched.Describer: the queue's state, its cores (slots)
+// in all, in use and free, and the jobs running in it and pending in the
+// cell, from one qstat -f.
+func (s *Scheduler) Describe(ctx context.Context) (map[string]any, error) {
+	args := []string{"-f", "-u", "*", "-xml"}
+	if s.opts.Queue != "" {
+		args = append(args, "-q", s.opts.Queue)
+	}
+	out, err := s.run(ctx, nil, nil, "qstat", args...)
+	if err != nil {
+		return nil, err
+	}
+	l, err := parseQstat(out)
+	if err != nil {
+		return nil, err
+	}
+	return describe(s.opts.Queue, l), nil
+}
+
+func describe(queue string, l *qstatList) map[string]any {
+	total, used, free, up := 0, 0, 0, 0
+	hosts := map[string]bool{}
+	var down []string
+	for _, q := range l.instances {
+		total += q.Total
+		used += q.Used + q.Resv
+		if _, host, ok := strings.Cut(q.Name, "@"); ok {
+			hosts[host] = true
+		}
+		if strings.ContainsAny(q.State, unusable) {
+			down = append(down, q.Name+" ("+q.State+")")
+			continue
+		}
+		up++
+		free += max(0, q.Total-q.Used-q.Resv)
+	}
+	running, pending, held := 0, 0, 0
+	for _, id := range l.order {
+		switch statusOf(l.jobs[id].State).State {
+		case sched.Running, sched.Suspended:
+			running++
+		case sched.Queued:
+			pending++
+		case sched.Held:
+			held++
+		}
+	}
+	state := "up"
+	switch {
+	case len(l.instances) == 0:
+		state = "no queue instances"
+	case up == 0:
+		state = "down"
+	case len(down) > 0:
+		state = "degraded"
+	}
+	if queue == "" {
+		queue = "*"
+	}
+	m := map[string]any{
+		"queue":        queue,
+		"state":        state,
+		"hosts":        len(hosts),
+		"total_cores":  total,
+		"used_cores":   used,
+		"free_cores":   free,
+		"running_jobs": running,
+		"queued_jobs":  pending,
+		"held_jobs":    held,
+	}
+	if len(down) > 0 {
+		m["unavailable"] = down
+	}
+	return m
+}
+
+// keyLocks serialises Submits of one hpcgate job.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (k *keyLocks) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{}
+		k.m[key] = l
+	}
+	l.n++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.n--; l.n == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}

@@ -1,0 +1,758 @@
+// Package slurmsched is hpcgate's Slurm backend: a sched.Scheduler that
+// drives Slurm through its command-line tools (sbatch, squeue, sacct,
+// scancel, scontrol, sinfo), always asking for machine-readable output.
+//
+// # Submission
+//
+// The job script is rendered with a jobscript.Template and given to
+// `sbatch --parsable` on its standard input; no script file is written. The
+// task's environment (which carries the job token) reaches the job through
+// sbatch's own environment and --export=ALL, never through a command line:
+// sbatch's arguments (visible to anyone with ps) hold only the job's name,
+// paths, resources and the comment "hpcgate:JOBID". That comment is how a
+// second Submit of the same JobID finds the first job while squeue still
+// knows it (for MinJobAge after it ends). Slurm refuses at submission what
+// the partition can never give (more cores, nodes or memory than a node
+// has; with EnforcePartLimits=ALL, as scripts/setup-slurm.sh configures, a
+// walltime over the partition's limit), and Submit returns its error.
+// Jobs are submitted with --no-requeue: hpcgate follows one run of a job,
+// and a job hit by a node failure ends as such instead of starting again.
+//
+// The batch output (stdout and stderr of the script itself, not of the
+// job's command, which the agent captures) goes to JOBID.slurm.out beside
+// the working directory. The working directory's parent is created before
+// submission when the gateway can reach it (one file system, as on a
+// single-node cluster or a shared one).
+//
+// # Status
+//
+// Poll asks squeue once for all ids. Ids that squeue reports ended or no
+// longer knows are looked up with one sacct call (exit code, CPU time, max
+// RSS, elapsed time). A job that squeue says ended but sacct does not have
+// yet (slurmctld sends the record to slurmdbd a moment later) is still
+// reported running for a few seconds, so that its usage is not lost; after
+// that, or when accounting is off, its end is read from scontrol without
+// usage.
+//
+// # Control
+//
+// Cancel (scancel) returns once Slurm says the job's processes are gone, or
+// after 15 s. Hold and Release (scontrol hold/release) act on pending jobs
+// only, Suspend and Resume (scontrol suspend/resume, for Slurm operators)
+// on running and suspended ones; otherwise they return ErrUnsupported.
+package slurmsched
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hpcgate/hpcgate/internal/sched"
+	"github.com/hpcgate/hpcgate/internal/sched/jobscript"
+)
+
+var (
+	_ sched.Scheduler = (*Scheduler)(nil)
+	_ sched.Holder    = (*Scheduler)(nil)
+	_ sched.Suspender = (*Scheduler)(nil)
+	_ sched.Describer = (*Scheduler)(nil)
+)
+
+// Options configure a Scheduler. Zero fields take the defaults given.
+type Options struct {
+	// Partition jobs are submitted to (--partition) and Describe reports
+	// on ("": the cluster's default partition).
+	Partition string
+	// Account jobs are charged to (--account; "": the user's default).
+	Account string
+	// QOS jobs run with (--qos; "": the association's default).
+	QOS string
+	// Script renders the batch script (nil: jobscript.Default()).
+	Script *jobscript.Template
+	// Bin is the directory holding sbatch, squeue, sacct, scancel,
+	// scontrol and sinfo ("": found on PATH).
+	Bin string
+	// Logger receives the scheduler's log (nil: discarded).
+	Logger *slog.Logger
+}
+
+// Scheduler submits hpcgate's tasks to Slurm. It implements
+// sched.Scheduler, Holder, Suspender and Describer, and is safe for
+// concurrent use.
+type Scheduler struct {
+	opts   Options
+	script *jobscript.Template
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	locks map[string]*keyLock // per JobID, so that a Submit is not raced by its twin
+}
+
+type keyLock struct {
+	mu sync.Mutex
+	n  int
+}
+
+const (
+	// commandTimeout bounds each Slurm command (they retry on their own
+	// for about MessageTimeout when slurmctld is slow).
+	commandTimeout = 2 * time.Minute
+	// waitDelay is how long a killed command's pipes may stay open.
+	waitDelay = 5 * time.Second
+	// acctGrace is how long a job that squeue says ended is reported
+	// running while sacct has no final record of it yet.
+	acctGrace = 10 * time.Second
+	// cancelWait bounds how long Cancel waits for a job's processes to end
+	// (Slurm kills them KillWait after SIGTERM).
+	cancelWait = 15 * time.Second
+	// commentPrefix marks hpcgate's jobs: --comment=hpcgate:JOBID.
+	commentPrefix = "hpcgate:"
+)
+
+var (
+	slurmID = regexp.MustCompile(`^[0-9]+(_[0-9]+)?$`)
+	jobID   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// New returns a Scheduler. It starts nothing and checks nothing: Ping
+// tells whether Slurm answers.
+func New(opts *Options) *Scheduler {
+	s := &Scheduler{locks: make(map[string]*keyLock)}
+	if opts != nil {
+		s.opts = *opts
+	}
+	s.script = s.opts.Script
+	if s.script == nil {
+		s.script = jobscript.Default()
+	}
+	s.log = s.opts.Logger
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return s
+}
+
+// Name is "slurm".
+func (s *Scheduler) Name() string { return "slurm" }
+
+// ---------------------------------------------------------------- commands
+
+// run runs a Slurm command with stdin (may be nil) and env (nil: this
+// process's environment, with SLURM_TIME_FORMAT=standard), and returns its stdout and stderr. A failure is
+// wrapped with the command line and its stderr; no secret is ever in a
+// command line.
+func (s *Scheduler) run(ctx context.Context, stdin []byte, env []string, name string, args ...string) (string, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	path := name
+	if s.opts.Bin != "" {
+		path = filepath.Join(s.opts.Bin, name)
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.WaitDelay = waitDelay
+	if env == nil {
+		// dates as 2006-01-02T15:04:05 whatever the user's settings
+		env = append(os.Environ(), "SLURM_TIME_FORMAT=standard")
+	}
+	cmd.Env = env
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	s.log.Debug("slurm command", "cmd", name, "args", args, "took", time.Since(start), "err", err)
+	errText := strings.TrimSpace(stderr.String())
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = fmt.Errorf("%w (%v)", ctxErr, err)
+		}
+		if errText == "" {
+			errText = strings.TrimSpace(stdout.String())
+		}
+		return stdout.String(), errText, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, errText)
+	}
+	return stdout.String(), errText, nil
+}
+
+// invalidJob tells whether Slurm's error text says it does not know a job.
+func invalidJob(stderr string) bool {
+	return strings.Contains(stderr, "Invalid job id")
+}
+
+// ---------------------------------------------------------------- submit
+
+// lock serialises work on one key (a JobID).
+func (s *Scheduler) lock(key string) func() {
+	s.mu.Lock()
+	l := s.locks[key]
+	if l == nil {
+		l = &keyLock{}
+		s.locks[key] = l
+	}
+	l.n++
+	s.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		s.mu.Lock()
+		if l.n--; l.n == 0 {
+			delete(s.locks, key)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Submit renders t's script and pipes it to sbatch; see the package
+// comment. Submitting the same JobID again while squeue knows the job
+// returns its id.
+func (s *Scheduler) Submit(ctx context.Context, t sched.Task) (string, error) {
+	if !jobID.MatchString(t.JobID) {
+		return "", fmt.Errorf("slurm: job id %q: want 1 to 128 letters, digits, '_', '.', '-'", t.JobID)
+	}
+	if !filepath.IsAbs(t.WorkDir) {
+		return "", fmt.Errorf("slurm: job %s: working directory %q is not absolute", t.JobID, t.WorkDir)
+	}
+	name := sched.SafeName(t.Name)
+	script, err := s.script.Render(jobscript.Data{JobID: t.JobID, Name: name, WorkDir: t.WorkDir, Command: t.Command})
+	if err != nil {
+		return "", fmt.Errorf("slurm: job %s: %w", t.JobID, err)
+	}
+	env, err := taskEnv(t.Env)
+	if err != nil {
+		return "", fmt.Errorf("slurm: job %s: %w", t.JobID, err)
+	}
+
+	defer s.lock(t.JobID)()
+	if id, err := s.find(ctx, name, t.JobID); err != nil {
+		return "", err
+	} else if id != "" {
+		s.log.Info("job already in Slurm", "job", t.JobID, "slurm_id", id)
+		return id, nil
+	}
+	dir := filepath.Dir(t.WorkDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		// the compute nodes may see file systems the gateway does not
+		s.log.Warn("cannot create the job's directory here; the nodes must have it", "job", t.JobID, "dir", dir, "err", err)
+	}
+	out, _, err := s.run(ctx, script, env, "sbatch", s.submitArgs(t, name, dir)...)
+	if err != nil {
+		return "", fmt.Errorf("slurm did not take job %s: %w", t.JobID, err)
+	}
+	id, _, _ := strings.Cut(strings.TrimSpace(out), ";") // "ID" or "ID;cluster"
+	if !slurmID.MatchString(id) {
+		return "", fmt.Errorf("slurm: job %s: sbatch printed %q, not a job id", t.JobID, out)
+	}
+	s.log.Info("submitted to Slurm", "job", t.JobID, "slurm_id", id)
+	return id, nil
+}
+
+// submitArgs are sbatch's arguments for t: no secrets, no user values but
+// the sanitised name.
+func (s *Scheduler) submitArgs(t sched.Task, name, dir string) []string {
+	r := t.Resources
+	out := filepath.Join(dir, t.JobID+".slurm.out")
+	args := []string{
+		"--parsable",
+		"--export=ALL",
+		"--no-requeue",
+		"--job-name=" + name,
+		"--comment=" + commentPrefix + t.JobID,
+		"--chdir=" + dir,
+		"--output=" + out,
+		"--error=" + out,
+		"--nodes=" + strconv.Itoa(max(1, r.Nodes)),
+		"--ntasks-per-node=1",
+		"--cpus-per-task=" + strconv.Itoa(max(1, r.CoresPerNode)),
+	}
+	if r.MemoryMB > 0 {
+		args = append(args, "--mem="+strconv.FormatInt(r.MemoryMB, 10))
+	}
+	if r.WalltimeS > 0 {
+		args = append(args, "--time="+strconv.FormatInt((r.WalltimeS+59)/60, 10))
+	}
+	if s.opts.Partition != "" {
+		args = append(args, "--partition="+s.opts.Partition)
+	}
+	if s.opts.Account != "" {
+		args = append(args, "--account="+s.opts.Account)
+	}
+	if s.opts.QOS != "" {
+		args = append(args, "--qos="+s.opts.QOS)
+	}
+	return args
+}
+
+// taskEnv is sbatch's environment: this process's, then the task's.
+// Names that would steer sbatch itself (SBATCH_*, SLURM_*) are refused.
+func taskEnv(m map[string]string) ([]string, error) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if !envName.MatchString(k) {
+			return nil, fmt.Errorf("environment variable name %q", k)
+		}
+		if strings.HasPrefix(k, "SBATCH_") || strings.HasPrefix(k, "SLURM_") {
+			return nil, fmt.Errorf("environment variable %s would steer sbatch, not reach the job", k)
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	env := os.Environ()
+	for _, k := range keys {
+		env = append(env, k+"="+m[k]) // the last of a name wins
+	}
+	return env, nil
+}
+
+// find returns the Slurm id of this user's job named name with hpcgate's
+// comment for jobID, or "" when squeue knows none.
+func (s *Scheduler) find(ctx context.Context, name, jobID string) (string, error) {
+	out, _, err := s.run(ctx, nil, nil, "squeue", "-h", "--me", "-t", "all", "-n", name, "-o", "%i|%k")
+	if err != nil {
+		return "", fmt.Errorf("slurm: looking for job %s: %w", jobID, err)
+	}
+	var found []int
+	for _, line := range strings.Split(out, "\n") {
+		id, comment, ok := strings.Cut(strings.TrimSpace(line), "|")
+		if !ok || comment != commentPrefix+jobID {
+			continue
+		}
+		if n, err := strconv.Atoi(id); err == nil {
+			found = append(found, n)
+		}
+	}
+	if len(found) == 0 {
+		return "", nil
+	}
+	sort.Ints(found)
+	return strconv.Itoa(found[len(found)-1]), nil // the latest, should there be more
+}
+
+// ---------------------------------------------------------------- poll
+
+// Poll reports each id's status; see the package comment.
+func (s *Scheduler) Poll(ctx context.Context, ids []string) (map[string]sched.Status, error) {
+	res := make(map[string]sched.Status, len(ids))
+	var valid []string
+	for _, id := range ids {
+		if _, dup := res[id]; dup {
+			continue
+		}
+		res[id] = sched.Status{State: sched.Gone, Reason: "unknown to Slurm"}
+		if slurmID.MatchString(id) {
+			valid = append(valid, id)
+		}
+	}
+	if len(valid) == 0 {
+		return res, nil
+	}
+	queue, err := s.queue(ctx, valid)
+	if err != nil {
+		return nil, err
+	}
+	var ask []string // ended or unknown to squeue
+	for _, id := range valid {
+		if r, ok := queue[id]; ok && !finished(r.State) {
+			res[id] = liveStatus(r.State, r.Reason)
+		} else {
+			ask = append(ask, id)
+		}
+	}
+	if len(ask) == 0 {
+		return res, nil
+	}
+	acct, accounting, err := s.acct(ctx, ask)
+	if err != nil {
+		return nil, err
+	}
+	var late []string // ended in squeue, without a final record in sacct
+	for _, id := range ask {
+		a, inAcct := acct[id]
+		r, inQueue := queue[id]
+		switch {
+		case inAcct && finished(a.State):
+			st := endStatus(a.State, a.ExitCode, a.TimeLimit)
+			u := a.Usage
+			st.Usage = &u
+			res[id] = st
+		case !inQueue:
+			// gone from squeue and not ended in sacct: the controller lost it
+		case accounting && recent(r.End):
+			res[id] = sched.Status{State: sched.Running, Reason: "ended; waiting for Slurm's accounting record"}
+		default:
+			late = append(late, id)
+		}
+	}
+	if len(late) > 0 {
+		jobs, err := s.showJobs(ctx, late)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range late {
+			r := queue[id]
+			exit, limit := "", r.TimeLimit
+			if j, ok := jobs[id]; ok {
+				exit = j["ExitCode"]
+				if l := j["TimeLimit"]; l != "" {
+					limit = l
+				}
+			}
+			res[id] = endStatus(r.State, exit, limit)
+		}
+	}
+	return res, nil
+}
+
+func recent(end string) bool {
+	t, ok := ended(end)
+	return ok && time.Since(t) < acctGrace
+}
+
+// queue asks squeue once about ids (all states). Ids it does not know are
+// left out (it fails outright when asked for one unknown id alone).
+func (s *Scheduler) queue(ctx context.Context, ids []string) (map[string]queueRow, error) {
+	out, stderr, err := s.run(ctx, nil, nil, "squeue", "-h", "-t", "all", "-j", strings.Join(ids, ","), "-o", queueFormat)
+	if err != nil {
+		if invalidJob(stderr) {
+			return map[string]queueRow{}, nil
+		}
+		return nil, fmt.Errorf("slurm: %w", err)
+	}
+	rows, err := parseQueue(out)
+	if err != nil {
+		return nil, fmt.Errorf("slurm: %w", err)
+	}
+	return rows, nil
+}
+
+// acct asks sacct once about ids, steps included. accounting is false when
+// Slurm keeps no accounting (sacct then says so and lists nothing).
+func (s *Scheduler) acct(ctx context.Context, ids []string) (recs map[string]*acctRecord, accounting bool, err error) {
+	out, stderr, err := s.run(ctx, nil, nil, "sacct", "-P", "-n", "-j", strings.Join(ids, ","), "-o", acctFormat)
+	if strings.Contains(out+stderr, "accounting storage is disabled") {
+		return map[string]*acctRecord{}, false, nil
+	}
+	if err != nil {
+		return nil, true, fmt.Errorf("slurm: %w", err)
+	}
+	recs, err = parseAcct(out)
+	if err != nil {
+		return nil, true, fmt.Errorf("slurm: %w", err)
+	}
+	return recs, true, nil
+}
+
+// showJobs reads scontrol's record of ids (one id, or all jobs for more).
+func (s *Scheduler) showJobs(ctx context.Context, ids []string) (map[string]map[string]string, error) {
+	args := []string{"show", "job", "-o"}
+	if len(ids) == 1 {
+		args = append(args, ids[0])
+	}
+	out, stderr, err := s.run(ctx, nil, nil, "scontrol", args...)
+	if err != nil {
+		if invalidJob(stderr) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("slurm: %w", err)
+	}
+	return parseScontrolJobs(out), nil
+}
+
+// lookup returns squeue's line for one id; ErrNotFound when squeue does
+// not know it.
+func (s *Scheduler) lookup(ctx context.Context, id string) (queueRow, error) {
+	if !slurmID.MatchString(id) {
+		return queueRow{}, fmt.Errorf("slurm job %q: %w", id, sched.ErrNotFound)
+	}
+	rows, err := s.queue(ctx, []string{id})
+	if err != nil {
+		return queueRow{}, err
+	}
+	r, ok := rows[id]
+	if !ok {
+		return queueRow{}, fmt.Errorf("slurm job %s: %w", id, sched.ErrNotFound)
+	}
+	return r, nil
+}
+
+// ---------------------------------------------------------------- control
+
+// Cancel runs scancel, then waits (up to cancelWait) until Slurm says the
+// job's processes are gone, so that its files no longer change once
+// Cancel returns. A job that has ended, or that Slurm no longer knows, is
+// not an error.
+func (s *Scheduler) Cancel(ctx context.Context, id string) error {
+	if !slurmID.MatchString(id) {
+		return fmt.Errorf("slurm job %q: %w", id, sched.ErrNotFound)
+	}
+	_, stderr, err := s.run(ctx, nil, nil, "scancel", id)
+	if err != nil && !invalidJob(stderr) && !strings.Contains(stderr, "already completing or completed") {
+		return fmt.Errorf("slurm: %w", err)
+	}
+	deadline := time.Now().Add(cancelWait)
+	for {
+		rows, err := s.queue(ctx, []string{id})
+		if err != nil {
+			s.log.Warn("canceled in Slurm; cannot tell whether it ended", "slurm_id", id, "err", err)
+			return nil
+		}
+		r, ok := rows[id]
+		if !ok || finished(r.State) {
+			s.log.Info("canceled in Slurm", "slurm_id", id)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			s.log.Warn("canceled in Slurm, still ending", "slurm_id", id, "state", r.State, "waited", cancelWait)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil // the signal is sent; Slurm finishes the job
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// control runs scontrol VERB id. Slurm lets only operators suspend and
+// resume; its refusal is reported as ErrUnsupported.
+func (s *Scheduler) control(ctx context.Context, verb, id string) error {
+	_, stderr, err := s.run(ctx, nil, nil, "scontrol", verb, id)
+	switch {
+	case err == nil:
+		return nil
+	case strings.Contains(stderr, "Access/permission denied"):
+		return fmt.Errorf("slurm: %s of job %s is for Slurm operators: %w (%v)", verb, id, sched.ErrUnsupported, err)
+	case invalidJob(stderr):
+		return fmt.Errorf("slurm job %s: %w", id, sched.ErrNotFound)
+	}
+	return fmt.Errorf("slurm: %w", err)
+}
+
+func unsupported(id, what string, r queueRow) error {
+	return fmt.Errorf("slurm job %s is %s: %s: %w", id, strings.ToLower(r.State), what, sched.ErrUnsupported)
+}
+
+// Hold keeps a pending job from starting (scontrol hold). A job that runs
+// is refused with ErrUnsupported: Slurm would accept the hold and do
+// nothing. Holding a held job does nothing.
+func (s *Scheduler) Hold(ctx context.Context, id string) error {
+	r, err := s.lookup(ctx, id)
+	if err != nil {
+		return err
+	}
+	if finished(r.State) {
+		return unsupported(id, "only a pending job can be held", r)
+	}
+	switch liveStatus(r.State, r.Reason).State {
+	case sched.Held:
+		return nil
+	case sched.Queued:
+	default:
+		return unsupported(id, "only a pending job can be held (Slurm ignores holds of running jobs)", r)
+	}
+	if err := s.control(ctx, "hold", id); err != nil {
+		return err
+	}
+	// It may have started in between, which the hold did not stop: undo
+	// the hold's priority 0 and say so.
+	if r, err := s.lookup(ctx, id); err == nil && baseState(r.State) != "PENDING" {
+		if err := s.control(ctx, "release", id); err != nil {
+			s.log.Warn("could not undo a hold of a job that had started", "slurm_id", id, "err", err)
+		}
+		return unsupported(id, "it started before it could be held", r)
+	}
+	s.log.Info("held in Slurm", "slurm_id", id)
+	return nil
+}
+
+// Release lets a held job start (scontrol release). Releasing a job that
+// is queued and not held does nothing.
+func (s *Scheduler) Release(ctx context.Context, id string) error {
+	r, err := s.lookup(ctx, id)
+	if err != nil {
+		return err
+	}
+	if finished(r.State) {
+		return unsupported(id, "only a held job can be released", r)
+	}
+	switch liveStatus(r.State, r.Reason).State {
+	case sched.Queued:
+		return nil
+	case sched.Held:
+	default:
+		return unsupported(id, "only a held job can be released", r)
+	}
+	if err := s.control(ctx, "release", id); err != nil {
+		return err
+	}
+	s.log.Info("released in Slurm", "slurm_id", id)
+	return nil
+}
+
+// Suspend stops a running job's processes (scontrol suspend; SIGSTOP).
+// Suspending a suspended job does nothing.
+func (s *Scheduler) Suspend(ctx context.Context, id string) error {
+	r, err := s.lookup(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch baseState(r.State) {
+	case "SUSPENDED":
+		return nil
+	case "RUNNING":
+	default:
+		return unsupported(id, "only a running job can be suspended", r)
+	}
+	if err := s.control(ctx, "suspend", id); err != nil {
+		return err
+	}
+	s.log.Info("suspended in Slurm", "slurm_id", id)
+	return nil
+}
+
+// Resume continues a suspended job (scontrol resume). Resuming a running
+// job does nothing.
+func (s *Scheduler) Resume(ctx context.Context, id string) error {
+	r, err := s.lookup(ctx, id)
+	if err != nil {
+		return err
+	}
+	switch baseState(r.State) {
+	case "RUNNING":
+		return nil
+	case "SUSPENDED":
+	default:
+		return unsupported(id, "only a suspended job can be resumed", r)
+	}
+	if err := s.control(ctx, "resume", id); err != nil {
+		return err
+	}
+	s.log.Info("resumed in Slurm", "slurm_id", id)
+	return nil
+}
+
+// ---------------------------------------------------------------- facts
+
+// Ping runs scontrol ping: an error unless a controller is UP.
+func (s *Scheduler) Ping(ctx context.Context) error {
+	out, _, err := s.run(ctx, nil, nil, "scontrol", "ping")
+	if strings.Contains(out, " is UP") {
+		return nil
+	}
+	if err == nil {
+		err = fmt.Errorf("no controller is up: %s", strings.TrimSpace(out))
+	}
+	return fmt.Errorf("slurm: %w", err)
+}
+
+// Describe reports the partition's live facts: its state, its cores
+// (total, allocated, free, other: down or drained), its nodes by state,
+// and its jobs by state (all users').
+func (s *Scheduler) Describe(ctx context.Context) (map[string]any, error) {
+	out, _, err := s.run(ctx, nil, nil, "sinfo", "-h", "-o", "%P|%a|%C|%D|%T")
+	if err != nil {
+		return nil, fmt.Errorf("slurm: %w", err)
+	}
+	p, err := parsePartition(out, s.opts.Partition)
+	if err != nil {
+		return nil, fmt.Errorf("slurm: %w", err)
+	}
+	out, _, err = s.run(ctx, nil, nil, "squeue", "-h", "-p", p.name, "-o", "%T|%r")
+	if err != nil {
+		return nil, fmt.Errorf("slurm: %w", err)
+	}
+	jobs := map[sched.State]int{}
+	for _, line := range strings.Split(out, "\n") {
+		if state, reason, ok := strings.Cut(strings.TrimSpace(line), "|"); ok && !finished(state) {
+			jobs[liveStatus(state, reason).State]++
+		}
+	}
+	return map[string]any{
+		"partition":       p.name,
+		"state":           p.state,
+		"total_cores":     p.total,
+		"allocated_cores": p.allocated,
+		"free_cores":      p.idle,
+		"other_cores":     p.other,
+		"nodes":           p.nodes,
+		"node_states":     p.nodeStates,
+		"running_jobs":    jobs[sched.Running],
+		"suspended_jobs":  jobs[sched.Suspended],
+		"queued_jobs":     jobs[sched.Queued],
+		"held_jobs":       jobs[sched.Held],
+	}, nil
+}
+
+// partitionFacts sum sinfo's lines (one per node state) for a partition.
+type partitionFacts struct {
+	name, state                   string
+	allocated, idle, other, total int
+	nodes                         int
+	nodeStates                    map[string]int
+}
+
+// parsePartition reads sinfo -h -o '%P|%a|%C|%D|%T' for partition name
+// ("": the default one, marked '*').
+func parsePartition(out, name string) (*partitionFacts, error) {
+	var p *partitionFacts
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		f := strings.Split(line, "|")
+		if len(f) != 5 {
+			return nil, fmt.Errorf("sinfo: unexpected line %q", line)
+		}
+		part, isDefault := strings.CutSuffix(f[0], "*")
+		if part != name && !(name == "" && isDefault) {
+			continue
+		}
+		cores := strings.Split(f[2], "/")
+		if len(cores) != 4 {
+			return nil, fmt.Errorf("sinfo: cores %q, want A/I/O/T", f[2])
+		}
+		var c [4]int
+		for i, v := range cores {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, fmt.Errorf("sinfo: cores %q, want A/I/O/T", f[2])
+			}
+			c[i] = n
+		}
+		nodes, err := strconv.Atoi(f[3])
+		if err != nil {
+			return nil, fmt.Errorf("sinfo: nodes %q", f[3])
+		}
+		if p == nil {
+			p = &partitionFacts{name: part, state: f[1], nodeStates: map[string]int{}}
+		}
+		p.allocated += c[0]
+		p.idle += c[1]
+		p.other += c[2]
+		p.total += c[3]
+		p.nodes += nodes
+		p.nodeStates[f[4]] += nodes
+	}
+	if p == nil {
+		if name == "" {
+			return nil, errors.New("sinfo: no default partition")
+		}
+		return nil, fmt.Errorf("sinfo: no partition %q", name)
+	}
+	return p, nil
+}

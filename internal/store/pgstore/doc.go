@@ -1,0 +1,25 @@
+// Package pgstore is a store.Store in PostgreSQL (15 or newer), for
+// gateways that share their state or outgrow one SQLite file. Several
+// gateways may use one database at once.
+//
+// # Connecting
+//
+// Open takes a URL, postgres://user@host:port/db?sslmode=disable, or any
+// connection string pgx accepts. Settings pgx does not know become session
+// settings (search_path=hpcgate keeps the tables in that schema); the pool
+// takes pool_max_conns (default: the number of CPUs, at least 4).
+// scripts/setup-postgres.sh starts a cluster for development and tests and
+// prints its URL.
+//
+// # Schema
+//
+// The embedded migrations (migrations/*.sql) are applied by Open, each in a
+// transaction that holds an advisory lock, so gateways that start at once do
+// not race; the version reached is recorded in the table schema_version. A
+// database whose version is newer than the binary knows is refused.
+//
+// A job is stored as its JSON document (jsonb) with the fields that lists
+// filter on in columns of their own; its parameters are kept as written, in
+// a json column. Concurrent changes of one job serialize on its row lock;
+// appends to one log stream on an advisory lock of the stream.
+package pgstore
