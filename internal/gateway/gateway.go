@@ -310,8 +310,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		MaxHeaderBytes:    64 << 10,
 		// Larger HTTP/2 windows than the defaults (1 MiB), which held bulk
 		// transfers to about half of what TLS allows here.
-		HTTP2: &http.HTTP2Config{MaxReceiveBufferPerConnection: 16 << 20, MaxReceiveBufferPerStream: 8 << 20, MaxReadFrameSize: 1 << 20},
-		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		HTTP2:    &http.HTTP2Config{MaxReceiveBufferPerConnection: 16 << 20, MaxReceiveBufferPerStream: 8 << 20, MaxReadFrameSize: 1 << 20},
+		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -473,5 +473,3 @@ func (b *Bucket) AbortMultipart(ctx context.Context, key, uploadID string) error
 	_, err = b.c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &b.opts.Bucket, Key: &k, UploadId: &uploadID})
 	return err
 }
-
-

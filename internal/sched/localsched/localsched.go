@@ -92,10 +92,10 @@ type taskFile struct {
 }
 
 var (
-	_ sched.Scheduler = (*Executor)(nil)
-	_ sched.Holder    = (*Executor)(nil)
-	_ sched.Suspender = (*Executor)(nil)
-	_ sched.Describer = (*Executor)(nil)
+	_ sched.Scheduler  = (*Executor)(nil)
+	_ sched.Holder     = (*Executor)(nil)
+	_ sched.Suspender  = (*Executor)(nil)
+	_ sched.Describer  = (*Executor)(nil)
 	_ sched.PerProcess = (*Executor)(nil)
 )
 
