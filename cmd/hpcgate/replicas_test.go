@@ -1,0 +1,216 @@
+package main
+
+// The gateway on production storage: PostgreSQL (HPCGATE_TEST_POSTGRES) and
+// an S3 server (HPCGATE_TEST_S3), as scripts/setup-postgres.sh and
+// scripts/setup-s3.sh start them; and two replicas sharing both.
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/client"
+)
+
+// productionConfig returns config lines for a fresh PostgreSQL schema and
+// a fresh S3 prefix, or skips.
+func productionConfig(t *testing.T) string {
+	t.Helper()
+	pg, s3 := os.Getenv("HPCGATE_TEST_POSTGRES"), os.Getenv("HPCGATE_TEST_S3")
+	if pg == "" || s3 == "" {
+		t.Skip("HPCGATE_TEST_POSTGRES and HPCGATE_TEST_S3 not set: run scripts/setup-postgres.sh and scripts/setup-s3.sh and set them to the URLs they print (scripts/test.sh does both)")
+	}
+	if os.Getenv("AWS_ACCESS_KEY_ID") == "" {
+		t.Setenv("AWS_ACCESS_KEY_ID", "hpcgate")
+		t.Setenv("AWS_SECRET_ACCESS_KEY", "hpcgate-secret")
+	}
+	var b [5]byte
+	rand.Read(b[:])
+	name := "e2e_" + hex.EncodeToString(b[:])
+	if out, err := exec.Command("psql", pg, "-qc", "CREATE SCHEMA "+name).CombinedOutput(); err != nil {
+		t.Fatalf("create schema: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("psql", pg, "-qc", "DROP SCHEMA "+name+" CASCADE").Run() })
+	u, err := url.Parse(pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	su, err := url.Parse(s3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	su.Path = "/" + name
+	return "database: '" + u.String() + "'\nobjects: '" + su.String() + "'\npoll_interval: 500ms\n"
+}
+
+func TestProductionStorage(t *testing.T) {
+	g := startGateway(t, productionConfig(t))
+	ctx := context.Background()
+	c := g.client(g.userToken("mona"))
+	if st, err := c.Status(ctx); err != nil || st.Status != "ok" {
+		t.Fatalf("status %+v, %v", st, err)
+	}
+	text := strings.Repeat("the quick brown fox jumps over the lazy dog\n", 200000) // 8.8 MB: a multipart upload to S3
+	if _, err := c.PutFile(ctx, "in/fox.txt", strings.NewReader(text), int64(len(text))); err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.CreateJob(ctx, api.JobRequest{Template: "wordcount", Inputs: map[string]string{"text": "in/fox.txt"}, Parameters: json.RawMessage(`{"min_length": 4}`)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done := waitJob(t, c, j.ID, 2*time.Minute); done.State != api.StateSucceeded {
+		t.Fatalf("wordcount on PostgreSQL and S3: %s (%s)", done.State, done.Error)
+	}
+	res, _ := c.Results(ctx, j.ID)
+	var r struct {
+		Total int `json:"total_words"`
+	}
+	json.Unmarshal(res, &r)
+	if r.Total != 5*200000 { // quick brown jumps over lazy
+		t.Fatalf("results %s", res)
+	}
+	rc, _, err := c.GetFile(ctx, "in/fox.txt", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(back) != text {
+		t.Fatal("the file read back from S3 differs")
+	}
+	f, err := c.CreateJob(ctx, api.JobRequest{Template: "fanout", Parameters: json.RawMessage(`{"n": 2}`)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done := waitJob(t, c, f.ID, 2*time.Minute); done.State != api.StateSucceeded {
+		t.Fatalf("fanout: %s (%s)", done.State, done.Error)
+	}
+}
+
+func TestTwoReplicas(t *testing.T) {
+	cfg := productionConfig(t) + "template_dirs: [" + templatesDir(t, sleeperTemplate) + "]\n"
+	a := startGateway(t, cfg)
+	b := newGateway(t, cfg)
+	b.start()
+	t.Cleanup(b.stop)
+	ctx := context.Background()
+	tokA := a.userToken("nina") // tokens live in the shared database
+	ca, cb := a.client(tokA), b.client(tokA)
+
+	// A log written through one replica streams live from the other.
+	slow, err := ca.CreateJob(ctx, api.JobRequest{Template: "sleeper", Parameters: json.RawMessage(`{"lines": 5, "pause": 0.4}`)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := cb.Log(ctx, slow.ID, "stdout", 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(rc)
+	var lines []string
+	live := false
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if sc.Text() == "line 1" {
+			j, _ := cb.Job(ctx, slow.ID)
+			live = !client.Terminal(j.State)
+		}
+	}
+	rc.Close()
+	if strings.Join(lines, ",") != "started,line 1,line 2,line 3,line 4,line 5" || !live {
+		t.Fatalf("followed through the other replica: %q (live %v)", lines, live)
+	}
+
+	// 500 jobs created alternately on both while one replica is killed and
+	// restarted: every acknowledged job exists once and ends, and none is
+	// handed to an engine twice.
+	const n = 500
+	var (
+		mu    sync.Mutex
+		acked []string
+		wg    sync.WaitGroup
+	)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < n; i += 4 {
+				c := ca
+				if i%2 == 1 {
+					c = cb
+				}
+				key := "replica-test-" + strconv.Itoa(i)
+				for try := 0; try < 50; try++ {
+					j, err := c.CreateJob(ctx, api.JobRequest{Template: "hello", Parameters: json.RawMessage(`{"name":"r"}`)}, key)
+					if err == nil {
+						mu.Lock()
+						acked = append(acked, j.ID)
+						mu.Unlock()
+						break
+					}
+					time.Sleep(200 * time.Millisecond) // that replica is down: try again, same key
+				}
+			}
+		}(w)
+	}
+	time.Sleep(3 * time.Second)
+	a.kill()
+	time.Sleep(2 * time.Second)
+	a.start()
+	wg.Wait()
+	if len(acked) != n {
+		t.Fatalf("%d of %d jobs acknowledged", len(acked), n)
+	}
+	seen := map[string]bool{}
+	for _, id := range acked {
+		if seen[id] {
+			t.Fatalf("job %s acknowledged twice", id)
+		}
+		seen[id] = true
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for _, id := range acked {
+		var j *api.Job
+		for {
+			j, err = cb.Job(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if client.Terminal(j.State) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if j.State != api.StateSucceeded {
+			t.Fatalf("job %s: %s (%s)", id, j.State, j.Error)
+		}
+		queued := 0
+		for _, s := range states(t, cb, id) {
+			if s == api.StateQueued {
+				queued++
+			}
+		}
+		if queued != 1 {
+			t.Fatalf("job %s was handed to an engine %d times", id, queued)
+		}
+	}
+	page, err := cb.Jobs(ctx, client.JobFilter{Template: "hello", Limit: 1000})
+	if err != nil || len(page.Items) != n {
+		t.Fatalf("%d hello jobs in the database, want %d", len(page.Items), n)
+	}
+}
