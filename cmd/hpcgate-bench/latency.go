@@ -35,7 +35,8 @@ func latency(bin, config string, envs []string, n int) error {
 	ctx := context.Background()
 	fmt.Printf("### Latency of a trivial job, gateway vs raw engine (%d jobs each, one at a time)\n\n", n)
 	fmt.Printf("Gateway: `hello` through the agent; running = state starting (the job's process runs), finished = succeeded.\n")
-	fmt.Printf("Raw: the engine's own submit command with `echo Hello`; running = RUNNING / r, finished = gone from the queue as done.\n\n")
+	fmt.Printf("Raw: the engine's own submit command with `echo Hello`; running = RUNNING / r, finished = gone from the queue as done.\n")
+	fmt.Printf("The gateway learns the end from the agent itself, which can be earlier than the engine's queue shows it.\n\n")
 	fmt.Printf("| engine | path | submit→running p50 | p90 | submit→finished p50 | p90 | gateway adds (p50, running / finished) |\n|---|---|---|---|---|---|---|\n")
 	for _, env := range envs {
 		var gwRun, gwEnd, rawRun, rawEnd []time.Duration
@@ -137,7 +138,7 @@ func rawJob(env, dir string) (toRun, toEnd time.Duration, err error) {
 				f := strings.Fields(l)
 				if len(f) > 4 && f[0] == id {
 					state = f[4]
-					if strings.Contains(state, "r") || strings.Contains(state, "t") {
+					if strings.Contains(state, "r") { // not t: transferring, the job's process does not run yet
 						state = "running"
 					}
 				}
