@@ -255,6 +255,10 @@ type Spec struct {
 	// LogOffsets are the bytes of each stream the server holds already, so a
 	// restarted agent resumes where the last one stopped.
 	LogOffsets map[string]int64 `json:"log_offsets,omitempty"`
+	// DirectOutputs says the agent may ask for presigned PUT URLs for its
+	// outputs (POST /v1/jobs/{id}/output-urls) instead of sending them
+	// through the gateway.
+	DirectOutputs bool `json:"direct_outputs,omitempty"`
 }
 
 // SpecInput is one input the agent downloads into the working directory.
@@ -262,6 +266,9 @@ type SpecInput struct {
 	Name string `json:"name"`
 	Path string `json:"path"` // relative to the working directory
 	Size int64  `json:"size"`
+	// URL, when set, is a presigned GET of the input straight from the
+	// object store; else the agent reads it through the gateway.
+	URL string `json:"url,omitempty"`
 }
 
 // StateReport is what the agent posts to POST /v1/jobs/{id}/state.
@@ -281,4 +288,46 @@ type LogAppend struct {
 // Health is the answer of GET /v1/health.
 type Health struct {
 	Status string `json:"status"`
+}
+
+// UploadRequest is the body of POST /v1/uploads: a presigned multipart
+// upload of a large file straight to the object store.
+type UploadRequest struct {
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}
+
+// Upload answers POST /v1/uploads: PUT each part's bytes to its URL (part
+// i holds bytes (i-1)×PartSize up to i×PartSize), keep each answer's ETag,
+// then POST them in order to CompleteURL.
+type Upload struct {
+	ID          string       `json:"id"`
+	Path        string       `json:"path"`
+	PartSize    int64        `json:"part_size"`
+	Parts       []UploadPart `json:"parts"`
+	CompleteURL string       `json:"complete_url"`
+	ExpiresAt   time.Time    `json:"expires_at"`
+}
+
+// UploadPart is one part's presigned URL.
+type UploadPart struct {
+	Number int    `json:"number"`
+	URL    string `json:"url"`
+}
+
+// UploadComplete is the body of POST /v1/uploads/{id}/complete.
+type UploadComplete struct {
+	ETags []string `json:"etags"`
+}
+
+// OutputURLRequest asks for a presigned PUT URL for one output (agent).
+type OutputURLRequest struct {
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}
+
+// SignedURL is a presigned URL.
+type SignedURL struct {
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
 }

@@ -5,8 +5,10 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -250,6 +252,25 @@ func TestFilesRangesStatusCatalogue(t *testing.T) {
 	}
 	if _, err := c.StatFile(ctx, "data/numbers.txt"); client.StatusOf(err) != 404 {
 		t.Fatalf("deleted file: %v", err)
+	}
+
+	// The file store cannot presign: large uploads stream through the
+	// gateway, and a redirect request gets the bytes.
+	if _, err := c.StartUpload(ctx, "x.bin", 100<<20); !errors.Is(err, client.ErrNoDirect) {
+		t.Fatalf("StartUpload on the file store: %v, want ErrNoDirect", err)
+	}
+	blob := strings.Repeat("z", 70<<20)
+	if fi, err := c.UploadFile(ctx, "big/z.bin", strings.NewReader(blob), int64(len(blob)), nil); err != nil || fi.Size != int64(len(blob)) {
+		t.Fatalf("UploadFile through the gateway: %+v, %v", fi, err)
+	}
+	resp, err = c.Do(ctx, "GET", "/v1/files/big/z.bin", url.Values{"redirect": {"true"}}, nil, http.Header{"Range": {"bytes=0-3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "zzzz" {
+		t.Fatalf("redirect=true on the file store: %q", b)
 	}
 
 	status, err := c.Status(ctx)

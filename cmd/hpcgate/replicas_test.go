@@ -6,11 +6,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -93,6 +96,48 @@ func TestProductionStorage(t *testing.T) {
 	if string(back) != text {
 		t.Fatal("the file read back from S3 differs")
 	}
+	// Bulk data straight to and from the store: a presigned multipart
+	// upload (three 16 MiB parts), and downloads that redirect.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 40<<20/16)
+	fi, err := c.UploadFile(ctx, "in/big.bin", bytes.NewReader(big), int64(len(big)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := sha256.Sum256(big); fi.Size != int64(len(big)) || fi.SHA256 != hex.EncodeToString(want[:]) {
+		t.Fatalf("multipart upload: %+v", fi)
+	}
+	noFollow := &http.Client{Transport: c.Transport(), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest("GET", g.url+"/v1/files/in/big.bin?redirect=true", nil)
+	req.Header.Set("Authorization", "Bearer "+g.userToken("mona"))
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusTemporaryRedirect || !strings.Contains(loc, "X-Amz-Signature") {
+		t.Fatalf("redirect=true: %d %q", resp.StatusCode, loc)
+	}
+	direct, err := client.GetURL(ctx, loc, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(direct)
+	direct.Close()
+	if !bytes.Equal(got, big) {
+		t.Fatal("the presigned download differs from the upload")
+	}
+	// The agent sent its outputs straight to the store too: those carry no
+	// checksum of the gateway's.
+	resp, err = c.Do(ctx, "GET", "/v1/jobs/"+j.ID+"/outputs/results.json", nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("X-Checksum-Sha256") != "" {
+		t.Error("the output went through the gateway, not straight to the store")
+	}
+
 	f, err := c.CreateJob(ctx, api.JobRequest{Template: "fanout", Parameters: json.RawMessage(`{"n": 2}`)}, "")
 	if err != nil {
 		t.Fatal(err)

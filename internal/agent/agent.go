@@ -320,7 +320,7 @@ func (a *agent) fetchInputs(ctx context.Context, spec *api.Spec) error {
 			if have > in.Size {
 				have = 0
 			}
-			rc, _, err := a.c.Input(ctx, a.id, in.Name, have)
+			rc, err := a.openInput(ctx, in, have)
 			if err != nil {
 				return err
 			}
@@ -344,6 +344,21 @@ func (a *agent) fetchInputs(ctx context.Context, spec *api.Spec) error {
 		}
 	}
 	return nil
+}
+
+// openInput opens an input from offset: straight from the object store
+// when the spec has a presigned URL, through the gateway otherwise (or
+// when the URL fails, e.g. has expired while the job waited).
+func (a *agent) openInput(ctx context.Context, in api.SpecInput, offset int64) (io.ReadCloser, error) {
+	if in.URL != "" {
+		rc, err := client.GetURL(ctx, in.URL, offset)
+		if err == nil {
+			return rc, nil
+		}
+		a.log.Warn("direct input download failed; using the gateway", "input", in.Name, "err", err)
+	}
+	rc, _, err := a.c.Input(ctx, a.id, in.Name, offset)
+	return rc, err
 }
 
 // runCmd runs argv in the working directory with output to the log
@@ -438,6 +453,15 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 			st, err := f.Stat()
 			if err != nil {
 				return err
+			}
+			if spec.DirectOutputs {
+				su, err := a.c.OutputURL(ctx, a.id, filepath.ToSlash(rel), st.Size())
+				if err == nil {
+					return client.PutURL(ctx, su.URL, f, st.Size())
+				}
+				if !errors.Is(err, client.ErrNoDirect) {
+					return err
+				}
 			}
 			h := sha256.New()
 			fi, err := a.c.PutOutput(ctx, a.id, filepath.ToSlash(rel), io.TeeReader(f, h), st.Size())

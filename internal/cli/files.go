@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/hpcgate/hpcgate/client"
 	"io"
 	"os"
 	"path"
@@ -17,10 +18,11 @@ var cmdUpload = &command{
 	name:    "upload",
 	summary: "upload a local file to your files on the gateway",
 	args:    "LOCAL [REMOTE]",
-	desc:    "Uploads the local file LOCAL (- for standard input) to your files on the gateway at path REMOTE (default the base name of LOCAL), where jobs can take it as an input with 'hpcgate submit --input NAME=REMOTE'. It checks that the SHA-256 the gateway computed matches the one of the bytes read. A progress bar is shown on a terminal.",
+	desc:    "Uploads the local file LOCAL (- for standard input) to your files on the gateway at path REMOTE (default the base name of LOCAL), where jobs can take it as an input with 'hpcgate submit --input NAME=REMOTE'. It checks that the SHA-256 the gateway computed matches the one of the bytes read. Files of 64 MiB and more go straight to the gateway's object store in parallel parts when it is S3 (each part checked against the store's MD5). A progress bar is shown on a terminal.",
 	example: "hpcgate upload ./book.txt texts/book.txt\ncurl -s https://example.org/data | hpcgate upload - data/latest.csv",
 	minArgs: 1, maxArgs: 2,
 	setup: func(fs *flag.FlagSet) runFunc {
+		stream := fs.Bool("stream", false, "send a large file through the gateway even when its object store could take it directly")
 		return func(e *env, args []string) error {
 			local := args[0]
 			remote := ""
@@ -55,6 +57,18 @@ var cmdUpload = &command{
 				}
 				r = f
 			}
+			if size >= directUploadMin && !*stream {
+				// Large files go straight to the object store when it
+				// presigns, in parallel parts; else they stream through.
+				bar := newProgress(e.stderr, size)
+				info, err := c.UploadFile(e.ctx, remote, r, size, &client.UploadOptions{Progress: bar.Add})
+				bar.Done()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(e.stdout, "uploaded %s (%d bytes, sha256 %s)\n", firstNonEmpty(info.Path, remote), info.Size, info.SHA256)
+				return nil
+			}
 			h := sha256.New()
 			cr := &countReader{r: io.TeeReader(r, h)}
 			bar := newProgress(e.stderr, size)
@@ -77,6 +91,10 @@ var cmdUpload = &command{
 		}
 	},
 }
+
+// directUploadMin is the size from which upload tries a presigned
+// multipart upload.
+const directUploadMin = 64 << 20
 
 // countReader counts the bytes read through it.
 type countReader struct {

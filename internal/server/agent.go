@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/blob"
 	"github.com/hpcgate/hpcgate/internal/job"
 )
 
@@ -71,10 +72,22 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 		Resources:  api.Resources{Nodes: j.Resources.Nodes, CoresPerNode: j.Resources.CoresPerNode, MemoryMB: j.Resources.MemoryMB, WalltimeS: j.Resources.WalltimeS},
 		LogOffsets: map[string]int64{},
 	}
+	sg, direct := s.bucket.(blob.Signer)
+	spec.DirectOutputs = direct
 	for _, in := range t.Inputs {
-		if _, given := j.Inputs[in.Name]; given {
-			spec.Inputs = append(spec.Inputs, api.SpecInput{Name: in.Name, Path: in.Path, Size: j.InputSizes[in.Name]})
+		p, given := j.Inputs[in.Name]
+		if !given {
+			continue
 		}
+		si := api.SpecInput{Name: in.Name, Path: in.Path, Size: j.InputSizes[in.Name]}
+		if direct {
+			// Long enough for a job that waits for a node to fetch it; the
+			// agent falls back to the gateway if it has expired.
+			if si.URL, err = sg.SignGet(r.Context(), userFilesKey(j.Owner, p), 12*time.Hour); err != nil {
+				return err
+			}
+		}
+		spec.Inputs = append(spec.Inputs, si)
 	}
 	for _, st := range []string{"stdout", "stderr"} {
 		_, size, err := s.store.ReadLog(r.Context(), j.ID, st, 0, 0)

@@ -153,8 +153,12 @@ func parseRange(h string, size int64) (off, n int64, ok bool, err error) {
 	return start, end - start + 1, true, nil
 }
 
-// serveObject streams an object, honouring a single Range and HEAD.
+// serveObject streams an object, honouring a single Range and HEAD, or
+// redirects to a presigned URL with ?redirect=true.
 func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, key, name string) error {
+	if done, err := s.redirect(w, r, key); done {
+		return err
+	}
 	a, err := s.bucket.Stat(r.Context(), key)
 	if err != nil {
 		return err

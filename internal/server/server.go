@@ -142,6 +142,9 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /v1/files/{path...}", scope: FR, h: s.getFile},
 		{pattern: "HEAD /v1/files/{path...}", scope: FR, h: s.getFile},
 		{pattern: "DELETE /v1/files/{path...}", scope: FW, h: s.deleteFile},
+		{pattern: "POST /v1/uploads", scope: FW, h: s.startUpload},
+		{pattern: "POST /v1/uploads/{id}/complete", scope: FW, h: s.completeUpload},
+		{pattern: "DELETE /v1/uploads/{id}", scope: FW, h: s.abortUpload},
 
 		{pattern: "POST /v1/jobs", scope: W, access: jobToo, h: s.createJob},
 		{pattern: "GET /v1/jobs", scope: R, access: jobToo, h: s.listJobs},
@@ -166,6 +169,7 @@ func (s *Server) routeTable() []route {
 		{pattern: "POST /v1/jobs/{id}/state", access: jobOnly, h: s.agentState},
 		{pattern: "POST /v1/jobs/{id}/logs/{stream}", access: jobOnly, h: s.agentLog},
 		{pattern: "PUT /v1/jobs/{id}/outputs/{path...}", access: jobOnly, h: s.agentOutput},
+		{pattern: "POST /v1/jobs/{id}/output-urls", access: jobOnly, h: s.agentOutputURL},
 	}
 }
 

@@ -1,0 +1,178 @@
+package server
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/blob"
+)
+
+// Bulk data that need not pass through the gateway: presigned multipart
+// uploads of users' files, presigned downloads (?redirect=true), and
+// presigned input and output URLs for agents. All of it needs an object
+// store that presigns (blob.Signer, i.e. S3); the file store answers 409
+// and everything keeps working through the gateway.
+
+const (
+	uploadTTL     = 6 * time.Hour
+	downloadTTL   = 15 * time.Minute
+	minPartSize   = 16 << 20
+	maxParts      = 10000
+	directOutputs = 5 << 30 // S3's limit for one PUT
+)
+
+func (s *Server) signer() (blob.Signer, error) {
+	sg, ok := s.bucket.(blob.Signer)
+	if !ok {
+		return nil, errorf(http.StatusConflict, api.CodeUnsupported, "this gateway's object store does not presign URLs: upload with PUT /v1/files/{path} and download without redirect")
+	}
+	return sg, nil
+}
+
+// The upload id carries the path and the store's upload id; it needs no
+// secret, since the key it names is always in the caller's own namespace.
+func uploadID(path, storeID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(path + "\x00" + storeID))
+}
+
+func parseUploadID(id string) (path, storeID string, err error) {
+	b, err := base64.RawURLEncoding.DecodeString(id)
+	p, sid, ok := strings.Cut(string(b), "\x00")
+	if err != nil || !ok || sid == "" {
+		return "", "", errorf(http.StatusNotFound, api.CodeNotFound, "no such upload")
+	}
+	return p, sid, nil
+}
+
+func (s *Server) startUpload(w http.ResponseWriter, r *http.Request) error {
+	sg, err := s.signer()
+	if err != nil {
+		return err
+	}
+	var req api.UploadRequest
+	if err := s.readJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := checkPath("path", req.Path); err != nil {
+		return err
+	}
+	if req.Size <= 0 || req.Size > s.opts.MaxUploadBytes {
+		return fieldError("size", "must be from 1 to %d bytes", s.opts.MaxUploadBytes)
+	}
+	partSize := max(int64(minPartSize), (req.Size+maxParts-1)/maxParts)
+	parts := int((req.Size + partSize - 1) / partSize)
+	storeID, urls, err := sg.StartMultipart(r.Context(), userFilesKey(principal(r).User, req.Path), parts, uploadTTL)
+	if err != nil {
+		return err
+	}
+	id := uploadID(req.Path, storeID)
+	out := api.Upload{ID: id, Path: req.Path, PartSize: partSize, CompleteURL: "/v1/uploads/" + id + "/complete", ExpiresAt: time.Now().Add(uploadTTL).UTC()}
+	for i, u := range urls {
+		out.Parts = append(out.Parts, api.UploadPart{Number: i + 1, URL: u})
+	}
+	return writeJSON(w, http.StatusCreated, out)
+}
+
+func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
+	sg, err := s.signer()
+	if err != nil {
+		return err
+	}
+	path, storeID, err := parseUploadID(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if err := checkPath("path", path); err != nil {
+		return err
+	}
+	var req api.UploadComplete
+	if err := s.readJSON(w, r, &req); err != nil {
+		return err
+	}
+	if len(req.ETags) == 0 || len(req.ETags) > maxParts {
+		return fieldError("etags", "one ETag for each part, in order")
+	}
+	a, err := sg.CompleteMultipart(r.Context(), userFilesKey(principal(r).User, path), storeID, req.ETags)
+	if err != nil {
+		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidKey) {
+			return err
+		}
+		return errorf(http.StatusConflict, api.CodeConflict, "the object store refused to complete the upload: %v", err)
+	}
+	return writeJSON(w, http.StatusCreated, api.FileInfo{Path: path, Size: a.Size, SHA256: a.SHA256, Modified: a.Modified.UTC()})
+}
+
+func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request) error {
+	sg, err := s.signer()
+	if err != nil {
+		return err
+	}
+	path, storeID, err := parseUploadID(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if err := checkPath("path", path); err != nil {
+		return err
+	}
+	if err := sg.AbortMultipart(r.Context(), userFilesKey(principal(r).User, path), storeID); err != nil {
+		return fmt.Errorf("abort upload: %w", err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// redirect answers a download with a presigned URL when the caller asks
+// for one (?redirect=true) and the store can make one. It reports whether
+// it answered.
+func (s *Server) redirect(w http.ResponseWriter, r *http.Request, key string) (bool, error) {
+	if r.URL.Query().Get("redirect") != "true" || r.Method != http.MethodGet {
+		return false, nil
+	}
+	sg, ok := s.bucket.(blob.Signer)
+	if !ok {
+		return false, nil // the file store streams; the answer is the same bytes
+	}
+	if _, err := s.bucket.Stat(r.Context(), key); err != nil {
+		return true, err
+	}
+	u, err := sg.SignGet(r.Context(), key, downloadTTL)
+	if err != nil {
+		return true, err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, u, http.StatusTemporaryRedirect)
+	return true, nil
+}
+
+// agentOutputURL hands the agent a presigned PUT for one output.
+func (s *Server) agentOutputURL(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.agentJob(r)
+	if err != nil {
+		return err
+	}
+	sg, err := s.signer()
+	if err != nil {
+		return err
+	}
+	var req api.OutputURLRequest
+	if err := s.readJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := checkPath("path", req.Path); err != nil {
+		return err
+	}
+	if req.Size < 0 || req.Size > min(s.opts.MaxUploadBytes, directOutputs) {
+		return fieldError("size", "larger than a direct upload may be; send it through PUT /v1/jobs/{id}/outputs/{path}")
+	}
+	ttl := time.Hour
+	u, err := sg.SignPut(r.Context(), outputsPrefix(j.ID)+req.Path, ttl)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, api.SignedURL{URL: u, ExpiresAt: time.Now().Add(ttl).UTC()})
+}
