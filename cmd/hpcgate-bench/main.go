@@ -46,15 +46,20 @@ func main() {
 	engines := flag.String("engines", "", "with --config: measure job latency on these environments (e.g. slurm,sge) instead")
 	config := flag.String("config", "", "server config for --engines (e.g. examples/config/cluster.yaml)")
 	n := flag.Int("n", 30, "jobs per path for --engines")
+	pgURL := flag.String("postgres", "", "with --s3: compare PostgreSQL with SQLite and S3 upload paths (URL from scripts/setup-postgres.sh)")
+	s3URL := flag.String("s3", "", "objects URL from scripts/setup-s3.sh, with --postgres")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "hpcgate-bench: --bin is required")
 		os.Exit(2)
 	}
 	var err error
-	if *engines != "" {
+	switch {
+	case *engines != "":
 		err = latency(*bin, *config, strings.Split(*engines, ","), *n)
-	} else {
+	case *pgURL != "" || *s3URL != "":
+		err = storage(*bin, *pgURL, *s3URL, []int64{1 << 30, 4 << 30}, *jobs, *clients)
+	default:
 		err = run(*bin, *jobs, *clients, *e2e, int64(*sizeMiB)<<20)
 	}
 	if err != nil {
@@ -150,40 +155,18 @@ func run(bin string, jobs, clients, e2e int, size int64) error {
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS+"/"+runtime.GOARCH)
 
 	// 1. Acceptance: held jobs, so nothing runs.
+	rate, p50, p99, err := accept(s, jobs, clients)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("### Jobs accepted (held), %d clients over TLS, SQLite\n\n| jobs | jobs/s | p50 | p99 |\n|---|---|---|---|\n| %d | **%.0f** | %v | %v |\n\n",
+		clients, jobs, rate, p50, p99)
 	params := json.RawMessage(`{"name":"bench"}`)
-	lat := make([]time.Duration, jobs)
 	var wg sync.WaitGroup
 	var firstErr error
 	var mu sync.Mutex
-	start := time.Now()
-	for w := 0; w < clients; w++ {
-		c, err := s.client()
-		if err != nil {
-			return err
-		}
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := w; i < jobs; i += clients {
-				t0 := time.Now()
-				_, err := c.CreateJob(ctx, api.JobRequest{Template: "hello", Parameters: params, Hold: true}, "")
-				lat[i] = time.Since(t0)
-				if err != nil {
-					mu.Lock()
-					firstErr = err
-					mu.Unlock()
-					return
-				}
-			}
-		}(w)
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if firstErr != nil {
-		return fmt.Errorf("acceptance: %w", firstErr)
-	}
-	fmt.Printf("### Jobs accepted (held), %d clients over TLS, SQLite\n\n| jobs | seconds | jobs/s | p50 | p99 |\n|---|---|---|---|---|\n| %d | %.2f | **%.0f** | %v | %v |\n\n",
-		clients, jobs, elapsed.Seconds(), float64(jobs)/elapsed.Seconds(), percentile(lat, 0.5).Round(time.Microsecond), percentile(lat, 0.99).Round(time.Microsecond))
+	var start time.Time
+	var elapsed time.Duration
 
 	// 2. Trivial jobs end to end on the local executor.
 	start = time.Now()
@@ -331,6 +314,44 @@ func bareHTTPS(src string, size int64) (up, down float64, err error) {
 	resp.Body.Close()
 	down = mb / time.Since(t0).Seconds()
 	return up, down, nil
+}
+
+// accept creates jobs held (so nothing runs) from concurrent clients and
+// returns the rate and the latency percentiles.
+func accept(s *server, jobs, clients int) (rate float64, p50, p99 time.Duration, err error) {
+	ctx := context.Background()
+	params := json.RawMessage(`{"name":"bench"}`)
+	lat := make([]time.Duration, jobs)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	start := time.Now()
+	for w := 0; w < clients; w++ {
+		c, cerr := s.client()
+		if cerr != nil {
+			return 0, 0, 0, cerr
+		}
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < jobs; i += clients {
+				t0 := time.Now()
+				_, e := c.CreateJob(ctx, api.JobRequest{Template: "hello", Parameters: params, Hold: true}, "")
+				lat[i] = time.Since(t0)
+				if e != nil {
+					mu.Lock()
+					err = e
+					mu.Unlock()
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("acceptance: %w", err)
+	}
+	return float64(jobs) / elapsed.Seconds(), percentile(lat, 0.5).Round(time.Microsecond), percentile(lat, 0.99).Round(time.Microsecond), nil
 }
 
 func makeFile(path string, size int64) error {

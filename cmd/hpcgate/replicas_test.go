@@ -181,6 +181,24 @@ func TestTwoReplicas(t *testing.T) {
 		t.Fatalf("followed through the other replica: %q (live %v)", lines, live)
 	}
 
+	// A cancel through the replica that does not run the job: the job's
+	// agent learns of it and stops the command within seconds.
+	long, err := ca.CreateJob(ctx, api.JobRequest{Template: "sleeper", Parameters: json.RawMessage(`{"lines": 1000, "pause": 0.2}`)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, ca, long.ID, api.StateRunning, time.Minute)
+	if _, err := cb.Cancel(ctx, long.ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	n1, _ := io.ReadAll(must(cb.Log(ctx, long.ID, "stdout", 0, false)))
+	time.Sleep(2 * time.Second)
+	n2, _ := io.ReadAll(must(cb.Log(ctx, long.ID, "stdout", 0, false)))
+	if len(n1) != len(n2) {
+		t.Fatalf("the job canceled through the other replica still writes (%d → %d bytes)", len(n1), len(n2))
+	}
+
 	// 500 jobs created alternately on both while one replica is killed and
 	// restarted: every acknowledged job exists once and ends, and none is
 	// handed to an engine twice.

@@ -57,7 +57,7 @@ type Options struct {
 	// PartSize is the multipart part size (default 8 MiB, at least 5 MiB).
 	// A Put holds at most Concurrency+1 parts in memory.
 	PartSize int64
-	// Concurrency is how many parts of one object are sent at once (default 3).
+	// Concurrency is how many parts of one object are sent at once (default 2).
 	Concurrency int
 	// HTTPClient replaces the default client.
 	HTTPClient *http.Client
@@ -91,7 +91,7 @@ func New(o Options) (*Bucket, error) {
 	}
 	o.PartSize = max(o.PartSize, 5<<20)
 	if o.Concurrency <= 0 {
-		o.Concurrency = 3
+		o.Concurrency = 2
 	}
 	cfg := aws.Config{
 		Region:      o.Region,
