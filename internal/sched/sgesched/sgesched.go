@@ -85,7 +85,7 @@ type Scheduler struct {
 	log  *slog.Logger
 	env  []string // the clients' environment
 
-	locks keyLocks
+	locks sched.KeyLocks
 
 	mu        sync.Mutex
 	submitted map[string]submission // by hpcgate job id
@@ -309,7 +309,7 @@ func (s *Scheduler) Submit(ctx context.Context, t sched.Task) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer s.locks.lock(t.JobID)()
+	defer s.locks.Lock(t.JobID)()
 	if id, ok := s.remembered(t.JobID); ok {
 		return id, nil
 	}
@@ -728,38 +728,4 @@ func describe(queue string, l *qstatList) map[string]any {
 		m["unavailable"] = down
 	}
 	return m
-}
-
-// keyLocks serialises Submits of one hpcgate job.
-type keyLocks struct {
-	mu sync.Mutex
-	m  map[string]*keyLock
-}
-
-type keyLock struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (k *keyLocks) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyLock{}
-	}
-	l := k.m[key]
-	if l == nil {
-		l = &keyLock{}
-		k.m[key] = l
-	}
-	l.n++
-	k.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		k.mu.Lock()
-		if l.n--; l.n == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
 }

@@ -97,12 +97,7 @@ type Scheduler struct {
 	log    *slog.Logger
 
 	mu    sync.Mutex
-	locks map[string]*keyLock // per JobID, so that a Submit is not raced by its twin
-}
-
-type keyLock struct {
-	mu sync.Mutex
-	n  int
+	locks sched.KeyLocks // per JobID, so that a Submit is not raced by its twin
 }
 
 const (
@@ -130,7 +125,7 @@ var (
 // New returns a Scheduler. It starts nothing and checks nothing: Ping
 // tells whether Slurm answers.
 func New(opts *Options) *Scheduler {
-	s := &Scheduler{locks: make(map[string]*keyLock)}
+	s := &Scheduler{}
 	if opts != nil {
 		s.opts = *opts
 	}
@@ -196,27 +191,6 @@ func invalidJob(stderr string) bool {
 
 // ---------------------------------------------------------------- submit
 
-// lock serialises work on one key (a JobID).
-func (s *Scheduler) lock(key string) func() {
-	s.mu.Lock()
-	l := s.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		s.locks[key] = l
-	}
-	l.n++
-	s.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		s.mu.Lock()
-		if l.n--; l.n == 0 {
-			delete(s.locks, key)
-		}
-		s.mu.Unlock()
-	}
-}
-
 // Submit renders t's script and pipes it to sbatch; see the package
 // comment. Submitting the same JobID again while squeue knows the job
 // returns its id.
@@ -237,7 +211,7 @@ func (s *Scheduler) Submit(ctx context.Context, t sched.Task) (string, error) {
 		return "", fmt.Errorf("slurm: job %s: %w", t.JobID, err)
 	}
 
-	defer s.lock(t.JobID)()
+	defer s.locks.Lock(t.JobID)()
 	if id, err := s.find(ctx, name, t.JobID); err != nil {
 		return "", err
 	} else if id != "" {
