@@ -137,6 +137,7 @@ type outcome struct {
 	exitCode *int
 	usage    *api.Usage
 	err      string // why it failed; "" for success
+	gone     bool   // the gateway no longer accepts the job: stop, report nothing
 }
 
 func (a *agent) run(ctx context.Context) error {
@@ -158,7 +159,7 @@ func (a *agent) run(ctx context.Context) error {
 	go logs.run(ctx)
 
 	out := a.execute(ctx, spec, logs)
-	if errors.Is(ctx.Err(), context.Canceled) || out.err == errJobGone.Error() {
+	if errors.Is(ctx.Err(), context.Canceled) || out.gone {
 		logs.close(ctx)
 		return errJobGone
 	}
@@ -172,7 +173,7 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 	}
 	if err := a.fetchInputs(ctx, spec); err != nil {
 		if errors.Is(err, errJobGone) {
-			return outcome{err: errJobGone.Error()}
+			return outcome{gone: true}
 		}
 		return outcome{err: "cannot fetch inputs: " + err.Error()}
 	}
@@ -188,14 +189,20 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 			continue
 		}
 		res := a.runCmd(ctx, ad.argv, env, logs, 0)
+		if res.gone {
+			return res
+		}
 		if res.err != "" || res.exitCode == nil || *res.exitCode != 0 {
 			return outcome{err: fmt.Sprintf("the %s adapter failed%s%s", ad.name, describeExit(res), lastLine(logs.stderr))}
 		}
 	}
 	if err := a.report(ctx, api.StateReport{State: api.StateRunning, Reason: "the command started"}); err != nil {
-		return outcome{err: errJobGone.Error()}
+		return outcome{gone: true}
 	}
 	res := a.runCmd(ctx, spec.Command, env, logs, time.Duration(spec.Resources.WalltimeS)*time.Second)
+	if res.gone {
+		return res
+	}
 	if res.err == "" && (res.exitCode == nil || *res.exitCode != 0) {
 		res.err = "the command failed" + describeExit(res)
 	}
@@ -415,7 +422,7 @@ func (a *agent) runCmd(ctx context.Context, argv, env []string, logs *shippers, 
 	}
 	select {
 	case <-logs.gone:
-		out.err = errJobGone.Error()
+		out.gone = true
 	default:
 	}
 	return out
