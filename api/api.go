@@ -295,6 +295,9 @@ type Health struct {
 type UploadRequest struct {
 	Path string `json:"path"`
 	Size int64  `json:"size"`
+	// SHA256, if given, is kept with the file (GET and HEAD show it as
+	// X-Checksum-Sha256), so that the upload can be checked whole.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // Upload answers POST /v1/uploads: PUT each part's bytes to its URL (part

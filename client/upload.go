@@ -27,9 +27,9 @@ var ErrNoDirect = errors.New("the gateway's object store does not presign URLs")
 
 // StartUpload starts a presigned multipart upload of size bytes to path.
 // It returns ErrNoDirect (wrapped) when the store cannot presign.
-func (c *Client) StartUpload(ctx context.Context, path string, size int64) (*api.Upload, error) {
+func (c *Client) StartUpload(ctx context.Context, path string, size int64, sha256 string) (*api.Upload, error) {
 	var out api.Upload
-	err := c.call(ctx, http.MethodPost, "/v1/uploads", nil, api.UploadRequest{Path: path, Size: size}, &out, nil)
+	err := c.call(ctx, http.MethodPost, "/v1/uploads", nil, api.UploadRequest{Path: path, Size: size, SHA256: sha256}, &out, nil)
 	var e *Error
 	if errors.As(err, &e) && e.Code == api.CodeUnsupported {
 		return nil, fmt.Errorf("%w: %v", ErrNoDirect, err)
@@ -61,6 +61,11 @@ type UploadOptions struct {
 // gateway's store allows it (parts in parallel, each part's MD5 checked
 // against the store's ETag), else streamed through the gateway. It
 // returns the file's info, with the SHA-256 computed while reading.
+//
+// When r is also an io.ReadSeeker (a file), the SHA-256 is computed first
+// and recorded with the upload; the bytes sent must hash to it, and the
+// store must report it, or the upload fails: a whole-file check on top of
+// the per-part ones, which also catches a file that changed meanwhile.
 func (c *Client) UploadFile(ctx context.Context, path string, r io.Reader, size int64, opts *UploadOptions) (*api.FileInfo, error) {
 	o := UploadOptions{}
 	if opts != nil {
@@ -69,7 +74,22 @@ func (c *Client) UploadFile(ctx context.Context, path string, r io.Reader, size 
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
-	up, err := c.StartUpload(ctx, path, size)
+	declared := ""
+	if rs, ok := r.(io.ReadSeeker); ok {
+		start, err := rs.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil, err
+		}
+		h := sha256.New()
+		if _, err := io.CopyN(h, rs, size); err != nil {
+			return nil, fmt.Errorf("hash %s: %w", path, err)
+		}
+		if _, err := rs.Seek(start, io.SeekStart); err != nil {
+			return nil, err
+		}
+		declared = hex.EncodeToString(h.Sum(nil))
+	}
+	up, err := c.StartUpload(ctx, path, size, declared)
 	if errors.Is(err, ErrNoDirect) {
 		h := sha256.New()
 		body := io.TeeReader(r, h)
@@ -99,6 +119,9 @@ func (c *Client) UploadFile(ctx context.Context, path string, r io.Reader, size 
 	}
 	if fi.Size != size {
 		return nil, fmt.Errorf("upload of %s: the store holds %d bytes, %d were sent", path, fi.Size, size)
+	}
+	if declared != "" && (sum != declared || fi.SHA256 != declared) {
+		return nil, fmt.Errorf("upload of %s: sha256 check failed: declared %s, sent %s, stored %s (did the file change during the upload?)", path, declared, sum, fi.SHA256)
 	}
 	fi.SHA256 = sum
 	return fi, nil

@@ -256,7 +256,7 @@ func TestFilesRangesStatusCatalogue(t *testing.T) {
 
 	// The file store cannot presign: large uploads stream through the
 	// gateway, and a redirect request gets the bytes.
-	if _, err := c.StartUpload(ctx, "x.bin", 100<<20); !errors.Is(err, client.ErrNoDirect) {
+	if _, err := c.StartUpload(ctx, "x.bin", 100<<20, ""); !errors.Is(err, client.ErrNoDirect) {
 		t.Fatalf("StartUpload on the file store: %v, want ErrNoDirect", err)
 	}
 	blob := strings.Repeat("z", 70<<20)

@@ -106,6 +106,11 @@ func TestProductionStorage(t *testing.T) {
 	if want := sha256.Sum256(big); fi.Size != int64(len(big)) || fi.SHA256 != hex.EncodeToString(want[:]) {
 		t.Fatalf("multipart upload: %+v", fi)
 	}
+	// A file that changes between the hash and the upload is refused.
+	changing := &changingReader{data: bytes.Clone(big[:20<<20])}
+	if _, err := c.UploadFile(ctx, "in/changing.bin", changing, int64(len(changing.data)), nil); err == nil || !strings.Contains(err.Error(), "sha256") {
+		t.Fatalf("upload of a file that changed: %v, want a sha256 failure", err)
+	}
 	noFollow := &http.Client{Transport: c.Transport(), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	req, _ := http.NewRequest("GET", g.url+"/v1/files/in/big.bin?redirect=true", nil)
 	req.Header.Set("Authorization", "Bearer "+g.userToken("mona"))
@@ -276,4 +281,32 @@ func TestTwoReplicas(t *testing.T) {
 	if err != nil || len(page.Items) != n {
 		t.Fatalf("%d hello jobs in the database, want %d", len(page.Items), n)
 	}
+}
+
+// changingReader is a file that someone rewrites while it is uploaded:
+// after the first rewind (the one that follows hashing it), its last byte
+// is different.
+type changingReader struct {
+	data    []byte
+	off     int64
+	rewound int
+}
+
+func (r *changingReader) Read(p []byte) (int, error) {
+	if r.off >= int64(len(r.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, r.data[r.off:])
+	r.off += int64(n)
+	return n, nil
+}
+
+func (r *changingReader) Seek(off int64, whence int) (int64, error) {
+	if whence == io.SeekStart {
+		if r.rewound++; r.rewound == 1 {
+			r.data[len(r.data)-1] ^= 0xff
+		}
+		r.off = off
+	}
+	return r.off, nil
 }

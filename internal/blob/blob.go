@@ -98,8 +98,9 @@ type Signer interface {
 	// SignPut returns a URL that PUTs the object for ttl.
 	SignPut(ctx context.Context, key string, ttl time.Duration) (string, error)
 	// StartMultipart starts a multipart upload of parts parts and returns
-	// its id and a presigned PUT URL for each part, in order.
-	StartMultipart(ctx context.Context, key string, parts int, ttl time.Duration) (uploadID string, partURLs []string, err error)
+	// its id and a presigned PUT URL for each part, in order. sha256, if
+	// not empty, becomes the object's recorded SHA-256.
+	StartMultipart(ctx context.Context, key string, parts int, sha256 string, ttl time.Duration) (uploadID string, partURLs []string, err error)
 	// CompleteMultipart assembles the parts (their ETags, in order).
 	CompleteMultipart(ctx context.Context, key, uploadID string, etags []string) (Attrs, error)
 	// AbortMultipart drops an unfinished upload.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -25,6 +26,8 @@ const (
 	maxParts      = 10000
 	directOutputs = 5 << 30 // S3's limit for one PUT
 )
+
+var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 func (s *Server) signer() (blob.Signer, error) {
 	sg, ok := s.bucket.(blob.Signer)
@@ -66,7 +69,10 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request) error {
 	}
 	partSize := max(int64(minPartSize), (req.Size+maxParts-1)/maxParts)
 	parts := int((req.Size + partSize - 1) / partSize)
-	storeID, urls, err := sg.StartMultipart(r.Context(), userFilesKey(principal(r).User, req.Path), parts, uploadTTL)
+	if req.SHA256 != "" && !sha256RE.MatchString(req.SHA256) {
+		return fieldError("sha256", "must be 64 lower-case hex digits")
+	}
+	storeID, urls, err := sg.StartMultipart(r.Context(), userFilesKey(principal(r).User, req.Path), parts, req.SHA256, uploadTTL)
 	if err != nil {
 		return err
 	}

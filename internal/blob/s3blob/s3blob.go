@@ -423,7 +423,7 @@ func (b *Bucket) SignPut(ctx context.Context, key string, ttl time.Duration) (st
 
 // StartMultipart implements blob.Signer: it starts a multipart upload and
 // presigns a PUT URL for each of its parts.
-func (b *Bucket) StartMultipart(ctx context.Context, key string, parts int, ttl time.Duration) (string, []string, error) {
+func (b *Bucket) StartMultipart(ctx context.Context, key string, parts int, sha256 string, ttl time.Duration) (string, []string, error) {
 	k, err := b.key(key)
 	if err != nil {
 		return "", nil, err
@@ -431,7 +431,11 @@ func (b *Bucket) StartMultipart(ctx context.Context, key string, parts int, ttl 
 	if parts < 1 || parts > 10000 {
 		return "", nil, fmt.Errorf("multipart upload of %d parts: want 1 to 10000", parts)
 	}
-	up, err := b.c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &b.opts.Bucket, Key: &k})
+	in := &s3.CreateMultipartUploadInput{Bucket: &b.opts.Bucket, Key: &k}
+	if sha256 != "" {
+		in.Metadata = map[string]string{shaMeta: sha256}
+	}
+	up, err := b.c.CreateMultipartUpload(ctx, in)
 	if err != nil {
 		return "", nil, err
 	}

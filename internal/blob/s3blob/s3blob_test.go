@@ -101,7 +101,7 @@ func TestPresigned(t *testing.T) {
 	}
 
 	// Multipart through presigned part URLs, as the CLI uploads.
-	id, urls, err := b.StartMultipart(ctx, "signed/multi.bin", 2, time.Minute)
+	id, urls, err := b.StartMultipart(ctx, "signed/multi.bin", 2, "ab12", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +117,8 @@ func TestPresigned(t *testing.T) {
 		etags = append(etags, resp.Header.Get("ETag"))
 	}
 	a, err := b.CompleteMultipart(ctx, "signed/multi.bin", id, etags)
-	if err != nil || a.Size != 5<<20+4 {
-		t.Fatalf("complete: %+v, %v", a, err)
+	if err != nil || a.Size != 5<<20+4 || a.SHA256 != "ab12" {
+		t.Fatalf("complete: %+v, %v; want the declared sha256 kept", a, err)
 	}
 }
 
