@@ -193,6 +193,11 @@ func TestTwoReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, ca, long.ID, api.StateRunning, time.Minute)
+	// Suspending needs the replica whose local executor runs it; the other
+	// says so.
+	if _, err := cb.Suspend(ctx, long.ID); client.StatusOf(err) != 409 || !strings.Contains(err.Error(), "replica") {
+		t.Fatalf("suspend through the other replica: %v, want 409 naming the replica", err)
+	}
 	if _, err := cb.Cancel(ctx, long.ID); err != nil {
 		t.Fatal(err)
 	}

@@ -129,6 +129,19 @@ func (d *Dispatcher) engine(j *job.Job) (sched.Scheduler, bool) {
 	return s, ok
 }
 
+// reachable returns the engine of a job that this replica can act on: a
+// job in another replica's local executor is out of its reach.
+func (d *Dispatcher) reachable(j *job.Job) (sched.Scheduler, error) {
+	s, ok := d.engine(j)
+	if !ok {
+		return nil, fmt.Errorf("%w: environment %s has no engine here", sched.ErrUnsupported, j.Environment)
+	}
+	if isPerProcess(s) && j.BackendID != "" && j.ClaimedBy != d.opts.ReplicaID {
+		return nil, fmt.Errorf("%w: the job runs in the local executor of gateway replica %s; ask that replica", sched.ErrUnsupported, j.ClaimedBy)
+	}
+	return s, nil
+}
+
 // submitPending hands every pending job to its engine, oldest first.
 func (d *Dispatcher) submitPending(ctx context.Context) {
 	tok := ""
@@ -420,9 +433,12 @@ func (d *Dispatcher) Hold(ctx context.Context, id string) (*job.Job, error) {
 			return j.SetState(job.Held, "held by the user", time.Now())
 		})
 	case job.Queued:
-		s, ok := d.engine(j)
+		s, err := d.reachable(j)
+		if err != nil {
+			return nil, err
+		}
 		h, canHold := s.(sched.Holder)
-		if !ok || !canHold {
+		if !canHold {
 			return nil, fmt.Errorf("%w: %s cannot hold a queued job", sched.ErrUnsupported, j.Scheduler)
 		}
 		if err := h.Hold(ctx, j.BackendID); err != nil {
@@ -449,9 +465,12 @@ func (d *Dispatcher) Release(ctx context.Context, id string) (*job.Job, error) {
 		}
 		return j, err
 	}
-	s, ok := d.engine(j)
+	s, err := d.reachable(j)
+	if err != nil {
+		return nil, err
+	}
 	h, canHold := s.(sched.Holder)
-	if !ok || !canHold {
+	if !canHold {
 		return nil, fmt.Errorf("%w: %s cannot release a job", sched.ErrUnsupported, j.Scheduler)
 	}
 	if err := h.Release(ctx, j.BackendID); err != nil {
@@ -482,9 +501,12 @@ func (d *Dispatcher) setSuspended(ctx context.Context, id string, on bool) (*job
 	if !slices.Contains(from, j.State) {
 		return nil, fmt.Errorf("%w: the job is %s; only a %s job can be %s", job.ErrInvalidTransition, j.State, from[len(from)-1], verb)
 	}
-	s, ok := d.engine(j)
+	s, err := d.reachable(j)
+	if err != nil {
+		return nil, err
+	}
 	sp, can := s.(sched.Suspender)
-	if !ok || !can || j.BackendID == "" {
+	if !can || j.BackendID == "" {
 		return nil, fmt.Errorf("%w: the %s engine cannot suspend jobs", sched.ErrUnsupported, j.Scheduler)
 	}
 	if on {
