@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -555,48 +556,38 @@ var cmdOutput = &command{
 	},
 }
 
-var cmdResults = &command{
-	name:    "results",
-	summary: "print a job's results.json",
-	args:    "ID",
-	desc:    "Prints the structured results a job wrote (its results.json), indented.",
-	example: "hpcgate results 7yzixrkjsc6irydo",
-	minArgs: 1, maxArgs: 1,
-	setup: func(fs *flag.FlagSet) runFunc {
-		return func(e *env, args []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			raw, err := c.Results(e.ctx, args[0])
-			if err != nil {
-				return err
-			}
-			return printRawJSON(e.stdout, raw)
-		}
-	},
-}
+var (
+	cmdResults = cmdJSONOf("results", "print a job's results.json",
+		"Prints the structured results a job wrote (its results.json), indented.",
+		(*client.Client).Results)
+	cmdParameters = cmdJSONOf("parameters", "print a job's validated parameters",
+		"Prints the parameters of a job as the gateway validated them, defaults filled in, as indented JSON.",
+		(*client.Client).Parameters)
+)
 
-var cmdParameters = &command{
-	name:    "parameters",
-	summary: "print a job's validated parameters",
-	args:    "ID",
-	desc:    "Prints the parameters of a job as the gateway validated them, defaults filled in, as indented JSON.",
-	example: "hpcgate parameters 7yzixrkjsc6irydo",
-	minArgs: 1, maxArgs: 1,
-	setup: func(fs *flag.FlagSet) runFunc {
-		return func(e *env, args []string) error {
-			c, err := e.client()
-			if err != nil {
-				return err
+// cmdJSONOf is a command that prints one JSON document of a job.
+func cmdJSONOf(name, summary, desc string, get func(*client.Client, context.Context, string) (json.RawMessage, error)) *command {
+	return &command{
+		name:    name,
+		summary: summary,
+		args:    "ID",
+		desc:    desc,
+		example: "hpcgate " + name + " 7yzixrkjsc6irydo",
+		minArgs: 1, maxArgs: 1,
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(e *env, args []string) error {
+				c, err := e.client()
+				if err != nil {
+					return err
+				}
+				raw, err := get(c, e.ctx, args[0])
+				if err != nil {
+					return err
+				}
+				return printRawJSON(e.stdout, raw)
 			}
-			raw, err := c.Parameters(e.ctx, args[0])
-			if err != nil {
-				return err
-			}
-			return printRawJSON(e.stdout, raw)
-		}
-	},
+		},
+	}
 }
 
 var cmdChildren = &command{

@@ -167,7 +167,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	}
 	jobs, next, err := s.store.ListJobs(r.Context(), f)
 	if err != nil {
-		if f.PageToken != "" && strings.Contains(err.Error(), "page token") {
+		if errors.Is(err, store.ErrBadPageToken) {
 			return fieldError("page_token", "malformed")
 		}
 		return err

@@ -9,13 +9,11 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -321,7 +319,7 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]*job.Job, st
 		order, cmp = "ASC", ">"
 	}
 	if f.PageToken != "" {
-		after, err := decodePageToken(f.PageToken)
+		after, err := store.DecodePageToken(f.PageToken)
 		if err != nil {
 			return nil, "", err
 		}
@@ -360,25 +358,9 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]*job.Job, st
 	next := ""
 	if len(out) > limit {
 		out = out[:limit]
-		next = encodePageToken(seqs[limit-1])
+		next = store.EncodePageToken(seqs[limit-1])
 	}
 	return out, next, nil
-}
-
-func encodePageToken(seq int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("s" + strconv.FormatInt(seq, 10)))
-}
-
-func decodePageToken(tok string) (int64, error) {
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) < 2 || b[0] != 's' {
-		return 0, fmt.Errorf("malformed page token")
-	}
-	n, err := strconv.ParseInt(string(b[1:]), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("malformed page token")
-	}
-	return n, nil
 }
 
 // UpdateJob implements store.Store.

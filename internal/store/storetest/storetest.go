@@ -222,8 +222,8 @@ func testListPages(t *testing.T, s store.Store) {
 	if len(seen) != len(want) || pages != 3 {
 		t.Fatalf("saw %d jobs on %d pages, want 7 on 3", len(seen), pages)
 	}
-	if _, _, err := s.ListJobs(ctx, store.JobFilter{PageToken: "!!garbage"}); err == nil {
-		t.Fatal("a malformed page token was accepted")
+	if _, _, err := s.ListJobs(ctx, store.JobFilter{PageToken: "!!garbage"}); !errors.Is(err, store.ErrBadPageToken) {
+		t.Fatalf("a malformed page token: %v, want ErrBadPageToken", err)
 	}
 }
 
