@@ -144,6 +144,13 @@ type Job struct {
 	BackendID   string // the job's id in that engine; empty until submitted
 	Error       string
 	IdemKey     string // Idempotency-Key the job was created with
+	// IdemHash is the SHA-256 (hex) of the request the job was created
+	// from, so that a repeated Idempotency-Key with another body is refused.
+	IdemHash string
+	// TemplateDoc is the resolved template the job was accepted with, in
+	// its stored JSON form: a template reload or a replica with other
+	// template directories cannot change what an accepted job runs.
+	TemplateDoc json.RawMessage
 	Submissions int    // how often the job was handed to an engine
 	// ClaimedBy is the gateway replica handing the job to its engine, or
 	// (for an engine private to one replica, like the local executor) the
@@ -164,6 +171,7 @@ type Event struct {
 func (j *Job) Clone() *Job {
 	c := *j
 	c.Parameters = append(json.RawMessage(nil), j.Parameters...)
+	c.TemplateDoc = append(json.RawMessage(nil), j.TemplateDoc...)
 	c.Inputs = cloneMap(j.Inputs)
 	c.InputSizes = cloneMap(j.InputSizes)
 	c.Labels = cloneMap(j.Labels)
