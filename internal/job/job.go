@@ -127,23 +127,23 @@ type Job struct {
 	State           State
 	// Reason says why the job entered its current state; it becomes the
 	// reason of the event the store records for the transition.
-	Reason      string
-	Parameters  json.RawMessage
-	Inputs      map[string]string // input name → path in the owner's files
-	InputSizes  map[string]int64  // input name → size when the job was created
-	Resources   Resources
-	Labels      map[string]string
-	ParentID    string
-	Depth       int // 0 for a job made by a person, parent's depth + 1 for a child
-	CreatedAt   time.Time
-	StartedAt   time.Time
-	FinishedAt  time.Time
-	ExitCode    *int
-	Usage       *Usage
-	Scheduler   string // the engine's name ("local", "slurm", ...)
-	BackendID   string // the job's id in that engine; empty until submitted
-	Error       string
-	IdemKey     string // Idempotency-Key the job was created with
+	Reason     string
+	Parameters json.RawMessage
+	Inputs     map[string]string // input name → path in the owner's files
+	InputSizes map[string]int64  // input name → size when the job was created
+	Resources  Resources
+	Labels     map[string]string
+	ParentID   string
+	Depth      int // 0 for a job made by a person, parent's depth + 1 for a child
+	CreatedAt  time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+	ExitCode   *int
+	Usage      *Usage
+	Scheduler  string // the engine's name ("local", "slurm", ...)
+	BackendID  string // the job's id in that engine; empty until submitted
+	Error      string
+	IdemKey    string // Idempotency-Key the job was created with
 	// IdemHash is the SHA-256 (hex) of the request the job was created
 	// from, so that a repeated Idempotency-Key with another body is refused.
 	IdemHash string
@@ -151,7 +151,7 @@ type Job struct {
 	// its stored JSON form: a template reload or a replica with other
 	// template directories cannot change what an accepted job runs.
 	TemplateDoc json.RawMessage
-	Submissions int    // how often the job was handed to an engine
+	Submissions int // how often the job was handed to an engine
 	// ClaimedBy is the gateway replica handing the job to its engine, or
 	// (for an engine private to one replica, like the local executor) the
 	// replica whose engine runs it. ClaimedUntil ends a submission claim,
