@@ -1,16 +1,42 @@
 // Package sched defines Scheduler, the seam between hpcgate and a queueing
 // engine, and what it reports about the jobs it runs.
 //
-// Implementations: localsched (the embedded local executor). Every
-// implementation passes the conformance suite in schedtest. Optional
-// abilities (Holder, Suspender, Describer) are separate interfaces found by
-// type assertion.
+// Implementations: localsched (the embedded local executor), slurmsched
+// and sgesched. Every implementation passes the conformance suite in
+// schedtest. Optional abilities (Holder, Suspender, Describer, Forgetter)
+// are separate interfaces found by type assertion.
+//
+// # Tasks
+//
+// Every engine's Submit begins with Task.Validate: one check of the job id,
+// name, working directory, resources and environment for all engines.
+//
+// # Secrets
+//
+// A task's Secret values (the job token: Validate moves HPCGATE_TOKEN
+// there from Env) never travel in an engine's environment or on a command
+// line, where other accounts could read them (qstat -j shows a Grid Engine
+// job's environment to every user; Slurm may store it in its accounting).
+// Each engine delivers secret NAME as a file only the job's account can
+// read, at Task.SecretPath(NAME), and gives the job NAME_FILE=PATH instead
+// of NAME (HPCGATE_TOKEN_FILE for the token). LookupSecret reads it.
+//
+// # Engine commands
+//
+// Engines that drive command-line clients run them with a Commander; a
+// failed command is a *CommandError, which keeps the engine's own words
+// for the log: they are never a message for a client.
 package sched
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
+	"sort"
+	"strings"
 
 	"github.com/hpcgate/hpcgate/internal/job"
 )
@@ -26,12 +52,155 @@ var ErrUnsupported = errors.New("not supported by the engine")
 // an environment. For hpcgate the command always starts the agent; no user
 // value is ever part of Command.
 type Task struct {
-	JobID     string
+	JobID     string // letters, digits, '_' and '-'; see Validate
 	Name      string // a sanitised, human-readable name (see SafeName)
 	Command   []string
 	Env       map[string]string
-	WorkDir   string // absolute; the engine creates it
+	Secret    map[string]string `json:",omitempty"` // delivered as files: see the package comment
+	WorkDir   string            // absolute; the engine creates it
 	Resources job.Resources
+}
+
+// TokenEnv is the job token's variable. Validate moves it from Env to
+// Secret, so the job gets TokenEnv+"_FILE" (HPCGATE_TOKEN_FILE).
+const TokenEnv = "HPCGATE_TOKEN"
+
+var (
+	taskID  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// maxCores bounds a task's nodes and cores per node (no engine has more).
+const maxCores = 1 << 20
+
+// Validate checks t and makes it ready for an engine. It refuses a job id
+// other than 1 to 128 letters, digits, '_' and '-' (not first), an empty
+// command, a working directory that is not absolute and clean (or is "/"),
+// negative or absurd resources, environment names that are not shell names,
+// and a NUL byte anywhere. It sets Name to SafeName(Name) and moves
+// Env[TokenEnv] to Secret. Every engine's Submit calls it first.
+func (t *Task) Validate() error {
+	if !taskID.MatchString(t.JobID) {
+		return fmt.Errorf("job id %q: want 1 to 128 letters, digits, '_' and '-'", t.JobID)
+	}
+	t.Name = SafeName(t.Name)
+	if len(t.Command) == 0 {
+		return fmt.Errorf("job %s: empty command", t.JobID)
+	}
+	for _, a := range t.Command {
+		if strings.ContainsRune(a, 0) {
+			return fmt.Errorf("job %s: a NUL byte in the command", t.JobID)
+		}
+	}
+	if !filepath.IsAbs(t.WorkDir) || filepath.Clean(t.WorkDir) != t.WorkDir || t.WorkDir == "/" || strings.ContainsRune(t.WorkDir, 0) {
+		return fmt.Errorf("job %s: working directory %q: want a clean absolute path below /", t.JobID, t.WorkDir)
+	}
+	r := t.Resources
+	if r.Nodes < 0 || r.CoresPerNode < 0 || r.MemoryMB < 0 || r.WalltimeS < 0 ||
+		r.Nodes > maxCores || r.CoresPerNode > maxCores {
+		return fmt.Errorf("job %s: resources %+v out of range", t.JobID, r)
+	}
+	if v, ok := t.Env[TokenEnv]; ok {
+		env := make(map[string]string, len(t.Env))
+		for k, v := range t.Env {
+			env[k] = v
+		}
+		delete(env, TokenEnv)
+		t.Env = env
+		secret := map[string]string{TokenEnv: v}
+		for k, v := range t.Secret {
+			secret[k] = v
+		}
+		t.Secret = secret
+	}
+	for _, m := range []map[string]string{t.Env, t.Secret} {
+		for k, v := range m {
+			if !envName.MatchString(k) {
+				return fmt.Errorf("job %s: environment variable name %q", t.JobID, k)
+			}
+			if strings.ContainsRune(v, 0) {
+				return fmt.Errorf("job %s: a NUL byte in %s", t.JobID, k)
+			}
+		}
+	}
+	for k := range t.Secret {
+		if _, ok := t.Env[k+"_FILE"]; ok {
+			return fmt.Errorf("job %s: %s_FILE is both in the environment and a secret's file", t.JobID, k)
+		}
+	}
+	return nil
+}
+
+// SecretPath is where the file of t's secret name goes: beside its working
+// directory, as JOBID.secret.NAME.
+func (t *Task) SecretPath(name string) string {
+	return filepath.Join(filepath.Dir(t.WorkDir), t.JobID+".secret."+name)
+}
+
+// JobEnv is the environment the job gets: Env, and NAME_FILE=SecretPath(NAME)
+// for each secret, as sorted NAME=VALUE entries.
+func (t *Task) JobEnv() []string {
+	env := make([]string, 0, len(t.Env)+len(t.Secret))
+	for k, v := range t.Env {
+		env = append(env, k+"="+v)
+	}
+	for k := range t.Secret {
+		env = append(env, k+"_FILE="+t.SecretPath(k))
+	}
+	sort.Strings(env)
+	return env
+}
+
+// WriteSecrets writes each of t's secrets to its SecretPath, readable by
+// this account only, creating the directory (0700) if need be. An engine
+// whose job script other accounts may read (Grid Engine spools it world
+// readable) delivers secrets this way.
+func (t *Task) WriteSecrets() error {
+	for k, v := range t.Secret {
+		p := t.SecretPath(k)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			return err
+		}
+		f, err := os.CreateTemp(filepath.Dir(p), ".secret-*")
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(v)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(f.Name(), p) // CreateTemp made it 0600
+		}
+		if err != nil {
+			os.Remove(f.Name())
+			return fmt.Errorf("job %s: writing secret %s: %w", t.JobID, k, err)
+		}
+	}
+	return nil
+}
+
+// RemoveSecrets removes the files WriteSecrets wrote (those that exist).
+func (t *Task) RemoveSecrets() {
+	for k := range t.Secret {
+		os.Remove(t.SecretPath(k))
+	}
+}
+
+// LookupSecret returns secret name as an engine delivered it to the job:
+// the content of the file named by $NAME_FILE, or else $NAME. ok is false
+// when neither is set. The agent reads the job token with
+// LookupSecret(TokenEnv).
+func LookupSecret(name string) (value string, ok bool, err error) {
+	if p := os.Getenv(name + "_FILE"); p != "" {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", false, fmt.Errorf("reading %s_FILE: %w", name, err)
+		}
+		return strings.TrimSuffix(string(b), "\n"), true, nil
+	}
+	v, ok := os.LookupEnv(name)
+	return v, ok, nil
 }
 
 // State is an engine's view of a job.
@@ -94,6 +263,15 @@ type PerProcess interface {
 	PerProcess()
 }
 
+// Forgetter is an engine that keeps state about each task (the local
+// executor) and can drop it once the caller no longer needs it.
+type Forgetter interface {
+	// Forget drops what the engine keeps about an ended task: its secrets
+	// at once; its files after the engine's retention. A task that has
+	// not ended, or that the engine does not know, is left alone (nil).
+	Forget(ctx context.Context, id string) error
+}
+
 // Describer reports live facts about the engine (free cores, queue state).
 type Describer interface {
 	Describe(ctx context.Context) (map[string]any, error)
@@ -102,14 +280,16 @@ type Describer interface {
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
 // SafeName turns a user's job name into one safe for any engine and shell:
-// letters, digits, '_', '.', '-', at most 40 characters, never empty.
+// letters, digits, '_', '.', '-', starting with a letter (Grid Engine
+// refuses a leading digit), at most 40 characters. SafeName(SafeName(s))
+// is SafeName(s).
 func SafeName(name string) string {
 	s := unsafeName.ReplaceAllString(name, "_")
+	if s == "" || !(s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z') {
+		s = "j" + s
+	}
 	if len(s) > 40 {
 		s = s[:40]
-	}
-	if s == "" || s[0] == '-' || s[0] == '.' {
-		s = "j" + s
 	}
 	return s
 }

@@ -1,19 +1,152 @@
 package sched
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/internal/job"
+)
 
 func TestSafeName(t *testing.T) {
 	for in, want := range map[string]string{
 		"hello":        "hello",
 		"a b;rm -rf /": "a_b_rm_-rf_",
-		"$(reboot)":    "_reboot_",
+		"$(reboot)":    "j_reboot_",
 		"":             "j",
 		"-x":           "j-x",
-		"ünïcode":      "_n_code",
-		"0123456789012345678901234567890123456789xyz": "0123456789012345678901234567890123456789",
+		"42":           "j42",
+		"ünïcode":      "j_n_code",
+		"0123456789012345678901234567890123456789xyz": "j012345678901234567890123456789012345678",
 	} {
 		if got := SafeName(in); got != want {
 			t.Errorf("SafeName(%q) = %q, want %q", in, got, want)
 		}
+		if got := SafeName(SafeName(in)); got != SafeName(in) {
+			t.Errorf("SafeName is not idempotent on %q: %q", in, got)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := func() Task {
+		return Task{JobID: "abc123", Name: "my job\n", Command: []string{"/agent"}, WorkDir: "/w/abc123",
+			Env: map[string]string{"HPCGATE_URL": "u", TokenEnv: "tok"}, Resources: job.Resources{Nodes: 1, CoresPerNode: 2}}
+	}
+	tk := good()
+	if err := tk.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if tk.Name != "my_job_" {
+		t.Errorf("Name = %q, want it made safe", tk.Name)
+	}
+	if _, ok := tk.Env[TokenEnv]; ok || tk.Secret[TokenEnv] != "tok" {
+		t.Errorf("the token was not moved to Secret: env %v secret %v", tk.Env, tk.Secret)
+	}
+	if orig := good(); orig.Env[TokenEnv] != "tok" {
+		t.Error("Validate changed the caller's map")
+	}
+	env := strings.Join(tk.JobEnv(), "\n")
+	if strings.Contains(env, "=tok") || env != "HPCGATE_TOKEN_FILE=/w/abc123.secret.HPCGATE_TOKEN\nHPCGATE_URL=u" {
+		t.Errorf("JobEnv = %q", env)
+	}
+	for name, mod := range map[string]func(*Task){
+		"id with space":  func(t *Task) { t.JobID = "a b" },
+		"id with dot":    func(t *Task) { t.JobID = ".." },
+		"id with slash":  func(t *Task) { t.JobID = "a/b" },
+		"empty id":       func(t *Task) { t.JobID = "" },
+		"no command":     func(t *Task) { t.Command = nil },
+		"relative dir":   func(t *Task) { t.WorkDir = "w" },
+		"unclean dir":    func(t *Task) { t.WorkDir = "/w/../x" },
+		"root dir":       func(t *Task) { t.WorkDir = "/" },
+		"negative cores": func(t *Task) { t.Resources.CoresPerNode = -1 },
+		"huge nodes":     func(t *Task) { t.Resources.Nodes = 1 << 30 },
+		"negative mem":   func(t *Task) { t.Resources.MemoryMB = -1 },
+		"env name":       func(t *Task) { t.Env = map[string]string{"A=B": "x"} },
+		"secret name":    func(t *Task) { t.Secret = map[string]string{"1X": "x"} },
+		"NUL in env":     func(t *Task) { t.Env = map[string]string{"A": "x\x00"} },
+		"NUL in argv":    func(t *Task) { t.Command = []string{"a\x00"} },
+		"_FILE clash":    func(t *Task) { t.Env["HPCGATE_TOKEN_FILE"] = "/x" },
+	} {
+		tk := good()
+		mod(&tk)
+		if err := tk.Validate(); err == nil {
+			t.Errorf("%s: Validate took %+v", name, tk)
+		}
+	}
+}
+
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	tk := Task{JobID: "j1", Command: []string{"x"}, WorkDir: filepath.Join(dir, "sub", "j1"), Env: map[string]string{TokenEnv: "s3cret"}}
+	if err := tk.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.WriteSecrets(); err != nil {
+		t.Fatal(err)
+	}
+	p := tk.SecretPath(TokenEnv)
+	fi, err := os.Stat(p)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file %s: %v, %v; want mode 0600", p, fi, err)
+	}
+	t.Setenv(TokenEnv+"_FILE", p)
+	if v, ok, err := LookupSecret(TokenEnv); v != "s3cret" || !ok || err != nil {
+		t.Fatalf("LookupSecret = %q, %v, %v", v, ok, err)
+	}
+	tk.RemoveSecrets()
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatalf("secret file still there: %v", err)
+	}
+	if _, _, err := LookupSecret(TokenEnv); err == nil {
+		t.Fatal("LookupSecret of a missing file succeeded")
+	}
+	t.Setenv(TokenEnv+"_FILE", "")
+	t.Setenv(TokenEnv, "plain")
+	if v, ok, err := LookupSecret(TokenEnv); v != "plain" || !ok || err != nil {
+		t.Fatalf("LookupSecret without a file = %q, %v, %v", v, ok, err)
+	}
+}
+
+func TestCommander(t *testing.T) {
+	ctx := context.Background()
+	c := &Commander{Env: []string{"PATH=/usr/bin:/bin"}}
+	out, err := c.Run(ctx, []byte("in"), []string{"X=1"}, "sh", "-c", `cat; echo " $X"`)
+	if err != nil || string(out) != "in 1\n" {
+		t.Fatalf("Run = %q, %v", out, err)
+	}
+	_, err = c.Run(ctx, nil, nil, "sh", "-c", `echo 'Invalid job id' >&2; echo more >&2; exit 3`)
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.ExitCode != 3 || ce.Cmd != "sh" || ce.Stderr != "Invalid job id; more" {
+		t.Fatalf("error %#v, want a CommandError with exit code 3 and the message", err)
+	}
+	if !CommandSaid(err, "nope", "Invalid job") || CommandSaid(err, "nope") || CommandSaid(errors.New("Invalid job"), "Invalid") {
+		t.Fatal("CommandSaid")
+	}
+	if !strings.Contains(err.Error(), "Invalid job id") {
+		t.Fatalf("Error() = %q, want the command's words (for logs)", err)
+	}
+	// the message is bounded; stdout stands in for an empty stderr
+	_, err = c.Run(ctx, nil, nil, "sh", "-c", `head -c 100000 /dev/zero | tr '\0' x >&2; exit 1`)
+	if errors.As(err, &ce); len(ce.Stderr) > maxStderr {
+		t.Fatalf("kept %d bytes of stderr", len(ce.Stderr))
+	}
+	_, err = c.Run(ctx, nil, nil, "sh", "-c", `echo not found; exit 1`)
+	if !CommandSaid(err, "not found") {
+		t.Fatalf("stdout did not stand in for stderr: %v", err)
+	}
+	// a timeout kills the whole process group, even a child holding the pipes
+	start := time.Now()
+	short := &Commander{Timeout: 300 * time.Millisecond}
+	_, err = short.Run(ctx, nil, nil, "sh", "-c", `sleep 30 & sleep 30; wait`)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &ce) || ce.ExitCode != -1 {
+		t.Fatalf("timed-out command: %v", err)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("the timeout took %v: the process group was not killed", d)
 	}
 }

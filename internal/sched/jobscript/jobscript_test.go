@@ -1,6 +1,7 @@
 package jobscript
 
 import (
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,11 +42,83 @@ func TestDefaultScriptStartsOnlyTheAgent(t *testing.T) {
 }
 
 func TestBadTemplate(t *testing.T) {
-	if _, err := Parse("x", "{{.Nope}}"); err != nil {
+	if _, err := Parse("x", "{{quote .Nope}}"); err != nil {
 		t.Fatal(err) // parses; fails at render
 	}
-	tm, _ := Parse("x", "{{.Nope}}")
+	tm, _ := Parse("x", "{{quote .Nope}}")
 	if _, err := tm.Render(Data{Command: []string{"x"}}); err == nil {
 		t.Fatal("a template naming an unknown field rendered")
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// The default script, rendered with hostile values, is kept in testdata.
+func TestDefaultGolden(t *testing.T) {
+	got, err := Default().Render(Data{JobID: "j1", Name: "x\nrm -rf / #", WorkDir: "/w/it's",
+		Command: []string{"/opt/agent", "run", "$(x)"}, Secrets: []Secret{{Path: "/w/j1.secret.HPCGATE_TOKEN", Value: "t'ok\nen"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "default.sh")
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		os.WriteFile(golden, got, 0o644)
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil || string(want) != string(got) {
+		t.Fatalf("rendered\n%s\nwant (%v; -update rewrites it)\n%s", got, err, want)
+	}
+}
+
+// A newline in the name stays inside the comment; the secrets reach their
+// files, readable by this account only, and appear nowhere else.
+func TestScriptQuotesEverything(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "escaped")
+	work := filepath.Join(dir, "w")
+	secret := filepath.Join(dir, "j1.secret.TOKEN")
+	script, err := Default().Render(Data{JobID: "j1", Name: "x\ntouch " + marker + "\n#", WorkDir: work,
+		Command: []string{"/bin/sh", "-c", "true"}, Secrets: []Secret{{Path: secret, Value: "s3cret'\n$(touch " + marker + ")"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "job.sh")
+	os.WriteFile(p, script, 0o700)
+	if out, err := exec.Command(p).CombinedOutput(); err != nil {
+		t.Fatalf("script failed: %v\n%s\n%s", err, out, script)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatalf("a value broke out of its quotes:\n%s", script)
+	}
+	fi, err := os.Stat(secret)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file: %v, %v; want mode 0600", fi, err)
+	}
+	if b, _ := os.ReadFile(secret); string(b) != "s3cret'\n$(touch "+marker+")" {
+		t.Fatalf("secret file holds %q", b)
+	}
+}
+
+func TestTemplateMustQuote(t *testing.T) {
+	for _, text := range []string{
+		"{{.WorkDir}}",
+		"{{.Name | printf \"%s\"}}",
+		"{{range .Secrets}}{{.Value}}{{end}}",
+		"{{if .Name}}{{.JobID}}{{end}}",
+		`{{define "x"}}{{.Name}}{{end}}{{template "x" .}}`,
+	} {
+		if _, err := Parse("x", text); err == nil {
+			t.Errorf("Parse(%q) took a template that prints a value unquoted", text)
+		}
+	}
+	for _, text := range []string{"{{quote .WorkDir}}", "{{.Name | comment}}", "{{$w := .WorkDir}}{{quote $w}}", "{{argv .Command}}"} {
+		if _, err := Parse("x", text); err != nil {
+			t.Errorf("Parse(%q): %v", text, err)
+		}
+	}
+	tm, _ := Parse("x", "#!/bin/sh\nexec {{argv .Command}}\n")
+	if _, err := tm.Render(Data{Command: []string{"x"}, Secrets: []Secret{{Path: "/p", Value: "v"}}}); err == nil {
+		t.Fatal("a template that drops the secrets rendered")
 	}
 }

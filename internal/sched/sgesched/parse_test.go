@@ -1,6 +1,7 @@
 package sgesched
 
 import (
+	"context"
 	"errors"
 	"reflect"
 	"slices"
@@ -514,10 +515,10 @@ func TestQsubArgs(t *testing.T) {
 		WorkDir:   "/work/jobs/J42",
 		Resources: job.Resources{Nodes: 1, CoresPerNode: 4, MemoryMB: 2000, WalltimeS: 3600},
 	}
-	args, env, err := s.qsubArgs(task)
-	if err != nil {
+	if err := task.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	args, env := s.qsubArgs(task)
 	line := strings.Join(args, " ")
 	for _, v := range task.Env {
 		if strings.Contains(line, v) {
@@ -528,23 +529,20 @@ func TestQsubArgs(t *testing.T) {
 		"-terse", "-w e", "-N j2fast", "-S /bin/sh", "-wd /work/jobs", "-o /work/jobs/J42.sge.out", "-j y",
 		"-ac hpcgate_job=J42", "-q all.q", "-pe smp 4",
 		"-l h_rt=3600,h_vmem=1012M", // (2000+2048)/4, rounded up
-		"-v HPCGATE_TOKEN,HPCGATE_URL",
+		"-v HPCGATE_TOKEN_FILE,HPCGATE_URL",
 	} {
 		if !strings.Contains(" "+line+" ", " "+want+" ") {
 			t.Errorf("qsub %s: no %q", line, want)
 		}
 	}
-	slices.Sort(env)
-	if want := []string{"HPCGATE_TOKEN=tok-s3cret", "HPCGATE_URL=https://gw.example:8443/a,b"}; !slices.Equal(env, want) {
+	// the token is not in the job's environment (qstat -j shows it to all)
+	if want := []string{"HPCGATE_TOKEN_FILE=/work/jobs/J42.secret.HPCGATE_TOKEN", "HPCGATE_URL=https://gw.example:8443/a,b"}; !slices.Equal(env, want) {
 		t.Errorf("env %q, want %q", env, want)
 	}
 
 	// one core: no parallel environment; no memory, walltime or env: no -l, -v
 	s = New(&Options{VmemHeadroomMB: -1})
-	args, env, err = s.qsubArgs(sched.Task{JobID: "a1", Name: "x", WorkDir: "/w/a1", Resources: job.Resources{Nodes: 1, CoresPerNode: 1, MemoryMB: 100}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	args, env = s.qsubArgs(sched.Task{JobID: "a1", Name: "x", WorkDir: "/w/a1", Resources: job.Resources{Nodes: 1, CoresPerNode: 1, MemoryMB: 100}})
 	line = strings.Join(args, " ")
 	if strings.Contains(line, "-pe") || strings.Contains(line, "-q") || strings.Contains(line, "-v") || len(env) != 0 {
 		t.Errorf("one-core task without queue or env: qsub %s, env %q", line, env)
@@ -561,16 +559,9 @@ func TestQsubArgs(t *testing.T) {
 		{JobID: "ok", Name: "x", WorkDir: "/w/x", Env: map[string]string{"A,B": "v"}},
 	}
 	for _, b := range bad {
-		if args, _, err := s.qsubArgs(b); err == nil {
-			t.Errorf("task %+v accepted: %q", b, args)
-		}
-	}
-}
-
-func TestJobName(t *testing.T) {
-	for in, want := range map[string]string{"abc": "abc", "2fast": "j2fast", "": "j", "a b/c": "a_b_c", "-x": "j-x"} {
-		if got := jobName(in); got != want {
-			t.Errorf("jobName(%q) = %q, want %q", in, got, want)
+		b.Command = []string{"/bin/true"}
+		if _, err := s.Submit(context.Background(), b); err == nil {
+			t.Errorf("task %+v accepted", b)
 		}
 	}
 }
@@ -606,11 +597,5 @@ func TestDescribeFacts(t *testing.T) {
 	l, _ = parseQstat([]byte(qstatEmpty))
 	if got := describe("", l); got["state"] != "no queue instances" || got["queue"] != "*" || got["total_cores"] != 0 {
 		t.Errorf("no instances: %v", got)
-	}
-}
-
-func TestSquash(t *testing.T) {
-	if got := squash("Unable to run job: error: no suitable queues.\nExiting.\n"); got != "Unable to run job: error: no suitable queues." {
-		t.Errorf("squash = %q", got)
 	}
 }

@@ -3,11 +3,16 @@
 //
 // A task's job script is rendered from a jobscript.Template and given to
 // qsub on standard input; it only starts the task's command in its working
-// directory. The task's environment (the job token among it) reaches the job
-// through qsub's own environment: qsub is told the variables' names (-v
-// NAME,...), never their values, so no value appears on a command line.
-// (Grid Engine keeps them in the job, and qstat -j shows them to whoever may
-// see the job's details.)
+// directory. The task's environment reaches the job through qsub's own
+// environment: qsub is told the variables' names (-v NAME,...), never their
+// values, so no value appears on a command line. Grid Engine keeps them in
+// the job, and qstat -j shows them to every user: so the task's secrets
+// (the job token) are not among them. Nor are they in the script, which
+// sge_execd spools world-readable (execd's job_scripts/ID, mode 0755):
+// Submit writes each secret itself to a file only this account can read
+// (sched.Task.WriteSecrets, beside the working directory, which the
+// gateway must reach anyway for the job's output), and the job gets
+// NAME_FILE=PATH.
 //
 // The job's output goes to JOBID.sge.out beside its working directory. Each
 // job carries the context variable hpcgate_job=JOBID: a Submit repeated
@@ -24,20 +29,19 @@
 // longer lists. qacct reads the whole accounting file, so it is slow on a
 // cell with a large one; it is only asked about jobs that have just ended.
 //
+// A client command that fails is a *sched.CommandError (Grid Engine's
+// words, for logs).
+//
 // scripts/setup-sge.sh sets up a single-node cell for development and tests.
 package sgesched
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,7 +87,7 @@ type Options struct {
 type Scheduler struct {
 	opts Options
 	log  *slog.Logger
-	env  []string // the clients' environment
+	cmd  sched.Commander
 
 	locks sched.KeyLocks
 
@@ -133,91 +137,24 @@ func New(opts *Options) *Scheduler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	env := append(os.Environ(), "SGE_ROOT="+o.Root, "SGE_CELL="+o.Cell)
-	return &Scheduler{opts: o, log: log, env: env, submitted: map[string]submission{}}
+	cmd := sched.Commander{Bin: o.Bin, Env: env, Timeout: o.CommandTimeout, Logger: log}
+	return &Scheduler{opts: o, log: log, cmd: cmd, submitted: map[string]submission{}}
 }
 
 // Name implements sched.Scheduler.
 func (s *Scheduler) Name() string { return "sge" }
 
-// cmdError is a client command that failed, with what it said.
-type cmdError struct {
-	cmd    string
-	err    error
-	stderr string
-}
-
-func (e *cmdError) Error() string {
-	msg := e.stderr
-	if msg == "" {
-		msg = "no message"
-	}
-	return fmt.Sprintf("%s: %v: %s", e.cmd, e.err, msg)
-}
-
-func (e *cmdError) Unwrap() error { return e.err }
-
-// run runs one client command and returns its standard output. extraEnv
-// goes after the clients' environment; stdin may be nil. The error of a
-// failed command is a *cmdError carrying its standard error (or, when that
-// is empty, its output: qacct says "not found" on standard output).
+// run runs one client command and returns its standard output; see
+// sched.Commander.
 func (s *Scheduler) run(ctx context.Context, stdin []byte, extraEnv []string, name string, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.CommandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(s.opts.Bin, name), args...)
-	cmd.Env = append(s.env[:len(s.env):len(s.env)], extraEnv...)
-	cmd.WaitDelay = 5 * time.Second
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	s.log.Debug("sge command", "cmd", name, "args", args, "took", time.Since(start), "err", err)
-	if err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = strings.TrimSpace(stdout.String())
-		}
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (%w)", err, ctx.Err())
-		}
-		return stdout.Bytes(), &cmdError{cmd: name, err: err, stderr: squash(msg)}
-	}
-	return stdout.Bytes(), nil
-}
-
-// squash joins a command's message lines, dropping qsub's "Exiting.".
-func squash(msg string) string {
-	var parts []string
-	for _, l := range strings.Split(msg, "\n") {
-		if l = strings.TrimSpace(l); l != "" && l != "Exiting." {
-			parts = append(parts, l)
-		}
-	}
-	return strings.Join(parts, "; ")
+	return s.cmd.Run(ctx, stdin, extraEnv, name, args...)
 }
 
 // said reports whether err is a failed command whose message contains one
 // of the phrases.
-func said(err error, phrases ...string) bool {
-	var ce *cmdError
-	if !errors.As(err, &ce) {
-		return false
-	}
-	for _, p := range phrases {
-		if strings.Contains(ce.stderr, p) {
-			return true
-		}
-	}
-	return false
-}
+func said(err error, phrases ...string) bool { return sched.CommandSaid(err, phrases...) }
 
-var (
-	idRe      = regexp.MustCompile(`^[1-9][0-9]*$`)
-	jobIDRe   = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
-	envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
+var idRe = regexp.MustCompile(`^[1-9][0-9]*$`)
 
 // checkID refuses anything but a job number: the clients take job names
 // and patterns too (qdel 'x*').
@@ -228,34 +165,19 @@ func checkID(id string) error {
 	return nil
 }
 
-// jobName is the -N of a task: Grid Engine refuses names that start with
-// a digit.
-func jobName(name string) string {
-	n := sched.SafeName(name)
-	if n[0] >= '0' && n[0] <= '9' {
-		n = "j" + n
-	}
-	return n
-}
-
 // contextVar is the job context variable that names hpcgate's job.
 const contextVar = "hpcgate_job"
 
-// qsubArgs returns the arguments of qsub for t and the environment entries
-// that go with them (the task's variables: qsub -v names them, qsub takes
-// their values from its environment).
-func (s *Scheduler) qsubArgs(t sched.Task) (args, env []string, err error) {
-	if !jobIDRe.MatchString(t.JobID) {
-		return nil, nil, fmt.Errorf("sge: bad job id %q", t.JobID)
-	}
-	if !filepath.IsAbs(t.WorkDir) {
-		return nil, nil, fmt.Errorf("sge: working directory %q is not absolute", t.WorkDir)
-	}
-	parent := filepath.Dir(filepath.Clean(t.WorkDir))
+// qsubArgs returns the arguments of qsub for a validated t and the
+// environment entries that go with them (the job's variables, secrets'
+// files included: qsub -v names them, qsub takes their values from its
+// environment).
+func (s *Scheduler) qsubArgs(t sched.Task) (args, env []string) {
+	parent := filepath.Dir(t.WorkDir)
 	args = []string{
 		"-terse",
 		"-w", "e", // refuse what can never run instead of queueing it forever
-		"-N", jobName(t.Name),
+		"-N", t.Name,
 		"-S", "/bin/sh",
 		"-wd", parent,
 		"-o", filepath.Join(parent, t.JobID+".sge.out"),
@@ -283,31 +205,26 @@ func (s *Scheduler) qsubArgs(t sched.Task) (args, env []string, err error) {
 	if len(limits) > 0 {
 		args = append(args, "-l", strings.Join(limits, ","))
 	}
-	if len(t.Env) > 0 {
-		names := make([]string, 0, len(t.Env))
-		for k, v := range t.Env {
-			if !envNameRe.MatchString(k) {
-				return nil, nil, fmt.Errorf("sge: bad environment variable name %q", k)
-			}
-			names = append(names, k)
-			env = append(env, k+"="+v)
+	if env = t.JobEnv(); len(env) > 0 {
+		names := make([]string, len(env))
+		for i, kv := range env {
+			names[i], _, _ = strings.Cut(kv, "=")
 		}
-		sort.Strings(names)
 		args = append(args, "-v", strings.Join(names, ","))
 	}
-	return args, env, nil
+	return args, env
 }
 
 // Submit implements sched.Scheduler. A task asking for what no queue can
 // give is refused (qsub -w e) with an error wrapping sched.ErrUnsupported.
 func (s *Scheduler) Submit(ctx context.Context, t sched.Task) (string, error) {
-	args, env, err := s.qsubArgs(t)
-	if err != nil {
-		return "", err
+	if err := t.Validate(); err != nil {
+		return "", fmt.Errorf("sge: %w", err)
 	}
+	args, env := s.qsubArgs(t)
 	script, err := s.opts.Script.Render(jobscript.Data{JobID: t.JobID, Name: t.Name, WorkDir: t.WorkDir, Command: t.Command})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("sge: job %s: %w", t.JobID, err)
 	}
 	defer s.locks.Lock(t.JobID)()
 	if id, ok := s.remembered(t.JobID); ok {
@@ -318,16 +235,20 @@ func (s *Scheduler) Submit(ctx context.Context, t sched.Task) (string, error) {
 		return "", err
 	}
 	if id == "" {
-		// the job's output file goes beside its working directory
-		if err := os.MkdirAll(filepath.Dir(filepath.Clean(t.WorkDir)), 0o700); err != nil {
+		// the job's output file and secrets go beside its working directory
+		if err := os.MkdirAll(filepath.Dir(t.WorkDir), 0o700); err != nil {
+			return "", fmt.Errorf("sge: %w", err)
+		}
+		if err := t.WriteSecrets(); err != nil {
 			return "", fmt.Errorf("sge: %w", err)
 		}
 		out, err := s.run(ctx, script, env, "qsub", args...)
 		if err != nil {
+			t.RemoveSecrets()
 			if said(err, "no suitable queues") { // -w e: it could never run
 				return "", fmt.Errorf("%w: grid engine refused the job: %w", sched.ErrUnsupported, err)
 			}
-			return "", err
+			return "", fmt.Errorf("sge: %w", err)
 		}
 		// -terse prints "ID" (or "ID.TASKS" for an array)
 		id, _, _ = strings.Cut(strings.TrimSpace(string(out)), ".")
@@ -368,7 +289,7 @@ func (s *Scheduler) remember(jobID, id string) {
 // "". It looks at the jobs with t's name (qstat -j NAME) for the context
 // variable.
 func (s *Scheduler) find(ctx context.Context, t sched.Task) (string, error) {
-	out, err := s.run(ctx, nil, nil, "qstat", "-j", jobName(t.Name), "-xml")
+	out, err := s.run(ctx, nil, nil, "qstat", "-j", t.Name, "-xml")
 	if err != nil {
 		return "", err
 	}

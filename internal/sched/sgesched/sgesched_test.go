@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -331,5 +332,55 @@ func TestPingWithoutQmaster(t *testing.T) {
 	}
 	if _, err := s.Poll(context.Background(), []string{"1"}); err == nil {
 		t.Fatal("Poll without a qmaster succeeded")
+	}
+}
+
+// The job token reaches the job in a file only its account can read; it is
+// neither in qstat -j (which shows a job's environment to every user) nor
+// in the job script Grid Engine spools world-readable.
+func TestRealTokenIsPrivate(t *testing.T) {
+	s := needSGE(t)
+	token := fmt.Sprintf("tok-%d", time.Now().UnixNano())
+	dir := t.TempDir()
+	jobID := fmt.Sprintf("tok%d", time.Now().UnixNano())
+	wd := filepath.Join(dir, jobID)
+	id := submit(t, s, sched.Task{JobID: jobID, WorkDir: wd, Env: map[string]string{"HPCGATE_TOKEN": token, "OTHER": "x"},
+		Command: sh(`cat "$HPCGATE_TOKEN_FILE" > token; stat -c %a "$HPCGATE_TOKEN_FILE" > mode; printf %s "$HPCGATE_TOKEN" > envtoken; sleep 3`)})
+	waitState(t, s, id, sched.Running)
+	env := append(os.Environ(), "SGE_ROOT="+s.opts.Root, "SGE_CELL="+s.opts.Cell)
+	for _, args := range [][]string{{"-j", id}, {"-j", id, "-xml"}, {"-u", "*", "-r", "-xml"}} {
+		cmd := exec.Command(filepath.Join(s.opts.Bin, "qstat"), args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("qstat %v: %v\n%s", args, err, out)
+		}
+		if strings.Contains(string(out), token) {
+			t.Fatalf("the token is in qstat %v:\n%s", args, out)
+		}
+		if args[0] == "-j" && len(args) == 2 && !strings.Contains(string(out), "HPCGATE_TOKEN_FILE=") {
+			t.Fatalf("qstat -j shows no HPCGATE_TOKEN_FILE: is this the job?\n%s", out)
+		}
+	}
+	// every spooled copy of the script
+	filepath.WalkDir("/var/spool/gridengine", func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.Contains(p, "job_scripts") {
+			if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), token) {
+				t.Errorf("the token is in the spooled script %s", p)
+			}
+		}
+		return nil
+	})
+	if st := waitDone(t, s, id, 60*time.Second); st.ExitCode == nil || *st.ExitCode != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	if b, err := os.ReadFile(filepath.Join(wd, "token")); err != nil || string(b) != token {
+		t.Fatalf("the job read %q from HPCGATE_TOKEN_FILE (%v), want the token", b, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(wd, "mode")); strings.TrimSpace(string(b)) != "600" {
+		t.Fatalf("the token's file has mode %q, want 600", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(wd, "envtoken")); len(b) != 0 {
+		t.Fatalf("the job's environment had HPCGATE_TOKEN=%q", b)
 	}
 }

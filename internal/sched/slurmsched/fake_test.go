@@ -80,13 +80,18 @@ func TestFakeSubmitPipesScriptAndHidesEnv(t *testing.T) {
 	if err != nil || id != "42" {
 		t.Fatalf("Submit = %q, %v; want 42", id, err)
 	}
-	want, _ := jobscript.Default().Render(jobscript.Data{JobID: "J1", Name: "my_job", WorkDir: work, Command: task.Command})
+	secretPath := filepath.Join(filepath.Dir(work), "J1.secret.HPCGATE_TOKEN")
+	want, _ := jobscript.Default().Render(jobscript.Data{JobID: "J1", Name: "my_job", WorkDir: work, Command: task.Command,
+		Secrets: []jobscript.Secret{{Path: secretPath, Value: "s3cret-token"}}})
 	if got := f.get("sbatch.stdin"); got != string(want) {
 		t.Fatalf("sbatch read\n%s\nwant the rendered script\n%s", got, want)
 	}
 	env := f.get("sbatch.env")
-	if !strings.Contains(env, "HPCGATE_TOKEN=s3cret-token\n") || !strings.Contains(env, "HPCGATE_URL=https://gw\n") {
+	if !strings.Contains(env, "HPCGATE_TOKEN_FILE="+secretPath+"\n") || !strings.Contains(env, "HPCGATE_URL=https://gw\n") {
 		t.Fatalf("the task's environment did not reach sbatch:\n%s", env)
+	}
+	if strings.Contains(env, "s3cret") {
+		t.Fatalf("the token is in sbatch's environment (Slurm may store it):\n%s", env)
 	}
 	if !strings.Contains(env, "PATH="+os.Getenv("PATH")+"\n") {
 		t.Fatal("sbatch did not get this process's environment")
@@ -128,8 +133,9 @@ func TestFakeSubmitRefused(t *testing.T) {
 	f.set("sbatch.rc", "1")
 	task := sched.Task{JobID: "J1", Name: "n", Command: []string{"x"}, WorkDir: filepath.Join(t.TempDir(), "w")}
 	_, err := f.sched().Submit(context.Background(), task)
-	if err == nil || !strings.Contains(err.Error(), "Requested node configuration is not available") {
-		t.Fatalf("Submit = %v, want sbatch's refusal", err)
+	var ce *sched.CommandError
+	if !errors.As(err, &ce) || ce.Cmd != "sbatch" || ce.ExitCode != 1 || !strings.Contains(ce.Stderr, "Requested node configuration is not available") {
+		t.Fatalf("Submit = %v, want sbatch's refusal as a *sched.CommandError", err)
 	}
 	for _, bad := range []sched.Task{
 		{JobID: "J 1", Command: []string{"x"}, WorkDir: "/w"},
@@ -137,6 +143,7 @@ func TestFakeSubmitRefused(t *testing.T) {
 		{JobID: "J1", Command: nil, WorkDir: "/w"},
 		{JobID: "J1", Command: []string{"x"}, WorkDir: "/w", Env: map[string]string{"SBATCH_PARTITION": "other"}},
 		{JobID: "J1", Command: []string{"x"}, WorkDir: "/w", Env: map[string]string{"A=B": "x"}},
+		{JobID: "J1", Command: []string{"x"}, WorkDir: "/w", Resources: job.Resources{CoresPerNode: -2}},
 	} {
 		if _, err := f.sched().Submit(context.Background(), bad); err == nil {
 			t.Errorf("Submit(%+v) was taken", bad)
@@ -200,7 +207,8 @@ func TestFakePollControllerDown(t *testing.T) {
 	f.set("squeue.err", "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n")
 	f.set("squeue.rc", "1")
 	_, err := f.sched().Poll(context.Background(), []string{"99"})
-	if err == nil || !strings.Contains(err.Error(), "Unable to contact slurm controller") {
+	var ce *sched.CommandError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Stderr, "Unable to contact slurm controller") {
 		t.Fatalf("Poll with the controller down = %v, want its error (not gone)", err)
 	}
 }
@@ -267,6 +275,13 @@ func TestFakeControl(t *testing.T) {
 	}
 	if sc := f.calls("scontrol"); len(sc) != 1 || sc[0] != "suspend 5" {
 		t.Fatalf("scontrol calls %q", sc)
+	}
+
+	// Slurm refuses because the job moved on: ErrUnsupported, with its words
+	f.set("scontrol.err", "Job is pending execution\n")
+	f.set("scontrol.rc", "1")
+	if err := s.Suspend(ctx, "5"); !errors.Is(err, sched.ErrUnsupported) || !sched.CommandSaid(err, "pending execution") {
+		t.Fatalf("Suspend refused by Slurm: %v, want ErrUnsupported wrapping the CommandError", err)
 	}
 
 	// a hold that came too late: the job started in between

@@ -6,10 +6,17 @@
 //
 // The job script is rendered with a jobscript.Template and given to
 // `sbatch --parsable` on its standard input; no script file is written. The
-// task's environment (which carries the job token) reaches the job through
-// sbatch's own environment and --export=ALL, never through a command line:
-// sbatch's arguments (visible to anyone with ps) hold only the job's name,
-// paths, resources and the comment "hpcgate:JOBID". That comment is how a
+// task's environment reaches the job through sbatch's own environment and
+// --export=ALL, never through a command line: sbatch's arguments (visible
+// to anyone with ps) hold only the job's name, paths, resources and the
+// comment "hpcgate:JOBID". The task's secrets (the job token) are not in
+// that environment (Slurm stores it with AccountingStoreFlags=job_env, and
+// sacct --env-vars shows it): the script writes them to files only the
+// job's account can read (see sched.Task.SecretPath), and the job gets
+// NAME_FILE. Slurm keeps the script readable by the job's owner and its
+// administrators only (StateSaveLocation and the slurmd spool are 0700;
+// scontrol show batch_script and sacct --batch-script are for the owner
+// and operators). That comment is how a
 // second Submit of the same JobID finds the first job while squeue still
 // knows it (for MinJobAge after it ends). Slurm refuses at submission what
 // the partition can never give (more cores, nodes or memory than a node
@@ -37,26 +44,29 @@
 // # Control
 //
 // Cancel (scancel) returns once Slurm says the job's processes are gone, or
-// after 15 s. Hold and Release (scontrol hold/release) act on pending jobs
+// after 15 s. Slurm's refusals of a control because of the job's state (or
+// of suspend for want of operator rights) are ErrUnsupported.
+//
+// # Errors
+//
+// A Slurm command that fails is a *sched.CommandError (Slurm's words, for
+// logs) wrapped with what was being done. Hold and Release (scontrol hold/release) act on pending jobs
 // only, Suspend and Resume (scontrol suspend/resume, for Slurm operators)
 // on running and suspended ones; otherwise they return ErrUnsupported.
 package slurmsched
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hpcgate/hpcgate/internal/sched"
@@ -95,8 +105,8 @@ type Scheduler struct {
 	opts   Options
 	script *jobscript.Template
 	log    *slog.Logger
+	cmd    sched.Commander
 
-	mu    sync.Mutex
 	locks sched.KeyLocks // per JobID, so that a Submit is not raced by its twin
 }
 
@@ -104,8 +114,6 @@ const (
 	// commandTimeout bounds each Slurm command (they retry on their own
 	// for about MessageTimeout when slurmctld is slow).
 	commandTimeout = 2 * time.Minute
-	// waitDelay is how long a killed command's pipes may stay open.
-	waitDelay = 5 * time.Second
 	// acctGrace is how long a job that squeue says ended is reported
 	// running while sacct has no final record of it yet.
 	acctGrace = 10 * time.Second
@@ -116,11 +124,7 @@ const (
 	commentPrefix = "hpcgate:"
 )
 
-var (
-	slurmID = regexp.MustCompile(`^[0-9]+(_[0-9]+)?$`)
-	jobID   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
-	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
+var slurmID = regexp.MustCompile(`^[0-9]+(_[0-9]+)?$`)
 
 // New returns a Scheduler. It starts nothing and checks nothing: Ping
 // tells whether Slurm answers.
@@ -137,6 +141,9 @@ func New(opts *Options) *Scheduler {
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	// dates as 2006-01-02T15:04:05 whatever the user's settings
+	env := append(os.Environ(), "SLURM_TIME_FORMAT=standard")
+	s.cmd = sched.Commander{Bin: s.opts.Bin, Env: env, Timeout: commandTimeout, Logger: s.log}
 	return s
 }
 
@@ -145,48 +152,31 @@ func (s *Scheduler) Name() string { return "slurm" }
 
 // ---------------------------------------------------------------- commands
 
-// run runs a Slurm command with stdin (may be nil) and env (nil: this
-// process's environment, with SLURM_TIME_FORMAT=standard), and returns its stdout and stderr. A failure is
-// wrapped with the command line and its stderr; no secret is ever in a
+// run runs a Slurm command; see sched.Commander. No secret is ever in a
 // command line.
-func (s *Scheduler) run(ctx context.Context, stdin []byte, env []string, name string, args ...string) (string, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	defer cancel()
-	path := name
-	if s.opts.Bin != "" {
-		path = filepath.Join(s.opts.Bin, name)
-	}
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.WaitDelay = waitDelay
-	if env == nil {
-		// dates as 2006-01-02T15:04:05 whatever the user's settings
-		env = append(os.Environ(), "SLURM_TIME_FORMAT=standard")
-	}
-	cmd.Env = env
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	s.log.Debug("slurm command", "cmd", name, "args", args, "took", time.Since(start), "err", err)
-	errText := strings.TrimSpace(stderr.String())
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			err = fmt.Errorf("%w (%v)", ctxErr, err)
-		}
-		if errText == "" {
-			errText = strings.TrimSpace(stdout.String())
-		}
-		return stdout.String(), errText, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, errText)
-	}
-	return stdout.String(), errText, nil
+func (s *Scheduler) run(ctx context.Context, stdin []byte, extraEnv []string, name string, args ...string) (string, error) {
+	out, err := s.cmd.Run(ctx, stdin, extraEnv, name, args...)
+	return string(out), err
 }
 
-// invalidJob tells whether Slurm's error text says it does not know a job.
-func invalidJob(stderr string) bool {
-	return strings.Contains(stderr, "Invalid job id")
+// invalidJob tells whether a Slurm command failed for not knowing a job.
+func invalidJob(err error) bool {
+	return sched.CommandSaid(err, "Invalid job id")
+}
+
+// refusedNow are Slurm's words for a control the job's state (or the
+// user's rights) does not allow.
+var refusedNow = []string{
+	"Access/permission denied",
+	"Job is no longer pending execution",
+	"Job is pending execution",
+	"Job/step already completing or completed",
+	"already completing or completed",
+	"Job can not be altered now",
+	"Requested operation is presently disabled",
+	"Job is not suspended",
+	"Job is suspended",
+	"Job not running",
 }
 
 // ---------------------------------------------------------------- submit
@@ -195,18 +185,20 @@ func invalidJob(stderr string) bool {
 // comment. Submitting the same JobID again while squeue knows the job
 // returns its id.
 func (s *Scheduler) Submit(ctx context.Context, t sched.Task) (string, error) {
-	if !jobID.MatchString(t.JobID) {
-		return "", fmt.Errorf("slurm: job id %q: want 1 to 128 letters, digits, '_', '.', '-'", t.JobID)
+	if err := t.Validate(); err != nil {
+		return "", fmt.Errorf("slurm: %w", err)
 	}
-	if !filepath.IsAbs(t.WorkDir) {
-		return "", fmt.Errorf("slurm: job %s: working directory %q is not absolute", t.JobID, t.WorkDir)
+	name := t.Name
+	d := jobscript.Data{JobID: t.JobID, Name: name, WorkDir: t.WorkDir, Command: t.Command}
+	for k, v := range t.Secret {
+		d.Secrets = append(d.Secrets, jobscript.Secret{Path: t.SecretPath(k), Value: v})
 	}
-	name := sched.SafeName(t.Name)
-	script, err := s.script.Render(jobscript.Data{JobID: t.JobID, Name: name, WorkDir: t.WorkDir, Command: t.Command})
+	sort.Slice(d.Secrets, func(i, j int) bool { return d.Secrets[i].Path < d.Secrets[j].Path })
+	script, err := s.script.Render(d)
 	if err != nil {
 		return "", fmt.Errorf("slurm: job %s: %w", t.JobID, err)
 	}
-	env, err := taskEnv(t.Env)
+	env, err := taskEnv(t.JobEnv())
 	if err != nil {
 		return "", fmt.Errorf("slurm: job %s: %w", t.JobID, err)
 	}
@@ -223,7 +215,7 @@ func (s *Scheduler) Submit(ctx context.Context, t sched.Task) (string, error) {
 		// the compute nodes may see file systems the gateway does not
 		s.log.Warn("cannot create the job's directory here; the nodes must have it", "job", t.JobID, "dir", dir, "err", err)
 	}
-	out, _, err := s.run(ctx, script, env, "sbatch", s.submitArgs(t, name, dir)...)
+	out, err := s.run(ctx, script, env, "sbatch", s.submitArgs(t, name, dir)...)
 	if err != nil {
 		return "", fmt.Errorf("slurm did not take job %s: %w", t.JobID, err)
 	}
@@ -271,31 +263,23 @@ func (s *Scheduler) submitArgs(t sched.Task, name, dir string) []string {
 	return args
 }
 
-// taskEnv is sbatch's environment: this process's, then the task's.
-// Names that would steer sbatch itself (SBATCH_*, SLURM_*) are refused.
-func taskEnv(m map[string]string) ([]string, error) {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		if !envName.MatchString(k) {
-			return nil, fmt.Errorf("environment variable name %q", k)
-		}
-		if strings.HasPrefix(k, "SBATCH_") || strings.HasPrefix(k, "SLURM_") {
+// taskEnv is what sbatch gets after this process's environment: the
+// job's (sched.Task.JobEnv, validated). Names that would steer sbatch
+// itself (SBATCH_*, SLURM_*) are refused.
+func taskEnv(env []string) ([]string, error) {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "SBATCH_") || strings.HasPrefix(kv, "SLURM_") {
+			k, _, _ := strings.Cut(kv, "=")
 			return nil, fmt.Errorf("environment variable %s would steer sbatch, not reach the job", k)
 		}
-		keys = append(keys, k)
 	}
-	sort.Strings(keys)
-	env := os.Environ()
-	for _, k := range keys {
-		env = append(env, k+"="+m[k]) // the last of a name wins
-	}
-	return env, nil
+	return env, nil // after os.Environ(): the last of a name wins
 }
 
 // find returns the Slurm id of this user's job named name with hpcgate's
 // comment for jobID, or "" when squeue knows none.
 func (s *Scheduler) find(ctx context.Context, name, jobID string) (string, error) {
-	out, _, err := s.run(ctx, nil, nil, "squeue", "-h", "--me", "-t", "all", "-n", name, "-o", "%i|%k")
+	out, err := s.run(ctx, nil, nil, "squeue", "-h", "--me", "-t", "all", "-n", name, "-o", "%i|%k")
 	if err != nil {
 		return "", fmt.Errorf("slurm: looking for job %s: %w", jobID, err)
 	}
@@ -399,9 +383,9 @@ func recent(end string) bool {
 // queue asks squeue once about ids (all states). Ids it does not know are
 // left out (it fails outright when asked for one unknown id alone).
 func (s *Scheduler) queue(ctx context.Context, ids []string) (map[string]queueRow, error) {
-	out, stderr, err := s.run(ctx, nil, nil, "squeue", "-h", "-t", "all", "-j", strings.Join(ids, ","), "-o", queueFormat)
+	out, err := s.run(ctx, nil, nil, "squeue", "-h", "-t", "all", "-j", strings.Join(ids, ","), "-o", queueFormat)
 	if err != nil {
-		if invalidJob(stderr) {
+		if invalidJob(err) {
 			return map[string]queueRow{}, nil
 		}
 		return nil, fmt.Errorf("slurm: %w", err)
@@ -416,8 +400,8 @@ func (s *Scheduler) queue(ctx context.Context, ids []string) (map[string]queueRo
 // acct asks sacct once about ids, steps included. accounting is false when
 // Slurm keeps no accounting (sacct then says so and lists nothing).
 func (s *Scheduler) acct(ctx context.Context, ids []string) (recs map[string]*acctRecord, accounting bool, err error) {
-	out, stderr, err := s.run(ctx, nil, nil, "sacct", "-P", "-n", "-j", strings.Join(ids, ","), "-o", acctFormat)
-	if strings.Contains(out+stderr, "accounting storage is disabled") {
+	out, err := s.run(ctx, nil, nil, "sacct", "-P", "-n", "-j", strings.Join(ids, ","), "-o", acctFormat)
+	if strings.Contains(out, "accounting storage is disabled") || sched.CommandSaid(err, "accounting storage is disabled") {
 		return map[string]*acctRecord{}, false, nil
 	}
 	if err != nil {
@@ -436,9 +420,9 @@ func (s *Scheduler) showJobs(ctx context.Context, ids []string) (map[string]map[
 	if len(ids) == 1 {
 		args = append(args, ids[0])
 	}
-	out, stderr, err := s.run(ctx, nil, nil, "scontrol", args...)
+	out, err := s.run(ctx, nil, nil, "scontrol", args...)
 	if err != nil {
-		if invalidJob(stderr) {
+		if invalidJob(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("slurm: %w", err)
@@ -473,8 +457,8 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 	if !slurmID.MatchString(id) {
 		return fmt.Errorf("slurm job %q: %w", id, sched.ErrNotFound)
 	}
-	_, stderr, err := s.run(ctx, nil, nil, "scancel", id)
-	if err != nil && !invalidJob(stderr) && !strings.Contains(stderr, "already completing or completed") {
+	_, err := s.run(ctx, nil, nil, "scancel", id)
+	if err != nil && !invalidJob(err) && !sched.CommandSaid(err, "already completing or completed") {
 		return fmt.Errorf("slurm: %w", err)
 	}
 	deadline := time.Now().Add(cancelWait)
@@ -502,16 +486,17 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 }
 
 // control runs scontrol VERB id. Slurm lets only operators suspend and
-// resume; its refusal is reported as ErrUnsupported.
+// resume, and refuses a control the job's state no longer allows (it may
+// have moved on since it was looked up): such refusals are ErrUnsupported.
 func (s *Scheduler) control(ctx context.Context, verb, id string) error {
-	_, stderr, err := s.run(ctx, nil, nil, "scontrol", verb, id)
+	_, err := s.run(ctx, nil, nil, "scontrol", verb, id)
 	switch {
 	case err == nil:
 		return nil
-	case strings.Contains(stderr, "Access/permission denied"):
-		return fmt.Errorf("slurm: %s of job %s is for Slurm operators: %w (%v)", verb, id, sched.ErrUnsupported, err)
-	case invalidJob(stderr):
-		return fmt.Errorf("slurm job %s: %w", id, sched.ErrNotFound)
+	case invalidJob(err):
+		return fmt.Errorf("slurm job %s: %w (%w)", id, sched.ErrNotFound, err)
+	case sched.CommandSaid(err, refusedNow...):
+		return fmt.Errorf("slurm: %s of job %s: %w (%w)", verb, id, sched.ErrUnsupported, err)
 	}
 	return fmt.Errorf("slurm: %w", err)
 }
@@ -623,7 +608,7 @@ func (s *Scheduler) Resume(ctx context.Context, id string) error {
 
 // Ping runs scontrol ping: an error unless a controller is UP.
 func (s *Scheduler) Ping(ctx context.Context) error {
-	out, _, err := s.run(ctx, nil, nil, "scontrol", "ping")
+	out, err := s.run(ctx, nil, nil, "scontrol", "ping")
 	if strings.Contains(out, " is UP") {
 		return nil
 	}
@@ -637,7 +622,7 @@ func (s *Scheduler) Ping(ctx context.Context) error {
 // (total, allocated, free, other: down or drained), its nodes by state,
 // and its jobs by state (all users').
 func (s *Scheduler) Describe(ctx context.Context) (map[string]any, error) {
-	out, _, err := s.run(ctx, nil, nil, "sinfo", "-h", "-o", "%P|%a|%C|%D|%T")
+	out, err := s.run(ctx, nil, nil, "sinfo", "-h", "-o", "%P|%a|%C|%D|%T")
 	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
@@ -645,7 +630,7 @@ func (s *Scheduler) Describe(ctx context.Context) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}
-	out, _, err = s.run(ctx, nil, nil, "squeue", "-h", "-p", p.name, "-o", "%T|%r")
+	out, err = s.run(ctx, nil, nil, "squeue", "-h", "-p", p.name, "-o", "%T|%r")
 	if err != nil {
 		return nil, fmt.Errorf("slurm: %w", err)
 	}

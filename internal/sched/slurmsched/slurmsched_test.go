@@ -80,8 +80,9 @@ func waitDone(t *testing.T, s *Scheduler, id string) sched.Status {
 	return sched.Status{}
 }
 
-// The job's token reaches it through the environment and appears neither
-// in Slurm's record of the job nor in the script; usage comes from sacct.
+// The job's token reaches it in a file only its account can read, and
+// appears in none of Slurm's records of the job (scontrol, squeue, sacct,
+// the environment sacct may store); usage comes from sacct.
 func TestRealEnvironmentAndUsage(t *testing.T) {
 	s, _ := realSlurm(t)
 	ctx := context.Background()
@@ -91,7 +92,7 @@ func TestRealEnvironmentAndUsage(t *testing.T) {
 	// burn about a second of CPU and 64 MiB, long enough for a sample
 	id, err := s.Submit(ctx, sched.Task{
 		JobID: jobID, Name: "env test", WorkDir: filepath.Join(root, "w"),
-		Command: []string{"/bin/sh", "-c", `printf %s "$HPCGATE_TOKEN" > token; python3 -c '
+		Command: []string{"/bin/sh", "-c", `cat "$HPCGATE_TOKEN_FILE" > token; stat -c %a "$HPCGATE_TOKEN_FILE" > mode; printf %s "$HPCGATE_TOKEN" > envtoken; python3 -c '
 import time
 x = bytearray(64 << 20)
 t = time.time()
@@ -104,17 +105,32 @@ while time.time() - t < 6: x[0] ^= 1
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Cancel(ctx, id) })
-	show, err := exec.Command("scontrol", "show", "job", "-dd", id).CombinedOutput()
-	if err != nil {
-		t.Fatalf("scontrol show job: %v\n%s", err, show)
+	tokenNotIn := func(name string, args ...string) string {
+		t.Helper()
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if strings.Contains(string(out), token) {
+			t.Fatalf("the token is in %s %s:\n%s", name, strings.Join(args, " "), out)
+		}
+		if err != nil && !strings.Contains(string(out), "unrecognized option") {
+			t.Logf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		return string(out)
 	}
-	if strings.Contains(string(show), token) {
-		t.Fatalf("the token is in Slurm's record of the job:\n%s", show)
-	}
-	if !strings.Contains(string(show), "Comment=hpcgate:"+jobID) || !strings.Contains(string(show), "JobName=env_test") {
+	show := tokenNotIn("scontrol", "show", "job", "-dd", id)
+	if !strings.Contains(show, "Comment=hpcgate:"+jobID) || !strings.Contains(show, "JobName=env_test") {
 		t.Fatalf("the job lacks its comment or name:\n%s", show)
 	}
+	tokenNotIn("squeue", "-j", id, "-o", "%all")
 	st := waitDone(t, s, id)
+	tokenNotIn("sacct", "-j", id, "-P", "-o", "ALL")
+	tokenNotIn("sacct", "-j", id, "--env-vars")
+	tokenNotIn("scontrol", "show", "job", "-dd", id)
+	if b, err := os.ReadFile(filepath.Join(root, "w", "envtoken")); err != nil || len(b) != 0 {
+		t.Fatalf("the job's environment had HPCGATE_TOKEN=%q (%v), want it in a file only", b, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "w", "mode")); strings.TrimSpace(string(b)) != "600" {
+		t.Fatalf("the token's file has mode %q, want 600", b)
+	}
 	if st.ExitCode == nil || *st.ExitCode != 0 || st.Canceled {
 		t.Fatalf("status %+v, want exit 0", st)
 	}
