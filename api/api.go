@@ -188,6 +188,11 @@ const (
 	CodeUnsupported      = "unsupported"
 	CodeInternal         = "internal"
 	CodeUnavailable      = "unavailable"
+	// CodeIdempotencyMismatch: an Idempotency-Key was used before with
+	// another request body.
+	CodeIdempotencyMismatch = "idempotency_key_reused"
+	// CodeMediaType: the body's Content-Type is not one the route takes.
+	CodeMediaType = "unsupported_media_type"
 )
 
 // TokenRequest is the body of POST /v1/tokens.

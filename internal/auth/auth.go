@@ -38,7 +38,21 @@ type Principal struct {
 	User    string
 	Scopes  []string
 	TokenID string
-	JobID   string // set for a job token
+	JobID   string    // set for a job token
+	Expires time.Time // when the token stops working; zero: never
+}
+
+// Covers reports whether a token with scopes and expiry expires (zero:
+// never) is no broader and no longer-lived than p's own: every scope of it
+// is one of p's, and it ends no later than p's token. Admin tokens are
+// held to the expiry rule too; their scopes cover every user scope.
+func (p *Principal) Covers(scopes []string, expires time.Time) bool {
+	for _, s := range scopes {
+		if !slices.Contains(p.Scopes, s) && !(p.IsAdmin() && s != api.ScopeJob) {
+			return false
+		}
+	}
+	return p.Expires.IsZero() || (!expires.IsZero() && !expires.After(p.Expires))
 }
 
 // IsAdmin reports whether the principal has the admin scope.
@@ -146,7 +160,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, secret string) (*Princ
 	if !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt) {
 		return nil, ErrUnauthenticated
 	}
-	return &Principal{User: tok.User, Scopes: tok.Scopes, TokenID: tok.ID, JobID: tok.JobID}, nil
+	return &Principal{User: tok.User, Scopes: tok.Scopes, TokenID: tok.ID, JobID: tok.JobID, Expires: tok.ExpiresAt}, nil
 }
 
 // Forget drops a token from the cache (after it was revoked).

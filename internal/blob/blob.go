@@ -53,36 +53,63 @@ type Bucket interface {
 	List(ctx context.Context, prefix string, fn func(Attrs) error) error
 }
 
-// CheckKey reports whether key is a safe relative path: not empty, at most
-// 1024 bytes of UTF-8, no leading or trailing slash, no empty, "." or ".."
-// segment, no backslash and no control character.
+// Limits of keys and of the paths users give, chosen so that every
+// backend can store every key that passes: a file system's name limit for
+// one segment (NAME_MAX), S3's for a whole key. A user's path becomes part
+// of a longer key (under "users/NAME/files/" or "jobs/ID/outputs/"), so it
+// is held to MaxPath, which leaves room for the longest such prefix.
+const (
+	MaxSegment = 255  // bytes in one segment of a key or path
+	MaxKey     = 1024 // bytes in a whole key
+	MaxPath    = 768  // bytes in a path a user gives
+)
+
+// CheckKey reports whether key is a safe relative path that every backend
+// can store: see CheckPath, with at most MaxKey bytes. Its errors wrap
+// ErrInvalidKey.
 func CheckKey(key string) error {
-	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrInvalidKey, key, why) }
-	switch {
-	case key == "":
-		return bad("empty")
-	case len(key) > 1024:
-		return bad("longer than 1024 bytes")
-	case !utf8.ValidString(key):
-		return bad("not UTF-8")
-	case strings.HasPrefix(key, "/"):
-		return bad("must not start with /")
-	case strings.HasSuffix(key, "/"):
-		return bad("must not end with /")
-	case strings.ContainsRune(key, '\\'):
-		return bad("must not contain a backslash")
+	if err := checkRel(key, MaxKey); err != nil {
+		return fmt.Errorf("%w %q: %v", ErrInvalidKey, key, err)
 	}
-	for _, r := range key {
+	return nil
+}
+
+// CheckPath reports whether p is a path a user may give for a file, an
+// input or an output: not empty, at most MaxPath bytes of UTF-8, each
+// segment at most MaxSegment bytes, no leading or trailing slash, no
+// empty, "." or ".." segment, no backslash and no control character. Its
+// errors are messages for people, naming the rule broken. This is the one
+// check of such paths; the keys built from them pass CheckKey.
+func CheckPath(p string) error { return checkRel(p, MaxPath) }
+
+func checkRel(p string, maxLen int) error {
+	switch {
+	case p == "":
+		return errors.New("must not be empty")
+	case len(p) > maxLen:
+		return fmt.Errorf("is %d bytes long, more than the limit of %d", len(p), maxLen)
+	case !utf8.ValidString(p):
+		return errors.New("must be UTF-8")
+	case strings.HasPrefix(p, "/"):
+		return errors.New("must be relative (no leading /)")
+	case strings.HasSuffix(p, "/"):
+		return errors.New("must not end with /")
+	case strings.ContainsRune(p, '\\'):
+		return errors.New("must not contain a backslash")
+	}
+	for _, r := range p {
 		if r < 0x20 || r == 0x7f {
-			return bad("must not contain control characters or NUL")
+			return errors.New("must not contain NUL or control characters")
 		}
 	}
-	for _, seg := range strings.Split(key, "/") {
-		switch seg {
-		case "":
-			return bad("must not contain an empty segment")
-		case ".", "..":
-			return bad("must not contain . or .. segments")
+	for _, seg := range strings.Split(p, "/") {
+		switch {
+		case seg == "":
+			return errors.New("must not contain an empty segment (//)")
+		case seg == "." || seg == "..":
+			return errors.New(`must not contain "." or ".." segments`)
+		case len(seg) > MaxSegment:
+			return fmt.Errorf("has a segment of %d bytes, more than the limit of %d", len(seg), MaxSegment)
 		}
 	}
 	return nil

@@ -17,12 +17,17 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hpcgate/hpcgate/internal/blob"
 	"github.com/hpcgate/hpcgate/internal/job"
 	"gopkg.in/yaml.v3"
 )
 
 // ErrNotFound is returned (wrapped) for an unknown template or environment.
 var ErrNotFound = errors.New("not found")
+
+// ErrNotGiven is returned (wrapped) by a StatFunc for a file the caller
+// may not name as an input.
+var ErrNotGiven = errors.New("not one of the caller's files")
 
 // Input declares one input file of a template.
 type Input struct {
@@ -205,12 +210,12 @@ func parseTemplate(data []byte) (*Template, error) {
 			bad("input name %q must be unique and match %s", in.Name, nameRE)
 		}
 		seen[in.Name] = true
-		if err := CheckPath(in.Path); err != nil {
+		if err := blob.CheckPath(in.Path); err != nil {
 			bad("input %s: path: %v", in.Name, err)
 		}
 	}
 	for _, o := range t.Outputs {
-		if _, err := path.Match(o, ""); err != nil || CheckPath(strings.ReplaceAll(o, "*", "x")) != nil {
+		if _, err := path.Match(o, ""); err != nil || blob.CheckPath(strings.ReplaceAll(o, "*", "x")) != nil {
 			bad("output pattern %q is not a relative glob", o)
 		}
 	}
@@ -227,34 +232,6 @@ func parseTemplate(data []byte) (*Template, error) {
 		bad("resources: default exceeds max")
 	}
 	return &t, errors.Join(errs...)
-}
-
-// CheckPath reports whether p is a clean relative path: no leading "/",
-// no "..", ".", or empty segment, no backslash, NUL or control character.
-func CheckPath(p string) error {
-	if p == "" {
-		return errors.New("empty")
-	}
-	if len(p) > 1024 {
-		return errors.New("longer than 1024 bytes")
-	}
-	if strings.HasPrefix(p, "/") {
-		return errors.New("must be relative (no leading /)")
-	}
-	if strings.ContainsRune(p, '\\') {
-		return errors.New("must not contain a backslash")
-	}
-	for _, r := range p {
-		if r < 0x20 || r == 0x7f {
-			return errors.New("must not contain NUL or control characters")
-		}
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return errors.New(`must not contain "..", "." or empty segments`)
-		}
-	}
-	return nil
 }
 
 // Template returns the template of that name and version (0: the newest).

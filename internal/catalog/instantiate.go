@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 
+	"github.com/hpcgate/hpcgate/internal/blob"
 	"github.com/hpcgate/hpcgate/internal/job"
 )
 
@@ -32,7 +33,8 @@ type Instance struct {
 }
 
 // StatFunc returns the size of a file in the user's namespace, or an error
-// wrapping ErrNotFound.
+// wrapping ErrNotFound, or one wrapping ErrNotGiven if the caller may not
+// name it (a job naming a file it was not given).
 type StatFunc func(path string) (int64, error)
 
 var labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
@@ -87,7 +89,7 @@ func (c *Catalog) Instantiate(r Request, stat StatFunc) (*Instance, error) {
 			verr.add(field, "is not an input of template %s", t.Name)
 			continue
 		}
-		if err := CheckPath(p); err != nil {
+		if err := blob.CheckPath(p); err != nil {
 			verr.add(field, "path %q: %v", p, err)
 			continue
 		}
@@ -95,6 +97,8 @@ func (c *Catalog) Instantiate(r Request, stat StatFunc) (*Instance, error) {
 		switch {
 		case errors.Is(err, ErrNotFound):
 			verr.add(field, "file %q does not exist", p)
+		case errors.Is(err, ErrNotGiven):
+			verr.add(field, "file %q is not one this job was given: a job may name as inputs only its own inputs", p)
 		case err != nil:
 			return nil, fmt.Errorf("check input %s: %w", n, err)
 		case in.MaxSize > 0 && size > int64(in.MaxSize):

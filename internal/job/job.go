@@ -86,14 +86,33 @@ func CanTransition(from, to State) bool {
 	return false
 }
 
-// Transition checks a transition and returns an error wrapping
-// ErrInvalidTransition when it is not allowed.
-func Transition(from, to State) error {
-	if !to.Valid() {
-		return fmt.Errorf("%w: unknown state %q", ErrInvalidTransition, to)
+// TransitionError is a transition the state machine forbids. It is
+// ErrInvalidTransition (errors.Is), and says which.
+// Its message is written for the job's owner.
+type TransitionError struct {
+	From, To State
+	Why      string // optional: the rule, in the user's terms ("only queued jobs can be held")
+}
+
+func (e *TransitionError) Error() string {
+	msg := fmt.Sprintf("the job is %s; it cannot become %s", e.From, e.To)
+	if !e.To.Valid() {
+		msg = fmt.Sprintf("unknown state %q", e.To)
 	}
-	if !CanTransition(from, to) {
-		return fmt.Errorf("%w: %s → %s", ErrInvalidTransition, from, to)
+	if e.Why != "" {
+		msg += ": " + e.Why
+	}
+	return msg
+}
+
+// Is makes a TransitionError match ErrInvalidTransition.
+func (e *TransitionError) Is(target error) bool { return target == ErrInvalidTransition }
+
+// Transition checks a transition and returns a *TransitionError when it is
+// not allowed.
+func Transition(from, to State) error {
+	if !to.Valid() || !CanTransition(from, to) {
+		return &TransitionError{From: from, To: to}
 	}
 	return nil
 }
@@ -134,6 +153,9 @@ type Job struct {
 	Resources  Resources
 	Labels     map[string]string
 	ParentID   string
+	// SweepID is the sweep the job belongs to ("" for none); lists filter
+	// on it.
+	SweepID    string
 	Depth      int // 0 for a job made by a person, parent's depth + 1 for a child
 	CreatedAt  time.Time
 	StartedAt  time.Time

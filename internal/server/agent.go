@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/catalog"
 	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/store"
 )
 
 // The routes in this file are for the agent, with its job's own token.
@@ -56,9 +59,9 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.catalog.Template(j.Template, j.TemplateVersion)
+	t, err := s.recipe(j)
 	if err != nil {
-		return errorf(http.StatusConflict, api.CodeConflict, "template %s version %d is no longer offered", j.Template, j.TemplateVersion)
+		return err
 	}
 	spec := api.Spec{
 		JobID:      j.ID,
@@ -68,7 +71,7 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 		Parameters: j.Parameters,
 		Inputs:     []api.SpecInput{},
 		Outputs:    t.Outputs,
-		Adapters:   api.Adapters{Verify: t.Adapters.Verify, Prepare: t.Adapters.Prepare, Collect: t.Adapters.Collect},
+		Adapters:   api.Adapters{Verify: t.Verify, Prepare: t.Prepare, Collect: t.Collect},
 		Resources:  api.Resources{Nodes: j.Resources.Nodes, CoresPerNode: j.Resources.CoresPerNode, MemoryMB: j.Resources.MemoryMB, WalltimeS: j.Resources.WalltimeS},
 		LogOffsets: map[string]int64{},
 	}
@@ -97,6 +100,19 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 		spec.LogOffsets[st] = size
 	}
 	return writeJSON(w, http.StatusOK, spec)
+}
+
+// recipe returns what j runs: the template it was accepted with. Jobs
+// accepted before jobs kept their template look it up in the catalogue.
+func (s *Server) recipe(j *job.Job) (*catalog.Recipe, error) {
+	if len(j.TemplateDoc) > 0 {
+		return catalog.DecodeRecipe(j.TemplateDoc)
+	}
+	t, err := s.catalog.Template(j.Template, j.TemplateVersion)
+	if err != nil {
+		return nil, errorf(http.StatusConflict, api.CodeConflict, "template %s version %d is no longer offered", j.Template, j.TemplateVersion)
+	}
+	return t.Recipe(), nil
 }
 
 func (s *Server) agentInput(w http.ResponseWriter, r *http.Request) error {
@@ -168,6 +184,9 @@ func (s *Server) agentLog(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	size, err := s.store.AppendLog(r.Context(), j.ID, stream, offset, data)
+	if errors.Is(err, store.ErrConflict) {
+		return wrapf(err, http.StatusConflict, api.CodeConflict, "offset %d is beyond the end of the stored %s: send from the stored size", offset, stream)
+	}
 	if err != nil {
 		return fmt.Errorf("log %s of job %s: %w", stream, j.ID, err)
 	}

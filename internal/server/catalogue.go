@@ -45,7 +45,7 @@ func (s *Server) getTemplate(w http.ResponseWriter, r *http.Request) error {
 	}
 	t, err := s.catalog.Template(r.PathValue("name"), version)
 	if err != nil {
-		return err
+		return wrapf(err, http.StatusNotFound, api.CodeNotFound, "no template %q (version %d; 0 is the newest): GET /v1/templates lists them", r.PathValue("name"), version)
 	}
 	return writeJSON(w, http.StatusOK, apiTemplate(t))
 }
@@ -61,7 +61,7 @@ func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request) error 
 func (s *Server) getEnvironment(w http.ResponseWriter, r *http.Request) error {
 	e, err := s.catalog.Environment(r.PathValue("name"))
 	if err != nil {
-		return err
+		return wrapf(err, http.StatusNotFound, api.CodeNotFound, "no environment %q: GET /v1/environments lists them", r.PathValue("name"))
 	}
 	out := apiEnvironment(e)
 	out.Live = s.live(r.Context(), e)
@@ -77,13 +77,15 @@ func (s *Server) live(ctx context.Context, e *catalog.Environment) map[string]an
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := sc.Ping(ctx); err != nil {
-		return map[string]any{"reachable": false, "error": err.Error()}
+		s.log.Warn("engine unreachable", "environment", e.Name, "err", err)
+		return map[string]any{"reachable": false, "error": "the engine does not answer; the server log says why"}
 	}
 	out := map[string]any{"reachable": true}
 	if d, ok := sc.(sched.Describer); ok {
 		facts, err := d.Describe(ctx)
 		if err != nil {
-			out["error"] = err.Error()
+			s.log.Warn("engine cannot describe itself", "environment", e.Name, "err", err)
+			out["error"] = "the engine's queue state is not available now; the server log says why"
 		}
 		for k, v := range facts {
 			out[k] = v

@@ -5,6 +5,8 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/base32"
 	"encoding/json"
 	"errors"
@@ -38,6 +40,9 @@ func outputsPrefix(id string) string     { return "jobs/" + id + "/outputs/" }
 // job token any job but itself and its children, is "not found".
 func (s *Server) visibleJob(ctx context.Context, p *auth.Principal, id string) (*job.Job, error) {
 	j, err := s.store.GetJob(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, errorf(http.StatusNotFound, api.CodeNotFound, "no such job")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +54,7 @@ func (s *Server) visibleJob(ctx context.Context, p *auth.Principal, id string) (
 		visible = j.Owner == p.User || p.IsAdmin()
 	}
 	if !visible {
-		return nil, fmt.Errorf("job %s: %w", id, store.ErrNotFound)
+		return nil, errorf(http.StatusNotFound, api.CodeNotFound, "no such job")
 	}
 	return j, nil
 }
@@ -75,9 +80,10 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 		return fieldError("template", "is required")
 	}
 	j := &job.Job{ID: newJobID(), Owner: p.User, CreatedAt: time.Now().UTC(), IdemKey: idem, State: job.Pending, Reason: "created"}
+	var parent *job.Job
 	if p.IsJob() {
-		parent, err := s.store.GetJob(r.Context(), p.JobID)
-		if err != nil {
+		var err error
+		if parent, err = s.store.GetJob(r.Context(), p.JobID); err != nil {
 			return err
 		}
 		if parent.Depth+1 > s.opts.MaxDepth {
@@ -89,10 +95,17 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if req.Resources != nil {
 		res = &job.Resources{Nodes: req.Resources.Nodes, CoresPerNode: req.Resources.CoresPerNode, MemoryMB: req.Resources.MemoryMB, WalltimeS: req.Resources.WalltimeS}
 	}
+	readable, err := inputRule(p, parent, req.Inputs)
+	if err != nil {
+		return err
+	}
 	inst, err := s.catalog.Instantiate(catalog.Request{
 		Template: req.Template, Version: req.Version, Parameters: req.Parameters, Inputs: req.Inputs,
 		Environment: req.Environment, Resources: res, Labels: req.Labels,
 	}, func(path string) (int64, error) {
+		if !readable(path) {
+			return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotGiven)
+		}
 		a, err := s.bucket.Stat(r.Context(), userFilesKey(j.Owner, path))
 		if errors.Is(err, blob.ErrNotFound) {
 			return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotFound)
@@ -107,14 +120,22 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 		j.Name = inst.Template.Name
 	}
 	j.Template, j.TemplateVersion = inst.Template.Name, inst.Template.Version
+	j.TemplateDoc = inst.Template.Recipe().Encode()
 	j.Environment = inst.Environment.Name
 	j.Parameters, j.Inputs, j.InputSizes = inst.Parameters, inst.Inputs, inst.InputSizes
 	j.Resources, j.Labels = inst.Resources, req.Labels
 	if req.Hold {
 		j.State, j.Reason = job.Held, "created held"
 	}
+	if idem != "" {
+		j.IdemHash = requestHash(&req)
+	}
 	created, err := s.store.CreateJob(r.Context(), j, &store.CreateOptions{MaxChildren: s.opts.MaxChildren})
 	if errors.Is(err, store.ErrDuplicate) {
+		if created.IdemHash != "" && created.IdemHash != j.IdemHash {
+			return errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
+				"the Idempotency-Key %q was used before with another request (job %s): use a new key for a new job", idem, created.ID)
+		}
 		return writeJSON(w, http.StatusOK, apiJob(created))
 	}
 	if errors.Is(err, store.ErrLimit) {
@@ -128,6 +149,33 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Location", "/v1/jobs/"+created.ID)
 	return writeJSON(w, http.StatusCreated, apiJob(created))
+}
+
+// inputRule says which of the owner's files the caller may name as
+// inputs: naming a file needs the right to read it. A person's token needs
+// files:read (asked for only when inputs are named); a job token (whose
+// job is self) may name the files its own job was given.
+func inputRule(p *auth.Principal, self *job.Job, inputs map[string]string) (func(path string) bool, error) {
+	if self == nil {
+		if len(inputs) > 0 && !p.Has(api.ScopeFilesRead) {
+			return nil, errorf(http.StatusForbidden, api.CodeForbidden, "naming files as inputs needs the scope %s, which this token lacks", api.ScopeFilesRead)
+		}
+		return func(string) bool { return true }, nil
+	}
+	given := map[string]bool{}
+	for _, path := range self.Inputs {
+		given[path] = true
+	}
+	return func(path string) bool { return given[path] }, nil
+}
+
+// requestHash identifies a job request's content, for Idempotency-Key
+// reuse: the decoded request, encoded again (map keys sorted), so that
+// whitespace and key order do not count.
+func requestHash(req *api.JobRequest) string {
+	b, _ := json.Marshal(req)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {

@@ -4,6 +4,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -11,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/internal/auth"
@@ -248,9 +251,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*a
 	if rt.public {
 		return nil, nil
 	}
-	h := r.Header.Get("Authorization")
-	secret, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok {
+	// RFC 6750 (and RFC 9110 §11.1): the scheme name is case-insensitive.
+	scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hpcgate"`)
 		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "send a token: Authorization: Bearer TOKEN")
 	}
@@ -277,18 +280,34 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*a
 	return p, nil
 }
 
-// httpError is an error with its answer.
+// httpError is an error with its answer: a status, a code and a message
+// written for the client (detail, fields), and optionally the internal
+// cause, which goes only to the server log with the request id, never to
+// the client (as tailscale's tsweb.HTTPError).
 type httpError struct {
 	status int
 	code   string
 	detail string
 	fields []api.FieldError
+	cause  error
 }
 
-func (e *httpError) Error() string { return e.detail }
+func (e *httpError) Error() string {
+	if e.cause != nil {
+		return e.detail + ": " + e.cause.Error()
+	}
+	return e.detail
+}
+
+func (e *httpError) Unwrap() error { return e.cause }
 
 func errorf(status int, code, format string, args ...any) error {
 	return &httpError{status: status, code: code, detail: fmt.Sprintf(format, args...)}
+}
+
+// wrapf is errorf keeping cause for the log.
+func wrapf(cause error, status int, code, format string, args ...any) error {
+	return &httpError{status: status, code: code, detail: fmt.Sprintf(format, args...), cause: cause}
 }
 
 func fieldError(field, format string, args ...any) error {
@@ -297,12 +316,15 @@ func fieldError(field, format string, args ...any) error {
 		fields: []api.FieldError{{Field: field, Message: msg}}}
 }
 
-// problemFor maps an error to its answer. Internal errors say nothing of
-// their cause to the client.
+// problemFor maps an error to its answer. Only messages written for
+// clients reach them: an httpError's, a validation error's (field by
+// field), a transition's (job.TransitionError), and a fixed one for each
+// sentinel. The text of any other error, wrapped or not, is never sent.
 func problemFor(err error) *httpError {
 	var he *httpError
 	var verr *catalog.ValidationError
 	var mbe *http.MaxBytesError
+	var te *job.TransitionError
 	switch {
 	case errors.As(err, &he):
 		return he
@@ -316,37 +338,38 @@ func problemFor(err error) *httpError {
 		return &httpError{status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge, detail: fmt.Sprintf("the body is larger than the limit of %d bytes", mbe.Limit)}
 	case errors.Is(err, auth.ErrUnauthenticated):
 		return &httpError{status: http.StatusUnauthorized, code: api.CodeUnauthenticated, detail: "the token is missing, unknown, revoked or expired"}
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, blob.ErrNotFound), errors.Is(err, catalog.ErrNotFound), errors.Is(err, sched.ErrNotFound):
-		return &httpError{status: http.StatusNotFound, code: api.CodeNotFound, detail: notFoundDetail(err)}
+	case errors.Is(err, blob.ErrNotFound):
+		return &httpError{status: http.StatusNotFound, code: api.CodeNotFound, detail: "no such file"}
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, catalog.ErrNotFound), errors.Is(err, sched.ErrNotFound):
+		return &httpError{status: http.StatusNotFound, code: api.CodeNotFound, detail: "not found"}
 	case errors.Is(err, blob.ErrInvalidKey):
-		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: err.Error()}
+		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: "invalid path"}
+	case errors.As(err, &te):
+		return &httpError{status: http.StatusConflict, code: api.CodeInvalidState, detail: te.Error()}
 	case errors.Is(err, job.ErrInvalidTransition):
-		return &httpError{status: http.StatusConflict, code: api.CodeInvalidState, detail: err.Error()}
+		return &httpError{status: http.StatusConflict, code: api.CodeInvalidState, detail: "the job's state does not allow this now"}
 	case errors.Is(err, sched.ErrUnsupported):
-		return &httpError{status: http.StatusConflict, code: api.CodeUnsupported, detail: err.Error()}
-	case errors.Is(err, store.ErrLimit), errors.Is(err, store.ErrConflict):
-		return &httpError{status: http.StatusConflict, code: api.CodeConflict, detail: err.Error()}
+		return &httpError{status: http.StatusConflict, code: api.CodeUnsupported, detail: "the job's engine cannot do this, or not in the job's current state"}
+	case errors.Is(err, store.ErrLimit):
+		return &httpError{status: http.StatusConflict, code: api.CodeConflict, detail: "a limit was reached"}
+	case errors.Is(err, store.ErrConflict):
+		return &httpError{status: http.StatusConflict, code: api.CodeConflict, detail: "the request conflicts with the current state; read it again and retry"}
 	}
 	return &httpError{status: http.StatusInternalServerError, code: api.CodeInternal, detail: "internal error; the server log has the details under this request id"}
 }
 
-func notFoundDetail(err error) string {
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		if strings.HasPrefix(err.Error(), "job ") {
-			return "no such job"
-		}
-		return "not found"
-	case errors.Is(err, blob.ErrNotFound):
-		return "no such file"
-	}
-	return err.Error()
-}
-
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	pe := problemFor(err)
-	if pe.status >= 500 {
-		s.log.Error("request failed", "id", requestID(r), "method", r.Method, "path", r.URL.Path, "err", err)
+	attrs := []any{"request_id", requestID(r), "method", r.Method, "path", r.URL.Path, "status", pe.status, "err", err}
+	if strings.Contains(r.Pattern, "/jobs/{id}") {
+		attrs = append(attrs, "job_id", r.PathValue("id"))
+	}
+	switch {
+	case pe.status >= 500:
+		s.log.Error("request failed", attrs...)
+	case errors.Unwrap(err) != nil || pe.detail != err.Error():
+		// A refusal with an internal cause: the client saw only pe.detail.
+		s.log.Info("request refused", attrs...)
 	}
 	p := api.Problem{Title: http.StatusText(pe.status), Status: pe.status, Detail: pe.detail, Code: pe.code, RequestID: requestID(r), Errors: pe.fields}
 	h := w.Header()
@@ -371,16 +394,30 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return nil
 }
 
-// readJSON decodes a size-limited JSON body into v, refusing unknown fields.
+// readJSON decodes a size-limited JSON body into v, refusing unknown
+// fields, a Content-Type other than JSON (a missing one is taken as JSON)
+// and text that is not UTF-8, which the decoder would silently replace.
 func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxJSONBytes)
-	dec := json.NewDecoder(body)
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return errorf(http.StatusUnsupportedMediaType, api.CodeMediaType, "the body must be JSON (Content-Type: application/json), not %q", ct)
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxJSONBytes))
+	if err != nil {
+		return err
+	}
+	if !utf8.Valid(body) {
+		field := invalidUTF8Field(body)
+		if field == "" {
+			return errorf(http.StatusBadRequest, api.CodeBadRequest, "the body is not valid UTF-8")
+		}
+		return fieldError(field, "is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
 		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 			f = strings.Trim(f, `"`)
 			return fieldError(f, "unknown field")
@@ -389,12 +426,86 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		if errors.As(err, &te) {
 			return fieldError(te.Field, "must be %s, not %s", te.Type, te.Value)
 		}
-		return errorf(http.StatusBadRequest, api.CodeBadRequest, "the body is not valid JSON: %v", err)
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return errorf(http.StatusBadRequest, api.CodeBadRequest, "the body is not valid JSON: %v (at byte %d)", se, se.Offset)
+		}
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "the body is not valid JSON")
 	}
 	if dec.More() {
 		return errorf(http.StatusBadRequest, api.CodeBadRequest, "the body holds more than one JSON value")
 	}
 	return nil
+}
+
+// invalidUTF8Field returns the path (a.b[2].c) of the first key or string
+// in a JSON document whose raw text is not UTF-8, or "" if there is none or
+// the document is not JSON.
+func invalidUTF8Field(doc []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	type level struct {
+		object bool
+		key    string // in an object: the current key
+		index  int    // in an array: the next element's index
+		inKey  bool   // in an object: the next string is a key
+	}
+	var stack []level
+	path := func() string {
+		var b strings.Builder
+		for _, l := range stack {
+			if l.object {
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(l.key)
+			} else {
+				fmt.Fprintf(&b, "[%d]", l.index-1)
+			}
+		}
+		return b.String()
+	}
+	prev := int64(0)
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		raw := doc[prev:dec.InputOffset()]
+		prev = dec.InputOffset()
+		var top *level
+		if len(stack) > 0 {
+			top = &stack[len(stack)-1]
+		}
+		isKey := top != nil && top.object && top.inKey
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			if len(stack) > 0 && stack[len(stack)-1].object {
+				stack[len(stack)-1].inKey = true
+			}
+			continue
+		}
+		if !isKey && top != nil && !top.object {
+			top.index++
+		}
+		if !utf8.Valid(raw) {
+			if isKey {
+				top.key = tok.(string) // with U+FFFD for the bad bytes
+			}
+			return path()
+		}
+		switch {
+		case isKey:
+			top.key, top.inKey = tok.(string), false
+		case tok == json.Delim('{'):
+			stack = append(stack, level{object: true, inKey: true})
+		case tok == json.Delim('['):
+			stack = append(stack, level{})
+		default:
+			if top != nil && top.object {
+				top.inKey = true
+			}
+		}
+	}
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {
@@ -412,6 +523,8 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, api.Me{User: p.User, Scopes: p.Scopes, TokenID: p.TokenID, JobID: p.JobID})
 }
 
+// status reports whether each component answers. Why one does not is
+// the server log's business, under the request id.
 func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
@@ -419,7 +532,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	add := func(name, kind string, err error) {
 		c := api.ComponentStatus{Name: name, Kind: kind, Reachable: err == nil}
 		if err != nil {
-			c.Error = err.Error()
+			s.log.Warn("component unreachable", "request_id", requestID(r), "component", name, "err", err)
+			c.Error = "unreachable; the server log says why under request id " + requestID(r)
 			st.Status = "degraded"
 		}
 		st.Components = append(st.Components, c)
@@ -440,7 +554,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 
 // checkPath validates a user-supplied path of the files or outputs API.
 func checkPath(field, p string) error {
-	if err := catalog.CheckPath(p); err != nil {
+	if err := blob.CheckPath(p); err != nil {
 		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: fmt.Sprintf("%s %q: %v", field, p, err),
 			fields: []api.FieldError{{Field: field, Message: err.Error()}}}
 	}

@@ -111,3 +111,21 @@ func TestInternalErrorsSayNothing(t *testing.T) {
 		t.Fatalf("internal error leaked: %+v", pe)
 	}
 }
+
+func TestInvalidUTF8Field(t *testing.T) {
+	bad := "\xff"
+	tests := map[string]string{
+		`{"a":"ok","b":"` + bad + `"}`:                          "b",
+		`{"parameters":{"name":"x` + bad + `"}}`:                "parameters.name",
+		`{"p":{"list":["a","b","` + bad + `"]}}`:                "p.list[2]",
+		`{"p":[{"x":1},{"y":"` + bad + `"}]}`:                   "p[1].y",
+		`{"a":[1,2],"k` + bad + `":1}`:                          "k\uFFFD",
+		`{"a":"fine"}`:                                          "",
+		`{"labels":{"k":"v"},"parameters":{"n":"` + bad + `"}}`: "parameters.n",
+	}
+	for doc, want := range tests {
+		if got := invalidUTF8Field([]byte(doc)); got != want {
+			t.Errorf("invalidUTF8Field(%q) = %q, want %q", doc, got, want)
+		}
+	}
+}

@@ -43,8 +43,19 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := auth.CheckScopes(req.Scopes); err != nil {
 		bad("scopes", "%v", err)
 	}
-	if req.ExpiresInS < 0 || req.ExpiresInS > 10*365*24*3600 {
-		bad("expires_in_s", "must be from 0 (never) to ten years")
+	now := time.Now().UTC()
+	var expires time.Time
+	switch {
+	case req.ExpiresInS < 0 || req.ExpiresInS > 10*365*24*3600:
+		bad("expires_in_s", "must be from 0 (as long as this token) to ten years")
+	case req.ExpiresInS > 0:
+		expires = now.Add(time.Duration(req.ExpiresInS) * time.Second)
+	default:
+		// No lifetime asked for: that of the token making it.
+		expires = p.Expires
+	}
+	if req.ExpiresInS > 0 && !p.Expires.IsZero() && expires.After(p.Expires) {
+		bad("expires_in_s", "must be at most %d: a token may not outlive the token that makes it", int64(p.Expires.Sub(now)/time.Second))
 	}
 	if len(req.Name) > 128 {
 		bad("name", "at most 128 characters")
@@ -52,21 +63,16 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if len(fields) > 0 {
 		return &httpError{status: http.StatusUnprocessableEntity, code: api.CodeValidation, detail: "invalid token request", fields: fields}
 	}
-	if !p.IsAdmin() {
-		if req.User != p.User {
-			return errorf(http.StatusForbidden, api.CodeForbidden, "only an admin may create tokens for another user")
-		}
-		for _, sc := range req.Scopes {
-			if !slices.Contains(p.Scopes, sc) {
-				return errorf(http.StatusForbidden, api.CodeForbidden, "a token may not have a scope its maker lacks (%s)", sc)
-			}
+	if !p.IsAdmin() && req.User != p.User {
+		return errorf(http.StatusForbidden, api.CodeForbidden, "only an admin may create tokens for another user")
+	}
+	for _, sc := range req.Scopes {
+		if !p.Has(sc) {
+			return errorf(http.StatusForbidden, api.CodeForbidden, "a token may not have a scope its maker lacks (%s)", sc)
 		}
 	}
 	secret, hash := auth.NewSecret()
-	t := store.Token{ID: auth.NewID(), Hash: hash, User: req.User, Name: req.Name, Scopes: req.Scopes, CreatedAt: time.Now().UTC()}
-	if req.ExpiresInS > 0 {
-		t.ExpiresAt = t.CreatedAt.Add(time.Duration(req.ExpiresInS) * time.Second)
-	}
+	t := store.Token{ID: auth.NewID(), Hash: hash, User: req.User, Name: req.Name, Scopes: req.Scopes, CreatedAt: now, ExpiresAt: expires}
 	if err := s.store.CreateToken(r.Context(), t); err != nil {
 		return err
 	}
@@ -98,16 +104,26 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, page)
 }
 
+// deleteToken revokes a token. A token may revoke only tokens of its own
+// user that are no broader and no longer-lived than itself (itself
+// included); an admin may revoke any.
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	p := principal(r)
 	id := r.PathValue("id")
-	toks, err := s.store.ListTokens(r.Context(), "")
+	user := p.User
+	if p.IsAdmin() {
+		user = ""
+	}
+	toks, err := s.store.ListTokens(r.Context(), user)
 	if err != nil {
 		return err
 	}
 	i := slices.IndexFunc(toks, func(t store.Token) bool { return t.ID == id })
-	if i < 0 || (toks[i].User != p.User && !p.IsAdmin()) {
+	if i < 0 {
 		return fmt.Errorf("token %s: %w", id, store.ErrNotFound)
+	}
+	if !p.IsAdmin() && !p.Covers(toks[i].Scopes, toks[i].ExpiresAt) {
+		return errorf(http.StatusForbidden, api.CodeForbidden, "a token may revoke only tokens whose scopes are among its own and that expire no later than it does")
 	}
 	if err := s.store.DeleteToken(r.Context(), id); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err

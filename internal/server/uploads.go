@@ -108,7 +108,7 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidKey) {
 			return err
 		}
-		return errorf(http.StatusConflict, api.CodeConflict, "the object store refused to complete the upload: %v", err)
+		return wrapf(err, http.StatusConflict, api.CodeConflict, "the object store refused to complete the upload: check that every part was sent whole and the ETags are in order, or start again")
 	}
 	return writeJSON(w, http.StatusCreated, api.FileInfo{Path: path, Size: a.Size, SHA256: a.SHA256, Modified: a.Modified.UTC()})
 }

@@ -1,0 +1,64 @@
+package catalog
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// RecipeVersion is the version of Recipe's stored form.
+const RecipeVersion = 1
+
+// Recipe is what a job runs, resolved from its template when the job was
+// accepted and kept with the job (job.Job.TemplateDoc): a template that
+// changes later (a reload, a replica with other template directories)
+// does not change an accepted job. Its JSON names are its stored form:
+// rename a Go field freely, never a tag.
+type Recipe struct {
+	Version         int           `json:"v"`
+	Template        string        `json:"template"`
+	TemplateVersion int           `json:"template_version"`
+	Image           string        `json:"image,omitempty"`
+	Command         []string      `json:"command"`
+	Inputs          []RecipeInput `json:"inputs,omitempty"`
+	Outputs         []string      `json:"outputs,omitempty"`
+	Verify          []string      `json:"verify,omitempty"`
+	Prepare         []string      `json:"prepare,omitempty"`
+	Collect         []string      `json:"collect,omitempty"`
+}
+
+// RecipeInput is a declared input: where the agent puts it.
+type RecipeInput struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+}
+
+// Recipe returns what a job of t runs.
+func (t *Template) Recipe() *Recipe {
+	r := &Recipe{Version: RecipeVersion, Template: t.Name, TemplateVersion: t.Version, Image: t.Image,
+		Command: t.Command, Outputs: t.Outputs, Verify: t.Adapters.Verify, Prepare: t.Adapters.Prepare, Collect: t.Adapters.Collect}
+	for _, in := range t.Inputs {
+		r.Inputs = append(r.Inputs, RecipeInput{Name: in.Name, Path: in.Path})
+	}
+	return r
+}
+
+// Encode returns the recipe's stored form.
+func (r *Recipe) Encode() json.RawMessage {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(err) // strings and slices of strings always marshal
+	}
+	return b
+}
+
+// DecodeRecipe reads a recipe's stored form.
+func DecodeRecipe(b []byte) (*Recipe, error) {
+	var r Recipe
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("stored recipe: %w", err)
+	}
+	if r.Version != RecipeVersion {
+		return nil, fmt.Errorf("stored recipe has version %d; this hpcgate reads version %d", r.Version, RecipeVersion)
+	}
+	return &r, nil
+}

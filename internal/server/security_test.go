@@ -1,0 +1,222 @@
+package server
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/catalog"
+	"github.com/hpcgate/hpcgate/internal/config"
+)
+
+var userScopes = []string{api.ScopeJobsRead, api.ScopeJobsWrite, api.ScopeFilesRead, api.ScopeFilesWrite}
+
+// A path segment over 255 bytes used to reach the file system and answer
+// 500 ("file name too long"); it is a 4xx naming the field everywhere.
+func TestLongPathSegmentsAreRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("alice", time.Time{}, userScopes...)
+	long := "inputs/" + strings.Repeat("n", 256)
+	for _, method := range []string{"PUT", "GET", "HEAD", "DELETE"} {
+		r := h.do(method, "/v1/files/"+long, tok, "x")
+		if r.status != http.StatusBadRequest {
+			t.Errorf("%s /v1/files/<256-byte name>: %d, want 400: %s", method, r.status, r.body)
+		}
+		if method != "HEAD" && r.field("path") == "" {
+			t.Errorf("%s: no error names the field path: %s", method, r.body)
+		}
+	}
+	r := h.do("POST", "/v1/jobs", tok, map[string]any{"template": "wordcount", "inputs": map[string]string{"text": long}, "parameters": map[string]any{"min_length": 0}})
+	r.want(t, http.StatusUnprocessableEntity)
+	if r.field("inputs.text") == "" || r.field("parameters.min_length") == "" {
+		t.Errorf("want field errors for inputs.text beside parameters.min_length: %s", r.body)
+	}
+	j, jt := h.jobToken("alice", nil)
+	r = h.do("PUT", "/v1/jobs/"+j.ID+"/outputs/"+long, jt, "x")
+	if r.status != http.StatusBadRequest || r.field("path") == "" {
+		t.Errorf("agent output with a 256-byte name: %d %s", r.status, r.body)
+	}
+	if strings.Contains(h.logs.String(), "too long") {
+		t.Errorf("the file system saw the name: %s", h.logs)
+	}
+}
+
+// A minted token never outlives its maker and never has more scopes.
+func TestMintedTokensNeverOutliveTheirMaker(t *testing.T) {
+	h := newHarness(t, nil)
+	short := h.token("alice", time.Now().Add(60*time.Second), userScopes...)
+	for _, expires := range []int64{0, 10 * 365 * 24 * 3600, 3600} {
+		r := h.do("POST", "/v1/tokens", short, map[string]any{"scopes": []string{api.ScopeJobsRead}, "expires_in_s": expires})
+		if expires == 0 {
+			// No lifetime asked for: the maker's.
+			r.want(t, http.StatusCreated)
+			var tok api.Token
+			r.decode(t, &tok)
+			if tok.ExpiresAt == nil || tok.ExpiresAt.After(time.Now().Add(61*time.Second)) {
+				t.Errorf("a token minted without expires_in_s by a 60 s token expires at %v", tok.ExpiresAt)
+			}
+			continue
+		}
+		r.want(t, http.StatusUnprocessableEntity)
+		if r.field("expires_in_s") == "" {
+			t.Errorf("expires_in_s=%d: no field error: %s", expires, r.body)
+		}
+	}
+	r := h.do("POST", "/v1/tokens", short, map[string]any{"scopes": []string{api.ScopeJobsRead}, "expires_in_s": 30})
+	r.want(t, http.StatusCreated)
+
+	narrow := h.token("alice", time.Time{}, api.ScopeFilesRead)
+	h.do("POST", "/v1/tokens", narrow, map[string]any{"scopes": []string{api.ScopeJobsWrite}}).want(t, http.StatusForbidden)
+	h.do("POST", "/v1/tokens", narrow, map[string]any{"scopes": []string{api.ScopeFilesRead}}).want(t, http.StatusCreated)
+}
+
+// Naming a file as an input needs the right to read it.
+func TestInputsNeedTheRightToReadThem(t *testing.T) {
+	h := newHarness(t, nil)
+	h.put("alice", "secret.txt", "the owner's file")
+	h.put("alice", "given.txt", "the job's input")
+	req := func(path string) map[string]any {
+		return map[string]any{"template": "wordcount", "inputs": map[string]string{"text": path}}
+	}
+	// A user token without files:read.
+	noRead := h.token("alice", time.Time{}, api.ScopeJobsWrite, api.ScopeJobsRead)
+	r := h.do("POST", "/v1/jobs", noRead, req("secret.txt"))
+	r.want(t, http.StatusForbidden)
+	if !strings.Contains(r.problem.Detail, api.ScopeFilesRead) {
+		t.Errorf("the refusal does not name the scope: %s", r.body)
+	}
+	withRead := h.token("alice", time.Time{}, api.ScopeJobsWrite, api.ScopeFilesRead)
+	h.do("POST", "/v1/jobs", withRead, req("secret.txt")).want(t, http.StatusCreated)
+
+	// A job token: only the files its job was given.
+	_, jt := h.jobToken("alice", map[string]string{"text": "given.txt"})
+	r = h.do("POST", "/v1/jobs", jt, req("secret.txt"))
+	r.want(t, http.StatusUnprocessableEntity)
+	if r.field("inputs.text") == "" {
+		t.Errorf("no field error for inputs.text: %s", r.body)
+	}
+	h.do("POST", "/v1/jobs", jt, req("given.txt")).want(t, http.StatusCreated)
+}
+
+// A token revokes only tokens no broader and no longer-lived than itself.
+func TestRevokeOnlyNarrowerTokens(t *testing.T) {
+	h := newHarness(t, nil)
+	broad := h.token("alice", time.Time{}, userScopes...)
+	narrow := h.token("alice", time.Time{}, api.ScopeFilesRead)
+	short := h.token("alice", time.Now().Add(time.Hour), userScopes...)
+	var page api.Page[api.Token]
+	h.do("GET", "/v1/tokens", broad, nil).want(t, 200).decode(t, &page)
+	var broadID, narrowID, shortID string
+	for _, tk := range page.Items {
+		switch {
+		case len(tk.Scopes) == 1:
+			narrowID = tk.ID
+		case tk.ExpiresAt != nil:
+			shortID = tk.ID
+		default:
+			broadID = tk.ID
+		}
+	}
+	r := h.do("DELETE", "/v1/tokens/"+broadID, narrow, nil)
+	r.want(t, http.StatusForbidden)
+	h.do("DELETE", "/v1/tokens/"+broadID, short, nil).want(t, http.StatusForbidden) // lives longer than short
+	h.do("GET", "/v1/me", broad, nil).want(t, 200)
+	h.do("DELETE", "/v1/tokens/"+shortID, broad, nil).want(t, http.StatusNoContent)
+	h.do("DELETE", "/v1/tokens/"+narrowID, narrow, nil).want(t, http.StatusNoContent) // itself
+	h.do("GET", "/v1/me", narrow, nil).want(t, http.StatusUnauthorized)
+	admin := h.token("root", time.Now().Add(time.Minute), api.ScopeAdmin)
+	h.do("DELETE", "/v1/tokens/"+broadID, admin, nil).want(t, http.StatusNoContent)
+}
+
+// The same Idempotency-Key with another body is refused; with the same
+// body it keeps answering the first job.
+func TestIdempotencyKeyWithAnotherBody(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("alice", time.Time{}, userScopes...)
+	first := h.do("POST", "/v1/jobs", tok, map[string]any{"template": "hello", "parameters": map[string]any{"name": "a"}, "hold": true}, "Idempotency-Key", "k1")
+	first.want(t, http.StatusCreated)
+	var j1, j2 api.Job
+	first.decode(t, &j1)
+	again := h.do("POST", "/v1/jobs", tok, map[string]any{"template": "hello", "parameters": map[string]any{"name": "a"}, "hold": true}, "Idempotency-Key", "k1")
+	again.want(t, http.StatusOK).decode(t, &j2)
+	if j1.ID != j2.ID {
+		t.Fatalf("same key, same body: job %s, then %s", j1.ID, j2.ID)
+	}
+	other := h.do("POST", "/v1/jobs", tok, map[string]any{"template": "hello", "parameters": map[string]any{"name": "b"}, "hold": true}, "Idempotency-Key", "k1")
+	other.want(t, http.StatusUnprocessableEntity)
+	if other.problem.Code != api.CodeIdempotencyMismatch || !strings.Contains(other.problem.Detail, "Idempotency-Key") {
+		t.Errorf("unclear refusal: %s", other.body)
+	}
+}
+
+// Parsing is strict where it must be and lenient where the standard says.
+func TestStrictAndLenientParsing(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("alice", time.Time{}, userScopes...)
+	body := `{"template":"hello","parameters":{"name":"a"},"hold":true}`
+	r := h.do("POST", "/v1/jobs", tok, body, "Content-Type", "text/plain")
+	r.want(t, http.StatusUnsupportedMediaType)
+	h.do("POST", "/v1/jobs", tok, body, "Content-Type", "application/json; charset=utf-8").want(t, http.StatusCreated)
+
+	bad := []byte(`{"template":"hello","parameters":{"name":"a` + "\xff\xfe" + `"},"hold":true}`)
+	r = h.do("POST", "/v1/jobs", tok, bad, "Content-Type", "application/json")
+	r.want(t, http.StatusUnprocessableEntity)
+	if r.field("parameters.name") == "" {
+		t.Errorf("invalid UTF-8: no field error for parameters.name: %s", r.body)
+	}
+	var n int
+	var page api.Page[api.Job]
+	h.do("GET", "/v1/jobs", tok, nil).want(t, 200).decode(t, &page)
+	n = len(page.Items)
+	if n != 1 {
+		t.Errorf("%d jobs stored, want 1: a refused request changed something", n)
+	}
+
+	for _, scheme := range []string{"bearer", "BEARER", "Bearer"} {
+		req, _ := http.NewRequest("GET", h.http.URL+"/v1/me", nil)
+		req.Header.Set("Authorization", scheme+" "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("scheme %q: %d, want 200", scheme, resp.StatusCode)
+		}
+	}
+}
+
+// A job keeps the template it was accepted with: a reload that changes
+// the template (or a replica without it) changes nothing for it.
+func TestAcceptedJobKeepsItsTemplate(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("alice", time.Time{}, userScopes...)
+	var j api.Job
+	h.do("POST", "/v1/jobs", tok, map[string]any{"template": "hello", "parameters": map[string]any{"name": "a"}}).want(t, http.StatusCreated).decode(t, &j)
+	var before api.Spec
+	jt := h.tokenForJob("alice", j.ID)
+	h.do("GET", "/v1/jobs/"+j.ID+"/spec", jt, nil).want(t, 200).decode(t, &before)
+
+	other := fstest.MapFS{"hello.yaml": {Data: []byte("name: hello\nversion: 1\ndescription: changed\ncommand: [\"sh\", \"-c\", \"echo other code\"]\nenvironments: [local]\n")}}
+	cat, err := catalog.Load(config.Default().Environments, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv.catalog = cat
+	var after api.Spec
+	h.do("GET", "/v1/jobs/"+j.ID+"/spec", jt, nil).want(t, 200).decode(t, &after)
+	if !slices.Equal(after.Command, before.Command) || slices.Contains(after.Command, "echo other code") {
+		t.Fatalf("the job's command changed with the catalogue: %q, then %q", before.Command, after.Command)
+	}
+	// Without the template at all, too.
+	empty, err := catalog.Load(config.Default().Environments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv.catalog = empty
+	h.do("GET", "/v1/jobs/"+j.ID+"/spec", jt, nil).want(t, 200)
+}
