@@ -42,7 +42,7 @@ type harness struct {
 type harnessOptions struct {
 	wrapStore func(store.Store) store.Store // wraps the SQLite store
 	bucket    blob.Bucket
-	scheds map[string]sched.Scheduler
+	scheds    map[string]sched.Scheduler
 }
 
 func newHarness(t *testing.T, ho *harnessOptions) *harness {

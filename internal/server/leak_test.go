@@ -136,7 +136,7 @@ func (failingSched) Poll(context.Context, []string) (map[string]sched.Status, er
 	return nil, errInjected
 }
 func (failingSched) Cancel(context.Context, string) error { return errInjected }
-func (failingSched) Ping(context.Context) error         { return errInjected }
+func (failingSched) Ping(context.Context) error           { return errInjected }
 func (failingSched) Hold(context.Context, string) error {
 	return errors.Join(sched.ErrUnsupported, errInjected)
 }
