@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -61,6 +63,39 @@ type Dispatcher struct {
 
 	mu        sync.Mutex
 	endedSeen map[string]time.Time // job id → when its engine first said it ended
+	// tasks are the jobs handed to (or found in) an engine that keeps
+	// something per task until told to forget it, by job id.
+	tasks map[string]task
+}
+
+// task is a job in an engine that can forget it.
+type task struct {
+	env, backendID string
+	keep           bool // the agent never reported: keep the engine's files for a post-mortem
+}
+
+// forgetter is sched.Forgetter: an engine that keeps something per task
+// (the local executor's task directory) until told that the job is over.
+// Forget drops an ended task; a task that has not ended is left alone.
+type forgetter interface {
+	Forget(ctx context.Context, id string) error
+}
+
+// forgetterNoCtx is the same ability without a context (the local
+// executor's first Forget).
+type forgetterNoCtx interface {
+	Forget(id string) error
+}
+
+// forgetFunc returns s's Forget, if it has one.
+func forgetFunc(s sched.Scheduler) func(ctx context.Context, id string) error {
+	switch f := s.(type) {
+	case forgetter:
+		return f.Forget
+	case forgetterNoCtx:
+		return func(_ context.Context, id string) error { return f.Forget(id) }
+	}
+	return nil
 }
 
 // New returns a dispatcher. scheds maps each environment's name to its
@@ -81,7 +116,7 @@ func New(st store.Store, cat *catalog.Catalog, scheds map[string]sched.Scheduler
 	if opts.ClaimFor <= 0 {
 		opts.ClaimFor = 30 * time.Second
 	}
-	return &Dispatcher{store: st, cat: cat, scheds: scheds, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), endedSeen: map[string]time.Time{}}
+	return &Dispatcher{store: st, cat: cat, scheds: scheds, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), endedSeen: map[string]time.Time{}, tasks: map[string]task{}}
 }
 
 // Notify tells the dispatcher that a job is waiting to be submitted.
@@ -170,7 +205,8 @@ var errClaimed = errors.New("claimed by another replica")
 func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 	s, env, err := d.schedFor(j)
 	if err != nil {
-		return d.fail(ctx, j.ID, "cannot be submitted: "+err.Error())
+		d.log.Error("job cannot be submitted", "job", j.ID, "environment", j.Environment, "err", err)
+		return d.fail(ctx, j.ID, fmt.Sprintf("cannot be submitted: the environment %s is not offered by this gateway any more", j.Environment))
 	}
 	// Claim the job, so that of several replicas one hands it to the
 	// engine. A claim that runs out (its replica died) may be taken over;
@@ -222,8 +258,12 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		if ctx.Err() != nil {
 			return err
 		}
-		return d.fail(ctx, j.ID, "the engine refused the job: "+err.Error())
+		// The engine's own words (command lines, stderr, paths) are for
+		// the operator; the job says what happened in the user's terms.
+		d.log.Error("the engine refused a job", "job", j.ID, "environment", j.Environment, "scheduler", s.Name(), "err", err)
+		return d.fail(ctx, j.ID, refusal(s.Name(), err))
 	}
+	d.track(s, j.ID, j.Environment, backendID)
 	updated, err := d.store.UpdateJob(ctx, j.ID, func(j *job.Job) error {
 		if j.State != job.Pending {
 			return errStateMoved
@@ -249,6 +289,103 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 
 var errStateMoved = errors.New("the job's state moved on")
 
+// engineNames are the engines' names as users know them.
+var engineNames = map[string]string{"slurm": "Slurm", "sge": "Grid Engine", "local": "The local executor"}
+
+// refusal is a job's error when its engine would not take it: what
+// happened, in the user's terms. The engine's own message goes to the log.
+func refusal(engine string, err error) string {
+	who, ok := engineNames[engine]
+	if !ok {
+		who = "The engine (" + engine + ")"
+	}
+	var why string
+	switch {
+	case errors.Is(err, sched.ErrUnsupported):
+		why = "the job asks for resources or features this environment does not offer"
+	case errors.Is(err, context.DeadlineExceeded):
+		why = "it did not answer in time; try again later"
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		why = "its commands are not installed where the gateway runs; ask the operator"
+	case errors.Is(err, fs.ErrPermission):
+		why = "the gateway is not allowed to submit to it; ask the operator"
+	default:
+		why = "it answered with an error; the operator finds its message in the gateway's log under this job's id"
+	}
+	return who + " refused the job: " + why
+}
+
+// track remembers a job in an engine that keeps files per task.
+func (d *Dispatcher) track(s sched.Scheduler, id, env, backendID string) {
+	if forgetFunc(s) == nil || backendID == "" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, known := d.tasks[id]; !known {
+		d.tasks[id] = task{env: env, backendID: backendID}
+	}
+}
+
+// forgetEnded tells engines to drop the tasks of jobs that have left the
+// active states (active holds the ids still active), once the engine says
+// the task has ended: by then the agent has reported and the outputs are
+// safe in the store. A job that ended without its agent reporting is kept
+// in the engine, for a post-mortem.
+func (d *Dispatcher) forgetEnded(ctx context.Context, active map[string]bool) {
+	byEnv := map[string]map[string]string{} // env → backend id → job id
+	d.mu.Lock()
+	for id, t := range d.tasks {
+		if active[id] {
+			continue
+		}
+		if t.keep {
+			delete(d.tasks, id)
+			continue
+		}
+		if byEnv[t.env] == nil {
+			byEnv[t.env] = map[string]string{}
+		}
+		byEnv[t.env][t.backendID] = id
+	}
+	d.mu.Unlock()
+	for env, m := range byEnv {
+		s, ok := d.scheds[env]
+		if !ok {
+			continue
+		}
+		forget := forgetFunc(s)
+		if forget == nil {
+			continue
+		}
+		ids := make([]string, 0, len(m))
+		for b := range m {
+			ids = append(ids, b)
+		}
+		st, err := s.Poll(ctx, ids)
+		if err != nil {
+			d.log.Warn("poll engine", "environment", env, "err", err)
+			continue
+		}
+		for b, id := range m {
+			switch st[b].State {
+			case sched.Done:
+				if err := forget(ctx, b); err != nil {
+					d.log.Warn("engine could not forget an ended task", "job", id, "backend_id", b, "err", err)
+					continue
+				}
+				d.log.Debug("engine forgot the ended task", "job", id, "backend_id", b)
+			case sched.Gone:
+			default:
+				continue // still on its way out: ask again next time
+			}
+			d.mu.Lock()
+			delete(d.tasks, id)
+			d.mu.Unlock()
+		}
+	}
+}
+
 func (d *Dispatcher) fail(ctx context.Context, id, reason string) error {
 	_, err := d.store.UpdateJob(ctx, id, func(j *job.Job) error {
 		if j.State.Terminal() {
@@ -264,6 +401,7 @@ func (d *Dispatcher) fail(ctx context.Context, id, reason string) error {
 func (d *Dispatcher) reconcile(ctx context.Context) {
 	active := []job.State{job.Queued, job.Held, job.Starting, job.Running, job.Suspended, job.Finishing}
 	bySched := map[string][]*job.Job{}
+	activeIDs := map[string]bool{}
 	tok := ""
 	for {
 		jobs, next, err := d.store.ListJobs(ctx, store.JobFilter{States: active, Oldest: true, Limit: 500, PageToken: tok})
@@ -278,8 +416,13 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 				continue
 			}
 			// An engine inside one replica is polled by that replica only.
-			if s, ok := d.engine(j); ok && isPerProcess(s) && j.ClaimedBy != d.opts.ReplicaID {
+			s, ok := d.engine(j)
+			if ok && isPerProcess(s) && j.ClaimedBy != d.opts.ReplicaID {
 				continue
+			}
+			activeIDs[j.ID] = true
+			if ok {
+				d.track(s, j.ID, j.Environment, j.BackendID)
 			}
 			bySched[j.Environment] = append(bySched[j.Environment], j)
 		}
@@ -306,6 +449,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 			d.reconcileOne(ctx, j, st[j.BackendID])
 		}
 	}
+	d.forgetEnded(ctx, activeIDs)
 	d.mu.Lock()
 	for id, t := range d.endedSeen {
 		if time.Since(t) > time.Hour {
@@ -335,7 +479,9 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, j *job.Job, st sched.Stat
 		if !seen || now.Sub(first) < d.opts.LostAfter {
 			return
 		}
+		lost := false
 		_, err := d.store.UpdateJob(ctx, j.ID, func(j *job.Job) error {
+			lost = false
 			if j.State.Terminal() {
 				return nil
 			}
@@ -356,6 +502,7 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, j *job.Job, st sched.Stat
 				reason += ": " + st.Reason
 			}
 			j.Error = reason
+			lost = true
 			return j.SetState(job.Failed, reason, now)
 		})
 		if err != nil {
@@ -363,6 +510,10 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, j *job.Job, st sched.Stat
 		}
 		d.mu.Lock()
 		delete(d.endedSeen, j.ID)
+		if t, ok := d.tasks[j.ID]; ok && lost {
+			t.keep = true
+			d.tasks[j.ID] = t
+		}
 		d.mu.Unlock()
 	case sched.Suspended:
 		if j.State == job.Running || j.State == job.Starting {
