@@ -14,7 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSION=v1.8.0
-BIN=${HPCGATE_TOOLS:-$PWD/.tools}/bin
+# Built tools are cached outside the checkout, so that a fresh clone (CI)
+# reuses them.
+BIN=${HPCGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/hpcgate/tools}/bin
 DIR=${HPCGATE_S3_DIR:-/var/lib/hpcgate-s3}
 PORT=${HPCGATE_S3_PORT:-7070}
 KEY=${HPCGATE_S3_KEY:-hpcgate}
