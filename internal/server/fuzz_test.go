@@ -1,0 +1,91 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/examples/templates"
+	"github.com/hpcgate/hpcgate/internal/catalog"
+	"github.com/hpcgate/hpcgate/internal/config"
+	"github.com/hpcgate/hpcgate/internal/job"
+)
+
+// FuzzJobRequest reads arbitrary bodies as POST /v1/jobs does and
+// instantiates what decodes. Properties: nothing panics; invalid UTF-8 is
+// always refused (never silently replaced), and a valid body never is for
+// that; a request that is accepted is accepted again, unchanged, when its
+// own result is sent back (defaults are applied once).
+func FuzzJobRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"template":"hello","parameters":{"name":"World"}}`,
+		`{"template":"wordcount","inputs":{"text":"a/b.txt"},"parameters":{"min_length":3},"labels":{"k":"v"}}`,
+		`{"template":"fanout","parameters":{"n":5},"resources":{"cores_per_node":2,"walltime_s":60}}`,
+		`{"template":"hello","parameters":{"name":"a` + "\xff" + `"}}`,
+		`{"template":"hello","parameters":{"name":1e999}}`,
+		`{"template":"wordcount","inputs":{"text":"../../etc/passwd"}}`,
+		`{"template":"hello"}{"x":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	cat, err := catalog.Load(config.Default().Environments, templates.FS)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := New(nil, nil, cat, nil, nil, nil, NewHub(), nil, nil)
+	stat := func(string) (int64, error) { return 1, nil }
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest("POST", "/v1/jobs", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		var req api.JobRequest
+		err := s.readJSON(httptest.NewRecorder(), r, &req)
+		var he *httpError
+		isUTF8Err := errors.As(err, &he) && strings.Contains(he.detail, "UTF-8")
+		if !utf8.Valid(body) && err == nil {
+			t.Fatalf("invalid UTF-8 accepted: %q", body)
+		}
+		if utf8.Valid(body) && isUTF8Err {
+			t.Fatalf("valid UTF-8 refused as invalid: %q", body)
+		}
+		if err != nil {
+			return
+		}
+		var res *job.Resources
+		if req.Resources != nil {
+			res = &job.Resources{Nodes: req.Resources.Nodes, CoresPerNode: req.Resources.CoresPerNode, MemoryMB: req.Resources.MemoryMB, WalltimeS: req.Resources.WalltimeS}
+		}
+		cr := catalog.Request{Template: req.Template, Version: req.Version, Parameters: req.Parameters, Inputs: req.Inputs, Environment: req.Environment, Resources: res, Labels: req.Labels}
+		inst, err := cat.Instantiate(cr, stat)
+		if err != nil {
+			var verr *catalog.ValidationError
+			if !errors.As(err, &verr) || len(verr.Fields) == 0 {
+				t.Fatalf("refused without naming a field: %v", err)
+			}
+			return
+		}
+		cr.Parameters = inst.Parameters
+		again, err := cat.Instantiate(cr, stat)
+		if err != nil {
+			t.Fatalf("its own result is refused: %v", err)
+		}
+		if !jsonEqual(again.Parameters, inst.Parameters) {
+			t.Fatalf("parameters changed on the second pass: %s, then %s", inst.Parameters, again.Parameters)
+		}
+	})
+}
+
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	ea, _ := json.Marshal(x)
+	eb, _ := json.Marshal(y)
+	return bytes.Equal(ea, eb)
+}
+
