@@ -88,4 +88,3 @@ func jsonEqual(a, b []byte) bool {
 	eb, _ := json.Marshal(y)
 	return bytes.Equal(ea, eb)
 }
-
