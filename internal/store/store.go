@@ -1,8 +1,10 @@
 // Package store defines Store, where hpcgate keeps jobs, their events and
 // logs, and tokens; and the errors every implementation returns.
 //
-// Implementations: sqlitestore (embedded default). Every implementation
-// passes the conformance suite in storetest.
+// Implementations: sqlitestore (embedded default) and pgstore. Both are a
+// storedriver.Driver (rows, transactions) under rowstore, which holds the
+// rules once; every implementation passes the conformance suite in
+// storetest.
 package store
 
 import (
@@ -53,6 +55,12 @@ type Store interface {
 	// wrapping ErrNotFound if there is no such job.
 	DeleteJob(ctx context.Context, id string) error
 
+	// PurgeFinished removes up to limit jobs in a terminal state that
+	// finished before before, oldest first, with their events, logs and
+	// tokens, and returns their ids (so that the caller removes what they
+	// left elsewhere, like their outputs).
+	PurgeFinished(ctx context.Context, before time.Time, limit int) ([]string, error)
+
 	// Events returns the job's events in the order they happened.
 	Events(ctx context.Context, id string) ([]job.Event, error)
 
@@ -89,7 +97,9 @@ type CreateOptions struct {
 	MaxChildren int
 }
 
-// JobFilter selects jobs. Zero fields match everything.
+// JobFilter selects jobs. Zero fields match everything. A page with Owner
+// and one of States (one state), Template or LabelKey, or with ParentID or
+// SweepID, is read from an index, whatever the number of jobs stored.
 type JobFilter struct {
 	Owner      string
 	States     []job.State
@@ -97,6 +107,7 @@ type JobFilter struct {
 	LabelKey   string // with LabelValue: only jobs labelled so
 	LabelValue string
 	ParentID   string
+	SweepID    string
 	Oldest     bool // oldest first
 	Limit      int  // at most this many (default 100)
 	PageToken  string

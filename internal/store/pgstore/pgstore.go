@@ -15,6 +15,8 @@ import (
 
 	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/store"
+	"github.com/hpcgate/hpcgate/internal/store/rowstore"
+	"github.com/hpcgate/hpcgate/internal/store/storedriver"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -38,10 +40,16 @@ const uniqueViolation = "23505"
 
 // Store is a store.Store backed by PostgreSQL.
 type Store struct {
+	*rowstore.Store
+	d *Driver
+}
+
+// Driver is the storedriver.Driver of a PostgreSQL database.
+type Driver struct {
 	pool *pgxpool.Pool
 }
 
-var _ store.Store = (*Store)(nil)
+var _ storedriver.Driver = (*Driver)(nil)
 
 // Open connects to the database at url (postgres://user@host:port/db?...)
 // and brings its schema up to date. A schema newer than this binary knows is
@@ -55,28 +63,28 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool}
+	d := &Driver{pool: pool}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connect to postgres at %s:%d/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := d.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
-	return s, nil
+	return &Store{Store: rowstore.New(d), d: d}, nil
 }
 
 // migrate applies the migrations the database lacks, each in a transaction
 // of its own.
-func (s *Store) migrate(ctx context.Context) error {
+func (d *Driver) migrate(ctx context.Context) error {
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		return err
 	}
 	sort.Strings(names)
 	for {
-		done, err := s.migrateOne(ctx, names)
+		done, err := d.migrateOne(ctx, names)
 		if err != nil || done {
 			return err
 		}
@@ -85,8 +93,8 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // migrateOne applies the first of names that the database lacks, holding
 // the migration lock, and reports done if it lacks none.
-func (s *Store) migrateOne(ctx context.Context, names []string) (done bool, err error) {
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+func (d *Driver) migrateOne(ctx context.Context, names []string) (done bool, err error) {
+	err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLock); err != nil {
 			return fmt.Errorf("lock for migrations: %w", err)
 		}
@@ -126,14 +134,14 @@ func (s *Store) migrateOne(ctx context.Context, names []string) (done bool, err 
 }
 
 // Close closes the connections.
-func (s *Store) Close() error {
-	s.pool.Close()
+func (d *Driver) Close() error {
+	d.pool.Close()
 	return nil
 }
 
 // Ping checks the database answers.
-func (s *Store) Ping(ctx context.Context) error {
-	return s.pool.Ping(ctx)
+func (d *Driver) Ping(ctx context.Context) error {
+	return d.pool.Ping(ctx)
 }
 
 func isUnique(err error) bool {
@@ -146,23 +154,6 @@ func nullable(s string) any {
 		return nil
 	}
 	return s
-}
-
-// encodeJob returns j's document for the doc column, without its
-// parameters, and its parameters (compacted, as encoding/json would) for the
-// params column, nil if it has none.
-func encodeJob(j *job.Job) (doc, params []byte, err error) {
-	if len(j.Parameters) > 0 {
-		if params, err = json.Marshal(j.Parameters); err != nil {
-			return nil, nil, fmt.Errorf("job %s: parameters: %w", j.ID, err)
-		}
-	}
-	c := *j
-	c.Parameters = nil
-	if doc, err = json.Marshal(&c); err != nil {
-		return nil, nil, fmt.Errorf("job %s: %w", j.ID, err)
-	}
-	return jsonbSafe(doc), params, nil
 }
 
 // jsonbSafe replaces the escaped NULs (\u0000) in doc, JSON as encoding/json
@@ -194,13 +185,42 @@ func cleanText(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
-func decodeJob(doc, params []byte) (*job.Job, error) {
-	var j job.Job
-	if err := json.Unmarshal(doc, &j); err != nil {
-		return nil, fmt.Errorf("decode job: %w", err)
+// encodeRow returns r's document for the doc column, without its
+// parameters and template document, and those (compacted, as
+// encoding/json would) for the params and template_doc columns (json, not
+// jsonb, so that they read back as written), nil if unset.
+func encodeRow(r *storedriver.JobRow) (doc, params, tdoc []byte, err error) {
+	raw := func(m json.RawMessage) ([]byte, error) {
+		if len(m) == 0 {
+			return nil, nil
+		}
+		return json.Marshal(m)
 	}
-	j.Parameters = params
-	return &j, nil
+	if params, err = raw(r.Parameters); err != nil {
+		return nil, nil, nil, fmt.Errorf("job %s: parameters: %w", r.ID, err)
+	}
+	if tdoc, err = raw(r.TemplateDoc); err != nil {
+		return nil, nil, nil, fmt.Errorf("job %s: template document: %w", r.ID, err)
+	}
+	c := *r
+	c.Parameters, c.TemplateDoc = nil, nil
+	if doc, err = c.Encode(); err != nil {
+		return nil, nil, nil, err
+	}
+	return jsonbSafe(doc), params, tdoc, nil
+}
+
+func decodeRow(seq int64, doc, params, tdoc []byte) (*storedriver.JobRow, error) {
+	r, err := storedriver.DecodeJobRow(doc)
+	if err != nil {
+		return nil, err
+	}
+	r.Seq = seq
+	r.Parameters = params
+	if tdoc != nil { // version 1 kept it in doc
+		r.TemplateDoc = tdoc
+	}
+	return r, nil
 }
 
 // querier is what a pool and a transaction share.
@@ -208,224 +228,149 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func jobBy(ctx context.Context, q querier, where string, args ...any) (*job.Job, error) {
-	var doc, params []byte
-	if err := q.QueryRow(ctx, "SELECT doc, params FROM jobs WHERE "+where, args...).Scan(&doc, &params); err != nil {
-		return nil, err
+const jobCols = "seq, doc, params, template_doc"
+
+func jobBy(ctx context.Context, q querier, what, where string, args ...any) (*storedriver.JobRow, error) {
+	var seq int64
+	var doc, params, tdoc []byte
+	err := q.QueryRow(ctx, "SELECT "+jobCols+" FROM jobs WHERE "+where, args...).Scan(&seq, &doc, &params, &tdoc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("job %s: %w", what, store.ErrNotFound)
 	}
-	return decodeJob(doc, params)
+	if err != nil {
+		return nil, fmt.Errorf("read job %s: %w", what, err)
+	}
+	return decodeRow(seq, doc, params, tdoc)
 }
 
-// CreateJob implements store.Store.
-func (s *Store) CreateJob(ctx context.Context, j *job.Job, opts *store.CreateOptions) (*job.Job, error) {
-	doc, params, err := encodeJob(j)
-	if err != nil {
-		return nil, err
-	}
-	var dup *job.Job // the job with j's idempotency key
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if j.IdemKey != "" {
-			old, err := jobBy(ctx, tx, "owner = $1 AND idem_key = $2", j.Owner, j.IdemKey)
-			if err == nil {
-				dup = old
-				return fmt.Errorf("job %s: %w", old.ID, store.ErrDuplicate)
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("look up idempotency key: %w", err)
-			}
-		}
-		if j.ParentID != "" && opts != nil && opts.MaxChildren > 0 {
-			// The parent's row lock makes creations of its children count
-			// one after the other.
-			if _, err := tx.Exec(ctx, "SELECT FROM jobs WHERE id = $1 FOR UPDATE", j.ParentID); err != nil {
-				return fmt.Errorf("lock parent: %w", err)
-			}
-			var n int
-			if err := tx.QueryRow(ctx, "SELECT count(*) FROM jobs WHERE parent_id = $1", j.ParentID).Scan(&n); err != nil {
-				return fmt.Errorf("count children: %w", err)
-			}
-			if n >= opts.MaxChildren {
-				return fmt.Errorf("job %s has %d children already: %w", j.ParentID, n, store.ErrLimit)
-			}
-		}
-		// A creation with the same idempotency key that committed since the
-		// look-up above wins: its row makes this insert do nothing.
-		tag, err := tx.Exec(ctx, `INSERT INTO jobs (id, owner, state, template, parent_id, idem_key, doc, params)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-			ON CONFLICT (owner, idem_key) WHERE idem_key IS NOT NULL DO NOTHING`,
-			j.ID, j.Owner, string(j.State), j.Template, j.ParentID, nullable(j.IdemKey), doc, params)
-		if isUnique(err) {
-			return fmt.Errorf("job %s: %w", j.ID, store.ErrConflict)
-		}
-		if err != nil {
-			return fmt.Errorf("insert job: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			old, err := jobBy(ctx, tx, "owner = $1 AND idem_key = $2", j.Owner, j.IdemKey)
-			if err != nil {
-				return fmt.Errorf("look up idempotency key: %w", err)
-			}
-			dup = old
-			return fmt.Errorf("job %s: %w", old.ID, store.ErrDuplicate)
-		}
-		return insertEvent(ctx, tx, j.ID, j.CreatedAt, j.State, j.Reason)
+// Write implements storedriver.Driver: one transaction. PostgreSQL's
+// synchronous_commit (on by default) makes a commit return once it is
+// flushed to its WAL on disk.
+func (d *Driver) Write(ctx context.Context, fn func(context.Context, storedriver.Tx) error) error {
+	return pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		return fn(ctx, &pgTx{tx: tx})
 	})
-	if err != nil {
-		return dup, err
-	}
-	return j.Clone(), nil
 }
 
-// insertEvent records the job's next event.
-func insertEvent(ctx context.Context, tx pgx.Tx, id string, t time.Time, st job.State, reason string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO events (job_id, seq, time, state, reason)
+type pgTx struct {
+	tx pgx.Tx
+}
+
+// JobForUpdate locks the job's row until the transaction ends.
+func (t *pgTx) JobForUpdate(ctx context.Context, id string) (*storedriver.JobRow, error) {
+	return jobBy(ctx, t.tx, id, "id = $1 FOR UPDATE", id)
+}
+
+func (t *pgTx) JobByIdemKey(ctx context.Context, owner, key string) (*storedriver.JobRow, error) {
+	return jobBy(ctx, t.tx, "with key "+key, "owner = $1 AND idem_key = $2", owner, key)
+}
+
+// CountChildren locks the parent's row: creations of its children count
+// one after the other.
+func (t *pgTx) CountChildren(ctx context.Context, id string) (int, error) {
+	if _, err := t.tx.Exec(ctx, "SELECT FROM jobs WHERE id = $1 FOR UPDATE", id); err != nil {
+		return 0, fmt.Errorf("lock parent: %w", err)
+	}
+	var n int
+	err := t.tx.QueryRow(ctx, "SELECT count(*) FROM jobs WHERE parent_id = $1 AND parent_id <> ''", id).Scan(&n)
+	return n, err
+}
+
+func finishedCol(r *storedriver.JobRow) *time.Time {
+	if t, ok := r.Finished(); ok {
+		return &t
+	}
+	return nil
+}
+
+// InsertJob implements storedriver.Tx. A creation with the same
+// idempotency key that committed since the caller looked it up makes the
+// insert do nothing: ErrDuplicate.
+func (t *pgTx) InsertJob(ctx context.Context, r *storedriver.JobRow) error {
+	doc, params, tdoc, err := encodeRow(r)
+	if err != nil {
+		return err
+	}
+	var seq int64
+	err = t.tx.QueryRow(ctx, `INSERT INTO jobs (id, owner, state, template, parent_id, idem_key, sweep_id, finished_at, doc, params, template_doc)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		ON CONFLICT (owner, idem_key) WHERE idem_key IS NOT NULL DO NOTHING RETURNING seq`,
+		r.ID, r.Owner, r.State, r.Template, r.ParentID, nullable(r.IdemKey), nullable(r.SweepID), finishedCol(r), doc, params, tdoc).Scan(&seq)
+	if isUnique(err) {
+		return fmt.Errorf("job %s: %w", r.ID, store.ErrConflict)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("job %s: %w", r.ID, store.ErrDuplicate)
+	}
+	if err != nil {
+		return fmt.Errorf("insert job %s: %w", r.ID, err)
+	}
+	return insertLabels(ctx, t.tx, seq, r.Owner, r.Labels)
+}
+
+func insertLabels(ctx context.Context, tx pgx.Tx, seq int64, owner string, labels map[string]string) error {
+	if len(labels) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(labels))
+	values := make([]string, 0, len(labels))
+	for k, v := range labels {
+		keys = append(keys, cleanText(k))
+		values = append(values, cleanText(v))
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO job_labels (seq, owner, key, value) SELECT $1, $2, k, v FROM unnest($3::text[], $4::text[]) AS u(k, v)",
+		seq, owner, keys, values); err != nil {
+		return fmt.Errorf("insert labels: %w", err)
+	}
+	return nil
+}
+
+func sameLabels(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *pgTx) UpdateJob(ctx context.Context, old, r *storedriver.JobRow) error {
+	doc, params, tdoc, err := encodeRow(r)
+	if err != nil {
+		return err
+	}
+	if _, err := t.tx.Exec(ctx, `UPDATE jobs SET state = $2, template = $3, parent_id = $4, sweep_id = $5, finished_at = $6,
+		doc = $7, params = $8, template_doc = $9 WHERE seq = $1`,
+		old.Seq, r.State, r.Template, r.ParentID, nullable(r.SweepID), finishedCol(r), doc, params, tdoc); err != nil {
+		return fmt.Errorf("update job %s: %w", r.ID, err)
+	}
+	if !sameLabels(old.Labels, r.Labels) {
+		if _, err := t.tx.Exec(ctx, "DELETE FROM job_labels WHERE seq = $1", old.Seq); err != nil {
+			return fmt.Errorf("update labels of %s: %w", r.ID, err)
+		}
+		return insertLabels(ctx, t.tx, old.Seq, old.Owner, r.Labels)
+	}
+	return nil
+}
+
+func (t *pgTx) AppendEvent(ctx context.Context, id string, e job.Event) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO events (job_id, seq, time, state, reason)
 		SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4 FROM events WHERE job_id = $1`,
-		id, t, string(st), cleanText(reason))
+		id, e.Time, string(e.State), cleanText(e.Reason))
 	if err != nil {
 		return fmt.Errorf("insert event: %w", err)
 	}
 	return nil
 }
 
-// GetJob implements store.Store.
-func (s *Store) GetJob(ctx context.Context, id string) (*job.Job, error) {
-	j, err := jobBy(ctx, s.pool, "id = $1", id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("job %s: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get job %s: %w", id, err)
-	}
-	return j, nil
-}
-
-// ListJobs implements store.Store.
-func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]*job.Job, string, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 100
-	}
-	var where []string
-	var args []any
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	if f.Owner != "" {
-		where = append(where, "owner = "+arg(f.Owner))
-	}
-	if len(f.States) > 0 {
-		states := make([]string, len(f.States))
-		for i, st := range f.States {
-			states[i] = string(st)
-		}
-		where = append(where, "state = ANY("+arg(states)+")")
-	}
-	if f.Template != "" {
-		where = append(where, "template = "+arg(f.Template))
-	}
-	if f.ParentID != "" {
-		where = append(where, "parent_id = "+arg(f.ParentID))
-	}
-	if f.LabelKey != "" {
-		where = append(where, "doc->'Labels'->>"+arg(f.LabelKey)+"::text = "+arg(f.LabelValue))
-	}
-	order, cmp := "DESC", "<"
-	if f.Oldest {
-		order, cmp = "ASC", ">"
-	}
-	if f.PageToken != "" {
-		after, err := store.DecodePageToken(f.PageToken)
-		if err != nil {
-			return nil, "", err
-		}
-		where = append(where, "seq "+cmp+" "+arg(after))
-	}
-	q := "SELECT seq, doc, params FROM jobs"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY seq " + order + " LIMIT " + arg(limit+1)
-	rows, err := s.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("list jobs: %w", err)
-	}
-	defer rows.Close()
-	var out []*job.Job
-	var seqs []int64
-	for rows.Next() {
-		var seq int64
-		var doc, params []byte
-		if err := rows.Scan(&seq, &doc, &params); err != nil {
-			return nil, "", fmt.Errorf("list jobs: %w", err)
-		}
-		j, err := decodeJob(doc, params)
-		if err != nil {
-			return nil, "", err
-		}
-		out = append(out, j)
-		seqs = append(seqs, seq)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list jobs: %w", err)
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = store.EncodePageToken(seqs[limit-1])
-	}
-	return out, next, nil
-}
-
-// UpdateJob implements store.Store. The job's row stays locked from the
-// read to the commit, so updates of one job serialize.
-func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*job.Job) error) (*job.Job, error) {
-	var out *job.Job
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		old, err := jobBy(ctx, tx, "id = $1 FOR UPDATE", id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("job %s: %w", id, store.ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("read job %s: %w", id, err)
-		}
-		j := old.Clone()
-		if err := fn(j); err != nil {
-			return err
-		}
-		j.ID, j.Owner = old.ID, old.Owner
-		if j.State != old.State {
-			if err := job.Transition(old.State, j.State); err != nil {
-				return fmt.Errorf("job %s: %w", id, err)
-			}
-		}
-		doc, params, err := encodeJob(j)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "UPDATE jobs SET state = $2, doc = $3, params = $4 WHERE id = $1", id, string(j.State), doc, params); err != nil {
-			return fmt.Errorf("update job %s: %w", id, err)
-		}
-		if j.State != old.State {
-			if err := insertEvent(ctx, tx, id, time.Now(), j.State, j.Reason); err != nil {
-				return err
-			}
-		}
-		out = j
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// DeleteJob implements store.Store.
-func (s *Store) DeleteJob(ctx context.Context, id string) error {
-	// One statement: the job goes with its events, logs and tokens, or
-	// nothing goes.
+// DeleteJob implements storedriver.Tx in one statement.
+func (t *pgTx) DeleteJob(ctx context.Context, id string) error {
 	var n int
-	err := s.pool.QueryRow(ctx, `WITH j AS (DELETE FROM jobs WHERE id = $1 RETURNING id),
+	err := t.tx.QueryRow(ctx, `WITH j AS (DELETE FROM jobs WHERE id = $1 RETURNING id, seq),
+		b AS (DELETE FROM job_labels WHERE seq IN (SELECT seq FROM j)),
 		e AS (DELETE FROM events WHERE job_id IN (SELECT id FROM j)),
 		l AS (DELETE FROM logs WHERE job_id IN (SELECT id FROM j)),
 		t AS (DELETE FROM tokens WHERE job_id IN (SELECT id FROM j))
@@ -439,9 +384,155 @@ func (s *Store) DeleteJob(ctx context.Context, id string) error {
 	return nil
 }
 
-// Events implements store.Store.
-func (s *Store) Events(ctx context.Context, id string) ([]job.Event, error) {
-	rows, err := s.pool.Query(ctx, "SELECT time, state, reason FROM events WHERE job_id = $1 ORDER BY seq", id)
+func (t *pgTx) FinishedBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	rows, err := t.tx.Query(ctx, "SELECT id FROM jobs WHERE finished_at < $1 ORDER BY finished_at LIMIT $2", before, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// logSizeQuery is the size of the stream $1/$2: where its last chunk ends.
+const logSizeQuery = `coalesce((SELECT off + length(data) FROM logs
+	WHERE job_id = $1 AND stream = $2 ORDER BY off DESC LIMIT 1), 0)`
+
+// LogSize takes an advisory lock of the stream: appends to one stream
+// serialize.
+func (t *pgTx) LogSize(ctx context.Context, id, stream string) (int64, error) {
+	if _, err := t.tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2::text || '/' || $3::text))", logLockClass, id, stream); err != nil {
+		return 0, fmt.Errorf("lock log %s/%s: %w", id, stream, err)
+	}
+	var size int64
+	err := t.tx.QueryRow(ctx, "SELECT "+logSizeQuery, id, stream).Scan(&size)
+	return size, err
+}
+
+func (t *pgTx) InsertLogChunk(ctx context.Context, id, stream string, off int64, data []byte) error {
+	if _, err := t.tx.Exec(ctx, "INSERT INTO logs (job_id, stream, off, data) VALUES ($1, $2, $3, $4)", id, stream, off, data); err != nil {
+		return fmt.Errorf("append log %s/%s: %w", id, stream, err)
+	}
+	return nil
+}
+
+func (t *pgTx) InsertToken(ctx context.Context, tok store.Token) error {
+	scopes := tok.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	var exp *time.Time
+	if !tok.ExpiresAt.IsZero() {
+		exp = &tok.ExpiresAt
+	}
+	_, err := t.tx.Exec(ctx, `INSERT INTO tokens (id, hash, username, name, scopes, job_id, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		tok.ID, tok.Hash, tok.User, tok.Name, scopes, tok.JobID, tok.CreatedAt, exp)
+	if isUnique(err) {
+		return fmt.Errorf("token %s: %w", tok.ID, store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("create token %s: %w", tok.ID, err)
+	}
+	return nil
+}
+
+func (t *pgTx) DeleteToken(ctx context.Context, id string) error {
+	tag, err := t.tx.Exec(ctx, "DELETE FROM tokens WHERE id = $1", id)
+	if err != nil {
+		return fmt.Errorf("delete token %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("token %s: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// Job implements storedriver.Driver.
+func (d *Driver) Job(ctx context.Context, id string) (*storedriver.JobRow, error) {
+	return jobBy(ctx, d.pool, id, "id = $1", id)
+}
+
+// listSQL is the query of q: an index range scan for each filter of
+// store.JobFilter's documentation.
+func listSQL(q storedriver.ListQuery) (string, []any) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	from, seq := "jobs j", "j.seq"
+	if q.LabelKey != "" {
+		from, seq = "job_labels l JOIN jobs j ON j.seq = l.seq", "l.seq"
+		where = append(where, "l.key = "+arg(cleanText(q.LabelKey)), "l.value = "+arg(cleanText(q.LabelValue)))
+		if q.Owner != "" {
+			where = append(where, "l.owner = "+arg(q.Owner))
+		}
+	} else if q.Owner != "" {
+		where = append(where, "j.owner = "+arg(q.Owner))
+	}
+	switch len(q.States) {
+	case 0:
+	case 1:
+		where = append(where, "j.state = "+arg(string(q.States[0])))
+	default:
+		states := make([]string, len(q.States))
+		for i, st := range q.States {
+			states[i] = string(st)
+		}
+		where = append(where, "j.state = ANY("+arg(states)+")")
+	}
+	if q.Template != "" {
+		where = append(where, "j.template = "+arg(q.Template))
+	}
+	if q.ParentID != "" {
+		// The literal term lets the planner use the partial index jobs_parent.
+		where = append(where, "j.parent_id = "+arg(q.ParentID), "j.parent_id <> ''")
+	}
+	if q.SweepID != "" {
+		where = append(where, "j.sweep_id = "+arg(q.SweepID))
+	}
+	order, cmp := "DESC", "<"
+	if q.Oldest {
+		order, cmp = "ASC", ">"
+	}
+	if q.HasAfter {
+		where = append(where, seq+" "+cmp+" "+arg(q.After))
+	}
+	s := "SELECT j.seq, j.doc, j.params, j.template_doc FROM " + from
+	if len(where) > 0 {
+		s += " WHERE " + strings.Join(where, " AND ")
+	}
+	s += " ORDER BY " + seq + " " + order + " LIMIT " + arg(q.Limit)
+	return s, args
+}
+
+// ListJobs implements storedriver.Driver.
+func (d *Driver) ListJobs(ctx context.Context, q storedriver.ListQuery) ([]*storedriver.JobRow, error) {
+	s, args := listSQL(q)
+	rows, err := d.pool.Query(ctx, s, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*storedriver.JobRow
+	for rows.Next() {
+		var seq int64
+		var doc, params, tdoc []byte
+		if err := rows.Scan(&seq, &doc, &params, &tdoc); err != nil {
+			return nil, err
+		}
+		r, err := decodeRow(seq, doc, params, tdoc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Events implements storedriver.Driver.
+func (d *Driver) Events(ctx context.Context, id string) ([]job.Event, error) {
+	rows, err := d.pool.Query(ctx, "SELECT time, state, reason FROM events WHERE job_id = $1 ORDER BY seq", id)
 	if err != nil {
 		return nil, fmt.Errorf("events of %s: %w", id, err)
 	}
@@ -463,115 +554,35 @@ func (s *Store) Events(ctx context.Context, id string) ([]job.Event, error) {
 	return out, nil
 }
 
-// logSizeQuery is the size of the stream $1/$2: where its last chunk ends.
-const logSizeQuery = `coalesce((SELECT off + length(data) FROM logs
-	WHERE job_id = $1 AND stream = $2 ORDER BY off DESC LIMIT 1), 0)`
-
-// AppendLog implements store.Store. Appends to one stream serialize on an
-// advisory lock of the stream.
-func (s *Store) AppendLog(ctx context.Context, id, stream string, offset int64, data []byte) (int64, error) {
-	if offset < 0 {
-		return 0, fmt.Errorf("log %s/%s: negative offset %d", id, stream, offset)
-	}
-	var size int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2::text || '/' || $3::text))", logLockClass, id, stream); err != nil {
-			return fmt.Errorf("lock log %s/%s: %w", id, stream, err)
-		}
-		if err := tx.QueryRow(ctx, "SELECT "+logSizeQuery, id, stream).Scan(&size); err != nil {
-			return fmt.Errorf("log %s/%s: %w", id, stream, err)
-		}
-		if offset > size {
-			return fmt.Errorf("log %s/%s: append at %d leaves a gap after %d: %w", id, stream, offset, size, store.ErrConflict)
-		}
-		end := offset + int64(len(data))
-		if end <= size {
-			return nil
-		}
-		if _, err := tx.Exec(ctx, "INSERT INTO logs (job_id, stream, off, data) VALUES ($1, $2, $3, $4)", id, stream, size, data[size-offset:]); err != nil {
-			return fmt.Errorf("append log %s/%s: %w", id, stream, err)
-		}
-		size = end
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return size, nil
-}
-
-// ReadLog implements store.Store.
-func (s *Store) ReadLog(ctx context.Context, id, stream string, offset int64, max int) ([]byte, int64, error) {
-	if offset < 0 {
-		return nil, 0, fmt.Errorf("log %s/%s: negative offset %d", id, stream, offset)
-	}
-	if max <= 0 {
-		var size int64
-		if err := s.pool.QueryRow(ctx, "SELECT "+logSizeQuery, id, stream).Scan(&size); err != nil {
-			return nil, 0, fmt.Errorf("log %s/%s: %w", id, stream, err)
-		}
-		return nil, size, nil
-	}
-	// One statement, so that the size and the chunks agree. The chunks are
-	// the one holding offset and those after it that start before
-	// offset+max.
-	rows, err := s.pool.Query(ctx, `SELECT sz.size, c.off, c.data
+// LogChunks implements storedriver.Driver in one statement, so that the
+// size and the chunks agree: the chunk holding from and those after it
+// that start before to.
+func (d *Driver) LogChunks(ctx context.Context, id, stream string, from, to int64) (int64, []storedriver.LogChunk, error) {
+	rows, err := d.pool.Query(ctx, `SELECT sz.size, c.off, c.data
 		FROM (SELECT `+logSizeQuery+` AS size) sz
 		LEFT JOIN LATERAL (
 			SELECT off, data FROM logs
-			WHERE job_id = $1 AND stream = $2 AND off < $3::bigint + $4::bigint
+			WHERE job_id = $1 AND stream = $2 AND off < $4::bigint
 			AND off >= coalesce((SELECT max(off) FROM logs WHERE job_id = $1 AND stream = $2 AND off <= $3::bigint), 0)
 		) c ON true
-		ORDER BY c.off`, id, stream, offset, int64(max))
+		ORDER BY c.off`, id, stream, from, to)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read log %s/%s: %w", id, stream, err)
+		return 0, nil, err
 	}
 	defer rows.Close()
-	var out []byte
+	var out []storedriver.LogChunk
 	var size int64
 	for rows.Next() {
 		var off *int64
 		var data []byte
 		if err := rows.Scan(&size, &off, &data); err != nil {
-			return nil, 0, fmt.Errorf("read log %s/%s: %w", id, stream, err)
+			return 0, nil, err
 		}
-		if off == nil || *off+int64(len(data)) <= offset {
-			continue
+		if off != nil {
+			out = append(out, storedriver.LogChunk{Offset: *off, Data: data})
 		}
-		if *off < offset {
-			data = data[offset-*off:]
-		}
-		if room := max - len(out); len(data) > room {
-			data = data[:room]
-		}
-		out = append(out, data...)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("read log %s/%s: %w", id, stream, err)
-	}
-	return out, size, nil
-}
-
-// CreateToken implements store.Store.
-func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
-	scopes := t.Scopes
-	if scopes == nil {
-		scopes = []string{}
-	}
-	var exp *time.Time
-	if !t.ExpiresAt.IsZero() {
-		exp = &t.ExpiresAt
-	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO tokens (id, hash, username, name, scopes, job_id, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		t.ID, t.Hash, t.User, t.Name, scopes, t.JobID, t.CreatedAt, exp)
-	if isUnique(err) {
-		return fmt.Errorf("token %s: %w", t.ID, store.ErrConflict)
-	}
-	if err != nil {
-		return fmt.Errorf("create token %s: %w", t.ID, err)
-	}
-	return nil
+	return size, out, rows.Err()
 }
 
 const tokenCols = "id, hash, username, name, scopes, job_id, created_at, expires_at"
@@ -592,9 +603,9 @@ func scanToken(row pgx.Row) (store.Token, error) {
 	return t, nil
 }
 
-// TokenByHash implements store.Store.
-func (s *Store) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
-	t, err := scanToken(s.pool.QueryRow(ctx, "SELECT "+tokenCols+" FROM tokens WHERE hash = $1", hash))
+// TokenByHash implements storedriver.Driver.
+func (d *Driver) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
+	t, err := scanToken(d.pool.QueryRow(ctx, "SELECT "+tokenCols+" FROM tokens WHERE hash = $1", hash))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return t, fmt.Errorf("token: %w", store.ErrNotFound)
 	}
@@ -604,15 +615,15 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (store.Token, erro
 	return t, nil
 }
 
-// ListTokens implements store.Store.
-func (s *Store) ListTokens(ctx context.Context, user string) ([]store.Token, error) {
+// ListTokens implements storedriver.Driver.
+func (d *Driver) ListTokens(ctx context.Context, user string) ([]store.Token, error) {
 	q := "SELECT " + tokenCols + " FROM tokens WHERE job_id = ''"
 	var args []any
 	if user != "" {
 		q += " AND username = $1"
 		args = append(args, user)
 	}
-	rows, err := s.pool.Query(ctx, q+" ORDER BY created_at, id", args...)
+	rows, err := d.pool.Query(ctx, q+" ORDER BY created_at, id", args...)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
@@ -629,16 +640,4 @@ func (s *Store) ListTokens(ctx context.Context, user string) ([]store.Token, err
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	return out, nil
-}
-
-// DeleteToken implements store.Store.
-func (s *Store) DeleteToken(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, "DELETE FROM tokens WHERE id = $1", id)
-	if err != nil {
-		return fmt.Errorf("delete token %s: %w", id, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("token %s: %w", id, store.ErrNotFound)
-	}
-	return nil
 }

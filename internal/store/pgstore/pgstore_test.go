@@ -16,8 +16,10 @@ import (
 
 	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/store"
+	"github.com/hpcgate/hpcgate/internal/store/storedriver"
 	"github.com/hpcgate/hpcgate/internal/store/storetest"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // testURL returns the URL of the test database, or skips the test.
@@ -90,7 +92,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.pool.Exec(ctx, "INSERT INTO schema_version (version) VALUES (999)"); err != nil {
+	if _, err := s.d.pool.Exec(ctx, "INSERT INTO schema_version (version) VALUES (999)"); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -126,7 +128,7 @@ func TestConcurrentOpen(t *testing.T) {
 		}
 		defer stores[i].Close()
 	}
-	rows, err := stores[0].pool.Query(ctx, "SELECT version FROM schema_version ORDER BY version")
+	rows, err := stores[0].d.pool.Query(ctx, "SELECT version FROM schema_version ORDER BY version")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +136,8 @@ func TestConcurrentOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(versions) != "[1]" {
-		t.Fatalf("schema_version holds %v, want [1]", versions)
+	if fmt.Sprint(versions) != "[1 2]" {
+		t.Fatalf("schema_version holds %v, want [1 2]", versions)
 	}
 	if err := stores[1].Ping(ctx); err != nil {
 		t.Fatal(err)
@@ -277,11 +279,11 @@ func TestIdempotencyRace(t *testing.T) {
 	defer s.Close()
 	winner := newJob("winner")
 	winner.IdemKey = "k"
-	doc, params, err := encodeJob(winner)
+	doc, params, _, err := encodeRow(storedriver.FromJob(winner))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tx, err := s.pool.Begin(ctx)
+	tx, err := s.d.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +306,7 @@ func TestIdempotencyRace(t *testing.T) {
 	// Commit once the other creation waits for this transaction's row.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		var waiting int
-		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		err := s.d.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO jobs%'`).Scan(&waiting)
 		if err != nil {
 			t.Fatal(err)
@@ -325,5 +327,71 @@ func TestIdempotencyRace(t *testing.T) {
 	}
 	if _, err := s.GetJob(ctx, "loser"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the loser was stored: %v", err)
+	}
+}
+
+// Rows the release before schema version 2 wrote (testdata/v1.sql, a dump
+// of its schema and rows) read after the migration.
+func TestReadsVersion1(t *testing.T) {
+	ctx := context.Background()
+	u := emptySchema(t)
+	dump, err := os.ReadFile("testdata/v1.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pool.Exec(ctx, string(dump), pgx.QueryExecModeSimpleProtocol)
+	pool.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storetest.CheckFixture(t, s)
+}
+
+// Every filtered page the API offers is an index scan in list order: no
+// sort of all matches, with sequential scans priced out.
+func TestListPlans(t *testing.T) {
+	ctx := context.Background()
+	s := openEmpty(t)
+	defer s.Close()
+	conn, err := s.d.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SET enable_seqscan = off"); err != nil {
+		t.Fatal(err)
+	}
+	for name, q := range map[string]storedriver.ListQuery{
+		"owner":          {Owner: "a"},
+		"owner+state":    {Owner: "a", States: []job.State{job.Held}},
+		"owner+template": {Owner: "a", Template: "t"},
+		"owner+label":    {Owner: "a", LabelKey: "k", LabelValue: "v"},
+		"parent":         {ParentID: "p"},
+		"sweep":          {SweepID: "s"},
+		"state":          {States: []job.State{job.Pending}, Oldest: true},
+	} {
+		q.Limit, q.After, q.HasAfter = 51, 1000, true
+		stmt, args := listSQL(q)
+		rows, err := conn.Query(ctx, "EXPLAIN "+stmt, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := strings.Join(lines, "\n")
+		if strings.Contains(p, "Sort") || strings.Contains(p, "Seq Scan") || strings.Contains(p, "Bitmap") {
+			t.Errorf("%s: plan\n%s\nwant an index scan in list order", name, p)
+		}
 	}
 }

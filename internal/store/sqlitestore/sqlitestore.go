@@ -1,18 +1,23 @@
 // Package sqlitestore is a store.Store in one SQLite file (pure Go driver,
-// WAL mode): the embedded default, with no set-up.
+// WAL mode): the embedded default, with no set-up. It is a
+// storedriver.Driver under rowstore, which holds the rules.
 //
 // Writes go through one connection, so they are serialised in the process
-// and never meet SQLITE_BUSY from each other; reads use a pool.
+// and never meet SQLITE_BUSY from each other; reads use a pool. Concurrent
+// writes are committed together (group commit), and a commit returns once
+// it is on disk (synchronous=FULL): one fsync per group, not per write.
+// The writer checkpoints the WAL when it grows past Options.WALLimit, so
+// that readers that never pause cannot make it grow without end.
 package sqlitestore
 
 import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +25,8 @@ import (
 
 	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/store"
+	"github.com/hpcgate/hpcgate/internal/store/rowstore"
+	"github.com/hpcgate/hpcgate/internal/store/storedriver"
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -29,8 +36,39 @@ var migrations embed.FS
 
 // Store is a store.Store backed by SQLite.
 type Store struct {
-	w *sql.DB // one connection: all writes
-	r *sql.DB // readers
+	*rowstore.Store
+	d *Driver
+}
+
+// Options are optional settings of OpenWith.
+type Options struct {
+	// WALLimit is the size of the write-ahead log past which the writer
+	// checkpoints it and truncates it, waiting for readers of older
+	// snapshots to finish (default 64 MiB; negative: never, which leaves
+	// it to SQLite's automatic checkpoints alone).
+	WALLimit int64
+}
+
+// Open opens (creating if needed) the database file at path and brings its
+// schema up to date. A schema newer than this binary knows is refused.
+func Open(ctx context.Context, path string) (*Store, error) {
+	return OpenWith(ctx, path, nil)
+}
+
+// OpenWith is Open with options (nil: defaults).
+func OpenWith(ctx context.Context, path string, opts *Options) (*Store, error) {
+	d, err := OpenDriver(ctx, path, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{Store: rowstore.New(d), d: d}, nil
+}
+
+// Driver is the storedriver.Driver of an SQLite file.
+type Driver struct {
+	path string
+	w    *sql.DB // one connection: all writes
+	r    *sql.DB // readers
 
 	// Group commit: writers queue their work; one of them at a time (the
 	// leader, holding batchMu) runs every queued piece of work in one
@@ -38,6 +76,9 @@ type Store struct {
 	qmu     sync.Mutex
 	queue   []*writeReq
 	batchMu sync.Mutex
+
+	walLimit int64
+	walNext  int64 // checkpoint when the WAL is larger (guarded by batchMu)
 }
 
 type writeReq struct {
@@ -46,19 +87,27 @@ type writeReq struct {
 	done chan error // buffered: the leader never blocks
 }
 
-var _ store.Store = (*Store)(nil)
+var _ storedriver.Driver = (*Driver)(nil)
 
-// Open opens (creating if needed) the database file at path and brings its
-// schema up to date. A schema newer than this binary knows is refused.
-func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+// OpenDriver opens the driver alone; OpenWith puts rowstore above it.
+func OpenDriver(ctx context.Context, path string, opts *Options) (*Driver, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	walLimit := opts.WALLimit
+	if walLimit == 0 {
+		walLimit = 64 << 20
+	}
+	// synchronous=FULL: a commit returns when the WAL is synced, so what a
+	// client is told is stored survives a power loss.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
 	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	w.SetMaxOpenConns(1)
-	s := &Store{w: w}
-	if err := s.migrate(ctx); err != nil {
+	d := &Driver{path: path, w: w, walLimit: walLimit, walNext: walLimit}
+	if err := d.migrate(ctx); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -68,18 +117,18 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(8)
-	s.r = r
-	return s, nil
+	d.r = r
+	return d, nil
 }
 
-func (s *Store) migrate(ctx context.Context) error {
+func (d *Driver) migrate(ctx context.Context) error {
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		return err
 	}
 	sort.Strings(names)
 	var version int
-	if err := s.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+	if err := d.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	if version > len(names) {
@@ -90,7 +139,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		tx, err := s.w.BeginTx(ctx, nil)
+		tx, err := d.w.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
@@ -110,14 +159,14 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+func (d *Driver) Close() error {
+	return errors.Join(d.r.Close(), d.w.Close())
 }
 
 // Ping checks the database answers.
-func (s *Store) Ping(ctx context.Context) error {
+func (d *Driver) Ping(ctx context.Context) error {
 	var one int
-	return s.r.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+	return d.r.QueryRowContext(ctx, "SELECT 1").Scan(&one)
 }
 
 func isUnique(err error) bool {
@@ -132,37 +181,44 @@ func nullable(s string) any {
 	return s
 }
 
-// write runs fn in a transaction. Concurrent writes are committed together,
-// which keeps SQLite's one writer from paying a commit for each. If fn
-// fails, what it did is rolled back and its error returned; the others'
-// work is not affected.
-func (s *Store) write(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
-	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	s.qmu.Lock()
-	s.queue = append(s.queue, r)
-	s.qmu.Unlock()
+// Write implements storedriver.Driver. Concurrent writes are committed
+// together, which keeps SQLite's one writer from paying a commit (and its
+// fsync) for each. If fn fails, what it did is rolled back and its error
+// returned; the others' work is not affected.
+func (d *Driver) Write(ctx context.Context, fn func(context.Context, storedriver.Tx) error) error {
+	return d.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return fn(ctx, &sqlTx{tx: tx})
+	})
+}
 
-	s.batchMu.Lock()
+func (d *Driver) write(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	d.qmu.Lock()
+	d.queue = append(d.queue, r)
+	d.qmu.Unlock()
+
+	d.batchMu.Lock()
 	select {
 	case err := <-r.done: // an earlier leader did it
-		s.batchMu.Unlock()
+		d.batchMu.Unlock()
 		return err
 	default:
 	}
-	s.qmu.Lock()
-	batch := s.queue
-	s.queue = nil
-	s.qmu.Unlock()
-	s.runBatch(batch)
-	s.batchMu.Unlock()
+	d.qmu.Lock()
+	batch := d.queue
+	d.queue = nil
+	d.qmu.Unlock()
+	d.runBatch(batch)
+	d.checkpoint()
+	d.batchMu.Unlock()
 	return <-r.done
 }
 
-func (s *Store) runBatch(batch []*writeReq) {
+func (d *Driver) runBatch(batch []*writeReq) {
 	results := make([]error, len(batch))
 	ctx := context.Background() // the batch is everyone's: no one caller may cancel it
 	err := func() error {
-		tx, err := s.w.BeginTx(ctx, nil)
+		tx, err := d.w.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
@@ -194,247 +250,331 @@ func (s *Store) runBatch(batch []*writeReq) {
 	}
 }
 
-// CreateJob implements store.Store.
-func (s *Store) CreateJob(ctx context.Context, j *job.Job, opts *store.CreateOptions) (*job.Job, error) {
-	var out *job.Job
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var err error
-		out, err = createOne(ctx, tx, j, opts)
+// checkpoint copies the WAL into the database and truncates it once it is
+// larger than the limit. SQLite's automatic checkpoints (PASSIVE) never
+// restart the WAL while some reader uses it, so with readers that overlap
+// it would grow for ever; TRUNCATE waits (busy_timeout) for the readers of
+// old snapshots instead. If they do not finish, the next try waits until
+// the WAL has grown by the limit again. Called by the leader, holding
+// batchMu.
+func (d *Driver) checkpoint() {
+	if d.walLimit < 0 {
+		return
+	}
+	fi, err := os.Stat(d.path + "-wal")
+	if err != nil || fi.Size() <= d.walNext {
+		return
+	}
+	var busy, logPages, done int
+	err = d.w.QueryRow("PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logPages, &done)
+	if err != nil || busy != 0 {
+		d.walNext = fi.Size() + d.walLimit
+		return
+	}
+	d.walNext = d.walLimit
+}
+
+// sqlTx is a piece of work of a group commit, in a savepoint of its own.
+// Writes are serialised, so reading a row is locking it.
+type sqlTx struct {
+	tx *sql.Tx
+}
+
+func decodeRow(seq int64, doc string) (*storedriver.JobRow, error) {
+	r, err := storedriver.DecodeJobRow([]byte(doc))
+	if err != nil {
+		return nil, err
+	}
+	r.Seq = seq
+	return r, nil
+}
+
+type queryRower interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}
+
+func jobBy(ctx context.Context, q queryRower, what, where string, args ...any) (*storedriver.JobRow, error) {
+	var seq int64
+	var doc string
+	err := q.QueryRowContext(ctx, "SELECT seq, doc FROM jobs WHERE "+where, args...).Scan(&seq, &doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("job %s: %w", what, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read job %s: %w", what, err)
+	}
+	return decodeRow(seq, doc)
+}
+
+func (t *sqlTx) JobForUpdate(ctx context.Context, id string) (*storedriver.JobRow, error) {
+	return jobBy(ctx, t.tx, id, "id = ?", id)
+}
+
+func (t *sqlTx) JobByIdemKey(ctx context.Context, owner, key string) (*storedriver.JobRow, error) {
+	return jobBy(ctx, t.tx, "with key "+key, "owner = ? AND idem_key = ?", owner, key)
+}
+
+func (t *sqlTx) CountChildren(ctx context.Context, id string) (int, error) {
+	var n int
+	err := t.tx.QueryRowContext(ctx, "SELECT count(*) FROM jobs WHERE parent_id = ? AND parent_id <> ''", id).Scan(&n)
+	return n, err
+}
+
+func finishedCol(r *storedriver.JobRow) any {
+	if t, ok := r.Finished(); ok {
+		return t.UnixNano()
+	}
+	return nil
+}
+
+func (t *sqlTx) InsertJob(ctx context.Context, r *storedriver.JobRow) error {
+	doc, err := r.Encode()
+	if err != nil {
 		return err
-	})
-	return out, err
-}
-
-func createOne(ctx context.Context, tx *sql.Tx, j *job.Job, opts *store.CreateOptions) (*job.Job, error) {
-	doc, err := json.Marshal(j)
-	if err != nil {
-		return nil, err
 	}
-	if j.IdemKey != "" {
-		var existing string
-		err := tx.QueryRowContext(ctx, "SELECT doc FROM jobs WHERE owner = ? AND idem_key = ?", j.Owner, j.IdemKey).Scan(&existing)
-		if err == nil {
-			old, err := decodeJob(existing)
-			if err != nil {
-				return nil, err
-			}
-			return old, fmt.Errorf("job %s: %w", old.ID, store.ErrDuplicate)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return nil, err
-		}
-	}
-	if j.ParentID != "" && opts != nil && opts.MaxChildren > 0 {
-		var n int
-		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM jobs WHERE parent_id = ?", j.ParentID).Scan(&n); err != nil {
-			return nil, err
-		}
-		if n >= opts.MaxChildren {
-			return nil, fmt.Errorf("job %s has %d children already: %w", j.ParentID, n, store.ErrLimit)
-		}
-	}
-	_, err = tx.ExecContext(ctx, "INSERT INTO jobs (id, owner, state, template, parent_id, idem_key, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
-		j.ID, j.Owner, string(j.State), j.Template, j.ParentID, nullable(j.IdemKey), string(doc))
+	res, err := t.tx.ExecContext(ctx, `INSERT INTO jobs (id, owner, state, template, parent_id, idem_key, sweep_id, finished_at, doc)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.ID, r.Owner, r.State, r.Template, r.ParentID, nullable(r.IdemKey), nullable(r.SweepID), finishedCol(r), string(doc))
 	if isUnique(err) {
-		return nil, fmt.Errorf("job %s: %w", j.ID, store.ErrConflict)
+		if r.IdemKey != "" {
+			if _, err := t.JobByIdemKey(ctx, r.Owner, r.IdemKey); err == nil {
+				return fmt.Errorf("job %s: %w", r.ID, store.ErrDuplicate)
+			}
+		}
+		return fmt.Errorf("job %s: %w", r.ID, store.ErrConflict)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("insert job: %w", err)
+		return fmt.Errorf("insert job %s: %w", r.ID, err)
 	}
-	if err := insertEvent(ctx, tx, j.ID, 1, j.CreatedAt, j.State, j.Reason); err != nil {
-		return nil, err
+	seq, err := res.LastInsertId()
+	if err != nil {
+		return err
 	}
-	return j.Clone(), nil
+	return insertLabels(ctx, t.tx, seq, r.Owner, r.Labels)
 }
 
-func insertEvent(ctx context.Context, tx *sql.Tx, id string, seq int, t time.Time, st job.State, reason string) error {
-	if seq == 0 {
-		if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) + 1 FROM events WHERE job_id = ?", id).Scan(&seq); err != nil {
-			return err
+func insertLabels(ctx context.Context, tx *sql.Tx, seq int64, owner string, labels map[string]string) error {
+	for k, v := range labels {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO job_labels (seq, owner, key, value) VALUES (?, ?, ?, ?)", seq, owner, k, v); err != nil {
+			return fmt.Errorf("insert label: %w", err)
 		}
 	}
-	_, err := tx.ExecContext(ctx, "INSERT INTO events (job_id, seq, time, state, reason) VALUES (?, ?, ?, ?, ?)",
-		id, seq, t.UnixNano(), string(st), reason)
+	return nil
+}
+
+func sameLabels(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *sqlTx) UpdateJob(ctx context.Context, old, r *storedriver.JobRow) error {
+	doc, err := r.Encode()
+	if err != nil {
+		return err
+	}
+	if _, err := t.tx.ExecContext(ctx, "UPDATE jobs SET state = ?, template = ?, parent_id = ?, sweep_id = ?, finished_at = ?, doc = ? WHERE seq = ?",
+		r.State, r.Template, r.ParentID, nullable(r.SweepID), finishedCol(r), string(doc), old.Seq); err != nil {
+		return fmt.Errorf("update job %s: %w", r.ID, err)
+	}
+	if !sameLabels(old.Labels, r.Labels) {
+		if _, err := t.tx.ExecContext(ctx, "DELETE FROM job_labels WHERE seq = ?", old.Seq); err != nil {
+			return fmt.Errorf("update labels of %s: %w", r.ID, err)
+		}
+		return insertLabels(ctx, t.tx, old.Seq, old.Owner, r.Labels)
+	}
+	return nil
+}
+
+func (t *sqlTx) AppendEvent(ctx context.Context, id string, e job.Event) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO events (job_id, seq, time, state, reason)
+		SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4 FROM events WHERE job_id = ?1`,
+		id, e.Time.UnixNano(), string(e.State), e.Reason)
 	if err != nil {
 		return fmt.Errorf("insert event: %w", err)
 	}
 	return nil
 }
 
-func decodeJob(doc string) (*job.Job, error) {
-	var j job.Job
-	if err := json.Unmarshal([]byte(doc), &j); err != nil {
-		return nil, fmt.Errorf("decode job: %w", err)
+func (t *sqlTx) DeleteJob(ctx context.Context, id string) error {
+	var seq int64
+	err := t.tx.QueryRowContext(ctx, "DELETE FROM jobs WHERE id = ? RETURNING seq", id).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("job %s: %w", id, store.ErrNotFound)
 	}
-	return &j, nil
+	if err != nil {
+		return fmt.Errorf("delete job %s: %w", id, err)
+	}
+	if _, err := t.tx.ExecContext(ctx, "DELETE FROM job_labels WHERE seq = ?", seq); err != nil {
+		return fmt.Errorf("delete job %s: %w", id, err)
+	}
+	for _, q := range []string{
+		"DELETE FROM events WHERE job_id = ?",
+		"DELETE FROM logs WHERE job_id = ?",
+		"DELETE FROM tokens WHERE job_id = ?",
+	} {
+		if _, err := t.tx.ExecContext(ctx, q, id); err != nil {
+			return fmt.Errorf("delete job %s: %w", id, err)
+		}
+	}
+	return nil
 }
 
-// GetJob implements store.Store.
-func (s *Store) GetJob(ctx context.Context, id string) (*job.Job, error) {
-	var doc string
-	err := s.r.QueryRowContext(ctx, "SELECT doc FROM jobs WHERE id = ?", id).Scan(&doc)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("job %s: %w", id, store.ErrNotFound)
-	}
+func (t *sqlTx) FinishedBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	rows, err := t.tx.QueryContext(ctx, "SELECT id FROM jobs WHERE finished_at < ? ORDER BY finished_at LIMIT ?", before.UnixNano(), limit)
 	if err != nil {
 		return nil, err
 	}
-	return decodeJob(doc)
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
-// ListJobs implements store.Store.
-func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]*job.Job, string, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 100
+func logSize(ctx context.Context, q queryRower, id, stream string) (int64, error) {
+	var size int64
+	err := q.QueryRowContext(ctx, "SELECT coalesce((SELECT off + length(data) FROM logs WHERE job_id = ? AND stream = ? ORDER BY off DESC LIMIT 1), 0)", id, stream).Scan(&size)
+	return size, err
+}
+
+func (t *sqlTx) LogSize(ctx context.Context, id, stream string) (int64, error) {
+	return logSize(ctx, t.tx, id, stream)
+}
+
+func (t *sqlTx) InsertLogChunk(ctx context.Context, id, stream string, off int64, data []byte) error {
+	if _, err := t.tx.ExecContext(ctx, "INSERT INTO logs (job_id, stream, off, data) VALUES (?, ?, ?, ?)", id, stream, off, data); err != nil {
+		return fmt.Errorf("append log %s/%s: %w", id, stream, err)
 	}
+	return nil
+}
+
+func (t *sqlTx) InsertToken(ctx context.Context, tok store.Token) error {
+	var exp int64
+	if !tok.ExpiresAt.IsZero() {
+		exp = tok.ExpiresAt.UnixNano()
+	}
+	_, err := t.tx.ExecContext(ctx, "INSERT INTO tokens (id, hash, user, name, scopes, job_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		tok.ID, tok.Hash, tok.User, tok.Name, strings.Join(tok.Scopes, " "), tok.JobID, tok.CreatedAt.UnixNano(), exp)
+	if isUnique(err) {
+		return fmt.Errorf("token %s: %w", tok.ID, store.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("create token %s: %w", tok.ID, err)
+	}
+	return nil
+}
+
+func (t *sqlTx) DeleteToken(ctx context.Context, id string) error {
+	res, err := t.tx.ExecContext(ctx, "DELETE FROM tokens WHERE id = ?", id)
+	if err != nil {
+		return fmt.Errorf("delete token %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("token %s: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// Job implements storedriver.Driver.
+func (d *Driver) Job(ctx context.Context, id string) (*storedriver.JobRow, error) {
+	return jobBy(ctx, d.r, id, "id = ?", id)
+}
+
+// listSQL is the query of q: an index range scan for each filter of
+// store.JobFilter's documentation.
+func listSQL(q storedriver.ListQuery) (string, []any) {
 	var where []string
 	var args []any
-	if f.Owner != "" {
-		where = append(where, "owner = ?")
-		args = append(args, f.Owner)
+	from, seq := "jobs j", "j.seq"
+	if q.LabelKey != "" {
+		from, seq = "job_labels l JOIN jobs j ON j.seq = l.seq", "l.seq"
+		where = append(where, "l.key = ?", "l.value = ?")
+		args = append(args, q.LabelKey, q.LabelValue)
+		if q.Owner != "" {
+			where = append(where, "l.owner = ?")
+			args = append(args, q.Owner)
+		}
+	} else if q.Owner != "" {
+		where = append(where, "j.owner = ?")
+		args = append(args, q.Owner)
 	}
-	if len(f.States) > 0 {
-		ph := strings.Repeat("?,", len(f.States))
-		where = append(where, "state IN ("+ph[:len(ph)-1]+")")
-		for _, st := range f.States {
+	if len(q.States) > 0 {
+		ph := strings.Repeat("?,", len(q.States))
+		where = append(where, "j.state IN ("+ph[:len(ph)-1]+")")
+		for _, st := range q.States {
 			args = append(args, string(st))
 		}
 	}
-	if f.Template != "" {
-		where = append(where, "template = ?")
-		args = append(args, f.Template)
+	if q.Template != "" {
+		where = append(where, "j.template = ?")
+		args = append(args, q.Template)
 	}
-	if f.ParentID != "" {
-		where = append(where, "parent_id = ?")
-		args = append(args, f.ParentID)
+	if q.ParentID != "" {
+		// The literal term lets SQLite use the partial index jobs_parent.
+		where = append(where, "j.parent_id = ?", "j.parent_id <> ''")
+		args = append(args, q.ParentID)
 	}
-	if f.LabelKey != "" {
-		where = append(where, "json_extract(doc, '$.Labels.' || json_quote(?)) = ?")
-		args = append(args, f.LabelKey, f.LabelValue)
+	if q.SweepID != "" {
+		where = append(where, "j.sweep_id = ?")
+		args = append(args, q.SweepID)
 	}
-	order := "DESC"
-	cmp := "<"
-	if f.Oldest {
+	order, cmp := "DESC", "<"
+	if q.Oldest {
 		order, cmp = "ASC", ">"
 	}
-	if f.PageToken != "" {
-		after, err := store.DecodePageToken(f.PageToken)
-		if err != nil {
-			return nil, "", err
-		}
-		where = append(where, "seq "+cmp+" ?")
-		args = append(args, after)
+	if q.HasAfter {
+		where = append(where, seq+" "+cmp+" ?")
+		args = append(args, q.After)
 	}
-	q := "SELECT seq, doc FROM jobs"
+	s := "SELECT j.seq, j.doc FROM " + from
 	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+		s += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " ORDER BY seq " + order + " LIMIT ?"
-	args = append(args, limit+1)
-	rows, err := s.r.QueryContext(ctx, q, args...)
+	s += " ORDER BY " + seq + " " + order + " LIMIT ?"
+	return s, append(args, q.Limit)
+}
+
+// ListJobs implements storedriver.Driver.
+func (d *Driver) ListJobs(ctx context.Context, q storedriver.ListQuery) ([]*storedriver.JobRow, error) {
+	s, args := listSQL(q)
+	rows, err := d.r.QueryContext(ctx, s, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("list jobs: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
-	var out []*job.Job
-	var seqs []int64
+	var out []*storedriver.JobRow
 	for rows.Next() {
 		var seq int64
 		var doc string
 		if err := rows.Scan(&seq, &doc); err != nil {
-			return nil, "", err
+			return nil, err
 		}
-		j, err := decodeJob(doc)
+		r, err := decodeRow(seq, doc)
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
-		out = append(out, j)
-		seqs = append(seqs, seq)
+		out = append(out, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, "", err
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = store.EncodePageToken(seqs[limit-1])
-	}
-	return out, next, nil
+	return out, rows.Err()
 }
 
-// UpdateJob implements store.Store.
-func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*job.Job) error) (*job.Job, error) {
-	var out *job.Job
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var doc string
-		err := tx.QueryRowContext(ctx, "SELECT doc FROM jobs WHERE id = ?", id).Scan(&doc)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("job %s: %w", id, store.ErrNotFound)
-		}
-		if err != nil {
-			return err
-		}
-		old, err := decodeJob(doc)
-		if err != nil {
-			return err
-		}
-		j := old.Clone()
-		if err := fn(j); err != nil {
-			return err
-		}
-		j.ID, j.Owner = old.ID, old.Owner
-		if j.State != old.State {
-			if err := job.Transition(old.State, j.State); err != nil {
-				return fmt.Errorf("job %s: %w", id, err)
-			}
-		}
-		newDoc, err := json.Marshal(j)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, "UPDATE jobs SET state = ?, doc = ? WHERE id = ?", string(j.State), string(newDoc), id); err != nil {
-			return fmt.Errorf("update job: %w", err)
-		}
-		if j.State != old.State {
-			if err := insertEvent(ctx, tx, id, 0, time.Now(), j.State, j.Reason); err != nil {
-				return err
-			}
-		}
-		out = j
-		return nil
-	})
-	return out, err
-}
-
-// DeleteJob implements store.Store.
-func (s *Store) DeleteJob(ctx context.Context, id string) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM jobs WHERE id = ?", id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("job %s: %w", id, store.ErrNotFound)
-		}
-		for _, q := range []string{
-			"DELETE FROM events WHERE job_id = ?",
-			"DELETE FROM logs WHERE job_id = ?",
-			"DELETE FROM tokens WHERE job_id = ?",
-		} {
-			if _, err := tx.ExecContext(ctx, q, id); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
-
-// Events implements store.Store.
-func (s *Store) Events(ctx context.Context, id string) ([]job.Event, error) {
-	rows, err := s.r.QueryContext(ctx, "SELECT time, state, reason FROM events WHERE job_id = ? ORDER BY seq", id)
+// Events implements storedriver.Driver.
+func (d *Driver) Events(ctx context.Context, id string) ([]job.Event, error) {
+	rows, err := d.r.QueryContext(ctx, "SELECT time, state, reason FROM events WHERE job_id = ? ORDER BY seq", id)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("events of %s: %w", id, err)
 	}
 	defer rows.Close()
 	var out []job.Event
@@ -450,85 +590,32 @@ func (s *Store) Events(ctx context.Context, id string) ([]job.Event, error) {
 	return out, rows.Err()
 }
 
-func logSize(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, id, stream string) (int64, error) {
-	var size int64
-	err := q.QueryRowContext(ctx, "SELECT coalesce(max(off + length(data)), 0) FROM logs WHERE job_id = ? AND stream = ?", id, stream).Scan(&size)
-	return size, err
-}
-
-// AppendLog implements store.Store.
-func (s *Store) AppendLog(ctx context.Context, id, stream string, offset int64, data []byte) (int64, error) {
-	var size int64
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var err error
-		if size, err = logSize(ctx, tx, id, stream); err != nil {
-			return err
-		}
-		if offset > size {
-			return fmt.Errorf("log %s/%s: append at %d leaves a gap after %d: %w", id, stream, offset, size, store.ErrConflict)
-		}
-		end := offset + int64(len(data))
-		if end <= size {
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO logs (job_id, stream, off, data) VALUES (?, ?, ?, ?)", id, stream, size, data[size-offset:]); err != nil {
-			return fmt.Errorf("append log: %w", err)
-		}
-		size = end
-		return nil
-	})
-	return size, err
-}
-
-// ReadLog implements store.Store.
-func (s *Store) ReadLog(ctx context.Context, id, stream string, offset int64, max int) ([]byte, int64, error) {
-	size, err := logSize(ctx, s.r, id, stream)
+// LogChunks implements storedriver.Driver, in one read transaction.
+func (d *Driver) LogChunks(ctx context.Context, id, stream string, from, to int64) (int64, []storedriver.LogChunk, error) {
+	tx, err := d.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return nil, 0, err
+		return 0, nil, err
 	}
-	if offset >= size || max <= 0 {
-		return nil, size, nil
+	defer tx.Rollback()
+	size, err := logSize(ctx, tx, id, stream)
+	if err != nil || from >= size || to <= from {
+		return size, nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, "SELECT off, data FROM logs WHERE job_id = ? AND stream = ? AND off + length(data) > ? AND off < ? ORDER BY off",
-		id, stream, offset, offset+int64(max))
+	rows, err := tx.QueryContext(ctx, "SELECT off, data FROM logs WHERE job_id = ? AND stream = ? AND off + length(data) > ? AND off < ? ORDER BY off",
+		id, stream, from, to)
 	if err != nil {
-		return nil, 0, err
+		return 0, nil, err
 	}
 	defer rows.Close()
-	var out []byte
+	var out []storedriver.LogChunk
 	for rows.Next() {
-		var off int64
-		var data []byte
-		if err := rows.Scan(&off, &data); err != nil {
-			return nil, 0, err
+		var c storedriver.LogChunk
+		if err := rows.Scan(&c.Offset, &c.Data); err != nil {
+			return 0, nil, err
 		}
-		if off < offset {
-			data = data[offset-off:]
-		}
-		if room := max - len(out); len(data) > room {
-			data = data[:room]
-		}
-		out = append(out, data...)
+		out = append(out, c)
 	}
-	return out, size, rows.Err()
-}
-
-// CreateToken implements store.Store.
-func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
-	var exp int64
-	if !t.ExpiresAt.IsZero() {
-		exp = t.ExpiresAt.UnixNano()
-	}
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "INSERT INTO tokens (id, hash, user, name, scopes, job_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-			t.ID, t.Hash, t.User, t.Name, strings.Join(t.Scopes, " "), t.JobID, t.CreatedAt.UnixNano(), exp)
-		if isUnique(err) {
-			return fmt.Errorf("token %s: %w", t.ID, store.ErrConflict)
-		}
-		return err
-	})
+	return size, out, rows.Err()
 }
 
 const tokenCols = "id, hash, user, name, scopes, job_id, created_at, expires_at"
@@ -548,24 +635,24 @@ func scanToken(row interface{ Scan(...any) error }) (store.Token, error) {
 	return t, nil
 }
 
-// TokenByHash implements store.Store.
-func (s *Store) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
-	t, err := scanToken(s.r.QueryRowContext(ctx, "SELECT "+tokenCols+" FROM tokens WHERE hash = ?", hash))
+// TokenByHash implements storedriver.Driver.
+func (d *Driver) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
+	t, err := scanToken(d.r.QueryRowContext(ctx, "SELECT "+tokenCols+" FROM tokens WHERE hash = ?", hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, fmt.Errorf("token: %w", store.ErrNotFound)
 	}
 	return t, err
 }
 
-// ListTokens implements store.Store.
-func (s *Store) ListTokens(ctx context.Context, user string) ([]store.Token, error) {
+// ListTokens implements storedriver.Driver.
+func (d *Driver) ListTokens(ctx context.Context, user string) ([]store.Token, error) {
 	q := "SELECT " + tokenCols + " FROM tokens WHERE job_id = ''"
 	var args []any
 	if user != "" {
 		q += " AND user = ?"
 		args = append(args, user)
 	}
-	rows, err := s.r.QueryContext(ctx, q+" ORDER BY created_at, id", args...)
+	rows, err := d.r.QueryContext(ctx, q+" ORDER BY created_at, id", args...)
 	if err != nil {
 		return nil, err
 	}
@@ -579,18 +666,4 @@ func (s *Store) ListTokens(ctx context.Context, user string) ([]store.Token, err
 		out = append(out, t)
 	}
 	return out, rows.Err()
-}
-
-// DeleteToken implements store.Store.
-func (s *Store) DeleteToken(ctx context.Context, id string) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM tokens WHERE id = ?", id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("token %s: %w", id, store.ErrNotFound)
-		}
-		return nil
-	})
 }

@@ -2,11 +2,17 @@ package sqlitestore
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/store"
+	"github.com/hpcgate/hpcgate/internal/store/storedriver"
 	"github.com/hpcgate/hpcgate/internal/store/storetest"
 )
 
@@ -26,12 +32,177 @@ func TestNewerSchemaRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.w.Exec("PRAGMA user_version = 999"); err != nil {
+	if _, err := s.d.w.Exec("PRAGMA user_version = 999"); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 	_, err = Open(context.Background(), path)
 	if err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("Open of a newer schema: %v, want a clear refusal", err)
+	}
+}
+
+// copyFixture copies testdata/name to a new file and returns its path.
+func copyFixture(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "hpcgate.db")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Rows the release before schema version 2 wrote read after the migration.
+func TestReadsVersion1(t *testing.T) {
+	s, err := Open(context.Background(), copyFixture(t, "v1.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storetest.CheckFixture(t, s)
+}
+
+// A write a client is told succeeded is on disk: the writer syncs every
+// commit.
+func TestSynchronousFull(t *testing.T) {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var sync int
+	if err := s.d.w.QueryRow("PRAGMA synchronous").Scan(&sync); err != nil {
+		t.Fatal(err)
+	}
+	if sync != 2 {
+		t.Fatalf("PRAGMA synchronous = %d, want 2 (FULL)", sync)
+	}
+}
+
+// With readers whose transactions overlap without a pause, SQLite's own
+// checkpoints never restart the WAL; the writer's keep it near the limit.
+func TestWALBounded(t *testing.T) {
+	grow := func(limit int64) int64 {
+		path := filepath.Join(t.TempDir(), "hpcgate.db")
+		s, err := OpenWith(context.Background(), path, &Options{WALLimit: limit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ctx := context.Background()
+		stop := make(chan struct{})
+		done := make(chan error, 1)
+		go func() { done <- overlapReads(ctx, s.d.r, stop) }()
+		for i := 0; i < 1500; i++ {
+			j := &job.Job{ID: fmt.Sprintf("j%05d", i), Owner: "alice", Template: "hello", State: job.Held,
+				Labels: map[string]string{"k": "v"}, Parameters: []byte(`{"pad":"` + strings.Repeat("x", 1000) + `"}`)}
+			if _, err := s.CreateJob(ctx, j, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		close(stop)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	if size := grow(-1); size < 16<<20 {
+		t.Logf("without the writer's checkpoints the WAL reached only %d bytes: the readers did not starve SQLite's", size)
+	} else {
+		t.Logf("without the writer's checkpoints: WAL of %d bytes", size)
+	}
+	if size := grow(1 << 20); size > 4<<20 {
+		t.Fatalf("WAL of %d bytes with a limit of 1 MiB", size)
+	}
+}
+
+// overlapReads keeps a read transaction open at every moment, two
+// connections taking turns, until stop is closed.
+func overlapReads(ctx context.Context, db *sql.DB, stop chan struct{}) error {
+	var conns [2]*sql.Conn
+	for i := range conns {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	begin := func(c *sql.Conn) error {
+		if _, err := c.ExecContext(ctx, "BEGIN"); err != nil {
+			return err
+		}
+		var n int
+		return c.QueryRowContext(ctx, "SELECT count(*) FROM jobs").Scan(&n)
+	}
+	if err := begin(conns[0]); err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			_, err := conns[i%2].ExecContext(ctx, "COMMIT")
+			return err
+		default:
+		}
+		if err := begin(conns[(i+1)%2]); err != nil {
+			return err
+		}
+		if _, err := conns[i%2].ExecContext(ctx, "COMMIT"); err != nil {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Every filtered page the API offers is an index range scan: no full scan
+// of jobs, no sort of all matches.
+func TestListPlans(t *testing.T) {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for name, q := range map[string]storedriver.ListQuery{
+		"owner":          {Owner: "a"},
+		"owner+state":    {Owner: "a", States: []job.State{job.Held}},
+		"owner+template": {Owner: "a", Template: "t"},
+		"owner+label":    {Owner: "a", LabelKey: "k", LabelValue: "v"},
+		"parent":         {ParentID: "p"},
+		"owner+parent":   {Owner: "a", ParentID: "p"},
+		"sweep":          {SweepID: "s"},
+		"state":          {States: []job.State{job.Pending}, Oldest: true},
+		"label":          {LabelKey: "k", LabelValue: "v"},
+	} {
+		for _, after := range []bool{false, true} {
+			q.Limit, q.After, q.HasAfter = 51, 1000, after
+			stmt, args := listSQL(q)
+			rows, err := s.d.r.Query("EXPLAIN QUERY PLAN "+stmt, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			rows.Close()
+			p := strings.Join(plan, "; ")
+			if strings.Contains(p, "TEMP B-TREE") || strings.Contains(p, "SCAN j") || strings.Contains(p, "SCAN l") || !strings.Contains(p, "INDEX") {
+				t.Errorf("%s: plan %q, want an index range scan in order", name, p)
+			}
+		}
 	}
 }

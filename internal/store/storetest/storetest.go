@@ -32,6 +32,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Delete", testDelete},
 		{"Logs", testLogs},
 		{"Tokens", testTokens},
+		{"EveryFieldStored", testEveryFieldStored},
+		{"FilterPages", testFilterPages},
+		{"LabelsFollowUpdates", testLabelsFollowUpdates},
+		{"PurgeFinished", testPurgeFinished},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

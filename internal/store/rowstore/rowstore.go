@@ -1,0 +1,287 @@
+// Package rowstore is store.Store's rules, written once above any
+// storedriver.Driver: idempotency and children limits of CreateJob, the
+// state machine and events of UpdateJob, log offsets, paging, retention.
+// A backend only reads and writes rows; it is rowstore.New(driver).
+package rowstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/store"
+	"github.com/hpcgate/hpcgate/internal/store/storedriver"
+)
+
+// Store is a store.Store over a driver.
+type Store struct {
+	d storedriver.Driver
+	// now is the clock of events; tests may replace it.
+	now func() time.Time
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns the store of d. Closing it closes d.
+func New(d storedriver.Driver) *Store {
+	return &Store{d: d, now: time.Now}
+}
+
+// Driver returns the store's driver.
+func (s *Store) Driver() storedriver.Driver { return s.d }
+
+// CreateJob implements store.Store.
+func (s *Store) CreateJob(ctx context.Context, j *job.Job, opts *store.CreateOptions) (*job.Job, error) {
+	r := storedriver.FromJob(j)
+	var dup *job.Job
+	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		dup = nil
+		duplicate := func() error {
+			old, err := tx.JobByIdemKey(ctx, j.Owner, j.IdemKey)
+			if err != nil {
+				return fmt.Errorf("look up idempotency key: %w", err)
+			}
+			dup = old.Job()
+			return fmt.Errorf("job %s: %w", old.ID, store.ErrDuplicate)
+		}
+		if j.IdemKey != "" {
+			_, err := tx.JobByIdemKey(ctx, j.Owner, j.IdemKey)
+			if err == nil {
+				return duplicate()
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("look up idempotency key: %w", err)
+			}
+		}
+		if j.ParentID != "" && opts != nil && opts.MaxChildren > 0 {
+			n, err := tx.CountChildren(ctx, j.ParentID)
+			if err != nil {
+				return fmt.Errorf("count children of %s: %w", j.ParentID, err)
+			}
+			if n >= opts.MaxChildren {
+				return fmt.Errorf("job %s has %d children already: %w", j.ParentID, n, store.ErrLimit)
+			}
+		}
+		if err := tx.InsertJob(ctx, r); err != nil {
+			if errors.Is(err, store.ErrDuplicate) && j.IdemKey != "" {
+				// A creation with the same key committed since the look-up.
+				return duplicate()
+			}
+			return err
+		}
+		return tx.AppendEvent(ctx, j.ID, job.Event{Time: j.CreatedAt, State: j.State, Reason: j.Reason})
+	})
+	if err != nil {
+		return dup, err
+	}
+	return j.Clone(), nil
+}
+
+// GetJob implements store.Store.
+func (s *Store) GetJob(ctx context.Context, id string) (*job.Job, error) {
+	r, err := s.d.Job(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return r.Job(), nil
+}
+
+// DefaultLimit is the page size of a JobFilter without Limit.
+const DefaultLimit = 100
+
+// ListJobs implements store.Store.
+func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]*job.Job, string, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	q := storedriver.ListQuery{
+		Owner: f.Owner, States: f.States, Template: f.Template, LabelKey: f.LabelKey, LabelValue: f.LabelValue,
+		ParentID: f.ParentID, SweepID: f.SweepID, Oldest: f.Oldest, Limit: limit + 1,
+	}
+	if f.PageToken != "" {
+		after, err := store.DecodePageToken(f.PageToken)
+		if err != nil {
+			return nil, "", err
+		}
+		q.After, q.HasAfter = after, true
+	}
+	rows, err := s.d.ListJobs(ctx, q)
+	if err != nil {
+		return nil, "", fmt.Errorf("list jobs: %w", err)
+	}
+	next := ""
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next = store.EncodePageToken(rows[limit-1].Seq)
+	}
+	out := make([]*job.Job, len(rows))
+	for i, r := range rows {
+		out[i] = r.Job()
+	}
+	return out, next, nil
+}
+
+// UpdateJob implements store.Store.
+func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*job.Job) error) (*job.Job, error) {
+	var out *job.Job
+	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		oldRow, err := tx.JobForUpdate(ctx, id)
+		if err != nil {
+			return err
+		}
+		old := oldRow.Job()
+		j := old.Clone()
+		if err := fn(j); err != nil {
+			return err
+		}
+		j.ID, j.Owner = old.ID, old.Owner
+		if j.State != old.State {
+			if err := job.Transition(old.State, j.State); err != nil {
+				return fmt.Errorf("job %s: %w", id, err)
+			}
+		}
+		if err := tx.UpdateJob(ctx, oldRow, storedriver.FromJob(j)); err != nil {
+			return err
+		}
+		if j.State != old.State {
+			if err := tx.AppendEvent(ctx, id, job.Event{Time: s.now(), State: j.State, Reason: j.Reason}); err != nil {
+				return err
+			}
+		}
+		out = j
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DeleteJob implements store.Store.
+func (s *Store) DeleteJob(ctx context.Context, id string) error {
+	return s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		return tx.DeleteJob(ctx, id)
+	})
+}
+
+// PurgeFinished implements store.Store.
+func (s *Store) PurgeFinished(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var ids []string
+	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		var err error
+		if ids, err = tx.FinishedBefore(ctx, before, limit); err != nil {
+			return fmt.Errorf("find finished jobs: %w", err)
+		}
+		for _, id := range ids {
+			if err := tx.DeleteJob(ctx, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// Events implements store.Store.
+func (s *Store) Events(ctx context.Context, id string) ([]job.Event, error) {
+	return s.d.Events(ctx, id)
+}
+
+// AppendLog implements store.Store.
+func (s *Store) AppendLog(ctx context.Context, id, stream string, offset int64, data []byte) (int64, error) {
+	if offset < 0 {
+		return 0, fmt.Errorf("log %s/%s: negative offset %d", id, stream, offset)
+	}
+	var size int64
+	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		var err error
+		if size, err = tx.LogSize(ctx, id, stream); err != nil {
+			return fmt.Errorf("log %s/%s: %w", id, stream, err)
+		}
+		if offset > size {
+			return fmt.Errorf("log %s/%s: append at %d leaves a gap after %d: %w", id, stream, offset, size, store.ErrConflict)
+		}
+		end := offset + int64(len(data))
+		if end <= size {
+			return nil // held already
+		}
+		if err := tx.InsertLogChunk(ctx, id, stream, size, data[size-offset:]); err != nil {
+			return err
+		}
+		size = end
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
+// ReadLog implements store.Store.
+func (s *Store) ReadLog(ctx context.Context, id, stream string, offset int64, maxRead int) ([]byte, int64, error) {
+	if offset < 0 {
+		return nil, 0, fmt.Errorf("log %s/%s: negative offset %d", id, stream, offset)
+	}
+	to := offset + int64(max(maxRead, 0))
+	size, chunks, err := s.d.LogChunks(ctx, id, stream, offset, to)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read log %s/%s: %w", id, stream, err)
+	}
+	if offset >= size || maxRead <= 0 {
+		return nil, size, nil
+	}
+	var out []byte
+	for _, c := range chunks {
+		data := c.Data
+		if c.Offset+int64(len(data)) <= offset || c.Offset >= to {
+			continue
+		}
+		if c.Offset < offset {
+			data = data[offset-c.Offset:]
+		}
+		if room := maxRead - len(out); len(data) > room {
+			data = data[:room]
+		}
+		out = append(out, data...)
+	}
+	return out, size, nil
+}
+
+// CreateToken implements store.Store.
+func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
+	return s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		return tx.InsertToken(ctx, t)
+	})
+}
+
+// TokenByHash implements store.Store.
+func (s *Store) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
+	return s.d.TokenByHash(ctx, hash)
+}
+
+// ListTokens implements store.Store.
+func (s *Store) ListTokens(ctx context.Context, user string) ([]store.Token, error) {
+	return s.d.ListTokens(ctx, user)
+}
+
+// DeleteToken implements store.Store.
+func (s *Store) DeleteToken(ctx context.Context, id string) error {
+	return s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		return tx.DeleteToken(ctx, id)
+	})
+}
+
+// Ping implements store.Store.
+func (s *Store) Ping(ctx context.Context) error { return s.d.Ping(ctx) }
+
+// Close implements store.Store.
+func (s *Store) Close() error { return s.d.Close() }

@@ -1,0 +1,116 @@
+// Package storedriver is what a store backend implements: it reads and
+// writes hpcgate's rows, inside transactions, and knows nothing of what a
+// change means. The rules (idempotency, children limits, the state machine,
+// events, log offsets, paging) are written once, in rowstore, on top of any
+// Driver; a backend is a Driver and rowstore.New.
+//
+// Jobs travel as JobRow, the stored form of a job.Job with explicit,
+// versioned JSON names (jobrow.go), so that renaming a Go field never breaks
+// stored jobs.
+package storedriver
+
+import (
+	"context"
+	"time"
+
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/store"
+)
+
+// Driver reads and writes rows. Every method is safe for concurrent use.
+// Errors callers branch on wrap the sentinels of package store.
+type Driver interface {
+	// Write runs fn in a read-write transaction and commits what it did if
+	// it returns nil; if fn returns an error nothing it did is kept and the
+	// error is returned. When Write returns nil, what fn wrote is durable:
+	// it survives a crash of the process and of the machine.
+	Write(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
+
+	// Job returns the job's row, or an error wrapping store.ErrNotFound.
+	Job(ctx context.Context, id string) (*JobRow, error)
+	// ListJobs returns up to q.Limit rows that match q, by Seq, descending
+	// (ascending with q.Oldest), each with its Seq.
+	ListJobs(ctx context.Context, q ListQuery) ([]*JobRow, error)
+	// Events returns the job's events in the order they were appended.
+	Events(ctx context.Context, id string) ([]job.Event, error)
+	// LogChunks returns the stream's size and its chunks (ordered by
+	// offset) that hold any byte in [from, to).
+	LogChunks(ctx context.Context, id, stream string, from, to int64) (size int64, chunks []LogChunk, err error)
+	// TokenByHash returns the token with that hash, or an error wrapping
+	// store.ErrNotFound.
+	TokenByHash(ctx context.Context, hash string) (store.Token, error)
+	// ListTokens returns the tokens without a job of user (all users' if
+	// user is ""), by creation time, then id.
+	ListTokens(ctx context.Context, user string) ([]store.Token, error)
+
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the driver's resources.
+	Close() error
+}
+
+// Tx is one transaction of Write. Its methods are not for concurrent use.
+type Tx interface {
+	// JobForUpdate returns the job's row, or an error wrapping
+	// store.ErrNotFound. Other transactions' writes of that job wait until
+	// this one ends.
+	JobForUpdate(ctx context.Context, id string) (*JobRow, error)
+	// JobByIdemKey returns the owner's job created with the idempotency
+	// key, as committed (by any transaction) when it is called, or an
+	// error wrapping store.ErrNotFound.
+	JobByIdemKey(ctx context.Context, owner, key string) (*JobRow, error)
+	// CountChildren returns the number of jobs whose parent is id. Other
+	// transactions that count the same parent's children wait until this
+	// one ends, so that a limit checked with it holds.
+	CountChildren(ctx context.Context, id string) (int, error)
+	// InsertJob stores a new job. It returns an error wrapping
+	// store.ErrDuplicate if the owner has a job with r.IdemKey (committed
+	// by any transaction), else one wrapping store.ErrConflict if r.ID is
+	// taken.
+	InsertJob(ctx context.Context, r *JobRow) error
+	// UpdateJob stores r over the job's row. old is the row as
+	// JobForUpdate returned it, so that a driver may write only what
+	// changed. The owner and id never change.
+	UpdateJob(ctx context.Context, old, r *JobRow) error
+	// AppendEvent stores the job's next event.
+	AppendEvent(ctx context.Context, id string, e job.Event) error
+	// DeleteJob removes the job with its events, logs and job tokens, or
+	// returns an error wrapping store.ErrNotFound.
+	DeleteJob(ctx context.Context, id string) error
+	// FinishedBefore returns the ids of up to limit jobs in a terminal
+	// state that finished before t, oldest first.
+	FinishedBefore(ctx context.Context, t time.Time, limit int) ([]string, error)
+	// LogSize returns the size of the stream: where its last chunk ends.
+	// Other transactions' appends to the same stream wait until this one
+	// ends.
+	LogSize(ctx context.Context, id, stream string) (int64, error)
+	// InsertLogChunk stores data at offset off of the stream.
+	InsertLogChunk(ctx context.Context, id, stream string, off int64, data []byte) error
+	// InsertToken stores a token, or returns an error wrapping
+	// store.ErrConflict if its id or hash is taken.
+	InsertToken(ctx context.Context, t store.Token) error
+	// DeleteToken removes a token, or returns an error wrapping
+	// store.ErrNotFound.
+	DeleteToken(ctx context.Context, id string) error
+}
+
+// ListQuery selects job rows. Zero fields match everything.
+type ListQuery struct {
+	Owner      string
+	States     []job.State
+	Template   string
+	LabelKey   string // with LabelValue
+	LabelValue string
+	ParentID   string
+	SweepID    string
+	Oldest     bool  // ascending Seq
+	After      int64 // with HasAfter: only rows after this Seq in the list's order
+	HasAfter   bool
+	Limit      int // at most this many; > 0
+}
+
+// LogChunk is a piece of a log stream stored at Offset.
+type LogChunk struct {
+	Offset int64
+	Data   []byte
+}

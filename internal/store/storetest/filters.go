@@ -1,0 +1,252 @@
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/store"
+)
+
+// testEveryFieldStored: a job with every field set reads back equal.
+func testEveryFieldStored(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	t0 := time.Now().UTC().Truncate(time.Microsecond)
+	code := 7
+	j := &job.Job{
+		ID: "every", Name: "n", Owner: "alice", Template: "hello", TemplateVersion: 4, Environment: "slurm",
+		State: job.Pending, Reason: "created", Parameters: json.RawMessage(`{"zeta":1,"a":[1.50,"x"]}`),
+		Inputs: map[string]string{"in": "p"}, InputSizes: map[string]int64{"in": 5},
+		Resources: job.Resources{Nodes: 2, CoresPerNode: 3, MemoryMB: 4, WalltimeS: 5},
+		Labels:    map[string]string{"k": "v"}, ParentID: "p", SweepID: "sw", Depth: 1,
+		CreatedAt: t0, StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(2 * time.Second), ExitCode: &code,
+		Usage: &job.Usage{CPUSeconds: 1.5, MaxRSSBytes: 6, WallSeconds: 2.5}, Scheduler: "slurm", BackendID: "42",
+		Error: "e", IdemKey: "ik", IdemHash: "ih", TemplateDoc: json.RawMessage(`{"z":1,"a":{"y":2,"b":3}}`),
+		Submissions: 2, ClaimedBy: "r1", ClaimedUntil: t0.Add(time.Minute),
+	}
+	if _, err := s.CreateJob(ctx, j, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetJob(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, j) {
+		t.Fatalf("GetJob\n got %+v\nwant %+v", got, j)
+	}
+	got, err = s.UpdateJob(ctx, j.ID, func(j *job.Job) error { j.Submissions++; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.GetJob(ctx, j.ID)
+	j.Submissions++
+	if !reflect.DeepEqual(got, j) {
+		t.Fatalf("GetJob after update\n got %+v\nwant %+v", got, j)
+	}
+}
+
+// filterJobs makes jobs of two owners that differ in state, template,
+// labels, parent and sweep, and returns alice's ids, oldest first.
+func filterJobs(t *testing.T, s store.Store) []string {
+	ctx := context.Background()
+	parent := newJob("alice")
+	parent.ID = "fparent"
+	if _, err := s.CreateJob(ctx, parent, nil); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := 0; i < 12; i++ {
+		for _, owner := range []string{"alice", "bob"} {
+			j := newJob(owner)
+			j.ID = fmt.Sprintf("f%s%02d", owner, i)
+			j.State = job.Held
+			if i%3 == 0 {
+				j.State = job.Pending
+			}
+			j.Template = fmt.Sprintf("t%d", i%2)
+			j.Labels = map[string]string{"color": []string{"red", "blue", "green"}[i%3], "i": fmt.Sprint(i)}
+			if i%4 == 0 {
+				j.ParentID = parent.ID
+			}
+			if i >= 6 {
+				j.SweepID = "sweep-" + owner
+			}
+			if _, err := s.CreateJob(ctx, j, nil); err != nil {
+				t.Fatal(err)
+			}
+			if owner == "alice" {
+				ids = append(ids, j.ID)
+			}
+		}
+	}
+	return ids
+}
+
+// pages lists every page of f with limit 2 and returns the ids.
+func pages(t *testing.T, s store.Store, f store.JobFilter) []string {
+	t.Helper()
+	f.Limit = 2
+	var ids []string
+	for n := 0; ; n++ {
+		page, next, err := s.ListJobs(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) > 2 {
+			t.Fatalf("ListJobs(%+v): page of %d, limit 2", f, len(page))
+		}
+		for _, j := range page {
+			ids = append(ids, j.ID)
+		}
+		if next == "" {
+			return ids
+		}
+		if n > 30 {
+			t.Fatalf("ListJobs(%+v): pagination does not end", f)
+		}
+		f.PageToken = next
+	}
+}
+
+func testFilterPages(t *testing.T, s store.Store) {
+	ids := filterJobs(t, s)
+	pick := func(keep func(i int) bool) []string {
+		var out []string
+		for i := len(ids) - 1; i >= 0; i-- {
+			if keep(i) {
+				out = append(out, ids[i])
+			}
+		}
+		return out
+	}
+	reverse := func(a []string) []string {
+		b := make([]string, len(a))
+		for i := range a {
+			b[len(a)-1-i] = a[i]
+		}
+		return b
+	}
+	tests := []struct {
+		name string
+		f    store.JobFilter
+		want []string // newest first
+	}{
+		{"owner", store.JobFilter{Owner: "alice"}, append(pick(func(int) bool { return true }), "fparent")},
+		{"owner+state", store.JobFilter{Owner: "alice", States: []job.State{job.Held}}, pick(func(i int) bool { return i%3 != 0 })},
+		{"owner+states", store.JobFilter{Owner: "alice", States: []job.State{job.Held, job.Pending}}, append(pick(func(int) bool { return true }), "fparent")},
+		{"owner+template", store.JobFilter{Owner: "alice", Template: "t1"}, pick(func(i int) bool { return i%2 == 1 })},
+		{"owner+label", store.JobFilter{Owner: "alice", LabelKey: "color", LabelValue: "blue"}, pick(func(i int) bool { return i%3 == 1 })},
+		{"owner+label+state", store.JobFilter{Owner: "alice", LabelKey: "color", LabelValue: "red", States: []job.State{job.Pending}}, pick(func(i int) bool { return i%3 == 0 })},
+		{"owner+template+state", store.JobFilter{Owner: "alice", Template: "t0", States: []job.State{job.Held}}, pick(func(i int) bool { return i%2 == 0 && i%3 != 0 })},
+		{"parent", store.JobFilter{ParentID: "fparent"}, []string{"fbob08", "falice08", "fbob04", "falice04", "fbob00", "falice00"}},
+		{"owner+parent", store.JobFilter{Owner: "alice", ParentID: "fparent"}, pick(func(i int) bool { return i%4 == 0 })},
+		{"sweep", store.JobFilter{SweepID: "sweep-alice"}, pick(func(i int) bool { return i >= 6 })},
+		{"owner+sweep", store.JobFilter{Owner: "bob", SweepID: "sweep-alice"}, nil},
+		{"label, any owner", store.JobFilter{LabelKey: "i", LabelValue: "3"}, []string{"fbob03", "falice03"}},
+		{"state, any owner", store.JobFilter{States: []job.State{job.Pending}}, []string{"fbob09", "falice09", "fbob06", "falice06", "fbob03", "falice03", "fbob00", "falice00", "fparent"}},
+	}
+	for _, tt := range tests {
+		if got := pages(t, s, tt.f); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("%s: pages of ListJobs(%+v) = %v, want %v", tt.name, tt.f, got, tt.want)
+		}
+		tt.f.Oldest = true
+		if got := pages(t, s, tt.f); fmt.Sprint(got) != fmt.Sprint(reverse(tt.want)) {
+			t.Errorf("%s, oldest first: pages of ListJobs(%+v) = %v, want %v", tt.name, tt.f, got, reverse(tt.want))
+		}
+	}
+}
+
+// testLabelsFollowUpdates: a label changed by UpdateJob is what label
+// filters see.
+func testLabelsFollowUpdates(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob("alice")
+	j.Labels = map[string]string{"stage": "one", "keep": "x"}
+	if _, err := s.CreateJob(ctx, j, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateJob(ctx, j.ID, func(j *job.Job) error { j.Labels["stage"] = "two"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	count := func(k, v string) int {
+		got, _, err := s.ListJobs(ctx, store.JobFilter{Owner: "alice", LabelKey: k, LabelValue: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	if count("stage", "one") != 0 || count("stage", "two") != 1 || count("keep", "x") != 1 {
+		t.Fatalf("after a label change: stage=one %d, stage=two %d, keep=x %d; want 0, 1, 1", count("stage", "one"), count("stage", "two"), count("keep", "x"))
+	}
+	if err := s.DeleteJob(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if count("keep", "x") != 0 {
+		t.Fatal("a deleted job is still listed by label")
+	}
+}
+
+func testPurgeFinished(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Microsecond)
+	var ended []string
+	for i := 0; i < 5; i++ {
+		j := newJob("alice")
+		if _, err := s.CreateJob(ctx, j, nil); err != nil {
+			t.Fatal(err)
+		}
+		if i == 4 {
+			continue // still pending
+		}
+		if _, err := s.UpdateJob(ctx, j.ID, func(j *job.Job) error {
+			return j.SetState([]job.State{job.Failed, job.Canceled, job.Failed, job.Canceled}[i], "done", base.Add(time.Duration(i)*time.Minute))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AppendLog(ctx, j.ID, "stdout", 0, []byte("out")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateToken(ctx, store.Token{ID: "tp" + j.ID, Hash: "hp" + j.ID, User: "alice", Scopes: []string{"job"}, JobID: j.ID, CreatedAt: base}); err != nil {
+			t.Fatal(err)
+		}
+		ended = append(ended, j.ID)
+	}
+	// Finished at base, base+1m, base+2m, base+3m; before base+150s: 3.
+	got, err := s.PurgeFinished(ctx, base.Add(150*time.Second), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(ended[:2]) {
+		t.Fatalf("PurgeFinished(limit 2) = %v, want %v (oldest first)", got, ended[:2])
+	}
+	got, err = s.PurgeFinished(ctx, base.Add(150*time.Second), 10)
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(ended[2:3]) {
+		t.Fatalf("PurgeFinished again = %v, %v; want %v", got, err, ended[2:3])
+	}
+	for _, id := range ended[:3] {
+		if _, err := s.GetJob(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("purged job %s: %v", id, err)
+		}
+		if ev, _ := s.Events(ctx, id); len(ev) != 0 {
+			t.Fatalf("purged job %s kept events %v", id, ev)
+		}
+		if b, _, _ := s.ReadLog(ctx, id, "stdout", 0, 10); len(b) != 0 {
+			t.Fatalf("purged job %s kept its log", id)
+		}
+		if _, err := s.TokenByHash(ctx, "hp"+id); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("purged job %s kept its token: %v", id, err)
+		}
+	}
+	left, _, err := s.ListJobs(ctx, store.JobFilter{Owner: "alice"})
+	if err != nil || len(left) != 2 {
+		t.Fatalf("left %d jobs, %v; want the one finished later and the pending one", len(left), err)
+	}
+	if got, err := s.PurgeFinished(ctx, time.Now(), 10); err != nil || fmt.Sprint(got) != fmt.Sprint(ended[3:]) {
+		t.Fatalf("PurgeFinished(now) = %v, %v; want %v (never the pending job)", got, err, ended[3:])
+	}
+}
