@@ -23,7 +23,7 @@ import (
 )
 
 // testURL returns the URL of the test database, or skips the test.
-func testURL(t *testing.T) string {
+func testURL(t testing.TB) string {
 	t.Helper()
 	u := os.Getenv("HPCGATE_TEST_POSTGRES")
 	if u == "" {
@@ -34,7 +34,7 @@ func testURL(t *testing.T) string {
 
 // emptySchema returns the URL of the test database with a new, empty schema
 // as its search_path; the schema is dropped when the test ends.
-func emptySchema(t *testing.T) string {
+func emptySchema(t testing.TB) string {
 	t.Helper()
 	base := testURL(t)
 	b := make([]byte, 8)
