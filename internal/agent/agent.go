@@ -236,10 +236,12 @@ func lastLine(s *shipper) string {
 func (a *agent) finish(ctx context.Context, out outcome, logs *shippers, spec ...*api.Spec) error {
 	if len(spec) > 0 {
 		if err := a.report(ctx, api.StateReport{State: api.StateFinishing, Reason: "uploading outputs"}); err != nil {
+			logs.halt()
 			return err
 		}
 		if err := a.uploadOutputs(ctx, spec[0]); err != nil {
 			if errors.Is(err, errJobGone) {
+				logs.halt()
 				return err
 			}
 			if out.err == "" {
@@ -381,8 +383,11 @@ func (a *agent) runCmd(ctx context.Context, argv, env []string, logs *shippers, 
 		fmt.Fprintf(logs.stderr, "hpcgate agent: cannot start %s: %v\n", argv[0], err)
 		return outcome{err: fmt.Sprintf("cannot start %s: %v", argv[0], err)}
 	}
+	// The watcher stops the command when the job is canceled, gone or out
+	// of time; it answers on stopped whether the walltime ran out, and the
+	// answer is read only after it has ended.
 	done := make(chan struct{})
-	var timedOut bool
+	stopped := make(chan bool, 1)
 	go func() {
 		var timeout <-chan time.Time
 		if limit > 0 {
@@ -390,8 +395,10 @@ func (a *agent) runCmd(ctx context.Context, argv, env []string, logs *shippers, 
 			defer t.Stop()
 			timeout = t.C
 		}
+		timedOut := false
 		select {
 		case <-done:
+			stopped <- false
 			return
 		case <-ctx.Done():
 		case <-logs.gone:
@@ -399,14 +406,18 @@ func (a *agent) runCmd(ctx context.Context, argv, env []string, logs *shippers, 
 			timedOut = true
 		}
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		kill := time.NewTimer(a.opts.KillGrace)
+		defer kill.Stop()
 		select {
 		case <-done:
-		case <-time.After(a.opts.KillGrace):
+		case <-kill.C:
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		}
+		stopped <- timedOut
 	}()
 	cmd.Wait()
 	close(done)
+	timedOut := <-stopped
 	ps := cmd.ProcessState
 	code := ps.ExitCode()
 	out := outcome{exitCode: &code, usage: &api.Usage{WallSeconds: time.Since(start).Seconds()}}

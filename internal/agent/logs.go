@@ -84,6 +84,7 @@ type shippers struct {
 	gone           chan struct{} // closed when the gateway refuses the job
 	goneOnce       sync.Once
 	stop, done     chan struct{}
+	stopOnce       sync.Once
 }
 
 func newShippers(a *agent, offsets map[string]int64) *shippers {
@@ -161,11 +162,20 @@ func (ss *shippers) sentTotal() int64 {
 	return a + b
 }
 
+// halt stops the background shipping and waits for it to end. It may be
+// called more than once, and on nil.
+func (ss *shippers) halt() {
+	if ss == nil {
+		return
+	}
+	ss.stopOnce.Do(func() { close(ss.stop) })
+	<-ss.done
+}
+
 // close stops the background shipping and sends everything left, retrying
 // while the gateway is away.
 func (ss *shippers) close(ctx context.Context) error {
-	close(ss.stop)
-	<-ss.done
+	ss.halt()
 	err := ss.a.retry(ctx, "ship logs", func(ctx context.Context) error {
 		err := ss.flushAll(ctx)
 		if errors.Is(err, errJobGone) {
