@@ -72,18 +72,78 @@ func New(baseURL, token string, opts *Options) (*Client, error) {
 }
 
 // FromEnv returns a client configured by HPCGATE_URL, HPCGATE_TOKEN and
-// HPCGATE_CACERT, as the CLI and jobs use it.
+// HPCGATE_CACERT, as the CLI and jobs use it. When HPCGATE_TOKEN is not
+// set, the token is read from the file HPCGATE_TOKEN_FILE names (jobs get
+// their token so, never in their environment); surrounding white space is
+// dropped.
 func FromEnv() (*Client, error) {
 	u := os.Getenv("HPCGATE_URL")
 	if u == "" {
 		return nil, errors.New("HPCGATE_URL is not set (e.g. https://127.0.0.1:8443)")
 	}
-	tok := os.Getenv("HPCGATE_TOKEN")
-	if tok == "" {
-		return nil, errors.New("HPCGATE_TOKEN is not set")
+	tok, err := TokenFromEnv()
+	if err != nil {
+		return nil, err
 	}
 	return New(u, tok, &Options{CACertFile: os.Getenv("HPCGATE_CACERT")})
 }
+
+// TokenFromEnv returns HPCGATE_TOKEN, or else the content of the file
+// HPCGATE_TOKEN_FILE names, without surrounding white space.
+func TokenFromEnv() (string, error) {
+	if tok := strings.TrimSpace(os.Getenv("HPCGATE_TOKEN")); tok != "" {
+		return tok, nil
+	}
+	p := os.Getenv("HPCGATE_TOKEN_FILE")
+	if p == "" {
+		return "", errors.New("HPCGATE_TOKEN is not set (nor HPCGATE_TOKEN_FILE, a file holding the token)")
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("HPCGATE_TOKEN_FILE: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("HPCGATE_TOKEN_FILE: %s is empty", p)
+	}
+	return tok, nil
+}
+
+// explain turns a failed TLS handshake with the gateway into an error that
+// says what to set; err stays in the chain.
+func explain(err error) error {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	switch {
+	case errors.As(err, &unknown):
+		return &TLSTrustError{Err: err, Msg: "the gateway's TLS certificate is not signed by an authority this client trusts: " +
+			"set HPCGATE_CACERT (Options.CACertFile in the SDK) to the gateway's certificate, " +
+			"e.g. DATA_DIR/tls/cert.pem of its data directory, or to the CA that signed it"}
+	case errors.As(err, &host):
+		return &TLSTrustError{Err: err, Msg: fmt.Sprintf("the gateway's TLS certificate is not for %q: "+
+			"use a URL with one of the names it is for (%s), or give the gateway a certificate for this name",
+			host.Host, strings.Join(append(host.Certificate.DNSNames, ipStrings(host.Certificate.IPAddresses)...), ", "))}
+	}
+	return err
+}
+
+func ipStrings[T fmt.Stringer](ips []T) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String()
+	}
+	return out
+}
+
+// TLSTrustError is a gateway whose certificate this client does not trust.
+// Its message says what to set; Err is the TLS error.
+type TLSTrustError struct {
+	Msg string
+	Err error
+}
+
+func (e *TLSTrustError) Error() string { return e.Msg }
+func (e *TLSTrustError) Unwrap() error { return e.Err }
 
 // Error is an error answer of the gateway.
 type Error struct {
@@ -112,9 +172,15 @@ func StatusOf(err error) int {
 }
 
 func (c *Client) url(path string, q url.Values) string {
+	// path comes escaped (see pathEscape); Path and RawPath together make
+	// the URL carry exactly those escapes, not escapes of them.
 	u := *c.base
-	u.Path = c.base.Path + path
-	u.RawPath = ""
+	unescaped, err := url.PathUnescape(path)
+	if err != nil {
+		unescaped = path
+	}
+	u.Path = c.base.Path + unescaped
+	u.RawPath = c.base.EscapedPath() + path
 	if len(q) > 0 {
 		u.RawQuery = q.Encode()
 	}
@@ -145,7 +211,7 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, explain(err)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -286,7 +352,7 @@ func (c *Client) put(ctx context.Context, p string, r io.Reader, size int64) (*a
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, explain(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
