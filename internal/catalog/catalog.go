@@ -201,6 +201,11 @@ func parseTemplate(data []byte) (*Template, error) {
 	if len(t.Environments) == 0 {
 		bad("environments is empty")
 	}
+	if t.Image != "" {
+		// Until the agent can run containers, a template with an image
+		// would load and then fail every job at run time.
+		bad("image %q: this hpcgate cannot run containers yet; remove image: to run the command on the host", t.Image)
+	}
 	if t.Parameters == nil {
 		t.Parameters = map[string]any{"type": "object", "additionalProperties": false}
 	}

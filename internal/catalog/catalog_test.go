@@ -159,3 +159,13 @@ func TestTemplatesOfOtherEnvironments(t *testing.T) {
 		t.Fatalf("warnings %q", c.Warnings)
 	}
 }
+
+// A template with an image is refused when it loads, with a message that
+// says why, rather than failing every job at run time.
+func TestTemplateWithImageIsRefusedAtLoad(t *testing.T) {
+	fsys := fstest.MapFS{"c.yaml": {Data: []byte("name: c\nversion: 1\nimage: docker.io/library/alpine\ncommand: [true]\nenvironments: [local]\n")}}
+	_, err := Load(localEnv, fsys)
+	if err == nil || !strings.Contains(err.Error(), "cannot run containers") || !strings.Contains(err.Error(), "alpine") {
+		t.Fatalf("Load = %v, want a refusal naming the image", err)
+	}
+}

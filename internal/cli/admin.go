@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"slices"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,7 +15,7 @@ var cmdToken = &command{
 	summary: "create, list and revoke API tokens",
 	args:    "create|list|revoke ...",
 	desc:    "Manages API tokens. A token acts for one user with some scopes (jobs:read, jobs:write, files:read, files:write, admin). You may give a new token only scopes you have; an admin may make tokens for any user.",
-	example: "hpcgate token create --scopes jobs:read,jobs:write,files:read,files:write --expires-in 30d --name laptop\nhpcgate token list\nhpcgate token revoke t-0123456789abcdef",
+	example: "hpcgate token create --scopes jobs:read,jobs:write,files:read,files:write --expires-in 30d --name laptop\nhpcgate token list\nhpcgate token revoke tok_47ngW5AvT1lN",
 	subs:    []*command{cmdTokenCreate, cmdTokenList, cmdTokenRevoke},
 }
 
@@ -95,6 +96,11 @@ var cmdTokenList = &command{
 			if *asJSON {
 				return printJSON(e.stdout, nonNil(toks))
 			}
+			if *user == "" {
+				if me, err := c.Me(e.ctx); err == nil && slices.Contains(me.Scopes, api.ScopeAdmin) {
+					fmt.Fprintln(e.stderr, "These are your own tokens: --user NAME lists a user's, --user '*' everyone's.")
+				}
+			}
 			now := e.now()
 			tw := newTable(e.stdout)
 			fmt.Fprintln(tw, "ID\tNAME\tUSER\tSCOPES\tCREATED\tEXPIRES\tJOB")
@@ -115,7 +121,7 @@ var cmdTokenRevoke = &command{
 	summary: "revoke tokens",
 	args:    "ID...",
 	desc:    "Revokes each token given by its id (see 'hpcgate token list'): it no longer authenticates.",
-	example: "hpcgate token revoke t-0123456789abcdef",
+	example: "hpcgate token revoke tok_47ngW5AvT1lN",
 	minArgs: 1, maxArgs: -1,
 	setup: func(fs *flag.FlagSet) runFunc {
 		return func(e *env, ids []string) error {
