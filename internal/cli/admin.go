@@ -1,10 +1,10 @@
 package cli
 
 import (
-	"slices"
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/hpcgate/hpcgate/api"
