@@ -1,5 +1,14 @@
 // Package schedtest is the conformance suite every sched.Scheduler passes.
 //
+// Besides running tasks to their exit codes, it checks the contracts every
+// engine shares: a task's secrets reach it only as NAME_FILE (a file only
+// its account can read), never in its environment; Cancel of an ended task
+// is no error, and after Cancel returns the task is reported Done (and
+// canceled) or Gone within Options.CancelWithin; operations a task's state
+// does not allow (hold or release of a running task, suspend or resume of a
+// held one, suspend of an ended one) fail with sched.ErrUnsupported (or
+// ErrNotFound for a task the engine has forgotten).
+//
 // The tasks it submits are small shell commands (sh -c with fixed text; the
 // suite's own, never a user's) run in a working directory under t.TempDir(),
 // which the engine's nodes must be able to reach.
@@ -27,6 +36,9 @@ type Options struct {
 	Timeout time.Duration
 	// WorkRoot is where tasks' working directories go (default t.TempDir()).
 	WorkRoot string
+	// CancelWithin bounds how long after Cancel returns a canceled
+	// running task may still be reported running (default 30s).
+	CancelWithin time.Duration
 }
 
 // Run runs the suite against the scheduler newSched returns (once per
@@ -38,11 +50,15 @@ func Run(t *testing.T, newSched func(t *testing.T) sched.Scheduler, opts Options
 	if opts.Cores == 0 {
 		opts.Cores = 1
 	}
+	if opts.CancelWithin == 0 {
+		opts.CancelWithin = 30 * time.Second
+	}
 	tests := []struct {
 		name string
 		fn   func(*testing.T, *suite)
 	}{
 		{"RunsToExitCode", testRunsToExitCode},
+		{"SecretInFileOnly", testSecretInFileOnly},
 		{"SubmitIsIdempotent", testIdempotent},
 		{"PollUnknown", testPollUnknown},
 		{"RefusesImpossible", testRefusesImpossible},
@@ -113,7 +129,12 @@ func (s *suite) status(id string) sched.Status {
 // waitFor polls id until its state is one of want.
 func (s *suite) waitFor(id string, want ...sched.State) sched.Status {
 	s.t.Helper()
-	deadline := time.Now().Add(s.opts.Timeout)
+	return s.waitWithin(s.opts.Timeout, id, want...)
+}
+
+func (s *suite) waitWithin(d time.Duration, id string, want ...sched.State) sched.Status {
+	s.t.Helper()
+	deadline := time.Now().Add(d)
 	var st sched.Status
 	for time.Now().Before(deadline) {
 		st = s.status(id)
@@ -124,7 +145,7 @@ func (s *suite) waitFor(id string, want ...sched.State) sched.Status {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	s.t.Fatalf("task %s still %s after %v, want %v", id, st.State, s.opts.Timeout, want)
+	s.t.Fatalf("task %s still %s after %v, want %v", id, st.State, d, want)
 	return st
 }
 
@@ -156,6 +177,43 @@ func testRunsToExitCode(t *testing.T, s *suite) {
 	id2, _ := s.submit(`exit 0`, 1)
 	if st := s.waitFor(id2, sched.Done); st.ExitCode == nil || *st.ExitCode != 0 {
 		t.Fatalf("exit 0 reported %+v", st)
+	}
+	if err := s.s.Cancel(context.Background(), id2); err != nil {
+		t.Fatalf("Cancel of an ended task: %v, want nil", err)
+	}
+	if st := s.status(id2); st.State != sched.Done && st.State != sched.Gone || st.Canceled {
+		t.Fatalf("an ended task after Cancel: %+v, want it as it was", st)
+	}
+}
+
+// A secret reaches the task as a file only its account can read, named by
+// NAME_FILE; NAME is not in its environment.
+func testSecretInFileOnly(t *testing.T, s *suite) {
+	s.n++
+	jobID := fmt.Sprintf("sec%d%d", time.Now().UnixNano()%1e9, s.n)
+	wd := filepath.Join(s.root, jobID)
+	secret := fmt.Sprintf("s3cret-%d", time.Now().UnixNano())
+	id, err := s.s.Submit(context.Background(), sched.Task{
+		JobID: jobID, Name: "schedtest", WorkDir: wd,
+		Command:   []string{"/bin/sh", "-c", `cat "$HPCGATE_TOKEN_FILE" > token; stat -c %a "$HPCGATE_TOKEN_FILE" > mode; env > env.txt`},
+		Env:       map[string]string{sched.TokenEnv: secret, "SCHEDTEST_VALUE": "v"},
+		Resources: job.Resources{Nodes: 1, CoresPerNode: 1, WalltimeS: 600},
+	})
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	t.Cleanup(func() { s.s.Cancel(context.Background(), id) })
+	if st := s.waitFor(id, sched.Done); st.ExitCode == nil || *st.ExitCode != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	if b, err := os.ReadFile(filepath.Join(wd, "token")); err != nil || string(b) != secret {
+		t.Fatalf("the task read %q from $HPCGATE_TOKEN_FILE (%v), want the secret", b, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(wd, "mode")); strings.TrimSpace(string(b)) != "600" {
+		t.Fatalf("the secret's file has mode %q, want 600", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(wd, "env.txt")); strings.Contains(string(b), secret) || !strings.Contains(string(b), "SCHEDTEST_VALUE=v\n") {
+		t.Fatalf("the task's environment holds the secret, or lacks its variables:\n%s", b)
 	}
 }
 
@@ -246,12 +304,21 @@ func testCancelRunning(t *testing.T, s *suite) {
 	if err := s.s.Cancel(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
-	st := s.waitFor(id, sched.Done, sched.Gone)
+	st := s.waitWithin(s.opts.CancelWithin, id, sched.Done, sched.Gone)
 	if st.State == sched.Done && !st.Canceled {
 		t.Fatalf("canceled running task: %+v, want canceled", st)
 	}
 	if _, err := os.Stat(filepath.Join(wd, "finished")); err == nil {
 		t.Fatal("a canceled task ran to its end")
+	}
+	if err := s.s.Cancel(context.Background(), id); err != nil {
+		t.Fatalf("second cancel: %v", err)
+	}
+	if sp, ok := s.s.(sched.Suspender); ok {
+		err := sp.Suspend(context.Background(), id)
+		if !errors.Is(err, sched.ErrUnsupported) && !errors.Is(err, sched.ErrNotFound) {
+			t.Fatalf("Suspend of a canceled task: %v, want ErrUnsupported (or ErrNotFound)", err)
+		}
 	}
 }
 
@@ -266,6 +333,14 @@ func testHoldRelease(t *testing.T, s *suite) {
 		t.Fatal(err)
 	}
 	s.waitFor(id, sched.Held)
+	if sp, ok := s.s.(sched.Suspender); ok {
+		if err := sp.Suspend(context.Background(), id); !errors.Is(err, sched.ErrUnsupported) {
+			t.Fatalf("Suspend of a held task: %v, want ErrUnsupported", err)
+		}
+		if err := sp.Resume(context.Background(), id); !errors.Is(err, sched.ErrUnsupported) {
+			t.Fatalf("Resume of a held task: %v, want ErrUnsupported", err)
+		}
+	}
 	for _, b := range blockers {
 		s.s.Cancel(context.Background(), b)
 	}
@@ -284,6 +359,9 @@ func testHoldRelease(t *testing.T, s *suite) {
 	s.waitFor(run, sched.Running)
 	if err := h.Hold(context.Background(), run); !errors.Is(err, sched.ErrUnsupported) {
 		t.Fatalf("Hold of a running task: %v, want ErrUnsupported", err)
+	}
+	if err := h.Release(context.Background(), run); !errors.Is(err, sched.ErrUnsupported) {
+		t.Fatalf("Release of a running task: %v, want ErrUnsupported", err)
 	}
 }
 

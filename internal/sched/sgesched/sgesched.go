@@ -437,7 +437,7 @@ func (s *Scheduler) state(ctx context.Context, id string) (string, error) {
 }
 
 // Cancel implements sched.Scheduler (qdel). A job that has ended, or that
-// Grid Engine does not know, is no error.
+// Grid Engine does not know, is no error (and is not reported canceled).
 func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 	if checkID(id) != nil {
 		return nil
@@ -452,11 +452,22 @@ func (s *Scheduler) Cancel(ctx context.Context, id string) error {
 			delete(s.canceled, k)
 		}
 	}
-	s.canceled[id] = time.Now()
+	_, before := s.canceled[id]
+	if !before {
+		s.canceled[id] = time.Now()
+	}
 	s.mu.Unlock()
 	_, err := s.run(ctx, nil, nil, "qdel", id)
-	if err != nil && !said(err, "does not exist", "already in deletion") {
-		return err
+	if said(err, "does not exist") {
+		if !before { // it had ended: this did not cancel it
+			s.mu.Lock()
+			delete(s.canceled, id)
+			s.mu.Unlock()
+		}
+		return nil
+	}
+	if err != nil && !said(err, "already in deletion") {
+		return fmt.Errorf("sge: %w", err)
 	}
 	return nil
 }
