@@ -266,10 +266,11 @@ type PerProcess interface {
 // Forgetter is an engine that keeps state about each task (the local
 // executor) and can drop it once the caller no longer needs it.
 type Forgetter interface {
-	// Forget drops what the engine keeps about an ended task: its secrets
-	// at once; its files after the engine's retention. A task that has
-	// not ended, or that the engine does not know, is left alone (nil).
-	Forget(ctx context.Context, id string) error
+	// Forget drops an ended task: the engine reports it Gone from then on,
+	// and deletes its files (its working directory among them) after its
+	// retention. A task that has not ended, or that the engine does not
+	// know, is left alone: nil.
+	Forget(id string) error
 }
 
 // Describer reports live facts about the engine (free cores, queue state).

@@ -5,13 +5,34 @@
 // # Surviving restarts
 //
 // Each task has a directory DIR/ID holding task.json (mode 0600: it carries
-// the job token), and, once started, pid and finally exit.json. A task is
+// the task's secrets, the job token), workdir (the task's working
+// directory), and, once started, pid and finally exit.json. A task is
 // started through a supervisor, a fixed /bin/sh script in a session of its
 // own that runs the command (given as positional arguments, never pasted
 // into the script), waits for it and writes exit.json. So a running task
 // outlives the gateway, and an executor started on the same DIR finds every
 // task again: queued ones are queued again, running ones are watched, ended
 // ones reported.
+//
+// # Secrets
+//
+// A task's secrets reach it as files only this account can read
+// (sched.Task.WriteSecrets), and the task gets NAME_FILE=PATH.
+//
+// # Ends
+//
+// Once a task has ended, its secrets' files and task.json are removed: the
+// token is gone from the disk. Its directory (out.log, exit.json) and its
+// working directory stay for Options.Retention after its end; then Run's
+// loop deletes them, and the task is Gone. Forget (sched.Forgetter) drops an
+// ended task at once (its files still go after the retention); an executor
+// started later reads nothing of a forgotten task but the time of its end.
+//
+// # Goroutines
+//
+// The executor starts none: Run's loop reaps the tasks it started, kills a
+// canceled task that outlives Options.KillGrace, starts queued tasks and
+// deletes expired ones. Tasks run on after Run returns.
 package localsched
 
 import (
@@ -42,14 +63,17 @@ type Options struct {
 	// checked (default 250ms).
 	PollInterval time.Duration
 	// KillGrace is how long a canceled task has between SIGTERM and
-	// SIGKILL (default 10s).
+	// SIGKILL (default 10s). Run's loop sends the SIGKILL.
 	KillGrace time.Duration
+	// Retention is how long an ended task's files and working directory
+	// are kept before Run's loop deletes them (default 24h).
+	Retention time.Duration
 	// Logger receives the executor's log (default: discarded).
 	Logger *slog.Logger
 }
 
 // Executor is the local executor. It implements sched.Scheduler, Holder,
-// Suspender and Describer.
+// Suspender, Describer and Forgetter.
 type Executor struct {
 	dir  string
 	opts Options
@@ -57,6 +81,7 @@ type Executor struct {
 
 	mu      sync.Mutex
 	entries map[string]*entry
+	expired map[string]time.Time // forgotten tasks' ends, by id: deleted after Retention
 	seq     int64
 	used    int
 	wake    chan struct{}
@@ -72,6 +97,9 @@ type entry struct {
 	exit     *exitInfo
 	canceled bool
 	started  time.Time // when this executor launched it
+	cmd      *exec.Cmd // the supervisor, when this executor started it: reaped by Run
+	killAt   time.Time // canceled: SIGKILL then if it still runs
+	ended    time.Time // Done: when (its files go Retention later)
 }
 
 // exitInfo is exit.json, written by the supervisor (or by Cancel for a task
@@ -97,6 +125,7 @@ var (
 	_ sched.Suspender  = (*Executor)(nil)
 	_ sched.Describer  = (*Executor)(nil)
 	_ sched.PerProcess = (*Executor)(nil)
+	_ sched.Forgetter  = (*Executor)(nil)
 )
 
 // New returns an executor keeping its state in dir. It starts nothing:
@@ -115,13 +144,16 @@ func New(dir string, opts *Options) (*Executor, error) {
 	if o.KillGrace <= 0 {
 		o.KillGrace = 10 * time.Second
 	}
+	if o.Retention <= 0 {
+		o.Retention = 24 * time.Hour
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	e := &Executor{dir: dir, opts: o, log: o.Logger, entries: map[string]*entry{}, wake: make(chan struct{}, 1)}
+	e := &Executor{dir: dir, opts: o, log: o.Logger, entries: map[string]*entry{}, expired: map[string]time.Time{}, wake: make(chan struct{}, 1)}
 	if err := e.load(); err != nil {
 		return nil, err
 	}
@@ -143,7 +175,8 @@ func (e *Executor) Ping(ctx context.Context) error {
 
 func (e *Executor) taskDir(id string) string { return filepath.Join(e.dir, id) }
 
-// load finds the tasks of an earlier run.
+// load finds the tasks of an earlier run. Of a forgotten task it reads
+// only the time of its end; of an ended one, only exit.json.
 func (e *Executor) load() error {
 	des, err := os.ReadDir(e.dir)
 	if err != nil {
@@ -155,6 +188,20 @@ func (e *Executor) load() error {
 		}
 		id := de.Name()
 		d := e.taskDir(id)
+		if fi, err := os.Stat(filepath.Join(d, "forgotten")); err == nil {
+			e.expired[id] = fi.ModTime()
+			continue
+		}
+		var ex exitInfo
+		if fi, err := os.Stat(filepath.Join(d, "exit.json")); err == nil && readJSON(filepath.Join(d, "exit.json"), &ex) == nil {
+			en := &entry{id: id, state: sched.Done, exit: &ex, ended: fi.ModTime(), canceled: exists(filepath.Join(d, "canceled"))}
+			e.entries[id] = en
+			if exists(filepath.Join(d, "task.json")) {
+				e.retire(en) // ended while no executor watched it
+				en.ended = fi.ModTime()
+			}
+			continue
+		}
 		var tf taskFile
 		if err := readJSON(filepath.Join(d, "task.json"), &tf); err != nil {
 			continue // half-written by a crash in Submit: never acknowledged
@@ -164,10 +211,7 @@ func (e *Executor) load() error {
 		if exists(filepath.Join(d, "canceled")) {
 			en.canceled = true
 		}
-		var ex exitInfo
 		switch {
-		case readJSON(filepath.Join(d, "exit.json"), &ex) == nil:
-			en.state, en.exit = sched.Done, &ex
 		case exists(filepath.Join(d, "launched")):
 			en.state = sched.Running
 			en.pid, en.start = readPid(filepath.Join(d, "pid"))
@@ -183,14 +227,17 @@ func (e *Executor) load() error {
 	return nil
 }
 
-// Run schedules tasks until ctx ends. Running tasks go on after it ends.
+// Run schedules tasks until ctx ends, and returns when its loop has: the
+// executor has no goroutine of its own. Running tasks go on after it ends.
 func (e *Executor) Run(ctx context.Context) error {
 	t := time.NewTicker(e.opts.PollInterval)
 	defer t.Stop()
 	for {
 		e.mu.Lock()
-		e.checkAdopted()
+		e.checkRunning()
+		e.killOverdue()
 		e.schedule()
+		e.sweep()
 		e.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -224,9 +271,7 @@ func (e *Executor) schedule() {
 		}
 		if err := e.launch(en); err != nil {
 			e.log.Error("local executor: start failed", "id", en.id, "err", err)
-			en.state = sched.Done
-			en.exit = &exitInfo{ExitCode: -1, Reason: "could not start: " + err.Error()}
-			writeJSON(filepath.Join(e.taskDir(en.id), "exit.json"), en.exit)
+			e.end(en, &exitInfo{ExitCode: -1, Reason: "could not start: " + err.Error()})
 		}
 	}
 }
@@ -248,6 +293,9 @@ func (e *Executor) launch(en *entry) error {
 	if err := os.MkdirAll(t.WorkDir, 0o700); err != nil {
 		return fmt.Errorf("working directory: %w", err)
 	}
+	if err := t.WriteSecrets(); err != nil {
+		return err
+	}
 	out, err := os.OpenFile(filepath.Join(d, "out.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -260,14 +308,12 @@ func (e *Executor) launch(en *entry) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = t.WorkDir
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = os.Environ()
-	for k, v := range t.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
+	cmd.Env = append(os.Environ(), t.JobEnv()...)
 	if err := cmd.Start(); err != nil {
 		os.Remove(filepath.Join(d, "launched"))
 		return err
 	}
+	en.cmd = cmd
 	en.pid = cmd.Process.Pid
 	en.start = procStart(en.pid)
 	en.started = time.Now()
@@ -275,13 +321,6 @@ func (e *Executor) launch(en *entry) error {
 	en.state = sched.Running
 	e.used += en.cores
 	e.log.Debug("local executor: started", "id", en.id, "pid", en.pid)
-	go func() {
-		cmd.Wait()
-		e.mu.Lock()
-		e.finish(en)
-		e.mu.Unlock()
-		e.poke()
-	}()
 	return nil
 }
 
@@ -298,13 +337,45 @@ func (e *Executor) finish(en *entry) {
 	if !en.started.IsZero() && ex.WallSeconds == 0 {
 		ex.WallSeconds = time.Since(en.started).Seconds()
 	}
-	en.exit = &ex
-	en.state = sched.Done
+	if en.cmd != nil {
+		en.cmd.Wait() // reap it: it has exited (a zombie)
+		en.cmd = nil
+	}
 	e.used -= en.cores
+	e.end(en, &ex)
 }
 
-// checkAdopted notices the end of tasks started by an earlier run.
-func (e *Executor) checkAdopted() {
+// end marks en done with ex, writing exit.json if it is not there yet,
+// and retires it.
+func (e *Executor) end(en *entry, ex *exitInfo) {
+	p := filepath.Join(e.taskDir(en.id), "exit.json")
+	if !exists(p) {
+		writeJSON(p, ex)
+	}
+	en.exit = ex
+	en.state = sched.Done
+	en.killAt = time.Time{}
+	e.retire(en)
+}
+
+// retire removes what an ended task no longer needs and must not keep: its
+// secrets' files and task.json (which holds them). It keeps the working
+// directory's path for sweep.
+func (e *Executor) retire(en *entry) {
+	en.ended = time.Now()
+	d := e.taskDir(en.id)
+	var tf taskFile
+	if err := readJSON(filepath.Join(d, "task.json"), &tf); err == nil {
+		tf.Task.RemoveSecrets()
+	}
+	if err := os.Remove(filepath.Join(d, "task.json")); err != nil && !os.IsNotExist(err) {
+		e.log.Error("local executor: cannot remove an ended task's file", "id", en.id, "err", err)
+	}
+}
+
+// checkRunning notices the end of running tasks, this executor's (which
+// it reaps) and an earlier run's.
+func (e *Executor) checkRunning() {
 	for _, en := range e.entries {
 		if en.state != sched.Running && en.state != sched.Suspended {
 			continue
@@ -316,13 +387,57 @@ func (e *Executor) checkAdopted() {
 	}
 }
 
+// killOverdue sends SIGKILL to canceled tasks past their KillGrace.
+func (e *Executor) killOverdue() {
+	now := time.Now()
+	for _, en := range e.entries {
+		if en.killAt.IsZero() || now.Before(en.killAt) {
+			continue
+		}
+		en.killAt = time.Time{}
+		if en.state == sched.Running || en.state == sched.Suspended {
+			if procStart(en.pid) == en.start {
+				signalTree(en.pid, syscall.SIGKILL)
+			}
+		}
+	}
+}
+
+// sweep deletes the files and working directories of tasks that ended
+// more than Retention ago; they are Gone from then on.
+func (e *Executor) sweep() {
+	cutoff := time.Now().Add(-e.opts.Retention)
+	for id, en := range e.entries {
+		if en.state == sched.Done && en.ended.Before(cutoff) {
+			delete(e.entries, id)
+			e.delete(id)
+		}
+	}
+	for id, ended := range e.expired {
+		if ended.Before(cutoff) {
+			delete(e.expired, id)
+			e.delete(id)
+		}
+	}
+}
+
+// delete removes a task's working directory and directory.
+func (e *Executor) delete(id string) {
+	d := e.taskDir(id)
+	if b, err := os.ReadFile(filepath.Join(d, "workdir")); err == nil && filepath.IsAbs(string(b)) && filepath.Clean(string(b)) != "/" {
+		if err := os.RemoveAll(string(b)); err != nil {
+			e.log.Error("local executor: cannot delete a working directory", "id", id, "dir", string(b), "err", err)
+		}
+	}
+	if err := os.RemoveAll(d); err != nil {
+		e.log.Error("local executor: cannot delete a task's directory", "id", id, "err", err)
+	}
+}
+
 // Submit implements sched.Scheduler.
 func (e *Executor) Submit(ctx context.Context, t sched.Task) (string, error) {
-	if t.JobID == "" || strings.ContainsAny(t.JobID, "/.") {
-		return "", fmt.Errorf("local executor: bad job id %q", t.JobID)
-	}
-	if len(t.Command) == 0 {
-		return "", fmt.Errorf("local executor: empty command")
+	if err := t.Validate(); err != nil {
+		return "", fmt.Errorf("local executor: %w", err)
 	}
 	if c := t.Resources.Cores(); c > e.opts.Slots {
 		return "", fmt.Errorf("%w: the job needs %d cores, the local executor has %d", sched.ErrUnsupported, c, e.opts.Slots)
@@ -336,8 +451,14 @@ func (e *Executor) Submit(ctx context.Context, t sched.Task) (string, error) {
 	if _, ok := e.entries[id]; ok {
 		return id, nil
 	}
+	if _, ok := e.expired[id]; ok {
+		return "", fmt.Errorf("local executor: job %s was forgotten: %w", id, sched.ErrUnsupported)
+	}
 	d := e.taskDir(id)
 	if err := os.MkdirAll(d, 0o700); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(d, "workdir"), []byte(t.WorkDir), 0o600); err != nil {
 		return "", err
 	}
 	e.seq++
@@ -400,21 +521,17 @@ func (e *Executor) Cancel(ctx context.Context, id string) error {
 		return nil
 	case sched.Queued, sched.Held:
 		en.canceled = true
-		en.exit = &exitInfo{ExitCode: -1, Canceled: true, Reason: "canceled before it started"}
-		en.state = sched.Done
-		return writeJSON(filepath.Join(d, "exit.json"), en.exit)
+		e.end(en, &exitInfo{ExitCode: -1, Canceled: true, Reason: "canceled before it started"})
+		return nil
 	}
 	en.canceled = true
 	os.WriteFile(filepath.Join(d, "canceled"), nil, 0o600)
-	pid, start := en.pid, en.start
-	signalTree(pid, syscall.SIGCONT) // a suspended task must run to die
-	signalTree(pid, syscall.SIGTERM)
-	go func() {
-		time.Sleep(e.opts.KillGrace)
-		if procStart(pid) == start {
-			signalTree(pid, syscall.SIGKILL)
-		}
-	}()
+	signalTree(en.pid, syscall.SIGCONT) // a suspended task must run to die
+	signalTree(en.pid, syscall.SIGTERM)
+	if en.killAt.IsZero() {
+		en.killAt = time.Now().Add(e.opts.KillGrace) // Run's loop kills it then
+	}
+	e.poke()
 	return nil
 }
 
@@ -511,7 +628,10 @@ func (e *Executor) Describe(ctx context.Context) (map[string]any, error) {
 	}, nil
 }
 
-// Forget removes an ended task's directory.
+// Forget implements sched.Forgetter: an ended task is Gone from now on;
+// its files (its secrets are gone already) and working directory are
+// deleted Retention after its end. A task that has not ended, or that the
+// executor does not know, is left alone.
 func (e *Executor) Forget(id string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -519,8 +639,14 @@ func (e *Executor) Forget(id string) error {
 	if !ok || en.state != sched.Done {
 		return nil
 	}
+	marker := filepath.Join(e.taskDir(id), "forgotten")
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		return fmt.Errorf("local executor: forget %s: %w", id, err)
+	}
+	os.Chtimes(marker, en.ended, en.ended) // load takes the end from it
 	delete(e.entries, id)
-	return os.RemoveAll(e.taskDir(id))
+	e.expired[id] = en.ended
+	return nil
 }
 
 func exists(p string) bool {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +81,167 @@ func TestSurvivesRestart(t *testing.T) {
 	}
 	if c := st["queued"].ExitCode; c == nil || *c != 0 {
 		t.Fatalf("requeued task exit code %v, want 0", c)
+	}
+}
+
+func waitState(t *testing.T, e *Executor, id string, want sched.State) sched.Status {
+	t.Helper()
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		st, _ := e.Poll(context.Background(), []string{id})
+		if st[id].State == want {
+			return st[id]
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("task %s is %+v, want %s", id, st[id], want)
+		}
+	}
+}
+
+// grepTree fails the test if any file below dir holds s.
+func grepTree(t *testing.T, dir, s string) {
+	t.Helper()
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), s) {
+				t.Errorf("%s still holds the token", p)
+			}
+		}
+		return nil
+	})
+}
+
+// Once a task has ended its token is gone from the disk: task.json and
+// the secret's file are removed; what stays is its output and exit.
+func TestEndedTaskLeavesNoToken(t *testing.T) {
+	dir, work := t.TempDir(), t.TempDir()
+	e := newExecutor(t, dir, 1)
+	ctx := context.Background()
+	task := sched.Task{JobID: "tok1", Command: []string{"/bin/sh", "-c", `grep -q the-token "$HPCGATE_TOKEN_FILE" && sleep 0.3`},
+		Env: map[string]string{sched.TokenEnv: "the-token"}, WorkDir: filepath.Join(work, "tok1")}
+	if _, err := e.Submit(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, "tok1", sched.Running)
+	if !exists(filepath.Join(dir, "tok1", "task.json")) || !exists(filepath.Join(work, "tok1.secret.HPCGATE_TOKEN")) {
+		t.Fatal("a running task lacks its task file or its token's file")
+	}
+	waitState(t, e, "tok1", sched.Done)
+	grepTree(t, dir, "the-token")
+	grepTree(t, work, "the-token")
+	if exists(filepath.Join(dir, "tok1", "task.json")) {
+		t.Fatal("task.json of an ended task is still there")
+	}
+	// a new executor on the directory still reports it, without task.json
+	e2 := newExecutor(t, dir, 1)
+	if st, _ := e2.Poll(ctx, []string{"tok1"}); st["tok1"].State != sched.Done || st["tok1"].ExitCode == nil || *st["tok1"].ExitCode != 0 {
+		t.Fatalf("after a restart: %+v", st["tok1"])
+	}
+}
+
+// Ended tasks' directories and working directories are deleted by Run's
+// loop after the retention; Forget makes a task Gone at once, also for an
+// executor started later, and leaves a running task alone.
+func TestRetentionAndForget(t *testing.T) {
+	dir, work := t.TempDir(), t.TempDir()
+	ctx := context.Background()
+	e, err := New(dir, &Options{Slots: 2, Retention: 1500 * time.Millisecond, PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { e.Run(rctx); close(done) }()
+	defer func() { stop(); <-done }()
+	submit := func(id, script string) {
+		t.Helper()
+		if _, err := e.Submit(ctx, sched.Task{JobID: id, Command: []string{"/bin/sh", "-c", script}, WorkDir: filepath.Join(work, id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	submit("kept", "echo hi > f")
+	submit("forgot", "echo hi > f")
+	submit("long", "sleep 30")
+	waitState(t, e, "kept", sched.Done)
+	waitState(t, e, "forgot", sched.Done)
+	waitState(t, e, "long", sched.Running)
+	if err := e.Forget("long"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Forget("forgot"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Forget("nosuch"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.Poll(ctx, []string{"kept", "forgot", "long"})
+	if st["kept"].State != sched.Done || st["forgot"].State != sched.Gone || st["long"].State != sched.Running {
+		t.Fatalf("after Forget: %+v", st)
+	}
+	if !exists(filepath.Join(work, "forgot", "f")) || !exists(filepath.Join(dir, "forgot")) {
+		t.Fatal("Forget deleted the files at once; they are kept for the retention")
+	}
+	// an executor started now does not bring the forgotten task back
+	e2, err := New(dir, &Options{Slots: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e2.Poll(ctx, []string{"forgot", "kept"}); st["forgot"].State != sched.Gone || st["kept"].State != sched.Done {
+		t.Fatalf("a new executor sees %+v", st)
+	}
+	for start := time.Now(); exists(filepath.Join(dir, "kept")) || exists(filepath.Join(dir, "forgot")); time.Sleep(50 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("ended tasks' directories outlived the retention")
+		}
+	}
+	for _, p := range []string{filepath.Join(work, "kept"), filepath.Join(work, "forgot")} {
+		if exists(p) {
+			t.Errorf("working directory %s outlived the retention", p)
+		}
+	}
+	if st, _ := e.Poll(ctx, []string{"kept", "long"}); st["kept"].State != sched.Gone || st["long"].State != sched.Running {
+		t.Fatalf("after the retention: %+v", st)
+	}
+	e.Cancel(ctx, "long")
+}
+
+// Run owns everything the executor does: when it returns, no goroutine of
+// the executor is left, even with a canceled task in its kill grace; a
+// later Run sends the SIGKILL.
+func TestRunLeavesNoGoroutine(t *testing.T) {
+	dir, work := t.TempDir(), t.TempDir()
+	ctx := context.Background()
+	e, err := New(dir, &Options{Slots: 1, KillGrace: 500 * time.Millisecond, PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { e.Run(rctx); close(done) }()
+	// ignores SIGTERM: only the SIGKILL ends it
+	if _, err := e.Submit(ctx, sched.Task{JobID: "stubborn", Command: []string{"/bin/sh", "-c", `trap '' TERM; touch started; while :; do sleep 0.1; done`}, WorkDir: filepath.Join(work, "s")}); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); !exists(filepath.Join(work, "s", "started")); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the task did not start")
+		}
+	}
+	if err := e.Cancel(ctx, "stubborn"); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	<-done
+	buf := make([]byte, 1<<20)
+	if n := runtime.Stack(buf, true); strings.Contains(string(buf[:n]), "localsched.(*Executor)") {
+		t.Fatalf("a goroutine of the executor outlived Run:\n%s", buf[:n])
+	}
+	// the next Run kills it once its grace has passed
+	rctx, stop = context.WithCancel(ctx)
+	done = make(chan struct{})
+	go func() { e.Run(rctx); close(done) }()
+	defer func() { stop(); <-done }()
+	st := waitState(t, e, "stubborn", sched.Done)
+	if !st.Canceled {
+		t.Fatalf("status %+v, want canceled", st)
 	}
 }
