@@ -90,7 +90,8 @@ func agentCommand(ctx context.Context, args []string, stderr io.Writer) error {
 Runs one job inside its engine allocation: fetches the spec and inputs,
 runs the adapters and the command, streams the logs, uploads the outputs
 and reports the end. The job script starts it with HPCGATE_URL,
-HPCGATE_TOKEN (the job's own token), HPCGATE_JOB_ID and HPCGATE_CACERT set.
+HPCGATE_TOKEN_FILE (a file holding the job's own token; or HPCGATE_TOKEN),
+HPCGATE_JOB_ID and HPCGATE_CACERT set.
 
 Flags:
 `)

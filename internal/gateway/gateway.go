@@ -15,8 +15,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hpcgate/hpcgate/examples/templates"
@@ -46,6 +51,9 @@ token) and listens on https://127.0.0.1:8443. The first start prints the
 admin token and writes it to DATA/admin.token (mode 0600).
 
 Flags override the config file (--config, YAML; see examples/config/).
+SIGHUP reloads the templates (template_dirs); an invalid set is logged and
+the old one stays. One server per data directory: a second one exits at
+once, naming the first one's PID.
 
 Example:
   hpcgate server --data-dir ./data --addr 127.0.0.1:8443
@@ -113,6 +121,12 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := g.Listen(); err != nil {
 		return err
 	}
+	// SIGHUP reloads the templates. Asked for before the first line is
+	// printed, so that whoever waits for that line may send it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.reload = hup
 	fmt.Fprintf(stdout, "hpcgate listening on %s\n", g.URL())
 	return g.Run(ctx)
 }
@@ -132,6 +146,16 @@ type Gateway struct {
 	caFile   string
 	ln       net.Listener
 	url      string
+	lock     *os.File // DATA/server.lock, flocked while the gateway is open
+
+	// reload, if set, asks Run to reload the templates (SIGHUP).
+	reload <-chan os.Signal
+
+	// The catalog changes on Reload; the API is served by a Server over
+	// the current one.
+	catMu     sync.Mutex
+	newServer func(*catalog.Catalog) *server.Server // set by Run
+	srv       atomic.Pointer[server.Server]
 }
 
 // Open prepares the data directory and opens the backends. It starts no
@@ -145,6 +169,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	g := &Gateway{cfg: cfg, log: log, out: out, scheds: map[string]sched.Scheduler{}}
+	if g.lock, err = lockDataDir(dataDir); err != nil {
+		return nil, err
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -184,18 +211,8 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 	if g.bucket, err = openObjects(ctx, cfg, dataDir); err != nil {
 		return nil, err
 	}
-	var fss []fs.FS
-	if !cfg.NoBuiltinTemplates {
-		fss = append(fss, templates.FS)
-	}
-	for _, d := range cfg.TemplateDirs {
-		fss = append(fss, os.DirFS(d))
-	}
-	if g.cat, err = catalog.Load(cfg.Environments, fss...); err != nil {
-		return nil, fmt.Errorf("templates: %w", err)
-	}
-	for _, w := range g.cat.Warnings {
-		log.Warn(w)
+	if g.cat, err = g.loadCatalog(); err != nil {
+		return nil, err
 	}
 	for _, e := range cfg.Environments {
 		switch e.Scheduler {
@@ -267,7 +284,9 @@ func (g *Gateway) Listen() error {
 // URL is where the API answers (after Listen).
 func (g *Gateway) URL() string { return g.url }
 
-// Run serves until ctx ends, then shuts down gracefully. Jobs on the local
+// Run serves until ctx ends, then shuts down gracefully, and returns when
+// everything it started has ended: the HTTP server with every request in
+// flight, the dispatcher and the local executor. Jobs on the local
 // executor go on running; a new gateway on the same data directory finds
 // them again.
 func (g *Gateway) Run(ctx context.Context) error {
@@ -288,7 +307,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	host, _ := os.Hostname()
-	disp := dispatch.New(g.store, g.cat, g.scheds, dispatch.Options{
+	g.catMu.Lock()
+	cat := g.cat
+	g.catMu.Unlock()
+	// The dispatcher looks up environments only, which a reload keeps.
+	disp := dispatch.New(g.store, cat, g.scheds, dispatch.Options{
 		ReplicaID:    host + ":" + filepath.Dir(workRoot),
 		GatewayURL:   public,
 		CACertFile:   g.caFile,
@@ -297,14 +320,33 @@ func (g *Gateway) Run(ctx context.Context) error {
 		PollInterval: g.cfg.PollInterval,
 		Logger:       g.log,
 	})
-	srv := server.New(g.store, g.bucket, g.cat, auth.NewAuthenticator(g.store, 2*time.Second), disp, g.scheds, server.NewHub(), g.log, &server.Options{
-		MaxJSONBytes:   int64(g.cfg.Limits.MaxJSONBytes),
-		MaxUploadBytes: int64(g.cfg.Limits.MaxUploadBytes),
-		MaxChildren:    g.cfg.Limits.MaxChildren,
-		MaxDepth:       g.cfg.Limits.MaxDepth,
-	})
+	authn, hub := auth.NewAuthenticator(g.store, 2*time.Second), server.NewHub()
+	g.catMu.Lock()
+	g.newServer = func(cat *catalog.Catalog) *server.Server {
+		return server.New(g.store, g.bucket, cat, authn, disp, g.scheds, hub, g.log, &server.Options{
+			MaxJSONBytes:   int64(g.cfg.Limits.MaxJSONBytes),
+			MaxUploadBytes: int64(g.cfg.Limits.MaxUploadBytes),
+			MaxChildren:    g.cfg.Limits.MaxChildren,
+			MaxDepth:       g.cfg.Limits.MaxDepth,
+		})
+	}
+	g.srv.Store(g.newServer(g.cat))
+	g.catMu.Unlock()
+
+	// Requests in flight are counted, so that Run returns only after the
+	// last handler has: the store is closed after Run.
+	var inflight sync.WaitGroup
+	// Requests run under their own context: a graceful shutdown lets them
+	// finish, and only when it runs out of time are they canceled.
+	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelReqs()
 	hs := &http.Server{
-		Handler:           srv,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			inflight.Add(1)
+			defer inflight.Done()
+			g.srv.Load().ServeHTTP(w, r)
+		}),
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -313,42 +355,103 @@ func (g *Gateway) Run(ctx context.Context) error {
 		HTTP2:    &http.HTTP2Config{MaxReceiveBufferPerConnection: 16 << 20, MaxReceiveBufferPerStream: 8 << 20, MaxReadFrameSize: 1 << 20},
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 3)
-	go func() {
+	if !g.cfg.InsecureHTTP {
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+
+	grp := newGroup(ctx)
+	grp.Go(func(ctx context.Context) error {
 		var err error
 		if g.cfg.InsecureHTTP {
 			err = hs.Serve(g.ln)
 		} else {
-			hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 			err = hs.ServeTLS(g.ln, g.certFile, g.keyFile)
 		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
-		errc <- err
-	}()
-	go func() { errc <- disp.Run(ctx) }()
+		return err
+	})
+	grp.Go(func(ctx context.Context) error {
+		<-ctx.Done()
+		sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer scancel()
+		if err := hs.Shutdown(sctx); err != nil {
+			g.log.Warn("requests still running at shutdown; canceling them", "err", err)
+			cancelReqs()
+			hs.Close()
+		}
+		return nil
+	})
+	grp.Go(disp.Run)
 	if g.local != nil {
-		go func() { errc <- g.local.Run(ctx) }()
-	} else {
-		errc <- nil
+		grp.Go(g.local.Run)
+	}
+	if g.reload != nil {
+		grp.Go(func(ctx context.Context) error {
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-g.reload:
+					g.Reload() // logs its outcome
+				}
+			}
+		})
 	}
 	g.log.Info("gateway started", "url", g.url, "data_dir", g.cfg.DataDir, "version", server.Version)
-	var first error
-	select {
-	case <-ctx.Done():
-	case first = <-errc:
-	}
-	cancel()
-	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer scancel()
-	hs.Shutdown(sctx)
-	return first
+	err = grp.Wait()
+	inflight.Wait()
+	g.log.Info("gateway stopped")
+	return err
 }
 
-// Close releases the backends.
+// shutdownGrace is how long requests in flight may take to finish when
+// the gateway stops.
+const shutdownGrace = 10 * time.Second
+
+// loadCatalog reads the templates: the built-in ones (unless left out)
+// and every template directory.
+func (g *Gateway) loadCatalog() (*catalog.Catalog, error) {
+	var fss []fs.FS
+	if !g.cfg.NoBuiltinTemplates {
+		fss = append(fss, templates.FS)
+	}
+	for _, d := range g.cfg.TemplateDirs {
+		fss = append(fss, os.DirFS(d))
+	}
+	cat, err := catalog.Load(g.cfg.Environments, fss...)
+	if err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
+	}
+	for _, w := range cat.Warnings {
+		g.log.Warn(w)
+	}
+	return cat, nil
+}
+
+// Reload reads the templates again (on SIGHUP). When the new set is
+// invalid, the gateway goes on offering the old one and the error, which
+// names every problem, is returned and logged. The environments and the
+// rest of the configuration stay as they were at start.
+func (g *Gateway) Reload() error {
+	g.catMu.Lock()
+	defer g.catMu.Unlock()
+	cat, err := g.loadCatalog()
+	if err != nil {
+		g.log.Error("templates not reloaded; the old ones stay in use", "err", err)
+		return err
+	}
+	g.cat = cat
+	if g.newServer != nil {
+		g.srv.Store(g.newServer(cat))
+	}
+	g.log.Info("templates reloaded", "templates", len(cat.Templates()))
+	return nil
+}
+
+// Close releases the backends and the data directory. Call it after Run
+// has returned.
 func (g *Gateway) Close() error {
 	var errs []error
 	if g.ln != nil {
@@ -359,8 +462,85 @@ func (g *Gateway) Close() error {
 	}
 	if g.store != nil {
 		errs = append(errs, g.store.Close())
+		g.store = nil
+	}
+	if g.lock != nil {
+		// Closing the file releases the lock; the file stays, its PID stale.
+		errs = append(errs, g.lock.Close())
+		g.lock = nil
 	}
 	return errors.Join(errs...)
+}
+
+// lockDataDir takes an exclusive flock of DIR/server.lock and writes this
+// process's PID into it, so that a second server on the same directory
+// stops at once and says whose it is. The kernel drops the lock when the
+// process ends, however it ends. The descriptor is close-on-exec, so
+// running jobs do not inherit it.
+func lockDataDir(dir string) (*os.File, error) {
+	p := filepath.Join(dir, "server.lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data directory lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			b, _ := io.ReadAll(io.LimitReader(f, 32))
+			pid := strings.TrimSpace(string(b))
+			if _, err := strconv.Atoi(pid); err != nil {
+				pid = "unknown"
+			}
+			return nil, fmt.Errorf("data directory %s is in use by another hpcgate server (pid %s): stop that one first, or give this one another --data-dir", dir, pid)
+		}
+		return nil, fmt.Errorf("data directory lock %s: %w", p, err)
+	}
+	err = f.Truncate(0)
+	if err == nil {
+		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data directory lock %s: %w", p, err)
+	}
+	return f, nil
+}
+
+// group runs functions until the first of them returns or the parent
+// context ends, then cancels the others' context; Wait returns when all
+// have returned (golang.org/x/sync/errgroup's WithContext, without the
+// dependency).
+type group struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+func newGroup(parent context.Context) *group {
+	ctx, cancel := context.WithCancel(parent)
+	return &group{ctx: ctx, cancel: cancel}
+}
+
+// Go runs fn in a goroutine of the group.
+func (gr *group) Go(fn func(context.Context) error) {
+	gr.wg.Add(1)
+	go func() {
+		defer gr.wg.Done()
+		if err := fn(gr.ctx); err != nil {
+			gr.once.Do(func() { gr.err = err })
+		}
+		// Whichever ends first, for whatever reason, ends the others.
+		gr.cancel()
+	}()
+}
+
+// Wait waits for every function and returns the first error.
+func (gr *group) Wait() error {
+	gr.wg.Wait()
+	gr.cancel()
+	return gr.err
 }
 
 // openObjects opens the object store the configuration names.

@@ -1,0 +1,381 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/client"
+	"github.com/hpcgate/hpcgate/internal/config"
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/sched"
+)
+
+// tlog routes a logger to t.Log.
+type tlog struct{ t testing.TB }
+
+func (w tlog) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func testConfig(t *testing.T, templateDir string) *config.Config {
+	cfg := &config.Config{DataDir: t.TempDir(), Addr: "127.0.0.1:0", InsecureHTTP: true, NoBuiltinTemplates: true}
+	if templateDir != "" {
+		cfg.TemplateDirs = []string{templateDir}
+	}
+	cfg.Local.Slots = 1
+	cfg.Fill()
+	return cfg
+}
+
+// slowSched is an engine whose Submit ignores its context for a while,
+// like an sbatch that takes its time: Run must wait for it.
+type slowSched struct {
+	entered  chan struct{}
+	returned atomic.Bool
+}
+
+func (s *slowSched) Name() string { return "slow" }
+func (s *slowSched) Submit(ctx context.Context, t sched.Task) (string, error) {
+	close(s.entered)
+	time.Sleep(300 * time.Millisecond)
+	s.returned.Store(true)
+	return "", errors.New("slow engine says no")
+}
+func (s *slowSched) Poll(ctx context.Context, ids []string) (map[string]sched.Status, error) {
+	return map[string]sched.Status{}, nil
+}
+func (s *slowSched) Cancel(ctx context.Context, id string) error { return nil }
+func (s *slowSched) Ping(ctx context.Context) error              { return nil }
+
+func TestRunWaitsForWhatItStarted(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t, "")
+	g, err := Open(ctx, cfg, testLogger(t), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	slow := &slowSched{entered: make(chan struct{})}
+	g.scheds["local"] = slow
+	if _, err := g.store.CreateJob(ctx, &job.Job{ID: "j1", Owner: "u", Template: "t", TemplateVersion: 1, Environment: "local",
+		State: job.Pending, Reason: "created", Parameters: json.RawMessage("{}"), CreatedAt: time.Now()}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.Run(rctx) }()
+	select {
+	case <-slow.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the dispatcher never submitted")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if !slow.returned.Load() {
+		t.Fatal("Run returned while the dispatcher was still inside the engine's Submit")
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGroupWaitsForAll(t *testing.T) {
+	var ended atomic.Int32
+	gr := newGroup(context.Background())
+	boom := errors.New("boom")
+	gr.Go(func(ctx context.Context) error { return boom })
+	for range 3 {
+		gr.Go(func(ctx context.Context) error {
+			<-ctx.Done()
+			time.Sleep(50 * time.Millisecond)
+			ended.Add(1)
+			return nil
+		})
+	}
+	if err := gr.Wait(); err != boom {
+		t.Fatalf("Wait = %v, want the first error", err)
+	}
+	if n := ended.Load(); n != 3 {
+		t.Fatalf("Wait returned with %d of 3 functions ended", n)
+	}
+}
+
+func TestSecondServerOnDataDirRefused(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t, "")
+	g1, err := Open(ctx, cfg, testLogger(t), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(ctx, cfg, testLogger(t), io.Discard)
+	if err == nil {
+		t.Fatal("a second gateway opened the same data directory")
+	}
+	if want := "pid " + strconv.Itoa(os.Getpid()); !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not name the holder (%s)", err, want)
+	}
+	t.Logf("second open: %v", err)
+	if err := g1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g2, err := Open(ctx, cfg, testLogger(t), io.Discard)
+	if err != nil {
+		t.Fatalf("open after the first closed: %v", err)
+	}
+	g2.Close()
+}
+
+// TestSecondServerProcessRefused runs the second server as another
+// process, as an operator would.
+func TestSecondServerProcessRefused(t *testing.T) {
+	if os.Getenv("HPCGATE_TEST_SECOND_SERVER") != "" {
+		err := Command(context.Background(), []string{"--data-dir", os.Getenv("HPCGATE_TEST_SECOND_SERVER"), "--addr", "127.0.0.1:0", "--insecure-http"}, io.Discard, io.Discard)
+		fmt.Fprintln(os.Stderr, "RESULT:", err)
+		os.Exit(3)
+	}
+	ctx := context.Background()
+	cfg := testConfig(t, "")
+	g, err := Open(ctx, cfg, testLogger(t), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	cmd := execSelf(t, "TestSecondServerProcessRefused", "HPCGATE_TEST_SECOND_SERVER="+cfg.DataDir)
+	start := time.Now()
+	out, _ := cmd.CombinedOutput()
+	if time.Since(start) > 30*time.Second {
+		t.Fatal("the second server took too long to give up")
+	}
+	want := fmt.Sprintf("in use by another hpcgate server (pid %d)", os.Getpid())
+	if !strings.Contains(string(out), want) {
+		t.Fatalf("second server said:\n%s\nwant it to contain %q", out, want)
+	}
+}
+
+const helloV1 = `name: greet
+version: 1
+command: [echo, hello]
+environments: [local]
+`
+
+const helloV2 = `name: greet
+version: 2
+command: [echo, hello, again]
+environments: [local]
+`
+
+const other = `name: other
+version: 1
+command: [true]
+environments: [local]
+`
+
+func templateNames(t *testing.T, c *client.Client) []string {
+	t.Helper()
+	ts, err := c.Templates(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, tp := range ts {
+		out = append(out, fmt.Sprintf("%s@%d", tp.Name, tp.Version))
+	}
+	return out
+}
+
+func TestReloadTemplates(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("greet.yaml", helloV1)
+	cfg := testConfig(t, dir)
+	g, err := Open(ctx, cfg, testLogger(t), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := g.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.Run(rctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(g.URL(), strings.TrimSpace(string(tok)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := templateNames(t, c); strings.Join(got, " ") != "greet@1" {
+		t.Fatalf("templates at start: %v", got)
+	}
+
+	write("greet2.yaml", helloV2)
+	write("other.yaml", other)
+	if err := g.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(templateNames(t, c), " ")
+	for _, want := range []string{"greet@2", "other@1"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("after reload: %s, want %s offered", got, want)
+		}
+	}
+
+	// An invalid set keeps the old one.
+	write("broken.yaml", "name: broken\nversion: 1\ncommand: [true]\nenvironments: [local]\nbogus_field: 1\n")
+	err = g.Reload()
+	if err == nil || !strings.Contains(err.Error(), "broken.yaml") {
+		t.Fatalf("reload of an invalid set: %v, want an error naming broken.yaml", err)
+	}
+	if after := strings.Join(templateNames(t, c), " "); after != got {
+		t.Fatalf("after a failed reload: %s, want the old set %s", after, got)
+	}
+}
+
+// syncBuffer collects output written by another goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestReloadOnSIGHUP runs "hpcgate server" in this process and sends it a
+// real SIGHUP.
+func TestReloadOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "greet.yaml"), []byte(helloV1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	cfgFile := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("no_builtin_templates: true\ntemplate_dirs: [%q]\n", dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Command(ctx, []string{"--config", cfgFile, "--data-dir", dataDir, "--addr", "127.0.0.1:0", "--insecure-http", "--slots", "1"}, pw, logs)
+		pw.Close()
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		t.Logf("server log:\n%s", logs.String())
+	}()
+	var url string
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if u, ok := strings.CutPrefix(sc.Text(), "hpcgate listening on "); ok {
+			url = u
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if url == "" {
+		t.Fatal("the server never said where it listens")
+	}
+	tok, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(url, strings.TrimSpace(string(tok)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(templateNames(t, c), " "); got != "greet@1" {
+		t.Fatalf("templates at start: %s", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "greet.yaml"), []byte(helloV2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := strings.Join(templateNames(t, c), " ")
+		if got == "greet@2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("templates after SIGHUP: %s, want greet@2", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "templates reloaded") {
+		t.Fatal("the reload was not logged")
+	}
+}
+
+// execSelf returns a command running this test binary with only the test
+// named run, and env added.
+func execSelf(t *testing.T, run string, env ...string) *exec.Cmd {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^"+run+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
+}
