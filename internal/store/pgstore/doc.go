@@ -18,8 +18,19 @@
 // not race; the version reached is recorded in the table schema_version. A
 // database whose version is newer than the binary knows is refused.
 //
-// A job is stored as its JSON document (jsonb) with the fields that lists
-// filter on in columns of their own; its parameters are kept as written, in
-// a json column. Concurrent changes of one job serialize on its row lock;
-// appends to one log stream on an advisory lock of the stream.
+// It is a storedriver.Driver under rowstore, which holds the rules. A job
+// is stored as its storedriver.JobRow (jsonb, explicit versioned names)
+// with the fields that lists filter on in columns of their own and its
+// labels in job_labels, so that every filtered page is an index scan; its
+// parameters and template document are kept as written, in json columns.
+// Concurrent changes of one job serialize on its row lock; appends to one
+// log stream on an advisory lock of the stream.
+//
+// # Durability
+//
+// A write returns once PostgreSQL committed it, which with
+// synchronous_commit=on (the default, and what Open sets for its sessions
+// unless the URL names another) means its WAL is flushed to disk, if the
+// server runs with fsync=on (scripts/setup-postgres.sh sets fsync and
+// synchronous_commit off unless HPCGATE_PG_DURABLE=1).
 package pgstore

@@ -395,3 +395,17 @@ func TestListPlans(t *testing.T) {
 		}
 	}
 }
+
+// Writes are acknowledged only once committed to disk, even on a server
+// whose default is synchronous_commit=off.
+func TestSynchronousCommit(t *testing.T) {
+	s := openEmpty(t)
+	defer s.Close()
+	var v string
+	if err := s.d.pool.QueryRow(context.Background(), "SHOW synchronous_commit").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != "on" {
+		t.Fatalf("synchronous_commit = %s, want on", v)
+	}
+}
