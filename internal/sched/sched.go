@@ -139,6 +139,24 @@ func (t *Task) SecretPath(name string) string {
 
 // JobEnv is the environment the job gets: Env, and NAME_FILE=SecretPath(NAME)
 // for each secret, as sorted NAME=VALUE entries.
+// BaseEnv returns the part of the gateway's environment environ that a
+// job may inherit: the variables that locate programs and set the locale
+// and time zone. Everything else (credentials for the object store, the
+// database URL, an admin's HPCGATE_TOKEN) stays with the gateway; a job
+// gets its own variables from JobEnv.
+func BaseEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "PATH", k == "LANG", k == "TZ", k == "HOME", k == "USER", k == "LOGNAME", k == "SHELL", k == "TMPDIR",
+			strings.HasPrefix(k, "LC_"):
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 func (t *Task) JobEnv() []string {
 	env := make([]string, 0, len(t.Env)+len(t.Secret))
 	for k, v := range t.Env {

@@ -308,7 +308,7 @@ func (e *Executor) launch(en *entry) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = t.WorkDir
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Env = append(os.Environ(), t.JobEnv()...)
+	cmd.Env = append(sched.BaseEnv(os.Environ()), t.JobEnv()...)
 	if err := cmd.Start(); err != nil {
 		os.Remove(filepath.Join(d, "launched"))
 		return err

@@ -245,3 +245,29 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 		t.Fatalf("status %+v, want canceled", st)
 	}
 }
+
+// A task inherits only what sched.BaseEnv lets through: the gateway's
+// credentials (here a stand-in for the object store's) never reach it.
+func TestTaskEnvironmentIsClean(t *testing.T) {
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "gateway-secret")
+	t.Setenv("HPCGATE_TOKEN", "admin-token")
+	e := newExecutor(t, t.TempDir(), 1)
+	work := filepath.Join(t.TempDir(), "w")
+	ctx := context.Background()
+	if _, err := e.Submit(ctx, sched.Task{JobID: "envjob", Command: []string{"/bin/sh", "-c", "env > env.txt"}, WorkDir: work,
+		Env: map[string]string{"HPCGATE_JOB_ID": "envjob"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, "envjob", sched.Done)
+	b, err := os.ReadFile(filepath.Join(work, "env.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := string(b)
+	if strings.Contains(env, "gateway-secret") || strings.Contains(env, "admin-token") {
+		t.Errorf("the task saw the gateway's secrets:\n%s", env)
+	}
+	if !strings.Contains(env, "HPCGATE_JOB_ID=envjob") || !strings.Contains(env, "PATH=") {
+		t.Errorf("the task lacks its own variables or PATH:\n%s", env)
+	}
+}

@@ -142,7 +142,16 @@ func New(opts *Options) *Scheduler {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	// dates as 2006-01-02T15:04:05 whatever the user's settings
-	env := append(os.Environ(), "SLURM_TIME_FORMAT=standard")
+	// sbatch exports its whole environment to the job (--export=ALL), so
+	// it gets only what a job may see (sched.BaseEnv), Slurm's own
+	// settings (SLURM_CONF) and, per job, the task's variables.
+	env := sched.BaseEnv(os.Environ())
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "SLURM_CONF=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "SLURM_TIME_FORMAT=standard")
 	s.cmd = sched.Commander{Bin: s.opts.Bin, Env: env, Timeout: commandTimeout, Logger: s.log}
 	return s
 }

@@ -84,6 +84,9 @@ func waitDone(t *testing.T, s *Scheduler, id string) sched.Status {
 // appears in none of Slurm's records of the job (scontrol, squeue, sacct,
 // the environment sacct may store); usage comes from sacct.
 func TestRealEnvironmentAndUsage(t *testing.T) {
+	// sbatch exports its environment to the job: the gateway's own
+	// secrets must not be in it.
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "gateway-secret-e3b0")
 	s, _ := realSlurm(t)
 	ctx := context.Background()
 	token := fmt.Sprintf("tok-%d", time.Now().UnixNano())
@@ -92,7 +95,7 @@ func TestRealEnvironmentAndUsage(t *testing.T) {
 	// burn about a second of CPU and 64 MiB, long enough for a sample
 	id, err := s.Submit(ctx, sched.Task{
 		JobID: jobID, Name: "env test", WorkDir: filepath.Join(root, "w"),
-		Command: []string{"/bin/sh", "-c", `cat "$HPCGATE_TOKEN_FILE" > token; stat -c %a "$HPCGATE_TOKEN_FILE" > mode; printf %s "$HPCGATE_TOKEN" > envtoken; python3 -c '
+		Command: []string{"/bin/sh", "-c", `env > envdump; cat "$HPCGATE_TOKEN_FILE" > token; stat -c %a "$HPCGATE_TOKEN_FILE" > mode; printf %s "$HPCGATE_TOKEN" > envtoken; python3 -c '
 import time
 x = bytearray(64 << 20)
 t = time.time()
@@ -127,6 +130,9 @@ while time.time() - t < 6: x[0] ^= 1
 	tokenNotIn("scontrol", "show", "job", "-dd", id)
 	if b, err := os.ReadFile(filepath.Join(root, "w", "envtoken")); err != nil || len(b) != 0 {
 		t.Fatalf("the job's environment had HPCGATE_TOKEN=%q (%v), want it in a file only", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "w", "envdump")); err != nil || strings.Contains(string(b), "gateway-secret-e3b0") || !strings.Contains(string(b), "HPCGATE_TOKEN_FILE=") {
+		t.Fatalf("the job's environment (%v) has the gateway's secret or lacks its own variables:\n%s", err, b)
 	}
 	if b, _ := os.ReadFile(filepath.Join(root, "w", "mode")); strings.TrimSpace(string(b)) != "600" {
 		t.Fatalf("the token's file has mode %q, want 600", b)
