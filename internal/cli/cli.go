@@ -320,9 +320,12 @@ func (e *env) client() (*client.Client, error) {
 	if u == "" {
 		return nil, errors.New("no gateway URL: set HPCGATE_URL or pass --url (e.g. https://127.0.0.1:8443)")
 	}
-	tok := firstNonEmpty(e.token, os.Getenv("HPCGATE_TOKEN"))
+	tok := e.token
 	if tok == "" {
-		return nil, errors.New("no token: set HPCGATE_TOKEN or pass --token")
+		var err error
+		if tok, err = client.TokenFromEnv(); err != nil {
+			return nil, fmt.Errorf("no token: pass --token, or %w", err)
+		}
 	}
 	return client.New(u, tok, &client.Options{CACertFile: firstNonEmpty(e.cacert, os.Getenv("HPCGATE_CACERT"))})
 }

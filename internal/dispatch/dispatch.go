@@ -74,25 +74,9 @@ type task struct {
 	keep           bool // the agent never reported: keep the engine's files for a post-mortem
 }
 
-// forgetter is sched.Forgetter: an engine that keeps something per task
-// (the local executor's task directory) until told that the job is over.
-// Forget drops an ended task; a task that has not ended is left alone.
-type forgetter interface {
-	Forget(ctx context.Context, id string) error
-}
-
-// forgetterNoCtx is the same ability without a context (the local
-// executor's first Forget).
-type forgetterNoCtx interface {
-	Forget(id string) error
-}
-
-// forgetFunc returns s's Forget, if it has one.
+// forgetFunc returns s's Forget, if it is a sched.Forgetter.
 func forgetFunc(s sched.Scheduler) func(ctx context.Context, id string) error {
-	switch f := s.(type) {
-	case forgetter:
-		return f.Forget
-	case forgetterNoCtx:
+	if f, ok := s.(sched.Forgetter); ok {
 		return func(_ context.Context, id string) error { return f.Forget(id) }
 	}
 	return nil

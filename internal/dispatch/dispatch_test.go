@@ -132,7 +132,7 @@ func (f *fakeSched) Resume(ctx context.Context, id string) error {
 }
 
 // Forget is sched.Forgetter's: only an ended task is forgotten.
-func (f *fakeSched) Forget(ctx context.Context, id string) error {
+func (f *fakeSched) Forget(id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if st, ok := f.jobs[id]; ok && st.State == sched.Done {
@@ -850,29 +850,3 @@ func TestForgetAfterRestart(t *testing.T) {
 	}
 }
 
-// The old local executor's Forget(id) is used as well.
-type oldForgetter struct {
-	*fakeSched
-	calls []string
-}
-
-func (o *oldForgetter) Forget(id string) error {
-	o.calls = append(o.calls, id)
-	return nil
-}
-
-func TestForgetWithoutContext(t *testing.T) {
-	f := newFixture(t)
-	old := &oldForgetter{fakeSched: newFake()}
-	f.engs["plain"] = old
-	d := f.dispatcher()
-	j := f.job("plain", job.Pending)
-	d.submitPending(f.ctx)
-	f.to(j.ID, job.Running)
-	f.to(j.ID, job.Succeeded)
-	old.set("b1", sched.Status{State: sched.Done})
-	d.reconcile(f.ctx)
-	if len(old.calls) != 1 || old.calls[0] != "b1" {
-		t.Fatalf("Forget calls %v", old.calls)
-	}
-}

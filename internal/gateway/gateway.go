@@ -20,7 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -153,9 +152,8 @@ type Gateway struct {
 
 	// The catalog changes on Reload; the API is served by a Server over
 	// the current one.
-	catMu     sync.Mutex
-	newServer func(*catalog.Catalog) *server.Server // set by Run
-	srv       atomic.Pointer[server.Server]
+	catMu sync.Mutex
+	srv   *server.Server // set by Run, under catMu
 }
 
 // Open prepares the data directory and opens the backends. It starts no
@@ -322,15 +320,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	})
 	authn, hub := auth.NewAuthenticator(g.store, 2*time.Second), server.NewHub()
 	g.catMu.Lock()
-	g.newServer = func(cat *catalog.Catalog) *server.Server {
-		return server.New(g.store, g.bucket, cat, authn, disp, g.scheds, hub, g.log, &server.Options{
-			MaxJSONBytes:   int64(g.cfg.Limits.MaxJSONBytes),
-			MaxUploadBytes: int64(g.cfg.Limits.MaxUploadBytes),
-			MaxChildren:    g.cfg.Limits.MaxChildren,
-			MaxDepth:       g.cfg.Limits.MaxDepth,
-		})
-	}
-	g.srv.Store(g.newServer(g.cat))
+	g.srv = server.New(g.store, g.bucket, g.cat, authn, disp, g.scheds, hub, g.log, &server.Options{
+		MaxJSONBytes:   int64(g.cfg.Limits.MaxJSONBytes),
+		MaxUploadBytes: int64(g.cfg.Limits.MaxUploadBytes),
+		MaxChildren:    g.cfg.Limits.MaxChildren,
+		MaxDepth:       g.cfg.Limits.MaxDepth,
+	})
 	g.catMu.Unlock()
 
 	// Requests in flight are counted, so that Run returns only after the
@@ -344,7 +339,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			inflight.Add(1)
 			defer inflight.Done()
-			g.srv.Load().ServeHTTP(w, r)
+			g.srv.ServeHTTP(w, r)
 		}),
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ReadHeaderTimeout: 10 * time.Second,
@@ -443,8 +438,8 @@ func (g *Gateway) Reload() error {
 		return err
 	}
 	g.cat = cat
-	if g.newServer != nil {
-		g.srv.Store(g.newServer(cat))
+	if g.srv != nil {
+		g.srv.SetCatalog(cat)
 	}
 	g.log.Info("templates reloaded", "templates", len(cat.Templates()))
 	return nil

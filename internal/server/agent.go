@@ -108,7 +108,7 @@ func (s *Server) recipe(j *job.Job) (*catalog.Recipe, error) {
 	if len(j.TemplateDoc) > 0 {
 		return catalog.DecodeRecipe(j.TemplateDoc)
 	}
-	t, err := s.catalog.Template(j.Template, j.TemplateVersion)
+	t, err := s.catalog.Load().Template(j.Template, j.TemplateVersion)
 	if err != nil {
 		return nil, errorf(http.StatusConflict, api.CodeConflict, "template %s version %d is no longer offered", j.Template, j.TemplateVersion)
 	}

@@ -30,7 +30,7 @@ func (s *Server) listTemplates(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	page := api.Page[api.Template]{Items: []api.Template{}}
-	for _, t := range s.catalog.Templates() {
+	for _, t := range s.catalog.Load().Templates() {
 		if (name == "" || t.Name == name) && (version == 0 || t.Version == version) {
 			page.Items = append(page.Items, apiTemplate(t))
 		}
@@ -43,7 +43,7 @@ func (s *Server) getTemplate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	t, err := s.catalog.Template(r.PathValue("name"), version)
+	t, err := s.catalog.Load().Template(r.PathValue("name"), version)
 	if err != nil {
 		return wrapf(err, http.StatusNotFound, api.CodeNotFound, "no template %q (version %d; 0 is the newest): GET /v1/templates lists them", r.PathValue("name"), version)
 	}
@@ -52,14 +52,14 @@ func (s *Server) getTemplate(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request) error {
 	page := api.Page[api.Environment]{Items: []api.Environment{}}
-	for _, e := range s.catalog.Environments() {
+	for _, e := range s.catalog.Load().Environments() {
 		page.Items = append(page.Items, apiEnvironment(e))
 	}
 	return writeJSON(w, http.StatusOK, page)
 }
 
 func (s *Server) getEnvironment(w http.ResponseWriter, r *http.Request) error {
-	e, err := s.catalog.Environment(r.PathValue("name"))
+	e, err := s.catalog.Load().Environment(r.PathValue("name"))
 	if err != nil {
 		return wrapf(err, http.StatusNotFound, api.CodeNotFound, "no environment %q: GET /v1/environments lists them", r.PathValue("name"))
 	}

@@ -99,7 +99,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	inst, err := s.catalog.Instantiate(catalog.Request{
+	inst, err := s.catalog.Load().Instantiate(catalog.Request{
 		Template: req.Template, Version: req.Version, Parameters: req.Parameters, Inputs: req.Inputs,
 		Environment: req.Environment, Resources: res, Labels: req.Labels,
 	}, func(path string) (int64, error) {

@@ -206,7 +206,7 @@ func TestAcceptedJobKeepsItsTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.srv.catalog = cat
+	h.srv.SetCatalog(cat)
 	var after api.Spec
 	h.do("GET", "/v1/jobs/"+j.ID+"/spec", jt, nil).want(t, 200).decode(t, &after)
 	if !slices.Equal(after.Command, before.Command) || slices.Contains(after.Command, "echo other code") {
@@ -217,6 +217,6 @@ func TestAcceptedJobKeepsItsTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.srv.catalog = empty
+	h.srv.SetCatalog(empty)
 	h.do("GET", "/v1/jobs/"+j.ID+"/spec", jt, nil).want(t, 200)
 }

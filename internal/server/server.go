@@ -66,7 +66,7 @@ func (o *Options) defaults() {
 type Server struct {
 	store    store.Store
 	bucket   blob.Bucket
-	catalog  *catalog.Catalog
+	catalog  atomic.Pointer[catalog.Catalog] // swapped by SetCatalog
 	auth     *auth.Authenticator
 	disp     *dispatch.Dispatcher
 	scheds   map[string]sched.Scheduler
@@ -85,7 +85,8 @@ func New(st store.Store, b blob.Bucket, cat *catalog.Catalog, a *auth.Authentica
 		o = *opts
 	}
 	o.defaults()
-	s := &Server{store: st, bucket: b, catalog: cat, auth: a, disp: d, scheds: scheds, logs: hub, opts: o, log: log, mux: http.NewServeMux()}
+	s := &Server{store: st, bucket: b, auth: a, disp: d, scheds: scheds, logs: hub, opts: o, log: log, mux: http.NewServeMux()}
+	s.catalog.Store(cat)
 	s.routes = s.routeTable()
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.pattern, s.wrap(rt))
@@ -95,6 +96,10 @@ func New(st store.Store, b blob.Bucket, cat *catalog.Catalog, a *auth.Authentica
 	}}))
 	return s
 }
+
+// SetCatalog replaces the templates and environments new requests see (a
+// reload). Jobs already accepted keep the template they were accepted with.
+func (s *Server) SetCatalog(c *catalog.Catalog) { s.catalog.Store(c) }
 
 // access says who may call a route.
 type access int
@@ -544,7 +549,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 		err = nil
 	}
 	add("objects", "objects", err)
-	for _, e := range s.catalog.Environments() {
+	for _, e := range s.catalog.Load().Environments() {
 		if sc, ok := s.scheds[e.Name]; ok {
 			add(e.Name+" ("+sc.Name()+")", "scheduler", sc.Ping(ctx))
 		}
