@@ -849,4 +849,3 @@ func TestForgetAfterRestart(t *testing.T) {
 		t.Fatalf("forgot %v", got)
 	}
 }
-
