@@ -531,7 +531,7 @@ func (d *Dispatcher) setState(ctx context.Context, id string, s job.State, reaso
 func (d *Dispatcher) Cancel(ctx context.Context, id, reason string) (*job.Job, error) {
 	j, err := d.store.UpdateJob(ctx, id, func(j *job.Job) error {
 		if j.State.Terminal() {
-			return fmt.Errorf("%w: the job has %s already", job.ErrInvalidTransition, j.State)
+			return &job.TransitionError{From: j.State, To: job.Canceled, Why: "it has ended already"}
 		}
 		return j.SetState(job.Canceled, reason, time.Now())
 	})
@@ -563,7 +563,7 @@ func (d *Dispatcher) Hold(ctx context.Context, id string) (*job.Job, error) {
 	case job.Pending:
 		return d.store.UpdateJob(ctx, id, func(j *job.Job) error {
 			if j.State != job.Pending {
-				return fmt.Errorf("%w: the job is %s now", job.ErrInvalidTransition, j.State)
+				return &job.TransitionError{From: j.State, To: job.Held, Why: "only pending and queued jobs can be held"}
 			}
 			return j.SetState(job.Held, "held by the user", time.Now())
 		})
@@ -581,7 +581,7 @@ func (d *Dispatcher) Hold(ctx context.Context, id string) (*job.Job, error) {
 		}
 		return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Held, "held by the user", time.Now()) })
 	}
-	return nil, fmt.Errorf("%w: a %s job cannot be held; only pending and queued jobs can", job.ErrInvalidTransition, j.State)
+	return nil, &job.TransitionError{From: j.State, To: job.Held, Why: "only pending and queued jobs can be held"}
 }
 
 // Release lets a held job go on.
@@ -591,7 +591,7 @@ func (d *Dispatcher) Release(ctx context.Context, id string) (*job.Job, error) {
 		return nil, err
 	}
 	if j.State != job.Held {
-		return nil, fmt.Errorf("%w: the job is %s, not held", job.ErrInvalidTransition, j.State)
+		return nil, &job.TransitionError{From: j.State, To: job.Pending, Why: "only held jobs can be released"}
 	}
 	if j.BackendID == "" {
 		j, err = d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Pending, "released by the user", time.Now()) })
@@ -634,7 +634,7 @@ func (d *Dispatcher) setSuspended(ctx context.Context, id string, on bool) (*job
 		from, to, verb = []job.State{job.Suspended}, job.Running, "resumed"
 	}
 	if !slices.Contains(from, j.State) {
-		return nil, fmt.Errorf("%w: the job is %s; only a %s job can be %s", job.ErrInvalidTransition, j.State, from[len(from)-1], verb)
+		return nil, &job.TransitionError{From: j.State, To: to, Why: fmt.Sprintf("only a %s job can be %s", from[len(from)-1], verb)}
 	}
 	s, err := d.reachable(j)
 	if err != nil {

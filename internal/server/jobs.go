@@ -22,6 +22,7 @@ import (
 	"github.com/hpcgate/hpcgate/internal/blob"
 	"github.com/hpcgate/hpcgate/internal/catalog"
 	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/store"
 )
 
@@ -275,34 +276,40 @@ const (
 	controlResume
 )
 
+var opNames = map[controlOp]string{controlCancel: "cancel", controlHold: "hold", controlRelease: "release", controlSuspend: "suspend", controlResume: "resume"}
+
 func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		j, err := s.jobFromPath(r)
 		if err != nil {
 			return err
 		}
+		var out *job.Job
 		switch op {
 		case controlCancel:
 			reason := "canceled by " + principal(r).User
 			if p := principal(r); p.IsJob() {
 				reason = "canceled by its parent job " + p.JobID
 			}
-			j, err = s.disp.Cancel(r.Context(), j.ID, reason)
+			out, err = s.disp.Cancel(r.Context(), j.ID, reason)
 		case controlHold:
-			j, err = s.disp.Hold(r.Context(), j.ID)
+			out, err = s.disp.Hold(r.Context(), j.ID)
 		case controlRelease:
-			j, err = s.disp.Release(r.Context(), j.ID)
+			out, err = s.disp.Release(r.Context(), j.ID)
 		case controlSuspend:
-			j, err = s.disp.Suspend(r.Context(), j.ID)
+			out, err = s.disp.Suspend(r.Context(), j.ID)
 		case controlResume:
-			j, err = s.disp.Resume(r.Context(), j.ID)
+			out, err = s.disp.Resume(r.Context(), j.ID)
+		}
+		if errors.Is(err, sched.ErrUnsupported) {
+			return wrapf(err, http.StatusConflict, api.CodeUnsupported, "the job's engine (%s) cannot %s it now: the job is %s", j.Scheduler, opNames[op], j.State)
 		}
 		if err != nil {
 			return err
 		}
-		s.logs.Notify(j.ID + "/stdout")
-		s.logs.Notify(j.ID + "/stderr")
-		return writeJSON(w, http.StatusOK, apiJob(j))
+		s.logs.Notify(out.ID + "/stdout")
+		s.logs.Notify(out.ID + "/stderr")
+		return writeJSON(w, http.StatusOK, apiJob(out))
 	}
 }
 
