@@ -60,7 +60,17 @@ type Config struct {
 	Local struct {
 		// Slots is how many cores jobs may use at once (default: CPU count).
 		Slots int `yaml:"slots"`
+		// WorkdirRetention is how long an ended task's working directory
+		// is kept (default 24h); its token file is removed at once.
+		WorkdirRetention time.Duration `yaml:"workdir_retention"`
 	} `yaml:"local"`
+	// Retention says how long what is finished is kept.
+	Retention struct {
+		// Jobs: finished jobs older than this are purged with their
+		// events, logs and outputs (default 2160h, 90 days; 0s keeps
+		// them for ever).
+		Jobs *time.Duration `yaml:"jobs"`
+	} `yaml:"retention"`
 	// AgentCommand starts the agent inside a job (default: this binary
 	// with "agent").
 	AgentCommand []string `yaml:"agent_command"`
@@ -98,6 +108,10 @@ func (c *Config) fill() {
 	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
+	}
+	if c.Retention.Jobs == nil {
+		d := 90 * 24 * time.Hour
+		c.Retention.Jobs = &d
 	}
 	if len(c.Environments) == 0 {
 		c.Environments = []catalog.Environment{{
@@ -166,6 +180,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Objects != "" && !strings.HasPrefix(c.Objects, "s3://") {
 		errs = append(errs, fmt.Errorf("objects %q: want an s3:// URL, or nothing for the data directory", c.Objects))
+	}
+	if c.Retention.Jobs != nil && *c.Retention.Jobs < 0 {
+		errs = append(errs, errors.New("retention.jobs must not be negative (0s keeps jobs for ever)"))
+	}
+	if c.Local.WorkdirRetention < 0 {
+		errs = append(errs, errors.New("local.workdir_retention must not be negative"))
 	}
 	if c.Local.Slots < 0 {
 		errs = append(errs, errors.New("local.slots must not be negative"))

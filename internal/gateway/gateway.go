@@ -216,7 +216,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 		switch e.Scheduler {
 		case "local":
 			if g.local == nil {
-				g.local, err = localsched.New(filepath.Join(dataDir, "local"), &localsched.Options{Slots: cfg.Local.Slots, Logger: log})
+				g.local, err = localsched.New(filepath.Join(dataDir, "local"), &localsched.Options{Slots: cfg.Local.Slots, Retention: cfg.Local.WorkdirRetention, Logger: log})
 				if err != nil {
 					return nil, err
 				}
@@ -379,6 +379,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return nil
 	})
 	grp.Go(disp.Run)
+	if r := *g.cfg.Retention.Jobs; r > 0 {
+		grp.Go(func(ctx context.Context) error { return g.purge(ctx, r, min(r/10, time.Hour)) })
+	}
 	if g.local != nil {
 		grp.Go(g.local.Run)
 	}

@@ -1,0 +1,70 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/hpcgate/hpcgate/internal/blob"
+)
+
+// purgeBatch is how many jobs one purge removes at most before it lets
+// other writers in.
+const purgeBatch = 500
+
+// purge removes finished jobs older than the retention, with their events,
+// logs and job tokens (the store) and their outputs (the bucket), every
+// interval until ctx ends.
+func (g *Gateway) purge(ctx context.Context, retention, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := g.purgeOnce(ctx, time.Now().Add(-retention)); err != nil && ctx.Err() == nil {
+			g.log.Error("purge of finished jobs", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// purgeOnce removes every job that finished before before, in batches, and
+// returns how many it removed.
+func (g *Gateway) purgeOnce(ctx context.Context, before time.Time) (int, error) {
+	n := 0
+	for {
+		ids, err := g.store.PurgeFinished(ctx, before, purgeBatch)
+		if err != nil {
+			return n, err
+		}
+		for _, id := range ids {
+			if err := deletePrefix(ctx, g.bucket, "jobs/"+id+"/"); err != nil {
+				// The job's row is gone: say which outputs are left.
+				g.log.Error("outputs of a purged job not deleted", "job_id", id, "err", err)
+			}
+		}
+		n += len(ids)
+		if len(ids) > 0 {
+			g.log.Info("purged finished jobs", "count", len(ids), "finished_before", before)
+		}
+		if len(ids) < purgeBatch {
+			return n, nil
+		}
+	}
+}
+
+// deletePrefix deletes every object under prefix.
+func deletePrefix(ctx context.Context, b blob.Bucket, prefix string) error {
+	var keys []string
+	if err := b.List(ctx, prefix, func(a blob.Attrs) error { keys = append(keys, a.Key); return nil }); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := b.Delete(ctx, k); err != nil && !errors.Is(err, blob.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
