@@ -109,5 +109,5 @@ Flags:
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	return agent.Run(ctx, c, *id, &agent.Options{KeepWorkDir: *keep})
+	return agent.Run(ctx, c, *id, &agent.Options{KeepWorkDir: *keep, TokenFile: os.Getenv("HPCGATE_TOKEN_FILE")})
 }

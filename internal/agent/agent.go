@@ -47,6 +47,10 @@ type Options struct {
 	Logger *slog.Logger
 	// KeepWorkDir leaves the working directory after the job.
 	KeepWorkDir bool
+	// TokenFile, if set, is the file the job's token came in (the
+	// engine's HPCGATE_TOKEN_FILE): removed when the agent ends, so that
+	// no token stays on disk after its job.
+	TokenFile string
 }
 
 // errJobGone means the gateway no longer accepts the job's token: the job
@@ -89,6 +93,9 @@ func Run(ctx context.Context, c *client.Client, id string, opts *Options) error 
 		o.WorkDir = wd
 	}
 	a := &agent{c: c, id: id, opts: o, log: o.Logger, dir: o.WorkDir, spool: filepath.Join(o.WorkDir, ".hpcgate")}
+	if o.TokenFile != "" {
+		defer os.Remove(o.TokenFile)
+	}
 	return a.run(ctx)
 }
 

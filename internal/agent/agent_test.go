@@ -229,8 +229,15 @@ func TestRunsJob(t *testing.T) {
 	})
 	g.inputs["data"] = []byte("input\n")
 	o, dir := opts(t)
+	o.TokenFile = filepath.Join(t.TempDir(), "job1.secret.HPCGATE_TOKEN")
+	if err := os.WriteFile(o.TokenFile, []byte("tok"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := Run(context.Background(), c, "job1", o); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(o.TokenFile); !os.IsNotExist(err) {
+		t.Errorf("the token's file is left after the job: %v", err)
 	}
 	if got := g.states(); got != "starting running finishing succeeded" {
 		t.Fatalf("states %q", got)
