@@ -137,9 +137,12 @@ type Usage struct {
 
 // Job is one job. The store keeps it; only UpdateJob changes it.
 type Job struct {
-	ID              string
-	Name            string
-	Owner           string
+	ID    string
+	Name  string
+	Owner string
+	// Account is the OS account the job runs as ("" for the gateway's
+	// own), resolved from the owner when the job was accepted.
+	Account         string
 	Template        string
 	TemplateVersion int
 	Environment     string
@@ -155,7 +158,10 @@ type Job struct {
 	ParentID   string
 	// SweepID is the sweep the job belongs to ("" for none); lists filter
 	// on it.
-	SweepID    string
+	SweepID string
+	// Project is the allocation account the job is charged to ("" for
+	// none); the engine gets it (sbatch --account, qsub -P).
+	Project    string
 	Depth      int // 0 for a job made by a person, parent's depth + 1 for a child
 	CreatedAt  time.Time
 	StartedAt  time.Time

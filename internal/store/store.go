@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hpcgate/hpcgate/internal/job"
@@ -25,7 +26,25 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrLimit: a limit was reached (children per job).
 	ErrLimit = errors.New("limit reached")
+	// ErrQuota: a user's quota would be exceeded; the error is a
+	// *QuotaError, which says which.
+	ErrQuota = errors.New("quota exceeded")
 )
+
+// QuotaError says which quota a change would exceed, and the use before it.
+// It is ErrQuota (errors.Is).
+type QuotaError struct {
+	Name  string // "jobs", "cores" or "bytes"
+	Limit int64
+	Used  int64
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("quota %s exceeded: %d of %d used", e.Name, e.Used, e.Limit)
+}
+
+// Is makes a QuotaError match ErrQuota.
+func (e *QuotaError) Is(target error) bool { return target == ErrQuota }
 
 // Store keeps hpcgate's state. Every method is safe for concurrent use.
 type Store interface {
@@ -85,6 +104,39 @@ type Store interface {
 	// DeleteToken removes a token, or returns ErrNotFound.
 	DeleteToken(ctx context.Context, id string) error
 
+	// AppendAudit stores an entry at the end of the audit log (its Seq is
+	// set by the store). When it returns nil the entry is durable.
+	AppendAudit(ctx context.Context, e AuditEntry) error
+	// ListAudit returns the entries that match f, newest (highest Seq)
+	// first, and a token for the next page ("" on the last page).
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, string, error)
+	// PurgeAudit removes up to limit entries older than before, oldest
+	// first, and returns how many it removed.
+	PurgeAudit(ctx context.Context, before time.Time, limit int) (int, error)
+
+	// Usage returns the usage rows of user (every user's if user is ""),
+	// by user, then project: one per project the user's jobs named ("" for
+	// none; that row also holds the user's stored bytes). CreateJob counts
+	// a job (ActiveJobs, ActiveCores, Jobs) in the same transaction; the
+	// UpdateJob that ends it or the DeleteJob of an unfinished job takes it
+	// out of ActiveJobs and ActiveCores, and an end adds its CoreSeconds
+	// (cores × its usage's wall seconds, or FinishedAt - StartedAt).
+	// Purging or deleting an ended job leaves Jobs and CoreSeconds as they
+	// are: they are history.
+	Usage(ctx context.Context, user string) ([]Usage, error)
+	// AddBytes adds delta (negative for a removal) to the user's stored
+	// bytes and returns the total after it. If delta > 0 and limit > 0 and
+	// the total would pass limit, nothing changes and the error is a
+	// *QuotaError named "bytes". The total never goes below 0.
+	AddBytes(ctx context.Context, user string, delta, limit int64) (int64, error)
+
+	// User returns the user's record; a user never recorded is enabled:
+	// User{Name: name}.
+	User(ctx context.Context, name string) (User, error)
+	// SetUserDisabled disables or enables the user (at is when) and
+	// returns the record stored.
+	SetUserDisabled(ctx context.Context, name string, disabled bool, at time.Time) (User, error)
+
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.
@@ -95,11 +147,35 @@ type Store interface {
 type CreateOptions struct {
 	// MaxChildren limits the children of j.ParentID (0: no limit).
 	MaxChildren int
+	// MaxJobs limits the owner's unfinished jobs (0: no limit); MaxCores
+	// the cores of the owner's unfinished jobs, this one included (0: no
+	// limit). Over either, CreateJob stores nothing and returns a
+	// *QuotaError named "jobs" or "cores".
+	MaxJobs, MaxCores int64
+}
+
+// Usage is one user's use of the centre, for one project.
+type Usage struct {
+	User        string
+	Project     string
+	ActiveJobs  int64   // jobs not yet finished
+	ActiveCores int64   // their cores (nodes × cores per node)
+	Jobs        int64   // jobs created
+	CoreSeconds float64 // of the jobs that ended
+	Bytes       int64   // files and job outputs stored (in the project "" row)
+}
+
+// User is what the store records of a user.
+type User struct {
+	Name       string
+	Disabled   bool
+	DisabledAt time.Time // when last disabled; zero if never
 }
 
 // JobFilter selects jobs. Zero fields match everything. A page with Owner
-// and one of States (one state), Template or LabelKey, or with ParentID or
-// SweepID, is read from an index, whatever the number of jobs stored.
+// and one of States (one state), Template or LabelKey, or with ParentID,
+// SweepID or InEngine, is read from an index, whatever the number of jobs
+// stored.
 type JobFilter struct {
 	Owner      string
 	States     []job.State
@@ -108,9 +184,13 @@ type JobFilter struct {
 	LabelValue string
 	ParentID   string
 	SweepID    string
-	Oldest     bool // oldest first
-	Limit      int  // at most this many (default 100)
-	PageToken  string
+	// InEngine: only jobs that an engine has and that have not ended (a
+	// BackendID, a state that is not terminal), what the dispatcher polls.
+	// Jobs held at creation and ended jobs, however many, are not read.
+	InEngine  bool
+	Oldest    bool // oldest first
+	Limit     int  // at most this many (default 100)
+	PageToken string
 }
 
 // Token is a stored token. The secret itself is never stored, only its hash.

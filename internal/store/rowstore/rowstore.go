@@ -64,6 +64,9 @@ func (s *Store) CreateJob(ctx context.Context, j *job.Job, opts *store.CreateOpt
 				return fmt.Errorf("job %s has %d children already: %w", j.ParentID, n, store.ErrLimit)
 			}
 		}
+		if err := countNew(ctx, tx, j, opts); err != nil {
+			return err
+		}
 		if err := tx.InsertJob(ctx, r); err != nil {
 			if errors.Is(err, store.ErrDuplicate) && j.IdemKey != "" {
 				// A creation with the same key committed since the look-up.
@@ -99,7 +102,7 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]*job.Job, st
 	}
 	q := storedriver.ListQuery{
 		Owner: f.Owner, States: f.States, Template: f.Template, LabelKey: f.LabelKey, LabelValue: f.LabelValue,
-		ParentID: f.ParentID, SweepID: f.SweepID, Oldest: f.Oldest, Limit: limit + 1,
+		ParentID: f.ParentID, SweepID: f.SweepID, InEngine: f.InEngine, Oldest: f.Oldest, Limit: limit + 1,
 	}
 	if f.PageToken != "" {
 		after, err := store.DecodePageToken(f.PageToken)
@@ -151,6 +154,11 @@ func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*job.Job) erro
 				return err
 			}
 		}
+		if j.State.Terminal() && !old.State.Terminal() {
+			if err := countEnd(ctx, tx, j, true); err != nil {
+				return err
+			}
+		}
 		out = j
 		return nil
 	})
@@ -163,7 +171,17 @@ func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*job.Job) erro
 // DeleteJob implements store.Store.
 func (s *Store) DeleteJob(ctx context.Context, id string) error {
 	return s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
-		return tx.DeleteJob(ctx, id)
+		r, err := tx.JobForUpdate(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := tx.DeleteJob(ctx, id); err != nil {
+			return err
+		}
+		if j := r.Job(); !j.State.Terminal() {
+			return countEnd(ctx, tx, j, false)
+		}
+		return nil
 	})
 }
 

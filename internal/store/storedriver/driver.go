@@ -43,6 +43,16 @@ type Driver interface {
 	// user is ""), by creation time, then id.
 	ListTokens(ctx context.Context, user string) ([]store.Token, error)
 
+	// ListAudit returns up to q.Limit audit entries that match q, by Seq,
+	// descending.
+	ListAudit(ctx context.Context, q AuditQuery) ([]store.AuditEntry, error)
+
+	// Usage returns the usage rows of user (all users' if user is ""), by
+	// user, then project.
+	Usage(ctx context.Context, user string) ([]store.Usage, error)
+	// User returns the user's row, or an error wrapping store.ErrNotFound.
+	User(ctx context.Context, name string) (store.User, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the driver's resources.
@@ -92,6 +102,32 @@ type Tx interface {
 	// DeleteToken removes a token, or returns an error wrapping
 	// store.ErrNotFound.
 	DeleteToken(ctx context.Context, id string) error
+	// UsageForUpdate returns the usage rows of user, by project. Other
+	// transactions' UsageForUpdate of the same user wait until this one
+	// ends, so that a quota checked with it holds.
+	UsageForUpdate(ctx context.Context, user string) ([]store.Usage, error)
+	// AddUsage adds u's counters to the row of (u.User, u.Project), which
+	// it creates if there is none.
+	AddUsage(ctx context.Context, u store.Usage) error
+	// PutUser stores the user's row over any row of that name.
+	PutUser(ctx context.Context, u store.User) error
+	// InsertAudit appends an audit entry; the driver assigns its Seq.
+	InsertAudit(ctx context.Context, e store.AuditEntry) error
+	// DeleteAuditBefore removes up to limit audit entries whose time is
+	// before t, oldest first, and returns how many it removed.
+	DeleteAuditBefore(ctx context.Context, t time.Time, limit int) (int, error)
+}
+
+// AuditQuery selects audit entries. Zero fields match everything.
+type AuditQuery struct {
+	User      string
+	JobID     string
+	Action    string
+	Since     time.Time // time >= Since
+	Until     time.Time // time < Until
+	Before    int64     // with HasBefore: only entries with a lower Seq
+	HasBefore bool
+	Limit     int // at most this many; > 0
 }
 
 // ListQuery selects job rows. Zero fields match everything.
@@ -103,6 +139,7 @@ type ListQuery struct {
 	LabelValue string
 	ParentID   string
 	SweepID    string
+	InEngine   bool  // only rows whose InEngine is true
 	Oldest     bool  // ascending Seq
 	After      int64 // with HasAfter: only rows after this Seq in the list's order
 	HasAfter   bool

@@ -21,6 +21,7 @@ type JobRow struct {
 	ID              string            `json:"id"`
 	Name            string            `json:"name,omitempty"`
 	Owner           string            `json:"owner"`
+	Account         string            `json:"account,omitempty"`
 	Template        string            `json:"template"`
 	TemplateVersion int               `json:"template_version,omitempty"`
 	Environment     string            `json:"environment,omitempty"`
@@ -33,6 +34,7 @@ type JobRow struct {
 	Labels          map[string]string `json:"labels,omitempty"`
 	ParentID        string            `json:"parent_id,omitempty"`
 	SweepID         string            `json:"sweep_id,omitempty"`
+	Project         string            `json:"project,omitempty"`
 	Depth           int               `json:"depth,omitempty"`
 	CreatedAt       time.Time         `json:"created_at,omitzero"`
 	StartedAt       time.Time         `json:"started_at,omitzero"`
@@ -73,6 +75,7 @@ func FromJob(j *job.Job) *JobRow {
 		ID:              j.ID,
 		Name:            j.Name,
 		Owner:           j.Owner,
+		Account:         j.Account,
 		Template:        j.Template,
 		TemplateVersion: j.TemplateVersion,
 		Environment:     j.Environment,
@@ -85,6 +88,7 @@ func FromJob(j *job.Job) *JobRow {
 		Labels:          j.Labels,
 		ParentID:        j.ParentID,
 		SweepID:         j.SweepID,
+		Project:         j.Project,
 		Depth:           j.Depth,
 		CreatedAt:       j.CreatedAt,
 		StartedAt:       j.StartedAt,
@@ -113,6 +117,7 @@ func (r *JobRow) Job() *job.Job {
 		ID:              r.ID,
 		Name:            r.Name,
 		Owner:           r.Owner,
+		Account:         r.Account,
 		Template:        r.Template,
 		TemplateVersion: r.TemplateVersion,
 		Environment:     r.Environment,
@@ -125,6 +130,7 @@ func (r *JobRow) Job() *job.Job {
 		Labels:          r.Labels,
 		ParentID:        r.ParentID,
 		SweepID:         r.SweepID,
+		Project:         r.Project,
 		Depth:           r.Depth,
 		CreatedAt:       r.CreatedAt,
 		StartedAt:       r.StartedAt,
@@ -158,6 +164,13 @@ func (r *JobRow) Finished() (time.Time, bool) {
 		return r.CreatedAt, true
 	}
 	return r.FinishedAt, true
+}
+
+// InEngine reports whether an engine has the job and it has not ended: it
+// has a BackendID and its state is not terminal. Drivers keep it in an
+// indexed column for ListQuery.InEngine.
+func (r *JobRow) InEngine() bool {
+	return r.BackendID != "" && !job.State(r.State).Terminal()
 }
 
 // Encode returns r's JSON form, of version JobRowVersion.

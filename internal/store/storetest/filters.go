@@ -23,7 +23,7 @@ func testEveryFieldStored(t *testing.T, s store.Store) {
 		State: job.Pending, Reason: "created", Parameters: json.RawMessage(`{"zeta":1,"a":[1.50,"x"]}`),
 		Inputs: map[string]string{"in": "p"}, InputSizes: map[string]int64{"in": 5},
 		Resources: job.Resources{Nodes: 2, CoresPerNode: 3, MemoryMB: 4, WalltimeS: 5},
-		Labels:    map[string]string{"k": "v"}, ParentID: "p", SweepID: "sw", Depth: 1,
+		Labels:    map[string]string{"k": "v"}, ParentID: "p", SweepID: "sw", Project: "chem01", Depth: 1,
 		CreatedAt: t0, StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(2 * time.Second), ExitCode: &code,
 		Usage: &job.Usage{CPUSeconds: 1.5, MaxRSSBytes: 6, WallSeconds: 2.5}, Scheduler: "slurm", BackendID: "42",
 		Error: "e", IdemKey: "ik", IdemHash: "ih", TemplateDoc: json.RawMessage(`{"z":1,"a":{"y":2,"b":3}}`),
@@ -158,6 +158,56 @@ func testFilterPages(t *testing.T, s store.Store) {
 		if got := pages(t, s, tt.f); fmt.Sprint(got) != fmt.Sprint(reverse(tt.want)) {
 			t.Errorf("%s, oldest first: pages of ListJobs(%+v) = %v, want %v", tt.name, tt.f, got, reverse(tt.want))
 		}
+	}
+}
+
+// testInEngine: InEngine lists the jobs with a backend id that have not
+// ended, and follows their updates.
+func testInEngine(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var ids []string
+	for i, st := range []job.State{job.Held, job.Held, job.Queued, job.Running, job.Pending, job.Succeeded, job.Failed} {
+		j := newJob("alice")
+		j.State = st
+		if i != 0 && i != 4 {
+			j.Scheduler, j.BackendID = "local", fmt.Sprint("b", i)
+		}
+		if _, err := s.CreateJob(ctx, j, nil); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	list := func() string {
+		t.Helper()
+		var got []string
+		for _, f := range []store.JobFilter{{InEngine: true, Oldest: true}, {InEngine: true, Oldest: true, States: []job.State{job.Held, job.Queued, job.Running}}} {
+			for _, id := range pages(t, s, f) {
+				got = append(got, id)
+			}
+		}
+		return fmt.Sprint(got)
+	}
+	want := func(i ...int) string {
+		var w []string
+		for range 2 {
+			for _, k := range i {
+				w = append(w, ids[k])
+			}
+		}
+		return fmt.Sprint(w)
+	}
+	// Held with a backend id (held in the engine), queued, running.
+	if got := list(); got != want(1, 2, 3) {
+		t.Fatalf("InEngine: %v, want %v", got, want(1, 2, 3))
+	}
+	if _, err := s.UpdateJob(ctx, ids[3], func(j *job.Job) error { return j.SetState(job.Succeeded, "done", time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateJob(ctx, ids[0], func(j *job.Job) error { j.Scheduler, j.BackendID = "local", "b0"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := list(); got != want(0, 1, 2) {
+		t.Fatalf("InEngine after updates: %v, want %v", got, want(0, 1, 2))
 	}
 }
 

@@ -34,8 +34,14 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Tokens", testTokens},
 		{"EveryFieldStored", testEveryFieldStored},
 		{"FilterPages", testFilterPages},
+		{"InEngine", testInEngine},
 		{"LabelsFollowUpdates", testLabelsFollowUpdates},
 		{"PurgeFinished", testPurgeFinished},
+		{"UsageCounts", testUsageCounts},
+		{"Quotas", testQuotas},
+		{"Bytes", testBytes},
+		{"Users", testUsers},
+		{"Audit", testAudit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

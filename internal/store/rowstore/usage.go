@@ -1,0 +1,122 @@
+package rowstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/store"
+	"github.com/hpcgate/hpcgate/internal/store/storedriver"
+)
+
+// countNew counts a new job in its owner's usage, refusing it when it
+// would pass opts' quotas.
+func countNew(ctx context.Context, tx storedriver.Tx, j *job.Job, opts *store.CreateOptions) error {
+	cores := int64(j.Resources.Cores())
+	if opts != nil && (opts.MaxJobs > 0 || opts.MaxCores > 0) {
+		rows, err := tx.UsageForUpdate(ctx, j.Owner)
+		if err != nil {
+			return fmt.Errorf("read usage of %s: %w", j.Owner, err)
+		}
+		var t store.Usage
+		for _, u := range rows {
+			t.ActiveJobs += u.ActiveJobs
+			t.ActiveCores += u.ActiveCores
+		}
+		if opts.MaxJobs > 0 && t.ActiveJobs+1 > opts.MaxJobs {
+			return &store.QuotaError{Name: "jobs", Limit: opts.MaxJobs, Used: t.ActiveJobs}
+		}
+		if opts.MaxCores > 0 && t.ActiveCores+cores > opts.MaxCores {
+			return &store.QuotaError{Name: "cores", Limit: opts.MaxCores, Used: t.ActiveCores}
+		}
+	}
+	if j.State.Terminal() {
+		return tx.AddUsage(ctx, store.Usage{User: j.Owner, Project: j.Project, Jobs: 1})
+	}
+	return tx.AddUsage(ctx, store.Usage{User: j.Owner, Project: j.Project, ActiveJobs: 1, ActiveCores: cores, Jobs: 1})
+}
+
+// countEnd takes a job that ends (or is deleted unfinished) out of its
+// owner's active usage, adding the core-seconds it used if it ended.
+func countEnd(ctx context.Context, tx storedriver.Tx, j *job.Job, ended bool) error {
+	cores := j.Resources.Cores()
+	u := store.Usage{User: j.Owner, Project: j.Project, ActiveJobs: -1, ActiveCores: -int64(cores)}
+	if ended {
+		u.CoreSeconds = float64(cores) * wallSeconds(j)
+	}
+	return tx.AddUsage(ctx, u)
+}
+
+// wallSeconds is how long the job ran: its usage's wall seconds, or the
+// time from its start to its end.
+func wallSeconds(j *job.Job) float64 {
+	if j.Usage != nil && j.Usage.WallSeconds > 0 {
+		return j.Usage.WallSeconds
+	}
+	if j.StartedAt.IsZero() || j.FinishedAt.Before(j.StartedAt) {
+		return 0
+	}
+	return j.FinishedAt.Sub(j.StartedAt).Seconds()
+}
+
+// Usage implements store.Store.
+func (s *Store) Usage(ctx context.Context, user string) ([]store.Usage, error) {
+	return s.d.Usage(ctx, user)
+}
+
+// AddBytes implements store.Store.
+func (s *Store) AddBytes(ctx context.Context, user string, delta, limit int64) (int64, error) {
+	var total int64
+	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		rows, err := tx.UsageForUpdate(ctx, user)
+		if err != nil {
+			return fmt.Errorf("read usage of %s: %w", user, err)
+		}
+		var cur int64
+		for _, u := range rows {
+			if u.Project == "" {
+				cur = u.Bytes
+			}
+		}
+		if delta > 0 && limit > 0 && cur+delta > limit {
+			return &store.QuotaError{Name: "bytes", Limit: limit, Used: cur}
+		}
+		if cur+delta < 0 {
+			delta = -cur
+		}
+		total = cur + delta
+		return tx.AddUsage(ctx, store.Usage{User: user, Bytes: delta})
+	})
+	if err != nil {
+		return 0, err
+	}
+	return total, nil
+}
+
+// User implements store.Store.
+func (s *Store) User(ctx context.Context, name string) (store.User, error) {
+	u, err := s.d.User(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.User{Name: name}, nil
+	}
+	return u, err
+}
+
+// SetUserDisabled implements store.Store.
+func (s *Store) SetUserDisabled(ctx context.Context, name string, disabled bool, at time.Time) (store.User, error) {
+	u := store.User{Name: name, Disabled: disabled}
+	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		old, err := s.d.User(ctx, name)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		u.DisabledAt = old.DisabledAt
+		if disabled {
+			u.DisabledAt = at.UTC()
+		}
+		return tx.PutUser(ctx, u)
+	})
+	return u, err
+}

@@ -1,0 +1,198 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/store"
+)
+
+// total sums a user's usage rows.
+func total(t *testing.T, s store.Store, user string) (store.Usage, map[string]store.Usage) {
+	t.Helper()
+	rows, err := s.Usage(context.Background(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tot store.Usage
+	by := map[string]store.Usage{}
+	for _, u := range rows {
+		if u.User != user {
+			t.Fatalf("Usage(%q) returned a row of %q", user, u.User)
+		}
+		tot.ActiveJobs += u.ActiveJobs
+		tot.ActiveCores += u.ActiveCores
+		tot.Jobs += u.Jobs
+		tot.CoreSeconds += u.CoreSeconds
+		tot.Bytes += u.Bytes
+		by[u.Project] = u
+	}
+	return tot, by
+}
+
+func testUsageCounts(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	a := newJob("uc") // 2 cores
+	a.Project = "chem01"
+	b := newJob("uc")
+	b.Resources = job.Resources{Nodes: 2, CoresPerNode: 4}
+	c := newJob("uc")
+	c.State = job.Held
+	for _, j := range []*job.Job{a, b, c} {
+		if _, err := s.CreateJob(ctx, j, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tot, by := total(t, s, "uc")
+	if tot.ActiveJobs != 3 || tot.ActiveCores != 12 || tot.Jobs != 3 {
+		t.Fatalf("after 3 creations: %+v", tot)
+	}
+	if by["chem01"].Jobs != 1 || by["chem01"].ActiveCores != 2 || by[""].Jobs != 2 {
+		t.Fatalf("per project: %+v", by)
+	}
+	// An end counts core-seconds from the usage's wall time.
+	_, err := s.UpdateJob(ctx, a.ID, func(j *job.Job) error {
+		j.Usage = &job.Usage{WallSeconds: 10}
+		return j.SetState(job.Failed, "failed", time.Now())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A change that is no end counts nothing.
+	if _, err := s.UpdateJob(ctx, b.ID, func(j *job.Job) error { return j.SetState(job.Queued, "queued", time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	// Deleting an unfinished job takes it out.
+	if err := s.DeleteJob(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	tot, by = total(t, s, "uc")
+	if tot.ActiveJobs != 1 || tot.ActiveCores != 2 || tot.Jobs != 3 || by["chem01"].CoreSeconds != 20 {
+		t.Fatalf("after an end and a delete: %+v %+v", tot, by)
+	}
+	// Deleting an ended job leaves history.
+	if err := s.DeleteJob(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, by = total(t, s, "uc"); by["chem01"].CoreSeconds != 20 || by["chem01"].ActiveJobs != 0 {
+		t.Fatalf("after deleting an ended job: %+v", by)
+	}
+	// Every user's rows.
+	if _, err := s.CreateJob(ctx, newJob("uc2"), nil); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.Usage(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := map[string]bool{}
+	for _, u := range all {
+		users[u.User] = true
+	}
+	if !users["uc"] || !users["uc2"] {
+		t.Fatalf("Usage(\"\") = %+v", all)
+	}
+}
+
+func testQuotas(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	opts := &store.CreateOptions{MaxJobs: 2, MaxCores: 5}
+	for i := 0; i < 2; i++ {
+		if _, err := s.CreateJob(ctx, newJob("q"), opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 4 cores used: a third job passes the jobs quota.
+	j := newJob("q")
+	_, err := s.CreateJob(ctx, j, opts)
+	var qe *store.QuotaError
+	if !errors.As(err, &qe) || !errors.Is(err, store.ErrQuota) || qe.Name != "jobs" || qe.Used != 2 || qe.Limit != 2 {
+		t.Fatalf("third job: %v", err)
+	}
+	if _, err := s.GetJob(ctx, j.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a refused job was stored: %v", err)
+	}
+	opts.MaxJobs = 10
+	_, err = s.CreateJob(ctx, j, opts)
+	if !errors.As(err, &qe) || qe.Name != "cores" || qe.Used != 4 || qe.Limit != 5 {
+		t.Fatalf("over cores: %v", err)
+	}
+	if tot, _ := total(t, s, "q"); tot.ActiveJobs != 2 || tot.ActiveCores != 4 || tot.Jobs != 2 {
+		t.Fatalf("a refusal changed the usage: %+v", tot)
+	}
+	// Concurrent creations never pass the quota together.
+	opts = &store.CreateOptions{MaxJobs: 5}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for i := 0; i < 10; i++ {
+		j := newJob("qc")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.CreateJob(ctx, j, opts); err == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			} else if !errors.Is(err, store.ErrQuota) {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok != 5 {
+		t.Fatalf("%d of 10 concurrent creations passed a quota of 5", ok)
+	}
+}
+
+func testBytes(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	n, err := s.AddBytes(ctx, "by", 600, 1000)
+	if err != nil || n != 600 {
+		t.Fatalf("AddBytes = %d, %v", n, err)
+	}
+	_, err = s.AddBytes(ctx, "by", 500, 1000)
+	var qe *store.QuotaError
+	if !errors.As(err, &qe) || qe.Name != "bytes" || qe.Used != 600 || qe.Limit != 1000 {
+		t.Fatalf("over the quota: %v", err)
+	}
+	if n, err = s.AddBytes(ctx, "by", -100, 1000); err != nil || n != 500 {
+		t.Fatalf("removal: %d, %v", n, err)
+	}
+	if n, err = s.AddBytes(ctx, "by", 10000, 0); err != nil || n != 10500 {
+		t.Fatalf("without a limit: %d, %v", n, err)
+	}
+	if n, err = s.AddBytes(ctx, "by", -20000, 1000); err != nil || n != 0 {
+		t.Fatalf("below zero: %d, %v", n, err)
+	}
+	if tot, _ := total(t, s, "by"); tot.Bytes != 0 {
+		t.Fatalf("Usage bytes = %d", tot.Bytes)
+	}
+}
+
+func testUsers(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	u, err := s.User(ctx, "nobody")
+	if err != nil || u.Name != "nobody" || u.Disabled {
+		t.Fatalf("unknown user: %+v, %v", u, err)
+	}
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	if _, err := s.SetUserDisabled(ctx, "bob", true, at); err != nil {
+		t.Fatal(err)
+	}
+	u, err = s.User(ctx, "bob")
+	if err != nil || !u.Disabled || !u.DisabledAt.Equal(at) {
+		t.Fatalf("disabled: %+v, %v", u, err)
+	}
+	if _, err := s.SetUserDisabled(ctx, "bob", false, at.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	u, err = s.User(ctx, "bob")
+	if err != nil || u.Disabled || !u.DisabledAt.Equal(at) {
+		t.Fatalf("enabled again: %+v, %v", u, err)
+	}
+}
