@@ -59,7 +59,7 @@ func (d *Driver) User(ctx context.Context, name string) (store.User, error) {
 	return u, nil
 }
 
-// UsageForUpdate implements storedriver.Tx. The user's row of project ''
+// UsageForUpdate implements storedriver.Tx. The user's row of project ”
 // always exists once this runs, and is locked until the transaction ends:
 // every quota check of the user takes that lock first.
 func (t *pgTx) UsageForUpdate(ctx context.Context, user string) ([]store.Usage, error) {
