@@ -137,16 +137,6 @@ type Store interface {
 	// returns the record stored.
 	SetUserDisabled(ctx context.Context, name string, disabled bool, at time.Time) (User, error)
 
-	// AppendAudit stores an entry at the end of the audit log (its Seq is
-	// set by the store). When it returns nil the entry is durable.
-	AppendAudit(ctx context.Context, e AuditEntry) error
-	// ListAudit returns the entries that match f, newest (highest Seq)
-	// first, and a token for the next page ("" on the last page).
-	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, string, error)
-	// PurgeAudit removes up to limit entries older than before, oldest
-	// first, and returns how many it removed.
-	PurgeAudit(ctx context.Context, before time.Time, limit int) (int, error)
-
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.

@@ -53,10 +53,6 @@ type Driver interface {
 	// User returns the user's row, or an error wrapping store.ErrNotFound.
 	User(ctx context.Context, name string) (store.User, error)
 
-	// ListAudit returns up to q.Limit audit entries that match q, by Seq,
-	// descending.
-	ListAudit(ctx context.Context, q AuditQuery) ([]store.AuditEntry, error)
-
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the driver's resources.
@@ -115,23 +111,6 @@ type Tx interface {
 	AddUsage(ctx context.Context, u store.Usage) error
 	// PutUser stores the user's row over any row of that name.
 	PutUser(ctx context.Context, u store.User) error
-	// InsertAudit appends an audit entry; the driver assigns its Seq.
-	InsertAudit(ctx context.Context, e store.AuditEntry) error
-	// DeleteAuditBefore removes up to limit audit entries whose time is
-	// before t, oldest first, and returns how many it removed.
-	DeleteAuditBefore(ctx context.Context, t time.Time, limit int) (int, error)
-}
-
-// AuditQuery selects audit entries. Zero fields match everything.
-type AuditQuery struct {
-	User      string
-	JobID     string
-	Action    string
-	Since     time.Time // time >= Since
-	Until     time.Time // time < Until
-	Before    int64     // with HasBefore: only entries with a lower Seq
-	HasBefore bool
-	Limit     int // at most this many; > 0
 	// InsertAudit appends an audit entry; the driver assigns its Seq.
 	InsertAudit(ctx context.Context, e store.AuditEntry) error
 	// DeleteAuditBefore removes up to limit audit entries whose time is

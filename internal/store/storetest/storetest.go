@@ -37,7 +37,6 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"InEngine", testInEngine},
 		{"LabelsFollowUpdates", testLabelsFollowUpdates},
 		{"PurgeFinished", testPurgeFinished},
-		{"Audit", testAudit},
 		{"UsageCounts", testUsageCounts},
 		{"Quotas", testQuotas},
 		{"Bytes", testBytes},
