@@ -148,6 +148,18 @@ func (d *Dispatcher) engine(j *job.Job) (sched.Scheduler, bool) {
 	return s, ok
 }
 
+// OtherReplicaError says that a job runs in another gateway replica's
+// local executor, which only that replica can reach. It is
+// sched.ErrUnsupported (errors.Is); its message is for the job's owner.
+type OtherReplicaError struct{ Replica string }
+
+func (e *OtherReplicaError) Error() string {
+	return "the job runs in the local executor of gateway replica " + e.Replica + "; ask that replica"
+}
+
+// Is makes an OtherReplicaError match sched.ErrUnsupported.
+func (e *OtherReplicaError) Is(target error) bool { return target == sched.ErrUnsupported }
+
 // reachable returns the engine of a job that this replica can act on: a
 // job in another replica's local executor is out of its reach.
 func (d *Dispatcher) reachable(j *job.Job) (sched.Scheduler, error) {
@@ -156,7 +168,7 @@ func (d *Dispatcher) reachable(j *job.Job) (sched.Scheduler, error) {
 		return nil, fmt.Errorf("%w: environment %s has no engine here", sched.ErrUnsupported, j.Environment)
 	}
 	if isPerProcess(s) && j.BackendID != "" && j.ClaimedBy != d.opts.ReplicaID {
-		return nil, fmt.Errorf("%w: the job runs in the local executor of gateway replica %s; ask that replica", sched.ErrUnsupported, j.ClaimedBy)
+		return nil, &OtherReplicaError{Replica: j.ClaimedBy}
 	}
 	return s, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hpcgate/hpcgate/internal/auth"
 	"github.com/hpcgate/hpcgate/internal/blob"
 	"github.com/hpcgate/hpcgate/internal/catalog"
+	"github.com/hpcgate/hpcgate/internal/dispatch"
 	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/store"
@@ -301,7 +302,11 @@ func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) 
 		case controlResume:
 			out, err = s.disp.Resume(r.Context(), j.ID)
 		}
-		if errors.Is(err, sched.ErrUnsupported) {
+		var other *dispatch.OtherReplicaError
+		switch {
+		case errors.As(err, &other):
+			return wrapf(err, http.StatusConflict, api.CodeUnsupported, "%s", other.Error())
+		case errors.Is(err, sched.ErrUnsupported):
 			return wrapf(err, http.StatusConflict, api.CodeUnsupported, "the job's engine (%s) cannot %s it now: the job is %s", j.Scheduler, opNames[op], j.State)
 		}
 		if err != nil {
