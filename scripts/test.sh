@@ -24,5 +24,13 @@ fi
 
 echo "== go vet"
 go vet ./...
-echo "== go test (race detector on)"
-go test -race -count=1 -timeout 60m ./...
+# Unit and conformance packages run with the race detector; the
+# end-to-end tests (cmd/...: real server, agent and CLI processes) run
+# against one normal build, which is what users run and is several times
+# faster. Fuzz targets run on their seed corpora only, as plain tests.
+# Benchmarks never run here (scripts/bench.sh).
+units=$(go list ./... | grep -v '/cmd/')
+echo "== go test -race (unit and conformance packages)"
+go test -race -count=1 -timeout 30m $units
+echo "== go test (end to end)"
+go test -count=1 -timeout 30m ./cmd/...
