@@ -288,6 +288,16 @@ func finishedCol(r *storedriver.JobRow) *time.Time {
 	return nil
 }
 
+// inEngineCol is the in_engine column: true, or NULL (not in the index
+// jobs_in_engine) for the many jobs held at creation or ended.
+func inEngineCol(r *storedriver.JobRow) *bool {
+	if r.InEngine() {
+		t := true
+		return &t
+	}
+	return nil
+}
+
 // InsertJob implements storedriver.Tx. A creation with the same
 // idempotency key that committed since the caller looked it up makes the
 // insert do nothing: ErrDuplicate.
@@ -297,10 +307,10 @@ func (t *pgTx) InsertJob(ctx context.Context, r *storedriver.JobRow) error {
 		return err
 	}
 	var seq int64
-	err = t.tx.QueryRow(ctx, `INSERT INTO jobs (id, owner, state, template, parent_id, idem_key, sweep_id, finished_at, doc, params, template_doc)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+	err = t.tx.QueryRow(ctx, `INSERT INTO jobs (id, owner, state, template, parent_id, idem_key, sweep_id, finished_at, in_engine, doc, params, template_doc)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		ON CONFLICT (owner, idem_key) WHERE idem_key IS NOT NULL DO NOTHING RETURNING seq`,
-		r.ID, r.Owner, r.State, r.Template, r.ParentID, nullable(r.IdemKey), nullable(r.SweepID), finishedCol(r), doc, params, tdoc).Scan(&seq)
+		r.ID, r.Owner, r.State, r.Template, r.ParentID, nullable(r.IdemKey), nullable(r.SweepID), finishedCol(r), inEngineCol(r), doc, params, tdoc).Scan(&seq)
 	if isUnique(err) {
 		return fmt.Errorf("job %s: %w", r.ID, store.ErrConflict)
 	}
@@ -348,8 +358,8 @@ func (t *pgTx) UpdateJob(ctx context.Context, old, r *storedriver.JobRow) error 
 		return err
 	}
 	if _, err := t.tx.Exec(ctx, `UPDATE jobs SET state = $2, template = $3, parent_id = $4, sweep_id = $5, finished_at = $6,
-		doc = $7, params = $8, template_doc = $9 WHERE seq = $1`,
-		old.Seq, r.State, r.Template, r.ParentID, nullable(r.SweepID), finishedCol(r), doc, params, tdoc); err != nil {
+		in_engine = $7, doc = $8, params = $9, template_doc = $10 WHERE seq = $1`,
+		old.Seq, r.State, r.Template, r.ParentID, nullable(r.SweepID), finishedCol(r), inEngineCol(r), doc, params, tdoc); err != nil {
 		return fmt.Errorf("update job %s: %w", r.ID, err)
 	}
 	if !sameLabels(old.Labels, r.Labels) {
@@ -495,6 +505,10 @@ func listSQL(q storedriver.ListQuery) (string, []any) {
 	}
 	if q.SweepID != "" {
 		where = append(where, "j.sweep_id = "+arg(q.SweepID))
+	}
+	if q.InEngine {
+		// The literal term names the partial index jobs_in_engine.
+		where = append(where, "j.in_engine")
 	}
 	order, cmp := "DESC", "<"
 	if q.Oldest {

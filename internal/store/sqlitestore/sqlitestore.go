@@ -47,7 +47,19 @@ type Options struct {
 	// snapshots to finish (default 64 MiB; negative: never, which leaves
 	// it to SQLite's automatic checkpoints alone).
 	WALLimit int64
+
+	// Synchronous is SQLite's synchronous setting: "FULL" (the default: a
+	// commit returns once the WAL is synced) or, for benchmarks only,
+	// "NORMAL" or "OFF", which acknowledge commits that a power loss can
+	// take back. When empty, the environment variable
+	// HPCGATE_BENCH_SQLITE_SYNCHRONOUS may name one (set only by
+	// hpcgate-bench for the servers it starts, to show what durability
+	// costs); otherwise FULL.
+	Synchronous string
 }
+
+// benchSyncEnv is read when Options.Synchronous is empty: see there.
+const benchSyncEnv = "HPCGATE_BENCH_SQLITE_SYNCHRONOUS"
 
 // Open opens (creating if needed) the database file at path and brings its
 // schema up to date. A schema newer than this binary knows is refused.
@@ -79,6 +91,46 @@ type Driver struct {
 
 	walLimit int64
 	walNext  int64 // checkpoint when the WAL is larger (guarded by batchMu)
+
+	// st are the writer's statements, prepared once: parsing them anew for
+	// every write was a tenth of the server's CPU in the acceptance
+	// benchmark (docs/benchmarks.md).
+	st stmts
+}
+
+// stmts are the statements of the hot write paths, prepared on the writer.
+type stmts struct {
+	savepoint, release       *sql.Stmt
+	insertJob, insertLabel   *sql.Stmt
+	appendEvent              *sql.Stmt
+	jobByID, jobByIdemKey    *sql.Stmt
+	updateJob, countChildren *sql.Stmt
+}
+
+func (d *Driver) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		st **sql.Stmt
+		q  string
+	}{
+		{&d.st.savepoint, "SAVEPOINT w"},
+		{&d.st.release, "RELEASE w"},
+		{&d.st.insertJob, `INSERT INTO jobs (id, owner, state, template, parent_id, idem_key, sweep_id, finished_at, in_engine, doc)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&d.st.insertLabel, "INSERT INTO job_labels (seq, owner, key, value) VALUES (?, ?, ?, ?)"},
+		{&d.st.appendEvent, `INSERT INTO events (job_id, seq, time, state, reason)
+			SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4 FROM events WHERE job_id = ?1`},
+		{&d.st.jobByID, "SELECT seq, doc FROM jobs WHERE id = ?"},
+		{&d.st.jobByIdemKey, "SELECT seq, doc FROM jobs WHERE owner = ? AND idem_key = ?"},
+		{&d.st.updateJob, "UPDATE jobs SET state = ?, template = ?, parent_id = ?, sweep_id = ?, finished_at = ?, in_engine = ?, doc = ? WHERE seq = ?"},
+		{&d.st.countChildren, "SELECT count(*) FROM jobs WHERE parent_id = ? AND parent_id <> ''"},
+	} {
+		st, err := d.w.PrepareContext(ctx, p.q)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", p.q, err)
+		}
+		*p.st = st
+	}
+	return nil
 }
 
 type writeReq struct {
@@ -98,9 +150,20 @@ func OpenDriver(ctx context.Context, path string, opts *Options) (*Driver, error
 	if walLimit == 0 {
 		walLimit = 64 << 20
 	}
+	sync := opts.Synchronous
+	if sync == "" {
+		sync = os.Getenv(benchSyncEnv)
+	}
+	switch sync = strings.ToUpper(sync); sync {
+	case "":
+		sync = "FULL"
+	case "FULL", "NORMAL", "OFF":
+	default:
+		return nil, fmt.Errorf("open %s: synchronous %q: want FULL, NORMAL or OFF", path, sync)
+	}
 	// synchronous=FULL: a commit returns when the WAL is synced, so what a
 	// client is told is stored survives a power loss.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(" + sync + ")&_pragma=foreign_keys(1)&_txlock=immediate"
 	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -108,6 +171,10 @@ func OpenDriver(ctx context.Context, path string, opts *Options) (*Driver, error
 	w.SetMaxOpenConns(1)
 	d := &Driver{path: path, w: w, walLimit: walLimit, walNext: walLimit}
 	if err := d.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := d.prepare(ctx); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -160,6 +227,10 @@ func (d *Driver) migrate(ctx context.Context) error {
 
 // Close closes the database.
 func (d *Driver) Close() error {
+	for _, st := range []*sql.Stmt{d.st.savepoint, d.st.release, d.st.insertJob, d.st.insertLabel, d.st.appendEvent,
+		d.st.jobByID, d.st.jobByIdemKey, d.st.updateJob, d.st.countChildren} {
+		st.Close()
+	}
 	return errors.Join(d.r.Close(), d.w.Close())
 }
 
@@ -187,7 +258,7 @@ func nullable(s string) any {
 // returned; the others' work is not affected.
 func (d *Driver) Write(ctx context.Context, fn func(context.Context, storedriver.Tx) error) error {
 	return d.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return fn(ctx, &sqlTx{tx: tx})
+		return fn(ctx, &sqlTx{tx: tx, st: &d.st})
 	})
 }
 
@@ -228,15 +299,16 @@ func (d *Driver) runBatch(batch []*writeReq) {
 				results[i] = err
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+			if _, err := tx.StmtContext(ctx, d.st.savepoint).ExecContext(ctx); err != nil {
 				return err
 			}
 			results[i] = r.fn(ctx, tx)
-			release := "RELEASE w"
 			if results[i] != nil {
-				release = "ROLLBACK TO w; RELEASE w"
+				_, err = tx.ExecContext(ctx, "ROLLBACK TO w; RELEASE w")
+			} else {
+				_, err = tx.StmtContext(ctx, d.st.release).ExecContext(ctx)
 			}
-			if _, err := tx.ExecContext(ctx, release); err != nil {
+			if err != nil {
 				return err
 			}
 		}
@@ -278,6 +350,12 @@ func (d *Driver) checkpoint() {
 // Writes are serialised, so reading a row is locking it.
 type sqlTx struct {
 	tx *sql.Tx
+	st *stmts
+}
+
+// stmt is the prepared statement st in this transaction.
+func (t *sqlTx) stmt(ctx context.Context, st *sql.Stmt) *sql.Stmt {
+	return t.tx.StmtContext(ctx, st)
 }
 
 func decodeRow(seq int64, doc string) (*storedriver.JobRow, error) {
@@ -294,9 +372,13 @@ type queryRower interface {
 }
 
 func jobBy(ctx context.Context, q queryRower, what, where string, args ...any) (*storedriver.JobRow, error) {
+	return scanJob(q.QueryRowContext(ctx, "SELECT seq, doc FROM jobs WHERE "+where, args...), what)
+}
+
+func scanJob(row *sql.Row, what string) (*storedriver.JobRow, error) {
 	var seq int64
 	var doc string
-	err := q.QueryRowContext(ctx, "SELECT seq, doc FROM jobs WHERE "+where, args...).Scan(&seq, &doc)
+	err := row.Scan(&seq, &doc)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("job %s: %w", what, store.ErrNotFound)
 	}
@@ -307,16 +389,16 @@ func jobBy(ctx context.Context, q queryRower, what, where string, args ...any) (
 }
 
 func (t *sqlTx) JobForUpdate(ctx context.Context, id string) (*storedriver.JobRow, error) {
-	return jobBy(ctx, t.tx, id, "id = ?", id)
+	return scanJob(t.stmt(ctx, t.st.jobByID).QueryRowContext(ctx, id), id)
 }
 
 func (t *sqlTx) JobByIdemKey(ctx context.Context, owner, key string) (*storedriver.JobRow, error) {
-	return jobBy(ctx, t.tx, "with key "+key, "owner = ? AND idem_key = ?", owner, key)
+	return scanJob(t.stmt(ctx, t.st.jobByIdemKey).QueryRowContext(ctx, owner, key), "with key "+key)
 }
 
 func (t *sqlTx) CountChildren(ctx context.Context, id string) (int, error) {
 	var n int
-	err := t.tx.QueryRowContext(ctx, "SELECT count(*) FROM jobs WHERE parent_id = ? AND parent_id <> ''", id).Scan(&n)
+	err := t.stmt(ctx, t.st.countChildren).QueryRowContext(ctx, id).Scan(&n)
 	return n, err
 }
 
@@ -327,14 +409,22 @@ func finishedCol(r *storedriver.JobRow) any {
 	return nil
 }
 
+// inEngineCol is the in_engine column: 1, or NULL (not in the index
+// jobs_in_engine) for the many jobs held at creation or ended.
+func inEngineCol(r *storedriver.JobRow) any {
+	if r.InEngine() {
+		return 1
+	}
+	return nil
+}
+
 func (t *sqlTx) InsertJob(ctx context.Context, r *storedriver.JobRow) error {
 	doc, err := r.Encode()
 	if err != nil {
 		return err
 	}
-	res, err := t.tx.ExecContext(ctx, `INSERT INTO jobs (id, owner, state, template, parent_id, idem_key, sweep_id, finished_at, doc)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, r.Owner, r.State, r.Template, r.ParentID, nullable(r.IdemKey), nullable(r.SweepID), finishedCol(r), string(doc))
+	res, err := t.stmt(ctx, t.st.insertJob).ExecContext(ctx,
+		r.ID, r.Owner, r.State, r.Template, r.ParentID, nullable(r.IdemKey), nullable(r.SweepID), finishedCol(r), inEngineCol(r), string(doc))
 	if isUnique(err) {
 		if r.IdemKey != "" {
 			if _, err := t.JobByIdemKey(ctx, r.Owner, r.IdemKey); err == nil {
@@ -350,12 +440,16 @@ func (t *sqlTx) InsertJob(ctx context.Context, r *storedriver.JobRow) error {
 	if err != nil {
 		return err
 	}
-	return insertLabels(ctx, t.tx, seq, r.Owner, r.Labels)
+	return t.insertLabels(ctx, seq, r.Owner, r.Labels)
 }
 
-func insertLabels(ctx context.Context, tx *sql.Tx, seq int64, owner string, labels map[string]string) error {
+func (t *sqlTx) insertLabels(ctx context.Context, seq int64, owner string, labels map[string]string) error {
+	if len(labels) == 0 {
+		return nil
+	}
+	st := t.stmt(ctx, t.st.insertLabel)
 	for k, v := range labels {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO job_labels (seq, owner, key, value) VALUES (?, ?, ?, ?)", seq, owner, k, v); err != nil {
+		if _, err := st.ExecContext(ctx, seq, owner, k, v); err != nil {
 			return fmt.Errorf("insert label: %w", err)
 		}
 	}
@@ -379,22 +473,21 @@ func (t *sqlTx) UpdateJob(ctx context.Context, old, r *storedriver.JobRow) error
 	if err != nil {
 		return err
 	}
-	if _, err := t.tx.ExecContext(ctx, "UPDATE jobs SET state = ?, template = ?, parent_id = ?, sweep_id = ?, finished_at = ?, doc = ? WHERE seq = ?",
-		r.State, r.Template, r.ParentID, nullable(r.SweepID), finishedCol(r), string(doc), old.Seq); err != nil {
+	if _, err := t.stmt(ctx, t.st.updateJob).ExecContext(ctx,
+		r.State, r.Template, r.ParentID, nullable(r.SweepID), finishedCol(r), inEngineCol(r), string(doc), old.Seq); err != nil {
 		return fmt.Errorf("update job %s: %w", r.ID, err)
 	}
 	if !sameLabels(old.Labels, r.Labels) {
 		if _, err := t.tx.ExecContext(ctx, "DELETE FROM job_labels WHERE seq = ?", old.Seq); err != nil {
 			return fmt.Errorf("update labels of %s: %w", r.ID, err)
 		}
-		return insertLabels(ctx, t.tx, old.Seq, old.Owner, r.Labels)
+		return t.insertLabels(ctx, old.Seq, old.Owner, r.Labels)
 	}
 	return nil
 }
 
 func (t *sqlTx) AppendEvent(ctx context.Context, id string, e job.Event) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO events (job_id, seq, time, state, reason)
-		SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4 FROM events WHERE job_id = ?1`,
+	_, err := t.stmt(ctx, t.st.appendEvent).ExecContext(ctx,
 		id, e.Time.UnixNano(), string(e.State), e.Reason)
 	if err != nil {
 		return fmt.Errorf("insert event: %w", err)
@@ -529,6 +622,10 @@ func listSQL(q storedriver.ListQuery) (string, []any) {
 	if q.SweepID != "" {
 		where = append(where, "j.sweep_id = ?")
 		args = append(args, q.SweepID)
+	}
+	if q.InEngine {
+		// The literal term names the partial index jobs_in_engine.
+		where = append(where, "j.in_engine IS NOT NULL")
 	}
 	order, cmp := "DESC", "<"
 	if q.Oldest {
