@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,19 +49,30 @@ func main() {
 	n := flag.Int("n", 30, "jobs per path for --engines")
 	pgURL := flag.String("postgres", "", "with --s3: compare PostgreSQL with SQLite and S3 upload paths (URL from scripts/setup-postgres.sh)")
 	s3URL := flag.String("s3", "", "objects URL from scripts/setup-s3.sh, with --postgres")
+	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times`)
+	unsynced := flag.String("unsynced", "OFF", "SQLite synchronous settings (comma-separated, e.g. OFF,NORMAL) of servers measured beside the durable one (FULL); \"\" for none")
+	rounds := flag.Int("rounds", 3, "with --only accept: rounds, each measuring every server once in turn")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "hpcgate-bench: --bin is required")
 		os.Exit(2)
 	}
+	var syncs []string
+	if *unsynced != "" {
+		syncs = strings.Split(*unsynced, ",")
+	}
 	var err error
 	switch {
+	case *only == "accept":
+		err = acceptOnly(*bin, *jobs, *clients, *rounds, syncs)
+	case *only != "":
+		err = fmt.Errorf("--only %q: the only choice is accept", *only)
 	case *engines != "":
 		err = latency(*bin, *config, strings.Split(*engines, ","), *n)
 	case *pgURL != "" || *s3URL != "":
 		err = storage(*bin, *pgURL, *s3URL, []int64{1 << 30, 4 << 30}, *jobs, *clients)
 	default:
-		err = run(*bin, *jobs, *clients, *e2e, int64(*sizeMiB)<<20)
+		err = run(*bin, *jobs, *clients, *e2e, int64(*sizeMiB)<<20, syncs)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hpcgate-bench:", err)
@@ -76,7 +88,18 @@ type server struct {
 }
 
 func startServer(bin, dir string, extra ...string) (*server, error) {
+	return startServerEnv(bin, dir, nil, extra...)
+}
+
+// syncEnv is the environment variable that sets the SQLite synchronous
+// setting of a server the bench starts (sqlitestore.Options.Synchronous):
+// benchmarks only.
+const syncEnv = "HPCGATE_BENCH_SQLITE_SYNCHRONOUS"
+
+// startServerEnv starts a server with env added to this process's.
+func startServerEnv(bin, dir string, env []string, extra ...string) (*server, error) {
 	cmd := exec.Command(bin, append([]string{"server", "--data-dir", filepath.Join(dir, "data"), "--addr", "127.0.0.1:0", "--log-level", "warn"}, extra...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -139,7 +162,88 @@ func percentile(d []time.Duration, p float64) time.Duration {
 	return d[int(float64(len(d)-1)*p)]
 }
 
-func run(bin string, jobs, clients, e2e int, size int64) error {
+func header() {
+	fmt.Printf("## Run of %s\n\nMachine: %d cores (GOMAXPROCS %d), %s. Server and clients share the machine.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS+"/"+runtime.GOARCH)
+}
+
+// acceptServers starts a server for each SQLite synchronous setting of
+// names, each on its own data directory under dir.
+func acceptServers(bin, dir string, names []string) ([]*server, error) {
+	var ss []*server
+	for _, n := range names {
+		s, err := startServerEnv(bin, filepath.Join(dir, "sync-"+n), []string{syncEnv + "=" + n})
+		if err != nil {
+			for _, s := range ss {
+				s.stop()
+			}
+			return nil, err
+		}
+		ss = append(ss, s)
+	}
+	return ss, nil
+}
+
+func durability(sync string) string {
+	if sync == "FULL" {
+		return "durable (synchronous=FULL, as shipped)"
+	}
+	return "not durable (synchronous=" + sync + ", benchmark only)"
+}
+
+// acceptOnly measures acceptance alone: a durable server beside servers
+// that do not sync, each measured once per round in turn, so that all see
+// the same machine. Every round starts new servers on empty data
+// directories, so that no round inherits another's jobs.
+func acceptOnly(bin string, jobs, clients, rounds int, syncs []string) error {
+	dir, err := os.MkdirTemp("", "hpcgate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	names := append([]string{"FULL"}, syncs...)
+	header()
+	fmt.Printf("### Jobs accepted (held), %d clients over TLS, SQLite: durable vs not, same run\n\n", clients)
+	fmt.Printf("Each round starts a server per setting on an empty data directory and measures each in turn.\n\n")
+	fmt.Printf("| round | SQLite | jobs | jobs/s | p50 | p99 |\n|---|---|---|---|---|---|\n")
+	rates := make([][]float64, len(names))
+	for r := 1; r <= rounds; r++ {
+		ss, err := acceptServers(bin, filepath.Join(dir, strconv.Itoa(r)), names)
+		if err != nil {
+			return err
+		}
+		for i, s := range ss {
+			rate, p50, p99, err := accept(s, jobs, clients)
+			if err != nil {
+				return err
+			}
+			rates[i] = append(rates[i], rate)
+			fmt.Printf("| %d | %s | %d | **%.0f** | %v | %v |\n", r, durability(names[i]), jobs, rate, p50, p99)
+		}
+		for _, s := range ss {
+			s.stop()
+		}
+	}
+	fmt.Printf("\n| SQLite | median jobs/s | min | max | of durable |\n|---|---|---|---|---|\n")
+	base := median(rates[0])
+	for i := range names {
+		m := median(rates[i])
+		fmt.Printf("| %s | **%.0f** | %.0f | %.0f | %.2f |\n", durability(names[i]), m, slices.Min(rates[i]), slices.Max(rates[i]), m/base)
+	}
+	fmt.Println()
+	return nil
+}
+
+func median(x []float64) float64 {
+	y := slices.Clone(x)
+	slices.Sort(y)
+	if len(y)%2 == 1 {
+		return y[len(y)/2]
+	}
+	return (y[len(y)/2-1] + y[len(y)/2]) / 2
+}
+
+func run(bin string, jobs, clients, e2e int, size int64, syncs []string) error {
 	dir, err := os.MkdirTemp("", "hpcgate-bench-")
 	if err != nil {
 		return err
@@ -151,16 +255,33 @@ func run(bin string, jobs, clients, e2e int, size int64) error {
 	}
 	defer s.stop()
 	ctx := context.Background()
-	fmt.Printf("## Run of %s\n\nMachine: %d cores (GOMAXPROCS %d), %s. Server and clients share the machine.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS+"/"+runtime.GOARCH)
+	header()
 
-	// 1. Acceptance: held jobs, so nothing runs.
+	// 1. Acceptance: held jobs, so nothing runs; beside it, the same on
+	// servers that do not sync, to show what durability costs.
 	rate, p50, p99, err := accept(s, jobs, clients)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("### Jobs accepted (held), %d clients over TLS, SQLite\n\n| jobs | jobs/s | p50 | p99 |\n|---|---|---|---|\n| %d | **%.0f** | %v | %v |\n\n",
-		clients, jobs, rate, p50, p99)
+	fmt.Printf("### Jobs accepted (held), %d clients over TLS, SQLite\n\n| SQLite | jobs | jobs/s | p50 | p99 |\n|---|---|---|---|---|\n| %s | %d | **%.0f** | %v | %v |\n",
+		clients, durability("FULL"), jobs, rate, p50, p99)
+	if len(syncs) > 0 {
+		ss, err := acceptServers(bin, filepath.Join(dir, "unsynced"), syncs)
+		if err != nil {
+			return err
+		}
+		for i, u := range ss {
+			r, p50, p99, err := accept(u, jobs, clients)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("| %s | %d | **%.0f** | %v | %v |\n", durability(syncs[i]), jobs, r, p50, p99)
+		}
+		for _, u := range ss {
+			u.stop()
+		}
+	}
+	fmt.Println()
 	params := json.RawMessage(`{"name":"bench"}`)
 	var wg sync.WaitGroup
 	var firstErr error
