@@ -339,3 +339,16 @@ type SignedURL struct {
 	URL       string    `json:"url"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
+
+// AuditEntry is one entry of the audit log (GET /v1/audit): a request
+// that changed something, or tried to. It never holds a token's secret.
+type AuditEntry struct {
+	Time      time.Time `json:"time"`
+	User      string    `json:"user,omitempty"`
+	TokenID   string    `json:"token_id,omitempty"`
+	JobID     string    `json:"job_id,omitempty"`
+	Action    string    `json:"action"`  // the route, as "POST /v1/jobs"
+	Outcome   int       `json:"outcome"` // the HTTP status of the answer
+	Client    string    `json:"client,omitempty"`
+	RequestID string    `json:"request_id,omitempty"`
+}

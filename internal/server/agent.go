@@ -142,6 +142,9 @@ func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return fieldError("state", "an agent may report starting, running, finishing, succeeded or failed, not %q", rep.State)
 	}
+	if s.opts.Metrics != nil {
+		s.opts.Metrics.AgentState(string(to))
+	}
 	j, err := s.store.UpdateJob(r.Context(), principal(r).JobID, func(j *job.Job) error {
 		if rep.ExitCode != nil {
 			j.ExitCode = rep.ExitCode
@@ -191,6 +194,9 @@ func (s *Server) agentLog(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("log %s of job %s: %w", stream, j.ID, err)
 	}
 	s.logs.Notify(j.ID + "/" + stream)
+	if s.opts.Metrics != nil {
+		s.opts.Metrics.AgentLog(int64(len(data)))
+	}
 	return writeJSON(w, http.StatusOK, api.LogAppend{Size: size})
 }
 

@@ -146,6 +146,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	setJobID(r, created.ID)
 	if created.State == job.Pending {
 		s.disp.Notify()
 	}

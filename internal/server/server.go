@@ -42,6 +42,10 @@ type Options struct {
 	MaxLogChunk    int64 // one log append (default 4 MiB)
 	MaxChildren    int   // children per job (default 100)
 	MaxDepth       int   // generations of children below a person's job (default 3)
+	// Metrics receives the server's counts; MetricsHandler serves GET
+	// /metrics to admins (nil: no metrics, /metrics answers 404).
+	Metrics        Metrics
+	MetricsHandler http.Handler
 }
 
 func (o *Options) defaults() {
@@ -76,6 +80,9 @@ type Server struct {
 	mux      *http.ServeMux
 	routes   []route
 	reqCount atomic.Uint64
+	// ridPrefix makes request ids unique across restarts and replicas
+	// (the audit log keeps them).
+	ridPrefix string
 }
 
 // New returns a server over its parts. It starts nothing.
@@ -85,7 +92,7 @@ func New(st store.Store, b blob.Bucket, cat *catalog.Catalog, a *auth.Authentica
 		o = *opts
 	}
 	o.defaults()
-	s := &Server{store: st, bucket: b, auth: a, disp: d, scheds: scheds, logs: hub, opts: o, log: log, mux: http.NewServeMux()}
+	s := &Server{store: st, bucket: b, auth: a, disp: d, scheds: scheds, logs: hub, opts: o, log: log, mux: http.NewServeMux(), ridPrefix: newRIDPrefix()}
 	s.catalog.Store(cat)
 	s.routes = s.routeTable()
 	for _, rt := range s.routes {
@@ -115,6 +122,9 @@ type route struct {
 	scope   string
 	access  access
 	public  bool
+	// noAudit leaves a route that changes something out of the audit
+	// log (see audited).
+	noAudit bool
 	h       func(http.ResponseWriter, *http.Request) error
 }
 
@@ -139,6 +149,8 @@ func (s *Server) routeTable() []route {
 		{pattern: "POST /v1/tokens", h: s.createToken},
 		{pattern: "GET /v1/tokens", h: s.listTokens},
 		{pattern: "DELETE /v1/tokens/{id}", h: s.deleteToken},
+		{pattern: "GET /v1/audit", h: s.listAudit},
+		{pattern: "GET /metrics", h: s.metrics},
 
 		{pattern: "GET /v1/templates", access: jobToo, h: s.listTemplates},
 		{pattern: "GET /v1/templates/{name}", access: jobToo, h: s.getTemplate},
@@ -189,6 +201,7 @@ type ctxKey int
 const (
 	principalKey ctxKey = iota
 	requestIDKey
+	reqInfoKey
 )
 
 func principal(r *http.Request) *auth.Principal {
@@ -205,11 +218,18 @@ func requestID(r *http.Request) string {
 // check, then the handler, whose error becomes a problem document.
 func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rid := fmt.Sprintf("%x", s.reqCount.Add(1))
-		ctx := context.WithValue(r.Context(), requestIDKey, rid)
+		start := time.Now()
+		rid := fmt.Sprintf("%s%x", s.ridPrefix, s.reqCount.Add(1))
+		ri := &reqInfo{id: rid, log: s.log.With("request_id", rid)}
+		ctx := context.WithValue(context.WithValue(r.Context(), requestIDKey, rid), reqInfoKey, ri)
+		if strings.Contains(rt.pattern, "/jobs/{id}") {
+			ri.log = ri.log.With("job_id", r.PathValue("id"))
+		}
 		r = r.WithContext(ctx)
 		w.Header().Set("X-Request-Id", rid)
 		sw := &statusWriter{ResponseWriter: w}
+		body := &countingReader{ReadCloser: r.Body}
+		r.Body = body
 		p, err := s.authorize(w, r, rt)
 		if err == nil {
 			if p != nil {
@@ -220,34 +240,66 @@ func (s *Server) wrap(rt route) http.Handler {
 		if err != nil {
 			if sw.wrote {
 				// The answer is under way: nothing more can be said to the client.
-				s.log.Warn("request failed after the answer began", "id", rid, "path", r.URL.Path, "err", err)
-				return
+				s.logFor(r).Warn("request failed after the answer began", "path", r.URL.Path, "err", err)
+			} else {
+				s.writeError(sw, r, err)
 			}
-			s.writeError(w, r, err)
+		}
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		if s.opts.Metrics != nil {
+			s.opts.Metrics.Request(rt.pattern, status, time.Since(start), body.n, sw.n)
+		}
+		if rt.audited() {
+			s.audit(r, rt, start, status)
 		}
 	})
 }
 
-// statusWriter notes whether the answer has begun.
+// statusWriter notes whether the answer has begun, its status and the
+// bytes of its body.
 type statusWriter struct {
 	http.ResponseWriter
-	wrote bool
+	wrote  bool
+	status int
+	n      int64
 }
 
 func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status = code
+	}
 	w.wrote = true
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	w.wrote = true
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
 }
 
 // ReadFrom keeps sendfile for file bodies.
 func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 	w.wrote = true
-	return io.Copy(w.ResponseWriter, r)
+	n, err := io.Copy(w.ResponseWriter, r)
+	w.n += n
+	return n, err
+}
+
+// countingReader counts the bytes read from a request body.
+type countingReader struct {
+	io.ReadCloser
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -365,16 +417,14 @@ func problemFor(err error) *httpError {
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	pe := problemFor(err)
-	attrs := []any{"request_id", requestID(r), "method", r.Method, "path", r.URL.Path, "status", pe.status, "err", err}
-	if strings.Contains(r.Pattern, "/jobs/{id}") {
-		attrs = append(attrs, "job_id", r.PathValue("id"))
-	}
+	// The request's logger carries its request id and job id.
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", pe.status, "err", err}
 	switch {
 	case pe.status >= 500:
-		s.log.Error("request failed", attrs...)
+		s.logFor(r).Error("request failed", attrs...)
 	case errors.Unwrap(err) != nil || pe.detail != err.Error():
 		// A refusal with an internal cause: the client saw only pe.detail.
-		s.log.Info("request refused", attrs...)
+		s.logFor(r).Info("request refused", attrs...)
 	}
 	p := api.Problem{Title: http.StatusText(pe.status), Status: pe.status, Detail: pe.detail, Code: pe.code, RequestID: requestID(r), Errors: pe.fields}
 	h := w.Header()
@@ -537,7 +587,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	add := func(name, kind string, err error) {
 		c := api.ComponentStatus{Name: name, Kind: kind, Reachable: err == nil}
 		if err != nil {
-			s.log.Warn("component unreachable", "request_id", requestID(r), "component", name, "err", err)
+			s.logFor(r).Warn("component unreachable", "component", name, "err", err)
 			c.Error = "unreachable; the server log says why under request id " + requestID(r)
 			st.Status = "degraded"
 		}

@@ -1,0 +1,128 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/store"
+)
+
+// audited says whether the route's requests go to the audit log: every
+// route that may change something (all but GET and HEAD), except the
+// agent's routes of a job token (state reports, log appends, outputs),
+// which a job's events and logs record already and which are the bulk of
+// all requests.
+func (rt route) audited() bool {
+	if rt.noAudit || rt.access == jobOnly || rt.pattern == "/" {
+		return false
+	}
+	method, _, _ := strings.Cut(rt.pattern, " ")
+	return method != http.MethodGet && method != http.MethodHead
+}
+
+// reqInfo is what the middleware and the handler of one request share.
+type reqInfo struct {
+	id    string
+	log   *slog.Logger // the server's logger with the request id
+	jobID string       // the job acted on, if the handler names one
+}
+
+func info(r *http.Request) *reqInfo {
+	ri, _ := r.Context().Value(reqInfoKey).(*reqInfo)
+	return ri
+}
+
+// setJobID tells the audit log and the request's log which job the
+// request acted on (a created job's id, for one).
+func setJobID(r *http.Request, id string) {
+	if ri := info(r); ri != nil {
+		ri.jobID = id
+		ri.log = ri.log.With("job_id", id)
+	}
+}
+
+// logFor returns the logger of the request: every line carries its
+// request id (and its job id, once known).
+func (s *Server) logFor(r *http.Request) *slog.Logger {
+	if ri := info(r); ri != nil {
+		return ri.log
+	}
+	return s.log
+}
+
+// audit writes the request's entry. It runs after the answer was written:
+// the entry joins whatever write the store commits next (SQLite's group
+// commit), and its failure is logged, not answered.
+func (s *Server) audit(r *http.Request, rt route, start time.Time, status int) {
+	e := store.AuditEntry{Time: start.UTC(), Action: rt.pattern, Outcome: status, Client: clientAddr(r)}
+	if ri := info(r); ri != nil {
+		e.RequestID, e.JobID = ri.id, ri.jobID
+	}
+	if e.JobID == "" && strings.Contains(rt.pattern, "/jobs/{id}") {
+		e.JobID = r.PathValue("id")
+	}
+	if p := principal(r); p != nil {
+		e.User, e.TokenID = p.User, p.TokenID
+	}
+	// The client has its answer; the entry is written even if it hung up.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	if err := s.store.AppendAudit(ctx, e); err != nil {
+		s.logFor(r).Error("audit entry not written", "action", e.Action, "outcome", e.Outcome, "err", err)
+	}
+}
+
+func clientAddr(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+// listAudit answers GET /v1/audit: admins only.
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
+	if !principal(r).IsAdmin() {
+		return errorf(http.StatusForbidden, api.CodeForbidden, "only an admin may read the audit log")
+	}
+	q := r.URL.Query()
+	f := store.AuditFilter{User: q.Get("user"), JobID: q.Get("job"), Action: q.Get("action"), PageToken: q.Get("page_token")}
+	for _, t := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &f.Since}, {"until", &f.Until}} {
+		if v := q.Get(t.name); v != "" {
+			tm, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return fieldError(t.name, "must be a time in RFC 3339 form (2006-01-02T15:04:05Z)")
+			}
+			*t.dst = tm
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return fieldError("limit", "must be a number from 1 to 1000")
+		}
+		f.Limit = n
+	}
+	entries, next, err := s.store.ListAudit(r.Context(), f)
+	if errors.Is(err, store.ErrBadPageToken) {
+		return fieldError("page_token", "is not a page token of this list")
+	}
+	if err != nil {
+		return err
+	}
+	out := api.Page[api.AuditEntry]{Items: []api.AuditEntry{}, NextPageToken: next}
+	for _, e := range entries {
+		out.Items = append(out.Items, api.AuditEntry{Time: e.Time.UTC(), User: e.User, TokenID: e.TokenID, JobID: e.JobID,
+			Action: e.Action, Outcome: e.Outcome, Client: e.Client, RequestID: e.RequestID})
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
