@@ -12,8 +12,7 @@ import (
 
 // InsertAudit implements storedriver.Tx.
 func (t *sqlTx) InsertAudit(ctx context.Context, e store.AuditEntry) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO audit (time, user, token_id, job_id, action, outcome, client, request_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.stmt(ctx, t.st.insertAudit).ExecContext(ctx,
 		e.Time.UnixNano(), e.User, e.TokenID, e.JobID, e.Action, e.Outcome, e.Client, e.RequestID)
 	if err != nil {
 		return fmt.Errorf("insert audit entry: %w", err)

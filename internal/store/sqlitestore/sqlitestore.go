@@ -105,6 +105,8 @@ type stmts struct {
 	appendEvent              *sql.Stmt
 	jobByID, jobByIdemKey    *sql.Stmt
 	updateJob, countChildren *sql.Stmt
+	usageForUpdate, addUsage *sql.Stmt
+	insertAudit              *sql.Stmt
 }
 
 func (d *Driver) prepare(ctx context.Context) error {
@@ -123,6 +125,13 @@ func (d *Driver) prepare(ctx context.Context) error {
 		{&d.st.jobByIdemKey, "SELECT seq, doc FROM jobs WHERE owner = ? AND idem_key = ?"},
 		{&d.st.updateJob, "UPDATE jobs SET state = ?, template = ?, parent_id = ?, sweep_id = ?, finished_at = ?, in_engine = ?, doc = ? WHERE seq = ?"},
 		{&d.st.countChildren, "SELECT count(*) FROM jobs WHERE parent_id = ? AND parent_id <> ''"},
+		{&d.st.usageForUpdate, "SELECT " + usageCols + " FROM user_usage WHERE owner = ? ORDER BY project"},
+		{&d.st.addUsage, `INSERT INTO user_usage (` + usageCols + `) VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (owner, project) DO UPDATE SET active_jobs = active_jobs + excluded.active_jobs,
+			active_cores = active_cores + excluded.active_cores, jobs = jobs + excluded.jobs,
+			core_seconds = core_seconds + excluded.core_seconds, bytes = bytes + excluded.bytes`},
+		{&d.st.insertAudit, `INSERT INTO audit (time, user, token_id, job_id, action, outcome, client, request_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
 	} {
 		st, err := d.w.PrepareContext(ctx, p.q)
 		if err != nil {
@@ -228,7 +237,7 @@ func (d *Driver) migrate(ctx context.Context) error {
 // Close closes the database.
 func (d *Driver) Close() error {
 	for _, st := range []*sql.Stmt{d.st.savepoint, d.st.release, d.st.insertJob, d.st.insertLabel, d.st.appendEvent,
-		d.st.jobByID, d.st.jobByIdemKey, d.st.updateJob, d.st.countChildren} {
+		d.st.jobByID, d.st.jobByIdemKey, d.st.updateJob, d.st.countChildren, d.st.usageForUpdate, d.st.addUsage, d.st.insertAudit} {
 		st.Close()
 	}
 	return errors.Join(d.r.Close(), d.w.Close())

@@ -58,7 +58,7 @@ func (d *Driver) User(ctx context.Context, name string) (store.User, error) {
 // UsageForUpdate implements storedriver.Tx: writes are serialised, so
 // reading is locking.
 func (t *sqlTx) UsageForUpdate(ctx context.Context, user string) ([]store.Usage, error) {
-	rows, err := t.tx.QueryContext(ctx, "SELECT "+usageCols+" FROM user_usage WHERE owner = ? ORDER BY project", user)
+	rows, err := t.stmt(ctx, t.st.usageForUpdate).QueryContext(ctx, user)
 	if err != nil {
 		return nil, fmt.Errorf("read usage: %w", err)
 	}
@@ -67,10 +67,7 @@ func (t *sqlTx) UsageForUpdate(ctx context.Context, user string) ([]store.Usage,
 
 // AddUsage implements storedriver.Tx.
 func (t *sqlTx) AddUsage(ctx context.Context, u store.Usage) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO user_usage (`+usageCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (owner, project) DO UPDATE SET active_jobs = active_jobs + excluded.active_jobs,
-		active_cores = active_cores + excluded.active_cores, jobs = jobs + excluded.jobs,
-		core_seconds = core_seconds + excluded.core_seconds, bytes = bytes + excluded.bytes`,
+	_, err := t.stmt(ctx, t.st.addUsage).ExecContext(ctx,
 		u.User, u.Project, u.ActiveJobs, u.ActiveCores, u.Jobs, u.CoreSeconds, u.Bytes)
 	if err != nil {
 		return fmt.Errorf("count usage of %s: %w", u.User, err)
