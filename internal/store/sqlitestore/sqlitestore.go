@@ -173,7 +173,10 @@ func OpenDriver(ctx context.Context, path string, opts *Options) (*Driver, error
 	// synchronous=FULL: a commit returns when the WAL is synced, so what a
 	// client is told is stored survives a power loss.
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(" + sync + ")&_pragma=foreign_keys(1)&_txlock=immediate"
-	w, err := sql.Open("sqlite", dsn)
+	// The writer's page cache: 64 MiB instead of SQLite's 2 MiB, which
+	// held too few of the index pages that every insert touches once the
+	// store grew (acceptance fell by a fifth over a million jobs).
+	w, err := sql.Open("sqlite", dsn+"&_pragma=cache_size(-65536)")
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
