@@ -70,6 +70,7 @@ type Job struct {
 	Resources       Resources         `json:"resources"`
 	Labels          map[string]string `json:"labels"`
 	ParentID        string            `json:"parent_id,omitempty"`
+	Project         string            `json:"project,omitempty"`
 	Depth           int               `json:"depth"`
 	CreatedAt       time.Time         `json:"created_at"`
 	StartedAt       *time.Time        `json:"started_at,omitempty"`
@@ -92,6 +93,9 @@ type JobRequest struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	// Hold creates the job held: it is not handed to the engine until released.
 	Hold bool `json:"hold,omitempty"`
+	// Project is the project (allocation account) the job is charged to;
+	// "": the user's default.
+	Project string `json:"project,omitempty"`
 }
 
 // Event is one state transition of a job.
@@ -193,6 +197,12 @@ const (
 	CodeIdempotencyMismatch = "idempotency_key_reused"
 	// CodeMediaType: the body's Content-Type is not one the route takes.
 	CodeMediaType = "unsupported_media_type"
+	// CodeQuotaExceeded: the request would pass one of the user's quotas;
+	// the detail names it and the use.
+	CodeQuotaExceeded = "quota_exceeded"
+	// CodeRateLimited: the token made too many requests; Retry-After says
+	// when to try again.
+	CodeRateLimited = "rate_limited"
 )
 
 // TokenRequest is the body of POST /v1/tokens.
@@ -221,6 +231,44 @@ type Me struct {
 	Scopes  []string `json:"scopes"`
 	TokenID string   `json:"token_id"`
 	JobID   string   `json:"job_id,omitempty"`
+	// Quotas: the user's use against each limit (jobs, cores, bytes).
+	Quotas map[string]Quota `json:"quotas,omitempty"`
+	// Projects: the user's use per project they charged jobs to.
+	Projects []ProjectUsage `json:"projects,omitempty"`
+}
+
+// Quota is a limit and the use against it; Limit 0 is no limit.
+type Quota struct {
+	Limit int64 `json:"limit"`
+	Used  int64 `json:"used"`
+}
+
+// ProjectUsage is a user's use of one project ("" for jobs that named
+// none), as GET /v1/me and GET /v1/usage show it.
+type ProjectUsage struct {
+	User        string  `json:"user,omitempty"`
+	Project     string  `json:"project"`
+	Jobs        int64   `json:"jobs"`         // jobs created
+	ActiveJobs  int64   `json:"active_jobs"`  // not yet finished
+	CoreSeconds float64 `json:"core_seconds"` // of the jobs that ended
+}
+
+// UserState is the answer of GET /v1/users/{name} and of disabling or
+// enabling a user.
+type UserState struct {
+	Name       string     `json:"name"`
+	Disabled   bool       `json:"disabled"`
+	DisabledAt *time.Time `json:"disabled_at,omitempty"`
+	// Held and Canceled count the jobs a disable held and canceled.
+	Held     int `json:"held,omitempty"`
+	Canceled int `json:"canceled,omitempty"`
+}
+
+// DisableRequest is the body of POST /v1/users/{name}/disable.
+type DisableRequest struct {
+	// Jobs is "hold" (the default: running jobs are canceled, the others
+	// held) or "cancel" (every unfinished job is canceled).
+	Jobs string `json:"jobs,omitempty"`
 }
 
 // FileInfo describes one stored file.

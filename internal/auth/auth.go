@@ -27,6 +27,9 @@ import (
 // ErrUnauthenticated: no token, an unknown one, or an expired one.
 var ErrUnauthenticated = errors.New("missing, unknown or expired token")
 
+// ErrUserDisabled: the token's user was disabled by an admin.
+var ErrUserDisabled = errors.New("the user is disabled")
+
 // Prefix starts every token, so that secret scanners can find them.
 const Prefix = "hpcg_"
 
@@ -111,6 +114,12 @@ type Authenticator struct {
 
 	mu    sync.Mutex
 	cache map[string]cached
+	users map[string]cachedUser // user → whether disabled
+}
+
+type cachedUser struct {
+	disabled bool
+	expires  time.Time
 }
 
 type cached struct {
@@ -122,7 +131,7 @@ type cached struct {
 // honoured for up to ttl by another gateway replica (this one forgets it at
 // once); ttl 0 disables the cache.
 func NewAuthenticator(s store.Store, ttl time.Duration) *Authenticator {
-	return &Authenticator{store: s, ttl: ttl, cache: map[string]cached{}}
+	return &Authenticator{store: s, ttl: ttl, cache: map[string]cached{}, users: map[string]cachedUser{}}
 }
 
 // Authenticate returns the principal of secret, or ErrUnauthenticated.
@@ -160,7 +169,46 @@ func (a *Authenticator) Authenticate(ctx context.Context, secret string) (*Princ
 	if !tok.ExpiresAt.IsZero() && now.After(tok.ExpiresAt) {
 		return nil, ErrUnauthenticated
 	}
+	disabled, err := a.userDisabled(ctx, tok.User, now)
+	if err != nil {
+		return nil, err
+	}
+	if disabled {
+		return nil, ErrUserDisabled
+	}
 	return &Principal{User: tok.User, Scopes: tok.Scopes, TokenID: tok.ID, JobID: tok.JobID, Expires: tok.ExpiresAt}, nil
+}
+
+// userDisabled reports whether user is disabled, from the cache if it is
+// younger than the ttl.
+func (a *Authenticator) userDisabled(ctx context.Context, user string, now time.Time) (bool, error) {
+	a.mu.Lock()
+	c, ok := a.users[user]
+	a.mu.Unlock()
+	if ok && !now.After(c.expires) {
+		return c.disabled, nil
+	}
+	u, err := a.store.User(ctx, user)
+	if err != nil {
+		return false, fmt.Errorf("look up user: %w", err)
+	}
+	if a.ttl > 0 {
+		a.mu.Lock()
+		if len(a.users) > 10000 {
+			clear(a.users)
+		}
+		a.users[user] = cachedUser{disabled: u.Disabled, expires: now.Add(a.ttl)}
+		a.mu.Unlock()
+	}
+	return u.Disabled, nil
+}
+
+// ForgetUser drops what the cache holds of user (after a disable or an
+// enable), so that this process sees the change at once.
+func (a *Authenticator) ForgetUser(user string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.users, user)
 }
 
 // Forget drops a token from the cache (after it was revoked).

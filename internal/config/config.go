@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -63,13 +64,35 @@ type Config struct {
 		// WorkdirRetention is how long an ended task's working directory
 		// is kept (default 24h); its token file is removed at once.
 		WorkdirRetention time.Duration `yaml:"workdir_retention"`
+		// Sandbox is auto (default: jobs that run as the gateway's own
+		// account run in a bubblewrap sandbox without the data directory,
+		// when bwrap works here) or off.
+		Sandbox string `yaml:"sandbox"`
 	} `yaml:"local"`
+	// WorkRoot is where jobs' working directories go when their
+	// environment names none (default /var/tmp/hpcgate-jobs as root,
+	// TMPDIR/hpcgate-jobs-UID otherwise): never inside DataDir.
+	WorkRoot string `yaml:"work_root"`
+	// Accounts say which OS account each user's jobs run as.
+	Accounts struct {
+		// Mode is single (default: the gateway's own account), same-name
+		// or map.
+		Mode string `yaml:"mode"`
+		// Map is user → account, for mode map.
+		Map map[string]string `yaml:"map"`
+		// MinUID is the lowest uid of a user's account unless Map names
+		// it (default 1000).
+		MinUID *int `yaml:"min_uid"`
+	} `yaml:"accounts"`
 	// Retention says how long what is finished is kept.
 	Retention struct {
 		// Jobs: finished jobs older than this are purged with their
 		// events, logs and outputs (default 2160h, 90 days; 0s keeps
 		// them for ever).
 		Jobs *time.Duration `yaml:"jobs"`
+		// Audit: audit entries older than this are purged (default
+		// 8760h, 365 days; 0s keeps them for ever).
+		Audit *time.Duration `yaml:"audit"`
 	} `yaml:"retention"`
 	// AgentCommand starts the agent inside a job (default: this binary
 	// with "agent").
@@ -77,8 +100,59 @@ type Config struct {
 	// PollInterval is how often engines are polled (default 2s).
 	PollInterval time.Duration `yaml:"poll_interval"`
 	Limits       Limits        `yaml:"limits"`
+	// Quotas limit each user's use: a default and per-user overrides.
+	Quotas struct {
+		Default Quota            `yaml:"default"`
+		Users   map[string]Quota `yaml:"users"` // user → the limits that differ from Default
+	} `yaml:"quotas"`
+	// RateLimit bounds the requests of each token, in each gateway
+	// process (token bucket).
+	RateLimit struct {
+		RequestsPerSecond    *float64 `yaml:"requests_per_second"`     // person tokens; default 50, 0 disables
+		Burst                int      `yaml:"burst"`                   // default 200
+		JobRequestsPerSecond *float64 `yaml:"job_requests_per_second"` // job tokens; default 200, 0 disables
+		JobBurst             int      `yaml:"job_burst"`               // default 1000
+	} `yaml:"rate_limit"`
+	// Projects says which projects (allocation accounts) each user may
+	// charge jobs to: user (or "*", for everyone) → projects; a user's
+	// first project (else the first of "*") is their default. None: jobs
+	// name no project.
+	Projects map[string][]string `yaml:"projects"`
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string `yaml:"log_level"`
+	// LogFormat is text or json (JSON lines; default text).
+	LogFormat string `yaml:"log_format"`
+	// Metrics: Addr, if set, serves GET /metrics without a token on an
+	// address of its own (plain HTTP); without it, admins read them on
+	// the API's address.
+	Metrics struct {
+		Addr string `yaml:"addr"`
+	} `yaml:"metrics"`
+}
+
+// Quota is a user's limits; 0 is no limit, an unset key the default's.
+type Quota struct {
+	Jobs  *int64        `yaml:"jobs"`  // unfinished jobs; default 10000
+	Cores *int64        `yaml:"cores"` // cores of unfinished jobs; default 4096
+	Bytes *catalog.Size `yaml:"bytes"` // files and outputs stored; default 1TiB
+}
+
+// QuotaOf returns user's limits (jobs, cores, bytes; 0: no limit).
+func (c *Config) QuotaOf(user string) (jobs, cores, bytes int64) {
+	d := c.Quotas.Default
+	jobs, cores, bytes = 10000, 4096, 1<<40
+	for _, q := range []Quota{d, c.Quotas.Users[user]} {
+		if q.Jobs != nil {
+			jobs = *q.Jobs
+		}
+		if q.Cores != nil {
+			cores = *q.Cores
+		}
+		if q.Bytes != nil {
+			bytes = int64(*q.Bytes)
+		}
+	}
+	return jobs, cores, bytes
 }
 
 // Limits bound what clients may send.
@@ -109,9 +183,30 @@ func (c *Config) fill() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.RateLimit.RequestsPerSecond == nil {
+		v := 50.0
+		c.RateLimit.RequestsPerSecond = &v
+	}
+	if c.RateLimit.Burst <= 0 {
+		c.RateLimit.Burst = 200
+	}
+	if c.RateLimit.JobRequestsPerSecond == nil {
+		v := 200.0
+		c.RateLimit.JobRequestsPerSecond = &v
+	}
+	if c.RateLimit.JobBurst <= 0 {
+		c.RateLimit.JobBurst = 1000
+	}
 	if c.Retention.Jobs == nil {
 		d := 90 * 24 * time.Hour
 		c.Retention.Jobs = &d
+	}
+	if c.Retention.Audit == nil {
+		d := 365 * 24 * time.Hour
+		c.Retention.Audit = &d
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
 	}
 	if len(c.Environments) == 0 {
 		c.Environments = []catalog.Environment{{
@@ -184,8 +279,58 @@ func (c *Config) Validate() error {
 	if c.Retention.Jobs != nil && *c.Retention.Jobs < 0 {
 		errs = append(errs, errors.New("retention.jobs must not be negative (0s keeps jobs for ever)"))
 	}
+	if c.Retention.Audit != nil && *c.Retention.Audit < 0 {
+		errs = append(errs, errors.New("retention.audit must not be negative (0s keeps the audit log for ever)"))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log_format %q: want text or json", c.LogFormat))
+	}
+	for user, q := range c.Quotas.Users {
+		for name, v := range map[string]*int64{"jobs": q.Jobs, "cores": q.Cores} {
+			if v != nil && *v < 0 {
+				errs = append(errs, fmt.Errorf("quotas.users.%s.%s must not be negative", user, name))
+			}
+		}
+	}
+	for name, v := range map[string]*int64{"jobs": c.Quotas.Default.Jobs, "cores": c.Quotas.Default.Cores} {
+		if v != nil && *v < 0 {
+			errs = append(errs, fmt.Errorf("quotas.default.%s must not be negative", name))
+		}
+	}
+	if neg := func(v *float64) bool { return v != nil && *v < 0 }; neg(c.RateLimit.RequestsPerSecond) || neg(c.RateLimit.JobRequestsPerSecond) {
+		errs = append(errs, errors.New("rate_limit: requests per second must not be negative"))
+	}
+	for user, ps := range c.Projects {
+		for _, p := range ps {
+			if p == "" || len(p) > 64 || strings.ContainsAny(p, " \t\n\"'$;&|<>`") {
+				errs = append(errs, fmt.Errorf("projects.%s: %q is not a project name", user, p))
+			}
+		}
+	}
 	if c.Local.WorkdirRetention < 0 {
 		errs = append(errs, errors.New("local.workdir_retention must not be negative"))
+	}
+	switch c.Local.Sandbox {
+	case "", "auto", "off":
+	default:
+		errs = append(errs, fmt.Errorf("local.sandbox %q: want auto or off", c.Local.Sandbox))
+	}
+	switch c.Accounts.Mode {
+	case "", "single", "same-name":
+		if len(c.Accounts.Map) > 0 {
+			errs = append(errs, errors.New("accounts.map is used only with accounts.mode map"))
+		}
+	case "map":
+		if len(c.Accounts.Map) == 0 {
+			errs = append(errs, errors.New("accounts.mode map needs accounts.map"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("accounts.mode %q: want single, same-name or map", c.Accounts.Mode))
+	}
+	if c.WorkRoot != "" && !filepath.IsAbs(c.WorkRoot) {
+		errs = append(errs, fmt.Errorf("work_root %q: want an absolute path", c.WorkRoot))
 	}
 	if c.Local.Slots < 0 {
 		errs = append(errs, errors.New("local.slots must not be negative"))

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/hpcgate/hpcgate/internal/account"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -31,6 +32,7 @@ import (
 	"github.com/hpcgate/hpcgate/internal/catalog"
 	"github.com/hpcgate/hpcgate/internal/config"
 	"github.com/hpcgate/hpcgate/internal/dispatch"
+	"github.com/hpcgate/hpcgate/internal/metrics"
 	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/sched/jobscript"
 	"github.com/hpcgate/hpcgate/internal/sched/localsched"
@@ -76,6 +78,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	insecure := fl.Bool("insecure-http", false, "serve plain HTTP (loopback addresses only)")
 	slots := fl.Int("slots", 0, "cores the local executor may use at once (default: CPU count)")
 	logLevel := fl.String("log-level", "", "debug, info, warn or error (default info)")
+	logFormat := fl.String("log-format", "", "text or json (default text)")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -97,6 +100,7 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	set(&cfg.TLSCert, *tlsCert)
 	set(&cfg.TLSKey, *tlsKey)
 	set(&cfg.LogLevel, *logLevel)
+	set(&cfg.LogFormat, *logFormat)
 	set(&cfg.Database, *database)
 	set(&cfg.Objects, *objects)
 	if *insecure {
@@ -111,7 +115,11 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var h slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(h)
 	g, err := Open(ctx, cfg, log, stdout)
 	if err != nil {
 		return err
@@ -143,6 +151,9 @@ type Gateway struct {
 	certFile string
 	keyFile  string
 	caFile   string
+	dataDir  string            // absolute
+	workRoot string            // absolute: jobs' directories when their environment names none
+	accounts *account.Resolver // users' OS accounts
 	ln       net.Listener
 	url      string
 	lock     *os.File // DATA/server.lock, flocked while the gateway is open
@@ -164,6 +175,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 		return nil, err
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	// The data directory (database, admin token, TLS key, objects) is the
+	// gateway's account's alone, also when it was made before.
+	if err := os.Chmod(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	g := &Gateway{cfg: cfg, log: log, out: out, scheds: map[string]sched.Scheduler{}}
@@ -212,11 +228,15 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 	if g.cat, err = g.loadCatalog(); err != nil {
 		return nil, err
 	}
+	g.dataDir = dataDir
+	if g.workRoot, g.accounts, err = prepareAccounts(cfg, dataDir); err != nil {
+		return nil, err
+	}
 	for _, e := range cfg.Environments {
 		switch e.Scheduler {
 		case "local":
 			if g.local == nil {
-				g.local, err = localsched.New(filepath.Join(dataDir, "local"), &localsched.Options{Slots: cfg.Local.Slots, Retention: cfg.Local.WorkdirRetention, Logger: log})
+				g.local, err = localsched.New(filepath.Join(dataDir, "local"), &localsched.Options{Slots: cfg.Local.Slots, Retention: cfg.Local.WorkdirRetention, Logger: log, Sandbox: g.sandbox(dataDir)})
 				if err != nil {
 					return nil, err
 				}
@@ -300,17 +320,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		agentCmd = []string{exe, "agent"}
 	}
-	workRoot, err := filepath.Abs(filepath.Join(g.cfg.DataDir, "work"))
-	if err != nil {
-		return err
-	}
+	workRoot := g.workRoot
 	host, _ := os.Hostname()
 	g.catMu.Lock()
 	cat := g.cat
 	g.catMu.Unlock()
+	// Metrics: the store and the bucket of requests and of the dispatcher
+	// are timed.
+	met := metrics.New(g.store)
+	st, bucket := met.Store(g.store), met.Bucket(g.bucket)
 	// The dispatcher looks up environments only, which a reload keeps.
-	disp := dispatch.New(g.store, cat, g.scheds, dispatch.Options{
-		ReplicaID:    host + ":" + filepath.Dir(workRoot),
+	disp := dispatch.New(st, cat, g.scheds, dispatch.Options{
+		Metrics:      met,
+		ReplicaID:    host + ":" + g.dataDir,
 		GatewayURL:   public,
 		CACertFile:   g.caFile,
 		AgentCommand: agentCmd,
@@ -320,11 +342,22 @@ func (g *Gateway) Run(ctx context.Context) error {
 	})
 	authn, hub := auth.NewAuthenticator(g.store, 2*time.Second), server.NewHub()
 	g.catMu.Lock()
-	g.srv = server.New(g.store, g.bucket, g.cat, authn, disp, g.scheds, hub, g.log, &server.Options{
+	metricsHandler := met.Handler()
+	g.srv = server.New(st, bucket, g.cat, authn, disp, g.scheds, hub, g.log, &server.Options{
+		Metrics:        met,
+		MetricsHandler: metricsHandler,
 		MaxJSONBytes:   int64(g.cfg.Limits.MaxJSONBytes),
 		MaxUploadBytes: int64(g.cfg.Limits.MaxUploadBytes),
 		MaxChildren:    g.cfg.Limits.MaxChildren,
 		MaxDepth:       g.cfg.Limits.MaxDepth,
+		Quota: func(user string) server.Quota {
+			jobs, cores, bytes := g.cfg.QuotaOf(user)
+			return server.Quota{Jobs: jobs, Cores: cores, Bytes: bytes}
+		},
+		RateLimit:    server.RateLimit{PerSecond: *g.cfg.RateLimit.RequestsPerSecond, Burst: g.cfg.RateLimit.Burst},
+		JobRateLimit: server.RateLimit{PerSecond: *g.cfg.RateLimit.JobRequestsPerSecond, Burst: g.cfg.RateLimit.JobBurst},
+		Projects:     g.cfg.Projects,
+		Accounts:     g.accounts,
 	})
 	g.catMu.Unlock()
 
@@ -382,6 +415,32 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if r := *g.cfg.Retention.Jobs; r > 0 {
 		grp.Go(func(ctx context.Context) error { return g.purge(ctx, r, min(r/10, time.Hour)) })
 	}
+	if r := *g.cfg.Retention.Audit; r > 0 {
+		grp.Go(func(ctx context.Context) error { return g.purgeAudit(ctx, r, min(r/10, time.Hour)) })
+	}
+	if addr := g.cfg.Metrics.Addr; addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			grp.Go(func(context.Context) error { return fmt.Errorf("metrics.addr: %w", err) })
+		} else {
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", metricsHandler)
+			ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+				ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
+			grp.Go(func(ctx context.Context) error {
+				if err := ms.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+					return fmt.Errorf("metrics listener: %w", err)
+				}
+				return nil
+			})
+			grp.Go(func(ctx context.Context) error {
+				<-ctx.Done()
+				ms.Close()
+				return nil
+			})
+			g.log.Info("metrics listening", "addr", ln.Addr().String())
+		}
+	}
 	if g.local != nil {
 		grp.Go(g.local.Run)
 	}
@@ -398,7 +457,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		})
 	}
 	g.log.Info("gateway started", "url", g.url, "data_dir", g.cfg.DataDir, "version", server.Version)
-	err = grp.Wait()
+	err := grp.Wait()
 	inflight.Wait()
 	g.log.Info("gateway stopped")
 	return err

@@ -209,7 +209,7 @@ func (s *Server) agentOutput(w http.ResponseWriter, r *http.Request) error {
 	if err := checkPath("path", p); err != nil {
 		return err
 	}
-	fi, err := s.putBody(w, r, outputsPrefix(j.ID)+p)
+	fi, err := s.putBody(w, r, j.Owner, outputsPrefix(j.ID)+p)
 	if err != nil {
 		return err
 	}

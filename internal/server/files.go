@@ -73,15 +73,21 @@ func (s *Server) filePath(r *http.Request) (string, error) {
 }
 
 // putBody stores a size-limited request body under key.
-func (s *Server) putBody(w http.ResponseWriter, r *http.Request, key string) (api.FileInfo, error) {
+// It is charged to user's stored bytes: one that would pass the user's
+// quota is refused, and an object it replaces is left as it was.
+func (s *Server) putBody(w http.ResponseWriter, r *http.Request, user, key string) (api.FileInfo, error) {
 	if r.ContentLength > s.opts.MaxUploadBytes {
 		return api.FileInfo{}, errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "the file is %d bytes, more than the limit of %d", r.ContentLength, s.opts.MaxUploadBytes)
 	}
-	body := http.MaxBytesReader(w, r.Body, s.opts.MaxUploadBytes)
+	body, old, err := s.bytesRoom(r.Context(), user, key, http.MaxBytesReader(w, r.Body, s.opts.MaxUploadBytes), r.ContentLength)
+	if err != nil {
+		return api.FileInfo{}, err
+	}
 	a, err := s.bucket.Put(r.Context(), key, body)
 	if err != nil {
 		return api.FileInfo{}, err
 	}
+	s.countBytes(r.Context(), user, a.Size-old)
 	return api.FileInfo{Size: a.Size, SHA256: a.SHA256, Modified: a.Modified.UTC()}, nil
 }
 
@@ -90,7 +96,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	fi, err := s.putBody(w, r, userFilesKey(principal(r).User, p))
+	fi, err := s.putBody(w, r, principal(r).User, userFilesKey(principal(r).User, p))
 	if err != nil {
 		return err
 	}
@@ -112,9 +118,15 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.bucket.Delete(r.Context(), userFilesKey(principal(r).User, p)); err != nil {
+	key := userFilesKey(principal(r).User, p)
+	size, err := s.objectSize(r.Context(), key)
+	if err != nil {
 		return err
 	}
+	if err := s.bucket.Delete(r.Context(), key); err != nil {
+		return err
+	}
+	s.countBytes(r.Context(), principal(r).User, -size)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -43,6 +43,7 @@ type harnessOptions struct {
 	wrapStore func(store.Store) store.Store // wraps the SQLite store
 	bucket    blob.Bucket
 	scheds    map[string]sched.Scheduler
+	opts      *Options // the server's (nil: defaults)
 }
 
 func newHarness(t *testing.T, ho *harnessOptions) *harness {
@@ -76,7 +77,7 @@ func newHarness(t *testing.T, ho *harnessOptions) *harness {
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: h.logs}, nil))
 	a := auth.NewAuthenticator(h.store, 0)
 	d := dispatch.New(h.store, cat, ho.scheds, dispatch.Options{Logger: log})
-	h.srv = New(h.store, h.bucket, cat, a, d, ho.scheds, NewHub(), log, nil)
+	h.srv = New(h.store, h.bucket, cat, a, d, ho.scheds, NewHub(), log, ho.opts)
 	h.http = httptest.NewServer(h.srv)
 	t.Cleanup(h.http.Close)
 	return h

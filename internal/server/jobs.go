@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hpcgate/hpcgate/internal/account"
 	"io"
 	"net/http"
 	"strconv"
@@ -93,6 +94,9 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 		}
 		j.ParentID, j.Depth, j.Owner = parent.ID, parent.Depth+1, parent.Owner
 	}
+	if err := s.resolveAccount(j); err != nil {
+		return err
+	}
 	var res *job.Resources
 	if req.Resources != nil {
 		res = &job.Resources{Nodes: req.Resources.Nodes, CoresPerNode: req.Resources.CoresPerNode, MemoryMB: req.Resources.MemoryMB, WalltimeS: req.Resources.WalltimeS}
@@ -126,13 +130,19 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	j.Environment = inst.Environment.Name
 	j.Parameters, j.Inputs, j.InputSizes = inst.Parameters, inst.Inputs, inst.InputSizes
 	j.Resources, j.Labels = inst.Resources, req.Labels
+	if parent != nil && req.Project == "" {
+		j.Project = parent.Project
+	} else if j.Project, err = s.project(j.Owner, req.Project); err != nil {
+		return err
+	}
 	if req.Hold {
 		j.State, j.Reason = job.Held, "created held"
 	}
 	if idem != "" {
 		j.IdemHash = requestHash(&req)
 	}
-	created, err := s.store.CreateJob(r.Context(), j, &store.CreateOptions{MaxChildren: s.opts.MaxChildren})
+	q := s.quotaOf(j.Owner)
+	created, err := s.store.CreateJob(r.Context(), j, &store.CreateOptions{MaxChildren: s.opts.MaxChildren, MaxJobs: q.Jobs, MaxCores: q.Cores})
 	if errors.Is(err, store.ErrDuplicate) {
 		if created.IdemHash != "" && created.IdemHash != j.IdemHash {
 			return errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
@@ -253,7 +263,14 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	var keys []string
-	if err := s.bucket.List(r.Context(), "jobs/"+j.ID+"/", func(a blob.Attrs) error { keys = append(keys, a.Key); return nil }); err != nil {
+	var outputs int64
+	if err := s.bucket.List(r.Context(), "jobs/"+j.ID+"/", func(a blob.Attrs) error {
+		keys = append(keys, a.Key)
+		if strings.HasPrefix(a.Key, outputsPrefix(j.ID)) {
+			outputs += a.Size
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	for _, k := range keys {
@@ -261,6 +278,7 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	s.countBytes(r.Context(), j.Owner, -outputs)
 	if err := s.store.DeleteJob(r.Context(), j.ID); err != nil {
 		return err
 	}
@@ -519,4 +537,24 @@ func (s *Server) outputsArchive(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return gz.Close()
+}
+
+// resolveAccount sets the OS account j runs as from its owner, and refuses
+// (403, naming the user) an owner without one.
+func (s *Server) resolveAccount(j *job.Job) error {
+	if s.opts.Accounts == nil {
+		return nil
+	}
+	a, err := s.opts.Accounts.Resolve(j.Owner)
+	var nae *account.NoAccountError
+	if errors.As(err, &nae) {
+		return errorf(http.StatusForbidden, api.CodeForbidden, "%s; ask the operator to give this user an account", nae.Error())
+	}
+	if err != nil {
+		return err
+	}
+	if a != nil {
+		j.Account = a.Name
+	}
+	return nil
 }

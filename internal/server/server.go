@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hpcgate/hpcgate/internal/account"
 	"io"
 	"log/slog"
 	"mime"
@@ -42,10 +43,21 @@ type Options struct {
 	MaxLogChunk    int64 // one log append (default 4 MiB)
 	MaxChildren    int   // children per job (default 100)
 	MaxDepth       int   // generations of children below a person's job (default 3)
+	// Quota returns a user's limits (nil: no limits).
+	Quota func(user string) Quota
+	// RateLimit bounds each person's token's requests, JobRateLimit each
+	// job token's (zero: no limit).
+	RateLimit, JobRateLimit RateLimit
+	// Projects: user (or "*") → the projects they may charge; the first
+	// is the default (nil: jobs name no project).
+	Projects map[string][]string
 	// Metrics receives the server's counts; MetricsHandler serves GET
 	// /metrics to admins (nil: no metrics, /metrics answers 404).
 	Metrics        Metrics
 	MetricsHandler http.Handler
+	// Accounts resolve the OS account a user's jobs run as, when a job is
+	// submitted (nil: every job runs as the gateway's own account).
+	Accounts *account.Resolver
 }
 
 func (o *Options) defaults() {
@@ -80,6 +92,7 @@ type Server struct {
 	mux      *http.ServeMux
 	routes   []route
 	reqCount atomic.Uint64
+	limits   limiter
 	// ridPrefix makes request ids unique across restarts and replicas
 	// (the audit log keeps them).
 	ridPrefix string
@@ -145,6 +158,10 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /openapi.json", public: true, h: s.openapi},
 		{pattern: "GET /v1/status", access: jobToo, h: s.status},
 		{pattern: "GET /v1/me", access: jobToo, h: s.me},
+		{pattern: "GET /v1/usage", h: s.usage},
+		{pattern: "GET /v1/users/{name}", h: s.getUser},
+		{pattern: "POST /v1/users/{name}/disable", h: s.disableUser},
+		{pattern: "POST /v1/users/{name}/enable", h: s.enableUser},
 
 		{pattern: "POST /v1/tokens", h: s.createToken},
 		{pattern: "GET /v1/tokens", h: s.listTokens},
@@ -318,6 +335,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*a
 	if err != nil {
 		return nil, err
 	}
+	if err := s.rateLimit(w, p); err != nil {
+		return nil, err
+	}
 	if p.IsJob() {
 		if rt.access == userOnly {
 			return nil, errorf(http.StatusForbidden, api.CodeForbidden, "a job token may not call %s", rt.pattern)
@@ -382,6 +402,7 @@ func problemFor(err error) *httpError {
 	var verr *catalog.ValidationError
 	var mbe *http.MaxBytesError
 	var te *job.TransitionError
+	var qe *store.QuotaError
 	switch {
 	case errors.As(err, &he):
 		return he
@@ -393,6 +414,10 @@ func problemFor(err error) *httpError {
 		return e
 	case errors.As(err, &mbe):
 		return &httpError{status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge, detail: fmt.Sprintf("the body is larger than the limit of %d bytes", mbe.Limit)}
+	case errors.As(err, &qe):
+		return &httpError{status: http.StatusConflict, code: api.CodeQuotaExceeded, detail: quotaMessage(qe)}
+	case errors.Is(err, auth.ErrUserDisabled):
+		return &httpError{status: http.StatusUnauthorized, code: api.CodeUnauthenticated, detail: "this token's user is disabled"}
 	case errors.Is(err, auth.ErrUnauthenticated):
 		return &httpError{status: http.StatusUnauthorized, code: api.CodeUnauthenticated, detail: "the token is missing, unknown, revoked or expired"}
 	case errors.Is(err, blob.ErrNotFound):
@@ -571,11 +596,6 @@ func (s *Server) openapi(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(openAPI)
 	return nil
-}
-
-func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
-	p := principal(r)
-	return writeJSON(w, http.StatusOK, api.Me{User: p.User, Scopes: p.Scopes, TokenID: p.TokenID, JobID: p.JobID})
 }
 
 // status reports whether each component answers. Why one does not is

@@ -67,6 +67,9 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request) error {
 	if req.Size <= 0 || req.Size > s.opts.MaxUploadBytes {
 		return fieldError("size", "must be from 1 to %d bytes", s.opts.MaxUploadBytes)
 	}
+	if _, _, err := s.bytesRoom(r.Context(), principal(r).User, userFilesKey(principal(r).User, req.Path), nil, req.Size); err != nil {
+		return err
+	}
 	partSize := max(int64(minPartSize), (req.Size+maxParts-1)/maxParts)
 	parts := int((req.Size + partSize - 1) / partSize)
 	if req.SHA256 != "" && !sha256RE.MatchString(req.SHA256) {
@@ -103,7 +106,15 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 	if len(req.ETags) == 0 || len(req.ETags) > maxParts {
 		return fieldError("etags", "one ETag for each part, in order")
 	}
+	old, err := s.objectSize(r.Context(), userFilesKey(principal(r).User, path))
+	if err != nil {
+		return err
+	}
 	a, err := sg.CompleteMultipart(r.Context(), userFilesKey(principal(r).User, path), storeID, req.ETags)
+	if err == nil {
+		// Checked when the upload began; counted now.
+		s.countBytes(r.Context(), principal(r).User, a.Size-old)
+	}
 	if err != nil {
 		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidKey) {
 			return err
@@ -174,6 +185,11 @@ func (s *Server) agentOutputURL(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.Size < 0 || req.Size > min(s.opts.MaxUploadBytes, directOutputs) {
 		return fieldError("size", "larger than a direct upload may be; send it through PUT /v1/jobs/{id}/outputs/{path}")
+	}
+	// The output is counted when its URL is handed out: the agent sends
+	// that many bytes.
+	if _, err := s.store.AddBytes(r.Context(), j.Owner, req.Size, s.quotaOf(j.Owner).Bytes); err != nil {
+		return err
 	}
 	ttl := time.Hour
 	u, err := sg.SignPut(r.Context(), outputsPrefix(j.ID)+req.Path, ttl)

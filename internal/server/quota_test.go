@@ -1,0 +1,208 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/job"
+)
+
+var allScopes = []string{api.ScopeJobsRead, api.ScopeJobsWrite, api.ScopeFilesRead, api.ScopeFilesWrite}
+
+func quotaHarness(t *testing.T, q Quota) *harness {
+	return newHarness(t, &harnessOptions{opts: &Options{
+		Quota:    func(string) Quota { return q },
+		Projects: map[string][]string{"alice": {"chem01", "phys02"}, "*": {"open"}},
+	}})
+}
+
+func hello(extra map[string]any) map[string]any {
+	m := map[string]any{"template": "hello", "parameters": map[string]any{"name": "a"}, "hold": true}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+func me(t *testing.T, h *harness, tok string) api.Me {
+	var m api.Me
+	h.do("GET", "/v1/me", tok, nil).want(t, http.StatusOK).decode(t, &m)
+	return m
+}
+
+func TestQuotaJobs(t *testing.T) {
+	h := quotaHarness(t, Quota{Jobs: 2})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	for i := 0; i < 2; i++ {
+		h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated)
+	}
+	r := h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusConflict)
+	if r.problem.Code != api.CodeQuotaExceeded || !strings.Contains(r.problem.Detail, "quota jobs") || !strings.Contains(r.problem.Detail, "you have 2 unfinished jobs, the limit is 2") {
+		t.Fatalf("problem: %+v", r.problem)
+	}
+	var page api.Page[api.Job]
+	h.do("GET", "/v1/jobs", alice, nil).want(t, http.StatusOK).decode(t, &page)
+	if len(page.Items) != 2 {
+		t.Fatalf("a refused job was stored: %d jobs", len(page.Items))
+	}
+	if m := me(t, h, alice); m.Quotas["jobs"] != (api.Quota{Limit: 2, Used: 2}) {
+		t.Fatalf("me: %+v", m.Quotas)
+	}
+	// A job that ends frees its place.
+	h.do("POST", "/v1/jobs/"+page.Items[0].ID+"/cancel", alice, nil).want(t, http.StatusOK)
+	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated)
+}
+
+func TestQuotaCores(t *testing.T) {
+	h := quotaHarness(t, Quota{Cores: 2})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated)
+	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated)
+	r := h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusConflict)
+	if r.problem.Code != api.CodeQuotaExceeded || !strings.Contains(r.problem.Detail, "quota cores") || !strings.Contains(r.problem.Detail, "hold 2 cores of a limit of 2") {
+		t.Fatalf("problem: %+v", r.problem)
+	}
+	if m := me(t, h, alice); m.Quotas["cores"] != (api.Quota{Limit: 2, Used: 2}) || m.Quotas["jobs"].Used != 2 {
+		t.Fatalf("me: %+v", m.Quotas)
+	}
+}
+
+func TestQuotaBytes(t *testing.T) {
+	h := quotaHarness(t, Quota{Bytes: 10})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	h.do("PUT", "/v1/files/a.txt", alice, "123456").want(t, http.StatusCreated)
+	r := h.do("PUT", "/v1/files/b.txt", alice, "123456").want(t, http.StatusConflict)
+	if r.problem.Code != api.CodeQuotaExceeded || !strings.Contains(r.problem.Detail, "quota bytes") || !strings.Contains(r.problem.Detail, "you store 6 bytes of a limit of 10") {
+		t.Fatalf("problem: %+v", r.problem)
+	}
+	h.do("GET", "/v1/files/b.txt", alice, nil).want(t, http.StatusNotFound)
+	// Replacing a file counts the difference only.
+	h.do("PUT", "/v1/files/a.txt", alice, "1234567890").want(t, http.StatusCreated)
+	if m := me(t, h, alice); m.Quotas["bytes"] != (api.Quota{Limit: 10, Used: 10}) {
+		t.Fatalf("me: %+v", m.Quotas)
+	}
+	// A refused replacement leaves the file as it was.
+	h.do("PUT", "/v1/files/a.txt", alice, "12345678901").want(t, http.StatusConflict)
+	if r := h.do("GET", "/v1/files/a.txt", alice, nil).want(t, http.StatusOK); string(r.body) != "1234567890" {
+		t.Fatalf("file now %q", r.body)
+	}
+	h.do("DELETE", "/v1/files/a.txt", alice, nil).want(t, http.StatusNoContent)
+	if m := me(t, h, alice); m.Quotas["bytes"].Used != 0 {
+		t.Fatalf("after delete: %+v", m.Quotas)
+	}
+	// Job outputs count to the job's owner.
+	j, jt := h.jobToken("alice", nil)
+	h.do("PUT", "/v1/jobs/"+j.ID+"/outputs/out.txt", jt, "12345678").want(t, http.StatusCreated)
+	if r := h.do("PUT", "/v1/jobs/"+j.ID+"/outputs/more.txt", jt, "12345").want(t, http.StatusConflict); r.problem.Code != api.CodeQuotaExceeded {
+		t.Fatalf("output over quota: %+v", r.problem)
+	}
+	if m := me(t, h, alice); m.Quotas["bytes"].Used != 8 {
+		t.Fatalf("with outputs: %+v", m.Quotas)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	h := newHarness(t, &harnessOptions{opts: &Options{RateLimit: RateLimit{PerSecond: 1, Burst: 3}}})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	bob := h.token("bob", time.Time{}, allScopes...)
+	for i := 0; i < 3; i++ {
+		h.do("GET", "/v1/me", alice, nil).want(t, http.StatusOK)
+	}
+	r := h.do("GET", "/v1/me", alice, nil).want(t, http.StatusTooManyRequests)
+	if r.problem.Code != api.CodeRateLimited || r.header.Get("Retry-After") != "1" {
+		t.Fatalf("429: %+v, Retry-After %q", r.problem, r.header.Get("Retry-After"))
+	}
+	// Another token is not starved; job tokens have their own limit (none here).
+	h.do("GET", "/v1/me", bob, nil).want(t, http.StatusOK)
+	_, jt := h.jobToken("alice", nil)
+	for i := 0; i < 10; i++ {
+		h.do("GET", "/v1/me", jt, nil).want(t, http.StatusOK)
+	}
+}
+
+func TestProjects(t *testing.T) {
+	h := quotaHarness(t, Quota{})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	bob := h.token("bob", time.Time{}, allScopes...)
+	var j api.Job
+	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated).decode(t, &j)
+	if j.Project != "chem01" {
+		t.Fatalf("default project %q", j.Project)
+	}
+	h.do("POST", "/v1/jobs", alice, hello(map[string]any{"project": "open"})).want(t, http.StatusCreated).decode(t, &j)
+	if j.Project != "open" {
+		t.Fatalf("project %q", j.Project)
+	}
+	r := h.do("POST", "/v1/jobs", bob, hello(map[string]any{"project": "chem01"})).want(t, http.StatusUnprocessableEntity)
+	if r.field("project") == "" || !strings.Contains(r.problem.Detail, "your projects: open") {
+		t.Fatalf("problem: %+v", r.problem)
+	}
+	h.do("POST", "/v1/jobs", bob, hello(nil)).want(t, http.StatusCreated).decode(t, &j)
+	if j.Project != "open" {
+		t.Fatalf("bob's default %q", j.Project)
+	}
+	// Usage per project: in GET /v1/me, and for admins in GET /v1/usage.
+	h.do("POST", "/v1/jobs/"+j.ID+"/cancel", bob, nil).want(t, http.StatusOK)
+	m := me(t, h, alice)
+	if len(m.Projects) != 2 || m.Projects[0].Project != "chem01" || m.Projects[0].Jobs != 1 || m.Projects[1].Project != "open" {
+		t.Fatalf("me projects: %+v", m.Projects)
+	}
+	admin := h.token("root", time.Time{}, api.ScopeAdmin)
+	var page api.Page[api.ProjectUsage]
+	h.do("GET", "/v1/usage?by=project", admin, nil).want(t, http.StatusOK).decode(t, &page)
+	if len(page.Items) != 2 || page.Items[1].Project != "open" || page.Items[1].Jobs != 2 || page.Items[1].ActiveJobs != 1 {
+		t.Fatalf("usage by project: %+v", page.Items)
+	}
+	h.do("GET", "/v1/usage", alice, nil).want(t, http.StatusForbidden)
+	h.do("GET", "/v1/usage?by=color", admin, nil).want(t, http.StatusUnprocessableEntity)
+}
+
+func TestDisableUser(t *testing.T) {
+	h := newHarness(t, nil)
+	admin := h.token("root", time.Time{}, api.ScopeAdmin)
+	alice := h.token("alice", time.Time{}, allScopes...)
+	var held, pending api.Job
+	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated).decode(t, &held)
+	h.do("POST", "/v1/jobs", alice, hello(map[string]any{"hold": false})).want(t, http.StatusCreated).decode(t, &pending)
+	running, jt := h.jobToken("alice", nil)
+
+	h.do("POST", "/v1/users/alice/disable", alice, map[string]any{}).want(t, http.StatusForbidden)
+	h.do("POST", "/v1/users/alice/disable", admin, map[string]any{"jobs": "later"}).want(t, http.StatusUnprocessableEntity)
+	h.do("GET", "/v1/me", alice, nil).want(t, http.StatusOK) // a refused disable changed nothing
+
+	var st api.UserState
+	h.do("POST", "/v1/users/alice/disable", admin, map[string]any{"jobs": "hold"}).want(t, http.StatusOK).decode(t, &st)
+	if !st.Disabled || st.Held != 2 || st.Canceled != 1 {
+		t.Fatalf("disable: %+v", st)
+	}
+	for _, tok := range []string{alice, jt} {
+		r := h.do("GET", "/v1/me", tok, nil).want(t, http.StatusUnauthorized)
+		if r.problem.Detail != "this token's user is disabled" {
+			t.Fatalf("detail %q", r.problem.Detail)
+		}
+	}
+	ctx := context.Background()
+	for id, want := range map[string]job.State{held.ID: job.Held, pending.ID: job.Held, running.ID: job.Canceled} {
+		if j, _ := h.store.GetJob(ctx, id); j.State != want {
+			t.Errorf("job %s is %s, want %s", id, j.State, want)
+		}
+	}
+	h.do("GET", "/v1/users/alice", admin, nil).want(t, http.StatusOK).decode(t, &st)
+	if !st.Disabled || st.DisabledAt == nil {
+		t.Fatalf("get: %+v", st)
+	}
+	h.do("POST", "/v1/users/alice/enable", admin, nil).want(t, http.StatusOK)
+	h.do("GET", "/v1/me", alice, nil).want(t, http.StatusOK)
+	h.do("POST", "/v1/jobs/"+pending.ID+"/release", alice, nil).want(t, http.StatusOK)
+
+	// cancel: every unfinished job ends.
+	var st2 api.UserState
+	h.do("POST", "/v1/users/alice/disable", admin, map[string]any{"jobs": "cancel"}).want(t, http.StatusOK).decode(t, &st2)
+	if st2.Canceled != 2 || st2.Held != 0 {
+		t.Fatalf("disable with cancel: %+v", st)
+	}
+}
