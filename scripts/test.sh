@@ -16,6 +16,7 @@ if [ "${HPCGATE_TEST_COMPONENTS:-all}" != none ]; then
 	echo "== components"
 	./scripts/setup-slurm.sh
 	./scripts/setup-sge.sh
+	./scripts/setup-accounts.sh # hpcg-alice, hpcg-bob and bubblewrap, as root
 	HPCGATE_TEST_S3=$(./scripts/setup-s3.sh | tail -n 1)
 	HPCGATE_TEST_POSTGRES=$(./scripts/setup-postgres.sh | tail -n 1)
 	export HPCGATE_TEST_S3 HPCGATE_TEST_POSTGRES HPCGATE_TEST_SLURM=1 HPCGATE_TEST_SGE=1

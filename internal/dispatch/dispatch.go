@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hpcgate/hpcgate/internal/account"
 	"github.com/hpcgate/hpcgate/internal/auth"
 	"github.com/hpcgate/hpcgate/internal/catalog"
 	"github.com/hpcgate/hpcgate/internal/job"
@@ -238,9 +239,6 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		"HPCGATE_TOKEN":  secret,
 		"HPCGATE_JOB_ID": j.ID,
 	}
-	if d.opts.CACertFile != "" {
-		env2["HPCGATE_CACERT"] = d.opts.CACertFile
-	}
 	task := sched.Task{
 		JobID:     j.ID,
 		Name:      sched.SafeName(j.Name),
@@ -248,6 +246,27 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		Env:       env2,
 		WorkDir:   filepath.Join(root, j.ID),
 		Resources: j.Resources,
+	}
+	if j.Account != "" {
+		// The job runs as its owner's account, in a directory of its own
+		// that holds everything of the job (sched.Task.Account).
+		a, err := account.Lookup(j.Account)
+		if err != nil {
+			d.log.Error("the job's account is gone", "job_id", j.ID, "account", j.Account, "err", err)
+			return d.fail(ctx, j.ID, "The job's account "+j.Account+" does not exist on the machine any more; ask the operator")
+		}
+		task.Account = a
+		task.WorkDir = filepath.Join(root, j.ID, "work")
+	}
+	if d.opts.CACertFile != "" {
+		// A copy travels with the job, readable by its account only: the
+		// job cannot read the gateway's data directory.
+		pem, err := os.ReadFile(d.opts.CACertFile)
+		if err != nil {
+			return fmt.Errorf("the CA certificate for jobs: %w", err)
+		}
+		task.Secret = map[string]string{caSecret: string(pem)}
+		env2["HPCGATE_CACERT"] = task.SecretPath(caSecret)
 	}
 	backendID, err := s.Submit(ctx, task)
 	if err != nil {
@@ -284,6 +303,10 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 }
 
 var errStateMoved = errors.New("the job's state moved on")
+
+// caSecret is the name of the CA certificate's file among a task's
+// secrets: jobs get HPCGATE_CACERT pointing at it.
+const caSecret = "HPCGATE_CA"
 
 // engineNames are the engines' names as users know them.
 var engineNames = map[string]string{"slurm": "Slurm", "sge": "Grid Engine", "local": "The local executor"}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -219,9 +220,13 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f := &fixture{t: t, ctx: ctx, st: st, cat: cat, fake: newFake(), logs: &syncBuf{t: t}, dbDir: dir}
 	f.engs = map[string]sched.Scheduler{"hpc": f.fake, "plain": plainSched{newFake()}, "mine": perProcess{newFake()}}
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, []byte("the CA certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	f.opts = Options{
 		GatewayURL:   "https://gateway.example:8443",
-		CACertFile:   "/data/tls/cert.pem",
+		CACertFile:   ca,
 		AgentCommand: []string{"/usr/bin/hpcgate", "agent"},
 		WorkRoot:     filepath.Join(dir, "work"),
 		PollInterval: 20 * time.Millisecond,
@@ -326,10 +331,15 @@ func TestSubmitHandsJobToEngine(t *testing.T) {
 	if strings.Join(task.Command, " ") != "/usr/bin/hpcgate agent" {
 		t.Fatalf("command %q: want the agent", task.Command)
 	}
-	for k, v := range map[string]string{"HPCGATE_URL": f.opts.GatewayURL, "HPCGATE_JOB_ID": j.ID, "HPCGATE_CACERT": f.opts.CACertFile} {
+	for k, v := range map[string]string{"HPCGATE_URL": f.opts.GatewayURL, "HPCGATE_JOB_ID": j.ID, "HPCGATE_CACERT": task.SecretPath("HPCGATE_CA")} {
 		if task.Env[k] != v {
 			t.Errorf("task env %s=%q, want %q", k, task.Env[k], v)
 		}
+	}
+	// A copy of the CA travels with the job (the data directory is not
+	// the job's to read).
+	if task.Secret["HPCGATE_CA"] != "the CA certificate\n" {
+		t.Errorf("the CA's copy for the job: %q", task.Secret["HPCGATE_CA"])
 	}
 	// The token is the job's own, with the job scope only.
 	tok, err := f.st.TokenByHash(f.ctx, auth.Hash(task.Env["HPCGATE_TOKEN"]))

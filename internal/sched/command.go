@@ -80,6 +80,29 @@ type Commander struct {
 	Logger *slog.Logger
 }
 
+// Runuser is the command that runs another as an account (util-linux).
+const Runuser = "/usr/sbin/runuser"
+
+// RunAs is Run as the account acct (nil: as this process): the command
+// runs through runuser -u ACCOUNT, with the same environment. Only root may
+// run commands as another account.
+func (c *Commander) RunAs(ctx context.Context, acct *Account, stdin []byte, extraEnv []string, name string, args ...string) ([]byte, error) {
+	if acct == nil {
+		return c.Run(ctx, stdin, extraEnv, name, args...)
+	}
+	path := name
+	if c.Bin != "" {
+		path = filepath.Join(c.Bin, name)
+	}
+	as := Commander{Env: c.Env, Timeout: c.Timeout, Logger: c.Logger}
+	out, err := as.Run(ctx, stdin, extraEnv, Runuser, append([]string{"-u", acct.Name, "--", path}, args...)...)
+	var ce *CommandError
+	if errors.As(err, &ce) {
+		ce.Cmd, ce.Args = name+" (as "+acct.Name+")", args
+	}
+	return out, err
+}
+
 // Run runs name with args, stdin (nil: none) and extraEnv after the
 // Commander's environment, and returns its standard output. The error of a
 // command that fails is a *CommandError.

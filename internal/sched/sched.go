@@ -32,11 +32,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/hpcgate/hpcgate/internal/job"
 )
@@ -59,6 +61,55 @@ type Task struct {
 	Secret    map[string]string `json:",omitempty"` // delivered as files: see the package comment
 	WorkDir   string            // absolute; the engine creates it
 	Resources job.Resources
+	// Account is the OS account the task runs as; nil: the gateway's own.
+	// With an account, the directory above WorkDir is the job's own
+	// (JobDir): the engine makes it, owned by the account, mode 0700, and
+	// everything of the job (its secrets' files, the engine's output)
+	// goes there.
+	Account *Account `json:",omitempty"`
+}
+
+// Account is an OS account a task runs as.
+type Account struct {
+	Name   string `json:"name"`
+	UID    int    `json:"uid"`
+	GID    int    `json:"gid"`
+	Groups []int  `json:"groups,omitempty"` // supplementary groups
+	Home   string `json:"home,omitempty"`
+}
+
+// JobDir is the directory above t's working directory, where its secrets'
+// files and the engine's output go.
+func (t *Task) JobDir() string { return filepath.Dir(t.WorkDir) }
+
+// MakeJobDir creates JobDir. For a task with an Account it is the job's
+// own directory: made 0700 and, when this process is root, owned by the
+// account; the directories above it are made 0711 (and an existing one of
+// this process's gets the search bits), so that the account can reach it
+// without listing other jobs. Without an Account it is made 0700.
+func (t *Task) MakeJobDir() error {
+	dir := t.JobDir()
+	if t.Account == nil {
+		return os.MkdirAll(dir, 0o700)
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o711); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(parent); err == nil && fi.Mode().Perm()&0o011 != 0o011 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Geteuid() {
+			if err := os.Chmod(parent, fi.Mode().Perm()|0o011); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		return os.Lchown(dir, t.Account.UID, t.Account.GID)
+	}
+	return nil
 }
 
 // TokenEnv is the job token's variable. Validate moves it from Env to
@@ -170,7 +221,8 @@ func (t *Task) JobEnv() []string {
 }
 
 // WriteSecrets writes each of t's secrets to its SecretPath, readable by
-// this account only, creating the directory (0700) if need be. An engine
+// this account only (by t's Account, which owns them, when this process is
+// root), creating the directory (0700) if need be. An engine
 // whose job script other accounts may read (Grid Engine spools it world
 // readable) delivers secrets this way.
 func (t *Task) WriteSecrets() error {
@@ -184,6 +236,9 @@ func (t *Task) WriteSecrets() error {
 			return err
 		}
 		_, err = f.WriteString(v)
+		if err == nil && t.Account != nil && os.Geteuid() == 0 {
+			err = f.Chown(t.Account.UID, t.Account.GID)
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

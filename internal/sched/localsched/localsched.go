@@ -39,6 +39,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -70,6 +71,9 @@ type Options struct {
 	Retention time.Duration
 	// Logger receives the executor's log (default: discarded).
 	Logger *slog.Logger
+	// Sandbox, when set, runs every task without an Account in a
+	// bubblewrap sandbox (default: none).
+	Sandbox *Sandbox
 }
 
 // Executor is the local executor. It implements sched.Scheduler, Holder,
@@ -290,11 +294,24 @@ func (e *Executor) launch(en *entry) error {
 		return err
 	}
 	t := tf.Task
-	if err := os.MkdirAll(t.WorkDir, 0o700); err != nil {
+	statusDir := d // where the supervisor writes exit.json
+	if t.Account != nil {
+		if err := makeAccountDirs(t); err != nil {
+			return fmt.Errorf("working directory: %w", err)
+		}
+		statusDir = t.JobDir()
+		if err := os.WriteFile(filepath.Join(d, "status"), []byte(statusDir), 0o600); err != nil {
+			return err
+		}
+	} else if err := os.MkdirAll(t.WorkDir, 0o700); err != nil {
 		return fmt.Errorf("working directory: %w", err)
 	}
 	if err := t.WriteSecrets(); err != nil {
 		return err
+	}
+	argv := t.Command
+	if t.Account == nil && e.opts.Sandbox != nil {
+		argv = e.opts.Sandbox.argv(t)
 	}
 	out, err := os.OpenFile(filepath.Join(d, "out.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -304,11 +321,21 @@ func (e *Executor) launch(en *entry) error {
 	if err := os.WriteFile(filepath.Join(d, "launched"), nil, 0o600); err != nil {
 		return err
 	}
-	cmd := exec.Command("/bin/sh", append([]string{"-c", supervisor, d}, t.Command...)...)
+	cmd := exec.Command("/bin/sh", append([]string{"-c", supervisor, statusDir}, argv...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = t.WorkDir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(sched.BaseEnv(os.Environ()), t.JobEnv()...)
+	if a := t.Account; a != nil {
+		// The supervisor and the task run as the account: the kernel's
+		// credentials, set here, not a command in the task.
+		groups := make([]uint32, len(a.Groups))
+		for i, g := range a.Groups {
+			groups[i] = uint32(g)
+		}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(a.UID), Gid: uint32(a.GID), Groups: groups}
+		cmd.Env = append(cmd.Env, "USER="+a.Name, "LOGNAME="+a.Name, "HOME="+accountHome(a, t))
+	}
 	if err := cmd.Start(); err != nil {
 		os.Remove(filepath.Join(d, "launched"))
 		return err
@@ -330,7 +357,7 @@ func (e *Executor) finish(en *entry) {
 		return
 	}
 	var ex exitInfo
-	if err := readJSON(filepath.Join(e.taskDir(en.id), "exit.json"), &ex); err != nil {
+	if err := e.readExit(en.id, &ex); err != nil {
 		ex = exitInfo{ExitCode: -1, Reason: "the task's processes were killed"}
 		writeJSON(filepath.Join(e.taskDir(en.id), "exit.json"), &ex)
 	}
@@ -458,7 +485,11 @@ func (e *Executor) Submit(ctx context.Context, t sched.Task) (string, error) {
 	if err := os.MkdirAll(d, 0o700); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(d, "workdir"), []byte(t.WorkDir), 0o600); err != nil {
+	dir := t.WorkDir // what goes after the retention
+	if t.Account != nil {
+		dir = t.JobDir()
+	}
+	if err := os.WriteFile(filepath.Join(d, "workdir"), []byte(dir), 0o600); err != nil {
 		return "", err
 	}
 	e.seq++
@@ -747,4 +778,71 @@ func descendants(pid int) []int {
 		out = append(out, children[out[i]]...)
 	}
 	return out
+}
+
+// readExit reads task id's exit.json: the executor's own in the task's
+// directory, or else the one the supervisor of a task run as an account
+// wrote in the job's directory (which that account owns: read without
+// following a link, bounded, and copied to the task's directory).
+func (e *Executor) readExit(id string, ex *exitInfo) error {
+	d := e.taskDir(id)
+	err := readJSON(filepath.Join(d, "exit.json"), ex)
+	if err == nil || !os.IsNotExist(err) {
+		return err
+	}
+	status, serr := os.ReadFile(filepath.Join(d, "status"))
+	if serr != nil || !filepath.IsAbs(string(status)) {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(string(status), "exit.json"), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("exit.json of %s: not a regular file", id)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return err
+	}
+	var got exitInfo
+	if err := json.Unmarshal(b, &got); err != nil {
+		return err
+	}
+	*ex = exitInfo{ExitCode: got.ExitCode} // the task may say its exit code, nothing else
+	return writeJSON(filepath.Join(d, "exit.json"), ex)
+}
+
+// makeAccountDirs makes t's job directory and working directory, owned by
+// its account, mode 0700.
+func makeAccountDirs(t sched.Task) error {
+	if err := t.MakeJobDir(); err != nil {
+		return err
+	}
+	if err := os.Mkdir(t.WorkDir, 0o700); err != nil && !os.IsExist(err) {
+		return err
+	}
+	fi, err := os.Lstat(t.WorkDir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", t.WorkDir)
+	}
+	if os.Geteuid() == 0 {
+		return os.Lchown(t.WorkDir, t.Account.UID, t.Account.GID)
+	}
+	return nil
+}
+
+// accountHome is HOME for a task run as a: its home when it has one that
+// exists, else the task's working directory.
+func accountHome(a *sched.Account, t sched.Task) string {
+	if a.Home != "" {
+		if fi, err := os.Stat(a.Home); err == nil && fi.IsDir() {
+			return a.Home
+		}
+	}
+	return t.WorkDir
 }

@@ -236,13 +236,15 @@ func (s *Scheduler) Submit(ctx context.Context, t sched.Task) (string, error) {
 	}
 	if id == "" {
 		// the job's output file and secrets go beside its working directory
-		if err := os.MkdirAll(filepath.Dir(t.WorkDir), 0o700); err != nil {
+		if err := t.MakeJobDir(); err != nil {
 			return "", fmt.Errorf("sge: %w", err)
 		}
 		if err := t.WriteSecrets(); err != nil {
 			return "", fmt.Errorf("sge: %w", err)
 		}
-		out, err := s.run(ctx, script, env, "qsub", args...)
+		// A task with an Account is submitted by the account itself
+		// (runuser), which Grid Engine then runs and accounts it as.
+		out, err := s.cmd.RunAs(ctx, t.Account, script, env, "qsub", args...)
 		if err != nil {
 			t.RemoveSecrets()
 			if said(err, "no suitable queues") { // -w e: it could never run

@@ -384,3 +384,21 @@ func TestRealTokenIsPrivate(t *testing.T) {
 		t.Fatalf("the job's environment had HPCGATE_TOKEN=%q", b)
 	}
 }
+
+// As root, a task with an Account is submitted as it (runuser -u ACCOUNT
+// qsub): it runs as the account, and qacct names it as the owner.
+func TestRunsAsAccount(t *testing.T) {
+	needSGE(t)
+	s := New(&Options{Queue: "all.q"})
+	schedtest.RunAccounts(t, s, schedtest.AccountOptions{Timeout: 60 * time.Second, Owner: func(ctx context.Context, id string) (string, error) {
+		cmd := exec.CommandContext(ctx, "/usr/lib/gridengine/qacct", "-j", id)
+		cmd.Env = append(os.Environ(), "SGE_ROOT="+s.opts.Root, "SGE_CELL="+s.opts.Cell)
+		out, err := cmd.Output()
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "owner" {
+				return f[1], nil
+			}
+		}
+		return "", err
+	}})
+}

@@ -219,12 +219,16 @@ func (s *Scheduler) Submit(ctx context.Context, t sched.Task) (string, error) {
 		s.log.Info("job already in Slurm", "job", t.JobID, "slurm_id", id)
 		return id, nil
 	}
-	dir := filepath.Dir(t.WorkDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir := t.JobDir()
+	if err := t.MakeJobDir(); err != nil {
 		// the compute nodes may see file systems the gateway does not
 		s.log.Warn("cannot create the job's directory here; the nodes must have it", "job", t.JobID, "dir", dir, "err", err)
 	}
-	out, err := s.run(ctx, script, env, "sbatch", s.submitArgs(t, name, dir)...)
+	// A task with an Account is submitted by the account itself (runuser):
+	// Slurm checks the account's own rights, and runs and accounts the job
+	// as it.
+	b, err := s.cmd.RunAs(ctx, t.Account, script, env, "sbatch", s.submitArgs(t, name, dir)...)
+	out := string(b)
 	if err != nil {
 		return "", fmt.Errorf("slurm did not take job %s: %w", t.JobID, err)
 	}

@@ -191,3 +191,13 @@ func TestRealFacts(t *testing.T) {
 		t.Fatal("a job asking for a petabyte of memory was accepted")
 	}
 }
+
+// As root, a task with an Account is submitted as it (runuser -u ACCOUNT
+// sbatch): it runs as the account, and sacct names it as the owner.
+func TestRealRunsAsAccount(t *testing.T) {
+	s, _ := realSlurm(t)
+	schedtest.RunAccounts(t, s, schedtest.AccountOptions{Timeout: 60 * time.Second, Owner: func(ctx context.Context, id string) (string, error) {
+		out, err := exec.CommandContext(ctx, "sacct", "-n", "-X", "-P", "-o", "user", "-j", id).Output()
+		return strings.TrimSpace(string(out)), err
+	}})
+}

@@ -1,0 +1,63 @@
+package account
+
+import (
+	"errors"
+	"os/user"
+	"strings"
+	"testing"
+)
+
+func TestResolve(t *testing.T) {
+	zero := 0
+	single, _ := New(Options{})
+	if a, err := single.Resolve("alice"); a != nil || err != nil {
+		t.Fatalf("single: %v, %v; want nil, nil", a, err)
+	}
+	if _, err := New(Options{Mode: "nobody-knows"}); err == nil {
+		t.Fatal("an unknown mode was accepted")
+	}
+	if _, err := New(Options{Mode: SameName, Map: map[string]string{"a": "b"}}); err == nil {
+		t.Fatal("a map with mode same-name was accepted")
+	}
+	m, err := New(Options{Mode: Map, Map: map[string]string{"boss": "root", "ghost": "hpcg-no-such-account"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// root named explicitly by the map is allowed
+	if a, err := m.Resolve("boss"); err != nil || a.Name != "root" || a.UID != 0 {
+		t.Fatalf("boss: %+v, %v", a, err)
+	}
+	same, _ := New(Options{Mode: SameName})
+	sameLow, _ := New(Options{Mode: SameName, MinUID: &zero})
+	for _, tc := range []struct {
+		r    *Resolver
+		user string
+		why  string
+	}{
+		{m, "nobody-mapped", "no account is mapped"},
+		{m, "ghost", "does not exist"},
+		{same, "hpcg-no-such-account", "does not exist"},
+		{same, "root", "system account"},
+		{same, "daemon", "system account"},
+	} {
+		_, err := tc.r.Resolve(tc.user)
+		var nae *NoAccountError
+		if !errors.Is(err, ErrNoAccount) || !errors.As(err, &nae) || nae.User != tc.user {
+			t.Errorf("%s: %v; want a NoAccountError", tc.user, err)
+			continue
+		}
+		if got := err.Error(); !strings.Contains(got, tc.why) || !strings.Contains(got, tc.user) {
+			t.Errorf("%s: %q; want it to name the user and say %q", tc.user, got, tc.why)
+		}
+	}
+	if a, err := sameLow.Resolve("root"); err != nil || a.UID != 0 {
+		t.Errorf("min_uid 0: root: %+v, %v", a, err)
+	}
+	if _, err := user.Lookup("hpcg-alice"); err != nil {
+		t.Skip("the account hpcg-alice is missing (scripts/test.sh makes it)")
+	}
+	a, err := same.Resolve("hpcg-alice")
+	if err != nil || a.Name != "hpcg-alice" || a.UID < 1000 || a.GID == 0 {
+		t.Fatalf("hpcg-alice: %+v, %v", a, err)
+	}
+}
