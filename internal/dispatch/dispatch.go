@@ -51,6 +51,16 @@ type Options struct {
 	// its engine before another replica may (default 30s).
 	ClaimFor time.Duration
 	Logger   *slog.Logger
+	// Metrics counts submissions and engine errors (nil: nothing).
+	Metrics Metrics
+}
+
+// Metrics receives the dispatcher's counts. Its methods must not block.
+type Metrics interface {
+	// Submitted counts a job an engine accepted.
+	Submitted(environment string)
+	// EngineError counts a failed engine call (op: submit, poll, cancel).
+	EngineError(environment, op string)
 }
 
 // Dispatcher is the job mover. Create with New, then Run.
@@ -187,7 +197,7 @@ func (d *Dispatcher) submitPending(ctx context.Context) {
 		}
 		for _, j := range jobs {
 			if err := d.submit(ctx, j); err != nil && ctx.Err() == nil {
-				d.log.Error("submit job", "job", j.ID, "err", err)
+				d.log.Error("submit job", "job_id", j.ID, "err", err)
 			}
 		}
 		if next == "" {
@@ -202,7 +212,7 @@ var errClaimed = errors.New("claimed by another replica")
 func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 	s, env, err := d.schedFor(j)
 	if err != nil {
-		d.log.Error("job cannot be submitted", "job", j.ID, "environment", j.Environment, "err", err)
+		d.log.Error("job cannot be submitted", "job_id", j.ID, "environment", j.Environment, "err", err)
 		return d.fail(ctx, j.ID, fmt.Sprintf("cannot be submitted: the environment %s is not offered by this gateway any more", j.Environment))
 	}
 	// Claim the job, so that of several replicas one hands it to the
@@ -275,10 +285,16 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		}
 		// The engine's own words (command lines, stderr, paths) are for
 		// the operator; the job says what happened in the user's terms.
-		d.log.Error("the engine refused a job", "job", j.ID, "environment", j.Environment, "scheduler", s.Name(), "err", err)
+		d.log.Error("the engine refused a job", "job_id", j.ID, "environment", j.Environment, "scheduler", s.Name(), "err", err)
+		if d.opts.Metrics != nil {
+			d.opts.Metrics.EngineError(j.Environment, "submit")
+		}
 		return d.fail(ctx, j.ID, refusal(s.Name(), err))
 	}
 	d.track(s, j.ID, j.Environment, backendID)
+	if d.opts.Metrics != nil {
+		d.opts.Metrics.Submitted(j.Environment)
+	}
 	updated, err := d.store.UpdateJob(ctx, j.ID, func(j *job.Job) error {
 		if j.State != job.Pending {
 			return errStateMoved
@@ -298,7 +314,7 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 	if err != nil {
 		return err
 	}
-	d.log.Info("job submitted", "job", updated.ID, "scheduler", s.Name(), "backend_id", backendID)
+	d.log.Info("job submitted", "job_id", updated.ID, "scheduler", s.Name(), "backend_id", backendID)
 	return nil
 }
 
@@ -384,16 +400,19 @@ func (d *Dispatcher) forgetEnded(ctx context.Context, active map[string]bool) {
 		st, err := s.Poll(ctx, ids)
 		if err != nil {
 			d.log.Warn("poll engine", "environment", env, "err", err)
+			if d.opts.Metrics != nil {
+				d.opts.Metrics.EngineError(env, "poll")
+			}
 			continue
 		}
 		for b, id := range m {
 			switch st[b].State {
 			case sched.Done:
 				if err := forget(ctx, b); err != nil {
-					d.log.Warn("engine could not forget an ended task", "job", id, "backend_id", b, "err", err)
+					d.log.Warn("engine could not forget an ended task", "job_id", id, "backend_id", b, "err", err)
 					continue
 				}
-				d.log.Debug("engine forgot the ended task", "job", id, "backend_id", b)
+				d.log.Debug("engine forgot the ended task", "job_id", id, "backend_id", b)
 			case sched.Gone:
 			default:
 				continue // still on its way out: ask again next time
@@ -462,6 +481,9 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 		st, err := s.Poll(ctx, ids)
 		if err != nil {
 			d.log.Warn("poll engine", "environment", name, "err", err)
+			if d.opts.Metrics != nil {
+				d.opts.Metrics.EngineError(name, "poll")
+			}
 			continue
 		}
 		for _, j := range jobs {
@@ -525,7 +547,7 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, j *job.Job, st sched.Stat
 			return j.SetState(job.Failed, reason, now)
 		})
 		if err != nil {
-			d.log.Error("reconcile ended job", "job", j.ID, "err", err)
+			d.log.Error("reconcile ended job", "job_id", j.ID, "err", err)
 		}
 		d.mu.Lock()
 		delete(d.endedSeen, j.ID)
@@ -556,7 +578,7 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, j *job.Job, st sched.Stat
 func (d *Dispatcher) setState(ctx context.Context, id string, s job.State, reason string) {
 	_, err := d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(s, reason, time.Now()) })
 	if err != nil && !errors.Is(err, job.ErrInvalidTransition) {
-		d.log.Error("set job state", "job", id, "state", s, "err", err)
+		d.log.Error("set job state", "job_id", id, "state", s, "err", err)
 	}
 }
 
@@ -579,7 +601,7 @@ func (d *Dispatcher) Cancel(ctx context.Context, id, reason string) (*job.Job, e
 		// working) and stops the command.
 		if s, ok := d.engine(j); ok && (!isPerProcess(s) || j.ClaimedBy == d.opts.ReplicaID) {
 			if err := s.Cancel(ctx, j.BackendID); err != nil && !errors.Is(err, sched.ErrNotFound) {
-				d.log.Error("cancel in engine", "job", id, "err", err)
+				d.log.Error("cancel in engine", "job_id", id, "err", err)
 			}
 		}
 	}

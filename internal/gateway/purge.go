@@ -55,6 +55,36 @@ func (g *Gateway) purgeOnce(ctx context.Context, before time.Time) (int, error) 
 	}
 }
 
+// purgeAudit removes audit entries older than the retention, in batches,
+// every interval until ctx ends.
+func (g *Gateway) purgeAudit(ctx context.Context, retention, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		before := time.Now().Add(-retention)
+		for ctx.Err() == nil {
+			n, err := g.store.PurgeAudit(ctx, before, purgeBatch)
+			if err != nil {
+				if ctx.Err() == nil {
+					g.log.Error("purge of the audit log", "err", err)
+				}
+				break
+			}
+			if n > 0 {
+				g.log.Info("purged audit entries", "count", n, "before", before)
+			}
+			if n < purgeBatch {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
 // deletePrefix deletes every object under prefix.
 func deletePrefix(ctx context.Context, b blob.Bucket, prefix string) error {
 	var keys []string
