@@ -256,6 +256,7 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		Env:       env2,
 		WorkDir:   filepath.Join(root, j.ID),
 		Resources: j.Resources,
+		Project:   j.Project,
 	}
 	if j.Account != "" {
 		// The job runs as its owner's account, in a directory of its own
@@ -442,7 +443,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 	activeIDs := map[string]bool{}
 	tok := ""
 	for {
-		jobs, next, err := d.store.ListJobs(ctx, store.JobFilter{States: active, Oldest: true, Limit: 500, PageToken: tok})
+		jobs, next, err := d.store.ListJobs(ctx, store.JobFilter{States: active, InEngine: true, Oldest: true, Limit: 500, PageToken: tok})
 		if err != nil {
 			if ctx.Err() == nil {
 				d.log.Error("list active jobs", "err", err)

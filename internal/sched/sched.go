@@ -67,6 +67,10 @@ type Task struct {
 	// everything of the job (its secrets' files, the engine's output)
 	// goes there.
 	Account *Account `json:",omitempty"`
+	// Project is the allocation account the job is charged to ("": the
+	// environment's or the user's default): Slurm's --account, Grid
+	// Engine's -P.
+	Project string `json:",omitempty"`
 }
 
 // Account is an OS account a task runs as.

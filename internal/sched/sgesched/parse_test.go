@@ -540,6 +540,11 @@ func TestQsubArgs(t *testing.T) {
 		t.Errorf("env %q, want %q", env, want)
 	}
 
+	task.Project = "chem01"
+	if args, _ := s.qsubArgs(task); !strings.Contains(strings.Join(args, " "), " -P chem01") {
+		t.Errorf("with a project: qsub %q", args)
+	}
+
 	// one core: no parallel environment; no memory, walltime or env: no -l, -v
 	s = New(&Options{VmemHeadroomMB: -1})
 	args, env = s.qsubArgs(sched.Task{JobID: "a1", Name: "x", WorkDir: "/w/a1", Resources: job.Resources{Nodes: 1, CoresPerNode: 1, MemoryMB: 100}})

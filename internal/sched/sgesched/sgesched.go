@@ -187,6 +187,9 @@ func (s *Scheduler) qsubArgs(t sched.Task) (args, env []string) {
 	if s.opts.Queue != "" {
 		args = append(args, "-q", s.opts.Queue)
 	}
+	if t.Project != "" {
+		args = append(args, "-P", t.Project)
+	}
 	r := t.Resources
 	cores := r.Cores()
 	if cores > 1 {

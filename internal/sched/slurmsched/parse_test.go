@@ -247,6 +247,11 @@ func TestSubmitArgs(t *testing.T) {
 			t.Errorf("sbatch arguments %q lack %s", got, want)
 		}
 	}
+	// A job's project is its account, over the environment's.
+	task.Project = "chem01"
+	if got := s.submitArgs(task, "name", "/w"); !slices.Contains(got, "--account=chem01") || slices.Contains(got, "--account=proj") {
+		t.Errorf("with a project: %q", got)
+	}
 	got = New(nil).submitArgs(sched.Task{JobID: "J2", Resources: job.Resources{WalltimeS: 60}}, "n", "/w")
 	for _, want := range []string{"--nodes=1", "--cpus-per-task=1", "--time=1"} {
 		if !slices.Contains(got, want) {

@@ -267,7 +267,9 @@ func (s *Scheduler) submitArgs(t sched.Task, name, dir string) []string {
 	if s.opts.Partition != "" {
 		args = append(args, "--partition="+s.opts.Partition)
 	}
-	if s.opts.Account != "" {
+	if t.Project != "" {
+		args = append(args, "--account="+t.Project)
+	} else if s.opts.Account != "" {
 		args = append(args, "--account="+s.opts.Account)
 	}
 	if s.opts.QOS != "" {
