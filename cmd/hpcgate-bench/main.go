@@ -96,8 +96,26 @@ func startServer(bin, dir string, extra ...string) (*server, error) {
 // benchmarks only.
 const syncEnv = "HPCGATE_BENCH_SQLITE_SYNCHRONOUS"
 
+// benchConfig lifts the quotas and rate limits of a server the bench
+// starts without a config of its own.
+const benchConfig = `quotas: {default: {jobs: 0, cores: 0, bytes: 0}}
+rate_limit: {requests_per_second: 0, job_requests_per_second: 0}
+`
+
 // startServerEnv starts a server with env added to this process's.
 func startServerEnv(bin, dir string, env []string, extra ...string) (*server, error) {
+	if !slices.Contains(extra, "--config") {
+		// Benchmarks measure the gateway, not its limiter: no quotas, no
+		// rate limits.
+		cfg := filepath.Join(dir, "bench.yaml")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(cfg, []byte(benchConfig), 0o600); err != nil {
+			return nil, err
+		}
+		extra = append(extra, "--config", cfg)
+	}
 	cmd := exec.Command(bin, append([]string{"server", "--data-dir", filepath.Join(dir, "data"), "--addr", "127.0.0.1:0", "--log-level", "warn"}, extra...)...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
