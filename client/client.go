@@ -622,3 +622,22 @@ func (c *Client) AppendLog(ctx context.Context, id, stream string, offset int64,
 func (c *Client) PutOutput(ctx context.Context, id, path string, r io.Reader, size int64) (*api.FileInfo, error) {
 	return c.put(ctx, "/v1/jobs/"+url.PathEscape(id)+"/outputs/"+pathEscape(path), r, size)
 }
+
+// User returns a user's state (admins only).
+func (c *Client) User(ctx context.Context, name string) (*api.UserState, error) {
+	var out api.UserState
+	return &out, c.call(ctx, http.MethodGet, "/v1/users/"+url.PathEscape(name), nil, nil, &out, nil)
+}
+
+// DisableUser disables a user (admins only): their tokens stop working and
+// their unfinished jobs are held, or canceled with jobs "cancel".
+func (c *Client) DisableUser(ctx context.Context, name, jobs string) (*api.UserState, error) {
+	var out api.UserState
+	return &out, c.call(ctx, http.MethodPost, "/v1/users/"+url.PathEscape(name)+"/disable", nil, api.DisableRequest{Jobs: jobs}, &out, nil)
+}
+
+// EnableUser enables a user again (admins only).
+func (c *Client) EnableUser(ctx context.Context, name string) (*api.UserState, error) {
+	var out api.UserState
+	return &out, c.call(ctx, http.MethodPost, "/v1/users/"+url.PathEscape(name)+"/enable", nil, nil, &out, nil)
+}

@@ -162,7 +162,99 @@ var cmdMe = &command{
 			if me.JobID != "" {
 				fmt.Fprintf(tw, "Job:\t%s\n", me.JobID)
 			}
+			for _, name := range []string{"jobs", "cores", "bytes"} {
+				q, ok := me.Quotas[name]
+				if !ok {
+					continue
+				}
+				limit := "no limit"
+				if q.Limit > 0 {
+					limit = fmt.Sprint(q.Limit)
+				}
+				fmt.Fprintf(tw, "Quota %s:\t%d of %s\n", name, q.Used, limit)
+			}
+			for _, p := range me.Projects {
+				fmt.Fprintf(tw, "Project %s:\t%d jobs (%d unfinished), %.0f core-seconds\n", dash(p.Project), p.Jobs, p.ActiveJobs, p.CoreSeconds)
+			}
 			return tw.Flush()
+		}
+	},
+}
+
+var cmdUser = &command{
+	name:    "user",
+	summary: "disable or enable a user (admins)",
+	args:    "show|disable|enable NAME",
+	desc:    "Disables a user: every token of theirs, job tokens too, stops working at once (on other gateway replicas within 2 s), their jobs not yet started are held and their started ones canceled (with --cancel, all are canceled). Enabling lets their tokens work again; held jobs stay held until released.",
+	example: "hpcgate user disable alice\nhpcgate user disable --cancel alice\nhpcgate user enable alice",
+	subs:    []*command{cmdUserShow, cmdUserDisable, cmdUserEnable},
+}
+
+func printUser(e *env, u *api.UserState) error {
+	tw := newTable(e.stdout)
+	fmt.Fprintf(tw, "User:\t%s\n", u.Name)
+	fmt.Fprintf(tw, "Disabled:\t%v\n", u.Disabled)
+	if u.Held+u.Canceled > 0 {
+		fmt.Fprintf(tw, "Jobs held:\t%d\nJobs canceled:\t%d\n", u.Held, u.Canceled)
+	}
+	return tw.Flush()
+}
+
+var cmdUserShow = &command{
+	name: "show", summary: "show whether a user is disabled", args: "NAME", minArgs: 1, maxArgs: 1,
+	example: "hpcgate user show alice",
+	setup: func(fs *flag.FlagSet) runFunc {
+		return func(e *env, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			u, err := c.User(e.ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return printUser(e, u)
+		}
+	},
+}
+
+var cmdUserDisable = &command{
+	name: "disable", summary: "disable a user: their tokens stop, their jobs are held", args: "[--cancel] NAME", minArgs: 1, maxArgs: 1,
+	example: "hpcgate user disable --cancel alice",
+	setup: func(fs *flag.FlagSet) runFunc {
+		cancel := fs.Bool("cancel", false, "cancel every unfinished job of the user instead of holding those not started")
+		return func(e *env, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			jobs := "hold"
+			if *cancel {
+				jobs = "cancel"
+			}
+			u, err := c.DisableUser(e.ctx, args[0], jobs)
+			if err != nil {
+				return err
+			}
+			return printUser(e, u)
+		}
+	},
+}
+
+var cmdUserEnable = &command{
+	name: "enable", summary: "enable a user again", args: "NAME", minArgs: 1, maxArgs: 1,
+	example: "hpcgate user enable alice",
+	setup: func(fs *flag.FlagSet) runFunc {
+		return func(e *env, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			u, err := c.EnableUser(e.ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return printUser(e, u)
 		}
 	},
 }
