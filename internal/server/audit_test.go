@@ -28,7 +28,7 @@ func TestAuditSession(t *testing.T) {
 	h.do("POST", "/v1/jobs/"+j.ID+"/cancel", alice, nil).want(t, http.StatusConflict) // refused: audited too
 	h.do("DELETE", "/v1/tokens/"+made.ID, alice, nil).want(t, http.StatusNoContent)
 	h.do("DELETE", "/v1/tokens/"+made.ID, made.Token, nil).want(t, http.StatusUnauthorized) // a revoked token
-	h.do("GET", "/v1/jobs/"+j.ID, alice, nil).want(t, http.StatusOK)                          // reads are not audited
+	h.do("GET", "/v1/jobs/"+j.ID, alice, nil).want(t, http.StatusOK)                        // reads are not audited
 
 	// Non-admins may not read it.
 	h.do("GET", "/v1/audit", alice, nil).want(t, http.StatusForbidden)
