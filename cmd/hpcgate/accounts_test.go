@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/client"
+	"github.com/hpcgate/hpcgate/internal/sched/localsched"
+	"github.com/hpcgate/hpcgate/internal/sched/schedtest"
+)
+
+const accountProbeTemplate = `
+name: probe
+version: 1
+description: says which account it runs as and what it can read; for tests
+command: [sh, -c, 'id -un > who.txt; echo mine > mine.txt; stat -c %U mine.txt > owner.txt; for p in $HPCGATE_PARAM_PATHS; do if ls "$p" >/dev/null 2>&1 || cat "$p" >/dev/null 2>&1; then echo "READ $p"; else echo "DENIED $p"; fi; done > probes.txt; echo probe-log']
+parameters:
+  type: object
+  additionalProperties: false
+  properties:
+    paths: {type: string, default: ""}
+outputs: [who.txt, owner.txt, probes.txt]
+environments: [local]
+resources:
+  default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
+`
+
+// Through the whole gateway, as root with accounts mapped: each user's job
+// runs as their account, and alice's cannot read bob's job's directory,
+// the data directory, the admin token or the database; a user without an
+// account is refused at submission, by name.
+func TestJobsRunAsAccounts(t *testing.T) {
+	alice, _ := schedtest.Accounts(t)
+	// The agent must be executable by the accounts: not in a private
+	// temporary directory.
+	shared, err := os.MkdirTemp("/var/tmp", "hpcgate-e2e-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shared) })
+	os.Chmod(shared, 0o755)
+	exe, _ := os.Executable()
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(shared, "bin")
+	os.Mkdir(bin, 0o755)
+	if err := os.WriteFile(filepath.Join(bin, "hpcgate"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmpl := t.TempDir()
+	if err := os.WriteFile(filepath.Join(tmpl, "probe.yaml"), []byte(accountProbeTemplate), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	work := filepath.Join(shared, "work")
+	g := &gw{t: t, dir: filepath.Join(t.TempDir(), "data"), bin: bin, addr: "127.0.0.1:0", slots: "2"}
+	cfg := "template_dirs: [" + tmpl + "]\npoll_interval: 500ms\nwork_root: " + work +
+		"\naccounts: {mode: map, map: {alice: hpcg-alice, bob: hpcg-bob}}\nagent_command: [" + filepath.Join(bin, "hpcgate") + ", agent]\n"
+	g.cfgFile = filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(g.cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.start()
+	t.Cleanup(g.stop)
+	ctx := context.Background()
+
+	run := func(user, paths string) *api.Job {
+		t.Helper()
+		c := g.client(g.userToken(user))
+		params, _ := json.Marshal(map[string]string{"paths": paths})
+		j, err := c.CreateJob(ctx, api.JobRequest{Template: "probe", Parameters: params}, "")
+		if err != nil {
+			t.Fatalf("%s's job: %v", user, err)
+		}
+		j = waitJob(t, c, j.ID, 60*time.Second)
+		if j.State != api.StateSucceeded {
+			t.Fatalf("%s's job: %+v\n%s", user, j, g.log)
+		}
+		return j
+	}
+	output := func(user, id, name string) string {
+		t.Helper()
+		r, _, err := g.client(g.userToken(user)).Output(ctx, id, name)
+		if err != nil {
+			t.Fatalf("output %s: %v", name, err)
+		}
+		defer r.Close()
+		b, _ := io.ReadAll(r)
+		return strings.TrimSpace(string(b))
+	}
+
+	bobJob := run("bob", "")
+	if got := output("bob", bobJob.ID, "who.txt"); got != "hpcg-bob" {
+		t.Errorf("bob's job ran as %q", got)
+	}
+	probes := []string{filepath.Join(work, bobJob.ID), filepath.Join(work, bobJob.ID, "work"), g.dir, filepath.Join(g.dir, "admin.token"), filepath.Join(g.dir, "hpcgate.db")}
+	aliceJob := run("alice", strings.Join(probes, " "))
+	if got := output("alice", aliceJob.ID, "who.txt"); got != "hpcg-alice" {
+		t.Errorf("alice's job ran as %q", got)
+	}
+	for _, l := range strings.Split(output("alice", aliceJob.ID, "probes.txt"), "\n") {
+		if !strings.HasPrefix(l, "DENIED ") {
+			t.Errorf("from alice's job: %s", l)
+		}
+	}
+	if n := len(strings.Split(output("alice", aliceJob.ID, "probes.txt"), "\n")); n != len(probes) {
+		t.Errorf("%d probes, want %d", n, len(probes))
+	}
+	// what it wrote is its account's (the agent removes its directory at the end)
+	if got := output("alice", aliceJob.ID, "owner.txt"); got != alice.Name {
+		t.Errorf("the file alice's job wrote is owned by %q, want %s", got, alice.Name)
+	}
+	if logs := g.mustCLI(g.userToken("alice"), "logs", aliceJob.ID); !strings.Contains(logs, "probe-log") {
+		t.Errorf("alice's job's log: %q", logs)
+	}
+	for _, p := range []string{g.dir, filepath.Join(g.dir, "admin.token")} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %v, %v; want the gateway's alone", p, fi.Mode(), err)
+		}
+	}
+
+	// carol has no account: refused at submission, by name.
+	_, err = g.client(g.userToken("carol")).CreateJob(ctx, api.JobRequest{Template: "probe"}, "")
+	var ce *client.Error
+	if !errorsAs(err, &ce) || ce.Status != http.StatusForbidden || !strings.Contains(ce.Detail, "carol") {
+		t.Fatalf("carol's job: %v; want 403 naming carol", err)
+	}
+}
+
+// The laptop default (accounts mode single): jobs run as the gateway's own
+// account, in the sandbox, where neither the data directory nor the admin
+// token nor the database exists.
+func TestSandboxedJobCannotReadDataDir(t *testing.T) {
+	if _, err := localsched.FindSandbox(); err != nil {
+		t.Skipf("no working bubblewrap here (scripts/test.sh installs it): %v", err)
+	}
+	tmpl := t.TempDir()
+	if err := os.WriteFile(filepath.Join(tmpl, "probe.yaml"), []byte(accountProbeTemplate), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, "template_dirs: ["+tmpl+"]\npoll_interval: 500ms\n")
+	c := g.client(g.userToken("alice"))
+	probes := []string{g.dir, filepath.Join(g.dir, "admin.token"), filepath.Join(g.dir, "hpcgate.db")}
+	params, _ := json.Marshal(map[string]string{"paths": strings.Join(probes, " ")})
+	ctx := context.Background()
+	j, err := c.CreateJob(ctx, api.JobRequest{Template: "probe", Parameters: params}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j = waitJob(t, c, j.ID, 60*time.Second); j.State != api.StateSucceeded {
+		t.Fatalf("job %+v", j)
+	}
+	r, _, err := c.Output(ctx, j.ID, "probes.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, _ := io.ReadAll(r)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != len(probes) {
+		t.Fatalf("probes: %q", lines)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "DENIED ") {
+			t.Errorf("from a sandboxed job: %s", l)
+		}
+	}
+}
