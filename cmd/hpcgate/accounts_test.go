@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,13 +59,21 @@ func TestJobsRunAsAccounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	tmpl := t.TempDir()
-	if err := os.WriteFile(filepath.Join(tmpl, "probe.yaml"), []byte(accountProbeTemplate), 0o600); err != nil {
+	envs, envNames := "environments:\n  - {name: local, scheduler: local}\n", []string{"local"}
+	if os.Getenv("HPCGATE_TEST_SLURM") == "1" {
+		envs, envNames = envs+"  - {name: slurm, scheduler: slurm, partition: debug}\n", append(envNames, "slurm")
+	}
+	if os.Getenv("HPCGATE_TEST_SGE") == "1" {
+		envs, envNames = envs+"  - {name: sge, scheduler: sge, queue: all.q}\n", append(envNames, "sge")
+	}
+	probe := strings.Replace(accountProbeTemplate, "environments: [local]", "environments: ["+strings.Join(envNames, ", ")+"]", 1)
+	if err := os.WriteFile(filepath.Join(tmpl, "probe.yaml"), []byte(probe), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	work := filepath.Join(shared, "work")
 	g := &gw{t: t, dir: filepath.Join(t.TempDir(), "data"), bin: bin, addr: "127.0.0.1:0", slots: "2"}
 	cfg := "template_dirs: [" + tmpl + "]\npoll_interval: 500ms\nwork_root: " + work +
-		"\naccounts: {mode: map, map: {alice: hpcg-alice, bob: hpcg-bob}}\nagent_command: [" + filepath.Join(bin, "hpcgate") + ", agent]\n"
+		"\naccounts: {mode: map, map: {alice: hpcg-alice, bob: hpcg-bob}}\n" + envs + "agent_command: [" + filepath.Join(bin, "hpcgate") + ", agent]\n"
 	g.cfgFile = filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(g.cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -73,11 +82,15 @@ func TestJobsRunAsAccounts(t *testing.T) {
 	t.Cleanup(g.stop)
 	ctx := context.Background()
 
-	run := func(user, paths string) *api.Job {
+	run := func(user, paths string, env ...string) *api.Job {
 		t.Helper()
 		c := g.client(g.userToken(user))
 		params, _ := json.Marshal(map[string]string{"paths": paths})
-		j, err := c.CreateJob(ctx, api.JobRequest{Template: "probe", Parameters: params}, "")
+		req := api.JobRequest{Template: "probe", Parameters: params}
+		if len(env) > 0 {
+			req.Environment = env[0]
+		}
+		j, err := c.CreateJob(ctx, req, "")
 		if err != nil {
 			t.Fatalf("%s's job: %v", user, err)
 		}
@@ -125,6 +138,40 @@ func TestJobsRunAsAccounts(t *testing.T) {
 	for _, p := range []string{g.dir, filepath.Join(g.dir, "admin.token")} {
 		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm()&0o077 != 0 {
 			t.Errorf("%s: mode %v, %v; want the gateway's alone", p, fi.Mode(), err)
+		}
+	}
+
+	// On Slurm and Grid Engine too, and their accounting names the account.
+	for _, env := range envNames[1:] {
+		j := run("alice", strings.Join(probes, " "), env)
+		if got := output("alice", j.ID, "who.txt") + " " + output("alice", j.ID, "owner.txt"); got != alice.Name+" "+alice.Name {
+			t.Errorf("%s: alice's job ran as, and wrote files of, %q", env, got)
+		}
+		for _, l := range strings.Split(output("alice", j.ID, "probes.txt"), "\n") {
+			if !strings.HasPrefix(l, "DENIED ") {
+				t.Errorf("%s: from alice's job: %s", env, l)
+			}
+		}
+		var owner []byte
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+			if env == "slurm" {
+				owner, _ = exec.Command("sacct", "-n", "-X", "-P", "-o", "user", "-j", j.Backend.ID).Output()
+			} else {
+				cmd := exec.Command("/usr/lib/gridengine/qacct", "-j", j.Backend.ID)
+				cmd.Env = append(os.Environ(), "SGE_ROOT=/var/lib/gridengine", "SGE_CELL=default")
+				out, _ := cmd.Output()
+				for _, l := range strings.Split(string(out), "\n") {
+					if f := strings.Fields(l); len(f) == 2 && f[0] == "owner" {
+						owner = []byte(f[1])
+					}
+				}
+			}
+			if strings.TrimSpace(string(owner)) == alice.Name {
+				break
+			}
+		}
+		if got := strings.TrimSpace(string(owner)); got != alice.Name {
+			t.Errorf("%s: the accounting names %q as the owner, want %s", env, got, alice.Name)
 		}
 	}
 
