@@ -108,8 +108,8 @@ type Config struct {
 	// RateLimit bounds the requests of each token, in each gateway
 	// process (token bucket).
 	RateLimit struct {
-		RequestsPerSecond    *float64 `yaml:"requests_per_second"`     // person tokens; default 50, 0 disables
-		Burst                int      `yaml:"burst"`                   // default 200
+		RequestsPerSecond    *float64 `yaml:"requests_per_second"`     // person tokens; default 200, 0 disables
+		Burst                int      `yaml:"burst"`                   // default 2000
 		JobRequestsPerSecond *float64 `yaml:"job_requests_per_second"` // job tokens; default 200, 0 disables
 		JobBurst             int      `yaml:"job_burst"`               // default 1000
 	} `yaml:"rate_limit"`
@@ -184,11 +184,11 @@ func (c *Config) fill() {
 		c.LogLevel = "info"
 	}
 	if c.RateLimit.RequestsPerSecond == nil {
-		v := 50.0
+		v := 200.0
 		c.RateLimit.RequestsPerSecond = &v
 	}
 	if c.RateLimit.Burst <= 0 {
-		c.RateLimit.Burst = 200
+		c.RateLimit.Burst = 2000
 	}
 	if c.RateLimit.JobRequestsPerSecond == nil {
 		v := 200.0

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -340,18 +341,6 @@ func insertLabels(ctx context.Context, tx pgx.Tx, seq int64, owner string, label
 	return nil
 }
 
-func sameLabels(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
 func (t *pgTx) UpdateJob(ctx context.Context, old, r *storedriver.JobRow) error {
 	doc, params, tdoc, err := encodeRow(r)
 	if err != nil {
@@ -362,7 +351,7 @@ func (t *pgTx) UpdateJob(ctx context.Context, old, r *storedriver.JobRow) error 
 		old.Seq, r.State, r.Template, r.ParentID, nullable(r.SweepID), finishedCol(r), inEngineCol(r), doc, params, tdoc); err != nil {
 		return fmt.Errorf("update job %s: %w", r.ID, err)
 	}
-	if !sameLabels(old.Labels, r.Labels) {
+	if !maps.Equal(old.Labels, r.Labels) {
 		if _, err := t.tx.Exec(ctx, "DELETE FROM job_labels WHERE seq = $1", old.Seq); err != nil {
 			return fmt.Errorf("update labels of %s: %w", r.ID, err)
 		}

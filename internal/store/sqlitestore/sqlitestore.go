@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -468,18 +469,6 @@ func (t *sqlTx) insertLabels(ctx context.Context, seq int64, owner string, label
 	return nil
 }
 
-func sameLabels(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
 func (t *sqlTx) UpdateJob(ctx context.Context, old, r *storedriver.JobRow) error {
 	doc, err := r.Encode()
 	if err != nil {
@@ -489,7 +478,7 @@ func (t *sqlTx) UpdateJob(ctx context.Context, old, r *storedriver.JobRow) error
 		r.State, r.Template, r.ParentID, nullable(r.SweepID), finishedCol(r), inEngineCol(r), string(doc), old.Seq); err != nil {
 		return fmt.Errorf("update job %s: %w", r.ID, err)
 	}
-	if !sameLabels(old.Labels, r.Labels) {
+	if !maps.Equal(old.Labels, r.Labels) {
 		if _, err := t.tx.ExecContext(ctx, "DELETE FROM job_labels WHERE seq = ?", old.Seq); err != nil {
 			return fmt.Errorf("update labels of %s: %w", r.ID, err)
 		}
