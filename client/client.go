@@ -298,6 +298,35 @@ func (c *Client) Tokens(ctx context.Context, user string) ([]api.Token, error) {
 	return out.Items, c.call(ctx, http.MethodGet, "/v1/tokens", q, nil, &out, nil)
 }
 
+// AuditFilter selects audit entries; zero fields match everything.
+type AuditFilter struct {
+	User, JobID, Action string
+	Since, Until        time.Time
+	Limit               int
+	PageToken           string
+}
+
+// Audit returns a page of the audit log, newest first (admins only).
+func (c *Client) Audit(ctx context.Context, f AuditFilter) (*api.Page[api.AuditEntry], error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"user": f.User, "job": f.JobID, "action": f.Action, "page_token": f.PageToken} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if !f.Since.IsZero() {
+		q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if !f.Until.IsZero() {
+		q.Set("until", f.Until.UTC().Format(time.RFC3339Nano))
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var out api.Page[api.AuditEntry]
+	return &out, c.call(ctx, http.MethodGet, "/v1/audit", q, nil, &out, nil)
+}
+
 // RevokeToken deletes a token.
 func (c *Client) RevokeToken(ctx context.Context, id string) error {
 	return c.call(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil, nil, nil)

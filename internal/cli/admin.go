@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/client"
 )
 
 var cmdToken = &command{
@@ -298,4 +300,74 @@ var cmdHealth = &command{
 			return err
 		}
 	},
+}
+
+var cmdAudit = &command{
+	name:    "audit",
+	summary: "read the audit log (admins)",
+	args:    "[--user U] [--job ID] [--action A] [--since T] [--until T] [--limit N] [--all] [--json]",
+	desc:    "Lists the audit log, newest first: every request that changed something or tried to (tokens, files, jobs, controls), with its time, user, token id, job, action (the route), outcome (the HTTP status), client address and request id. Never a token's secret. --since and --until take RFC 3339 times (2026-11-25T09:00:00Z) or a duration back from now (90m, 24h). Admins only.",
+	example: "hpcgate audit --user alice --since 24h\nhpcgate audit --job 7yzixrkjsc6irydo --json",
+	maxArgs: 0,
+	setup: func(fs *flag.FlagSet) runFunc {
+		var f client.AuditFilter
+		fs.StringVar(&f.User, "user", "", "only the requests of `USER`")
+		fs.StringVar(&f.JobID, "job", "", "only the requests about job `ID`")
+		fs.StringVar(&f.Action, "action", "", "only the action `A` (a route, e.g. \"POST /v1/jobs\")")
+		since := fs.String("since", "", "from `T` on (RFC 3339, or a duration back from now)")
+		until := fs.String("until", "", "up to `T` (RFC 3339, or a duration back from now)")
+		fs.IntVar(&f.Limit, "limit", 100, "at most `N` entries a page")
+		all := fs.Bool("all", false, "every page, not only the first")
+		asJSON := fs.Bool("json", false, "print the JSON entries")
+		return func(e *env, _ []string) error {
+			var err error
+			if f.Since, err = auditTime(e.now(), "since", *since); err != nil {
+				return err
+			}
+			if f.Until, err = auditTime(e.now(), "until", *until); err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			var entries []api.AuditEntry
+			for {
+				page, err := c.Audit(e.ctx, f)
+				if err != nil {
+					return err
+				}
+				entries = append(entries, page.Items...)
+				if !*all || page.NextPageToken == "" {
+					break
+				}
+				f.PageToken = page.NextPageToken
+			}
+			if *asJSON {
+				return printJSON(e.stdout, nonNil(entries))
+			}
+			tw := newTable(e.stdout)
+			fmt.Fprintln(tw, "TIME\tUSER\tACTION\tOUTCOME\tJOB\tTOKEN\tCLIENT\tREQUEST")
+			for _, a := range entries {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.Time.Local().Format("2006-01-02 15:04:05"), dash(a.User), a.Action, a.Outcome,
+					dash(a.JobID), dash(a.TokenID), dash(a.Client), dash(a.RequestID))
+			}
+			return tw.Flush()
+		}
+	},
+}
+
+// auditTime reads a --since/--until value: an RFC 3339 time, or a
+// duration back from now.
+func auditTime(now time.Time, name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("--%s %q: want an RFC 3339 time (2026-11-25T09:00:00Z) or a duration back from now (90m, 24h)", name, v)
 }

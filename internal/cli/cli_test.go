@@ -436,7 +436,7 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 	}
 	want := []string{"templates", "template", "environments", "environment", "upload", "files", "rm", "cat", "fetch",
 		"submit", "jobs", "status", "logs", "cancel", "hold", "release", "suspend", "resume", "delete", "wait", "output", "download",
-		"results", "parameters", "children", "token", "user", "me", "health"}
+		"results", "parameters", "children", "token", "user", "me", "audit", "health"}
 	var names []string
 	for _, c := range Commands() {
 		names = append(names, c.Name)
@@ -596,7 +596,7 @@ func TestSubmitSendsCoercedRequest(t *testing.T) {
 	os.WriteFile(pf, []byte(`{"name": "from file", "ratio": 0.5}`), 0o644)
 	out, _, err := run(t, "", "submit", "t", "--param", "n=3", "--param", "flag=true", "--params-file", pf,
 		"--param", "name=Ada", "--input", "text=texts/a.txt", "--label", "k=v", "--walltime", "1:00:00",
-		"--cores", "2", "--hold", "--idempotency-key", "key-1", "--name", "job one")
+		"--cores", "2", "--hold", "--idempotency-key", "key-1", "--name", "job one", "--project", "chem01")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,7 +613,7 @@ func TestSubmitSendsCoercedRequest(t *testing.T) {
 	if !reflect.DeepEqual(params, wantParams) {
 		t.Errorf("parameters = %v, want %v", params, wantParams)
 	}
-	if req.Template != "t" || req.Name != "job one" || !req.Hold || req.Inputs["text"] != "texts/a.txt" || req.Labels["k"] != "v" {
+	if req.Template != "t" || req.Name != "job one" || !req.Hold || req.Project != "chem01" || req.Inputs["text"] != "texts/a.txt" || req.Labels["k"] != "v" {
 		t.Errorf("request = %+v", req)
 	}
 	if req.Resources == nil || req.Resources.WalltimeS != 3600 || req.Resources.CoresPerNode != 2 || req.Resources.Nodes != 0 {

@@ -272,6 +272,14 @@ func (s *Server) wrap(rt route) http.Handler {
 		if rt.audited() {
 			s.audit(r, rt, start, status)
 		}
+		if s.log.Enabled(r.Context(), slog.LevelDebug) {
+			// The access log, at debug level.
+			l := ri.log
+			if ri.jobID != "" && !strings.Contains(rt.pattern, "/jobs/{id}") {
+				l = l.With("job_id", ri.jobID)
+			}
+			l.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status, "took", time.Since(start))
+		}
 	})
 }
 

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// An operator's view: the audit log through the CLI, and JSON log lines
+// that carry the request and job they are about.
+func TestAuditCLIAndJSONLogs(t *testing.T) {
+	g := startGateway(t, "log_format: json\n")
+	alice := g.userToken("alice")
+	id := strings.TrimSpace(g.mustCLI(alice, "submit", "hello", "--param", "name=Audit", "--hold", "--quiet"))
+	g.mustCLI(alice, "cancel", id)
+
+	out := g.mustCLI(g.token, "audit", "--user", "alice")
+	if !strings.Contains(out, "POST /v1/jobs") || !strings.Contains(out, "201") || !strings.Contains(out, id) {
+		t.Errorf("hpcgate audit --user alice:\n%s\nwant the job's creation (201) and cancel", out)
+	}
+	if strings.Contains(out, alice) {
+		t.Errorf("the audit log shows a token's secret:\n%s", out)
+	}
+	var entries []map[string]any
+	if err := json.Unmarshal([]byte(g.mustCLI(g.token, "audit", "--job", id, "--json")), &entries); err != nil || len(entries) < 2 {
+		t.Errorf("audit --job --json: %v, %d entries", err, len(entries))
+	}
+	if _, errOut, err := g.cli(alice, "audit"); err == nil || !strings.Contains(errOut, "admin") {
+		t.Errorf("audit as a user: %v, %q; want a refusal naming admins", err, errOut)
+	}
+
+	// Every line is JSON; the lines of requests carry their request id,
+	// those about a job its job id (the gateway runs at debug level here,
+	// so every request has its access line).
+	var sawRequest, sawJob bool
+	for _, line := range strings.Split(strings.TrimSpace(g.log.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("a log line is not JSON: %q", line)
+		}
+		if _, ok := rec["request_id"]; ok {
+			sawRequest = true
+		}
+		if rec["job_id"] == id {
+			sawJob = true
+		}
+	}
+	if !sawRequest || !sawJob {
+		t.Errorf("no log line with a request_id (%v) or with job_id %s (%v):\n%s", sawRequest, id, sawJob, g.log)
+	}
+}
