@@ -71,14 +71,16 @@ type Job struct {
 	Labels          map[string]string `json:"labels"`
 	ParentID        string            `json:"parent_id,omitempty"`
 	Project         string            `json:"project,omitempty"`
-	Depth           int               `json:"depth"`
-	CreatedAt       time.Time         `json:"created_at"`
-	StartedAt       *time.Time        `json:"started_at,omitempty"`
-	FinishedAt      *time.Time        `json:"finished_at,omitempty"`
-	ExitCode        *int              `json:"exit_code,omitempty"`
-	Usage           *Usage            `json:"usage,omitempty"`
-	Backend         *Backend          `json:"backend,omitempty"`
-	Error           string            `json:"error,omitempty"`
+	// Account is the OS account the job runs as (empty: the gateway's own).
+	Account    string     `json:"account,omitempty"`
+	Depth      int        `json:"depth"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	ExitCode   *int       `json:"exit_code,omitempty"`
+	Usage      *Usage     `json:"usage,omitempty"`
+	Backend    *Backend   `json:"backend,omitempty"`
+	Error      string     `json:"error,omitempty"`
 }
 
 // JobRequest is the body of POST /v1/jobs.

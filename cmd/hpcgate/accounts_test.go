@@ -95,6 +95,9 @@ func TestJobsRunAsAccounts(t *testing.T) {
 			t.Fatalf("%s's job: %v", user, err)
 		}
 		j = waitJob(t, c, j.ID, 60*time.Second)
+		if want := map[string]string{"alice": alice.Name}[user]; want != "" && j.Account != want {
+			t.Errorf("the job of %s shows account %q, want %q", user, j.Account, want)
+		}
 		if j.State != api.StateSucceeded {
 			t.Fatalf("%s's job: %+v\n%s", user, j, g.log)
 		}

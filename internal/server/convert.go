@@ -35,6 +35,7 @@ func apiJob(j *job.Job) api.Job {
 		Labels:          j.Labels,
 		ParentID:        j.ParentID,
 		Project:         j.Project,
+		Account:         j.Account,
 		Depth:           j.Depth,
 		CreatedAt:       j.CreatedAt.UTC(),
 		StartedAt:       timePtr(j.StartedAt),
