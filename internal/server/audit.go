@@ -29,9 +29,12 @@ func (rt route) audited() bool {
 
 // reqInfo is what the middleware and the handler of one request share.
 type reqInfo struct {
-	id    string
-	log   *slog.Logger // the server's logger with the request id
-	jobID string       // the job acted on, if the handler names one
+	id      string
+	log     *slog.Logger // the server's logger with the request id
+	jobID   string       // the job acted on, if the handler names one
+	route   route
+	start   time.Time
+	audited bool // the handler wrote the audit entry with its own change
 }
 
 func info(r *http.Request) *reqInfo {
@@ -61,6 +64,30 @@ func (s *Server) logFor(r *http.Request) *slog.Logger {
 // the entry joins whatever write the store commits next (SQLite's group
 // commit), and its failure is logged, not answered.
 func (s *Server) audit(r *http.Request, rt route, start time.Time, status int) {
+	e := auditEntry(r, rt, start, status)
+	// The client has its answer; the entry is written even if it hung up.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	if err := s.store.AppendAudit(ctx, e); err != nil {
+		s.logFor(r).Error("audit entry not written", "action", e.Action, "outcome", e.Outcome, "err", err)
+	}
+}
+
+// auditWith returns the audit entry a handler writes with its own change,
+// as if the request ended with status, and marks the request audited; if
+// the change fails, undo makes the middleware write it as usual.
+func auditWith(r *http.Request, status int) (e *store.AuditEntry, undo func()) {
+	ri := info(r)
+	if ri == nil || !ri.route.audited() {
+		return nil, func() {}
+	}
+	entry := auditEntry(r, ri.route, ri.start, status)
+	ri.audited = true
+	return &entry, func() { ri.audited = false }
+}
+
+// auditEntry is the audit entry of a request that ended with status.
+func auditEntry(r *http.Request, rt route, start time.Time, status int) store.AuditEntry {
 	e := store.AuditEntry{Time: start.UTC(), Action: rt.pattern, Outcome: status, Client: clientAddr(r)}
 	if ri := info(r); ri != nil {
 		e.RequestID, e.JobID = ri.id, ri.jobID
@@ -71,12 +98,7 @@ func (s *Server) audit(r *http.Request, rt route, start time.Time, status int) {
 	if p := principal(r); p != nil {
 		e.User, e.TokenID = p.User, p.TokenID
 	}
-	// The client has its answer; the entry is written even if it hung up.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
-	defer cancel()
-	if err := s.store.AppendAudit(ctx, e); err != nil {
-		s.logFor(r).Error("audit entry not written", "action", e.Action, "outcome", e.Outcome, "err", err)
-	}
+	return e
 }
 
 func clientAddr(r *http.Request) string {

@@ -142,7 +142,12 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 		j.IdemHash = requestHash(&req)
 	}
 	q := s.quotaOf(j.Owner)
-	created, err := s.store.CreateJob(r.Context(), j, &store.CreateOptions{MaxChildren: s.opts.MaxChildren, MaxJobs: q.Jobs, MaxCores: q.Cores})
+	// The audit entry goes in the job's own transaction: one commit.
+	entry, undo := auditWith(r, http.StatusCreated)
+	created, err := s.store.CreateJob(r.Context(), j, &store.CreateOptions{MaxChildren: s.opts.MaxChildren, MaxJobs: q.Jobs, MaxCores: q.Cores, Audit: entry})
+	if err != nil {
+		undo() // nothing was written: the middleware writes the entry
+	}
 	if errors.Is(err, store.ErrDuplicate) {
 		if created.IdemHash != "" && created.IdemHash != j.IdemHash {
 			return errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,

@@ -237,7 +237,7 @@ func (s *Server) wrap(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rid := fmt.Sprintf("%s%x", s.ridPrefix, s.reqCount.Add(1))
-		ri := &reqInfo{id: rid, log: s.log.With("request_id", rid)}
+		ri := &reqInfo{id: rid, log: s.log.With("request_id", rid), route: rt, start: start}
 		ctx := context.WithValue(context.WithValue(r.Context(), requestIDKey, rid), reqInfoKey, ri)
 		if strings.Contains(rt.pattern, "/jobs/{id}") {
 			ri.log = ri.log.With("job_id", r.PathValue("id"))
@@ -269,7 +269,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		if s.opts.Metrics != nil {
 			s.opts.Metrics.Request(rt.pattern, status, time.Since(start), body.n, sw.n)
 		}
-		if rt.audited() {
+		if rt.audited() && !ri.audited {
 			s.audit(r, rt, start, status)
 		}
 		if s.log.Enabled(r.Context(), slog.LevelDebug) {

@@ -152,6 +152,11 @@ type CreateOptions struct {
 	// limit). Over either, CreateJob stores nothing and returns a
 	// *QuotaError named "jobs" or "cores".
 	MaxJobs, MaxCores int64
+	// Audit, if set, is the audit entry of the request that creates the
+	// job: it is written in the same transaction, with the job's id, so
+	// that an accepted job costs one commit, not two. Nothing of it is
+	// written when CreateJob fails.
+	Audit *AuditEntry
 }
 
 // Usage is one user's use of the centre, for one project.

@@ -74,7 +74,18 @@ func (s *Store) CreateJob(ctx context.Context, j *job.Job, opts *store.CreateOpt
 			}
 			return err
 		}
-		return tx.AppendEvent(ctx, j.ID, job.Event{Time: j.CreatedAt, State: j.State, Reason: j.Reason})
+		if err := tx.AppendEvent(ctx, j.ID, job.Event{Time: j.CreatedAt, State: j.State, Reason: j.Reason}); err != nil {
+			return err
+		}
+		if opts != nil && opts.Audit != nil {
+			e := *opts.Audit
+			e.JobID = j.ID
+			if e.Time.IsZero() {
+				e.Time = s.now()
+			}
+			return tx.InsertAudit(ctx, e)
+		}
+		return nil
 	})
 	if err != nil {
 		return dup, err

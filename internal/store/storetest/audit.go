@@ -91,3 +91,28 @@ func testAudit(t *testing.T, s store.Store) {
 		t.Errorf("after the purge: %s", got)
 	}
 }
+
+// testAuditWithCreate: an entry given to CreateJob is written in the
+// job's own transaction, with its id; none when the creation fails.
+func testAuditWithCreate(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j := newJob("carol")
+	j.IdemKey = "audit-key"
+	e := &store.AuditEntry{User: "carol", TokenID: "tokc", Action: "POST /v1/jobs", Outcome: 201, RequestID: "create-1"}
+	if _, err := s.CreateJob(ctx, j, &store.CreateOptions{Audit: e}); err != nil {
+		t.Fatal(err)
+	}
+	again := newJob("carol")
+	again.IdemKey = "audit-key"
+	e2 := &store.AuditEntry{User: "carol", Action: "POST /v1/jobs", Outcome: 201, RequestID: "create-2"}
+	if _, err := s.CreateJob(ctx, again, &store.CreateOptions{Audit: e2}); err == nil {
+		t.Fatal("a second job with the same idempotency key was created")
+	}
+	got, _, err := s.ListAudit(ctx, store.AuditFilter{User: "carol"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].RequestID != "create-1" || got[0].JobID != j.ID || got[0].Time.IsZero() {
+		t.Fatalf("audit entries %+v; want one, create-1, for job %s", got, j.ID)
+	}
+}
