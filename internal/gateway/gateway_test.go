@@ -215,7 +215,6 @@ func templateNames(t *testing.T, c *client.Client) []string {
 }
 
 func TestReloadTemplates(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
 	write := func(name, text string) {
 		t.Helper()
@@ -225,31 +224,7 @@ func TestReloadTemplates(t *testing.T) {
 	}
 	write("greet.yaml", helloV1)
 	cfg := testConfig(t, dir)
-	g, err := Open(ctx, cfg, testLogger(t), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if err := g.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- g.Run(rctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(g.URL(), strings.TrimSpace(string(tok)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, c := running(t, cfg)
 	if got := templateNames(t, c); strings.Join(got, " ") != "greet@1" {
 		t.Fatalf("templates at start: %v", got)
 	}
@@ -268,7 +243,7 @@ func TestReloadTemplates(t *testing.T) {
 
 	// An invalid set keeps the old one.
 	write("broken.yaml", "name: broken\nversion: 1\ncommand: [true]\nenvironments: [local]\nbogus_field: 1\n")
-	err = g.Reload()
+	err := g.Reload()
 	if err == nil || !strings.Contains(err.Error(), "broken.yaml") {
 		t.Fatalf("reload of an invalid set: %v, want an error naming broken.yaml", err)
 	}
@@ -378,4 +353,38 @@ func execSelf(t *testing.T, run string, env ...string) *exec.Cmd {
 	cmd := exec.Command(exe, "-test.run=^"+run+"$", "-test.count=1")
 	cmd.Env = append(os.Environ(), env...)
 	return cmd
+}
+
+// running opens a gateway on cfg, runs it until the test ends, and
+// returns it with a client holding its admin token.
+func running(t *testing.T, cfg *config.Config) (*Gateway, *client.Client) {
+	t.Helper()
+	ctx := context.Background()
+	g, err := Open(ctx, cfg, testLogger(t), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Listen(); err != nil {
+		g.Close()
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.Run(rctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		g.Close()
+	})
+	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(g.URL(), strings.TrimSpace(string(tok)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, c
 }

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,31 +31,7 @@ func TestMetrics(t *testing.T) {
 	}
 	cfg.Metrics.Addr = ln.Addr().String()
 	ln.Close()
-	g, err := Open(ctx, cfg, testLogger(t), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if err := g.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- g.Run(rctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	tok, err := os.ReadFile(filepath.Join(cfg.DataDir, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(g.URL(), strings.TrimSpace(string(tok)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, c := running(t, cfg)
 	scrape := func() map[string]*dto.MetricFamily {
 		t.Helper()
 		resp, err := c.Do(ctx, "GET", "/metrics", nil, nil, nil)
