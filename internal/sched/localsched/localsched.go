@@ -43,7 +43,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -237,12 +236,6 @@ func (e *Executor) load() error {
 func (e *Executor) Run(ctx context.Context) error {
 	t := time.NewTicker(e.opts.PollInterval)
 	defer t.Stop()
-	// A supervisor that exits (a child of this process) wakes the loop at
-	// once, so that its cores go to the next task without waiting for the
-	// tick; the tick still finds tasks adopted from an earlier run.
-	exited := make(chan os.Signal, 1)
-	signal.Notify(exited, syscall.SIGCHLD)
-	defer signal.Stop(exited)
 	for {
 		e.mu.Lock()
 		e.checkRunning()
@@ -254,7 +247,6 @@ func (e *Executor) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-e.wake:
-		case <-exited:
 		case <-t.C:
 		}
 	}
