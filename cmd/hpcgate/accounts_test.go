@@ -191,7 +191,7 @@ func TestJobsRunAsAccounts(t *testing.T) {
 // token nor the database exists.
 func TestSandboxedJobCannotReadDataDir(t *testing.T) {
 	if _, err := localsched.FindSandbox(); err != nil {
-		t.Skipf("no working bubblewrap here (scripts/test.sh installs it): %v", err)
+		schedtest.Missing(t, "no working bubblewrap here (scripts/test.sh installs it): %v", err)
 	}
 	tmpl := t.TempDir()
 	if err := os.WriteFile(filepath.Join(tmpl, "probe.yaml"), []byte(accountProbeTemplate), 0o600); err != nil {

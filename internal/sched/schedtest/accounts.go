@@ -22,18 +22,30 @@ const (
 	BobAccount   = "hpcg-bob"
 )
 
+// Missing skips t for a component the test needs and does not have, or
+// fails it where the test command set the components up
+// (HPCGATE_TEST_ACCOUNTS=1): there, a missing one is a broken set-up, not
+// a reason to pass.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("HPCGATE_TEST_ACCOUNTS") == "1" {
+		t.Fatalf(format+" (HPCGATE_TEST_ACCOUNTS=1: scripts/test.sh should have set it up)", args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // Accounts returns the test accounts hpcg-alice and hpcg-bob, or skips t
-// when this process is not root or they are missing.
+// (see Missing) when this process is not root or they are missing.
 func Accounts(t *testing.T) (alice, bob *sched.Account) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("running tasks as other accounts needs root (scripts/test.sh runs as root)")
+		Missing(t, "running tasks as other accounts needs root (scripts/test.sh runs as root)")
 	}
 	var out [2]*sched.Account
 	for i, name := range []string{AliceAccount, BobAccount} {
 		u, err := user.Lookup(name)
 		if err != nil {
-			t.Skipf("the account %s is missing (scripts/test.sh makes it): %v", name, err)
+			Missing(t, "the account %s is missing (scripts/test.sh makes it): %v", name, err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
