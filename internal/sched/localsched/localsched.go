@@ -231,17 +231,37 @@ func (e *Executor) load() error {
 	return nil
 }
 
-// Run schedules tasks until ctx ends, and returns when its loop has: the
-// executor has no goroutine of its own. Running tasks go on after it ends.
+// Run schedules tasks until ctx ends, and returns when its loop and the
+// watchers it started have. Running tasks go on after it ends.
 func (e *Executor) Run(ctx context.Context) error {
 	t := time.NewTicker(e.opts.PollInterval)
 	defer t.Stop()
+	w, err := newWatcher(e.poke)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	watched := map[*entry]bool{}
 	for {
 		e.mu.Lock()
 		e.checkRunning()
 		e.killOverdue()
 		e.schedule()
 		e.sweep()
+		// Every running task, started here or adopted, wakes the loop
+		// when it ends, so that its cores go to the next one at once;
+		// the tick is only the fallback.
+		for en := range watched {
+			if en.state != sched.Running && en.state != sched.Suspended {
+				delete(watched, en)
+			}
+		}
+		for _, en := range e.entries {
+			if (en.state == sched.Running || en.state == sched.Suspended) && !watched[en] {
+				watched[en] = true
+				w.watch(en.pid, en.start)
+			}
+		}
 		e.mu.Unlock()
 		select {
 		case <-ctx.Done():

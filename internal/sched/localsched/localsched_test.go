@@ -2,6 +2,7 @@ package localsched
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -232,7 +233,7 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	stop()
 	<-done
 	buf := make([]byte, 1<<20)
-	if n := runtime.Stack(buf, true); strings.Contains(string(buf[:n]), "localsched.(*Executor)") {
+	if n := runtime.Stack(buf, true); strings.Contains(string(buf[:n]), "localsched.(*") {
 		t.Fatalf("a goroutine of the executor outlived Run:\n%s", buf[:n])
 	}
 	// the next Run kills it once its grace has passed
@@ -244,6 +245,47 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	if !st.Canceled {
 		t.Fatalf("status %+v, want canceled", st)
 	}
+}
+
+// The end of a task wakes Run's loop: the next task starts without
+// waiting for the tick (an hour here), for tasks this executor started and
+// for those adopted from an earlier one.
+func TestEndWakesTheLoop(t *testing.T) {
+	dir, work := t.TempDir(), t.TempDir()
+	ctx := context.Background()
+	run := func(e *Executor) (stop func()) {
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { e.Run(rctx); close(done) }()
+		return func() { cancel(); <-done }
+	}
+	e, err := New(dir, &Options{Slots: 1, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(e)
+	for i, script := range []string{"true", "true", "touch go; while [ ! -e stop ]; do sleep 0.05; done"} {
+		id := fmt.Sprintf("t%d", i)
+		if _, err := e.Submit(ctx, sched.Task{JobID: id, Command: []string{"/bin/sh", "-c", script}, WorkDir: filepath.Join(work, "w")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// one slot: t1 and t2 start only when the task before them has ended
+	waitState(t, e, "t2", sched.Running)
+	stop()
+	// a new executor adopts the running t2 and sees its end at once
+	e2, err := New(dir, &Options{Slots: 1, PollInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run(e2)()
+	for start := time.Now(); !exists(filepath.Join(work, "w", "go")); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("t2 did not start")
+		}
+	}
+	os.WriteFile(filepath.Join(work, "w", "stop"), nil, 0o600)
+	waitState(t, e2, "t2", sched.Done)
 }
 
 // A task inherits only what sched.BaseEnv lets through: the gateway's
