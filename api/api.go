@@ -148,17 +148,30 @@ type Template struct {
 	Environments []string        `json:"environments"`
 	Resources    ResourceLimits  `json:"resources"`
 	Adapters     Adapters        `json:"adapters"`
+	// Container says how Image runs; set when Image is.
+	Container *TemplateContainer `json:"container,omitempty"`
+}
+
+// TemplateContainer is how a template's image runs.
+type TemplateContainer struct {
+	Workdir string `json:"workdir"`           // where the job's directory is in the container
+	Network bool   `json:"network,omitempty"` // the command has the network
 }
 
 // Environment is a runtime environment: where and how jobs run.
 type Environment struct {
-	Name             string         `json:"name"`
-	Description      string         `json:"description,omitempty"`
-	Scheduler        string         `json:"scheduler"`
-	Partition        string         `json:"partition,omitempty"`
-	Queue            string         `json:"queue,omitempty"`
-	ParallelEnv      string         `json:"parallel_environment,omitempty"`
-	ContainerRuntime string         `json:"container_runtime,omitempty"`
+	Name             string `json:"name"`
+	Description      string `json:"description,omitempty"`
+	Scheduler        string `json:"scheduler"`
+	Partition        string `json:"partition,omitempty"`
+	Queue            string `json:"queue,omitempty"`
+	ParallelEnv      string `json:"parallel_environment,omitempty"`
+	ContainerRuntime string `json:"container_runtime,omitempty"`
+	// Images are the only images templates may use here (a trailing / or
+	// : allows every image starting with it); empty: any.
+	Images []string `json:"images,omitempty"`
+	// ContainerNetwork: templates that ask for the network may have it.
+	ContainerNetwork bool           `json:"container_network,omitempty"`
 	Max              Resources      `json:"max"`
 	Live             map[string]any `json:"live,omitempty"`
 }
@@ -298,8 +311,10 @@ type ComponentStatus struct {
 
 // Spec is what the agent needs to run a job (GET /v1/jobs/{id}/spec).
 type Spec struct {
-	JobID      string            `json:"job_id"`
-	Image      string            `json:"image,omitempty"`
+	JobID string `json:"job_id"`
+	Image string `json:"image,omitempty"`
+	// Container says how to run Image: set when Image is.
+	Container  *ContainerSpec    `json:"container,omitempty"`
 	Command    []string          `json:"command"`
 	Env        map[string]string `json:"env"`
 	Parameters json.RawMessage   `json:"parameters"`
@@ -314,6 +329,17 @@ type Spec struct {
 	// outputs (POST /v1/jobs/{id}/output-urls) instead of sending them
 	// through the gateway.
 	DirectOutputs bool `json:"direct_outputs,omitempty"`
+}
+
+// ContainerSpec is how the agent runs a job's image: the environment's
+// container runtime (podman, apptainer or docker) with its operator's
+// flags, where the job's directory appears, and whether the container has
+// the network.
+type ContainerSpec struct {
+	Runtime string   `json:"runtime"`
+	Flags   []string `json:"flags,omitempty"`
+	Workdir string   `json:"workdir"`
+	Network bool     `json:"network,omitempty"`
 }
 
 // SpecInput is one input the agent downloads into the working directory.

@@ -5,7 +5,8 @@ package templates
 
 import "embed"
 
-// FS holds hello.yaml, wordcount.yaml and fanout.yaml.
+// FS holds hello.yaml, wordcount.yaml, wordcount-container.yaml and
+// fanout.yaml.
 //
 //go:embed *.yaml
 var FS embed.FS

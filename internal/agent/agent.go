@@ -64,6 +64,7 @@ type agent struct {
 	log   *slog.Logger
 	dir   string
 	spool string
+	ctr   *containerRun // the job's image, or nil: steps run on the host
 }
 
 // Run runs job id to its end. It returns an error only when it could not
@@ -175,9 +176,6 @@ func (a *agent) run(ctx context.Context) error {
 
 // execute runs the job's steps up to the end of the collect adapter.
 func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) outcome {
-	if spec.Image != "" {
-		return outcome{err: fmt.Sprintf("the template runs in image %s, but this agent has no container runtime configured", spec.Image)}
-	}
 	if err := a.fetchInputs(ctx, spec); err != nil {
 		if errors.Is(err, errJobGone) {
 			return outcome{gone: true}
@@ -188,6 +186,13 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 		return outcome{err: "cannot write params.json: " + err.Error()}
 	}
 	env := a.environ(spec)
+	if spec.Image != "" {
+		c, err := a.container(spec)
+		if err != nil {
+			return outcome{err: err.Error()}
+		}
+		a.ctr = c
+	}
 	for _, ad := range []struct {
 		name string
 		argv []string
@@ -195,7 +200,7 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 		if len(ad.argv) == 0 {
 			continue
 		}
-		res := a.runCmd(ctx, ad.argv, env, logs, 0)
+		res := a.runCmd(ctx, ad.name, ad.argv, env, logs, 0)
 		if res.gone {
 			return res
 		}
@@ -206,7 +211,7 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 	if err := a.report(ctx, api.StateReport{State: api.StateRunning, Reason: "the command started"}); err != nil {
 		return outcome{gone: true}
 	}
-	res := a.runCmd(ctx, spec.Command, env, logs, time.Duration(spec.Resources.WalltimeS)*time.Second)
+	res := a.runCmd(ctx, "command", spec.Command, env, logs, time.Duration(spec.Resources.WalltimeS)*time.Second)
 	if res.gone {
 		return res
 	}
@@ -214,7 +219,7 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 		res.err = "the command failed" + describeExit(res)
 	}
 	if len(spec.Adapters.Collect) > 0 && ctx.Err() == nil {
-		c := a.runCmd(ctx, spec.Adapters.Collect, env, logs, 0)
+		c := a.runCmd(ctx, "collect", spec.Adapters.Collect, env, logs, 0)
 		if res.err == "" && (c.err != "" || c.exitCode == nil || *c.exitCode != 0) {
 			res.err = "the collect adapter failed" + describeExit(c) + lastLine(logs.stderr)
 		}
@@ -377,9 +382,17 @@ func (a *agent) openInput(ctx context.Context, in api.SpecInput, offset int64) (
 	return rc, err
 }
 
-// runCmd runs argv in the working directory with output to the log
-// shippers. A limit > 0 kills it after that long.
-func (a *agent) runCmd(ctx context.Context, argv, env []string, logs *shippers, limit time.Duration) outcome {
+// runCmd runs step name (an adapter or the command) in the working
+// directory, or in the job's container, with output to the log shippers.
+// A limit > 0 stops it after that long.
+func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, logs *shippers, limit time.Duration) outcome {
+	var stop, remove []string // a container's: how to stop it, and remove it if stopped
+	if a.ctr != nil {
+		var err error
+		if argv, env, stop, remove, err = a.ctr.command(a.id, name, argv, a.opts.KillGrace); err != nil {
+			return outcome{err: "cannot run the container: " + err.Error()}
+		}
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = a.dir
 	cmd.Env = env
@@ -388,6 +401,9 @@ func (a *agent) runCmd(ctx context.Context, argv, env []string, logs *shippers, 
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(logs.stderr, "hpcgate agent: cannot start %s: %v\n", argv[0], err)
+		if a.ctr != nil && errors.Is(err, exec.ErrNotFound) {
+			return outcome{err: fmt.Sprintf("the container runtime %s is not installed on %s", argv[0], hostname())}
+		}
 		return outcome{err: fmt.Sprintf("cannot start %s: %v", argv[0], err)}
 	}
 	// The watcher stops the command when the job is canceled, gone or out
@@ -412,7 +428,13 @@ func (a *agent) runCmd(ctx context.Context, argv, env []string, logs *shippers, 
 		case <-timeout:
 			timedOut = true
 		}
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		if stop != nil {
+			// the container's processes are not the runtime's children:
+			// the runtime stops them (SIGTERM, then SIGKILL after the grace)
+			quiet(stop)
+		} else {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		}
 		kill := time.NewTimer(a.opts.KillGrace)
 		defer kill.Stop()
 		select {
@@ -425,6 +447,9 @@ func (a *agent) runCmd(ctx context.Context, argv, env []string, logs *shippers, 
 	cmd.Wait()
 	close(done)
 	timedOut := <-stopped
+	if ctx.Err() != nil || timedOut {
+		quiet(remove)
+	}
 	ps := cmd.ProcessState
 	code := ps.ExitCode()
 	out := outcome{exitCode: &code, usage: &api.Usage{WallSeconds: time.Since(start).Seconds()}}
@@ -437,6 +462,11 @@ func (a *agent) runCmd(ctx context.Context, argv, env []string, logs *shippers, 
 	}
 	if timedOut {
 		out.err = fmt.Sprintf("the walltime of %v was exceeded", limit)
+	}
+	if a.ctr != nil && out.err == "" {
+		if why, failed := a.ctr.rt.RuntimeFailed(code); failed {
+			out.err = "the container runtime failed: " + why + lastLine(logs.stderr)
+		}
 	}
 	select {
 	case <-logs.gone:

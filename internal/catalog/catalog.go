@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/container"
 	"github.com/hpcgate/hpcgate/internal/job"
 	"gopkg.in/yaml.v3"
 )
@@ -72,11 +73,33 @@ type Template struct {
 		Default Limits `yaml:"default"`
 		Max     Limits `yaml:"max"`
 	} `yaml:"resources"`
-	Adapters Adapters `yaml:"adapters"`
+	Adapters  Adapters         `yaml:"adapters"`
+	Container ContainerOptions `yaml:"container"`
 
-	schema     *Schema
-	schemaJSON json.RawMessage
+	schema *Schema
+	// unavailable says why the template cannot run in environments it
+	// names that are configured here (its image is not allowed there, or
+	// there is no container runtime), by environment.
+	unavailable map[string]string
+	schemaJSON  json.RawMessage
 }
+
+// ContainerOptions say how a template's image runs.
+type ContainerOptions struct {
+	// Workdir is where the job's directory appears in the container
+	// (default /work).
+	Workdir string `yaml:"workdir"`
+	// Network: the command needs the network (the environment must allow
+	// it: container_network); without it the container has none.
+	Network bool `yaml:"network"`
+}
+
+// DefaultWorkdir is where a job's directory appears in its container.
+const DefaultWorkdir = "/work"
+
+// Unavailable returns why t cannot run in environment env, which it names,
+// or "" if it can (or does not name it).
+func (t *Template) Unavailable(env string) string { return t.unavailable[env] }
 
 // SchemaJSON is the parameter schema as JSON.
 func (t *Template) SchemaJSON() json.RawMessage { return t.schemaJSON }
@@ -93,10 +116,51 @@ type Environment struct {
 	ParallelEnv string `yaml:"parallel_environment"` // sge
 	// JobScript is a text/template file for the engine's job script
 	// (default: the embedded one, which only starts the agent).
-	JobScript        string `yaml:"job_script"`
+	JobScript string `yaml:"job_script"`
+	// ContainerRuntime runs the templates that have an image: podman,
+	// apptainer or docker ("": none, so such templates are not offered
+	// here). Templates without an image run on the host.
 	ContainerRuntime string `yaml:"container_runtime"`
-	WorkdirRoot      string `yaml:"workdir_root"`
-	Max              Limits `yaml:"max"`
+	// ContainerFlags are an operator's extra options for the runtime
+	// (placed before the image).
+	ContainerFlags []string `yaml:"container_flags"`
+	// Images, when set, are the only images templates may use here: an
+	// entry ending in "/" or ":" allows every image that starts with it (a
+	// registry, a repository), any other entry that image exactly.
+	Images []string `yaml:"images"`
+	// ContainerNetwork lets templates that ask for it (container.network)
+	// use the node's network; otherwise no template does.
+	ContainerNetwork bool `yaml:"container_network"`
+	// Env are variables every job of the environment gets (a runtime's
+	// CONTAINERS_CONF, a module path); names starting with HPCGATE_ are
+	// hpcgate's own.
+	Env         map[string]string `yaml:"env"`
+	WorkdirRoot string            `yaml:"workdir_root"`
+	Max         Limits            `yaml:"max"`
+}
+
+// CannotRun says why e cannot run t (its image, its network), or "".
+func (e *Environment) CannotRun(t *Template) string {
+	if t.Image == "" {
+		return ""
+	}
+	if e.ContainerRuntime == "" || e.ContainerRuntime == string(container.Host) {
+		return "it has no container runtime"
+	}
+	if len(e.Images) > 0 && !slices.ContainsFunc(e.Images, func(allowed string) bool { return imageAllowed(allowed, t.Image) }) {
+		return fmt.Sprintf("its images are limited to %s", strings.Join(e.Images, ", "))
+	}
+	if t.Container.Network && !e.ContainerNetwork {
+		return "its containers have no network, and the template asks for it"
+	}
+	return ""
+}
+
+func imageAllowed(allowed, image string) bool {
+	if strings.HasSuffix(allowed, "/") || strings.HasSuffix(allowed, ":") {
+		return strings.HasPrefix(image, allowed)
+	}
+	return image == allowed
 }
 
 // Catalog is the set of templates and environments. It does not change
@@ -111,6 +175,13 @@ type Catalog struct {
 }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+var envVarRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+
+// imageRE is an image reference (docker and OCI names, apptainer's
+// docker://, oras:// and library:// forms, or an absolute path to a SIF
+// file): never an option, never a space.
+var imageRE = regexp.MustCompile(`^(?:[a-z]+://)?[A-Za-z0-9/][A-Za-z0-9._/:@+-]{0,254}$`)
 
 // Load reads every *.yaml and *.yml template file of each fsys and checks
 // them against each other and against envs. Every problem is reported. A
@@ -129,6 +200,14 @@ func Load(envs []Environment, fsyss ...fs.FS) (*Catalog, error) {
 		if _, dup := c.envs[e.Name]; dup {
 			errs = append(errs, fmt.Errorf("environment %q defined twice", e.Name))
 			continue
+		}
+		if _, err := container.ParseKind(e.ContainerRuntime); err != nil {
+			errs = append(errs, fmt.Errorf("environment %s: %w", e.Name, err))
+		}
+		for k := range e.Env {
+			if !envVarRE.MatchString(k) || strings.HasPrefix(k, "HPCGATE_") {
+				errs = append(errs, fmt.Errorf("environment %s: env %q: want a variable name not starting with HPCGATE_", e.Name, k))
+			}
 		}
 		c.envs[e.Name] = e
 		c.envNames = append(c.envNames, e.Name)
@@ -152,14 +231,25 @@ func Load(envs []Environment, fsyss ...fs.FS) (*Catalog, error) {
 				errs = append(errs, fmt.Errorf("template file %s: %w", name, err))
 				continue
 			}
-			var here []string
+			var here, why []string
 			for _, e := range t.Environments {
-				if _, ok := c.envs[e]; ok {
-					here = append(here, e)
+				env, ok := c.envs[e]
+				if !ok {
+					continue
 				}
+				if reason := env.CannotRun(t); reason != "" {
+					t.unavailable[e] = reason
+					why = append(why, fmt.Sprintf("not %s: %s", e, reason))
+					continue
+				}
+				here = append(here, e)
 			}
 			if len(here) == 0 {
-				c.Warnings = append(c.Warnings, fmt.Sprintf("template %s (%s) is left out: none of its environments %v is configured", t.Name, name, t.Environments))
+				msg := fmt.Sprintf("template %s (%s) is left out: none of its environments %v is configured", t.Name, name, t.Environments)
+				if len(why) > 0 {
+					msg = fmt.Sprintf("template %s (%s) is left out: it can run in none of its environments (%s)", t.Name, name, strings.Join(why, "; "))
+				}
+				c.Warnings = append(c.Warnings, msg)
 				continue
 			}
 			t.Environments = here
@@ -201,11 +291,16 @@ func parseTemplate(data []byte) (*Template, error) {
 	if len(t.Environments) == 0 {
 		bad("environments is empty")
 	}
-	if t.Image != "" {
-		// Until the agent can run containers, a template with an image
-		// would load and then fail every job at run time.
-		bad("image %q: this hpcgate cannot run containers yet; remove image: to run the command on the host", t.Image)
+	if t.Image != "" && !imageRE.MatchString(t.Image) {
+		bad("image %q is not an image name (registry/repository:tag, or a path to an apptainer image)", t.Image)
 	}
+	if t.Container.Workdir == "" {
+		t.Container.Workdir = DefaultWorkdir
+	}
+	if w := t.Container.Workdir; !path.IsAbs(w) || path.Clean(w) != w || w == "/" || strings.ContainsAny(w, ":,") {
+		bad("container.workdir %q: want an absolute, clean path other than /, without ':' or ','", w)
+	}
+	t.unavailable = map[string]string{}
 	if t.Parameters == nil {
 		t.Parameters = map[string]any{"type": "object", "additionalProperties": false}
 	}

@@ -3,6 +3,7 @@ package catalog
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -160,12 +161,65 @@ func TestTemplatesOfOtherEnvironments(t *testing.T) {
 	}
 }
 
-// A template with an image is refused when it loads, with a message that
-// says why, rather than failing every job at run time.
-func TestTemplateWithImageIsRefusedAtLoad(t *testing.T) {
-	fsys := fstest.MapFS{"c.yaml": {Data: []byte("name: c\nversion: 1\nimage: docker.io/library/alpine\ncommand: [true]\nenvironments: [local]\n")}}
-	_, err := Load(localEnv, fsys)
-	if err == nil || !strings.Contains(err.Error(), "cannot run containers") || !strings.Contains(err.Error(), "alpine") {
-		t.Fatalf("Load = %v, want a refusal naming the image", err)
+// A template with an image runs only where a container runtime allows its
+// image (and its network): elsewhere it is not offered, a job naming such
+// an environment gets a field error saying why, and a template that can run
+// nowhere is left out with a warning that says why.
+func TestImageTemplatesRunWhereAllowed(t *testing.T) {
+	envs := []Environment{
+		{Name: "local", Scheduler: "local"},
+		{Name: "pod", Scheduler: "local", ContainerRuntime: "podman", Images: []string{"localhost/", "docker.io/library/alpine:3"}},
+		{Name: "net", Scheduler: "local", ContainerRuntime: "podman", ContainerNetwork: true},
+	}
+	tmpl := func(name, image, extra string) string {
+		return "name: " + name + "\nversion: 1\nimage: " + image + "\ncommand: [\"true\"]\nenvironments: [local, pod, net]\n" + extra
+	}
+	fsys := fstest.MapFS{
+		"a.yaml": {Data: []byte(tmpl("a", "localhost/solver:1", ""))},
+		"b.yaml": {Data: []byte(tmpl("b", "docker.io/library/alpine:3.19", ""))},
+		"c.yaml": {Data: []byte(tmpl("c", "localhost/solver:1", "container: {network: true}\n"))},
+		"h.yaml": {Data: []byte("name: h\nversion: 1\ncommand: [\"true\"]\nenvironments: [local, pod]\n")},
+	}
+	c, err := Load(envs, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]string{"a": {"pod", "net"}, "b": {"net"}, "c": {"net"}, "h": {"local", "pod"}} {
+		tm, err := c.Template(name, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(tm.Environments, want) {
+			t.Errorf("template %s runs in %v, want %v", name, tm.Environments, want)
+		}
+	}
+	_, err = c.Instantiate(Request{Template: "b", Environment: "pod"}, files(nil))
+	if f := fmt.Sprint(err); !strings.Contains(f, "environment: template b cannot run in environment pod") || !strings.Contains(f, "limited to localhost/, docker.io/library/alpine:3") {
+		t.Errorf("job of b in pod: %v", err)
+	}
+	_, err = c.Instantiate(Request{Template: "a", Environment: "local"}, files(nil))
+	if f := fmt.Sprint(err); !strings.Contains(f, "no container runtime") {
+		t.Errorf("job of a in local: %v", err)
+	}
+	if inst, err := c.Instantiate(Request{Template: "a"}, files(nil)); err != nil || inst.Environment.Name != "pod" {
+		t.Errorf("job of a: %+v, %v", inst, err)
+	}
+	// an image template for environments without a runtime: left out, saying why
+	c, err = Load(envs[:1], fstest.MapFS{"a.yaml": fsys["a.yaml"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Template("a", 0); err == nil || len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "no container runtime") {
+		t.Errorf("warnings %q, template a offered: %v", c.Warnings, err == nil)
+	}
+	// images that could be taken for options, and bad workdirs, are refused
+	for _, bad := range []string{tmpl("x", "--privileged", ""), tmpl("x", "a b", ""), tmpl("x", "localhost/s:1", "container: {workdir: work}\n"), tmpl("x", "localhost/s:1", "container: {workdir: /}\n")} {
+		if _, err := Load(envs, fstest.MapFS{"x.yaml": {Data: []byte(bad)}}); err == nil {
+			t.Errorf("accepted:\n%s", bad)
+		}
+	}
+	// an unknown runtime is refused
+	if _, err := Load([]Environment{{Name: "x", Scheduler: "local", ContainerRuntime: "singularity"}}); err == nil {
+		t.Error("an unknown container runtime was accepted")
 	}
 }

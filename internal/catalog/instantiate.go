@@ -65,6 +65,8 @@ func (c *Catalog) Instantiate(r Request, stat StatFunc) (*Instance, error) {
 	switch {
 	case err != nil:
 		verr.add("environment", "no environment %q", envName)
+	case !allowed && t.Unavailable(envName) != "":
+		verr.add("environment", "template %s cannot run in environment %s: %s; it runs in %v", t.Name, envName, t.Unavailable(envName), t.Environments)
 	case !allowed:
 		verr.add("environment", "template %s runs only in %v", t.Name, t.Environments)
 	default:

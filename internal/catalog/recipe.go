@@ -24,6 +24,13 @@ type Recipe struct {
 	Verify          []string      `json:"verify,omitempty"`
 	Prepare         []string      `json:"prepare,omitempty"`
 	Collect         []string      `json:"collect,omitempty"`
+	// The container, for a template with an image: the runtime and flags
+	// of the environment the job was accepted for, where the job's
+	// directory appears, and whether it has the network.
+	Runtime      string   `json:"runtime,omitempty"`
+	RuntimeFlags []string `json:"runtime_flags,omitempty"`
+	Workdir      string   `json:"workdir,omitempty"`
+	Network      bool     `json:"network,omitempty"`
 }
 
 // RecipeInput is a declared input: where the agent puts it.
@@ -32,10 +39,17 @@ type RecipeInput struct {
 	Path string `json:"path"`
 }
 
-// Recipe returns what a job of t runs.
-func (t *Template) Recipe() *Recipe {
+// Recipe returns what a job of t runs in env (nil: none known, for jobs
+// accepted before recipes were kept).
+func (t *Template) Recipe(env *Environment) *Recipe {
 	r := &Recipe{Version: RecipeVersion, Template: t.Name, TemplateVersion: t.Version, Image: t.Image,
 		Command: t.Command, Outputs: t.Outputs, Verify: t.Adapters.Verify, Prepare: t.Adapters.Prepare, Collect: t.Adapters.Collect}
+	if t.Image != "" {
+		r.Workdir, r.Network = t.Container.Workdir, t.Container.Network
+		if env != nil {
+			r.Runtime, r.RuntimeFlags = env.ContainerRuntime, env.ContainerFlags
+		}
+	}
 	for _, in := range t.Inputs {
 		r.Inputs = append(r.Inputs, RecipeInput{Name: in.Name, Path: in.Path})
 	}

@@ -12,7 +12,7 @@ func TestRecipeStoredForm(t *testing.T) {
 	tm := &Template{Name: "wc", Version: 2, Image: "img", Command: []string{"sh", "-c", "x"},
 		Inputs: []Input{{Name: "text", Path: "input.txt"}}, Outputs: []string{"*.json"},
 		Adapters: Adapters{Verify: []string{"v"}, Prepare: []string{"p"}, Collect: []string{"c"}}}
-	r := tm.Recipe()
+	r := tm.Recipe(nil)
 	got, err := DecodeRecipe(r.Encode())
 	if err != nil || !reflect.DeepEqual(got, r) {
 		t.Fatalf("round trip: %+v, %v; want %+v", got, err, r)

@@ -196,7 +196,7 @@ var cmdEnvironment = &command{
 			fmt.Fprintf(tw, "Environment:\t%s\n", v.Name)
 			fmt.Fprintf(tw, "Description:\t%s\n", dash(strings.Join(strings.Fields(v.Description), " ")))
 			fmt.Fprintf(tw, "Scheduler:\t%s\n", v.Scheduler)
-			for _, kv := range [][2]string{{"Partition", v.Partition}, {"Queue", v.Queue}, {"Parallel env", v.ParallelEnv}, {"Container runtime", v.ContainerRuntime}} {
+			for _, kv := range [][2]string{{"Partition", v.Partition}, {"Queue", v.Queue}, {"Parallel env", v.ParallelEnv}, {"Container runtime", v.ContainerRuntime}, {"Images", strings.Join(v.Images, ", ")}} {
 				if kv[1] != "" {
 					fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 				}

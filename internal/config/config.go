@@ -208,6 +208,13 @@ func (c *Config) fill() {
 	if c.LogFormat == "" {
 		c.LogFormat = "text"
 	}
+	for i := range c.Environments {
+		// An environment's env may name the gateway's own variables,
+		// as ${NAME}, so that one file serves machines whose paths differ.
+		for k, v := range c.Environments[i].Env {
+			c.Environments[i].Env[k] = os.Expand(v, os.Getenv)
+		}
+	}
 	if len(c.Environments) == 0 {
 		c.Environments = []catalog.Environment{{
 			Name:        "local",

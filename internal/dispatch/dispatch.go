@@ -244,11 +244,11 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 	if root == "" {
 		root = d.opts.WorkRoot
 	}
-	env2 := map[string]string{
-		"HPCGATE_URL":    d.opts.GatewayURL,
-		"HPCGATE_TOKEN":  secret,
-		"HPCGATE_JOB_ID": j.ID,
+	env2 := map[string]string{}
+	for k, v := range env.Env {
+		env2[k] = v
 	}
+	env2["HPCGATE_URL"], env2["HPCGATE_TOKEN"], env2["HPCGATE_JOB_ID"] = d.opts.GatewayURL, secret, j.ID
 	task := sched.Task{
 		JobID:     j.ID,
 		Name:      sched.SafeName(j.Name),
@@ -257,6 +257,9 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		WorkDir:   filepath.Join(root, j.ID),
 		Resources: j.Resources,
 		Project:   j.Project,
+	}
+	if r, err := catalog.DecodeRecipe(j.TemplateDoc); err == nil && r.Image != "" && env.ContainerRuntime != "" {
+		task.Contained = true
 	}
 	if j.Account != "" {
 		// The job runs as its owner's account, in a directory of its own

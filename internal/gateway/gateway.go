@@ -482,7 +482,9 @@ func (g *Gateway) loadCatalog() (*catalog.Catalog, error) {
 		return nil, fmt.Errorf("templates: %w", err)
 	}
 	for _, w := range cat.Warnings {
-		g.log.Warn(w)
+		// a template for environments this gateway does not have (the
+		// built-in examples name several): worth knowing, not a fault
+		g.log.Info(w)
 	}
 	return cat, nil
 }

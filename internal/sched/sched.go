@@ -71,6 +71,10 @@ type Task struct {
 	// environment's or the user's default): Slurm's --account, Grid
 	// Engine's -P.
 	Project string `json:",omitempty"`
+	// Contained says the job's steps run in a container, so the local
+	// executor does not also sandbox the agent (the sandbox would hide
+	// the container runtime's storage from it).
+	Contained bool `json:",omitempty"`
 }
 
 // Account is an OS account a task runs as.
@@ -192,8 +196,6 @@ func (t *Task) SecretPath(name string) string {
 	return filepath.Join(filepath.Dir(t.WorkDir), t.JobID+".secret."+name)
 }
 
-// JobEnv is the environment the job gets: Env, and NAME_FILE=SecretPath(NAME)
-// for each secret, as sorted NAME=VALUE entries.
 // BaseEnv returns the part of the gateway's environment environ that a
 // job may inherit: the variables that locate programs and set the locale
 // and time zone. Everything else (credentials for the object store, the
@@ -212,6 +214,8 @@ func BaseEnv(environ []string) []string {
 	return out
 }
 
+// JobEnv is the environment the job gets: Env, and NAME_FILE=SecretPath(NAME)
+// for each secret, as sorted NAME=VALUE entries.
 func (t *Task) JobEnv() []string {
 	env := make([]string, 0, len(t.Env)+len(t.Secret))
 	for k, v := range t.Env {

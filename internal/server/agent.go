@@ -66,6 +66,7 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 	spec := api.Spec{
 		JobID:      j.ID,
 		Image:      t.Image,
+		Container:  containerSpec(t),
 		Command:    t.Command,
 		Env:        ParamEnv(j.Parameters),
 		Parameters: j.Parameters,
@@ -102,6 +103,18 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, spec)
 }
 
+// containerSpec is how the agent runs a recipe's image, or nil.
+func containerSpec(t *catalog.Recipe) *api.ContainerSpec {
+	if t.Image == "" {
+		return nil
+	}
+	workdir := t.Workdir
+	if workdir == "" {
+		workdir = catalog.DefaultWorkdir
+	}
+	return &api.ContainerSpec{Runtime: t.Runtime, Flags: t.RuntimeFlags, Workdir: workdir, Network: t.Network}
+}
+
 // recipe returns what j runs: the template it was accepted with. Jobs
 // accepted before jobs kept their template look it up in the catalogue.
 func (s *Server) recipe(j *job.Job) (*catalog.Recipe, error) {
@@ -112,7 +125,8 @@ func (s *Server) recipe(j *job.Job) (*catalog.Recipe, error) {
 	if err != nil {
 		return nil, errorf(http.StatusConflict, api.CodeConflict, "template %s version %d is no longer offered", j.Template, j.TemplateVersion)
 	}
-	return t.Recipe(), nil
+	env, _ := s.catalog.Load().Environment(j.Environment)
+	return t.Recipe(env), nil
 }
 
 func (s *Server) agentInput(w http.ResponseWriter, r *http.Request) error {

@@ -76,6 +76,9 @@ func apiTemplate(t *catalog.Template) api.Template {
 	if out.Outputs == nil {
 		out.Outputs = []string{}
 	}
+	if t.Image != "" {
+		out.Container = &api.TemplateContainer{Workdir: t.Container.Workdir, Network: t.Container.Network}
+	}
 	for _, in := range t.Inputs {
 		out.Inputs = append(out.Inputs, api.Input{Name: in.Name, Path: in.Path, Required: in.Required, MaxSize: int64(in.MaxSize), Description: in.Description})
 	}
@@ -85,7 +88,7 @@ func apiTemplate(t *catalog.Template) api.Template {
 func apiEnvironment(e *catalog.Environment) api.Environment {
 	return api.Environment{
 		Name: e.Name, Description: e.Description, Scheduler: e.Scheduler, Partition: e.Partition, Queue: e.Queue,
-		ParallelEnv: e.ParallelEnv, ContainerRuntime: e.ContainerRuntime, Max: apiResources(e.Max),
+		ParallelEnv: e.ParallelEnv, ContainerRuntime: e.ContainerRuntime, Images: e.Images, ContainerNetwork: e.ContainerNetwork, Max: apiResources(e.Max),
 	}
 }
 

@@ -126,7 +126,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 		j.Name = inst.Template.Name
 	}
 	j.Template, j.TemplateVersion = inst.Template.Name, inst.Template.Version
-	j.TemplateDoc = inst.Template.Recipe().Encode()
+	j.TemplateDoc = inst.Template.Recipe(inst.Environment).Encode()
 	j.Environment = inst.Environment.Name
 	j.Parameters, j.Inputs, j.InputSizes = inst.Parameters, inst.Inputs, inst.InputSizes
 	j.Resources, j.Labels = inst.Resources, req.Labels

@@ -330,7 +330,7 @@ func (e *Executor) launch(en *entry) error {
 		return err
 	}
 	argv := t.Command
-	if t.Account == nil && e.opts.Sandbox != nil {
+	if t.Account == nil && e.opts.Sandbox != nil && !t.Contained {
 		argv = e.opts.Sandbox.argv(t)
 	}
 	out, err := os.OpenFile(filepath.Join(d, "out.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/client"
+)
+
+// exampleImage is what scripts/build-example-image.sh builds.
+const exampleImage = "localhost/hpcgate-examples:latest"
+
+// needPodman returns the containers.conf the test command made
+// (scripts/setup-podman.sh), or skips t when podman or the example image
+// is missing; with HPCGATE_TEST_PODMAN=1 (set by scripts/test.sh) it
+// fails instead, so a broken set-up cannot pass in CI.
+func needPodman(t *testing.T) string {
+	t.Helper()
+	missing := func(format string, args ...any) {
+		t.Helper()
+		if os.Getenv("HPCGATE_TEST_PODMAN") == "1" {
+			t.Fatalf(format+" (HPCGATE_TEST_PODMAN=1: scripts/test.sh should have set it up)", args...)
+		}
+		t.Skipf(format+"; scripts/setup-podman.sh sets it up", args...)
+	}
+	if _, err := exec.LookPath("podman"); err != nil {
+		missing("podman is not installed")
+	}
+	conf := os.Getenv("CONTAINERS_CONF")
+	if conf == "" {
+		missing("CONTAINERS_CONF is not set (podman here needs runc and lower ulimits)")
+	}
+	if err := exec.Command("podman", "image", "exists", exampleImage).Run(); err != nil {
+		missing("the image %s is missing", exampleImage)
+	}
+	return conf
+}
+
+const containerTemplates = `
+name: ctr-exit
+version: 1
+image: localhost/hpcgate-examples:latest
+command: [sh, -c, 'echo "out-$HPCGATE_PARAM_NAME"; echo err-line >&2; pwd > where.txt; ls /etc/hpcgate* /data 2>&1 | head -1 >> where.txt; test -e input.txt && echo input-ro >> where.txt && ! touch input.txt; exit 3']
+parameters:
+  type: object
+  additionalProperties: false
+  properties:
+    name: {type: string, default: x}
+inputs:
+  - {name: text, path: input.txt}
+outputs: [where.txt]
+environments: [local-podman]
+resources:
+  default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
+---
+name: ctr-sleep
+version: 1
+image: localhost/hpcgate-examples:latest
+command: [sh, -c, 'trap "" TERM; echo started; while :; do sleep 1; done']
+environments: [local-podman]
+resources:
+  default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
+---
+name: ctr-missing
+version: 1
+image: localhost/hpcgate-no-such-image:1
+command: ["true"]
+environments: [local-podman]
+---
+name: ctr-elsewhere
+version: 1
+image: docker.io/library/alpine:3
+command: ["true"]
+environments: [local-podman, local-any]
+`
+
+// containerGateway starts a gateway with two podman environments:
+// local-podman (images from localhost/ only) and local-any.
+func containerGateway(t *testing.T) *gw {
+	conf := needPodman(t)
+	d := t.TempDir()
+	for i, doc := range strings.Split(containerTemplates, "\n---\n") {
+		if err := os.WriteFile(filepath.Join(d, "t"+string(rune('a'+i))+".yaml"), []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return startGateway(t, `template_dirs: [`+d+`]
+poll_interval: 500ms
+environments:
+  - name: local-podman
+    scheduler: local
+    container_runtime: podman
+    images: [localhost/]
+    env: {CONTAINERS_CONF: `+conf+`}
+    max: {nodes: 1, cores_per_node: 2, walltime_s: 3600}
+  - name: local-any
+    scheduler: local
+    container_runtime: podman
+    env: {CONTAINERS_CONF: `+conf+`}
+`)
+}
+
+// The example wordcount-container runs in its image through podman:
+// input in (read-only), outputs out, live logs, the verify adapter in the
+// same image failing a job with an empty input.
+func TestContainerWordcount(t *testing.T) {
+	g := containerGateway(t)
+	c := g.client(g.userToken("ada"))
+	ctx := context.Background()
+	story := "The cat sat on the mat. The cat ran.\nA dog, a cat!\n"
+	if _, err := c.PutFile(ctx, "story.txt", strings.NewReader(story), int64(len(story))); err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.CreateJob(ctx, api.JobRequest{Template: "wordcount-container", Inputs: map[string]string{"text": "story.txt"}, Parameters: json.RawMessage(`{"min_length": 3}`)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Environment != "local-podman" {
+		t.Fatalf("environment %q", j.Environment)
+	}
+	j = waitJob(t, c, j.ID, 120*time.Second)
+	if j.State != api.StateSucceeded {
+		t.Fatalf("job %s: %s", j.State, j.Error)
+	}
+	res, err := c.Results(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var summary struct {
+		Total      int    `json:"total_words"`
+		MostCommon string `json:"most_common"`
+	}
+	if json.Unmarshal(res, &summary); summary.Total != 10 || summary.MostCommon != "cat" {
+		t.Fatalf("results %s", res)
+	}
+	if out, _ := io.ReadAll(must(c.Log(ctx, j.ID, "stdout", 0, false))); !strings.Contains(string(out), "10 words, 6 distinct") {
+		t.Fatalf("stdout %q", out)
+	}
+	if _, err := c.PutFile(ctx, "empty.txt", strings.NewReader(""), 0); err != nil {
+		t.Fatal(err)
+	}
+	bad, err := c.CreateJob(ctx, api.JobRequest{Template: "wordcount-container", Inputs: map[string]string{"text": "empty.txt"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bj := waitJob(t, c, bad.ID, 120*time.Second)
+	if bj.State != api.StateFailed || !strings.Contains(bj.Error, "verify") || !strings.Contains(bj.Error, "input text is empty") {
+		t.Fatalf("empty input: %s, %q", bj.State, bj.Error)
+	}
+}
+
+// A container job's exit code, logs and outputs come back; it sees its
+// directory at /work, its input read-only, nothing of the node's; cancel
+// and walltime stop the container itself; a missing image fails the job
+// with the runtime named, apart from the command's own exit; an image the
+// environment does not allow is refused at submission.
+func TestContainerLifecycle(t *testing.T) {
+	g := containerGateway(t)
+	c := g.client(g.userToken("ada"))
+	ctx := context.Background()
+	if _, err := c.PutFile(ctx, "in.txt", strings.NewReader("data\n"), 5); err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-exit", Inputs: map[string]string{"text": "in.txt"}, Parameters: json.RawMessage(`{"name": "y"}`)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j = waitJob(t, c, j.ID, 120*time.Second)
+	if j.State != api.StateFailed || j.ExitCode == nil || *j.ExitCode != 3 || !strings.Contains(j.Error, "the command failed with exit code 3") {
+		t.Fatalf("job %s, exit %v, error %q", j.State, j.ExitCode, j.Error)
+	}
+	if out, _ := io.ReadAll(must(c.Log(ctx, j.ID, "stdout", 0, false))); string(out) != "out-y\n" {
+		t.Fatalf("stdout %q", out)
+	}
+	if errs, _ := io.ReadAll(must(c.Log(ctx, j.ID, "stderr", 0, false))); !strings.Contains(string(errs), "err-line") {
+		t.Fatalf("stderr %q", errs)
+	}
+	rc, _, err := c.Output(ctx, j.ID, "where.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	where, _ := io.ReadAll(rc)
+	rc.Close()
+	if lines := strings.Split(strings.TrimSpace(string(where)), "\n"); len(lines) != 3 || lines[0] != "/work" || !strings.Contains(lines[1], "No such file") || lines[2] != "input-ro" {
+		t.Fatalf("where.txt %q: want /work, nothing of the node, a read-only input", where)
+	}
+
+	// cancel while running: the container goes (its command ignores SIGTERM)
+	s, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-sleep"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, c, s.ID, api.StateRunning, 120*time.Second)
+	waitLog(t, c, s.ID, "started")
+	if _, err := c.Cancel(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitNoContainer(t, s.ID)
+
+	// walltime: the agent stops the container and says so
+	w, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-sleep", Resources: &api.Resources{WalltimeS: 3}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w = waitJob(t, c, w.ID, 120*time.Second)
+	if w.State != api.StateFailed || !strings.Contains(w.Error, "walltime") {
+		t.Fatalf("walltime: %s, %q", w.State, w.Error)
+	}
+	waitNoContainer(t, w.ID)
+
+	// a missing image: the runtime failed, not the command
+	m, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-missing"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = waitJob(t, c, m.ID, 120*time.Second)
+	if m.State != api.StateFailed || !strings.Contains(m.Error, "container runtime failed") || strings.Contains(m.Error, "exit code") {
+		t.Fatalf("missing image: %s, %q", m.State, m.Error)
+	}
+
+	// an image this environment does not allow: 422 naming the environment
+	_, err = c.CreateJob(ctx, api.JobRequest{Template: "ctr-elsewhere", Environment: "local-podman"}, "")
+	var ce *client.Error
+	if !errorsAs(err, &ce) || ce.Status != 422 || !strings.Contains(err.Error(), "limited to localhost/") {
+		t.Fatalf("image not allowed: %v", err)
+	}
+	tm, err := c.Template(ctx, "ctr-elsewhere", 0)
+	if err != nil || len(tm.Environments) != 1 || tm.Environments[0] != "local-any" {
+		t.Fatalf("template %+v, %v: want it to run only in local-any", tm, err)
+	}
+}
+
+func waitLog(t *testing.T, c *client.Client, id, want string) {
+	t.Helper()
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		b, _ := io.ReadAll(must(c.Log(context.Background(), id, "stdout", 0, false)))
+		if strings.Contains(string(b), want) {
+			return
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("job %s never logged %q (log %q)", id, want, b)
+		}
+	}
+}
+
+// waitNoContainer waits until podman has no container of job id.
+func waitNoContainer(t *testing.T, id string) {
+	t.Helper()
+	for start := time.Now(); ; time.Sleep(300 * time.Millisecond) {
+		out, err := exec.Command("podman", "ps", "--all", "--quiet", "--filter", "name=hpcgate-"+id).Output()
+		if err == nil && strings.TrimSpace(string(out)) == "" {
+			return
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("the container of job %s is still there: %s %v", id, out, err)
+		}
+	}
+}

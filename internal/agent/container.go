@@ -1,0 +1,95 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/container"
+)
+
+// containerRun is how a job's steps run in its image.
+type containerRun struct {
+	rt   container.Runtime
+	base container.Step // every step's, but its name and argv
+	vals []string       // the values of base.Env, NAME=VALUE
+}
+
+// container prepares the job's container: the job's directory at the
+// template's workdir, each input read-only at its own path below it, the
+// parameters and the job's id and workdir as its environment, the job's
+// cores and memory as its limits.
+func (a *agent) container(spec *api.Spec) (*containerRun, error) {
+	if spec.Container == nil {
+		return nil, fmt.Errorf("the template runs in image %s, but its environment has no container runtime", spec.Image)
+	}
+	kind, err := container.ParseKind(spec.Container.Runtime)
+	if err != nil || kind == container.Host {
+		return nil, fmt.Errorf("the template runs in image %s, but its environment has no container runtime", spec.Image)
+	}
+	wd := spec.Container.Workdir
+	dir, err := filepath.Abs(a.dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &containerRun{rt: container.Runtime{Kind: kind, Flags: spec.Container.Flags}}
+	c.base = container.Step{
+		Image:   spec.Image,
+		WorkDir: wd,
+		Mounts:  []container.Mount{{Source: dir, Target: wd}},
+		Network: spec.Container.Network,
+		Cores:   spec.Resources.CoresPerNode, MemoryMB: spec.Resources.MemoryMB,
+		// rootless podman: the job's account owns what the step writes
+		KeepID: kind == container.Podman && os.Geteuid() != 0,
+	}
+	for _, in := range spec.Inputs {
+		if safeRel(in.Path) != nil {
+			continue // fetchInputs refused it already
+		}
+		c.base.Mounts = append(c.base.Mounts, container.Mount{Source: filepath.Join(dir, in.Path), Target: path.Join(wd, in.Path), ReadOnly: true})
+	}
+	env := map[string]string{"HPCGATE_JOB_ID": a.id, "HPCGATE_WORKDIR": wd}
+	for k, v := range spec.Env {
+		env[k] = v
+	}
+	for k := range env {
+		c.base.Env = append(c.base.Env, k)
+	}
+	sort.Strings(c.base.Env)
+	for _, k := range c.base.Env {
+		c.vals = append(c.vals, k+"="+env[k])
+	}
+	return c, nil
+}
+
+// command returns how to run step name with argv in the container: the
+// runtime's argv and environment, and the commands that stop and remove
+// the container (nil where signals do).
+func (c *containerRun) command(jobID, name string, argv []string, grace time.Duration) (cmd, env, stop, remove []string, err error) {
+	s := c.base
+	s.Name = "hpcgate-" + jobID + "-" + name
+	s.Argv = argv
+	cmd, procEnv, err := c.rt.Command(s, c.vals)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	// The runtime gets the agent's own environment (PATH, HOME,
+	// XDG_RUNTIME_DIR, CONTAINERS_CONF), and the step only what s.Env
+	// names.
+	env = append(os.Environ(), procEnv...)
+	return cmd, env, c.rt.StopCommand(s.Name, grace), c.rt.RemoveCommand(s.Name), nil
+}
+
+// quiet runs argv (if any) and ignores how it went: stopping or removing
+// a container that is already gone is no error.
+func quiet(argv []string) {
+	if len(argv) == 0 {
+		return
+	}
+	exec.Command(argv[0], argv[1:]...).Run()
+}

@@ -1,0 +1,272 @@
+// Package container builds the command lines that run a job's steps (its
+// adapters and its command) in the template's image, through the container
+// runtime of the job's environment: podman, apptainer or docker, or the
+// host itself when the template has no image.
+//
+// It only builds argv lists: the agent runs them. No value is ever pasted
+// into a shell script, and no environment value appears on a runtime's
+// command line (where ps would show it to every user of the node): the
+// runtime is given the names, and takes the values from its own
+// environment.
+package container
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Kind is a container runtime.
+type Kind string
+
+// The runtimes. Host runs the command on the node itself (no image).
+const (
+	Host      Kind = "host"
+	Podman    Kind = "podman"
+	Apptainer Kind = "apptainer"
+	Docker    Kind = "docker"
+)
+
+// Kinds lists every runtime, for messages.
+var Kinds = []Kind{Host, Podman, Apptainer, Docker}
+
+// ParseKind reads a runtime's name; "" is Host.
+func ParseKind(s string) (Kind, error) {
+	if s == "" {
+		return Host, nil
+	}
+	for _, k := range Kinds {
+		if string(k) == s {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("container runtime %q: want one of host, podman, apptainer, docker", s)
+}
+
+// Runtime is a runtime as an environment configures it.
+type Runtime struct {
+	Kind Kind
+	// Binary is the runtime's program (default: its name, looked up in
+	// PATH when the step runs).
+	Binary string
+	// Flags are an operator's extra options, placed after hpcgate's own and
+	// before the image (e.g. --runtime runc, --security-opt ...).
+	Flags []string
+}
+
+// Mount makes Source on the node visible at Target in the container.
+type Mount struct {
+	Source, Target string
+	ReadOnly       bool
+}
+
+// Step is one process run in a container: an adapter or the command.
+type Step struct {
+	// Name names the container (podman, docker): unique per step, so that
+	// it can be stopped by name; the container is removed when it ends.
+	Name    string
+	Image   string
+	Argv    []string
+	WorkDir string // the step's working directory, in the container
+	Mounts  []Mount
+	// Env names the variables the step gets; their values come from the
+	// runtime's own environment (see Command).
+	Env []string
+	// Network: the step may use the node's network; without it, it has
+	// none at all (apptainer: see Limits).
+	Network bool
+	// Cores and MemoryMB limit the container (0: no limit).
+	Cores    int
+	MemoryMB int64
+	// KeepID maps the caller's uid and gid to themselves inside the
+	// container (rootless podman), so that the files a step writes in
+	// its mounts belong to the job's account.
+	KeepID bool
+}
+
+// Check reports what makes s unusable: an empty image or command, a
+// relative or unclean path, or a name a runtime would refuse.
+func (s *Step) Check() error {
+	if s.Image == "" || strings.HasPrefix(s.Image, "-") {
+		return fmt.Errorf("image %q: not an image name", s.Image)
+	}
+	if len(s.Argv) == 0 {
+		return fmt.Errorf("empty command")
+	}
+	if !absClean(s.WorkDir) {
+		return fmt.Errorf("working directory %q: want an absolute, clean path", s.WorkDir)
+	}
+	for _, m := range s.Mounts {
+		if !absClean(m.Source) || !absClean(m.Target) || strings.ContainsAny(m.Source+m.Target, ":,") {
+			return fmt.Errorf("mount %s on %s: want absolute, clean paths without ':' or ','", m.Source, m.Target)
+		}
+	}
+	for _, e := range s.Env {
+		if e == "" || strings.ContainsAny(e, "=\x00") {
+			return fmt.Errorf("environment name %q", e)
+		}
+	}
+	for _, r := range s.Name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("container name %q", s.Name)
+		}
+	}
+	return nil
+}
+
+func absClean(p string) bool {
+	return strings.HasPrefix(p, "/") && path.Clean(p) == p && !strings.ContainsRune(p, 0)
+}
+
+func (r Runtime) binary() string {
+	if r.Binary != "" {
+		return r.Binary
+	}
+	return string(r.Kind)
+}
+
+// Command returns the argv that runs s and what to add to the runtime's
+// environment: env holds the values of s.Env as NAME=VALUE. For Host, it is
+// s.Argv itself (its directory and environment are the caller's to set).
+func (r Runtime) Command(s Step, env []string) (argv, procEnv []string, err error) {
+	if r.Kind == Host || r.Kind == "" {
+		if len(s.Argv) == 0 {
+			return nil, nil, fmt.Errorf("empty command")
+		}
+		return s.Argv, env, nil
+	}
+	if err := s.Check(); err != nil {
+		return nil, nil, err
+	}
+	switch r.Kind {
+	case Podman, Docker:
+		argv = []string{r.binary(), "run", "--rm", "--name", s.Name}
+		if r.Kind == Podman {
+			// a container of the same name left by an earlier agent of
+			// this job (killed with its node) goes
+			argv = append(argv, "--replace")
+		}
+		argv = append(argv, "--workdir", s.WorkDir)
+		if s.Network {
+			argv = append(argv, "--network", "host")
+		} else {
+			argv = append(argv, "--network", "none")
+		}
+		if s.KeepID && r.Kind == Podman {
+			argv = append(argv, "--userns", "keep-id")
+		}
+		if s.Cores > 0 {
+			argv = append(argv, "--cpus", strconv.Itoa(s.Cores))
+		}
+		if s.MemoryMB > 0 {
+			argv = append(argv, "--memory", strconv.FormatInt(s.MemoryMB, 10)+"m")
+		}
+		for _, m := range s.Mounts {
+			argv = append(argv, "--volume", volume(m, "ro"))
+		}
+		for _, e := range s.Env {
+			argv = append(argv, "--env", e) // the value comes from the runtime's environment
+		}
+		argv = append(argv, r.Flags...)
+		argv = append(argv, "--", s.Image)
+		argv = append(argv, s.Argv...)
+		return argv, env, nil
+	case Apptainer:
+		// --containall: no home, /tmp or environment of the node's;
+		// --no-mount home,cwd: nothing but the mounts given. Values reach
+		// the container as APPTAINERENV_NAME, which --cleanenv keeps.
+		argv = []string{r.binary(), "exec", "--containall", "--cleanenv", "--no-mount", "home,cwd", "--pwd", s.WorkDir}
+		if !s.Network {
+			argv = append(argv, "--net", "--network", "none")
+		}
+		if s.Cores > 0 {
+			argv = append(argv, "--cpus", strconv.Itoa(s.Cores))
+		}
+		if s.MemoryMB > 0 {
+			argv = append(argv, "--memory", strconv.FormatInt(s.MemoryMB, 10)+"M")
+		}
+		for _, m := range s.Mounts {
+			argv = append(argv, "--bind", volume(m, "ro"))
+		}
+		argv = append(argv, r.Flags...)
+		argv = append(argv, s.Image)
+		argv = append(argv, s.Argv...)
+		for _, kv := range env {
+			procEnv = append(procEnv, "APPTAINERENV_"+kv)
+		}
+		return argv, procEnv, nil
+	}
+	return nil, nil, fmt.Errorf("container runtime %q: want one of host, podman, apptainer, docker", r.Kind)
+}
+
+func volume(m Mount, ro string) string {
+	v := m.Source + ":" + m.Target
+	if m.ReadOnly {
+		v += ":" + ro
+	}
+	return v
+}
+
+// StopCommand returns the command that stops the container of a running
+// step, giving it grace before it is killed, or nil where signals to the
+// runtime's process reach the step (apptainer, host).
+func (r Runtime) StopCommand(name string, grace time.Duration) []string {
+	switch r.Kind {
+	case Podman, Docker:
+		return []string{r.binary(), "stop", "--time", strconv.Itoa(int(grace.Round(time.Second) / time.Second)), "--", name}
+	}
+	return nil
+}
+
+// RemoveCommand returns the command that removes a step's container if it
+// is still there (after a runtime was killed), or nil.
+func (r Runtime) RemoveCommand(name string) []string {
+	switch r.Kind {
+	case Podman:
+		return []string{r.binary(), "rm", "--force", "--ignore", "--", name}
+	case Docker:
+		return []string{r.binary(), "rm", "--force", "--", name}
+	}
+	return nil
+}
+
+// RuntimeFailed tells whether exit code code of a step's runtime means
+// the runtime itself failed (image missing, permission denied, no such
+// program in the image) rather than the step's command, and says what in
+// the user's terms.
+func (r Runtime) RuntimeFailed(code int) (string, bool) {
+	switch r.Kind {
+	case Podman, Docker:
+		switch code {
+		case 125:
+			return string(r.Kind) + " could not start the container", true
+		case 126:
+			return "the command in the image cannot be run", true
+		case 127:
+			return "the command is not in the image", true
+		}
+	case Apptainer:
+		if code == 255 {
+			return "apptainer could not start the container", true
+		}
+	}
+	return "", false
+}
+
+// Limits lists what r cannot enforce on its own (for the docs and for
+// the agent's log), given whether it runs rootless.
+func (r Runtime) Limits(rootless bool) []string {
+	switch r.Kind {
+	case Host:
+		return []string{"no image: the command runs on the node (in the local executor's sandbox where configured)"}
+	case Podman:
+		if rootless {
+			return []string{"memory and CPU limits and pausing need cgroup v2 with delegation: on cgroup v1 nodes a rootless container has none (the agent still enforces walltime and cancel)"}
+		}
+	case Apptainer:
+		return []string{"no network (--net --network none) needs root or a configured fakeroot", "--cpus and --memory need cgroups v2 (apptainer 3.10+)", "suspend by signals only"}
+	}
+	return nil
+}
