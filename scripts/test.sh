@@ -6,8 +6,8 @@
 #
 # It first installs and starts the real components the tests need, with the
 # project's own idempotent set-up scripts: Slurm, Grid Engine, an S3 server
-# (versitygw) and PostgreSQL. A second run finds them running and takes
-# seconds. HPCGATE_TEST_COMPONENTS=none skips that step; the tests that need
+# (versitygw), PostgreSQL, and podman with the example image. A second run
+# finds them running and takes seconds. HPCGATE_TEST_COMPONENTS=none skips that step; the tests that need
 # a component then skip, each saying why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,12 +17,16 @@ if [ "${HPCGATE_TEST_COMPONENTS:-all}" != none ]; then
 	./scripts/setup-slurm.sh
 	./scripts/setup-sge.sh
 	./scripts/setup-accounts.sh # hpcg-alice, hpcg-bob and bubblewrap, as root
+	# podman, runc and the example image; its containers.conf (the last
+	# line) reaches the jobs through examples/config/cluster.yaml's env
+	CONTAINERS_CONF=$(./scripts/setup-podman.sh | tail -n 1)
+	export CONTAINERS_CONF
 	HPCGATE_TEST_S3=$(./scripts/setup-s3.sh | tail -n 1)
 	HPCGATE_TEST_POSTGRES=$(./scripts/setup-postgres.sh | tail -n 1)
 	export HPCGATE_TEST_S3 HPCGATE_TEST_POSTGRES HPCGATE_TEST_SLURM=1 HPCGATE_TEST_SGE=1
 	# As root, setup-accounts.sh made the accounts and installed bubblewrap:
 	# tests that need them fail, rather than skip, when they are missing.
-	if [ "$(id -u)" = 0 ]; then export HPCGATE_TEST_ACCOUNTS=1; fi
+	if [ "$(id -u)" = 0 ]; then export HPCGATE_TEST_ACCOUNTS=1 HPCGATE_TEST_PODMAN=1; fi
 	export AWS_ACCESS_KEY_ID=${HPCGATE_S3_KEY:-hpcgate} AWS_SECRET_ACCESS_KEY=${HPCGATE_S3_SECRET:-hpcgate-secret}
 fi
 

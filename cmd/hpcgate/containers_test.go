@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -86,12 +85,7 @@ environments: [local-podman, local-any]
 // local-podman (images from localhost/ only) and local-any.
 func containerGateway(t *testing.T) *gw {
 	conf := needPodman(t)
-	d := t.TempDir()
-	for i, doc := range strings.Split(containerTemplates, "\n---\n") {
-		if err := os.WriteFile(filepath.Join(d, "t"+string(rune('a'+i))+".yaml"), []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	d := templatesDir(t, strings.Split(containerTemplates, "\n---\n")...)
 	return startGateway(t, `template_dirs: [`+d+`]
 poll_interval: 500ms
 environments:

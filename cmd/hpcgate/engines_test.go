@@ -42,6 +42,18 @@ resources:
   max: {nodes: 1, cores_per_node: 2, walltime_s: 3600}
 `
 
+// containerStepsTemplate prints a line a second in the example image,
+// ignoring SIGTERM (only the runtime's stop ends it).
+const containerStepsTemplate = `
+name: ctr-steps
+version: 1
+image: localhost/hpcgate-examples:latest
+command: [sh, -c, 'trap "" TERM; echo started; while :; do sleep 1; echo tick; done']
+environments: [local-podman, slurm-podman, sge-podman]
+resources:
+  default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
+`
+
 type engineCase struct {
 	env, kind string
 	envVar    string // "" for always
@@ -108,7 +120,7 @@ func TestEngines(t *testing.T) {
 			if ec.envVar != "" && os.Getenv(ec.envVar) != "1" {
 				t.Skipf("%s not set: run scripts/setup-%s.sh and set %s=1 (scripts/test.sh does both)", ec.envVar, ec.kind, ec.envVar)
 			}
-			dir := templatesDir(t, engineTemplate)
+			dir := templatesDir(t, engineTemplate, containerStepsTemplate)
 			g := newGateway(t, string(cluster)+"\ntemplate_dirs: ["+dir+"]\n")
 			g.slots = "2"
 			g.start()
@@ -186,6 +198,35 @@ func testEngine(t *testing.T, g *gw, ec engineCase) {
 		if len(kids) != 2 {
 			t.Fatalf("fanout made %d children", len(kids))
 		}
+	})
+
+	// The example wordcount-container through the engine and podman
+	// (environments ENGINE-podman of cluster.yaml): input in, outputs
+	// out; a running container job canceled through the gateway goes.
+	t.Run("Container", func(t *testing.T) {
+		needPodman(t)
+		penv := ec.env + "-podman"
+		if _, err := c.PutFile(ctx, "in/ctext.txt", strings.NewReader("alpha beta alpha gamma\n"), 23); err != nil {
+			t.Fatal(err)
+		}
+		w, err := c.CreateJob(ctx, api.JobRequest{Template: "wordcount-container", Environment: penv, Inputs: map[string]string{"text": "in/ctext.txt"}}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done(t, w.ID, api.StateSucceeded)
+		if res, _ := c.Results(ctx, w.ID); !strings.Contains(string(res), `"most_common": "alpha"`) {
+			t.Fatalf("wordcount-container results %s", res)
+		}
+		s, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-steps", Environment: penv}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, c, s.ID, api.StateRunning, 2*time.Minute)
+		waitLog(t, c, s.ID, "started")
+		if _, err := c.Cancel(ctx, s.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitNoContainer(t, s.ID)
 	})
 
 	t.Run("TwoCores", func(t *testing.T) {

@@ -82,6 +82,9 @@ func printHelp(w io.Writer) {
 }
 
 func agentCommand(ctx context.Context, args []string, stderr io.Writer) error {
+	if agent.IsReaper(args) {
+		return agent.Reap(args) // started by the agent itself
+	}
 	fl := flag.NewFlagSet("agent", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	fl.Usage = func() {

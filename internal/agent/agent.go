@@ -192,6 +192,17 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 			return outcome{err: err.Error()}
 		}
 		a.ctr = c
+		var names []string
+		for _, step := range []string{"verify", "prepare", "command", "collect"} {
+			names = append(names, c.name(a.id, step))
+		}
+		if rm := c.rt.RemoveCommand(names...); rm != nil {
+			done, err := startReaper(rm)
+			if err != nil {
+				return outcome{err: err.Error()}
+			}
+			defer done()
+		}
 	}
 	for _, ad := range []struct {
 		name string
@@ -298,12 +309,18 @@ func (a *agent) environ(spec *api.Spec) []string {
 		env = append(env, k+"="+spec.Env[k])
 	}
 	env = append(env, "HPCGATE_WORKDIR="+a.dir)
-	bin := os.Args[0]
-	if !filepath.IsAbs(bin) {
-		bin, _ = os.Executable()
-	}
-	env = append(env, "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	env = append(env, "PATH="+filepath.Dir(selfPath())+string(os.PathListSeparator)+os.Getenv("PATH"))
 	return env
+}
+
+// selfPath is this hpcgate: the path it was started by, when absolute (a
+// link named hpcgate stays that name), else the executable's.
+func selfPath() string {
+	if filepath.IsAbs(os.Args[0]) {
+		return os.Args[0]
+	}
+	bin, _ := os.Executable()
+	return bin
 }
 
 // safeRel checks a relative path from the spec: the agent does not follow

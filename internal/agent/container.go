@@ -72,7 +72,7 @@ func (a *agent) container(spec *api.Spec) (*containerRun, error) {
 // the container (nil where signals do).
 func (c *containerRun) command(jobID, name string, argv []string, grace time.Duration) (cmd, env, stop, remove []string, err error) {
 	s := c.base
-	s.Name = "hpcgate-" + jobID + "-" + name
+	s.Name = c.name(jobID, name)
 	s.Argv = argv
 	cmd, procEnv, err := c.rt.Command(s, c.vals)
 	if err != nil {
@@ -84,6 +84,9 @@ func (c *containerRun) command(jobID, name string, argv []string, grace time.Dur
 	env = append(os.Environ(), procEnv...)
 	return cmd, env, c.rt.StopCommand(s.Name, grace), c.rt.RemoveCommand(s.Name), nil
 }
+
+// name is the container of step name of job jobID.
+func (c *containerRun) name(jobID, step string) string { return "hpcgate-" + jobID + "-" + step }
 
 // quiet runs argv (if any) and ignores how it went: stopping or removing
 // a container that is already gone is no error.

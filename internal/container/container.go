@@ -220,14 +220,15 @@ func (r Runtime) StopCommand(name string, grace time.Duration) []string {
 	return nil
 }
 
-// RemoveCommand returns the command that removes a step's container if it
-// is still there (after a runtime was killed), or nil.
-func (r Runtime) RemoveCommand(name string) []string {
+// RemoveCommand returns the command that kills and removes the named
+// containers of steps if they are still there (after their runtime's
+// process was killed), or nil.
+func (r Runtime) RemoveCommand(names ...string) []string {
 	switch r.Kind {
 	case Podman:
-		return []string{r.binary(), "rm", "--force", "--ignore", "--", name}
+		return append([]string{r.binary(), "rm", "--force", "--ignore", "--time", "0", "--"}, names...)
 	case Docker:
-		return []string{r.binary(), "rm", "--force", "--", name}
+		return append([]string{r.binary(), "rm", "--force", "--"}, names...)
 	}
 	return nil
 }

@@ -246,7 +246,9 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 	}
 	env2 := map[string]string{}
 	for k, v := range env.Env {
-		env2[k] = v
+		if v != "" { // ${NAME} of a variable the gateway does not have
+			env2[k] = v
+		}
 	}
 	env2["HPCGATE_URL"], env2["HPCGATE_TOKEN"], env2["HPCGATE_JOB_ID"] = d.opts.GatewayURL, secret, j.ID
 	task := sched.Task{
