@@ -46,10 +46,10 @@ func main() {
 	sizeMiB := flag.Int("size-mib", 1024, "size of the transfer file")
 	engines := flag.String("engines", "", "with --config: measure job latency on these environments (e.g. slurm,sge) instead")
 	config := flag.String("config", "", "server config for --engines (e.g. examples/config/cluster.yaml)")
-	n := flag.Int("n", 30, "jobs per path for --engines")
+	n := flag.Int("n", 30, "jobs per path for --engines and --only containers")
 	pgURL := flag.String("postgres", "", "with --s3: compare PostgreSQL with SQLite and S3 upload paths (URL from scripts/setup-postgres.sh)")
 	s3URL := flag.String("s3", "", "objects URL from scripts/setup-s3.sh, with --postgres")
-	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times`)
+	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times; "containers": what a container adds to a trivial job, --n jobs each (needs scripts/setup-podman.sh and CONTAINERS_CONF)`)
 	unsynced := flag.String("unsynced", "OFF", "SQLite synchronous settings (comma-separated, e.g. OFF,NORMAL) of servers measured beside the durable one (FULL); \"\" for none")
 	rounds := flag.Int("rounds", 3, "with --only accept: rounds, each measuring every server once in turn")
 	flag.Parse()
@@ -65,8 +65,10 @@ func main() {
 	switch {
 	case *only == "accept":
 		err = acceptOnly(*bin, *jobs, *clients, *rounds, syncs)
+	case *only == "containers":
+		err = containers(*bin, *n)
 	case *only != "":
-		err = fmt.Errorf("--only %q: the only choice is accept", *only)
+		err = fmt.Errorf("--only %q: want accept or containers", *only)
 	case *engines != "":
 		err = latency(*bin, *config, strings.Split(*engines, ","), *n)
 	case *pgURL != "" || *s3URL != "":
