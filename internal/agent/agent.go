@@ -197,11 +197,11 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 			names = append(names, c.name(a.id, step))
 		}
 		if rm := c.rt.RemoveCommand(names...); rm != nil {
-			done, err := startReaper(rm)
+			r, err := startReaper(rm)
 			if err != nil {
 				return outcome{err: err.Error()}
 			}
-			defer done()
+			defer r.done()
 		}
 	}
 	for _, ad := range []struct {

@@ -27,9 +27,18 @@ const (
 	reaperForkFlag = "--reap-fork"
 )
 
+// reaper is the agent's end of a reaper's pipe.
+type reaper struct{ w *os.File }
+
+// done tells the reaper that the agent ended in order.
+func (r *reaper) done() {
+	r.w.WriteString("done\n")
+	r.w.Close()
+}
+
 // startReaper starts a reaper that runs remove unless the agent calls
-// the returned done first.
-func startReaper(remove []string) (done func(), err error) {
+// done first.
+func startReaper(remove []string) (*reaper, error) {
 	self := selfPath()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -43,10 +52,7 @@ func startReaper(remove []string) (done func(), err error) {
 		w.Close()
 		return nil, fmt.Errorf("start the container reaper: %w", err)
 	}
-	return func() {
-		w.WriteString("done\n")
-		w.Close()
-	}, nil
+	return &reaper{w: w}, nil
 }
 
 // IsReaper tells whether args (those of "hpcgate agent") start a reaper.
