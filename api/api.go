@@ -340,6 +340,8 @@ type ContainerSpec struct {
 	Flags   []string `json:"flags,omitempty"`
 	Workdir string   `json:"workdir"`
 	Network bool     `json:"network,omitempty"`
+	// ImageStore is a read-only image store for rootless podman.
+	ImageStore string `json:"image_store,omitempty"`
 }
 
 // SpecInput is one input the agent downloads into the working directory.

@@ -34,14 +34,11 @@ resources:
   default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
 `
 
-// Through the whole gateway, as root with accounts mapped: each user's job
-// runs as their account, and alice's cannot read bob's job's directory,
-// the data directory, the admin token or the database; a user without an
-// account is refused at submission, by name.
-func TestJobsRunAsAccounts(t *testing.T) {
-	alice, _ := schedtest.Accounts(t)
-	// The agent must be executable by the accounts: not in a private
-	// temporary directory.
+// sharedDir makes a directory that every account may read, with this
+// hpcgate in its bin (the agent must be executable by the accounts: not in
+// a private temporary directory).
+func sharedDir(t *testing.T) (shared, bin string) {
+	t.Helper()
 	shared, err := os.MkdirTemp("/var/tmp", "hpcgate-e2e-*")
 	if err != nil {
 		t.Fatal(err)
@@ -53,11 +50,21 @@ func TestJobsRunAsAccounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(shared, "bin")
+	bin = filepath.Join(shared, "bin")
 	os.Mkdir(bin, 0o755)
 	if err := os.WriteFile(filepath.Join(bin, "hpcgate"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return shared, bin
+}
+
+// Through the whole gateway, as root with accounts mapped: each user's job
+// runs as their account, and alice's cannot read bob's job's directory,
+// the data directory, the admin token or the database; a user without an
+// account is refused at submission, by name.
+func TestJobsRunAsAccounts(t *testing.T) {
+	alice, _ := schedtest.Accounts(t)
+	shared, bin := sharedDir(t)
 	tmpl := t.TempDir()
 	envs, envNames := "environments:\n  - {name: local, scheduler: local}\n", []string{"local"}
 	if os.Getenv("HPCGATE_TEST_SLURM") == "1" {
@@ -179,7 +186,7 @@ func TestJobsRunAsAccounts(t *testing.T) {
 	}
 
 	// carol has no account: refused at submission, by name.
-	_, err = g.client(g.userToken("carol")).CreateJob(ctx, api.JobRequest{Template: "probe"}, "")
+	_, err := g.client(g.userToken("carol")).CreateJob(ctx, api.JobRequest{Template: "probe"}, "")
 	var ce *client.Error
 	if !errorsAs(err, &ce) || ce.Status != http.StatusForbidden || !strings.Contains(ce.Detail, "carol") {
 		t.Fatalf("carol's job: %v; want 403 naming carol", err)

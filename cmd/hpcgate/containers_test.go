@@ -6,12 +6,15 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/client"
+	"github.com/hpcgate/hpcgate/internal/sched/schedtest"
 )
 
 // exampleImage is what scripts/build-example-image.sh builds.
@@ -256,5 +259,72 @@ func waitNoContainer(t *testing.T, id string) {
 		if time.Since(start) > 60*time.Second {
 			t.Fatalf("the container of job %s is still there: %s %v", id, out, err)
 		}
+	}
+}
+
+// A job that runs as its user's own account runs podman rootless as that
+// account: the agent makes the runtime directory the engine did not, the
+// image comes from the environment's shared read-only store (nothing
+// pulled or loaded per account), and the command is root only of its
+// user namespace: what it writes belongs to the account.
+func TestContainerAsAccount(t *testing.T) {
+	conf := needPodman(t)
+	alice, _ := schedtest.Accounts(t)
+	shared, bin := sharedDir(t)
+	store := filepath.Join(shared, "images")
+	if out, err := exec.Command("../../scripts/build-example-image.sh", "--root", store).CombinedOutput(); err != nil {
+		t.Fatalf("build the shared image store: %v\n%s", err, out)
+	}
+	// the test command's containers.conf sits in root's home: a copy the
+	// account can read
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = filepath.Join(shared, "containers.conf")
+	if err := os.WriteFile(conf, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmpl := templatesDir(t, `
+name: ctr-who
+version: 1
+image: localhost/hpcgate-examples:latest
+command: [sh, -c, 'id -u > uid.txt; echo mine > mine.txt']
+outputs: [uid.txt]
+environments: [local-podman]
+`)
+	g := &gw{t: t, dir: filepath.Join(t.TempDir(), "data"), bin: bin, addr: "127.0.0.1:0", slots: "2"}
+	cfg := "template_dirs: [" + tmpl + "]\npoll_interval: 500ms\nwork_root: " + filepath.Join(shared, "work") +
+		"\naccounts: {mode: map, map: {alice: hpcg-alice}}\nno_builtin_templates: true\n" +
+		"environments:\n  - {name: local-podman, scheduler: local, container_runtime: podman, image_store: " + store + ", env: {CONTAINERS_CONF: " + conf + "}}\n" +
+		"agent_command: [" + filepath.Join(bin, "hpcgate") + ", agent, --keep-workdir]\n"
+	g.cfgFile = filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(g.cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.start()
+	t.Cleanup(g.stop)
+	c := g.client(g.userToken("alice"))
+	j, err := c.CreateJob(context.Background(), api.JobRequest{Template: "ctr-who"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j = waitJob(t, c, j.ID, 120*time.Second)
+	if j.State != api.StateSucceeded {
+		errLog, _ := io.ReadAll(must(c.Log(context.Background(), j.ID, "stderr", 0, false)))
+		t.Fatalf("job %s: %s\n%s", j.State, j.Error, errLog)
+	}
+	rc, _, err := c.Output(context.Background(), j.ID, "uid.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := io.ReadAll(rc)
+	rc.Close()
+	if strings.TrimSpace(string(uid)) != "0" {
+		t.Fatalf("the command ran as uid %q in its container, want 0 (the account, outside)", uid)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(shared, "work", j.ID, "work", "mine.txt"), &st); err != nil || int(st.Uid) != alice.UID {
+		t.Fatalf("mine.txt: %v, owner %d, want %d", err, st.Uid, alice.UID)
 	}
 }

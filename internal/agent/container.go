@@ -1,12 +1,16 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
@@ -18,6 +22,7 @@ type containerRun struct {
 	rt   container.Runtime
 	base container.Step // every step's, but its name and argv
 	vals []string       // the values of base.Env, NAME=VALUE
+	env  []string       // the runtime's own additions (rootless podman)
 }
 
 // container prepares the job's container: the job's directory at the
@@ -44,9 +49,12 @@ func (a *agent) container(spec *api.Spec) (*containerRun, error) {
 		Mounts:  []container.Mount{{Source: dir, Target: wd}},
 		Network: spec.Container.Network,
 		Cores:   spec.Resources.CoresPerNode, MemoryMB: spec.Resources.MemoryMB,
-		// rootless podman: the job's account owns what the step writes
-		KeepID: kind == container.Podman && os.Geteuid() != 0,
+		// Rootless podman maps the container's root to the job's account,
+		// so what a step writes in its mounts is the account's. Not
+		// keep-id: with the image in a store made by root, podman cannot
+		// open the image's /etc/passwd to add the account to it.
 	}
+	rootless := kind == container.Podman && os.Geteuid() != 0
 	for _, in := range spec.Inputs {
 		if safeRel(in.Path) != nil {
 			continue // fetchInputs refused it already
@@ -64,7 +72,59 @@ func (a *agent) container(spec *api.Spec) (*containerRun, error) {
 	for _, k := range c.base.Env {
 		c.vals = append(c.vals, k+"="+env[k])
 	}
+	if rootless {
+		if c.env, err = a.rootless(spec.Container.ImageStore); err != nil {
+			return nil, fmt.Errorf("cannot prepare rootless podman: %w", err)
+		}
+	}
 	return c, nil
+}
+
+// rootless prepares what podman needs when the agent runs as a user's
+// account: a runtime directory (podman under an engine classically fails
+// on a /run/user/UID that only a login session makes) and, given the
+// environment's shared image store, a storage configuration that adds it,
+// so that the account uses the images without pulling or loading them.
+// It returns the variables to give podman.
+func (a *agent) rootless(store string) ([]string, error) {
+	uid := os.Geteuid()
+	var env []string
+	run := os.Getenv("XDG_RUNTIME_DIR")
+	if !ownDir(run, uid) {
+		run = filepath.Join("/run/user", strconv.Itoa(uid))
+		if !ownDir(run, uid) {
+			run = filepath.Join(os.TempDir(), "hpcgate-run-"+strconv.Itoa(uid))
+			if err := os.Mkdir(run, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return nil, err
+			}
+			if !ownDir(run, uid) {
+				return nil, fmt.Errorf("the runtime directory %s is not this account's own (mode 0700)", run)
+			}
+		}
+		env = append(env, "XDG_RUNTIME_DIR="+run)
+	}
+	if store != "" {
+		conf := filepath.Join(a.spool, "storage.conf")
+		text := "[storage]\ndriver = \"overlay\"\n[storage.options]\nadditionalimagestores = [\"" + store + "\"]\n"
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			return nil, err
+		}
+		env = append(env, "CONTAINERS_STORAGE_CONF="+conf)
+	}
+	return env, nil
+}
+
+// ownDir tells whether dir is a directory of uid's, mode 0700.
+func ownDir(dir string, uid int) bool {
+	if dir == "" {
+		return false
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == uid
 }
 
 // command returns how to run step name with argv in the container: the
@@ -81,7 +141,7 @@ func (c *containerRun) command(jobID, name string, argv []string, grace time.Dur
 	// The runtime gets the agent's own environment (PATH, HOME,
 	// XDG_RUNTIME_DIR, CONTAINERS_CONF), and the step only what s.Env
 	// names.
-	env = append(os.Environ(), procEnv...)
+	env = append(append(os.Environ(), c.env...), procEnv...)
 	return cmd, env, c.rt.StopCommand(s.Name, grace), c.rt.RemoveCommand(s.Name), nil
 }
 

@@ -131,6 +131,11 @@ type Environment struct {
 	// ContainerNetwork lets templates that ask for it (container.network)
 	// use the node's network; otherwise no template does.
 	ContainerNetwork bool `yaml:"container_network"`
+	// ImageStore is a read-only podman image store (a storage root filled
+	// by root) that jobs running as users' own accounts use with rootless
+	// podman (podman's additionalimagestores), so that no user pulls or
+	// loads the images.
+	ImageStore string `yaml:"image_store"`
 	// Env are variables every job of the environment gets (a runtime's
 	// CONTAINERS_CONF, a module path); names starting with HPCGATE_ are
 	// hpcgate's own.
@@ -203,6 +208,9 @@ func Load(envs []Environment, fsyss ...fs.FS) (*Catalog, error) {
 		}
 		if _, err := container.ParseKind(e.ContainerRuntime); err != nil {
 			errs = append(errs, fmt.Errorf("environment %s: %w", e.Name, err))
+		}
+		if st := e.ImageStore; st != "" && (!path.IsAbs(st) || path.Clean(st) != st || strings.ContainsAny(st, "\"\\\n")) {
+			errs = append(errs, fmt.Errorf("environment %s: image_store %q: want an absolute, clean path", e.Name, st))
 		}
 		for k := range e.Env {
 			if !envVarRE.MatchString(k) || strings.HasPrefix(k, "HPCGATE_") {

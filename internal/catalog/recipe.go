@@ -31,6 +31,7 @@ type Recipe struct {
 	RuntimeFlags []string `json:"runtime_flags,omitempty"`
 	Workdir      string   `json:"workdir,omitempty"`
 	Network      bool     `json:"network,omitempty"`
+	ImageStore   string   `json:"image_store,omitempty"`
 }
 
 // RecipeInput is a declared input: where the agent puts it.
@@ -47,7 +48,7 @@ func (t *Template) Recipe(env *Environment) *Recipe {
 	if t.Image != "" {
 		r.Workdir, r.Network = t.Container.Workdir, t.Container.Network
 		if env != nil {
-			r.Runtime, r.RuntimeFlags = env.ContainerRuntime, env.ContainerFlags
+			r.Runtime, r.RuntimeFlags, r.ImageStore = env.ContainerRuntime, env.ContainerFlags, env.ImageStore
 		}
 	}
 	for _, in := range t.Inputs {
