@@ -320,6 +320,12 @@ func parseTemplate(data []byte) (*Template, error) {
 		seen[in.Name] = true
 		if err := blob.CheckPath(in.Path); err != nil {
 			bad("input %s: path: %v", in.Name, err)
+		} else if t.Image != "" && strings.ContainsAny(in.Path, ":,") {
+			// each input is a mount of its own, and runtimes split mounts on these
+			bad("input %s: path %q: a template with an image cannot have ':' or ',' in an input's path", in.Name, in.Path)
+		}
+		if in.Path == "params.json" {
+			bad("input %s: path params.json is where the agent writes the parameters", in.Name)
 		}
 	}
 	for _, o := range t.Outputs {
