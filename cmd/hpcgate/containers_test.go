@@ -191,16 +191,7 @@ func TestContainerLifecycle(t *testing.T) {
 	}
 
 	// cancel while running: the container goes (its command ignores SIGTERM)
-	s, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-sleep"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, c, s.ID, api.StateRunning, 120*time.Second)
-	waitLog(t, c, s.ID, "started")
-	if _, err := c.Cancel(ctx, s.ID); err != nil {
-		t.Fatal(err)
-	}
-	waitNoContainer(t, s.ID)
+	cancelContainerJob(t, c, api.JobRequest{Template: "ctr-sleep"})
 
 	// walltime: the agent stops the container and says so
 	w, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-sleep", Resources: &api.Resources{WalltimeS: 3}}, "")
@@ -233,6 +224,24 @@ func TestContainerLifecycle(t *testing.T) {
 	if err != nil || len(tm.Environments) != 1 || tm.Environments[0] != "local-any" {
 		t.Fatalf("template %+v, %v: want it to run only in local-any", tm, err)
 	}
+}
+
+// cancelContainerJob starts a job whose container prints "started" and
+// ignores SIGTERM, cancels it once it has started, and waits for its
+// container to go.
+func cancelContainerJob(t *testing.T, c *client.Client, req api.JobRequest) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := c.CreateJob(ctx, req, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, c, s.ID, api.StateRunning, 2*time.Minute)
+	waitLog(t, c, s.ID, "started")
+	if _, err := c.Cancel(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitNoContainer(t, s.ID)
 }
 
 func waitLog(t *testing.T, c *client.Client, id, want string) {

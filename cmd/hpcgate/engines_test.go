@@ -217,16 +217,7 @@ func testEngine(t *testing.T, g *gw, ec engineCase) {
 		if res, _ := c.Results(ctx, w.ID); !strings.Contains(string(res), `"most_common": "alpha"`) {
 			t.Fatalf("wordcount-container results %s", res)
 		}
-		s, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-steps", Environment: penv}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitState(t, c, s.ID, api.StateRunning, 2*time.Minute)
-		waitLog(t, c, s.ID, "started")
-		if _, err := c.Cancel(ctx, s.ID); err != nil {
-			t.Fatal(err)
-		}
-		waitNoContainer(t, s.ID)
+		cancelContainerJob(t, c, api.JobRequest{Template: "ctr-steps", Environment: penv})
 	})
 
 	t.Run("TwoCores", func(t *testing.T) {
