@@ -156,6 +156,7 @@ type Template struct {
 type TemplateContainer struct {
 	Workdir string `json:"workdir"`           // where the job's directory is in the container
 	Network bool   `json:"network,omitempty"` // the command has the network
+	Gateway bool   `json:"gateway,omitempty"` // the command can reach the gateway (through the agent)
 }
 
 // Environment is a runtime environment: where and how jobs run.
@@ -342,6 +343,9 @@ type ContainerSpec struct {
 	Network bool     `json:"network,omitempty"`
 	// ImageStore is a read-only image store for rootless podman.
 	ImageStore string `json:"image_store,omitempty"`
+	// Gateway: serve the gateway to the container (see the template's
+	// container.gateway).
+	Gateway bool `json:"gateway,omitempty"`
 }
 
 // SpecInput is one input the agent downloads into the working directory.

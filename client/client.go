@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"strconv"
@@ -40,12 +42,22 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// New returns a client of the gateway at baseURL (https://host:port).
+// New returns a client of the gateway at baseURL (https://host:port), or
+// of the agent's gateway socket in a job's container (unix:///path: the
+// agent adds the job's token, so token may be "").
 func New(baseURL, token string, opts *Options) (*Client, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
 	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err == nil && u.Scheme == "unix" && u.Path != "" && opts.HTTPClient == nil {
+		sock := u.Path
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}}
+		return &Client{base: &url.URL{Scheme: "http", Host: "hpcgate"}, token: token, http: &http.Client{Transport: tr, Timeout: opts.Timeout}}, nil
+	}
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("gateway URL %q: want https://host:port", baseURL)
 	}
@@ -82,7 +94,7 @@ func FromEnv() (*Client, error) {
 		return nil, errors.New("HPCGATE_URL is not set (e.g. https://127.0.0.1:8443)")
 	}
 	tok, err := TokenFromEnv()
-	if err != nil {
+	if err != nil && !strings.HasPrefix(u, "unix:") { // the agent's socket adds the token
 		return nil, err
 	}
 	return New(u, tok, &Options{CACertFile: os.Getenv("HPCGATE_CACERT")})
@@ -378,7 +390,9 @@ func (c *Client) put(ctx context.Context, p string, r io.Reader, size int64) (*a
 		}
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, explain(err)
@@ -669,4 +683,26 @@ func (c *Client) DisableUser(ctx context.Context, name, jobs string) (*api.UserS
 func (c *Client) EnableUser(ctx context.Context, name string) (*api.UserState, error) {
 	var out api.UserState
 	return &out, c.call(ctx, http.MethodPost, "/v1/users/"+url.PathEscape(name)+"/enable", nil, nil, &out, nil)
+}
+
+// Proxy is a reverse proxy to the gateway that sends every request with
+// this client's token (replacing any the request has): the agent serves
+// it to a job's container, which then needs neither the token nor the
+// network.
+func (c *Client) Proxy() http.Handler {
+	tr := c.http.Transport
+	if tr == nil {
+		tr = http.DefaultTransport
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(c.base)
+			r.Out.Host = c.base.Host
+			r.Out.Header.Del("Authorization")
+			if c.token != "" {
+				r.Out.Header.Set("Authorization", "Bearer "+c.token)
+			}
+		},
+		Transport: tr,
+	}
 }

@@ -41,4 +41,6 @@ units=$(go list ./... | grep -v '/cmd/')
 echo "== go test -race (unit and conformance packages)"
 go test -race -count=1 -timeout 30m $units
 echo "== go test (end to end)"
-go test -count=1 -timeout 30m ./cmd/...
+# -tags osusergo,netgo: a static binary, as the README builds it, so that
+# the agent can mount it into containers as their hpcgate client
+go test -tags osusergo,netgo -count=1 -timeout 30m ./cmd/...

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"io"
 	"os"
@@ -76,6 +77,28 @@ version: 1
 image: localhost/hpcgate-no-such-image:1
 command: ["true"]
 environments: [local-podman]
+---
+name: ctr-parent
+version: 1
+image: localhost/hpcgate-examples:latest
+container: {gateway: true}
+command: [sh, -c, '"$HPCGATE_BIN" submit ctr-kid --param tag=from-container > child.txt && cat child.txt && ! wget -q -T 2 -O- "$HPCGATE_PARAM_PROBE_URL" 2>/dev/null']
+environments: [local-podman]
+outputs: [child.txt]
+parameters:
+  type: object
+  properties:
+    probe_url: {type: string}
+---
+name: ctr-kid
+version: 1
+image: localhost/hpcgate-examples:latest
+command: [sh, -c, 'echo "kid-$HPCGATE_PARAM_TAG"']
+environments: [local-podman]
+parameters:
+  type: object
+  properties:
+    tag: {type: string}
 ---
 name: ctr-elsewhere
 version: 1
@@ -336,4 +359,52 @@ environments: [local-podman]
 	if err := syscall.Stat(filepath.Join(shared, "work", j.ID, "work", "mine.txt"), &st); err != nil || int(st.Uid) != alice.UID {
 		t.Fatalf("mine.txt: %v, owner %d, want %d", err, st.Uid, alice.UID)
 	}
+}
+
+// A container job that declares it needs the gateway submits a child from
+// inside its container, with the hpcgate client the agent mounts and the
+// socket it serves (the job's token never enters the container), while
+// the container still has no network.
+func TestContainerTalksToGateway(t *testing.T) {
+	g := containerGateway(t)
+	if exe, _ := os.Executable(); !isStaticBinary(exe) {
+		if os.Getenv("HPCGATE_TEST_PODMAN") == "1" {
+			t.Fatal("the test binary is not static: scripts/test.sh builds the end-to-end tests with -tags osusergo,netgo")
+		}
+		t.Skip("the hpcgate client is mounted in containers only when it is a static binary: go test -tags osusergo,netgo")
+	}
+	c := g.client(g.userToken("ada"))
+	ctx := context.Background()
+	p, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-parent", Parameters: json.RawMessage(`{"probe_url": "` + g.url + `/v1/status"}`)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = waitJob(t, c, p.ID, 2*time.Minute)
+	if p.State != api.StateSucceeded {
+		errLog, _ := io.ReadAll(must(c.Log(ctx, p.ID, "stderr", 0, false)))
+		t.Fatalf("parent %s: %s\n%s", p.State, p.Error, errLog)
+	}
+	kids, err := c.Children(ctx, p.ID)
+	if err != nil || len(kids) != 1 {
+		t.Fatalf("children %v, %v", kids, err)
+	}
+	k := waitJob(t, c, kids[0].ID, 2*time.Minute)
+	if out, _ := io.ReadAll(must(c.Log(ctx, k.ID, "stdout", 0, false))); k.State != api.StateSucceeded || string(out) != "kid-from-container\n" {
+		t.Fatalf("child %s, stdout %q", k.State, out)
+	}
+}
+
+// isStaticBinary tells whether the ELF file at p needs no dynamic loader.
+func isStaticBinary(p string) bool {
+	f, err := elf.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }

@@ -18,8 +18,10 @@ package account
 import (
 	"errors"
 	"fmt"
+	"os/exec"
 	"os/user"
 	"strconv"
+	"strings"
 
 	"github.com/hpcgate/hpcgate/internal/sched"
 )
@@ -122,9 +124,19 @@ func (r *Resolver) Resolve(userName string) (*sched.Account, error) {
 	return a, nil
 }
 
-// Lookup returns the OS account name, with its groups.
+// Lookup returns the OS account name, with its groups. A static hpcgate
+// (built with -tags osusergo,netgo, so that its client runs in any
+// container image) reads only /etc/passwd and /etc/group itself: an
+// account it does not find there is looked up again through the system's
+// name service (getent, id), which knows a centre's LDAP or SSSD accounts.
 func Lookup(name string) (*sched.Account, error) {
 	u, err := user.Lookup(name)
+	var unknown user.UnknownUserError
+	if errors.As(err, &unknown) {
+		if a, gerr := lookupNSS(name); gerr == nil {
+			return a, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -139,6 +151,40 @@ func Lookup(name string) (*sched.Account, error) {
 		return nil, fmt.Errorf("account %s: groups: %w", name, err)
 	}
 	for _, g := range gids {
+		if n, err := strconv.Atoi(g); err == nil && n != gid {
+			a.Groups = append(a.Groups, n)
+		}
+	}
+	return a, nil
+}
+
+// lookupNSS looks name up through the system's name service switch with
+// getent(1) and id(1): what os/user does with cgo, for a static binary.
+// name is passed as an argument, never through a shell.
+func lookupNSS(name string) (*sched.Account, error) {
+	if strings.HasPrefix(name, "-") {
+		return nil, user.UnknownUserError(name)
+	}
+	out, err := exec.Command("getent", "passwd", name).Output()
+	if err != nil {
+		return nil, user.UnknownUserError(name)
+	}
+	// name:password:uid:gid:gecos:home:shell
+	f := strings.Split(strings.TrimSpace(string(out)), ":")
+	if len(f) < 7 || f[0] != name {
+		return nil, fmt.Errorf("getent passwd %s: unexpected %q", name, out)
+	}
+	uid, err1 := strconv.Atoi(f[2])
+	gid, err2 := strconv.Atoi(f[3])
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("getent passwd %s: %w", name, err)
+	}
+	a := &sched.Account{Name: name, UID: uid, GID: gid, Home: f[5]}
+	out, err = exec.Command("id", "-G", "--", name).Output()
+	if err != nil {
+		return nil, fmt.Errorf("id -G %s: %w", name, err)
+	}
+	for _, g := range strings.Fields(string(out)) {
 		if n, err := strconv.Atoi(g); err == nil && n != gid {
 			a.Groups = append(a.Groups, n)
 		}

@@ -3,7 +3,9 @@ package account
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"os/user"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -63,5 +65,31 @@ func TestResolve(t *testing.T) {
 	a, err := same.Resolve("hpcg-alice")
 	if err != nil || a.Name != "hpcg-alice" || a.UID < 1000 || a.GID == 0 {
 		t.Fatalf("hpcg-alice: %+v, %v", a, err)
+	}
+}
+
+// The name-service lookup a static binary falls back on (getent, id)
+// finds what os/user finds, and nothing for an unknown name or one that
+// would be taken for an option.
+func TestLookupNSS(t *testing.T) {
+	if _, err := exec.LookPath("getent"); err != nil {
+		t.Skip("getent is not installed")
+	}
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := lookupNSS(me.Username)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strconv.Itoa(a.UID) != me.Uid || strconv.Itoa(a.GID) != me.Gid || a.Home != me.HomeDir {
+		t.Errorf("lookupNSS(%s) = %+v; os/user says uid %s gid %s home %s", me.Username, a, me.Uid, me.Gid, me.HomeDir)
+	}
+	for _, name := range []string{"no-such-hpcgate-account", "-x"} {
+		var unknown user.UnknownUserError
+		if _, err := lookupNSS(name); !errors.As(err, &unknown) {
+			t.Errorf("lookupNSS(%q) = %v, want an unknown user", name, err)
+		}
 	}
 }

@@ -192,6 +192,13 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 			return outcome{err: err.Error()}
 		}
 		a.ctr = c
+		if spec.Container.Gateway {
+			stop, err := a.gatewayForContainer(c, spec.Container.Workdir)
+			if err != nil {
+				return outcome{err: err.Error()}
+			}
+			defer stop()
+		}
 		var names []string
 		for _, step := range []string{"verify", "prepare", "command", "collect"} {
 			names = append(names, c.name(a.id, step))

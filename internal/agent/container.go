@@ -145,6 +145,17 @@ func (c *containerRun) command(jobID, name string, argv []string, grace time.Dur
 	return cmd, env, c.rt.StopCommand(s.Name, grace), c.rt.RemoveCommand(s.Name), nil
 }
 
+// add gives every step the variable name=value.
+func (c *containerRun) add(name, value string) {
+	c.base.Env = append(c.base.Env, name)
+	c.vals = append(c.vals, name+"="+value)
+}
+
+// mountOf mounts the file at p read-only at target.
+func mountOf(p, target string) container.Mount {
+	return container.Mount{Source: p, Target: target, ReadOnly: true}
+}
+
 // name is the container of step name of job jobID.
 func (c *containerRun) name(jobID, step string) string { return "hpcgate-" + jobID + "-" + step }
 

@@ -92,6 +92,11 @@ type ContainerOptions struct {
 	// Network: the command needs the network (the environment must allow
 	// it: container_network); without it the container has none.
 	Network bool `yaml:"network"`
+	// Gateway: the command talks to the gateway (submits children, reads
+	// its inputs lazily). The agent serves the gateway on a socket in the
+	// job's directory, with the job's token, and mounts the hpcgate client
+	// (when it is a static binary): the container needs no network for it.
+	Gateway bool `yaml:"gateway"`
 }
 
 // DefaultWorkdir is where a job's directory appears in its container.

@@ -32,6 +32,7 @@ type Recipe struct {
 	Workdir      string   `json:"workdir,omitempty"`
 	Network      bool     `json:"network,omitempty"`
 	ImageStore   string   `json:"image_store,omitempty"`
+	Gateway      bool     `json:"gateway,omitempty"`
 }
 
 // RecipeInput is a declared input: where the agent puts it.
@@ -46,7 +47,7 @@ func (t *Template) Recipe(env *Environment) *Recipe {
 	r := &Recipe{Version: RecipeVersion, Template: t.Name, TemplateVersion: t.Version, Image: t.Image,
 		Command: t.Command, Outputs: t.Outputs, Verify: t.Adapters.Verify, Prepare: t.Adapters.Prepare, Collect: t.Adapters.Collect}
 	if t.Image != "" {
-		r.Workdir, r.Network = t.Container.Workdir, t.Container.Network
+		r.Workdir, r.Network, r.Gateway = t.Container.Workdir, t.Container.Network, t.Container.Gateway
 		if env != nil {
 			r.Runtime, r.RuntimeFlags, r.ImageStore = env.ContainerRuntime, env.ContainerFlags, env.ImageStore
 		}

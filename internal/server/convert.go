@@ -77,7 +77,7 @@ func apiTemplate(t *catalog.Template) api.Template {
 		out.Outputs = []string{}
 	}
 	if t.Image != "" {
-		out.Container = &api.TemplateContainer{Workdir: t.Container.Workdir, Network: t.Container.Network}
+		out.Container = &api.TemplateContainer{Workdir: t.Container.Workdir, Network: t.Container.Network, Gateway: t.Container.Gateway}
 	}
 	for _, in := range t.Inputs {
 		out.Inputs = append(out.Inputs, api.Input{Name: in.Name, Path: in.Path, Required: in.Required, MaxSize: int64(in.MaxSize), Description: in.Description})
