@@ -141,6 +141,7 @@ type Template struct {
 	Version      int             `json:"version"`
 	Description  string          `json:"description,omitempty"`
 	Image        string          `json:"image,omitempty"`
+	ImageArchive string          `json:"image_archive,omitempty"`
 	Command      []string        `json:"command"`
 	Parameters   json.RawMessage `json:"parameters"`
 	Inputs       []Input         `json:"inputs"`
@@ -346,6 +347,10 @@ type ContainerSpec struct {
 	// Gateway: serve the gateway to the container (see the template's
 	// container.gateway).
 	Gateway bool `json:"gateway,omitempty"`
+	// Archive, when set, names the image archive that holds the image:
+	// the agent fetches it (GET /v1/jobs/{id}/image) and loads it when
+	// the node's runtime lacks the image.
+	Archive string `json:"archive,omitempty"`
 }
 
 // SpecInput is one input the agent downloads into the working directory.

@@ -378,6 +378,22 @@ func (c *Client) PutFile(ctx context.Context, path string, r io.Reader, size int
 	return c.put(ctx, "/v1/files/"+pathEscape(path), r, size)
 }
 
+// PutImage stores an image archive (OCI or Docker archive, or a SIF file)
+// as name, for templates' image_archive (admins only).
+func (c *Client) PutImage(ctx context.Context, name string, r io.Reader, size int64) (*api.FileInfo, error) {
+	return c.put(ctx, "/v1/images/"+url.PathEscape(name), r, size)
+}
+
+// Images lists the image archives (admins only).
+func (c *Client) Images(ctx context.Context) ([]api.FileInfo, error) {
+	return c.allFiles(ctx, "/v1/images", url.Values{})
+}
+
+// JobImage reads the image archive of job id's template (its own token).
+func (c *Client) JobImage(ctx context.Context, id string) (io.ReadCloser, int64, error) {
+	return c.getRange(ctx, "/v1/jobs/"+url.PathEscape(id)+"/image", 0)
+}
+
 func (c *Client) put(ctx context.Context, p string, r io.Reader, size int64) (*api.FileInfo, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.url(p, nil), r)
 	if err != nil {

@@ -100,6 +100,13 @@ parameters:
   properties:
     tag: {type: string}
 ---
+name: ctr-archived
+version: 1
+image: localhost/hpcgate-archived:1
+image_archive: archived.tar
+command: [sh, -c, 'echo from-archive']
+environments: [local-podman]
+---
 name: ctr-elsewhere
 version: 1
 image: docker.io/library/alpine:3
@@ -407,4 +414,61 @@ func isStaticBinary(p string) bool {
 		}
 	}
 	return true
+}
+
+// An image no registry serves comes from an archive an admin pushed to the
+// object store: the first job on the node fetches and loads it, the next
+// finds it loaded. Only admins push archives.
+func TestContainerImageArchive(t *testing.T) {
+	g := containerGateway(t)
+	const image = "localhost/hpcgate-archived:1"
+	podman := func(args ...string) error { return exec.Command("podman", args...).Run() }
+	podman("rmi", image)
+	if err := podman("tag", exampleImage, image); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "archived.tar")
+	if out, err := exec.Command("podman", "save", "-o", archive, image).CombinedOutput(); err != nil {
+		t.Fatalf("podman save: %v\n%s", err, out)
+	}
+	if err := podman("rmi", image); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { podman("rmi", image) })
+	ada := g.userToken("ada")
+	if _, stderr, err := g.cli(ada, "image", "push", archive, "archived.tar"); err == nil || !strings.Contains(stderr, "only admins") {
+		t.Fatalf("a user pushed an image archive: %v, %s", err, stderr)
+	}
+	if out := g.mustCLI(g.token, "image", "push", archive, "archived.tar"); !strings.Contains(out, "pushed image archive archived.tar") {
+		t.Fatalf("push said %q", out)
+	}
+	if out := g.mustCLI(g.token, "image", "list"); !strings.Contains(out, "archived.tar") {
+		t.Fatalf("image list said %q", out)
+	}
+	c := g.client(ada)
+	ctx := context.Background()
+	run := func() (stdout, stderr string) {
+		t.Helper()
+		j, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-archived"}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		j = waitJob(t, c, j.ID, 2*time.Minute)
+		o, _ := io.ReadAll(must(c.Log(ctx, j.ID, "stdout", 0, false)))
+		e, _ := io.ReadAll(must(c.Log(ctx, j.ID, "stderr", 0, false)))
+		if j.State != api.StateSucceeded {
+			t.Fatalf("job %s: %s\n%s", j.State, j.Error, e)
+		}
+		return string(o), string(e)
+	}
+	out, errs := run()
+	if out != "from-archive\n" || !strings.Contains(errs, "fetching the image archive archived.tar") {
+		t.Fatalf("first job: stdout %q, stderr %q", out, errs)
+	}
+	if podman("image", "exists", image) != nil {
+		t.Fatal("the image was not loaded")
+	}
+	if out, errs := run(); out != "from-archive\n" || strings.Contains(errs, "fetching") {
+		t.Fatalf("second job: stdout %q, stderr %q: want the loaded image reused", out, errs)
+	}
 }

@@ -192,6 +192,14 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 			return outcome{err: err.Error()}
 		}
 		a.ctr = c
+		if spec.Container.Archive != "" {
+			if err := a.ensureImage(ctx, c, spec.Container.Archive, logs); err != nil {
+				if errors.Is(err, errJobGone) {
+					return outcome{gone: true}
+				}
+				return outcome{err: err.Error()}
+			}
+		}
 		if spec.Container.Gateway {
 			stop, err := a.gatewayForContainer(c, spec.Container.Workdir)
 			if err != nil {

@@ -138,11 +138,15 @@ func (c *containerRun) command(jobID, name string, argv []string, grace time.Dur
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	// The runtime gets the agent's own environment (PATH, HOME,
-	// XDG_RUNTIME_DIR, CONTAINERS_CONF), and the step only what s.Env
-	// names.
-	env = append(append(os.Environ(), c.env...), procEnv...)
+	env = append(c.runtimeEnv(), procEnv...)
 	return cmd, env, c.rt.StopCommand(s.Name, grace), c.rt.RemoveCommand(s.Name), nil
+}
+
+// runtimeEnv is the runtime's environment: the agent's own (PATH, HOME,
+// XDG_RUNTIME_DIR, CONTAINERS_CONF) and what rootless podman needs; a
+// step gets only what its Env names.
+func (c *containerRun) runtimeEnv() []string {
+	return append(os.Environ(), c.env...)
 }
 
 // add gives every step the variable name=value.

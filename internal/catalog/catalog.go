@@ -60,10 +60,14 @@ type Adapters struct {
 
 // Template is a job template, as written in YAML.
 type Template struct {
-	Name         string         `yaml:"name"`
-	Version      int            `yaml:"version"`
-	Description  string         `yaml:"description"`
-	Image        string         `yaml:"image"`
+	Name        string `yaml:"name"`
+	Version     int    `yaml:"version"`
+	Description string `yaml:"description"`
+	Image       string `yaml:"image"`
+	// ImageArchive names an image archive in the object store (pushed
+	// with hpcgate image push) that holds Image: the agent loads it on a
+	// node whose runtime lacks Image.
+	ImageArchive string         `yaml:"image_archive"`
 	Command      []string       `yaml:"command"`
 	Parameters   map[string]any `yaml:"parameters"`
 	Inputs       []Input        `yaml:"inputs"`
@@ -188,6 +192,9 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 
 var envVarRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 
+// ImageArchiveRE is an image archive's name in the object store.
+var ImageArchiveRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
 // imageRE is an image reference (docker and OCI names, apptainer's
 // docker://, oras:// and library:// forms, or an absolute path to a SIF
 // file): never an option, never a space.
@@ -306,6 +313,9 @@ func parseTemplate(data []byte) (*Template, error) {
 	}
 	if t.Image != "" && !imageRE.MatchString(t.Image) {
 		bad("image %q is not an image name (registry/repository:tag, or a path to an apptainer image)", t.Image)
+	}
+	if t.ImageArchive != "" && (t.Image == "" || !ImageArchiveRE.MatchString(t.ImageArchive)) {
+		bad("image_archive %q: needs image, and a name of letters, digits, '.', '_' and '-'", t.ImageArchive)
 	}
 	if t.Container.Workdir == "" {
 		t.Container.Workdir = DefaultWorkdir

@@ -18,6 +18,7 @@ type Recipe struct {
 	Template        string        `json:"template"`
 	TemplateVersion int           `json:"template_version"`
 	Image           string        `json:"image,omitempty"`
+	ImageArchive    string        `json:"image_archive,omitempty"`
 	Command         []string      `json:"command"`
 	Inputs          []RecipeInput `json:"inputs,omitempty"`
 	Outputs         []string      `json:"outputs,omitempty"`
@@ -44,7 +45,7 @@ type RecipeInput struct {
 // Recipe returns what a job of t runs in env (nil: none known, for jobs
 // accepted before recipes were kept).
 func (t *Template) Recipe(env *Environment) *Recipe {
-	r := &Recipe{Version: RecipeVersion, Template: t.Name, TemplateVersion: t.Version, Image: t.Image,
+	r := &Recipe{Version: RecipeVersion, Template: t.Name, TemplateVersion: t.Version, Image: t.Image, ImageArchive: t.ImageArchive,
 		Command: t.Command, Outputs: t.Outputs, Verify: t.Adapters.Verify, Prepare: t.Adapters.Prepare, Collect: t.Adapters.Collect}
 	if t.Image != "" {
 		r.Workdir, r.Network, r.Gateway = t.Container.Workdir, t.Container.Network, t.Container.Gateway

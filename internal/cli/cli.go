@@ -84,7 +84,7 @@ func init() {
 		cmdControl("resume", "resumed", "resume suspended jobs", "Resumes each suspended job given."),
 		cmdControl("delete", "deleted", "delete jobs with their logs and outputs", "Deletes each job given, with its logs, outputs and results. A job that has not ended is canceled first."),
 		cmdWait, cmdOutput, cmdDownload, cmdResults, cmdParameters, cmdChildren,
-		cmdToken, cmdUser, cmdMe, cmdAudit, cmdHealth,
+		cmdToken, cmdUser, cmdImage, cmdMe, cmdAudit, cmdHealth,
 	}
 }
 

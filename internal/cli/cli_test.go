@@ -436,7 +436,7 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 	}
 	want := []string{"templates", "template", "environments", "environment", "upload", "files", "rm", "cat", "fetch",
 		"submit", "jobs", "status", "logs", "cancel", "hold", "release", "suspend", "resume", "delete", "wait", "output", "download",
-		"results", "parameters", "children", "token", "user", "me", "audit", "health"}
+		"results", "parameters", "children", "token", "user", "image", "me", "audit", "health"}
 	var names []string
 	for _, c := range Commands() {
 		names = append(names, c.Name)

@@ -233,6 +233,28 @@ func (r Runtime) RemoveCommand(names ...string) []string {
 	return nil
 }
 
+// ExistsCommand returns the command that succeeds when the runtime has
+// image, or nil where images are files (apptainer) or there are none.
+func (r Runtime) ExistsCommand(image string) []string {
+	switch r.Kind {
+	case Podman:
+		return []string{r.binary(), "image", "exists", "--", image}
+	case Docker:
+		return []string{r.binary(), "image", "inspect", "--format", "{{.Id}}", "--", image}
+	}
+	return nil
+}
+
+// LoadCommand returns the command that loads an image archive (OCI or
+// Docker archive) into the runtime, or nil where images are files.
+func (r Runtime) LoadCommand(file string) []string {
+	switch r.Kind {
+	case Podman, Docker:
+		return []string{r.binary(), "load", "--input", file}
+	}
+	return nil
+}
+
 // RuntimeFailed tells whether exit code code of a step's runtime means
 // the runtime itself failed (image missing, permission denied, no such
 // program in the image) rather than the step's command, and says what in

@@ -50,7 +50,8 @@ func TestCommandLines(t *testing.T) {
 				for _, e := range procEnv {
 					b.WriteString("  " + e + "\n")
 				}
-				for _, c := range [][]string{r.StopCommand("hpcgate-j1-command", 10*time.Second), r.RemoveCommand("hpcgate-j1-command")} {
+				for _, c := range [][]string{r.StopCommand("hpcgate-j1-command", 10*time.Second), r.RemoveCommand("hpcgate-j1-command"),
+					r.ExistsCommand("localhost/solver:2"), r.LoadCommand("/tmp/hpcgate-images-0/solver.tar")} {
 					b.WriteString("then: " + strings.Join(c, " ") + "\n")
 				}
 				golden := filepath.Join("testdata", name+".golden")

@@ -112,7 +112,7 @@ func containerSpec(t *catalog.Recipe) *api.ContainerSpec {
 	if workdir == "" {
 		workdir = catalog.DefaultWorkdir
 	}
-	return &api.ContainerSpec{Runtime: t.Runtime, Flags: t.RuntimeFlags, Workdir: workdir, Network: t.Network, ImageStore: t.ImageStore, Gateway: t.Gateway}
+	return &api.ContainerSpec{Runtime: t.Runtime, Flags: t.RuntimeFlags, Workdir: workdir, Network: t.Network, ImageStore: t.ImageStore, Gateway: t.Gateway, Archive: t.ImageArchive}
 }
 
 // recipe returns what j runs: the template it was accepted with. Jobs

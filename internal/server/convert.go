@@ -67,7 +67,7 @@ func apiResources(l catalog.Limits) api.Resources {
 
 func apiTemplate(t *catalog.Template) api.Template {
 	out := api.Template{
-		Name: t.Name, Version: t.Version, Description: t.Description, Image: t.Image,
+		Name: t.Name, Version: t.Version, Description: t.Description, Image: t.Image, ImageArchive: t.ImageArchive,
 		Command: t.Command, Parameters: t.SchemaJSON(), Outputs: t.Outputs, Environments: t.Environments,
 		Resources: api.ResourceLimits{Default: apiResources(t.Resources.Default), Max: apiResources(t.Resources.Max)},
 		Adapters:  api.Adapters{Verify: t.Adapters.Verify, Prepare: t.Adapters.Prepare, Collect: t.Adapters.Collect},

@@ -169,6 +169,9 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /v1/audit", h: s.listAudit},
 		{pattern: "GET /metrics", h: s.metrics},
 
+		{pattern: "PUT /v1/images/{name}", h: s.putImage},
+		{pattern: "GET /v1/images", h: s.listImages},
+
 		{pattern: "GET /v1/templates", access: jobToo, h: s.listTemplates},
 		{pattern: "GET /v1/templates/{name}", access: jobToo, h: s.getTemplate},
 		{pattern: "GET /v1/environments", access: jobToo, h: s.listEnvironments},
@@ -203,6 +206,7 @@ func (s *Server) routeTable() []route {
 
 		{pattern: "GET /v1/jobs/{id}/spec", access: jobOnly, h: s.agentSpec},
 		{pattern: "GET /v1/jobs/{id}/inputs/{name}", access: jobOnly, h: s.agentInput},
+		{pattern: "GET /v1/jobs/{id}/image", access: jobOnly, h: s.agentImage},
 		{pattern: "POST /v1/jobs/{id}/state", access: jobOnly, h: s.agentState},
 		{pattern: "POST /v1/jobs/{id}/logs/{stream}", access: jobOnly, h: s.agentLog},
 		{pattern: "PUT /v1/jobs/{id}/outputs/{path...}", access: jobOnly, h: s.agentOutput},
