@@ -324,18 +324,31 @@ func TestContainerAsAccount(t *testing.T) {
 	if err := os.WriteFile(conf, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// on the local executor, and on Slurm and Grid Engine where the test
+	// command started them
+	envs := []string{"local"}
+	extra := map[string]string{"local": "", "slurm": ", partition: debug", "sge": ", queue: all.q"}
+	for _, e := range []string{"slurm", "sge"} {
+		if os.Getenv("HPCGATE_TEST_"+strings.ToUpper(e)) == "1" {
+			envs = append(envs, e)
+		}
+	}
+	var envCfg strings.Builder
+	for _, e := range envs {
+		envCfg.WriteString("  - {name: " + e + "-podman, scheduler: " + e + extra[e] + ", container_runtime: podman, image_store: " + store + ", env: {CONTAINERS_CONF: " + conf + "}}\n")
+	}
 	tmpl := templatesDir(t, `
 name: ctr-who
 version: 1
 image: localhost/hpcgate-examples:latest
 command: [sh, -c, 'id -u > uid.txt; echo mine > mine.txt']
 outputs: [uid.txt]
-environments: [local-podman]
+environments: [local-podman, slurm-podman, sge-podman]
 `)
 	g := &gw{t: t, dir: filepath.Join(t.TempDir(), "data"), bin: bin, addr: "127.0.0.1:0", slots: "2"}
 	cfg := "template_dirs: [" + tmpl + "]\npoll_interval: 500ms\nwork_root: " + filepath.Join(shared, "work") +
 		"\naccounts: {mode: map, map: {alice: hpcg-alice}}\nno_builtin_templates: true\n" +
-		"environments:\n  - {name: local-podman, scheduler: local, container_runtime: podman, image_store: " + store + ", env: {CONTAINERS_CONF: " + conf + "}}\n" +
+		"environments:\n" + envCfg.String() +
 		"agent_command: [" + filepath.Join(bin, "hpcgate") + ", agent, --keep-workdir]\n"
 	g.cfgFile = filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(g.cfgFile, []byte(cfg), 0o600); err != nil {
@@ -344,27 +357,31 @@ environments: [local-podman]
 	g.start()
 	t.Cleanup(g.stop)
 	c := g.client(g.userToken("alice"))
-	j, err := c.CreateJob(context.Background(), api.JobRequest{Template: "ctr-who"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	j = waitJob(t, c, j.ID, 120*time.Second)
-	if j.State != api.StateSucceeded {
-		errLog, _ := io.ReadAll(must(c.Log(context.Background(), j.ID, "stderr", 0, false)))
-		t.Fatalf("job %s: %s\n%s", j.State, j.Error, errLog)
-	}
-	rc, _, err := c.Output(context.Background(), j.ID, "uid.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := io.ReadAll(rc)
-	rc.Close()
-	if strings.TrimSpace(string(uid)) != "0" {
-		t.Fatalf("the command ran as uid %q in its container, want 0 (the account, outside)", uid)
-	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(filepath.Join(shared, "work", j.ID, "work", "mine.txt"), &st); err != nil || int(st.Uid) != alice.UID {
-		t.Fatalf("mine.txt: %v, owner %d, want %d", err, st.Uid, alice.UID)
+	for _, e := range envs {
+		t.Run(e, func(t *testing.T) {
+			j, err := c.CreateJob(context.Background(), api.JobRequest{Template: "ctr-who", Environment: e + "-podman"}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			j = waitJob(t, c, j.ID, 3*time.Minute)
+			if j.State != api.StateSucceeded {
+				errLog, _ := io.ReadAll(must(c.Log(context.Background(), j.ID, "stderr", 0, false)))
+				t.Fatalf("job %s: %s\n%s", j.State, j.Error, errLog)
+			}
+			rc, _, err := c.Output(context.Background(), j.ID, "uid.txt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			uid, _ := io.ReadAll(rc)
+			rc.Close()
+			if strings.TrimSpace(string(uid)) != "0" {
+				t.Fatalf("the command ran as uid %q in its container, want 0 (the account, outside)", uid)
+			}
+			var st syscall.Stat_t
+			if err := syscall.Stat(filepath.Join(shared, "work", j.ID, "work", "mine.txt"), &st); err != nil || int(st.Uid) != alice.UID {
+				t.Fatalf("mine.txt: %v, owner %d, want %d", err, st.Uid, alice.UID)
+			}
+		})
 	}
 }
 
