@@ -100,6 +100,16 @@ parameters:
   properties:
     tag: {type: string}
 ---
+name: ctr-swap
+version: 1
+image: localhost/hpcgate-examples:latest
+command: [sh, -c, 'cat data/in.txt']
+inputs:
+  - {name: text, path: data/in.txt}
+adapters:
+  prepare: [sh, -c, 'mv data old && mkdir data && ln -s /etc/shadow data/in.txt']
+environments: [local-podman]
+---
 name: ctr-archived
 version: 1
 image: localhost/hpcgate-archived:1
@@ -218,6 +228,17 @@ func TestContainerLifecycle(t *testing.T) {
 	rc.Close()
 	if lines := strings.Split(strings.TrimSpace(string(where)), "\n"); len(lines) != 3 || lines[0] != "/work" || !strings.Contains(lines[1], "No such file") || lines[2] != "input-ro" {
 		t.Fatalf("where.txt %q: want /work, nothing of the node, a read-only input", where)
+	}
+
+	// a step that puts a link where an input was: the next step's
+	// runtime would mount what the link names; the agent refuses
+	sw, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-swap", Inputs: map[string]string{"text": "in.txt"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw = waitJob(t, c, sw.ID, 120*time.Second)
+	if out, _ := io.ReadAll(must(c.Log(ctx, sw.ID, "stdout", 0, false))); sw.State != api.StateFailed || !strings.Contains(sw.Error, "symbolic link") || len(out) > 0 {
+		t.Fatalf("input swapped for a link: %s, %q, stdout %q", sw.State, sw.Error, out)
 	}
 
 	// cancel while running: the container goes (its command ignores SIGTERM)

@@ -212,7 +212,7 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 			names = append(names, c.name(a.id, step))
 		}
 		if rm := c.rt.RemoveCommand(names...); rm != nil {
-			r, err := startReaper(rm)
+			r, err := startReaper(rm, c.runtimeEnv())
 			if err != nil {
 				return outcome{err: err.Error()}
 			}
@@ -463,7 +463,7 @@ func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, log
 		if stop != nil {
 			// the container's processes are not the runtime's children:
 			// the runtime stops them (SIGTERM, then SIGKILL after the grace)
-			quiet(stop)
+			quiet(stop, env)
 		} else {
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		}
@@ -480,7 +480,7 @@ func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, log
 	close(done)
 	timedOut := <-stopped
 	if ctx.Err() != nil || timedOut {
-		quiet(remove)
+		quiet(remove, env)
 	}
 	ps := cmd.ProcessState
 	code := ps.ExitCode()
@@ -522,8 +522,8 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 			if err != nil || safeRel(filepath.ToSlash(rel)) != nil || seen[rel] {
 				continue
 			}
-			if st, err := os.Lstat(m); err != nil || !st.Mode().IsRegular() {
-				continue // no directories, devices or symlinks (which could point anywhere)
+			if st, err := os.Lstat(m); err != nil || !st.Mode().IsRegular() || noLinkBelow(a.dir, rel) != nil {
+				continue // no directories, devices or links, nor files below a link (which could point anywhere)
 			}
 			seen[rel] = true
 			files = append(files, rel)
@@ -532,7 +532,7 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 	sort.Strings(files)
 	for _, rel := range files {
 		err := a.retry(ctx, "upload output "+rel, func(ctx context.Context) error {
-			f, err := os.Open(filepath.Join(a.dir, rel))
+			f, err := openBelow(a.dir, rel)
 			if err != nil {
 				return err
 			}

@@ -447,3 +447,27 @@ func TestUnsafeInputPath(t *testing.T) {
 		t.Fatal("an input was written outside the working directory")
 	}
 }
+
+// A directory the command replaced by a link (to the gateway's data, say)
+// is not followed when outputs are uploaded: only files really below the
+// working directory go.
+func TestOutputsNotThroughLinks(t *testing.T) {
+	secret := t.TempDir()
+	if err := os.WriteFile(filepath.Join(secret, "admin.token"), []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, c := newGateway(t, api.Spec{JobID: "job1",
+		Command: sh(`mkdir real; echo ok > real/a.txt; ln -s "$HPCGATE_PARAM_SECRET" results`),
+		Env:     map[string]string{"HPCGATE_PARAM_SECRET": secret},
+		Outputs: []string{"real/*", "results/*"}})
+	o, _ := opts(t)
+	if err := Run(context.Background(), c, "job1", o); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := g.output("real/a.txt"); !ok || got != "ok\n" {
+		t.Errorf("real/a.txt = %q, %v", got, ok)
+	}
+	if got, ok := g.output("results/admin.token"); ok {
+		t.Fatalf("a file behind a link was uploaded: %q", got)
+	}
+}

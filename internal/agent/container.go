@@ -19,10 +19,12 @@ import (
 
 // containerRun is how a job's steps run in its image.
 type containerRun struct {
-	rt   container.Runtime
-	base container.Step // every step's, but its name and argv
-	vals []string       // the values of base.Env, NAME=VALUE
-	env  []string       // the runtime's own additions (rootless podman)
+	rt     container.Runtime
+	base   container.Step // every step's, but its name and argv
+	dir    string         // the job's directory on the node
+	inputs []string       // the inputs' paths below dir, mounted one by one
+	vals   []string       // the values of base.Env, NAME=VALUE
+	env    []string       // the runtime's own additions (rootless podman)
 }
 
 // container prepares the job's container: the job's directory at the
@@ -42,7 +44,7 @@ func (a *agent) container(spec *api.Spec) (*containerRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &containerRun{rt: container.Runtime{Kind: kind, Flags: spec.Container.Flags}}
+	c := &containerRun{rt: container.Runtime{Kind: kind, Flags: spec.Container.Flags}, dir: dir}
 	c.base = container.Step{
 		Image:   spec.Image,
 		WorkDir: wd,
@@ -60,6 +62,7 @@ func (a *agent) container(spec *api.Spec) (*containerRun, error) {
 			continue // fetchInputs refused it already
 		}
 		c.base.Mounts = append(c.base.Mounts, container.Mount{Source: filepath.Join(dir, in.Path), Target: path.Join(wd, in.Path), ReadOnly: true})
+		c.inputs = append(c.inputs, in.Path)
 	}
 	env := map[string]string{"HPCGATE_JOB_ID": a.id, "HPCGATE_WORKDIR": wd}
 	for k, v := range spec.Env {
@@ -83,7 +86,8 @@ func (a *agent) container(spec *api.Spec) (*containerRun, error) {
 // rootless prepares what podman needs when the agent runs as a user's
 // account: a runtime directory (podman under an engine classically fails
 // on a /run/user/UID that only a login session makes) and, given the
-// environment's shared image store, a storage configuration that adds it,
+// environment's shared image store, a storage configuration that adds it
+// (kept in the runtime directory, out of every container's reach),
 // so that the account uses the images without pulling or loading them.
 // It returns the variables to give podman.
 func (a *agent) rootless(store string) ([]string, error) {
@@ -104,7 +108,10 @@ func (a *agent) rootless(store string) ([]string, error) {
 		env = append(env, "XDG_RUNTIME_DIR="+run)
 	}
 	if store != "" {
-		conf := filepath.Join(a.spool, "storage.conf")
+		// In the runtime directory, which no container sees: in the
+		// job's directory a step could rewrite it for the next step's
+		// podman (a mount_program runs on the node).
+		conf := filepath.Join(run, "hpcgate-storage-"+a.id+".conf")
 		text := "[storage]\ndriver = \"overlay\"\n[storage.options]\nadditionalimagestores = [\"" + store + "\"]\n"
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			return nil, err
@@ -131,6 +138,13 @@ func ownDir(dir string, uid int) bool {
 // runtime's argv and environment, and the commands that stop and remove
 // the container (nil where signals do).
 func (c *containerRun) command(jobID, name string, argv []string, grace time.Duration) (cmd, env, stop, remove []string, err error) {
+	// An earlier step may have put a link where an input was (or above
+	// it): the runtime would follow it and mount what it names.
+	for _, in := range c.inputs {
+		if err := noLinkBelow(c.dir, in); err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("input %s: %w", in, err)
+		}
+	}
 	s := c.base
 	s.Name = c.name(jobID, name)
 	s.Argv = argv
@@ -163,11 +177,13 @@ func mountOf(p, target string) container.Mount {
 // name is the container of step name of job jobID.
 func (c *containerRun) name(jobID, step string) string { return "hpcgate-" + jobID + "-" + step }
 
-// quiet runs argv (if any) and ignores how it went: stopping or removing
-// a container that is already gone is no error.
-func quiet(argv []string) {
+// quiet runs argv (if any) with env and ignores how it went: stopping or
+// removing a container that is already gone is no error.
+func quiet(argv, env []string) {
 	if len(argv) == 0 {
 		return
 	}
-	exec.Command(argv[0], argv[1:]...).Run()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Run()
 }

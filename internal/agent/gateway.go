@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,9 @@ const socketName = "gateway.sock"
 // called, which waits for the server to end.
 func (a *agent) serveGateway() (sock string, stop func(), err error) {
 	sock = filepath.Join(a.spool, socketName)
+	if len(sock) > 107 { // sun_path
+		return "", nil, fmt.Errorf("the gateway socket for the container: its path %s is longer than a socket's 107 bytes (a shorter work_root helps)", sock)
+	}
 	os.Remove(sock) // an earlier agent's
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -36,7 +40,17 @@ func (a *agent) serveGateway() (sock string, stop func(), err error) {
 		return "", nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/", a.c.Proxy())
+	proxy := a.c.Proxy()
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Encoded dots, slashes and backslashes are never part of a
+		// route: refused, so that no proxy in front of the gateway that
+		// decodes them can turn a path into an agent-only route.
+		if p := strings.ToLower(r.URL.EscapedPath()); strings.Contains(p, "%2e") || strings.Contains(p, "%2f") || strings.Contains(p, "%5c") {
+			http.Error(w, `{"title":"encoded '.', '/' or '\' in a path","status":400}`, http.StatusBadRequest)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
 	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"title":"only the agent may do this for its job","status":403}`, http.StatusForbidden)
 	})

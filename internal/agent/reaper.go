@@ -38,7 +38,9 @@ func (r *reaper) done() {
 
 // startReaper starts a reaper that runs remove unless the agent calls
 // done first.
-func startReaper(remove []string) (*reaper, error) {
+// env is the runtime's environment (rootless podman finds its state by
+// it).
+func startReaper(remove, env []string) (*reaper, error) {
 	self := selfPath()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -47,6 +49,7 @@ func startReaper(remove []string) (*reaper, error) {
 	defer r.Close()
 	cmd := exec.Command(self, append([]string{"agent", reaperForkFlag, "--"}, remove...)...)
 	cmd.Stdin = r
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Run(); err != nil { // returns once the reaper has started
 		w.Close()

@@ -33,7 +33,7 @@ func TestReaper(t *testing.T) {
 		}
 		return false
 	}
-	r, err := startReaper([]string{"/bin/sh", "-c", "touch \"$0\"", filepath.Join(dir, "in-order")})
+	r, err := startReaper([]string{"/bin/sh", "-c", "touch \"$0\"", filepath.Join(dir, "in-order")}, os.Environ())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestReaper(t *testing.T) {
 	if reaped("in-order") {
 		t.Error("the reaper ran its command after the agent ended in order")
 	}
-	r, err = startReaper([]string{"/bin/sh", "-c", "touch \"$0\"", filepath.Join(dir, "killed")})
+	r, err = startReaper([]string{"/bin/sh", "-c", "touch \"$0\"", filepath.Join(dir, "killed")}, os.Environ())
 	if err != nil {
 		t.Fatal(err)
 	}

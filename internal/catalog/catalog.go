@@ -221,7 +221,7 @@ func Load(envs []Environment, fsyss ...fs.FS) (*Catalog, error) {
 		if _, err := container.ParseKind(e.ContainerRuntime); err != nil {
 			errs = append(errs, fmt.Errorf("environment %s: %w", e.Name, err))
 		}
-		if st := e.ImageStore; st != "" && (!path.IsAbs(st) || path.Clean(st) != st || strings.ContainsAny(st, "\"\\\n")) {
+		if st := e.ImageStore; st != "" && (!path.IsAbs(st) || path.Clean(st) != st || strings.ContainsFunc(st, func(r rune) bool { return r < 0x20 || r == '"' || r == '\\' || r == 0x7f })) {
 			errs = append(errs, fmt.Errorf("environment %s: image_store %q: want an absolute, clean path", e.Name, st))
 		}
 		for k := range e.Env {

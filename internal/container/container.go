@@ -13,6 +13,7 @@ package container
 import (
 	"fmt"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -104,7 +105,8 @@ func (s *Step) Check() error {
 		}
 	}
 	for _, e := range s.Env {
-		if e == "" || strings.ContainsAny(e, "=\x00") {
+		// a name only: podman takes NAME* as a pattern of the node's variables
+		if !envNameRE.MatchString(e) {
 			return fmt.Errorf("environment name %q", e)
 		}
 	}
@@ -115,6 +117,8 @@ func (s *Step) Check() error {
 	}
 	return nil
 }
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func absClean(p string) bool {
 	return strings.HasPrefix(p, "/") && path.Clean(p) == p && !strings.ContainsRune(p, 0)
@@ -154,6 +158,9 @@ func (r Runtime) Command(s Step, env []string) (argv, procEnv []string, err erro
 		} else {
 			argv = append(argv, "--network", "none")
 		}
+		// nothing in the container gains privileges (setuid binaries,
+		// file capabilities): with a rootful runtime its root is the node's
+		argv = append(argv, "--security-opt", "no-new-privileges")
 		if s.KeepID && r.Kind == Podman {
 			argv = append(argv, "--userns", "keep-id")
 		}
@@ -164,7 +171,20 @@ func (r Runtime) Command(s Step, env []string) (argv, procEnv []string, err erro
 			argv = append(argv, "--memory", strconv.FormatInt(s.MemoryMB, 10)+"m")
 		}
 		for _, m := range s.Mounts {
-			argv = append(argv, "--volume", volume(m, "ro"))
+			// podman: no setuid binary or device node planted in a
+			// mount works in the container (docker's -v has no such options)
+			opts := []string{}
+			if m.ReadOnly {
+				opts = append(opts, "ro")
+			}
+			if r.Kind == Podman {
+				opts = append(opts, "nosuid", "nodev")
+			}
+			v := m.Source + ":" + m.Target
+			if len(opts) > 0 {
+				v += ":" + strings.Join(opts, ",")
+			}
+			argv = append(argv, "--volume", v)
 		}
 		for _, e := range s.Env {
 			argv = append(argv, "--env", e) // the value comes from the runtime's environment
@@ -188,7 +208,11 @@ func (r Runtime) Command(s Step, env []string) (argv, procEnv []string, err erro
 			argv = append(argv, "--memory", strconv.FormatInt(s.MemoryMB, 10)+"M")
 		}
 		for _, m := range s.Mounts {
-			argv = append(argv, "--bind", volume(m, "ro"))
+			v := m.Source + ":" + m.Target
+			if m.ReadOnly {
+				v += ":ro"
+			}
+			argv = append(argv, "--bind", v)
 		}
 		argv = append(argv, r.Flags...)
 		argv = append(argv, s.Image)
@@ -199,14 +223,6 @@ func (r Runtime) Command(s Step, env []string) (argv, procEnv []string, err erro
 		return argv, procEnv, nil
 	}
 	return nil, nil, fmt.Errorf("container runtime %q: want one of host, podman, apptainer, docker", r.Kind)
-}
-
-func volume(m Mount, ro string) string {
-	v := m.Source + ":" + m.Target
-	if m.ReadOnly {
-		v += ":" + ro
-	}
-	return v
 }
 
 // StopCommand returns the command that stops the container of a running

@@ -94,6 +94,7 @@ func TestCheckRefusesUnsafeSteps(t *testing.T) {
 		"comma in mount":    func(s *Step) { s.Mounts[0].Source = "/a,ro" },
 		"relative target":   func(s *Step) { s.Mounts[1].Target = "mesh.dat" },
 		"env with value":    func(s *Step) { s.Env = []string{"A=b"} },
+		"env pattern":       func(s *Step) { s.Env = []string{"AWS*"} },
 		"name with a space": func(s *Step) { s.Name = "a b" },
 	} {
 		s := step(false)
