@@ -49,7 +49,7 @@ func main() {
 	n := flag.Int("n", 30, "jobs per path for --engines and --only containers")
 	pgURL := flag.String("postgres", "", "with --s3: compare PostgreSQL with SQLite and S3 upload paths (URL from scripts/setup-postgres.sh)")
 	s3URL := flag.String("s3", "", "objects URL from scripts/setup-s3.sh, with --postgres")
-	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times; "containers": what a container adds to a trivial job, --n jobs each (needs scripts/setup-podman.sh and CONTAINERS_CONF)`)
+	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times; "containers": what a container adds to a trivial job, --n jobs each, on --engines (default local; local,slurm after scripts/setup-slurm.sh; needs scripts/setup-podman.sh and CONTAINERS_CONF)`)
 	unsynced := flag.String("unsynced", "OFF", "SQLite synchronous settings (comma-separated, e.g. OFF,NORMAL) of servers measured beside the durable one (FULL); \"\" for none")
 	rounds := flag.Int("rounds", 3, "with --only accept: rounds, each measuring every server once in turn")
 	flag.Parse()
@@ -66,7 +66,11 @@ func main() {
 	case *only == "accept":
 		err = acceptOnly(*bin, *jobs, *clients, *rounds, syncs)
 	case *only == "containers":
-		err = containers(*bin, *n)
+		list := []string{"local"}
+		if *engines != "" {
+			list = strings.Split(*engines, ",")
+		}
+		err = containers(*bin, list, *n)
 	case *only != "":
 		err = fmt.Errorf("--only %q: want accept or containers", *only)
 	case *engines != "":
