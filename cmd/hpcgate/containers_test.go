@@ -110,6 +110,12 @@ adapters:
   prepare: [sh, -c, 'mv data old && mkdir data && ln -s /etc/shadow data/in.txt']
 environments: [local-podman]
 ---
+name: ctr-count
+version: 1
+image: localhost/hpcgate-examples:latest
+command: [sh, -c, 'while :; do echo x >> count.txt; sleep 0.1; done']
+environments: [local-podman]
+---
 name: ctr-archived
 version: 1
 image: localhost/hpcgate-archived:1
@@ -127,9 +133,18 @@ environments: [local-podman, local-any]
 // containerGateway starts a gateway with two podman environments:
 // local-podman (images from localhost/ only) and local-any.
 func containerGateway(t *testing.T) *gw {
+	g, _ := containerGatewayWork(t)
+	return g
+}
+
+// containerGatewayWork is containerGateway, with the root of its jobs'
+// directories.
+func containerGatewayWork(t *testing.T) (*gw, string) {
 	conf := needPodman(t)
 	d := templatesDir(t, strings.Split(containerTemplates, "\n---\n")...)
+	work := t.TempDir()
 	return startGateway(t, `template_dirs: [`+d+`]
+work_root: `+work+`
 poll_interval: 500ms
 environments:
   - name: local-podman
@@ -142,7 +157,7 @@ environments:
     scheduler: local
     container_runtime: podman
     env: {CONTAINERS_CONF: `+conf+`}
-`)
+`), work
 }
 
 // The example wordcount-container runs in its image through podman:
@@ -509,4 +524,52 @@ func TestContainerImageArchive(t *testing.T) {
 	if out, errs := run(); out != "from-archive\n" || strings.Contains(errs, "fetching") {
 		t.Fatalf("second job: stdout %q, stderr %q: want the loaded image reused", out, errs)
 	}
+}
+
+// Suspending a container job pauses the container's processes too: the
+// agent is their subreaper, so they stay in the job's process tree, which
+// the local executor stops and continues.
+func TestContainerSuspend(t *testing.T) {
+	g, work := containerGatewayWork(t)
+	c := g.client(g.userToken("ada"))
+	ctx := context.Background()
+	j, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-count"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, c, j.ID, api.StateRunning, 2*time.Minute)
+	count := filepath.Join(work, j.ID, "count.txt")
+	size := func() int64 {
+		fi, err := os.Stat(count)
+		if err != nil {
+			return -1
+		}
+		return fi.Size()
+	}
+	for start := time.Now(); size() < 10; time.Sleep(100 * time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatalf("the container does not write %s", count)
+		}
+	}
+	if _, err := c.Suspend(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	n := size()
+	time.Sleep(1500 * time.Millisecond)
+	if m := size(); m != n {
+		t.Fatalf("the suspended job's container still writes: %d → %d bytes", n, m)
+	}
+	if _, err := c.Resume(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); size() <= n; time.Sleep(100 * time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			t.Fatal("the resumed job's container does not write again")
+		}
+	}
+	if _, err := c.Cancel(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitNoContainer(t, j.ID)
 }
