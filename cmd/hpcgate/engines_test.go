@@ -52,6 +52,18 @@ command: [sh, -c, 'trap "" TERM; echo started; while :; do sleep 1; echo tick; d
 environments: [local-podman, slurm-podman, sge-podman]
 resources:
   default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
+---
+name: ctr-exit3
+version: 1
+image: localhost/hpcgate-examples:latest
+command: [sh, -c, 'echo out; exit 3']
+environments: [local-podman, slurm-podman, sge-podman]
+---
+name: ctr-noimage
+version: 1
+image: localhost/hpcgate-no-such-image:1
+command: ["true"]
+environments: [local-podman, slurm-podman, sge-podman]
 `
 
 type engineCase struct {
@@ -120,7 +132,7 @@ func TestEngines(t *testing.T) {
 			if ec.envVar != "" && os.Getenv(ec.envVar) != "1" {
 				t.Skipf("%s not set: run scripts/setup-%s.sh and set %s=1 (scripts/test.sh does both)", ec.envVar, ec.kind, ec.envVar)
 			}
-			dir := templatesDir(t, engineTemplate, containerStepsTemplate)
+			dir := templatesDir(t, append([]string{engineTemplate}, strings.Split(containerStepsTemplate, "\n---\n")...)...)
 			g := newGateway(t, string(cluster)+"\ntemplate_dirs: ["+dir+"]\n")
 			g.slots = "2"
 			g.start()
@@ -216,6 +228,32 @@ func testEngine(t *testing.T, g *gw, ec engineCase) {
 		done(t, w.ID, api.StateSucceeded)
 		if res, _ := c.Results(ctx, w.ID); !strings.Contains(string(res), `"most_common": "alpha"`) {
 			t.Fatalf("wordcount-container results %s", res)
+		}
+		// a failing verify adapter, in the image
+		if _, err := c.PutFile(ctx, "in/empty.txt", strings.NewReader(""), 0); err != nil {
+			t.Fatal(err)
+		}
+		v, err := c.CreateJob(ctx, api.JobRequest{Template: "wordcount-container", Environment: penv, Inputs: map[string]string{"text": "in/empty.txt"}}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vj := done(t, v.ID, api.StateFailed); !strings.Contains(vj.Error, "verify") || !strings.Contains(vj.Error, "input text is empty") {
+			t.Fatalf("verify: %q", vj.Error)
+		}
+		// the command's exit code, apart from the runtime's own failures
+		x, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-exit3", Environment: penv}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if xj := done(t, x.ID, api.StateFailed); xj.ExitCode == nil || *xj.ExitCode != 3 || !strings.Contains(xj.Error, "exit code 3") {
+			t.Fatalf("exit 3: %v, %q", xj.ExitCode, xj.Error)
+		}
+		m, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-noimage", Environment: penv}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mj := done(t, m.ID, api.StateFailed); !strings.Contains(mj.Error, "container runtime failed") {
+			t.Fatalf("missing image: %q", mj.Error)
 		}
 		cancelContainerJob(t, c, api.JobRequest{Template: "ctr-steps", Environment: penv})
 	})

@@ -194,14 +194,6 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 			return outcome{err: err.Error()}
 		}
 		a.ctr = c
-		// The runtime's monitor (podman's conmon) leaves its parent to
-		// run on its own: as a subreaper the agent becomes its parent
-		// instead, so the container's processes stay in the job's
-		// process tree, where an engine's suspend (SIGSTOP to the tree)
-		// and kill reach them.
-		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-			a.log.Warn("cannot become a subreaper: suspending this job will not pause its container", "err", err)
-		}
 		if spec.Container.Archive != "" {
 			if err := a.ensureImage(ctx, c, spec.Container.Archive, logs); err != nil {
 				if errors.Is(err, errJobGone) {
@@ -227,6 +219,15 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 				return outcome{err: err.Error()}
 			}
 			defer r.done()
+		}
+		// (After the reaper has started: it must not be re-parented to
+		// the agent.) The runtime's monitor (podman's conmon) leaves its parent to
+		// run on its own: as a subreaper the agent becomes its parent
+		// instead, so the container's processes stay in the job's
+		// process tree, where an engine's suspend (SIGSTOP to the tree)
+		// and kill reach them.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			a.log.Warn("cannot become a subreaper: suspending this job will not pause its container", "err", err)
 		}
 	}
 	for _, ad := range []struct {

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"regexp"
@@ -299,6 +300,10 @@ func parseTemplate(data []byte) (*Template, error) {
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var more yaml.Node
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		bad("a template file holds one template: it has a second YAML document (after ---); put each template in a file of its own")
+	}
 	if !nameRE.MatchString(t.Name) {
 		bad("name %q must match %s", t.Name, nameRE)
 	}
@@ -357,8 +362,15 @@ func parseTemplate(data []byte) (*Template, error) {
 		bad("parameters: the schema's type must be object")
 	}
 	t.schemaJSON = schemaJSON
-	if d, m := t.Resources.Default, t.Resources.Max; m.Nodes > 0 && d.Nodes > m.Nodes || m.CoresPerNode > 0 && d.CoresPerNode > m.CoresPerNode {
+	d, m := t.Resources.Default, t.Resources.Max
+	over := func(d, m int64) bool { return m > 0 && d > m }
+	if over(int64(d.Nodes), int64(m.Nodes)) || over(int64(d.CoresPerNode), int64(m.CoresPerNode)) || over(d.MemoryMB, m.MemoryMB) || over(d.WalltimeS, m.WalltimeS) {
 		bad("resources: default exceeds max")
+	}
+	for _, l := range []Limits{d, m} {
+		if l.Nodes < 0 || l.CoresPerNode < 0 || l.MemoryMB < 0 || l.WalltimeS < 0 {
+			bad("resources: no number may be negative")
+		}
 	}
 	return &t, errors.Join(errs...)
 }

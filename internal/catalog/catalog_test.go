@@ -213,7 +213,7 @@ func TestImageTemplatesRunWhereAllowed(t *testing.T) {
 		t.Errorf("warnings %q, template a offered: %v", c.Warnings, err == nil)
 	}
 	// images that could be taken for options, and bad workdirs, are refused
-	for _, bad := range []string{tmpl("x", "--privileged", ""), tmpl("x", "a b", ""), tmpl("x", "localhost/s:1", "container: {workdir: work}\n"), tmpl("x", "localhost/s:1", "container: {workdir: /}\n"), tmpl("x", "localhost/s:1", "inputs: [{name: a, path: 'a:b'}]\n"), tmpl("x", "localhost/s:1", "inputs: [{name: a, path: params.json}]\n")} {
+	for _, bad := range []string{tmpl("x", "--privileged", ""), tmpl("x", "a b", ""), tmpl("x", "localhost/s:1", "container: {workdir: work}\n"), tmpl("x", "localhost/s:1", "container: {workdir: /}\n"), tmpl("x", "localhost/s:1", "inputs: [{name: a, path: 'a:b'}]\n"), tmpl("x", "localhost/s:1", "inputs: [{name: a, path: params.json}]\n"), tmpl("x", "localhost/s:1", "---\nname: y\n"), tmpl("x", "localhost/s:1", "resources: {default: {walltime_s: 7200}, max: {walltime_s: 3600}}\n"), tmpl("x", "localhost/s:1", "resources: {default: {nodes: -1}}\n")} {
 		if _, err := Load(envs, fstest.MapFS{"x.yaml": {Data: []byte(bad)}}); err == nil {
 			t.Errorf("accepted:\n%s", bad)
 		}

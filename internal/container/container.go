@@ -81,10 +81,6 @@ type Step struct {
 	// Cores and MemoryMB limit the container (0: no limit).
 	Cores    int
 	MemoryMB int64
-	// KeepID maps the caller's uid and gid to themselves inside the
-	// container (rootless podman), so that the files a step writes in
-	// its mounts belong to the job's account.
-	KeepID bool
 }
 
 // Check reports what makes s unusable: an empty image or command, a
@@ -161,9 +157,6 @@ func (r Runtime) Command(s Step, env []string) (argv, procEnv []string, err erro
 		// nothing in the container gains privileges (setuid binaries,
 		// file capabilities): with a rootful runtime its root is the node's
 		argv = append(argv, "--security-opt", "no-new-privileges")
-		if s.KeepID && r.Kind == Podman {
-			argv = append(argv, "--userns", "keep-id")
-		}
 		if s.Cores > 0 {
 			argv = append(argv, "--cpus", strconv.Itoa(s.Cores))
 		}

@@ -21,7 +21,7 @@ func step(network bool) Step {
 			{Source: "/var/lib/hpcgate/work/j1/mesh.dat", Target: "/work/mesh.dat", ReadOnly: true},
 		},
 		Env:     []string{"HPCGATE_PARAM_N", "HPCGATE_JOB_ID"},
-		Network: network, Cores: 4, MemoryMB: 2048, KeepID: true,
+		Network: network, Cores: 4, MemoryMB: 2048,
 	}
 }
 

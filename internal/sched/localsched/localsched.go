@@ -219,6 +219,26 @@ func (e *Executor) load() error {
 		case exists(filepath.Join(d, "launched")):
 			en.state = sched.Running
 			en.pid, en.start = readPid(filepath.Join(d, "pid"))
+			if en.pid == 0 {
+				// The gateway stopped between writing "launched" and
+				// "pid": the supervisor wrote its own pid first thing
+				// ("spid"); without it, it never ran, and the task is
+				// queued again.
+				b, err := e.readStatus(id, "spid")
+				pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+				if err != nil || pid <= 0 {
+					os.Remove(filepath.Join(d, "launched"))
+					en.state = sched.Queued
+					break
+				}
+				en.pid, en.start = pid, procStart(pid)
+				if en.start == "" || !e.isSupervisor(id, pid) {
+					// gone before this load (or, in a directory an
+					// account can write, not its supervisor at all):
+					// checkRunning finishes it, and no signal goes to it
+					en.start = "ended"
+				}
+			}
 			if exists(filepath.Join(d, "suspended")) {
 				en.state = sched.Suspended
 			}
@@ -300,12 +320,13 @@ func (e *Executor) schedule() {
 	}
 }
 
-// supervisor runs "$@" (the task's command) and records its exit code in
-// $0/exit.json. It is constant text: the command arrives as arguments. It
+// supervisor writes its own pid to $0/spid (for a gateway that stopped
+// before it wrote "pid"), runs "$@" (the task's command) and records its
+// exit code in $0/exit.json. It is constant text: the command arrives as arguments. It
 // uses shell builtins only (no rename): exit.json is read only once the
 // supervisor has gone, and a half-written one does not parse, which counts
 // as still running.
-const supervisor = `"$@"; printf '{"exit_code":%d}\n' "$?" > "$0/exit.json"`
+const supervisor = `printf '%d\n' "$$" > "$0/spid"; "$@"; printf '{"exit_code":%d}\n' "$?" > "$0/exit.json"`
 
 func (e *Executor) launch(en *entry) error {
 	d := e.taskDir(en.id)
@@ -810,19 +831,7 @@ func (e *Executor) readExit(id string, ex *exitInfo) error {
 	if err == nil || !os.IsNotExist(err) {
 		return err
 	}
-	status, serr := os.ReadFile(filepath.Join(d, "status"))
-	if serr != nil || !filepath.IsAbs(string(status)) {
-		return err
-	}
-	f, err := os.OpenFile(filepath.Join(string(status), "exit.json"), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return fmt.Errorf("exit.json of %s: not a regular file", id)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	b, err := e.readStatus(id, "exit.json")
 	if err != nil {
 		return err
 	}
@@ -832,6 +841,41 @@ func (e *Executor) readExit(id string, ex *exitInfo) error {
 	}
 	*ex = exitInfo{ExitCode: got.ExitCode} // the task may say its exit code, nothing else
 	return writeJSON(filepath.Join(d, "exit.json"), ex)
+}
+
+// isSupervisor tells whether pid runs the supervisor of task id: its
+// command line is the shell, the supervisor and its status directory.
+func (e *Executor) isSupervisor(id string, pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	dir := e.taskDir(id)
+	if status, err := os.ReadFile(filepath.Join(dir, "status")); err == nil && filepath.IsAbs(string(status)) {
+		dir = string(status)
+	}
+	args := strings.Split(string(b), "\x00")
+	return len(args) > 3 && args[1] == "-c" && args[2] == supervisor && args[3] == dir
+}
+
+// readStatus reads a small file the supervisor wrote in its status
+// directory: the task's directory or, for a task run as an account, the
+// job's directory (see the "status" file), where the account could have
+// put a link or a fifo: neither is followed or waited on.
+func (e *Executor) readStatus(id, name string) ([]byte, error) {
+	dir := e.taskDir(id)
+	if status, err := os.ReadFile(filepath.Join(dir, "status")); err == nil && filepath.IsAbs(string(status)) {
+		dir = string(status)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s of %s: not a regular file", name, id)
+	}
+	return io.ReadAll(io.LimitReader(f, 4096))
 }
 
 // makeAccountDirs makes t's job directory and working directory, owned by

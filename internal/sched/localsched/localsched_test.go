@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/sched/schedtest"
 )
@@ -311,5 +312,46 @@ func TestTaskEnvironmentIsClean(t *testing.T) {
 	}
 	if !strings.Contains(env, "HPCGATE_JOB_ID=envjob") || !strings.Contains(env, "PATH=") {
 		t.Errorf("the task lacks its own variables or PATH:\n%s", env)
+	}
+}
+
+// A gateway that stopped between marking a task launched and writing its
+// pid: the next executor finds the task by the pid its supervisor wrote
+// (spid) and reports its real end, not "killed"; a task marked launched
+// whose supervisor never ran is queued and run again.
+func TestAdoptsTaskWithoutPidFile(t *testing.T) {
+	dir, work := t.TempDir(), t.TempDir()
+	ctx := context.Background()
+	e := newExecutor(t, dir, 2)
+	if _, err := e.Submit(ctx, sched.Task{JobID: "half", Command: []string{"/bin/sh", "-c", "while [ ! -e go ]; do sleep 0.05; done; exit 7"}, WorkDir: filepath.Join(work, "half")}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, "half", sched.Running)
+	for start := time.Now(); !exists(filepath.Join(dir, "half", "spid")); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the supervisor wrote no spid")
+		}
+	}
+	os.Remove(filepath.Join(dir, "half", "pid"))
+	// a task marked launched that never started
+	if _, err := e.Submit(ctx, sched.Task{JobID: "never", Command: []string{"/bin/sh", "-c", "exit 5"}, WorkDir: filepath.Join(work, "never"), Resources: job.Resources{CoresPerNode: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	// it does not fit beside "half": held, this executor never starts it
+	if err := e.Hold(ctx, "never"); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "never", "launched"), nil, 0o600)
+
+	e2 := newExecutor(t, dir, 3)
+	if st, _ := e2.Poll(ctx, []string{"half"}); st["half"].State != sched.Running {
+		t.Fatalf("adopted task: %+v, want running", st["half"])
+	}
+	os.WriteFile(filepath.Join(work, "half", "go"), nil, 0o600)
+	if st := waitState(t, e2, "half", sched.Done); st.ExitCode == nil || *st.ExitCode != 7 {
+		t.Fatalf("adopted task ended %+v, want exit code 7", st)
+	}
+	if st := waitState(t, e2, "never", sched.Done); st.ExitCode == nil || *st.ExitCode != 5 {
+		t.Fatalf("the task that never started ended %+v, want it run (exit code 5)", st)
 	}
 }
