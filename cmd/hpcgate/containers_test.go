@@ -4,10 +4,12 @@ import (
 	"context"
 	"debug/elf"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/client"
+	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/sched/schedtest"
 )
 
@@ -297,6 +300,13 @@ func TestContainerLifecycle(t *testing.T) {
 // container to go.
 func cancelContainerJob(t *testing.T, c *client.Client, req api.JobRequest) {
 	t.Helper()
+	cancelContainerJobAs(t, c, req, nil)
+}
+
+// cancelContainerJobAs is cancelContainerJob for a job whose podman runs
+// rootless as account.
+func cancelContainerJobAs(t *testing.T, c *client.Client, req api.JobRequest, account *sched.Account) {
+	t.Helper()
 	ctx := context.Background()
 	s, err := c.CreateJob(ctx, req, "")
 	if err != nil {
@@ -307,7 +317,7 @@ func cancelContainerJob(t *testing.T, c *client.Client, req api.JobRequest) {
 	if _, err := c.Cancel(ctx, s.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitNoContainer(t, s.ID)
+	waitNoContainerAs(t, s.ID, account)
 }
 
 func waitLog(t *testing.T, c *client.Client, id, want string) {
@@ -323,13 +333,57 @@ func waitLog(t *testing.T, c *client.Client, id, want string) {
 	}
 }
 
+// jobProcesses lists the processes whose environment names job id (the
+// agent, the runtime, the container's), as far as this process may read
+// them (all, as root).
+func jobProcesses(id string) []string {
+	var out []string
+	ds, _ := os.ReadDir("/proc")
+	for _, d := range ds {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + d.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if kv == "HPCGATE_JOB_ID="+id {
+				cmd, _ := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+				out = append(out, d.Name()+":"+strings.ReplaceAll(string(cmd), "\x00", " "))
+				break
+			}
+		}
+	}
+	return out
+}
+
 // waitNoContainer waits until podman has no container of job id.
 func waitNoContainer(t *testing.T, id string) {
 	t.Helper()
+	waitNoContainerAs(t, id, nil)
+}
+
+// waitNoContainerAs waits until no process of job id is left and root's
+// podman has no container of it (for an account's rootless podman, whose
+// records are the account's, only the processes are checked).
+func waitNoContainerAs(t *testing.T, id string, account *sched.Account) {
+	t.Helper()
 	for start := time.Now(); ; time.Sleep(300 * time.Millisecond) {
-		out, err := exec.Command("podman", "ps", "--all", "--quiet", "--filter", "name=hpcgate-"+id).Output()
-		if err == nil && strings.TrimSpace(string(out)) == "" {
+		var out []byte
+		var err error
+		if account == nil {
+			out, err = exec.Command("podman", "ps", "--all", "--quiet", "--filter", "name=hpcgate-"+id).Output()
+		}
+		// podman forgetting the container is not enough (a container
+		// left "stopping" is dropped from its records with its processes
+		// running): no process of the job may be left either
+		procs := jobProcesses(id)
+		if err == nil && strings.TrimSpace(string(out)) == "" && len(procs) == 0 {
 			return
+		}
+		if len(procs) > 0 {
+			out = append(out, fmt.Sprintf(" processes %v", procs)...)
 		}
 		if time.Since(start) > 60*time.Second {
 			t.Fatalf("the container of job %s is still there: %s %v", id, out, err)
@@ -380,6 +434,12 @@ image: localhost/hpcgate-examples:latest
 command: [sh, -c, 'id -u > uid.txt; echo mine > mine.txt']
 outputs: [uid.txt]
 environments: [local-podman, slurm-podman, sge-podman]
+`, `
+name: ctr-wait
+version: 1
+image: localhost/hpcgate-examples:latest
+command: [sh, -c, 'trap "" TERM; echo started; while :; do sleep 1; done']
+environments: [local-podman, slurm-podman, sge-podman]
 `)
 	g := &gw{t: t, dir: filepath.Join(t.TempDir(), "data"), bin: bin, addr: "127.0.0.1:0", slots: "2"}
 	cfg := "template_dirs: [" + tmpl + "]\npoll_interval: 500ms\nwork_root: " + filepath.Join(shared, "work") +
@@ -417,6 +477,17 @@ environments: [local-podman, slurm-podman, sge-podman]
 			if err := syscall.Stat(filepath.Join(shared, "work", j.ID, "work", "mine.txt"), &st); err != nil || int(st.Uid) != alice.UID {
 				t.Fatalf("mine.txt: %v, owner %d, want %d", err, st.Uid, alice.UID)
 			}
+			// a rootless container is stopped by cancel too (podman
+			// finds it through the same runtime directory)
+			if e == "sge" {
+				// Known limit (docs/templates.md): qdel kills every
+				// process of an account's job by the job's additional
+				// group id, the agent's reaper included, and a rootless
+				// container, which has dropped that group, runs on.
+				t.Log("not tested on Grid Engine: canceling a rootless container job leaves the container running there (docs/templates.md)")
+				return
+			}
+			cancelContainerJobAs(t, c, api.JobRequest{Template: "ctr-wait", Environment: e + "-podman"}, alice)
 		})
 	}
 }

@@ -256,6 +256,15 @@ func testEngine(t *testing.T, g *gw, ec engineCase) {
 			t.Fatalf("missing image: %q", mj.Error)
 		}
 		cancelContainerJob(t, c, api.JobRequest{Template: "ctr-steps", Environment: penv})
+		// walltime: the agent stops the container and says so
+		w3, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-steps", Environment: penv, Resources: &api.Resources{WalltimeS: 3}}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wj := done(t, w3.ID, api.StateFailed); !strings.Contains(wj.Error, "walltime") {
+			t.Fatalf("walltime: %q", wj.Error)
+		}
+		waitNoContainer(t, w3.ID)
 	})
 
 	t.Run("TwoCores", func(t *testing.T) {

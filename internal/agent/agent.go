@@ -67,6 +67,10 @@ type agent struct {
 	dir   string
 	spool string
 	ctr   *containerRun // the job's image, or nil: steps run on the host
+	// stopped: a step was stopped (cancel, walltime, the job gone); its
+	// container is left to the reaper to make sure of (written by runCmd's
+	// watcher before runCmd returns).
+	stopped bool
 }
 
 // Run runs job id to its end. It returns an error only when it could not
@@ -213,12 +217,18 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 		for _, step := range []string{"verify", "prepare", "command", "collect"} {
 			names = append(names, c.name(a.id, step))
 		}
-		if rm := c.rt.RemoveCommand(names...); rm != nil {
-			r, err := startReaper(rm, c.runtimeEnv())
+		if c.rt.RemoveCommand(names...) != nil {
+			r, err := startReaper(c.rt, names, c.runtimeEnv())
 			if err != nil {
 				return outcome{err: err.Error()}
 			}
-			defer r.done()
+			defer func() {
+				if a.stopped {
+					r.release()
+				} else {
+					r.done()
+				}
+			}()
 		}
 		// (After the reaper has started: it must not be re-parented to
 		// the agent.) The runtime's monitor (podman's conmon) leaves its parent to
@@ -429,7 +439,8 @@ func (a *agent) openInput(ctx context.Context, in api.SpecInput, offset int64) (
 // directory, or in the job's container, with output to the log shippers.
 // A limit > 0 stops it after that long.
 func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, logs *shippers, limit time.Duration) outcome {
-	var stop, remove []string // a container's: how to stop it, and remove it if stopped
+	var stop []string // a container's: how to stop it,
+	var remove func() // and remove it if stopped
 	if a.ctr != nil {
 		var err error
 		if argv, env, stop, remove, err = a.ctr.command(a.id, name, argv, a.opts.KillGrace); err != nil {
@@ -471,6 +482,7 @@ func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, log
 		case <-timeout:
 			timedOut = true
 		}
+		a.stopped = true
 		if stop != nil {
 			// the container's processes are not the runtime's children:
 			// the runtime stops them (SIGTERM, then SIGKILL after the grace)
@@ -491,7 +503,9 @@ func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, log
 	close(done)
 	timedOut := <-stopped
 	if ctx.Err() != nil || timedOut {
-		quiet(remove, env)
+		if remove != nil {
+			remove()
+		}
 	}
 	ps := cmd.ProcessState
 	code := ps.ExitCode()

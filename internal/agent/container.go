@@ -137,7 +137,7 @@ func ownDir(dir string, uid int) bool {
 // command returns how to run step name with argv in the container: the
 // runtime's argv and environment, and the commands that stop and remove
 // the container (nil where signals do).
-func (c *containerRun) command(jobID, name string, argv []string, grace time.Duration) (cmd, env, stop, remove []string, err error) {
+func (c *containerRun) command(jobID, name string, argv []string, grace time.Duration) (cmd, env, stop []string, remove func(), err error) {
 	// An earlier step may have put a link where an input was (or above
 	// it): the runtime would follow it and mount what it names.
 	for _, in := range c.inputs {
@@ -153,7 +153,7 @@ func (c *containerRun) command(jobID, name string, argv []string, grace time.Dur
 		return nil, nil, nil, nil, err
 	}
 	env = append(c.runtimeEnv(), procEnv...)
-	return cmd, env, c.rt.StopCommand(s.Name, grace), c.rt.RemoveCommand(s.Name), nil
+	return cmd, env, c.rt.StopCommand(s.Name, grace), func() { removeContainers(c.rt, []string{s.Name}, env) }, nil
 }
 
 // runtimeEnv is the runtime's environment: the agent's own (PATH, HOME,

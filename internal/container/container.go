@@ -229,9 +229,22 @@ func (r Runtime) StopCommand(name string, grace time.Duration) []string {
 	return nil
 }
 
-// RemoveCommand returns the command that kills and removes the named
-// containers of steps if they are still there (after their runtime's
-// process was killed), or nil.
+// PidCommand returns the command that prints the node's pid of a
+// container's first process, or nil. Killing that process ends every
+// process of the container (its pid namespace): the way to stop a
+// container whose runtime lost track of it (a "podman stop" killed half
+// way leaves it "stopping", and then neither "podman kill" nor "podman rm
+// --force" stops its processes; podman 4.3).
+func (r Runtime) PidCommand(name string) []string {
+	switch r.Kind {
+	case Podman, Docker:
+		return []string{r.binary(), "inspect", "--format", "{{.State.Pid}}", "--", name}
+	}
+	return nil
+}
+
+// RemoveCommand returns the command that removes the named containers of
+// steps if they are still there, or nil.
 func (r Runtime) RemoveCommand(names ...string) []string {
 	switch r.Kind {
 	case Podman:

@@ -50,8 +50,10 @@ func TestCommandLines(t *testing.T) {
 				for _, e := range procEnv {
 					b.WriteString("  " + e + "\n")
 				}
-				for _, c := range [][]string{r.StopCommand("hpcgate-j1-command", 10*time.Second), r.RemoveCommand("hpcgate-j1-command"),
-					r.ExistsCommand("localhost/solver:2"), r.LoadCommand("/tmp/hpcgate-images-0/solver.tar")} {
+				cmds := [][]string{r.StopCommand("hpcgate-j1-command", 10*time.Second)}
+				cmds = append(cmds, r.PidCommand("hpcgate-j1-command"), r.RemoveCommand("hpcgate-j1-command"))
+				cmds = append(cmds, r.ExistsCommand("localhost/solver:2"), r.LoadCommand("/tmp/hpcgate-images-0/solver.tar"))
+				for _, c := range cmds {
 					b.WriteString("then: " + strings.Join(c, " ") + "\n")
 				}
 				golden := filepath.Join("testdata", name+".golden")
