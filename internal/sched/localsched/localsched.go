@@ -422,8 +422,7 @@ func (e *Executor) end(en *entry, ex *exitInfo) {
 	}
 	en.exit = ex
 	en.state = sched.Done
-	en.killAt = time.Time{}
-	e.retire(en)
+	e.retire(en) // a canceled task's killAt stays: its group may outlive it
 }
 
 // retire removes what an ended task no longer needs and must not keep: its
@@ -463,10 +462,15 @@ func (e *Executor) killOverdue() {
 			continue
 		}
 		en.killAt = time.Time{}
-		if en.state == sched.Running || en.state == sched.Suspended {
-			if procStart(en.pid) == en.start {
-				signalTree(en.pid, syscall.SIGKILL)
-			}
+		if (en.state == sched.Running || en.state == sched.Suspended) && procStart(en.pid) == en.start {
+			signalTree(en.pid, syscall.SIGKILL)
+		}
+		// The supervisor may be gone (SIGTERM ended it) while a command
+		// that ignores SIGTERM runs on, orphaned: it is still in the
+		// supervisor's process group (the kernel does not reuse a pid
+		// that names a live group).
+		if en.pid > 0 {
+			syscall.Kill(-en.pid, syscall.SIGKILL)
 		}
 	}
 }
@@ -787,6 +791,9 @@ func signalTree(pid int, sig syscall.Signal) {
 	for _, p := range descendants(pid) {
 		syscall.Kill(p, sig)
 	}
+	// and its process group (the supervisor leads one): what left the
+	// tree (a daemon, an orphan) but not the group gets it too
+	syscall.Kill(-pid, sig)
 }
 
 // descendants returns pid and every process below it, parents first.

@@ -220,7 +220,7 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	done := make(chan struct{})
 	go func() { e.Run(rctx); close(done) }()
 	// ignores SIGTERM: only the SIGKILL ends it
-	if _, err := e.Submit(ctx, sched.Task{JobID: "stubborn", Command: []string{"/bin/sh", "-c", `trap '' TERM; touch started; while :; do sleep 0.1; done`}, WorkDir: filepath.Join(work, "s")}); err != nil {
+	if _, err := e.Submit(ctx, sched.Task{JobID: "stubborn", Command: []string{"/bin/sh", "-c", `trap '' TERM; echo $$ > pid; touch started; while :; do sleep 0.1; done`}, WorkDir: filepath.Join(work, "s")}); err != nil {
 		t.Fatal(err)
 	}
 	for start := time.Now(); !exists(filepath.Join(work, "s", "started")); time.Sleep(20 * time.Millisecond) {
@@ -245,6 +245,19 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	st := waitState(t, e, "stubborn", sched.Done)
 	if !st.Canceled {
 		t.Fatalf("status %+v, want canceled", st)
+	}
+	// and the command itself is gone, though SIGTERM ended its
+	// supervisor first and left it an orphan
+	b, _ := os.ReadFile(filepath.Join(work, "s", "pid"))
+	pid := strings.TrimSpace(string(b))
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		st, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil || strings.Contains(string(st), ") Z ") {
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("the canceled task's command (pid %s) still runs", pid)
+		}
 	}
 }
 
