@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/client"
+	"github.com/hpcgate/hpcgate/internal/container"
 	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/sched/schedtest"
 )
@@ -498,7 +498,7 @@ environments: [local-podman, slurm-podman, sge-podman]
 // the container still has no network.
 func TestContainerTalksToGateway(t *testing.T) {
 	g := containerGateway(t)
-	if exe, _ := os.Executable(); !isStaticBinary(exe) {
+	if exe, _ := os.Executable(); !container.StaticBinary(exe) {
 		if os.Getenv("HPCGATE_TEST_PODMAN") == "1" {
 			t.Fatal("the test binary is not static: scripts/test.sh builds the end-to-end tests with -tags osusergo,netgo")
 		}
@@ -523,21 +523,6 @@ func TestContainerTalksToGateway(t *testing.T) {
 	if out, _ := io.ReadAll(must(c.Log(ctx, k.ID, "stdout", 0, false))); k.State != api.StateSucceeded || string(out) != "kid-from-container\n" {
 		t.Fatalf("child %s, stdout %q", k.State, out)
 	}
-}
-
-// isStaticBinary tells whether the ELF file at p needs no dynamic loader.
-func isStaticBinary(p string) bool {
-	f, err := elf.Open(p)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	for _, prog := range f.Progs {
-		if prog.Type == elf.PT_INTERP {
-			return false
-		}
-	}
-	return true
 }
 
 // An image no registry serves comes from an archive an admin pushed to the

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"debug/elf"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/hpcgate/hpcgate/internal/container"
 )
 
 // The gateway, for a job's container: the agent serves it on a Unix socket
@@ -92,7 +93,7 @@ func (a *agent) gatewayForContainer(c *containerRun, workdir string) (stop func(
 	// It appears beside the socket, over an empty file the agent makes
 	// (a mount point in the image itself may not be creatable: a rootless
 	// container's image belongs to root).
-	if bin := selfPath(); isStatic(bin) {
+	if bin := selfPath(); container.StaticBinary(bin) {
 		spot := filepath.Join(a.spool, "hpcgate")
 		if err := os.WriteFile(spot, nil, 0o700); err != nil {
 			stop()
@@ -105,19 +106,4 @@ func (a *agent) gatewayForContainer(c *containerRun, workdir string) (stop func(
 		a.log.Warn("the hpcgate client is not mounted in the container: this hpcgate is not a static binary (build it with -tags osusergo,netgo)", "binary", bin)
 	}
 	return stop, nil
-}
-
-// isStatic tells whether the ELF file at p needs no dynamic loader.
-func isStatic(p string) bool {
-	f, err := elf.Open(p)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	for _, prog := range f.Progs {
-		if prog.Type == elf.PT_INTERP {
-			return false
-		}
-	}
-	return true
 }

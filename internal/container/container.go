@@ -11,6 +11,7 @@
 package container
 
 import (
+	"debug/elf"
 	"fmt"
 	"path"
 	"regexp"
@@ -314,4 +315,20 @@ func (r Runtime) Limits(rootless bool) []string {
 		return []string{"no network (--net --network none) needs root or a configured fakeroot", "--cpus and --memory need cgroups v2 (apptainer 3.10+)", "suspend by signals only"}
 	}
 	return nil
+}
+
+// StaticBinary tells whether the ELF file at p needs no dynamic loader,
+// so that it runs in any image (the hpcgate client the agent mounts).
+func StaticBinary(p string) bool {
+	f, err := elf.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
 }
