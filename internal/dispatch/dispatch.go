@@ -50,7 +50,12 @@ type Options struct {
 	// ClaimFor is how long a replica may take to hand a claimed job to
 	// its engine before another replica may (default 30s).
 	ClaimFor time.Duration
-	Logger   *slog.Logger
+	// CancelGrace is how long the agent of a canceled container job on a
+	// queueing engine has to stop its container in order before the
+	// engine's own cancel (default 15s): an engine's kill (Grid Engine's
+	// qdel) can take the agent's helpers along and leave the container.
+	CancelGrace time.Duration
+	Logger      *slog.Logger
 	// Metrics counts submissions and engine errors (nil: nothing).
 	Metrics Metrics
 }
@@ -77,6 +82,9 @@ type Dispatcher struct {
 	// tasks are the jobs handed to (or found in) an engine that keeps
 	// something per task until told to forget it, by job id.
 	tasks map[string]task
+	// deferred are engines' cancels of canceled container jobs, made
+	// after the agent's grace (Options.CancelGrace), by job id.
+	deferred map[string]deferredCancel
 }
 
 // task is a job in an engine that can forget it.
@@ -111,7 +119,11 @@ func New(st store.Store, cat *catalog.Catalog, scheds map[string]sched.Scheduler
 	if opts.ClaimFor <= 0 {
 		opts.ClaimFor = 30 * time.Second
 	}
-	return &Dispatcher{store: st, cat: cat, scheds: scheds, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), endedSeen: map[string]time.Time{}, tasks: map[string]task{}}
+	if opts.CancelGrace <= 0 {
+		opts.CancelGrace = 15 * time.Second
+	}
+	return &Dispatcher{store: st, cat: cat, scheds: scheds, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), endedSeen: map[string]time.Time{}, tasks: map[string]task{},
+		deferred: map[string]deferredCancel{}}
 }
 
 // Notify tells the dispatcher that a job is waiting to be submitted.
@@ -131,12 +143,17 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// no cancel is left undone by a gateway that stops
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			d.cancelDeferred(cctx, true)
+			cancel()
 			return nil
 		case <-d.wake:
 			d.submitPending(ctx)
 		case <-poll.C:
 			d.submitPending(ctx)
 			d.reconcile(ctx)
+			d.cancelDeferred(ctx, false)
 		}
 	}
 }
@@ -592,10 +609,12 @@ func (d *Dispatcher) setState(ctx context.Context, id string, s job.State, reaso
 // working), then in its engine. A job that has ended already answers an
 // error wrapping job.ErrInvalidTransition.
 func (d *Dispatcher) Cancel(ctx context.Context, id, reason string) (*job.Job, error) {
+	agentActive := false
 	j, err := d.store.UpdateJob(ctx, id, func(j *job.Job) error {
 		if j.State.Terminal() {
 			return &job.TransitionError{From: j.State, To: job.Canceled, Why: "it has ended already"}
 		}
+		agentActive = j.State == job.Starting || j.State == job.Running || j.State == job.Finishing
 		return j.SetState(job.Canceled, reason, time.Now())
 	})
 	if err != nil {
@@ -606,12 +625,56 @@ func (d *Dispatcher) Cancel(ctx context.Context, id, reason string) (*job.Job, e
 		// agent notices the cancel itself within seconds (its token stops
 		// working) and stops the command.
 		if s, ok := d.engine(j); ok && (!isPerProcess(s) || j.ClaimedBy == d.opts.ReplicaID) {
-			if err := s.Cancel(ctx, j.BackendID); err != nil && !errors.Is(err, sched.ErrNotFound) {
+			if agentActive && !isPerProcess(s) && inContainer(j) {
+				// The agent notices within its heartbeat and stops its
+				// container in order; the engine's cancel follows.
+				d.mu.Lock()
+				d.deferred[j.ID] = deferredCancel{env: j.Environment, backendID: j.BackendID, at: time.Now().Add(d.opts.CancelGrace)}
+				d.mu.Unlock()
+			} else if err := s.Cancel(ctx, j.BackendID); err != nil && !errors.Is(err, sched.ErrNotFound) {
 				d.log.Error("cancel in engine", "job_id", id, "err", err)
 			}
 		}
 	}
 	return j, nil
+}
+
+// deferredCancel is an engine's cancel due at a time (see Cancel).
+type deferredCancel struct {
+	env, backendID string
+	at             time.Time
+}
+
+// inContainer tells whether j's steps run in a container.
+func inContainer(j *job.Job) bool {
+	r, err := catalog.DecodeRecipe(j.TemplateDoc)
+	return err == nil && r.Image != ""
+}
+
+// cancelDeferred makes the engines' cancels that are due (all, with all).
+// A job that ended meanwhile is no longer in its engine: nothing to do.
+func (d *Dispatcher) cancelDeferred(ctx context.Context, all bool) {
+	d.mu.Lock()
+	var due map[string]deferredCancel
+	for id, c := range d.deferred {
+		if all || time.Now().After(c.at) {
+			if due == nil {
+				due = map[string]deferredCancel{}
+			}
+			due[id] = c
+			delete(d.deferred, id)
+		}
+	}
+	d.mu.Unlock()
+	for id, c := range due {
+		s, ok := d.scheds[c.env]
+		if !ok {
+			continue
+		}
+		if err := s.Cancel(ctx, c.backendID); err != nil && !errors.Is(err, sched.ErrNotFound) {
+			d.log.Error("cancel in engine", "job_id", id, "err", err)
+		}
+	}
 }
 
 // Hold keeps a job that has not started from starting.

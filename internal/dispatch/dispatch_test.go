@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -857,5 +858,50 @@ func TestForgetAfterRestart(t *testing.T) {
 	d2.reconcile(f.ctx)
 	if got := f.fake.forgottenIDs(); len(got) != 1 || got[0] != b {
 		t.Fatalf("forgot %v", got)
+	}
+}
+
+// A running container job on a queueing engine is canceled in the store
+// at once (its agent stops its container in order within its heartbeat)
+// and in the engine only after the grace, or when the dispatcher stops; a
+// host job, or a container job whose agent has not started, at once.
+func TestCancelContainerJobAfterGrace(t *testing.T) {
+	f := newFixture(t)
+	f.opts.CancelGrace = 300 * time.Millisecond
+	d := f.dispatcher()
+	mk := func(image string) *job.Job {
+		j := f.job("hpc", job.Pending)
+		if _, err := f.st.UpdateJob(f.ctx, j.ID, func(j *job.Job) error {
+			j.TemplateDoc = (&catalog.Recipe{Version: catalog.RecipeVersion, Template: "t", TemplateVersion: 1, Image: image, Command: []string{"true"}}).Encode()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	ctr, host, queuedCtr := mk("localhost/solver:1"), mk(""), mk("localhost/solver:1")
+	d.submitPending(f.ctx)
+	for _, j := range []*job.Job{ctr, host} {
+		f.to(j.ID, job.Starting)
+		f.to(j.ID, job.Running)
+	}
+	for _, j := range []*job.Job{ctr, host, queuedCtr} {
+		if _, err := d.Cancel(f.ctx, j.ID, "canceled by alice"); err != nil {
+			t.Fatal(err)
+		}
+		f.wantState(j.ID, job.Canceled)
+	}
+	canceled := func(j *job.Job) bool { return slices.Contains(f.fake.canceled, f.get(j.ID).BackendID) }
+	if !canceled(host) || !canceled(queuedCtr) || canceled(ctr) {
+		t.Fatalf("engine cancels %v: want the host job's and the queued one's at once, not the running container job's", f.fake.canceled)
+	}
+	d.cancelDeferred(f.ctx, false)
+	if canceled(ctr) {
+		t.Fatal("the container job was canceled in its engine before the grace")
+	}
+	time.Sleep(400 * time.Millisecond)
+	d.cancelDeferred(f.ctx, false)
+	if !canceled(ctr) {
+		t.Fatal("the container job was not canceled in its engine after the grace")
 	}
 }
