@@ -28,8 +28,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/client"
 )
@@ -193,52 +191,11 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 	}
 	env := a.environ(spec)
 	if spec.Image != "" {
-		c, err := a.container(spec)
-		if err != nil {
-			return outcome{err: err.Error()}
+		cleanup, out := a.startContainer(ctx, spec, logs)
+		if cleanup == nil {
+			return out
 		}
-		a.ctr = c
-		if spec.Container.Archive != "" {
-			if err := a.ensureImage(ctx, c, spec.Container.Archive, logs); err != nil {
-				if errors.Is(err, errJobGone) {
-					return outcome{gone: true}
-				}
-				return outcome{err: err.Error()}
-			}
-		}
-		if spec.Container.Gateway {
-			stop, err := a.gatewayForContainer(c, spec.Container.Workdir)
-			if err != nil {
-				return outcome{err: err.Error()}
-			}
-			defer stop()
-		}
-		var names []string
-		for _, step := range []string{"verify", "prepare", "command", "collect"} {
-			names = append(names, c.name(a.id, step))
-		}
-		if c.rt.RemoveCommand(names...) != nil {
-			r, err := startReaper(c.rt, names, c.runtimeEnv())
-			if err != nil {
-				return outcome{err: err.Error()}
-			}
-			defer func() {
-				if a.stopped {
-					r.release()
-				} else {
-					r.done()
-				}
-			}()
-		}
-		// (After the reaper has started: it must not be re-parented to
-		// the agent.) The runtime's monitor (podman's conmon) leaves its parent to
-		// run on its own: as a subreaper the agent becomes its parent
-		// instead, so the container's processes stay in the job's
-		// process tree, where an engine's suspend (SIGSTOP to the tree)
-		// and kill reach them.
-		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-			a.log.Warn("cannot become a subreaper: suspending this job will not pause its container", "err", err)
-		}
+		defer cleanup()
 	}
 	for _, ad := range []struct {
 		name string

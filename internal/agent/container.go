@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,6 +13,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/internal/container"
@@ -25,6 +28,69 @@ type containerRun struct {
 	inputs []string       // the inputs' paths below dir, mounted one by one
 	vals   []string       // the values of base.Env, NAME=VALUE
 	env    []string       // the runtime's own additions (rootless podman)
+}
+
+// startContainer readies the job's container for its steps: the runtime's
+// command lines, the image (loaded from its archive if the node lacks it),
+// the gateway's socket if the template needs it, and the reaper. It
+// returns what to do when the steps are over, or nil and how the job
+// ends.
+func (a *agent) startContainer(ctx context.Context, spec *api.Spec, logs *shippers) (cleanup func(), _ outcome) {
+	c, err := a.container(spec)
+	if err != nil {
+		return nil, outcome{err: err.Error()}
+	}
+	a.ctr = c
+	if spec.Container.Archive != "" {
+		if err := a.ensureImage(ctx, c, spec.Container.Archive, logs); err != nil {
+			if errors.Is(err, errJobGone) {
+				return nil, outcome{gone: true}
+			}
+			return nil, outcome{err: err.Error()}
+		}
+	}
+	var undo []func()
+	cleanup = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	if spec.Container.Gateway {
+		stop, err := a.gatewayForContainer(c, spec.Container.Workdir)
+		if err != nil {
+			return nil, outcome{err: err.Error()}
+		}
+		undo = append(undo, stop)
+	}
+	var names []string
+	for _, step := range []string{"verify", "prepare", "command", "collect"} {
+		names = append(names, c.name(a.id, step))
+	}
+	if c.rt.RemoveCommand(names...) != nil {
+		r, err := startReaper(c.rt, names, c.runtimeEnv())
+		if err != nil {
+			cleanup()
+			return nil, outcome{err: err.Error()}
+		}
+		// After a stop (cancel, walltime) the reaper makes sure of the
+		// containers even though the agent ends in order.
+		undo = append(undo, func() {
+			if a.stopped {
+				r.release()
+			} else {
+				r.done()
+			}
+		})
+	}
+	// After the reaper has started (it must not be re-parented to the
+	// agent): the runtime's monitor (podman's conmon) leaves its parent to
+	// run on its own; as a subreaper the agent becomes its parent instead,
+	// so the container's processes stay in the job's process tree, where
+	// an engine's suspend (SIGSTOP to the tree) and kill reach them.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		a.log.Warn("cannot become a subreaper: suspending this job will not pause its container", "err", err)
+	}
+	return cleanup, outcome{}
 }
 
 // container prepares the job's container: the job's directory at the
