@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/sched/schedtest"
 )
@@ -233,9 +232,17 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	}
 	stop()
 	<-done
+	// (a goroutine that has called wg.Done may still be on its way out:
+	// a moment is allowed)
 	buf := make([]byte, 1<<20)
-	if n := runtime.Stack(buf, true); strings.Contains(string(buf[:n]), "localsched.(*") {
-		t.Fatalf("a goroutine of the executor outlived Run:\n%s", buf[:n])
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		n := runtime.Stack(buf, true)
+		if !strings.Contains(string(buf[:n]), "localsched.(*") {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("a goroutine of the executor outlived Run:\n%s", buf[:n])
+		}
 	}
 	// the next Run kills it once its grace has passed
 	rctx, stop = context.WithCancel(ctx)
@@ -335,7 +342,13 @@ func TestTaskEnvironmentIsClean(t *testing.T) {
 func TestAdoptsTaskWithoutPidFile(t *testing.T) {
 	dir, work := t.TempDir(), t.TempDir()
 	ctx := context.Background()
-	e := newExecutor(t, dir, 2)
+	e, err := New(dir, &Options{Slots: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stopRun := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() { e.Run(rctx); close(ran) }()
 	if _, err := e.Submit(ctx, sched.Task{JobID: "half", Command: []string{"/bin/sh", "-c", "while [ ! -e go ]; do sleep 0.05; done; exit 7"}, WorkDir: filepath.Join(work, "half")}); err != nil {
 		t.Fatal(err)
 	}
@@ -346,12 +359,16 @@ func TestAdoptsTaskWithoutPidFile(t *testing.T) {
 		}
 	}
 	os.Remove(filepath.Join(dir, "half", "pid"))
-	// a task marked launched that never started
-	if _, err := e.Submit(ctx, sched.Task{JobID: "never", Command: []string{"/bin/sh", "-c", "exit 5"}, WorkDir: filepath.Join(work, "never"), Resources: job.Resources{CoresPerNode: 2}}); err != nil {
+	// the gateway stops ("half" runs on)
+	stopRun()
+	<-ran
+	// a task marked launched that never started: submitted to an
+	// executor whose loop never runs
+	idle, err := New(dir, &Options{Slots: 2})
+	if err != nil {
 		t.Fatal(err)
 	}
-	// it does not fit beside "half": held, this executor never starts it
-	if err := e.Hold(ctx, "never"); err != nil {
+	if _, err := idle.Submit(ctx, sched.Task{JobID: "never", Command: []string{"/bin/sh", "-c", "exit 5"}, WorkDir: filepath.Join(work, "never")}); err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "never", "launched"), nil, 0o600)
