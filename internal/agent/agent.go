@@ -360,21 +360,26 @@ func (a *agent) fetchInputs(ctx context.Context, spec *api.Spec) error {
 			if have > 0 {
 				flags = os.O_WRONLY | os.O_APPEND
 			}
-			f, err := os.OpenFile(dst, flags, 0o600)
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(f, rc); err != nil {
-				f.Close()
-				return err
-			}
-			return f.Close()
+			return saveTo(dst, flags, rc)
 		})
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// saveTo copies r into the file dst, opened with flags (mode 0600 if made).
+func saveTo(dst string, flags int, r io.Reader) error {
+	f, err := os.OpenFile(dst, flags, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // openInput opens an input from offset: straight from the object store

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -81,15 +80,7 @@ func (a *agent) fetchArchive(ctx context.Context, file, archive string, logs *sh
 			return err
 		}
 		defer rc.Close()
-		f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, rc); err != nil {
-			f.Close()
-			return err
-		}
-		return f.Close()
+		return saveTo(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, rc)
 	})
 	if err != nil {
 		os.Remove(tmp)

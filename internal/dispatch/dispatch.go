@@ -277,9 +277,7 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		Resources: j.Resources,
 		Project:   j.Project,
 	}
-	if r, err := catalog.DecodeRecipe(j.TemplateDoc); err == nil && r.Image != "" && env.ContainerRuntime != "" {
-		task.Contained = true
-	}
+	task.Contained = inContainer(j) && env.ContainerRuntime != ""
 	if j.Account != "" {
 		// The job runs as its owner's account, in a directory of its own
 		// that holds everything of the job (sched.Task.Account).

@@ -857,12 +857,19 @@ func (e *Executor) isSupervisor(id string, pid int) bool {
 	if err != nil {
 		return false
 	}
+	args := strings.Split(string(b), "\x00")
+	return len(args) > 3 && args[1] == "-c" && args[2] == supervisor && args[3] == e.statusDir(id)
+}
+
+// statusDir is where task id's supervisor writes: the task's directory or,
+// for a task run as an account, the job's directory named by its "status"
+// file.
+func (e *Executor) statusDir(id string) string {
 	dir := e.taskDir(id)
 	if status, err := os.ReadFile(filepath.Join(dir, "status")); err == nil && filepath.IsAbs(string(status)) {
-		dir = string(status)
+		return string(status)
 	}
-	args := strings.Split(string(b), "\x00")
-	return len(args) > 3 && args[1] == "-c" && args[2] == supervisor && args[3] == dir
+	return dir
 }
 
 // readStatus reads a small file the supervisor wrote in its status
@@ -870,11 +877,7 @@ func (e *Executor) isSupervisor(id string, pid int) bool {
 // job's directory (see the "status" file), where the account could have
 // put a link or a fifo: neither is followed or waited on.
 func (e *Executor) readStatus(id, name string) ([]byte, error) {
-	dir := e.taskDir(id)
-	if status, err := os.ReadFile(filepath.Join(dir, "status")); err == nil && filepath.IsAbs(string(status)) {
-		dir = string(status)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(filepath.Join(e.statusDir(id), name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
