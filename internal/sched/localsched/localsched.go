@@ -384,6 +384,11 @@ func (e *Executor) launch(en *entry) error {
 	en.cmd = cmd
 	en.pid = cmd.Process.Pid
 	en.start = procStart(en.pid)
+	if en.start == "" {
+		// It has ended already (a zombie has no start time here): with
+		// start "" it would pass checkRunning's test for ever.
+		en.start = "ended"
+	}
 	en.started = time.Now()
 	os.WriteFile(filepath.Join(d, "pid"), []byte(fmt.Sprintf("%d %s\n", en.pid, en.start)), 0o600)
 	en.state = sched.Running
