@@ -358,6 +358,55 @@ func jobProcesses(id string) []string {
 	return out
 }
 
+// breakRootlessPodman leaves account's podman as a reboot leaves it when
+// its runtime directory is on disk (as the agent's own is, without a
+// login session's /run/user/UID): records of a running container whose
+// processes are gone. Without the agent's care podman then fails on every
+// call, "invalid internal status" (a fresh CI machine from a snapshot).
+func breakRootlessPodman(t *testing.T, account *sched.Account, store string) {
+	t.Helper()
+	run := filepath.Join(os.TempDir(), "hpcgate-run-"+strconv.Itoa(account.UID))
+	if _, err := os.Stat(filepath.Join("/run/user", strconv.Itoa(account.UID))); err == nil {
+		return // the agent uses the login session's, which a reboot empties
+	}
+	storage := filepath.Join(filepath.Dir(store), "storage-"+account.Name+".conf")
+	text := "[storage]\ndriver = \"overlay\"\n[storage.options]\nadditionalimagestores = [\"" + store + "\"]\n"
+	if err := os.WriteFile(storage, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	podman := func(args ...string) ([]byte, error) {
+		cmd := podmanAs(account, args...)
+		cmd.Env = append(cmd.Env, "CONTAINERS_STORAGE_CONF="+storage)
+		return cmd.CombinedOutput()
+	}
+	podman("system", "migrate") // from an earlier run of a broken agent's
+	if out, err := podman("run", "--detach", "--replace", "--network", "none", "--name", "hpcgate-stale-test", "localhost/hpcgate-examples:latest", "sleep", "600"); err != nil {
+		t.Fatalf("start a container as %s: %v\n%s", account.Name, err, out)
+	}
+	t.Cleanup(func() { podman("rm", "--force", "hpcgate-stale-test") })
+	// the reboot: every process of the account's ends at once
+	if out, err := exec.Command("pkill", "-KILL", "-u", account.Name).CombinedOutput(); err != nil {
+		t.Fatalf("pkill: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(run, "hpcgate-boot-id"), []byte("an earlier boot\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(filepath.Join(run, "hpcgate-boot-id"), account.UID, account.GID)
+}
+
+// podmanAs is podman run as account, with the runtime directory and
+// containers.conf its jobs' agent uses (TestContainerAsAccount's).
+func podmanAs(account *sched.Account, args ...string) *exec.Cmd {
+	run := filepath.Join("/run/user", strconv.Itoa(account.UID))
+	if fi, err := os.Stat(run); err != nil || !fi.IsDir() {
+		run = filepath.Join(os.TempDir(), "hpcgate-run-"+strconv.Itoa(account.UID))
+	}
+	cmd := exec.Command("runuser", append([]string{"-u", account.Name, "--", "podman"}, args...)...)
+	cmd.Dir = "/"
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, "HOME="+account.Home, "XDG_RUNTIME_DIR="+run, "CONTAINERS_CONF="+accountContainersConf)
+	return cmd
+}
+
 // waitNoContainer waits until podman has no container of job id.
 func waitNoContainer(t *testing.T, id string) {
 	t.Helper()
@@ -374,6 +423,8 @@ func waitNoContainerAs(t *testing.T, id string, account *sched.Account) {
 		var err error
 		if account == nil {
 			out, err = exec.Command("podman", "ps", "--all", "--quiet", "--filter", "name=hpcgate-"+id).Output()
+		} else {
+			out, err = podmanAs(account, "ps", "--all", "--quiet", "--filter", "name=hpcgate-"+id).Output()
 		}
 		// podman forgetting the container is not enough (a container
 		// left "stopping" is dropped from its records with its processes
@@ -396,6 +447,10 @@ func waitNoContainerAs(t *testing.T, id string, account *sched.Account) {
 // image comes from the environment's shared read-only store (nothing
 // pulled or loaded per account), and the command is root only of its
 // user namespace: what it writes belongs to the account.
+// accountContainersConf is the containers.conf TestContainerAsAccount's
+// accounts read.
+var accountContainersConf string
+
 func TestContainerAsAccount(t *testing.T) {
 	conf := needPodman(t)
 	alice, _ := schedtest.Accounts(t)
@@ -414,6 +469,8 @@ func TestContainerAsAccount(t *testing.T) {
 	if err := os.WriteFile(conf, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	accountContainersConf = conf
+	breakRootlessPodman(t, alice, store)
 	// on the local executor, and on Slurm and Grid Engine where the test
 	// command started them
 	envs := []string{"local"}

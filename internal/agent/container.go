@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -170,21 +172,90 @@ func (a *agent) rootless(store string) ([]string, error) {
 			if !ownDir(run, uid) {
 				return nil, fmt.Errorf("the runtime directory %s is not this account's own (mode 0700)", run)
 			}
+			if err := freshSinceBoot(run); err != nil {
+				return nil, err
+			}
 		}
 		env = append(env, "XDG_RUNTIME_DIR="+run)
 	}
 	if store != "" {
 		// In the runtime directory, which no container sees: in the
 		// job's directory a step could rewrite it for the next step's
-		// podman (a mount_program runs on the node).
-		conf := filepath.Join(run, "hpcgate-storage-"+a.id+".conf")
+		// podman (a mount_program runs on the node). One file a store,
+		// shared by the account's jobs, written whole.
 		text := "[storage]\ndriver = \"overlay\"\n[storage.options]\nadditionalimagestores = [\"" + store + "\"]\n"
-		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-			return nil, err
+		sum := sha256.Sum256([]byte(text))
+		conf := filepath.Join(run, "hpcgate-storage-"+hex.EncodeToString(sum[:8])+".conf")
+		if b, err := os.ReadFile(conf); err != nil || string(b) != text {
+			if err := writeFileAtomic(conf, []byte(text)); err != nil {
+				return nil, err
+			}
 		}
 		env = append(env, "CONTAINERS_STORAGE_CONF="+conf)
 	}
 	return env, nil
+}
+
+// bootIDFile names the boot a runtime directory of ours was made in.
+const bootIDFile = "hpcgate-boot-id"
+
+// freshSinceBoot empties run, a runtime directory the agent made under
+// the temporary directory, if it was made before the machine last booted.
+// A real runtime directory lives in memory and is gone after a reboot;
+// one on disk keeps podman's records of containers that ran (its "alive"
+// file tells podman the machine has not rebooted since), and rootless
+// podman then fails for good, trying to join the user namespace of
+// containers whose processes are gone ("invalid internal status").
+func freshSinceBoot(run string) error {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return nil // not Linux's procfs: nothing to compare
+	}
+	mark := filepath.Join(run, bootIDFile)
+	if b, err := os.ReadFile(mark); err == nil && string(b) == string(boot) {
+		return nil
+	}
+	lock, err := os.OpenFile(filepath.Join(run, "hpcgate.lock"), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return err
+	}
+	if b, err := os.ReadFile(mark); err == nil && string(b) == string(boot) {
+		return nil // another job of the account's has just emptied it
+	}
+	ents, err := os.ReadDir(run)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.Name() != "hpcgate.lock" {
+			// best effort: what a container's user made may not be ours
+			// to remove, and podman's state is in what is
+			os.RemoveAll(filepath.Join(run, e.Name()))
+		}
+	}
+	return writeFileAtomic(mark, boot)
+}
+
+// writeFileAtomic writes name (mode 0600) through a temporary file, so
+// that a reader sees the old or the new content, never part of it.
+func writeFileAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
 }
 
 // ownDir tells whether dir is a directory of uid's, mode 0700.
