@@ -17,6 +17,7 @@ import (
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/client"
 	"github.com/hpcgate/hpcgate/internal/container"
+	"github.com/hpcgate/hpcgate/internal/proctree"
 	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/sched/schedtest"
 )
@@ -392,6 +393,39 @@ func breakRootlessPodman(t *testing.T, account *sched.Account, store string) {
 		t.Fatal(err)
 	}
 	os.Chown(filepath.Join(run, "hpcgate-boot-id"), account.UID, account.GID)
+}
+
+// waitStepsStopped waits until every process of job id but its agent
+// (and the agent's reaper) is stopped, or with stopped false, until none
+// is: a suspend reaches the command and, in a container, the processes
+// below the runtime. It fails if the job has no such process.
+func waitStepsStopped(t *testing.T, id string, stopped bool) {
+	t.Helper()
+	var last []string
+	for start := time.Now(); time.Since(start) < 20*time.Second; time.Sleep(200 * time.Millisecond) {
+		last = last[:0]
+		ok, n := true, 0
+		for _, p := range jobProcesses(id) {
+			pid, cmdline, _ := strings.Cut(p, ":")
+			if f := strings.Fields(cmdline); len(f) > 1 && f[1] == "agent" {
+				continue // the agent: Grid Engine stops it after the queue's notify time
+			}
+			n++
+			pn, _ := strconv.Atoi(pid)
+			st := proctree.State(pn)
+			if st == 'Z' || st == 0 {
+				continue
+			}
+			last = append(last, fmt.Sprintf("%s (%c)", p, st))
+			if (st == 'T') != stopped {
+				ok = false
+			}
+		}
+		if ok && n > 0 {
+			return
+		}
+	}
+	t.Fatalf("job %s: want its steps' processes stopped=%v, have %q", id, stopped, last)
 }
 
 // podmanAs is podman run as account, with the runtime directory and

@@ -255,6 +255,25 @@ func testEngine(t *testing.T, g *gw, ec engineCase) {
 		if mj := done(t, m.ID, api.StateFailed); !strings.Contains(mj.Error, "container runtime failed") {
 			t.Fatalf("missing image: %q", mj.Error)
 		}
+		// suspend reaches the container's processes, resume continues them
+		sj, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-steps", Environment: penv}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitState(t, c, sj.ID, api.StateRunning, 2*time.Minute)
+		waitLog(t, c, sj.ID, "started")
+		if _, err := c.Suspend(ctx, sj.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitStepsStopped(t, sj.ID, true)
+		if _, err := c.Resume(ctx, sj.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitStepsStopped(t, sj.ID, false)
+		if _, err := c.Cancel(ctx, sj.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitNoContainer(t, sj.ID)
 		cancelContainerJob(t, c, api.JobRequest{Template: "ctr-steps", Environment: penv})
 		// walltime: the agent stops the container and says so
 		w3, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-steps", Environment: penv, Resources: &api.Resources{WalltimeS: 3}}, "")
@@ -334,6 +353,8 @@ func testEngine(t *testing.T, g *gw, ec engineCase) {
 		if _, err := c.Suspend(ctx, j.ID); err != nil {
 			t.Fatal(err)
 		}
+		// the command itself (not only the agent that ships its log)
+		waitStepsStopped(t, j.ID, true)
 		time.Sleep(time.Second)
 		n := logLen(j.ID)
 		time.Sleep(2 * time.Second)
@@ -346,6 +367,7 @@ func testEngine(t *testing.T, g *gw, ec engineCase) {
 		if _, err := c.Resume(ctx, j.ID); err != nil {
 			t.Fatal(err)
 		}
+		waitStepsStopped(t, j.ID, false)
 		done(t, j.ID, api.StateSucceeded)
 		if _, err := c.Suspend(ctx, j.ID); client.StatusOf(err) != 409 {
 			t.Fatalf("suspend of an ended job: %v, want 409", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/hpcgate/hpcgate/internal/agent"
 	"github.com/hpcgate/hpcgate/internal/cli"
 	"github.com/hpcgate/hpcgate/internal/gateway"
+	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/server"
 )
 
@@ -112,5 +113,9 @@ Flags:
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	return agent.Run(ctx, c, *id, &agent.Options{KeepWorkDir: *keep, TokenFile: os.Getenv("HPCGATE_TOKEN_FILE")})
+	return agent.Run(ctx, c, *id, &agent.Options{
+		KeepWorkDir:   *keep,
+		TokenFile:     os.Getenv("HPCGATE_TOKEN_FILE"),
+		EngineNotices: os.Getenv(sched.NoticesVar) == "sge",
+	})
 }

@@ -47,6 +47,10 @@ type Options struct {
 	Logger *slog.Logger
 	// KeepWorkDir leaves the working directory after the job.
 	KeepWorkDir bool
+	// EngineNotices: the engine warns the job before it stops or kills
+	// it (Grid Engine's qsub -notify: SIGUSR1, SIGUSR2), and the agent
+	// passes the warnings on to its steps (see notice.go).
+	EngineNotices bool
 	// TokenFile, if set, is the file the job's token came in (the
 	// engine's HPCGATE_TOKEN_FILE): removed when the agent ends, so that
 	// no token stays on disk after its job.
@@ -65,6 +69,7 @@ type agent struct {
 	dir   string
 	spool string
 	ctr   *containerRun // the job's image, or nil: steps run on the host
+	fr    freezer       // stops the steps on the engine's notice
 	// stopped: a step was stopped (cancel, walltime, the job gone); its
 	// container is left to the reaper to make sure of (written by runCmd's
 	// watcher before runCmd returns).
@@ -100,6 +105,12 @@ func Run(ctx context.Context, c *client.Client, id string, opts *Options) error 
 	a := &agent{c: c, id: id, opts: o, log: o.Logger, dir: o.WorkDir, spool: filepath.Join(o.WorkDir, ".hpcgate")}
 	if o.TokenFile != "" {
 		defer os.Remove(o.TokenFile)
+	}
+	if o.EngineNotices {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer a.passNotices(cancel)()
 	}
 	return a.run(ctx)
 }
@@ -415,7 +426,7 @@ func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, log
 	cmd.Stdout, cmd.Stderr = logs.stdout, logs.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := a.fr.start(cmd); err != nil {
 		fmt.Fprintf(logs.stderr, "hpcgate agent: cannot start %s: %v\n", argv[0], err)
 		if a.ctr != nil && errors.Is(err, exec.ErrNotFound) {
 			return outcome{err: fmt.Sprintf("the container runtime %s is not installed on %s", argv[0], hostname())}

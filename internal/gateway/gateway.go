@@ -250,7 +250,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 			if e.Scheduler == "slurm" {
 				g.scheds[e.Name] = slurmsched.New(&slurmsched.Options{Partition: e.Partition, Account: e.Account, QOS: e.QOS, Script: script, Logger: log})
 			} else {
-				g.scheds[e.Name] = sgesched.New(&sgesched.Options{Queue: e.Queue, ParallelEnv: e.ParallelEnv, Script: script, Logger: log})
+				g.scheds[e.Name] = sgesched.New(&sgesched.Options{Queue: e.Queue, ParallelEnv: e.ParallelEnv, Script: script, Notices: true, Logger: log})
 			}
 		default:
 			return nil, fmt.Errorf("environment %s: unknown scheduler %q", e.Name, e.Scheduler)

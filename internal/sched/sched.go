@@ -196,6 +196,13 @@ func (t *Task) SecretPath(name string) string {
 	return filepath.Join(filepath.Dir(t.WorkDir), t.JobID+".secret."+name)
 }
 
+// NoticesVar names the variable an engine's adapter gives a task when
+// the engine warns the job before it stops or kills it; its value names
+// how: "sge" is Grid Engine's qsub -notify (SIGUSR1 before a suspend's
+// SIGSTOP, SIGUSR2 before a SIGKILL), which the agent passes on to the
+// processes below it.
+const NoticesVar = "HPCGATE_ENGINE_NOTICES"
+
 // BaseEnv returns the part of the gateway's environment environ that a
 // job may inherit: the variables that locate programs and set the locale
 // and time zone. Everything else (credentials for the object store, the

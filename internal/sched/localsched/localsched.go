@@ -53,6 +53,7 @@ import (
 	"time"
 
 	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/proctree"
 	"github.com/hpcgate/hpcgate/internal/sched"
 )
 
@@ -793,44 +794,12 @@ func signalTree(pid int, sig syscall.Signal) {
 	if pid <= 0 {
 		return
 	}
-	for _, p := range descendants(pid) {
+	for _, p := range proctree.Descendants(pid) {
 		syscall.Kill(p, sig)
 	}
 	// and its process group (the supervisor leads one): what left the
 	// tree (a daemon, an orphan) but not the group gets it too
 	syscall.Kill(-pid, sig)
-}
-
-// descendants returns pid and every process below it, parents first.
-func descendants(pid int) []int {
-	children := map[int][]int{}
-	des, _ := os.ReadDir("/proc")
-	for _, de := range des {
-		p, err := strconv.Atoi(de.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + de.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 {
-			continue
-		}
-		pp, _ := strconv.Atoi(f[1])
-		children[pp] = append(children[pp], p)
-	}
-	out := []int{pid}
-	for i := 0; i < len(out); i++ {
-		out = append(out, children[out[i]]...)
-	}
-	return out
 }
 
 // readExit reads task id's exit.json: the executor's own in the task's

@@ -503,7 +503,7 @@ func TestParseSizeAndSeconds(t *testing.T) {
 }
 
 func TestQsubArgs(t *testing.T) {
-	s := New(&Options{Queue: "all.q"})
+	s := New(&Options{Queue: "all.q", Notices: true})
 	task := sched.Task{
 		JobID:   "J42",
 		Name:    "2fast",
@@ -527,16 +527,17 @@ func TestQsubArgs(t *testing.T) {
 	}
 	for _, want := range []string{
 		"-terse", "-w e", "-N j2fast", "-S /bin/sh", "-wd /work/jobs", "-o /work/jobs/J42.sge.out", "-j y",
-		"-ac hpcgate_job=J42", "-q all.q", "-pe smp 4",
+		"-ac hpcgate_job=J42", "-notify", "-q all.q", "-pe smp 4",
 		"-l h_rt=3600,h_vmem=1012M", // (2000+2048)/4, rounded up
-		"-v HPCGATE_TOKEN_FILE,HPCGATE_URL",
+		"-v HPCGATE_TOKEN_FILE,HPCGATE_URL," + sched.NoticesVar,
 	} {
 		if !strings.Contains(" "+line+" ", " "+want+" ") {
 			t.Errorf("qsub %s: no %q", line, want)
 		}
 	}
 	// the token is not in the job's environment (qstat -j shows it to all)
-	if want := []string{"HPCGATE_TOKEN_FILE=/work/jobs/J42.secret.HPCGATE_TOKEN", "HPCGATE_URL=https://gw.example:8443/a,b"}; !slices.Equal(env, want) {
+	// and the agent is told to pass -notify's warnings on
+	if want := []string{"HPCGATE_TOKEN_FILE=/work/jobs/J42.secret.HPCGATE_TOKEN", "HPCGATE_URL=https://gw.example:8443/a,b", sched.NoticesVar + "=sge"}; !slices.Equal(env, want) {
 		t.Errorf("env %q, want %q", env, want)
 	}
 
@@ -545,11 +546,12 @@ func TestQsubArgs(t *testing.T) {
 		t.Errorf("with a project: qsub %q", args)
 	}
 
-	// one core: no parallel environment; no memory, walltime or env: no -l, -v
+	// one core: no parallel environment; no memory, walltime or env: no
+	// -l, -v; no notices: no -notify
 	s = New(&Options{VmemHeadroomMB: -1})
 	args, env = s.qsubArgs(sched.Task{JobID: "a1", Name: "x", WorkDir: "/w/a1", Resources: job.Resources{Nodes: 1, CoresPerNode: 1, MemoryMB: 100}})
 	line = strings.Join(args, " ")
-	if strings.Contains(line, "-pe") || strings.Contains(line, "-q") || strings.Contains(line, "-v") || len(env) != 0 {
+	if strings.Contains(line, "-pe") || strings.Contains(line, "-q") || strings.Contains(line, "-v") || strings.Contains(line, "-notify") || len(env) != 0 {
 		t.Errorf("one-core task without queue or env: qsub %s, env %q", line, env)
 	}
 	if !strings.Contains(line, "-l h_vmem=100M") {

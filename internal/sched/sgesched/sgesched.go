@@ -75,6 +75,13 @@ type Options struct {
 	// 1.6 GB of address space at start, and under a smaller limit it may
 	// fail to start at all.
 	VmemHeadroomMB int64
+	// Notices: the tasks' command passes Grid Engine's warnings on (the
+	// gateway's agent does: sched.NoticesVar), so jobs are submitted with
+	// -notify. Grid Engine signals only a job's process group; a command
+	// that leaves it (the agent's steps, a container) is suspended only
+	// by the command's own care. A command that does not handle SIGUSR1
+	// and SIGUSR2 must not be submitted with it: they would end it.
+	Notices bool
 	// CommandTimeout bounds each client command (default 2m).
 	CommandTimeout time.Duration
 	// Logger receives debug logs of the commands run (default: discarded).
@@ -184,6 +191,11 @@ func (s *Scheduler) qsubArgs(t sched.Task) (args, env []string) {
 		"-j", "y",
 		"-ac", contextVar + "=" + t.JobID,
 	}
+	env = t.JobEnv()
+	if s.opts.Notices {
+		args = append(args, "-notify")
+		env = append(env, sched.NoticesVar+"=sge")
+	}
 	if s.opts.Queue != "" {
 		args = append(args, "-q", s.opts.Queue)
 	}
@@ -208,7 +220,7 @@ func (s *Scheduler) qsubArgs(t sched.Task) (args, env []string) {
 	if len(limits) > 0 {
 		args = append(args, "-l", strings.Join(limits, ","))
 	}
-	if env = t.JobEnv(); len(env) > 0 {
+	if len(env) > 0 {
 		names := make([]string, len(env))
 		for i, kv := range env {
 			names[i], _, _ = strings.Cut(kv, "=")
