@@ -389,7 +389,9 @@ func testEngine(t *testing.T, g *gw, ec engineCase) {
 		rj := waitState(t, c, j.ID, api.StateRunning, 2*time.Minute)
 		engineKill(t, ec.kind, rj.Backend.ID)
 		if ec.kind == "sge" {
-			// Grid Engine's accounting shows a qdel as any SIGKILL.
+			// Grid Engine warns the agent of a kill (qsub -notify) but
+			// not why: the agent stops the steps and reports the job
+			// failed, naming qdel among the causes.
 			fj := done(t, j.ID, api.StateFailed)
 			if !strings.Contains(fj.Error, "qdel") {
 				t.Fatalf("error %q does not name the kill", fj.Error)

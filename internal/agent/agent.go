@@ -69,7 +69,8 @@ type agent struct {
 	dir   string
 	spool string
 	ctr   *containerRun // the job's image, or nil: steps run on the host
-	fr    freezer       // stops the steps on the engine's notice
+	fr    freezer       // stops the steps' processes on the engine's notice of a suspend
+	kill  killNotice    // stops the steps on its notice of a kill
 	// stopped: a step was stopped (cancel, walltime, the job gone); its
 	// container is left to the reaper to make sure of (written by runCmd's
 	// watcher before runCmd returns).
@@ -107,10 +108,7 @@ func Run(ctx context.Context, c *client.Client, id string, opts *Options) error 
 		defer os.Remove(o.TokenFile)
 	}
 	if o.EngineNotices {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		defer a.passNotices(cancel)()
+		defer a.passNotices()()
 	}
 	return a.run(ctx)
 }
@@ -181,7 +179,20 @@ func (a *agent) run(ctx context.Context) error {
 	logs := newShippers(a, spec.LogOffsets)
 	go logs.run(ctx)
 
-	out := a.execute(ctx, spec, logs)
+	// The steps stop on a cancel (ctx) or on the engine's notice of a
+	// kill, after which the agent still reports.
+	steps, stop := context.WithCancel(ctx)
+	defer stop()
+	a.kill.arm(stop)
+	start := time.Now()
+	out := a.execute(steps, spec, logs)
+	if a.kill.noticed() && ctx.Err() == nil && !out.gone {
+		out.err = "Grid Engine ended the job: qdel, or one of its limits"
+		if w := spec.Resources.WalltimeS; w > 0 && time.Since(start) >= time.Duration(w)*time.Second-5*time.Second {
+			out.err = fmt.Sprintf("the walltime of %v was exceeded: Grid Engine ended the job", time.Duration(w)*time.Second)
+		}
+		return a.finish(ctx, out, logs, spec)
+	}
 	if errors.Is(ctx.Err(), context.Canceled) || out.gone {
 		logs.close(ctx)
 		return errJobGone

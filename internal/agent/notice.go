@@ -21,8 +21,9 @@ import (
 //   - SIGUSR1 (a stop is coming): it stops every process below it at once,
 //     and a step that would start meanwhile starts stopped;
 //   - SIGCONT (the job is resumed): it continues them;
-//   - SIGUSR2 (a kill is coming): it stops the job's steps as SIGTERM does,
-//     the container's through its runtime, before the engine kills.
+//   - SIGUSR2 (a kill is coming): it stops the job's steps as a cancel
+//     does, the container's through its runtime, and reports the job
+//     failed with the reason, before the engine kills.
 //
 // The queue's notify time is how long Grid Engine waits between the notice
 // and its own signal; the agent does not depend on it.
@@ -84,9 +85,43 @@ func (f *freezer) start(cmd *exec.Cmd) error {
 	return nil
 }
 
+// killNotice is the engine's notice of a kill: it stops the steps (the
+// function armed), and the agent then reports the job failed, saying so.
+type killNotice struct {
+	mu   sync.Mutex
+	stop context.CancelFunc
+	got  bool
+}
+
+// arm sets what stops the steps; a notice already received stops them at
+// once.
+func (k *killNotice) arm(stop context.CancelFunc) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.stop = stop
+	if k.got {
+		stop()
+	}
+}
+
+func (k *killNotice) notice() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.got = true
+	if k.stop != nil {
+		k.stop()
+	}
+}
+
+func (k *killNotice) noticed() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.got
+}
+
 // passNotices passes Grid Engine's notices on (see above) until the
-// function it returns is called; cancel is called on SIGUSR2.
-func (a *agent) passNotices(cancel context.CancelFunc) (stop func()) {
+// function it returns is called.
+func (a *agent) passNotices() (stop func()) {
 	ch := make(chan os.Signal, 8)
 	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGCONT)
 	done := make(chan struct{})
@@ -110,7 +145,7 @@ func (a *agent) passNotices(cancel context.CancelFunc) (stop func()) {
 				case syscall.SIGUSR2:
 					a.log.Info("the engine is about to kill the job: stopping its steps")
 					a.fr.thaw() // a stopped process cannot end
-					cancel()
+					a.kill.notice()
 				}
 			}
 		}

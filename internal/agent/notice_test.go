@@ -21,7 +21,8 @@ func TestPassesEngineNotices(t *testing.T) {
 	a := &agent{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stop := a.passNotices(cancel)
+	a.kill.arm(cancel)
+	stop := a.passNotices()
 	defer stop()
 
 	tree := exec.Command("sh", "-c", `setsid sh -c 'while :; do sleep 0.05; done' & while :; do sleep 0.05; done`)
@@ -86,5 +87,8 @@ func TestPassesEngineNotices(t *testing.T) {
 	case <-ctx.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("SIGUSR2 did not stop the job's steps")
+	}
+	if !a.kill.noticed() {
+		t.Fatal("the kill's notice is not remembered for the report")
 	}
 }
