@@ -359,6 +359,47 @@ func jobProcesses(id string) []string {
 	return out
 }
 
+// accountContainerSteps runs, in environment env whose jobs run rootless
+// as account: an input in and outputs out with the live log, a failing
+// verify adapter, the command's exit code, and the walltime.
+func accountContainerSteps(t *testing.T, c *client.Client, env string, account *sched.Account) {
+	t.Helper()
+	ctx := context.Background()
+	end := func(req api.JobRequest) *api.Job {
+		t.Helper()
+		j, err := c.CreateJob(ctx, req, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return waitJob(t, c, j.ID, 3*time.Minute)
+	}
+	text := "gamma alpha beta alpha\n"
+	if _, err := c.PutFile(ctx, "acct/text.txt", strings.NewReader(text), int64(len(text))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutFile(ctx, "acct/empty.txt", strings.NewReader(""), 0); err != nil {
+		t.Fatal(err)
+	}
+	w := end(api.JobRequest{Template: "wordcount-container", Environment: env, Inputs: map[string]string{"text": "acct/text.txt"}})
+	if res, _ := c.Results(ctx, w.ID); w.State != api.StateSucceeded || !strings.Contains(string(res), `"most_common": "alpha"`) {
+		t.Fatalf("wordcount-container as %s: %s (%s), results %s", account.Name, w.State, w.Error, res)
+	}
+	if out, _ := io.ReadAll(must(c.Log(ctx, w.ID, "stdout", 0, false))); !strings.Contains(string(out), "4 words, 3 distinct") {
+		t.Fatalf("wordcount-container as %s: stdout %q", account.Name, out)
+	}
+	if v := end(api.JobRequest{Template: "wordcount-container", Environment: env, Inputs: map[string]string{"text": "acct/empty.txt"}}); v.State != api.StateFailed || !strings.Contains(v.Error, "input text is empty") {
+		t.Fatalf("verify as %s: %s, %q", account.Name, v.State, v.Error)
+	}
+	if x := end(api.JobRequest{Template: "ctr-exit3", Environment: env}); x.State != api.StateFailed || x.ExitCode == nil || *x.ExitCode != 3 {
+		t.Fatalf("exit 3 as %s: %s, %v, %q", account.Name, x.State, x.ExitCode, x.Error)
+	}
+	wt := end(api.JobRequest{Template: "ctr-wait", Environment: env, Resources: &api.Resources{WalltimeS: 3}})
+	if wt.State != api.StateFailed || !strings.Contains(wt.Error, "walltime") {
+		t.Fatalf("walltime as %s: %s, %q", account.Name, wt.State, wt.Error)
+	}
+	waitNoContainerAs(t, wt.ID, account)
+}
+
 // breakRootlessPodman leaves account's podman as a reboot leaves it when
 // its runtime directory is on disk (as the agent's own is, without a
 // login session's /run/user/UID): records of a running container whose
@@ -366,7 +407,7 @@ func jobProcesses(id string) []string {
 // call, "invalid internal status" (a fresh CI machine from a snapshot).
 func breakRootlessPodman(t *testing.T, account *sched.Account, store string) {
 	t.Helper()
-	run := filepath.Join(os.TempDir(), "hpcgate-run-"+strconv.Itoa(account.UID))
+	run := filepath.Join("/tmp", "hpcgate-run-"+strconv.Itoa(account.UID))
 	if _, err := os.Stat(filepath.Join("/run/user", strconv.Itoa(account.UID))); err == nil {
 		return // the agent uses the login session's, which a reboot empties
 	}
@@ -433,7 +474,7 @@ func waitStepsStopped(t *testing.T, id string, stopped bool) {
 func podmanAs(account *sched.Account, args ...string) *exec.Cmd {
 	run := filepath.Join("/run/user", strconv.Itoa(account.UID))
 	if fi, err := os.Stat(run); err != nil || !fi.IsDir() {
-		run = filepath.Join(os.TempDir(), "hpcgate-run-"+strconv.Itoa(account.UID))
+		run = filepath.Join("/tmp", "hpcgate-run-"+strconv.Itoa(account.UID))
 	}
 	cmd := exec.Command("runuser", append([]string{"-u", account.Name, "--", "podman"}, args...)...)
 	cmd.Dir = "/"
@@ -531,7 +572,13 @@ version: 1
 image: localhost/hpcgate-examples:latest
 command: [sh, -c, 'trap "" TERM; echo started; while :; do sleep 1; done']
 environments: [local-podman, slurm-podman, sge-podman]
-`)
+`, `
+name: ctr-exit3
+version: 1
+image: localhost/hpcgate-examples:latest
+command: [sh, -c, 'echo out; exit 3']
+environments: [local-podman, slurm-podman, sge-podman]
+`, string(must(os.ReadFile("../../examples/templates/wordcount-container.yaml"))))
 	g := &gw{t: t, dir: filepath.Join(t.TempDir(), "data"), bin: bin, addr: "127.0.0.1:0", slots: "2"}
 	cfg := "template_dirs: [" + tmpl + "]\npoll_interval: 500ms\nwork_root: " + filepath.Join(shared, "work") +
 		"\naccounts: {mode: map, map: {alice: hpcg-alice}}\nno_builtin_templates: true\n" +
@@ -575,6 +622,7 @@ environments: [local-podman, slurm-podman, sge-podman]
 			// a rootless container has dropped: the dispatcher lets the
 			// agent stop its container before it calls qdel.)
 			cancelContainerJobAs(t, c, api.JobRequest{Template: "ctr-wait", Environment: e + "-podman"}, alice)
+			accountContainerSteps(t, c, e+"-podman", alice)
 		})
 	}
 }

@@ -165,7 +165,10 @@ func (a *agent) rootless(store string) ([]string, error) {
 	if !ownDir(run, uid) {
 		run = filepath.Join("/run/user", strconv.Itoa(uid))
 		if !ownDir(run, uid) {
-			run = filepath.Join(os.TempDir(), "hpcgate-run-"+strconv.Itoa(uid))
+			// /tmp itself: not $TMPDIR, which an engine may make per job
+			// (Grid Engine does, and removes it when the job ends: a
+			// reaper's podman would lose its records there)
+			run = filepath.Join("/tmp", "hpcgate-run-"+strconv.Itoa(uid))
 			if err := os.Mkdir(run, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 				return nil, err
 			}

@@ -93,6 +93,30 @@ type task struct {
 	keep           bool // the agent never reported: keep the engine's files for a post-mortem
 }
 
+// walltimeMargin is how much longer than a job's walltime its engine lets
+// it run. The walltime is the command's: the agent stops the command then
+// itself (and its container, in order), uploads the outputs and reports,
+// and it fetched the inputs before; the engine's limit is the backstop,
+// which kills everything at once (Grid Engine's h_rt kills the agent,
+// and for a job run as its account the reaper too, while podman is
+// still stopping the container).
+const walltimeMargin = 60
+
+// engineResources is what the engine is asked for a job's resources r:
+// the walltime plus walltimeMargin, but no more than the environment's
+// maximum limit (0: none; the engine's own limit would refuse more), and
+// never less than the job's own.
+func engineResources(r job.Resources, limit int64) job.Resources {
+	if r.WalltimeS > 0 {
+		w := r.WalltimeS + walltimeMargin
+		if limit > 0 {
+			w = max(min(w, limit), r.WalltimeS)
+		}
+		r.WalltimeS = w
+	}
+	return r
+}
+
 // forgetFunc returns s's Forget, if it is a sched.Forgetter.
 func forgetFunc(s sched.Scheduler) func(ctx context.Context, id string) error {
 	if f, ok := s.(sched.Forgetter); ok {
@@ -274,7 +298,7 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		Command:   d.opts.AgentCommand,
 		Env:       env2,
 		WorkDir:   filepath.Join(root, j.ID),
-		Resources: j.Resources,
+		Resources: engineResources(j.Resources, env.Max.WalltimeS),
 		Project:   j.Project,
 	}
 	task.Contained = inContainer(j) && env.ContainerRuntime != ""

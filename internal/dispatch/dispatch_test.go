@@ -905,3 +905,25 @@ func TestCancelContainerJobAfterGrace(t *testing.T) {
 		t.Fatal("the container job was not canceled in its engine after the grace")
 	}
 }
+
+// The engine lets a job run a margin past its walltime, which the agent
+// enforces itself and then stops in order, within the environment's
+// maximum; a job without a walltime asks for none.
+func TestEngineWalltimeMargin(t *testing.T) {
+	for _, c := range []struct {
+		walltime, limit, want int64
+	}{
+		{0, 0, 0},
+		{0, 3600, 0},
+		{3, 0, 3 + walltimeMargin},
+		{600, 3600, 600 + walltimeMargin},
+		{3590, 3600, 3600}, // capped: the engine would refuse more
+		{3600, 3600, 3600},
+		{7200, 3600, 7200}, // never less than the job's own
+	} {
+		r := engineResources(job.Resources{Nodes: 1, CoresPerNode: 2, WalltimeS: c.walltime}, c.limit)
+		if r.WalltimeS != c.want || r.CoresPerNode != 2 {
+			t.Errorf("walltime %d, limit %d: engine gets %+v, want walltime %d", c.walltime, c.limit, r, c.want)
+		}
+	}
+}
