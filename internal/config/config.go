@@ -93,6 +93,11 @@ type Config struct {
 		// Audit: audit entries older than this are purged (default
 		// 8760h, 365 days; 0s keeps them for ever).
 		Audit *time.Duration `yaml:"audit"`
+		// Workdirs: the directories Slurm and Grid Engine jobs leave
+		// below the work roots are removed this long after their job
+		// ended (default 24h; 0s keeps them). The local executor's:
+		// local.workdir_retention.
+		Workdirs *time.Duration `yaml:"workdirs"`
 	} `yaml:"retention"`
 	// AgentCommand starts the agent inside a job (default: this binary
 	// with "agent").
@@ -205,6 +210,10 @@ func (c *Config) fill() {
 		d := 365 * 24 * time.Hour
 		c.Retention.Audit = &d
 	}
+	if c.Retention.Workdirs == nil {
+		d := 24 * time.Hour
+		c.Retention.Workdirs = &d
+	}
 	if c.LogFormat == "" {
 		c.LogFormat = "text"
 	}
@@ -285,6 +294,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention.Jobs != nil && *c.Retention.Jobs < 0 {
 		errs = append(errs, errors.New("retention.jobs must not be negative (0s keeps jobs for ever)"))
+	}
+	if c.Retention.Workdirs != nil && *c.Retention.Workdirs < 0 {
+		errs = append(errs, errors.New("retention.workdirs must not be negative (0s keeps them for ever)"))
 	}
 	if c.Retention.Audit != nil && *c.Retention.Audit < 0 {
 		errs = append(errs, errors.New("retention.audit must not be negative (0s keeps the audit log for ever)"))

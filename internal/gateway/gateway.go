@@ -418,6 +418,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if r := *g.cfg.Retention.Audit; r > 0 {
 		grp.Go(func(ctx context.Context) error { return g.purgeAudit(ctx, r, min(r/10, time.Hour)) })
 	}
+	if r := *g.cfg.Retention.Workdirs; r > 0 && len(g.engineRoots()) > 0 {
+		grp.Go(func(ctx context.Context) error { return g.sweepWorkdirs(ctx, r, min(r/10, time.Hour)) })
+	}
 	if addr := g.cfg.Metrics.Addr; addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
