@@ -315,3 +315,71 @@ func (r *changingReader) Seek(off int64, whence int) (int64, error) {
 	}
 	return r.off, nil
 }
+
+// On S3, the bytes quota holds on the paths that bypass the gateway: a
+// presigned multipart upload that would pass it is refused before any
+// part is sent, one that fits is counted once completed, a job's outputs
+// sent to presigned URLs count to its owner, and deleting the job counts
+// them off again.
+func TestProductionQuotaBytes(t *testing.T) {
+	const limit = 30 << 20
+	g := startGateway(t, productionConfig(t)+"quotas: {users: {quinn: {bytes: 30MiB}}}\n")
+	ctx := context.Background()
+	c := g.client(g.userToken("quinn"))
+	used := func() int64 {
+		t.Helper()
+		me, err := c.Me(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := me.Quotas["bytes"]
+		if q.Limit != limit {
+			t.Fatalf("bytes quota %+v, want a limit of %d", q, limit)
+		}
+		return q.Used
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 20<<20/16)
+	if _, err := c.UploadFile(ctx, "in/a.bin", bytes.NewReader(big), int64(len(big)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := used(); got != int64(len(big)) {
+		t.Fatalf("after a 20 MiB multipart upload: %d bytes used", got)
+	}
+	_, err := c.UploadFile(ctx, "in/b.bin", bytes.NewReader(big), int64(len(big)), nil)
+	var ce *client.Error
+	if !errorsAs(err, &ce) || ce.Status != http.StatusConflict || ce.Code != api.CodeQuotaExceeded {
+		t.Fatalf("a second 20 MiB upload: %v, want 409 %s", err, api.CodeQuotaExceeded)
+	}
+	if _, err := c.StatFile(ctx, "in/b.bin"); client.StatusOf(err) != http.StatusNotFound {
+		t.Fatalf("the refused upload left a file: %v", err)
+	}
+	text := "alpha beta alpha\n"
+	if _, err := c.PutFile(ctx, "in/t.txt", strings.NewReader(text), int64(len(text))); err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.CreateJob(ctx, api.JobRequest{Template: "wordcount", Inputs: map[string]string{"text": "in/t.txt"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done := waitJob(t, c, j.ID, 2*time.Minute); done.State != api.StateSucceeded {
+		t.Fatalf("wordcount: %s (%s)", done.State, done.Error)
+	}
+	outs, err := c.Outputs(ctx, j.ID)
+	if err != nil || len(outs) == 0 {
+		t.Fatalf("outputs %v, %v", outs, err)
+	}
+	var outBytes int64
+	for _, o := range outs {
+		outBytes += o.Size
+	}
+	base := int64(len(big) + len(text))
+	if got := used(); got != base+outBytes {
+		t.Fatalf("with the job's outputs (%d bytes, sent to presigned URLs): %d used, want %d", outBytes, got, base+outBytes)
+	}
+	if err := c.DeleteJob(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := used(); got != base {
+		t.Fatalf("after the job's deletion: %d used, want %d", got, base)
+	}
+}

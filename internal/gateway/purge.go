@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/hpcgate/hpcgate/internal/blob"
@@ -39,10 +40,18 @@ func (g *Gateway) purgeOnce(ctx context.Context, before time.Time) (int, error) 
 		if err != nil {
 			return n, err
 		}
-		for _, id := range ids {
-			if err := deletePrefix(ctx, g.bucket, "jobs/"+id+"/"); err != nil {
+		for _, p := range ids {
+			outputs, err := deletePrefix(ctx, g.bucket, "jobs/"+p.ID+"/", "jobs/"+p.ID+"/outputs/")
+			if err != nil {
 				// The job's row is gone: say which outputs are left.
-				g.log.Error("outputs of a purged job not deleted", "job_id", id, "err", err)
+				g.log.Error("outputs of a purged job not deleted", "job_id", p.ID, "err", err)
+			}
+			// what was deleted no longer counts against its owner's quota
+			if outputs == 0 {
+				continue
+			}
+			if _, err := g.store.AddBytes(ctx, p.Owner, -outputs, 0); err != nil {
+				g.log.Error("stored bytes of a purged job's owner not counted down", "job_id", p.ID, "user", p.Owner, "bytes", outputs, "err", err)
 			}
 		}
 		n += len(ids)
@@ -85,16 +94,21 @@ func (g *Gateway) purgeAudit(ctx context.Context, retention, interval time.Durat
 	}
 }
 
-// deletePrefix deletes every object under prefix.
-func deletePrefix(ctx context.Context, b blob.Bucket, prefix string) error {
-	var keys []string
-	if err := b.List(ctx, prefix, func(a blob.Attrs) error { keys = append(keys, a.Key); return nil }); err != nil {
-		return err
+// deletePrefix deletes every object under prefix and returns the size of
+// those it deleted under counted (the part that counts against a quota).
+func deletePrefix(ctx context.Context, b blob.Bucket, prefix, counted string) (int64, error) {
+	var objs []blob.Attrs
+	if err := b.List(ctx, prefix, func(a blob.Attrs) error { objs = append(objs, a); return nil }); err != nil {
+		return 0, err
 	}
-	for _, k := range keys {
-		if err := b.Delete(ctx, k); err != nil && !errors.Is(err, blob.ErrNotFound) {
-			return err
+	var n int64
+	for _, a := range objs {
+		if err := b.Delete(ctx, a.Key); err != nil && !errors.Is(err, blob.ErrNotFound) {
+			return n, err
+		}
+		if strings.HasPrefix(a.Key, counted) {
+			n += a.Size
 		}
 	}
-	return nil
+	return n, nil
 }

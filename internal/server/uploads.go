@@ -187,8 +187,12 @@ func (s *Server) agentOutputURL(w http.ResponseWriter, r *http.Request) error {
 		return fieldError("size", "larger than a direct upload may be; send it through PUT /v1/jobs/{id}/outputs/{path}")
 	}
 	// The output is counted when its URL is handed out: the agent sends
-	// that many bytes.
-	if _, err := s.store.AddBytes(r.Context(), j.Owner, req.Size, s.quotaOf(j.Owner).Bytes); err != nil {
+	// that many bytes, over what an earlier attempt may have stored.
+	old, err := s.objectSize(r.Context(), outputsPrefix(j.ID)+req.Path)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.AddBytes(r.Context(), j.Owner, req.Size-old, s.quotaOf(j.Owner).Bytes); err != nil {
 		return err
 	}
 	ttl := time.Hour

@@ -76,9 +76,10 @@ type Store interface {
 
 	// PurgeFinished removes up to limit jobs in a terminal state that
 	// finished before before, oldest first, with their events, logs and
-	// tokens, and returns their ids (so that the caller removes what they
-	// left elsewhere, like their outputs).
-	PurgeFinished(ctx context.Context, before time.Time, limit int) ([]string, error)
+	// tokens, and returns which (so that the caller removes what they
+	// left elsewhere, like their outputs, and counts them off their
+	// owner's stored bytes).
+	PurgeFinished(ctx context.Context, before time.Time, limit int) ([]PurgedJob, error)
 
 	// Events returns the job's events in the order they happened.
 	Events(ctx context.Context, id string) ([]job.Event, error)
@@ -209,3 +210,11 @@ type Token struct {
 	CreatedAt time.Time
 	ExpiresAt time.Time // zero: never
 }
+
+// PurgedJob is a job PurgeFinished removed.
+type PurgedJob struct {
+	ID, Owner string
+}
+
+// String is the job's id.
+func (p PurgedJob) String() string { return p.ID }

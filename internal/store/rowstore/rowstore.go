@@ -197,27 +197,33 @@ func (s *Store) DeleteJob(ctx context.Context, id string) error {
 }
 
 // PurgeFinished implements store.Store.
-func (s *Store) PurgeFinished(ctx context.Context, before time.Time, limit int) ([]string, error) {
+func (s *Store) PurgeFinished(ctx context.Context, before time.Time, limit int) ([]store.PurgedJob, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	var ids []string
+	var purged []store.PurgedJob
 	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
-		var err error
-		if ids, err = tx.FinishedBefore(ctx, before, limit); err != nil {
+		purged = purged[:0] // a retried transaction starts again
+		ids, err := tx.FinishedBefore(ctx, before, limit)
+		if err != nil {
 			return fmt.Errorf("find finished jobs: %w", err)
 		}
 		for _, id := range ids {
+			r, err := tx.JobForUpdate(ctx, id)
+			if err != nil {
+				return err
+			}
 			if err := tx.DeleteJob(ctx, id); err != nil {
 				return err
 			}
+			purged = append(purged, store.PurgedJob{ID: id, Owner: r.Owner})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return ids, nil
+	return purged, nil
 }
 
 // Events implements store.Store.

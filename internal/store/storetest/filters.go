@@ -274,6 +274,9 @@ func testPurgeFinished(t *testing.T, s store.Store) {
 	if fmt.Sprint(got) != fmt.Sprint(ended[:2]) {
 		t.Fatalf("PurgeFinished(limit 2) = %v, want %v (oldest first)", got, ended[:2])
 	}
+	if got[0].Owner != "alice" || got[1].Owner != "alice" {
+		t.Fatalf("PurgeFinished: owners %+v, want alice's (the caller counts their bytes off)", got)
+	}
 	got, err = s.PurgeFinished(ctx, base.Add(150*time.Second), 10)
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(ended[2:3]) {
 		t.Fatalf("PurgeFinished again = %v, %v; want %v", got, err, ended[2:3])
