@@ -339,6 +339,10 @@ qconf -ssconf | norm | awk '
 	{ print }' >"$T/sconf"
 apply "qconf -ssconf" -Msconf -Asconf "$T/sconf"
 
+# a project the test accounts may charge their jobs to (qsub -P)
+printf 'name hpcg-proj\noticket 0\nfshare 0\nacl NONE\nxacl NONE\n' >"$T/prj"
+apply "qconf -sprj hpcg-proj" -Mprj -Aprj "$T/prj"
+
 # global: root may run jobs (min_uid 0), jobs start without a login shell,
 # accounting flushed at once (qacct -j right after a job ends)
 qconf -sconf global | norm | awk '

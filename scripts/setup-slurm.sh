@@ -319,6 +319,17 @@ wait_for 60 "node $NODE" node_ok || { sinfo -N -l >&2 || true; die "node $NODE i
 if [ "$SLURM_DBD" = 1 ]; then # slurmctld registers the cluster itself
   wait_for 30 "cluster in slurmdbd" sh -c "sacctmgr -n -P show cluster format=cluster | grep -qx $CLUSTER" ||
     die "cluster $CLUSTER is not registered in slurmdbd (see $LOGDIR/slurmctld.log)"
+  # a project (Slurm account) the test accounts may charge their jobs to
+  # (sbatch --account; Slurm records an account a user has no
+  # association with as the user's default one instead)
+  sacctmgr -n -P show account format=account | grep -x hpcg-proj >/dev/null ||
+    sacctmgr -i add account hpcg-proj Description=hpcgate-tests Organization=hpcgate >/dev/null ||
+    die "sacctmgr add account hpcg-proj failed"
+  for u in hpcg-alice hpcg-bob; do
+    sacctmgr -n -P show assoc where user="$u" account=hpcg-proj format=user | grep -x "$u" >/dev/null ||
+      sacctmgr -i add user "$u" account=hpcg-proj >/dev/null ||
+      die "sacctmgr add user $u account=hpcg-proj failed"
+  done
 fi
 
 # ---------------------------------------------------------------- smoke job

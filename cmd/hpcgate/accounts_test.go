@@ -80,7 +80,10 @@ func TestJobsRunAsAccounts(t *testing.T) {
 	work := filepath.Join(shared, "work")
 	g := &gw{t: t, dir: filepath.Join(t.TempDir(), "data"), bin: bin, addr: "127.0.0.1:0", slots: "2"}
 	cfg := "template_dirs: [" + tmpl + "]\npoll_interval: 500ms\nwork_root: " + work +
-		"\naccounts: {mode: map, map: {alice: hpcg-alice, bob: hpcg-bob}}\n" + envs + "agent_command: [" + filepath.Join(bin, "hpcgate") + ", agent]\n"
+		"\naccounts: {mode: map, map: {alice: hpcg-alice, bob: hpcg-bob}}\n" +
+		// alice's jobs are charged to the project the test command makes
+		// in Slurm and Grid Engine, her first (default) one
+		"projects: {alice: [hpcg-proj]}\n" + envs + "agent_command: [" + filepath.Join(bin, "hpcgate") + ", agent]\n"
 	g.cfgFile = filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(g.cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -162,26 +165,32 @@ func TestJobsRunAsAccounts(t *testing.T) {
 				t.Errorf("%s: from alice's job: %s", env, l)
 			}
 		}
-		var owner []byte
+		if j.Project != "hpcg-proj" {
+			t.Errorf("%s: alice's job is charged to %q, want her default project hpcg-proj", env, j.Project)
+		}
+		var owner, project string
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 			if env == "slurm" {
-				owner, _ = exec.Command("sacct", "-n", "-X", "-P", "-o", "user", "-j", j.Backend.ID).Output()
+				out, _ := exec.Command("sacct", "-n", "-X", "-P", "-o", "user,account", "-j", j.Backend.ID).Output()
+				owner, project, _ = strings.Cut(strings.TrimSpace(string(out)), "|")
 			} else {
 				cmd := exec.Command("/usr/lib/gridengine/qacct", "-j", j.Backend.ID)
 				cmd.Env = append(os.Environ(), "SGE_ROOT=/var/lib/gridengine", "SGE_CELL=default")
 				out, _ := cmd.Output()
 				for _, l := range strings.Split(string(out), "\n") {
 					if f := strings.Fields(l); len(f) == 2 && f[0] == "owner" {
-						owner = []byte(f[1])
+						owner = f[1]
+					} else if len(f) == 2 && f[0] == "project" {
+						project = f[1]
 					}
 				}
 			}
-			if strings.TrimSpace(string(owner)) == alice.Name {
+			if owner == alice.Name && project == "hpcg-proj" {
 				break
 			}
 		}
-		if got := strings.TrimSpace(string(owner)); got != alice.Name {
-			t.Errorf("%s: the accounting names %q as the owner, want %s", env, got, alice.Name)
+		if owner != alice.Name || project != "hpcg-proj" {
+			t.Errorf("%s: the accounting names %q as the owner and %q as the project, want %s and hpcg-proj", env, owner, project, alice.Name)
 		}
 	}
 
