@@ -308,17 +308,24 @@ func cancelContainerJob(t *testing.T, c *client.Client, req api.JobRequest) {
 // rootless as account.
 func cancelContainerJobAs(t *testing.T, c *client.Client, req api.JobRequest, account *sched.Account) {
 	t.Helper()
-	ctx := context.Background()
-	s, err := c.CreateJob(ctx, req, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, c, s.ID, api.StateRunning, 2*time.Minute)
-	waitLog(t, c, s.ID, "started")
-	if _, err := c.Cancel(ctx, s.ID); err != nil {
+	s := startedJob(t, c, req)
+	if _, err := c.Cancel(context.Background(), s.ID); err != nil {
 		t.Fatal(err)
 	}
 	waitNoContainerAs(t, s.ID, account)
+}
+
+// startedJob creates a job of req and waits until it runs and its log
+// says "started".
+func startedJob(t *testing.T, c *client.Client, req api.JobRequest) *api.Job {
+	t.Helper()
+	j, err := c.CreateJob(context.Background(), req, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, c, j.ID, api.StateRunning, 2*time.Minute)
+	waitLog(t, c, j.ID, "started")
+	return j
 }
 
 func waitLog(t *testing.T, c *client.Client, id, want string) {
@@ -393,7 +400,7 @@ func accountContainerSteps(t *testing.T, c *client.Client, env string, account *
 	if x := end(api.JobRequest{Template: "ctr-exit3", Environment: env}); x.State != api.StateFailed || x.ExitCode == nil || *x.ExitCode != 3 {
 		t.Fatalf("exit 3 as %s: %s, %v, %q", account.Name, x.State, x.ExitCode, x.Error)
 	}
-	wt := end(api.JobRequest{Template: "ctr-wait", Environment: env, Resources: &api.Resources{WalltimeS: 3}})
+	wt := end(api.JobRequest{Template: "ctr-steps", Environment: env, Resources: &api.Resources{WalltimeS: 3}})
 	if wt.State != api.StateFailed || !strings.Contains(wt.Error, "walltime") {
 		t.Fatalf("walltime as %s: %s, %q", account.Name, wt.State, wt.Error)
 	}
@@ -559,26 +566,16 @@ func TestContainerAsAccount(t *testing.T) {
 	for _, e := range envs {
 		envCfg.WriteString("  - {name: " + e + "-podman, scheduler: " + e + extra[e] + ", container_runtime: podman, image_store: " + store + ", env: {CONTAINERS_CONF: " + conf + "}}\n")
 	}
-	tmpl := templatesDir(t, `
+	// ctr-steps, ctr-exit3, ... as on every engine (engines_test.go)
+	tmpl := templatesDir(t, append([]string{`
 name: ctr-who
 version: 1
 image: localhost/hpcgate-examples:latest
 command: [sh, -c, 'id -u > uid.txt; echo mine > mine.txt']
 outputs: [uid.txt]
 environments: [local-podman, slurm-podman, sge-podman]
-`, `
-name: ctr-wait
-version: 1
-image: localhost/hpcgate-examples:latest
-command: [sh, -c, 'trap "" TERM; echo started; while :; do sleep 1; done']
-environments: [local-podman, slurm-podman, sge-podman]
-`, `
-name: ctr-exit3
-version: 1
-image: localhost/hpcgate-examples:latest
-command: [sh, -c, 'echo out; exit 3']
-environments: [local-podman, slurm-podman, sge-podman]
-`, string(must(os.ReadFile("../../examples/templates/wordcount-container.yaml"))))
+`, string(must(os.ReadFile("../../examples/templates/wordcount-container.yaml")))},
+		strings.Split(containerStepsTemplate, "\n---\n")...)...)
 	g := &gw{t: t, dir: filepath.Join(t.TempDir(), "data"), bin: bin, addr: "127.0.0.1:0", slots: "2"}
 	cfg := "template_dirs: [" + tmpl + "]\npoll_interval: 500ms\nwork_root: " + filepath.Join(shared, "work") +
 		"\naccounts: {mode: map, map: {alice: hpcg-alice}}\nno_builtin_templates: true\n" +
@@ -621,7 +618,7 @@ environments: [local-podman, slurm-podman, sge-podman]
 			// job by its additional group id, the reaper included, which
 			// a rootless container has dropped: the dispatcher lets the
 			// agent stop its container before it calls qdel.)
-			cancelContainerJobAs(t, c, api.JobRequest{Template: "ctr-wait", Environment: e + "-podman"}, alice)
+			cancelContainerJobAs(t, c, api.JobRequest{Template: "ctr-steps", Environment: e + "-podman"}, alice)
 			accountContainerSteps(t, c, e+"-podman", alice)
 		})
 	}

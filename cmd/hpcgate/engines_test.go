@@ -256,12 +256,7 @@ func testEngine(t *testing.T, g *gw, ec engineCase) {
 			t.Fatalf("missing image: %q", mj.Error)
 		}
 		// suspend reaches the container's processes, resume continues them
-		sj, err := c.CreateJob(ctx, api.JobRequest{Template: "ctr-steps", Environment: penv}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitState(t, c, sj.ID, api.StateRunning, 2*time.Minute)
-		waitLog(t, c, sj.ID, "started")
+		sj := startedJob(t, c, api.JobRequest{Template: "ctr-steps", Environment: penv})
 		if _, err := c.Suspend(ctx, sj.ID); err != nil {
 			t.Fatal(err)
 		}

@@ -16,13 +16,18 @@ func TestRuntimeDirFreshSinceBoot(t *testing.T) {
 		t.Skip("no boot id on this system:", err)
 	}
 	run := t.TempDir()
+	// podman's mark that the machine has not rebooted since
 	stale := filepath.Join(run, "libpod", "tmp", "alive")
-	if err := os.MkdirAll(filepath.Dir(stale), 0o700); err != nil {
-		t.Fatal(err)
+	makeStale := func() {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(stale), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(stale, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.WriteFile(stale, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	makeStale()
 	// made before this boot (and before the agent marked its directories)
 	if err := freshSinceBoot(run); err != nil {
 		t.Fatal(err)
@@ -34,12 +39,7 @@ func TestRuntimeDirFreshSinceBoot(t *testing.T) {
 		t.Fatalf("boot mark %q, %v; want %q", b, err, boot)
 	}
 	// within this boot: kept
-	if err := os.MkdirAll(filepath.Dir(stale), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(stale, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	makeStale()
 	if err := freshSinceBoot(run); err != nil {
 		t.Fatal(err)
 	}
