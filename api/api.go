@@ -70,7 +70,11 @@ type Job struct {
 	Resources       Resources         `json:"resources"`
 	Labels          map[string]string `json:"labels"`
 	ParentID        string            `json:"parent_id,omitempty"`
-	Project         string            `json:"project,omitempty"`
+	// SweepID is the sweep the job is a variant of; SweepIndex its
+	// variant's place in it, from 0.
+	SweepID    string `json:"sweep_id,omitempty"`
+	SweepIndex *int   `json:"sweep_index,omitempty"`
+	Project    string `json:"project,omitempty"`
 	// Account is the OS account the job runs as (empty: the gateway's own).
 	Account    string     `json:"account,omitempty"`
 	Depth      int        `json:"depth"`
@@ -98,6 +102,51 @@ type JobRequest struct {
 	// Project is the project (allocation account) the job is charged to;
 	// "": the user's default.
 	Project string `json:"project,omitempty"`
+}
+
+// SweepRequest is the body of POST /v1/sweeps: one template run once for
+// each variant, every job with the fixed parameters and the shared inputs,
+// and a variant's parameters over them.
+type SweepRequest struct {
+	Template    string            `json:"template"`
+	Version     int               `json:"version,omitempty"`
+	Name        string            `json:"name,omitempty"` // each job's; "": TEMPLATE-INDEX
+	Parameters  json.RawMessage   `json:"parameters,omitempty"`
+	Inputs      map[string]string `json:"inputs,omitempty"`
+	Environment string            `json:"environment,omitempty"`
+	Resources   *Resources        `json:"resources,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Hold        bool              `json:"hold,omitempty"`
+	Project     string            `json:"project,omitempty"`
+	// Variants is a list of parameter objects, or value lists combined:
+	// {"mode": "product" (the default) or "zip", "parameters": {NAME: [VALUES]}}.
+	Variants json.RawMessage `json:"variants"`
+}
+
+// Sweep is a sweep's state: how many variants, and how many jobs are in
+// each state.
+type Sweep struct {
+	ID       string         `json:"id"`
+	Template string         `json:"template"`
+	Total    int            `json:"total"`
+	Counts   map[string]int `json:"counts"`
+	// Jobs are the jobs' ids, in the variants' order when the sweep is
+	// created, for sweeps of up to 1,000 variants; GET /v1/jobs?sweep=ID
+	// lists any sweep's.
+	Jobs      []string  `json:"jobs,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// SweepResult is one row of GET /v1/sweeps/{id}/results: a variant's job,
+// its parameters (the fixed ones, the variant's and the defaults), its
+// state, exit code and results.json.
+type SweepResult struct {
+	Index      int             `json:"index"`
+	Job        string          `json:"job"`
+	State      string          `json:"state"`
+	ExitCode   *int            `json:"exit_code,omitempty"`
+	Parameters json.RawMessage `json:"parameters"`
+	Results    json.RawMessage `json:"results,omitempty"`
 }
 
 // Event is one state transition of a job.

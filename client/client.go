@@ -496,6 +496,7 @@ type JobFilter struct {
 	Template  string
 	Label     string // key=value
 	Parent    string
+	Sweep     string
 	Limit     int
 	PageToken string
 }
@@ -503,7 +504,7 @@ type JobFilter struct {
 // Jobs returns one page of the caller's jobs, newest first.
 func (c *Client) Jobs(ctx context.Context, f JobFilter) (*api.Page[api.Job], error) {
 	q := url.Values{}
-	for k, v := range map[string]string{"state": f.State, "template": f.Template, "label": f.Label, "parent": f.Parent, "page_token": f.PageToken} {
+	for k, v := range map[string]string{"state": f.State, "template": f.Template, "label": f.Label, "parent": f.Parent, "sweep": f.Sweep, "page_token": f.PageToken} {
 		if v != "" {
 			q.Set(k, v)
 		}

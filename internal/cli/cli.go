@@ -76,7 +76,7 @@ func init() {
 	commands = []*command{
 		cmdTemplates, cmdTemplate, cmdEnvironments, cmdEnvironment,
 		cmdUpload, cmdFiles, cmdRm, cmdCat, cmdFetch,
-		cmdSubmit, cmdJobs, cmdStatus, cmdLogs,
+		cmdSubmit, cmdSweep, cmdJobs, cmdStatus, cmdLogs,
 		cmdControl("cancel", "canceled", "cancel jobs", "Cancels each job given: a job that has not started never starts, a running job is stopped. Canceling a job that has ended is an error for that job; the others go on."),
 		cmdControl("hold", "held", "hold jobs that have not started", "Holds each job given: a job that has not been handed to its engine yet stays put until it is released."),
 		cmdControl("release", "released", "release held jobs", "Releases each held job given, so that it goes on to its engine."),
@@ -232,19 +232,23 @@ func printFlags(fs *flag.FlagSet, conn bool) string {
 
 // exec parses args and runs the command, or dispatches to a subcommand.
 func (c *command) exec(e *env, full string, args []string) error {
+	// A command with subcommands may run itself too (sweep TEMPLATE):
+	// then a first argument that names no subcommand is its own.
 	if len(c.subs) > 0 && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		s := lookup(c.subs, args[0])
-		if s == nil {
+		if s != nil {
+			return s.exec(e, full+" "+s.name, args[1:])
+		}
+		if c.setup == nil {
 			return &ExitError{Code: 2, Err: fmt.Errorf("%s: unknown subcommand %q; run '%s --help'", full, args[0], full)}
 		}
-		return s.exec(e, full+" "+s.name, args[1:])
 	}
 	fs, run := c.flagSet(e, full)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(c.subs) > 0 {
+	if len(c.subs) > 0 && c.setup == nil {
 		names := make([]string, len(c.subs))
 		for i, s := range c.subs {
 			names[i] = s.name

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -434,8 +435,11 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 	for _, s := range cmdToken.subs {
 		all = append(all, cmdPath{[]string{"token", s.name}, "token " + s.name})
 	}
+	for _, s := range cmdSweep.subs {
+		all = append(all, cmdPath{[]string{"sweep", s.name}, "sweep " + s.name})
+	}
 	want := []string{"templates", "template", "environments", "environment", "upload", "files", "rm", "cat", "fetch",
-		"submit", "jobs", "status", "logs", "cancel", "hold", "release", "suspend", "resume", "delete", "wait", "output", "download",
+		"submit", "sweep", "jobs", "status", "logs", "cancel", "hold", "release", "suspend", "resume", "delete", "wait", "output", "download",
 		"results", "parameters", "children", "token", "user", "image", "me", "audit", "health"}
 	var names []string
 	for _, c := range Commands() {
@@ -728,5 +732,50 @@ func TestConnectionFlagsOverrideEnvironment(t *testing.T) {
 	}
 	if _, _, err := run(t, "", "wait", "ok", "--token", "secret", "--url", "ftp://x"); err == nil {
 		t.Errorf("--url ftp://x accepted")
+	}
+}
+
+// --vary reads value lists and, where the schema wants a number, ranges
+// with both ends included; the lists become product or zip variants typed
+// by the schema.
+func TestSweepVary(t *testing.T) {
+	for _, c := range []struct {
+		in      string
+		numeric bool
+		want    string
+	}{
+		{"0:10:2", true, "[0 2 4 6 8 10]"},
+		{"0.1:0.3:0.1", true, "[0.1 0.2 0.3]"},
+		{"1:2:5", true, "[1]"},
+		{"a,b,c", true, "[a b c]"},
+		{"12:30:00", false, "[12:30:00]"},
+		{"7", true, "[7]"},
+	} {
+		got, err := expandValues(c.in, c.numeric)
+		if err != nil || fmt.Sprint(got) != c.want {
+			t.Errorf("expandValues(%q) = %v, %v; want %s", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"1:5:0", "5:1:1", "0:1000000:1", "0:1:-1"} {
+		if _, err := expandValues(bad, true); err == nil {
+			t.Errorf("expandValues(%q): no error", bad)
+		}
+	}
+	s, err := parseSchema(json.RawMessage(`{"properties": {"re": {"type": "integer"}, "name": {"type": "string"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := varyLists(s, []string{"re=100:300:100", "name=a,b,c"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"mode":"zip","parameters":{"name":["a","b","c"],"re":[100,200,300]}}`; string(raw) != want {
+		t.Errorf("varyLists = %s, want %s", raw, want)
+	}
+	if _, err := varyLists(s, []string{"re=1,2", "re=3"}, false); err == nil {
+		t.Error("a parameter varied twice: no error")
+	}
+	if _, err := varyLists(s, []string{"re=1,two"}, false); err == nil {
+		t.Error("a value of the wrong type: no error")
 	}
 }

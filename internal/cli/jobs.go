@@ -233,6 +233,7 @@ var cmdJobs = &command{
 		fs.StringVar(&f.Template, "template", "", "only jobs of `TEMPLATE`")
 		fs.StringVar(&f.Label, "label", "", "only jobs with label `K=V`")
 		fs.StringVar(&f.Parent, "parent", "", "only the children of job `ID`")
+		fs.StringVar(&f.Sweep, "sweep", "", "only the jobs of sweep `ID`")
 		fs.IntVar(&f.Limit, "limit", 0, "`N` jobs per page (default the gateway's)")
 		all := fs.Bool("all", false, "list every page")
 		asJSON := fs.Bool("json", false, "print the JSON list")

@@ -157,8 +157,9 @@ type Job struct {
 	Labels     map[string]string
 	ParentID   string
 	// SweepID is the sweep the job belongs to ("" for none); lists filter
-	// on it.
-	SweepID string
+	// on it. SweepIndex is its variant's place in the sweep, from 0.
+	SweepID    string
+	SweepIndex int
 	// Project is the allocation account the job is charged to ("" for
 	// none); the engine gets it (sbatch --account, qsub -P).
 	Project    string

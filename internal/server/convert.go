@@ -58,6 +58,10 @@ func apiJob(j *job.Job) api.Job {
 	if j.Scheduler != "" {
 		out.Backend = &api.Backend{Scheduler: j.Scheduler, ID: j.BackendID}
 	}
+	if j.SweepID != "" {
+		i := j.SweepIndex
+		out.SweepID, out.SweepIndex = j.SweepID, &i
+	}
 	return out
 }
 

@@ -76,68 +76,26 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if len(idem) > 128 {
 		return fieldError("Idempotency-Key", "at most 128 characters")
 	}
-	if len(req.Name) > 128 {
-		return fieldError("name", "at most 128 characters")
-	}
-	if req.Template == "" {
-		return fieldError("template", "is required")
-	}
-	j := &job.Job{ID: newJobID(), Owner: p.User, CreatedAt: time.Now().UTC(), IdemKey: idem, State: job.Pending, Reason: "created"}
 	var parent *job.Job
 	if p.IsJob() {
 		var err error
 		if parent, err = s.store.GetJob(r.Context(), p.JobID); err != nil {
 			return err
 		}
-		if parent.Depth+1 > s.opts.MaxDepth {
-			return errorf(http.StatusConflict, api.CodeConflict, "children may be nested %d deep at most; this job is at depth %d", s.opts.MaxDepth, parent.Depth)
-		}
-		j.ParentID, j.Depth, j.Owner = parent.ID, parent.Depth+1, parent.Owner
-	}
-	if err := s.resolveAccount(j); err != nil {
-		return err
-	}
-	var res *job.Resources
-	if req.Resources != nil {
-		res = &job.Resources{Nodes: req.Resources.Nodes, CoresPerNode: req.Resources.CoresPerNode, MemoryMB: req.Resources.MemoryMB, WalltimeS: req.Resources.WalltimeS}
 	}
 	readable, err := inputRule(p, parent, req.Inputs)
 	if err != nil {
 		return err
 	}
-	inst, err := s.catalog.Load().Instantiate(catalog.Request{
-		Template: req.Template, Version: req.Version, Parameters: req.Parameters, Inputs: req.Inputs,
-		Environment: req.Environment, Resources: res, Labels: req.Labels,
-	}, func(path string) (int64, error) {
-		if !readable(path) {
-			return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotGiven)
-		}
-		a, err := s.bucket.Stat(r.Context(), userFilesKey(j.Owner, path))
-		if errors.Is(err, blob.ErrNotFound) {
-			return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotFound)
-		}
-		return a.Size, err
-	})
+	owner := p.User
+	if parent != nil {
+		owner = parent.Owner
+	}
+	j, err := s.newJob(p, parent, &req, s.inputStat(r.Context(), owner, readable))
 	if err != nil {
 		return err
 	}
-	j.Name = req.Name
-	if j.Name == "" {
-		j.Name = inst.Template.Name
-	}
-	j.Template, j.TemplateVersion = inst.Template.Name, inst.Template.Version
-	j.TemplateDoc = inst.Template.Recipe(inst.Environment).Encode()
-	j.Environment = inst.Environment.Name
-	j.Parameters, j.Inputs, j.InputSizes = inst.Parameters, inst.Inputs, inst.InputSizes
-	j.Resources, j.Labels = inst.Resources, req.Labels
-	if parent != nil && req.Project == "" {
-		j.Project = parent.Project
-	} else if j.Project, err = s.project(j.Owner, req.Project); err != nil {
-		return err
-	}
-	if req.Hold {
-		j.State, j.Reason = job.Held, "created held"
-	}
+	j.IdemKey = idem
 	if idem != "" {
 		j.IdemHash = requestHash(&req)
 	}
@@ -167,6 +125,73 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Location", "/v1/jobs/"+created.ID)
 	return writeJSON(w, http.StatusCreated, apiJob(created))
+}
+
+// newJob builds the job req asks for: validated against the catalogue (a
+// *catalog.ValidationError names every invalid field), for p, or for its
+// job parent when p is a job's token, with stat answering for the inputs.
+// Nothing is stored.
+func (s *Server) newJob(p *auth.Principal, parent *job.Job, req *api.JobRequest, stat catalog.StatFunc) (*job.Job, error) {
+	if len(req.Name) > 128 {
+		return nil, fieldError("name", "at most 128 characters")
+	}
+	if req.Template == "" {
+		return nil, fieldError("template", "is required")
+	}
+	j := &job.Job{ID: newJobID(), Owner: p.User, CreatedAt: time.Now().UTC(), State: job.Pending, Reason: "created"}
+	if parent != nil {
+		if parent.Depth+1 > s.opts.MaxDepth {
+			return nil, errorf(http.StatusConflict, api.CodeConflict, "children may be nested %d deep at most; this job is at depth %d", s.opts.MaxDepth, parent.Depth)
+		}
+		j.ParentID, j.Depth, j.Owner = parent.ID, parent.Depth+1, parent.Owner
+	}
+	if err := s.resolveAccount(j); err != nil {
+		return nil, err
+	}
+	var res *job.Resources
+	if req.Resources != nil {
+		res = &job.Resources{Nodes: req.Resources.Nodes, CoresPerNode: req.Resources.CoresPerNode, MemoryMB: req.Resources.MemoryMB, WalltimeS: req.Resources.WalltimeS}
+	}
+	inst, err := s.catalog.Load().Instantiate(catalog.Request{
+		Template: req.Template, Version: req.Version, Parameters: req.Parameters, Inputs: req.Inputs,
+		Environment: req.Environment, Resources: res, Labels: req.Labels,
+	}, stat)
+	if err != nil {
+		return nil, err
+	}
+	j.Name = req.Name
+	if j.Name == "" {
+		j.Name = inst.Template.Name
+	}
+	j.Template, j.TemplateVersion = inst.Template.Name, inst.Template.Version
+	j.TemplateDoc = inst.Template.Recipe(inst.Environment).Encode()
+	j.Environment = inst.Environment.Name
+	j.Parameters, j.Inputs, j.InputSizes = inst.Parameters, inst.Inputs, inst.InputSizes
+	j.Resources, j.Labels = inst.Resources, req.Labels
+	if parent != nil && req.Project == "" {
+		j.Project = parent.Project
+	} else if j.Project, err = s.project(j.Owner, req.Project); err != nil {
+		return nil, err
+	}
+	if req.Hold {
+		j.State, j.Reason = job.Held, "created held"
+	}
+	return j, nil
+}
+
+// inputStat answers for the inputs a job of owner names: the size of each
+// of owner's files that readable allows.
+func (s *Server) inputStat(ctx context.Context, owner string, readable func(string) bool) catalog.StatFunc {
+	return func(path string) (int64, error) {
+		if !readable(path) {
+			return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotGiven)
+		}
+		a, err := s.bucket.Stat(ctx, userFilesKey(owner, path))
+		if errors.Is(err, blob.ErrNotFound) {
+			return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotFound)
+		}
+		return a.Size, err
+	}
 }
 
 // inputRule says which of the owner's files the caller may name as
@@ -199,7 +224,7 @@ func requestHash(req *api.JobRequest) string {
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	p := principal(r)
 	q := r.URL.Query()
-	f := store.JobFilter{Owner: p.User, Template: q.Get("template"), ParentID: q.Get("parent"), PageToken: q.Get("page_token"), Limit: 100}
+	f := store.JobFilter{Owner: p.User, Template: q.Get("template"), ParentID: q.Get("parent"), SweepID: q.Get("sweep"), PageToken: q.Get("page_token"), Limit: 100}
 	if owner := q.Get("owner"); owner != "" && p.IsAdmin() {
 		f.Owner = owner
 		if owner == "*" {

@@ -203,6 +203,10 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /v1/jobs/{id}/outputs.tar.gz", scope: R, access: jobToo, h: s.outputsArchive},
 		{pattern: "GET /v1/jobs/{id}/parameters", scope: R, access: jobToo, h: s.jobParameters},
 		{pattern: "GET /v1/jobs/{id}/results", scope: R, access: jobToo, h: s.jobResults},
+		{pattern: "POST /v1/sweeps", scope: W, h: s.createSweep},
+		{pattern: "GET /v1/sweeps/{id}", scope: R, h: s.getSweep},
+		{pattern: "POST /v1/sweeps/{id}/cancel", scope: W, h: s.cancelSweep},
+		{pattern: "GET /v1/sweeps/{id}/results", scope: R, h: s.sweepResults},
 
 		{pattern: "GET /v1/jobs/{id}/spec", access: jobOnly, h: s.agentSpec},
 		{pattern: "GET /v1/jobs/{id}/inputs/{name}", access: jobOnly, h: s.agentInput},

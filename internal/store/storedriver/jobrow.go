@@ -34,6 +34,7 @@ type JobRow struct {
 	Labels          map[string]string `json:"labels,omitempty"`
 	ParentID        string            `json:"parent_id,omitempty"`
 	SweepID         string            `json:"sweep_id,omitempty"`
+	SweepIndex      int               `json:"sweep_index,omitempty"`
 	Project         string            `json:"project,omitempty"`
 	Depth           int               `json:"depth,omitempty"`
 	CreatedAt       time.Time         `json:"created_at,omitzero"`
@@ -88,6 +89,7 @@ func FromJob(j *job.Job) *JobRow {
 		Labels:          j.Labels,
 		ParentID:        j.ParentID,
 		SweepID:         j.SweepID,
+		SweepIndex:      j.SweepIndex,
 		Project:         j.Project,
 		Depth:           j.Depth,
 		CreatedAt:       j.CreatedAt,
@@ -130,6 +132,7 @@ func (r *JobRow) Job() *job.Job {
 		Labels:          r.Labels,
 		ParentID:        r.ParentID,
 		SweepID:         r.SweepID,
+		SweepIndex:      r.SweepIndex,
 		Project:         r.Project,
 		Depth:           r.Depth,
 		CreatedAt:       r.CreatedAt,

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+)
+
+// sweepTemplate adds two numbers into results.json; sweepSlowTemplate
+// runs until canceled.
+const sweepTemplates = `
+name: sum
+version: 1
+command: [sh, -c, 'echo "{\"sum\": $((HPCGATE_PARAM_A + HPCGATE_PARAM_B))}" > results.json']
+parameters:
+  type: object
+  additionalProperties: false
+  required: [a, b]
+  properties:
+    a: {type: integer}
+    b: {type: integer, maximum: 100}
+outputs: [results.json]
+environments: [local, slurm, sge]
+resources:
+  default: {nodes: 1, cores_per_node: 1, walltime_s: 300}
+---
+name: slow
+version: 1
+command: [sh, -c, 'echo started; sleep 300']
+parameters:
+  type: object
+  properties:
+    n: {type: integer}
+environments: [local, slurm, sge]
+resources:
+  default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
+`
+
+// From the command line, on every engine: a 3×3 product sweep runs to its
+// results table, a sweep with an invalid variant is refused whole, and a
+// sweep canceled half-way ends canceled.
+func TestSweepsFromCLI(t *testing.T) {
+	envs := "environments:\n  - {name: local, scheduler: local}\n"
+	names := []string{"local"}
+	if os.Getenv("HPCGATE_TEST_SLURM") == "1" {
+		envs, names = envs+"  - {name: slurm, scheduler: slurm, partition: debug}\n", append(names, "slurm")
+	}
+	if os.Getenv("HPCGATE_TEST_SGE") == "1" {
+		envs, names = envs+"  - {name: sge, scheduler: sge, queue: all.q}\n", append(names, "sge")
+	}
+	dir := templatesDir(t, strings.Split(sweepTemplates, "\n---\n")...)
+	g := startGateway(t, "template_dirs: ["+dir+"]\nno_builtin_templates: true\npoll_interval: 500ms\n"+envs)
+	tok := g.userToken("vera")
+	c := g.client(tok)
+	ctx := context.Background()
+	for _, env := range names {
+		t.Run(env, func(t *testing.T) {
+			// --follow shows the progress and succeeds once every job has
+			out, errOut, err := g.cli(tok, "sweep", "sum", "--env", env, "--vary", "a=1:3:1", "--vary", "b=10,20,30", "--follow")
+			if err != nil || !strings.Contains(errOut, "9/9 ended: 9 succeeded") {
+				t.Fatalf("sweep --follow: %v\n%s%s", err, out, errOut)
+			}
+			id := strings.TrimSuffix(strings.Fields(out)[2], ":") // created sweep ID: ...
+			sw, err := c.Sweep(ctx, id)
+			if err != nil || sw.Total != 9 || sw.Counts[api.StateSucceeded] != 9 {
+				t.Fatalf("sweep %s: %+v, %v", id, sw, err)
+			}
+			if out := g.mustCLI(tok, "sweep", "status", id); !strings.Contains(out, "9/9 ended") {
+				t.Fatalf("sweep status: %q", out)
+			}
+			recs, err := csv.NewReader(strings.NewReader(g.mustCLI(tok, "sweep", "results", id, "--csv"))).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 10 || strings.Join(recs[0], ",") != "index,job,state,exit_code,a,b,result.sum" {
+				t.Fatalf("results CSV %q", recs)
+			}
+			for i, r := range recs[1:] {
+				a, b := 1+i/3, 10*(1+i%3) // the last --vary varies fastest
+				if r[0] != strconv.Itoa(i) || r[2] != "succeeded" || r[4] != strconv.Itoa(a) || r[5] != strconv.Itoa(b) || r[6] != strconv.Itoa(a+b) {
+					t.Errorf("row %d: %q, want a=%d b=%d sum=%d", i, r, a, b, a+b)
+				}
+			}
+			if table := g.mustCLI(tok, "sweep", "results", id); !strings.Contains(table, "result.sum") || strings.Count(table, "succeeded") != 9 {
+				t.Errorf("results table:\n%s", table)
+			}
+
+			// b=200 passes the schema's maximum: nothing is created
+			_, errOut, err = g.cli(tok, "sweep", "sum", "--env", env, "--param", "a=1", "--vary", "b=50,200")
+			if err == nil || !strings.Contains(errOut, "variants.parameters.b[1]") {
+				t.Fatalf("an invalid variant: %v\n%s", err, errOut)
+			}
+
+			// canceled half-way: the running job and the waiting ones
+			slow := strings.TrimSpace(g.mustCLI(tok, "sweep", "slow", "--env", env, "--vary", "n=1:4:1", "--quiet"))
+			sw, err = c.Sweep(ctx, slow)
+			if err != nil || len(sw.Jobs) != 4 {
+				t.Fatalf("slow sweep %+v, %v", sw, err)
+			}
+			waitState(t, c, sw.Jobs[0], api.StateRunning, 2*time.Minute)
+			if out := g.mustCLI(tok, "sweep", "cancel", slow); !strings.Contains(out, "4 canceled") {
+				t.Fatalf("sweep cancel: %q", out)
+			}
+			for _, j := range sw.Jobs {
+				if got := waitJob(t, c, j, time.Minute); got.State != api.StateCanceled {
+					t.Errorf("job %s of the canceled sweep: %s", j, got.State)
+				}
+			}
+			if _, _, err := g.cli(tok, "sweep", "status", slow); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

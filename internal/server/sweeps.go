@@ -1,0 +1,523 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/catalog"
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/store"
+)
+
+const (
+	// maxVariants is the most variants one sweep may have.
+	maxVariants = 10000
+	// maxListedJobs is the most job ids a sweep's answer lists; a larger
+	// sweep's are read with GET /v1/jobs?sweep=ID.
+	maxListedJobs = 1000
+)
+
+// variant is one of a sweep's variants: its own parameters, and how a
+// field error of its job is named in the sweep's request.
+type variant struct {
+	params map[string]json.RawMessage
+	field  func(field string) string
+}
+
+// expandVariants reads a sweep's variants: a list of parameter objects,
+// or {"mode": "product"|"zip", "parameters": {NAME: [VALUES]}}.
+func expandVariants(raw json.RawMessage) ([]variant, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, fieldError("variants", "is required: a list of parameter objects, or {\"mode\": \"product\" or \"zip\", \"parameters\": {NAME: [VALUES]}}")
+	}
+	if raw[0] == '[' {
+		var list []map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return nil, fieldError("variants", "must be a list of parameter objects")
+		}
+		if err := countOK(len(list)); err != nil {
+			return nil, err
+		}
+		out := make([]variant, len(list))
+		for i, p := range list {
+			prefix := "variants[" + strconv.Itoa(i) + "]"
+			out[i] = variant{params: p, field: func(f string) string {
+				if f == "parameters" {
+					return prefix // the object as a whole (a property it may not have)
+				}
+				if name, ok := strings.CutPrefix(f, "parameters."); ok && p[strings.SplitN(name, ".", 2)[0]] != nil {
+					return prefix + "." + name
+				}
+				return f
+			}}
+		}
+		return out, nil
+	}
+	var spec struct {
+		Mode       string                       `json:"mode"`
+		Parameters map[string][]json.RawMessage `json:"parameters"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&spec); err != nil {
+		return nil, fieldError("variants", "must be a list of parameter objects, or {\"mode\": ..., \"parameters\": {NAME: [VALUES]}}: %v", jsonProblem(err))
+	}
+	if len(spec.Parameters) == 0 {
+		return nil, fieldError("variants.parameters", "names no parameter to vary")
+	}
+	names := make([]string, 0, len(spec.Parameters))
+	for n, vals := range spec.Parameters {
+		if len(vals) == 0 {
+			return nil, fieldError("variants.parameters."+n, "has no values")
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	// idx[k] is the place, in its list, of each parameter's value
+	var combos [][]int
+	switch spec.Mode {
+	case "product", "":
+		n := 1
+		for _, name := range names {
+			n *= len(spec.Parameters[name])
+			if err := countOK(n); err != nil {
+				return nil, err
+			}
+		}
+		for c := 0; c < n; c++ {
+			idx, rest := make([]int, len(names)), c
+			for k := len(names) - 1; k >= 0; k-- { // the last name varies fastest
+				l := len(spec.Parameters[names[k]])
+				idx[k], rest = rest%l, rest/l
+			}
+			combos = append(combos, idx)
+		}
+	case "zip":
+		n := len(spec.Parameters[names[0]])
+		for _, name := range names[1:] {
+			if len(spec.Parameters[name]) != n {
+				return nil, fieldError("variants.parameters."+name, "has %d values, but %s has %d: zip pairs lists of the same length", len(spec.Parameters[name]), names[0], n)
+			}
+		}
+		if err := countOK(n); err != nil {
+			return nil, err
+		}
+		for c := 0; c < n; c++ {
+			idx := make([]int, len(names))
+			for k := range idx {
+				idx[k] = c
+			}
+			combos = append(combos, idx)
+		}
+	default:
+		return nil, fieldError("variants.mode", "must be product or zip, not %q", spec.Mode)
+	}
+	out := make([]variant, len(combos))
+	for i, idx := range combos {
+		p := map[string]json.RawMessage{}
+		at := map[string]int{}
+		for k, name := range names {
+			p[name], at[name] = spec.Parameters[name][idx[k]], idx[k]
+		}
+		out[i] = variant{params: p, field: func(f string) string {
+			if name, ok := strings.CutPrefix(f, "parameters."); ok {
+				top, sub, _ := strings.Cut(name, ".")
+				if k, ok := at[top]; ok {
+					f = "variants.parameters." + top + "[" + strconv.Itoa(k) + "]"
+					if sub != "" {
+						f += "." + sub
+					}
+				}
+			}
+			return f
+		}}
+	}
+	return out, nil
+}
+
+func countOK(n int) error {
+	if n < 1 || n > maxVariants {
+		return fieldError("variants", "a sweep has from 1 to %d variants, not %d", maxVariants, n)
+	}
+	return nil
+}
+
+// jsonProblem is a decoding error's message, which names no server
+// internals.
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return "malformed JSON"
+	case errors.As(err, &te):
+		return fmt.Sprintf("%s must be %s", te.Field, te.Type)
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// mergeParams is fixed with the variant's parameters over it.
+func mergeParams(fixed map[string]json.RawMessage, v map[string]json.RawMessage) json.RawMessage {
+	m := make(map[string]json.RawMessage, len(fixed)+len(v))
+	for k, x := range fixed {
+		m[k] = x
+	}
+	for k, x := range v {
+		m[k] = x
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// createSweep creates one job for each variant of a template: every
+// variant is validated first, and every error is reported, with its
+// variant's place in the field's name; then all the jobs are created held
+// and released together, so that a sweep is created whole or not at all.
+func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	var req api.SweepRequest
+	if err := s.readJSON(w, r, &req); err != nil {
+		return err
+	}
+	variants, err := expandVariants(req.Variants)
+	if err != nil {
+		return err
+	}
+	var fixed map[string]json.RawMessage
+	if len(bytes.TrimSpace(req.Parameters)) > 0 {
+		if err := json.Unmarshal(req.Parameters, &fixed); err != nil {
+			return fieldError("parameters", "must be an object")
+		}
+	}
+	readable, err := inputRule(p, nil, req.Inputs)
+	if err != nil {
+		return err
+	}
+	// the shared inputs are looked at once, whatever the number of variants
+	stat := s.inputStat(r.Context(), p.User, readable)
+	var mu sync.Mutex
+	sizes := map[string]struct {
+		n   int64
+		err error
+	}{}
+	cached := func(path string) (int64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if c, ok := sizes[path]; ok {
+			return c.n, c.err
+		}
+		n, err := stat(path)
+		sizes[path] = struct {
+			n   int64
+			err error
+		}{n, err}
+		return n, err
+	}
+	id := newJobID()
+	jobs := make([]*job.Job, 0, len(variants))
+	verr := &catalog.ValidationError{}
+	seen := map[catalog.FieldError]bool{}
+	for i, v := range variants {
+		jr := api.JobRequest{Template: req.Template, Version: req.Version, Name: req.Name, Parameters: mergeParams(fixed, v.params),
+			Inputs: req.Inputs, Environment: req.Environment, Resources: req.Resources, Labels: req.Labels, Project: req.Project, Hold: true}
+		j, err := s.newJob(p, nil, &jr, cached)
+		var ve *catalog.ValidationError
+		switch {
+		case errors.As(err, &ve):
+			for _, f := range ve.Fields {
+				f.Field = v.field(f.Field)
+				if !seen[f] {
+					seen[f] = true
+					verr.Fields = append(verr.Fields, f)
+				}
+			}
+			continue
+		case err != nil:
+			return err
+		}
+		j.SweepID, j.SweepIndex = id, i
+		if req.Name == "" {
+			j.Name = j.Template + "-" + strconv.Itoa(i)
+		}
+		jobs = append(jobs, j)
+	}
+	if len(verr.Fields) > 0 {
+		return verr
+	}
+	q := s.quotaOf(p.User)
+	if q.Jobs > 0 {
+		if used, err := s.unfinishedJobs(r.Context(), p.User); err != nil {
+			return err
+		} else if used+int64(len(jobs)) > q.Jobs {
+			return &store.QuotaError{Name: "jobs", Limit: q.Jobs, Used: used}
+		}
+	}
+	created := make([]*job.Job, 0, len(jobs))
+	undo := func() {
+		for _, j := range created {
+			s.store.DeleteJob(context.WithoutCancel(r.Context()), j.ID)
+		}
+	}
+	for _, j := range jobs {
+		c, err := s.store.CreateJob(r.Context(), j, &store.CreateOptions{MaxJobs: q.Jobs, MaxCores: q.Cores})
+		if err != nil {
+			undo()
+			return err
+		}
+		created = append(created, c)
+	}
+	if !req.Hold {
+		for _, j := range created {
+			if _, err := s.disp.Release(r.Context(), j.ID); err != nil {
+				s.logFor(r).Error("release of a sweep's job", "sweep", id, "job_id", j.ID, "err", err)
+			}
+		}
+		s.disp.Notify()
+	}
+	out := api.Sweep{ID: id, Template: created[0].Template, Total: len(created), Counts: map[string]int{}, CreatedAt: created[0].CreatedAt.UTC()}
+	state := string(job.Pending)
+	if req.Hold {
+		state = string(job.Held)
+	}
+	out.Counts[state] = len(created)
+	if len(created) <= maxListedJobs {
+		for _, j := range created {
+			out.Jobs = append(out.Jobs, j.ID)
+		}
+	}
+	w.Header().Set("Location", "/v1/sweeps/"+id)
+	return writeJSON(w, http.StatusCreated, out)
+}
+
+// unfinishedJobs is how many of user's jobs are not finished.
+func (s *Server) unfinishedJobs(ctx context.Context, user string) (int64, error) {
+	rows, err := s.store.Usage(ctx, user)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, u := range rows {
+		n += u.ActiveJobs
+	}
+	return n, nil
+}
+
+// sweepJobs calls fn with each of the caller's jobs of the sweep in the
+// request's path, in pages; no such job is "not found".
+func (s *Server) sweepJobs(r *http.Request, fn func(*job.Job) error) error {
+	f := store.JobFilter{Owner: principal(r).User, SweepID: r.PathValue("id"), Limit: 1000}
+	n := 0
+	for {
+		jobs, next, err := s.store.ListJobs(r.Context(), f)
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			n++
+			if err := fn(j); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			break
+		}
+		f.PageToken = next
+	}
+	if n == 0 {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "no such sweep")
+	}
+	return nil
+}
+
+// sweepOf sums up the sweep in the request's path.
+func (s *Server) sweepOf(r *http.Request) (*api.Sweep, error) {
+	out := &api.Sweep{ID: r.PathValue("id"), Counts: map[string]int{}}
+	type entry struct {
+		index int
+		id    string
+	}
+	var ids []entry
+	err := s.sweepJobs(r, func(j *job.Job) error {
+		if out.Total == 0 || j.CreatedAt.Before(out.CreatedAt) {
+			out.CreatedAt = j.CreatedAt.UTC()
+		}
+		out.Template = j.Template
+		out.Total++
+		out.Counts[string(j.State)]++
+		if len(ids) <= maxListedJobs {
+			ids = append(ids, entry{j.SweepIndex, j.ID})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out.Total <= maxListedJobs {
+		sort.Slice(ids, func(a, b int) bool { return ids[a].index < ids[b].index })
+		for _, e := range ids {
+			out.Jobs = append(out.Jobs, e.id)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) getSweep(w http.ResponseWriter, r *http.Request) error {
+	out, err := s.sweepOf(r)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// cancelSweep cancels every job of the sweep that has not finished.
+func (s *Server) cancelSweep(w http.ResponseWriter, r *http.Request) error {
+	var open []string
+	if err := s.sweepJobs(r, func(j *job.Job) error {
+		if !j.State.Terminal() {
+			open = append(open, j.ID)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	reason := "its sweep was canceled by " + principal(r).User
+	for _, id := range open {
+		if _, err := s.disp.Cancel(r.Context(), id, reason); err != nil && !errors.Is(err, job.ErrInvalidTransition) {
+			var te *job.TransitionError
+			if !errors.As(err, &te) { // one that ended meanwhile is fine
+				return err
+			}
+		}
+	}
+	out, err := s.sweepOf(r)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// sweepResults answers one row per variant, in the variants' order: its
+// parameters, state, exit code and results.json, as JSON or (Accept:
+// text/csv) as CSV with a column for each parameter and for each top-level
+// member of the results.
+func (s *Server) sweepResults(w http.ResponseWriter, r *http.Request) error {
+	var rows []api.SweepResult
+	if err := s.sweepJobs(r, func(j *job.Job) error {
+		row := api.SweepResult{Index: j.SweepIndex, Job: j.ID, State: string(j.State), ExitCode: j.ExitCode, Parameters: j.Parameters}
+		if j.State == job.Succeeded || j.State == job.Failed {
+			b, err := s.readResults(r.Context(), j.ID)
+			if err != nil {
+				return err
+			}
+			row.Results = b
+		}
+		rows = append(rows, row)
+		return nil
+	}); err != nil {
+		return err
+	}
+	sort.Slice(rows, func(a, b int) bool { return rows[a].Index < rows[b].Index })
+	if !strings.Contains(r.Header.Get("Accept"), "text/csv") {
+		return writeJSON(w, http.StatusOK, rows)
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	return writeResultsCSV(w, rows)
+}
+
+// readResults is job id's results.json if it wrote a valid one (up to
+// 64 KiB), else nil.
+func (s *Server) readResults(ctx context.Context, id string) (json.RawMessage, error) {
+	rc, _, err := s.bucket.Get(ctx, outputsPrefix(id)+"results.json", 0, -1)
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 64<<10+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 64<<10 || !json.Valid(b) {
+		return nil, nil
+	}
+	return b, nil
+}
+
+// writeResultsCSV writes rows as CSV: index, job, state, exit_code, a
+// column for each parameter and one for each top-level member of the
+// results ("result." before its name); a value that is not a string or a
+// number is written as JSON.
+func writeResultsCSV(w io.Writer, rows []api.SweepResult) error {
+	params, results := map[string]bool{}, map[string]bool{}
+	decoded := make([][2]map[string]json.RawMessage, len(rows))
+	for i, row := range rows {
+		json.Unmarshal(row.Parameters, &decoded[i][0])
+		json.Unmarshal(row.Results, &decoded[i][1])
+		for k := range decoded[i][0] {
+			params[k] = true
+		}
+		for k := range decoded[i][1] {
+			results[k] = true
+		}
+	}
+	pk, rk := sortedKeys(params), sortedKeys(results)
+	cw := csv.NewWriter(w)
+	head := []string{"index", "job", "state", "exit_code"}
+	head = append(head, pk...)
+	for _, k := range rk {
+		head = append(head, "result."+k)
+	}
+	cw.Write(head)
+	for i, row := range rows {
+		rec := []string{strconv.Itoa(row.Index), row.Job, row.State, ""}
+		if row.ExitCode != nil {
+			rec[3] = strconv.Itoa(*row.ExitCode)
+		}
+		for _, k := range pk {
+			rec = append(rec, csvValue(decoded[i][0][k]))
+		}
+		for _, k := range rk {
+			rec = append(rec, csvValue(decoded[i][1][k]))
+		}
+		cw.Write(rec)
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// csvValue is a JSON value as a CSV cell: a string's text, a number or
+// boolean as written, anything else as JSON, nothing for no value.
+func csvValue(v json.RawMessage) string {
+	if len(v) == 0 || string(v) == "null" {
+		return ""
+	}
+	var str string
+	if json.Unmarshal(v, &str) == nil {
+		return str
+	}
+	return string(v)
+}

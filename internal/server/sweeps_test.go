@@ -1,0 +1,221 @@
+package server
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/job"
+)
+
+// Value lists combine in the product's order (the last name fastest) or
+// pairwise (zip); a field error names the value's place in its list, and
+// in a list of objects the variant's.
+func TestExpandVariants(t *testing.T) {
+	vs, err := expandVariants(json.RawMessage(`{"parameters": {"b": ["x", "y", "z"], "a": [1, 2]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range vs {
+		got = append(got, string(v.params["a"])+string(v.params["b"]))
+	}
+	if want := []string{`1"x"`, `1"y"`, `1"z"`, `2"x"`, `2"y"`, `2"z"`}; !slices.Equal(got, want) {
+		t.Fatalf("product %v, want %v", got, want)
+	}
+	if f := vs[4].field("parameters.b"); f != "variants.parameters.b[1]" {
+		t.Errorf("field of b in variant 4: %q", f)
+	}
+	if f := vs[4].field("parameters.a.sub"); f != "variants.parameters.a[1].sub" {
+		t.Errorf("field below a in variant 4: %q", f)
+	}
+	if f := vs[4].field("inputs.text"); f != "inputs.text" {
+		t.Errorf("a shared field: %q", f)
+	}
+
+	vs, err = expandVariants(json.RawMessage(`{"mode": "zip", "parameters": {"a": [1, 2], "b": ["x", "y"]}}`))
+	if err != nil || len(vs) != 2 || string(vs[1].params["a"]) != "2" || string(vs[1].params["b"]) != `"y"` {
+		t.Fatalf("zip: %d variants, %v", len(vs), err)
+	}
+
+	vs, err = expandVariants(json.RawMessage(`[{"name": "a"}, {"name": "b", "n": 2}]`))
+	if err != nil || len(vs) != 2 {
+		t.Fatalf("list: %v, %v", vs, err)
+	}
+	if f := vs[1].field("parameters.n"); f != "variants[1].n" {
+		t.Errorf("field of a list's variant: %q", f)
+	}
+	if f := vs[0].field("parameters.mesh"); f != "parameters.mesh" {
+		t.Errorf("a fixed parameter's field: %q", f)
+	}
+
+	for _, bad := range []struct{ body, field string }{
+		{``, "variants"},
+		{`[]`, "variants"},
+		{`"x"`, "variants"},
+		{`{"mode": "zip", "parameters": {"a": [1, 2], "b": ["x"]}}`, "variants.parameters.b"},
+		{`{"mode": "cartesian", "parameters": {"a": [1]}}`, "variants.mode"},
+		{`{"parameters": {"a": []}}`, "variants.parameters.a"},
+		{`{"parameters": {}}`, "variants.parameters"},
+		{`{"parameters": {"a": [1]}, "extra": 1}`, "variants"},
+		{fmt.Sprintf(`{"parameters": {"a": [%s], "b": [%s]}}`, nums(101), nums(100)), "variants"},
+	} {
+		_, err := expandVariants(json.RawMessage(bad.body))
+		he, ok := err.(*httpError)
+		if !ok || len(he.fields) != 1 || he.fields[0].Field != bad.field {
+			t.Errorf("variants %.60s: %v, want a field error of %s", bad.body, err, bad.field)
+		}
+	}
+}
+
+func nums(n int) string {
+	s := make([]string, n)
+	for i := range s {
+		s[i] = fmt.Sprint(i)
+	}
+	return strings.Join(s, ",")
+}
+
+// A sweep is one job per variant, released together, listed by sweep,
+// summed up per state, canceled as a whole, and read back as one row per
+// variant in JSON or CSV; another user's sweep is not found.
+func TestSweep(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, allScopes...)
+	var sw api.Sweep
+	h.do("POST", "/v1/sweeps", alice, map[string]any{
+		"template": "hello",
+		"variants": map[string]any{"parameters": map[string]any{"name": []string{"ada", "bob", "cy"}}},
+	}).want(t, http.StatusCreated).decode(t, &sw)
+	if sw.Total != 3 || len(sw.Jobs) != 3 || sw.Counts["pending"] != 3 || sw.Template != "hello" {
+		t.Fatalf("sweep %+v", sw)
+	}
+	var page api.Page[api.Job]
+	h.do("GET", "/v1/jobs?sweep="+sw.ID, alice, nil).want(t, http.StatusOK).decode(t, &page)
+	if len(page.Items) != 3 {
+		t.Fatalf("GET /v1/jobs?sweep: %d jobs", len(page.Items))
+	}
+	for _, j := range page.Items {
+		i := slices.Index(sw.Jobs, j.ID)
+		if j.SweepID != sw.ID || j.SweepIndex == nil || *j.SweepIndex != i || j.State != "pending" ||
+			!strings.Contains(string(j.Parameters), []string{"ada", "bob", "cy"}[i]) || j.Name != fmt.Sprintf("hello-%d", i) {
+			t.Errorf("job %d: %+v", i, j)
+		}
+	}
+
+	// the first ends with results, the second fails without
+	ctx := context.Background()
+	end := func(id string, st job.State, code int) {
+		for _, s := range []job.State{job.Running, st} {
+			if _, err := h.store.UpdateJob(ctx, id, func(j *job.Job) error {
+				j.ExitCode = &code
+				return j.SetState(s, "test", time.Now())
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := h.bucket.Put(ctx, outputsPrefix(sw.Jobs[0])+"results.json", strings.NewReader(`{"energy": -1.5, "label": "a,b", "grid": [1, 2]}`)); err != nil {
+		t.Fatal(err)
+	}
+	end(sw.Jobs[0], job.Succeeded, 0)
+	end(sw.Jobs[1], job.Failed, 3)
+
+	order := sw.Jobs
+	h.do("POST", "/v1/sweeps/"+sw.ID+"/cancel", alice, nil).want(t, http.StatusOK).decode(t, &sw)
+	if !slices.Equal(sw.Jobs, order) {
+		t.Fatalf("jobs %v after cancel, want them in the variants' order %v", sw.Jobs, order)
+	}
+	if sw.Counts["succeeded"] != 1 || sw.Counts["failed"] != 1 || sw.Counts["canceled"] != 1 || sw.Total != 3 {
+		t.Fatalf("after cancel: %+v", sw)
+	}
+
+	var rows []api.SweepResult
+	h.do("GET", "/v1/sweeps/"+sw.ID+"/results", alice, nil).want(t, http.StatusOK).decode(t, &rows)
+	if len(rows) != 3 || rows[0].Index != 0 || rows[0].State != "succeeded" || !strings.Contains(string(rows[0].Results), "-1.5") ||
+		rows[1].ExitCode == nil || *rows[1].ExitCode != 3 || rows[1].Results != nil || rows[2].State != "canceled" {
+		t.Fatalf("results %+v", rows)
+	}
+	r := h.do("GET", "/v1/sweeps/"+sw.ID+"/results", alice, nil, "Accept", "text/csv").want(t, http.StatusOK)
+	if !strings.HasPrefix(r.header.Get("Content-Type"), "text/csv") {
+		t.Fatalf("content type %q", r.header.Get("Content-Type"))
+	}
+	recs, err := csv.NewReader(strings.NewReader(string(r.body))).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{
+		{"index", "job", "state", "exit_code", "name", "result.energy", "result.grid", "result.label"},
+		{"0", sw.Jobs[0], "succeeded", "0", "ada", "-1.5", "[1, 2]", "a,b"},
+		{"1", sw.Jobs[1], "failed", "3", "bob", "", "", ""},
+		{"2", sw.Jobs[2], "canceled", "", "cy", "", "", ""},
+	}
+	if fmt.Sprint(recs) != fmt.Sprint(want) {
+		t.Fatalf("CSV\n%q\nwant\n%q", recs, want)
+	}
+
+	bob := h.token("bob", time.Time{}, allScopes...)
+	for _, p := range []string{"GET /v1/sweeps/" + sw.ID, "POST /v1/sweeps/" + sw.ID + "/cancel", "GET /v1/sweeps/" + sw.ID + "/results", "GET /v1/sweeps/nosuchsweep"} {
+		method, path, _ := strings.Cut(p, " ")
+		h.do(method, path, bob, nil).want(t, http.StatusNotFound)
+	}
+}
+
+// Every variant is checked before anything is created, and every error is
+// reported once, named by its variant; a sweep over the jobs quota is
+// refused whole; shared inputs are checked once.
+func TestSweepRefusedWhole(t *testing.T) {
+	h := quotaHarness(t, Quota{Jobs: 2})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	none := func() {
+		t.Helper()
+		var page api.Page[api.Job]
+		h.do("GET", "/v1/jobs", alice, nil).want(t, http.StatusOK).decode(t, &page)
+		if len(page.Items) != 0 {
+			t.Fatalf("a refused sweep left %d jobs", len(page.Items))
+		}
+	}
+	fields := func(r *response) []string {
+		var out []string
+		for _, f := range r.problem.Errors {
+			out = append(out, f.Field)
+		}
+		return out
+	}
+	r := h.do("POST", "/v1/sweeps", alice, map[string]any{"template": "hello", "variants": []any{
+		map[string]any{"name": "ok"}, map[string]any{"name": ""}, map[string]any{"name": 5}, map[string]any{"nmae": "x"},
+	}}).want(t, http.StatusUnprocessableEntity)
+	if got := fields(r); !slices.Contains(got, "variants[1].name") || !slices.Contains(got, "variants[2].name") || !slices.Contains(got, "variants[3].nmae") {
+		t.Fatalf("list errors %q", got)
+	}
+	none()
+	r = h.do("POST", "/v1/sweeps", alice, map[string]any{"template": "hello", "variants": map[string]any{"parameters": map[string]any{"name": []string{"a", "", "b", ""}}}}).
+		want(t, http.StatusUnprocessableEntity)
+	if got := fields(r); len(got) != 2 || got[0] != "variants.parameters.name[1]" || got[1] != "variants.parameters.name[3]" {
+		t.Fatalf("value-list errors %q", got)
+	}
+	none()
+	// a missing shared input is one error, not one per variant
+	r = h.do("POST", "/v1/sweeps", alice, map[string]any{"template": "wordcount", "inputs": map[string]string{"text": "none.txt"},
+		"variants": map[string]any{"parameters": map[string]any{"min_length": []int{1, 2, 3}}}}).want(t, http.StatusUnprocessableEntity)
+	if got := fields(r); len(got) != 1 || got[0] != "inputs.text" {
+		t.Fatalf("shared input errors %q", got)
+	}
+	// three jobs over a quota of two: refused whole
+	r = h.do("POST", "/v1/sweeps", alice, map[string]any{"template": "hello", "variants": map[string]any{"parameters": map[string]any{"name": []string{"a", "b", "c"}}}}).
+		want(t, http.StatusConflict)
+	if r.problem.Code != api.CodeQuotaExceeded {
+		t.Fatalf("over the quota: %+v", r.problem)
+	}
+	none()
+	// a job token may not make sweeps (yet)
+	_, jt := h.jobToken("alice", nil)
+	h.do("POST", "/v1/sweeps", jt, map[string]any{"template": "hello", "variants": []any{map[string]any{"name": "a"}}}).want(t, http.StatusForbidden)
+}
