@@ -74,7 +74,9 @@ type Job struct {
 	// variant's place in it, from 0.
 	SweepID    string `json:"sweep_id,omitempty"`
 	SweepIndex *int   `json:"sweep_index,omitempty"`
-	Project    string `json:"project,omitempty"`
+	// Detached: a child that goes on when its parent is canceled.
+	Detached bool   `json:"detached,omitempty"`
+	Project  string `json:"project,omitempty"`
 	// Account is the OS account the job runs as (empty: the gateway's own).
 	Account    string     `json:"account,omitempty"`
 	Depth      int        `json:"depth"`
@@ -102,6 +104,10 @@ type JobRequest struct {
 	// Project is the project (allocation account) the job is charged to;
 	// "": the user's default.
 	Project string `json:"project,omitempty"`
+	// Detached: a child (created with a job's token) that is not canceled
+	// with its parent; without it, canceling a job cancels its unfinished
+	// descendants.
+	Detached bool `json:"detached,omitempty"`
 }
 
 // SweepRequest is the body of POST /v1/sweeps: one template run once for

@@ -30,6 +30,18 @@ environments: [local, slurm, sge]
 resources:
   default: {nodes: 1, cores_per_node: 1, walltime_s: 300}
 ---
+name: family
+version: 1
+command: [sh, -c, 'hpcgate submit slow --env "$HPCGATE_PARAM_ENV" --quiet > kid && hpcgate submit slow --env "$HPCGATE_PARAM_ENV" --detached --quiet > free && echo started && sleep 300']
+parameters:
+  type: object
+  properties:
+    env: {type: string}
+outputs: [kid, free]
+environments: [local, slurm, sge]
+resources:
+  default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
+---
 name: slow
 version: 1
 command: [sh, -c, 'echo started; sleep 300']
@@ -114,6 +126,47 @@ func TestSweepsFromCLI(t *testing.T) {
 			}
 			if _, _, err := g.cli(tok, "sweep", "status", slow); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// On every engine: canceling a job cancels the child it submitted, but
+// not the one it submitted --detached.
+func TestCancelCascadesEndToEnd(t *testing.T) {
+	envs := "environments:\n  - {name: local, scheduler: local}\n"
+	names := []string{"local"}
+	if os.Getenv("HPCGATE_TEST_SLURM") == "1" {
+		envs, names = envs+"  - {name: slurm, scheduler: slurm, partition: debug}\n", append(names, "slurm")
+	}
+	if os.Getenv("HPCGATE_TEST_SGE") == "1" {
+		envs, names = envs+"  - {name: sge, scheduler: sge, queue: all.q}\n", append(names, "sge")
+	}
+	dir := templatesDir(t, strings.Split(sweepTemplates, "\n---\n")...)
+	g := startGateway(t, "template_dirs: ["+dir+"]\nno_builtin_templates: true\npoll_interval: 500ms\n"+envs)
+	c := g.client(g.userToken("vera"))
+	ctx := context.Background()
+	for _, env := range names {
+		t.Run(env, func(t *testing.T) {
+			p := startedJob(t, c, api.JobRequest{Template: "family", Environment: env, Parameters: []byte(`{"env": "` + env + `"}`)})
+			kids, err := c.Children(ctx, p.ID)
+			if err != nil || len(kids) != 2 {
+				t.Fatalf("children %v, %v", kids, err)
+			}
+			if _, err := c.Cancel(ctx, p.ID); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range kids {
+				if k.Detached {
+					if cur, err := c.Job(ctx, k.ID); err != nil || cur.State == api.StateCanceled {
+						t.Errorf("the detached child: %v, %v", cur.State, err)
+					}
+					c.Cancel(ctx, k.ID)
+					continue
+				}
+				if got := waitJob(t, c, k.ID, time.Minute); got.State != api.StateCanceled || !strings.Contains(got.Reason, p.ID) {
+					t.Errorf("the attached child: %s (%s)", got.State, got.Reason)
+				}
 			}
 		})
 	}

@@ -42,13 +42,14 @@ var cmdSubmit = &command{
 		hold := fs.Bool("hold", false, "create the job held: it starts once released")
 		project := fs.String("project", "", "the `PROJECT` (allocation account) the job is charged to (default your first)")
 		idem := fs.String("idempotency-key", "", "a `KEY` that makes a retried submit answer the job the first created")
+		detached := fs.Bool("detached", false, "from inside a job: the child goes on when its parent is canceled")
 		wait := fs.Bool("wait", false, "wait for the job to end; fail if it does not succeed")
 		follow := fs.Bool("follow", false, "stream the job's standard output, then wait as --wait")
 		quiet := fs.Bool("quiet", false, "print only the job's id")
 		fs.BoolVar(quiet, "q", false, "short for --quiet")
 		asJSON := fs.Bool("json", false, "print the job JSON (the final one with --wait or --follow)")
 		return func(e *env, args []string) error {
-			req := api.JobRequest{Template: args[0], Version: *version, Name: *name, Environment: *envName, Hold: *hold, Project: *project}
+			req := api.JobRequest{Template: args[0], Version: *version, Name: *name, Environment: *envName, Hold: *hold, Project: *project, Detached: *detached}
 			var res api.Resources
 			res.Nodes, res.CoresPerNode, res.MemoryMB = *nodes, *cores, *mem
 			if *nodes < 0 || *cores < 0 || *mem < 0 {

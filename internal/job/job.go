@@ -160,6 +160,8 @@ type Job struct {
 	// on it. SweepIndex is its variant's place in the sweep, from 0.
 	SweepID    string
 	SweepIndex int
+	// Detached: a child that goes on when its parent is canceled.
+	Detached bool
 	// Project is the allocation account the job is charged to ("" for
 	// none); the engine gets it (sbatch --account, qsub -P).
 	Project    string

@@ -34,6 +34,7 @@ func apiJob(j *job.Job) api.Job {
 		Resources:       api.Resources{Nodes: j.Resources.Nodes, CoresPerNode: j.Resources.CoresPerNode, MemoryMB: j.Resources.MemoryMB, WalltimeS: j.Resources.WalltimeS},
 		Labels:          j.Labels,
 		ParentID:        j.ParentID,
+		Detached:        j.Detached,
 		Project:         j.Project,
 		Account:         j.Account,
 		Depth:           j.Depth,

@@ -139,6 +139,10 @@ func (s *Server) newJob(p *auth.Principal, parent *job.Job, req *api.JobRequest,
 		return nil, fieldError("template", "is required")
 	}
 	j := &job.Job{ID: newJobID(), Owner: p.User, CreatedAt: time.Now().UTC(), State: job.Pending, Reason: "created"}
+	if req.Detached && parent == nil {
+		return nil, fieldError("detached", "only a job's child (created with the job's token) can be detached from its parent")
+	}
+	j.Detached = req.Detached
 	if parent != nil {
 		if parent.Depth+1 > s.opts.MaxDepth {
 			return nil, errorf(http.StatusConflict, api.CodeConflict, "children may be nested %d deep at most; this job is at depth %d", s.opts.MaxDepth, parent.Depth)
@@ -341,7 +345,9 @@ func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) 
 			if p := principal(r); p.IsJob() {
 				reason = "canceled by its parent job " + p.JobID
 			}
-			out, err = s.disp.Cancel(r.Context(), j.ID, reason)
+			if out, err = s.disp.Cancel(r.Context(), j.ID, reason); err == nil {
+				err = s.cancelDescendants(r.Context(), out)
+			}
 		case controlHold:
 			out, err = s.disp.Hold(r.Context(), j.ID)
 		case controlRelease:
@@ -365,6 +371,41 @@ func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) 
 		s.logs.Notify(out.ID + "/stderr")
 		return writeJSON(w, http.StatusOK, apiJob(out))
 	}
+}
+
+// cancelDescendants cancels the unfinished descendants of the canceled job
+// top, but for detached children and theirs.
+func (s *Server) cancelDescendants(ctx context.Context, top *job.Job) error {
+	reason := "its parent job was canceled (" + top.ID + ")"
+	queue := []string{top.ID}
+	for len(queue) > 0 {
+		parent := queue[0]
+		queue = queue[1:]
+		f := store.JobFilter{Owner: top.Owner, ParentID: parent, Limit: 1000}
+		for {
+			kids, next, err := s.store.ListJobs(ctx, f)
+			if err != nil {
+				return err
+			}
+			for _, k := range kids {
+				if k.Detached {
+					continue
+				}
+				if !k.State.Terminal() {
+					var te *job.TransitionError
+					if _, err := s.disp.Cancel(ctx, k.ID, reason); err != nil && !errors.As(err, &te) {
+						return err // (one that ended meanwhile is fine)
+					}
+				}
+				queue = append(queue, k.ID) // a finished child's children may still run
+			}
+			if next == "" {
+				break
+			}
+			f.PageToken = next
+		}
+	}
+	return nil
 }
 
 func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) error {

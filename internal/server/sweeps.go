@@ -395,9 +395,14 @@ func (s *Server) cancelSweep(w http.ResponseWriter, r *http.Request) error {
 	}
 	reason := "its sweep was canceled by " + principal(r).User
 	for _, id := range open {
-		if _, err := s.disp.Cancel(r.Context(), id, reason); err != nil && !errors.Is(err, job.ErrInvalidTransition) {
-			var te *job.TransitionError
-			if !errors.As(err, &te) { // one that ended meanwhile is fine
+		j, err := s.disp.Cancel(r.Context(), id, reason)
+		var te *job.TransitionError
+		switch {
+		case errors.As(err, &te): // it ended meanwhile
+		case err != nil:
+			return err
+		default:
+			if err := s.cancelDescendants(r.Context(), j); err != nil {
 				return err
 			}
 		}

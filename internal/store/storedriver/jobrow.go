@@ -35,6 +35,7 @@ type JobRow struct {
 	ParentID        string            `json:"parent_id,omitempty"`
 	SweepID         string            `json:"sweep_id,omitempty"`
 	SweepIndex      int               `json:"sweep_index,omitempty"`
+	Detached        bool              `json:"detached,omitempty"`
 	Project         string            `json:"project,omitempty"`
 	Depth           int               `json:"depth,omitempty"`
 	CreatedAt       time.Time         `json:"created_at,omitzero"`
@@ -90,6 +91,7 @@ func FromJob(j *job.Job) *JobRow {
 		ParentID:        j.ParentID,
 		SweepID:         j.SweepID,
 		SweepIndex:      j.SweepIndex,
+		Detached:        j.Detached,
 		Project:         j.Project,
 		Depth:           j.Depth,
 		CreatedAt:       j.CreatedAt,
@@ -133,6 +135,7 @@ func (r *JobRow) Job() *job.Job {
 		ParentID:        r.ParentID,
 		SweepID:         r.SweepID,
 		SweepIndex:      r.SweepIndex,
+		Detached:        r.Detached,
 		Project:         r.Project,
 		Depth:           r.Depth,
 		CreatedAt:       r.CreatedAt,

@@ -19,6 +19,9 @@ func fill(t *testing.T, v reflect.Value, name string) {
 		v.SetInt(int64(len(name)))
 	case reflect.Float64:
 		v.SetFloat(float64(len(name)) + 0.5)
+	case reflect.Bool:
+		v.SetBool(true) // not the zero value, which omitempty would hide
+
 	case reflect.Map:
 		m := reflect.MakeMap(v.Type())
 		k := reflect.New(v.Type().Key()).Elem()
