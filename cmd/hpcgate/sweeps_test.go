@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/csv"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -38,6 +39,25 @@ parameters:
   properties:
     env: {type: string}
 outputs: [kid, free]
+environments: [local, slurm, sge]
+resources:
+  default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
+---
+name: count
+version: 1
+command: [sh, -c, 'echo "{\"words\": $(wc -w < in.txt)}" > results.json']
+inputs: [{name: text, path: in.txt, required: true}]
+outputs: [results.json]
+environments: [local, slurm, sge]
+---
+name: pipeline
+version: 1
+command: [sh, -c, 'echo "one two three" > d.txt && hpcgate upload d.txt data/d.txt && hpcgate submit count --env "$HPCGATE_PARAM_ENV" --input "text=job:$HPCGATE_JOB_ID/files/data/d.txt" --wait --quiet > child']
+parameters:
+  type: object
+  properties:
+    env: {type: string}
+outputs: [child]
 environments: [local, slurm, sge]
 resources:
   default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
@@ -167,6 +187,58 @@ func TestCancelCascadesEndToEnd(t *testing.T) {
 				if got := waitJob(t, c, k.ID, time.Minute); got.State != api.StateCanceled || !strings.Contains(got.Reason, p.ID) {
 					t.Errorf("the attached child: %s (%s)", got.State, got.Reason)
 				}
+			}
+		})
+	}
+}
+
+// On every engine: a job stores a file in its own space and its child
+// takes it as an input by reference, without a copy; then another job
+// takes the child's output.
+func TestDataFlowsBetweenJobs(t *testing.T) {
+	envs := "environments:\n  - {name: local, scheduler: local}\n"
+	names := []string{"local"}
+	if os.Getenv("HPCGATE_TEST_SLURM") == "1" {
+		envs, names = envs+"  - {name: slurm, scheduler: slurm, partition: debug}\n", append(names, "slurm")
+	}
+	if os.Getenv("HPCGATE_TEST_SGE") == "1" {
+		envs, names = envs+"  - {name: sge, scheduler: sge, queue: all.q}\n", append(names, "sge")
+	}
+	dir := templatesDir(t, strings.Split(sweepTemplates, "\n---\n")...)
+	g := startGateway(t, "template_dirs: ["+dir+"]\nno_builtin_templates: true\npoll_interval: 500ms\n"+envs)
+	c := g.client(g.userToken("vera"))
+	ctx := context.Background()
+	for _, env := range names {
+		t.Run(env, func(t *testing.T) {
+			p, err := c.CreateJob(ctx, api.JobRequest{Template: "pipeline", Environment: env, Parameters: []byte(`{"env": "` + env + `"}`)}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p = waitJob(t, c, p.ID, 3*time.Minute); p.State != api.StateSucceeded {
+				errLog, _ := io.ReadAll(must(c.Log(ctx, p.ID, "stderr", 0, false)))
+				t.Fatalf("pipeline %s: %s\n%s", p.State, p.Error, errLog)
+			}
+			kids, err := c.Children(ctx, p.ID)
+			if err != nil || len(kids) != 1 {
+				t.Fatalf("children %v, %v", kids, err)
+			}
+			k := kids[0]
+			if want := "job:" + p.ID + "/files/data/d.txt"; k.Inputs["text"] != want || k.State != api.StateSucceeded {
+				t.Fatalf("child %s, inputs %v; want %s", k.State, k.Inputs, want)
+			}
+			if res, _ := c.Results(ctx, k.ID); !strings.Contains(string(res), `"words": 3`) {
+				t.Fatalf("child results %s", res)
+			}
+			// from outside, the child's output feeds another job
+			j, err := c.CreateJob(ctx, api.JobRequest{Template: "count", Environment: env, Inputs: map[string]string{"text": "job:" + k.ID + "/outputs/results.json"}}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j = waitJob(t, c, j.ID, 2*time.Minute); j.State != api.StateSucceeded {
+				t.Fatalf("a job on the child's output: %s (%s)", j.State, j.Error)
+			}
+			if res, _ := c.Results(ctx, j.ID); !strings.Contains(string(res), `"words": 2`) { // {"words": 3}
+				t.Fatalf("results %s", res)
 			}
 		})
 	}

@@ -18,8 +18,8 @@ var cmdUpload = &command{
 	name:    "upload",
 	summary: "upload a local file to your files on the gateway",
 	args:    "LOCAL [REMOTE]",
-	desc:    "Uploads the local file LOCAL (- for standard input) to your files on the gateway at path REMOTE (default the base name of LOCAL), where jobs can take it as an input with 'hpcgate submit --input NAME=REMOTE'. It checks that the SHA-256 the gateway computed matches the one of the bytes read. Files of 64 MiB and more go straight to the gateway's object store in parallel parts when it is S3 (each part checked against the store's MD5). A progress bar is shown on a terminal.",
-	example: "hpcgate upload ./book.txt texts/book.txt\ncurl -s https://example.org/data | hpcgate upload - data/latest.csv",
+	desc:    "Uploads the local file LOCAL (- for standard input) to your files on the gateway at path REMOTE (default the base name of LOCAL), where jobs can take it as an input with 'hpcgate submit --input NAME=REMOTE'. It checks that the SHA-256 the gateway computed matches the one of the bytes read. Files of 64 MiB and more go straight to the gateway's object store in parallel parts when it is S3 (each part checked against the store's MD5). A progress bar is shown on a terminal. Inside a job (with the job's own token) the file goes to the job's own space, never to its owner's files: its children take it as --input NAME=job:$HPCGATE_JOB_ID/files/REMOTE.",
+	example: "hpcgate upload ./book.txt texts/book.txt\ncurl -s https://example.org/data | hpcgate upload - data/latest.csv\nhpcgate upload mesh.dat mesh.dat && hpcgate submit solver --input mesh=job:$HPCGATE_JOB_ID/files/mesh.dat   # in a job",
 	minArgs: 1, maxArgs: 2,
 	setup: func(fs *flag.FlagSet) runFunc {
 		stream := fs.Bool("stream", false, "send a large file through the gateway even when its object store could take it directly")

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/hpcgate/hpcgate/internal/blob"
@@ -41,7 +40,8 @@ func (g *Gateway) purgeOnce(ctx context.Context, before time.Time) (int, error) 
 			return n, err
 		}
 		for _, p := range ids {
-			outputs, err := deletePrefix(ctx, g.bucket, "jobs/"+p.ID+"/", "jobs/"+p.ID+"/outputs/")
+			// its outputs and the files it stored in its space
+			outputs, err := deletePrefix(ctx, g.bucket, "jobs/"+p.ID+"/")
 			if err != nil {
 				// The job's row is gone: say which outputs are left.
 				g.log.Error("outputs of a purged job not deleted", "job_id", p.ID, "err", err)
@@ -95,8 +95,8 @@ func (g *Gateway) purgeAudit(ctx context.Context, retention, interval time.Durat
 }
 
 // deletePrefix deletes every object under prefix and returns the size of
-// those it deleted under counted (the part that counts against a quota).
-func deletePrefix(ctx context.Context, b blob.Bucket, prefix, counted string) (int64, error) {
+// those it deleted.
+func deletePrefix(ctx context.Context, b blob.Bucket, prefix string) (int64, error) {
 	var objs []blob.Attrs
 	if err := b.List(ctx, prefix, func(a blob.Attrs) error { objs = append(objs, a); return nil }); err != nil {
 		return 0, err
@@ -106,9 +106,7 @@ func deletePrefix(ctx context.Context, b blob.Bucket, prefix, counted string) (i
 		if err := b.Delete(ctx, a.Key); err != nil && !errors.Is(err, blob.ErrNotFound) {
 			return n, err
 		}
-		if strings.HasPrefix(a.Key, counted) {
-			n += a.Size
-		}
+		n += a.Size
 	}
 	return n, nil
 }

@@ -87,7 +87,7 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 		if direct {
 			// Long enough for a job that waits for a node to fetch it; the
 			// agent falls back to the gateway if it has expired.
-			if si.URL, err = sg.SignGet(r.Context(), userFilesKey(j.Owner, p), 12*time.Hour); err != nil {
+			if si.URL, err = sg.SignGet(r.Context(), inputKey(j.Owner, p), 12*time.Hour); err != nil {
 				return err
 			}
 		}
@@ -139,7 +139,7 @@ func (s *Server) agentInput(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return errorf(http.StatusNotFound, api.CodeNotFound, "the job has no input %q", name)
 	}
-	return s.serveObject(w, r, userFilesKey(j.Owner, p), name)
+	return s.serveObject(w, r, inputKey(j.Owner, p), name)
 }
 
 func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {

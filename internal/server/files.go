@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/auth"
 	"github.com/hpcgate/hpcgate/internal/blob"
 )
 
@@ -61,7 +62,18 @@ func (s *Server) listFiles(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	return s.listPrefix(w, r, userFilesKey(principal(r).User, ""), prefix)
+	return s.listPrefix(w, r, filesKey(principal(r), ""), prefix)
+}
+
+// filesKey is where path is among the caller's files: a person's own
+// files, or, for a job's token, its job's own space (never its owner's
+// files), which other jobs name as job:ID/files/PATH and which goes with
+// the job.
+func filesKey(p *auth.Principal, path string) string {
+	if p.IsJob() {
+		return jobFilesPrefix(p.JobID) + path
+	}
+	return userFilesKey(p.User, path)
 }
 
 func (s *Server) filePath(r *http.Request) (string, error) {
@@ -96,7 +108,7 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	fi, err := s.putBody(w, r, principal(r).User, userFilesKey(principal(r).User, p))
+	fi, err := s.putBody(w, r, principal(r).User, filesKey(principal(r), p))
 	if err != nil {
 		return err
 	}
@@ -110,7 +122,7 @@ func (s *Server) getFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.serveObject(w, r, userFilesKey(principal(r).User, p), p)
+	return s.serveObject(w, r, filesKey(principal(r), p), p)
 }
 
 func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
@@ -118,7 +130,7 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	key := userFilesKey(principal(r).User, p)
+	key := filesKey(principal(r), p)
 	size, err := s.objectSize(r.Context(), key)
 	if err != nil {
 		return err

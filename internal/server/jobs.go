@@ -38,6 +38,7 @@ func newJobID() string {
 
 func userFilesKey(user, p string) string { return "users/" + user + "/files/" + p }
 func outputsPrefix(id string) string     { return "jobs/" + id + "/outputs/" }
+func jobFilesPrefix(id string) string    { return "jobs/" + id + "/files/" }
 
 // visibleJob loads a job the caller may see. Another user's job, or for a
 // job token any job but itself and its children, is "not found".
@@ -91,7 +92,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if parent != nil {
 		owner = parent.Owner
 	}
-	j, err := s.newJob(p, parent, &req, s.inputStat(r.Context(), owner, readable))
+	j, err := s.newJob(p, parent, &req, s.inputStat(r.Context(), owner, parent, readable))
 	if err != nil {
 		return err
 	}
@@ -139,6 +140,11 @@ func (s *Server) newJob(p *auth.Principal, parent *job.Job, req *api.JobRequest,
 		return nil, fieldError("template", "is required")
 	}
 	j := &job.Job{ID: newJobID(), Owner: p.User, CreatedAt: time.Now().UTC(), State: job.Pending, Reason: "created"}
+	for name, p := range req.Inputs {
+		if _, _, ok := parseRef(p); strings.HasPrefix(p, refPrefix) && !ok {
+			return nil, fieldError("inputs."+name, "%q: another job's data is named job:ID/outputs/PATH or job:ID/files/PATH", p)
+		}
+	}
 	if req.Detached && parent == nil {
 		return nil, fieldError("detached", "only a job's child (created with the job's token) can be detached from its parent")
 	}
@@ -183,18 +189,129 @@ func (s *Server) newJob(p *auth.Principal, parent *job.Job, req *api.JobRequest,
 	return j, nil
 }
 
+// refPrefix starts an input that names another job's data instead of one
+// of the owner's files: job:ID/outputs/PATH (an output) or
+// job:ID/files/PATH (a file the job stored in its own space), read where
+// it is, never copied. No file or output path may begin with it.
+const refPrefix = "job:"
+
+// parseRef reads an input path of the form job:ID/outputs/PATH or
+// job:ID/files/PATH and returns the job's id and the object's key.
+func parseRef(p string) (id, key string, ok bool) {
+	rest, found := strings.CutPrefix(p, refPrefix)
+	if !found {
+		return "", "", false
+	}
+	id, rest, found = strings.Cut(rest, "/")
+	if !found || id == "" || strings.Contains(id, ":") {
+		return "", "", false
+	}
+	kind, path, found := strings.Cut(rest, "/")
+	if !found || blob.CheckPath(path) != nil {
+		return "", "", false
+	}
+	switch kind {
+	case "outputs":
+		return id, outputsPrefix(id) + path, true
+	case "files":
+		return id, jobFilesPrefix(id) + path, true
+	}
+	return "", "", false
+}
+
+// inputKey is the object an input path of owner's job names: another
+// job's data, or one of owner's files.
+func inputKey(owner, p string) string {
+	if _, key, ok := parseRef(p); ok {
+		return key
+	}
+	return userFilesKey(owner, p)
+}
+
 // inputStat answers for the inputs a job of owner names: the size of each
-// of owner's files that readable allows.
-func (s *Server) inputStat(ctx context.Context, owner string, readable func(string) bool) catalog.StatFunc {
+// of owner's files that readable allows, and of each job output the
+// caller may read (mayReadJobData): its outputs and the files of its space.
+func (s *Server) inputStat(ctx context.Context, owner string, self *job.Job, readable func(string) bool) catalog.StatFunc {
 	return func(path string) (int64, error) {
-		if !readable(path) {
+		if id, _, ok := parseRef(path); ok {
+			// (a person's readable allows everything of theirs: their jobs
+			// are checked here; a job's, what it was given)
+			if self == nil || !readable(path) {
+				if ok, err := s.mayReadJobData(ctx, owner, self, id); err != nil {
+					return 0, err
+				} else if !ok {
+					// another user's job, or not a descendant: as if none
+					return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotFound)
+				}
+			}
+		} else if !readable(path) {
 			return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotGiven)
 		}
-		a, err := s.bucket.Stat(ctx, userFilesKey(owner, path))
+		a, err := s.bucket.Stat(ctx, inputKey(owner, path))
 		if errors.Is(err, blob.ErrNotFound) {
 			return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotFound)
 		}
 		return a.Size, err
+	}
+}
+
+// mayReadJobData tells whether a job of owner's may take job id's data
+// (outputs, files of its space) as inputs: from a person, any of owner's
+// jobs'; from a job (self), its own and its descendants'.
+func (s *Server) mayReadJobData(ctx context.Context, owner string, self *job.Job, id string) (bool, error) {
+	if self != nil && id == self.ID {
+		return true, nil
+	}
+	for depth := 0; depth <= s.opts.MaxDepth+1; depth++ {
+		j, err := s.store.GetJob(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if j.Owner != owner {
+			return false, nil
+		}
+		if self == nil {
+			return true, nil
+		}
+		if j.ParentID == self.ID {
+			return true, nil
+		}
+		if j.ParentID == "" {
+			return false, nil
+		}
+		id = j.ParentID
+	}
+	return false, nil
+}
+
+// referencedBy returns an unfinished job of owner's that takes an output
+// of job id as an input, or "".
+func (s *Server) referencedBy(ctx context.Context, owner, id string) (string, error) {
+	f := store.JobFilter{Owner: owner, Limit: 1000}
+	for _, st := range job.States {
+		if !st.Terminal() {
+			f.States = append(f.States, st)
+		}
+	}
+	for {
+		jobs, next, err := s.store.ListJobs(ctx, f)
+		if err != nil {
+			return "", err
+		}
+		for _, j := range jobs {
+			for _, p := range j.Inputs {
+				if ref, _, ok := parseRef(p); ok && ref == id {
+					return j.ID, nil
+				}
+			}
+		}
+		if next == "" {
+			return "", nil
+		}
+		f.PageToken = next
 	}
 }
 
@@ -291,18 +408,23 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// its outputs stay while a job that takes them as inputs may fetch them
+	if by, err := s.referencedBy(r.Context(), j.Owner, j.ID); err != nil {
+		return err
+	} else if by != "" {
+		return errorf(http.StatusConflict, api.CodeConflict, "job %s takes this job's outputs as inputs and has not ended: delete this one after it", by)
+	}
 	if !j.State.Terminal() {
 		if _, err := s.disp.Cancel(r.Context(), j.ID, "canceled: the job was deleted"); err != nil && !errors.Is(err, job.ErrInvalidTransition) {
 			return err
 		}
 	}
+	// its outputs and the files it stored in its space, all counted
 	var keys []string
 	var outputs int64
 	if err := s.bucket.List(r.Context(), "jobs/"+j.ID+"/", func(a blob.Attrs) error {
 		keys = append(keys, a.Key)
-		if strings.HasPrefix(a.Key, outputsPrefix(j.ID)) {
-			outputs += a.Size
-		}
+		outputs += a.Size
 		return nil
 	}); err != nil {
 		return err

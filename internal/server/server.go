@@ -177,14 +177,14 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /v1/environments", access: jobToo, h: s.listEnvironments},
 		{pattern: "GET /v1/environments/{name}", access: jobToo, h: s.getEnvironment},
 
-		{pattern: "GET /v1/files", scope: FR, h: s.listFiles},
-		{pattern: "PUT /v1/files/{path...}", scope: FW, h: s.putFile},
-		{pattern: "GET /v1/files/{path...}", scope: FR, h: s.getFile},
-		{pattern: "HEAD /v1/files/{path...}", scope: FR, h: s.getFile},
-		{pattern: "DELETE /v1/files/{path...}", scope: FW, h: s.deleteFile},
-		{pattern: "POST /v1/uploads", scope: FW, h: s.startUpload},
-		{pattern: "POST /v1/uploads/{id}/complete", scope: FW, h: s.completeUpload},
-		{pattern: "DELETE /v1/uploads/{id}", scope: FW, h: s.abortUpload},
+		{pattern: "GET /v1/files", scope: FR, access: jobToo, h: s.listFiles},
+		{pattern: "PUT /v1/files/{path...}", scope: FW, access: jobToo, h: s.putFile},
+		{pattern: "GET /v1/files/{path...}", scope: FR, access: jobToo, h: s.getFile},
+		{pattern: "HEAD /v1/files/{path...}", scope: FR, access: jobToo, h: s.getFile},
+		{pattern: "DELETE /v1/files/{path...}", scope: FW, access: jobToo, h: s.deleteFile},
+		{pattern: "POST /v1/uploads", scope: FW, access: jobToo, h: s.startUpload},
+		{pattern: "POST /v1/uploads/{id}/complete", scope: FW, access: jobToo, h: s.completeUpload},
+		{pattern: "DELETE /v1/uploads/{id}", scope: FW, access: jobToo, h: s.abortUpload},
 
 		{pattern: "POST /v1/jobs", scope: W, access: jobToo, h: s.createJob},
 		{pattern: "GET /v1/jobs", scope: R, access: jobToo, h: s.listJobs},
@@ -645,7 +645,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 
 // checkPath validates a user-supplied path of the files or outputs API.
 func checkPath(field, p string) error {
-	if err := blob.CheckPath(p); err != nil {
+	err := blob.CheckPath(p)
+	if err == nil && strings.HasPrefix(p, refPrefix) {
+		err = errors.New("must not begin with job: (which names another job's outputs)")
+	}
+	if err != nil {
 		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: fmt.Sprintf("%s %q: %v", field, p, err),
 			fields: []api.FieldError{{Field: field, Message: err.Error()}}}
 	}

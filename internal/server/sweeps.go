@@ -207,7 +207,7 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// the shared inputs are looked at once, whatever the number of variants
-	stat := s.inputStat(r.Context(), p.User, readable)
+	stat := s.inputStat(r.Context(), p.User, nil, readable)
 	var mu sync.Mutex
 	sizes := map[string]struct {
 		n   int64

@@ -67,7 +67,7 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request) error {
 	if req.Size <= 0 || req.Size > s.opts.MaxUploadBytes {
 		return fieldError("size", "must be from 1 to %d bytes", s.opts.MaxUploadBytes)
 	}
-	if _, _, err := s.bytesRoom(r.Context(), principal(r).User, userFilesKey(principal(r).User, req.Path), nil, req.Size); err != nil {
+	if _, _, err := s.bytesRoom(r.Context(), principal(r).User, filesKey(principal(r), req.Path), nil, req.Size); err != nil {
 		return err
 	}
 	partSize := max(int64(minPartSize), (req.Size+maxParts-1)/maxParts)
@@ -75,7 +75,7 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request) error {
 	if req.SHA256 != "" && !sha256RE.MatchString(req.SHA256) {
 		return fieldError("sha256", "must be 64 lower-case hex digits")
 	}
-	storeID, urls, err := sg.StartMultipart(r.Context(), userFilesKey(principal(r).User, req.Path), parts, req.SHA256, uploadTTL)
+	storeID, urls, err := sg.StartMultipart(r.Context(), filesKey(principal(r), req.Path), parts, req.SHA256, uploadTTL)
 	if err != nil {
 		return err
 	}
@@ -106,11 +106,11 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 	if len(req.ETags) == 0 || len(req.ETags) > maxParts {
 		return fieldError("etags", "one ETag for each part, in order")
 	}
-	old, err := s.objectSize(r.Context(), userFilesKey(principal(r).User, path))
+	old, err := s.objectSize(r.Context(), filesKey(principal(r), path))
 	if err != nil {
 		return err
 	}
-	a, err := sg.CompleteMultipart(r.Context(), userFilesKey(principal(r).User, path), storeID, req.ETags)
+	a, err := sg.CompleteMultipart(r.Context(), filesKey(principal(r), path), storeID, req.ETags)
 	if err == nil {
 		// Checked when the upload began; counted now.
 		s.countBytes(r.Context(), principal(r).User, a.Size-old)
@@ -136,7 +136,7 @@ func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request) error {
 	if err := checkPath("path", path); err != nil {
 		return err
 	}
-	if err := sg.AbortMultipart(r.Context(), userFilesKey(principal(r).User, path), storeID); err != nil {
+	if err := sg.AbortMultipart(r.Context(), filesKey(principal(r), path), storeID); err != nil {
 		return fmt.Errorf("abort upload: %w", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
