@@ -29,7 +29,7 @@ command:
   - sh
   - -c
   - |
-    hpcgate files > /dev/null 2> files.err; echo "files=$?" > probe.txt
+    hpcgate files > files.txt 2> files.err; echo "files=$?" > probe.txt
     hpcgate status "$HPCGATE_PARAM_OTHER" > /dev/null 2> other.err; echo "other=$?" >> probe.txt
     hpcgate status "$HPCGATE_JOB_ID" > /dev/null; echo "self=$?" >> probe.txt
     printf %s "$HPCGATE_TOKEN" > token.txt
@@ -38,7 +38,7 @@ parameters:
   additionalProperties: false
   properties:
     other: {type: string, pattern: "^[a-z0-9]+$"}
-outputs: [probe.txt, token.txt, files.err, other.err]
+outputs: [probe.txt, token.txt, files.txt, files.err, other.err]
 environments: [local]
 resources:
   default: {walltime_s: 600}
@@ -71,6 +71,9 @@ func TestJobTokenLimits(t *testing.T) {
 	g := startGateway(t, "template_dirs: ["+dir+"]\npoll_interval: 500ms\nlimits: {max_children: 2, max_depth: 1}\n")
 	ctx := context.Background()
 	c := g.client(g.userToken("ivy"))
+	if _, err := c.PutFile(ctx, "ivy-private.txt", strings.NewReader("ivy's"), 5); err != nil {
+		t.Fatal(err)
+	}
 	other, err := c.CreateJob(ctx, api.JobRequest{Template: "hello", Parameters: json.RawMessage(`{"name":"x"}`), Hold: true}, "")
 	if err != nil {
 		t.Fatal(err)
@@ -91,11 +94,12 @@ func TestJobTokenLimits(t *testing.T) {
 		b, _ := io.ReadAll(rc)
 		return string(b)
 	}
-	if got := read(probe.ID, "probe.txt"); got != "files=1\nother=1\nself=0\n" {
+	if got := read(probe.ID, "probe.txt"); got != "files=0\nother=1\nself=0\n" {
 		t.Fatalf("inside the job: %q (files.err %q, other.err %q)", got, read(probe.ID, "files.err"), read(probe.ID, "other.err"))
 	}
-	if e := read(probe.ID, "files.err"); !strings.Contains(e, "403") {
-		t.Errorf("a job token listing files: %q, want 403", e)
+	// a job's token lists its own job's space, never its owner's files
+	if got := read(probe.ID, "files.txt"); strings.Contains(got, "ivy-private") {
+		t.Errorf("a job token listing files sees its owner's: %q", got)
 	}
 	if e := read(probe.ID, "other.err"); !strings.Contains(e, "404") {
 		t.Errorf("a job token reading an unrelated job: %q, want 404", e)

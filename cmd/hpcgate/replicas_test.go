@@ -353,6 +353,17 @@ func TestProductionQuotaBytes(t *testing.T) {
 	if _, err := c.StatFile(ctx, "in/b.bin"); client.StatusOf(err) != http.StatusNotFound {
 		t.Fatalf("the refused upload left a file: %v", err)
 	}
+	// an upload aborted twice: the second is 404, not a server error
+	up, err := c.StartUpload(ctx, "in/aborted.bin", 10, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AbortUpload(ctx, up); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AbortUpload(ctx, up); client.StatusOf(err) != http.StatusNotFound {
+		t.Fatalf("an upload aborted again: %v, want 404", err)
+	}
 	text := "alpha beta alpha\n"
 	if _, err := c.PutFile(ctx, "in/t.txt", strings.NewReader(text), int64(len(text))); err != nil {
 		t.Fatal(err)

@@ -74,10 +74,11 @@ resources:
   default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
 `
 
-// From the command line, on every engine: a 3×3 product sweep runs to its
-// results table, a sweep with an invalid variant is refused whole, and a
-// sweep canceled half-way ends canceled.
-func TestSweepsFromCLI(t *testing.T) {
+// familyGateway starts a gateway with sweepTemplates on the local
+// executor, and on Slurm and Grid Engine where the test command started
+// them; it returns it with its environments' names.
+func familyGateway(t *testing.T) (*gw, []string) {
+	t.Helper()
 	envs := "environments:\n  - {name: local, scheduler: local}\n"
 	names := []string{"local"}
 	if os.Getenv("HPCGATE_TEST_SLURM") == "1" {
@@ -88,6 +89,14 @@ func TestSweepsFromCLI(t *testing.T) {
 	}
 	dir := templatesDir(t, strings.Split(sweepTemplates, "\n---\n")...)
 	g := startGateway(t, "template_dirs: ["+dir+"]\nno_builtin_templates: true\npoll_interval: 500ms\n"+envs)
+	return g, names
+}
+
+// From the command line, on every engine: a 3×3 product sweep runs to its
+// results table, a sweep with an invalid variant is refused whole, and a
+// sweep canceled half-way ends canceled.
+func TestSweepsFromCLI(t *testing.T) {
+	g, names := familyGateway(t)
 	tok := g.userToken("vera")
 	c := g.client(tok)
 	ctx := context.Background()
@@ -154,16 +163,7 @@ func TestSweepsFromCLI(t *testing.T) {
 // On every engine: canceling a job cancels the child it submitted, but
 // not the one it submitted --detached.
 func TestCancelCascadesEndToEnd(t *testing.T) {
-	envs := "environments:\n  - {name: local, scheduler: local}\n"
-	names := []string{"local"}
-	if os.Getenv("HPCGATE_TEST_SLURM") == "1" {
-		envs, names = envs+"  - {name: slurm, scheduler: slurm, partition: debug}\n", append(names, "slurm")
-	}
-	if os.Getenv("HPCGATE_TEST_SGE") == "1" {
-		envs, names = envs+"  - {name: sge, scheduler: sge, queue: all.q}\n", append(names, "sge")
-	}
-	dir := templatesDir(t, strings.Split(sweepTemplates, "\n---\n")...)
-	g := startGateway(t, "template_dirs: ["+dir+"]\nno_builtin_templates: true\npoll_interval: 500ms\n"+envs)
+	g, names := familyGateway(t)
 	c := g.client(g.userToken("vera"))
 	ctx := context.Background()
 	for _, env := range names {
@@ -196,16 +196,7 @@ func TestCancelCascadesEndToEnd(t *testing.T) {
 // takes it as an input by reference, without a copy; then another job
 // takes the child's output.
 func TestDataFlowsBetweenJobs(t *testing.T) {
-	envs := "environments:\n  - {name: local, scheduler: local}\n"
-	names := []string{"local"}
-	if os.Getenv("HPCGATE_TEST_SLURM") == "1" {
-		envs, names = envs+"  - {name: slurm, scheduler: slurm, partition: debug}\n", append(names, "slurm")
-	}
-	if os.Getenv("HPCGATE_TEST_SGE") == "1" {
-		envs, names = envs+"  - {name: sge, scheduler: sge, queue: all.q}\n", append(names, "sge")
-	}
-	dir := templatesDir(t, strings.Split(sweepTemplates, "\n---\n")...)
-	g := startGateway(t, "template_dirs: ["+dir+"]\nno_builtin_templates: true\npoll_interval: 500ms\n"+envs)
+	g, names := familyGateway(t)
 	c := g.client(g.userToken("vera"))
 	ctx := context.Background()
 	for _, env := range names {

@@ -83,6 +83,9 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 		if !given {
 			continue
 		}
+		if err := s.checkRefOwner(r.Context(), j.Owner, p); err != nil {
+			return err
+		}
 		si := api.SpecInput{Name: in.Name, Path: in.Path, Size: j.InputSizes[in.Name]}
 		if direct {
 			// Long enough for a job that waits for a node to fetch it; the
@@ -138,6 +141,9 @@ func (s *Server) agentInput(w http.ResponseWriter, r *http.Request) error {
 	p, ok := j.Inputs[name]
 	if !ok {
 		return errorf(http.StatusNotFound, api.CodeNotFound, "the job has no input %q", name)
+	}
+	if err := s.checkRefOwner(r.Context(), j.Owner, p); err != nil {
+		return err
 	}
 	return s.serveObject(w, r, inputKey(j.Owner, p), name)
 }

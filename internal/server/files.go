@@ -108,6 +108,9 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNewPath("path", p); err != nil {
+		return err
+	}
 	fi, err := s.putBody(w, r, principal(r).User, filesKey(principal(r), p))
 	if err != nil {
 		return err

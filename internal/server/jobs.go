@@ -234,15 +234,20 @@ func inputKey(owner, p string) string {
 func (s *Server) inputStat(ctx context.Context, owner string, self *job.Job, readable func(string) bool) catalog.StatFunc {
 	return func(path string) (int64, error) {
 		if id, _, ok := parseRef(path); ok {
-			// (a person's readable allows everything of theirs: their jobs
-			// are checked here; a job's, what it was given)
-			if self == nil || !readable(path) {
-				if ok, err := s.mayReadJobData(ctx, owner, self, id); err != nil {
-					return 0, err
-				} else if !ok {
-					// another user's job, or not a descendant: as if none
-					return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotFound)
-				}
+			// A reference a job was given may be named by it (checked
+			// when it was given) but must still be the owner's: a file of
+			// that name stored before references existed was given
+			// unchecked. Anything else: a person's jobs, a job's own and
+			// its descendants'.
+			by := self
+			if self != nil && readable(path) {
+				by = nil
+			}
+			if ok, err := s.mayReadJobData(ctx, owner, by, id); err != nil {
+				return 0, err
+			} else if !ok {
+				// another user's job, or not a descendant: as if none
+				return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotFound)
 			}
 		} else if !readable(path) {
 			return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotGiven)
@@ -285,6 +290,22 @@ func (s *Server) mayReadJobData(ctx context.Context, owner string, self *job.Job
 		id = j.ParentID
 	}
 	return false, nil
+}
+
+// checkRefOwner answers 404 unless the input path p of a job of owner's
+// is one of owner's files or names data of one of owner's jobs: checked
+// again when the data is fetched, whatever was accepted before.
+func (s *Server) checkRefOwner(ctx context.Context, owner, p string) error {
+	id, _, ok := parseRef(p)
+	if !ok {
+		return nil
+	}
+	if mine, err := s.mayReadJobData(ctx, owner, nil, id); err != nil {
+		return err
+	} else if !mine {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "the input %q is gone", p)
+	}
+	return nil
 }
 
 // referencedBy returns an unfinished job of owner's that takes an output
@@ -419,24 +440,31 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	// its outputs and the files it stored in its space, all counted
-	var keys []string
-	var outputs int64
-	if err := s.bucket.List(r.Context(), "jobs/"+j.ID+"/", func(a blob.Attrs) error {
-		keys = append(keys, a.Key)
-		outputs += a.Size
-		return nil
-	}); err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if err := s.bucket.Delete(r.Context(), k); err != nil && !errors.Is(err, blob.ErrNotFound) {
-			return err
-		}
-	}
-	s.countBytes(r.Context(), j.Owner, -outputs)
+	// The row first: of two deletions at once one wins, and only it
+	// counts the job's bytes off (the other is 404).
 	if err := s.store.DeleteJob(r.Context(), j.ID); err != nil {
 		return err
+	}
+	// then its outputs and the files it stored in its space, counted as
+	// they go; what cannot be deleted is logged (the job is gone)
+	ctx := context.WithoutCancel(r.Context())
+	var objs []blob.Attrs
+	err = s.bucket.List(ctx, "jobs/"+j.ID+"/", func(a blob.Attrs) error {
+		objs = append(objs, a)
+		return nil
+	})
+	var gone int64
+	for _, a := range objs {
+		if err == nil {
+			if err = s.bucket.Delete(ctx, a.Key); err == nil || errors.Is(err, blob.ErrNotFound) {
+				err = nil
+				gone += a.Size
+			}
+		}
+	}
+	s.countBytes(ctx, j.Owner, -gone)
+	if err != nil {
+		s.logFor(r).Error("objects of a deleted job not deleted", "job_id", j.ID, "err", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -148,3 +148,44 @@ func TestJobFileSpace(t *testing.T) {
 		t.Fatalf("after the job's deletion: %+v", m.Quotas)
 	}
 }
+
+// A file stored under a name like a reference before references existed
+// reads no other user's data: not as a job's given input passed on to a
+// child, nor when a job that holds it fetches its inputs; and it can
+// still be deleted, though no new file may take such a name.
+func TestLegacyReferenceNamedFile(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	alice := h.token("alice", time.Time{}, allScopes...)
+	bobJob := &job.Job{ID: newJobID(), Owner: "bob", Template: "hello", TemplateVersion: 1, Environment: "local", State: job.Pending, CreatedAt: time.Now().UTC()}
+	if _, err := h.store.CreateJob(ctx, bobJob, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.bucket.Put(ctx, outputsPrefix(bobJob.ID)+"secret", strings.NewReader("bob's secret")); err != nil {
+		t.Fatal(err)
+	}
+	legacy := "job:" + bobJob.ID + "/outputs/secret"
+	h.put("alice", legacy, "alice's own file of that name")
+	// alice's job was given it before the upgrade
+	p := &job.Job{ID: newJobID(), Owner: "alice", Template: "wordcount", TemplateVersion: 1, Environment: "local", State: job.Pending,
+		Inputs: map[string]string{"text": legacy}, CreatedAt: time.Now().UTC()}
+	if _, err := h.store.CreateJob(ctx, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.UpdateJob(ctx, p.ID, func(j *job.Job) error { return j.SetState(job.Running, "test", time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	pt := h.tokenForJob("alice", p.ID)
+	r := h.do("POST", "/v1/jobs", pt, map[string]any{"template": "wordcount", "inputs": map[string]string{"text": legacy}, "hold": true}).want(t, http.StatusUnprocessableEntity)
+	if !strings.Contains(r.problem.Detail, "does not exist") {
+		t.Fatalf("a child given bob's output through a legacy name: %+v", r.problem)
+	}
+	// the job itself cannot fetch bob's output either
+	if r := h.do("GET", "/v1/jobs/"+p.ID+"/inputs/text", pt, nil); r.status != http.StatusNotFound || strings.Contains(string(r.body), "bob's secret") {
+		t.Fatalf("the job's input: %d %q", r.status, r.body)
+	}
+	h.do("GET", "/v1/jobs/"+p.ID+"/spec", pt, nil).want(t, http.StatusNotFound)
+	// alice may still delete her file; she may not make a new one so named
+	h.do("DELETE", "/v1/files/"+legacy, alice, nil).want(t, http.StatusNoContent)
+	h.do("PUT", "/v1/files/"+legacy, alice, "x").want(t, http.StatusBadRequest)
+}

@@ -409,6 +409,21 @@ func fieldError(field, format string, args ...any) error {
 		fields: []api.FieldError{{Field: field, Message: msg}}}
 }
 
+// checkNewPath is checkPath for a path about to be written: it may not
+// begin with job:, which names another job's data in inputs. (A file
+// stored under such a name before stays readable and deletable.)
+func checkNewPath(field, p string) error {
+	if err := checkPath(field, p); err != nil {
+		return err
+	}
+	if strings.HasPrefix(p, refPrefix) {
+		msg := "must not begin with job: (which names another job's data)"
+		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: fmt.Sprintf("%s %q: %s", field, p, msg),
+			fields: []api.FieldError{{Field: field, Message: msg}}}
+	}
+	return nil
+}
+
 // problemFor maps an error to its answer. Only messages written for
 // clients reach them: an httpError's, a validation error's (field by
 // field), a transition's (job.TransitionError), and a fixed one for each
@@ -645,11 +660,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 
 // checkPath validates a user-supplied path of the files or outputs API.
 func checkPath(field, p string) error {
-	err := blob.CheckPath(p)
-	if err == nil && strings.HasPrefix(p, refPrefix) {
-		err = errors.New("must not begin with job: (which names another job's outputs)")
-	}
-	if err != nil {
+	if err := blob.CheckPath(p); err != nil {
 		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: fmt.Sprintf("%s %q: %v", field, p, err),
 			fields: []api.FieldError{{Field: field, Message: err.Error()}}}
 	}

@@ -27,6 +27,10 @@ const (
 	// maxListedJobs is the most job ids a sweep's answer lists; a larger
 	// sweep's are read with GET /v1/jobs?sweep=ID.
 	maxListedJobs = 1000
+	// maxSweepResultBytes bounds the results.json read for one answer of
+	// GET /v1/sweeps/{id}/results; rows past it have none (each job's is
+	// at GET /v1/jobs/{id}/results).
+	maxSweepResultBytes = 16 << 20
 )
 
 // variant is one of a sweep's variants: its own parameters, and how a
@@ -265,14 +269,19 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 			return &store.QuotaError{Name: "jobs", Limit: q.Jobs, Used: used}
 		}
 	}
+	// From here on the sweep is finished whatever the client does: the
+	// held jobs are released (or deleted) even if it goes away.
+	ctx := context.WithoutCancel(r.Context())
 	created := make([]*job.Job, 0, len(jobs))
 	undo := func() {
 		for _, j := range created {
-			s.store.DeleteJob(context.WithoutCancel(r.Context()), j.ID)
+			if err := s.store.DeleteJob(ctx, j.ID); err != nil {
+				s.logFor(r).Error("a refused sweep's held job not deleted", "sweep", id, "job_id", j.ID, "err", err)
+			}
 		}
 	}
 	for _, j := range jobs {
-		c, err := s.store.CreateJob(r.Context(), j, &store.CreateOptions{MaxJobs: q.Jobs, MaxCores: q.Cores})
+		c, err := s.store.CreateJob(ctx, j, &store.CreateOptions{MaxJobs: q.Jobs, MaxCores: q.Cores})
 		if err != nil {
 			undo()
 			return err
@@ -281,7 +290,7 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !req.Hold {
 		for _, j := range created {
-			if _, err := s.disp.Release(r.Context(), j.ID); err != nil {
+			if _, err := s.disp.Release(ctx, j.ID); err != nil {
 				s.logFor(r).Error("release of a sweep's job", "sweep", id, "job_id", j.ID, "err", err)
 			}
 		}
@@ -420,14 +429,16 @@ func (s *Server) cancelSweep(w http.ResponseWriter, r *http.Request) error {
 // member of the results.
 func (s *Server) sweepResults(w http.ResponseWriter, r *http.Request) error {
 	var rows []api.SweepResult
+	budget := maxSweepResultBytes
 	if err := s.sweepJobs(r, func(j *job.Job) error {
 		row := api.SweepResult{Index: j.SweepIndex, Job: j.ID, State: string(j.State), ExitCode: j.ExitCode, Parameters: j.Parameters}
-		if j.State == job.Succeeded || j.State == job.Failed {
+		if (j.State == job.Succeeded || j.State == job.Failed) && budget > 0 {
 			b, err := s.readResults(r.Context(), j.ID)
 			if err != nil {
 				return err
 			}
 			row.Results = b
+			budget -= len(b)
 		}
 		rows = append(rows, row)
 		return nil

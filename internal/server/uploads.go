@@ -61,7 +61,7 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readJSON(w, r, &req); err != nil {
 		return err
 	}
-	if err := checkPath("path", req.Path); err != nil {
+	if err := checkNewPath("path", req.Path); err != nil {
 		return err
 	}
 	if req.Size <= 0 || req.Size > s.opts.MaxUploadBytes {
@@ -137,6 +137,9 @@ func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := sg.AbortMultipart(r.Context(), filesKey(principal(r), path), storeID); err != nil {
+		if errors.Is(err, blob.ErrNotFound) {
+			return errorf(http.StatusNotFound, api.CodeNotFound, "no such upload (completed, aborted or expired)")
+		}
 		return fmt.Errorf("abort upload: %w", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -180,7 +183,7 @@ func (s *Server) agentOutputURL(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readJSON(w, r, &req); err != nil {
 		return err
 	}
-	if err := checkPath("path", req.Path); err != nil {
+	if err := checkNewPath("path", req.Path); err != nil {
 		return err
 	}
 	if req.Size < 0 || req.Size > min(s.opts.MaxUploadBytes, directOutputs) {

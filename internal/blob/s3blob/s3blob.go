@@ -475,5 +475,15 @@ func (b *Bucket) AbortMultipart(ctx context.Context, key, uploadID string) error
 		return err
 	}
 	_, err = b.c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &b.opts.Bucket, Key: &k, UploadId: &uploadID})
+	if noSuchUpload(err) {
+		return fmt.Errorf("upload %s: %w", uploadID, blob.ErrNotFound)
+	}
 	return err
+}
+
+// noSuchUpload reports whether err is S3's answer for an unknown upload.
+func noSuchUpload(err error) bool {
+	var nsu *types.NoSuchUpload
+	var ae smithy.APIError
+	return errors.As(err, &nsu) || errors.As(err, &ae) && ae.ErrorCode() == "NoSuchUpload"
 }
