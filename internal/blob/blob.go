@@ -128,6 +128,9 @@ type Signer interface {
 	// its id and a presigned PUT URL for each part, in order. sha256, if
 	// not empty, becomes the object's recorded SHA-256.
 	StartMultipart(ctx context.Context, key string, parts int, sha256 string, ttl time.Duration) (uploadID string, partURLs []string, err error)
+	// UploadedSize is the size of the parts sent so far to an unfinished
+	// upload, or an error wrapping ErrNotFound if there is no such upload.
+	UploadedSize(ctx context.Context, key, uploadID string) (int64, error)
 	// CompleteMultipart assembles the parts (their ETags, in order).
 	CompleteMultipart(ctx context.Context, key, uploadID string, etags []string) (Attrs, error)
 	// AbortMultipart drops an unfinished upload.

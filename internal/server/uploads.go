@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/store"
 )
 
 // Bulk data that need not pass through the gateway: presigned multipart
@@ -106,14 +108,35 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 	if len(req.ETags) == 0 || len(req.ETags) > maxParts {
 		return fieldError("etags", "one ETag for each part, in order")
 	}
-	old, err := s.objectSize(r.Context(), filesKey(principal(r), path))
+	key, user := filesKey(principal(r), path), principal(r).User
+	old, err := s.objectSize(r.Context(), key)
 	if err != nil {
 		return err
 	}
-	a, err := sg.CompleteMultipart(r.Context(), filesKey(principal(r), path), storeID, req.ETags)
+	// The size declared when the upload began was checked then; what the
+	// parts hold is checked now, before they become the file (a client
+	// may send more than it declared): over a limit, the upload is dropped
+	// and the file left as it was.
+	sent, err := sg.UploadedSize(r.Context(), key, storeID)
+	if err != nil {
+		return err
+	}
+	if err := s.uploadFits(r.Context(), user, sent, old); err != nil {
+		if aerr := sg.AbortMultipart(context.WithoutCancel(r.Context()), key, storeID); aerr != nil {
+			s.logFor(r).Error("abort of an upload over a limit", "err", aerr)
+		}
+		return err
+	}
+	a, err := sg.CompleteMultipart(r.Context(), key, storeID, req.ETags)
 	if err == nil {
-		// Checked when the upload began; counted now.
-		s.countBytes(r.Context(), principal(r).User, a.Size-old)
+		if a.Size > sent { // parts sent again, larger, meanwhile
+			if err := s.uploadFits(r.Context(), user, a.Size, old); err != nil {
+				s.bucket.Delete(context.WithoutCancel(r.Context()), key)
+				s.countBytes(r.Context(), user, -old)
+				return err
+			}
+		}
+		s.countBytes(r.Context(), user, a.Size-old)
 	}
 	if err != nil {
 		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidKey) {
@@ -122,6 +145,27 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 		return wrapf(err, http.StatusConflict, api.CodeConflict, "the object store refused to complete the upload: check that every part was sent whole and the ETags are in order, or start again")
 	}
 	return writeJSON(w, http.StatusCreated, api.FileInfo{Path: path, Size: a.Size, SHA256: a.SHA256, Modified: a.Modified.UTC()})
+}
+
+// uploadFits answers whether size bytes may replace an object of old
+// bytes of user's: no more than the upload limit, and within the bytes
+// quota.
+func (s *Server) uploadFits(ctx context.Context, user string, size, old int64) error {
+	if size > s.opts.MaxUploadBytes {
+		return errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "the upload holds %d bytes, more than the limit of %d", size, s.opts.MaxUploadBytes)
+	}
+	limit := s.quotaOf(user).Bytes
+	if limit <= 0 {
+		return nil
+	}
+	used, err := s.storedBytes(ctx, user)
+	if err != nil {
+		return err
+	}
+	if used-old+size > limit {
+		return &store.QuotaError{Name: "bytes", Limit: limit, Used: used}
+	}
+	return nil
 }
 
 func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request) error {

@@ -481,6 +481,31 @@ func (b *Bucket) AbortMultipart(ctx context.Context, key, uploadID string) error
 	return err
 }
 
+// UploadedSize implements blob.Signer.
+func (b *Bucket) UploadedSize(ctx context.Context, key, uploadID string) (int64, error) {
+	k, err := b.key(key)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	p := s3.NewListPartsPaginator(b.c, &s3.ListPartsInput{Bucket: &b.opts.Bucket, Key: &k, UploadId: &uploadID})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if noSuchUpload(err) {
+			return 0, fmt.Errorf("upload %s: %w", uploadID, blob.ErrNotFound)
+		}
+		if err != nil {
+			return 0, err
+		}
+		for _, part := range page.Parts {
+			if part.Size != nil {
+				n += *part.Size
+			}
+		}
+	}
+	return n, nil
+}
+
 // noSuchUpload reports whether err is S3's answer for an unknown upload.
 func noSuchUpload(err error) bool {
 	var nsu *types.NoSuchUpload
