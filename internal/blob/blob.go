@@ -122,8 +122,9 @@ func checkRel(p string, maxLen int) error {
 type Signer interface {
 	// SignGet returns a URL that GETs the object for ttl.
 	SignGet(ctx context.Context, key string, ttl time.Duration) (string, error)
-	// SignPut returns a URL that PUTs the object for ttl.
-	SignPut(ctx context.Context, key string, ttl time.Duration) (string, error)
+	// SignPut returns a URL that PUTs the object, of exactly size bytes,
+	// for ttl.
+	SignPut(ctx context.Context, key string, size int64, ttl time.Duration) (string, error)
 	// StartMultipart starts a multipart upload of parts parts and returns
 	// its id and a presigned PUT URL for each part, in order. sha256, if
 	// not empty, becomes the object's recorded SHA-256.

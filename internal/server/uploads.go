@@ -243,7 +243,7 @@ func (s *Server) agentOutputURL(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ttl := time.Hour
-	u, err := sg.SignPut(r.Context(), outputsPrefix(j.ID)+req.Path, ttl)
+	u, err := sg.SignPut(r.Context(), outputsPrefix(j.ID)+req.Path, req.Size, ttl)
 	if err != nil {
 		return err
 	}

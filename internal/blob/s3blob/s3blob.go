@@ -409,12 +409,13 @@ func (b *Bucket) SignGet(ctx context.Context, key string, ttl time.Duration) (st
 }
 
 // SignPut implements blob.Signer.
-func (b *Bucket) SignPut(ctx context.Context, key string, ttl time.Duration) (string, error) {
+func (b *Bucket) SignPut(ctx context.Context, key string, size int64, ttl time.Duration) (string, error) {
 	k, err := b.key(key)
 	if err != nil {
 		return "", err
 	}
-	req, err := b.presign.PresignPutObject(ctx, &s3.PutObjectInput{Bucket: &b.opts.Bucket, Key: &k}, s3.WithPresignExpires(ttl))
+	// the length is signed: a PUT of any other size is refused
+	req, err := b.presign.PresignPutObject(ctx, &s3.PutObjectInput{Bucket: &b.opts.Bucket, Key: &k, ContentLength: &size}, s3.WithPresignExpires(ttl))
 	if err != nil {
 		return "", err
 	}

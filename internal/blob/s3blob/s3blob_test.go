@@ -73,12 +73,22 @@ func TestMultipartPutStreams(t *testing.T) {
 func TestPresigned(t *testing.T) {
 	b := testBucket(t, 0)
 	ctx := context.Background()
-	put, err := b.SignPut(ctx, "signed/x.txt", time.Minute)
+	put, err := b.SignPut(ctx, "signed/x.txt", int64(len("by URL")), time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodPut, put, strings.NewReader("by URL"))
+	// a PUT of another size than signed is refused
+	req, _ := http.NewRequest(http.MethodPut, put, strings.NewReader("by URL, and more"))
 	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 200 {
+		t.Fatal("a presigned PUT of more bytes than signed was accepted")
+	}
+	req, _ = http.NewRequest(http.MethodPut, put, strings.NewReader("by URL"))
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("presigned PUT: %v %v", resp, err)
 	}
