@@ -124,6 +124,9 @@ type SweepRequest struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Hold        bool              `json:"hold,omitempty"`
 	Project     string            `json:"project,omitempty"`
+	// MaxRunning caps how many of the sweep's jobs are handed to the
+	// engine at once (0: no cap); the others wait, pending.
+	MaxRunning int `json:"max_running,omitempty"`
 	// Variants is a list of parameter objects, or value lists combined:
 	// {"mode": "product" (the default) or "zip", "parameters": {NAME: [VALUES]}}.
 	Variants json.RawMessage `json:"variants"`

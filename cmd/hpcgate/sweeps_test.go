@@ -138,13 +138,20 @@ func TestSweepsFromCLI(t *testing.T) {
 				t.Fatalf("an invalid variant: %v\n%s", err, errOut)
 			}
 
-			// canceled half-way: the running job and the waiting ones
-			slow := strings.TrimSpace(g.mustCLI(tok, "sweep", "slow", "--env", env, "--vary", "n=1:4:1", "--quiet"))
+			// one at a time (max_running), then canceled half-way: the
+			// running job and the waiting ones
+			slow := strings.TrimSpace(g.mustCLI(tok, "sweep", "slow", "--env", env, "--vary", "n=1:4:1", "--max-running", "1", "--quiet"))
 			sw, err = c.Sweep(ctx, slow)
 			if err != nil || len(sw.Jobs) != 4 {
 				t.Fatalf("slow sweep %+v, %v", sw, err)
 			}
 			waitState(t, c, sw.Jobs[0], api.StateRunning, 2*time.Minute)
+			time.Sleep(1500 * time.Millisecond) // three dispatcher passes
+			for _, id := range sw.Jobs[1:] {
+				if j, err := c.Job(ctx, id); err != nil || j.State != api.StatePending {
+					t.Fatalf("with max_running 1, a second job of the sweep is %s (%v)", j.State, err)
+				}
+			}
 			if out := g.mustCLI(tok, "sweep", "cancel", slow); !strings.Contains(out, "4 canceled") {
 				t.Fatalf("sweep cancel: %q", out)
 			}

@@ -46,12 +46,13 @@ var cmdSweep = &command{
 		cores := fs.Int("cores", 0, "`N` cores per node (default the template's)")
 		walltime := fs.String("walltime", "", "most run time of each job: seconds, a `DURATION` or [D-]HH:MM:SS")
 		hold := fs.Bool("hold", false, "create every job held")
+		maxRunning := fs.Int("max-running", 0, "at most `N` of the jobs in the engine at once (default no cap)")
 		project := fs.String("project", "", "the `PROJECT` the jobs are charged to")
 		follow := fs.Bool("follow", false, "show the sweep's progress until every job has ended")
 		quiet := fs.Bool("quiet", false, "print only the sweep's id")
 		asJSON := fs.Bool("json", false, "print the sweep JSON")
 		return func(e *env, args []string) error {
-			req := api.SweepRequest{Template: args[0], Name: *name, Environment: *envName, Hold: *hold, Project: *project}
+			req := api.SweepRequest{Template: args[0], Name: *name, Environment: *envName, Hold: *hold, Project: *project, MaxRunning: *maxRunning}
 			if *cores < 0 {
 				return &ExitError{Code: 2, Err: errors.New("sweep: --cores must not be negative")}
 			}

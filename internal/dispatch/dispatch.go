@@ -228,6 +228,7 @@ func (d *Dispatcher) reachable(j *job.Job) (sched.Scheduler, error) {
 // submitPending hands every pending job to its engine, oldest first.
 func (d *Dispatcher) submitPending(ctx context.Context) {
 	tok := ""
+	active := map[string]int{} // a capped sweep's jobs in engines, counted once a pass
 	for {
 		jobs, next, err := d.store.ListJobs(ctx, store.JobFilter{States: []job.State{job.Pending}, Oldest: true, Limit: 200, PageToken: tok})
 		if err != nil {
@@ -237,6 +238,20 @@ func (d *Dispatcher) submitPending(ctx context.Context) {
 			return
 		}
 		for _, j := range jobs {
+			if j.SweepMaxRunning > 0 {
+				n, ok := active[j.SweepID]
+				if !ok {
+					if n, err = d.sweepActive(ctx, j.SweepID); err != nil {
+						d.log.Error("count a sweep's jobs", "sweep", j.SweepID, "err", err)
+						continue
+					}
+				}
+				if n >= j.SweepMaxRunning {
+					active[j.SweepID] = n
+					continue // it waits for one of its sweep's to end
+				}
+				active[j.SweepID] = n + 1
+			}
 			if err := d.submit(ctx, j); err != nil && ctx.Err() == nil {
 				d.log.Error("submit job", "job_id", j.ID, "err", err)
 			}
@@ -245,6 +260,24 @@ func (d *Dispatcher) submitPending(ctx context.Context) {
 			return
 		}
 		tok = next
+	}
+}
+
+// sweepActive counts the jobs of a sweep that an engine has: queued,
+// starting, running, suspended or finishing.
+func (d *Dispatcher) sweepActive(ctx context.Context, sweep string) (int, error) {
+	f := store.JobFilter{SweepID: sweep, States: []job.State{job.Queued, job.Starting, job.Running, job.Suspended, job.Finishing}, Limit: 1000}
+	n := 0
+	for {
+		jobs, next, err := d.store.ListJobs(ctx, f)
+		if err != nil {
+			return 0, err
+		}
+		n += len(jobs)
+		if next == "" {
+			return n, nil
+		}
+		f.PageToken = next
 	}
 }
 

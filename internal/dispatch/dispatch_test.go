@@ -927,3 +927,40 @@ func TestEngineWalltimeMargin(t *testing.T) {
 		}
 	}
 }
+
+// A sweep's max_running caps how many of its jobs engines have at once:
+// the others stay pending until one ends; jobs of other sweeps, and
+// without a sweep, are not held back.
+func TestSweepMaxRunning(t *testing.T) {
+	f := newFixture(t)
+	d := f.dispatcher()
+	mk := func(sweep string, max int) *job.Job {
+		j := f.job("hpc", job.Pending)
+		j, err := f.st.UpdateJob(f.ctx, j.ID, func(j *job.Job) error {
+			j.SweepID, j.SweepMaxRunning = sweep, max
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	capped := []*job.Job{mk("s1", 2), mk("s1", 2), mk("s1", 2), mk("s1", 2)}
+	free := mk("s2", 0)
+	plain := mk("", 0)
+	d.submitPending(f.ctx)
+	state := func(j *job.Job) job.State { return f.get(j.ID).State }
+	if state(capped[0]) != job.Queued || state(capped[1]) != job.Queued || state(capped[2]) != job.Pending || state(capped[3]) != job.Pending {
+		t.Fatalf("capped sweep: %s %s %s %s; want the two oldest queued", state(capped[0]), state(capped[1]), state(capped[2]), state(capped[3]))
+	}
+	if state(free) != job.Queued || state(plain) != job.Queued {
+		t.Fatalf("uncapped: %s, %s", state(free), state(plain))
+	}
+	// once one ends, the next goes
+	f.to(capped[0].ID, job.Running)
+	f.to(capped[0].ID, job.Succeeded)
+	d.submitPending(f.ctx)
+	if state(capped[2]) != job.Queued || state(capped[3]) != job.Pending {
+		t.Fatalf("after one ended: %s %s", state(capped[2]), state(capped[3]))
+	}
+}

@@ -160,6 +160,9 @@ type Job struct {
 	// on it. SweepIndex is its variant's place in the sweep, from 0.
 	SweepID    string
 	SweepIndex int
+	// SweepMaxRunning caps how many of its sweep's jobs are handed to
+	// engines at once (0: no cap).
+	SweepMaxRunning int
 	// Detached: a child that goes on when its parent is canceled.
 	Detached bool
 	// Project is the allocation account the job is charged to ("" for

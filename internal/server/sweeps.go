@@ -196,6 +196,9 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readJSON(w, r, &req); err != nil {
 		return err
 	}
+	if req.MaxRunning < 0 {
+		return fieldError("max_running", "must not be negative (0: no cap)")
+	}
 	variants, err := expandVariants(req.Variants)
 	if err != nil {
 		return err
@@ -252,7 +255,7 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 		case err != nil:
 			return err
 		}
-		j.SweepID, j.SweepIndex = id, i
+		j.SweepID, j.SweepIndex, j.SweepMaxRunning = id, i, req.MaxRunning
 		if req.Name == "" {
 			j.Name = j.Template + "-" + strconv.Itoa(i)
 		}

@@ -35,6 +35,7 @@ type JobRow struct {
 	ParentID        string            `json:"parent_id,omitempty"`
 	SweepID         string            `json:"sweep_id,omitempty"`
 	SweepIndex      int               `json:"sweep_index,omitempty"`
+	SweepMaxRunning int               `json:"sweep_max_running,omitempty"`
 	Detached        bool              `json:"detached,omitempty"`
 	Project         string            `json:"project,omitempty"`
 	Depth           int               `json:"depth,omitempty"`
@@ -91,6 +92,7 @@ func FromJob(j *job.Job) *JobRow {
 		ParentID:        j.ParentID,
 		SweepID:         j.SweepID,
 		SweepIndex:      j.SweepIndex,
+		SweepMaxRunning: j.SweepMaxRunning,
 		Detached:        j.Detached,
 		Project:         j.Project,
 		Depth:           j.Depth,
@@ -135,6 +137,7 @@ func (r *JobRow) Job() *job.Job {
 		ParentID:        r.ParentID,
 		SweepID:         r.SweepID,
 		SweepIndex:      r.SweepIndex,
+		SweepMaxRunning: r.SweepMaxRunning,
 		Detached:        r.Detached,
 		Project:         r.Project,
 		Depth:           r.Depth,
