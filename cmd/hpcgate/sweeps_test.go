@@ -62,6 +62,17 @@ environments: [local, slurm, sge]
 resources:
   default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
 ---
+name: driver
+version: 1
+command: [sh, -c, 'hpcgate sweep sum --env "$HPCGATE_PARAM_ENV" --param a=1 --vary b=10,20 --follow']
+parameters:
+  type: object
+  properties:
+    env: {type: string}
+environments: [local, slurm, sge]
+resources:
+  default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
+---
 name: slow
 version: 1
 command: [sh, -c, 'echo started; sleep 300']
@@ -237,6 +248,34 @@ func TestDataFlowsBetweenJobs(t *testing.T) {
 			}
 			if res, _ := c.Results(ctx, j.ID); !strings.Contains(string(res), `"words": 2`) { // {"words": 3}
 				t.Fatalf("results %s", res)
+			}
+		})
+	}
+}
+
+// On every engine: a job makes a sweep of its own in one call and waits
+// for it; the sweep's jobs are its children.
+func TestSweepFromAJobEndToEnd(t *testing.T) {
+	g, names := familyGateway(t)
+	c := g.client(g.userToken("vera"))
+	ctx := context.Background()
+	for _, env := range names {
+		t.Run(env, func(t *testing.T) {
+			d, err := c.CreateJob(ctx, api.JobRequest{Template: "driver", Environment: env, Parameters: []byte(`{"env": "` + env + `"}`)}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d = waitJob(t, c, d.ID, 3*time.Minute); d.State != api.StateSucceeded {
+				errLog, _ := io.ReadAll(must(c.Log(ctx, d.ID, "stderr", 0, false)))
+				t.Fatalf("driver %s: %s\n%s", d.State, d.Error, errLog)
+			}
+			kids, err := c.Children(ctx, d.ID)
+			if err != nil || len(kids) != 2 || kids[0].SweepID == "" || kids[0].SweepID != kids[1].SweepID {
+				t.Fatalf("the driver's children %+v, %v", kids, err)
+			}
+			rows, err := c.SweepResults(ctx, kids[0].SweepID)
+			if err != nil || len(rows) != 2 || strings.ReplaceAll(string(rows[1].Results), " ", "") != `{"sum":21}` {
+				t.Fatalf("the driver's sweep's results %+v, %v", rows, err)
 			}
 		})
 	}

@@ -209,12 +209,22 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 			return fieldError("parameters", "must be an object")
 		}
 	}
-	readable, err := inputRule(p, nil, req.Inputs)
+	// From inside a job (its token), the jobs are its children: a driver
+	// makes its variants in one call.
+	var parent *job.Job
+	owner := p.User
+	if p.IsJob() {
+		if parent, err = s.store.GetJob(r.Context(), p.JobID); err != nil {
+			return err
+		}
+		owner = parent.Owner
+	}
+	readable, err := inputRule(p, parent, req.Inputs)
 	if err != nil {
 		return err
 	}
 	// the shared inputs are looked at once, whatever the number of variants
-	stat := s.inputStat(r.Context(), p.User, nil, readable)
+	stat := s.inputStat(r.Context(), owner, parent, readable)
 	var mu sync.Mutex
 	sizes := map[string]struct {
 		n   int64
@@ -240,7 +250,7 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	for i, v := range variants {
 		jr := api.JobRequest{Template: req.Template, Version: req.Version, Name: req.Name, Parameters: mergeParams(fixed, v.params),
 			Inputs: req.Inputs, Environment: req.Environment, Resources: req.Resources, Labels: req.Labels, Project: req.Project, Hold: true}
-		j, err := s.newJob(p, nil, &jr, cached)
+		j, err := s.newJob(p, parent, &jr, cached)
 		var ve *catalog.ValidationError
 		switch {
 		case errors.As(err, &ve):
@@ -264,9 +274,16 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	if len(verr.Fields) > 0 {
 		return verr
 	}
-	q := s.quotaOf(p.User)
+	q := s.quotaOf(owner)
+	if parent != nil && s.opts.MaxChildren > 0 {
+		if kids, err := s.countChildren(r.Context(), owner, parent.ID); err != nil {
+			return err
+		} else if kids+len(jobs) > s.opts.MaxChildren {
+			return errorf(http.StatusConflict, api.CodeConflict, "a job may have %d children at most; it has %d, and the sweep would add %d", s.opts.MaxChildren, kids, len(jobs))
+		}
+	}
 	if q.Jobs > 0 {
-		if used, err := s.unfinishedJobs(r.Context(), p.User); err != nil {
+		if used, err := s.unfinishedJobs(r.Context(), owner); err != nil {
 			return err
 		} else if used+int64(len(jobs)) > q.Jobs {
 			return &store.QuotaError{Name: "jobs", Limit: q.Jobs, Used: used}
@@ -284,7 +301,7 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	for _, j := range jobs {
-		c, err := s.store.CreateJob(ctx, j, &store.CreateOptions{MaxJobs: q.Jobs, MaxCores: q.Cores})
+		c, err := s.store.CreateJob(ctx, j, &store.CreateOptions{MaxChildren: s.opts.MaxChildren, MaxJobs: q.Jobs, MaxCores: q.Cores})
 		if err != nil {
 			undo()
 			return err
@@ -314,6 +331,23 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, out)
 }
 
+// countChildren is how many children job id of owner's has.
+func (s *Server) countChildren(ctx context.Context, owner, id string) (int, error) {
+	f := store.JobFilter{Owner: owner, ParentID: id, Limit: 1000}
+	n := 0
+	for {
+		jobs, next, err := s.store.ListJobs(ctx, f)
+		if err != nil {
+			return 0, err
+		}
+		n += len(jobs)
+		if next == "" {
+			return n, nil
+		}
+		f.PageToken = next
+	}
+}
+
 // unfinishedJobs is how many of user's jobs are not finished.
 func (s *Server) unfinishedJobs(ctx context.Context, user string) (int64, error) {
 	rows, err := s.store.Usage(ctx, user)
@@ -331,6 +365,9 @@ func (s *Server) unfinishedJobs(ctx context.Context, user string) (int64, error)
 // request's path, in pages; no such job is "not found".
 func (s *Server) sweepJobs(r *http.Request, fn func(*job.Job) error) error {
 	f := store.JobFilter{Owner: principal(r).User, SweepID: r.PathValue("id"), Limit: 1000}
+	if p := principal(r); p.IsJob() {
+		f.ParentID = p.JobID // a job sees the sweeps it made
+	}
 	n := 0
 	for {
 		jobs, next, err := s.store.ListJobs(r.Context(), f)
@@ -406,6 +443,9 @@ func (s *Server) cancelSweep(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	reason := "its sweep was canceled by " + principal(r).User
+	if p := principal(r); p.IsJob() {
+		reason = "its sweep was canceled by its parent job " + p.JobID
+	}
 	for _, id := range open {
 		j, err := s.disp.Cancel(r.Context(), id, reason)
 		var te *job.TransitionError

@@ -215,7 +215,35 @@ func TestSweepRefusedWhole(t *testing.T) {
 		t.Fatalf("over the quota: %+v", r.problem)
 	}
 	none()
-	// a job token may not make sweeps (yet)
-	_, jt := h.jobToken("alice", nil)
-	h.do("POST", "/v1/sweeps", jt, map[string]any{"template": "hello", "variants": []any{map[string]any{"name": "a"}}}).want(t, http.StatusForbidden)
+}
+
+// From inside a job, a sweep's jobs are the job's children, within its
+// limit of children; the job sees its own sweeps only.
+func TestSweepFromAJob(t *testing.T) {
+	h := newHarness(t, &harnessOptions{opts: &Options{MaxChildren: 3}})
+	parent, pt := h.jobToken("alice", nil)
+	var sw api.Sweep
+	h.do("POST", "/v1/sweeps", pt, map[string]any{"template": "hello", "variants": map[string]any{"parameters": map[string]any{"name": []string{"a", "b"}}}}).
+		want(t, http.StatusCreated).decode(t, &sw)
+	for _, id := range sw.Jobs {
+		j, err := h.store.GetJob(context.Background(), id)
+		if err != nil || j.ParentID != parent.ID || j.Owner != "alice" || j.Depth != 1 {
+			t.Fatalf("a driver's sweep job: %+v, %v", j, err)
+		}
+	}
+	h.do("GET", "/v1/sweeps/"+sw.ID, pt, nil).want(t, http.StatusOK)
+	// two more would make four children: refused whole
+	r := h.do("POST", "/v1/sweeps", pt, map[string]any{"template": "hello", "variants": map[string]any{"parameters": map[string]any{"name": []string{"c", "d"}}}}).
+		want(t, http.StatusConflict)
+	if !strings.Contains(r.problem.Detail, "children") {
+		t.Fatalf("over the children limit: %+v", r.problem)
+	}
+	if n, err := h.srv.countChildren(context.Background(), "alice", parent.ID); err != nil || n != 2 {
+		t.Fatalf("children after a refused sweep: %d, %v", n, err)
+	}
+	// another job of alice's does not see it; alice does
+	_, other := h.jobToken("alice", nil)
+	h.do("GET", "/v1/sweeps/"+sw.ID, other, nil).want(t, http.StatusNotFound)
+	h.do("POST", "/v1/sweeps/"+sw.ID+"/cancel", other, nil).want(t, http.StatusNotFound)
+	h.do("GET", "/v1/sweeps/"+sw.ID, h.token("alice", time.Time{}, allScopes...), nil).want(t, http.StatusOK)
 }
