@@ -266,19 +266,7 @@ func (d *Dispatcher) submitPending(ctx context.Context) {
 // sweepActive counts the jobs of a sweep that an engine has: queued,
 // starting, running, suspended or finishing.
 func (d *Dispatcher) sweepActive(ctx context.Context, sweep string) (int, error) {
-	f := store.JobFilter{SweepID: sweep, States: []job.State{job.Queued, job.Starting, job.Running, job.Suspended, job.Finishing}, Limit: 1000}
-	n := 0
-	for {
-		jobs, next, err := d.store.ListJobs(ctx, f)
-		if err != nil {
-			return 0, err
-		}
-		n += len(jobs)
-		if next == "" {
-			return n, nil
-		}
-		f.PageToken = next
-	}
+	return store.CountJobs(ctx, d.store, store.JobFilter{SweepID: sweep, States: []job.State{job.Queued, job.Starting, job.Running, job.Suspended, job.Finishing}})
 }
 
 var errClaimed = errors.New("claimed by another replica")

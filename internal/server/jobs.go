@@ -311,29 +311,27 @@ func (s *Server) checkRefOwner(ctx context.Context, owner, p string) error {
 // referencedBy returns an unfinished job of owner's that takes an output
 // of job id as an input, or "".
 func (s *Server) referencedBy(ctx context.Context, owner, id string) (string, error) {
-	f := store.JobFilter{Owner: owner, Limit: 1000}
+	f := store.JobFilter{Owner: owner}
 	for _, st := range job.States {
 		if !st.Terminal() {
 			f.States = append(f.States, st)
 		}
 	}
-	for {
-		jobs, next, err := s.store.ListJobs(ctx, f)
-		if err != nil {
-			return "", err
-		}
-		for _, j := range jobs {
-			for _, p := range j.Inputs {
-				if ref, _, ok := parseRef(p); ok && ref == id {
-					return j.ID, nil
-				}
+	var by string
+	errFound := errors.New("found")
+	err := store.EachJob(ctx, s.store, f, func(j *job.Job) error {
+		for _, p := range j.Inputs {
+			if ref, _, ok := parseRef(p); ok && ref == id {
+				by = j.ID
+				return errFound
 			}
 		}
-		if next == "" {
-			return "", nil
-		}
-		f.PageToken = next
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFound) {
+		return "", err
 	}
+	return by, nil
 }
 
 // inputRule says which of the owner's files the caller may name as
@@ -531,28 +529,21 @@ func (s *Server) cancelDescendants(ctx context.Context, top *job.Job) error {
 	for len(queue) > 0 {
 		parent := queue[0]
 		queue = queue[1:]
-		f := store.JobFilter{Owner: top.Owner, ParentID: parent, Limit: 1000}
-		for {
-			kids, next, err := s.store.ListJobs(ctx, f)
-			if err != nil {
-				return err
+		err := store.EachJob(ctx, s.store, store.JobFilter{Owner: top.Owner, ParentID: parent}, func(k *job.Job) error {
+			if k.Detached {
+				return nil
 			}
-			for _, k := range kids {
-				if k.Detached {
-					continue
+			if !k.State.Terminal() {
+				var te *job.TransitionError
+				if _, err := s.disp.Cancel(ctx, k.ID, reason); err != nil && !errors.As(err, &te) {
+					return err // (one that ended meanwhile is fine)
 				}
-				if !k.State.Terminal() {
-					var te *job.TransitionError
-					if _, err := s.disp.Cancel(ctx, k.ID, reason); err != nil && !errors.As(err, &te) {
-						return err // (one that ended meanwhile is fine)
-					}
-				}
-				queue = append(queue, k.ID) // a finished child's children may still run
 			}
-			if next == "" {
-				break
-			}
-			f.PageToken = next
+			queue = append(queue, k.ID) // a finished child's children may still run
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil

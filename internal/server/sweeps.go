@@ -333,19 +333,7 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 
 // countChildren is how many children job id of owner's has.
 func (s *Server) countChildren(ctx context.Context, owner, id string) (int, error) {
-	f := store.JobFilter{Owner: owner, ParentID: id, Limit: 1000}
-	n := 0
-	for {
-		jobs, next, err := s.store.ListJobs(ctx, f)
-		if err != nil {
-			return 0, err
-		}
-		n += len(jobs)
-		if next == "" {
-			return n, nil
-		}
-		f.PageToken = next
-	}
+	return store.CountJobs(ctx, s.store, store.JobFilter{Owner: owner, ParentID: id})
 }
 
 // unfinishedJobs is how many of user's jobs are not finished.
@@ -364,26 +352,13 @@ func (s *Server) unfinishedJobs(ctx context.Context, user string) (int64, error)
 // sweepJobs calls fn with each of the caller's jobs of the sweep in the
 // request's path, in pages; no such job is "not found".
 func (s *Server) sweepJobs(r *http.Request, fn func(*job.Job) error) error {
-	f := store.JobFilter{Owner: principal(r).User, SweepID: r.PathValue("id"), Limit: 1000}
+	f := store.JobFilter{Owner: principal(r).User, SweepID: r.PathValue("id")}
 	if p := principal(r); p.IsJob() {
 		f.ParentID = p.JobID // a job sees the sweeps it made
 	}
 	n := 0
-	for {
-		jobs, next, err := s.store.ListJobs(r.Context(), f)
-		if err != nil {
-			return err
-		}
-		for _, j := range jobs {
-			n++
-			if err := fn(j); err != nil {
-				return err
-			}
-		}
-		if next == "" {
-			break
-		}
-		f.PageToken = next
+	if err := store.EachJob(r.Context(), s.store, f, func(j *job.Job) error { n++; return fn(j) }); err != nil {
+		return err
 	}
 	if n == 0 {
 		return errorf(http.StatusNotFound, api.CodeNotFound, "no such sweep")

@@ -218,3 +218,34 @@ type PurgedJob struct {
 
 // String is the job's id.
 func (p PurgedJob) String() string { return p.ID }
+
+// EachJob calls fn with every job f selects, page after page (f's Limit
+// is the page size; PageToken is where it starts), until fn returns an
+// error, which it returns.
+func EachJob(ctx context.Context, s Store, f JobFilter, fn func(*job.Job) error) error {
+	if f.Limit <= 0 {
+		f.Limit = 1000
+	}
+	for {
+		jobs, next, err := s.ListJobs(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			if err := fn(j); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		f.PageToken = next
+	}
+}
+
+// CountJobs is how many jobs f selects.
+func CountJobs(ctx context.Context, s Store, f JobFilter) (int, error) {
+	n := 0
+	err := EachJob(ctx, s, f, func(*job.Job) error { n++; return nil })
+	return n, err
+}
