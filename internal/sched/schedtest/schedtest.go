@@ -298,7 +298,10 @@ func testCancelQueued(t *testing.T, s *suite) {
 }
 
 func testCancelRunning(t *testing.T, s *suite) {
-	id, wd := s.submit(`touch started; sleep 300; touch finished`, 1)
+	// && and not ;: an engine that signals every process of the task
+	// (Slurm's scancel) may end the sleep a moment before the shell, which
+	// would then go on to its next command.
+	id, wd := s.submit(`touch started; sleep 300 && touch finished`, 1)
 	waitFile(t, filepath.Join(wd, "started"), s.opts.Timeout)
 	s.waitFor(id, sched.Running)
 	if err := s.s.Cancel(context.Background(), id); err != nil {
