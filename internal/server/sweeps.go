@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/internal/blob"
@@ -225,23 +224,18 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	}
 	// the shared inputs are looked at once, whatever the number of variants
 	stat := s.inputStat(r.Context(), owner, parent, readable)
-	var mu sync.Mutex
-	sizes := map[string]struct {
+	type sized struct {
 		n   int64
 		err error
-	}{}
+	}
+	sizes := map[string]sized{} // the variants are checked one after the other
 	cached := func(path string) (int64, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if c, ok := sizes[path]; ok {
-			return c.n, c.err
+		c, ok := sizes[path]
+		if !ok {
+			c.n, c.err = stat(path)
+			sizes[path] = c
 		}
-		n, err := stat(path)
-		sizes[path] = struct {
-			n   int64
-			err error
-		}{n, err}
-		return n, err
+		return c.n, c.err
 	}
 	id := newJobID()
 	jobs := make([]*job.Job, 0, len(variants))
