@@ -10,16 +10,18 @@ import (
 	"github.com/hpcgate/hpcgate/internal/sched"
 )
 
-// queueFormat is squeue's output format for Poll: id, state, reason, end
-// time (SLURM_TIME_FORMAT=standard) and time limit.
-const queueFormat = "%i|%T|%r|%e|%l"
+// queueFormat is squeue's output format (-O) for Poll: id, state, reason,
+// end time (SLURM_TIME_FORMAT=standard), time limit and the batch script's
+// wait status (exit code << 8 | signal), as slurmctld has them.
+const queueFormat = "JobID:|,State:|,Reason:|,EndTime:|,TimeLimit:|,exit_code"
 
-// queueRow is one line of squeue -o queueFormat.
+// queueRow is one line of squeue -O queueFormat. Exit is the wait status
+// as sacct's ExitCode writes it ("code:signal").
 type queueRow struct {
-	ID, State, Reason, End, TimeLimit string
+	ID, State, Reason, End, TimeLimit, Exit string
 }
 
-// parseQueue parses squeue -h -o queueFormat output, keyed by job id.
+// parseQueue parses squeue -h -O queueFormat output, keyed by job id.
 func parseQueue(out string) (map[string]queueRow, error) {
 	rows := make(map[string]queueRow)
 	for _, line := range strings.Split(out, "\n") {
@@ -28,10 +30,15 @@ func parseQueue(out string) (map[string]queueRow, error) {
 			continue
 		}
 		f := strings.Split(line, "|")
-		if len(f) != 5 || f[0] == "" || f[1] == "" {
+		if len(f) != 6 || f[0] == "" || f[1] == "" {
 			return nil, fmt.Errorf("squeue: unexpected line %q", line)
 		}
-		rows[f[0]] = queueRow{ID: f[0], State: f[1], Reason: f[2], End: f[3], TimeLimit: f[4]}
+		status, err := strconv.ParseUint(f[5], 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("squeue: job %s: exit status %q", f[0], f[5])
+		}
+		exit := fmt.Sprintf("%d:%d", status>>8, status&0x7f)
+		rows[f[0]] = queueRow{ID: f[0], State: f[1], Reason: f[2], End: f[3], TimeLimit: f[4], Exit: exit}
 	}
 	return rows, nil
 }
@@ -168,27 +175,6 @@ func parseExit(s string) (code, signal int, ok bool) {
 	return c, g, true
 }
 
-// parseScontrolJobs parses scontrol show job -o output: one job a line, Key=Value
-// words, keyed by JobId. Values with spaces (Command, Comment, WorkDir)
-// are cut, which is fine for the keys read here.
-func parseScontrolJobs(out string) map[string]map[string]string {
-	jobs := make(map[string]map[string]string)
-	for _, line := range strings.Split(out, "\n") {
-		kv := make(map[string]string)
-		for _, w := range strings.Fields(line) {
-			if k, v, ok := strings.Cut(w, "="); ok {
-				if _, dup := kv[k]; !dup {
-					kv[k] = v
-				}
-			}
-		}
-		if id := kv["JobId"]; id != "" {
-			jobs[id] = kv
-		}
-	}
-	return jobs
-}
-
 // baseState is a Slurm state without what follows it ("CANCELLED by 0").
 func baseState(state string) string {
 	s, _, _ := strings.Cut(strings.TrimSpace(state), " ")
@@ -249,8 +235,8 @@ func endStatus(state, exit, timeLimit string) sched.Status {
 	case "CANCELLED":
 		st.Canceled = true
 		st.Reason = "canceled in Slurm"
-		if ok && code == 0 && signal == 0 {
-			st.ExitCode = nil // never ran, or no code to tell
+		if ok && code == 0 {
+			st.ExitCode = nil // never ran, or killed by the cancel: no code to tell
 		}
 	case "TIMEOUT":
 		st.Reason = "reached its walltime limit"

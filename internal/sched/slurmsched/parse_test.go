@@ -80,14 +80,15 @@ func TestParseRSS(t *testing.T) {
 }
 
 func TestParseQueue(t *testing.T) {
-	out := "12|PENDING|JobHeldAdmin|Unknown|10:00\n13|COMPLETED|None|2026-11-23T10:13:07|1:00\n\n"
+	out := "12|PENDING|JobHeldAdmin|N/A|10:00|0                   \n13|FAILED|NonZeroExitCode|2026-11-23T10:13:07|1:00|768\n14|CANCELLED|None|2026-11-23T10:13:07|1:00|15\n\n"
 	got, err := parseQueue(out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]queueRow{
-		"12": {ID: "12", State: "PENDING", Reason: "JobHeldAdmin", End: "Unknown", TimeLimit: "10:00"},
-		"13": {ID: "13", State: "COMPLETED", Reason: "None", End: "2026-11-23T10:13:07", TimeLimit: "1:00"},
+		"12": {ID: "12", State: "PENDING", Reason: "JobHeldAdmin", End: "N/A", TimeLimit: "10:00", Exit: "0:0"},
+		"13": {ID: "13", State: "FAILED", Reason: "NonZeroExitCode", End: "2026-11-23T10:13:07", TimeLimit: "1:00", Exit: "3:0"},
+		"14": {ID: "14", State: "CANCELLED", Reason: "None", End: "2026-11-23T10:13:07", TimeLimit: "1:00", Exit: "0:15"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("parseQueue = %+v, want %+v", got, want)
@@ -95,7 +96,7 @@ func TestParseQueue(t *testing.T) {
 	if got, _ := parseQueue(""); len(got) != 0 {
 		t.Fatalf("empty output gave %+v", got)
 	}
-	for _, bad := range []string{"12|PENDING", "12 PENDING None", "|RUNNING|None|x|y"} {
+	for _, bad := range []string{"12|PENDING", "12 PENDING None", "|RUNNING|None|x|y|0", "12|PENDING|None|N/A|1:00", "12|PENDING|None|N/A|1:00|-1", "12|PENDING|None|N/A|1:00|x"} {
 		if _, err := parseQueue(bad); err == nil {
 			t.Errorf("parseQueue(%q) took a malformed line", bad)
 		}
@@ -141,16 +142,6 @@ func TestParseAcct(t *testing.T) {
 	}
 }
 
-func TestParseScontrolJobs(t *testing.T) {
-	out := "JobId=6 JobName=sbatch JobState=FAILED Reason=NonZeroExitCode ExitCode=3:0 TimeLimit=00:02:00 Comment=hpcgate:abc x=1 WorkDir=/tmp/a b\n" +
-		"JobId=8 JobState=CANCELLED ExitCode=0:15\n\n"
-	got := parseScontrolJobs(out)
-	if len(got) != 2 || got["6"]["ExitCode"] != "3:0" || got["6"]["TimeLimit"] != "00:02:00" ||
-		got["8"]["JobState"] != "CANCELLED" || got["8"]["ExitCode"] != "0:15" {
-		t.Fatalf("parseScontrolJobs = %v", got)
-	}
-}
-
 func ptr(n int) *int { return &n }
 
 func TestStateMapping(t *testing.T) {
@@ -186,7 +177,8 @@ func TestStateMapping(t *testing.T) {
 		{"FAILED", "0:9", "", sched.Status{State: sched.Done, ExitCode: ptr(137), Reason: "killed by signal 9"}},
 		{"FAILED", "", "", sched.Status{State: sched.Done}},
 		{"CANCELLED by 0", "0:0", "", sched.Status{State: sched.Done, Canceled: true, Reason: "canceled in Slurm"}},
-		{"CANCELLED", "0:15", "", sched.Status{State: sched.Done, Canceled: true, ExitCode: ptr(143), Reason: "canceled in Slurm"}},
+		{"CANCELLED", "0:15", "", sched.Status{State: sched.Done, Canceled: true, Reason: "canceled in Slurm"}}, // the cancel's signal is not the job's exit code
+		{"CANCELLED", "2:0", "", sched.Status{State: sched.Done, Canceled: true, ExitCode: ptr(2), Reason: "canceled in Slurm"}},
 		{"CANCELLED+", "", "", sched.Status{State: sched.Done, Canceled: true, Reason: "canceled in Slurm"}},
 		{"TIMEOUT", "0:15", "00:01:00", sched.Status{State: sched.Done, ExitCode: ptr(143), Reason: "reached its walltime limit (00:01:00)"}},
 		{"TIMEOUT", "0:0", "UNLIMITED", sched.Status{State: sched.Done, ExitCode: ptr(0), Reason: "reached its walltime limit"}},

@@ -34,12 +34,15 @@
 // # Status
 //
 // Poll asks squeue once for all ids. Ids that squeue reports ended or no
-// longer knows are looked up with one sacct call (exit code, CPU time, max
-// RSS, elapsed time). A job that squeue says ended but sacct does not have
-// yet (slurmctld sends the record to slurmdbd a moment later) is still
-// reported running for a few seconds, so that its usage is not lost; after
-// that, or when accounting is off, its end is read from scontrol without
-// usage.
+// longer knows are looked up with one sacct call (CPU time, max RSS,
+// elapsed time). While squeue still knows an ended job, its state and exit
+// code are squeue's, which come from slurmctld itself: sacct's record can
+// lag behind it, and for a job that ends within a moment of starting
+// slurmdbd may briefly hold a final state with exit code 0:0. A job that
+// squeue says ended but sacct does not have yet is still reported running
+// for a few seconds, so that its usage is not lost; after that, or when
+// accounting is off, it is reported done without usage. Jobs squeue no
+// longer knows take everything from sacct.
 //
 // # Control
 //
@@ -352,39 +355,27 @@ func (s *Scheduler) Poll(ctx context.Context, ids []string) (map[string]sched.St
 	if err != nil {
 		return nil, err
 	}
-	var late []string // ended in squeue, without a final record in sacct
 	for _, id := range ask {
 		a, inAcct := acct[id]
+		final := inAcct && finished(a.State)
 		r, inQueue := queue[id]
 		switch {
-		case inAcct && finished(a.State):
+		case inQueue && final:
+			st := endStatus(r.State, r.Exit, r.TimeLimit)
+			u := a.Usage
+			st.Usage = &u
+			res[id] = st
+		case inQueue && accounting && recent(r.End):
+			res[id] = sched.Status{State: sched.Running, Reason: "ended; waiting for Slurm's accounting record"}
+		case inQueue:
+			res[id] = endStatus(r.State, r.Exit, r.TimeLimit)
+		case final:
 			st := endStatus(a.State, a.ExitCode, a.TimeLimit)
 			u := a.Usage
 			st.Usage = &u
 			res[id] = st
-		case !inQueue:
-			// gone from squeue and not ended in sacct: the controller lost it
-		case accounting && recent(r.End):
-			res[id] = sched.Status{State: sched.Running, Reason: "ended; waiting for Slurm's accounting record"}
 		default:
-			late = append(late, id)
-		}
-	}
-	if len(late) > 0 {
-		jobs, err := s.showJobs(ctx, late)
-		if err != nil {
-			return nil, err
-		}
-		for _, id := range late {
-			r := queue[id]
-			exit, limit := "", r.TimeLimit
-			if j, ok := jobs[id]; ok {
-				exit = j["ExitCode"]
-				if l := j["TimeLimit"]; l != "" {
-					limit = l
-				}
-			}
-			res[id] = endStatus(r.State, exit, limit)
+			// gone from squeue and not ended in sacct: the controller lost it
 		}
 	}
 	return res, nil
@@ -398,7 +389,7 @@ func recent(end string) bool {
 // queue asks squeue once about ids (all states). Ids it does not know are
 // left out (it fails outright when asked for one unknown id alone).
 func (s *Scheduler) queue(ctx context.Context, ids []string) (map[string]queueRow, error) {
-	out, err := s.run(ctx, nil, nil, "squeue", "-h", "-t", "all", "-j", strings.Join(ids, ","), "-o", queueFormat)
+	out, err := s.run(ctx, nil, nil, "squeue", "-h", "-t", "all", "-j", strings.Join(ids, ","), "-O", queueFormat)
 	if err != nil {
 		if invalidJob(err) {
 			return map[string]queueRow{}, nil
@@ -427,22 +418,6 @@ func (s *Scheduler) acct(ctx context.Context, ids []string) (recs map[string]*ac
 		return nil, true, fmt.Errorf("slurm: %w", err)
 	}
 	return recs, true, nil
-}
-
-// showJobs reads scontrol's record of ids (one id, or all jobs for more).
-func (s *Scheduler) showJobs(ctx context.Context, ids []string) (map[string]map[string]string, error) {
-	args := []string{"show", "job", "-o"}
-	if len(ids) == 1 {
-		args = append(args, ids[0])
-	}
-	out, err := s.run(ctx, nil, nil, "scontrol", args...)
-	if err != nil {
-		if invalidJob(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("slurm: %w", err)
-	}
-	return parseScontrolJobs(out), nil
 }
 
 // lookup returns squeue's line for one id; ErrNotFound when squeue does
