@@ -113,7 +113,12 @@ Flags:
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	remote, err := agent.RemoteClient(os.Getenv("HPCGATE_CACERT"))
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	return agent.Run(ctx, c, *id, &agent.Options{
+		Remote:        remote,
 		KeepWorkDir:   *keep,
 		TokenFile:     os.Getenv("HPCGATE_TOKEN_FILE"),
 		EngineNotices: os.Getenv(sched.NoticesVar) == "sge",

@@ -85,11 +85,9 @@ resources:
   default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
 `
 
-// familyGateway starts a gateway with sweepTemplates on the local
-// executor, and on Slurm and Grid Engine where the test command started
-// them; it returns it with its environments' names.
-func familyGateway(t *testing.T) (*gw, []string) {
-	t.Helper()
+// engineEnvs is the config of the environments local, slurm and sge
+// (those the test command started), with their names.
+func engineEnvs() (string, []string) {
 	envs := "environments:\n  - {name: local, scheduler: local}\n"
 	names := []string{"local"}
 	if os.Getenv("HPCGATE_TEST_SLURM") == "1" {
@@ -98,6 +96,15 @@ func familyGateway(t *testing.T) (*gw, []string) {
 	if os.Getenv("HPCGATE_TEST_SGE") == "1" {
 		envs, names = envs+"  - {name: sge, scheduler: sge, queue: all.q}\n", append(names, "sge")
 	}
+	return envs, names
+}
+
+// familyGateway starts a gateway with sweepTemplates on the local
+// executor, and on Slurm and Grid Engine where the test command started
+// them; it returns it with its environments' names.
+func familyGateway(t *testing.T) (*gw, []string) {
+	t.Helper()
+	envs, names := engineEnvs()
 	dir := templatesDir(t, strings.Split(sweepTemplates, "\n---\n")...)
 	g := startGateway(t, "template_dirs: ["+dir+"]\nno_builtin_templates: true\npoll_interval: 500ms\n"+envs)
 	return g, names

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +56,9 @@ type Options struct {
 	// engine's HPCGATE_TOKEN_FILE): removed when the agent ends, so that
 	// no token stays on disk after its job.
 	TokenFile string
+	// Remote is the HTTP client for inputs given by URL (default:
+	// RemoteClient with the system's roots).
+	Remote *http.Client
 }
 
 // errJobGone means the gateway no longer accepts the job's token: the job
@@ -62,15 +66,16 @@ type Options struct {
 var errJobGone = errors.New("the gateway no longer accepts this job (canceled or deleted)")
 
 type agent struct {
-	c     *client.Client
-	id    string
-	opts  Options
-	log   *slog.Logger
-	dir   string
-	spool string
-	ctr   *containerRun // the job's image, or nil: steps run on the host
-	fr    freezer       // stops the steps' processes on the engine's notice of a suspend
-	kill  killNotice    // stops the steps on its notice of a kill
+	c      *client.Client
+	id     string
+	opts   Options
+	log    *slog.Logger
+	dir    string
+	spool  string
+	ctr    *containerRun // the job's image, or nil: steps run on the host
+	remote *http.Client  // fetches inputs given by URL
+	fr     freezer       // stops the steps' processes on the engine's notice of a suspend
+	kill   killNotice    // stops the steps on its notice of a kill
 	// stopped: a step was stopped (cancel, walltime, the job gone); its
 	// container is left to the reaper to make sure of (written by runCmd's
 	// watcher before runCmd returns).
@@ -103,7 +108,14 @@ func Run(ctx context.Context, c *client.Client, id string, opts *Options) error 
 		}
 		o.WorkDir = wd
 	}
-	a := &agent{c: c, id: id, opts: o, log: o.Logger, dir: o.WorkDir, spool: filepath.Join(o.WorkDir, ".hpcgate")}
+	if o.Remote == nil {
+		hc, err := RemoteClient("")
+		if err != nil {
+			return err
+		}
+		o.Remote = hc
+	}
+	a := &agent{c: c, id: id, opts: o, log: o.Logger, dir: o.WorkDir, spool: filepath.Join(o.WorkDir, ".hpcgate"), remote: o.Remote}
 	if o.TokenFile != "" {
 		defer os.Remove(o.TokenFile)
 	}
@@ -122,6 +134,9 @@ func (a *agent) retry(ctx context.Context, what string, fn func(context.Context)
 		err := fn(ctx)
 		if err == nil {
 			return nil
+		}
+		if errors.As(err, new(permanentError)) {
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		st := client.StatusOf(err)
 		if st == 401 || st == 404 {
@@ -358,37 +373,58 @@ func (a *agent) fetchInputs(ctx context.Context, spec *api.Spec) error {
 			return err
 		}
 		dst := filepath.Join(a.dir, in.Path)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		final := dst
+		if in.Unpack {
+			if st, err := os.Stat(final); err == nil && st.IsDir() {
+				continue // unpacked whole by an agent before this one
+			}
+			dst = filepath.Join(a.spool, "archive-"+in.Name)
+		}
+		if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
 			return err
 		}
-		err := a.retry(ctx, "fetch input "+in.Name, func(ctx context.Context) error {
-			// Resume where an earlier attempt stopped.
-			var have int64
-			if st, err := os.Stat(dst); err == nil {
-				have = st.Size()
-			}
-			if have == in.Size && have > 0 {
-				return nil
-			}
-			if have > in.Size {
-				have = 0
-			}
-			rc, err := a.openInput(ctx, in, have)
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-			if have > 0 {
-				flags = os.O_WRONLY | os.O_APPEND
-			}
-			return saveTo(dst, flags, rc)
-		})
+		var err error
+		if in.Remote {
+			err = a.retry(ctx, "fetch input "+in.Name, func(ctx context.Context) error { return fetchRemote(ctx, a.remote, in, dst) })
+		} else {
+			err = a.retry(ctx, "fetch input "+in.Name, func(ctx context.Context) error { return a.fetchStored(ctx, in, dst) })
+		}
 		if err != nil {
 			return err
 		}
+		if in.Unpack {
+			if err := unpack(dst, final, in.MaxUnpacked); err != nil {
+				return fmt.Errorf("input %s: cannot unpack it: %w", in.Name, err)
+			}
+			os.Remove(dst)
+		}
 	}
 	return nil
+}
+
+// fetchStored fetches an input from the store into dst, resuming where an
+// earlier attempt stopped.
+func (a *agent) fetchStored(ctx context.Context, in api.SpecInput, dst string) error {
+	var have int64
+	if st, err := os.Stat(dst); err == nil {
+		have = st.Size()
+	}
+	if have == in.Size && have > 0 {
+		return nil
+	}
+	if have > in.Size {
+		have = 0
+	}
+	rc, err := a.openInput(ctx, in, have)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if have > 0 {
+		flags = os.O_WRONLY | os.O_APPEND
+	}
+	return saveTo(dst, flags, rc)
 }
 
 // saveTo copies r into the file dst, opened with flags (mode 0600 if made).

@@ -38,7 +38,17 @@ type Input struct {
 	Required    bool   `yaml:"required"`
 	MaxSize     Size   `yaml:"max_size"`
 	Description string `yaml:"description"`
+	// Unpack: the input is a .tar.gz, .tar or .zip archive that the agent
+	// unpacks into the directory Path (the archive itself is not kept).
+	Unpack bool `yaml:"unpack"`
+	// MaxUnpackedSize bounds the bytes an archive unpacks to (default
+	// DefaultMaxUnpacked).
+	MaxUnpackedSize Size `yaml:"max_unpacked_size"`
 }
+
+// DefaultMaxUnpacked bounds what an archive input unpacks to when its
+// template says nothing: a guard against archives that expand without end.
+const DefaultMaxUnpacked = 10 << 30
 
 // Limits are resource numbers in a template or environment.
 type Limits struct {
@@ -346,6 +356,9 @@ func parseTemplate(data []byte) (*Template, error) {
 		}
 		if in.Path == "params.json" {
 			bad("input %s: path params.json is where the agent writes the parameters", in.Name)
+		}
+		if in.MaxUnpackedSize < 0 || (in.MaxUnpackedSize > 0 && !in.Unpack) {
+			bad("input %s: max_unpacked_size is for inputs with unpack: true, and not negative", in.Name)
 		}
 	}
 	for _, o := range t.Outputs {

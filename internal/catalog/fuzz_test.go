@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -79,6 +80,33 @@ func FuzzSchema(f *testing.F) {
 			if fe.Message == "" {
 				t.Fatalf("no message for %q", fe.Field)
 			}
+		}
+	})
+}
+
+// FuzzParseURLInput: whatever it accepts is an https URL with a host, no
+// user name and no fragment, and reads the same when parsed again.
+func FuzzParseURLInput(f *testing.F) {
+	f.Add("https://data.example.org/mesh.tar.gz#sha256=" + strings.Repeat("0f", 32))
+	f.Add("https://a/b?c=d")
+	f.Add("http://a/b")
+	f.Add("https://u:p@a/b")
+	f.Add("https://a/%zz")
+	f.Fuzz(func(t *testing.T, s string) {
+		in, err := ParseURLInput(s)
+		if err != nil {
+			return
+		}
+		u, err := url.Parse(in.URL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" || strings.Contains(in.URL, "#") {
+			t.Fatalf("ParseURLInput(%q) accepted %+v", s, in)
+		}
+		if in.SHA256 != "" && len(in.SHA256) != 64 {
+			t.Fatalf("ParseURLInput(%q): digest %q", s, in.SHA256)
+		}
+		again, err := ParseURLInput(in.URL)
+		if err != nil || again.URL != in.URL {
+			t.Fatalf("ParseURLInput(%q) = %+v, which reads as %+v, %v", s, in, again, err)
 		}
 	})
 }

@@ -16,7 +16,7 @@ type Request struct {
 	Template    string
 	Version     int
 	Parameters  json.RawMessage
-	Inputs      map[string]string // input name → path in the user's files
+	Inputs      map[string]string // input name → path in the user's files, job:ID/... reference or https:// URL
 	Environment string            // "": the template's first
 	Resources   *job.Resources    // nil: the template's defaults
 	Labels      map[string]string
@@ -89,6 +89,15 @@ func (c *Catalog) Instantiate(r Request, stat StatFunc) (*Instance, error) {
 		in, ok := declared[n]
 		if !ok {
 			verr.add(field, "is not an input of template %s", t.Name)
+			continue
+		}
+		if IsURL(p) {
+			// fetched where the job runs; its size is known only then
+			if _, err := ParseURLInput(p); err != nil {
+				verr.add(field, "%q %v", p, err)
+			} else {
+				inst.Inputs[n] = p
+			}
 			continue
 		}
 		if err := blob.CheckPath(p); err != nil {

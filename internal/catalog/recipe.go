@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 )
@@ -36,10 +37,14 @@ type Recipe struct {
 	Gateway      bool     `json:"gateway,omitempty"`
 }
 
-// RecipeInput is a declared input: where the agent puts it.
+// RecipeInput is a declared input: where the agent puts it, whether it
+// is an archive to unpack there, and its limits.
 type RecipeInput struct {
-	Name string `json:"name"`
-	Path string `json:"path"`
+	Name        string `json:"name"`
+	Path        string `json:"path"`
+	MaxSize     int64  `json:"max_size,omitempty"`
+	Unpack      bool   `json:"unpack,omitempty"`
+	MaxUnpacked int64  `json:"max_unpacked,omitempty"`
 }
 
 // Recipe returns what a job of t runs in env (nil: none known, for jobs
@@ -54,7 +59,11 @@ func (t *Template) Recipe(env *Environment) *Recipe {
 		}
 	}
 	for _, in := range t.Inputs {
-		r.Inputs = append(r.Inputs, RecipeInput{Name: in.Name, Path: in.Path})
+		ri := RecipeInput{Name: in.Name, Path: in.Path, MaxSize: int64(in.MaxSize), Unpack: in.Unpack}
+		if in.Unpack {
+			ri.MaxUnpacked = cmp.Or(int64(in.MaxUnpackedSize), DefaultMaxUnpacked)
+		}
+		r.Inputs = append(r.Inputs, ri)
 	}
 	return r
 }

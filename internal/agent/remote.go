@@ -1,0 +1,120 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+)
+
+// permanentError is a failure that trying again cannot mend (a URL that
+// answers 404, bytes that are not what their digest says): retry gives
+// up at once.
+type permanentError struct{ error }
+
+func (e permanentError) Unwrap() error { return e.error }
+
+// RemoteClient is the HTTP client for inputs given by URL: the system's
+// roots and, when caFile is set, the CA the job was given to trust the
+// gateway by (HPCGATE_CACERT), so that a centre's own https servers are
+// trusted as its gateway is. It sends no token, and follows redirects to
+// https:// URLs only.
+func RemoteClient(caFile string) (*http.Client, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA certificate: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA certificate %s: no PEM certificate in it", caFile)
+		}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tr.ResponseHeaderTimeout = time.Minute
+	return &http.Client{Transport: tr, CheckRedirect: httpsOnly}, nil
+}
+
+var errNotHTTPS = errors.New("only https:// is followed")
+
+// httpsOnly follows up to 10 redirects, to https:// URLs only: an input
+// given by an https URL is never fetched in plain text.
+func httpsOnly(req *http.Request, via []*http.Request) error {
+	if req.URL.Scheme != "https" {
+		return fmt.Errorf("a redirect to %s: %w", req.URL.Redacted(), errNotHTTPS)
+	}
+	if len(via) >= 10 {
+		return errors.New("more than 10 redirects")
+	}
+	return nil
+}
+
+// fetchRemote downloads the input in.URL into dst (from the start: a
+// server need not answer ranges), at most in.MaxSize bytes, and checks
+// in.SHA256 when it is set. A wrong digest, an oversized body or a 4xx
+// answer is permanent; the file is removed then.
+func fetchRemote(ctx context.Context, hc *http.Client, in api.SpecInput, dst string) (err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, in.URL, nil)
+	if err != nil {
+		return permanentError{err}
+	}
+	c := *hc
+	c.CheckRedirect = httpsOnly // whatever client the agent was given
+	resp, err := c.Do(req)
+	if err != nil {
+		if errors.Is(err, errNotHTTPS) {
+			return permanentError{err}
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests:
+		return permanentError{fmt.Errorf("%s answered %s", in.URL, resp.Status)}
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("%s answered %s", in.URL, resp.Status)
+	case in.MaxSize > 0 && resp.ContentLength > in.MaxSize:
+		return permanentError{fmt.Errorf("%s is %d bytes, more than the input's limit of %d", in.URL, resp.ContentLength, in.MaxSize)}
+	}
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(dst)
+		}
+	}()
+	h := sha256.New()
+	body := io.Reader(resp.Body)
+	if in.MaxSize > 0 {
+		body = io.LimitReader(body, in.MaxSize+1)
+	}
+	n, err := io.Copy(io.MultiWriter(f, h), body)
+	if err != nil {
+		return err
+	}
+	if in.MaxSize > 0 && n > in.MaxSize {
+		return permanentError{fmt.Errorf("%s is more than the input's limit of %d bytes", in.URL, in.MaxSize)}
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); in.SHA256 != "" && got != in.SHA256 {
+		return permanentError{fmt.Errorf("%s has sha256 %s, not %s as the input's URL says", in.URL, got, in.SHA256)}
+	}
+	return nil
+}
