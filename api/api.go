@@ -75,8 +75,10 @@ type Job struct {
 	SweepID    string `json:"sweep_id,omitempty"`
 	SweepIndex *int   `json:"sweep_index,omitempty"`
 	// Detached: a child that goes on when its parent is canceled.
-	Detached bool   `json:"detached,omitempty"`
-	Project  string `json:"project,omitempty"`
+	Detached bool `json:"detached,omitempty"`
+	// After: what the job waits for before it is handed to its engine.
+	After   []Dependency `json:"after,omitempty"`
+	Project string       `json:"project,omitempty"`
 	// Account is the OS account the job runs as (empty: the gateway's own).
 	Account    string     `json:"account,omitempty"`
 	Depth      int        `json:"depth"`
@@ -108,6 +110,19 @@ type JobRequest struct {
 	// with its parent; without it, canceling a job cancels its unfinished
 	// descendants.
 	Detached bool `json:"detached,omitempty"`
+	// After are jobs and sweeps that must end (or succeed) before this
+	// job is handed to its engine; it waits pending meanwhile, and is
+	// canceled, with the reason, if one of them cannot as asked.
+	After []Dependency `json:"after,omitempty"`
+}
+
+// Dependency is one job (Job) or whole sweep (Sweep) a job waits for:
+// When "succeeded" (the default: every job of it succeeded) or
+// "finished" (ended, however).
+type Dependency struct {
+	Job   string `json:"job,omitempty"`
+	Sweep string `json:"sweep,omitempty"`
+	When  string `json:"when,omitempty"`
 }
 
 // SweepRequest is the body of POST /v1/sweeps: one template run once for
@@ -419,6 +434,16 @@ type SpecInput struct {
 	// URL, when set, is a presigned GET of the input straight from the
 	// object store; else the agent reads it through the gateway.
 	URL string `json:"url,omitempty"`
+	// Remote: URL is the https:// address the input was given by, and
+	// the agent fetches it from there alone, at most MaxSize bytes, and
+	// checks SHA256 (lower-case hex) when it is set. Size is then 0.
+	Remote  bool   `json:"remote,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
+	MaxSize int64  `json:"max_size,omitempty"`
+	// Unpack: the input is an archive (.tar.gz, .tar, .zip) that the
+	// agent unpacks into the directory Path, at most MaxUnpacked bytes.
+	Unpack      bool  `json:"unpack,omitempty"`
+	MaxUnpacked int64 `json:"max_unpacked,omitempty"`
 }
 
 // StateReport is what the agent posts to POST /v1/jobs/{id}/state.

@@ -5,8 +5,9 @@ package templates
 
 import "embed"
 
-// FS holds hello.yaml, wordcount.yaml, wordcount-container.yaml and
-// fanout.yaml.
+// FS holds hello.yaml, wordcount.yaml, wordcount-container.yaml,
+// fanout.yaml, and the variant studies evaluate.yaml, optimize.yaml,
+// reduce.yaml and sweep-reduce.yaml.
 //
 //go:embed *.yaml
 var FS embed.FS

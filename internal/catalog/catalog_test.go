@@ -50,7 +50,7 @@ func TestBuiltinTemplatesLoad(t *testing.T) {
 	for _, tp := range c.Templates() {
 		names = append(names, tp.Name)
 	}
-	if got := strings.Join(names, " "); got != "fanout hello wordcount" {
+	if got := strings.Join(names, " "); got != "evaluate fanout hello optimize reduce sweep-reduce wordcount" {
 		t.Fatalf("templates = %s", got)
 	}
 }

@@ -779,3 +779,32 @@ func TestSweepVary(t *testing.T) {
 		t.Error("a value of the wrong type: no error")
 	}
 }
+
+func TestParseAfter(t *testing.T) {
+	got, err := parseAfter([]string{"j1", "j2:finished", "sweep:s1", "sweep:s2:finished", "j3:succeeded"})
+	want := []api.Dependency{{Job: "j1"}, {Job: "j2", When: "finished"}, {Sweep: "s1"}, {Sweep: "s2", When: "finished"}, {Job: "j3", When: "succeeded"}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("parseAfter = %+v, %v", got, err)
+	}
+	for _, bad := range []string{"", "sweep:", "j1:someday", ":finished"} {
+		if _, err := parseAfter([]string{bad}); err == nil {
+			t.Errorf("parseAfter(%q) took it", bad)
+		}
+	}
+}
+
+// --tree: children below their parents, oldest first, drawn; a job whose
+// parent is not listed stands at the top.
+func TestTreeOrder(t *testing.T) {
+	// newest first, as the gateway lists them
+	jobs := []api.Job{{ID: "c2", ParentID: "a"}, {ID: "b"}, {ID: "g1", ParentID: "c1"}, {ID: "c1", ParentID: "a"}, {ID: "orphan", ParentID: "gone"}, {ID: "a"}}
+	got, indent := treeOrder(jobs)
+	var lines []string
+	for i, j := range got {
+		lines = append(lines, indent[i]+j.ID)
+	}
+	want := []string{"b", "orphan", "a", "├─ c1", "│  └─ g1", "└─ c2"}
+	if !reflect.DeepEqual(lines, want) {
+		t.Fatalf("tree\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -20,21 +20,24 @@ import (
 var cmdSubmit = &command{
 	name:    "submit",
 	summary: "submit a job from a template",
-	args:    "TEMPLATE [--param K=V]... [--params-file F.json] [--input NAME=PATH]... [flags]",
-	desc:    "Creates a job from the template TEMPLATE. Each --param K=V sets a parameter; V is read by the type the template's schema gives K: as is for a string, as JSON for an integer, number, boolean, object or array. --params-file gives the parameters as a JSON object, which --param entries override. Each --input NAME=PATH gives one of the template's inputs as the path of one of your files (see 'hpcgate upload'). It prints the job's id and state; --wait waits for the job to end and --follow streams its standard output meanwhile, and then the command fails (exit code 1) if the job failed or was canceled.",
+	args:    "TEMPLATE [--param K=V]... [--params-file F.json] [--input NAME=PATH]... [--after ID[:finished]]... [flags]",
+	desc:    "Creates a job from the template TEMPLATE. Each --param K=V sets a parameter; V is read by the type the template's schema gives K: as is for a string, as JSON for an integer, number, boolean, object or array. --params-file gives the parameters as a JSON object, which --param entries override. Each --input NAME=PATH gives one of the template's inputs: the path of one of your files (see 'hpcgate upload'), another job's output as job:ID/outputs/PATH, or an https:// URL that the job fetches itself (end it with #sha256=HEX to have its bytes checked). Each --after makes the job wait, pending, until another job has succeeded (--after ID), or ended however (--after ID:finished), or until every job of a sweep has (--after sweep:ID, --after sweep:ID:finished); a job it waits for to succeed that fails cancels it. It prints the job's id and state; --wait waits for the job to end and --follow streams its standard output meanwhile, and then the command fails (exit code 1) if the job failed or was canceled.",
 	example: "hpcgate submit hello --param name=Ada --wait\n" +
 		"hpcgate submit wordcount --input text=texts/book.txt --param min_length=5 --follow\n" +
-		"id=$(hpcgate submit hello --param name=child --quiet)",
+		"id=$(hpcgate submit hello --param name=child --quiet)\n" +
+		"hpcgate submit reduce --after sweep:$sweep:finished --wait",
 	minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runFunc {
 		var params, inputs, labels multiFlag
 		fs.Var(&params, "param", "a parameter `K=V` (repeatable)")
 		paramsFile := fs.String("params-file", "", "a `FILE` of parameters as a JSON object (- for standard input)")
-		fs.Var(&inputs, "input", "an input `NAME=PATH`, PATH one of your files (repeatable)")
+		fs.Var(&inputs, "input", "an input `NAME=PATH`: one of your files, job:ID/outputs/PATH or an https:// URL (repeatable)")
 		version := fs.Int("version", 0, "template version `N` (default the newest)")
 		envName := fs.String("env", "", "runtime `ENVIRONMENT` (default the template's first)")
 		name := fs.String("name", "", "a `NAME` for the job")
 		fs.Var(&labels, "label", "a label `K=V` (repeatable)")
+		var after multiFlag
+		fs.Var(&after, "after", "wait for job `ID`[:finished] or sweep:ID[:finished] first (repeatable)")
 		nodes := fs.Int("nodes", 0, "`N` nodes (default the template's)")
 		cores := fs.Int("cores", 0, "`N` cores per node (default the template's)")
 		mem := fs.Int64("memory-mb", 0, "memory in `MB` (default the template's)")
@@ -70,6 +73,9 @@ var cmdSubmit = &command{
 				return &ExitError{Code: 2, Err: err}
 			}
 			if req.Labels, err = kvMap("label", labels); err != nil {
+				return &ExitError{Code: 2, Err: err}
+			}
+			if req.After, err = parseAfter(after); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
 			var file []byte
@@ -224,9 +230,9 @@ func copyLog(ctx context.Context, c *client.Client, id, stream string, offset in
 var cmdJobs = &command{
 	name:    "jobs",
 	summary: "list your jobs",
-	args:    "[--state S] [--template T] [--label K=V] [--parent ID] [--limit N] [--all] [--json]",
-	desc:    "Lists your jobs, newest first: one page unless --all is given. The filters narrow the list: --state takes one state or several separated by commas (pending, held, queued, starting, running, suspended, finishing, succeeded, failed, canceled).",
-	example: "hpcgate jobs --state running,queued\nhpcgate jobs --label fanout=j-123 --all",
+	args:    "[--state S] [--template T] [--label K=V] [--parent ID] [--sweep ID] [--limit N] [--all] [--tree] [--json]",
+	desc:    "Lists your jobs, newest first: one page unless --all is given. The filters narrow the list: --state takes one state or several separated by commas (pending, held, queued, starting, running, suspended, finishing, succeeded, failed, canceled). --tree lists every page and shows each job's children below it, oldest first (a child whose parent is not listed is shown at the top).",
+	example: "hpcgate jobs --state running,queued\nhpcgate jobs --label fanout=j-123 --all\nhpcgate jobs --tree",
 	maxArgs: 0,
 	setup: func(fs *flag.FlagSet) runFunc {
 		var f client.JobFilter
@@ -237,6 +243,7 @@ var cmdJobs = &command{
 		fs.StringVar(&f.Sweep, "sweep", "", "only the jobs of sweep `ID`")
 		fs.IntVar(&f.Limit, "limit", 0, "`N` jobs per page (default the gateway's)")
 		all := fs.Bool("all", false, "list every page")
+		tree := fs.Bool("tree", false, "show children below their parents (lists every page)")
 		asJSON := fs.Bool("json", false, "print the JSON list")
 		return func(e *env, _ []string) error {
 			if f.Label != "" {
@@ -260,16 +267,20 @@ var cmdJobs = &command{
 				if page.NextPageToken == "" {
 					break
 				}
-				if !*all {
+				if !*all && !*tree {
 					more = true
 					break
 				}
 				filter.PageToken = page.NextPageToken
 			}
+			var indent []string
+			if *tree {
+				jobs, indent = treeOrder(jobs)
+			}
 			if *asJSON {
 				err = printJSON(e.stdout, nonNil(jobs))
 			} else {
-				err = e.jobTable(jobs)
+				err = e.jobTable(jobs, indent)
 			}
 			if more {
 				fmt.Fprintln(e.stderr, "(more jobs: use --all to list them all)")
@@ -279,19 +290,72 @@ var cmdJobs = &command{
 	},
 }
 
-// jobTable prints jobs as a table.
-func (e *env) jobTable(jobs []api.Job) error {
+// jobTable prints jobs as a table, each id after its indent (if any).
+func (e *env) jobTable(jobs []api.Job, indent []string) error {
 	now := e.now()
 	tw := newTable(e.stdout)
 	fmt.Fprintln(tw, "ID\tNAME\tTEMPLATE\tSTATE\tCREATED\tEXIT")
-	for _, j := range jobs {
+	for i, j := range jobs {
 		exit := "-"
 		if j.ExitCode != nil {
 			exit = fmt.Sprint(*j.ExitCode)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, dash(j.Name), j.Template, j.State, age(now, j.CreatedAt), exit)
+		id := j.ID
+		if i < len(indent) {
+			id = indent[i] + id
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, dash(j.Name), j.Template, j.State, age(now, j.CreatedAt), exit)
 	}
 	return tw.Flush()
+}
+
+// treeOrder orders jobs (listed newest first) as a forest: each job
+// followed by its children, oldest first, with the indent that draws the
+// tree. A job whose parent is not among jobs is a root, in list order.
+func treeOrder(jobs []api.Job) ([]api.Job, []string) {
+	listed := make(map[string]bool, len(jobs))
+	for _, j := range jobs {
+		listed[j.ID] = true
+	}
+	children := map[string][]api.Job{}
+	var roots []api.Job
+	for i := len(jobs) - 1; i >= 0; i-- { // oldest first
+		j := jobs[i]
+		if j.ParentID != "" && listed[j.ParentID] && j.ParentID != j.ID {
+			children[j.ParentID] = append(children[j.ParentID], j)
+		}
+	}
+	for _, j := range jobs {
+		if j.ParentID == "" || !listed[j.ParentID] || j.ParentID == j.ID {
+			roots = append(roots, j)
+		}
+	}
+	out := make([]api.Job, 0, len(jobs))
+	indent := make([]string, 0, len(jobs))
+	var walk func(j api.Job, lead, branch string)
+	walk = func(j api.Job, lead, branch string) {
+		out = append(out, j)
+		indent = append(indent, lead+branch)
+		kids := children[j.ID]
+		next := lead
+		switch branch {
+		case "├─ ":
+			next += "│  "
+		case "└─ ":
+			next += "   "
+		}
+		for i, k := range kids {
+			b := "├─ "
+			if i == len(kids)-1 {
+				b = "└─ "
+			}
+			walk(k, next, b)
+		}
+	}
+	for _, r := range roots {
+		walk(r, "", "")
+	}
+	return out, indent
 }
 
 // age says how long before now t was: "12s ago", "3m ago", "5h ago",
@@ -614,7 +678,29 @@ var cmdChildren = &command{
 			if *asJSON {
 				return printJSON(e.stdout, nonNil(jobs))
 			}
-			return e.jobTable(jobs)
+			return e.jobTable(jobs, nil)
 		}
 	},
+}
+
+// parseAfter reads --after values: ID, ID:finished, ID:succeeded, and the
+// same with sweep: in front for a whole sweep.
+func parseAfter(vals []string) ([]api.Dependency, error) {
+	var out []api.Dependency
+	for _, v := range vals {
+		var d api.Dependency
+		rest, sweep := strings.CutPrefix(v, "sweep:")
+		id, when, _ := strings.Cut(rest, ":")
+		if id == "" || (when != "" && when != "finished" && when != "succeeded") {
+			return nil, fmt.Errorf("--after %q: want ID, ID:finished, sweep:ID or sweep:ID:finished", v)
+		}
+		if sweep {
+			d.Sweep = id
+		} else {
+			d.Job = id
+		}
+		d.When = when
+		out = append(out, d)
+	}
+	return out, nil
 }

@@ -175,8 +175,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-d.wake:
 			d.submitPending(ctx)
 		case <-poll.C:
-			d.submitPending(ctx)
+			// reconcile first: a job waiting for one that just ended
+			// goes to its engine in the same pass
 			d.reconcile(ctx)
+			d.submitPending(ctx)
 			d.cancelDeferred(ctx, false)
 		}
 	}
@@ -229,6 +231,7 @@ func (d *Dispatcher) reachable(j *job.Job) (sched.Scheduler, error) {
 func (d *Dispatcher) submitPending(ctx context.Context) {
 	tok := ""
 	active := map[string]int{} // a capped sweep's jobs in engines, counted once a pass
+	deps := depsCache{}
 	for {
 		jobs, next, err := d.store.ListJobs(ctx, store.JobFilter{States: []job.State{job.Pending}, Oldest: true, Limit: 200, PageToken: tok})
 		if err != nil {
@@ -238,6 +241,20 @@ func (d *Dispatcher) submitPending(ctx context.Context) {
 			return
 		}
 		for _, j := range jobs {
+			if len(j.After) > 0 {
+				met, why, err := d.waitFor(ctx, j, deps)
+				if err != nil {
+					d.log.Error("look up a job's dependencies", "job_id", j.ID, "err", err)
+					continue
+				}
+				if why != "" {
+					d.cancelUnmet(ctx, j, why)
+					continue
+				}
+				if !met {
+					continue // it waits for its dependencies
+				}
+			}
 			if j.SweepMaxRunning > 0 {
 				n, ok := active[j.SweepID]
 				if !ok {

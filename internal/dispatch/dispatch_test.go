@@ -964,3 +964,80 @@ func TestSweepMaxRunning(t *testing.T) {
 		t.Fatalf("after one ended: %s %s", state(capped[2]), state(capped[3]))
 	}
 }
+
+// A job with dependencies stays pending until they are met: a job that
+// succeeded, a job that ended however, a whole sweep. A dependency that
+// can never be met (a failed job it waits to succeed, a gone one) cancels
+// it with the reason, and its own dependents after it.
+func TestDependencies(t *testing.T) {
+	f := newFixture(t)
+	d := f.dispatcher()
+	after := func(deps ...job.Dependency) *job.Job {
+		j := f.job("hpc", job.Pending)
+		j, err := f.st.UpdateJob(f.ctx, j.ID, func(j *job.Job) error { j.After = deps; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	inSweep := func(sweep string) *job.Job {
+		j := f.job("hpc", job.Held)
+		if _, err := f.st.UpdateJob(f.ctx, j.ID, func(j *job.Job) error { j.SweepID = sweep; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	end := func(id string, s job.State) { // as if it ran elsewhere
+		t.Helper()
+		if s == job.Succeeded {
+			f.to(id, job.Queued)
+		}
+		f.to(id, s)
+	}
+	a := f.job("hpc", job.Held)
+	b := f.job("hpc", job.Held)
+	s1, s2 := inSweep("sw1"), inSweep("sw1")
+	onA := after(job.Dependency{Job: a.ID, When: job.WhenSucceeded})
+	onB := after(job.Dependency{Job: b.ID, When: job.WhenFinished})
+	onSweep := after(job.Dependency{Sweep: "sw1", When: job.WhenSucceeded})
+	onSweepEnd := after(job.Dependency{Sweep: "sw1", When: job.WhenFinished})
+	chained := after(job.Dependency{Job: onA.ID, When: job.WhenSucceeded})
+	gone := after(job.Dependency{Job: "nosuchjob", When: job.WhenSucceeded})
+	goneEnded := after(job.Dependency{Job: "nosuchjob", When: job.WhenFinished})
+
+	d.submitPending(f.ctx)
+	for _, j := range []*job.Job{onA, onB, onSweep, onSweepEnd, chained} {
+		f.wantState(j.ID, job.Pending)
+	}
+	f.wantState(goneEnded.ID, job.Queued)
+	if g := f.wantState(gone.ID, job.Canceled); !strings.Contains(g.Reason, "nosuchjob is gone") {
+		t.Fatalf("a job waiting for a gone one: %q", g.Reason)
+	}
+
+	end(b.ID, job.Failed) // finished, if not well
+	end(s1.ID, job.Succeeded)
+	d.submitPending(f.ctx)
+	f.wantState(onB.ID, job.Queued)
+	f.wantState(onSweep.ID, job.Pending)
+	f.wantState(onSweepEnd.ID, job.Pending) // s2 has not ended
+
+	end(s2.ID, job.Failed)
+	end(a.ID, job.Failed)
+	d.submitPending(f.ctx)
+	f.wantState(onSweepEnd.ID, job.Queued)
+	if j := f.wantState(onSweep.ID, job.Canceled); !strings.Contains(j.Reason, "1 of the jobs of sweep sw1 did not succeed") {
+		t.Fatalf("reason %q", j.Reason)
+	}
+	if j := f.wantState(onA.ID, job.Canceled); !strings.Contains(j.Reason, "job "+a.ID+" did not succeed") {
+		t.Fatalf("reason %q", j.Reason)
+	}
+	d.submitPending(f.ctx) // the chain: onA was canceled, so chained can never run
+	if j := f.wantState(chained.ID, job.Canceled); !strings.Contains(j.Reason, onA.ID) {
+		t.Fatalf("reason %q", j.Reason)
+	}
+	f.fake.mu.Lock()
+	defer f.fake.mu.Unlock()
+	if f.fake.submits != 3 {
+		t.Fatalf("%d jobs reached the engine, want 3 (goneEnded, onB, onSweepEnd)", f.fake.submits)
+	}
+}

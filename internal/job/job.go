@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -165,6 +166,9 @@ type Job struct {
 	SweepMaxRunning int
 	// Detached: a child that goes on when its parent is canceled.
 	Detached bool
+	// After are the jobs and sweeps that must end first: the job stays
+	// pending until they have, and is canceled if they cannot as asked.
+	After []Dependency
 	// Project is the allocation account the job is charged to ("" for
 	// none); the engine gets it (sbatch --account, qsub -P).
 	Project    string
@@ -194,6 +198,20 @@ type Job struct {
 	ClaimedUntil time.Time
 }
 
+// Dependency is a job (Job) or a whole sweep (Sweep) that must have
+// ended (When is WhenFinished) or succeeded (WhenSucceeded) before a job
+// is handed to its engine.
+type Dependency struct {
+	Job, Sweep string
+	When       string
+}
+
+// What a Dependency waits for.
+const (
+	WhenSucceeded = "succeeded"
+	WhenFinished  = "finished"
+)
+
 // Event is one recorded transition.
 type Event struct {
 	Time   time.Time
@@ -208,6 +226,7 @@ func (j *Job) Clone() *Job {
 	c.TemplateDoc = append(json.RawMessage(nil), j.TemplateDoc...)
 	c.Inputs = cloneMap(j.Inputs)
 	c.InputSizes = cloneMap(j.InputSizes)
+	c.After = slices.Clone(j.After)
 	c.Labels = cloneMap(j.Labels)
 	if j.ExitCode != nil {
 		e := *j.ExitCode

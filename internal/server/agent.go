@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,6 +77,8 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 		Resources:  api.Resources{Nodes: j.Resources.Nodes, CoresPerNode: j.Resources.CoresPerNode, MemoryMB: j.Resources.MemoryMB, WalltimeS: j.Resources.WalltimeS},
 		LogOffsets: map[string]int64{},
 	}
+	// children submitted from the job can go where it runs
+	spec.Env["HPCGATE_ENVIRONMENT"] = j.Environment
 	sg, direct := s.bucket.(blob.Signer)
 	spec.DirectOutputs = direct
 	for _, in := range t.Inputs {
@@ -86,8 +89,15 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 		if err := s.checkRefOwner(r.Context(), j.Owner, p); err != nil {
 			return err
 		}
-		si := api.SpecInput{Name: in.Name, Path: in.Path, Size: j.InputSizes[in.Name]}
-		if direct {
+		si := api.SpecInput{Name: in.Name, Path: in.Path, Size: j.InputSizes[in.Name], Unpack: in.Unpack, MaxUnpacked: in.MaxUnpacked}
+		if catalog.IsURL(p) {
+			u, err := catalog.ParseURLInput(p)
+			if err != nil {
+				return err // checked at submission
+			}
+			si.URL, si.SHA256, si.Remote = u.URL, u.SHA256, true
+			si.MaxSize = cmp.Or(in.MaxSize, s.opts.MaxUploadBytes)
+		} else if direct {
 			// Long enough for a job that waits for a node to fetch it; the
 			// agent falls back to the gateway if it has expired.
 			if si.URL, err = sg.SignGet(r.Context(), inputKey(j.Owner, p), 12*time.Hour); err != nil {
@@ -139,8 +149,8 @@ func (s *Server) agentInput(w http.ResponseWriter, r *http.Request) error {
 	}
 	name := r.PathValue("name")
 	p, ok := j.Inputs[name]
-	if !ok {
-		return errorf(http.StatusNotFound, api.CodeNotFound, "the job has no input %q", name)
+	if !ok || catalog.IsURL(p) {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "the job has no stored input %q", name)
 	}
 	if err := s.checkRefOwner(r.Context(), j.Owner, p); err != nil {
 		return err
@@ -185,6 +195,7 @@ func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {
 	if j.State.Terminal() {
 		s.logs.Notify(j.ID + "/stdout")
 		s.logs.Notify(j.ID + "/stderr")
+		s.disp.Notify() // jobs may wait for this one
 	}
 	return writeJSON(w, http.StatusOK, apiJob(j))
 }

@@ -63,6 +63,9 @@ func apiJob(j *job.Job) api.Job {
 		i := j.SweepIndex
 		out.SweepID, out.SweepIndex = j.SweepID, &i
 	}
+	for _, d := range j.After {
+		out.After = append(out.After, api.Dependency(d))
+	}
 	return out
 }
 

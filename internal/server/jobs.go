@@ -41,8 +41,9 @@ func outputsPrefix(id string) string     { return "jobs/" + id + "/outputs/" }
 func jobFilesPrefix(id string) string    { return "jobs/" + id + "/files/" }
 
 // visibleJob loads a job the caller may see. Another user's job, or for a
-// job token any job but itself and its children, is "not found".
-func (s *Server) visibleJob(ctx context.Context, p *auth.Principal, id string) (*job.Job, error) {
+// job token any job but itself, its children and (to read) the jobs it
+// waits for, is "not found".
+func (s *Server) visibleJob(ctx context.Context, p *auth.Principal, id string, read bool) (*job.Job, error) {
 	j, err := s.store.GetJob(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errorf(http.StatusNotFound, api.CodeNotFound, "no such job")
@@ -54,6 +55,13 @@ func (s *Server) visibleJob(ctx context.Context, p *auth.Principal, id string) (
 	switch {
 	case p.IsJob():
 		visible = j.ID == p.JobID || j.ParentID == p.JobID
+		if !visible && read && j.Owner == p.User {
+			self, err := s.store.GetJob(ctx, p.JobID)
+			if err != nil {
+				return nil, err
+			}
+			visible = waitsFor(self, j)
+		}
 	default:
 		visible = j.Owner == p.User || p.IsAdmin()
 	}
@@ -63,8 +71,20 @@ func (s *Server) visibleJob(ctx context.Context, p *auth.Principal, id string) (
 	return j, nil
 }
 
+// waitsFor tells whether self's after list names j, or j's sweep: a job
+// may read (never control) what it waits for, so that a reduce job reads
+// the sweep it follows.
+func waitsFor(self, j *job.Job) bool {
+	for _, d := range self.After {
+		if (d.Job != "" && d.Job == j.ID) || (d.Sweep != "" && d.Sweep == j.SweepID) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Server) jobFromPath(r *http.Request) (*job.Job, error) {
-	return s.visibleJob(r.Context(), principal(r), r.PathValue("id"))
+	return s.visibleJob(r.Context(), principal(r), r.PathValue("id"), r.Method == http.MethodGet || r.Method == http.MethodHead)
 }
 
 func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
@@ -95,6 +115,12 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	j, err := s.newJob(p, parent, &req, s.inputStat(r.Context(), owner, parent, readable))
 	if err != nil {
 		return err
+	}
+	if j.After, err = s.dependencies(r.Context(), owner, parent, req.After); err != nil {
+		return err
+	}
+	if len(j.After) > 0 && j.State == job.Pending {
+		j.Reason = waitingReason(j.After)
 	}
 	j.IdemKey = idem
 	if idem != "" {
@@ -262,7 +288,8 @@ func (s *Server) inputStat(ctx context.Context, owner string, self *job.Job, rea
 
 // mayReadJobData tells whether a job of owner's may take job id's data
 // (outputs, files of its space) as inputs: from a person, any of owner's
-// jobs'; from a job (self), its own and its descendants'.
+// jobs'; from a job (self), its own, its descendants' and those of the
+// jobs and sweeps it waits for.
 func (s *Server) mayReadJobData(ctx context.Context, owner string, self *job.Job, id string) (bool, error) {
 	if self != nil && id == self.ID {
 		return true, nil
@@ -278,7 +305,7 @@ func (s *Server) mayReadJobData(ctx context.Context, owner string, self *job.Job
 		if j.Owner != owner {
 			return false, nil
 		}
-		if self == nil {
+		if self == nil || (depth == 0 && waitsFor(self, j)) {
 			return true, nil
 		}
 		if j.ParentID == self.ID {
@@ -336,11 +363,16 @@ func (s *Server) referencedBy(ctx context.Context, owner, id string) (string, er
 
 // inputRule says which of the owner's files the caller may name as
 // inputs: naming a file needs the right to read it. A person's token needs
-// files:read (asked for only when inputs are named); a job token (whose
-// job is self) may name the files its own job was given.
+// files:read (asked for only when stored inputs are named: a URL needs no
+// right); a job token (whose job is self) may name the files its own job
+// was given.
 func inputRule(p *auth.Principal, self *job.Job, inputs map[string]string) (func(path string) bool, error) {
 	if self == nil {
-		if len(inputs) > 0 && !p.Has(api.ScopeFilesRead) {
+		stored := false
+		for _, v := range inputs {
+			stored = stored || !catalog.IsURL(v)
+		}
+		if stored && !p.Has(api.ScopeFilesRead) {
 			return nil, errorf(http.StatusForbidden, api.CodeForbidden, "naming files as inputs needs the scope %s, which this token lacks", api.ScopeFilesRead)
 		}
 		return func(string) bool { return true }, nil

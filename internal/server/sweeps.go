@@ -348,7 +348,17 @@ func (s *Server) unfinishedJobs(ctx context.Context, user string) (int64, error)
 func (s *Server) sweepJobs(r *http.Request, fn func(*job.Job) error) error {
 	f := store.JobFilter{Owner: principal(r).User, SweepID: r.PathValue("id")}
 	if p := principal(r); p.IsJob() {
-		f.ParentID = p.JobID // a job sees the sweeps it made
+		// a job sees the sweeps it made, and reads those it waits for
+		f.ParentID = p.JobID
+		if r.Method == http.MethodGet {
+			self, err := s.store.GetJob(r.Context(), p.JobID)
+			if err != nil {
+				return err
+			}
+			if waitsFor(self, &job.Job{SweepID: f.SweepID}) {
+				f.ParentID = ""
+			}
+		}
 	}
 	n := 0
 	if err := store.EachJob(r.Context(), s.store, f, func(j *job.Job) error { n++; return fn(j) }); err != nil {

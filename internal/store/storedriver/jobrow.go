@@ -37,6 +37,7 @@ type JobRow struct {
 	SweepIndex      int               `json:"sweep_index,omitempty"`
 	SweepMaxRunning int               `json:"sweep_max_running,omitempty"`
 	Detached        bool              `json:"detached,omitempty"`
+	After           []DependencyRow   `json:"after,omitempty"`
 	Project         string            `json:"project,omitempty"`
 	Depth           int               `json:"depth,omitempty"`
 	CreatedAt       time.Time         `json:"created_at,omitzero"`
@@ -53,6 +54,13 @@ type JobRow struct {
 	Submissions     int               `json:"submissions,omitempty"`
 	ClaimedBy       string            `json:"claimed_by,omitempty"`
 	ClaimedUntil    time.Time         `json:"claimed_until,omitzero"`
+}
+
+// DependencyRow is the stored form of job.Dependency.
+type DependencyRow struct {
+	Job   string `json:"job,omitempty"`
+	Sweep string `json:"sweep,omitempty"`
+	When  string `json:"when"`
 }
 
 // ResourcesRow is the stored form of job.Resources.
@@ -114,6 +122,9 @@ func FromJob(j *job.Job) *JobRow {
 		u := UsageRow(*j.Usage)
 		r.Usage = &u
 	}
+	for _, d := range j.After {
+		r.After = append(r.After, DependencyRow(d))
+	}
 	return r
 }
 
@@ -158,6 +169,9 @@ func (r *JobRow) Job() *job.Job {
 	if r.Usage != nil {
 		u := job.Usage(*r.Usage)
 		j.Usage = &u
+	}
+	for _, d := range r.After {
+		j.After = append(j.After, job.Dependency(d))
 	}
 	return j.Clone()
 }

@@ -39,7 +39,9 @@ func fill(t *testing.T, v reflect.Value, name string) {
 			v.SetBytes([]byte(`{"` + name + `":[1.50,"x"]}`))
 			return
 		}
-		t.Fatalf("field %s: no filler for %s", name, v.Type())
+		e := reflect.New(v.Type().Elem()).Elem()
+		fill(t, e, name+"[0]")
+		v.Set(reflect.Append(reflect.MakeSlice(v.Type(), 0, 1), e))
 	case reflect.Struct:
 		if v.Type() == reflect.TypeOf(time.Time{}) {
 			v.Set(reflect.ValueOf(time.Date(2025, 1, 2, 3, 4, 5, len(name)*1000, time.UTC)))

@@ -1,0 +1,87 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+)
+
+// A job's after list: every fault named at its index, nothing created;
+// only jobs and sweeps the caller may see; a job waits pending, saying for
+// what. A job's token may wait for its descendants and its own sweeps.
+func TestAfterIsChecked(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, allScopes...)
+	bob := h.token("bob", time.Time{}, allScopes...)
+	hello := func(after any) map[string]any {
+		return map[string]any{"template": "hello", "parameters": map[string]any{"name": "x"}, "after": after}
+	}
+	var a, bobs api.Job
+	h.do("POST", "/v1/jobs", alice, map[string]any{"template": "hello", "parameters": map[string]any{"name": "x"}, "hold": true}).want(t, http.StatusCreated).decode(t, &a)
+	h.do("POST", "/v1/jobs", bob, map[string]any{"template": "hello", "parameters": map[string]any{"name": "x"}, "hold": true}).want(t, http.StatusCreated).decode(t, &bobs)
+	var sw api.Sweep
+	h.do("POST", "/v1/sweeps", alice, map[string]any{"template": "hello", "hold": true, "variants": []map[string]any{{"name": "p"}, {"name": "q"}}}).
+		want(t, http.StatusCreated).decode(t, &sw)
+
+	r := h.do("POST", "/v1/jobs", alice, hello([]map[string]any{
+		{"job": a.ID, "sweep": sw.ID},
+		{},
+		{"job": a.ID, "when": "someday"},
+		{"job": bobs.ID},
+		{"sweep": "nosuchsweep"},
+	})).want(t, http.StatusUnprocessableEntity)
+	for field, want := range map[string]string{
+		"after[0]": "one job or one sweep", "after[1]": "one job or one sweep", "after[2].when": `not "someday"`,
+		"after[3].job": "no job", "after[4].sweep": "no sweep",
+	} {
+		if got := r.field(field); !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want %q (all: %+v)", field, got, want, r.problem.Errors)
+		}
+	}
+	many := make([]map[string]any, maxAfter+1)
+	for i := range many {
+		many[i] = map[string]any{"job": a.ID}
+	}
+	h.do("POST", "/v1/jobs", alice, hello(many)).want(t, http.StatusUnprocessableEntity)
+	var page api.Page[api.Job]
+	h.do("GET", "/v1/jobs", alice, nil).want(t, http.StatusOK).decode(t, &page)
+	if len(page.Items) != 3 {
+		t.Fatalf("refused requests created jobs: %d", len(page.Items))
+	}
+
+	var w api.Job
+	h.do("POST", "/v1/jobs", alice, hello([]map[string]any{{"job": a.ID}, {"sweep": sw.ID, "when": "finished"}})).
+		want(t, http.StatusCreated).decode(t, &w)
+	if w.State != api.StatePending || w.Reason != "waiting for job "+a.ID+" to succeed (and 1 more)" ||
+		len(w.After) != 2 || w.After[0] != (api.Dependency{Job: a.ID, When: "succeeded"}) || w.After[1] != (api.Dependency{Sweep: sw.ID, When: "finished"}) {
+		t.Fatalf("job %+v", w)
+	}
+
+	// a job's token: its descendants and its own sweeps, not its owner's others
+	driver, dt := h.jobToken("alice", nil)
+	var kid api.Job
+	h.do("POST", "/v1/jobs", dt, map[string]any{"template": "hello", "parameters": map[string]any{"name": "x"}, "hold": true}).want(t, http.StatusCreated).decode(t, &kid)
+	var kidSweep api.Sweep
+	h.do("POST", "/v1/sweeps", dt, map[string]any{"template": "hello", "hold": true, "variants": []map[string]any{{"name": "k"}}}).
+		want(t, http.StatusCreated).decode(t, &kidSweep)
+	h.do("POST", "/v1/jobs", dt, hello([]map[string]any{{"job": kid.ID}, {"sweep": kidSweep.ID}, {"job": driver.ID, "when": "finished"}})).
+		want(t, http.StatusCreated)
+	r = h.do("POST", "/v1/jobs", dt, hello([]map[string]any{{"job": a.ID}, {"sweep": sw.ID}})).want(t, http.StatusUnprocessableEntity)
+	if r.field("after[0].job") == "" || r.field("after[1].sweep") == "" {
+		t.Fatalf("a job waited for its owner's other work: %+v", r.problem.Errors)
+	}
+
+	// a job reads what it waits for (a reduce job, its sweep's results),
+	// and controls none of it
+	wt := h.tokenForJob("alice", w.ID)
+	h.do("GET", "/v1/jobs/"+a.ID, wt, nil).want(t, http.StatusOK)
+	h.do("GET", "/v1/sweeps/"+sw.ID+"/results", wt, nil).want(t, http.StatusOK)
+	h.do("GET", "/v1/jobs/"+sw.Jobs[0], wt, nil).want(t, http.StatusOK)
+	h.do("POST", "/v1/jobs/"+a.ID+"/cancel", wt, nil).want(t, http.StatusNotFound)
+	h.do("POST", "/v1/sweeps/"+sw.ID+"/cancel", wt, nil).want(t, http.StatusNotFound)
+	h.do("GET", "/v1/jobs/"+bobs.ID, wt, nil).want(t, http.StatusNotFound)
+	h.do("GET", "/v1/jobs/"+driver.ID, wt, nil).want(t, http.StatusNotFound)
+}
