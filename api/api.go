@@ -78,6 +78,7 @@ type Job struct {
 	Detached bool `json:"detached,omitempty"`
 	// After: what the job waits for before it is handed to its engine.
 	After   []Dependency `json:"after,omitempty"`
+	Notify  *Notify      `json:"notify,omitempty"`
 	Project string       `json:"project,omitempty"`
 	// Account is the OS account the job runs as (empty: the gateway's own).
 	Account    string     `json:"account,omitempty"`
@@ -114,6 +115,49 @@ type JobRequest struct {
 	// job is handed to its engine; it waits pending meanwhile, and is
 	// canceled, with the reason, if one of them cannot as asked.
 	After []Dependency `json:"after,omitempty"`
+	// Notify: the gateway posts the job's state changes to a URL.
+	Notify *Notify `json:"notify,omitempty"`
+}
+
+// Notify is a webhook: the https URL the gateway posts a WebhookEvent to
+// on each of Events (state names, or "terminal", the default: succeeded,
+// failed or canceled), signed with the owner's webhook secret.
+type Notify struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events,omitempty"`
+}
+
+// WebhookEvent is the body the gateway posts to a job's Notify URL, with
+// the headers X-Hpcgate-Event-Id (ID) and X-Hpcgate-Signature
+// ("sha256=" and the HMAC-SHA256 of the body, in hex, keyed with the
+// owner's webhook secret). It is delivered at least once: a receiver
+// drops an ID it has seen.
+type WebhookEvent struct {
+	ID      string    `json:"id"`
+	Type    string    `json:"type"` // "job.state"
+	Time    time.Time `json:"time"`
+	JobID   string    `json:"job_id"`
+	State   string    `json:"state"`
+	Reason  string    `json:"reason,omitempty"`
+	SweepID string    `json:"sweep_id,omitempty"`
+	// Sweep is the job's sweep as it stands when the event is posted.
+	Sweep *Sweep `json:"sweep,omitempty"`
+}
+
+// Change is one state change of one of the caller's jobs, as
+// GET /v1/events streams it (its SSE id is Seq).
+type Change struct {
+	Seq     int64     `json:"seq"`
+	JobID   string    `json:"job_id"`
+	SweepID string    `json:"sweep_id,omitempty"`
+	State   string    `json:"state"`
+	Reason  string    `json:"reason,omitempty"`
+	Time    time.Time `json:"time"`
+}
+
+// WebhookSecret is the answer of POST /v1/webhook-secret: shown once.
+type WebhookSecret struct {
+	Secret string `json:"secret"`
 }
 
 // Dependency is one job (Job) or whole sweep (Sweep) a job waits for:
@@ -142,6 +186,9 @@ type SweepRequest struct {
 	// MaxRunning caps how many of the sweep's jobs are handed to the
 	// engine at once (0: no cap); the others wait, pending.
 	MaxRunning int `json:"max_running,omitempty"`
+	// Notify: every job of the sweep posts its changes there, each event
+	// with the sweep's counts.
+	Notify *Notify `json:"notify,omitempty"`
 	// Variants is a list of parameter objects, or value lists combined:
 	// {"mode": "product" (the default) or "zip", "parameters": {NAME: [VALUES]}}.
 	Variants json.RawMessage `json:"variants"`
@@ -193,6 +240,10 @@ type Input struct {
 	Required    bool   `json:"required"`
 	MaxSize     int64  `json:"max_size,omitempty"`
 	Description string `json:"description,omitempty"`
+	// Unpack: the input is an archive (.tar.gz, .tar, .zip) unpacked into
+	// the directory Path, at most MaxUnpackedSize bytes.
+	Unpack          bool  `json:"unpack,omitempty"`
+	MaxUnpackedSize int64 `json:"max_unpacked_size,omitempty"`
 }
 
 // ResourceLimits are a template's defaults and maxima.

@@ -294,6 +294,12 @@ func (c *Client) Me(ctx context.Context) (*api.Me, error) {
 	return &out, c.call(ctx, http.MethodGet, "/v1/me", nil, nil, &out, nil)
 }
 
+// CreateWebhookSecret makes the caller's webhook secret (shown once).
+func (c *Client) CreateWebhookSecret(ctx context.Context) (*api.WebhookSecret, error) {
+	var out api.WebhookSecret
+	return &out, c.call(ctx, http.MethodPost, "/v1/webhook-secret", nil, nil, &out, nil)
+}
+
 // CreateToken makes a token; its secret is in the answer's Token only.
 func (c *Client) CreateToken(ctx context.Context, req api.TokenRequest) (*api.Token, error) {
 	var out api.Token
@@ -619,6 +625,9 @@ func (c *Client) Results(ctx context.Context, id string) (json.RawMessage, error
 
 // Wait polls a job until it has ended, and returns it.
 func (c *Client) Wait(ctx context.Context, id string) (*api.Job, error) {
+	if j, err := c.waitStream(ctx, id); !errors.Is(err, errNoStream) {
+		return j, err
+	}
 	delay := 100 * time.Millisecond
 	for {
 		j, err := c.Job(ctx, id)
@@ -635,6 +644,46 @@ func (c *Client) Wait(ctx context.Context, id string) (*api.Job, error) {
 		case <-time.After(delay):
 		}
 		delay = min(delay*3/2, 2*time.Second)
+	}
+}
+
+// NoChangeStream tells whether err, from OpenChanges, means that the
+// caller cannot have the change stream (a job's token, an older
+// gateway), so that it polls instead.
+func NoChangeStream(err error) bool {
+	var e *Error
+	return errors.Is(err, ErrNoChangeStream) || (errors.As(err, &e) && (e.Status == http.StatusForbidden || e.Status == http.StatusNotFound))
+}
+
+// errNoStream: the change stream is not to be had (a job's token, an
+// older gateway); Wait polls instead.
+var errNoStream = errors.New("no change stream")
+
+// waitStream waits for job id to end on the change stream: opened
+// before the job is read, so that no change between the two is missed.
+func (c *Client) waitStream(ctx context.Context, id string) (*api.Job, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := c.OpenChanges(sctx, FromNow)
+	if NoChangeStream(err) {
+		return nil, errNoStream
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	j, err := c.Job(ctx, id)
+	if err != nil || Terminal(j.State) {
+		return j, err
+	}
+	for {
+		ch, err := st.Next()
+		if err != nil {
+			return nil, err
+		}
+		if ch.JobID == id && Terminal(ch.State) {
+			return c.Job(ctx, id)
+		}
 	}
 }
 

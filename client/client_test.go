@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -292,5 +293,34 @@ func TestCertificateForAnotherName(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), `not for "localhost"`) || !strings.Contains(err.Error(), "127.0.0.1") {
 		t.Fatalf("message %q", err)
+	}
+}
+
+// Wait on a gateway with the change stream: it opens the stream, reads
+// the job once, and returns when the stream says the job ended, without
+// polling.
+func TestWaitOnChangeStream(t *testing.T) {
+	var reads atomic.Int32
+	ended := make(chan struct{})
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/events" {
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprint(w, "retry: 2000\n: changes after 7\n\n")
+			w.(http.Flusher).Flush()
+			fmt.Fprint(w, "id: 8\nevent: job\ndata: {\"seq\":8,\"job_id\":\"other\",\"state\":\"succeeded\"}\n\n")
+			<-ended
+			fmt.Fprint(w, "id: 9\nevent: job\ndata: {\"seq\":9,\"job_id\":\"j1\",\"state\":\"failed\"}\n\n")
+			return
+		}
+		state := api.StateRunning
+		if reads.Add(1) > 1 {
+			state = api.StateFailed
+		}
+		json.NewEncoder(w).Encode(api.Job{ID: "j1", State: state})
+	}))
+	go func() { time.Sleep(300 * time.Millisecond); close(ended) }()
+	j, err := c.Wait(context.Background(), "j1")
+	if err != nil || j.State != api.StateFailed || reads.Load() != 2 {
+		t.Fatalf("Wait: %+v %v after %d reads of the job; want the end from the stream, then one read", j, err, reads.Load())
 	}
 }

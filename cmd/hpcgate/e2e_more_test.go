@@ -291,7 +291,8 @@ func TestFilesRangesStatusCatalogue(t *testing.T) {
 		t.Fatalf("environment %+v, %v", env, err)
 	}
 	tpl, err := c.Template(ctx, "wordcount", 0)
-	if err != nil || len(tpl.Inputs) != 1 || tpl.Inputs[0].Name != "text" || !strings.Contains(string(tpl.Parameters), "min_length") {
+	if err != nil || len(tpl.Inputs) != 2 || tpl.Inputs[0].Name != "text" || !strings.Contains(string(tpl.Parameters), "min_length") ||
+		tpl.Inputs[1].Name != "corpus" || !tpl.Inputs[1].Unpack || tpl.Inputs[1].MaxUnpackedSize != 4<<30 {
 		t.Fatalf("template %+v, %v", tpl, err)
 	}
 	if _, err := c.Template(ctx, "nope", 0); client.StatusOf(err) != 404 {

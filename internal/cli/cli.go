@@ -83,8 +83,8 @@ func init() {
 		cmdControl("suspend", "suspended", "suspend running jobs", "Suspends each running job given: its engine stops every process of it until it is resumed."),
 		cmdControl("resume", "resumed", "resume suspended jobs", "Resumes each suspended job given."),
 		cmdControl("delete", "deleted", "delete jobs with their logs and outputs", "Deletes each job given, with its logs, outputs and results. A job that has not ended is canceled first."),
-		cmdWait, cmdOutput, cmdDownload, cmdResults, cmdParameters, cmdChildren,
-		cmdToken, cmdUser, cmdImage, cmdMe, cmdAudit, cmdHealth,
+		cmdWait, cmdEvents, cmdOutput, cmdDownload, cmdResults, cmdParameters, cmdChildren,
+		cmdWebhookSecret, cmdToken, cmdUser, cmdImage, cmdMe, cmdAudit, cmdHealth,
 	}
 }
 
@@ -430,4 +430,9 @@ func (e *env) forEach(ids []string, done string, fn func(id string) error) error
 	default:
 		return fmt.Errorf("%d of %d failed", failed, len(ids))
 	}
+}
+
+// printJSONLine writes v as one line of JSON.
+func printJSONLine(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
 }

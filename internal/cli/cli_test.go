@@ -439,8 +439,8 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 		all = append(all, cmdPath{[]string{"sweep", s.name}, "sweep " + s.name})
 	}
 	want := []string{"templates", "template", "environments", "environment", "upload", "files", "rm", "cat", "fetch",
-		"submit", "sweep", "jobs", "status", "logs", "cancel", "hold", "release", "suspend", "resume", "delete", "wait", "output", "download",
-		"results", "parameters", "children", "token", "user", "image", "me", "audit", "health"}
+		"submit", "sweep", "jobs", "status", "logs", "cancel", "hold", "release", "suspend", "resume", "delete", "wait", "events", "output", "download",
+		"results", "parameters", "children", "webhook-secret", "token", "user", "image", "me", "audit", "health"}
 	var names []string
 	for _, c := range Commands() {
 		names = append(names, c.Name)

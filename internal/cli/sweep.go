@@ -207,34 +207,26 @@ func (e *env) followSweep(id string, asJSON bool) error {
 		return err
 	}
 	last := ""
-	for {
-		sw, err := c.Sweep(e.ctx, id)
-		if err != nil {
-			return err
-		}
+	return e.watchSweep(c, id, func(sw *api.Sweep) (bool, error) {
 		line := sweepProgress(sw)
 		if line != last {
 			fmt.Fprintf(e.stderr, "%s  %s\n", e.now().Format("15:04:05"), line)
 			last = line
 		}
 		ended := sw.Counts[api.StateSucceeded] + sw.Counts[api.StateFailed] + sw.Counts[api.StateCanceled]
-		if ended == sw.Total {
-			if asJSON {
-				if err := printJSON(e.stdout, sw); err != nil {
-					return err
-				}
-			}
-			if ended != sw.Counts[api.StateSucceeded] {
-				return &ExitError{Code: 1, Err: fmt.Errorf("sweep %s: %d of %d jobs did not succeed ('hpcgate sweep results %s')", id, ended-sw.Counts[api.StateSucceeded], sw.Total, id)}
-			}
-			return nil
+		if ended != sw.Total {
+			return false, nil
 		}
-		select {
-		case <-e.ctx.Done():
-			return e.ctx.Err()
-		case <-time.After(time.Second):
+		if asJSON {
+			if err := printJSON(e.stdout, sw); err != nil {
+				return true, err
+			}
 		}
-	}
+		if ended != sw.Counts[api.StateSucceeded] {
+			return true, &ExitError{Code: 1, Err: fmt.Errorf("sweep %s: %d of %d jobs did not succeed ('hpcgate sweep results %s')", id, ended-sw.Counts[api.StateSucceeded], sw.Total, id)}
+		}
+		return true, nil
+	})
 }
 
 // sweepProgress is one line: how many of the jobs are in each state, in

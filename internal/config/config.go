@@ -98,7 +98,17 @@ type Config struct {
 		// ended (default 24h; 0s keeps them). The local executor's:
 		// local.workdir_retention.
 		Workdirs *time.Duration `yaml:"workdirs"`
+		// Changes: the job state changes GET /v1/events can replay
+		// (default 168h, 7 days; 0s keeps them for ever).
+		Changes *time.Duration `yaml:"changes"`
 	} `yaml:"retention"`
+	// Webhooks configure the posts to jobs' notify URLs.
+	Webhooks struct {
+		// AllowPrivateNetworks lets notify URLs name loopback and
+		// private addresses (default false: a gateway must not be a way
+		// into the network it stands in).
+		AllowPrivateNetworks bool `yaml:"allow_private_networks"`
+	} `yaml:"webhooks"`
 	// AgentCommand starts the agent inside a job (default: this binary
 	// with "agent").
 	AgentCommand []string `yaml:"agent_command"`
@@ -214,6 +224,10 @@ func (c *Config) fill() {
 		d := 24 * time.Hour
 		c.Retention.Workdirs = &d
 	}
+	if c.Retention.Changes == nil {
+		d := 7 * 24 * time.Hour
+		c.Retention.Changes = &d
+	}
 	if c.LogFormat == "" {
 		c.LogFormat = "text"
 	}
@@ -297,6 +311,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention.Workdirs != nil && *c.Retention.Workdirs < 0 {
 		errs = append(errs, errors.New("retention.workdirs must not be negative (0s keeps them for ever)"))
+	}
+	if c.Retention.Changes != nil && *c.Retention.Changes < 0 {
+		errs = append(errs, errors.New("retention.changes must not be negative (0s keeps them for ever)"))
 	}
 	if c.Retention.Audit != nil && *c.Retention.Audit < 0 {
 		errs = append(errs, errors.New("retention.audit must not be negative (0s keeps the audit log for ever)"))

@@ -42,6 +42,7 @@ import (
 	"github.com/hpcgate/hpcgate/internal/store"
 	"github.com/hpcgate/hpcgate/internal/store/pgstore"
 	"github.com/hpcgate/hpcgate/internal/store/sqlitestore"
+	"github.com/hpcgate/hpcgate/internal/webhook"
 )
 
 const usage = `usage: hpcgate server [flags]
@@ -358,6 +359,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		JobRateLimit: server.RateLimit{PerSecond: *g.cfg.RateLimit.JobRequestsPerSecond, Burst: g.cfg.RateLimit.JobBurst},
 		Projects:     g.cfg.Projects,
 		Accounts:     g.accounts,
+
+		AllowPrivateWebhooks: g.cfg.Webhooks.AllowPrivateNetworks,
 	})
 	g.catMu.Unlock()
 
@@ -386,6 +389,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if !g.cfg.InsecureHTTP {
 		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	// streams (GET /v1/events) end at once, and their clients resume
+	hs.RegisterOnShutdown(g.srv.CloseStreams)
 
 	grp := newGroup(ctx)
 	grp.Go(func(ctx context.Context) error {
@@ -416,7 +421,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 		grp.Go(func(ctx context.Context) error { return g.purge(ctx, r, min(r/10, time.Hour)) })
 	}
 	if r := *g.cfg.Retention.Audit; r > 0 {
-		grp.Go(func(ctx context.Context) error { return g.purgeAudit(ctx, r, min(r/10, time.Hour)) })
+		grp.Go(func(ctx context.Context) error {
+			return g.purgeOld(ctx, "audit entries", r, min(r/10, time.Hour), g.store.PurgeAudit)
+		})
+	}
+	if r := *g.cfg.Retention.Changes; r > 0 {
+		grp.Go(func(ctx context.Context) error {
+			return g.purgeOld(ctx, "job changes", r, min(r/10, time.Hour), g.store.PurgeChanges)
+		})
+	}
+	if hooks, err := webhook.New(g.store, webhook.Options{AllowPrivate: g.cfg.Webhooks.AllowPrivateNetworks, CACertFile: g.caFile, Logger: g.log}); err != nil {
+		grp.Go(func(context.Context) error { return err })
+	} else {
+		grp.Go(hooks.Run)
 	}
 	if r := *g.cfg.Retention.Workdirs; r > 0 && len(g.engineRoots()) > 0 {
 		grp.Go(func(ctx context.Context) error { return g.sweepWorkdirs(ctx, r, min(r/10, time.Hour)) })

@@ -64,23 +64,23 @@ func (g *Gateway) purgeOnce(ctx context.Context, before time.Time) (int, error) 
 	}
 }
 
-// purgeAudit removes audit entries older than the retention, in batches,
-// every interval until ctx ends.
-func (g *Gateway) purgeAudit(ctx context.Context, retention, interval time.Duration) error {
+// purgeOld removes what (audit entries, changes) is older than the
+// retention, through purge in batches, every interval until ctx ends.
+func (g *Gateway) purgeOld(ctx context.Context, what string, retention, interval time.Duration, purge func(ctx context.Context, before time.Time, limit int) (int, error)) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		before := time.Now().Add(-retention)
 		for ctx.Err() == nil {
-			n, err := g.store.PurgeAudit(ctx, before, purgeBatch)
+			n, err := purge(ctx, before, purgeBatch)
 			if err != nil {
 				if ctx.Err() == nil {
-					g.log.Error("purge of the audit log", "err", err)
+					g.log.Error("purge of old "+what, "err", err)
 				}
 				break
 			}
 			if n > 0 {
-				g.log.Info("purged audit entries", "count", n, "before", before)
+				g.log.Info("purged old "+what, "count", n, "before", before)
 			}
 			if n < purgeBatch {
 				break

@@ -169,6 +169,9 @@ type Job struct {
 	// After are the jobs and sweeps that must end first: the job stays
 	// pending until they have, and is canceled if they cannot as asked.
 	After []Dependency
+	// Notify, when set, is where the gateway posts the job's state
+	// changes (a webhook), and which.
+	Notify *Notify
 	// Project is the allocation account the job is charged to ("" for
 	// none); the engine gets it (sbatch --account, qsub -P).
 	Project    string
@@ -206,6 +209,30 @@ type Dependency struct {
 	When       string
 }
 
+// Notify is a job's webhook: the URL the gateway posts to, and the state
+// changes it posts: state names, or NotifyTerminal for every end.
+type Notify struct {
+	URL    string
+	Events []string
+}
+
+// NotifyTerminal in Notify.Events stands for succeeded, failed and
+// canceled.
+const NotifyTerminal = "terminal"
+
+// Wants tells whether n asks for the change to state s.
+func (n *Notify) Wants(s State) bool {
+	if n == nil {
+		return false
+	}
+	for _, e := range n.Events {
+		if e == string(s) || (e == NotifyTerminal && s.Terminal()) {
+			return true
+		}
+	}
+	return false
+}
+
 // What a Dependency waits for.
 const (
 	WhenSucceeded = "succeeded"
@@ -227,6 +254,9 @@ func (j *Job) Clone() *Job {
 	c.Inputs = cloneMap(j.Inputs)
 	c.InputSizes = cloneMap(j.InputSizes)
 	c.After = slices.Clone(j.After)
+	if j.Notify != nil {
+		c.Notify = &Notify{URL: j.Notify.URL, Events: slices.Clone(j.Notify.Events)}
+	}
 	c.Labels = cloneMap(j.Labels)
 	if j.ExitCode != nil {
 		e := *j.ExitCode

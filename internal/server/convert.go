@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"encoding/json"
 	"time"
 
@@ -66,6 +67,9 @@ func apiJob(j *job.Job) api.Job {
 	for _, d := range j.After {
 		out.After = append(out.After, api.Dependency(d))
 	}
+	if j.Notify != nil {
+		out.Notify = &api.Notify{URL: j.Notify.URL, Events: j.Notify.Events}
+	}
 	return out
 }
 
@@ -88,7 +92,11 @@ func apiTemplate(t *catalog.Template) api.Template {
 		out.Container = &api.TemplateContainer{Workdir: t.Container.Workdir, Network: t.Container.Network, Gateway: t.Container.Gateway}
 	}
 	for _, in := range t.Inputs {
-		out.Inputs = append(out.Inputs, api.Input{Name: in.Name, Path: in.Path, Required: in.Required, MaxSize: int64(in.MaxSize), Description: in.Description})
+		ai := api.Input{Name: in.Name, Path: in.Path, Required: in.Required, MaxSize: int64(in.MaxSize), Description: in.Description, Unpack: in.Unpack}
+		if in.Unpack {
+			ai.MaxUnpackedSize = cmp.Or(int64(in.MaxUnpackedSize), catalog.DefaultMaxUnpacked)
+		}
+		out.Inputs = append(out.Inputs, ai)
 	}
 	return out
 }

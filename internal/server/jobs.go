@@ -122,6 +122,9 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if len(j.After) > 0 && j.State == job.Pending {
 		j.Reason = waitingReason(j.After)
 	}
+	if j.Notify, err = s.checkNotify(r.Context(), owner, req.Notify); err != nil {
+		return err
+	}
 	j.IdemKey = idem
 	if idem != "" {
 		j.IdemHash = requestHash(&req)

@@ -16,6 +16,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -58,6 +59,9 @@ type Options struct {
 	// Accounts resolve the OS account a user's jobs run as, when a job is
 	// submitted (nil: every job runs as the gateway's own account).
 	Accounts *account.Resolver
+	// AllowPrivateWebhooks lets jobs' notify URLs name loopback and
+	// private addresses (the config's webhooks.allow_private_networks).
+	AllowPrivateWebhooks bool
 }
 
 func (o *Options) defaults() {
@@ -96,6 +100,9 @@ type Server struct {
 	// ridPrefix makes request ids unique across restarts and replicas
 	// (the audit log keeps them).
 	ridPrefix string
+	// streamsClosed ends the event streams (CloseStreams).
+	streamsClosed chan struct{}
+	closeStreams  sync.Once
 }
 
 // New returns a server over its parts. It starts nothing.
@@ -105,7 +112,8 @@ func New(st store.Store, b blob.Bucket, cat *catalog.Catalog, a *auth.Authentica
 		o = *opts
 	}
 	o.defaults()
-	s := &Server{store: st, bucket: b, auth: a, disp: d, scheds: scheds, logs: hub, opts: o, log: log, mux: http.NewServeMux(), ridPrefix: newRIDPrefix()}
+	s := &Server{store: st, bucket: b, auth: a, disp: d, scheds: scheds, logs: hub, opts: o, log: log, mux: http.NewServeMux(), ridPrefix: newRIDPrefix(),
+		streamsClosed: make(chan struct{})}
 	s.catalog.Store(cat)
 	s.routes = s.routeTable()
 	for _, rt := range s.routes {
@@ -167,6 +175,8 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /v1/tokens", h: s.listTokens},
 		{pattern: "DELETE /v1/tokens/{id}", h: s.deleteToken},
 		{pattern: "GET /v1/audit", h: s.listAudit},
+		{pattern: "POST /v1/webhook-secret", scope: W, h: s.createWebhookSecret},
+		{pattern: "GET /v1/events", scope: R, h: s.events},
 		{pattern: "GET /metrics", h: s.metrics},
 
 		{pattern: "PUT /v1/images/{name}", h: s.putImage},

@@ -222,6 +222,10 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	notify, err := s.checkNotify(r.Context(), owner, req.Notify)
+	if err != nil {
+		return err
+	}
 	// the shared inputs are looked at once, whatever the number of variants
 	stat := s.inputStat(r.Context(), owner, parent, readable)
 	type sized struct {
@@ -259,7 +263,7 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 		case err != nil:
 			return err
 		}
-		j.SweepID, j.SweepIndex, j.SweepMaxRunning = id, i, req.MaxRunning
+		j.SweepID, j.SweepIndex, j.SweepMaxRunning, j.Notify = id, i, req.MaxRunning, notify
 		if req.Name == "" {
 			j.Name = j.Template + "-" + strconv.Itoa(i)
 		}

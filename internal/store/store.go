@@ -138,6 +138,38 @@ type Store interface {
 	// returns the record stored.
 	SetUserDisabled(ctx context.Context, name string, disabled bool, at time.Time) (User, error)
 
+	// Changes returns up to limit of the owner's job state changes after
+	// the one numbered after, in order. CreateJob and every UpdateJob that
+	// changes a state record one, numbered 1, 2, ... per owner in the
+	// order they commit: a reader that resumes after the last number it
+	// saw misses nothing.
+	Changes(ctx context.Context, owner string, after int64, limit int) ([]Change, error)
+	// LastChange returns the number of the owner's last change (0 for
+	// none), where a reader that wants only what comes next starts.
+	LastChange(ctx context.Context, owner string) (int64, error)
+	// PurgeChanges removes up to limit changes older than before, oldest
+	// first, and returns how many.
+	PurgeChanges(ctx context.Context, before time.Time, limit int) (int, error)
+
+	// DueDeliveries returns up to limit webhook deliveries due at now,
+	// the longest due first. A change of a job whose Notify wants it
+	// queues one, in the change's transaction.
+	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]Delivery, error)
+	// ClaimDelivery takes a due delivery for the caller until until (it
+	// is then due again, should the caller die): false if another has
+	// taken or finished it since it was read.
+	ClaimDelivery(ctx context.Context, d Delivery, until time.Time) (bool, error)
+	// DeliveryDone removes a delivery: it was delivered, or given up (a
+	// note on its job says which, when note is not "").
+	DeliveryDone(ctx context.Context, d Delivery, note string) error
+	// RetryDelivery counts an attempt of a delivery and makes it due
+	// again at next (a note on its job, when note is not "").
+	RetryDelivery(ctx context.Context, d Delivery, next time.Time, note string) error
+
+	// SetWebhookSecret stores the key the user's webhook deliveries are
+	// signed with, over any before it.
+	SetWebhookSecret(ctx context.Context, user, secret string) error
+
 	// Ping checks that the store answers.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.
@@ -176,6 +208,33 @@ type User struct {
 	Name       string
 	Disabled   bool
 	DisabledAt time.Time // when last disabled; zero if never
+	// WebhookSecret signs the user's webhook deliveries ("": none made).
+	WebhookSecret string
+}
+
+// Change is one state change of a job, as its owner's feed has it.
+type Change struct {
+	Seq     int64 // in the owner's feed, from 1
+	Owner   string
+	JobID   string
+	SweepID string
+	Time    time.Time
+	State   job.State
+	Reason  string
+}
+
+// EventID names a change for its receivers: unique, and the same on every
+// delivery of it.
+func (c Change) EventID() string { return fmt.Sprintf("%d-%s", c.Seq, c.JobID) }
+
+// Delivery is a webhook event waiting to be posted: a change, where to,
+// and how often it was tried.
+type Delivery struct {
+	ID       int64
+	Change   Change
+	URL      string
+	Attempts int
+	NextAt   time.Time
 }
 
 // JobFilter selects jobs. Zero fields match everything. A page with Owner

@@ -46,7 +46,7 @@ func (d *Driver) Usage(ctx context.Context, user string) ([]store.Usage, error) 
 func (d *Driver) User(ctx context.Context, name string) (store.User, error) {
 	u := store.User{Name: name}
 	var at *time.Time
-	err := d.pool.QueryRow(ctx, "SELECT disabled, disabled_at FROM users WHERE name = $1", name).Scan(&u.Disabled, &at)
+	err := d.pool.QueryRow(ctx, "SELECT disabled, disabled_at, webhook_secret FROM users WHERE name = $1", name).Scan(&u.Disabled, &at, &u.WebhookSecret)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, fmt.Errorf("user %s: %w", name, store.ErrNotFound)
 	}
@@ -95,8 +95,9 @@ func (t *pgTx) PutUser(ctx context.Context, u store.User) error {
 	if !u.DisabledAt.IsZero() {
 		at = &u.DisabledAt
 	}
-	_, err := t.tx.Exec(ctx, `INSERT INTO users (name, disabled, disabled_at) VALUES ($1, $2, $3)
-		ON CONFLICT (name) DO UPDATE SET disabled = excluded.disabled, disabled_at = excluded.disabled_at`, u.Name, u.Disabled, at)
+	_, err := t.tx.Exec(ctx, `INSERT INTO users (name, disabled, disabled_at, webhook_secret) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (name) DO UPDATE SET disabled = excluded.disabled, disabled_at = excluded.disabled_at,
+			webhook_secret = excluded.webhook_secret`, u.Name, u.Disabled, at, u.WebhookSecret)
 	if err != nil {
 		return fmt.Errorf("store user %s: %w", u.Name, err)
 	}

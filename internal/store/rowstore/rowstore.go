@@ -77,6 +77,9 @@ func (s *Store) CreateJob(ctx context.Context, j *job.Job, opts *store.CreateOpt
 		if err := tx.AppendEvent(ctx, j.ID, job.Event{Time: j.CreatedAt, State: j.State, Reason: j.Reason}); err != nil {
 			return err
 		}
+		if err := recordChange(ctx, tx, j, j.CreatedAt); err != nil {
+			return err
+		}
 		if opts != nil && opts.Audit != nil {
 			e := *opts.Audit
 			e.JobID = j.ID
@@ -160,15 +163,23 @@ func (s *Store) UpdateJob(ctx context.Context, id string, fn func(*job.Job) erro
 		if err := tx.UpdateJob(ctx, oldRow, storedriver.FromJob(j)); err != nil {
 			return err
 		}
-		if j.State != old.State {
-			if err := tx.AppendEvent(ctx, id, job.Event{Time: s.now(), State: j.State, Reason: j.Reason}); err != nil {
-				return err
-			}
+		if j.State == old.State {
+			out = j
+			return nil
+		}
+		now := s.now()
+		if err := tx.AppendEvent(ctx, id, job.Event{Time: now, State: j.State, Reason: j.Reason}); err != nil {
+			return err
 		}
 		if j.State.Terminal() && !old.State.Terminal() {
 			if err := countEnd(ctx, tx, j, true); err != nil {
 				return err
 			}
+		}
+		// last, as in CreateJob: the owner's usage row is locked before
+		// the head of its feed, in every transaction
+		if err := recordChange(ctx, tx, j, now); err != nil {
+			return err
 		}
 		out = j
 		return nil

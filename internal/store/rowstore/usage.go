@@ -112,7 +112,7 @@ func (s *Store) SetUserDisabled(ctx context.Context, name string, disabled bool,
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		u.DisabledAt = old.DisabledAt
+		u.DisabledAt, u.WebhookSecret = old.DisabledAt, old.WebhookSecret
 		if disabled {
 			u.DisabledAt = at.UTC()
 		}

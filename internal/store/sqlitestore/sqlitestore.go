@@ -108,6 +108,7 @@ type stmts struct {
 	updateJob, countChildren *sql.Stmt
 	usageForUpdate, addUsage *sql.Stmt
 	insertAudit              *sql.Stmt
+	changeHead, insertChange *sql.Stmt
 }
 
 func (d *Driver) prepare(ctx context.Context) error {
@@ -122,6 +123,9 @@ func (d *Driver) prepare(ctx context.Context) error {
 		{&d.st.insertLabel, "INSERT INTO job_labels (seq, owner, key, value) VALUES (?, ?, ?, ?)"},
 		{&d.st.appendEvent, `INSERT INTO events (job_id, seq, time, state, reason)
 			SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4 FROM events WHERE job_id = ?1`},
+		{&d.st.changeHead, `INSERT INTO change_heads (owner, seq) VALUES (?, 1)
+			ON CONFLICT (owner) DO UPDATE SET seq = seq + 1 RETURNING seq`},
+		{&d.st.insertChange, "INSERT INTO changes (owner, seq, job_id, sweep_id, time, state, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"},
 		{&d.st.jobByID, "SELECT seq, doc FROM jobs WHERE id = ?"},
 		{&d.st.jobByIdemKey, "SELECT seq, doc FROM jobs WHERE owner = ? AND idem_key = ?"},
 		{&d.st.updateJob, "UPDATE jobs SET state = ?, template = ?, parent_id = ?, sweep_id = ?, finished_at = ?, in_engine = ?, doc = ? WHERE seq = ?"},

@@ -42,7 +42,7 @@ func (d *Driver) Usage(ctx context.Context, user string) ([]store.Usage, error) 
 func (d *Driver) User(ctx context.Context, name string) (store.User, error) {
 	u := store.User{Name: name}
 	var at int64
-	err := d.r.QueryRowContext(ctx, "SELECT disabled, disabled_at FROM users WHERE name = ?", name).Scan(&u.Disabled, &at)
+	err := d.r.QueryRowContext(ctx, "SELECT disabled, disabled_at, webhook_secret FROM users WHERE name = ?", name).Scan(&u.Disabled, &at, &u.WebhookSecret)
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, fmt.Errorf("user %s: %w", name, store.ErrNotFound)
 	}
@@ -81,8 +81,9 @@ func (t *sqlTx) PutUser(ctx context.Context, u store.User) error {
 	if !u.DisabledAt.IsZero() {
 		at = u.DisabledAt.UnixNano()
 	}
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO users (name, disabled, disabled_at) VALUES (?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET disabled = excluded.disabled, disabled_at = excluded.disabled_at`, u.Name, u.Disabled, at)
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO users (name, disabled, disabled_at, webhook_secret) VALUES (?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET disabled = excluded.disabled, disabled_at = excluded.disabled_at,
+			webhook_secret = excluded.webhook_secret`, u.Name, u.Disabled, at, u.WebhookSecret)
 	if err != nil {
 		return fmt.Errorf("store user %s: %w", u.Name, err)
 	}

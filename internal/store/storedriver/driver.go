@@ -53,6 +53,15 @@ type Driver interface {
 	// User returns the user's row, or an error wrapping store.ErrNotFound.
 	User(ctx context.Context, name string) (store.User, error)
 
+	// Changes returns up to limit of the owner's changes whose Seq is
+	// above after, by Seq.
+	Changes(ctx context.Context, owner string, after int64, limit int) ([]store.Change, error)
+	// LastChange returns the Seq of the owner's last change, 0 for none.
+	LastChange(ctx context.Context, owner string) (int64, error)
+	// DueDeliveries returns up to limit deliveries whose NextAt is not
+	// after now, by NextAt, then ID.
+	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.Delivery, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the driver's resources.
@@ -111,6 +120,23 @@ type Tx interface {
 	AddUsage(ctx context.Context, u store.Usage) error
 	// PutUser stores the user's row over any row of that name.
 	PutUser(ctx context.Context, u store.User) error
+	// AppendChange stores a change as the owner's next and returns its
+	// Seq (the owner's last plus one). Other transactions' AppendChange
+	// for the same owner wait until this one ends, so that an owner's
+	// changes are numbered in the order they commit.
+	AppendChange(ctx context.Context, c store.Change) (int64, error)
+	// DeleteChangesBefore removes up to limit changes whose time is before
+	// t, oldest first, and returns how many it removed.
+	DeleteChangesBefore(ctx context.Context, t time.Time, limit int) (int, error)
+	// InsertDelivery queues a delivery; the driver assigns its ID.
+	InsertDelivery(ctx context.Context, d store.Delivery) error
+	// DeleteDelivery removes a delivery (none with that ID: no error).
+	DeleteDelivery(ctx context.Context, id int64) error
+	// ClaimDelivery sets the delivery's NextAt to until if it is still
+	// was (its NextAt as read), and tells whether it did.
+	ClaimDelivery(ctx context.Context, id int64, was, until time.Time) (bool, error)
+	// UpdateDelivery sets a delivery's attempts and when it is next due.
+	UpdateDelivery(ctx context.Context, id int64, attempts int, next time.Time) error
 	// InsertAudit appends an audit entry; the driver assigns its Seq.
 	InsertAudit(ctx context.Context, e store.AuditEntry) error
 	// DeleteAuditBefore removes up to limit audit entries whose time is

@@ -38,6 +38,7 @@ type JobRow struct {
 	SweepMaxRunning int               `json:"sweep_max_running,omitempty"`
 	Detached        bool              `json:"detached,omitempty"`
 	After           []DependencyRow   `json:"after,omitempty"`
+	Notify          *NotifyRow        `json:"notify,omitempty"`
 	Project         string            `json:"project,omitempty"`
 	Depth           int               `json:"depth,omitempty"`
 	CreatedAt       time.Time         `json:"created_at,omitzero"`
@@ -61,6 +62,12 @@ type DependencyRow struct {
 	Job   string `json:"job,omitempty"`
 	Sweep string `json:"sweep,omitempty"`
 	When  string `json:"when"`
+}
+
+// NotifyRow is the stored form of job.Notify.
+type NotifyRow struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
 }
 
 // ResourcesRow is the stored form of job.Resources.
@@ -125,6 +132,9 @@ func FromJob(j *job.Job) *JobRow {
 	for _, d := range j.After {
 		r.After = append(r.After, DependencyRow(d))
 	}
+	if j.Notify != nil {
+		r.Notify = &NotifyRow{URL: j.Notify.URL, Events: j.Notify.Events}
+	}
 	return r
 }
 
@@ -172,6 +182,9 @@ func (r *JobRow) Job() *job.Job {
 	}
 	for _, d := range r.After {
 		j.After = append(j.After, job.Dependency(d))
+	}
+	if r.Notify != nil {
+		j.Notify = &job.Notify{URL: r.Notify.URL, Events: r.Notify.Events}
 	}
 	return j.Clone()
 }

@@ -43,6 +43,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Users", testUsers},
 		{"Audit", testAudit},
 		{"AuditWithCreate", testAuditWithCreate},
+		{"Feed", testFeed},
+		{"Deliveries", testDeliveries},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

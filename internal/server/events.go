@@ -1,0 +1,145 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/auth"
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/webhook"
+)
+
+// eventsPoll is how often a stream of GET /v1/events looks for changes;
+// eventsKeepAlive how often an idle stream sends a comment, so that
+// proxies and clients see it alive.
+const (
+	eventsPoll      = time.Second
+	eventsKeepAlive = 20 * time.Second
+	eventsPage      = 500
+)
+
+// events streams the caller's job state changes as server-sent events:
+// "id: SEQ", "event: job", "data: " an api.Change. It starts after
+// Last-Event-ID (or ?after=N; 0 for every change the gateway keeps),
+// else with what happens from now on.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
+	owner := principal(r).User
+	ctx := r.Context()
+	var cursor int64
+	from := r.Header.Get("Last-Event-ID")
+	if from == "" {
+		from = r.URL.Query().Get("after")
+	}
+	if from != "" {
+		n, err := strconv.ParseInt(from, 10, 64)
+		if err != nil || n < 0 {
+			return fieldError("Last-Event-ID", "must be a whole number ≥ 0, an event's id")
+		}
+		cursor = n
+	} else {
+		n, err := s.store.LastChange(ctx, owner)
+		if err != nil {
+			return err
+		}
+		cursor = n
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	// a client that lost the stream tries again after 2 s, from its last id
+	fmt.Fprintf(w, "retry: 2000\n: changes after %d\n\n", cursor)
+	rc.Flush()
+	quiet := time.Now()
+	for {
+		cs, err := s.store.Changes(ctx, owner, cursor, eventsPage)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Error("read changes", "user", owner, "err", err)
+			}
+			return nil // the stream has begun: the client resumes
+		}
+		for _, c := range cs {
+			b, _ := json.Marshal(api.Change{Seq: c.Seq, JobID: c.JobID, SweepID: c.SweepID, State: string(c.State), Reason: c.Reason, Time: c.Time.UTC()})
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: job\ndata: %s\n\n", c.Seq, b); err != nil {
+				return nil // the client went away
+			}
+			cursor = c.Seq
+		}
+		if len(cs) > 0 {
+			rc.Flush()
+			quiet = time.Now()
+			if len(cs) == eventsPage {
+				continue
+			}
+		} else if time.Since(quiet) >= eventsKeepAlive {
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return nil
+			}
+			rc.Flush()
+			quiet = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.streamsClosed:
+			return nil // the gateway stops: the client resumes elsewhere, or later
+		case <-time.After(eventsPoll):
+		}
+	}
+}
+
+// CloseStreams ends the event streams (GET /v1/events): the gateway
+// stops. Their clients reconnect with their last event's id.
+func (s *Server) CloseStreams() { s.closeStreams.Do(func() { close(s.streamsClosed) }) }
+
+// createWebhookSecret makes the caller's webhook secret, replacing any
+// before it, and shows it once: what the gateway posts to the caller's
+// jobs' notify URLs is signed with it.
+func (s *Server) createWebhookSecret(w http.ResponseWriter, r *http.Request) error {
+	secret, _ := auth.NewSecret()
+	if err := s.store.SetWebhookSecret(r.Context(), principal(r).User, secret); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, api.WebhookSecret{Secret: secret})
+}
+
+// checkNotify checks a job request's notify for a job of owner's: an
+// https URL the gateway may post to, state names or "terminal" (the
+// default), and a webhook secret to sign with.
+func (s *Server) checkNotify(ctx context.Context, owner string, n *api.Notify) (*job.Notify, error) {
+	if n == nil {
+		return nil, nil
+	}
+	if err := webhook.CheckURL(n.URL, s.opts.AllowPrivateWebhooks); err != nil {
+		return nil, fieldError("notify.url", "%q %v", n.URL, err)
+	}
+	events := n.Events
+	if len(events) == 0 {
+		events = []string{job.NotifyTerminal}
+	}
+	if len(events) > 16 {
+		return nil, fieldError("notify.events", "at most 16")
+	}
+	for i, e := range events {
+		if e != job.NotifyTerminal && !slices.Contains(job.States, job.State(e)) {
+			return nil, fieldError(fmt.Sprintf("notify.events[%d]", i), "%q is neither a state (%v) nor %q", e, job.States, job.NotifyTerminal)
+		}
+	}
+	u, err := s.store.User(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	if u.WebhookSecret == "" {
+		return nil, errorf(http.StatusConflict, api.CodeConflict, "make a webhook secret first (POST /v1/webhook-secret, or 'hpcgate webhook-secret'): what the gateway posts is signed with it")
+	}
+	return &job.Notify{URL: n.URL, Events: slices.Clone(events)}, nil
+}

@@ -1,0 +1,170 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/job"
+)
+
+// sseEvent is one event of a text/event-stream.
+type sseEvent struct {
+	id     int64
+	change api.Change
+}
+
+// openEvents opens GET /v1/events with the given Last-Event-ID ("" for
+// none) and returns a channel of its events.
+func openEvents(t *testing.T, h *harness, tok, last string) (<-chan sseEvent, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.http.URL+"/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if last != "" {
+		req.Header.Set("Last-Event-ID", last)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("GET /v1/events: %s %s", resp.Status, resp.Header.Get("Content-Type"))
+	}
+	out := make(chan sseEvent, 100)
+	go func() {
+		defer resp.Body.Close()
+		defer close(out)
+		sc := bufio.NewScanner(resp.Body)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "id: "):
+				ev.id, _ = strconv.ParseInt(line[4:], 10, 64)
+			case strings.HasPrefix(line, "data: "):
+				json.Unmarshal([]byte(line[6:]), &ev.change)
+			case line == "" && ev.id != 0:
+				out <- ev
+				ev = sseEvent{}
+			}
+		}
+	}()
+	return out, cancel
+}
+
+func next(t *testing.T, c <-chan sseEvent) sseEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-c:
+		if !ok {
+			t.Fatal("the stream ended")
+		}
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5 s")
+	}
+	return sseEvent{}
+}
+
+// GET /v1/events: the caller's changes as they happen, none of another
+// user's; a client that reconnects with the last id it saw misses none;
+// the stream ends when the server closes its streams.
+func TestEventStream(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	alice := h.token("alice", time.Time{}, allScopes...)
+	bob := h.token("bob", time.Time{}, allScopes...)
+	var early api.Job
+	h.do("POST", "/v1/jobs", alice, map[string]any{"template": "hello", "parameters": map[string]any{"name": "x"}, "hold": true}).want(t, http.StatusCreated).decode(t, &early)
+
+	live, stop := openEvents(t, h, alice, "")
+	var j api.Job
+	h.do("POST", "/v1/jobs", alice, map[string]any{"template": "hello", "parameters": map[string]any{"name": "y"}, "hold": true}).want(t, http.StatusCreated).decode(t, &j)
+	h.do("POST", "/v1/jobs", bob, map[string]any{"template": "hello", "parameters": map[string]any{"name": "z"}, "hold": true}).want(t, http.StatusCreated)
+	first := next(t, live)
+	if first.change.JobID != j.ID || first.change.State != "held" || first.id != 2 || first.change.Seq != 2 {
+		t.Fatalf("first live event %+v: want the new job's creation (the earlier one is not replayed)", first)
+	}
+	stop()
+	// while nobody listens
+	for _, st := range []job.State{job.Pending, job.Queued, job.Running} {
+		if _, err := h.store.UpdateJob(ctx, j.ID, func(j *job.Job) error { return j.SetState(st, "test", time.Now()) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again, stop := openEvents(t, h, alice, strconv.FormatInt(first.id, 10))
+	defer stop()
+	var got []string
+	for i := 0; i < 3; i++ {
+		ev := next(t, again)
+		got = append(got, strconv.FormatInt(ev.id, 10)+" "+ev.change.State)
+	}
+	if strings.Join(got, ", ") != "3 pending, 4 queued, 5 running" {
+		t.Fatalf("resumed: %q", got)
+	}
+	h.srv.CloseStreams()
+	select {
+	case _, ok := <-again:
+		if ok {
+			t.Fatal("an event after the streams closed")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream did not end when the server closed its streams")
+	}
+	h.do("GET", "/v1/events", alice, nil, "Last-Event-ID", "x").want(t, http.StatusUnprocessableEntity)
+	jt := h.tokenForJob("alice", early.ID)
+	h.do("GET", "/v1/events", jt, nil).want(t, http.StatusForbidden)
+}
+
+// notify: checked at submission (https, no private address, known
+// events), needs the owner's webhook secret, which is shown once.
+func TestNotifyIsChecked(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, allScopes...)
+	hello := func(n any) map[string]any {
+		return map[string]any{"template": "hello", "parameters": map[string]any{"name": "x"}, "hold": true, "notify": n}
+	}
+	ok := map[string]any{"url": "https://hooks.example.org/hpc"}
+	r := h.do("POST", "/v1/jobs", alice, hello(ok)).want(t, http.StatusConflict)
+	if !strings.Contains(r.problem.Detail, "webhook secret") {
+		t.Fatalf("without a secret: %+v", r.problem)
+	}
+	var sec api.WebhookSecret
+	h.do("POST", "/v1/webhook-secret", alice, nil).want(t, http.StatusCreated).decode(t, &sec)
+	if len(sec.Secret) < 32 {
+		t.Fatalf("secret %q", sec.Secret)
+	}
+	for _, bad := range []struct {
+		n     any
+		field string
+	}{
+		{map[string]any{"url": "http://hooks.example.org/"}, "notify.url"},
+		{map[string]any{"url": "https://127.0.0.1:8080/"}, "notify.url"},
+		{map[string]any{"url": "https://169.254.169.254/"}, "notify.url"},
+		{map[string]any{"url": "https://hooks.example.org/", "events": []string{"terminal", "exploded"}}, "notify.events[1]"},
+	} {
+		r := h.do("POST", "/v1/jobs", alice, hello(bad.n)).want(t, http.StatusUnprocessableEntity)
+		if r.field(bad.field) == "" {
+			t.Errorf("%v: errors %+v, want one at %s", bad.n, r.problem.Errors, bad.field)
+		}
+	}
+	var j api.Job
+	h.do("POST", "/v1/jobs", alice, hello(ok)).want(t, http.StatusCreated).decode(t, &j)
+	if j.Notify == nil || j.Notify.URL != ok["url"] || len(j.Notify.Events) != 1 || j.Notify.Events[0] != "terminal" {
+		t.Fatalf("notify %+v", j.Notify)
+	}
+	u, _ := h.store.User(context.Background(), "alice")
+	if u.WebhookSecret != sec.Secret {
+		t.Fatal("the secret shown is not the one kept")
+	}
+	// a job token makes no secret
+	jt := h.tokenForJob("alice", j.ID)
+	h.do("POST", "/v1/webhook-secret", jt, nil).want(t, http.StatusForbidden)
+}

@@ -1,0 +1,210 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/store"
+	"github.com/hpcgate/hpcgate/internal/store/sqlitestore"
+)
+
+func TestCheckURL(t *testing.T) {
+	for _, tt := range []struct {
+		url, err string
+		private  bool
+	}{
+		{url: "https://hooks.example.org/hpc?x=1"},
+		{url: "http://hooks.example.org/", err: "not an https://"},
+		{url: "https://u:p@hooks.example.org/", err: "user name or password"},
+		{url: "https:///x", err: "no host"},
+		{url: "https://127.0.0.1:9000/", err: "loopback or private"},
+		{url: "https://[::1]/", err: "loopback or private"},
+		{url: "https://10.1.2.3/", err: "loopback or private"},
+		{url: "https://169.254.169.254/latest/meta-data", err: "loopback or private"},
+		{url: "https://localhost:8443/", err: "loopback or private"},
+		{url: "https://100.64.0.1/", err: "loopback or private"},
+		{url: "https://127.0.0.1:9000/", private: true},
+	} {
+		err := CheckURL(tt.url, tt.private)
+		if (tt.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("CheckURL(%q, %v) = %v, want %q", tt.url, tt.private, err, tt.err)
+		}
+	}
+	for _, a := range []string{"8.8.8.8", "2001:4860:4860::8888"} {
+		if Private(netip.MustParseAddr(a)) {
+			t.Errorf("%s is public", a)
+		}
+	}
+	if !Private(netip.MustParseAddr("::ffff:192.168.1.1")) {
+		t.Error("a v4-mapped private address passed")
+	}
+}
+
+// receiver is a webhook endpoint in the test: it checks each post's
+// signature, and answers fail times 503 before it takes posts.
+type receiver struct {
+	t      *testing.T
+	secret string
+	mu     sync.Mutex
+	fail   int
+	got    []api.WebhookEvent
+	ids    map[string]int
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if sig := req.Header.Get(SignatureHeader); sig != Sign(r.secret, body) {
+		r.t.Errorf("signature %q does not match the body", sig)
+	}
+	if r.fail > 0 {
+		r.fail--
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	var ev api.WebhookEvent
+	if err := json.Unmarshal(body, &ev); err != nil || ev.ID != req.Header.Get(EventIDHeader) {
+		r.t.Errorf("body %s (%v), event id header %q", body, err, req.Header.Get(EventIDHeader))
+	}
+	r.got = append(r.got, ev)
+	r.ids[ev.ID]++
+}
+
+func setup(t *testing.T, allowPrivate bool) (store.Store, *receiver, *httptest.Server, *Deliverer) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.SetWebhookSecret(ctx, "ann", "the-secret"); err != nil {
+		t.Fatal(err)
+	}
+	rc := &receiver{t: t, secret: "the-secret", ids: map[string]int{}}
+	srv := httptest.NewTLSServer(rc)
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, certPEM(srv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(st, Options{AllowPrivate: allowPrivate, CACertFile: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, rc, srv, d
+}
+
+func runJob(t *testing.T, st store.Store, url, sweep string, states ...job.State) *job.Job {
+	t.Helper()
+	ctx := context.Background()
+	j := &job.Job{ID: "j" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", ""), Owner: "ann", Template: "hello", State: job.Pending,
+		SweepID: sweep, CreatedAt: time.Now(), Notify: &job.Notify{URL: url, Events: []string{"running", job.NotifyTerminal}}}
+	if _, err := st.CreateJob(ctx, j, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range states {
+		if _, err := st.UpdateJob(ctx, j.ID, func(j *job.Job) error { return j.SetState(s, "to "+string(s), time.Now()) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return j
+}
+
+// Every change a job's notify wants arrives once, signed, in order, with
+// its sweep's counts; a receiver that fails for a while gets it later;
+// the deliveries are noted among the job's events.
+func TestDelivers(t *testing.T) {
+	st, rc, srv, d := setup(t, true)
+	ctx := context.Background()
+	a := runJob(t, st, srv.URL+"/hook", "sw1", job.Queued, job.Running, job.Succeeded)
+	b := runJob(t, st, srv.URL+"/hook", "sw1", job.Canceled)
+	rc.fail = 2 // the first two posts fail
+	d.Pass(ctx)
+	d.Pass(ctx) // nothing is due again yet: the back-off
+	rc.mu.Lock()
+	if len(rc.got) != 1 {
+		t.Fatalf("first pass took %d events, want 1 (two failed)", len(rc.got))
+	}
+	rc.mu.Unlock()
+	time.Sleep(1100 * time.Millisecond)
+	d.Pass(ctx)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var got []string
+	for _, ev := range rc.got {
+		got = append(got, ev.JobID+" "+ev.State)
+		if ev.Sweep == nil || ev.Sweep.ID != "sw1" || ev.Sweep.Total != 2 {
+			t.Errorf("event %+v: want its sweep's counts", ev)
+		}
+	}
+	if len(got) != 3 {
+		t.Fatalf("events %q, want a running, a succeeded and b canceled", got)
+	}
+	for id, n := range rc.ids {
+		if n != 1 {
+			t.Errorf("event %s arrived %d times", id, n)
+		}
+	}
+	if ds, _ := st.DueDeliveries(ctx, time.Now().Add(time.Hour), 10); len(ds) != 0 {
+		t.Fatalf("deliveries left: %+v", ds)
+	}
+	evs, _ := st.Events(ctx, a.ID)
+	notes := 0
+	for _, e := range evs {
+		if strings.HasPrefix(e.Reason, "webhook ") && strings.Contains(e.Reason, "delivered") {
+			notes++
+		}
+	}
+	if notes != 2 {
+		t.Fatalf("a's events %+v: want its two deliveries noted", evs)
+	}
+	bev, _ := st.Events(ctx, b.ID)
+	if !strings.Contains(bev[len(bev)-1].Reason, "(attempt 2)") && !strings.Contains(bev[len(bev)-2].Reason, "trying again") {
+		t.Fatalf("b's events %+v: want its failure and later delivery noted", bev)
+	}
+}
+
+// Posts to loopback addresses are refused where the connection is made
+// (a name may resolve to one), unless allowed; an event that cannot be
+// delivered for a day is given up, saying why.
+func TestRefusesPrivateAndGivesUp(t *testing.T) {
+	st, rc, srv, d := setup(t, false)
+	ctx := context.Background()
+	d.o.GiveUpAfter = time.Millisecond
+	j := runJob(t, st, strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)+"/hook", "", job.Canceled)
+	time.Sleep(5 * time.Millisecond)
+	d.Pass(ctx)
+	rc.mu.Lock()
+	n := len(rc.got)
+	rc.mu.Unlock()
+	if n != 0 {
+		t.Fatal("an event was posted to a loopback address")
+	}
+	evs, _ := st.Events(ctx, j.ID)
+	last := evs[len(evs)-1].Reason
+	if !strings.Contains(last, "given up") || !strings.Contains(last, "loopback or private") {
+		t.Fatalf("last event %q", last)
+	}
+	if ds, _ := st.DueDeliveries(ctx, time.Now().Add(time.Hour), 10); len(ds) != 0 {
+		t.Fatalf("a given-up delivery is left: %+v", ds)
+	}
+}
+
+func certPEM(srv *httptest.Server) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+}
