@@ -2,6 +2,7 @@ package jobscript
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,5 +121,53 @@ func TestTemplateMustQuote(t *testing.T) {
 	tm, _ := Parse("x", "#!/bin/sh\nexec {{argv .Command}}\n")
 	if _, err := tm.Render(Data{Command: []string{"x"}, Secrets: []Secret{{Path: "/p", Value: "v"}}}); err == nil {
 		t.Fatal("a template that drops the secrets rendered")
+	}
+}
+
+// An array script, run as the engine would run each task: every task
+// writes its own secrets, has its own variables and directory, sends its
+// output to its own file, and no value escapes its quotes.
+func TestArrayScript(t *testing.T) {
+	dir := t.TempDir()
+	evil := `'; touch ` + dir + `/pwned; echo '`
+	var tasks []ArrayTask
+	for i, id := range []string{"ja", "jb"} {
+		jd := filepath.Join(dir, id)
+		tasks = append(tasks, ArrayTask{Index: i + 1, JobID: id, WorkDir: filepath.Join(jd, "work"), Output: filepath.Join(jd, id+".out"),
+			Secrets: []Secret{{Path: filepath.Join(jd, "token"), Value: "tok-" + id + evil}, {Path: filepath.Join(jd, "ca"), Value: "the CA\n" + evil}},
+			Env:     map[string]string{"HPCGATE_JOB_ID": id, "HPCGATE_TOKEN_FILE": filepath.Join(jd, "token")}})
+	}
+	script, err := ArrayScript("TASK_INDEX", tasks, []string{"sh", "-c", `echo "$HPCGATE_JOB_ID in $(pwd)"; cat "$HPCGATE_TOKEN_FILE"`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(script), "the CA"); n != 1 {
+		t.Errorf("the shared secret is in the script %d times, want once", n)
+	}
+	for _, tk := range tasks {
+		cmd := exec.Command("sh", "-s")
+		cmd.Stdin = strings.NewReader(string(script))
+		cmd.Env = append(os.Environ(), fmt.Sprintf("TASK_INDEX=%d", tk.Index))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("task %d: %v\n%s", tk.Index, err, out)
+		}
+		out, _ := os.ReadFile(tk.Output)
+		want := tk.JobID + " in " + tk.WorkDir + "\ntok-" + tk.JobID + evil
+		if string(out) != want {
+			t.Errorf("task %d wrote %q, want %q", tk.Index, out, want)
+		}
+		ca, _ := os.ReadFile(tk.Secrets[1].Path)
+		if st, _ := os.Stat(tk.Secrets[1].Path); string(ca) != "the CA\n"+evil || st.Mode().Perm() != 0o600 {
+			t.Errorf("task %d's CA: %q, mode %v", tk.Index, ca, st.Mode())
+		}
+	}
+	cmd := exec.Command("sh", "-s")
+	cmd.Stdin = strings.NewReader(string(script))
+	cmd.Env = append(os.Environ(), "TASK_INDEX=7")
+	if err := cmd.Run(); err == nil {
+		t.Error("a task index the array does not have ran")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
+		t.Fatal("a value escaped its quotes")
 	}
 }

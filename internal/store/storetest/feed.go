@@ -65,10 +65,10 @@ func testFeed(t *testing.T, s store.Store) {
 	// concurrent writers: every number once
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
+		j := newJob("busy") // newJob is not for concurrent use
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			j := newJob("busy")
 			if _, err := s.CreateJob(ctx, j, nil); err != nil {
 				t.Error(err)
 				return
