@@ -49,7 +49,7 @@ func main() {
 	n := flag.Int("n", 30, "jobs per path for --engines and --only containers")
 	pgURL := flag.String("postgres", "", "with --s3: compare PostgreSQL with SQLite and S3 upload paths (URL from scripts/setup-postgres.sh)")
 	s3URL := flag.String("s3", "", "objects URL from scripts/setup-s3.sh, with --postgres")
-	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times; "containers": what a container adds to a trivial job, --n jobs each, on --engines (default local; local,slurm after scripts/setup-slurm.sh; needs scripts/setup-podman.sh and CONTAINERS_CONF)`)
+	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times; "containers": what a container adds to a trivial job, --n jobs each, on --engines (default local; local,slurm after scripts/setup-slurm.sh; needs scripts/setup-podman.sh and CONTAINERS_CONF); "sweep": --n variants as one sweep against --n single jobs on the environment --engines names (default slurm; needs --config)`)
 	unsynced := flag.String("unsynced", "OFF", "SQLite synchronous settings (comma-separated, e.g. OFF,NORMAL) of servers measured beside the durable one (FULL); \"\" for none")
 	rounds := flag.Int("rounds", 3, "with --only accept: rounds, each measuring every server once in turn")
 	flag.Parse()
@@ -71,8 +71,14 @@ func main() {
 			list = strings.Split(*engines, ",")
 		}
 		err = containers(*bin, list, *n)
+	case *only == "sweep":
+		env := "slurm"
+		if *engines != "" {
+			env = *engines
+		}
+		err = sweepBench(*bin, *config, env, *n)
 	case *only != "":
-		err = fmt.Errorf("--only %q: want accept or containers", *only)
+		err = fmt.Errorf("--only %q: want accept, containers or sweep", *only)
 	case *engines != "":
 		err = latency(*bin, *config, strings.Split(*engines, ","), *n)
 	case *pgURL != "" || *s3URL != "":

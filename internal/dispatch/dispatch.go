@@ -85,6 +85,9 @@ type Dispatcher struct {
 	// deferred are engines' cancels of canceled container jobs, made
 	// after the agent's grace (Options.CancelGrace), by job id.
 	deferred map[string]deferredCancel
+	// releasing are the sweeps whose jobs ReleaseAll is releasing: none
+	// of them is handed on before all are, so that they go as one array.
+	releasing map[string]bool
 }
 
 // task is a job in an engine that can forget it.
@@ -147,7 +150,7 @@ func New(st store.Store, cat *catalog.Catalog, scheds map[string]sched.Scheduler
 		opts.CancelGrace = 15 * time.Second
 	}
 	return &Dispatcher{store: st, cat: cat, scheds: scheds, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), endedSeen: map[string]time.Time{}, tasks: map[string]task{},
-		deferred: map[string]deferredCancel{}}
+		deferred: map[string]deferredCancel{}, releasing: map[string]bool{}}
 }
 
 // Notify tells the dispatcher that a job is waiting to be submitted.
@@ -232,6 +235,37 @@ func (d *Dispatcher) submitPending(ctx context.Context) {
 	tok := ""
 	active := map[string]int{} // a capped sweep's jobs in engines, counted once a pass
 	deps := depsCache{}
+	// a sweep's jobs bound for an engine that makes arrays, by sweep and
+	// environment, in the order met
+	batches := map[string][]*job.Job{}
+	var order []string
+	defer func() {
+		for _, key := range order {
+			jobs := batches[key]
+			eng, _ := d.engine(jobs[0])
+			limit := jobs[0].SweepMaxRunning
+			if limit > 0 {
+				// the array's own limit keeps the cap in the engine
+				n, err := d.sweepActive(ctx, jobs[0].SweepID)
+				if err != nil {
+					d.log.Error("count a sweep's jobs", "sweep", jobs[0].SweepID, "err", err)
+					continue
+				}
+				if limit = limit - n; limit <= 0 {
+					continue // it waits for one of its sweep's to end
+				}
+			}
+			var err error
+			if len(jobs) == 1 {
+				err = d.submit(ctx, jobs[0])
+			} else {
+				err = d.submitArray(ctx, eng.(sched.ArraySubmitter), jobs, limit)
+			}
+			if err != nil && ctx.Err() == nil {
+				d.log.Error("submit a sweep's jobs", "sweep", jobs[0].SweepID, "err", err)
+			}
+		}
+	}()
 	for {
 		jobs, next, err := d.store.ListJobs(ctx, store.JobFilter{States: []job.State{job.Pending}, Oldest: true, Limit: 200, PageToken: tok})
 		if err != nil {
@@ -253,6 +287,24 @@ func (d *Dispatcher) submitPending(ctx context.Context) {
 				}
 				if !met {
 					continue // it waits for its dependencies
+				}
+			}
+			if j.SweepID != "" {
+				d.mu.Lock()
+				wait := d.releasing[j.SweepID]
+				d.mu.Unlock()
+				if wait {
+					continue // the rest of its sweep is being released
+				}
+				if eng, ok := d.engine(j); ok {
+					if _, ok := eng.(sched.ArraySubmitter); ok {
+						key := j.SweepID + "\x00" + j.Environment
+						if _, ok := batches[key]; !ok {
+							order = append(order, key)
+						}
+						batches[key] = append(batches[key], j)
+						continue // handed on as one array below
+					}
 				}
 			}
 			if j.SweepMaxRunning > 0 {
@@ -294,12 +346,87 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		d.log.Error("job cannot be submitted", "job_id", j.ID, "environment", j.Environment, "err", err)
 		return d.fail(ctx, j.ID, fmt.Sprintf("cannot be submitted: the environment %s is not offered by this gateway any more", j.Environment))
 	}
+	task, err := d.prepare(ctx, j, env)
+	if err != nil || task == nil {
+		return err
+	}
+	backendID, err := s.Submit(ctx, *task)
+	if err != nil {
+		return d.refused(ctx, s, j, err)
+	}
+	return d.submitted(ctx, s, j, backendID)
+}
+
+// submitArray hands jobs of one sweep and environment to an engine that
+// submits arrays as one array job (at most limit running at once), or
+// one by one where it cannot.
+func (d *Dispatcher) submitArray(ctx context.Context, s sched.ArraySubmitter, jobs []*job.Job, limit int) error {
+	eng := s.(sched.Scheduler)
+	_, env, err := d.schedFor(jobs[0])
+	if err != nil {
+		for _, j := range jobs {
+			if err := d.submit(ctx, j); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var tasks []sched.Task
+	var taken []*job.Job
+	for _, j := range jobs {
+		task, err := d.prepare(ctx, j, env)
+		if err != nil {
+			return err
+		}
+		if task != nil {
+			tasks, taken = append(tasks, *task), append(taken, j)
+		}
+	}
+	if len(tasks) == 0 {
+		return nil
+	}
+	ids, err := s.SubmitArray(ctx, tasks, limit)
+	if errors.Is(err, sched.ErrUnsupported) {
+		for i, j := range taken {
+			id, err := eng.Submit(ctx, tasks[i])
+			if err != nil {
+				if err := d.refused(ctx, eng, j, err); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := d.submitted(ctx, eng, j, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		for _, j := range taken {
+			if err := d.refused(ctx, eng, j, err); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i, j := range taken {
+		if err := d.submitted(ctx, eng, j, ids[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepare claims a pending job for this replica, makes its token and
+// returns the task its engine runs; nil (and no error) when the job has
+// moved on or another replica has it.
+func (d *Dispatcher) prepare(ctx context.Context, j *job.Job, env *catalog.Environment) (*sched.Task, error) {
 	// Claim the job, so that of several replicas one hands it to the
 	// engine. A claim that runs out (its replica died) may be taken over;
 	// engines' Submit is idempotent by job id, so a job submitted just
 	// before the crash is not submitted twice.
 	now := time.Now()
-	_, err = d.store.UpdateJob(ctx, j.ID, func(j *job.Job) error {
+	_, err := d.store.UpdateJob(ctx, j.ID, func(j *job.Job) error {
 		if j.State != job.Pending {
 			return errStateMoved
 		}
@@ -310,14 +437,14 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		return nil
 	})
 	if errors.Is(err, errStateMoved) || errors.Is(err, errClaimed) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	secret, hash := auth.NewSecret()
 	if err := d.store.CreateToken(ctx, store.Token{ID: auth.NewID(), Hash: hash, User: j.Owner, Name: "job " + j.ID, Scopes: []string{"job"}, JobID: j.ID, CreatedAt: time.Now().UTC()}); err != nil {
-		return err
+		return nil, err
 	}
 	root := env.WorkdirRoot
 	if root == "" {
@@ -330,7 +457,7 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		}
 	}
 	env2["HPCGATE_URL"], env2["HPCGATE_TOKEN"], env2["HPCGATE_JOB_ID"] = d.opts.GatewayURL, secret, j.ID
-	task := sched.Task{
+	task := &sched.Task{
 		JobID:     j.ID,
 		Name:      sched.SafeName(j.Name),
 		Command:   d.opts.AgentCommand,
@@ -346,7 +473,7 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		a, err := account.Lookup(j.Account)
 		if err != nil {
 			d.log.Error("the job's account is gone", "job_id", j.ID, "account", j.Account, "err", err)
-			return d.fail(ctx, j.ID, "The job's account "+j.Account+" does not exist on the machine any more; ask the operator")
+			return nil, d.fail(ctx, j.ID, "The job's account "+j.Account+" does not exist on the machine any more; ask the operator")
 		}
 		task.Account = a
 		task.WorkDir = filepath.Join(root, j.ID, "work")
@@ -356,24 +483,30 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 		// job cannot read the gateway's data directory.
 		pem, err := os.ReadFile(d.opts.CACertFile)
 		if err != nil {
-			return fmt.Errorf("the CA certificate for jobs: %w", err)
+			return nil, fmt.Errorf("the CA certificate for jobs: %w", err)
 		}
 		task.Secret = map[string]string{caSecret: string(pem)}
 		env2["HPCGATE_CACERT"] = task.SecretPath(caSecret)
 	}
-	backendID, err := s.Submit(ctx, task)
-	if err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		// The engine's own words (command lines, stderr, paths) are for
-		// the operator; the job says what happened in the user's terms.
-		d.log.Error("the engine refused a job", "job_id", j.ID, "environment", j.Environment, "scheduler", s.Name(), "err", err)
-		if d.opts.Metrics != nil {
-			d.opts.Metrics.EngineError(j.Environment, "submit")
-		}
-		return d.fail(ctx, j.ID, refusal(s.Name(), err))
+	return task, nil
+}
+
+// refused fails a job its engine would not take.
+func (d *Dispatcher) refused(ctx context.Context, s sched.Scheduler, j *job.Job, err error) error {
+	if ctx.Err() != nil {
+		return err
 	}
+	// The engine's own words (command lines, stderr, paths) are for
+	// the operator; the job says what happened in the user's terms.
+	d.log.Error("the engine refused a job", "job_id", j.ID, "environment", j.Environment, "scheduler", s.Name(), "err", err)
+	if d.opts.Metrics != nil {
+		d.opts.Metrics.EngineError(j.Environment, "submit")
+	}
+	return d.fail(ctx, j.ID, refusal(s.Name(), err))
+}
+
+// submitted records that j's engine has it as backendID.
+func (d *Dispatcher) submitted(ctx context.Context, s sched.Scheduler, j *job.Job, backendID string) error {
 	d.track(s, j.ID, j.Environment, backendID)
 	if d.opts.Metrics != nil {
 		d.opts.Metrics.Submitted(j.Environment)
@@ -798,6 +931,34 @@ func (d *Dispatcher) Release(ctx context.Context, id string) (*job.Job, error) {
 		return nil, err
 	}
 	return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Queued, "released by the user", time.Now()) })
+}
+
+// ReleaseAll releases the held jobs of a sweep just made, saying why:
+// none of them is handed to an engine until all are released, so that an
+// engine that makes arrays gets them as one. It returns the first error.
+func (d *Dispatcher) ReleaseAll(ctx context.Context, sweep string, ids []string, reason string) error {
+	d.mu.Lock()
+	d.releasing[sweep] = true
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.releasing, sweep)
+		d.mu.Unlock()
+		d.Notify()
+	}()
+	var first error
+	for _, id := range ids {
+		_, err := d.store.UpdateJob(ctx, id, func(j *job.Job) error {
+			if j.State != job.Held {
+				return nil // canceled meanwhile
+			}
+			return j.SetState(job.Pending, reason, time.Now())
+		})
+		if err != nil && first == nil {
+			first = fmt.Errorf("release job %s: %w", id, err)
+		}
+	}
+	return first
 }
 
 // Suspend stops a running job in its engine.

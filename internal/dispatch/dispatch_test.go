@@ -1041,3 +1041,77 @@ func TestDependencies(t *testing.T) {
 		t.Fatalf("%d jobs reached the engine, want 3 (goneEnded, onB, onSweepEnd)", f.fake.submits)
 	}
 }
+
+// arraySched is fakeSched that also submits arrays, recording each.
+type arraySched struct {
+	*fakeSched
+	mu          sync.Mutex
+	arrays      [][]string // each array's job ids
+	limits      []int
+	unsupported bool
+}
+
+func (a *arraySched) SubmitArray(ctx context.Context, tasks []sched.Task, limit int) ([]string, error) {
+	if a.unsupported {
+		return nil, fmt.Errorf("no arrays here: %w", sched.ErrUnsupported)
+	}
+	var jobs, ids []string
+	for _, t := range tasks {
+		id, err := a.fakeSched.Submit(ctx, t) // one engine job each, as an array's tasks are
+		if err != nil {
+			return nil, err
+		}
+		jobs, ids = append(jobs, t.JobID), append(ids, id)
+	}
+	a.mu.Lock()
+	a.arrays, a.limits = append(a.arrays, jobs), append(a.limits, limit)
+	a.mu.Unlock()
+	return ids, nil
+}
+
+// A sweep's pending jobs go to an engine that makes arrays as one array,
+// with the sweep's max_running as its limit; jobs of no sweep, and those
+// still waiting for a dependency, go their own way; an engine that cannot
+// make this array gets the jobs one by one.
+func TestSweepAsArray(t *testing.T) {
+	f := newFixture(t)
+	arr := &arraySched{fakeSched: f.fake}
+	f.engs["hpc"] = arr
+	d := f.dispatcher()
+	mk := func(sweep string, max int, after ...job.Dependency) *job.Job {
+		j := f.job("hpc", job.Pending)
+		j, err := f.st.UpdateJob(f.ctx, j.ID, func(j *job.Job) error {
+			j.SweepID, j.SweepMaxRunning, j.After = sweep, max, after
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	blocker := f.job("hpc", job.Held)
+	s1 := []*job.Job{mk("s1", 2), mk("s1", 2), mk("s1", 2)}
+	waiting := mk("s1", 2, job.Dependency{Job: blocker.ID, When: job.WhenFinished})
+	plain := mk("", 0)
+	d.submitPending(f.ctx)
+	if len(arr.arrays) != 1 || fmt.Sprint(arr.arrays[0]) != fmt.Sprint([]string{s1[0].ID, s1[1].ID, s1[2].ID}) || arr.limits[0] != 2 {
+		t.Fatalf("arrays %v, limits %v; want s1's three ready jobs in one, limit 2", arr.arrays, arr.limits)
+	}
+	for _, j := range s1 {
+		if g := f.wantState(j.ID, job.Queued); g.BackendID == "" || g.Scheduler != "slurm" {
+			t.Fatalf("job of the array: %+v", g)
+		}
+	}
+	f.wantState(plain.ID, job.Queued)
+	f.wantState(waiting.ID, job.Pending)
+
+	arr.unsupported = true
+	s2 := []*job.Job{mk("s2", 0), mk("s2", 0)}
+	d.submitPending(f.ctx)
+	for _, j := range s2 {
+		f.wantState(j.ID, job.Queued)
+	}
+	if len(arr.arrays) != 1 {
+		t.Fatalf("arrays %v after the engine stopped making them", arr.arrays)
+	}
+}

@@ -244,9 +244,12 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 			}
 			g.scheds[e.Name] = g.local
 		case "slurm", "sge":
-			script, err := jobscript.Load(e.JobScript)
-			if err != nil {
-				return nil, fmt.Errorf("environment %s: %w", e.Name, err)
+			var script *jobscript.Template // nil: the engine's default, which also makes arrays
+			if e.JobScript != "" {
+				var err error
+				if script, err = jobscript.Load(e.JobScript); err != nil {
+					return nil, fmt.Errorf("environment %s: %w", e.Name, err)
+				}
 			}
 			if e.Scheduler == "slurm" {
 				g.scheds[e.Name] = slurmsched.New(&slurmsched.Options{Partition: e.Partition, Account: e.Account, QOS: e.QOS, Script: script, Logger: log})

@@ -331,6 +331,24 @@ type Scheduler interface {
 	Ping(ctx context.Context) error
 }
 
+// ArraySubmitter can submit many tasks as one array job of the engine
+// (a sweep's variants): one submission, one queue entry to schedule.
+type ArraySubmitter interface {
+	// SubmitArray submits tasks that differ only in their job ids,
+	// names, working directories, secrets and variables (one environment,
+	// command, resources, project and account) as arrays of at most
+	// MaxArray tasks, of which at most limit run at once (0: no limit).
+	// It returns each task's id, in order: the ids Poll, Cancel, Hold and
+	// the rest take for single tasks. ErrUnsupported (wrapped): this
+	// engine, as configured, cannot (a custom job script); submit the
+	// tasks one by one.
+	SubmitArray(ctx context.Context, tasks []Task, limit int) ([]string, error)
+}
+
+// MaxArray is the most tasks of one array job (Slurm's default
+// MaxArraySize is 1001: indexes 0 to 1000).
+const MaxArray = 1000
+
 // Holder can keep a queued job from starting.
 type Holder interface {
 	// Hold keeps a queued job from starting; ErrUnsupported once it runs.

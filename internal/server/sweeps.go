@@ -307,12 +307,13 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 		created = append(created, c)
 	}
 	if !req.Hold {
-		for _, j := range created {
-			if _, err := s.disp.Release(ctx, j.ID); err != nil {
-				s.logFor(r).Error("release of a sweep's job", "sweep", id, "job_id", j.ID, "err", err)
-			}
+		ids := make([]string, len(created))
+		for i, j := range created {
+			ids[i] = j.ID
 		}
-		s.disp.Notify()
+		if err := s.disp.ReleaseAll(ctx, id, ids, "created"); err != nil {
+			s.logFor(r).Error("release of a sweep's jobs", "sweep", id, "err", err)
+		}
 	}
 	out := api.Sweep{ID: id, Template: created[0].Template, Total: len(created), Counts: map[string]int{}, CreatedAt: created[0].CreatedAt.UTC()}
 	state := string(job.Pending)

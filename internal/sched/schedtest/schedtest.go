@@ -39,6 +39,9 @@ type Options struct {
 	// CancelWithin bounds how long after Cancel returns a canceled
 	// running task may still be reported running (default 30s).
 	CancelWithin time.Duration
+	// Arrays: the engine submits arrays (sched.ArraySubmitter), and the
+	// suite checks them.
+	Arrays bool
 }
 
 // Run runs the suite against the scheduler newSched returns (once per
@@ -67,6 +70,12 @@ func Run(t *testing.T, newSched func(t *testing.T) sched.Scheduler, opts Options
 		{"CancelRunning", testCancelRunning},
 		{"HoldRelease", testHoldRelease},
 		{"SuspendResume", testSuspendResume},
+	}
+	if opts.Arrays {
+		tests = append(tests, struct {
+			name string
+			fn   func(*testing.T, *suite)
+		}{"Array", testArray})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -397,5 +406,86 @@ func testSuspendResume(t *testing.T, s *suite) {
 			t.Fatal("resumed task does not run")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// testArray: an engine that submits arrays runs each task as its own job
+// (its own directory, variables, secret and exit code), at most limit at
+// once, and a single task can be held, released and canceled.
+func testArray(t *testing.T, s *suite) {
+	as, ok := s.s.(sched.ArraySubmitter)
+	if !ok {
+		t.Fatal("the engine is said to submit arrays, but is no sched.ArraySubmitter")
+	}
+	base := fmt.Sprintf("sa%d", time.Now().UnixNano()%1e9)
+	// each task says who it is, waits for its go file, and exits with its index
+	script := `echo "$SCHEDTEST_VALUE $SCHEDTEST_INDEX $(cat "$SECRET_FILE")" > out.txt; while [ ! -f ../../go ]; do sleep 0.2; done; exit "$SCHEDTEST_INDEX"`
+	var tasks []sched.Task
+	for i := 0; i < 4; i++ {
+		id := fmt.Sprintf("%s%d", base, i)
+		tasks = append(tasks, sched.Task{JobID: id, Name: "schedtest", Command: []string{"/bin/sh", "-c", script},
+			Env:       map[string]string{"SCHEDTEST_VALUE": "from env", "SCHEDTEST_INDEX": fmt.Sprint(i)},
+			Secret:    map[string]string{"SECRET": "secret " + id},
+			WorkDir:   filepath.Join(s.root, id, "work"),
+			Resources: job.Resources{Nodes: 1, CoresPerNode: 1, WalltimeS: 600}})
+	}
+	ids, err := as.SubmitArray(context.Background(), tasks, 2)
+	if err != nil {
+		t.Fatalf("SubmitArray: %v", err)
+	}
+	if len(ids) != 4 {
+		t.Fatalf("ids %v, want 4", ids)
+	}
+	for _, id := range ids {
+		id := id
+		t.Cleanup(func() { s.s.Cancel(context.Background(), id) })
+	}
+	again, err := as.SubmitArray(context.Background(), tasks, 2)
+	if err != nil || fmt.Sprint(again) != fmt.Sprint(ids) {
+		t.Fatalf("a retried SubmitArray: %v, %v; want the same ids %v", again, err, ids)
+	}
+	// two run, two wait for them
+	waitFile(t, filepath.Join(tasks[0].WorkDir, "out.txt"), s.opts.Timeout)
+	waitFile(t, filepath.Join(tasks[1].WorkDir, "out.txt"), s.opts.Timeout)
+	time.Sleep(2 * time.Second)
+	for _, i := range []int{2, 3} {
+		if st := s.status(ids[i]); st.State != sched.Queued && st.State != sched.Held {
+			t.Fatalf("task %d is %s while two others run (limit 2)", i, st.State)
+		}
+	}
+	if h, ok := s.s.(sched.Holder); ok {
+		if err := h.Hold(context.Background(), ids[3]); err != nil {
+			t.Fatalf("Hold of one task: %v", err)
+		}
+		if st := s.waitFor(ids[3], sched.Held); st.State != sched.Held {
+			t.Fatalf("held task: %+v", st)
+		}
+	}
+	if err := s.s.Cancel(context.Background(), ids[2]); err != nil {
+		t.Fatalf("Cancel of one waiting task: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(s.root, "go"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 1} {
+		st := s.waitFor(ids[i], sched.Done)
+		if st.ExitCode == nil || *st.ExitCode != i {
+			t.Fatalf("task %d: %+v, want exit code %d", i, st, i)
+		}
+		b, _ := os.ReadFile(filepath.Join(tasks[i].WorkDir, "out.txt"))
+		if want := fmt.Sprintf("from env %d secret %s", i, tasks[i].JobID); strings.TrimSpace(string(b)) != want {
+			t.Fatalf("task %d wrote %q, want %q", i, b, want)
+		}
+	}
+	if st := s.waitFor(ids[2], sched.Done, sched.Gone); st.State == sched.Done && !st.Canceled {
+		t.Fatalf("the canceled task: %+v", st)
+	}
+	if h, ok := s.s.(sched.Holder); ok {
+		if err := h.Release(context.Background(), ids[3]); err != nil {
+			t.Fatalf("Release of one task: %v", err)
+		}
+		if st := s.waitFor(ids[3], sched.Done); st.ExitCode == nil || *st.ExitCode != 3 {
+			t.Fatalf("released task: %+v", st)
+		}
 	}
 }

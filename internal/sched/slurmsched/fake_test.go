@@ -157,7 +157,7 @@ func TestFakeSubmitRefused(t *testing.T) {
 func TestFakePoll(t *testing.T) {
 	f := newFake(t)
 	old := time.Now().Add(-time.Hour).Format("2006-01-02T15:04:05")
-	f.set("squeue.out", "1|RUNNING|None|"+old+"|10:00|0\n2|PENDING|JobHeldUser|Unknown|10:00|0\n3|COMPLETED|None|"+old+"|10:00|0\n")
+	f.set("squeue.out", "1|N/A|1|RUNNING|None|"+old+"|10:00|0\n2|N/A|2|PENDING|JobHeldUser|Unknown|10:00|0\n3|N/A|3|COMPLETED|None|"+old+"|10:00|0\n")
 	f.set("sacct.out", "3|COMPLETED|0:0|5|00:04.500||00:10:00\n3.batch|COMPLETED|0:0|5|00:04.500|2048K|\n"+
 		"4|FAILED|3:0|2|00:01.000||00:10:00\n5|RUNNING|0:0|2|00:00:00||00:10:00\n")
 	got, err := f.sched().Poll(context.Background(), []string{"1", "2", "3", "4", "5", "6", "x;rm", "1"})
@@ -217,7 +217,7 @@ func TestFakePollWaitsForAccounting(t *testing.T) {
 	f := newFake(t)
 	now := time.Now().Format("2006-01-02T15:04:05")
 	old := time.Now().Add(-time.Minute).Format("2006-01-02T15:04:05")
-	f.set("squeue.out", "7|FAILED|NonZeroExitCode|"+now+"|1:00|768\n8|TIMEOUT|TimeLimit|"+old+"|1:00|15\n")
+	f.set("squeue.out", "7|N/A|7|FAILED|NonZeroExitCode|"+now+"|1:00|768\n8|N/A|8|TIMEOUT|TimeLimit|"+old+"|1:00|15\n")
 	f.set("sacct.out", "7|RUNNING|0:0|2|00:00:00||00:01:00\n")
 	got, err := f.sched().Poll(context.Background(), []string{"7", "8"})
 	if err != nil {
@@ -238,7 +238,7 @@ func TestFakePollWaitsForAccounting(t *testing.T) {
 func TestFakePollTakesExitCodeFromController(t *testing.T) {
 	f := newFake(t)
 	now := time.Now().Format("2006-01-02T15:04:05")
-	f.set("squeue.out", "7|FAILED|NonZeroExitCode|"+now+"|1:00|768\n8|CANCELLED|None|"+now+"|1:00|15\n")
+	f.set("squeue.out", "7|N/A|7|FAILED|NonZeroExitCode|"+now+"|1:00|768\n8|N/A|8|CANCELLED|None|"+now+"|1:00|15\n")
 	f.set("sacct.out", "7|FAILED|0:0|0|00:00:00||00:01:00\n8|CANCELLED by 0|0:0|4|00:00.100||00:01:00\n8.batch|CANCELLED|0:15|4|00:00.100|1024K|\n")
 	got, err := f.sched().Poll(context.Background(), []string{"7", "8"})
 	if err != nil {
@@ -258,7 +258,7 @@ func TestFakePollTakesExitCodeFromController(t *testing.T) {
 func TestFakePollWithoutAccounting(t *testing.T) {
 	f := newFake(t)
 	now := time.Now().Format("2006-01-02T15:04:05")
-	f.set("squeue.out", "7|FAILED|NonZeroExitCode|"+now+"|1:00|1024\n")
+	f.set("squeue.out", "7|N/A|7|FAILED|NonZeroExitCode|"+now+"|1:00|1024\n")
 	f.set("sacct.out", "Slurm accounting storage is disabled\n")
 	got, err := f.sched().Poll(context.Background(), []string{"7", "8"})
 	if err != nil {
@@ -275,7 +275,7 @@ func TestFakePollWithoutAccounting(t *testing.T) {
 func TestFakeControl(t *testing.T) {
 	ctx := context.Background()
 	f := newFake(t)
-	f.set("squeue.out", "5|RUNNING|None|Unknown|10:00|0\n")
+	f.set("squeue.out", "5|N/A|5|RUNNING|None|Unknown|10:00|0\n")
 	s := f.sched()
 	if err := s.Hold(ctx, "5"); !errors.Is(err, sched.ErrUnsupported) {
 		t.Fatalf("Hold of a running job: %v, want ErrUnsupported", err)
@@ -305,8 +305,8 @@ func TestFakeControl(t *testing.T) {
 
 	// a hold that came too late: the job started in between
 	f = newFake(t)
-	f.set("squeue.out.1", "6|PENDING|Priority|Unknown|10:00|0\n")
-	f.set("squeue.out", "6|RUNNING|JobHeldAdmin|Unknown|10:00|0\n")
+	f.set("squeue.out.1", "6|N/A|6|PENDING|Priority|Unknown|10:00|0\n")
+	f.set("squeue.out", "6|N/A|6|RUNNING|JobHeldAdmin|Unknown|10:00|0\n")
 	if err := f.sched().Hold(ctx, "6"); !errors.Is(err, sched.ErrUnsupported) {
 		t.Fatalf("Hold of a job that started meanwhile: %v, want ErrUnsupported", err)
 	}
@@ -329,9 +329,9 @@ func TestFakeControl(t *testing.T) {
 
 	// Cancel returns once the job's processes are gone
 	f = newFake(t)
-	f.set("squeue.out.1", "8|RUNNING|None|Unknown|10:00|0\n")
-	f.set("squeue.out.2", "8|COMPLETING|None|Unknown|10:00|0\n")
-	f.set("squeue.out", "8|CANCELLED|None|Unknown|10:00|0\n")
+	f.set("squeue.out.1", "8|N/A|8|RUNNING|None|Unknown|10:00|0\n")
+	f.set("squeue.out.2", "8|N/A|8|COMPLETING|None|Unknown|10:00|0\n")
+	f.set("squeue.out", "8|N/A|8|CANCELLED|None|Unknown|10:00|0\n")
 	if err := f.sched().Cancel(ctx, "8"); err != nil {
 		t.Fatal(err)
 	}

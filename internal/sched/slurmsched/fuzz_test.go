@@ -10,8 +10,9 @@ import (
 // their seed corpus (go test); go test -fuzz=FuzzX explores further.
 
 func FuzzParseQueue(f *testing.F) {
-	f.Add("12|PENDING|JobHeldAdmin|N/A|10:00|0        \n13|FAILED|NonZeroExitCode|2026-11-23T10:13:07|1:00|768\n\n")
-	f.Add("1|RUNNING|None|2026-11-23T10:13:07|10:00|0\n2|PENDING|JobHeldUser|Unknown|10:00|0\n3|CANCELLED|None|x|10:00|15\n")
+	f.Add("12|N/A|12|PENDING|JobHeldAdmin|N/A|10:00|0        \n13|N/A|13|FAILED|NonZeroExitCode|2026-11-23T10:13:07|1:00|768\n\n")
+	f.Add("1|N/A|1|RUNNING|None|2026-11-23T10:13:07|10:00|0\n2|N/A|2|PENDING|JobHeldUser|Unknown|10:00|0\n3|N/A|3|CANCELLED|None|x|10:00|15\n")
+	f.Add("2380|3|2382|PENDING|JobArrayTaskLimit|N/A|UNLIMITED|0\n2380|0|2381|COMPLETED|None|2026-11-23T10:13:07|UNLIMITED|0\n")
 	f.Add("12|PENDING")
 	f.Add("|RUNNING|None|x|y")
 	f.Add("")
@@ -21,7 +22,7 @@ func FuzzParseQueue(f *testing.F) {
 			return
 		}
 		for id, r := range rows {
-			if id == "" || r.ID != id || r.State == "" || !strings.Contains(out, id+"|"+r.State+"|") {
+			if !slurmID.MatchString(id) || r.ID != id || r.State == "" || !strings.Contains(out, "|"+r.State+"|") {
 				t.Fatalf("row %q: %+v, not a line of %q", id, r, out)
 			}
 			// whatever the row, mapping it to a status does not panic

@@ -10,10 +10,13 @@ import (
 	"github.com/hpcgate/hpcgate/internal/sched"
 )
 
-// queueFormat is squeue's output format (-O) for Poll: id, state, reason,
-// end time (SLURM_TIME_FORMAT=standard), time limit and the batch script's
-// wait status (exit code << 8 | signal), as slurmctld has them.
-const queueFormat = "JobID:|,State:|,Reason:|,EndTime:|,TimeLimit:|,exit_code"
+// queueFormat is squeue's output format (-O, with -r: one line per array
+// task) for Poll: array job id and task index (N/A for a plain job), job
+// id, state, reason, end time (SLURM_TIME_FORMAT=standard), time limit and
+// the batch script's wait status (exit code << 8 | signal), as slurmctld
+// has them. An array task's id is ARRAY_INDEX, as sbatch's user knows it
+// (Slurm gives a task a job id of its own once it starts).
+const queueFormat = "ArrayJobID:|,ArrayTaskID:|,JobID:|,State:|,Reason:|,EndTime:|,TimeLimit:|,exit_code"
 
 // queueRow is one line of squeue -O queueFormat. Exit is the wait status
 // as sacct's ExitCode writes it ("code:signal").
@@ -30,15 +33,25 @@ func parseQueue(out string) (map[string]queueRow, error) {
 			continue
 		}
 		f := strings.Split(line, "|")
-		if len(f) != 6 || f[0] == "" || f[1] == "" {
+		if len(f) != 8 || f[2] == "" || f[3] == "" {
 			return nil, fmt.Errorf("squeue: unexpected line %q", line)
 		}
-		status, err := strconv.ParseUint(f[5], 10, 16)
+		id := f[2]
+		if f[1] != "N/A" {
+			if _, err := strconv.ParseUint(f[1], 10, 32); err != nil || f[0] == "" {
+				return nil, fmt.Errorf("squeue: unexpected line %q", line)
+			}
+			id = f[0] + "_" + f[1]
+		}
+		if !slurmID.MatchString(id) {
+			return nil, fmt.Errorf("squeue: unexpected line %q", line)
+		}
+		status, err := strconv.ParseUint(f[7], 10, 16)
 		if err != nil {
-			return nil, fmt.Errorf("squeue: job %s: exit status %q", f[0], f[5])
+			return nil, fmt.Errorf("squeue: job %s: exit status %q", id, f[7])
 		}
 		exit := fmt.Sprintf("%d:%d", status>>8, status&0x7f)
-		rows[f[0]] = queueRow{ID: f[0], State: f[1], Reason: f[2], End: f[3], TimeLimit: f[4], Exit: exit}
+		rows[id] = queueRow{ID: id, State: f[3], Reason: f[4], End: f[5], TimeLimit: f[6], Exit: exit}
 	}
 	return rows, nil
 }

@@ -80,7 +80,8 @@ func TestParseRSS(t *testing.T) {
 }
 
 func TestParseQueue(t *testing.T) {
-	out := "12|PENDING|JobHeldAdmin|N/A|10:00|0                   \n13|FAILED|NonZeroExitCode|2026-11-23T10:13:07|1:00|768\n14|CANCELLED|None|2026-11-23T10:13:07|1:00|15\n\n"
+	out := "12|N/A|12|PENDING|JobHeldAdmin|N/A|10:00|0                   \n13|N/A|13|FAILED|NonZeroExitCode|2026-11-23T10:13:07|1:00|768\n14|N/A|14|CANCELLED|None|2026-11-23T10:13:07|1:00|15\n" +
+		"2380|3|2382|PENDING|JobArrayTaskLimit|N/A|UNLIMITED|0\n2380|0|2381|COMPLETED|None|2026-11-23T10:13:07|UNLIMITED|512\n\n"
 	got, err := parseQueue(out)
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +90,9 @@ func TestParseQueue(t *testing.T) {
 		"12": {ID: "12", State: "PENDING", Reason: "JobHeldAdmin", End: "N/A", TimeLimit: "10:00", Exit: "0:0"},
 		"13": {ID: "13", State: "FAILED", Reason: "NonZeroExitCode", End: "2026-11-23T10:13:07", TimeLimit: "1:00", Exit: "3:0"},
 		"14": {ID: "14", State: "CANCELLED", Reason: "None", End: "2026-11-23T10:13:07", TimeLimit: "1:00", Exit: "0:15"},
+		// array tasks, by the ids their user knows
+		"2380_3": {ID: "2380_3", State: "PENDING", Reason: "JobArrayTaskLimit", End: "N/A", TimeLimit: "UNLIMITED", Exit: "0:0"},
+		"2380_0": {ID: "2380_0", State: "COMPLETED", Reason: "None", End: "2026-11-23T10:13:07", TimeLimit: "UNLIMITED", Exit: "2:0"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("parseQueue = %+v, want %+v", got, want)
@@ -96,7 +100,7 @@ func TestParseQueue(t *testing.T) {
 	if got, _ := parseQueue(""); len(got) != 0 {
 		t.Fatalf("empty output gave %+v", got)
 	}
-	for _, bad := range []string{"12|PENDING", "12 PENDING None", "|RUNNING|None|x|y|0", "12|PENDING|None|N/A|1:00", "12|PENDING|None|N/A|1:00|-1", "12|PENDING|None|N/A|1:00|x"} {
+	for _, bad := range []string{"12|PENDING", "12 PENDING None", "|RUNNING|None|x|y|0", "12|N/A|12|PENDING|None|N/A|1:00", "12|N/A|12|PENDING|None|N/A|1:00|-1", "12|N/A|12|PENDING|None|N/A|1:00|x", "2380|x|2382|PENDING|None|N/A|1:00|0", "|3|2382|PENDING|None|N/A|1:00|0", "12|N/A|1;2|PENDING|None|N/A|1:00|0"} {
 		if _, err := parseQueue(bad); err == nil {
 			t.Errorf("parseQueue(%q) took a malformed line", bad)
 		}

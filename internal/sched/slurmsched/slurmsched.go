@@ -297,7 +297,8 @@ func taskEnv(env []string) ([]string, error) {
 // find returns the Slurm id of this user's job named name with hpcgate's
 // comment for jobID, or "" when squeue knows none.
 func (s *Scheduler) find(ctx context.Context, name, jobID string) (string, error) {
-	out, err := s.run(ctx, nil, nil, "squeue", "-h", "--me", "-t", "all", "-n", name, "-o", "%i|%k")
+	// %F: an array's job id, a plain job's own
+	out, err := s.run(ctx, nil, nil, "squeue", "-h", "--me", "-t", "all", "-n", name, "-o", "%F|%k")
 	if err != nil {
 		return "", fmt.Errorf("slurm: looking for job %s: %w", jobID, err)
 	}
@@ -389,7 +390,7 @@ func recent(end string) bool {
 // queue asks squeue once about ids (all states). Ids it does not know are
 // left out (it fails outright when asked for one unknown id alone).
 func (s *Scheduler) queue(ctx context.Context, ids []string) (map[string]queueRow, error) {
-	out, err := s.run(ctx, nil, nil, "squeue", "-h", "-t", "all", "-j", strings.Join(ids, ","), "-O", queueFormat)
+	out, err := s.run(ctx, nil, nil, "squeue", "-h", "-r", "-t", "all", "-j", strings.Join(ids, ","), "-O", queueFormat)
 	if err != nil {
 		if invalidJob(err) {
 			return map[string]queueRow{}, nil

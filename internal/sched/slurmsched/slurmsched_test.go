@@ -59,7 +59,7 @@ func TestConformance(t *testing.T) {
 	schedtest.Run(t, func(t *testing.T) sched.Scheduler {
 		s, _ := realSlurm(t)
 		return s
-	}, schedtest.Options{Cores: cores, Timeout: 60 * time.Second})
+	}, schedtest.Options{Cores: cores, Timeout: 60 * time.Second, Arrays: true})
 }
 
 // waitDone polls id until it is done.
