@@ -194,6 +194,31 @@ func TestJobsRunAsAccounts(t *testing.T) {
 		}
 	}
 
+	// A sweep goes to Slurm and Grid Engine as one array, submitted as the
+	// account too: each variant runs as alice, in its own directory.
+	ac := g.client(g.userToken("alice"))
+	for _, env := range envNames[1:] {
+		variants, _ := json.Marshal([]map[string]string{{"paths": ""}, {"paths": g.dir}})
+		sw, err := ac.CreateSweep(ctx, api.SweepRequest{Template: "probe", Environment: env, Variants: variants})
+		if err != nil {
+			t.Fatalf("%s: alice's sweep: %v", env, err)
+		}
+		arrays := map[string]bool{}
+		for _, id := range sw.Jobs {
+			j := waitJob(t, ac, id, 60*time.Second)
+			if j.State != api.StateSucceeded || j.Backend == nil {
+				t.Fatalf("%s: a job of alice's sweep: %+v", env, j)
+			}
+			arrays[strings.FieldsFunc(j.Backend.ID, func(r rune) bool { return r == '_' || r == '.' })[0]] = true
+			if got := output("alice", id, "who.txt"); got != alice.Name {
+				t.Errorf("%s: a job of alice's sweep ran as %q", env, got)
+			}
+		}
+		if len(arrays) != 1 {
+			t.Errorf("%s: alice's sweep went as %d arrays, want one", env, len(arrays))
+		}
+	}
+
 	// carol has no account: refused at submission, by name.
 	_, err := g.client(g.userToken("carol")).CreateJob(ctx, api.JobRequest{Template: "probe"}, "")
 	var ce *client.Error

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -75,14 +72,7 @@ func TestNotificationsEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	secret := strings.TrimSpace(g.mustCLI(tok, "webhook-secret"))
 	rcv := &hookReceiver{t: t, secret: secret, ids: map[string]int{}}
-	srv := httptest.NewUnstartedServer(rcv)
-	cert, err := tls.LoadX509KeyPair(g.cacert, filepath.Join(filepath.Dir(g.cacert), "key.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.StartTLS()
-	defer srv.Close()
+	srv := g.tlsServer(rcv)
 
 	// a stream client from the start, as 'hpcgate events' is
 	var smu sync.Mutex

@@ -130,7 +130,7 @@ func TestSweepsFromCLI(t *testing.T) {
 			if err != nil || sw.Total != 9 || sw.Counts[api.StateSucceeded] != 9 {
 				t.Fatalf("sweep %s: %+v, %v", id, sw, err)
 			}
-			if env == "slurm" {
+			if sep := map[string]string{"slurm": "_", "sge": "."}[env]; sep != "" {
 				// one array: one submission, the variants its tasks
 				arrays := map[string]bool{}
 				for _, jid := range sw.Jobs {
@@ -138,14 +138,14 @@ func TestSweepsFromCLI(t *testing.T) {
 					if err != nil || j.Backend == nil {
 						t.Fatalf("job %s: %+v, %v", jid, j, err)
 					}
-					a, _, ok := strings.Cut(j.Backend.ID, "_")
+					a, _, ok := strings.Cut(j.Backend.ID, sep)
 					if !ok {
-						t.Fatalf("job %s went to Slurm as %s, not as an array's task", jid, j.Backend.ID)
+						t.Fatalf("job %s went to %s as %s, not as an array's task", jid, env, j.Backend.ID)
 					}
 					arrays[a] = true
 				}
 				if len(arrays) != 1 {
-					t.Fatalf("the sweep went to Slurm as %d arrays", len(arrays))
+					t.Fatalf("the sweep went to %s as %d arrays", env, len(arrays))
 				}
 			}
 			if out := g.mustCLI(tok, "sweep", "status", id); !strings.Contains(out, "9/9 ended") {

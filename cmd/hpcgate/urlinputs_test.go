@@ -20,6 +20,22 @@ import (
 	"github.com/hpcgate/hpcgate/api"
 )
 
+// tlsServer starts an https server of h, with the gateway's own
+// certificate (and so trusted by its jobs and by the gateway itself),
+// closed when the test ends.
+func (g *gw) tlsServer(h http.Handler) *httptest.Server {
+	g.t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	cert, err := tls.LoadX509KeyPair(g.cacert, filepath.Join(filepath.Dir(g.cacert), "key.pem"))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	g.t.Cleanup(srv.Close)
+	return srv
+}
+
 // On every engine: a job's inputs come from an https:// server (trusted
 // as the gateway is), the text checked against the digest in its URL and
 // the corpus archive unpacked into the directory its template names; a
@@ -38,7 +54,7 @@ func TestInputsByURLEndToEnd(t *testing.T) {
 	tw.Close()
 	zw.Close()
 	files := map[string][]byte{"/text.txt": text, "/corpus.tar.gz": corpus.Bytes()}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := g.tlsServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, ok := files[r.URL.Path]
 		if !ok {
 			http.NotFound(w, r)
@@ -46,14 +62,6 @@ func TestInputsByURLEndToEnd(t *testing.T) {
 		}
 		w.Write(b)
 	}))
-	// the gateway's own certificate, which its jobs trust
-	cert, err := tls.LoadX509KeyPair(g.cacert, filepath.Join(filepath.Dir(g.cacert), "key.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.StartTLS()
-	defer srv.Close()
 	good := sha256.Sum256(text)
 	c := g.client(g.userToken("una"))
 	ctx := context.Background()

@@ -19,11 +19,14 @@ import (
 // qjob is one job as qstat -xml lists it.
 type qjob struct {
 	Number string `xml:"JB_job_number"`
-	Name   string `xml:"JB_name"`
-	Owner  string `xml:"JB_owner"`
-	State  string `xml:"state"`
-	Queue  string `xml:"queue_name"`
-	Slots  int    `xml:"slots"`
+	// Tasks is an array task's index (one task a line with qstat -g d),
+	// a range of them otherwise; "" for a plain job.
+	Tasks string `xml:"tasks"`
+	Name  string `xml:"JB_name"`
+	Owner string `xml:"JB_owner"`
+	State string `xml:"state"`
+	Queue string `xml:"queue_name"`
+	Slots int    `xml:"slots"`
 }
 
 // qinstance is one queue instance (QUEUE@HOST) as qstat -f -xml lists it.
@@ -84,9 +87,13 @@ func parseQstat(b []byte) (*qstatList, error) {
 				depth-- // DecodeElement consumed the end element
 				j.Number = strings.TrimSpace(j.Number)
 				j.State = strings.TrimSpace(j.State)
-				if _, dup := l.jobs[j.Number]; !dup && j.Number != "" {
-					l.jobs[j.Number] = j
-					l.order = append(l.order, j.Number)
+				key := j.Number
+				if t := strings.TrimSpace(j.Tasks); idRe.MatchString(t) {
+					key += "." + t // an array task, by the id its user knows
+				}
+				if _, dup := l.jobs[key]; !dup && j.Number != "" {
+					l.jobs[key] = j
+					l.order = append(l.order, key)
 				}
 			case t.Name.Local == "Queue-List" && inst == nil:
 				inst, instDepth = &qinstance{}, depth

@@ -163,6 +163,9 @@ func TestParseQstat(t *testing.T) {
 				{Name: "all.q@vm", Used: 2, Total: 4},
 				{Name: "all.q@node2", State: "d", Used: 1, Total: 2},
 			}},
+		{name: "array tasks one by one (-g d)", in: qstatArray,
+			states: map[string]string{"2979.1": "r", "2979.4": "hqw", "2980": "qw", "2979.3": "qw"},
+			order:  []string{"2979.1", "2979.4", "2980", "2979.3"}},
 		{name: "empty answer", in: "", wantErr: true},
 		{name: "not qstat", in: `<?xml version='1.0'?><unknown_jobs><ST_name>x</ST_name></unknown_jobs>`, wantErr: true},
 		{name: "truncated", in: qstatPlain[:len(qstatPlain)/2], wantErr: true},
@@ -574,12 +577,12 @@ func TestQsubArgs(t *testing.T) {
 }
 
 func TestCheckID(t *testing.T) {
-	for _, id := range []string{"1", "42", "999999998"} {
+	for _, id := range []string{"1", "42", "999999998", "12.1", "2979.40"} { // an array's task: JOB.TASK
 		if err := checkID(id); err != nil {
 			t.Errorf("checkID(%q): %v", id, err)
 		}
 	}
-	for _, id := range []string{"", "0", "01", "abc", "*", "12.1", "-1", "1 2"} {
+	for _, id := range []string{"", "0", "01", "abc", "*", "12.0", "12.", "12.1-4", "12.1.1", "-1", "1 2"} {
 		if err := checkID(id); !errors.Is(err, sched.ErrNotFound) {
 			t.Errorf("checkID(%q) = %v, want ErrNotFound", id, err)
 		}
@@ -606,3 +609,49 @@ func TestDescribeFacts(t *testing.T) {
 		t.Errorf("no instances: %v", got)
 	}
 }
+
+// qstatArray is qstat -u '*' -g d -xml with an array job's tasks (one
+// running, one held, one waiting) and a plain job, as Grid Engine 8.1
+// wrote it here.
+const qstatArray = `<?xml version='1.0'?>
+<job_info  xmlns:xsd="http://arc.liv.ac.uk/repos/darcs/sge/source/dist/util/resources/schemas/qstat/qstat.xsd">
+  <queue_info>
+    <job_list state="running">
+      <JB_job_number>2979</JB_job_number>
+      <JAT_prio>0.55500</JAT_prio>
+      <JB_name>arr.sh</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>r</state>
+      <JAT_start_time>2026-11-26T05:05:59</JAT_start_time>
+      <queue_name>all.q@vm</queue_name>
+      <slots>1</slots>
+      <tasks>1</tasks>
+    </job_list>
+  </queue_info>
+  <job_info>
+    <job_list state="pending">
+      <JB_job_number>2979</JB_job_number>
+      <JB_name>arr.sh</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>hqw</state>
+      <slots>1</slots>
+      <tasks>4</tasks>
+    </job_list>
+    <job_list state="pending">
+      <JB_job_number>2980</JB_job_number>
+      <JB_name>plain</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>qw</state>
+      <slots>1</slots>
+    </job_list>
+    <job_list state="pending">
+      <JB_job_number>2979</JB_job_number>
+      <JB_name>arr.sh</JB_name>
+      <JB_owner>root</JB_owner>
+      <state>qw</state>
+      <slots>1</slots>
+      <tasks>3</tasks>
+    </job_list>
+  </job_info>
+</job_info>
+`

@@ -98,6 +98,10 @@ type Scheduler struct {
 
 	locks sched.KeyLocks
 
+	// ownScript: the operator gave the job script (Options.Script), which
+	// makes no arrays
+	ownScript bool
+
 	mu        sync.Mutex
 	submitted map[string]submission // by hpcgate job id
 	canceled  map[string]time.Time  // Grid Engine ids this scheduler qdel'ed
@@ -121,6 +125,7 @@ func New(opts *Options) *Scheduler {
 	if o.ParallelEnv == "" {
 		o.ParallelEnv = "smp"
 	}
+	ownScript := o.Script != nil
 	if o.Script == nil {
 		o.Script = jobscript.Default()
 	}
@@ -145,7 +150,7 @@ func New(opts *Options) *Scheduler {
 	}
 	env := append(os.Environ(), "SGE_ROOT="+o.Root, "SGE_CELL="+o.Cell)
 	cmd := sched.Commander{Bin: o.Bin, Env: env, Timeout: o.CommandTimeout, Logger: log}
-	return &Scheduler{opts: o, log: log, cmd: cmd, submitted: map[string]submission{}}
+	return &Scheduler{opts: o, log: log, cmd: cmd, submitted: map[string]submission{}, ownScript: ownScript}
 }
 
 // Name implements sched.Scheduler.
@@ -161,12 +166,15 @@ func (s *Scheduler) run(ctx context.Context, stdin []byte, extraEnv []string, na
 // of the phrases.
 func said(err error, phrases ...string) bool { return sched.CommandSaid(err, phrases...) }
 
-var idRe = regexp.MustCompile(`^[1-9][0-9]*$`)
+var (
+	idRe     = regexp.MustCompile(`^[1-9][0-9]*$`)
+	taskIDRe = regexp.MustCompile(`^[1-9][0-9]*(\.[1-9][0-9]*)?$`)
+)
 
-// checkID refuses anything but a job number: the clients take job names
-// and patterns too (qdel 'x*').
+// checkID refuses anything but a job number, or an array task's
+// JOB.TASK: the clients take job names and patterns too (qdel 'x*').
 func checkID(id string) error {
-	if !idRe.MatchString(id) {
+	if !taskIDRe.MatchString(id) {
 		return fmt.Errorf("grid engine job %q: %w", id, sched.ErrNotFound)
 	}
 	return nil
@@ -325,7 +333,7 @@ func (s *Scheduler) find(ctx context.Context, t sched.Task) (string, error) {
 // jobs lists every job qstat knows (pending, running, suspended, held, in
 // error), of every user.
 func (s *Scheduler) jobs(ctx context.Context) (*qstatList, error) {
-	out, err := s.run(ctx, nil, nil, "qstat", "-u", "*", "-xml")
+	out, err := s.run(ctx, nil, nil, "qstat", "-u", "*", "-g", "d", "-xml") // -g d: an array's tasks one by one
 	if err != nil {
 		return nil, err
 	}
@@ -402,7 +410,8 @@ func (s *Scheduler) Poll(ctx context.Context, ids []string) (map[string]sched.St
 
 // errorReason is what Grid Engine says about a job in error state.
 func (s *Scheduler) errorReason(ctx context.Context, id string) string {
-	out, err := s.run(ctx, nil, nil, "qstat", "-j", id, "-xml")
+	job, _, _ := strings.Cut(id, ".")
+	out, err := s.run(ctx, nil, nil, "qstat", "-j", job, "-xml")
 	if err != nil {
 		return ""
 	}
@@ -417,8 +426,12 @@ func (s *Scheduler) errorReason(ctx context.Context, id string) string {
 // Gone when it does not know the job (a job deleted before it ran never
 // reaches the accounting).
 func (s *Scheduler) accounted(ctx context.Context, id string) (sched.Status, error) {
+	args := []string{"-j", id}
+	if job, task, ok := strings.Cut(id, "."); ok {
+		args = []string{"-j", job, "-t", task}
+	}
 	for try := 0; ; try++ {
-		out, err := s.run(ctx, nil, nil, "qacct", "-j", id)
+		out, err := s.run(ctx, nil, nil, "qacct", args...)
 		if err == nil {
 			if recs := parseQacct(out); len(recs) > 0 {
 				return doneStatus(recs[len(recs)-1]), nil

@@ -49,7 +49,7 @@ func TestConformance(t *testing.T) {
 	s := needSGE(t)
 	schedtest.Run(t, func(t *testing.T) sched.Scheduler {
 		return New(&Options{Queue: "all.q"})
-	}, schedtest.Options{Cores: queueSlots(t, s), Timeout: 60 * time.Second})
+	}, schedtest.Options{Cores: queueSlots(t, s), Timeout: 60 * time.Second, Arrays: true})
 }
 
 // submit queues a task and cancels it when the test ends.

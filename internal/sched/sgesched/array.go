@@ -1,0 +1,149 @@
+package sgesched
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hpcgate/hpcgate/internal/sched"
+	"github.com/hpcgate/hpcgate/internal/sched/jobscript"
+)
+
+// SubmitArray implements sched.ArraySubmitter: qsub -t 1-N [-tc LIMIT]
+// with a script (jobscript.ArrayScript) in which SGE_TASK_ID picks the
+// task's job id, directory and variables. Grid Engine shows job scripts
+// to every user, so the tasks' secrets are written here, to their files,
+// as Submit does, and only their paths are in the script; what all tasks
+// share goes in qsub -v. Each task's output goes to JOBID.sge.out in its
+// own job directory. The tasks' ids are JOB.TASK. Only the default job
+// script makes arrays: with an operator's own, ErrUnsupported.
+func (s *Scheduler) SubmitArray(ctx context.Context, tasks []sched.Task, limit int) ([]string, error) {
+	if s.ownScript {
+		return nil, fmt.Errorf("sge: arrays need the default job script: %w", sched.ErrUnsupported)
+	}
+	var ids []string
+	for start := 0; start < len(tasks); start += sched.MaxArray {
+		part, err := s.submitArray(ctx, tasks[start:min(start+sched.MaxArray, len(tasks))], limit)
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, part...)
+	}
+	return ids, nil
+}
+
+func (s *Scheduler) submitArray(ctx context.Context, tasks []sched.Task, limit int) ([]string, error) {
+	if len(tasks) == 0 {
+		return nil, nil
+	}
+	for i := range tasks {
+		if err := tasks[i].Validate(); err != nil {
+			return nil, fmt.Errorf("sge: %w", err)
+		}
+	}
+	first := tasks[0]
+	envs := make([]map[string]string, len(tasks))
+	for i, t := range tasks {
+		if t.Resources != first.Resources || t.Project != first.Project || !reflect.DeepEqual(t.Account, first.Account) ||
+			!reflect.DeepEqual(t.Command, first.Command) {
+			return nil, fmt.Errorf("sge: job %s differs from job %s in more than its id, name, directory and variables: %w", t.JobID, first.JobID, sched.ErrUnsupported)
+		}
+		envs[i] = map[string]string{}
+		for _, kv := range t.JobEnv() {
+			k, v, _ := strings.Cut(kv, "=")
+			envs[i][k] = v
+		}
+	}
+	// what every task has alike goes in qsub -v; the rest is each task's
+	common := map[string]string{}
+	for k, v := range envs[0] {
+		alike := true
+		for _, e := range envs[1:] {
+			if w, ok := e[k]; !ok || w != v {
+				alike = false
+				break
+			}
+		}
+		if alike {
+			common[k] = v
+		}
+	}
+	at := make([]jobscript.ArrayTask, len(tasks))
+	for i, t := range tasks {
+		for k := range common {
+			delete(envs[i], k)
+		}
+		at[i] = jobscript.ArrayTask{Index: i + 1, JobID: t.JobID, WorkDir: t.WorkDir, Output: t.JobDir() + "/" + t.JobID + ".sge.out", Env: envs[i]}
+	}
+	script, err := jobscript.ArrayScript("SGE_TASK_ID", at, first.Command)
+	if err != nil {
+		return nil, fmt.Errorf("sge: job %s: %w", first.JobID, err)
+	}
+	// qsub's arguments as for the first task, but its variables and
+	// output: the array's
+	base := first
+	base.Env, base.Secret = nil, nil
+	for k, v := range common {
+		if base.Env == nil {
+			base.Env = map[string]string{}
+		}
+		base.Env[k] = v
+	}
+	args, env := s.qsubArgs(base)
+	key := "array-" + first.JobID // what a retried submission is known by
+	for i, a := range args {
+		switch {
+		case a == "-o":
+			args[i+1] = "/dev/null" // each task's goes to its own directory
+		case strings.HasPrefix(a, contextVar+"="):
+			args[i] = contextVar + "=" + key
+		}
+	}
+	args = append(args, "-t", "1-"+strconv.Itoa(len(tasks)))
+	if limit > 0 {
+		args = append(args, "-tc", strconv.Itoa(limit))
+	}
+
+	defer s.locks.Lock(key)()
+	id, ok := s.remembered(key)
+	if !ok {
+		if id, err = s.find(ctx, sched.Task{JobID: key, Name: first.Name}); err != nil {
+			return nil, err
+		}
+	}
+	if id == "" {
+		for _, t := range tasks {
+			if err := t.MakeJobDir(); err != nil {
+				return nil, fmt.Errorf("sge: %w", err)
+			}
+			if err := t.WriteSecrets(); err != nil {
+				return nil, fmt.Errorf("sge: %w", err)
+			}
+		}
+		out, err := s.cmd.RunAs(ctx, first.Account, script, env, "qsub", args...)
+		if err != nil {
+			for _, t := range tasks {
+				t.RemoveSecrets()
+			}
+			if said(err, "no suitable queues") {
+				return nil, fmt.Errorf("%w: grid engine refused the array: %w", sched.ErrUnsupported, err)
+			}
+			return nil, fmt.Errorf("sge: %w", err)
+		}
+		// -terse prints "ID.1-N:1" for an array
+		id, _, _ = strings.Cut(strings.TrimSpace(string(out)), ".")
+		if !idRe.MatchString(id) {
+			return nil, fmt.Errorf("sge: qsub printed %q, not a job id", out)
+		}
+		s.log.Info("sge array submitted", "first_job", first.JobID, "tasks", len(tasks), "sge_id", id)
+	}
+	s.remember(key, id)
+	ids := make([]string, len(tasks))
+	for i := range tasks {
+		ids[i] = id + "." + strconv.Itoa(i+1)
+	}
+	return slices.Clip(ids), nil
+}
