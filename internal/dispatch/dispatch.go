@@ -85,9 +85,6 @@ type Dispatcher struct {
 	// deferred are engines' cancels of canceled container jobs, made
 	// after the agent's grace (Options.CancelGrace), by job id.
 	deferred map[string]deferredCancel
-	// releasing are the sweeps whose jobs ReleaseAll is releasing: none
-	// of them is handed on before all are, so that they go as one array.
-	releasing map[string]bool
 }
 
 // task is a job in an engine that can forget it.
@@ -150,7 +147,7 @@ func New(st store.Store, cat *catalog.Catalog, scheds map[string]sched.Scheduler
 		opts.CancelGrace = 15 * time.Second
 	}
 	return &Dispatcher{store: st, cat: cat, scheds: scheds, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), endedSeen: map[string]time.Time{}, tasks: map[string]task{},
-		deferred: map[string]deferredCancel{}, releasing: map[string]bool{}}
+		deferred: map[string]deferredCancel{}}
 }
 
 // Notify tells the dispatcher that a job is waiting to be submitted.
@@ -290,12 +287,6 @@ func (d *Dispatcher) submitPending(ctx context.Context) {
 				}
 			}
 			if j.SweepID != "" {
-				d.mu.Lock()
-				wait := d.releasing[j.SweepID]
-				d.mu.Unlock()
-				if wait {
-					continue // the rest of its sweep is being released
-				}
 				if eng, ok := d.engine(j); ok {
 					if _, ok := eng.(sched.ArraySubmitter); ok {
 						key := j.SweepID + "\x00" + j.Environment
@@ -931,34 +922,6 @@ func (d *Dispatcher) Release(ctx context.Context, id string) (*job.Job, error) {
 		return nil, err
 	}
 	return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Queued, "released by the user", time.Now()) })
-}
-
-// ReleaseAll releases the held jobs of a sweep just made, saying why:
-// none of them is handed to an engine until all are released, so that an
-// engine that makes arrays gets them as one. It returns the first error.
-func (d *Dispatcher) ReleaseAll(ctx context.Context, sweep string, ids []string, reason string) error {
-	d.mu.Lock()
-	d.releasing[sweep] = true
-	d.mu.Unlock()
-	defer func() {
-		d.mu.Lock()
-		delete(d.releasing, sweep)
-		d.mu.Unlock()
-		d.Notify()
-	}()
-	var first error
-	for _, id := range ids {
-		_, err := d.store.UpdateJob(ctx, id, func(j *job.Job) error {
-			if j.State != job.Held {
-				return nil // canceled meanwhile
-			}
-			return j.SetState(job.Pending, reason, time.Now())
-		})
-		if err != nil && first == nil {
-			first = fmt.Errorf("release job %s: %w", id, err)
-		}
-	}
-	return first
 }
 
 // Suspend stops a running job in its engine.

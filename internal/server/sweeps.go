@@ -247,7 +247,7 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	seen := map[catalog.FieldError]bool{}
 	for i, v := range variants {
 		jr := api.JobRequest{Template: req.Template, Version: req.Version, Name: req.Name, Parameters: mergeParams(fixed, v.params),
-			Inputs: req.Inputs, Environment: req.Environment, Resources: req.Resources, Labels: req.Labels, Project: req.Project, Hold: true}
+			Inputs: req.Inputs, Environment: req.Environment, Resources: req.Resources, Labels: req.Labels, Project: req.Project, Hold: req.Hold}
 		j, err := s.newJob(p, parent, &jr, cached)
 		var ve *catalog.ValidationError
 		switch {
@@ -287,33 +287,17 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 			return &store.QuotaError{Name: "jobs", Limit: q.Jobs, Used: used}
 		}
 	}
-	// From here on the sweep is finished whatever the client does: the
-	// held jobs are released (or deleted) even if it goes away.
-	ctx := context.WithoutCancel(r.Context())
-	created := make([]*job.Job, 0, len(jobs))
-	undo := func() {
-		for _, j := range created {
-			if err := s.store.DeleteJob(ctx, j.ID); err != nil {
-				s.logFor(r).Error("a refused sweep's held job not deleted", "sweep", id, "job_id", j.ID, "err", err)
-			}
+	// one transaction: the whole sweep or nothing, and the dispatcher
+	// sees all its jobs at once (an array, on engines that make them)
+	if err := s.store.CreateJobs(r.Context(), jobs, &store.CreateOptions{MaxChildren: s.opts.MaxChildren, MaxJobs: q.Jobs, MaxCores: q.Cores}); err != nil {
+		if errors.Is(err, store.ErrLimit) {
+			return errorf(http.StatusConflict, api.CodeConflict, "a job may have %d children at most", s.opts.MaxChildren)
 		}
+		return err
 	}
-	for _, j := range jobs {
-		c, err := s.store.CreateJob(ctx, j, &store.CreateOptions{MaxChildren: s.opts.MaxChildren, MaxJobs: q.Jobs, MaxCores: q.Cores})
-		if err != nil {
-			undo()
-			return err
-		}
-		created = append(created, c)
-	}
+	created := jobs
 	if !req.Hold {
-		ids := make([]string, len(created))
-		for i, j := range created {
-			ids[i] = j.ID
-		}
-		if err := s.disp.ReleaseAll(ctx, id, ids, "created"); err != nil {
-			s.logFor(r).Error("release of a sweep's jobs", "sweep", id, "err", err)
-		}
+		s.disp.Notify()
 	}
 	out := api.Sweep{ID: id, Template: created[0].Template, Total: len(created), Counts: map[string]int{}, CreatedAt: created[0].CreatedAt.UTC()}
 	state := string(job.Pending)

@@ -55,6 +55,12 @@ type Store interface {
 	// many children already, it returns an error wrapping ErrLimit.
 	CreateJob(ctx context.Context, j *job.Job, opts *CreateOptions) (*job.Job, error)
 
+	// CreateJobs stores jobs (a sweep's) in one transaction: all of them
+	// or, on an error, none. None may have an IdemKey. opts' limits hold
+	// for them together: MaxChildren for the parent they share, MaxJobs
+	// and MaxCores for the owner they share; opts.Audit is not written.
+	CreateJobs(ctx context.Context, jobs []*job.Job, opts *CreateOptions) error
+
 	// GetJob returns the job, or an error wrapping ErrNotFound.
 	GetJob(ctx context.Context, id string) (*job.Job, error)
 

@@ -96,6 +96,48 @@ func (s *Store) CreateJob(ctx context.Context, j *job.Job, opts *store.CreateOpt
 	return j.Clone(), nil
 }
 
+// CreateJobs implements store.Store.
+func (s *Store) CreateJobs(ctx context.Context, jobs []*job.Job, opts *store.CreateOptions) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	owner, parent := jobs[0].Owner, jobs[0].ParentID
+	for _, j := range jobs {
+		if j.Owner != owner || j.ParentID != parent || j.IdemKey != "" {
+			return fmt.Errorf("create jobs: one owner and parent, no idempotency keys (job %s)", j.ID)
+		}
+	}
+	if opts == nil {
+		opts = &store.CreateOptions{}
+	}
+	return s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		if parent != "" && opts.MaxChildren > 0 {
+			n, err := tx.CountChildren(ctx, parent)
+			if err != nil {
+				return fmt.Errorf("count children of %s: %w", parent, err)
+			}
+			if n+len(jobs) > opts.MaxChildren {
+				return fmt.Errorf("job %s has %d children already: %w", parent, n, store.ErrLimit)
+			}
+		}
+		if err := countNewJobs(ctx, tx, jobs, opts); err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			if err := tx.InsertJob(ctx, storedriver.FromJob(j)); err != nil {
+				return err
+			}
+			if err := tx.AppendEvent(ctx, j.ID, job.Event{Time: j.CreatedAt, State: j.State, Reason: j.Reason}); err != nil {
+				return err
+			}
+			if err := recordChange(ctx, tx, j, j.CreatedAt); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // GetJob implements store.Store.
 func (s *Store) GetJob(ctx context.Context, id string) (*job.Job, error) {
 	r, err := s.d.Job(ctx, id)

@@ -38,6 +38,53 @@ func countNew(ctx context.Context, tx storedriver.Tx, j *job.Job, opts *store.Cr
 	return tx.AddUsage(ctx, store.Usage{User: j.Owner, Project: j.Project, ActiveJobs: 1, ActiveCores: cores, Jobs: 1})
 }
 
+// countNewJobs counts new jobs of one owner in the owner's usage, one
+// addition per project, refusing them all when together they would pass
+// opts' quotas.
+func countNewJobs(ctx context.Context, tx storedriver.Tx, jobs []*job.Job, opts *store.CreateOptions) error {
+	owner := jobs[0].Owner
+	add := map[string]*store.Usage{}
+	var active, cores int64
+	for _, j := range jobs {
+		u := add[j.Project]
+		if u == nil {
+			u = &store.Usage{User: owner, Project: j.Project}
+			add[j.Project] = u
+		}
+		u.Jobs++
+		if !j.State.Terminal() {
+			c := int64(j.Resources.Cores())
+			u.ActiveJobs++
+			u.ActiveCores += c
+			active++
+			cores += c
+		}
+	}
+	if opts.MaxJobs > 0 || opts.MaxCores > 0 {
+		rows, err := tx.UsageForUpdate(ctx, owner)
+		if err != nil {
+			return fmt.Errorf("read usage of %s: %w", owner, err)
+		}
+		var t store.Usage
+		for _, u := range rows {
+			t.ActiveJobs += u.ActiveJobs
+			t.ActiveCores += u.ActiveCores
+		}
+		if opts.MaxJobs > 0 && t.ActiveJobs+active > opts.MaxJobs {
+			return &store.QuotaError{Name: "jobs", Limit: opts.MaxJobs, Used: t.ActiveJobs}
+		}
+		if opts.MaxCores > 0 && t.ActiveCores+cores > opts.MaxCores {
+			return &store.QuotaError{Name: "cores", Limit: opts.MaxCores, Used: t.ActiveCores}
+		}
+	}
+	for _, u := range add {
+		if err := tx.AddUsage(ctx, *u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // countEnd takes a job that ends (or is deleted unfinished) out of its
 // owner's active usage, adding the core-seconds it used if it ended.
 func countEnd(ctx context.Context, tx storedriver.Tx, j *job.Job, ended bool) error {

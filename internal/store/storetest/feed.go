@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -167,5 +168,50 @@ func testDeliveries(t *testing.T, s store.Store) {
 	}
 	if u, err := s.User(ctx, "hooked"); err != nil || u.WebhookSecret != "s3cret" || !u.Disabled {
 		t.Fatalf("user %+v, %v", u, err)
+	}
+}
+
+// CreateJobs stores a sweep's jobs together, or none of them: over the
+// parent's children limit, or over the owner's quota, nothing is left.
+func testCreateJobs(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	parent := newJob("sweeper")
+	if _, err := s.CreateJob(ctx, parent, nil); err != nil {
+		t.Fatal(err)
+	}
+	batch := func(n int) []*job.Job {
+		var out []*job.Job
+		for i := 0; i < n; i++ {
+			j := newJob("sweeper")
+			j.ParentID, j.SweepID, j.SweepIndex = parent.ID, "swc", i
+			out = append(out, j)
+		}
+		return out
+	}
+	if err := s.CreateJobs(ctx, batch(3), &store.CreateOptions{MaxChildren: 2}); !errors.Is(err, store.ErrLimit) {
+		t.Fatalf("3 children over a limit of 2: %v", err)
+	}
+	var qe *store.QuotaError
+	if err := s.CreateJobs(ctx, batch(3), &store.CreateOptions{MaxJobs: 3}); !errors.As(err, &qe) || qe.Name != "jobs" {
+		t.Fatalf("3 jobs over a quota of 3 with one running: %v", err)
+	}
+	if n, err := store.CountJobs(ctx, s, store.JobFilter{Owner: "sweeper"}); err != nil || n != 1 {
+		t.Fatalf("refused batches left jobs: %d, %v", n, err)
+	}
+	jobs := batch(3)
+	if err := s.CreateJobs(ctx, jobs, &store.CreateOptions{MaxChildren: 3, MaxJobs: 4, MaxCores: 100}); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs {
+		got, err := s.GetJob(ctx, j.ID)
+		if err != nil || got.SweepID != "swc" || got.ParentID != parent.ID {
+			t.Fatalf("job %s: %+v, %v", j.ID, got, err)
+		}
+	}
+	if tot, _ := total(t, s, "sweeper"); tot.ActiveJobs != 4 || tot.Jobs != 4 || tot.ActiveCores != 8 {
+		t.Fatalf("usage %+v, want 4 jobs of 2 cores each, all active", tot)
+	}
+	if cs, _ := s.Changes(ctx, "sweeper", 0, 100); len(cs) != 4 {
+		t.Fatalf("changes %+v, want the four creations", cs)
 	}
 }

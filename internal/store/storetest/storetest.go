@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"AuditWithCreate", testAuditWithCreate},
 		{"Feed", testFeed},
 		{"Deliveries", testDeliveries},
+		{"CreateJobs", testCreateJobs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
