@@ -51,6 +51,7 @@ func main() {
 	s3URL := flag.String("s3", "", "objects URL from scripts/setup-s3.sh, with --postgres")
 	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times; "containers": what a container adds to a trivial job, --n jobs each, on --engines (default local; local,slurm after scripts/setup-slurm.sh; needs scripts/setup-podman.sh and CONTAINERS_CONF); "sweep": --n variants as one sweep against --n single jobs on the environment --engines names (default slurm; needs --config)`)
 	unsynced := flag.String("unsynced", "OFF", "SQLite synchronous settings (comma-separated, e.g. OFF,NORMAL) of servers measured beside the durable one (FULL); \"\" for none")
+	sweepOnly := flag.Bool("sweep-only", false, "with --only sweep: the sweep alone, without the single jobs (its arrays are canceled with scancel)")
 	rounds := flag.Int("rounds", 3, "with --only accept: rounds, each measuring every server once in turn")
 	flag.Parse()
 	if *bin == "" {
@@ -76,7 +77,7 @@ func main() {
 		if *engines != "" {
 			env = *engines
 		}
-		err = sweepBench(*bin, *config, env, *n)
+		err = sweepBench(*bin, *config, env, *n, *sweepOnly)
 	case *only != "":
 		err = fmt.Errorf("--only %q: want accept, containers or sweep", *only)
 	case *engines != "":

@@ -32,6 +32,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -343,6 +344,20 @@ type ArraySubmitter interface {
 	// engine, as configured, cannot (a custom job script); submit the
 	// tasks one by one.
 	SubmitArray(ctx context.Context, tasks []Task, limit int) ([]string, error)
+}
+
+// ArrayKey names an array of tasks for the engine's record of it, so that
+// a retried SubmitArray finds the array it made: the first job's id and a
+// digest of them all, so that another set of jobs (one canceled in the
+// meantime) is never taken for it, whose tasks would then stand for other
+// jobs.
+func ArrayKey(tasks []Task) string {
+	h := fnv.New32a()
+	for _, t := range tasks {
+		h.Write([]byte(t.JobID))
+		h.Write([]byte{0})
+	}
+	return fmt.Sprintf("array-%s-%08x", tasks[0].JobID, h.Sum32())
 }
 
 // MaxArray is the most tasks of one array job (Slurm's default

@@ -150,3 +150,18 @@ func TestCommander(t *testing.T) {
 		t.Fatalf("the timeout took %v: the process group was not killed", d)
 	}
 }
+
+// A retried array submission is known by its jobs, all of them: the same
+// jobs give the same key, another set (one left out) another key.
+func TestArrayKey(t *testing.T) {
+	tasks := []Task{{JobID: "a"}, {JobID: "b"}, {JobID: "c"}}
+	k := ArrayKey(tasks)
+	if k != ArrayKey([]Task{{JobID: "a"}, {JobID: "b"}, {JobID: "c"}}) || !strings.HasPrefix(k, "array-a-") {
+		t.Fatalf("key %q is not the same for the same jobs", k)
+	}
+	for _, other := range [][]Task{{{JobID: "a"}, {JobID: "c"}}, {{JobID: "a"}, {JobID: "bc"}}, {{JobID: "a"}, {JobID: "c"}, {JobID: "b"}}} {
+		if ArrayKey(other) == k {
+			t.Errorf("jobs %v have the key of a, b, c", other)
+		}
+	}
+}

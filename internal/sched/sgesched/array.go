@@ -93,7 +93,7 @@ func (s *Scheduler) submitArray(ctx context.Context, tasks []sched.Task, limit i
 		base.Env[k] = v
 	}
 	args, env := s.qsubArgs(base)
-	key := "array-" + first.JobID // what a retried submission is known by
+	key := sched.ArrayKey(tasks) // what a retried submission is known by
 	for i, a := range args {
 		switch {
 		case a == "-o":

@@ -95,7 +95,7 @@ func (s *Scheduler) submitArray(ctx context.Context, tasks []sched.Task, limit i
 		return nil, fmt.Errorf("slurm: job %s: %w", first.JobID, err)
 	}
 
-	key := "array-" + first.JobID // what a retried submission is known by
+	key := sched.ArrayKey(tasks) // what a retried submission is known by
 	defer s.locks.Lock(key)()
 	id, err := s.find(ctx, first.Name, key)
 	if err != nil {
