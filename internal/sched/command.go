@@ -33,8 +33,16 @@ func (e *CommandError) Error() string {
 	if msg == "" {
 		msg = "no message"
 	}
-	return fmt.Sprintf("%s %s: %v: %s", e.Cmd, strings.Join(e.Args, " "), e.Err, msg)
+	args := strings.Join(e.Args, " ")
+	if len(args) > maxArgsShown {
+		// a poll of thousands of jobs names them all: the log keeps the start
+		args = fmt.Sprintf("%s... (%d bytes of arguments)", args[:maxArgsShown], len(args))
+	}
+	return fmt.Sprintf("%s %s: %v: %s", e.Cmd, args, e.Err, msg)
 }
+
+// maxArgsShown bounds the arguments a CommandError shows.
+const maxArgsShown = 512
 
 // Unwrap returns the cause, so that errors.Is(err, context.DeadlineExceeded)
 // holds for a command that timed out.

@@ -3,6 +3,7 @@ package sched
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,5 +164,20 @@ func TestArrayKey(t *testing.T) {
 		if ArrayKey(other) == k {
 			t.Errorf("jobs %v have the key of a, b, c", other)
 		}
+	}
+}
+
+// A failed command with thousands of arguments (a poll of a large sweep)
+// is one readable line: its arguments are cut, and it says how long they
+// were.
+func TestCommandErrorCutsLongArguments(t *testing.T) {
+	var ids []string
+	for i := 0; i < 4000; i++ {
+		ids = append(ids, fmt.Sprintf("7346_%d", i))
+	}
+	e := &CommandError{Cmd: "squeue", Args: []string{"-j", strings.Join(ids, ",")}, Err: errors.New("exit status 1"), Stderr: "slurm_load_jobs error"}
+	msg := e.Error()
+	if len(msg) > 700 || !strings.HasPrefix(msg, "squeue -j 7346_0,7346_1,") || !strings.Contains(msg, "bytes of arguments)") || !strings.HasSuffix(msg, ": exit status 1: slurm_load_jobs error") {
+		t.Fatalf("message of %d bytes: %.300s", len(msg), msg)
 	}
 }
