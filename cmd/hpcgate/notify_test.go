@@ -122,7 +122,10 @@ func TestNotificationsEndToEnd(t *testing.T) {
 	rcv.mu.Unlock()
 	b := submit("b")
 	waitJob(t, c, b, 30*time.Second)
-	time.Sleep(1500 * time.Millisecond) // a post or two refused
+	until("a post of b's refused", 30*time.Second, func() bool {
+		evs, err := c.Events(ctx, b)
+		return err == nil && slices.ContainsFunc(evs, func(e api.Event) bool { return strings.Contains(e.Reason, "trying again") })
+	})
 	g.kill()
 	time.Sleep(time.Second)
 	g.start()
