@@ -119,6 +119,10 @@ func TestUnpackRefuses(t *testing.T) {
 		{"link out", tarGz(t, [][2]string{{"etc", "->../../../etc"}}), 100, "outside the archive's directory"},
 		{"absolute link", tarGz(t, [][2]string{{"pw", "->/etc/passwd"}}), 100, "outside the archive's directory"},
 		{"write through a link", tarGz(t, [][2]string{{"d/", ""}, {"d/up", "->.."}, {"d/up/x", "->.."}, {"d/up/x/escape.txt", "x"}}), 100, "escape"},
+		// each link alone stays inside; followed through the first, the
+		// second leads three levels out
+		{"link through a link", tarGz(t, [][2]string{{"d", "->."}, {"d/d/d/x", "->../../../home"}}), 100, "leads out"},
+		{"target through a link", tarGz(t, [][2]string{{"up", "->."}, {"x", "->up/../etc"}}), 100, "leads out"},
 		{"hard link", tarGz(t, [][2]string{{"a", "x"}, {"b", "=>a"}}), 100, "hard links"},
 		{"too big", tarGz(t, [][2]string{{"a", "0123456789"}, {"b", "0123456789"}}), 15, "max_unpacked_size"},
 		{"twice the same file", tarGz(t, [][2]string{{"a", "x"}, {"a", "y"}}), 100, "exists"},

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 )
 
@@ -44,6 +45,12 @@ func unpack(src, dst string, limit int64) error {
 	err = u.archive(src)
 	if cerr := root.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		// each link's own target is checked as it is made, but links
+		// through links can still lead out: follow every one, as a
+		// program would, through the tree as it now stands
+		err = linksStayInside(tmp)
 	}
 	if err != nil {
 		os.RemoveAll(tmp)
@@ -239,4 +246,62 @@ func (u *unpacker) symlink(name, target string) error {
 		return err
 	}
 	return u.root.Symlink(target, p)
+}
+
+// linksStayInside reports an error if a symbolic link below dir leads out
+// of it when followed, through whatever links lie on the way.
+func linksStayInside(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&fs.ModeSymlink == 0 {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		if leaves(dir, filepath.ToSlash(rel)) {
+			return fmt.Errorf("%q: a link that leads out of the archive's directory", filepath.ToSlash(rel))
+		}
+		return nil
+	})
+}
+
+// leaves follows rel (slash-separated, below dir) a component at a time,
+// symbolic links included, and tells whether it goes above dir on the way
+// (or loops, or names an absolute path).
+func leaves(dir, rel string) bool {
+	todo := strings.Split(rel, "/")
+	var at []string // where the walk is, below dir
+	for hops := 0; len(todo) > 0; {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(at) == 0 {
+				return true
+			}
+			at = at[:len(at)-1]
+			continue
+		}
+		cur := filepath.Join(dir, filepath.Join(at...), c)
+		fi, err := os.Lstat(cur)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			at = append(at, c) // a file, a directory, or nothing yet
+			continue
+		}
+		if hops++; hops > 40 {
+			return true // a loop
+		}
+		target, err := os.Readlink(cur)
+		if err != nil || path.IsAbs(target) {
+			return true
+		}
+		todo = append(strings.Split(target, "/"), todo...)
+	}
+	return false
 }

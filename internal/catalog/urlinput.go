@@ -40,7 +40,7 @@ func ParseURLInput(v string) (URLInput, error) {
 		return URLInput{}, errors.New("is http://: only https:// URLs are fetched (what a plain http download brings can be changed on the way)")
 	case u.Scheme != "https":
 		return URLInput{}, errors.New("is neither a file path, a job:ID/outputs/PATH reference nor an https:// URL")
-	case u.Host == "" || u.Opaque != "":
+	case u.Hostname() == "" || u.Opaque != "":
 		return URLInput{}, errors.New("has no host")
 	case u.User != nil:
 		return URLInput{}, errors.New("has a user name or password, which would be stored with the job")

@@ -16,6 +16,7 @@ func TestParseURLInput(t *testing.T) {
 		{in: "ftp://data.example.org/a", err: "neither a file path"},
 		{in: "file:///etc/passwd", err: "neither a file path"},
 		{in: "https:///a", err: "no host"},
+		{in: "https://:443/a", err: "no host"},
 		{in: "https://alice:secret@data.example.org/a", err: "user name or password"},
 		{in: "https://data.example.org/a#md5=00", err: "#sha256="},
 		{in: "https://data.example.org/a#sha256=abc", err: "#sha256="},

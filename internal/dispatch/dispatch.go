@@ -256,7 +256,7 @@ func (d *Dispatcher) submitPending(ctx context.Context) {
 			if len(jobs) == 1 {
 				err = d.submit(ctx, jobs[0])
 			} else {
-				err = d.submitArray(ctx, eng.(sched.ArraySubmitter), jobs, limit)
+				err = d.submitArrays(ctx, eng.(sched.ArraySubmitter), jobs, limit)
 			}
 			if err != nil && ctx.Err() == nil {
 				d.log.Error("submit a sweep's jobs", "sweep", jobs[0].SweepID, "err", err)
@@ -348,9 +348,27 @@ func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 	return d.submitted(ctx, s, j, backendID)
 }
 
-// submitArray hands jobs of one sweep and environment to an engine that
-// submits arrays as one array job (at most limit running at once), or
-// one by one where it cannot.
+// submitArrays hands jobs of one sweep and environment to an engine that
+// submits arrays, as arrays of at most sched.MaxArray, each on its own:
+// one that fails leaves the others as they are. With a limit (at most
+// that many of the sweep's jobs running), only the first array goes in a
+// pass, whose limit then holds; the rest wait for the next passes, as
+// single jobs over the cap do.
+func (d *Dispatcher) submitArrays(ctx context.Context, s sched.ArraySubmitter, jobs []*job.Job, limit int) error {
+	for start := 0; start < len(jobs); start += sched.MaxArray {
+		if err := d.submitArray(ctx, s, jobs[start:min(start+sched.MaxArray, len(jobs))], limit); err != nil {
+			return err
+		}
+		if limit > 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// submitArray hands up to sched.MaxArray jobs of one sweep and
+// environment to an engine that submits arrays as one array job (at most
+// limit running at once), or one by one where it cannot.
 func (d *Dispatcher) submitArray(ctx context.Context, s sched.ArraySubmitter, jobs []*job.Job, limit int) error {
 	eng := s.(sched.Scheduler)
 	_, env, err := d.schedFor(jobs[0])

@@ -1115,3 +1115,46 @@ func TestSweepAsArray(t *testing.T) {
 		t.Fatalf("arrays %v after the engine stopped making them", arr.arrays)
 	}
 }
+
+// A sweep larger than an array goes as arrays of sched.MaxArray, each on
+// its own; with max_running, one array a pass, whose limit holds.
+func TestLargeSweepInArrays(t *testing.T) {
+	f := newFixture(t)
+	arr := &arraySched{fakeSched: f.fake}
+	f.engs["hpc"] = arr
+	d := f.dispatcher()
+	mk := func(sweep string, n, max int) {
+		var jobs []*job.Job
+		for i := 0; i < n; i++ {
+			f.seq++
+			jobs = append(jobs, &job.Job{ID: fmt.Sprintf("%s-%d", sweep, i), Owner: "alice", Template: "hello", TemplateVersion: 1,
+				Environment: "hpc", State: job.Pending, Reason: "created", Parameters: json.RawMessage(`{}`), SweepID: sweep, SweepIndex: i,
+				SweepMaxRunning: max, CreatedAt: time.Now().Add(time.Duration(f.seq) * time.Microsecond), Resources: job.Resources{Nodes: 1, CoresPerNode: 1}})
+		}
+		if err := f.st.CreateJobs(f.ctx, jobs, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("big", sched.MaxArray+2, 0)
+	d.submitPending(f.ctx)
+	if len(arr.arrays) != 2 || len(arr.arrays[0]) != sched.MaxArray || len(arr.arrays[1]) != 2 {
+		t.Fatalf("arrays of %v jobs, want %d and 2", lens(arr.arrays), sched.MaxArray)
+	}
+	mk("capped", sched.MaxArray+2, 5)
+	d.submitPending(f.ctx)
+	if len(arr.arrays) != 3 || len(arr.arrays[2]) != sched.MaxArray || arr.limits[2] != 5 {
+		t.Fatalf("capped: arrays of %v jobs, limits %v; want one more of %d, limit 5", lens(arr.arrays), arr.limits, sched.MaxArray)
+	}
+	d.submitPending(f.ctx) // the rest waits: the first array fills the cap
+	if len(arr.arrays) != 3 {
+		t.Fatalf("a second array of a capped sweep went while the first fills its cap: %v", lens(arr.arrays))
+	}
+}
+
+func lens(a [][]string) []int {
+	var out []int
+	for _, x := range a {
+		out = append(out, len(x))
+	}
+	return out
+}

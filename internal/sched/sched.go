@@ -337,8 +337,8 @@ type Scheduler interface {
 type ArraySubmitter interface {
 	// SubmitArray submits tasks that differ only in their job ids,
 	// names, working directories, secrets and variables (one environment,
-	// command, resources, project and account) as arrays of at most
-	// MaxArray tasks, of which at most limit run at once (0: no limit).
+	// command, resources, project and account), at most MaxArray of them,
+	// as one array of which at most limit run at once (0: no limit).
 	// It returns each task's id, in order: the ids Poll, Cancel, Hold and
 	// the rest take for single tasks. ErrUnsupported (wrapped): this
 	// engine, as configured, cannot (a custom job script); submit the

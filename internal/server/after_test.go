@@ -84,4 +84,6 @@ func TestAfterIsChecked(t *testing.T) {
 	h.do("POST", "/v1/sweeps/"+sw.ID+"/cancel", wt, nil).want(t, http.StatusNotFound)
 	h.do("GET", "/v1/jobs/"+bobs.ID, wt, nil).want(t, http.StatusNotFound)
 	h.do("GET", "/v1/jobs/"+driver.ID, wt, nil).want(t, http.StatusNotFound)
+	// ... nor list the children of a job it waits for
+	h.do("GET", "/v1/jobs/"+a.ID+"/children", wt, nil).want(t, http.StatusNotFound)
 }

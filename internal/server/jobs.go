@@ -597,7 +597,9 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) jobChildren(w http.ResponseWriter, r *http.Request) error {
-	j, err := s.jobFromPath(r)
+	// a job token lists its own children and its children's, not those
+	// of a job it only waits for (which it could not read one by one)
+	j, err := s.visibleJob(r.Context(), principal(r), r.PathValue("id"), false)
 	if err != nil {
 		return err
 	}

@@ -147,7 +147,7 @@ func New(st store.Store, o Options) (*Deliverer, error) {
 			return err
 		}
 		if !allow && Private(a) {
-			return fmt.Errorf("%s is a loopback or private address: the gateway posts to public addresses only", a)
+			return fmt.Errorf("%w: %s", errPrivate, a) // the address goes to the log only
 		}
 		return nil
 	}}
@@ -191,12 +191,13 @@ func (d *Deliverer) Pass(ctx context.Context) {
 		}
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 4)
+		sweeps := &sweepCounts{m: map[string]*api.Sweep{}}
 		for _, del := range due {
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				d.deliver(ctx, del)
+				d.deliver(ctx, del, sweeps)
 			}()
 		}
 		wg.Wait()
@@ -215,7 +216,7 @@ func backoff(n int) time.Duration {
 	return min(time.Second<<n, 5*time.Minute)
 }
 
-func (d *Deliverer) deliver(ctx context.Context, del store.Delivery) {
+func (d *Deliverer) deliver(ctx context.Context, del store.Delivery, sweeps *sweepCounts) {
 	// of several gateways, one posts it
 	claimed, err := d.st.ClaimDelivery(ctx, del, time.Now().Add(2*d.o.Timeout+30*time.Second))
 	if err != nil || !claimed {
@@ -230,7 +231,7 @@ func (d *Deliverer) deliver(ctx context.Context, del store.Delivery) {
 	if u, err := url.Parse(del.URL); err == nil {
 		host = u.Host
 	}
-	err = d.post(ctx, del)
+	err = d.post(ctx, del, sweeps)
 	if ctx.Err() != nil {
 		return // stopping: it is due again once the claim runs out
 	}
@@ -243,12 +244,13 @@ func (d *Deliverer) deliver(ctx context.Context, del store.Delivery) {
 		}
 		err = d.st.DeliveryDone(ctx, del, note)
 	case time.Since(c.Time) > d.o.GiveUpAfter:
-		note = fmt.Sprintf("webhook %s to %s given up after %d attempts: %v", id, host, del.Attempts+1, err)
+		note = fmt.Sprintf("webhook %s to %s given up after %d attempts: %s", id, host, del.Attempts+1, why(err))
 		d.o.Logger.Warn("webhook given up", "job_id", c.JobID, "event", id, "url", del.URL, "err", err)
 		err = d.st.DeliveryDone(ctx, del, note)
 	default:
 		if del.Attempts == 0 {
-			note = fmt.Sprintf("webhook %s to %s failed (%v); trying again", id, host, err)
+			note = fmt.Sprintf("webhook %s to %s failed (%s); trying again", id, host, why(err))
+			d.o.Logger.Info("webhook failed; trying again", "job_id", c.JobID, "event", id, "url", del.URL, "err", err)
 		}
 		err = d.st.RetryDelivery(ctx, del, time.Now().Add(backoff(del.Attempts)), note)
 	}
@@ -257,25 +259,54 @@ func (d *Deliverer) deliver(ctx context.Context, del store.Delivery) {
 	}
 }
 
+// errPrivate is a post refused because the address dialled is loopback
+// or private; errAnswer a receiver's answer other than 2xx.
+var errPrivate = errors.New("the receiver's address is a loopback or private one")
+
+type answerError struct{ status string }
+
+func (e answerError) Error() string { return "the receiver answered " + e.status }
+
+// why says what went wrong for a note the job's owner reads: in the
+// owner's terms, never the gateway's own errors, nor an address a name
+// resolved to (which would make the gateway a probe of its network).
+func why(err error) string {
+	var ae answerError
+	var ne net.Error
+	var ce *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &ae):
+		return ae.Error()
+	case errors.Is(err, errPrivate):
+		return "the gateway does not post to loopback or private addresses"
+	case errors.Is(err, errNoSecret):
+		return errNoSecret.Error()
+	case errors.As(err, &ce):
+		return "the receiver's TLS certificate is not trusted"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "the receiver did not answer in time"
+	case errors.As(err, &ne):
+		return "no connection to the receiver"
+	}
+	return "an error of the gateway's (its log says which)"
+}
+
+// errNoSecret: the event's owner has no webhook secret to sign with.
+var errNoSecret = errors.New("its owner has no webhook secret")
+
 // post sends one event; nil when the receiver took it (2xx).
-func (d *Deliverer) post(ctx context.Context, del store.Delivery) error {
+func (d *Deliverer) post(ctx context.Context, del store.Delivery, sweeps *sweepCounts) error {
 	c := del.Change
 	u, err := d.st.User(ctx, c.Owner)
 	if err != nil {
 		return err
 	}
 	if u.WebhookSecret == "" {
-		return errors.New("its owner has no webhook secret")
+		return errNoSecret
 	}
 	ev := api.WebhookEvent{ID: c.EventID(), Type: "job.state", Time: c.Time.UTC(), JobID: c.JobID, State: string(c.State), Reason: c.Reason, SweepID: c.SweepID}
 	if c.SweepID != "" {
-		sw := &api.Sweep{ID: c.SweepID, Counts: map[string]int{}}
-		err := store.EachJob(ctx, d.st, store.JobFilter{Owner: c.Owner, SweepID: c.SweepID}, func(j *job.Job) error {
-			sw.Total++
-			sw.Counts[string(j.State)]++
-			sw.Template = j.Template
-			return nil
-		})
+		sw, err := sweeps.get(ctx, d.st, c.Owner, c.SweepID)
 		if err != nil {
 			return err
 		}
@@ -304,7 +335,34 @@ func (d *Deliverer) post(ctx context.Context, del store.Delivery) error {
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("the receiver answered %s", resp.Status)
+		return answerError{resp.Status}
 	}
 	return nil
+}
+
+// sweepCounts are the sweeps' counts as one pass found them: a sweep's
+// jobs are counted once a pass, however many of its events go out.
+type sweepCounts struct {
+	mu sync.Mutex
+	m  map[string]*api.Sweep
+}
+
+func (sc *sweepCounts) get(ctx context.Context, st store.Store, owner, id string) (*api.Sweep, error) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sw, ok := sc.m[owner+"/"+id]; ok {
+		return sw, nil
+	}
+	sw := &api.Sweep{ID: id, Counts: map[string]int{}}
+	err := store.EachJob(ctx, st, store.JobFilter{Owner: owner, SweepID: id}, func(j *job.Job) error {
+		sw.Total++
+		sw.Counts[string(j.State)]++
+		sw.Template = j.Template
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sc.m[owner+"/"+id] = sw
+	return sw, nil
 }

@@ -23,15 +23,10 @@ func (s *Scheduler) SubmitArray(ctx context.Context, tasks []sched.Task, limit i
 	if s.opts.Script != nil {
 		return nil, fmt.Errorf("slurm: arrays need the default job script: %w", sched.ErrUnsupported)
 	}
-	var ids []string
-	for start := 0; start < len(tasks); start += sched.MaxArray {
-		part, err := s.submitArray(ctx, tasks[start:min(start+sched.MaxArray, len(tasks))], limit)
-		if err != nil {
-			return nil, err
-		}
-		ids = append(ids, part...)
+	if len(tasks) > sched.MaxArray {
+		return nil, fmt.Errorf("slurm: an array of %d tasks: at most %d", len(tasks), sched.MaxArray)
 	}
-	return ids, nil
+	return s.submitArray(ctx, tasks, limit)
 }
 
 func (s *Scheduler) submitArray(ctx context.Context, tasks []sched.Task, limit int) ([]string, error) {

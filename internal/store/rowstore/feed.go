@@ -110,14 +110,6 @@ func (s *Store) note(ctx context.Context, tx storedriver.Tx, id, note string) er
 // SetWebhookSecret implements store.Store.
 func (s *Store) SetWebhookSecret(ctx context.Context, user, secret string) error {
 	return s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
-		u, err := s.d.User(ctx, user)
-		if errors.Is(err, store.ErrNotFound) {
-			u, err = store.User{Name: user}, nil
-		}
-		if err != nil {
-			return err
-		}
-		u.WebhookSecret = secret
-		return tx.PutUser(ctx, u)
+		return tx.PutWebhookSecret(ctx, user, secret)
 	})
 }

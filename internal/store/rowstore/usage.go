@@ -159,7 +159,7 @@ func (s *Store) SetUserDisabled(ctx context.Context, name string, disabled bool,
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		u.DisabledAt, u.WebhookSecret = old.DisabledAt, old.WebhookSecret
+		u.DisabledAt, u.WebhookSecret = old.DisabledAt, old.WebhookSecret // PutUser leaves the secret as it is
 		if disabled {
 			u.DisabledAt = at.UTC()
 		}

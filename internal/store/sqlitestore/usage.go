@@ -81,11 +81,20 @@ func (t *sqlTx) PutUser(ctx context.Context, u store.User) error {
 	if !u.DisabledAt.IsZero() {
 		at = u.DisabledAt.UnixNano()
 	}
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO users (name, disabled, disabled_at, webhook_secret) VALUES (?, ?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET disabled = excluded.disabled, disabled_at = excluded.disabled_at,
-			webhook_secret = excluded.webhook_secret`, u.Name, u.Disabled, at, u.WebhookSecret)
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO users (name, disabled, disabled_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET disabled = excluded.disabled, disabled_at = excluded.disabled_at`, u.Name, u.Disabled, at)
 	if err != nil {
 		return fmt.Errorf("store user %s: %w", u.Name, err)
+	}
+	return nil
+}
+
+// PutWebhookSecret implements storedriver.Tx.
+func (t *sqlTx) PutWebhookSecret(ctx context.Context, user, secret string) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO users (name, webhook_secret) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET webhook_secret = excluded.webhook_secret`, user, secret)
+	if err != nil {
+		return fmt.Errorf("store the webhook secret of %s: %w", user, err)
 	}
 	return nil
 }

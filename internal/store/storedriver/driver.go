@@ -118,7 +118,11 @@ type Tx interface {
 	// AddUsage adds u's counters to the row of (u.User, u.Project), which
 	// it creates if there is none.
 	AddUsage(ctx context.Context, u store.Usage) error
-	// PutUser stores the user's row over any row of that name.
+	// PutWebhookSecret sets the user's webhook secret, and nothing else
+	// of the user's row (made if there is none).
+	PutWebhookSecret(ctx context.Context, user, secret string) error
+	// PutUser stores the user's row over any row of that name, but its
+	// webhook secret (PutWebhookSecret's; a new row has none).
 	PutUser(ctx context.Context, u store.User) error
 	// AppendChange stores a change as the owner's next and returns its
 	// Seq (the owner's last plus one). Other transactions' AppendChange

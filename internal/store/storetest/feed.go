@@ -169,6 +169,13 @@ func testDeliveries(t *testing.T, s store.Store) {
 	if u, err := s.User(ctx, "hooked"); err != nil || u.WebhookSecret != "s3cret" || !u.Disabled {
 		t.Fatalf("user %+v, %v", u, err)
 	}
+	// a new secret changes nothing else of the user (a disable stays)
+	if err := s.SetWebhookSecret(ctx, "hooked", "n3w"); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.User(ctx, "hooked"); err != nil || u.WebhookSecret != "n3w" || !u.Disabled || u.DisabledAt.IsZero() {
+		t.Fatalf("user after a new secret %+v, %v", u, err)
+	}
 }
 
 // CreateJobs stores a sweep's jobs together, or none of them: over the
