@@ -36,6 +36,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -358,6 +359,51 @@ func ArrayKey(tasks []Task) string {
 		h.Write([]byte{0})
 	}
 	return fmt.Sprintf("array-%s-%08x", tasks[0].JobID, h.Sum32())
+}
+
+// ArrayEnv readies tasks for one array job: it validates each, checks
+// that they differ only in their job ids, names, directories, secrets and
+// variables (else an error wrapping ErrUnsupported), and splits their
+// environments (JobEnv): what every task has alike, which goes with the
+// array, and each task's own rest, which its script sets.
+func ArrayEnv(tasks []Task) (common map[string]string, own []map[string]string, err error) {
+	for i := range tasks {
+		if err := tasks[i].Validate(); err != nil {
+			return nil, nil, err
+		}
+	}
+	first := tasks[0]
+	own = make([]map[string]string, len(tasks))
+	for i, t := range tasks {
+		if t.Resources != first.Resources || t.Project != first.Project || !reflect.DeepEqual(t.Account, first.Account) ||
+			!reflect.DeepEqual(t.Command, first.Command) {
+			return nil, nil, fmt.Errorf("job %s differs from job %s in more than its id, name, directory and variables: %w", t.JobID, first.JobID, ErrUnsupported)
+		}
+		own[i] = map[string]string{}
+		for _, kv := range t.JobEnv() {
+			k, v, _ := strings.Cut(kv, "=")
+			own[i][k] = v
+		}
+	}
+	common = map[string]string{}
+	for k, v := range own[0] {
+		alike := true
+		for _, e := range own[1:] {
+			if w, ok := e[k]; !ok || w != v {
+				alike = false
+				break
+			}
+		}
+		if alike {
+			common[k] = v
+		}
+	}
+	for _, e := range own {
+		for k := range common {
+			delete(e, k)
+		}
+	}
+	return common, own, nil
 }
 
 // MaxArray is the most tasks of one array job (Slurm's default

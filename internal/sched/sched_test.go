@@ -181,3 +181,31 @@ func TestCommandErrorCutsLongArguments(t *testing.T) {
 		t.Fatalf("message of %d bytes: %.300s", len(msg), msg)
 	}
 }
+
+// ArrayEnv: what all tasks share goes with the array, the rest with each
+// task; tasks that differ in more than that make no array.
+func TestArrayEnv(t *testing.T) {
+	mk := func(id string) Task {
+		return Task{JobID: id, Command: []string{"agent"}, WorkDir: "/w/" + id,
+			Env: map[string]string{"SHARED": "x", "HPCGATE_JOB_ID": id, TokenEnv: "tok-" + id}}
+	}
+	tasks := []Task{mk("a"), mk("b")}
+	common, own, err := ArrayEnv(tasks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(common) != 1 || common["SHARED"] != "x" {
+		t.Fatalf("common %v", common)
+	}
+	if own[1]["HPCGATE_JOB_ID"] != "b" || own[1][TokenEnv+"_FILE"] != tasks[1].SecretPath(TokenEnv) || own[0]["SHARED"] != "" {
+		t.Fatalf("task b's own %v", own[1])
+	}
+	if tasks[0].Secret[TokenEnv] != "tok-a" {
+		t.Fatal("the tasks were not validated: the token is not among their secrets")
+	}
+	other := mk("c")
+	other.Resources.CoresPerNode = 4
+	if _, _, err := ArrayEnv([]Task{mk("a"), other}); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("tasks of other resources: %v", err)
+	}
+}

@@ -3,7 +3,6 @@ package sgesched
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,43 +33,14 @@ func (s *Scheduler) submitArray(ctx context.Context, tasks []sched.Task, limit i
 	if len(tasks) == 0 {
 		return nil, nil
 	}
-	for i := range tasks {
-		if err := tasks[i].Validate(); err != nil {
-			return nil, fmt.Errorf("sge: %w", err)
-		}
-	}
 	first := tasks[0]
-	envs := make([]map[string]string, len(tasks))
-	for i, t := range tasks {
-		if t.Resources != first.Resources || t.Project != first.Project || !reflect.DeepEqual(t.Account, first.Account) ||
-			!reflect.DeepEqual(t.Command, first.Command) {
-			return nil, fmt.Errorf("sge: job %s differs from job %s in more than its id, name, directory and variables: %w", t.JobID, first.JobID, sched.ErrUnsupported)
-		}
-		envs[i] = map[string]string{}
-		for _, kv := range t.JobEnv() {
-			k, v, _ := strings.Cut(kv, "=")
-			envs[i][k] = v
-		}
-	}
 	// what every task has alike goes in qsub -v; the rest is each task's
-	common := map[string]string{}
-	for k, v := range envs[0] {
-		alike := true
-		for _, e := range envs[1:] {
-			if w, ok := e[k]; !ok || w != v {
-				alike = false
-				break
-			}
-		}
-		if alike {
-			common[k] = v
-		}
+	common, envs, err := sched.ArrayEnv(tasks)
+	if err != nil {
+		return nil, fmt.Errorf("sge: %w", err)
 	}
 	at := make([]jobscript.ArrayTask, len(tasks))
 	for i, t := range tasks {
-		for k := range common {
-			delete(envs[i], k)
-		}
 		at[i] = jobscript.ArrayTask{Index: i + 1, JobID: t.JobID, WorkDir: t.WorkDir, Output: t.JobDir() + "/" + t.JobID + ".sge.out", Env: envs[i]}
 	}
 	script, err := jobscript.ArrayScript("SGE_TASK_ID", at, first.Command)
@@ -80,13 +50,7 @@ func (s *Scheduler) submitArray(ctx context.Context, tasks []sched.Task, limit i
 	// qsub's arguments as for the first task, but its variables and
 	// output: the array's
 	base := first
-	base.Env, base.Secret = nil, nil
-	for k, v := range common {
-		if base.Env == nil {
-			base.Env = map[string]string{}
-		}
-		base.Env[k] = v
-	}
+	base.Env, base.Secret = common, nil
 	args, env := s.qsubArgs(base)
 	key := sched.ArrayKey(tasks) // what a retried submission is known by
 	for i, a := range args {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -33,42 +33,18 @@ func (s *Scheduler) submitArray(ctx context.Context, tasks []sched.Task, limit i
 	if len(tasks) == 0 {
 		return nil, nil
 	}
-	for i := range tasks {
-		if err := tasks[i].Validate(); err != nil {
-			return nil, fmt.Errorf("slurm: %w", err)
-		}
-	}
 	first := tasks[0]
-	envs := make([]map[string]string, len(tasks))
-	for i, t := range tasks {
-		if t.Resources != first.Resources || t.Project != first.Project || !reflect.DeepEqual(t.Account, first.Account) ||
-			!reflect.DeepEqual(t.Command, first.Command) {
-			return nil, fmt.Errorf("slurm: job %s differs from job %s in more than its id, name, directory and variables: %w", t.JobID, first.JobID, sched.ErrUnsupported)
-		}
-		envs[i] = map[string]string{}
-		for _, kv := range t.JobEnv() {
-			k, v, _ := strings.Cut(kv, "=")
-			envs[i][k] = v
-		}
+	vars, envs, err := sched.ArrayEnv(tasks)
+	if err != nil {
+		return nil, fmt.Errorf("slurm: %w", err)
 	}
 	// what every task has alike is the array's environment; the rest is
 	// each task's, in the script
-	var common []string
-	for k, v := range envs[0] {
-		alike := true
-		for _, e := range envs[1:] {
-			if w, ok := e[k]; !ok || w != v {
-				alike = false
-				break
-			}
-		}
-		if alike {
-			common = append(common, k+"="+v)
-			for _, e := range envs {
-				delete(e, k)
-			}
-		}
+	common := make([]string, 0, len(vars))
+	for k, v := range vars {
+		common = append(common, k+"="+v)
 	}
+	sort.Strings(common)
 	env, err := taskEnv(common)
 	if err != nil {
 		return nil, fmt.Errorf("slurm: job %s: %w", first.JobID, err)
