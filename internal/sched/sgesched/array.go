@@ -34,6 +34,9 @@ func (s *Scheduler) submitArray(ctx context.Context, tasks []sched.Task, limit i
 		return nil, nil
 	}
 	first := tasks[0]
+	if err := s.placeable(first); err != nil {
+		return nil, err
+	}
 	// what every task has alike goes in qsub -v; the rest is each task's
 	common, envs, err := sched.ArrayEnv(tasks)
 	if err != nil {

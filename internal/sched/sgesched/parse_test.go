@@ -599,7 +599,8 @@ func TestDescribeFacts(t *testing.T) {
 		"queue": "all.q", "state": "degraded", "hosts": 2,
 		"total_cores": 6, "used_cores": 3, "free_cores": 2,
 		"running_jobs": 2, "queued_jobs": 1, "held_jobs": 1,
-		"unavailable": []string{"all.q@node2 (d)"},
+		"unavailable":         []string{"all.q@node2 (d)"},
+		"free_cores_per_node": map[string]int{"vm": 2, "node2": 0},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("describe = %v\nwant       %v", got, want)

@@ -59,7 +59,10 @@ type Options struct {
 	Queue string
 	// ParallelEnv is the parallel environment of jobs with more than one
 	// core, requested as -pe NAME CORES (default "smp", with allocation
-	// rule $pe_slots: all cores on one host).
+	// rule $pe_slots: all cores on one host). A name with %d is one
+	// parallel environment per number of slots on each host (mpi-%d), whose
+	// allocation rule is that number: every job is then submitted with
+	// -pe mpi-C N*C for N nodes of C cores, which is exactly N hosts.
 	ParallelEnv string
 	// Script renders the job script (default jobscript.Default()).
 	Script *jobscript.Template
@@ -153,6 +156,25 @@ func New(opts *Options) *Scheduler {
 	return &Scheduler{opts: o, log: log, cmd: cmd, submitted: map[string]submission{}, ownScript: ownScript}
 }
 
+// placeable refuses a task of several nodes where no parallel environment
+// gives each host a fixed number of slots: $pe_slots would put it on one
+// host, $round_robin anywhere.
+func (s *Scheduler) placeable(t sched.Task) error {
+	if _, ok := s.hostPE(1); !ok && t.Resources.Nodes > 1 {
+		return fmt.Errorf("sge: job %s: %d nodes need a parallel environment per slots per host (Options.ParallelEnv with %%d): %w", t.JobID, t.Resources.Nodes, sched.ErrUnsupported)
+	}
+	return nil
+}
+
+// hostPE is the parallel environment for jobs with cores slots on each
+// host, when ParallelEnv names one per number of slots (mpi-%d).
+func (s *Scheduler) hostPE(cores int) (string, bool) {
+	if !strings.Contains(s.opts.ParallelEnv, "%d") {
+		return "", false
+	}
+	return strings.Replace(s.opts.ParallelEnv, "%d", strconv.Itoa(cores), 1), true
+}
+
 // Name implements sched.Scheduler.
 func (s *Scheduler) Name() string { return "sge" }
 
@@ -211,18 +233,22 @@ func (s *Scheduler) qsubArgs(t sched.Task) (args, env []string) {
 		args = append(args, "-P", t.Project)
 	}
 	r := t.Resources
-	cores := r.Cores()
-	if cores > 1 {
-		args = append(args, "-pe", s.opts.ParallelEnv, strconv.Itoa(cores))
+	perHost := max(1, r.CoresPerNode)
+	if pe, ok := s.hostPE(perHost); ok {
+		// exactly r.Nodes hosts with perHost slots each
+		args = append(args, "-pe", pe, strconv.Itoa(r.Cores()))
+	} else if r.Cores() > 1 {
+		args = append(args, "-pe", s.opts.ParallelEnv, strconv.Itoa(r.Cores()))
 	}
 	var limits []string
 	if r.WalltimeS > 0 {
 		limits = append(limits, "h_rt="+strconv.FormatInt(r.WalltimeS, 10))
 	}
 	if r.MemoryMB > 0 {
-		// h_vmem is per slot: Grid Engine multiplies it by the slots
+		// the memory is per node; h_vmem is per slot, and Grid Engine
+		// multiplies it by the slots a host has
 		mb := r.MemoryMB + max(s.opts.VmemHeadroomMB, 0)
-		perSlot := (mb + int64(cores) - 1) / int64(cores)
+		perSlot := (mb + int64(perHost) - 1) / int64(perHost)
 		limits = append(limits, "h_vmem="+strconv.FormatInt(perSlot, 10)+"M")
 	}
 	if len(limits) > 0 {
@@ -243,6 +269,9 @@ func (s *Scheduler) qsubArgs(t sched.Task) (args, env []string) {
 func (s *Scheduler) Submit(ctx context.Context, t sched.Task) (string, error) {
 	if err := t.Validate(); err != nil {
 		return "", fmt.Errorf("sge: %w", err)
+	}
+	if err := s.placeable(t); err != nil {
+		return "", err
 	}
 	args, env := s.qsubArgs(t)
 	script, err := s.opts.Script.Render(jobscript.Data{JobID: t.JobID, Name: t.Name, WorkDir: t.WorkDir, Command: t.Command})
@@ -637,13 +666,14 @@ func (s *Scheduler) Describe(ctx context.Context) (map[string]any, error) {
 
 func describe(queue string, l *qstatList) map[string]any {
 	total, used, free, up := 0, 0, 0, 0
-	hosts := map[string]bool{}
+	hosts := map[string]int{} // free slots by host
 	var down []string
 	for _, q := range l.instances {
 		total += q.Total
 		used += q.Used + q.Resv
-		if _, host, ok := strings.Cut(q.Name, "@"); ok {
-			hosts[host] = true
+		_, host, _ := strings.Cut(q.Name, "@")
+		if host != "" {
+			hosts[host] += 0
 		}
 		if strings.ContainsAny(q.State, unusable) {
 			down = append(down, q.Name+" ("+q.State+")")
@@ -651,6 +681,9 @@ func describe(queue string, l *qstatList) map[string]any {
 		}
 		up++
 		free += max(0, q.Total-q.Used-q.Resv)
+		if host != "" {
+			hosts[host] += max(0, q.Total-q.Used-q.Resv)
+		}
 	}
 	running, pending, held := 0, 0, 0
 	for _, id := range l.order {
@@ -676,15 +709,16 @@ func describe(queue string, l *qstatList) map[string]any {
 		queue = "*"
 	}
 	m := map[string]any{
-		"queue":        queue,
-		"state":        state,
-		"hosts":        len(hosts),
-		"total_cores":  total,
-		"used_cores":   used,
-		"free_cores":   free,
-		"running_jobs": running,
-		"queued_jobs":  pending,
-		"held_jobs":    held,
+		"queue":               queue,
+		"state":               state,
+		"hosts":               len(hosts),
+		"free_cores_per_node": hosts,
+		"total_cores":         total,
+		"used_cores":          used,
+		"free_cores":          free,
+		"running_jobs":        running,
+		"queued_jobs":         pending,
+		"held_jobs":           held,
 	}
 	if len(down) > 0 {
 		m["unavailable"] = down

@@ -1,6 +1,7 @@
 package slurmsched
 
 import (
+	"maps"
 	"math"
 	"reflect"
 	"slices"
@@ -210,6 +211,18 @@ func deref(p *int) any {
 	return *p
 }
 
+func TestParseNodeCores(t *testing.T) {
+	got, err := parseNodeCores("n1|2/0/0/2\nn2|0/2/0/2\nn3|1/1/0/2\n")
+	if err != nil || !maps.Equal(got, map[string]int{"n1": 0, "n2": 2, "n3": 1}) {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	for _, bad := range []string{"n1|2/0/2", "n1 2/0/0/2", "|0/2/0/2", "n1|a/b/c/d"} {
+		if _, err := parseNodeCores(bad); err == nil {
+			t.Errorf("%q was taken", bad)
+		}
+	}
+}
+
 func TestParsePartition(t *testing.T) {
 	out := "debug*|up|1/3/0/4|2|mixed\ndebug*|up|0/0/2/2|1|drained\nbatch|down|0/4/0/4|1|idle\n"
 	p, err := parsePartition(out, "")
@@ -232,13 +245,33 @@ func TestParsePartition(t *testing.T) {
 	}
 }
 
+// An environment's own slurm.conf reaches every command (and, through
+// sbatch's environment, the job's srun) as SLURM_CONF, over this process's.
+func TestConfReachesCommands(t *testing.T) {
+	t.Setenv("SLURM_CONF", "/etc/slurm/slurm.conf")
+	confs := func(s *Scheduler) (out []string) {
+		for _, kv := range s.cmd.Env {
+			if strings.HasPrefix(kv, "SLURM_CONF=") {
+				out = append(out, kv)
+			}
+		}
+		return out
+	}
+	if got := confs(New(&Options{Conf: "/etc/slurm-multi/slurm.conf"})); !slices.Equal(got, []string{"SLURM_CONF=/etc/slurm-multi/slurm.conf"}) {
+		t.Errorf("with Conf: %q", got)
+	}
+	if got := confs(New(nil)); !slices.Equal(got, []string{"SLURM_CONF=/etc/slurm/slurm.conf"}) {
+		t.Errorf("without Conf: %q", got)
+	}
+}
+
 func TestSubmitArgs(t *testing.T) {
 	s := New(&Options{Partition: "debug", Account: "proj", QOS: "short"})
 	task := sched.Task{JobID: "J1", Resources: job.Resources{Nodes: 2, CoresPerNode: 4, MemoryMB: 512, WalltimeS: 61}}
 	got := s.submitArgs(task, "name", "/w")
 	for _, want := range []string{"--parsable", "--export=ALL", "--job-name=name", "--comment=hpcgate:J1",
-		"--output=/w/J1.slurm.out", "--error=/w/J1.slurm.out", "--chdir=/w", "--nodes=2", "--ntasks-per-node=1",
-		"--cpus-per-task=4", "--mem=512", "--time=2", "--partition=debug", "--account=proj", "--qos=short"} {
+		"--output=/w/J1.slurm.out", "--error=/w/J1.slurm.out", "--chdir=/w", "--nodes=2", "--ntasks-per-node=4",
+		"--cpus-per-task=1", "--mem=512", "--time=2", "--partition=debug", "--account=proj", "--qos=short"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("sbatch arguments %q lack %s", got, want)
 		}

@@ -92,6 +92,9 @@ type Options struct {
 	Account string
 	// QOS jobs run with (--qos; "": the association's default).
 	QOS string
+	// Conf is the cluster's slurm.conf, given to every command and job as
+	// SLURM_CONF ("": this process's SLURM_CONF, or Slurm's default).
+	Conf string
 	// Script renders the batch script (nil: jobscript.Default()).
 	Script *jobscript.Template
 	// Bin is the directory holding sbatch, squeue, sacct, scancel,
@@ -150,9 +153,12 @@ func New(opts *Options) *Scheduler {
 	// settings (SLURM_CONF) and, per job, the task's variables.
 	env := sched.BaseEnv(os.Environ())
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "SLURM_CONF=") {
+		if strings.HasPrefix(kv, "SLURM_CONF=") && s.opts.Conf == "" {
 			env = append(env, kv)
 		}
+	}
+	if s.opts.Conf != "" {
+		env = append(env, "SLURM_CONF="+s.opts.Conf)
 	}
 	env = append(env, "SLURM_TIME_FORMAT=standard")
 	s.cmd = sched.Commander{Bin: s.opts.Bin, Env: env, Timeout: commandTimeout, Logger: s.log}
@@ -257,9 +263,11 @@ func (s *Scheduler) submitArgs(t sched.Task, name, dir string) []string {
 		"--chdir=" + dir,
 		"--output=" + out,
 		"--error=" + out,
+		// one task per core, so that srun starts one process per core
+		// of every node; --mem is per node
 		"--nodes=" + strconv.Itoa(max(1, r.Nodes)),
-		"--ntasks-per-node=1",
-		"--cpus-per-task=" + strconv.Itoa(max(1, r.CoresPerNode)),
+		"--ntasks-per-node=" + strconv.Itoa(max(1, r.CoresPerNode)),
+		"--cpus-per-task=1",
 	}
 	if r.MemoryMB > 0 {
 		args = append(args, "--mem="+strconv.FormatInt(r.MemoryMB, 10))
@@ -631,20 +639,51 @@ func (s *Scheduler) Describe(ctx context.Context) (map[string]any, error) {
 			jobs[liveStatus(state, reason).State]++
 		}
 	}
+	out, err = s.run(ctx, nil, nil, "sinfo", "-h", "-N", "-p", p.name, "-o", "%N|%C")
+	if err != nil {
+		return nil, fmt.Errorf("slurm: %w", err)
+	}
+	perNode, err := parseNodeCores(out)
+	if err != nil {
+		return nil, fmt.Errorf("slurm: %w", err)
+	}
 	return map[string]any{
-		"partition":       p.name,
-		"state":           p.state,
-		"total_cores":     p.total,
-		"allocated_cores": p.allocated,
-		"free_cores":      p.idle,
-		"other_cores":     p.other,
-		"nodes":           p.nodes,
-		"node_states":     p.nodeStates,
-		"running_jobs":    jobs[sched.Running],
-		"suspended_jobs":  jobs[sched.Suspended],
-		"queued_jobs":     jobs[sched.Queued],
-		"held_jobs":       jobs[sched.Held],
+		"free_cores_per_node": perNode,
+		"partition":           p.name,
+		"state":               p.state,
+		"total_cores":         p.total,
+		"allocated_cores":     p.allocated,
+		"free_cores":          p.idle,
+		"other_cores":         p.other,
+		"nodes":               p.nodes,
+		"node_states":         p.nodeStates,
+		"running_jobs":        jobs[sched.Running],
+		"suspended_jobs":      jobs[sched.Suspended],
+		"queued_jobs":         jobs[sched.Queued],
+		"held_jobs":           jobs[sched.Held],
 	}, nil
+}
+
+// parseNodeCores reads sinfo -h -N -o '%N|%C': each node's idle cores.
+func parseNodeCores(out string) (map[string]int, error) {
+	m := map[string]int{}
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		node, cores, ok := strings.Cut(line, "|")
+		f := strings.Split(cores, "/") // allocated/idle/other/total
+		if !ok || node == "" || len(f) != 4 {
+			return nil, fmt.Errorf("sinfo: unexpected line %q", line)
+		}
+		idle, err := strconv.Atoi(f[1])
+		if err != nil {
+			return nil, fmt.Errorf("sinfo: unexpected line %q", line)
+		}
+		m[node] = idle // a node in two partitions is listed twice, alike
+	}
+	return m, nil
 }
 
 // partitionFacts sum sinfo's lines (one per node state) for a partition.
