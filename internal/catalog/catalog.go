@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"path"
 	"regexp"
 	"slices"
@@ -128,12 +129,30 @@ func (t *Template) SchemaJSON() json.RawMessage { return t.schemaJSON }
 type Environment struct {
 	Name        string `yaml:"name"`
 	Description string `yaml:"description"`
-	Scheduler   string `yaml:"scheduler"`            // local, slurm or sge
-	Partition   string `yaml:"partition"`            // slurm
-	Account     string `yaml:"account"`              // slurm
-	QOS         string `yaml:"qos"`                  // slurm
-	Queue       string `yaml:"queue"`                // sge
+	Scheduler   string `yaml:"scheduler"` // local, slurm or sge
+	Partition   string `yaml:"partition"` // slurm
+	Account     string `yaml:"account"`   // slurm
+	QOS         string `yaml:"qos"`       // slurm
+	// SlurmConf is the slurm.conf of the cluster this environment's jobs
+	// go to (SLURM_CONF for every Slurm command; "": Slurm's default), so
+	// that one gateway serves several Slurm clusters.
+	SlurmConf string `yaml:"slurm_conf"`
+	Queue     string `yaml:"queue"` // sge
+	// ParallelEnv is Grid Engine's parallel environment for jobs of more
+	// than one core (default smp, all on one host). A name with %d is one
+	// parallel environment per number of cores a job has on each host
+	// (mpi-%d: mpi-1, mpi-2, ...), each with that number as its
+	// allocation rule: every job then gets exactly its nodes x cores.
 	ParallelEnv string `yaml:"parallel_environment"` // sge
+	// GatewayHost is the host name or address this environment's jobs
+	// reach the gateway at, when it is not that of public_url (nodes on
+	// another network). The gateway also listens there, on its port, and
+	// its self-signed certificate names it.
+	GatewayHost string `yaml:"gateway_host"`
+	// Launcher is the command that starts one process per task on every
+	// node of a job (HPCGATE_LAUNCH; default srun on Slurm, mpirun
+	// elsewhere).
+	Launcher []string `yaml:"launcher"`
 	// JobScript is a text/template file for the engine's job script
 	// (default: the embedded one, which only starts the agent).
 	JobScript string `yaml:"job_script"`
@@ -162,6 +181,55 @@ type Environment struct {
 	Env         map[string]string `yaml:"env"`
 	WorkdirRoot string            `yaml:"workdir_root"`
 	Max         Limits            `yaml:"max"`
+}
+
+// launcherWord is one word of a launcher: no shell syntax, no space.
+var launcherWord = regexp.MustCompile(`^[A-Za-z0-9_./=:,+-]{1,128}$`)
+
+// hostRE is a host name (an address is checked by net.ParseIP).
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.?)*$`)
+
+// checkNodes checks what e says about its nodes: where they reach the
+// gateway, their launcher, their cluster, and that more than one node is
+// offered only where the engine can place them.
+func (e *Environment) checkNodes() error {
+	if h := e.GatewayHost; h != "" && net.ParseIP(h) == nil && (len(h) > 253 || !hostRE.MatchString(h)) {
+		return fmt.Errorf("gateway_host %q: want a host name or an address", e.GatewayHost)
+	}
+	for _, w := range e.Launcher {
+		if !launcherWord.MatchString(w) {
+			return fmt.Errorf("launcher word %q: want letters, digits and _./=:,+- only", w)
+		}
+	}
+	if e.SlurmConf != "" && (e.Scheduler != "slurm" || !path.IsAbs(e.SlurmConf)) {
+		return fmt.Errorf("slurm_conf %q: want an absolute path, for a Slurm environment", e.SlurmConf)
+	}
+	if pe := e.ParallelEnv; pe != "" {
+		if strings.Count(pe, "%") > 1 || strings.Contains(pe, "%") && !strings.Contains(pe, "%d") ||
+			strings.ContainsFunc(strings.ReplaceAll(pe, "%d", "1"), func(r rune) bool {
+				return !(r == '_' || r == '-' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+			}) {
+			return fmt.Errorf("parallel_environment %q: want a name, with at most one %%d", pe)
+		}
+	}
+	if e.Scheduler == "sge" && e.Max.Nodes > 1 && !strings.Contains(e.ParallelEnv, "%d") {
+		return fmt.Errorf("max.nodes %d: Grid Engine places a job's cores on several hosts exactly only through parallel environments with a fixed allocation rule: set parallel_environment to a name with %%d (mpi-%%d: mpi-1, mpi-2, ...)", e.Max.Nodes)
+	}
+	if e.Scheduler == "local" && e.Max.Nodes > 1 {
+		return fmt.Errorf("max.nodes %d: the local executor has one node", e.Max.Nodes)
+	}
+	return nil
+}
+
+// Limits are the most a job may ask for in e: its max, with one node
+// where its engine cannot place a job on several (the local executor, and
+// Grid Engine without a parallel environment per cores per host).
+func (e *Environment) Limits() Limits {
+	m := e.Max
+	if e.Scheduler == "local" || e.Scheduler == "sge" && !strings.Contains(e.ParallelEnv, "%d") {
+		m.Nodes = 1
+	}
+	return m
 }
 
 // CannotRun says why e cannot run t (its image, its network), or "".
@@ -234,6 +302,9 @@ func Load(envs []Environment, fsyss ...fs.FS) (*Catalog, error) {
 		}
 		if st := e.ImageStore; st != "" && (!path.IsAbs(st) || path.Clean(st) != st || strings.ContainsFunc(st, func(r rune) bool { return r < 0x20 || r == '"' || r == '\\' || r == 0x7f })) {
 			errs = append(errs, fmt.Errorf("environment %s: image_store %q: want an absolute, clean path", e.Name, st))
+		}
+		if err := e.checkNodes(); err != nil {
+			errs = append(errs, fmt.Errorf("environment %s: %w", e.Name, err))
 		}
 		for k := range e.Env {
 			if !envVarRE.MatchString(k) || strings.HasPrefix(k, "HPCGATE_") {

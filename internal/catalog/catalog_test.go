@@ -50,7 +50,7 @@ func TestBuiltinTemplatesLoad(t *testing.T) {
 	for _, tp := range c.Templates() {
 		names = append(names, tp.Name)
 	}
-	if got := strings.Join(names, " "); got != "evaluate fanout hello optimize reduce sweep-reduce wordcount" {
+	if got := strings.Join(names, " "); got != "evaluate fanout hello mpi-pi optimize reduce sweep-reduce wordcount" {
 		t.Fatalf("templates = %s", got)
 	}
 }
@@ -221,5 +221,61 @@ func TestImageTemplatesRunWhereAllowed(t *testing.T) {
 	// an unknown runtime is refused
 	if _, err := Load([]Environment{{Name: "x", Scheduler: "local", ContainerRuntime: "singularity"}}); err == nil {
 		t.Error("an unknown container runtime was accepted")
+	}
+}
+
+// What an environment says about its nodes is checked at load, and a job
+// asking for more nodes than its engine can place is refused.
+func TestEnvironmentNodes(t *testing.T) {
+	for _, bad := range []Environment{
+		{Name: "l", Scheduler: "local", Max: Limits{Nodes: 2}},
+		{Name: "g", Scheduler: "sge", ParallelEnv: "smp", Max: Limits{Nodes: 2}},
+		{Name: "g", Scheduler: "sge", ParallelEnv: "mpi-%s"},
+		{Name: "g", Scheduler: "sge", ParallelEnv: "mpi-%d-%d"},
+		{Name: "g", Scheduler: "sge", ParallelEnv: "mpi %d"},
+		{Name: "s", Scheduler: "slurm", Launcher: []string{"srun;", "x"}},
+		{Name: "s", Scheduler: "slurm", Launcher: []string{"$(id)"}},
+		{Name: "s", Scheduler: "slurm", SlurmConf: "slurm.conf"},
+		{Name: "g", Scheduler: "sge", SlurmConf: "/etc/slurm/slurm.conf"},
+		{Name: "s", Scheduler: "slurm", GatewayHost: "10.0.0.1:8443"},
+		{Name: "s", Scheduler: "slurm", GatewayHost: "host name"},
+	} {
+		if _, err := Load([]Environment{bad}); err == nil {
+			t.Errorf("environment %+v was taken", bad)
+		}
+	}
+	envs := []Environment{
+		{Name: "multi", Scheduler: "sge", ParallelEnv: "mpi-%d", GatewayHost: "10.78.0.1", Launcher: []string{"mpirun", "--bind-to", "none"}, Max: Limits{Nodes: 2}},
+		{Name: "smp", Scheduler: "sge"},
+		{Name: "cluster", Scheduler: "slurm", SlurmConf: "/etc/slurm-multi/slurm.conf", GatewayHost: "head.example.org", Max: Limits{Nodes: 3}},
+	}
+	fsys := fstest.MapFS{
+		"run.yaml": {Data: []byte("name: run\nversion: 1\ncommand: [x]\nenvironments: [multi, smp, cluster]\n")},
+		"ctr.yaml": {Data: []byte("name: ctr\nversion: 1\nimage: localhost/x\ncommand: [x]\nenvironments: [cluster]\n")},
+	}
+	envs[2].ContainerRuntime = "podman"
+	c, err := Load(envs, fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		tpl, env string
+		nodes    int
+		want     string // "" for taken
+	}{
+		{"run", "multi", 2, ""},
+		{"run", "multi", 3, "3 is more than the environment multi allows (2)"},
+		{"run", "smp", 1, ""},
+		{"run", "smp", 2, "2 is more than the environment smp allows (1)"},
+		{"run", "cluster", 3, ""},
+		{"ctr", "cluster", 2, "a template with an image runs on one node"},
+	} {
+		_, err := c.Instantiate(Request{Template: tt.tpl, Environment: tt.env, Resources: &job.Resources{Nodes: tt.nodes}}, files(nil))
+		switch verr, _ := err.(*ValidationError); {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s on %s, %d nodes: %v", tt.tpl, tt.env, tt.nodes, err)
+		case tt.want != "" && (verr == nil || len(verr.Fields) != 1 || verr.Fields[0].Field != "resources.nodes" || verr.Fields[0].Message != tt.want):
+			t.Errorf("%s on %s, %d nodes: %v, want resources.nodes: %s", tt.tpl, tt.env, tt.nodes, err, tt.want)
+		}
 	}
 }

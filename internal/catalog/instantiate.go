@@ -165,8 +165,11 @@ func (c *Catalog) Instantiate(r Request, stat StatFunc) (*Instance, error) {
 		over("walltime_s", res.WalltimeS, m.WalltimeS)
 	}
 	limit("template", t.Resources.Max)
+	if t.Image != "" && res.Nodes > 1 {
+		verr.add("resources.nodes", "a template with an image runs on one node")
+	}
 	if inst.Environment != nil {
-		limit("environment "+inst.Environment.Name, inst.Environment.Max)
+		limit("environment "+inst.Environment.Name, inst.Environment.Limits())
 	}
 	inst.Resources = res
 

@@ -104,7 +104,7 @@ func apiTemplate(t *catalog.Template) api.Template {
 func apiEnvironment(e *catalog.Environment) api.Environment {
 	return api.Environment{
 		Name: e.Name, Description: e.Description, Scheduler: e.Scheduler, Partition: e.Partition, Queue: e.Queue,
-		ParallelEnv: e.ParallelEnv, ContainerRuntime: e.ContainerRuntime, Images: e.Images, ContainerNetwork: e.ContainerNetwork, Max: apiResources(e.Max),
+		ParallelEnv: e.ParallelEnv, ContainerRuntime: e.ContainerRuntime, Images: e.Images, ContainerNetwork: e.ContainerNetwork, Max: apiResources(e.Limits()),
 	}
 }
 
