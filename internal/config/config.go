@@ -289,6 +289,11 @@ func (c *Config) Validate() error {
 		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 			errs = append(errs, fmt.Errorf("insecure_http: plain HTTP is allowed only on a loopback address, not %q", host))
 		}
+		for _, e := range c.Environments {
+			if e.GatewayHost != "" {
+				errs = append(errs, fmt.Errorf("environment %s: gateway_host: jobs on other hosts need TLS, and insecure_http is on", e.Name))
+			}
+		}
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls_cert and tls_key go together"))

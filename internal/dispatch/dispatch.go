@@ -5,6 +5,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +31,9 @@ import (
 type Options struct {
 	// GatewayURL is the URL jobs reach the gateway at (HPCGATE_URL).
 	GatewayURL string
+	// GatewayURLs are, by environment, the URLs its jobs reach the gateway
+	// at where that is not GatewayURL (nodes on another network).
+	GatewayURLs map[string]string
 	// CACertFile is the CA certificate jobs trust (HPCGATE_CACERT); "" for
 	// a certificate the system trusts.
 	CACertFile string
@@ -85,6 +90,9 @@ type Dispatcher struct {
 	// deferred are engines' cancels of canceled container jobs, made
 	// after the agent's grace (Options.CancelGrace), by job id.
 	deferred map[string]deferredCancel
+	// usage are multi-node jobs whose engine's accounting is awaited
+	// (usage.go), by job id.
+	usage map[string]acctWait
 }
 
 // task is a job in an engine that can forget it.
@@ -147,7 +155,7 @@ func New(st store.Store, cat *catalog.Catalog, scheds map[string]sched.Scheduler
 		opts.CancelGrace = 15 * time.Second
 	}
 	return &Dispatcher{store: st, cat: cat, scheds: scheds, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), endedSeen: map[string]time.Time{}, tasks: map[string]task{},
-		deferred: map[string]deferredCancel{}}
+		deferred: map[string]deferredCancel{}, usage: map[string]acctWait{}}
 }
 
 // Notify tells the dispatcher that a job is waiting to be submitted.
@@ -465,7 +473,10 @@ func (d *Dispatcher) prepare(ctx context.Context, j *job.Job, env *catalog.Envir
 			env2[k] = v
 		}
 	}
-	env2["HPCGATE_URL"], env2["HPCGATE_TOKEN"], env2["HPCGATE_JOB_ID"] = d.opts.GatewayURL, secret, j.ID
+	env2["HPCGATE_URL"], env2["HPCGATE_TOKEN"], env2["HPCGATE_JOB_ID"] = cmp.Or(d.opts.GatewayURLs[env.Name], d.opts.GatewayURL), secret, j.ID
+	if len(env.Launcher) > 0 {
+		env2["HPCGATE_LAUNCH"] = strings.Join(env.Launcher, " ")
+	}
 	task := &sched.Task{
 		JobID:     j.ID,
 		Name:      sched.SafeName(j.Name),
@@ -687,6 +698,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 			if ok {
 				d.track(s, j.ID, j.Environment, j.BackendID)
 			}
+			d.awaitUsage(j)
 			bySched[j.Environment] = append(bySched[j.Environment], j)
 		}
 		if next == "" {
@@ -715,6 +727,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) {
 			d.reconcileOne(ctx, j, st[j.BackendID])
 		}
 	}
+	d.settleUsage(ctx, activeIDs) // before an engine forgets the jobs
 	d.forgetEnded(ctx, activeIDs)
 	d.mu.Lock()
 	for id, t := range d.endedSeen {

@@ -15,9 +15,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,6 +158,7 @@ type Gateway struct {
 	workRoot string            // absolute: jobs' directories when their environment names none
 	accounts *account.Resolver // users' OS accounts
 	ln       net.Listener
+	extra    []net.Listener // where environments' jobs reach the gateway (gateway_host)
 	url      string
 	lock     *os.File // DATA/server.lock, flocked while the gateway is open
 
@@ -199,8 +202,15 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 			g.certFile, g.keyFile, g.caFile = cfg.TLSCert, cfg.TLSKey, cfg.CACert
 		} else {
 			host, _, _ := net.SplitHostPort(cfg.Addr)
+			hosts := []string{host}
+			if u, err := url.Parse(cfg.PublicURL); err == nil && u.Hostname() != "" {
+				hosts = append(hosts, u.Hostname())
+			}
+			for _, e := range cfg.Environments {
+				hosts = append(hosts, e.GatewayHost)
+			}
 			var created bool
-			g.certFile, g.keyFile, created, err = ensureSelfSigned(filepath.Join(dataDir, "tls"), host)
+			g.certFile, g.keyFile, created, err = ensureSelfSigned(filepath.Join(dataDir, "tls"), hosts...)
 			if err != nil {
 				return nil, fmt.Errorf("TLS certificate: %w", err)
 			}
@@ -252,7 +262,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 				}
 			}
 			if e.Scheduler == "slurm" {
-				g.scheds[e.Name] = slurmsched.New(&slurmsched.Options{Partition: e.Partition, Account: e.Account, QOS: e.QOS, Script: script, Logger: log})
+				g.scheds[e.Name] = slurmsched.New(&slurmsched.Options{Partition: e.Partition, Account: e.Account, QOS: e.QOS, Conf: e.SlurmConf, Script: script, Logger: log})
 			} else {
 				g.scheds[e.Name] = sgesched.New(&sgesched.Options{Queue: e.Queue, ParallelEnv: e.ParallelEnv, Script: script, Notices: true, Logger: log})
 			}
@@ -298,9 +308,63 @@ func (g *Gateway) Listen() error {
 	host, port, _ := net.SplitHostPort(ln.Addr().String())
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
+	} else {
+		// where environments' jobs reach the gateway: on its port there too
+		for _, addr := range g.jobAddrs() {
+			if addr == host || slices.ContainsFunc(g.extra, func(l net.Listener) bool { h, _, _ := net.SplitHostPort(l.Addr().String()); return h == addr }) {
+				continue
+			}
+			l, err := net.Listen("tcp", net.JoinHostPort(addr, port))
+			if err != nil {
+				// the other environments work: say it, and go on
+				g.log.Warn("cannot listen where an environment's jobs reach the gateway (gateway_host): its jobs will not reach it", "addr", net.JoinHostPort(addr, port), "err", err)
+				continue
+			}
+			g.extra = append(g.extra, l)
+		}
 	}
 	g.url = scheme + "://" + net.JoinHostPort(host, port)
 	return nil
+}
+
+// jobAddrs are the addresses environments' jobs reach the gateway at
+// (gateway_host, resolved).
+func (g *Gateway) jobAddrs() []string {
+	var addrs []string
+	for _, e := range g.cfg.Environments {
+		if e.GatewayHost == "" {
+			continue
+		}
+		if ip := net.ParseIP(e.GatewayHost); ip != nil {
+			addrs = append(addrs, ip.String())
+			continue
+		}
+		as, err := net.LookupHost(e.GatewayHost)
+		if err != nil {
+			g.log.Warn("an environment's gateway_host does not resolve", "environment", e.Name, "gateway_host", e.GatewayHost, "err", err)
+		}
+		addrs = append(addrs, as...)
+	}
+	slices.Sort(addrs)
+	return slices.Compact(addrs)
+}
+
+// jobURLs are the URLs each environment's jobs reach the gateway at, for
+// the environments with a gateway_host: public's, with that host.
+func (g *Gateway) jobURLs(public string) map[string]string {
+	m := map[string]string{}
+	for _, e := range g.cfg.Environments {
+		if e.GatewayHost == "" {
+			continue
+		}
+		u, err := url.Parse(public)
+		if err != nil {
+			continue // checked at load
+		}
+		u.Host = net.JoinHostPort(e.GatewayHost, u.Port())
+		m[e.Name] = u.String()
+	}
+	return m
 }
 
 // URL is where the API answers (after Listen).
@@ -338,6 +402,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		Metrics:      met,
 		ReplicaID:    host + ":" + g.dataDir,
 		GatewayURL:   public,
+		GatewayURLs:  g.jobURLs(public),
 		CACertFile:   g.caFile,
 		AgentCommand: agentCmd,
 		WorkRoot:     workRoot,
@@ -396,18 +461,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 	hs.RegisterOnShutdown(g.srv.CloseStreams)
 
 	grp := newGroup(ctx)
-	grp.Go(func(ctx context.Context) error {
-		var err error
-		if g.cfg.InsecureHTTP {
-			err = hs.Serve(g.ln)
-		} else {
-			err = hs.ServeTLS(g.ln, g.certFile, g.keyFile)
-		}
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		return err
-	})
+	for _, ln := range append([]net.Listener{g.ln}, g.extra...) {
+		grp.Go(func(ctx context.Context) error {
+			var err error
+			if g.cfg.InsecureHTTP {
+				err = hs.Serve(ln)
+			} else {
+				err = hs.ServeTLS(ln, g.certFile, g.keyFile)
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			return err
+		})
+	}
 	grp.Go(func(ctx context.Context) error {
 		<-ctx.Done()
 		sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
@@ -538,6 +605,9 @@ func (g *Gateway) Close() error {
 	var errs []error
 	if g.ln != nil {
 		g.ln.Close()
+	}
+	for _, l := range g.extra {
+		l.Close()
 	}
 	if c, ok := g.bucket.(io.Closer); ok {
 		errs = append(errs, c.Close())

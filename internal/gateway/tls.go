@@ -12,15 +12,18 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
 // ensureSelfSigned makes dir/cert.pem and dir/key.pem on first start: an
 // ECDSA P-256 certificate for localhost, 127.0.0.1, ::1, this host's name
-// and extraHost, valid for five years. Later starts reuse them.
-func ensureSelfSigned(dir, extraHost string) (certFile, keyFile string, created bool, err error) {
+// and extraHosts (the listening address, where environments' jobs reach
+// the gateway), valid for five years. Later starts reuse them, unless the
+// certificate does not name one of extraHosts: then it is made anew.
+func ensureSelfSigned(dir string, extraHosts ...string) (certFile, keyFile string, created bool, err error) {
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if _, err := os.Stat(certFile); err == nil {
+	if _, err := os.Stat(certFile); err == nil && namesAll(certFile, extraHosts) {
 		return certFile, keyFile, false, nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -47,11 +50,11 @@ func ensureSelfSigned(dir, extraHost string) (certFile, keyFile string, created 
 	if host != "" && host != "localhost" {
 		tmpl.DNSNames = append(tmpl.DNSNames, host)
 	}
-	if extraHost != "" {
-		if ip := net.ParseIP(extraHost); ip != nil && !ip.IsUnspecified() && !ip.IsLoopback() {
+	for _, extra := range extraHosts {
+		if ip := net.ParseIP(extra); ip != nil && !ip.IsUnspecified() && !ip.IsLoopback() {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if ip == nil && extraHost != "localhost" && extraHost != host {
-			tmpl.DNSNames = append(tmpl.DNSNames, extraHost)
+		} else if ip == nil && extra != "" && !slices.Contains(tmpl.DNSNames, extra) {
+			tmpl.DNSNames = append(tmpl.DNSNames, extra)
 		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -69,6 +72,32 @@ func ensureSelfSigned(dir, extraHost string) (certFile, keyFile string, created 
 		return "", "", false, err
 	}
 	return certFile, keyFile, true, nil
+}
+
+// namesAll says whether the certificate in file names every host (an
+// unspecified address, such as 0.0.0.0, needs no name).
+func namesAll(file string, hosts []string) bool {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return false
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return false
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); h == "" || ip != nil && ip.IsUnspecified() {
+			continue
+		}
+		if c.VerifyHostname(h) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
