@@ -1158,3 +1158,50 @@ func lens(a [][]string) []int {
 	}
 	return out
 }
+
+// A job of several nodes ends with its agent's usage (its first node's);
+// the engine's accounting, which covers every node, replaces it once the
+// engine has it. A job of one node keeps its agent's.
+func TestEngineUsageOfMultiNodeJobs(t *testing.T) {
+	for _, nodes := range []int{3, 1} {
+		t.Run(fmt.Sprintf("%d nodes", nodes), func(t *testing.T) {
+			f := newFixture(t)
+			f.fake = f.engs["plain"].(plainSched).f // no Forget: as Slurm and Grid Engine
+			d := f.dispatcher()
+			j := f.job("plain", job.Pending)
+			if _, err := f.st.UpdateJob(f.ctx, j.ID, func(j *job.Job) error { j.Resources.Nodes = nodes; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			d.submitPending(f.ctx)
+			f.fake.set("b1", sched.Status{State: sched.Running})
+			d.reconcile(f.ctx) // seen running: awaited, if of several nodes
+			agents := &job.Usage{CPUSeconds: 1, MaxRSSBytes: 10 << 20, WallSeconds: 4}
+			if _, err := f.st.UpdateJob(f.ctx, j.ID, func(j *job.Job) error {
+				j.Usage = agents
+				return j.SetState(job.Succeeded, "the agent reported", time.Now())
+			}); err != nil {
+				t.Fatal(err)
+			}
+			f.fake.set("b1", sched.Status{State: sched.Running}) // not accounted yet
+			d.reconcile(f.ctx)
+			if u := f.get(j.ID).Usage; *u != *agents {
+				t.Fatalf("before the engine's accounting: %+v", u)
+			}
+			f.fake.set("b1", sched.Status{State: sched.Done, Usage: &job.Usage{CPUSeconds: 9, MaxRSSBytes: 5 << 20, WallSeconds: 3}})
+			d.reconcile(f.ctx)
+			want := *agents
+			if nodes > 1 {
+				want = job.Usage{CPUSeconds: 9, MaxRSSBytes: 10 << 20, WallSeconds: 4}
+			}
+			if u := f.get(j.ID).Usage; *u != want {
+				t.Fatalf("usage %+v, want %+v", u, want)
+			}
+			d.mu.Lock()
+			left := len(d.usage)
+			d.mu.Unlock()
+			if left != 0 {
+				t.Fatalf("%d jobs still awaited", left)
+			}
+		})
+	}
+}
