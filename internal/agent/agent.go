@@ -327,7 +327,8 @@ func hostname() string {
 
 // environ is the command's environment: the agent's own (which carries
 // HPCGATE_URL, _TOKEN, _JOB_ID, _CACERT), the parameters as
-// HPCGATE_PARAM_*, and PATH with this hpcgate first so jobs can call it.
+// HPCGATE_PARAM_*, PATH with this hpcgate first so jobs can call it, and
+// the job's nodes (allocation.environ).
 func (a *agent) environ(spec *api.Spec) []string {
 	env := os.Environ()
 	keys := make([]string, 0, len(spec.Env))
@@ -340,7 +341,17 @@ func (a *agent) environ(spec *api.Spec) []string {
 	}
 	env = append(env, "HPCGATE_WORKDIR="+a.dir)
 	env = append(env, "PATH="+filepath.Dir(selfPath())+string(os.PathListSeparator)+os.Getenv("PATH"))
-	return env
+	// where the job runs, engine-neutral (see allocation.environ)
+	alloc, err := allocationOf(os.Getenv, spec.Resources)
+	if err != nil {
+		a.log.Warn("the engine's allocation is unreadable; the job is told of this host only", "job_id", a.id, "err", err)
+		alloc = allocation{[]string{hostname()}, []int{max(1, spec.Resources.CoresPerNode)}}
+	}
+	vars, err := alloc.environ(filepath.Join(a.spool, "hostfile"), spec.Resources, os.Getenv)
+	if err != nil {
+		a.log.Warn("no host file for the job", "job_id", a.id, "err", err)
+	}
+	return append(env, vars...)
 }
 
 // selfPath is this hpcgate: the path it was started by, when absolute (a

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/hpcgate/hpcgate/internal/proctree"
 )
@@ -28,6 +29,10 @@ import (
 // The queue's notify time is how long Grid Engine waits between the notice
 // and its own signal; the agent does not depend on it.
 
+// forwardWait is how long a launcher is given to pass a SIGTSTP on to
+// the job's processes on other nodes before it is stopped itself.
+const forwardWait = 300 * time.Millisecond
+
 // freezer stops and continues the processes below the agent.
 type freezer struct {
 	mu     sync.Mutex
@@ -36,10 +41,20 @@ type freezer struct {
 
 // freeze stops every process below the agent. The tree is read until it
 // holds no process not yet stopped (one may fork while it is read).
+// Launchers whose processes run on other nodes are first told with
+// SIGTSTP: Open MPI's mpirun passes it on to them as SIGSTOP (with
+// orte_forward_job_control, which the agent sets for the job: see
+// allocation.environ), and it stops any other process as SIGSTOP would.
 func (f *freezer) freeze() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.frozen = true
+	if below := proctree.Descendants(os.Getpid())[1:]; len(below) > 0 {
+		for _, p := range below {
+			syscall.Kill(p, syscall.SIGTSTP)
+		}
+		time.Sleep(forwardWait)
+	}
 	seen := map[int]bool{}
 	for round := 0; round < 10; round++ {
 		fresh := false
