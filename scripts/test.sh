@@ -16,6 +16,9 @@ if [ "${HPCGATE_TEST_COMPONENTS:-all}" != none ]; then
 	echo "== components"
 	./scripts/setup-slurm.sh
 	./scripts/setup-sge.sh
+	# clusters of several nodes on this machine, beside the single-node ones
+	./scripts/setup-slurm-multi.sh
+	./scripts/setup-sge-multi.sh
 	./scripts/setup-accounts.sh # hpcg-alice, hpcg-bob and bubblewrap, as root
 	# podman, runc and the example image; its containers.conf (the last
 	# line) reaches the jobs through examples/config/cluster.yaml's env
@@ -24,6 +27,7 @@ if [ "${HPCGATE_TEST_COMPONENTS:-all}" != none ]; then
 	HPCGATE_TEST_S3=$(./scripts/setup-s3.sh | tail -n 1)
 	HPCGATE_TEST_POSTGRES=$(./scripts/setup-postgres.sh | tail -n 1)
 	export HPCGATE_TEST_S3 HPCGATE_TEST_POSTGRES HPCGATE_TEST_SLURM=1 HPCGATE_TEST_SGE=1
+	export HPCGATE_TEST_SLURM_MULTI=1 HPCGATE_TEST_SGE_MULTI=1
 	# As root, setup-accounts.sh made the accounts and installed bubblewrap:
 	# tests that need them fail, rather than skip, when they are missing.
 	if [ "$(id -u)" = 0 ]; then export HPCGATE_TEST_ACCOUNTS=1 HPCGATE_TEST_PODMAN=1; fi

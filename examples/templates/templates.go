@@ -7,7 +7,8 @@ import "embed"
 
 // FS holds hello.yaml, wordcount.yaml, wordcount-container.yaml,
 // fanout.yaml, and the variant studies evaluate.yaml, optimize.yaml,
-// reduce.yaml and sweep-reduce.yaml.
+// reduce.yaml and sweep-reduce.yaml, and mpi-pi.yaml, an MPI program
+// across the nodes of a job.
 //
 //go:embed *.yaml
 var FS embed.FS
