@@ -28,7 +28,7 @@ import (
 const engineTemplate = `
 name: steps
 version: 1
-command: [sh, -c, 'echo "${SLURM_CPUS_PER_TASK:-${NSLOTS:-none}}" > cores.txt; echo started; i=0; while [ $i -lt "$HPCGATE_PARAM_LINES" ]; do i=$((i+1)); echo "line $i"; sleep "$HPCGATE_PARAM_PAUSE"; done']
+command: [sh, -c, 'echo "${SLURM_CPUS_ON_NODE:-${NSLOTS:-none}}" > cores.txt; echo started; i=0; while [ $i -lt "$HPCGATE_PARAM_LINES" ]; do i=$((i+1)); echo "line $i"; sleep "$HPCGATE_PARAM_PAUSE"; done']
 parameters:
   type: object
   additionalProperties: false
