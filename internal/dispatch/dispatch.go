@@ -495,8 +495,13 @@ func (d *Dispatcher) prepare(ctx context.Context, j *job.Job, env *catalog.Envir
 			d.log.Error("the job's account is gone", "job_id", j.ID, "account", j.Account, "err", err)
 			return nil, d.fail(ctx, j.ID, "The job's account "+j.Account+" does not exist on the machine any more; ask the operator")
 		}
-		task.Account = a
-		task.WorkDir = filepath.Join(root, j.ID, "work")
+		// An account that is the gateway's own (a map naming it) is no
+		// other account: its jobs run as in mode single, which the local
+		// executor sandboxes.
+		if a.UID != os.Geteuid() {
+			task.Account = a
+			task.WorkDir = filepath.Join(root, j.ID, "work")
+		}
 	}
 	if d.opts.CACertFile != "" {
 		// A copy travels with the job, readable by its account only: the

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -1203,5 +1204,29 @@ func TestEngineUsageOfMultiNodeJobs(t *testing.T) {
 				t.Fatalf("%d jobs still awaited", left)
 			}
 		})
+	}
+}
+
+// A job whose account is the gateway's own (a map may name it) goes as in
+// mode single, with no account: the local executor then sandboxes it as
+// it does every job of the gateway's own account.
+func TestGatewaysOwnAccountIsNoAccount(t *testing.T) {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	d := f.dispatcher()
+	j := f.job("hpc", job.Pending)
+	if _, err := f.st.UpdateJob(f.ctx, j.ID, func(j *job.Job) error { j.Account = me.Username; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	d.submitPending(f.ctx)
+	task, ok := f.fake.tasks["b1"]
+	if !ok {
+		t.Fatalf("not submitted:\n%s", f.logs)
+	}
+	if task.Account != nil || task.WorkDir != filepath.Join(f.opts.WorkRoot, j.ID) {
+		t.Fatalf("task as %+v in %s, want no account in the work root", task.Account, task.WorkDir)
 	}
 }
