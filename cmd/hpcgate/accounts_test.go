@@ -9,11 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/client"
+	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/sched/localsched"
 	"github.com/hpcgate/hpcgate/internal/sched/schedtest"
 )
@@ -168,6 +170,9 @@ func TestJobsRunAsAccounts(t *testing.T) {
 		if j.Project != "hpcg-proj" {
 			t.Errorf("%s: alice's job is charged to %q, want her default project hpcg-proj", env, j.Project)
 		}
+		if logs := g.mustCLI(g.userToken("alice"), "logs", j.ID); !strings.Contains(logs, "probe-log") {
+			t.Errorf("%s: alice's job's log: %q", env, logs)
+		}
 		var owner, project string
 		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 			if env == "slurm" {
@@ -234,11 +239,55 @@ func TestSandboxedJobCannotReadDataDir(t *testing.T) {
 	if _, err := localsched.FindSandbox(); err != nil {
 		schedtest.Missing(t, "no working bubblewrap here (scripts/test.sh installs it): %v", err)
 	}
-	tmpl := t.TempDir()
-	if err := os.WriteFile(filepath.Join(tmpl, "probe.yaml"), []byte(accountProbeTemplate), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	g := startGateway(t, "template_dirs: ["+tmpl+"]\npoll_interval: 500ms\n")
+	t.Run("gateway as this user", func(t *testing.T) {
+		tmpl := t.TempDir()
+		if err := os.WriteFile(filepath.Join(tmpl, "probe.yaml"), []byte(accountProbeTemplate), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		probeDataDir(t, startGateway(t, "template_dirs: ["+tmpl+"]\npoll_interval: 500ms\n"))
+	})
+	// The laptop's case: the gateway runs as an unprivileged account, and
+	// bubblewrap makes its sandbox with user namespaces.
+	t.Run("gateway as an unprivileged account", func(t *testing.T) {
+		_, bob := schedtest.Accounts(t)
+		shared, bin := sharedDir(t)
+		data := filepath.Join(shared, "data")
+		if err := os.Mkdir(data, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(data, bob.UID, bob.GID); err != nil {
+			t.Fatal(err)
+		}
+		tmpl := filepath.Join(shared, "templates")
+		os.Mkdir(tmpl, 0o755)
+		if err := os.WriteFile(filepath.Join(tmpl, "probe.yaml"), []byte(accountProbeTemplate), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// "hpcgate" in asBob is the gateway (and the CLI) run as bob
+		asBob := filepath.Join(shared, "as-bob")
+		os.Mkdir(asBob, 0o755)
+		script := "#!/bin/sh\nexec " + sched.Runuser + " -u " + bob.Name + " -- " + filepath.Join(bin, "hpcgate") + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(asBob, "hpcgate"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		g := &gw{t: t, dir: data, bin: asBob, addr: "127.0.0.1:0", slots: "2", cfgFile: filepath.Join(shared, "config.yaml")}
+		cfg := "template_dirs: [" + tmpl + "]\npoll_interval: 500ms\nagent_command: [" + filepath.Join(bin, "hpcgate") + ", agent]\n"
+		if err := os.WriteFile(g.cfgFile, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		g.start()
+		t.Cleanup(g.stop)
+		if fi, err := os.Stat(filepath.Join(data, "admin.token")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(bob.UID) {
+			t.Fatalf("the admin token: %v; want it made by the gateway, as %s", err, bob.Name)
+		}
+		probeDataDir(t, g)
+	})
+}
+
+// probeDataDir runs a job on g's local executor that tries to read g's
+// data directory, admin token and database: none may be found.
+func probeDataDir(t *testing.T, g *gw) {
+	t.Helper()
 	c := g.client(g.userToken("alice"))
 	probes := []string{g.dir, filepath.Join(g.dir, "admin.token"), filepath.Join(g.dir, "hpcgate.db")}
 	params, _ := json.Marshal(map[string]string{"paths": strings.Join(probes, " ")})

@@ -405,6 +405,9 @@ func accountContainerSteps(t *testing.T, c *client.Client, env string, account *
 		t.Fatalf("walltime as %s: %s, %q", account.Name, wt.State, wt.Error)
 	}
 	waitNoContainerAs(t, wt.ID, account)
+	if m := end(api.JobRequest{Template: "ctr-noimage", Environment: env}); m.State != api.StateFailed || !strings.Contains(m.Error, "container runtime failed") {
+		t.Fatalf("a missing image as %s: %s, %q", account.Name, m.State, m.Error)
+	}
 }
 
 // breakRootlessPodman leaves account's podman as a reboot leaves it when

@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -47,5 +50,23 @@ func TestAuditCLIAndJSONLogs(t *testing.T) {
 	}
 	if !sawRequest || !sawJob {
 		t.Errorf("no log line with a request_id (%v) or with job_id %s (%v):\n%s", sawRequest, id, sawJob, g.log)
+	}
+}
+
+// hpcgate me shows the user's use against each quota, as stored and run.
+func TestMeShowsQuotas(t *testing.T) {
+	g := startGateway(t, "quotas: {default: {jobs: 5, cores: 8, bytes: 1000}, users: {bea: {jobs: 7}}}\n")
+	bea := g.userToken("bea")
+	story := filepath.Join(t.TempDir(), "story.txt")
+	if err := os.WriteFile(story, []byte("twelve bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.mustCLI(bea, "upload", story, "in/story.txt")
+	g.mustCLI(bea, "submit", "hello", "--param", "name=Quota", "--hold", "--quiet")
+	out := g.mustCLI(bea, "me")
+	for _, want := range []string{`Quota jobs:\s+1 of 7\n`, `Quota cores:\s+1 of 8\n`, `Quota bytes:\s+12 of 1000\n`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("hpcgate me:\n%s\nwant %q", out, want)
+		}
 	}
 }
