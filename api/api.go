@@ -366,6 +366,21 @@ type Token struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
+// Session is the answer of POST /v1/sessions: a web session made from a
+// token, held by the browser as an HttpOnly cookie (never in this body).
+type Session struct {
+	User      string    `json:"user"`
+	Scopes    []string  `json:"scopes"`
+	TokenID   string    `json:"token_id"` // the session's own; revoked by DELETE /v1/sessions/current
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// CSRFHeader is the header every request that changes something must
+// carry when it is authenticated by a session cookie (any value): a page
+// of another site cannot send it without the gateway's CORS consent,
+// which it never gives.
+const CSRFHeader = "X-Hpcgate-Csrf"
+
 // Me is the answer of GET /v1/me.
 type Me struct {
 	User    string   `json:"user"`

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"github.com/hpcgate/hpcgate/internal/account"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -672,6 +673,19 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 	}
 	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
 	ctx := r.Context()
+	if v := q.Get("tail"); v != "" {
+		// the last bytes only (a log of hundreds of megabytes in a
+		// browser): X-Log-Offset says where they begin
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || q.Has("offset") {
+			return fieldError("tail", "must be a whole number ≥ 0, without offset")
+		}
+		_, size, err := s.store.ReadLog(ctx, j.ID, stream, math.MaxInt64, 0)
+		if err != nil {
+			return err
+		}
+		offset = max(0, size-n)
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Log-Offset", strconv.FormatInt(offset, 10))
 	w.Header().Set("X-Content-Type-Options", "nosniff")

@@ -29,6 +29,7 @@ import (
 	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/store"
+	"github.com/hpcgate/hpcgate/internal/webui"
 )
 
 //go:embed openapi.json
@@ -119,6 +120,12 @@ func New(st store.Store, b blob.Bucket, cat *catalog.Catalog, a *auth.Authentica
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.pattern, s.wrap(rt))
 	}
+	// The web interface and the API reference: pages over this API, not
+	// part of it (webui).
+	ui := webui.Handler()
+	for _, p := range []string{"GET /{$}", "GET /docs", "GET /ui/"} {
+		s.mux.Handle(p, ui)
+	}
 	s.mux.Handle("/", s.wrap(route{pattern: "/", public: true, h: func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusNotFound, api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
 	}}))
@@ -171,6 +178,8 @@ func (s *Server) routeTable() []route {
 		{pattern: "POST /v1/users/{name}/disable", h: s.disableUser},
 		{pattern: "POST /v1/users/{name}/enable", h: s.enableUser},
 
+		{pattern: "POST /v1/sessions", h: s.createSession},
+		{pattern: "DELETE /v1/sessions/current", h: s.deleteSession},
 		{pattern: "POST /v1/tokens", h: s.createToken},
 		{pattern: "GET /v1/tokens", h: s.listTokens},
 		{pattern: "DELETE /v1/tokens/{id}", h: s.deleteToken},
@@ -352,7 +361,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*a
 		return nil, nil
 	}
 	// RFC 6750 (and RFC 9110 §11.1): the scheme name is case-insensitive.
+	// Without an Authorization header, a web session's cookie (sessions.go).
 	scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if r.Header.Get("Authorization") == "" {
+		if secret = sessionSecret(r); secret != "" {
+			if err := checkCookieRequest(r, rt); err != nil {
+				return nil, err
+			}
+			scheme, ok = "Bearer", true
+		}
+	}
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hpcgate"`)
 		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "send a token: Authorization: Bearer TOKEN")

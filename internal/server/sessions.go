@@ -1,0 +1,106 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/auth"
+	"github.com/hpcgate/hpcgate/internal/store"
+)
+
+// Web sessions. The web interface signs in with a token: POST
+// /v1/sessions, sent with that token as a bearer, makes a token of its own
+// for the browser (the same user, at most the same scopes, ending with
+// the token it came from and within sessionLife) and sets it as an
+// HttpOnly, Secure, SameSite=Strict cookie; the page never holds a secret.
+// DELETE /v1/sessions/current revokes it. A session is a token, so it is
+// listed and revoked as one, and replicas share it.
+//
+// Cross-site request forgery: a request authenticated by the cookie that
+// may change something must carry api.CSRFHeader, which a form of
+// another site cannot send and a script of another origin can send only
+// with a CORS consent the gateway never gives; and its Origin, when the
+// browser sends one, must be the gateway's. SameSite=Strict keeps the
+// cookie off cross-site requests in the first place.
+
+const (
+	// sessionCookie: the __Host- prefix makes browsers refuse it unless it
+	// is Secure, for this host only, on every path.
+	sessionCookie = "__Host-hpcgate-session"
+	// sessionLife bounds a session, whatever the token it came from.
+	sessionLife = 12 * time.Hour
+	// sessionName names sessions among a user's tokens.
+	sessionName = "web session"
+)
+
+// sessionSecret returns the session cookie's secret, or "".
+func sessionSecret(r *http.Request) string {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+// checkCookieRequest refuses a request authenticated by the session cookie
+// that could be forged by another site: one that may change something
+// without api.CSRFHeader, or from another origin.
+func checkCookieRequest(r *http.Request, rt route) error {
+	if rt.pattern == "POST /v1/sessions" {
+		return errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "sign in with a token: Authorization: Bearer TOKEN")
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || !strings.EqualFold(u.Host, r.Host) {
+			return errorf(http.StatusForbidden, api.CodeForbidden, "a request from another site may not use this session")
+		}
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Header.Get(api.CSRFHeader) == "" {
+		return errorf(http.StatusForbidden, api.CodeForbidden, "a request that changes something needs the header %s with a session", api.CSRFHeader)
+	}
+	return nil
+}
+
+func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	now := time.Now().UTC()
+	expires := now.Add(sessionLife)
+	if !p.Expires.IsZero() && p.Expires.Before(expires) {
+		expires = p.Expires
+	}
+	secret, hash := auth.NewSecret()
+	t := store.Token{ID: auth.NewID(), Hash: hash, User: p.User, Name: sessionName, Scopes: p.Scopes, CreatedAt: now, ExpiresAt: expires}
+	if err := s.store.CreateToken(r.Context(), t); err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: secret, Path: "/", Expires: expires,
+		MaxAge: int(time.Until(expires) / time.Second), HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+	return writeJSON(w, http.StatusCreated, api.Session{User: t.User, Scopes: t.Scopes, TokenID: t.ID, ExpiresAt: expires})
+}
+
+// deleteSession ends the session the request came with (its cookie or,
+// for a client that kept it, its secret as a bearer) on the server, and
+// clears the cookie.
+func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	toks, err := s.store.ListTokens(r.Context(), p.User)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(toks, func(t store.Token) bool { return t.ID == p.TokenID })
+	if i < 0 || toks[i].Name != sessionName {
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "this request's token is not a web session's; revoke tokens with DELETE /v1/tokens/{id}")
+	}
+	if err := s.store.DeleteToken(r.Context(), p.TokenID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	s.auth.Forget(p.TokenID)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
