@@ -1,0 +1,14 @@
+// The API reference: the vendored Swagger UI over this gateway's own
+// openapi.json. "Try it out" uses the page's web session, if any.
+window.addEventListener("DOMContentLoaded", () => {
+  window.SwaggerUIBundle({
+    url: "/openapi.json",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    tryItOutEnabled: false,
+    requestInterceptor: (req) => {
+      if (req.method !== "GET" && req.method !== "HEAD") req.headers["X-Hpcgate-Csrf"] = "1";
+      return req;
+    },
+  });
+});
