@@ -24,10 +24,13 @@ if [ "${HPCGATE_TEST_COMPONENTS:-all}" != none ]; then
 	# line) reaches the jobs through examples/config/cluster.yaml's env
 	CONTAINERS_CONF=$(./scripts/setup-podman.sh | tail -n 1)
 	export CONTAINERS_CONF
+	./scripts/setup-browser.sh >/dev/null # chromium, for the web interface's tests
 	HPCGATE_TEST_S3=$(./scripts/setup-s3.sh | tail -n 1)
 	HPCGATE_TEST_POSTGRES=$(./scripts/setup-postgres.sh | tail -n 1)
 	export HPCGATE_TEST_S3 HPCGATE_TEST_POSTGRES HPCGATE_TEST_SLURM=1 HPCGATE_TEST_SGE=1
-	export HPCGATE_TEST_SLURM_MULTI=1 HPCGATE_TEST_SGE_MULTI=1
+	export HPCGATE_TEST_SLURM_MULTI=1 HPCGATE_TEST_SGE_MULTI=1 HPCGATE_TEST_BROWSER=1
+	# the browser tests' screenshots, outside the checkout
+	export HPCGATE_ARTIFACTS=${HPCGATE_ARTIFACTS:-$HOME/.cache/hpcgate/artifacts}
 	# As root, setup-accounts.sh made the accounts and installed bubblewrap:
 	# tests that need them fail, rather than skip, when they are missing.
 	if [ "$(id -u)" = 0 ]; then export HPCGATE_TEST_ACCOUNTS=1 HPCGATE_TEST_PODMAN=1; fi
