@@ -625,13 +625,32 @@ func (d *Dispatcher) forgetEnded(ctx context.Context, active map[string]bool) {
 		byEnv[t.env][t.backendID] = id
 	}
 	d.mu.Unlock()
+	d.pollEnded(ctx, byEnv, func(s sched.Scheduler) bool { return forgetFunc(s) != nil },
+		func(s sched.Scheduler, b, id string, st sched.Status) {
+			switch st.State {
+			case sched.Done:
+				if err := forgetFunc(s)(ctx, b); err != nil {
+					d.log.Warn("engine could not forget an ended task", "job_id", id, "backend_id", b, "err", err)
+					return
+				}
+				d.log.Debug("engine forgot the ended task", "job_id", id, "backend_id", b)
+			case sched.Gone:
+			default:
+				return // still on its way out: ask again next time
+			}
+			d.mu.Lock()
+			delete(d.tasks, id)
+			d.mu.Unlock()
+		})
+}
+
+// pollEnded polls, once an environment, the engines whose jobs byEnv
+// names (environment → backend id → job id) and that want says to ask,
+// and calls each with every job's status.
+func (d *Dispatcher) pollEnded(ctx context.Context, byEnv map[string]map[string]string, want func(sched.Scheduler) bool, each func(s sched.Scheduler, backendID, jobID string, st sched.Status)) {
 	for env, m := range byEnv {
 		s, ok := d.scheds[env]
-		if !ok {
-			continue
-		}
-		forget := forgetFunc(s)
-		if forget == nil {
+		if !ok || !want(s) {
 			continue
 		}
 		ids := make([]string, 0, len(m))
@@ -647,20 +666,7 @@ func (d *Dispatcher) forgetEnded(ctx context.Context, active map[string]bool) {
 			continue
 		}
 		for b, id := range m {
-			switch st[b].State {
-			case sched.Done:
-				if err := forget(ctx, b); err != nil {
-					d.log.Warn("engine could not forget an ended task", "job_id", id, "backend_id", b, "err", err)
-					continue
-				}
-				d.log.Debug("engine forgot the ended task", "job_id", id, "backend_id", b)
-			case sched.Gone:
-			default:
-				continue // still on its way out: ask again next time
-			}
-			d.mu.Lock()
-			delete(d.tasks, id)
-			d.mu.Unlock()
+			each(s, b, id, st[b])
 		}
 	}
 }

@@ -55,33 +55,19 @@ func (d *Dispatcher) settleUsage(ctx context.Context, active map[string]bool) {
 		byEnv[w.env][w.backendID] = id
 	}
 	d.mu.Unlock()
-	for env, m := range byEnv {
-		s, ok := d.scheds[env]
-		if !ok {
-			continue
-		}
-		ids := make([]string, 0, len(m))
-		for b := range m {
-			ids = append(ids, b)
-		}
-		st, err := s.Poll(ctx, ids)
-		if err != nil {
-			d.log.Warn("poll engine", "environment", env, "err", err)
-			continue
-		}
-		for b, id := range m {
-			switch s := st[b]; {
-			case s.State == sched.Done && s.Usage != nil:
-				d.takeUsage(ctx, id, s.Usage)
-			case s.State == sched.Gone:
+	d.pollEnded(ctx, byEnv, func(sched.Scheduler) bool { return true },
+		func(_ sched.Scheduler, _, id string, st sched.Status) {
+			switch {
+			case st.State == sched.Done && st.Usage != nil:
+				d.takeUsage(ctx, id, st.Usage)
+			case st.State == sched.Gone:
 			default:
-				continue // not accounted yet: ask again next time
+				return // not accounted yet: ask again next time
 			}
 			d.mu.Lock()
 			delete(d.usage, id)
 			d.mu.Unlock()
-		}
-	}
+		})
 }
 
 // takeUsage records the engine's usage u of ended job id where it covers
