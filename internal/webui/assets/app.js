@@ -34,7 +34,10 @@ function onChanges(f) {
   onLeave(() => { es.close(); clearTimeout(timer); });
 }
 
-function page(title, ...content) {
+// showPage puts a page in place of the last. Pages are shown through
+// the route that asked for them (route's show), so that a slow page
+// never replaces the one the user went to after it.
+function showPage(title, ...content) {
   document.title = `${title} · hpcgate`;
   replace(main, h("h1", {}, title), content);
   for (const a of document.querySelectorAll("#nav a")) {
@@ -76,7 +79,7 @@ function signIn(message) {
       err.textContent = e.message;
     }
   });
-  page("Sign in", form);
+  showPage("Sign in", form);
   token.focus();
 }
 
@@ -87,7 +90,7 @@ async function signOut() {
 
 // ---------------------------------------------------------------- jobs
 
-async function jobsPage(q) {
+async function jobsPage(page, q) {
   const filters = { state: q.get("state") || "", template: q.get("template") || "", label: q.get("label") || "" };
   const tokens = (q.get("pages") || "").split(",").filter(Boolean); // page tokens up to here
   const stateSel = h("select", { id: "f-state", name: "state" }, h("option", { value: "" }, "any"),
@@ -137,7 +140,7 @@ async function jobsPage(q) {
   await load();
 }
 
-async function jobPage(id) {
+async function jobPage(page, id) {
   const j = await api("GET", `/v1/jobs/${encodeURIComponent(id)}`);
   const head = h("div");
   const timeline = h("section", { "aria-labelledby": "h-timeline" }, h("h2", { id: "h-timeline" }, "Timeline"));
@@ -235,13 +238,13 @@ const fmt = (v) => (v !== null && typeof v === "object" ? JSON.stringify(v) : St
 
 // ---------------------------------------------------------------- templates
 
-async function templatesPage() {
+async function templatesPage(page) {
   const res = await api("GET", "/v1/templates");
   page("Templates", table("Templates", ["Template", "Description", "Environments"],
     res.items.map((t) => [h("a", { href: "#/templates/" + encodeURIComponent(t.name) }, t.name, ` (v${t.version})`), t.description || "", t.environments.join(", ")])));
 }
 
-async function templatePage(name) {
+async function templatePage(page, name) {
   const [t, files, envs] = await Promise.all([
     api("GET", `/v1/templates/${encodeURIComponent(name)}`),
     allFiles(),
@@ -265,7 +268,7 @@ async function allFiles() {
 
 // ---------------------------------------------------------------- files
 
-async function filesPage() {
+async function filesPage(page) {
   const list = h("div", { "aria-live": "polite" });
   const picker = h("input", { type: "file", id: "upload-file", multiple: true });
   const dir = h("input", { type: "text", id: "upload-dir", value: "", placeholder: "inputs", size: 16 });
@@ -318,7 +321,7 @@ async function filesPage() {
 
 // ---------------------------------------------------------------- environments
 
-async function environmentsPage() {
+async function environmentsPage(page) {
   const res = await api("GET", "/v1/environments");
   const envs = await Promise.all(res.items.map((e) => api("GET", `/v1/environments/${encodeURIComponent(e.name)}`).catch(() => e)));
   const lim = (m) => [`${m.nodes || "any"} node(s)`, `${m.cores_per_node || "any"} core(s) each`, m.memory_mb ? `${m.memory_mb} MiB` : "", m.walltime_s ? `${m.walltime_s} s` : ""].filter(Boolean).join(", ");
@@ -330,7 +333,7 @@ async function environmentsPage() {
 
 // ---------------------------------------------------------------- sweeps
 
-async function sweepPage(id) {
+async function sweepPage(page, id) {
   const render = async () => {
     const [s, res] = await Promise.all([
       api("GET", `/v1/sweeps/${encodeURIComponent(id)}`),
@@ -352,26 +355,31 @@ async function sweepPage(id) {
 
 // ---------------------------------------------------------------- router
 
+let routeGen = 0;
+
 async function route() {
   for (const f of cleanups) f();
   cleanups = [];
+  const gen = ++routeGen;
+  const page = (...a) => { if (gen === routeGen) showPage(...a); };
   const [path, query] = (location.hash.slice(1) || "/jobs").split("?");
   const q = new URLSearchParams(query || "");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   try {
     switch (parts[0]) {
-      case "jobs": await (parts[1] ? jobPage(parts[1]) : jobsPage(q)); break;
-      case "templates": await (parts[1] ? templatePage(parts[1]) : templatesPage()); break;
-      case "files": await filesPage(); break;
-      case "environments": await environmentsPage(); break;
-      case "sweeps": await sweepPage(parts[1]); break;
+      case "jobs": await (parts[1] ? jobPage(page, parts[1]) : jobsPage(page, q)); break;
+      case "templates": await (parts[1] ? templatePage(page, parts[1]) : templatesPage(page)); break;
+      case "files": await filesPage(page); break;
+      case "environments": await environmentsPage(page); break;
+      case "sweeps": await sweepPage(page, parts[1]); break;
       default: location.hash = "#/jobs"; return;
     }
   } catch (e) {
+    if (gen !== routeGen) return;
     if (e instanceof APIError && e.status === 401) return signIn("Your session has ended: sign in again.");
     page(e instanceof APIError && e.status === 404 ? "Not found" : "Something went wrong", failure(e));
   }
-  main.focus({ preventScroll: true });
+  if (gen === routeGen) main.focus({ preventScroll: true });
 }
 
 async function start() {
@@ -380,7 +388,7 @@ async function start() {
     me = await api("GET", "/v1/me");
   } catch (e) {
     if (e instanceof APIError && e.status === 401) return signIn();
-    return page("The gateway does not answer", failure(e));
+    return showPage("The gateway does not answer", failure(e));
   }
   document.getElementById("nav").hidden = false;
   document.getElementById("who").textContent = `Signed in as ${me.user}`;
