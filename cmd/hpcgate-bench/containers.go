@@ -54,15 +54,11 @@ func containers(bin string, engines []string, n int) error {
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(containerBenchConfig, tdir)), 0o600); err != nil {
 		return err
 	}
-	s, err := startServer(bin, dir, "--config", cfg)
+	s, c, err := serverWithConfig(bin, dir, cfg)
 	if err != nil {
 		return err
 	}
 	defer s.stop()
-	c, err := s.client()
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
 	// The gateway's own times, from the agent's start on the node to the
 	// job's end: an engine's queueing (Slurm here: 60 to 760 ms, the same

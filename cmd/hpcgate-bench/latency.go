@@ -23,15 +23,11 @@ func latency(bin, config string, envs []string, n int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	s, err := startServer(bin, dir, "--config", config)
+	s, c, err := serverWithConfig(bin, dir, config)
 	if err != nil {
 		return err
 	}
 	defer s.stop()
-	c, err := s.client()
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
 	fmt.Printf("### Latency of a trivial job, gateway vs raw engine (%d jobs each, one at a time)\n\n", n)
 	fmt.Printf("Gateway: `hello` through the agent; running = state starting (the job's process runs), finished = succeeded.\n")

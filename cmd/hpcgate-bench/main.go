@@ -49,10 +49,11 @@ func main() {
 	n := flag.Int("n", 30, "jobs per path for --engines and --only containers")
 	pgURL := flag.String("postgres", "", "with --s3: compare PostgreSQL with SQLite and S3 upload paths (URL from scripts/setup-postgres.sh)")
 	s3URL := flag.String("s3", "", "objects URL from scripts/setup-s3.sh, with --postgres")
-	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times; "containers": what a container adds to a trivial job, --n jobs each, on --engines (default local; local,slurm after scripts/setup-slurm.sh; needs scripts/setup-podman.sh and CONTAINERS_CONF); "sweep": --n variants as one sweep against --n single jobs on the environment --engines names (default slurm; needs --config)`)
+	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times; "containers": what a container adds to a trivial job, --n jobs each, on --engines (default local; local,slurm after scripts/setup-slurm.sh; needs scripts/setup-podman.sh and CONTAINERS_CONF); "sweep": --n variants as one sweep against --n single jobs on the environment --engines names (default slurm; needs --config); "webui": the web interface's pages in headless Chromium with --n jobs stored (e.g. 100000) and a --log-mb log (needs scripts/setup-browser.sh)`)
 	unsynced := flag.String("unsynced", "OFF", "SQLite synchronous settings (comma-separated, e.g. OFF,NORMAL) of servers measured beside the durable one (FULL); \"\" for none")
 	sweepOnly := flag.Bool("sweep-only", false, "with --only sweep: the sweep alone, without the single jobs (its arrays are canceled with scancel)")
-	rounds := flag.Int("rounds", 3, "with --only accept: rounds, each measuring every server once in turn")
+	rounds := flag.Int("rounds", 3, "with --only accept: rounds, each measuring every server once in turn; with --only webui: page loads of each kind")
+	logMB := flag.Int("log-mb", 200, "with --only webui: the size of the big log, in MB")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "hpcgate-bench: --bin is required")
@@ -78,8 +79,10 @@ func main() {
 			env = *engines
 		}
 		err = sweepBench(*bin, *config, env, *n, *sweepOnly)
+	case *only == "webui":
+		err = webUI(*bin, *n, *logMB, *rounds)
 	case *only != "":
-		err = fmt.Errorf("--only %q: want accept, containers or sweep", *only)
+		err = fmt.Errorf("--only %q: want accept, containers, sweep or webui", *only)
 	case *engines != "":
 		err = latency(*bin, *config, strings.Split(*engines, ","), *n)
 	case *pgURL != "" || *s3URL != "":
@@ -153,6 +156,21 @@ func startServerEnv(bin, dir string, env []string, extra ...string) (*server, er
 	}
 	s.token = strings.TrimSpace(string(tok))
 	return s, nil
+}
+
+// serverWithConfig starts a server in dir with the config file config,
+// and a client of its admin's.
+func serverWithConfig(bin, dir, config string) (*server, *client.Client, error) {
+	s, err := startServer(bin, dir, "--config", config)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := s.client()
+	if err != nil {
+		s.stop()
+		return nil, nil, err
+	}
+	return s, c, nil
 }
 
 func (s *server) stop() {

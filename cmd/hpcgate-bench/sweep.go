@@ -25,15 +25,11 @@ func sweepBench(bin, config, env string, n int, sweepOnly bool) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	s, err := startServer(bin, dir, "--config", config)
+	s, c, err := serverWithConfig(bin, dir, config)
 	if err != nil {
 		return err
 	}
 	defer s.stop()
-	c, err := s.client()
-	if err != nil {
-		return err
-	}
 	ctx := context.Background()
 	names := make([]map[string]any, n)
 	for i := range names {
