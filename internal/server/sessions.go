@@ -18,8 +18,11 @@ import (
 // for the browser (the same user, at most the same scopes, ending with
 // the token it came from and within sessionLife) and sets it as an
 // HttpOnly, Secure, SameSite=Strict cookie; the page never holds a secret.
-// DELETE /v1/sessions/current revokes it. A session is a token, so it is
-// listed and revoked as one, and replicas share it.
+// DELETE /v1/sessions/current revokes it, and so does revoking the token
+// it came from. A session is a token, so it is listed and revoked as one,
+// and replicas share it. It may not make tokens or secrets (their
+// answers would hand a stolen cookie something that outlives signing
+// out).
 //
 // Cross-site request forgery: a request authenticated by the cookie that
 // may change something must carry api.CSRFHeader, which a form of
@@ -34,9 +37,30 @@ const (
 	sessionCookie = "__Host-hpcgate-session"
 	// sessionLife bounds a session, whatever the token it came from.
 	sessionLife = 12 * time.Hour
-	// sessionName names sessions among a user's tokens.
+	// sessionName begins the names of sessions among a user's tokens.
 	sessionName = "web session"
 )
+
+// sessionOf is the name of a session made from token id: revoking that
+// token revokes its sessions too (endSessionsOf).
+func sessionOf(id string) string { return sessionName + " of token " + id }
+
+// endSessionsOf revokes the sessions of user's token id (just revoked).
+func (s *Server) endSessionsOf(r *http.Request, user, id string) error {
+	toks, err := s.store.ListTokens(r.Context(), user)
+	if err != nil {
+		return err
+	}
+	for _, t := range toks {
+		if t.Name == sessionOf(id) {
+			if err := s.store.DeleteToken(r.Context(), t.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			s.auth.Forget(t.ID)
+		}
+	}
+	return nil
+}
 
 // sessionSecret returns the session cookie's secret, or "".
 func sessionSecret(r *http.Request) string {
@@ -51,12 +75,19 @@ func sessionSecret(r *http.Request) string {
 // that could be forged by another site: one that may change something
 // without api.CSRFHeader, or from another origin.
 func checkCookieRequest(r *http.Request, rt route) error {
-	if rt.pattern == "POST /v1/sessions" {
+	switch rt.pattern {
+	case "POST /v1/sessions":
 		return errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "sign in with a token: Authorization: Bearer TOKEN")
+	case "POST /v1/tokens", "POST /v1/webhook-secret":
+		// Their answers hold a secret that would outlive the session: a
+		// stolen cookie must not become a token that survives signing out.
+		return errorf(http.StatusForbidden, api.CodeForbidden, "a web session may not make tokens or secrets: use a token (Authorization: Bearer TOKEN)")
 	}
 	if o := r.Header.Get("Origin"); o != "" {
+		// https, or plain http where this connection is (a loopback
+		// gateway with insecure_http, or behind a proxy ending TLS)
 		u, err := url.Parse(o)
-		if err != nil || !strings.EqualFold(u.Host, r.Host) {
+		if err != nil || !(u.Scheme == "https" || u.Scheme == "http" && r.TLS == nil) || !strings.EqualFold(u.Host, r.Host) {
 			return errorf(http.StatusForbidden, api.CodeForbidden, "a request from another site may not use this session")
 		}
 	}
@@ -74,7 +105,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 		expires = p.Expires
 	}
 	secret, hash := auth.NewSecret()
-	t := store.Token{ID: auth.NewID(), Hash: hash, User: p.User, Name: sessionName, Scopes: p.Scopes, CreatedAt: now, ExpiresAt: expires}
+	t := store.Token{ID: auth.NewID(), Hash: hash, User: p.User, Name: sessionOf(p.TokenID), Scopes: p.Scopes, CreatedAt: now, ExpiresAt: expires}
 	if err := s.store.CreateToken(r.Context(), t); err != nil {
 		return err
 	}
@@ -93,7 +124,7 @@ func (s *Server) deleteSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	i := slices.IndexFunc(toks, func(t store.Token) bool { return t.ID == p.TokenID })
-	if i < 0 || toks[i].Name != sessionName {
+	if i < 0 || !strings.HasPrefix(toks[i].Name, sessionName) {
 		return errorf(http.StatusBadRequest, api.CodeBadRequest, "this request's token is not a web session's; revoke tokens with DELETE /v1/tokens/{id}")
 	}
 	if err := s.store.DeleteToken(r.Context(), p.TokenID); err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -100,6 +100,11 @@ func TestSessionForgeryRefused(t *testing.T) {
 	h.withCookie(c, "GET", "/v1/jobs", nil).want(t, http.StatusOK)
 	h.withCookie(c, "GET", "/v1/jobs", nil, "Origin", "https://evil.example").want(t, http.StatusForbidden)
 	h.withCookie(c, "POST", "/v1/sessions", nil, api.CSRFHeader, "1").want(t, http.StatusUnauthorized)
+	h.withCookie(c, "GET", "/v1/jobs", nil, "Origin", "ftp://"+strings.TrimPrefix(h.http.URL, "http://")).want(t, http.StatusForbidden)
+	// a session makes no token and no secret: a stolen cookie would
+	// otherwise become a token that outlives signing out
+	h.withCookie(c, "POST", "/v1/tokens", map[string]any{"scopes": []string{api.ScopeJobsRead}}, api.CSRFHeader, "1").want(t, http.StatusForbidden)
+	h.withCookie(c, "POST", "/v1/webhook-secret", nil, api.CSRFHeader, "1").want(t, http.StatusForbidden)
 	_, jt := h.jobToken("sam", nil)
 	h.do("POST", "/v1/sessions", jt, nil).want(t, http.StatusForbidden)
 }
@@ -119,6 +124,17 @@ func TestSessionSignOut(t *testing.T) {
 	h.withCookie(c, "GET", "/v1/me", nil).want(t, http.StatusUnauthorized)
 	h.do("GET", "/v1/me", tok, nil).want(t, http.StatusOK)
 	h.do("DELETE", "/v1/sessions/current", tok, nil).want(t, http.StatusBadRequest)
+
+	// revoking the token a session came from ends the session too; the
+	// user's other sessions and tokens stay
+	other := h.token("sam", time.Time{}, api.ScopeJobsRead)
+	c1, c2 := h.signIn(tok), h.signIn(other)
+	var me api.Me
+	h.do("GET", "/v1/me", tok, nil).want(t, http.StatusOK).decode(t, &me)
+	h.do("DELETE", "/v1/tokens/"+me.TokenID, tok, nil).want(t, http.StatusNoContent)
+	h.withCookie(c1, "GET", "/v1/me", nil).want(t, http.StatusUnauthorized)
+	h.withCookie(c2, "GET", "/v1/me", nil).want(t, http.StatusOK)
+	h.do("GET", "/v1/me", other, nil).want(t, http.StatusOK)
 }
 
 // The web interface's pages and assets carry a strict CSP; the API's

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -409,6 +410,12 @@ func testLogs(t *testing.T, s store.Store) {
 	b, size, _ = s.ReadLog(ctx, j.ID, "stdout", 11, 10)
 	if len(b) != 0 || size != 11 {
 		t.Fatalf("ReadLog at end = %q, %d", b, size)
+	}
+	// the size alone: nothing read (a log's tail is asked for by its size)
+	for _, off := range []int64{0, 5, math.MaxInt64} {
+		if b, size, err := s.ReadLog(ctx, j.ID, "stdout", off, 0); len(b) != 0 || size != 11 || err != nil {
+			t.Fatalf("ReadLog(%d, 0) = %q, %d, %v; want only the size", off, b, size, err)
+		}
 	}
 	// Many small chunks read back whole.
 	var want bytes.Buffer

@@ -84,7 +84,15 @@ function signIn(message) {
 }
 
 async function signOut() {
-  try { await api("DELETE", "/v1/sessions/current"); } catch { /* gone already */ }
+  try {
+    await api("DELETE", "/v1/sessions/current");
+  } catch (e) {
+    if (!(e instanceof APIError && e.status === 401)) { // 401: it had ended already
+      announce("Signing out failed: " + e.message);
+      main.prepend(failure(new Error("Signing out failed: " + e.message + ". Try again.")));
+      return;
+    }
+  }
   signIn("You are signed out.");
 }
 

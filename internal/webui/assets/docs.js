@@ -7,7 +7,8 @@ window.addEventListener("DOMContentLoaded", () => {
     deepLinking: true,
     tryItOutEnabled: false,
     requestInterceptor: (req) => {
-      if (req.method !== "GET" && req.method !== "HEAD") req.headers["X-Hpcgate-Csrf"] = "1";
+      // the session's header, to this gateway only
+      if (new URL(req.url, location.href).origin === location.origin && req.method !== "GET" && req.method !== "HEAD") req.headers["X-Hpcgate-Csrf"] = "1";
       return req;
     },
   });
