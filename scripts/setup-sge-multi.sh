@@ -121,7 +121,7 @@ fi
 # ------------------------------------------------------------------ network and hosts
 mkdir -p "$DIR"
 ip link show "$BR" >/dev/null 2>&1 || ip link add "$BR" type bridge
-ip addr show "$BR" | grep -q "inet $NET.1/" || ip addr add "$NET.1/24" dev "$BR"
+ip addr show "$BR" | grep "inet $NET.1/" >/dev/null || ip addr add "$NET.1/24" dev "$BR"
 ip link set "$BR" up
 {
 	printf '127.0.0.1 localhost\n%s.1 %s\n' "$NET" "$MASTER"
@@ -139,7 +139,7 @@ for h in $(hosts); do
 	ip link show "vg-$h" >/dev/null 2>&1 || ip link add "vg-$h" type veth peer name eth0 netns "$ns"
 	ip link set "vg-$h" master "$BR"
 	ip link set "vg-$h" up
-	ip -n "$ns" addr show eth0 | grep -q "inet $NET.$((10 + i))/" || ip -n "$ns" addr add "$NET.$((10 + i))/24" dev eth0
+	ip -n "$ns" addr show eth0 | grep "inet $NET.$((10 + i))/" >/dev/null || ip -n "$ns" addr add "$NET.$((10 + i))/24" dev eth0
 	ip -n "$ns" link set eth0 up
 	ip -n "$ns" link set lo up
 	grep -q "^$NET.$((10 + i)) $h\$" /etc/hosts || echo "$NET.$((10 + i)) $h" >>/etc/hosts

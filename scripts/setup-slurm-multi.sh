@@ -108,7 +108,7 @@ fi
 
 # ---------------------------------------------------------------- network
 ip link show "$BR" >/dev/null 2>&1 || ip link add "$BR" type bridge
-ip addr show "$BR" | grep -q "inet $NET.1/" || ip addr add "$NET.1/24" dev "$BR"
+ip addr show "$BR" | grep "inet $NET.1/" >/dev/null || ip addr add "$NET.1/24" dev "$BR"
 ip link set "$BR" up
 i=0
 for n in $(nodes); do
@@ -118,7 +118,7 @@ for n in $(nodes); do
   ip link show "$veth" >/dev/null 2>&1 || ip link add "$veth" type veth peer name eth0 netns "$(ns "$n")"
   ip link set "$veth" master "$BR"
   ip link set "$veth" up
-  ip -n "$(ns "$n")" addr show eth0 | grep -q "inet $NET.$((10 + i))/" || ip -n "$(ns "$n")" addr add "$NET.$((10 + i))/24" dev eth0
+  ip -n "$(ns "$n")" addr show eth0 | grep "inet $NET.$((10 + i))/" >/dev/null || ip -n "$(ns "$n")" addr add "$NET.$((10 + i))/24" dev eth0
   ip -n "$(ns "$n")" link set eth0 up
   ip -n "$(ns "$n")" link set lo up
 done

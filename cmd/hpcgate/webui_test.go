@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -318,4 +324,61 @@ func TestAPIReference(t *testing.T) {
 	b.problems = nil
 	b.mu.Unlock()
 	b.shot("docs")
+}
+
+// A large file dropped on the files page goes straight to the object
+// store, its parts through presigned URLs (the store's origin is in the
+// CSP's connect-src, its CORS rule lets the page read each part's ETag),
+// not through the gateway; it arrives whole.
+func TestWebInterfaceDirectUpload(t *testing.T) {
+	cfg := productionConfig(t)
+	su, err := url.Parse(os.Getenv("HPCGATE_TEST_S3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, cfg)
+	// the bucket's CORS rule, as an operator sets it for the interface
+	s3c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(su.Query().Get("endpoint")), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY"), "")})
+	origin := strings.TrimSuffix(g.url, "/")
+	if _, err := s3c.PutBucketCors(context.Background(), &s3.PutBucketCorsInput{Bucket: aws.String(su.Host), CORSConfiguration: &s3types.CORSConfiguration{
+		CORSRules: []s3types.CORSRule{{AllowedOrigins: []string{origin}, AllowedMethods: []string{"PUT"}, AllowedHeaders: []string{"*"}, ExposeHeaders: []string{"ETag"}}},
+	}}); err != nil {
+		t.Fatalf("the bucket's CORS rule: %v", err)
+	}
+	big := filepath.Join(t.TempDir(), "big.bin")
+	data := make([]byte, 70<<20) // above the page's directFrom (64 MiB)
+	for i := range data {
+		data[i] = byte(i * 7 / 3)
+	}
+	if err := os.WriteFile(big, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	user := g.userToken("wren")
+	b := newBrowser(t, g)
+	b.run("sign in", chromedp.Navigate(g.url+"/"), chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), user), chromedp.Click(chromedp.CSS(`form.signin button`)))
+	b.until("signed in", `document.getElementById("who").textContent.includes("wren")`)
+	b.run("files", chromedp.Navigate(g.url+"/#/files"), chromedp.WaitVisible(chromedp.CSS("#upload-file")))
+	b.run("upload", chromedp.SetUploadFiles(chromedp.CSS("#upload-file"), []string{big}))
+	b.until("uploaded", `document.querySelector('a[download="big.bin"]') !== null || document.querySelector("main .error") !== null`)
+	if msg := evalAs[string](b, `document.querySelector("main .error")?.textContent || ""`); msg != "" {
+		t.Fatalf("the upload failed: %s", msg)
+	}
+	b.visit("direct-upload")
+	c := g.client(user)
+	rc, _, err := c.GetFile(context.Background(), "big.bin", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, data) {
+		t.Fatalf("big.bin: %d bytes back, want the %d sent", len(got), len(data))
+	}
+	// the bytes went to the store, not through the gateway
+	log := g.log.String()
+	if !strings.Contains(log, "path=/v1/uploads") || strings.Contains(log, "method=PUT path=/v1/files/big.bin") {
+		t.Errorf("the upload did not go straight to the store:\n%s", log)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,7 +123,7 @@ func New(st store.Store, b blob.Bucket, cat *catalog.Catalog, a *auth.Authentica
 	}
 	// The web interface and the API reference: pages over this API, not
 	// part of it (webui).
-	ui := webui.Handler()
+	ui := webui.Handler(uploadOrigins(b)...)
 	for _, p := range []string{"GET /{$}", "GET /docs", "GET /ui/"} {
 		s.mux.Handle(p, ui)
 	}
@@ -130,6 +131,26 @@ func New(st store.Store, b blob.Bucket, cat *catalog.Catalog, a *auth.Authentica
 		return errorf(http.StatusNotFound, api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
 	}}))
 	return s
+}
+
+// uploadOrigins is the object store's origin, where the web interface
+// sends large files' parts straight (presigned), if the store signs URLs.
+func uploadOrigins(b blob.Bucket) []string {
+	sg, ok := b.(blob.Signer)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	u, err := sg.SignPut(ctx, "users/csp-probe", 1, time.Minute) // local: no request made
+	if err != nil {
+		return nil
+	}
+	p, err := url.Parse(u)
+	if err != nil || p.Scheme == "" || p.Host == "" {
+		return nil
+	}
+	return []string{p.Scheme + "://" + p.Host}
 }
 
 // SetCatalog replaces the templates and environments new requests see (a

@@ -8,8 +8,8 @@
 // (assets/vendor/swagger-ui, rebuilt by scripts/vendor-swagger-ui.sh).
 //
 // Every answer carries a strict Content-Security-Policy: scripts, styles,
-// fonts and connections from this origin only, no inline script or
-// style, no framing.
+// fonts and connections from this origin only (and uploads to the
+// gateway's own object store), no inline script or style, no framing.
 package webui
 
 import (
@@ -23,13 +23,20 @@ import (
 //go:embed assets
 var assets embed.FS
 
-// CSP is the Content-Security-Policy of every page and asset.
-const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
-	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+// CSP is the Content-Security-Policy of every page and asset, with the
+// origins the page may send files to besides its own (connect-src).
+func CSP(uploadOrigins ...string) string {
+	connect := strings.Join(append([]string{"'self'"}, uploadOrigins...), " ")
+	return "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
+		"connect-src " + connect + "; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+}
 
 // Handler serves the interface: GET / (the application), GET /docs (the
-// API reference) and GET /ui/PATH (their assets).
-func Handler() http.Handler {
+// API reference) and GET /ui/PATH (their assets). uploadOrigins are the
+// object store's, where the page sends large files' parts straight
+// (presigned URLs of POST /v1/uploads); none where the store has none.
+func Handler(uploadOrigins ...string) http.Handler {
+	csp := CSP(uploadOrigins...)
 	sub, err := fs.Sub(assets, "assets")
 	if err != nil {
 		panic(err) // the embedded tree is part of the build
@@ -37,7 +44,7 @@ func Handler() http.Handler {
 	files := http.FileServerFS(sub)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", CSP)
+		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")

@@ -40,9 +40,70 @@ export async function api(method, path, body, { raw = false, headers = {} } = {}
   return r.json();
 }
 
-// upload PUTs a file to the user's files at path, reporting progress
-// (0..1) as it goes; it resolves with the stored file's facts.
-export function upload(path, file, onProgress) {
+// directFrom is the size from which a file goes straight to the object
+// store in parts (as the CLI sends them), where the store presigns URLs.
+export const directFrom = 64 << 20;
+
+// upload stores a file in the user's files at path, reporting progress
+// (0..1) as it goes, and resolves with the stored file's facts. A large
+// file goes straight to the object store, its parts in parallel through
+// presigned URLs (POST /v1/uploads), where the store has them; any other
+// file, or on a store without them, through the gateway.
+export async function upload(path, file, onProgress) {
+  if (file.size >= directFrom) {
+    let up = null;
+    try {
+      up = await api("POST", "/v1/uploads", { path, size: file.size });
+    } catch (e) {
+      if (!(e instanceof APIError && e.status === 409)) throw e; // 409: the store presigns nothing
+    }
+    if (up) return uploadParts(up, file, onProgress);
+  }
+  return putFile(path, file, onProgress);
+}
+
+// uploadParts sends the parts of an upload, four at a time, then asks the
+// gateway to assemble them (their ETags, in order).
+async function uploadParts(up, file, onProgress) {
+  const sent = new Array(up.parts.length).fill(0);
+  const report = () => onProgress && onProgress(sent.reduce((a, b) => a + b, 0) / file.size);
+  const etags = new Array(up.parts.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < up.parts.length) {
+      const i = next++;
+      const blob = file.slice(i * up.part_size, Math.min(file.size, (i + 1) * up.part_size));
+      etags[i] = await putPart(up.parts[i].url, blob, (n) => { sent[i] = n; report(); });
+    }
+  };
+  try {
+    await Promise.all([worker(), worker(), worker(), worker()]);
+  } catch (e) {
+    api("DELETE", "/v1/uploads/" + encodeURIComponent(up.id)).catch(() => {});
+    throw e;
+  }
+  return api("POST", up.complete_url, { etags });
+}
+
+// putPart PUTs one part to its presigned URL and resolves with its ETag
+// (which the store must expose to the page: its CORS rule's ExposeHeader).
+function putPart(url, blob, onSent) {
+  return new Promise((resolve, reject) => {
+    const x = new XMLHttpRequest();
+    x.open("PUT", url);
+    x.upload.onprogress = (e) => onSent(e.loaded);
+    x.onload = () => {
+      const etag = x.getResponseHeader("ETag");
+      if (x.status >= 200 && x.status < 300 && etag) { onSent(blob.size); resolve(etag); }
+      else reject(new APIError(x.status, { title: x.status >= 200 && x.status < 300 ? "the object store does not show the part's ETag to the page (its CORS rule needs ExposeHeader ETag)" : `the object store refused a part (HTTP ${x.status})` }));
+    };
+    x.onerror = () => reject(new APIError(0, { title: "the object store cannot be reached from this page (its CORS rule must allow this gateway's origin)" }));
+    x.send(blob);
+  });
+}
+
+// putFile streams a file through the gateway (PUT /v1/files/PATH).
+function putFile(path, file, onProgress) {
   return new Promise((resolve, reject) => {
     const x = new XMLHttpRequest();
     x.open("PUT", "/v1/files/" + path.split("/").map(encodeURIComponent).join("/"));
