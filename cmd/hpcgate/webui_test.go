@@ -290,6 +290,20 @@ func TestWebInterface(t *testing.T) {
 		b.until(p.name, p.ready)
 		b.visit(p.name)
 	}
+	// a file deleted from the files page, in two steps
+	if _, err := c.PutFile(context.Background(), "old/draft.txt", strings.NewReader("draft"), 5); err != nil {
+		t.Fatal(err)
+	}
+	b.run("files again", chromedp.Navigate(g.url+"/#/environments"), chromedp.Navigate(g.url+"/#/files"))
+	b.until("draft listed", `document.querySelector('button[aria-label="Delete old/draft.txt"]') !== null`)
+	b.run("delete", chromedp.Click(chromedp.CSS(`button[aria-label="Delete old/draft.txt"]`)))
+	b.until("armed", `document.querySelector('button[aria-label="Confirm: delete old/draft.txt"]') !== null`)
+	b.run("confirm", chromedp.Click(chromedp.CSS(`button[aria-label="Confirm: delete old/draft.txt"]`)))
+	b.until("deleted", `document.querySelector('a[download="draft.txt"]') === null && document.querySelector('a[download="story.txt"]') !== null`)
+	if _, _, err := c.GetFile(context.Background(), "old/draft.txt", 0); err == nil {
+		t.Error("old/draft.txt is still stored after Delete on the page")
+	}
+
 	// a phone's width: nothing wider than the screen
 	b.run("phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(g.url+"/#/jobs/"+id))
 	b.until("phone job page", `document.querySelector(".state") !== null`)

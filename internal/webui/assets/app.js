@@ -313,9 +313,19 @@ async function filesPage(page) {
     try {
       const files = await allFiles();
       replace(list, files.length ? table("Your files", ["File", "Size", "Modified", ""], files.map((f) => {
+        // two steps, in the page (no blocking dialog): Delete, then Confirm
         const del = h("button", { type: "button", class: "secondary", "aria-label": `Delete ${f.path}` }, "Delete");
+        let armed = null;
         del.addEventListener("click", async () => {
-          if (!confirm(`Delete ${f.path}?`)) return;
+          if (!armed) {
+            del.textContent = "Confirm delete";
+            del.className = "danger";
+            del.setAttribute("aria-label", `Confirm: delete ${f.path}`);
+            announce(`Press again to delete ${f.path}`);
+            armed = setTimeout(() => { armed = null; del.textContent = "Delete"; del.className = "secondary"; del.setAttribute("aria-label", `Delete ${f.path}`); }, 5000);
+            return;
+          }
+          clearTimeout(armed);
           try { await api("DELETE", "/v1/files/" + quotePath(f.path)); announce(`Deleted ${f.path}`); await load(); } catch (e) { list.prepend(failure(e)); }
         });
         return [h("a", { href: "/v1/files/" + quotePath(f.path), download: f.path.split("/").pop() }, f.path), bytes(f.size), when(f.modified), del];
