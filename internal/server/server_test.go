@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hpcgate/hpcgate/internal/catalog"
 )
@@ -127,5 +128,34 @@ func TestInvalidUTF8Field(t *testing.T) {
 		if got := invalidUTF8Field([]byte(doc)); got != want {
 			t.Errorf("invalidUTF8Field(%q) = %q, want %q", doc, got, want)
 		}
+	}
+}
+
+// Job ids begin with the time, so that jobs made together share their
+// first characters (and the store's pages); they are unique, 16 letters
+// and digits of the ids' alphabet.
+func TestJobIDsAreTimeOrdered(t *testing.T) {
+	seen := map[string]bool{}
+	first := newJobID()
+	for range 1000 {
+		id := newJobID()
+		if len(id) != 16 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyz234567") != "" || seen[id] {
+			t.Fatalf("id %q: want 16 new characters of a-z and 2-7", id)
+		}
+		seen[id] = true
+	}
+	if last := newJobID(); first[:4] != last[:4] {
+		t.Errorf("ids made within moments share no prefix: %s, %s", first, last)
+	}
+	b, err := idEncoding.DecodeString(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms int64
+	for _, x := range b[:5] {
+		ms = ms<<8 | int64(x)
+	}
+	if d := time.Now().UnixMilli()%(1<<40) - ms; d < 0 || d > 60_000 {
+		t.Errorf("the id's time is %d ms off", d)
 	}
 }
