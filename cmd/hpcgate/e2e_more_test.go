@@ -85,27 +85,18 @@ func TestJobTokenLimits(t *testing.T) {
 	if j := waitJob(t, c, probe.ID, 60*time.Second); j.State != api.StateSucceeded {
 		t.Fatalf("probe %s: %s", j.State, j.Error)
 	}
-	read := func(id, p string) string {
-		rc, _, err := c.Output(ctx, id, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		b, _ := io.ReadAll(rc)
-		return string(b)
-	}
-	if got := read(probe.ID, "probe.txt"); got != "files=0\nother=1\nself=0\n" {
-		t.Fatalf("inside the job: %q (files.err %q, other.err %q)", got, read(probe.ID, "files.err"), read(probe.ID, "other.err"))
+	if got := outputText(t, c, probe.ID, "probe.txt"); got != "files=0\nother=1\nself=0\n" {
+		t.Fatalf("inside the job: %q (files.err %q, other.err %q)", got, outputText(t, c, probe.ID, "files.err"), outputText(t, c, probe.ID, "other.err"))
 	}
 	// a job's token lists its own job's space, never its owner's files
-	if got := read(probe.ID, "files.txt"); strings.Contains(got, "ivy-private") {
+	if got := outputText(t, c, probe.ID, "files.txt"); strings.Contains(got, "ivy-private") {
 		t.Errorf("a job token listing files sees its owner's: %q", got)
 	}
-	if e := read(probe.ID, "other.err"); !strings.Contains(e, "404") {
+	if e := outputText(t, c, probe.ID, "other.err"); !strings.Contains(e, "404") {
 		t.Errorf("a job token reading an unrelated job: %q, want 404", e)
 	}
 	// The job has ended: its token no longer works.
-	jobTok := read(probe.ID, "token.txt")
+	jobTok := outputText(t, c, probe.ID, "token.txt")
 	if _, err := g.client(jobTok).Job(ctx, probe.ID); client.StatusOf(err) != 401 {
 		t.Fatalf("the token of an ended job: %v, want 401", err)
 	}

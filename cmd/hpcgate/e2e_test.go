@@ -252,6 +252,18 @@ func waitJob(t *testing.T, c *client.Client, id string, timeout time.Duration) *
 	return j
 }
 
+// outputText is job id's output p, whole.
+func outputText(t *testing.T, c *client.Client, id, p string) string {
+	t.Helper()
+	rc, _, err := c.Output(context.Background(), id, p)
+	if err != nil {
+		t.Fatalf("output %s of job %s: %v", p, id, err)
+	}
+	defer rc.Close()
+	b, _ := io.ReadAll(rc)
+	return string(b)
+}
+
 func waitState(t *testing.T, c *client.Client, id, state string, timeout time.Duration) *api.Job {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

@@ -153,16 +153,6 @@ func testEngine(t *testing.T, g *gw, ec engineCase) {
 		}
 		return j
 	}
-	output := func(t *testing.T, id, p string) string {
-		t.Helper()
-		rc, _, err := c.Output(ctx, id, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		b, _ := io.ReadAll(rc)
-		return string(b)
-	}
 	logLen := func(id string) int {
 		b, _ := io.ReadAll(must(c.Log(ctx, id, "stdout", 0, false)))
 		return len(b)
@@ -190,7 +180,7 @@ func testEngine(t *testing.T, g *gw, ec engineCase) {
 		if hj.Backend == nil || hj.Backend.Scheduler != ec.kind || hj.Backend.ID == "" || hj.Usage == nil {
 			t.Fatalf("job %+v: backend or usage missing", hj)
 		}
-		if got := output(t, h.ID, "greeting.txt"); got != "Hello, "+ec.env+"\n" {
+		if got := outputText(t, c, h.ID, "greeting.txt"); got != "Hello, "+ec.env+"\n" {
 			t.Fatalf("greeting %q", got)
 		}
 		if _, err := c.PutFile(ctx, "in/text.txt", strings.NewReader("alpha beta alpha gamma\n"), -1); err != nil {
@@ -288,7 +278,7 @@ func testEngine(t *testing.T, g *gw, ec engineCase) {
 		if ec.kind == "local" {
 			want = "none\n"
 		}
-		if got := output(t, j.ID, "cores.txt"); got != want {
+		if got := outputText(t, c, j.ID, "cores.txt"); got != want {
 			t.Fatalf("cores granted %q, want %q", got, want)
 		}
 	})

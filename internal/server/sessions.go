@@ -45,14 +45,11 @@ const (
 // token revokes its sessions too (endSessionsOf).
 func sessionOf(id string) string { return sessionName + " of token " + id }
 
-// endSessionsOf revokes the sessions of user's token id (just revoked).
-func (s *Server) endSessionsOf(r *http.Request, user, id string) error {
-	toks, err := s.store.ListTokens(r.Context(), user)
-	if err != nil {
-		return err
-	}
+// endSessionsOf revokes the sessions of user's token id (just revoked)
+// among toks, the tokens already listed.
+func (s *Server) endSessionsOf(r *http.Request, toks []store.Token, user, id string) error {
 	for _, t := range toks {
-		if t.Name == sessionOf(id) {
+		if t.User == user && t.Name == sessionOf(id) {
 			if err := s.store.DeleteToken(r.Context(), t.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}

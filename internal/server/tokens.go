@@ -129,7 +129,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.auth.Forget(id)
-	if err := s.endSessionsOf(r, toks[i].User, id); err != nil {
+	if err := s.endSessionsOf(r, toks, toks[i].User, id); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
