@@ -1,0 +1,148 @@
+package tes
+
+import (
+	"fmt"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/hpcgate/hpcgate/api"
+)
+
+// MaxContent is the most an input's content may hold (TES asks servers
+// for at least 128 KiB).
+const MaxContent = 1 << 20
+
+// A Ref is where an input comes from or an output goes, in hpcgate's
+// terms.
+type Ref struct {
+	Kind string // "file": the user's file Path; "job": a job's output (Path is job:ID/outputs/PATH); "https": the URL
+	Path string
+}
+
+// ParseURL reads a task's url. s3://BUCKET/PATH, where BUCKET is the one
+// service-info lists under storage, and a plain relative PATH are the
+// user's file PATH, on whatever store the gateway has; job:ID/outputs/PATH
+// is a job's output; https:// (inputs only) a URL; file:// and anything
+// else are refused.
+func ParseURL(raw, bucket string, input bool) (Ref, error) {
+	switch {
+	case strings.HasPrefix(raw, "job:"):
+		if !input {
+			return Ref{}, fmt.Errorf("outputs go to the user's files (s3://%s/PATH or PATH), not to a job", bucket)
+		}
+		if _, rest, ok := strings.Cut(strings.TrimPrefix(raw, "job:"), "/outputs/"); !ok || rest == "" {
+			return Ref{}, fmt.Errorf("want job:ID/outputs/PATH")
+		}
+		return Ref{Kind: "job", Path: raw}, nil
+	case strings.HasPrefix(raw, "https://"):
+		if !input {
+			return Ref{}, fmt.Errorf("outputs go to the user's files (s3://%s/PATH or PATH), not to a URL", bucket)
+		}
+		if u, err := url.Parse(raw); err != nil || u.Hostname() == "" {
+			return Ref{}, fmt.Errorf("not a URL with a host")
+		}
+		return Ref{Kind: "https", Path: raw}, nil
+	case strings.HasPrefix(raw, "s3://"):
+		rest := strings.TrimPrefix(raw, "s3://")
+		b, p, _ := strings.Cut(rest, "/")
+		if b != bucket {
+			return Ref{}, fmt.Errorf("the bucket here is %s (service-info lists it under storage)", bucket)
+		}
+		return filePath(p)
+	case strings.Contains(raw, "://"):
+		return Ref{}, fmt.Errorf("want s3://%s/PATH, a relative PATH, job:ID/outputs/PATH or https:// (file:// and others are not served)", bucket)
+	}
+	return filePath(raw)
+}
+
+func filePath(p string) (Ref, error) {
+	if p == "" || strings.HasPrefix(p, "/") || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") || strings.ContainsRune(p, 0) {
+		return Ref{}, fmt.Errorf("want a clean relative path of the user's files")
+	}
+	return Ref{Kind: "file", Path: p}, nil
+}
+
+// Check reports every problem of task t, as the API's field errors (the
+// field is the task's JSON path, such as executors[0].image). bucket is
+// the name service-info lists under storage.
+func Check(t *Task, bucket string) []api.FieldError {
+	var errs []api.FieldError
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, api.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	abs := func(field, p string, required bool) {
+		if p == "" {
+			if required {
+				bad(field, "is required")
+			}
+			return
+		}
+		if !path.IsAbs(p) || path.Clean(p) != p || strings.ContainsRune(p, 0) {
+			bad(field, "must be a clean absolute path")
+		}
+	}
+	if len(t.Executors) == 0 {
+		bad("executors", "at least one executor is needed")
+	}
+	for i, e := range t.Executors {
+		f := fmt.Sprintf("executors[%d]", i)
+		if e.Image == "" {
+			bad(f+".image", "is required")
+		}
+		if len(e.Command) == 0 {
+			bad(f+".command", "is required")
+		}
+		abs(f+".workdir", e.Workdir, false)
+		abs(f+".stdin", e.Stdin, false)
+		abs(f+".stdout", e.Stdout, false)
+		abs(f+".stderr", e.Stderr, false)
+		for k := range e.Env {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				bad(f+".env", "%q is not a variable name", k)
+			}
+		}
+	}
+	for i, in := range t.Inputs {
+		f := fmt.Sprintf("inputs[%d]", i)
+		abs(f+".path", in.Path, true)
+		switch {
+		case in.URL == "" && in.Content == "":
+			bad(f+".url", "url or content is required")
+		case in.URL != "" && in.Content != "":
+			bad(f+".content", "either url or content, not both")
+		case len(in.Content) > MaxContent:
+			bad(f+".content", "at most %d bytes", MaxContent)
+		case in.URL != "":
+			if _, err := ParseURL(in.URL, bucket, true); err != nil {
+				bad(f+".url", "%v", err)
+			}
+		}
+		if in.Type != "" && in.Type != File && in.Type != Directory {
+			bad(f+".type", "must be FILE or DIRECTORY")
+		}
+	}
+	for i, out := range t.Outputs {
+		f := fmt.Sprintf("outputs[%d]", i)
+		abs(f+".path", strings.NewReplacer("*", "x", "?", "x", "[", "x", "]", "x").Replace(out.Path), true)
+		if _, err := ParseURL(out.URL, bucket, false); err != nil {
+			bad(f+".url", "%v", err)
+		}
+		if strings.ContainsAny(out.Path, "*?[") {
+			if out.PathPrefix == "" {
+				bad(f+".path_prefix", "is required when the path has wildcards")
+			} else if !strings.HasPrefix(out.Path, out.PathPrefix) {
+				bad(f+".path_prefix", "must begin the path")
+			}
+		}
+		if out.Type != "" && out.Type != File && out.Type != Directory {
+			bad(f+".type", "must be FILE or DIRECTORY")
+		}
+	}
+	if r := t.Resources; r != nil {
+		if r.CPUCores < 0 || r.RAMGB < 0 || r.DiskGB < 0 {
+			bad("resources", "must not be negative")
+		}
+	}
+	return errs
+}
