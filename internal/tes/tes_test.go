@@ -122,3 +122,15 @@ func TestCheck(t *testing.T) {
 		t.Errorf("no executors: %v", errs)
 	}
 }
+
+func TestServiceInfo(t *testing.T) {
+	si := NewServiceInfo("org.example.hpc", "dev", "Example HPC", "https://hpc.example.org", "hpcgate")
+	if si.Type != (ServiceType{"org.ga4gh", "tes", "1.1.0"}) || !slices.Contains(si.Storage, "s3://hpcgate") ||
+		!slices.Equal(si.TesResourcesBackendParameters, BackendParameters) {
+		t.Fatalf("service-info %+v", si)
+	}
+	// what it lists as storage, ParseURL takes
+	if _, err := ParseURL(si.Storage[0]+"/data/x", "hpcgate", true); err != nil {
+		t.Errorf("the listed storage is refused: %v", err)
+	}
+}
