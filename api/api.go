@@ -6,6 +6,8 @@ package api
 
 import (
 	"encoding/json"
+	"path"
+	"strings"
 	"time"
 )
 
@@ -30,6 +32,9 @@ const (
 	ScopeFilesRead  = "files:read"
 	ScopeFilesWrite = "files:write"
 	ScopeAdmin      = "admin"
+	// ScopeTasks creates GA4GH TES tasks: any image and command, outside
+	// the templates. Only an admin grants it.
+	ScopeTasks = "tasks"
 	// ScopeJob marks a job token: it acts for one job only.
 	ScopeJob = "job"
 )
@@ -90,6 +95,19 @@ type Job struct {
 	Usage      *Usage     `json:"usage,omitempty"`
 	Backend    *Backend   `json:"backend,omitempty"`
 	Error      string     `json:"error,omitempty"`
+	// Steps are the executors of a GA4GH TES task, as they ran.
+	Steps []Step `json:"steps,omitempty"`
+}
+
+// Step is one executor of a task as it ran: when, its exit code, and the
+// bytes of the job's stdout and stderr it wrote ([from, to)).
+type Step struct {
+	Index     int        `json:"index"`
+	StartedAt time.Time  `json:"started_at"`
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
+	ExitCode  *int       `json:"exit_code,omitempty"`
+	Stdout    [2]int64   `json:"stdout"`
+	Stderr    [2]int64   `json:"stderr"`
 }
 
 // JobRequest is the body of POST /v1/jobs.
@@ -470,6 +488,62 @@ type Spec struct {
 	// outputs (POST /v1/jobs/{id}/output-urls) instead of sending them
 	// through the gateway.
 	DirectOutputs bool `json:"direct_outputs,omitempty"`
+	// Task, for a GA4GH TES task, replaces Image, Command, Outputs and
+	// Adapters: its executors run in order, each in its image, sharing
+	// the task's files. Its stored inputs are in Inputs, each at the
+	// path root/CONTAINER-PATH below the working directory.
+	Task *TaskSpec `json:"task,omitempty"`
+}
+
+// TaskSpec is how the agent runs a GA4GH TES task.
+type TaskSpec struct {
+	// Runtime, Flags and ImageStore are the environment's container
+	// runtime (as in ContainerSpec).
+	Runtime    string         `json:"runtime"`
+	Flags      []string       `json:"flags,omitempty"`
+	ImageStore string         `json:"image_store,omitempty"`
+	Executors  []TaskExecutor `json:"executors"`
+	Contents   []TaskContent  `json:"contents,omitempty"`
+	Inputs     []TaskPath     `json:"inputs,omitempty"`
+	Volumes    []string       `json:"volumes,omitempty"`
+	Outputs    []TaskOutput   `json:"outputs,omitempty"`
+}
+
+// TaskExecutor is one executor: an image and a command, with its
+// working directory, variables and standard streams (paths in the
+// container).
+type TaskExecutor struct {
+	Image       string            `json:"image"`
+	Command     []string          `json:"command"`
+	Workdir     string            `json:"workdir,omitempty"`
+	Stdin       string            `json:"stdin,omitempty"`
+	Stdout      string            `json:"stdout,omitempty"`
+	Stderr      string            `json:"stderr,omitempty"`
+	Env         map[string]string `json:"env,omitempty"`
+	IgnoreError bool              `json:"ignore_error,omitempty"`
+}
+
+// TaskContent is an input given by its content, for the container path Path.
+type TaskContent struct {
+	Path    string `json:"path"`
+	Content string `json:"content"`
+}
+
+// TaskPath is an input's container path and whether it is a directory.
+type TaskPath struct {
+	Path      string `json:"path"`
+	Directory bool   `json:"directory,omitempty"`
+}
+
+// TaskOutput is what the agent delivers to the owner's files: the file
+// at container path Path (a glob when PathPrefix is set: each match, less
+// PathPrefix, below File) or every file below the directory Path, to
+// File (a path of the owner's files).
+type TaskOutput struct {
+	Path       string `json:"path"`
+	PathPrefix string `json:"path_prefix,omitempty"`
+	Directory  bool   `json:"directory,omitempty"`
+	File       string `json:"file"`
 }
 
 // ContainerSpec is how the agent runs a job's image: the environment's
@@ -519,6 +593,8 @@ type StateReport struct {
 	ExitCode *int   `json:"exit_code,omitempty"`
 	Usage    *Usage `json:"usage,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// Step, for a task, is the executor that started or ended.
+	Step *Step `json:"step,omitempty"`
 }
 
 // LogAppend is the answer to a log append: the stream's size after it.
@@ -587,4 +663,39 @@ type AuditEntry struct {
 	Outcome   int       `json:"outcome"` // the HTTP status of the answer
 	Client    string    `json:"client,omitempty"`
 	RequestID string    `json:"request_id,omitempty"`
+}
+
+// Dest is the owner's file that the file at container path from goes
+// to, if o delivers it: o.File itself for a FILE; below o.File, at its
+// path below the directory o.Path, for a DIRECTORY; below o.File, at its
+// path less o.PathPrefix, for a glob.
+func (o TaskOutput) Dest(from string) (string, bool) {
+	switch {
+	case o.Directory:
+		rel, ok := strings.CutPrefix(from, o.Path+"/")
+		return o.File + "/" + rel, ok && rel != ""
+	case o.PathPrefix != "":
+		ok, _ := path.Match(o.Path, from)
+		rel, has := strings.CutPrefix(from, o.PathPrefix)
+		rel = strings.TrimPrefix(rel, "/")
+		return o.File + "/" + rel, ok && has && rel != ""
+	}
+	return o.File, from == o.Path
+}
+
+// MountDir is the container directory that holds what o delivers: the
+// directory itself, the directory of a FILE, or the directory of a
+// glob's part before its first wildcard.
+func (o TaskOutput) MountDir() string {
+	switch {
+	case o.Directory:
+		return o.Path
+	case o.PathPrefix != "":
+		static := o.Path
+		if i := strings.IndexAny(static, "*?["); i >= 0 {
+			static = static[:i] + "x"
+		}
+		return path.Dir(static)
+	}
+	return path.Dir(o.Path)
 }

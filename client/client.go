@@ -732,6 +732,12 @@ func (c *Client) PutOutput(ctx context.Context, id, path string, r io.Reader, si
 	return c.put(ctx, "/v1/jobs/"+url.PathEscape(id)+"/outputs/"+pathEscape(path), r, size)
 }
 
+// PutDelivery delivers one file of a task's outputs to the owner's file
+// path; from is the container path it was at.
+func (c *Client) PutDelivery(ctx context.Context, id, path, from string, r io.Reader, size int64) (*api.FileInfo, error) {
+	return c.put(ctx, "/v1/jobs/"+url.PathEscape(id)+"/deliveries/"+pathEscape(path)+"?from="+url.QueryEscape(from), r, size)
+}
+
 // User returns a user's state (admins only).
 func (c *Client) User(ctx context.Context, name string) (*api.UserState, error) {
 	var out api.UserState

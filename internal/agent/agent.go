@@ -223,6 +223,9 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 		}
 		return outcome{err: "cannot fetch inputs: " + err.Error()}
 	}
+	if spec.Task != nil {
+		return a.executeTask(ctx, spec, logs)
+	}
 	if err := os.WriteFile(filepath.Join(a.dir, "params.json"), append(spec.Parameters, '\n'), 0o600); err != nil {
 		return outcome{err: "cannot write params.json: " + err.Error()}
 	}
@@ -241,7 +244,7 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 		if len(ad.argv) == 0 {
 			continue
 		}
-		res := a.runCmd(ctx, ad.name, ad.argv, env, logs, 0)
+		res := a.runCmd(ctx, ad.name, ad.argv, env, logs, 0, nil)
 		if res.gone {
 			return res
 		}
@@ -252,7 +255,7 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 	if err := a.report(ctx, api.StateReport{State: api.StateRunning, Reason: "the command started"}); err != nil {
 		return outcome{gone: true}
 	}
-	res := a.runCmd(ctx, "command", spec.Command, env, logs, time.Duration(spec.Resources.WalltimeS)*time.Second)
+	res := a.runCmd(ctx, "command", spec.Command, env, logs, time.Duration(spec.Resources.WalltimeS)*time.Second, nil)
 	if res.gone {
 		return res
 	}
@@ -260,7 +263,7 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 		res.err = "the command failed" + describeExit(res)
 	}
 	if len(spec.Adapters.Collect) > 0 && ctx.Err() == nil {
-		c := a.runCmd(ctx, "collect", spec.Adapters.Collect, env, logs, 0)
+		c := a.runCmd(ctx, "collect", spec.Adapters.Collect, env, logs, 0, nil)
 		if res.err == "" && (c.err != "" || c.exitCode == nil || *c.exitCode != 0) {
 			res.err = "the collect adapter failed" + describeExit(c) + lastLine(logs.stderr)
 		}
@@ -292,7 +295,11 @@ func (a *agent) finish(ctx context.Context, out outcome, logs *shippers, spec ..
 			logs.halt()
 			return err
 		}
-		if err := a.uploadOutputs(ctx, spec[0]); err != nil {
+		upload := func() error { return a.uploadOutputs(ctx, spec[0]) }
+		if ts := spec[0].Task; ts != nil {
+			upload = func() error { return a.deliverOutputs(ctx, ts, out.err == "") }
+		}
+		if err := upload(); err != nil {
 			if errors.Is(err, errJobGone) {
 				logs.halt()
 				return err
@@ -466,10 +473,17 @@ func (a *agent) openInput(ctx context.Context, in api.SpecInput, offset int64) (
 	return rc, err
 }
 
+// stdio is a step's standard input and where its output goes besides
+// the logs (a task's executor's stdin, stdout and stderr files).
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
 // runCmd runs step name (an adapter or the command) in the working
 // directory, or in the job's container, with output to the log shippers.
 // A limit > 0 stops it after that long.
-func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, logs *shippers, limit time.Duration) outcome {
+func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, logs *shippers, limit time.Duration, sio *stdio) outcome {
 	var stop []string // a container's: how to stop it,
 	var remove func() // and remove it if stopped
 	if a.ctr != nil {
@@ -482,6 +496,15 @@ func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, log
 	cmd.Dir = a.dir
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logs.stdout, logs.stderr
+	if sio != nil {
+		cmd.Stdin = sio.in
+		if sio.out != nil {
+			cmd.Stdout = io.MultiWriter(logs.stdout, sio.out)
+		}
+		if sio.err != nil {
+			cmd.Stderr = io.MultiWriter(logs.stderr, sio.err)
+		}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
 	if err := a.fr.start(cmd); err != nil {

@@ -68,21 +68,35 @@ func (a *agent) startContainer(ctx context.Context, spec *api.Spec, logs *shippe
 	for _, step := range []string{"verify", "prepare", "command", "collect"} {
 		names = append(names, c.name(a.id, step))
 	}
+	stop, out := a.guardContainers(c, names)
+	if stop == nil {
+		cleanup()
+		return nil, out
+	}
+	undo = append(undo, stop)
+	return cleanup, outcome{}
+}
+
+// guardContainers readies the containers names of c: a reaper that makes
+// sure of them when the agent is stopped, and the agent as the
+// subreaper of their processes. It returns what to do when the steps are
+// over, or nil and how the job ends.
+func (a *agent) guardContainers(c *containerRun, names []string) (func(), outcome) {
+	done := func() {}
 	if c.rt.RemoveCommand(names...) != nil {
 		r, err := startReaper(c.rt, names, c.runtimeEnv())
 		if err != nil {
-			cleanup()
 			return nil, outcome{err: err.Error()}
 		}
 		// After a stop (cancel, walltime) the reaper makes sure of the
 		// containers even though the agent ends in order.
-		undo = append(undo, func() {
+		done = func() {
 			if a.stopped {
 				r.release()
 			} else {
 				r.done()
 			}
-		})
+		}
 	}
 	// After the reaper has started (it must not be re-parented to the
 	// agent): the runtime's monitor (podman's conmon) leaves its parent to
@@ -92,7 +106,7 @@ func (a *agent) startContainer(ctx context.Context, spec *api.Spec, logs *shippe
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		a.log.Warn("cannot become a subreaper: suspending this job will not pause its container", "err", err)
 	}
-	return cleanup, outcome{}
+	return done, outcome{}
 }
 
 // container prepares the job's container: the job's directory at the

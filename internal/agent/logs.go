@@ -27,6 +27,14 @@ type shipper struct {
 	tail    []byte
 }
 
+// offset is the gateway's offset of the stream's end: the bytes written
+// so far, shipped or not.
+func (s *shipper) offset() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.base + s.written
+}
+
 func (s *shipper) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

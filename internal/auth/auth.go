@@ -34,7 +34,7 @@ var ErrUserDisabled = errors.New("the user is disabled")
 const Prefix = "hpcg_"
 
 // UserScopes are the scopes a person's token may carry.
-var UserScopes = []string{api.ScopeJobsRead, api.ScopeJobsWrite, api.ScopeFilesRead, api.ScopeFilesWrite, api.ScopeAdmin}
+var UserScopes = []string{api.ScopeJobsRead, api.ScopeJobsWrite, api.ScopeFilesRead, api.ScopeFilesWrite, api.ScopeTasks, api.ScopeAdmin}
 
 // Principal is who a request acts for.
 type Principal struct {

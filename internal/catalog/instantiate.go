@@ -39,6 +39,21 @@ type StatFunc func(path string) (int64, error)
 
 var labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 
+// checkLabels checks a job's labels (named field in errors).
+func checkLabels(labels map[string]string, field string, verr *ValidationError) {
+	if len(labels) > 32 {
+		verr.add(field, "at most 32 labels")
+	}
+	for k, v := range labels {
+		if !labelKeyRE.MatchString(k) {
+			verr.add(field+"."+k, "key must match %s", labelKeyRE)
+		}
+		if len(v) > 256 {
+			verr.add(field+"."+k, "value longer than 256 bytes")
+		}
+	}
+}
+
 // Instantiate validates r against the catalogue and returns the job it
 // describes, or a *ValidationError naming every invalid field. A template
 // that does not exist is ErrNotFound.
@@ -173,19 +188,7 @@ func (c *Catalog) Instantiate(r Request, stat StatFunc) (*Instance, error) {
 	}
 	inst.Resources = res
 
-	// Labels.
-	if len(r.Labels) > 32 {
-		verr.add("labels", "at most 32 labels")
-	}
-	for k, v := range r.Labels {
-		if !labelKeyRE.MatchString(k) {
-			verr.add("labels."+k, "key must match %s", labelKeyRE)
-		}
-		if len(v) > 256 {
-			verr.add("labels."+k, "value longer than 256 bytes")
-		}
-	}
-
+	checkLabels(r.Labels, "labels", verr)
 	if len(verr.Fields) > 0 {
 		sort.SliceStable(verr.Fields, func(i, j int) bool { return verr.Fields[i].Field < verr.Fields[j].Field })
 		return nil, verr

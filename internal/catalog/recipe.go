@@ -35,7 +35,14 @@ type Recipe struct {
 	Network      bool     `json:"network,omitempty"`
 	ImageStore   string   `json:"image_store,omitempty"`
 	Gateway      bool     `json:"gateway,omitempty"`
+	// Task, for a GA4GH TES task (Template TaskTemplate), is what it runs
+	// in place of Image and Command; Runtime, RuntimeFlags and ImageStore
+	// run its executors.
+	Task *TaskRecipe `json:"task,omitempty"`
 }
+
+// InContainer tells whether the recipe's steps run in containers.
+func (r *Recipe) InContainer() bool { return r.Image != "" || r.Task != nil }
 
 // RecipeInput is a declared input: where the agent puts it, whether it
 // is an archive to unpack there, and its limits.

@@ -11,7 +11,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -109,6 +111,17 @@ type Config struct {
 		// into the network it stands in).
 		AllowPrivateNetworks bool `yaml:"allow_private_networks"`
 	} `yaml:"webhooks"`
+	// TES configures the GA4GH Task Execution Service API
+	// (/ga4gh/tes/v1).
+	TES struct {
+		// Environment runs the tasks that name no environment (backend
+		// parameter environment, or a zone); "": such tasks are refused.
+		Environment string `yaml:"environment"`
+		// Bucket is the name in tasks' s3://BUCKET/PATH urls that means
+		// the user's files, whatever store the gateway has (default
+		// hpcgate); service-info lists it under storage.
+		Bucket string `yaml:"bucket"`
+	} `yaml:"tes"`
 	// AgentCommand starts the agent inside a job (default: this binary
 	// with "agent").
 	AgentCommand []string `yaml:"agent_command"`
@@ -278,6 +291,9 @@ func redact(u string) string {
 }
 
 // Validate reports every problem of the configuration.
+// bucketRE is an S3 bucket name.
+var bucketRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
 func (c *Config) Validate() error {
 	var errs []error
 	host, _, err := net.SplitHostPort(c.Addr)
@@ -304,6 +320,12 @@ func (c *Config) Validate() error {
 		default:
 			errs = append(errs, fmt.Errorf("environment %s: scheduler %q: want local, slurm or sge", e.Name, e.Scheduler))
 		}
+	}
+	if env := c.TES.Environment; env != "" && !slices.ContainsFunc(c.Environments, func(e catalog.Environment) bool { return e.Name == env }) && !(env == "local" && len(c.Environments) == 0) {
+		errs = append(errs, fmt.Errorf("tes.environment %q: no such environment", env))
+	}
+	if b := c.TES.Bucket; b != "" && !bucketRE.MatchString(b) {
+		errs = append(errs, fmt.Errorf("tes.bucket %q: want a bucket name (3 to 63 of a-z, 0-9, . and -)", b))
 	}
 	if c.Database != "" && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
 		errs = append(errs, fmt.Errorf("database %q: want a postgres:// URL, or nothing for SQLite", redact(c.Database)))

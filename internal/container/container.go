@@ -71,7 +71,7 @@ type Step struct {
 	Name    string
 	Image   string
 	Argv    []string
-	WorkDir string // the step's working directory, in the container
+	WorkDir string // the step's working directory, in the container ("": the image's)
 	Mounts  []Mount
 	// Env names the variables the step gets; their values come from the
 	// runtime's own environment (see Command).
@@ -82,6 +82,9 @@ type Step struct {
 	// Cores and MemoryMB limit the container (0: no limit).
 	Cores    int
 	MemoryMB int64
+	// Stdin: the step reads its standard input (podman and docker pass
+	// it only when asked).
+	Stdin bool
 }
 
 // Check reports what makes s unusable: an empty image or command, a
@@ -93,7 +96,7 @@ func (s *Step) Check() error {
 	if len(s.Argv) == 0 {
 		return fmt.Errorf("empty command")
 	}
-	if !absClean(s.WorkDir) {
+	if s.WorkDir != "" && !absClean(s.WorkDir) {
 		return fmt.Errorf("working directory %q: want an absolute, clean path", s.WorkDir)
 	}
 	for _, m := range s.Mounts {
@@ -149,7 +152,12 @@ func (r Runtime) Command(s Step, env []string) (argv, procEnv []string, err erro
 			// this job (killed with its node) goes
 			argv = append(argv, "--replace")
 		}
-		argv = append(argv, "--workdir", s.WorkDir)
+		if s.WorkDir != "" {
+			argv = append(argv, "--workdir", s.WorkDir)
+		}
+		if s.Stdin {
+			argv = append(argv, "--interactive")
+		}
 		if s.Network {
 			argv = append(argv, "--network", "host")
 		} else {
@@ -191,7 +199,10 @@ func (r Runtime) Command(s Step, env []string) (argv, procEnv []string, err erro
 		// --containall: no home, /tmp or environment of the node's;
 		// --no-mount home,cwd: nothing but the mounts given. Values reach
 		// the container as APPTAINERENV_NAME, which --cleanenv keeps.
-		argv = []string{r.binary(), "exec", "--containall", "--cleanenv", "--no-mount", "home,cwd", "--pwd", s.WorkDir}
+		argv = []string{r.binary(), "exec", "--containall", "--cleanenv", "--no-mount", "home,cwd"}
+		if s.WorkDir != "" {
+			argv = append(argv, "--pwd", s.WorkDir)
+		}
 		if !s.Network {
 			argv = append(argv, "--net", "--network", "none")
 		}

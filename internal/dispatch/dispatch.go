@@ -874,7 +874,7 @@ type deferredCancel struct {
 // inContainer tells whether j's steps run in a container.
 func inContainer(j *job.Job) bool {
 	r, err := catalog.DecodeRecipe(j.TemplateDoc)
-	return err == nil && r.Image != ""
+	return err == nil && r.InContainer()
 }
 
 // cancelDeferred makes the engines' cancels that are due (all, with all).

@@ -429,6 +429,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		Accounts:     g.accounts,
 
 		AllowPrivateWebhooks: g.cfg.Webhooks.AllowPrivateNetworks,
+		TES:                  server.TESOptions{Environment: g.cfg.TES.Environment, Bucket: g.cfg.TES.Bucket},
 	})
 	g.catMu.Unlock()
 

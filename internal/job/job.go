@@ -199,6 +199,39 @@ type Job struct {
 	// so that another replica takes over from one that died mid-way.
 	ClaimedBy    string
 	ClaimedUntil time.Time
+	// Steps are the executors of a GA4GH TES task as they ran, by index;
+	// Delivered the files its outputs delivered to the owner's files.
+	Steps     []Step
+	Delivered []Delivered
+}
+
+// Step is one executor of a task as it ran: when, how it ended, and the
+// bytes [from, to) of the job's stdout and stderr that it wrote.
+type Step struct {
+	Index          int
+	StartedAt      time.Time
+	EndedAt        time.Time // zero while it runs
+	ExitCode       *int
+	Stdout, Stderr [2]int64
+}
+
+// Delivered is an output file a task delivered: where it was in the
+// container, the owner's file it became, and its size.
+type Delivered struct {
+	Path, File string
+	Size       int64
+}
+
+// SetStep records step s, in place of an earlier record of its executor.
+func (j *Job) SetStep(s Step) {
+	for i := range j.Steps {
+		if j.Steps[i].Index == s.Index {
+			j.Steps[i] = s
+			return
+		}
+	}
+	j.Steps = append(j.Steps, s)
+	slices.SortFunc(j.Steps, func(a, b Step) int { return a.Index - b.Index })
 }
 
 // Dependency is a job (Job) or a whole sweep (Sweep) that must have
@@ -266,6 +299,14 @@ func (j *Job) Clone() *Job {
 		u := *j.Usage
 		c.Usage = &u
 	}
+	c.Steps = slices.Clone(j.Steps)
+	for i, st := range c.Steps {
+		if st.ExitCode != nil {
+			e := *st.ExitCode
+			c.Steps[i].ExitCode = &e
+		}
+	}
+	c.Delivered = slices.Clone(j.Delivered)
 	return &c
 }
 

@@ -81,7 +81,11 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 	spec.Env["HPCGATE_ENVIRONMENT"] = j.Environment
 	sg, direct := s.bucket.(blob.Signer)
 	spec.DirectOutputs = direct
-	for _, in := range t.Inputs {
+	declared := t.Inputs
+	if t.Task != nil {
+		declared = t.Task.StoredInputs()
+	}
+	for _, in := range declared {
 		p, given := j.Inputs[in.Name]
 		if !given {
 			continue
@@ -105,6 +109,11 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		spec.Inputs = append(spec.Inputs, si)
+	}
+	if rec := t.Task; rec != nil {
+		if err := s.taskSpec(j, rec, &spec); err != nil {
+			return err
+		}
 	}
 	for _, st := range []string{"stdout", "stderr"} {
 		_, size, err := s.store.ReadLog(r.Context(), j.ID, st, 0, 0)
@@ -166,6 +175,9 @@ func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readJSON(w, r, &rep); err != nil {
 		return err
 	}
+	if rep.Step != nil && (rep.Step.Index < 0 || rep.Step.Index >= maxExecutors) {
+		return fieldError("step.index", "must be from 0 to %d", maxExecutors-1)
+	}
 	to := job.State(rep.State)
 	switch to {
 	case job.Starting, job.Running, job.Finishing, job.Succeeded, job.Failed:
@@ -184,6 +196,9 @@ func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {
 		}
 		if rep.Error != "" {
 			j.Error = rep.Error
+		}
+		if rep.Step != nil {
+			j.SetStep(jobStep(rep.Step))
 		}
 		// A job that moved on (the reconciler saw the engine first) keeps
 		// its state; a report of where it already is changes nothing.

@@ -60,6 +60,9 @@ func apiJob(j *job.Job) api.Job {
 	if j.Scheduler != "" {
 		out.Backend = &api.Backend{Scheduler: j.Scheduler, ID: j.BackendID}
 	}
+	for _, st := range j.Steps {
+		out.Steps = append(out.Steps, apiStep(st))
+	}
 	if j.SweepID != "" {
 		i := j.SweepIndex
 		out.SweepID, out.SweepIndex = j.SweepID, &i
@@ -114,4 +117,19 @@ func apiEvents(evs []job.Event) []api.Event {
 		out[i] = api.Event{Time: e.Time.UTC(), State: string(e.State), Reason: e.Reason}
 	}
 	return out
+}
+
+func apiStep(st job.Step) api.Step {
+	return api.Step{Index: st.Index, StartedAt: st.StartedAt.UTC(), EndedAt: timePtr(st.EndedAt), ExitCode: st.ExitCode, Stdout: st.Stdout, Stderr: st.Stderr}
+}
+
+func jobStep(st *api.Step) job.Step {
+	return job.Step{Index: st.Index, StartedAt: st.StartedAt, EndedAt: ptrTime(st.EndedAt), ExitCode: st.ExitCode, Stdout: st.Stdout, Stderr: st.Stderr}
+}
+
+func ptrTime(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
 }

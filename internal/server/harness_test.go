@@ -44,6 +44,8 @@ type harnessOptions struct {
 	bucket    blob.Bucket
 	scheds    map[string]sched.Scheduler
 	opts      *Options // the server's (nil: defaults)
+	// envs replace the default environments (the local executor's).
+	envs []catalog.Environment
 }
 
 func newHarness(t *testing.T, ho *harnessOptions) *harness {
@@ -70,7 +72,11 @@ func newHarness(t *testing.T, ho *harnessOptions) *harness {
 		}
 		h.bucket = b
 	}
-	cat, err := catalog.Load(config.Default().Environments, templates.FS)
+	envs := config.Default().Environments
+	if ho.envs != nil {
+		envs = ho.envs
+	}
+	cat, err := catalog.Load(envs, templates.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,6 +140,29 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if idem != "" {
 		j.IdemHash = requestHash(&req)
 	}
+	created, err := s.accept(r, j)
+	var dup *duplicateError
+	if errors.As(err, &dup) {
+		return writeJSON(w, http.StatusOK, apiJob(dup.job))
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/jobs/"+created.ID)
+	return writeJSON(w, http.StatusCreated, apiJob(created))
+}
+
+// duplicateError is accept's answer to an Idempotency-Key used before
+// with the same request: job is the job it made.
+type duplicateError struct{ job *job.Job }
+
+func (e *duplicateError) Error() string { return "job " + e.job.ID + " was made with this Idempotency-Key" }
+
+// accept stores j, a new job, within its owner's quota and with the
+// request's audit entry in the same commit, and wakes the dispatcher. A
+// repeated Idempotency-Key (j.IdemKey) is a *duplicateError with the job
+// it made, or a 422 if that job came from another request (j.IdemHash).
+func (s *Server) accept(r *http.Request, j *job.Job) (*job.Job, error) {
 	q := s.quotaOf(j.Owner)
 	// The audit entry goes in the job's own transaction: one commit.
 	entry, undo := auditWith(r, http.StatusCreated)
@@ -149,23 +172,22 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	}
 	if errors.Is(err, store.ErrDuplicate) {
 		if created.IdemHash != "" && created.IdemHash != j.IdemHash {
-			return errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
-				"the Idempotency-Key %q was used before with another request (job %s): use a new key for a new job", idem, created.ID)
+			return nil, errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
+				"the Idempotency-Key %q was used before with another request (job %s): use a new key for a new job", j.IdemKey, created.ID)
 		}
-		return writeJSON(w, http.StatusOK, apiJob(created))
+		return nil, &duplicateError{created}
 	}
 	if errors.Is(err, store.ErrLimit) {
-		return errorf(http.StatusConflict, api.CodeConflict, "a job may have %d children at most", s.opts.MaxChildren)
+		return nil, errorf(http.StatusConflict, api.CodeConflict, "a job may have %d children at most", s.opts.MaxChildren)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	setJobID(r, created.ID)
 	if created.State == job.Pending {
 		s.disp.Notify()
 	}
-	w.Header().Set("Location", "/v1/jobs/"+created.ID)
-	return writeJSON(w, http.StatusCreated, apiJob(created))
+	return created, nil
 }
 
 // newJob builds the job req asks for: validated against the catalogue (a
@@ -401,7 +423,7 @@ func inputRule(p *auth.Principal, self *job.Job, inputs map[string]string) (func
 // requestHash identifies a job request's content, for Idempotency-Key
 // reuse: the decoded request, encoded again (map keys sorted), so that
 // whitespace and key order do not count.
-func requestHash(req *api.JobRequest) string {
+func requestHash(req any) string {
 	b, _ := json.Marshal(req)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -535,13 +557,7 @@ func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) 
 		var out *job.Job
 		switch op {
 		case controlCancel:
-			reason := "canceled by " + principal(r).User
-			if p := principal(r); p.IsJob() {
-				reason = "canceled by its parent job " + p.JobID
-			}
-			if out, err = s.disp.Cancel(r.Context(), j.ID, reason); err == nil {
-				err = s.cancelDescendants(r.Context(), out)
-			}
+			out, err = s.cancel(r, j)
 		case controlHold:
 			out, err = s.disp.Hold(r.Context(), j.ID)
 		case controlRelease:
@@ -565,6 +581,20 @@ func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) 
 		s.logs.Notify(out.ID + "/stderr")
 		return writeJSON(w, http.StatusOK, apiJob(out))
 	}
+}
+
+// cancel cancels j, and its descendants but for detached children, for
+// the request's principal.
+func (s *Server) cancel(r *http.Request, j *job.Job) (*job.Job, error) {
+	reason := "canceled by " + principal(r).User
+	if p := principal(r); p.IsJob() {
+		reason = "canceled by its parent job " + p.JobID
+	}
+	out, err := s.disp.Cancel(r.Context(), j.ID, reason)
+	if err != nil {
+		return nil, err
+	}
+	return out, s.cancelDescendants(r.Context(), out)
 }
 
 // cancelDescendants cancels the unfinished descendants of the canceled job

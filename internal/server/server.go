@@ -64,6 +64,8 @@ type Options struct {
 	// AllowPrivateWebhooks lets jobs' notify URLs name loopback and
 	// private addresses (the config's webhooks.allow_private_networks).
 	AllowPrivateWebhooks bool
+	// TES configures the GA4GH TES API.
+	TES TESOptions
 }
 
 func (o *Options) defaults() {
@@ -119,7 +121,7 @@ func New(st store.Store, b blob.Bucket, cat *catalog.Catalog, a *auth.Authentica
 	s.catalog.Store(cat)
 	s.routes = s.routeTable()
 	for _, rt := range s.routes {
-		s.mux.Handle(rt.pattern, s.wrap(rt))
+		s.mux.Handle(muxPattern(rt.pattern), s.wrap(rt))
 	}
 	// The web interface and the API reference: pages over this API, not
 	// part of it (webui).
@@ -243,11 +245,24 @@ func (s *Server) routeTable() []route {
 		{pattern: "GET /v1/jobs/{id}/outputs.tar.gz", scope: R, access: jobToo, h: s.outputsArchive},
 		{pattern: "GET /v1/jobs/{id}/parameters", scope: R, access: jobToo, h: s.jobParameters},
 		{pattern: "GET /v1/jobs/{id}/results", scope: R, access: jobToo, h: s.jobResults},
+		{pattern: "GET /ga4gh/tes/v1/service-info", public: true, h: s.tesServiceInfo},
+		{pattern: "GET /ga4gh/tes/v1/tasks", scope: R, h: tes400(s.tesList)},
+		{pattern: "POST /ga4gh/tes/v1/tasks", scope: api.ScopeTasks, h: tes400(s.tesCreate)},
+		{pattern: "GET /ga4gh/tes/v1/tasks/{id}", scope: R, h: tes400(s.tesGet)},
+		{pattern: "POST /ga4gh/tes/v1/tasks/{id}:cancel", scope: W, h: s.tesCancel},
+		// TES before 1.0 (Funnel's client): the same, without the prefix.
+		{pattern: "GET /v1/service-info", public: true, h: s.tesServiceInfo},
+		{pattern: "GET /v1/tasks", scope: R, h: tes400(s.tesList)},
+		{pattern: "POST /v1/tasks", scope: api.ScopeTasks, h: tes400(s.tesCreate)},
+		{pattern: "GET /v1/tasks/{id}", scope: R, h: tes400(s.tesGet)},
+		{pattern: "POST /v1/tasks/{id}:cancel", scope: W, h: s.tesCancel},
+
 		{pattern: "POST /v1/sweeps", scope: W, access: jobToo, h: s.createSweep},
 		{pattern: "GET /v1/sweeps/{id}", scope: R, access: jobToo, h: s.getSweep},
 		{pattern: "POST /v1/sweeps/{id}/cancel", scope: W, access: jobToo, h: s.cancelSweep},
 		{pattern: "GET /v1/sweeps/{id}/results", scope: R, access: jobToo, h: s.sweepResults},
 
+		{pattern: "PUT /v1/jobs/{id}/deliveries/{path...}", access: jobOnly, h: s.agentDeliver},
 		{pattern: "GET /v1/jobs/{id}/spec", access: jobOnly, h: s.agentSpec},
 		{pattern: "GET /v1/jobs/{id}/inputs/{name}", access: jobOnly, h: s.agentInput},
 		{pattern: "GET /v1/jobs/{id}/image", access: jobOnly, h: s.agentImage},
@@ -255,6 +270,37 @@ func (s *Server) routeTable() []route {
 		{pattern: "POST /v1/jobs/{id}/logs/{stream}", access: jobOnly, h: s.agentLog},
 		{pattern: "PUT /v1/jobs/{id}/outputs/{path...}", access: jobOnly, h: s.agentOutput},
 		{pattern: "POST /v1/jobs/{id}/output-urls", access: jobOnly, h: s.agentOutputURL},
+	}
+}
+
+// muxPattern is a route's pattern for http.ServeMux, whose wildcards are
+// whole segments: a custom method (/tasks/{id}:cancel, as in Google's API
+// style that TES follows) becomes the wildcard alone (/tasks/{id}), and
+// the route's handler is wrapped by withSuffix.
+func muxPattern(p string) string {
+	if i := strings.LastIndex(p, "}:"); i >= 0 && !strings.Contains(p[i:], "/") {
+		return p[:i+1]
+	}
+	return p
+}
+
+// withSuffix serves a route whose last segment is a wildcard with a
+// suffix ({id}:cancel): a request without it is not this route (404); the
+// wildcard's value is the segment without it.
+func withSuffix(pattern string, h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	i := strings.LastIndex(pattern, "}:")
+	if i < 0 || strings.Contains(pattern[i:], "/") {
+		return h
+	}
+	suffix := pattern[i+1:]
+	name := pattern[strings.LastIndex(pattern[:i], "{")+1 : i]
+	return func(w http.ResponseWriter, r *http.Request) error {
+		v, ok := strings.CutSuffix(r.PathValue(name), suffix)
+		if !ok || v == "" {
+			return errorf(http.StatusNotFound, api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
+		}
+		r.SetPathValue(name, v)
+		return h(w, r)
 	}
 }
 
@@ -282,6 +328,7 @@ func requestID(r *http.Request) string {
 // wrap turns a route into a handler: request id, authentication, access
 // check, then the handler, whose error becomes a problem document.
 func (s *Server) wrap(rt route) http.Handler {
+	rt.h = withSuffix(rt.pattern, rt.h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rid := fmt.Sprintf("%s%x", s.ridPrefix, s.reqCount.Add(1))
@@ -558,6 +605,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // fields, a Content-Type other than JSON (a missing one is taken as JSON)
 // and text that is not UTF-8, which the decoder would silently replace.
 func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return s.decodeJSON(w, r, v, true)
+}
+
+// readJSONLenient is readJSON but for members v does not have, which it
+// ignores: TES clients send what other TES versions define.
+func (s *Server) readJSONLenient(w http.ResponseWriter, r *http.Request, v any) error {
+	return s.decodeJSON(w, r, v, false)
+}
+
+func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, strict bool) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
@@ -576,7 +633,9 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		return fieldError(field, "is not valid UTF-8")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 			f = strings.Trim(f, `"`)

@@ -42,3 +42,29 @@ func StateOf(j *api.Job) State {
 func preempted(j *api.Job) bool {
 	return strings.Contains(strings.ToLower(j.Reason+" "+j.Error), "preempt")
 }
+
+// JobStates are the job states of tasks in state s (false: s is no
+// state). A failed job is any of EXECUTOR_ERROR, SYSTEM_ERROR and
+// PREEMPTED (StateOf tells which); no job is UNKNOWN or CANCELING (a
+// cancel ends a job at once).
+func JobStates(s State) ([]string, bool) {
+	switch s {
+	case Queued:
+		return []string{api.StatePending, api.StateQueued}, true
+	case Initializing:
+		return []string{api.StateStarting}, true
+	case Running:
+		return []string{api.StateRunning, api.StateFinishing}, true
+	case Paused:
+		return []string{api.StateHeld, api.StateSuspended}, true
+	case Complete:
+		return []string{api.StateSucceeded}, true
+	case Canceled:
+		return []string{api.StateCanceled}, true
+	case ExecutorError, SystemError, Preempted:
+		return []string{api.StateFailed}, true
+	case Unknown, Canceling:
+		return nil, true
+	}
+	return nil, false
+}

@@ -43,7 +43,7 @@ type Task struct {
 	Inputs       []Input           `json:"inputs,omitempty"`
 	Outputs      []Output          `json:"outputs,omitempty"`
 	Resources    *Resources        `json:"resources,omitempty"`
-	Executors    []Executor        `json:"executors"`
+	Executors    []Executor        `json:"executors,omitempty"`
 	Volumes      []string          `json:"volumes,omitempty"`
 	Tags         map[string]string `json:"tags,omitempty"`
 	Logs         []TaskLog         `json:"logs,omitempty"`

@@ -55,6 +55,25 @@ type JobRow struct {
 	Submissions     int               `json:"submissions,omitempty"`
 	ClaimedBy       string            `json:"claimed_by,omitempty"`
 	ClaimedUntil    time.Time         `json:"claimed_until,omitzero"`
+	Steps           []StepRow         `json:"steps,omitempty"`
+	Delivered       []DeliveredRow    `json:"delivered,omitempty"`
+}
+
+// StepRow is the stored form of job.Step.
+type StepRow struct {
+	Index     int       `json:"index"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
+	ExitCode  *int      `json:"exit_code,omitempty"`
+	Stdout    [2]int64  `json:"stdout"`
+	Stderr    [2]int64  `json:"stderr"`
+}
+
+// DeliveredRow is the stored form of job.Delivered.
+type DeliveredRow struct {
+	Path string `json:"path"`
+	File string `json:"file"`
+	Size int64  `json:"size"`
 }
 
 // DependencyRow is the stored form of job.Dependency.
@@ -135,6 +154,12 @@ func FromJob(j *job.Job) *JobRow {
 	if j.Notify != nil {
 		r.Notify = &NotifyRow{URL: j.Notify.URL, Events: j.Notify.Events}
 	}
+	for _, st := range j.Steps {
+		r.Steps = append(r.Steps, StepRow(st))
+	}
+	for _, d := range j.Delivered {
+		r.Delivered = append(r.Delivered, DeliveredRow(d))
+	}
 	return r
 }
 
@@ -185,6 +210,12 @@ func (r *JobRow) Job() *job.Job {
 	}
 	if r.Notify != nil {
 		j.Notify = &job.Notify{URL: r.Notify.URL, Events: r.Notify.Events}
+	}
+	for _, st := range r.Steps {
+		j.Steps = append(j.Steps, job.Step(st))
+	}
+	for _, d := range r.Delivered {
+		j.Delivered = append(j.Delivered, job.Delivered(d))
 	}
 	return j.Clone()
 }

@@ -2,6 +2,7 @@ package storedriver
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -42,6 +43,10 @@ func fill(t *testing.T, v reflect.Value, name string) {
 		e := reflect.New(v.Type().Elem()).Elem()
 		fill(t, e, name+"[0]")
 		v.Set(reflect.Append(reflect.MakeSlice(v.Type(), 0, 1), e))
+	case reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			fill(t, v.Index(i), fmt.Sprintf("%s[%d]", name, i))
+		}
 	case reflect.Struct:
 		if v.Type() == reflect.TypeOf(time.Time{}) {
 			v.Set(reflect.ValueOf(time.Date(2025, 1, 2, 3, 4, 5, len(name)*1000, time.UTC)))

@@ -28,6 +28,9 @@ func testEveryFieldStored(t *testing.T, s store.Store) {
 		Usage: &job.Usage{CPUSeconds: 1.5, MaxRSSBytes: 6, WallSeconds: 2.5}, Scheduler: "slurm", BackendID: "42",
 		Error: "e", IdemKey: "ik", IdemHash: "ih", TemplateDoc: json.RawMessage(`{"z":1,"a":{"y":2,"b":3}}`),
 		Submissions: 2, ClaimedBy: "r1", ClaimedUntil: t0.Add(time.Minute),
+		Steps: []job.Step{{Index: 0, StartedAt: t0, EndedAt: t0.Add(time.Second), ExitCode: &code, Stdout: [2]int64{0, 5}, Stderr: [2]int64{1, 2}},
+			{Index: 1, StartedAt: t0.Add(time.Second), Stdout: [2]int64{5, 5}}},
+		Delivered: []job.Delivered{{Path: "/data/out.txt", File: "results/out.txt", Size: 12}},
 	}
 	if _, err := s.CreateJob(ctx, j, nil); err != nil {
 		t.Fatal(err)

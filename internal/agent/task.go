@@ -1,0 +1,326 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/container"
+)
+
+// A GA4GH TES task runs its executors in order, each in its own image.
+// They share the task's files: below the working directory, root mirrors
+// the containers' paths (the file a task puts at /data/in.txt is
+// root/data/in.txt on the node), and each volume, each output's
+// directory and each input is mounted at its path.
+
+// taskRoot is the directory below the working directory that mirrors the
+// containers' paths.
+const taskRoot = "root"
+
+// executeTask runs the task of spec: its inputs are fetched already.
+func (a *agent) executeTask(ctx context.Context, spec *api.Spec, logs *shippers) outcome {
+	ts := spec.Task
+	root := filepath.Join(a.dir, taskRoot)
+	for _, c := range ts.Contents {
+		dst := filepath.Join(root, filepath.FromSlash(c.Path))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return outcome{err: "cannot write input " + c.Path + ": " + err.Error()}
+		}
+		if err := os.WriteFile(dst, []byte(c.Content), 0o644); err != nil {
+			return outcome{err: "cannot write input " + c.Path + ": " + err.Error()}
+		}
+	}
+	mounts, err := taskMounts(root, ts)
+	if err != nil {
+		return outcome{err: err.Error()}
+	}
+	kind, err := container.ParseKind(ts.Runtime)
+	if err != nil || kind == container.Host {
+		return outcome{err: "the task's environment has no container runtime"}
+	}
+	c := &containerRun{rt: container.Runtime{Kind: kind, Flags: ts.Flags}, dir: a.dir}
+	if kind == container.Podman && os.Geteuid() != 0 {
+		if c.env, err = a.rootless(ts.ImageStore); err != nil {
+			return outcome{err: "cannot prepare rootless podman: " + err.Error()}
+		}
+	}
+	var names []string
+	for i := range ts.Executors {
+		names = append(names, c.name(a.id, executorStep(i)))
+	}
+	done, out := a.guardContainers(c, names)
+	if done == nil {
+		return out
+	}
+	defer done()
+
+	env := a.environ(spec)
+	deadline := time.Time{}
+	if w := spec.Resources.WalltimeS; w > 0 {
+		deadline = time.Now().Add(time.Duration(w) * time.Second)
+	}
+	total := &api.Usage{}
+	var last outcome
+	for i, ex := range ts.Executors {
+		run, sio, closeIO, err := a.executor(c, root, mounts, spec, ex)
+		if err != nil {
+			return outcome{err: fmt.Sprintf("executor %d: %v", i, err), usage: total}
+		}
+		a.ctr = run
+		step := &api.Step{Index: i, StartedAt: time.Now().UTC(), Stdout: [2]int64{logs.stdout.offset(), 0}, Stderr: [2]int64{logs.stderr.offset(), 0}}
+		rep := api.StateReport{State: api.StateRunning, Reason: fmt.Sprintf("executor %d of %d started", i+1, len(ts.Executors)), Step: step}
+		if err := a.report(ctx, rep); err != nil {
+			closeIO()
+			return outcome{gone: true}
+		}
+		var limit time.Duration
+		if !deadline.IsZero() {
+			if limit = time.Until(deadline); limit <= 0 {
+				closeIO()
+				return outcome{err: fmt.Sprintf("the walltime of %v was exceeded", time.Duration(spec.Resources.WalltimeS)*time.Second), usage: total}
+			}
+		}
+		res := a.runCmd(ctx, executorStep(i), ex.Command, env, logs, limit, sio)
+		closeIO()
+		a.ctr = nil
+		if res.usage != nil {
+			total.CPUSeconds += res.usage.CPUSeconds
+			total.WallSeconds += res.usage.WallSeconds
+			total.MaxRSSBytes = max(total.MaxRSSBytes, res.usage.MaxRSSBytes)
+		}
+		res.usage = total
+		if res.gone {
+			return res
+		}
+		ended := time.Now().UTC()
+		step.EndedAt, step.ExitCode = &ended, res.exitCode
+		step.Stdout[1], step.Stderr[1] = logs.stdout.offset(), logs.stderr.offset()
+		rep = api.StateReport{State: api.StateRunning, Reason: fmt.Sprintf("executor %d of %d ended", i+1, len(ts.Executors)), Step: step}
+		if err := a.report(ctx, rep); err != nil {
+			return outcome{gone: true}
+		}
+		last = res
+		failed := res.err != "" || res.exitCode == nil || *res.exitCode != 0
+		if failed && (!ex.IgnoreError || res.err != "" || ctx.Err() != nil) {
+			if res.err == "" {
+				res.err = fmt.Sprintf("executor %d (%s) failed%s", i, ex.Image, describeExit(res))
+			}
+			return res
+		}
+	}
+	// The task's exit code is its last executor's, but for executors
+	// whose failure it ignores: a task that goes on succeeds.
+	zero := 0
+	last.exitCode, last.err = &zero, ""
+	return last
+}
+
+// executorStep names executor i's step (its container, its log lines).
+func executorStep(i int) string { return "exec-" + strconv.Itoa(i) }
+
+// executor is how executor ex runs: its container (the task's mounts,
+// its image, working directory and variables, the job's cores and
+// memory) and its standard streams, which closeIO closes.
+func (a *agent) executor(c *containerRun, root string, mounts []container.Mount, spec *api.Spec, ex api.TaskExecutor) (run *containerRun, sio *stdio, closeIO func(), err error) {
+	run = &containerRun{rt: c.rt, dir: c.dir, env: c.env}
+	run.base = container.Step{Image: ex.Image, WorkDir: ex.Workdir, Mounts: mounts,
+		Cores: spec.Resources.CoresPerNode, MemoryMB: spec.Resources.MemoryMB}
+	keys := make([]string, 0, len(ex.Env))
+	for k := range ex.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		run.add(k, ex.Env[k])
+	}
+	var files []*os.File
+	closeIO = func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	sio = &stdio{}
+	open := func(p string, write bool) (*os.File, error) {
+		rel := strings.TrimPrefix(path.Clean(p), "/")
+		if write {
+			if err := os.MkdirAll(filepath.Join(root, filepath.Dir(rel)), 0o755); err != nil {
+				return nil, err
+			}
+			if err := noLinkBelow(root, filepath.Dir(rel)); err != nil {
+				return nil, err
+			}
+			return os.OpenFile(filepath.Join(root, rel), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o644)
+		}
+		return openBelow(root, rel)
+	}
+	for _, s := range []struct {
+		p     string
+		write bool
+		set   func(*os.File)
+	}{
+		{ex.Stdin, false, func(f *os.File) { sio.in = f; run.base.Stdin = true }},
+		{ex.Stdout, true, func(f *os.File) { sio.out = f }},
+		{ex.Stderr, true, func(f *os.File) { sio.err = f }},
+	} {
+		if s.p == "" {
+			continue
+		}
+		f, err := open(s.p, s.write)
+		if err != nil {
+			closeIO()
+			return nil, nil, nil, fmt.Errorf("%s: %w", s.p, err)
+		}
+		files = append(files, f)
+		s.set(f)
+	}
+	return run, sio, closeIO, nil
+}
+
+// taskMounts makes the task's shared paths below root and returns their
+// mounts: each volume and each output's directory read-write, each input
+// read-only, but none below another mount, which shows it already (root
+// mirrors the containers' paths).
+func taskMounts(root string, ts *api.TaskSpec) ([]container.Mount, error) {
+	type want struct {
+		p   string
+		ro  bool
+		dir bool
+	}
+	var ws []want
+	for _, v := range ts.Volumes {
+		ws = append(ws, want{v, false, true})
+	}
+	for _, o := range ts.Outputs {
+		ws = append(ws, want{o.MountDir(), false, true})
+	}
+	for _, in := range ts.Inputs {
+		ws = append(ws, want{in.Path, true, in.Directory})
+	}
+	// parents first; of one path, read-write first
+	slices.SortStableFunc(ws, func(a, b want) int {
+		if c := strings.Compare(a.p, b.p); c != 0 {
+			return c
+		}
+		if a.ro == b.ro {
+			return 0
+		}
+		if !a.ro {
+			return -1
+		}
+		return 1
+	})
+	var out []container.Mount
+	for _, w := range ws {
+		if slices.ContainsFunc(out, func(m container.Mount) bool { return w.p == m.Target || strings.HasPrefix(w.p, m.Target+"/") }) {
+			continue
+		}
+		src := filepath.Join(root, filepath.FromSlash(strings.TrimPrefix(w.p, "/")))
+		if w.dir {
+			if err := os.MkdirAll(src, 0o755); err != nil {
+				return nil, err
+			}
+		}
+		rel := strings.TrimPrefix(w.p, "/")
+		if err := noLinkBelow(root, rel); err != nil {
+			return nil, fmt.Errorf("%s: %w", w.p, err)
+		}
+		if _, err := os.Lstat(src); err != nil {
+			return nil, fmt.Errorf("input %s is missing: %w", w.p, err)
+		}
+		out = append(out, container.Mount{Source: src, Target: w.p, ReadOnly: w.ro})
+	}
+	return out, nil
+}
+
+// deliverOutputs sends the task's outputs to the owner's files. A FILE
+// output that is missing fails a task whose executors succeeded (ok).
+func (a *agent) deliverOutputs(ctx context.Context, ts *api.TaskSpec, ok bool) error {
+	root := filepath.Join(a.dir, taskRoot)
+	var missing []string
+	for _, o := range ts.Outputs {
+		var froms []string
+		switch {
+		case o.Directory:
+			dir := filepath.Join(root, strings.TrimPrefix(o.Path, "/"))
+			if noLinkBelow(root, strings.TrimPrefix(o.Path, "/")) != nil {
+				continue
+			}
+			filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.Type().IsRegular() {
+					rel, _ := filepath.Rel(root, p)
+					froms = append(froms, "/"+filepath.ToSlash(rel))
+				}
+				return nil
+			})
+		case o.PathPrefix != "":
+			matches, _ := filepath.Glob(filepath.Join(root, strings.TrimPrefix(o.Path, "/")))
+			for _, m := range matches {
+				rel, _ := filepath.Rel(root, m)
+				froms = append(froms, "/"+filepath.ToSlash(rel))
+			}
+		default:
+			if _, err := os.Lstat(filepath.Join(root, strings.TrimPrefix(o.Path, "/"))); err != nil {
+				missing = append(missing, o.Path)
+				continue
+			}
+			froms = []string{o.Path}
+		}
+		for _, from := range froms {
+			dst, match := o.Dest(from)
+			if !match {
+				continue
+			}
+			if err := a.deliver(ctx, root, from, dst); err != nil {
+				return err
+			}
+		}
+	}
+	if ok && len(missing) > 0 {
+		return fmt.Errorf("the task made no %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// deliver sends the regular file at container path from (no link on the
+// way) to the owner's file dst.
+func (a *agent) deliver(ctx context.Context, root, from, dst string) error {
+	rel := strings.TrimPrefix(from, "/")
+	if st, err := os.Lstat(filepath.Join(root, rel)); err != nil || !st.Mode().IsRegular() {
+		return nil // not a file: a directory, a link, a device
+	}
+	return a.retry(ctx, "deliver output "+from, func(ctx context.Context) error {
+		f, err := openBelow(root, rel)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		fi, err := a.c.PutDelivery(ctx, a.id, dst, from, io.TeeReader(f, h), st.Size())
+		if err != nil {
+			return err
+		}
+		if sum := hex.EncodeToString(h.Sum(nil)); fi.SHA256 != "" && fi.SHA256 != sum {
+			return fmt.Errorf("checksum mismatch after upload (%s ≠ %s)", fi.SHA256, sum)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,535 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/catalog"
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/store"
+	"github.com/hpcgate/hpcgate/internal/tes"
+)
+
+// GA4GH TES 1.1 over the native API: a task is a job whose template is
+// catalog.TaskTemplate and whose recipe holds the task. Invalid tasks are
+// 400 (TES's word), with the same field errors as the native API's 422.
+
+// TESOptions configure the TES API.
+type TESOptions struct {
+	// Environment runs the tasks that name none (backend parameter
+	// environment, or a zone); "": such tasks are refused.
+	Environment string
+	// Bucket is the name of the user's files in s3://BUCKET/PATH urls,
+	// listed by service-info under storage (default hpcgate).
+	Bucket string
+}
+
+// maxDirFiles bounds the files one DIRECTORY input may name.
+const maxDirFiles = 10000
+
+// Task pages: TES's page_size, by default and at most.
+const (
+	tesPageSize    = 256
+	tesMaxPageSize = 2048
+	// tesScanPages bounds the store pages one list request reads when
+	// filters the store cannot apply (name_prefix, a failed state's kind,
+	// a second tag) leave few matches: the answer then has fewer tasks
+	// than page_size, and a next_page_token.
+	tesScanPages = 20
+)
+
+func (s *Server) tesBucket() string { return cmp0(s.opts.TES.Bucket, "hpcgate") }
+
+func cmp0(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// tes400 answers an invalid request with 400, as TES asks, where the
+// native API says 422.
+func tes400(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		err := h(w, r)
+		if err == nil {
+			return nil
+		}
+		if pe := problemFor(err); pe.status == http.StatusUnprocessableEntity {
+			c := *pe
+			c.status = http.StatusBadRequest
+			c.detail = strings.Replace(c.detail, "invalid job request", "invalid task", 1)
+			return &c
+		}
+		return err
+	}
+}
+
+func (s *Server) tesServiceInfo(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, tes.NewServiceInfo("org.hpcgate.tes", Version, "hpcgate", "https://github.com/hpcgate/hpcgate", s.tesBucket()))
+}
+
+func (s *Server) tesCreate(w http.ResponseWriter, r *http.Request) error {
+	p := principal(r)
+	var t tes.Task
+	if err := s.readJSONLenient(w, r, &t); err != nil {
+		return err
+	}
+	if errs := tes.Check(&t, s.tesBucket()); len(errs) > 0 {
+		return &httpError{status: http.StatusBadRequest, code: api.CodeValidation, detail: "invalid task: " + errs[0].Field + ": " + errs[0].Message, fields: errs}
+	}
+	j, err := s.newTaskJob(r.Context(), p.User, &t, p.Has(api.ScopeFilesRead), p.Has(api.ScopeFilesWrite))
+	if err != nil {
+		return err
+	}
+	if idem := r.Header.Get("Idempotency-Key"); idem != "" {
+		if len(idem) > 128 {
+			return fieldError("Idempotency-Key", "at most 128 characters")
+		}
+		j.IdemKey, j.IdemHash = idem, requestHash(&t)
+	}
+	created, err := s.accept(r, j)
+	var dup *duplicateError
+	if errors.As(err, &dup) {
+		created, err = dup.job, nil
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, tes.CreateTaskResponse{ID: created.ID})
+}
+
+// newTaskJob builds the job of task t for owner: its recipe, inputs,
+// resources and environment, checked against the catalogue. mayRead and
+// mayWrite say whether the caller may name the owner's files as inputs
+// and outputs. Nothing is stored.
+func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayRead, mayWrite bool) (*job.Job, error) {
+	bucket := s.tesBucket()
+	rec := &catalog.TaskRecipe{Description: t.Description, Volumes: t.Volumes}
+	for _, e := range t.Executors {
+		rec.Executors = append(rec.Executors, catalog.TaskExecutor(e))
+	}
+	inputs := map[string]string{}
+	var fields []api.FieldError
+	bad := func(field, format string, args ...any) {
+		fields = append(fields, api.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	stored := false
+	for i, in := range t.Inputs {
+		ti := catalog.TaskInput{Name: in.Name, Description: in.Description, URL: in.URL, Path: in.Path, Type: string(cmpType(in.Type)), Content: in.Content, Streamable: in.Streamable}
+		if in.URL != "" {
+			ref, _ := tes.ParseURL(in.URL, bucket, true) // checked
+			name := "in" + strconv.Itoa(i)
+			stored = stored || ref.Kind != "https"
+			switch {
+			case ti.Type == string(tes.File):
+				inputs[name] = ref.Path
+				ti.Files = []catalog.TaskFile{{Input: name}}
+			case ref.Kind == "https":
+				bad(fmt.Sprintf("inputs[%d].type", i), "a DIRECTORY cannot come from an https:// URL")
+			default:
+				files, err := s.dirFiles(ctx, owner, ref.Path)
+				if err != nil {
+					return nil, err
+				}
+				if len(files) == 0 {
+					bad(fmt.Sprintf("inputs[%d].url", i), "no files below %q", in.URL)
+				}
+				if len(files) > maxDirFiles {
+					bad(fmt.Sprintf("inputs[%d].url", i), "%d files below %q: a DIRECTORY input may have %d at most", len(files), in.URL, maxDirFiles)
+					files = nil
+				}
+				for k, rel := range files {
+					n := name + "." + strconv.Itoa(k)
+					inputs[n] = ref.Path + "/" + rel
+					ti.Files = append(ti.Files, catalog.TaskFile{Input: n, Rel: rel})
+				}
+			}
+		}
+		rec.Inputs = append(rec.Inputs, ti)
+	}
+	for _, o := range t.Outputs {
+		ref, _ := tes.ParseURL(o.URL, bucket, false) // checked
+		rec.Outputs = append(rec.Outputs, catalog.TaskOutput{Name: o.Name, Description: o.Description, URL: o.URL, Path: o.Path,
+			PathPrefix: o.PathPrefix, Type: string(cmpType(o.Type)), File: ref.Path})
+	}
+	if stored && !mayRead {
+		return nil, errorf(http.StatusForbidden, api.CodeForbidden, "naming files as inputs needs the scope %s, which this token lacks", api.ScopeFilesRead)
+	}
+	if len(t.Outputs) > 0 && !mayWrite {
+		return nil, errorf(http.StatusForbidden, api.CodeForbidden, "outputs go to the user's files: this needs the scope %s, which this token lacks", api.ScopeFilesWrite)
+	}
+
+	// Resources and backend parameters.
+	req := catalog.TaskRequest{Task: rec, Inputs: inputs, DefaultEnvironment: s.opts.TES.Environment, Labels: t.Tags}
+	var project string
+	if res := t.Resources; res != nil {
+		tr := catalog.TaskResources(*res)
+		rec.Resources = &tr
+		req.Resources.CoresPerNode = res.CPUCores
+		req.Resources.MemoryMB = int64(math.Ceil(res.RAMGB * 1024))
+		for k, v := range res.BackendParameters {
+			f := "resources.backend_parameters." + k
+			switch k {
+			case "environment":
+				req.Environment = v
+			case "project":
+				project = v
+			case "walltime_s":
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n < 1 {
+					bad(f, "must be a whole number of seconds, at least 1")
+				}
+				req.Resources.WalltimeS = n
+			default:
+				if res.BackendParametersStrict {
+					bad(f, "is not a backend parameter here (there are %v), and backend_parameters_strict is set", tes.BackendParameters)
+				}
+			}
+		}
+	}
+	if len(fields) > 0 {
+		return nil, &httpError{status: http.StatusBadRequest, code: api.CodeValidation, detail: "invalid task: " + fields[0].Field + ": " + fields[0].Message, fields: fields}
+	}
+	inst, err := s.catalog.Load().InstantiateTask(req, s.inputStat(ctx, owner, nil, func(string) bool { return true }))
+	if err != nil {
+		return nil, err
+	}
+	j := &job.Job{ID: newJobID(), Owner: owner, Name: t.Name, CreatedAt: time.Now().UTC(), State: job.Pending, Reason: "created",
+		Template: catalog.TaskTemplate, TemplateDoc: inst.Recipe.Encode(), Environment: inst.Environment.Name,
+		Inputs: inputs, InputSizes: inst.InputSizes, Resources: inst.Resources, Labels: t.Tags}
+	if j.Name == "" {
+		j.Name = "task"
+	}
+	if len(j.Name) > 128 {
+		return nil, fieldError("name", "at most 128 characters")
+	}
+	if err := s.resolveAccount(j); err != nil {
+		return nil, err
+	}
+	if j.Project, err = s.project(owner, project); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func cmpType(t tes.FileType) tes.FileType {
+	if t == "" {
+		return tes.File
+	}
+	return t
+}
+
+// dirFiles lists the files below ref (one of owner's file paths, or
+// job:ID/outputs/PATH), as paths relative to it, in order.
+func (s *Server) dirFiles(ctx context.Context, owner, ref string) ([]string, error) {
+	prefix := inputKey(owner, ref) + "/"
+	var out []string
+	err := s.bucket.List(ctx, prefix, func(a blob.Attrs) error {
+		out = append(out, strings.TrimPrefix(a.Key, prefix))
+		if len(out) > maxDirFiles {
+			return errTooMany
+		}
+		return nil
+	})
+	if errors.Is(err, errTooMany) {
+		err = nil
+	}
+	return out, err
+}
+
+var errTooMany = errors.New("too many")
+
+func (s *Server) tesGet(w http.ResponseWriter, r *http.Request) error {
+	view, ok := tes.ParseView(r.URL.Query().Get("view"))
+	if !ok {
+		return fieldError("view", "must be MINIMAL, BASIC or FULL")
+	}
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		return err
+	}
+	t, ok, err := s.taskOf(r.Context(), j, view)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "job %s is not a task: its template runs on the host, not in an image", j.ID)
+	}
+	return writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Server) tesCancel(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.jobFromPath(r)
+	if err != nil {
+		return err
+	}
+	if !j.State.Terminal() {
+		if _, err := s.cancel(r, j); err != nil {
+			return err
+		}
+	}
+	return writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *Server) tesList(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	view, ok := tes.ParseView(q.Get("view"))
+	if !ok {
+		return fieldError("view", "must be MINIMAL, BASIC or FULL")
+	}
+	size := tesPageSize
+	if v := q.Get("page_size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > tesMaxPageSize {
+			return fieldError("page_size", "must be a whole number from 1 to %d", tesMaxPageSize)
+		}
+		size = n
+	}
+	keys, vals := q["tag_key"], q["tag_value"]
+	if len(vals) > len(keys) {
+		return fieldError("tag_value", "each tag_value needs its tag_key")
+	}
+	f := store.JobFilter{Owner: principal(r).User, PageToken: q.Get("page_token")}
+	var want tes.State
+	if v := q.Get("state"); v != "" {
+		want = tes.State(v)
+		states, ok := tes.JobStates(want)
+		if !ok {
+			return fieldError("state", "unknown state %q", v)
+		}
+		if len(states) == 0 {
+			return writeJSON(w, http.StatusOK, tes.ListTasksResponse{Tasks: []tes.Task{}})
+		}
+		for _, st := range states {
+			f.States = append(f.States, job.State(st))
+		}
+	}
+	if len(keys) > 0 && len(vals) > 0 {
+		// the store filters one exact tag; the rest below
+		f.LabelKey, f.LabelValue = keys[0], vals[0]
+	}
+	prefix := q.Get("name_prefix")
+	match := func(j *job.Job) bool {
+		if !strings.HasPrefix(j.Name, prefix) {
+			return false
+		}
+		for i, k := range keys {
+			v, has := j.Labels[k]
+			if !has || i < len(vals) && vals[i] != "" && v != vals[i] {
+				return false
+			}
+		}
+		aj := apiJob(j)
+		return want == "" || tes.StateOf(&aj) == want
+	}
+	out := tes.ListTasksResponse{Tasks: []tes.Task{}}
+	for range tesScanPages {
+		f.Limit = size - len(out.Tasks)
+		jobs, next, err := s.store.ListJobs(r.Context(), f)
+		if errors.Is(err, store.ErrBadPageToken) {
+			return fieldError("page_token", "malformed")
+		}
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			if !match(j) {
+				continue
+			}
+			t, ok, err := s.taskOf(r.Context(), j, view)
+			if err != nil {
+				return err
+			}
+			if ok {
+				out.Tasks = append(out.Tasks, t)
+			}
+		}
+		f.PageToken, out.NextPageToken = next, next
+		if next == "" || len(out.Tasks) == size {
+			break
+		}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// maxTaskLog is the most of an executor's stdout or stderr a FULL view
+// shows: its end (the whole log is GET /v1/jobs/{id}/logs/{stream}).
+const maxTaskLog = 64 << 10
+
+// taskOf is job j as a TES task in view v; false if j cannot be one (a
+// template that runs on the host has no image).
+func (s *Server) taskOf(ctx context.Context, j *job.Job, v tes.View) (tes.Task, bool, error) {
+	aj := apiJob(j)
+	t := tes.Task{ID: j.ID, State: tes.StateOf(&aj)}
+	rec, err := catalog.DecodeRecipe(j.TemplateDoc)
+	if err != nil && len(j.TemplateDoc) > 0 {
+		return t, false, err
+	}
+	if rec == nil || !rec.InContainer() {
+		return t, false, nil
+	}
+	if v == tes.Minimal {
+		return t, true, nil
+	}
+	created := j.CreatedAt.UTC()
+	t.Name, t.Tags, t.CreationTime = j.Name, j.Labels, &created
+	if tr := rec.Task; tr != nil {
+		t.Description, t.Volumes = tr.Description, tr.Volumes
+		for _, e := range tr.Executors {
+			t.Executors = append(t.Executors, tes.Executor(e))
+		}
+		for _, in := range tr.Inputs {
+			t.Inputs = append(t.Inputs, tes.Input{Name: in.Name, Description: in.Description, URL: in.URL, Path: in.Path,
+				Type: tes.FileType(in.Type), Content: in.Content, Streamable: in.Streamable})
+		}
+		for _, o := range tr.Outputs {
+			t.Outputs = append(t.Outputs, tes.Output{Name: o.Name, Description: o.Description, URL: o.URL, Path: o.Path, PathPrefix: o.PathPrefix, Type: tes.FileType(o.Type)})
+		}
+		if tr.Resources != nil {
+			res := tes.Resources(*tr.Resources)
+			t.Resources = &res
+		}
+	} else {
+		// A template's job: its image and command, its inputs in its
+		// container's working directory.
+		wd := cmp0(rec.Workdir, catalog.DefaultWorkdir)
+		t.Executors = []tes.Executor{{Image: rec.Image, Command: rec.Command, Workdir: wd}}
+		for _, in := range rec.Inputs {
+			if p, ok := j.Inputs[in.Name]; ok {
+				t.Inputs = append(t.Inputs, tes.Input{Name: in.Name, URL: p, Path: path.Join(wd, in.Path), Type: tes.File})
+			}
+		}
+		t.Resources = &tes.Resources{CPUCores: j.Resources.CoresPerNode, RAMGB: float64(j.Resources.MemoryMB) / 1024}
+	}
+	if j.StartedAt.IsZero() && len(j.Steps) == 0 && !j.State.Terminal() {
+		return tes.Shown(t, v), true, nil
+	}
+	l := tes.TaskLog{Logs: []tes.ExecutorLog{}, Outputs: []tes.OutputFileLog{}, StartTime: rfc3339(j.StartedAt), EndTime: rfc3339(j.FinishedAt),
+		Metadata: map[string]string{"hpcgate.environment": j.Environment}}
+	if j.BackendID != "" {
+		l.Metadata["hpcgate."+j.Scheduler+"_id"] = j.BackendID
+	}
+	for _, st := range j.Steps {
+		el := tes.ExecutorLog{StartTime: rfc3339(st.StartedAt), EndTime: rfc3339(st.EndedAt)}
+		if st.ExitCode != nil {
+			el.ExitCode = *st.ExitCode
+		}
+		if v == tes.Full {
+			if el.Stdout, err = s.logRange(ctx, j.ID, "stdout", st.Stdout); err != nil {
+				return t, false, err
+			}
+			if el.Stderr, err = s.logRange(ctx, j.ID, "stderr", st.Stderr); err != nil {
+				return t, false, err
+			}
+		}
+		l.Logs = append(l.Logs, el)
+	}
+	for _, d := range j.Delivered {
+		l.Outputs = append(l.Outputs, tes.OutputFileLog{URL: "s3://" + s.tesBucket() + "/" + d.File, Path: d.Path, SizeBytes: strconv.FormatInt(d.Size, 10)})
+	}
+	if j.Error != "" {
+		l.SystemLogs = append(l.SystemLogs, j.Error)
+	}
+	t.Logs = []tes.TaskLog{l}
+	return tes.Shown(t, v), true, nil
+}
+
+// logRange is the end of bytes [from, to) of a job's stream, at most
+// maxTaskLog, as text.
+func (s *Server) logRange(ctx context.Context, id, stream string, r [2]int64) (string, error) {
+	from, to := r[0], r[1]
+	if to <= from {
+		return "", nil
+	}
+	from = max(from, to-maxTaskLog)
+	b, _, err := s.store.ReadLog(ctx, id, stream, from, int(to-from))
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD"), err
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// agentDeliver stores one file of a task's outputs in the owner's files,
+// where the task's outputs send it: the agent names the destination and
+// (from) the container path it was at.
+func (s *Server) agentDeliver(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.agentJob(r)
+	if err != nil {
+		return err
+	}
+	dst, from := r.PathValue("path"), r.URL.Query().Get("from")
+	if err := checkPath("path", dst); err != nil {
+		return err
+	}
+	rec, err := s.recipe(j)
+	if err != nil {
+		return err
+	}
+	if rec.Task == nil || !slices.ContainsFunc(rec.Task.Outputs, func(o catalog.TaskOutput) bool {
+		d, ok := o.Spec().Dest(from)
+		return ok && d == dst
+	}) {
+		return errorf(http.StatusForbidden, api.CodeForbidden, "%s is not where an output of this task goes", dst)
+	}
+	fi, err := s.putBody(w, r, j.Owner, userFilesKey(j.Owner, dst))
+	if err != nil {
+		return err
+	}
+	fi.Path = dst
+	if _, err := s.store.UpdateJob(r.Context(), j.ID, func(j *job.Job) error {
+		j.Delivered = slices.DeleteFunc(j.Delivered, func(d job.Delivered) bool { return d.File == dst })
+		j.Delivered = append(j.Delivered, job.Delivered{Path: from, File: dst, Size: fi.Size})
+		return nil
+	}); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, fi)
+}
+
+// maxExecutors bounds a task's executors.
+const maxExecutors = 100
+
+// taskSpec fills in spec what the agent needs to run the task of job j,
+// whose recipe is rec: its executors and runtime, its inputs at their
+// container paths (spec.Inputs has the stored ones, at root/PATH below
+// the working directory), its volumes and outputs.
+func (s *Server) taskSpec(j *job.Job, rec *catalog.TaskRecipe, spec *api.Spec) error {
+	t, err := s.recipe(j)
+	if err != nil {
+		return err
+	}
+	ts := &api.TaskSpec{Runtime: t.Runtime, Flags: t.RuntimeFlags, ImageStore: t.ImageStore, Volumes: rec.Volumes}
+	for _, e := range rec.Executors {
+		ts.Executors = append(ts.Executors, api.TaskExecutor(e))
+	}
+	for _, in := range rec.Inputs {
+		ts.Inputs = append(ts.Inputs, api.TaskPath{Path: in.Path, Directory: in.Type == string(tes.Directory)})
+		if in.URL == "" {
+			ts.Contents = append(ts.Contents, api.TaskContent{Path: in.Path, Content: in.Content})
+		}
+	}
+	for _, o := range rec.Outputs {
+		ts.Outputs = append(ts.Outputs, o.Spec())
+	}
+	spec.Task = ts
+	spec.Image, spec.Container, spec.Command, spec.Outputs, spec.DirectOutputs = "", nil, nil, nil, false
+	return nil
+}
