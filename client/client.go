@@ -400,8 +400,12 @@ func (c *Client) JobImage(ctx context.Context, id string) (io.ReadCloser, int64,
 	return c.getRange(ctx, "/v1/jobs/"+url.PathEscape(id)+"/image", 0)
 }
 
-func (c *Client) put(ctx context.Context, p string, r io.Reader, size int64) (*api.FileInfo, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.url(p, nil), r)
+func (c *Client) put(ctx context.Context, p string, r io.Reader, size int64, query ...url.Values) (*api.FileInfo, error) {
+	var q url.Values
+	if len(query) > 0 {
+		q = query[0]
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.url(p, q), r)
 	if err != nil {
 		return nil, err
 	}
@@ -735,7 +739,7 @@ func (c *Client) PutOutput(ctx context.Context, id, path string, r io.Reader, si
 // PutDelivery delivers one file of a task's outputs to the owner's file
 // path; from is the container path it was at.
 func (c *Client) PutDelivery(ctx context.Context, id, path, from string, r io.Reader, size int64) (*api.FileInfo, error) {
-	return c.put(ctx, "/v1/jobs/"+url.PathEscape(id)+"/deliveries/"+pathEscape(path)+"?from="+url.QueryEscape(from), r, size)
+	return c.put(ctx, "/v1/jobs/"+url.PathEscape(id)+"/deliveries/"+pathEscape(path), r, size, url.Values{"from": {from}})
 }
 
 // User returns a user's state (admins only).

@@ -117,7 +117,11 @@ func (a *agent) executeTask(ctx context.Context, spec *api.Spec, logs *shippers)
 		last = res
 		failed := res.err != "" || res.exitCode == nil || *res.exitCode != 0
 		if failed && (!ex.IgnoreError || res.err != "" || ctx.Err() != nil) {
-			if res.err == "" {
+			if res.err != "" {
+				// not the executor's own exit (a signal, the walltime, the
+				// runtime's failure): a system error in TES's terms
+				res.exitCode = nil
+			} else {
 				res.err = fmt.Sprintf("executor %d (%s) failed%s", i, ex.Image, describeExit(res))
 			}
 			return res

@@ -426,10 +426,11 @@ func (s *Server) taskOf(ctx context.Context, j *job.Job, v tes.View) (tes.Task, 
 			el.ExitCode = *st.ExitCode
 		}
 		if v == tes.Full {
-			if el.Stdout, err = s.logRange(ctx, j.ID, "stdout", st.Stdout); err != nil {
+			running := st.EndedAt.IsZero()
+			if el.Stdout, err = s.logRange(ctx, j.ID, "stdout", st.Stdout, running); err != nil {
 				return t, false, err
 			}
-			if el.Stderr, err = s.logRange(ctx, j.ID, "stderr", st.Stderr); err != nil {
+			if el.Stderr, err = s.logRange(ctx, j.ID, "stderr", st.Stderr, running); err != nil {
 				return t, false, err
 			}
 		}
@@ -446,9 +447,17 @@ func (s *Server) taskOf(ctx context.Context, j *job.Job, v tes.View) (tes.Task, 
 }
 
 // logRange is the end of bytes [from, to) of a job's stream, at most
-// maxTaskLog, as text.
-func (s *Server) logRange(ctx context.Context, id, stream string, r [2]int64) (string, error) {
+// maxTaskLog, as text; for a running executor (open), from to the
+// stream's end: its output so far, live.
+func (s *Server) logRange(ctx context.Context, id, stream string, r [2]int64, open bool) (string, error) {
 	from, to := r[0], r[1]
+	if open {
+		_, size, err := s.store.ReadLog(ctx, id, stream, 0, 0)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return "", err
+		}
+		to = size
+	}
 	if to <= from {
 		return "", nil
 	}
