@@ -156,7 +156,9 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 // with the same request: job is the job it made.
 type duplicateError struct{ job *job.Job }
 
-func (e *duplicateError) Error() string { return "job " + e.job.ID + " was made with this Idempotency-Key" }
+func (e *duplicateError) Error() string {
+	return "job " + e.job.ID + " was made with this Idempotency-Key"
+}
 
 // accept stores j, a new job, within its owner's quota and with the
 // request's audit entry in the same commit, and wakes the dispatcher. A

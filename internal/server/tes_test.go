@@ -300,9 +300,9 @@ func TestTESAgentSide(t *testing.T) {
 	h.do("PUT", "/v1/jobs/"+id+"/deliveries/results/many/a.csv?from=/out/a.csv", jt, "1,2").want(t, http.StatusCreated)
 	for _, bad := range []string{
 		"results/elsewhere.txt?from=/out/out.txt", // another destination
-		"results/out.txt?from=/etc/passwd",         // another source
-		"results/many/a.txt?from=/out/a.txt",       // not the glob
-		"data/in.txt?from=/data/in.txt",            // an input
+		"results/out.txt?from=/etc/passwd",        // another source
+		"results/many/a.txt?from=/out/a.txt",      // not the glob
+		"data/in.txt?from=/data/in.txt",           // an input
 	} {
 		h.do("PUT", "/v1/jobs/"+id+"/deliveries/"+bad, jt, "x").want(t, http.StatusForbidden)
 	}
