@@ -49,7 +49,7 @@ func main() {
 	n := flag.Int("n", 30, "jobs per path for --engines and --only containers")
 	pgURL := flag.String("postgres", "", "with --s3: compare PostgreSQL with SQLite and S3 upload paths (URL from scripts/setup-postgres.sh)")
 	s3URL := flag.String("s3", "", "objects URL from scripts/setup-s3.sh, with --postgres")
-	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times; "containers": what a container adds to a trivial job, --n jobs each, on --engines (default local; local,slurm after scripts/setup-slurm.sh; needs scripts/setup-podman.sh and CONTAINERS_CONF); "sweep": --n variants as one sweep against --n single jobs on the environment --engines names (default slurm; needs --config); "webui": the web interface's pages in headless Chromium with --n jobs stored (e.g. 100000) and a --log-mb log (needs scripts/setup-browser.sh)`)
+	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times; "containers": what a container adds to a trivial job, --n jobs each, on --engines (default local; local,slurm after scripts/setup-slurm.sh; needs scripts/setup-podman.sh and CONTAINERS_CONF); "sweep": --n variants as one sweep against --n single jobs on the environment --engines names (default slurm; needs --config); "tes": GA4GH TES task creation against native job creation, --jobs each, --rounds times; "webui": the web interface's pages in headless Chromium with --n jobs stored (e.g. 100000) and a --log-mb log (needs scripts/setup-browser.sh)`)
 	unsynced := flag.String("unsynced", "OFF", "SQLite synchronous settings (comma-separated, e.g. OFF,NORMAL) of servers measured beside the durable one (FULL); \"\" for none")
 	sweepOnly := flag.Bool("sweep-only", false, "with --only sweep: the sweep alone, without the single jobs (its arrays are canceled with scancel)")
 	rounds := flag.Int("rounds", 3, "with --only accept: rounds, each measuring every server once in turn; with --only webui: page loads of each kind")
@@ -81,8 +81,10 @@ func main() {
 		err = sweepBench(*bin, *config, env, *n, *sweepOnly)
 	case *only == "webui":
 		err = webUI(*bin, *n, *logMB, *rounds)
+	case *only == "tes":
+		err = tesBench(*bin, *jobs, *clients, *rounds)
 	case *only != "":
-		err = fmt.Errorf("--only %q: want accept, containers, sweep or webui", *only)
+		err = fmt.Errorf("--only %q: want accept, containers, sweep, tes or webui", *only)
 	case *engines != "":
 		err = latency(*bin, *config, strings.Split(*engines, ","), *n)
 	case *pgURL != "" || *s3URL != "":

@@ -140,7 +140,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if idem != "" {
 		j.IdemHash = requestHash(&req)
 	}
-	created, err := s.accept(r, j)
+	created, err := s.accept(r, j, http.StatusCreated)
 	var dup *duplicateError
 	if errors.As(err, &dup) {
 		return writeJSON(w, http.StatusOK, apiJob(dup.job))
@@ -161,13 +161,13 @@ func (e *duplicateError) Error() string {
 }
 
 // accept stores j, a new job, within its owner's quota and with the
-// request's audit entry in the same commit, and wakes the dispatcher. A
+// request's audit entry (for an answer of status) in the same commit, and wakes the dispatcher. A
 // repeated Idempotency-Key (j.IdemKey) is a *duplicateError with the job
 // it made, or a 422 if that job came from another request (j.IdemHash).
-func (s *Server) accept(r *http.Request, j *job.Job) (*job.Job, error) {
+func (s *Server) accept(r *http.Request, j *job.Job, status int) (*job.Job, error) {
 	q := s.quotaOf(j.Owner)
 	// The audit entry goes in the job's own transaction: one commit.
-	entry, undo := auditWith(r, http.StatusCreated)
+	entry, undo := auditWith(r, status)
 	created, err := s.store.CreateJob(r.Context(), j, &store.CreateOptions{MaxChildren: s.opts.MaxChildren, MaxJobs: q.Jobs, MaxCores: q.Cores, Audit: entry})
 	if err != nil {
 		undo() // nothing was written: the middleware writes the entry

@@ -98,7 +98,7 @@ func (s *Server) tesCreate(w http.ResponseWriter, r *http.Request) error {
 		}
 		j.IdemKey, j.IdemHash = idem, requestHash(&t)
 	}
-	created, err := s.accept(r, j)
+	created, err := s.accept(r, j, http.StatusOK)
 	var dup *duplicateError
 	if errors.As(err, &dup) {
 		created, err = dup.job, nil
@@ -173,6 +173,7 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 	// Resources and backend parameters.
 	req := catalog.TaskRequest{Task: rec, Inputs: inputs, DefaultEnvironment: s.opts.TES.Environment, Labels: t.Tags}
 	var project string
+	hold := false
 	if res := t.Resources; res != nil {
 		tr := catalog.TaskResources(*res)
 		rec.Resources = &tr
@@ -185,6 +186,10 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 				req.Environment = v
 			case "project":
 				project = v
+			case "hold":
+				if hold = v == "true"; !hold && v != "false" {
+					bad(f, "must be true or false")
+				}
 			case "walltime_s":
 				n, err := strconv.ParseInt(v, 10, 64)
 				if err != nil || n < 1 {
@@ -210,6 +215,9 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 		Inputs: inputs, InputSizes: inst.InputSizes, Resources: inst.Resources, Labels: t.Tags}
 	if j.Name == "" {
 		j.Name = "task"
+	}
+	if hold {
+		j.State, j.Reason = job.Held, "created held"
 	}
 	if len(j.Name) > 128 {
 		return nil, fieldError("name", "at most 128 characters")

@@ -445,3 +445,36 @@ func TestTESIdempotency(t *testing.T) {
 }
 
 func storeFilter(owner string) store.JobFilter { return store.JobFilter{Owner: owner} }
+
+// backend_parameters.hold creates a task held (PAUSED) until the native
+// API releases it; creating a task is audited as a job is.
+func TestTESHoldAndAudit(t *testing.T) {
+	h := tesHarness(t)
+	tok := h.token("alice", time.Time{}, api.ScopeTasks, api.ScopeJobsRead, api.ScopeJobsWrite)
+	task := simpleTask("held")
+	task["resources"] = map[string]any{"backend_parameters": map[string]string{"hold": "true"}}
+	id := createTask(t, h, tok, task)
+	var got tes.Task
+	h.do("GET", tesBase+"/tasks/"+id, tok, nil).want(t, http.StatusOK).decode(t, &got)
+	if got.State != tes.Paused {
+		t.Fatalf("held task is %s", got.State)
+	}
+	h.do("POST", "/v1/jobs/"+id+"/release", tok, nil).want(t, http.StatusOK)
+	h.do("GET", tesBase+"/tasks/"+id, tok, nil).want(t, http.StatusOK).decode(t, &got)
+	if got.State != tes.Queued {
+		t.Fatalf("released task is %s", got.State)
+	}
+	task["resources"] = map[string]any{"backend_parameters": map[string]string{"hold": "yes"}}
+	h.do("POST", tesBase+"/tasks", tok, task).want(t, http.StatusBadRequest)
+
+	admin := h.token("root", time.Time{}, api.ScopeAdmin)
+	var page api.Page[api.AuditEntry]
+	h.do("GET", "/v1/audit?user=alice", admin, nil).want(t, http.StatusOK).decode(t, &page)
+	found := false
+	for _, e := range page.Items {
+		found = found || e.Action == "POST "+tesBase+"/tasks" && e.JobID == id && e.Outcome == http.StatusOK
+	}
+	if !found {
+		t.Errorf("no audit entry for the task's creation: %+v", page.Items)
+	}
+}

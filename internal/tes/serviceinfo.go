@@ -29,9 +29,11 @@ type Organization struct {
 }
 
 // BackendParameters are the keys of tesResources.backend_parameters the
-// gateway honours: the hpcgate environment a task runs in, and the
-// project it is charged to.
-var BackendParameters = []string{"environment", "project"}
+// gateway honours: the hpcgate environment a task runs in, the project
+// it is charged to, its walltime in seconds (default: the environment's
+// most), and hold ("true": the task waits, PAUSED, until released with
+// POST /v1/jobs/{id}/release).
+var BackendParameters = []string{"environment", "project", "walltime_s", "hold"}
 
 // NewServiceInfo describes the gateway as a TES 1.1 service whose
 // storage bucket is bucket.
