@@ -396,3 +396,34 @@ func TestWebInterfaceDirectUpload(t *testing.T) {
 		t.Errorf("the upload did not go straight to the store:\n%s", log)
 	}
 }
+
+// A GA4GH TES task is a job in the web interface too: its page says so,
+// shows its executors (image, command) and, when it has none yet, that
+// nothing was delivered.
+func TestWebInterfaceTask(t *testing.T) {
+	g := startGateway(t, `tes: {environment: pods}
+environments:
+  - {name: local, scheduler: local}
+  - {name: pods, scheduler: local, container_runtime: podman, images: [localhost/]}
+`)
+	tok, err := g.client(g.token).CreateToken(context.Background(), api.TokenRequest{User: "tara", Scopes: []string{"tasks", "jobs:read", "jobs:write"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, g)
+	id := g.tes(tok.Token).create(map[string]any{"name": "held-task",
+		"resources": map[string]any{"backend_parameters": map[string]string{"hold": "true"}},
+		"executors": []any{map[string]any{"image": "localhost/tools:1", "command": []string{"sh", "-c", "echo hi"}}}})
+	b.run("open", chromedp.Navigate(g.url+"/"), chromedp.WaitVisible(chromedp.CSS("#token")))
+	b.run("sign in", chromedp.SendKeys(chromedp.CSS("#token"), tok.Token), chromedp.Click(chromedp.CSS(`form.signin button`)))
+	b.until("signed in", `document.getElementById("who").textContent.includes("tara")`)
+	b.run("task page", chromedp.Navigate(g.url+"/#/jobs/"+id))
+	b.until("executors", `[...document.querySelectorAll("table caption")].some((c) => c.textContent === "Executors")`)
+	text := evalAs[string](b, `document.querySelector("main").innerText`)
+	for _, want := range []string{"a GA4GH TES task", "localhost/tools:1", "sh -c echo hi", "Nothing yet."} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the task's page lacks %q:\n%s", want, text)
+		}
+	}
+	b.visit("task")
+}

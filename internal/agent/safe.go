@@ -37,3 +37,44 @@ func openBelow(root, rel string) (*os.File, error) {
 	}
 	return os.OpenFile(filepath.Join(root, rel), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 }
+
+// mkdirBelow makes the directory rel (a clean relative path) below root,
+// with its parents (mode 0755), without following a link on the way: an
+// earlier step may have put one where a directory of a task's is to be.
+func mkdirBelow(root, rel string) error {
+	p := root
+	for _, seg := range strings.Split(filepath.ToSlash(rel), "/") {
+		if seg == "" {
+			continue
+		}
+		p = filepath.Join(p, seg)
+		if err := os.Mkdir(p, 0o755); err != nil && !os.IsExist(err) {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory (a symbolic link?)", rel)
+		}
+	}
+	return nil
+}
+
+// writeBelow writes the file rel below root (its directories made with
+// mkdirBelow), not through a link.
+func writeBelow(root, rel string, data []byte) error {
+	if err := mkdirBelow(root, filepath.Dir(rel)); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(root, rel), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

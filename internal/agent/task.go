@@ -36,12 +36,11 @@ const taskRoot = "root"
 func (a *agent) executeTask(ctx context.Context, spec *api.Spec, logs *shippers) outcome {
 	ts := spec.Task
 	root := filepath.Join(a.dir, taskRoot)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return outcome{err: "cannot make the task's directory: " + err.Error()}
+	}
 	for _, c := range ts.Contents {
-		dst := filepath.Join(root, filepath.FromSlash(c.Path))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return outcome{err: "cannot write input " + c.Path + ": " + err.Error()}
-		}
-		if err := os.WriteFile(dst, []byte(c.Content), 0o644); err != nil {
+		if err := writeBelow(root, strings.TrimPrefix(c.Path, "/"), []byte(c.Content)); err != nil {
 			return outcome{err: "cannot write input " + c.Path + ": " + err.Error()}
 		}
 	}
@@ -77,6 +76,13 @@ func (a *agent) executeTask(ctx context.Context, spec *api.Spec, logs *shippers)
 	total := &api.Usage{}
 	var last outcome
 	for i, ex := range ts.Executors {
+		// an earlier executor may have put a link where a mount's source
+		// is (below a volume): the runtime would follow it
+		for _, m := range mounts {
+			if err := noLinkBelow(root, strings.TrimPrefix(m.Target, "/")); err != nil {
+				return outcome{err: fmt.Sprintf("executor %d: %v", i, err), usage: total}
+			}
+		}
 		run, sio, closeIO, err := a.executor(c, root, mounts, spec, ex)
 		if err != nil {
 			return outcome{err: fmt.Sprintf("executor %d: %v", i, err), usage: total}
@@ -162,10 +168,7 @@ func (a *agent) executor(c *containerRun, root string, mounts []container.Mount,
 	open := func(p string, write bool) (*os.File, error) {
 		rel := strings.TrimPrefix(path.Clean(p), "/")
 		if write {
-			if err := os.MkdirAll(filepath.Join(root, filepath.Dir(rel)), 0o755); err != nil {
-				return nil, err
-			}
-			if err := noLinkBelow(root, filepath.Dir(rel)); err != nil {
+			if err := mkdirBelow(root, filepath.Dir(rel)); err != nil {
 				return nil, err
 			}
 			return os.OpenFile(filepath.Join(root, rel), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o644)
@@ -234,12 +237,12 @@ func taskMounts(root string, ts *api.TaskSpec) ([]container.Mount, error) {
 			continue
 		}
 		src := filepath.Join(root, filepath.FromSlash(strings.TrimPrefix(w.p, "/")))
-		if w.dir {
-			if err := os.MkdirAll(src, 0o755); err != nil {
-				return nil, err
+		rel := strings.TrimPrefix(w.p, "/")
+		if w.dir && !w.ro {
+			if err := mkdirBelow(root, rel); err != nil {
+				return nil, fmt.Errorf("%s: %w", w.p, err)
 			}
 		}
-		rel := strings.TrimPrefix(w.p, "/")
 		if err := noLinkBelow(root, rel); err != nil {
 			return nil, fmt.Errorf("%s: %w", w.p, err)
 		}

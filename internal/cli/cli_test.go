@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -806,5 +807,36 @@ func TestTreeOrder(t *testing.T) {
 	want := []string{"b", "orphan", "a", "├─ c1", "│  └─ g1", "└─ c2"}
 	if !reflect.DeepEqual(lines, want) {
 		t.Fatalf("tree\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A TES task's job shows that it is one, and its executors as they ran.
+func TestShowTask(t *testing.T) {
+	var b bytes.Buffer
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	e := &env{stdout: &b, now: func() time.Time { return now }}
+	zero := 0
+	end := now.Add(-time.Minute)
+	j := &api.Job{ID: "t1", Template: "TES", State: api.StateRunning, CreatedAt: now.Add(-time.Hour),
+		Steps: []api.Step{
+			{Index: 0, StartedAt: now.Add(-2 * time.Minute), EndedAt: &end, ExitCode: &zero, Stdout: [2]int64{0, 12}},
+			{Index: 1, StartedAt: end, ExitCode: nil},
+		}}
+	if err := e.showJob(j, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"none: a GA4GH TES task", "Executors:", "bytes 0-12"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("show lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "TES@") {
+		t.Errorf("a task shown as a template's job:\n%s", out)
+	}
+	lines := strings.Split(out, "\n")
+	i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "Executors:") })
+	if i < 0 || len(lines) < i+4 || !strings.HasPrefix(strings.TrimSpace(lines[i+2]), "0 ") || !strings.Contains(lines[i+3], " - ") {
+		t.Errorf("executor rows:\n%s", out)
 	}
 }

@@ -434,7 +434,11 @@ func (e *env) showJob(j *api.Job, events []api.Event) error {
 	if j.Error != "" {
 		row("Error", j.Error)
 	}
-	row("Template", fmt.Sprintf("%s@%d", j.Template, j.TemplateVersion))
+	if j.Template == tesTemplate {
+		row("Template", "none: a GA4GH TES task")
+	} else {
+		row("Template", fmt.Sprintf("%s@%d", j.Template, j.TemplateVersion))
+	}
 	row("Environment", dash(j.Environment))
 	if j.Backend != nil {
 		row("Backend", strings.TrimSpace(j.Backend.Scheduler+" "+j.Backend.ID))
@@ -459,6 +463,21 @@ func (e *env) showJob(j *api.Job, events []api.Event) error {
 		row("Inputs", joinMap(j.Inputs))
 	}
 	tw.Flush()
+	if len(j.Steps) > 0 {
+		fmt.Fprintln(e.stdout, "\nExecutors:")
+		tw = newTable(e.stdout)
+		fmt.Fprintln(tw, "  #\tSTARTED\tENDED\tEXIT\tSTDOUT\tSTDERR")
+		for _, st := range j.Steps {
+			exit := "-"
+			if st.ExitCode != nil {
+				exit = fmt.Sprint(*st.ExitCode)
+			}
+			started := st.StartedAt
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", st.Index, when(&started), when(st.EndedAt), exit,
+				byteRange(st.Stdout), byteRange(st.Stderr))
+		}
+		tw.Flush()
+	}
 	fmt.Fprintln(e.stdout, "\nEvents:")
 	tw = newTable(e.stdout)
 	fmt.Fprintln(tw, "  TIME\tSTATE\tREASON")
@@ -466,6 +485,18 @@ func (e *env) showJob(j *api.Job, events []api.Event) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", ev.Time.Local().Format("2006-01-02 15:04:05.000"), ev.State, dash(ev.Reason))
 	}
 	return tw.Flush()
+}
+
+// tesTemplate is the template of the jobs that GA4GH TES tasks became.
+const tesTemplate = "TES"
+
+// byteRange is the bytes of the job's log an executor wrote, as
+// "bytes FROM-TO", or "-" if none.
+func byteRange(r [2]int64) string {
+	if r[1] <= r[0] {
+		return "-"
+	}
+	return fmt.Sprintf("bytes %d-%d", r[0], r[1])
 }
 
 // joinMap formats a map as k=v, k=v sorted by key.

@@ -186,7 +186,9 @@ async function jobPage(page, id) {
       facts([
         ["State", h("span", {}, stateBadge(j.state), j.reason ? " " + j.reason : "")],
         ["Job", j.id],
-        ["Template", h("span", {}, h("a", { href: "#/templates/" + encodeURIComponent(j.template) }, j.template), ` version ${j.template_version}`)],
+        ["Template", j.template === TES ? h("span", {}, "a GA4GH TES task (",
+          h("a", { href: `/ga4gh/tes/v1/tasks/${encodeURIComponent(j.id)}?view=FULL` }, "as TES shows it"), ")")
+          : h("span", {}, h("a", { href: "#/templates/" + encodeURIComponent(j.template) }, j.template), ` version ${j.template_version}`)],
         ["Environment", j.environment],
         ["Error", j.error || ""],
         ["Exit code", j.exit_code ?? ""],
@@ -200,15 +202,17 @@ async function jobPage(page, id) {
         ["Engine", j.backend ? `${j.backend.scheduler} ${j.backend.id || ""}` : ""],
       ]),
       controls,
-      h("h2", {}, "Parameters"),
-      table("Parameters", ["Name", "Value"], Object.entries(j.parameters || {}).map(([k, v]) => [k, JSON.stringify(v)])),
+      j.template === TES ? null : [h("h2", {}, "Parameters"),
+        table("Parameters", ["Name", "Value"], Object.entries(j.parameters || {}).map(([k, v]) => [k, JSON.stringify(v)]))],
       Object.keys(j.inputs || {}).length ? [h("h2", {}, "Inputs"), table("Inputs", ["Name", "File"], Object.entries(j.inputs).map(([k, v]) => [k, v]))] : null);
 
     const ev = await api("GET", `/v1/jobs/${encodeURIComponent(id)}/events`).catch(() => ({ items: [] }));
     replace(timeline, h("h2", { id: "h-timeline" }, "Timeline"),
       h("ol", {}, ev.items.map((e) => h("li", {}, when(e.time), " ", stateBadge(e.state), e.reason ? " " + e.reason : ""))));
 
-    if (terminal.has(j.state)) {
+    if (j.template === TES) {
+      replace(outputs, await taskSections(j));
+    } else if (terminal.has(j.state)) {
       const outs = await api("GET", `/v1/jobs/${encodeURIComponent(id)}/outputs`).catch(() => ({ items: [] }));
       replace(outputs, h("h2", { id: "h-outputs" }, "Outputs"),
         outs.items.length ? [
@@ -227,6 +231,32 @@ async function jobPage(page, id) {
     try { await render(await api("GET", `/v1/jobs/${encodeURIComponent(id)}`)); } catch { /* shown next time */ }
   });
   await render(j);
+}
+
+// TES is the template of the jobs that GA4GH TES tasks became.
+const TES = "TES";
+
+// taskSections show a TES task's executors as they ran and the files its
+// outputs delivered to the user's files.
+async function taskSections(j) {
+  const t = await api("GET", `/ga4gh/tes/v1/tasks/${encodeURIComponent(j.id)}?view=BASIC`).catch(() => null);
+  if (!t) return null;
+  const ran = (t.logs && t.logs[0]) || { logs: [], outputs: [] };
+  const execs = t.executors.map((e, i) => {
+    const l = ran.logs[i];
+    return [String(i), e.image, e.command.join(" "), l ? when(l.start_time) : "", l && l.end_time ? when(l.end_time) : "",
+      l && l.end_time ? String(l.exit_code) + (e.ignore_error ? " (ignored)" : "") : ""];
+  });
+  const prefix = (ran.outputs[0] && ran.outputs[0].url.match(/^s3:\/\/[^/]+\//)) || [""];
+  return [
+    h("h2", { id: "h-outputs" }, "Executors"),
+    table("Executors", ["#", "Image", "Command", "Started", "Ended", "Exit code"], execs),
+    h("h2", {}, "Delivered to your files"),
+    ran.outputs.length ? table("Delivered", ["File", "From", "Size"], ran.outputs.map((o) => {
+      const p = o.url.slice(prefix[0].length);
+      return [h("a", { href: `/v1/files/${quotePath(p)}`, download: p.split("/").pop() }, p), o.path, bytes(Number(o.size_bytes))];
+    })) : h("p", {}, "Nothing yet."),
+  ];
 }
 
 // resultsTable shows a job's results.json: an object as name/value rows,
