@@ -567,7 +567,7 @@ func TestContainerAsAccount(t *testing.T) {
 	}
 	var envCfg strings.Builder
 	for _, e := range envs {
-		envCfg.WriteString("  - {name: " + e + "-podman, scheduler: " + e + extra[e] + ", container_runtime: podman, image_store: " + store + ", env: {CONTAINERS_CONF: " + conf + "}}\n")
+		envCfg.WriteString("  - {name: " + e + "-podman, scheduler: " + e + extra[e] + ", container_runtime: podman, images: [localhost/], image_store: " + store + ", env: {CONTAINERS_CONF: " + conf + "}}\n")
 	}
 	// ctr-steps, ctr-exit3, ... as on every engine (engines_test.go)
 	tmpl := templatesDir(t, append([]string{`
@@ -591,8 +591,30 @@ environments: [local-podman, slurm-podman, sge-podman]
 	g.start()
 	t.Cleanup(g.stop)
 	c := g.client(g.userToken("alice"))
+	tc := g.tes(g.userToken("alice", "tasks", "jobs:read", "jobs:write", "files:read", "files:write"))
 	for _, e := range envs {
 		t.Run(e, func(t *testing.T) {
+			// a GA4GH TES task runs as the account too, its files the account's
+			task := tc.create(map[string]any{"resources": map[string]any{"backend_parameters": map[string]string{"environment": e + "-podman"}},
+				"outputs":   []any{map[string]any{"url": "tes/" + e + "/uid.txt", "path": "/out/uid.txt"}},
+				"executors": []any{map[string]any{"image": exampleImage, "command": []string{"sh", "-c", "id -u > /out/uid.txt"}}}})
+			if got := tc.wait(task, 3*time.Minute, "COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR"); got.State != "COMPLETE" {
+				t.Fatalf("task as an account: %s %+v", got.State, got.Logs)
+			}
+			rc, _, err := c.GetFile(context.Background(), "tes/"+e+"/uid.txt", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			uid, _ := io.ReadAll(rc)
+			rc.Close()
+			if strings.TrimSpace(string(uid)) != "0" {
+				t.Errorf("the task ran as uid %q in its container, want 0 (the account, outside)", uid)
+			}
+			var tst syscall.Stat_t
+			if err := syscall.Stat(filepath.Join(shared, "work", task, "work", "root", "out", "uid.txt"), &tst); err != nil || int(tst.Uid) != alice.UID {
+				t.Errorf("the task's uid.txt: %v, owner %d, want %d", err, tst.Uid, alice.UID)
+			}
+
 			j, err := c.CreateJob(context.Background(), api.JobRequest{Template: "ctr-who", Environment: e + "-podman"}, "")
 			if err != nil {
 				t.Fatal(err)
@@ -602,11 +624,11 @@ environments: [local-podman, slurm-podman, sge-podman]
 				errLog, _ := io.ReadAll(must(c.Log(context.Background(), j.ID, "stderr", 0, false)))
 				t.Fatalf("job %s: %s\n%s", j.State, j.Error, errLog)
 			}
-			rc, _, err := c.Output(context.Background(), j.ID, "uid.txt")
+			rc, _, err = c.Output(context.Background(), j.ID, "uid.txt")
 			if err != nil {
 				t.Fatal(err)
 			}
-			uid, _ := io.ReadAll(rc)
+			uid, _ = io.ReadAll(rc)
 			rc.Close()
 			if strings.TrimSpace(string(uid)) != "0" {
 				t.Fatalf("the command ran as uid %q in its container, want 0 (the account, outside)", uid)

@@ -217,6 +217,13 @@ func (a *agent) run(ctx context.Context) error {
 
 // execute runs the job's steps up to the end of the collect adapter.
 func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) outcome {
+	if spec.Task != nil {
+		// A task's tree starts anew: an earlier agent's executors (this
+		// one restarted) may have left links in it.
+		if err := os.RemoveAll(filepath.Join(a.dir, taskRoot)); err != nil {
+			return outcome{err: "cannot clear the task's directory: " + err.Error()}
+		}
+	}
 	if err := a.fetchInputs(ctx, spec); err != nil {
 		if errors.Is(err, errJobGone) {
 			return outcome{gone: true}
@@ -224,7 +231,9 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 		return outcome{err: "cannot fetch inputs: " + err.Error()}
 	}
 	if spec.Task != nil {
-		return a.executeTask(ctx, spec, logs)
+		out := a.executeTask(ctx, spec, logs)
+		out.err = a.taskPaths(out.err)
+		return out
 	}
 	if err := os.WriteFile(filepath.Join(a.dir, "params.json"), append(spec.Parameters, '\n'), 0o600); err != nil {
 		return outcome{err: "cannot write params.json: " + err.Error()}
@@ -306,6 +315,9 @@ func (a *agent) finish(ctx context.Context, out outcome, logs *shippers, spec ..
 			}
 			if out.err == "" {
 				out.err = "cannot upload outputs: " + err.Error()
+				if spec[0].Task != nil {
+					out.err = a.taskPaths(out.err)
+				}
 			}
 		}
 	}

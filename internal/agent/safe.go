@@ -17,6 +17,9 @@ import (
 func noLinkBelow(root, rel string) error {
 	p := root
 	for _, seg := range strings.Split(filepath.ToSlash(rel), "/") {
+		if seg == ".." {
+			return fmt.Errorf("%s leaves its directory", rel)
+		}
 		p = filepath.Join(p, seg)
 		fi, err := os.Lstat(p)
 		if err != nil {
@@ -44,8 +47,11 @@ func openBelow(root, rel string) (*os.File, error) {
 func mkdirBelow(root, rel string) error {
 	p := root
 	for _, seg := range strings.Split(filepath.ToSlash(rel), "/") {
-		if seg == "" {
+		if seg == "" || seg == "." {
 			continue
+		}
+		if seg == ".." {
+			return fmt.Errorf("%s leaves its directory", rel)
 		}
 		p = filepath.Join(p, seg)
 		if err := os.Mkdir(p, 0o755); err != nil && !os.IsExist(err) {
@@ -77,4 +83,41 @@ func writeBelow(root, rel string, data []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// createBelow creates the file rel below root for writing, anew: whatever
+// was there (a device node, a FIFO, a link an earlier step made) is
+// removed first, and no link is followed on the way.
+func createBelow(root, rel string) (*os.File, error) {
+	if err := mkdirBelow(root, filepath.Dir(rel)); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(root, rel)
+	if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	return os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+}
+
+// openRegularBelow opens the regular file rel below root for reading,
+// without following a link and refusing anything else (a device node, a
+// FIFO that would block the agent).
+func openRegularBelow(root, rel string) (*os.File, error) {
+	if err := noLinkBelow(root, rel); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(root, rel), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file", rel)
+	}
+	if err := syscall.SetNonblock(int(f.Fd()), false); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }

@@ -7,16 +7,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/internal/container"
@@ -83,7 +81,7 @@ func (a *agent) executeTask(ctx context.Context, spec *api.Spec, logs *shippers)
 				return outcome{err: fmt.Sprintf("executor %d: %v", i, err), usage: total}
 			}
 		}
-		run, sio, closeIO, err := a.executor(c, root, mounts, spec, ex)
+		run, sio, closeIO, err := a.executor(c, root, mounts, spec, i, ex)
 		if err != nil {
 			return outcome{err: fmt.Sprintf("executor %d: %v", i, err), usage: total}
 		}
@@ -143,20 +141,37 @@ func (a *agent) executeTask(ctx context.Context, spec *api.Spec, logs *shippers)
 // executorStep names executor i's step (its container, its log lines).
 func executorStep(i int) string { return "exec-" + strconv.Itoa(i) }
 
-// executor is how executor ex runs: its container (the task's mounts,
-// its image, working directory and variables, the job's cores and
-// memory) and its standard streams, which closeIO closes.
-func (a *agent) executor(c *containerRun, root string, mounts []container.Mount, spec *api.Spec, ex api.TaskExecutor) (run *containerRun, sio *stdio, closeIO func(), err error) {
+// executor is how executor i (ex) runs: its container (the task's
+// mounts, its image, working directory and variables, the job's cores
+// and memory) and its standard streams, which closeIO closes.
+func (a *agent) executor(c *containerRun, root string, mounts []container.Mount, spec *api.Spec, i int, ex api.TaskExecutor) (run *containerRun, sio *stdio, closeIO func(), err error) {
 	run = &containerRun{rt: c.rt, dir: c.dir, env: c.env}
 	run.base = container.Step{Image: ex.Image, WorkDir: ex.Workdir, Mounts: mounts,
 		Cores: spec.Resources.CoresPerNode, MemoryMB: spec.Resources.MemoryMB}
-	keys := make([]string, 0, len(ex.Env))
-	for k := range ex.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		run.add(k, ex.Env[k])
+	if len(ex.Env) > 0 {
+		// The task chose the names: never in the runtime's own environment,
+		// where LD_PRELOAD or CONTAINERS_CONF would change the runtime
+		// itself. Apptainer's prefix keeps them apart; podman and docker
+		// read them from a file of the agent's.
+		keys := slices.Sorted(maps.Keys(ex.Env))
+		if c.rt.Kind == container.Apptainer {
+			for _, k := range keys {
+				run.add(k, ex.Env[k])
+			}
+		} else {
+			var b strings.Builder
+			for _, k := range keys {
+				fmt.Fprintf(&b, "%s=%s\n", k, ex.Env[k])
+			}
+			spool, err := filepath.Abs(a.spool)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			run.base.EnvFile = filepath.Join(spool, "env-"+executorStep(i))
+			if err := writeFileAtomic(run.base.EnvFile, []byte(b.String())); err != nil {
+				return nil, nil, nil, err
+			}
+		}
 	}
 	var files []*os.File
 	closeIO = func() {
@@ -165,16 +180,6 @@ func (a *agent) executor(c *containerRun, root string, mounts []container.Mount,
 		}
 	}
 	sio = &stdio{}
-	open := func(p string, write bool) (*os.File, error) {
-		rel := strings.TrimPrefix(path.Clean(p), "/")
-		if write {
-			if err := mkdirBelow(root, filepath.Dir(rel)); err != nil {
-				return nil, err
-			}
-			return os.OpenFile(filepath.Join(root, rel), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o644)
-		}
-		return openBelow(root, rel)
-	}
 	for _, s := range []struct {
 		p     string
 		write bool
@@ -187,7 +192,13 @@ func (a *agent) executor(c *containerRun, root string, mounts []container.Mount,
 		if s.p == "" {
 			continue
 		}
-		f, err := open(s.p, s.write)
+		rel := strings.TrimPrefix(path.Clean(s.p), "/")
+		var f *os.File
+		if s.write {
+			f, err = createBelow(root, rel)
+		} else {
+			f, err = openRegularBelow(root, rel)
+		}
 		if err != nil {
 			closeIO()
 			return nil, nil, nil, fmt.Errorf("%s: %w", s.p, err)
@@ -199,9 +210,10 @@ func (a *agent) executor(c *containerRun, root string, mounts []container.Mount,
 }
 
 // taskMounts makes the task's shared paths below root and returns their
-// mounts: each volume and each output's directory read-write, each input
-// read-only, but none below another mount, which shows it already (root
-// mirrors the containers' paths).
+// mounts, parents first: each volume and each output's directory
+// read-write, each input read-only, but none below another mount, which
+// shows it already (root mirrors the containers' paths), except a
+// read-write one below a read-only one.
 func taskMounts(root string, ts *api.TaskSpec) ([]container.Mount, error) {
 	type want struct {
 		p   string
@@ -233,7 +245,11 @@ func taskMounts(root string, ts *api.TaskSpec) ([]container.Mount, error) {
 	})
 	var out []container.Mount
 	for _, w := range ws {
-		if slices.ContainsFunc(out, func(m container.Mount) bool { return w.p == m.Target || strings.HasPrefix(w.p, m.Target+"/") }) {
+		// seen through a mount above it, unless that one is read-only and
+		// this one is not (an output's directory below a DIRECTORY input)
+		if slices.ContainsFunc(out, func(m container.Mount) bool {
+			return (w.p == m.Target || strings.HasPrefix(w.p, m.Target+"/")) && (w.ro || !m.ReadOnly)
+		}) {
 			continue
 		}
 		src := filepath.Join(root, filepath.FromSlash(strings.TrimPrefix(w.p, "/")))
@@ -330,4 +346,17 @@ func (a *agent) deliver(ctx context.Context, root, from, dst string) error {
 		}
 		return nil
 	})
+}
+
+// taskPaths says msg in the task's terms: paths below the task's tree on
+// the node become the containers' paths, so that the node's directories
+// do not reach the task's log.
+func (a *agent) taskPaths(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	if root, err := filepath.Abs(filepath.Join(a.dir, taskRoot)); err == nil {
+		msg = strings.ReplaceAll(msg, root, "")
+	}
+	return strings.ReplaceAll(msg, filepath.Join(a.dir, taskRoot), "")
 }

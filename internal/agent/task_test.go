@@ -4,10 +4,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/container"
 )
 
 // The task's paths are mounted once each, parents before what they hold:
@@ -41,6 +45,13 @@ func TestTaskMounts(t *testing.T) {
 		t.Errorf("an output's directory was not made: %v", err)
 	}
 
+	// an output's directory below a read-only DIRECTORY input is mounted
+	// read-write of its own
+	ms, err = taskMounts(root, &api.TaskSpec{Inputs: []api.TaskPath{{Path: "/refs", Directory: true}}, Outputs: []api.TaskOutput{{Path: "/refs/res/x.txt"}}})
+	if err != nil || len(ms) != 2 || ms[1].Target != "/refs/res" || ms[1].ReadOnly {
+		t.Errorf("an output below a read-only input: %+v, %v", ms, err)
+	}
+
 	// an input that is missing, or behind a link, is refused
 	if _, err := taskMounts(root, &api.TaskSpec{Inputs: []api.TaskPath{{Path: "/in/none.txt"}}}); err == nil {
 		t.Error("a missing input was mounted")
@@ -61,10 +72,71 @@ func TestTaskMounts(t *testing.T) {
 	}
 	// nor does an executor's stdout file go through one
 	a := &agent{}
-	if _, _, _, err := a.executor(&containerRun{}, root, nil, &api.Spec{}, api.TaskExecutor{Image: "i", Command: []string{"c"}, Stdout: "/etc/out.txt"}); err == nil {
+	if _, _, _, err := a.executor(&containerRun{}, root, nil, &api.Spec{}, 0, api.TaskExecutor{Image: "i", Command: []string{"c"}, Stdout: "/etc/out.txt"}); err == nil {
 		t.Error("an executor's stdout went through a link")
 	}
 	if _, err := os.Lstat(filepath.Join(outside, "out.txt")); err == nil {
 		t.Fatal("stdout written outside the task's directory")
+	}
+}
+
+// An executor's variables, named by the task, reach its container from a
+// file, never the runtime's own environment (where LD_PRELOAD would load
+// into podman itself); its stdin must be a regular file (a FIFO would
+// block the agent, a device be read as root) and its stdout replaces
+// whatever was there.
+func TestExecutorEnvAndStdio(t *testing.T) {
+	root, spool := t.TempDir(), t.TempDir()
+	a := &agent{spool: spool, dir: t.TempDir()}
+	c := &containerRun{rt: container.Runtime{Kind: container.Podman}, dir: a.dir}
+	ex := api.TaskExecutor{Image: "localhost/x", Command: []string{"true"}, Env: map[string]string{"LD_PRELOAD": "/x.so", "A": "1 2"}}
+	run, _, closeIO, err := a.executor(c, root, nil, &api.Spec{}, 0, ex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeIO()
+	argv, env, _, _, err := run.command("j", "exec-0", ex.Command, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range env {
+		if strings.HasPrefix(e, "LD_PRELOAD=") || strings.HasPrefix(e, "A=") {
+			t.Errorf("the task's variable %s is in the runtime's environment", e)
+		}
+	}
+	i := slices.Index(argv, "--env-file")
+	if i < 0 {
+		t.Fatalf("no --env-file in %v", argv)
+	}
+	if b, _ := os.ReadFile(argv[i+1]); string(b) != "A=1 2\nLD_PRELOAD=/x.so\n" {
+		t.Errorf("environment file %q", b)
+	}
+	if st, err := os.Stat(argv[i+1]); err != nil || st.Mode().Perm() != 0o600 || !strings.HasPrefix(argv[i+1], spool) {
+		t.Errorf("environment file %s: %v, want 0600 in the spool", argv[i+1], err)
+	}
+
+	if err := syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, _, err := a.executor(c, root, nil, &api.Spec{}, 1, api.TaskExecutor{Image: "i", Command: []string{"c"}, Stdin: "/fifo"})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("a FIFO as stdin: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a FIFO as stdin blocked the agent")
+	}
+	_, sio, closeIO, err := a.executor(c, root, nil, &api.Spec{}, 2, api.TaskExecutor{Image: "i", Command: []string{"c"}, Stdout: "/fifo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeIO()
+	if st, err := os.Lstat(filepath.Join(root, "fifo")); err != nil || !st.Mode().IsRegular() || sio.out == nil {
+		t.Errorf("stdout over a FIFO: %v, %v", st.Mode(), err)
 	}
 }

@@ -159,6 +159,10 @@ func (c *Catalog) InstantiateTask(r TaskRequest, stat StatFunc) (*TaskInstance, 
 		inst.Environment = env
 	}
 	for i, e := range t.Executors {
+		if !imageRE.MatchString(e.Image) || slices.Contains(strings.Split(e.Image, "/"), "..") || slices.Contains(strings.Split(e.Image, "/"), ".") {
+			verr.add(fmt.Sprintf("executors[%d].image", i), "%q is not an image name", e.Image)
+			continue
+		}
 		if inst.Environment != nil && !slices.ContainsFunc(env.Images, func(a string) bool { return imageAllowed(a, e.Image) }) {
 			verr.add(fmt.Sprintf("executors[%d].image", i), "image %q is not allowed in environment %s (allowed: %v)", e.Image, env.Name, env.Images)
 		}

@@ -16,7 +16,7 @@ var cmdToken = &command{
 	name:    "token",
 	summary: "create, list and revoke API tokens",
 	args:    "create|list|revoke ...",
-	desc:    "Manages API tokens. A token acts for one user with some scopes (jobs:read, jobs:write, files:read, files:write, admin). You may give a new token only scopes you have; an admin may make tokens for any user.",
+	desc:    "Manages API tokens. A token acts for one user with some scopes (jobs:read, jobs:write, files:read, files:write, tasks, admin; tasks creates GA4GH TES tasks: any image and command). You may give a new token only scopes you have; an admin may make tokens for any user.",
 	example: "hpcgate token create --scopes jobs:read,jobs:write,files:read,files:write --expires-in 30d --name laptop\nhpcgate token list\nhpcgate token revoke tok_47ngW5AvT1lN",
 	subs:    []*command{cmdTokenCreate, cmdTokenList, cmdTokenRevoke},
 }
@@ -30,7 +30,7 @@ var cmdTokenCreate = &command{
 	maxArgs: 0,
 	setup: func(fs *flag.FlagSet) runFunc {
 		user := fs.String("user", "", "the `USER` the token acts for (default you)")
-		scopes := fs.String("scopes", "", "comma-separated `SCOPES`: jobs:read, jobs:write, files:read, files:write, admin")
+		scopes := fs.String("scopes", "", "comma-separated `SCOPES`: jobs:read, jobs:write, files:read, files:write, tasks, admin")
 		expires := fs.String("expires-in", "", "lifetime: seconds or a `DURATION` (720h, 30d) (default never)")
 		name := fs.String("name", "", "a `NAME` to recognise the token by")
 		asJSON := fs.Bool("json", false, "print the token JSON (secret included)")

@@ -7,6 +7,14 @@ import (
 	"testing"
 )
 
+func TestTESEnvironmentNamesOne(t *testing.T) {
+	c := Default()
+	c.TES.Environment = "local" // the default environment
+	if err := c.Validate(); err != nil {
+		t.Errorf("tes.environment local with the default environments: %v", err)
+	}
+}
+
 func TestDefaultsValid(t *testing.T) {
 	c := Default()
 	if err := c.Validate(); err != nil {
@@ -23,8 +31,10 @@ func TestValidateReportsEverything(t *testing.T) {
 	c.InsecureHTTP = true
 	c.TLSCert = "x.pem"
 	c.LogLevel = "loud"
+	c.TES.Environment = "mars"
+	c.TES.Bucket = "Not_A_Bucket"
 	err := c.Validate()
-	for _, want := range []string{"loopback", "tls_key", "log_level"} {
+	for _, want := range []string{"loopback", "tls_key", "log_level", "tes.environment", "tes.bucket"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to mention %s", err, want)
 		}

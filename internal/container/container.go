@@ -85,6 +85,10 @@ type Step struct {
 	// Stdin: the step reads its standard input (podman and docker pass
 	// it only when asked).
 	Stdin bool
+	// EnvFile (podman, docker) is a file of NAME=VALUE lines the step gets
+	// besides Env: for variables whose names a user chose, which must not
+	// reach the runtime's own environment (LD_PRELOAD, CONTAINERS_CONF).
+	EnvFile string
 }
 
 // Check reports what makes s unusable: an empty image or command, a
@@ -95,6 +99,9 @@ func (s *Step) Check() error {
 	}
 	if len(s.Argv) == 0 {
 		return fmt.Errorf("empty command")
+	}
+	if s.EnvFile != "" && !absClean(s.EnvFile) {
+		return fmt.Errorf("environment file %q: want an absolute, clean path", s.EnvFile)
 	}
 	if s.WorkDir != "" && !absClean(s.WorkDir) {
 		return fmt.Errorf("working directory %q: want an absolute, clean path", s.WorkDir)
@@ -191,11 +198,17 @@ func (r Runtime) Command(s Step, env []string) (argv, procEnv []string, err erro
 		for _, e := range s.Env {
 			argv = append(argv, "--env", e) // the value comes from the runtime's environment
 		}
+		if s.EnvFile != "" {
+			argv = append(argv, "--env-file", s.EnvFile)
+		}
 		argv = append(argv, r.Flags...)
 		argv = append(argv, "--", s.Image)
 		argv = append(argv, s.Argv...)
 		return argv, env, nil
 	case Apptainer:
+		if s.EnvFile != "" {
+			return nil, nil, fmt.Errorf("apptainer takes a step's variables as APPTAINERENV_NAME, not from a file")
+		}
 		// --containall: no home, /tmp or environment of the node's;
 		// --no-mount home,cwd: nothing but the mounts given. Values reach
 		// the container as APPTAINERENV_NAME, which --cleanenv keeps.

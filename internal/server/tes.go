@@ -34,13 +34,20 @@ type TESOptions struct {
 	Bucket string
 }
 
-// maxDirFiles bounds the files one DIRECTORY input may name.
-const maxDirFiles = 10000
+// maxDirFiles bounds the files a task's DIRECTORY inputs may name, all
+// together; maxDelivered the files its outputs may deliver.
+const (
+	maxDirFiles  = 10000
+	maxDelivered = 10000
+)
+
+// maxWalltime bounds a task's walltime_s: ten years.
+const maxWalltime = 10 * 365 * 24 * 3600
 
 // Task pages: TES's page_size, by default and at most.
 const (
 	tesPageSize    = 256
-	tesMaxPageSize = 2048
+	tesMaxPageSize = 2047 // "less than 2048"
 	// tesScanPages bounds the store pages one list request reads when
 	// filters the store cannot apply (name_prefix, a failed state's kind,
 	// a second tag) leave few matches: the answer then has fewer tasks
@@ -124,13 +131,19 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 	bad := func(field, format string, args ...any) {
 		fields = append(fields, api.FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
-	stored := false
+	// Naming the user's files or jobs' outputs needs files:read: checked
+	// before a DIRECTORY input's files are even listed.
+	for _, in := range t.Inputs {
+		if ref, _ := tes.ParseURL(in.URL, bucket, true); in.URL != "" && ref.Kind != "https" && !mayRead {
+			return nil, errorf(http.StatusForbidden, api.CodeForbidden, "naming files as inputs needs the scope %s, which this token lacks", api.ScopeFilesRead)
+		}
+	}
+	dirFilesLeft := maxDirFiles
 	for i, in := range t.Inputs {
 		ti := catalog.TaskInput{Name: in.Name, Description: in.Description, URL: in.URL, Path: in.Path, Type: string(cmpType(in.Type)), Content: in.Content, Streamable: in.Streamable}
 		if in.URL != "" {
 			ref, _ := tes.ParseURL(in.URL, bucket, true) // checked
 			name := "in" + strconv.Itoa(i)
-			stored = stored || ref.Kind != "https"
 			switch {
 			case ti.Type == string(tes.File):
 				inputs[name] = ref.Path
@@ -138,17 +151,19 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 			case ref.Kind == "https":
 				bad(fmt.Sprintf("inputs[%d].type", i), "a DIRECTORY cannot come from an https:// URL")
 			default:
-				files, err := s.dirFiles(ctx, owner, ref.Path)
+				files, err := s.dirFiles(ctx, owner, ref.Path, dirFilesLeft)
 				if err != nil {
 					return nil, err
 				}
 				if len(files) == 0 {
+					// also another user's job, or one the caller may not read
 					bad(fmt.Sprintf("inputs[%d].url", i), "no files below %q", in.URL)
 				}
-				if len(files) > maxDirFiles {
-					bad(fmt.Sprintf("inputs[%d].url", i), "%d files below %q: a DIRECTORY input may have %d at most", len(files), in.URL, maxDirFiles)
+				if len(files) > dirFilesLeft {
+					bad(fmt.Sprintf("inputs[%d].url", i), "more than %d files below %q: a task's DIRECTORY inputs may have %d at most", dirFilesLeft, in.URL, maxDirFiles)
 					files = nil
 				}
+				dirFilesLeft -= len(files)
 				for k, rel := range files {
 					n := name + "." + strconv.Itoa(k)
 					inputs[n] = ref.Path + "/" + rel
@@ -162,9 +177,6 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 		ref, _ := tes.ParseURL(o.URL, bucket, false) // checked
 		rec.Outputs = append(rec.Outputs, catalog.TaskOutput{Name: o.Name, Description: o.Description, URL: o.URL, Path: o.Path,
 			PathPrefix: o.PathPrefix, Type: string(cmpType(o.Type)), File: ref.Path})
-	}
-	if stored && !mayRead {
-		return nil, errorf(http.StatusForbidden, api.CodeForbidden, "naming files as inputs needs the scope %s, which this token lacks", api.ScopeFilesRead)
 	}
 	if len(t.Outputs) > 0 && !mayWrite {
 		return nil, errorf(http.StatusForbidden, api.CodeForbidden, "outputs go to the user's files: this needs the scope %s, which this token lacks", api.ScopeFilesWrite)
@@ -192,8 +204,8 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 				}
 			case "walltime_s":
 				n, err := strconv.ParseInt(v, 10, 64)
-				if err != nil || n < 1 {
-					bad(f, "must be a whole number of seconds, at least 1")
+				if err != nil || n < 1 || n > maxWalltime {
+					bad(f, "must be a whole number of seconds, from 1 to %d", maxWalltime)
 				}
 				req.Resources.WalltimeS = n
 			default:
@@ -239,13 +251,19 @@ func cmpType(t tes.FileType) tes.FileType {
 }
 
 // dirFiles lists the files below ref (one of owner's file paths, or
-// job:ID/outputs/PATH), as paths relative to it, in order.
-func (s *Server) dirFiles(ctx context.Context, owner, ref string) ([]string, error) {
+// job:ID/outputs/PATH of a job owner may read), as paths relative to it,
+// in order: at most limit+1, none for a job owner may not read.
+func (s *Server) dirFiles(ctx context.Context, owner, ref string, limit int) ([]string, error) {
+	if id, _, ok := parseRef(ref); ok {
+		if mine, err := s.mayReadJobData(ctx, owner, nil, id); err != nil || !mine {
+			return nil, err
+		}
+	}
 	prefix := inputKey(owner, ref) + "/"
 	var out []string
 	err := s.bucket.List(ctx, prefix, func(a blob.Attrs) error {
 		out = append(out, strings.TrimPrefix(a.Key, prefix))
-		if len(out) > maxDirFiles {
+		if len(out) > limit {
 			return errTooMany
 		}
 		return nil
@@ -281,6 +299,11 @@ func (s *Server) tesCancel(w http.ResponseWriter, r *http.Request) error {
 	j, err := s.jobFromPath(r)
 	if err != nil {
 		return err
+	}
+	if _, ok, err := s.taskOf(r.Context(), j, tes.Minimal); err != nil {
+		return err
+	} else if !ok {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "job %s is not a task: its template runs on the host, not in an image", j.ID)
 	}
 	if !j.State.Terminal() {
 		if _, err := s.cancel(r, j); err != nil {
@@ -323,8 +346,9 @@ func (s *Server) tesList(w http.ResponseWriter, r *http.Request) error {
 			f.States = append(f.States, job.State(st))
 		}
 	}
-	if len(keys) > 0 && len(vals) > 0 {
-		// the store filters one exact tag; the rest below
+	if len(keys) > 0 && len(vals) > 0 && vals[0] != "" {
+		// the store filters one exact tag; the rest below (a key with
+		// no value, or an empty one, matches any value)
 		f.LabelKey, f.LabelValue = keys[0], vals[0]
 	}
 	prefix := q.Get("name_prefix")
@@ -505,6 +529,9 @@ func (s *Server) agentDeliver(w http.ResponseWriter, r *http.Request) error {
 		return ok && d == dst
 	}) {
 		return errorf(http.StatusForbidden, api.CodeForbidden, "%s is not where an output of this task goes", dst)
+	}
+	if len(j.Delivered) >= maxDelivered && !slices.ContainsFunc(j.Delivered, func(d job.Delivered) bool { return d.File == dst }) {
+		return errorf(http.StatusConflict, api.CodeConflict, "a task's outputs may deliver %d files at most", maxDelivered)
 	}
 	fi, err := s.putBody(w, r, j.Owner, userFilesKey(j.Owner, dst))
 	if err != nil {

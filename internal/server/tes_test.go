@@ -425,9 +425,12 @@ func TestTESListAndCancel(t *testing.T) {
 		t.Errorf("state=SYSTEM_ERROR: %v", got)
 	}
 	// the older paths, and a cancel without its suffix is no route
-	if r := h.do("GET", "/v1/tasks/"+other+"?view=BASIC", tok, nil).want(t, http.StatusOK); !strings.Contains(string(r.body), `"other"`) {
+	r = h.do("GET", "/v1/tasks/"+other+"?view=BASIC", tok, nil).want(t, http.StatusOK)
+	conform(t, "BASIC", "tesTask", r)
+	if !strings.Contains(string(r.body), `"other"`) {
 		t.Errorf("/v1/tasks/{id}: %s", r.body)
 	}
+	conform(t, "MINIMAL", "tesListTasksResponse", h.do("GET", "/v1/tasks", tok, nil).want(t, http.StatusOK))
 	h.do("POST", "/v1/tasks/"+other+":cancel", tok, nil).want(t, http.StatusOK)
 	h.do("POST", tesBase+"/tasks/"+ids[3], tok, nil).want(t, http.StatusNotFound)
 	h.do("POST", tesBase+"/tasks/"+ids[3]+":pause", tok, nil).want(t, http.StatusNotFound)
@@ -477,4 +480,85 @@ func TestTESHoldAndAudit(t *testing.T) {
 	if !found {
 		t.Errorf("no audit entry for the task's creation: %+v", page.Items)
 	}
+}
+
+// Tasks count against the same quotas as jobs, and name only the
+// projects the user may charge.
+func TestTESQuotaAndProjects(t *testing.T) {
+	h := tesHarness(t)
+	h.srv.opts.Quota = func(string) Quota { return Quota{Jobs: 1} }
+	h.srv.opts.Projects = map[string][]string{"alice": {"chem01"}}
+	tok := h.token("alice", time.Time{}, api.ScopeTasks, api.ScopeJobsRead)
+	task := simpleTask("p")
+	task["resources"] = map[string]any{"backend_parameters": map[string]string{"project": "phys02"}}
+	r := h.do("POST", tesBase+"/tasks", tok, task)
+	if r.status < 400 || r.status >= 500 {
+		t.Fatalf("a project the user may not charge: %d %s", r.status, r.body)
+	}
+	id := createTask(t, h, tok, simpleTask("one"))
+	if j, _ := h.store.GetJob(context.Background(), id); j.Project != "chem01" {
+		t.Errorf("project %q, want the user's default", j.Project)
+	}
+	r = h.do("POST", tesBase+"/tasks", tok, simpleTask("two")).want(t, http.StatusConflict)
+	if r.problem.Code != api.CodeQuotaExceeded {
+		t.Errorf("over the quota: %s", r.body)
+	}
+}
+
+// A DIRECTORY input names only what its user may read: another user's
+// job outputs are as if none, and their names are not told.
+func TestTESDirectoryOfAnotherUsersJob(t *testing.T) {
+	h := tesHarness(t)
+	ctx := context.Background()
+	bobJob, _ := h.jobToken("bob", nil)
+	if _, err := h.bucket.Put(ctx, outputsPrefix(bobJob.ID)+"d/secret-name.csv", strings.NewReader("s")); err != nil {
+		t.Fatal(err)
+	}
+	tok := h.token("alice", time.Time{}, api.ScopeTasks, api.ScopeFilesRead)
+	task := simpleTask("x")
+	task["inputs"] = []any{map[string]any{"url": "job:" + bobJob.ID + "/outputs/d", "path": "/d", "type": "DIRECTORY"}}
+	r := h.do("POST", tesBase+"/tasks", tok, task).want(t, http.StatusBadRequest)
+	if strings.Contains(string(r.body), "secret-name") || r.field("inputs[0].url") == "" {
+		t.Errorf("another user's job's outputs: %s", r.body)
+	}
+	// and without files:read nothing is listed at all
+	notok := h.token("alice", time.Time{}, api.ScopeTasks)
+	h.do("POST", tesBase+"/tasks", notok, task).want(t, http.StatusForbidden)
+}
+
+func TestTESLimits(t *testing.T) {
+	h := tesHarness(t)
+	tok := h.token("alice", time.Time{}, api.ScopeTasks, api.ScopeJobsRead)
+	many := simpleTask("many")
+	var exs []any
+	for range tes.MaxExecutors + 1 {
+		exs = append(exs, map[string]any{"image": "localhost/a", "command": []string{"true"}})
+	}
+	many["executors"] = exs
+	for name, tc := range map[string]struct {
+		task  map[string]any
+		field string
+	}{
+		"executors": {many, "executors"},
+		"memory":    {map[string]any{"executors": simpleTask("")["executors"], "resources": map[string]any{"ram_gb": 1e19}}, "resources.ram_gb"},
+		"walltime":  {map[string]any{"executors": simpleTask("")["executors"], "resources": map[string]any{"backend_parameters": map[string]string{"walltime_s": "99999999999999"}}}, "resources.backend_parameters.walltime_s"},
+		"volume":    {map[string]any{"executors": simpleTask("")["executors"], "volumes": []string{"/d/../../tmp/x"}}, "volumes[0]"},
+		"image":     {map[string]any{"executors": []any{map[string]any{"image": "localhost/../../home/m/evil.sif", "command": []string{"x"}}}}, "executors[0].image"},
+		"env":       {map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []string{"x"}, "env": map[string]string{"A": "1\nB=2"}}}}, "executors[0].env.A"},
+	} {
+		r := h.do("POST", tesBase+"/tasks", tok, tc.task).want(t, http.StatusBadRequest)
+		if r.field(tc.field) == "" {
+			t.Errorf("%s: no error for %s: %s", name, tc.field, r.body)
+		}
+	}
+	// an empty tag_value matches any value
+	task := simpleTask("tagged")
+	task["tags"] = map[string]string{"k": "v"}
+	id := createTask(t, h, tok, task)
+	var out tes.ListTasksResponse
+	h.do("GET", tesBase+"/tasks?tag_key=k&tag_value=", tok, nil).want(t, http.StatusOK).decode(t, &out)
+	if len(out.Tasks) != 1 || out.Tasks[0].ID != id {
+		t.Errorf("tag_key with an empty tag_value: %+v", out.Tasks)
+	}
+	h.do("GET", tesBase+"/tasks?page_size=2048", tok, nil).want(t, http.StatusBadRequest)
 }

@@ -4,10 +4,15 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"regexp"
 	"strings"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/blob"
 )
+
+// MaxExecutors bounds a task's executors.
+const MaxExecutors = 100
 
 // MaxContent is the most an input's content may hold (TES asks servers
 // for at least 128 KiB).
@@ -31,8 +36,9 @@ func ParseURL(raw, bucket string, input bool) (Ref, error) {
 		if !input {
 			return Ref{}, fmt.Errorf("outputs go to the user's files (s3://%s/PATH or PATH), not to a job", bucket)
 		}
-		if _, rest, ok := strings.Cut(strings.TrimPrefix(raw, "job:"), "/outputs/"); !ok || rest == "" {
-			return Ref{}, fmt.Errorf("want job:ID/outputs/PATH")
+		id, rest, ok := strings.Cut(strings.TrimPrefix(raw, "job:"), "/outputs/")
+		if !ok || id == "" || strings.ContainsAny(id, "/:") || blob.CheckPath(rest) != nil {
+			return Ref{}, fmt.Errorf("want job:ID/outputs/PATH, PATH a clean relative path")
 		}
 		return Ref{Kind: "job", Path: raw}, nil
 	case strings.HasPrefix(raw, "https://"):
@@ -57,11 +63,14 @@ func ParseURL(raw, bucket string, input bool) (Ref, error) {
 }
 
 func filePath(p string) (Ref, error) {
-	if p == "" || strings.HasPrefix(p, "/") || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") || strings.ContainsRune(p, 0) {
+	if err := blob.CheckPath(p); err != nil || strings.HasPrefix(p, "job:") {
 		return Ref{}, fmt.Errorf("want a clean relative path of the user's files")
 	}
 	return Ref{Kind: "file", Path: p}, nil
 }
+
+// envNameRE is a variable name a container runtime passes on.
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Check reports every problem of task t, as the API's field errors (the
 // field is the task's JSON path, such as executors[0].image). bucket is
@@ -85,10 +94,18 @@ func Check(t *Task, bucket string) []api.FieldError {
 	if len(t.Executors) == 0 {
 		bad("executors", "at least one executor is needed")
 	}
+	if len(t.Executors) > MaxExecutors {
+		bad("executors", "at most %d executors", MaxExecutors)
+	}
+	for i, v := range t.Volumes {
+		abs(fmt.Sprintf("volumes[%d]", i), v, true)
+	}
 	for i, e := range t.Executors {
 		f := fmt.Sprintf("executors[%d]", i)
 		if e.Image == "" {
 			bad(f+".image", "is required")
+		} else if strings.HasPrefix(e.Image, "-") || strings.ContainsFunc(e.Image, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			bad(f+".image", "%q is not an image name", e.Image)
 		}
 		if len(e.Command) == 0 {
 			bad(f+".command", "is required")
@@ -97,9 +114,12 @@ func Check(t *Task, bucket string) []api.FieldError {
 		abs(f+".stdin", e.Stdin, false)
 		abs(f+".stdout", e.Stdout, false)
 		abs(f+".stderr", e.Stderr, false)
-		for k := range e.Env {
-			if k == "" || strings.ContainsAny(k, "=\x00") {
-				bad(f+".env", "%q is not a variable name", k)
+		for k, v := range e.Env {
+			if !envNameRE.MatchString(k) {
+				bad(f+".env", "%q is not a variable name (letters, digits and _, not first a digit)", k)
+			}
+			if strings.ContainsAny(v, "\x00\n\r") {
+				bad(f+".env."+k, "may not have a NUL byte or a line break")
 			}
 		}
 	}
@@ -142,6 +162,12 @@ func Check(t *Task, bucket string) []api.FieldError {
 	if r := t.Resources; r != nil {
 		if r.CPUCores < 0 || r.RAMGB < 0 || r.DiskGB < 0 {
 			bad("resources", "must not be negative")
+		}
+		if r.CPUCores > 1<<20 {
+			bad("resources.cpu_cores", "at most %d", 1<<20)
+		}
+		if r.RAMGB > 1<<20 || r.DiskGB > 1<<30 {
+			bad("resources.ram_gb", "at most %d GB of memory and %d GB of disk", 1<<20, 1<<30)
 		}
 	}
 	return errs

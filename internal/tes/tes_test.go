@@ -104,14 +104,15 @@ func TestCheck(t *testing.T) {
 	if errs := Check(&ok, "hpcgate"); len(errs) != 0 {
 		t.Fatalf("a good task: %v", errs)
 	}
-	bad := Task{Executors: []Executor{{Command: []string{"x"}, Workdir: "rel", Env: map[string]string{"A=B": "v"}}, {Image: "i"}},
+	bad := Task{Executors: []Executor{{Command: []string{"x"}, Workdir: "rel", Env: map[string]string{"A=B": "v"}}, {Image: "i"},
+		{Image: "--privileged", Command: []string{"x"}, Env: map[string]string{"MY-VAR": "v"}}},
 		Inputs:  []Input{{Path: "in", URL: "file:///etc/passwd"}, {Path: "/x"}, {Path: "/y", URL: "a", Content: "b"}, {Path: "/z", Content: strings.Repeat("x", MaxContent+1)}},
 		Outputs: []Output{{Path: "/o/*.txt", URL: "out"}, {Path: "/p", URL: "https://example.org/p"}, {Path: "/q/*", PathPrefix: "/r/", URL: "q"}}}
 	var fields []string
 	for _, e := range Check(&bad, "hpcgate") {
 		fields = append(fields, e.Field)
 	}
-	for _, want := range []string{"executors[0].image", "executors[0].workdir", "executors[0].env", "executors[1].command",
+	for _, want := range []string{"executors[0].image", "executors[0].workdir", "executors[0].env", "executors[1].command", "executors[2].image", "executors[2].env",
 		"inputs[0].path", "inputs[0].url", "inputs[1].url", "inputs[2].content", "inputs[3].content",
 		"outputs[0].path_prefix", "outputs[1].url", "outputs[2].path_prefix"} {
 		if !slices.Contains(fields, want) {
