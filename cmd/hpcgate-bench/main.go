@@ -491,9 +491,18 @@ func bareHTTPS(src string, size int64) (up, down float64, err error) {
 // accept creates jobs held (so nothing runs) from concurrent clients and
 // returns the rate and the latency percentiles.
 func accept(s *server, jobs, clients int) (rate float64, p50, p99 time.Duration, err error) {
-	ctx := context.Background()
 	params := json.RawMessage(`{"name":"bench"}`)
-	lat := make([]time.Duration, jobs)
+	return concurrently(s, jobs, clients, "acceptance", func(ctx context.Context, c *client.Client) error {
+		_, err := c.CreateJob(ctx, api.JobRequest{Template: "hello", Parameters: params, Hold: true}, "")
+		return err
+	})
+}
+
+// concurrently calls create n times from clients concurrent clients of s
+// and returns the rate and the latency percentiles.
+func concurrently(s *server, n, clients int, what string, create func(context.Context, *client.Client) error) (rate float64, p50, p99 time.Duration, err error) {
+	ctx := context.Background()
+	lat := make([]time.Duration, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	start := time.Now()
@@ -505,9 +514,9 @@ func accept(s *server, jobs, clients int) (rate float64, p50, p99 time.Duration,
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			for i := w; i < jobs; i += clients {
+			for i := w; i < n; i += clients {
 				t0 := time.Now()
-				_, e := c.CreateJob(ctx, api.JobRequest{Template: "hello", Parameters: params, Hold: true}, "")
+				e := create(ctx, c)
 				lat[i] = time.Since(t0)
 				if e != nil {
 					mu.Lock()
@@ -521,9 +530,9 @@ func accept(s *server, jobs, clients int) (rate float64, p50, p99 time.Duration,
 	wg.Wait()
 	elapsed := time.Since(start)
 	if err != nil {
-		return 0, 0, 0, fmt.Errorf("acceptance: %w", err)
+		return 0, 0, 0, fmt.Errorf("%s: %w", what, err)
 	}
-	return float64(jobs) / elapsed.Seconds(), percentile(lat, 0.5).Round(time.Microsecond), percentile(lat, 0.99).Round(time.Microsecond), nil
+	return float64(n) / elapsed.Seconds(), percentile(lat, 0.5).Round(time.Microsecond), percentile(lat, 0.99).Round(time.Microsecond), nil
 }
 
 func makeFile(path string, size int64) error {

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/hpcgate/hpcgate/client"
@@ -82,38 +81,7 @@ func tesBench(bin string, jobs, clients, rounds int) error {
 // createTasks creates n held tasks from concurrent clients and returns
 // the rate and latency percentiles.
 func createTasks(s *server, n, clients int) (rate float64, p50, p99 time.Duration, err error) {
-	ctx := context.Background()
-	lat := make([]time.Duration, n)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	start := time.Now()
-	for w := 0; w < clients; w++ {
-		c, cerr := s.client()
-		if cerr != nil {
-			return 0, 0, 0, cerr
-		}
-		wg.Add(1)
-		go func(w int, c *client.Client) {
-			defer wg.Done()
-			for i := w; i < n; i += clients {
-				t0 := time.Now()
-				e := createTask(ctx, c)
-				lat[i] = time.Since(t0)
-				if e != nil {
-					mu.Lock()
-					err = e
-					mu.Unlock()
-					return
-				}
-			}
-		}(w, c)
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if err != nil {
-		return 0, 0, 0, fmt.Errorf("tasks: %w", err)
-	}
-	return float64(n) / elapsed.Seconds(), percentile(lat, 0.5).Round(time.Microsecond), percentile(lat, 0.99).Round(time.Microsecond), nil
+	return concurrently(s, n, clients, "tasks", createTask)
 }
 
 func createTask(ctx context.Context, c *client.Client) error {

@@ -641,19 +641,27 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 					return err
 				}
 			}
-			h := sha256.New()
-			fi, err := a.c.PutOutput(ctx, a.id, filepath.ToSlash(rel), io.TeeReader(f, h), st.Size())
-			if err != nil {
-				return err
-			}
-			if sum := hex.EncodeToString(h.Sum(nil)); fi.SHA256 != "" && fi.SHA256 != sum {
-				return fmt.Errorf("checksum mismatch after upload (%s ≠ %s)", fi.SHA256, sum)
-			}
-			return nil
+			return putChecked(f, st.Size(), func(r io.Reader, size int64) (*api.FileInfo, error) {
+				return a.c.PutOutput(ctx, a.id, filepath.ToSlash(rel), r, size)
+			})
 		})
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// putChecked sends f's size bytes with put and checks that the gateway
+// stored what was sent: the SHA-256 it answers is that of the bytes read.
+func putChecked(f io.Reader, size int64, put func(io.Reader, int64) (*api.FileInfo, error)) error {
+	h := sha256.New()
+	fi, err := put(io.TeeReader(f, h), size)
+	if err != nil {
+		return err
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); fi.SHA256 != "" && fi.SHA256 != sum {
+		return fmt.Errorf("checksum mismatch after upload (%s ≠ %s)", fi.SHA256, sum)
 	}
 	return nil
 }

@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -336,15 +334,9 @@ func (a *agent) deliver(ctx context.Context, root, from, dst string) error {
 		if err != nil {
 			return err
 		}
-		h := sha256.New()
-		fi, err := a.c.PutDelivery(ctx, a.id, dst, from, io.TeeReader(f, h), st.Size())
-		if err != nil {
-			return err
-		}
-		if sum := hex.EncodeToString(h.Sum(nil)); fi.SHA256 != "" && fi.SHA256 != sum {
-			return fmt.Errorf("checksum mismatch after upload (%s ≠ %s)", fi.SHA256, sum)
-		}
-		return nil
+		return putChecked(f, st.Size(), func(r io.Reader, size int64) (*api.FileInfo, error) {
+			return a.c.PutDelivery(ctx, a.id, dst, from, r, size)
+		})
 	})
 }
 
