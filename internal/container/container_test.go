@@ -98,12 +98,32 @@ func TestCheckRefusesUnsafeSteps(t *testing.T) {
 		"env with value":    func(s *Step) { s.Env = []string{"A=b"} },
 		"env pattern":       func(s *Step) { s.Env = []string{"AWS*"} },
 		"name with a space": func(s *Step) { s.Name = "a b" },
+		"relative env file": func(s *Step) { s.EnvFile = "env" },
 	} {
 		s := step(false)
 		mod(&s)
 		if _, _, err := r.Command(s, nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	// a step's variables from a file, for the runtimes that read one;
+	// apptainer takes them prefixed, never from a file
+	for _, k := range []Kind{Podman, Docker} {
+		s := step(false)
+		s.EnvFile, s.Stdin, s.WorkDir = "/spool/env-exec-0", true, ""
+		argv, _, err := Runtime{Kind: k}.Command(s, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line := strings.Join(argv, " ")
+		if !strings.Contains(line, " --env-file /spool/env-exec-0 ") || !strings.Contains(line, " --interactive ") || strings.Contains(line, "--workdir") {
+			t.Errorf("%s: %s", k, line)
+		}
+	}
+	s := step(false)
+	s.EnvFile = "/spool/env"
+	if _, _, err := (Runtime{Kind: Apptainer}).Command(s, nil); err == nil {
+		t.Error("apptainer was given an environment file")
 	}
 	if _, err := ParseKind("singularity"); err == nil {
 		t.Error("an unknown runtime was accepted")
