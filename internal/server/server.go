@@ -250,8 +250,10 @@ func (s *Server) routeTable() []route {
 		{pattern: "POST /ga4gh/tes/v1/tasks", scope: api.ScopeTasks, h: tes400(s.tesCreate)},
 		{pattern: "GET /ga4gh/tes/v1/tasks/{id}", scope: R, h: tes400(s.tesGet)},
 		{pattern: "POST /ga4gh/tes/v1/tasks/{id}:cancel", scope: W, h: s.tesCancel},
-		// TES before 1.0 (Funnel's client): the same, without the prefix.
+		// TES before 1.0 (Funnel's client, py-tes): the same, without the
+		// prefix.
 		{pattern: "GET /v1/service-info", public: true, h: s.tesServiceInfo},
+		{pattern: "GET /v1/tasks/service-info", public: true, h: s.tesServiceInfo}, // TES 0.3, py-tes
 		{pattern: "GET /v1/tasks", scope: R, h: tes400(s.tesList)},
 		{pattern: "POST /v1/tasks", scope: api.ScopeTasks, h: tes400(s.tesCreate)},
 		{pattern: "GET /v1/tasks/{id}", scope: R, h: tes400(s.tesGet)},

@@ -59,7 +59,7 @@ func createTask(t *testing.T, h *harness, tok string, task any) string {
 
 func TestTESServiceInfo(t *testing.T) {
 	h := tesHarness(t)
-	for _, p := range []string{tesBase + "/service-info", "/v1/service-info"} {
+	for _, p := range []string{tesBase + "/service-info", "/v1/service-info", "/v1/tasks/service-info"} {
 		r := h.do("GET", p, "", nil).want(t, http.StatusOK)
 		conform(t, "FULL", "tesServiceInfo", r)
 		var si tes.ServiceInfo
