@@ -145,6 +145,7 @@ func (c *Catalog) InstantiateTask(r TaskRequest, stat StatFunc) (*TaskInstance, 
 	env, err := c.Environment(name)
 	switch {
 	case name == "" && len(zones) > 0:
+		// said above: none of the zones is an environment
 	case name == "":
 		verr.add(field, "name the runtime environment: this gateway has no default for tasks (tes.environment); it offers %v", c.envNames)
 	case err != nil:

@@ -18,6 +18,7 @@ import (
 	"github.com/hpcgate/hpcgate/internal/catalog"
 	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/store"
+	"github.com/hpcgate/hpcgate/internal/tes"
 )
 
 // The routes in this file are for the agent, with its job's own token.
@@ -110,10 +111,9 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 		}
 		spec.Inputs = append(spec.Inputs, si)
 	}
-	if rec := t.Task; rec != nil {
-		if err := s.taskSpec(j, rec, &spec); err != nil {
-			return err
-		}
+	if t.Task != nil {
+		// a task's outputs go to its owner's files, through the gateway
+		spec.Task, spec.DirectOutputs = taskSpec(t), false
 	}
 	for _, st := range []string{"stdout", "stderr"} {
 		_, size, err := s.store.ReadLog(r.Context(), j.ID, st, 0, 0)
@@ -175,8 +175,8 @@ func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readJSON(w, r, &rep); err != nil {
 		return err
 	}
-	if rep.Step != nil && (rep.Step.Index < 0 || rep.Step.Index >= maxExecutors) {
-		return fieldError("step.index", "must be from 0 to %d", maxExecutors-1)
+	if rep.Step != nil && (rep.Step.Index < 0 || rep.Step.Index >= tes.MaxExecutors) {
+		return fieldError("step.index", "must be from 0 to %d", tes.MaxExecutors-1)
 	}
 	to := job.State(rep.State)
 	switch to {

@@ -290,12 +290,12 @@ func muxPattern(p string) string {
 // suffix ({id}:cancel): a request without it is not this route (404); the
 // wildcard's value is the segment without it.
 func withSuffix(pattern string, h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
-	i := strings.LastIndex(pattern, "}:")
-	if i < 0 || strings.Contains(pattern[i:], "/") {
+	mp := muxPattern(pattern)
+	if mp == pattern {
 		return h
 	}
-	suffix := pattern[i+1:]
-	name := pattern[strings.LastIndex(pattern[:i], "{")+1 : i]
+	suffix := pattern[len(mp):]
+	name := mp[strings.LastIndex(mp, "{")+1 : len(mp)-1]
 	return func(w http.ResponseWriter, r *http.Request) error {
 		v, ok := strings.CutSuffix(r.PathValue(name), suffix)
 		if !ok || v == "" {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,14 +56,7 @@ const (
 	tesScanPages = 20
 )
 
-func (s *Server) tesBucket() string { return cmp0(s.opts.TES.Bucket, "hpcgate") }
-
-func cmp0(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
+func (s *Server) tesBucket() string { return cmp.Or(s.opts.TES.Bucket, "hpcgate") }
 
 // tes400 answers an invalid request with 400, as TES asks, where the
 // native API says 422.
@@ -133,8 +127,13 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 	}
 	// Naming the user's files or jobs' outputs needs files:read: checked
 	// before a DIRECTORY input's files are even listed.
-	for _, in := range t.Inputs {
-		if ref, _ := tes.ParseURL(in.URL, bucket, true); in.URL != "" && ref.Kind != "https" && !mayRead {
+	refs := make([]tes.Ref, len(t.Inputs))
+	for i, in := range t.Inputs {
+		if in.URL == "" {
+			continue
+		}
+		refs[i], _ = tes.ParseURL(in.URL, bucket, true) // checked
+		if refs[i].Kind != "https" && !mayRead {
 			return nil, errorf(http.StatusForbidden, api.CodeForbidden, "naming files as inputs needs the scope %s, which this token lacks", api.ScopeFilesRead)
 		}
 	}
@@ -142,7 +141,7 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 	for i, in := range t.Inputs {
 		ti := catalog.TaskInput{Name: in.Name, Description: in.Description, URL: in.URL, Path: in.Path, Type: string(cmpType(in.Type)), Content: in.Content, Streamable: in.Streamable}
 		if in.URL != "" {
-			ref, _ := tes.ParseURL(in.URL, bucket, true) // checked
+			ref := refs[i]
 			name := "in" + strconv.Itoa(i)
 			switch {
 			case ti.Type == string(tes.File):
@@ -435,7 +434,7 @@ func (s *Server) taskOf(ctx context.Context, j *job.Job, v tes.View) (tes.Task, 
 	} else {
 		// A template's job: its image and command, its inputs in its
 		// container's working directory.
-		wd := cmp0(rec.Workdir, catalog.DefaultWorkdir)
+		wd := cmp.Or(rec.Workdir, catalog.DefaultWorkdir)
 		t.Executors = []tes.Executor{{Image: rec.Image, Command: rec.Command, Workdir: wd}}
 		for _, in := range rec.Inputs {
 			if p, ok := j.Inputs[in.Name]; ok {
@@ -548,18 +547,12 @@ func (s *Server) agentDeliver(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, fi)
 }
 
-// maxExecutors bounds a task's executors.
-const maxExecutors = 100
-
-// taskSpec fills in spec what the agent needs to run the task of job j,
-// whose recipe is rec: its executors and runtime, its inputs at their
-// container paths (spec.Inputs has the stored ones, at root/PATH below
-// the working directory), its volumes and outputs.
-func (s *Server) taskSpec(j *job.Job, rec *catalog.TaskRecipe, spec *api.Spec) error {
-	t, err := s.recipe(j)
-	if err != nil {
-		return err
-	}
+// taskSpec is how the agent runs the task of recipe t: its executors and
+// runtime, its inputs' container paths (the agent's spec has the stored
+// ones, at root/PATH below the working directory), its volumes and
+// outputs.
+func taskSpec(t *catalog.Recipe) *api.TaskSpec {
+	rec := t.Task
 	ts := &api.TaskSpec{Runtime: t.Runtime, Flags: t.RuntimeFlags, ImageStore: t.ImageStore, Volumes: rec.Volumes}
 	for _, e := range rec.Executors {
 		ts.Executors = append(ts.Executors, api.TaskExecutor(e))
@@ -573,7 +566,5 @@ func (s *Server) taskSpec(j *job.Job, rec *catalog.TaskRecipe, spec *api.Spec) e
 	for _, o := range rec.Outputs {
 		ts.Outputs = append(ts.Outputs, o.Spec())
 	}
-	spec.Task = ts
-	spec.Image, spec.Container, spec.Command, spec.Outputs, spec.DirectOutputs = "", nil, nil, nil, false
-	return nil
+	return ts
 }
