@@ -84,14 +84,14 @@ type Driver struct {
 	r    *sql.DB // readers
 
 	// Group commit: writers queue their work; one of them at a time (the
-	// leader, holding batchMu) runs every queued piece of work in one
-	// transaction, each in a savepoint of its own, and commits once.
+	// leader) runs every queued piece of work in one transaction, each in
+	// a savepoint of its own, and commits once.
 	qmu     sync.Mutex
-	queue   []*writeReq
-	batchMu sync.Mutex
+	queue   []*writeReq // guarded by qmu
+	leading bool        // a leader is at work (guarded by qmu)
 
 	walLimit int64
-	walNext  int64 // checkpoint when the WAL is larger (guarded by batchMu)
+	walNext  int64 // checkpoint when the WAL is larger (the leader's)
 
 	// st are the writer's statements, prepared once: parsing them anew for
 	// every write was a tenth of the server's CPU in the acceptance
@@ -149,7 +149,7 @@ func (d *Driver) prepare(ctx context.Context) error {
 
 type writeReq struct {
 	ctx  context.Context
-	fn   func(context.Context, *sql.Tx) error
+	fn   func(context.Context, storedriver.Tx) error
 	done chan error // buffered: the leader never blocks
 }
 
@@ -249,7 +249,8 @@ func (d *Driver) migrate(ctx context.Context) error {
 // Close closes the database.
 func (d *Driver) Close() error {
 	for _, st := range []*sql.Stmt{d.st.savepoint, d.st.release, d.st.insertJob, d.st.insertLabel, d.st.appendEvent,
-		d.st.jobByID, d.st.jobByIdemKey, d.st.updateJob, d.st.countChildren, d.st.usageForUpdate, d.st.addUsage, d.st.insertAudit} {
+		d.st.jobByID, d.st.jobByIdemKey, d.st.updateJob, d.st.countChildren, d.st.usageForUpdate, d.st.addUsage, d.st.insertAudit,
+		d.st.changeHead, d.st.insertChange} {
 		st.Close()
 	}
 	return errors.Join(d.r.Close(), d.w.Close())
@@ -278,35 +279,50 @@ func nullable(s string) any {
 // fsync) for each. If fn fails, what it did is rolled back and its error
 // returned; the others' work is not affected.
 func (d *Driver) Write(ctx context.Context, fn func(context.Context, storedriver.Tx) error) error {
-	return d.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return fn(ctx, &sqlTx{tx: tx, st: &d.st})
-	})
-}
-
-func (d *Driver) write(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
 	r := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	d.qmu.Lock()
 	d.queue = append(d.queue, r)
+	lead := !d.leading
+	d.leading = true
 	d.qmu.Unlock()
-
-	d.batchMu.Lock()
-	select {
-	case err := <-r.done: // an earlier leader did it
-		d.batchMu.Unlock()
-		return err
-	default:
+	if !lead {
+		if err := <-r.done; err != errLead {
+			return err
+		}
 	}
+	d.lead()
+	return <-r.done
+}
+
+// errLead, sent on a queued write's done, makes its caller the leader.
+var errLead = errors.New("lead the next group")
+
+// lead runs the queued writes, the leader's own among them, as one group,
+// and then hands the lead to the first write queued meanwhile (or leaves
+// it to the next write to come). Writers wait on their own channels, each
+// woken by the group that did its work: while they waited on one mutex
+// instead, each one woken in turn took the mutex only to find its work
+// done, and the next group started only after all of them.
+func (d *Driver) lead() {
 	d.qmu.Lock()
 	batch := d.queue
 	d.queue = nil
 	d.qmu.Unlock()
-	d.runBatch(batch)
+	results := d.runBatch(batch)
 	d.checkpoint()
-	d.batchMu.Unlock()
-	return <-r.done
+	d.qmu.Lock()
+	if len(d.queue) == 0 {
+		d.leading = false
+	} else {
+		d.queue[0].done <- errLead
+	}
+	d.qmu.Unlock()
+	for i, r := range batch {
+		r.done <- results[i]
+	}
 }
 
-func (d *Driver) runBatch(batch []*writeReq) {
+func (d *Driver) runBatch(batch []*writeReq) []error {
 	results := make([]error, len(batch))
 	ctx := context.Background() // the batch is everyone's: no one caller may cancel it
 	err := func() error {
@@ -315,19 +331,20 @@ func (d *Driver) runBatch(batch []*writeReq) {
 			return err
 		}
 		defer tx.Rollback()
+		t := &sqlTx{tx: tx, st: &d.st, stmts: map[*sql.Stmt]*sql.Stmt{}}
 		for i, r := range batch {
 			if err := r.ctx.Err(); err != nil {
 				results[i] = err
 				continue
 			}
-			if _, err := tx.StmtContext(ctx, d.st.savepoint).ExecContext(ctx); err != nil {
+			if _, err := t.stmt(ctx, d.st.savepoint).ExecContext(ctx); err != nil {
 				return err
 			}
-			results[i] = r.fn(ctx, tx)
+			results[i] = r.fn(ctx, t)
 			if results[i] != nil {
 				_, err = tx.ExecContext(ctx, "ROLLBACK TO w; RELEASE w")
 			} else {
-				_, err = tx.StmtContext(ctx, d.st.release).ExecContext(ctx)
+				_, err = t.stmt(ctx, d.st.release).ExecContext(ctx)
 			}
 			if err != nil {
 				return err
@@ -335,12 +352,12 @@ func (d *Driver) runBatch(batch []*writeReq) {
 		}
 		return tx.Commit()
 	}()
-	for i, r := range batch {
+	for i := range batch {
 		if err != nil {
 			results[i] = fmt.Errorf("write: %w", err)
 		}
-		r.done <- results[i]
 	}
+	return results
 }
 
 // checkpoint copies the WAL into the database and truncates it once it is
@@ -348,8 +365,7 @@ func (d *Driver) runBatch(batch []*writeReq) {
 // restart the WAL while some reader uses it, so with readers that overlap
 // it would grow for ever; TRUNCATE waits (busy_timeout) for the readers of
 // old snapshots instead. If they do not finish, the next try waits until
-// the WAL has grown by the limit again. Called by the leader, holding
-// batchMu.
+// the WAL has grown by the limit again. Called by the leader.
 func (d *Driver) checkpoint() {
 	if d.walLimit < 0 {
 		return
@@ -367,16 +383,23 @@ func (d *Driver) checkpoint() {
 	d.walNext = d.walLimit
 }
 
-// sqlTx is a piece of work of a group commit, in a savepoint of its own.
-// Writes are serialised, so reading a row is locking it.
+// sqlTx is the transaction of a group commit, each piece of work in a
+// savepoint of its own. Writes are serialised, so reading a row is
+// locking it.
 type sqlTx struct {
-	tx *sql.Tx
-	st *stmts
+	tx    *sql.Tx
+	st    *stmts
+	stmts map[*sql.Stmt]*sql.Stmt // st's statements bound to tx, made once a group
 }
 
 // stmt is the prepared statement st in this transaction.
 func (t *sqlTx) stmt(ctx context.Context, st *sql.Stmt) *sql.Stmt {
-	return t.tx.StmtContext(ctx, st)
+	s := t.stmts[st]
+	if s == nil {
+		s = t.tx.StmtContext(ctx, st)
+		t.stmts[st] = s
+	}
+	return s
 }
 
 func decodeRow(seq int64, doc string) (*storedriver.JobRow, error) {

@@ -3,10 +3,12 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -213,5 +215,115 @@ func TestListPlans(t *testing.T) {
 				t.Errorf("%s: plan %q, want an index range scan in order", name, p)
 			}
 		}
+	}
+}
+
+// Writes queued while a group runs are committed together as the next
+// group, in one transaction; each caller gets its own write's result, and
+// a write that fails (or whose context ended before its turn) leaves
+// nothing while the others of its group are kept.
+func TestGroupCommit(t *testing.T) {
+	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	const n = 40
+	entry := func(i int) store.AuditEntry {
+		return store.AuditEntry{Time: time.Now(), User: fmt.Sprintf("u%d", i), Action: "test", Outcome: 200}
+	}
+	// the first write holds its group open until the others are queued
+	queued := make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+			<-queued
+			return tx.InsertAudit(ctx, entry(0))
+		})
+	}()
+	for {
+		d.qmu.Lock()
+		leading := d.leading
+		d.qmu.Unlock()
+		if leading {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	errs := make([]error, n)
+	txs := make([]storedriver.Tx, n)
+	var wg sync.WaitGroup
+	for i := 1; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := ctx
+			if i == n-1 {
+				c = canceled
+			}
+			errs[i] = d.Write(c, func(ctx context.Context, tx storedriver.Tx) error {
+				txs[i] = tx
+				if err := tx.InsertAudit(ctx, entry(i)); err != nil {
+					return err
+				}
+				if i%3 == 0 {
+					return fmt.Errorf("write %d fails", i)
+				}
+				return nil
+			})
+		}()
+	}
+	for {
+		d.qmu.Lock()
+		q := len(d.queue)
+		d.qmu.Unlock()
+		if q == n-1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(queued)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	got, err := d.ListAudit(ctx, storedriver.AuditQuery{Limit: 2 * n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]bool{}
+	for _, e := range got {
+		stored[e.User] = true
+	}
+	for i := 1; i < n; i++ {
+		user := fmt.Sprintf("u%d", i)
+		switch {
+		case i == n-1:
+			if !errors.Is(errs[i], context.Canceled) || stored[user] || txs[i] != nil {
+				t.Errorf("write with a canceled context: err %v, stored %v, ran %v", errs[i], stored[user], txs[i] != nil)
+			}
+		case i%3 == 0:
+			if errs[i] == nil || errs[i].Error() != fmt.Sprintf("write %d fails", i) || stored[user] {
+				t.Errorf("failing write %d: err %v, stored %v", i, errs[i], stored[user])
+			}
+		default:
+			if errs[i] != nil || !stored[user] {
+				t.Errorf("write %d: err %v, stored %v", i, errs[i], stored[user])
+			}
+		}
+		if i < n-1 && txs[i] != txs[1] {
+			t.Errorf("write %d ran in another transaction than write 1: the queued writes were not one group", i)
+		}
+	}
+	if !stored["u0"] || len(got) != 1+(n-2)-(n-2)/3 {
+		t.Errorf("%d entries stored, want %d", len(got), 1+(n-2)-(n-2)/3)
+	}
+	d.qmu.Lock()
+	defer d.qmu.Unlock()
+	if d.leading || len(d.queue) != 0 {
+		t.Errorf("after the last group: leading %v, %d queued", d.leading, len(d.queue))
 	}
 }
