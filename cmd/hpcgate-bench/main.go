@@ -16,6 +16,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -52,12 +53,20 @@ func main() {
 	only := flag.String("only", "", `"accept": measure acceptance alone, durable against --unsynced, --rounds times; "containers": what a container adds to a trivial job, --n jobs each, on --engines (default local; local,slurm after scripts/setup-slurm.sh; needs scripts/setup-podman.sh and CONTAINERS_CONF); "sweep": --n variants as one sweep against --n single jobs on the environment --engines names (default slurm; needs --config); "tes": GA4GH TES task creation against native job creation, --jobs each, --rounds times; "webui": the web interface's pages in headless Chromium with --n jobs stored (e.g. 100000) and a --log-mb log (needs scripts/setup-browser.sh)`)
 	unsynced := flag.String("unsynced", "OFF", "SQLite synchronous settings (comma-separated, e.g. OFF,NORMAL) of servers measured beside the durable one (FULL); \"\" for none")
 	sweepOnly := flag.Bool("sweep-only", false, "with --only sweep: the sweep alone, without the single jobs (its arrays are canceled with scancel)")
+	httpVersions := flag.String("http", "2", `HTTP versions of the clients, comma-separated: "2", "1.1"; --only accept measures each, other runs the first`)
 	rounds := flag.Int("rounds", 3, "with --only accept: rounds, each measuring every server once in turn; with --only webui: page loads of each kind")
 	logMB := flag.Int("log-mb", 200, "with --only webui: the size of the big log, in MB")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "hpcgate-bench: --bin is required")
 		os.Exit(2)
+	}
+	protos = strings.Split(*httpVersions, ",")
+	for _, p := range protos {
+		if p != "2" && p != "1.1" {
+			fmt.Fprintf(os.Stderr, "hpcgate-bench: --http %s: want 2 or 1.1\n", p)
+			os.Exit(2)
+		}
 	}
 	var syncs []string
 	if *unsynced != "" {
@@ -103,7 +112,12 @@ type server struct {
 	url    string
 	token  string
 	cacert string
+	proto  string // the HTTP version of its clients: "2" or "1.1"
 }
+
+// protos are the HTTP versions --http names; servers' clients speak the
+// first unless a measurement sets server.proto.
+var protos = []string{"2"}
 
 func startServer(bin, dir string, extra ...string) (*server, error) {
 	return startServerEnv(bin, dir, nil, extra...)
@@ -144,7 +158,7 @@ func startServerEnv(bin, dir string, env []string, extra ...string) (*server, er
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, cacert: filepath.Join(dir, "data", "tls", "cert.pem")}
+	s := &server{cmd: cmd, cacert: filepath.Join(dir, "data", "tls", "cert.pem"), proto: protos[0]}
 	sc := bufio.NewScanner(out)
 	for s.url == "" && sc.Scan() {
 		if u, ok := strings.CutPrefix(sc.Text(), "hpcgate listening on "); ok {
@@ -180,8 +194,19 @@ func (s *server) stop() {
 	s.cmd.Wait()
 }
 
+// client is a client of s's admin with a connection of its own, speaking
+// HTTP/s.proto: HTTP/2 as the hpcgate CLI and Go clients do, or HTTP/1.1
+// as curl without --http2, Python's requests and most workflow engines do.
 func (s *server) client() (*client.Client, error) {
-	return client.New(s.url, s.token, &client.Options{CACertFile: s.cacert})
+	c, err := client.New(s.url, s.token, &client.Options{CACertFile: s.cacert})
+	if err != nil || s.proto == "2" {
+		return c, err
+	}
+	tr := c.Transport().(*http.Transport).Clone()
+	tr.ForceAttemptHTTP2 = false
+	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // no h2
+	tr.TLSClientConfig.NextProtos = nil
+	return client.New(s.url, s.token, &client.Options{HTTPClient: &http.Client{Transport: tr}})
 }
 
 // rss returns the server's resident and peak resident set, in bytes.
@@ -255,31 +280,40 @@ func acceptOnly(bin string, jobs, clients, rounds int, syncs []string) error {
 	names := append([]string{"FULL"}, syncs...)
 	header()
 	fmt.Printf("### Jobs accepted (held), %d clients over TLS, SQLite: durable vs not, same run\n\n", clients)
-	fmt.Printf("Each round starts a server per setting on an empty data directory and measures each in turn.\n\n")
-	fmt.Printf("| round | SQLite | jobs | jobs/s | p50 | p99 |\n|---|---|---|---|---|---|\n")
-	rates := make([][]float64, len(names))
+	fmt.Printf("Each round starts a server per setting on an empty data directory and measures each in turn, with clients of each HTTP version.\n\n")
+	fmt.Printf("| round | SQLite | HTTP | jobs | jobs/s | p50 | p99 |\n|---|---|---|---|---|---|---|\n")
+	type setting struct{ sync, proto string }
+	var settings []setting
+	for _, p := range protos {
+		for _, n := range names {
+			settings = append(settings, setting{n, p})
+		}
+	}
+	rates := make([][]float64, len(settings))
 	for r := 1; r <= rounds; r++ {
 		ss, err := acceptServers(bin, filepath.Join(dir, strconv.Itoa(r)), names)
 		if err != nil {
 			return err
 		}
-		for i, s := range ss {
+		for i, st := range settings {
+			s := ss[slices.Index(names, st.sync)]
+			s.proto = st.proto
 			rate, p50, p99, err := accept(s, jobs, clients)
 			if err != nil {
 				return err
 			}
 			rates[i] = append(rates[i], rate)
-			fmt.Printf("| %d | %s | %d | **%.0f** | %v | %v |\n", r, durability(names[i]), jobs, rate, p50, p99)
+			fmt.Printf("| %d | %s | %s | %d | **%.0f** | %v | %v |\n", r, durability(st.sync), st.proto, jobs, rate, p50, p99)
 		}
 		for _, s := range ss {
 			s.stop()
 		}
 	}
-	fmt.Printf("\n| SQLite | median jobs/s | min | max | of durable |\n|---|---|---|---|---|\n")
-	base := median(rates[0])
-	for i := range names {
+	fmt.Printf("\n| SQLite | HTTP | median jobs/s | min | max | of durable |\n|---|---|---|---|---|---|\n")
+	for i, st := range settings {
 		m := median(rates[i])
-		fmt.Printf("| %s | **%.0f** | %.0f | %.0f | %.2f |\n", durability(names[i]), m, slices.Min(rates[i]), slices.Max(rates[i]), m/base)
+		base := median(rates[slices.Index(settings, setting{"FULL", st.proto})])
+		fmt.Printf("| %s | %s | **%.0f** | %.0f | %.0f | %.2f |\n", durability(st.sync), st.proto, m, slices.Min(rates[i]), slices.Max(rates[i]), m/base)
 	}
 	fmt.Println()
 	return nil
