@@ -73,7 +73,9 @@ type Store interface {
 	// error is returned. A change of State must be allowed by
 	// job.Transition (else an error wrapping job.ErrInvalidTransition) and
 	// is recorded as an event with the job's Reason. It returns the stored
-	// job, or an error wrapping ErrNotFound.
+	// job, or an error wrapping ErrNotFound. fn may be called more than
+	// once, each time with a fresh copy: it must have no other effect than
+	// on the copy and on variables it sets anew each time.
 	UpdateJob(ctx context.Context, id string, fn func(*job.Job) error) (*job.Job, error)
 
 	// DeleteJob removes the job with its events, logs and tokens; an error

@@ -130,11 +130,9 @@ func (s *Store) AddBytes(ctx context.Context, user string, delta, limit int64) (
 		if delta > 0 && limit > 0 && cur+delta > limit {
 			return &store.QuotaError{Name: "bytes", Limit: limit, Used: cur}
 		}
-		if cur+delta < 0 {
-			delta = -cur
-		}
-		total = cur + delta
-		return tx.AddUsage(ctx, store.Usage{User: user, Bytes: delta})
+		add := max(delta, -cur) // never below zero
+		total = cur + add
+		return tx.AddUsage(ctx, store.Usage{User: user, Bytes: add})
 	})
 	if err != nil {
 		return 0, err

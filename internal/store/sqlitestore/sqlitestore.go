@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -84,8 +85,8 @@ type Driver struct {
 	r    *sql.DB // readers
 
 	// Group commit: writers queue their work; one of them at a time (the
-	// leader) runs every queued piece of work in one transaction, each in
-	// a savepoint of its own, and commits once.
+	// leader) runs every queued piece of work in one transaction and
+	// commits once (runBatch).
 	qmu     sync.Mutex
 	queue   []*writeReq // guarded by qmu
 	leading bool        // a leader is at work (guarded by qmu)
@@ -298,11 +299,13 @@ func (d *Driver) Write(ctx context.Context, fn func(context.Context, storedriver
 var errLead = errors.New("lead the next group")
 
 // lead runs the queued writes, the leader's own among them, as one group,
-// and then hands the lead to the first write queued meanwhile (or leaves
-// it to the next write to come). Writers wait on their own channels, each
-// woken by the group that did its work: while they waited on one mutex
-// instead, each one woken in turn took the mutex only to find its work
-// done, and the next group started only after all of them.
+// answers them, and then hands the lead to the first write queued
+// meanwhile (or leaves it to the next write to come). Writers wait on
+// their own channels, each woken by the group that did its work: while
+// they waited on one mutex instead, each one woken in turn took the mutex
+// only to find its work done, and the next group started only after all
+// of them. Answering before handing on gets the answers out first, so
+// that clients send their next requests in time for the next group.
 func (d *Driver) lead() {
 	d.qmu.Lock()
 	batch := d.queue
@@ -310,6 +313,9 @@ func (d *Driver) lead() {
 	d.qmu.Unlock()
 	results := d.runBatch(batch)
 	d.checkpoint()
+	for i, r := range batch {
+		r.done <- results[i]
+	}
 	d.qmu.Lock()
 	if len(d.queue) == 0 {
 		d.leading = false
@@ -317,47 +323,81 @@ func (d *Driver) lead() {
 		d.queue[0].done <- errLead
 	}
 	d.qmu.Unlock()
-	for i, r := range batch {
-		r.done <- results[i]
+}
+
+// runBatch runs a group's writes in one transaction and returns each
+// one's result. It runs them first without savepoints, which cost each
+// write two statements more and a copy of every page it touches; if they
+// all succeed, that is the commit. If one fails, nothing of the group is
+// kept and its error is its result (it ran after the writes before it and
+// did nothing); the others run again, each in a savepoint of its own, so
+// that a second failure costs no third run. So a write's fn may run twice,
+// as storedriver.Driver allows.
+func (d *Driver) runBatch(batch []*writeReq) []error {
+	results := make([]error, len(batch))
+	final := make([]bool, len(batch)) // results[i] is a failed write's own error
+	savepoints := false
+	for {
+		failed, err := d.runGroup(batch, final, results, savepoints)
+		if err != nil {
+			for i := range batch {
+				if !final[i] {
+					results[i] = fmt.Errorf("write: %w", err)
+				}
+			}
+			return results
+		}
+		if failed < 0 {
+			return results
+		}
+		final[failed] = true
+		savepoints = true
 	}
 }
 
-func (d *Driver) runBatch(batch []*writeReq) []error {
-	results := make([]error, len(batch))
-	ctx := context.Background() // the batch is everyone's: no one caller may cancel it
-	err := func() error {
-		tx, err := d.w.BeginTx(ctx, nil)
-		if err != nil {
-			return err
+// runGroup runs the writes of batch not final in one transaction and
+// commits it, leaving each one's result in results. Without savepoints,
+// the first write that fails ends it, nothing kept, and its index is
+// returned; otherwise -1.
+func (d *Driver) runGroup(batch []*writeReq, final []bool, results []error, savepoints bool) (failed int, err error) {
+	if !slices.Contains(final, false) {
+		return -1, nil
+	}
+	ctx := context.Background() // the group is everyone's: no one caller may cancel it
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return -1, err
+	}
+	defer tx.Rollback()
+	t := &sqlTx{tx: tx, st: &d.st, stmts: map[*sql.Stmt]*sql.Stmt{}}
+	for i, r := range batch {
+		if final[i] {
+			continue
 		}
-		defer tx.Rollback()
-		t := &sqlTx{tx: tx, st: &d.st, stmts: map[*sql.Stmt]*sql.Stmt{}}
-		for i, r := range batch {
-			if err := r.ctx.Err(); err != nil {
-				results[i] = err
-				continue
-			}
-			if _, err := t.stmt(ctx, d.st.savepoint).ExecContext(ctx); err != nil {
-				return err
-			}
-			results[i] = r.fn(ctx, t)
-			if results[i] != nil {
-				_, err = tx.ExecContext(ctx, "ROLLBACK TO w; RELEASE w")
-			} else {
-				_, err = t.stmt(ctx, d.st.release).ExecContext(ctx)
-			}
-			if err != nil {
-				return err
-			}
+		if err := r.ctx.Err(); err != nil {
+			results[i] = err
+			continue
 		}
-		return tx.Commit()
-	}()
-	for i := range batch {
+		if !savepoints {
+			if results[i] = r.fn(ctx, t); results[i] != nil {
+				return i, nil
+			}
+			continue
+		}
+		if _, err := t.stmt(ctx, d.st.savepoint).ExecContext(ctx); err != nil {
+			return -1, err
+		}
+		results[i] = r.fn(ctx, t)
+		if results[i] != nil {
+			_, err = tx.ExecContext(ctx, "ROLLBACK TO w; RELEASE w")
+		} else {
+			_, err = t.stmt(ctx, d.st.release).ExecContext(ctx)
+		}
 		if err != nil {
-			results[i] = fmt.Errorf("write: %w", err)
+			return -1, err
 		}
 	}
-	return results
+	return -1, tx.Commit()
 }
 
 // checkpoint copies the WAL into the database and truncates it once it is
@@ -383,9 +423,8 @@ func (d *Driver) checkpoint() {
 	d.walNext = d.walLimit
 }
 
-// sqlTx is the transaction of a group commit, each piece of work in a
-// savepoint of its own. Writes are serialised, so reading a row is
-// locking it.
+// sqlTx is the transaction of a group commit. Writes are serialised, so
+// reading a row is locking it.
 type sqlTx struct {
 	tx    *sql.Tx
 	st    *stmts

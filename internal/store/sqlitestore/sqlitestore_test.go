@@ -223,6 +223,11 @@ func TestListPlans(t *testing.T) {
 // a write that fails (or whose context ended before its turn) leaves
 // nothing while the others of its group are kept.
 func TestGroupCommit(t *testing.T) {
+	t.Run("with failures", func(t *testing.T) { testGroupCommit(t, true) })
+	t.Run("without", func(t *testing.T) { testGroupCommit(t, false) })
+}
+
+func testGroupCommit(t *testing.T, failures bool) {
 	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -255,6 +260,8 @@ func TestGroupCommit(t *testing.T) {
 	cancel()
 	errs := make([]error, n)
 	txs := make([]storedriver.Tx, n)
+	calls := make([]int, n)
+	fails := func(i int) bool { return failures && i%3 == 0 }
 	var wg sync.WaitGroup
 	for i := 1; i < n; i++ {
 		wg.Add(1)
@@ -266,10 +273,11 @@ func TestGroupCommit(t *testing.T) {
 			}
 			errs[i] = d.Write(c, func(ctx context.Context, tx storedriver.Tx) error {
 				txs[i] = tx
+				calls[i]++
 				if err := tx.InsertAudit(ctx, entry(i)); err != nil {
 					return err
 				}
-				if i%3 == 0 {
+				if fails(i) {
 					return fmt.Errorf("write %d fails", i)
 				}
 				return nil
@@ -305,7 +313,7 @@ func TestGroupCommit(t *testing.T) {
 			if !errors.Is(errs[i], context.Canceled) || stored[user] || txs[i] != nil {
 				t.Errorf("write with a canceled context: err %v, stored %v, ran %v", errs[i], stored[user], txs[i] != nil)
 			}
-		case i%3 == 0:
+		case fails(i):
 			if errs[i] == nil || errs[i].Error() != fmt.Sprintf("write %d fails", i) || stored[user] {
 				t.Errorf("failing write %d: err %v, stored %v", i, errs[i], stored[user])
 			}
@@ -314,12 +322,19 @@ func TestGroupCommit(t *testing.T) {
 				t.Errorf("write %d: err %v, stored %v", i, errs[i], stored[user])
 			}
 		}
-		if i < n-1 && txs[i] != txs[1] {
-			t.Errorf("write %d ran in another transaction than write 1: the queued writes were not one group", i)
+		if i < n-1 && !fails(i) && txs[i] != txs[1] {
+			t.Errorf("write %d was committed in another transaction than write 1: the queued writes were not one group", i)
+		}
+		if !failures && i < n-1 && calls[i] != 1 {
+			t.Errorf("write %d ran %d times in a group where none failed", i, calls[i])
 		}
 	}
-	if !stored["u0"] || len(got) != 1+(n-2)-(n-2)/3 {
-		t.Errorf("%d entries stored, want %d", len(got), 1+(n-2)-(n-2)/3)
+	want := n - 1 // all but the canceled one
+	if failures {
+		want -= (n - 2) / 3
+	}
+	if !stored["u0"] || len(got) != want {
+		t.Errorf("%d entries stored, want %d", len(got), want)
 	}
 	d.qmu.Lock()
 	defer d.qmu.Unlock()

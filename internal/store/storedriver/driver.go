@@ -23,7 +23,11 @@ type Driver interface {
 	// Write runs fn in a read-write transaction and commits what it did if
 	// it returns nil; if fn returns an error nothing it did is kept and the
 	// error is returned. When Write returns nil, what fn wrote is durable:
-	// it survives a crash of the process and of the machine.
+	// it survives a crash of the process and of the machine. fn may be
+	// called more than once (a driver that commits concurrent writes
+	// together runs them again when one of them fails); only what its last
+	// call wrote is kept, so it must have no effect outside tx but to set
+	// its own results.
 	Write(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
 
 	// Job returns the job's row, or an error wrapping store.ErrNotFound.
