@@ -311,11 +311,31 @@ func (d *Driver) lead() {
 	batch := d.queue
 	d.queue = nil
 	d.qmu.Unlock()
+	answered := false
+	defer func() {
+		if !answered { // a write panicked: its group fails, the others go on
+			for _, r := range batch {
+				r.done <- errPanic
+			}
+			d.passLead()
+		}
+	}()
 	results := d.runBatch(batch)
 	d.checkpoint()
 	for i, r := range batch {
 		r.done <- results[i]
 	}
+	answered = true
+	d.passLead()
+}
+
+// errPanic answers the writes of a group in which one panicked; the panic
+// goes on in the leader's goroutine.
+var errPanic = errors.New("write: a write of the same group panicked; nothing of the group was kept")
+
+// passLead hands the lead to the first write queued, or leaves it to the
+// next write to come.
+func (d *Driver) passLead() {
 	d.qmu.Lock()
 	if len(d.queue) == 0 {
 		d.leading = false

@@ -342,3 +342,83 @@ func testGroupCommit(t *testing.T, failures bool) {
 		t.Errorf("after the last group: leading %v, %d queued", d.leading, len(d.queue))
 	}
 }
+
+// A write that panics fails its group, not the store: the others of the
+// group are answered with an error and keep nothing, and later writes
+// are committed.
+func TestGroupPanic(t *testing.T) {
+	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	insert := func(user string) func(context.Context, storedriver.Tx) error {
+		return func(ctx context.Context, tx storedriver.Tx) error {
+			return tx.InsertAudit(ctx, store.AuditEntry{Time: time.Now(), User: user, Action: "test"})
+		}
+	}
+	// the first write holds its group open until the next two are queued
+	queued := make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+			<-queued
+			return insert("first")(ctx, tx)
+		})
+	}()
+	waitFor := func(cond func() bool) {
+		for {
+			d.qmu.Lock()
+			ok := cond()
+			d.qmu.Unlock()
+			if ok {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor(func() bool { return d.leading })
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+			if err := insert("panics")(ctx, tx); err != nil {
+				return err
+			}
+			panic("a bug")
+		})
+	}()
+	waitFor(func() bool { return len(d.queue) == 1 })
+	other := make(chan error, 1)
+	go func() { other <- d.Write(ctx, insert("same group")) }()
+	waitFor(func() bool { return len(d.queue) == 2 })
+	close(queued)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	// whichever goroutine led the group saw the panic; the other write of
+	// the group was answered with an error
+	p := <-panicked
+	if p == nil {
+		if err := <-other; err == nil {
+			t.Fatal("the write whose group panicked did not panic, and the other write of it succeeded")
+		}
+	} else if err := <-other; !errors.Is(err, errPanic) {
+		t.Fatalf("the other write of the group that panicked: %v, want errPanic", err)
+	}
+	if err := d.Write(ctx, insert("after")); err != nil {
+		t.Fatalf("a write after the panic: %v", err)
+	}
+	got, err := d.ListAudit(ctx, storedriver.AuditQuery{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []string
+	for _, e := range got {
+		users = append(users, e.User)
+	}
+	if strings.Join(users, ",") != "after,first" {
+		t.Fatalf("stored %v, want after and first alone", users)
+	}
+}
