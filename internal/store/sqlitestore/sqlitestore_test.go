@@ -247,15 +247,7 @@ func testGroupCommit(t *testing.T, failures bool) {
 			return tx.InsertAudit(ctx, entry(0))
 		})
 	}()
-	for {
-		d.qmu.Lock()
-		leading := d.leading
-		d.qmu.Unlock()
-		if leading {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(d, func() bool { return d.leading })
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
 	errs := make([]error, n)
@@ -284,15 +276,7 @@ func testGroupCommit(t *testing.T, failures bool) {
 			})
 		}()
 	}
-	for {
-		d.qmu.Lock()
-		q := len(d.queue)
-		d.qmu.Unlock()
-		if q == n-1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(d, func() bool { return len(d.queue) == n-1 })
 	close(queued)
 	if err := <-first; err != nil {
 		t.Fatal(err)
@@ -367,18 +351,7 @@ func TestGroupPanic(t *testing.T) {
 			return insert("first")(ctx, tx)
 		})
 	}()
-	waitFor := func(cond func() bool) {
-		for {
-			d.qmu.Lock()
-			ok := cond()
-			d.qmu.Unlock()
-			if ok {
-				return
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	waitFor(func() bool { return d.leading })
+	waitFor(d, func() bool { return d.leading })
 	panicked := make(chan any, 1)
 	go func() {
 		defer func() { panicked <- recover() }()
@@ -389,10 +362,10 @@ func TestGroupPanic(t *testing.T) {
 			panic("a bug")
 		})
 	}()
-	waitFor(func() bool { return len(d.queue) == 1 })
+	waitFor(d, func() bool { return len(d.queue) == 1 })
 	other := make(chan error, 1)
 	go func() { other <- d.Write(ctx, insert("same group")) }()
-	waitFor(func() bool { return len(d.queue) == 2 })
+	waitFor(d, func() bool { return len(d.queue) == 2 })
 	close(queued)
 	if err := <-first; err != nil {
 		t.Fatal(err)
@@ -420,5 +393,18 @@ func TestGroupPanic(t *testing.T) {
 	}
 	if strings.Join(users, ",") != "after,first" {
 		t.Fatalf("stored %v, want after and first alone", users)
+	}
+}
+
+// waitFor waits until cond, read holding the queue's lock, holds.
+func waitFor(d *Driver, cond func() bool) {
+	for {
+		d.qmu.Lock()
+		ok := cond()
+		d.qmu.Unlock()
+		if ok {
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
