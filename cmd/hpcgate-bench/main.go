@@ -205,7 +205,9 @@ func (s *server) client() (*client.Client, error) {
 	tr := c.Transport().(*http.Transport).Clone()
 	tr.ForceAttemptHTTP2 = false
 	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // no h2
-	tr.TLSClientConfig.NextProtos = nil
+	if tr.TLSClientConfig != nil {
+		tr.TLSClientConfig.NextProtos = nil
+	}
 	return client.New(s.url, s.token, &client.Options{HTTPClient: &http.Client{Transport: tr}})
 }
 

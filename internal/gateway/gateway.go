@@ -60,8 +60,8 @@ SIGHUP reloads the templates (template_dirs); an invalid set is logged and
 the old one stays. One server per data directory: a second one exits at
 once, naming the first one's PID.
 
-The Go runtime's GOGC is 400 unless the environment sets it (GOMEMLIMIT
-too bounds the heap, if set).
+Garbage collection: GOGC is 400 unless the environment sets it; set
+GOMEMLIMIT too to bound the heap.
 
 Example:
   hpcgate server --data-dir ./data --addr 127.0.0.1:8443
