@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"maps"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -288,11 +289,30 @@ func (d *Driver) Write(ctx context.Context, fn func(context.Context, storedriver
 	d.qmu.Unlock()
 	if !lead {
 		if err := <-r.done; err != errLead {
-			return err
+			return repanic(err)
 		}
 	}
 	d.lead()
-	return <-r.done
+	return repanic(<-r.done)
+}
+
+// panicError is the answer to a write whose function panicked, run by
+// whichever goroutine led its group; Write panics with it in the caller's.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (p *panicError) Error() string {
+	return fmt.Sprintf("write panicked: %v\n\n%s", p.value, p.stack)
+}
+
+// repanic panics with err if it is a panicError, else returns it.
+func repanic(err error) error {
+	if p, ok := err.(*panicError); ok {
+		panic(p)
+	}
+	return err
 }
 
 // errLead, sent on a queued write's done, makes its caller the leader.
@@ -313,7 +333,7 @@ func (d *Driver) lead() {
 	d.qmu.Unlock()
 	answered := false
 	defer func() {
-		if !answered { // a write panicked: its group fails, the others go on
+		if !answered { // the group commit itself panicked (a write's panic is its answer)
 			for _, r := range batch {
 				r.done <- errPanic
 			}
@@ -329,9 +349,9 @@ func (d *Driver) lead() {
 	d.passLead()
 }
 
-// errPanic answers the writes of a group in which one panicked; the panic
-// goes on in the leader's goroutine.
-var errPanic = errors.New("write: a write of the same group panicked; nothing of the group was kept")
+// errPanic answers the writes of a group whose commit panicked outside
+// the writes' own functions; the panic goes on in the leader's goroutine.
+var errPanic = errors.New("write: the group commit failed; nothing of the group was kept")
 
 // passLead hands the lead to the first write queued, or leaves it to the
 // next write to come.
@@ -348,76 +368,85 @@ func (d *Driver) passLead() {
 // runBatch runs a group's writes in one transaction and returns each
 // one's result. It runs them first without savepoints, which cost each
 // write two statements more and a copy of every page it touches; if they
-// all succeed, that is the commit. If one fails, nothing of the group is
-// kept and its error is its result (it ran after the writes before it and
-// did nothing); the others run again, each in a savepoint of its own, so
-// that a second failure costs no third run. So a write's fn may run twice,
-// as storedriver.Driver allows.
+// all succeed, that is the commit. If one fails, nothing is kept and the
+// whole group runs again, each write in a savepoint of its own, so that a
+// failure is rolled back alone; each result is then the second run's,
+// which is what was committed. So a write's fn may run twice, as
+// storedriver.Driver allows. Whether a write's context ended is decided
+// once, before the first run: a write that ran once runs again.
 func (d *Driver) runBatch(batch []*writeReq) []error {
 	results := make([]error, len(batch))
-	final := make([]bool, len(batch)) // results[i] is a failed write's own error
-	savepoints := false
-	for {
-		failed, err := d.runGroup(batch, final, results, savepoints)
-		if err != nil {
-			for i := range batch {
-				if !final[i] {
-					results[i] = fmt.Errorf("write: %w", err)
-				}
-			}
-			return results
+	skip := make([]bool, len(batch))
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			results[i], skip[i] = err, true
 		}
-		if failed < 0 {
-			return results
-		}
-		final[failed] = true
-		savepoints = true
 	}
+	failed, err := d.runGroup(batch, skip, results, false)
+	if err == nil && failed {
+		_, err = d.runGroup(batch, skip, results, true)
+	}
+	if err != nil {
+		for i := range batch {
+			if !skip[i] {
+				results[i] = fmt.Errorf("write: %w", err)
+			}
+		}
+	}
+	return results
 }
 
-// runGroup runs the writes of batch not final in one transaction and
+// runGroup runs the writes of batch not skipped in one transaction and
 // commits it, leaving each one's result in results. Without savepoints,
-// the first write that fails ends it, nothing kept, and its index is
-// returned; otherwise -1.
-func (d *Driver) runGroup(batch []*writeReq, final []bool, results []error, savepoints bool) (failed int, err error) {
-	if !slices.Contains(final, false) {
-		return -1, nil
+// the first write that fails ends it, nothing kept, and it reports the
+// failure; with them, a failed write is rolled back alone. err is the
+// transaction's own failure.
+func (d *Driver) runGroup(batch []*writeReq, skip []bool, results []error, savepoints bool) (failed bool, err error) {
+	if !slices.Contains(skip, false) {
+		return false, nil
 	}
 	ctx := context.Background() // the group is everyone's: no one caller may cancel it
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
-		return -1, err
+		return false, err
 	}
 	defer tx.Rollback()
 	t := &sqlTx{tx: tx, st: &d.st, stmts: map[*sql.Stmt]*sql.Stmt{}}
 	for i, r := range batch {
-		if final[i] {
-			continue
-		}
-		if err := r.ctx.Err(); err != nil {
-			results[i] = err
+		if skip[i] {
 			continue
 		}
 		if !savepoints {
-			if results[i] = r.fn(ctx, t); results[i] != nil {
-				return i, nil
+			if results[i] = r.call(ctx, t); results[i] != nil {
+				return true, nil
 			}
 			continue
 		}
 		if _, err := t.stmt(ctx, d.st.savepoint).ExecContext(ctx); err != nil {
-			return -1, err
+			return false, err
 		}
-		results[i] = r.fn(ctx, t)
+		results[i] = r.call(ctx, t)
 		if results[i] != nil {
 			_, err = tx.ExecContext(ctx, "ROLLBACK TO w; RELEASE w")
 		} else {
 			_, err = t.stmt(ctx, d.st.release).ExecContext(ctx)
 		}
 		if err != nil {
-			return -1, err
+			return false, err
 		}
 	}
-	return -1, tx.Commit()
+	return false, tx.Commit()
+}
+
+// call runs r's function; a panic in it is its failure, answered to its
+// own caller (Write panics with it there), not the leader's.
+func (r *writeReq) call(ctx context.Context, t *sqlTx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &panicError{value: p, stack: debug.Stack()}
+		}
+	}()
+	return r.fn(ctx, t)
 }
 
 // checkpoint copies the WAL into the database and truncates it once it is

@@ -238,16 +238,7 @@ func testGroupCommit(t *testing.T, failures bool) {
 	entry := func(i int) store.AuditEntry {
 		return store.AuditEntry{Time: time.Now(), User: fmt.Sprintf("u%d", i), Action: "test", Outcome: 200}
 	}
-	// the first write holds its group open until the others are queued
-	queued := make(chan struct{})
-	first := make(chan error, 1)
-	go func() {
-		first <- d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
-			<-queued
-			return tx.InsertAudit(ctx, entry(0))
-		})
-	}()
-	waitFor(d, func() bool { return d.leading })
+	release := holdGroup(t, d, func(ctx context.Context, tx storedriver.Tx) error { return tx.InsertAudit(ctx, entry(0)) })
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
 	errs := make([]error, n)
@@ -276,9 +267,8 @@ func testGroupCommit(t *testing.T, failures bool) {
 			})
 		}()
 	}
-	waitFor(d, func() bool { return len(d.queue) == n-1 })
-	close(queued)
-	if err := <-first; err != nil {
+	waitFor(t, d, func() bool { return len(d.queue) == n-1 })
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
@@ -297,6 +287,7 @@ func testGroupCommit(t *testing.T, failures bool) {
 			if !errors.Is(errs[i], context.Canceled) || stored[user] || txs[i] != nil {
 				t.Errorf("write with a canceled context: err %v, stored %v, ran %v", errs[i], stored[user], txs[i] != nil)
 			}
+			continue
 		case fails(i):
 			if errs[i] == nil || errs[i].Error() != fmt.Sprintf("write %d fails", i) || stored[user] {
 				t.Errorf("failing write %d: err %v, stored %v", i, errs[i], stored[user])
@@ -306,11 +297,11 @@ func testGroupCommit(t *testing.T, failures bool) {
 				t.Errorf("write %d: err %v, stored %v", i, errs[i], stored[user])
 			}
 		}
-		if i < n-1 && !fails(i) && txs[i] != txs[1] {
-			t.Errorf("write %d was committed in another transaction than write 1: the queued writes were not one group", i)
+		if txs[i] != txs[1] {
+			t.Errorf("write %d last ran in another transaction than write 1: the queued writes were not one group", i)
 		}
-		if !failures && i < n-1 && calls[i] != 1 {
-			t.Errorf("write %d ran %d times in a group where none failed", i, calls[i])
+		if want := map[bool]int{false: 1, true: 2}[failures]; calls[i] > want {
+			t.Errorf("write %d ran %d times, want at most %d", i, calls[i], want)
 		}
 	}
 	want := n - 1 // all but the canceled one
@@ -327,10 +318,58 @@ func testGroupCommit(t *testing.T, failures bool) {
 	}
 }
 
-// A write that panics fails its group, not the store: the others of the
-// group are answered with an error and keep nothing, and later writes
-// are committed.
+// When a write fails and its group runs again, every answer is the second
+// run's, the one committed: a write whose context ends during the first
+// run runs again all the same, and a write whose failure came from it is
+// answered as the committed state says.
+func TestGroupRunsAgainWhole(t *testing.T) {
+	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	tok := store.Token{ID: "tok_a", Hash: "h", User: "u", Scopes: []string{"jobs:read"}, CreatedAt: time.Now()}
+	release := holdGroup(t, d, func(context.Context, storedriver.Tx) error { return nil })
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a, f := make(chan error, 1), make(chan error, 1)
+	go func() {
+		a <- d.Write(actx, func(ctx context.Context, tx storedriver.Tx) error {
+			defer cancel() // its caller gives up while its group runs
+			return tx.InsertToken(ctx, tok)
+		})
+	}()
+	waitFor(t, d, func() bool { return len(d.queue) == 1 })
+	go func() {
+		f <- d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error { return tx.InsertToken(ctx, tok) })
+	}()
+	waitFor(t, d, func() bool { return len(d.queue) == 2 })
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-a; err != nil {
+		t.Errorf("the first write of the token: %v, want it stored", err)
+	}
+	if err := <-f; !errors.Is(err, store.ErrConflict) {
+		t.Errorf("the second write of the token: %v, want a conflict", err)
+	}
+	if _, err := d.TokenByHash(ctx, "h"); err != nil {
+		t.Errorf("the token: %v, want it stored (the first write was answered so)", err)
+	}
+}
+
+// A write that panics panics in its own caller's goroutine, whichever
+// goroutine led its group; the others of the group are committed, and so
+// are later writes.
 func TestGroupPanic(t *testing.T) {
+	for _, first := range []bool{true, false} {
+		name := map[bool]string{true: "the panicking write leads", false: "another write leads"}[first]
+		t.Run(name, func(t *testing.T) { testGroupPanic(t, first) })
+	}
+}
+
+func testGroupPanic(t *testing.T, panicsFirst bool) {
 	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -342,43 +381,40 @@ func TestGroupPanic(t *testing.T) {
 			return tx.InsertAudit(ctx, store.AuditEntry{Time: time.Now(), User: user, Action: "test"})
 		}
 	}
-	// the first write holds its group open until the next two are queued
-	queued := make(chan struct{})
-	first := make(chan error, 1)
-	go func() {
-		first <- d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
-			<-queued
-			return insert("first")(ctx, tx)
-		})
-	}()
-	waitFor(d, func() bool { return d.leading })
+	release := holdGroup(t, d, insert("first"))
 	panicked := make(chan any, 1)
-	go func() {
-		defer func() { panicked <- recover() }()
-		d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
-			if err := insert("panics")(ctx, tx); err != nil {
-				return err
-			}
-			panic("a bug")
-		})
-	}()
-	waitFor(d, func() bool { return len(d.queue) == 1 })
+	startPanicking := func() {
+		go func() {
+			defer func() { panicked <- recover() }()
+			d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+				if err := insert("panics")(ctx, tx); err != nil {
+					return err
+				}
+				panic("a bug")
+			})
+		}()
+	}
 	other := make(chan error, 1)
-	go func() { other <- d.Write(ctx, insert("same group")) }()
-	waitFor(d, func() bool { return len(d.queue) == 2 })
-	close(queued)
-	if err := <-first; err != nil {
+	startOther := func() { go func() { other <- d.Write(ctx, insert("same group")) }() }
+	if panicsFirst {
+		startPanicking()
+		waitFor(t, d, func() bool { return len(d.queue) == 1 })
+		startOther()
+	} else {
+		startOther()
+		waitFor(t, d, func() bool { return len(d.queue) == 1 })
+		startPanicking()
+	}
+	waitFor(t, d, func() bool { return len(d.queue) == 2 })
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
-	// whichever goroutine led the group saw the panic; the other write of
-	// the group was answered with an error
-	p := <-panicked
-	if p == nil {
-		if err := <-other; err == nil {
-			t.Fatal("the write whose group panicked did not panic, and the other write of it succeeded")
-		}
-	} else if err := <-other; !errors.Is(err, errPanic) {
-		t.Fatalf("the other write of the group that panicked: %v, want errPanic", err)
+	p, ok := (<-panicked).(*panicError)
+	if !ok || p.value != "a bug" {
+		t.Errorf("the panicking write's caller recovered %v, want its panic", p)
+	}
+	if err := <-other; err != nil {
+		t.Errorf("the other write of the group: %v", err)
 	}
 	if err := d.Write(ctx, insert("after")); err != nil {
 		t.Fatalf("a write after the panic: %v", err)
@@ -391,20 +427,42 @@ func TestGroupPanic(t *testing.T) {
 	for _, e := range got {
 		users = append(users, e.User)
 	}
-	if strings.Join(users, ",") != "after,first" {
-		t.Fatalf("stored %v, want after and first alone", users)
+	if strings.Join(users, ",") != "after,same group,first" {
+		t.Fatalf("stored %v, want after, same group and first alone", users)
 	}
 }
 
-// waitFor waits until cond, read holding the queue's lock, holds.
-func waitFor(d *Driver, cond func() bool) {
-	for {
+// holdGroup starts a write of fn that holds its group open, with nothing
+// else queued, until release is called; release returns its result.
+func holdGroup(t *testing.T, d *Driver, fn func(context.Context, storedriver.Tx) error) (release func() error) {
+	t.Helper()
+	hold := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- d.Write(context.Background(), func(ctx context.Context, tx storedriver.Tx) error {
+			<-hold
+			return fn(ctx, tx)
+		})
+	}()
+	// leading, with its own write taken off the queue
+	waitFor(t, d, func() bool { return d.leading && len(d.queue) == 0 })
+	return func() error {
+		close(hold)
+		return <-done
+	}
+}
+
+// waitFor waits until cond, read holding the queue's lock, holds, and
+// fails the test after 10 s.
+func waitFor(t *testing.T, d *Driver, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 		d.qmu.Lock()
 		ok := cond()
 		d.qmu.Unlock()
 		if ok {
 			return
 		}
-		time.Sleep(time.Millisecond)
 	}
+	t.Fatal("timed out waiting for the queue")
 }
