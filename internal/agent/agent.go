@@ -623,15 +623,11 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 	sort.Strings(files)
 	for _, rel := range files {
 		err := a.retry(ctx, "upload output "+rel, func(ctx context.Context) error {
-			f, err := openBelow(a.dir, rel)
+			f, st, err := openRegularBelow(a.dir, rel)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			st, err := f.Stat()
-			if err != nil {
-				return err
-			}
 			if spec.DirectOutputs {
 				su, err := a.c.OutputURL(ctx, a.id, filepath.ToSlash(rel), st.Size())
 				if err == nil {

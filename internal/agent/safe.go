@@ -32,15 +32,6 @@ func noLinkBelow(root, rel string) error {
 	return nil
 }
 
-// openBelow opens the regular file rel below root without following a
-// link on the way.
-func openBelow(root, rel string) (*os.File, error) {
-	if err := noLinkBelow(root, rel); err != nil {
-		return nil, err
-	}
-	return os.OpenFile(filepath.Join(root, rel), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-}
-
 // mkdirBelow makes the directory rel (a clean relative path) below root,
 // with its parents (mode 0755), without following a link on the way: an
 // earlier step may have put one where a directory of a task's is to be.
@@ -101,23 +92,23 @@ func createBelow(root, rel string) (*os.File, error) {
 
 // openRegularBelow opens the regular file rel below root for reading,
 // without following a link and refusing anything else (a device node, a
-// FIFO that would block the agent).
-func openRegularBelow(root, rel string) (*os.File, error) {
+// FIFO that would block the agent), and returns it with its FileInfo.
+func openRegularBelow(root, rel string) (*os.File, os.FileInfo, error) {
 	if err := noLinkBelow(root, rel); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	f, err := os.OpenFile(filepath.Join(root, rel), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("%s is not a regular file", rel)
+		return nil, nil, fmt.Errorf("%s is not a regular file", rel)
 	}
 	if err := syscall.SetNonblock(int(f.Fd()), false); err != nil {
 		f.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return f, nil
+	return f, st, nil
 }

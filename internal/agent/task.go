@@ -195,7 +195,7 @@ func (a *agent) executor(c *containerRun, root string, mounts []container.Mount,
 		if s.write {
 			f, err = createBelow(root, rel)
 		} else {
-			f, err = openRegularBelow(root, rel)
+			f, _, err = openRegularBelow(root, rel)
 		}
 		if err != nil {
 			closeIO()
@@ -325,15 +325,11 @@ func (a *agent) deliver(ctx context.Context, root, from, dst string) error {
 		return nil // not a file: a directory, a link, a device
 	}
 	return a.retry(ctx, "deliver output "+from, func(ctx context.Context) error {
-		f, err := openBelow(root, rel)
+		f, st, err := openRegularBelow(root, rel)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return err
-		}
 		return putChecked(f, st.Size(), func(r io.Reader, size int64) (*api.FileInfo, error) {
 			return a.c.PutDelivery(ctx, a.id, dst, from, r, size)
 		})
