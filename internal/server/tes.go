@@ -230,9 +230,6 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 	if hold {
 		j.State, j.Reason = job.Held, "created held"
 	}
-	if len(j.Name) > 128 {
-		return nil, fieldError("name", "at most 128 characters")
-	}
 	if err := s.resolveAccount(j); err != nil {
 		return nil, err
 	}

@@ -69,6 +69,9 @@ func filePath(p string) (Ref, error) {
 	return Ref{Kind: "file", Path: p}, nil
 }
 
+// MaxName bounds a task's name, as a job's.
+const MaxName = 128
+
 // envNameRE is a variable name a container runtime passes on.
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -90,6 +93,9 @@ func Check(t *Task, bucket string) []api.FieldError {
 		if !path.IsAbs(p) || path.Clean(p) != p || strings.ContainsRune(p, 0) {
 			bad(field, "must be a clean absolute path")
 		}
+	}
+	if len(t.Name) > MaxName {
+		bad("name", "at most %d characters", MaxName)
 	}
 	if len(t.Executors) == 0 {
 		bad("executors", "at least one executor is needed")
