@@ -48,6 +48,19 @@ func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.ids[ev.ID]++
 }
 
+// running returns the jobs whose running event was taken.
+func (h *hookReceiver) running() map[string]bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]bool{}
+	for _, ev := range h.took {
+		if ev.State == api.StateRunning {
+			out[ev.JobID] = true
+		}
+	}
+	return out
+}
+
 // ended returns the jobs whose terminal event was taken, by id.
 func (h *hookReceiver) ended() map[string]string {
 	h.mu.Lock()
@@ -133,9 +146,13 @@ func TestNotificationsEndToEnd(t *testing.T) {
 	rcv.down = false
 	rcv.mu.Unlock()
 	cj := submit("c")
-	until("every end posted", 60*time.Second, func() bool {
+	// every event wanted, each job's running one too: a post that failed
+	// (a connection that broke, say) is retried after a second or more,
+	// so a job's end may arrive before its start
+	until("every start and end posted", 60*time.Second, func() bool {
 		e := rcv.ended()
-		return e[a] == api.StateSucceeded && e[b] == api.StateSucceeded && e[cj] == api.StateSucceeded
+		r := rcv.running()
+		return e[a] == api.StateSucceeded && e[b] == api.StateSucceeded && e[cj] == api.StateSucceeded && r[a] && r[b] && r[cj]
 	})
 	rcv.mu.Lock()
 	for id, n := range rcv.ids {
