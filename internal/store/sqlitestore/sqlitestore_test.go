@@ -359,6 +359,97 @@ func TestGroupRunsAgainWhole(t *testing.T) {
 	}
 }
 
+// A leader waits for its group to fill to half the last group's size
+// (with what is queued), and starts it as soon as it has: the writes that
+// came meanwhile run in the leader's transaction. If they do not come, it
+// starts after half the time the last group took; a lone writer never
+// waits.
+func TestGroupFill(t *testing.T) {
+	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	write := func(i int, tx *storedriver.Tx) func() error {
+		return func() error {
+			return d.Write(ctx, func(ctx context.Context, t storedriver.Tx) error {
+				*tx = t
+				return t.InsertAudit(ctx, store.AuditEntry{Time: time.Now(), User: fmt.Sprintf("u%d", i), Action: "test", Outcome: 200})
+			})
+		}
+	}
+	// inTime runs fn and fails the test unless it returns within limit.
+	inTime := func(what string, limit time.Duration, fn func() error) time.Duration {
+		t.Helper()
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- fn() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(limit):
+			t.Fatalf("%s: not done after %v", what, limit)
+		}
+		return time.Since(start)
+	}
+
+	t.Run("filled", func(t *testing.T) {
+		d.qmu.Lock()
+		d.last, d.lastRun, d.maxFill = 4, time.Hour, time.Hour // (4+1+1)/2 = 3 writes, or an hour
+		d.qmu.Unlock()
+		var txs [3]storedriver.Tx
+		errs := make(chan error, 3)
+		go func() { errs <- write(0, &txs[0])() }()
+		waitFor(t, d, func() bool { return d.want == 3 })
+		for i := 1; i < 3; i++ {
+			go func() { errs <- write(i, &txs[i])() }()
+		}
+		inTime("a group of 3 once filled", 10*time.Second, func() error {
+			return errors.Join(<-errs, <-errs, <-errs)
+		})
+		if txs[1] != txs[0] || txs[2] != txs[0] {
+			t.Fatal("the writes that filled the group ran in transactions of their own")
+		}
+	})
+
+	t.Run("not filled", func(t *testing.T) {
+		d.qmu.Lock()
+		d.last, d.lastRun, d.maxFill = 4, 100*time.Millisecond, time.Hour
+		d.qmu.Unlock()
+		var tx storedriver.Tx
+		if took := inTime("a write alone", 10*time.Second, write(3, &tx)); took < 50*time.Millisecond {
+			t.Fatalf("a write alone after a group of 4 started after %v, want a wait of 50ms (half the last group's time)", took)
+		}
+		d.qmu.Lock()
+		d.last, d.lastRun, d.maxFill = 4, time.Hour, 50*time.Millisecond
+		d.qmu.Unlock()
+		if took := inTime("a write alone", 10*time.Second, write(4, &tx)); took < 50*time.Millisecond {
+			t.Fatalf("a write alone after a group of 4 started after %v, want a wait of maxFill (50ms)", took)
+		}
+	})
+
+	t.Run("alone", func(t *testing.T) {
+		d.qmu.Lock()
+		d.last, d.lastRun, d.maxFill = 1, time.Hour, time.Hour
+		d.qmu.Unlock()
+		for i := 5; i < 10; i++ {
+			var tx storedriver.Tx
+			inTime("a lone writer's write", 10*time.Second, write(i, &tx))
+		}
+	})
+
+	got, err := d.ListAudit(ctx, storedriver.AuditQuery{Limit: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 10 {
+		t.Fatalf("%d audit entries stored, want 10", len(got))
+	}
+}
+
 // A write that panics panics in its own caller's goroutine, whichever
 // goroutine led its group; the others of the group are committed, and so
 // are later writes.
