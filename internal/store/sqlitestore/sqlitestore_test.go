@@ -359,9 +359,9 @@ func TestGroupRunsAgainWhole(t *testing.T) {
 	}
 }
 
-// A leader waits for its group to fill to half the last group's size
-// (with what is queued), and starts it as soon as it has: the writes that
-// came meanwhile run in the leader's transaction. If they do not come, it
+// A leader waits for its group to fill to half the last group's size,
+// and starts it as soon as it has: the writes that came meanwhile run in
+// the leader's transaction. If they do not come, it
 // starts after half the time the last group took; a lone writer never
 // waits.
 func TestGroupFill(t *testing.T) {
@@ -398,7 +398,7 @@ func TestGroupFill(t *testing.T) {
 
 	t.Run("filled", func(t *testing.T) {
 		d.qmu.Lock()
-		d.last, d.lastRun, d.maxFill = 4, time.Hour, time.Hour // (4+1+1)/2 = 3 writes, or an hour
+		d.last, d.lastRun, d.maxFill = 6, time.Hour, time.Hour // 3 writes, or an hour
 		d.qmu.Unlock()
 		var txs [3]storedriver.Tx
 		errs := make(chan error, 3)
