@@ -68,13 +68,7 @@ func TestJobsRunAsAccounts(t *testing.T) {
 	alice, _ := schedtest.Accounts(t)
 	shared, bin := sharedDir(t)
 	tmpl := t.TempDir()
-	envs, envNames := "environments:\n  - {name: local, scheduler: local}\n", []string{"local"}
-	if os.Getenv("HPCGATE_TEST_SLURM") == "1" {
-		envs, envNames = envs+"  - {name: slurm, scheduler: slurm, partition: debug}\n", append(envNames, "slurm")
-	}
-	if os.Getenv("HPCGATE_TEST_SGE") == "1" {
-		envs, envNames = envs+"  - {name: sge, scheduler: sge, queue: all.q}\n", append(envNames, "sge")
-	}
+	envs, envNames := engineEnvs(t)
 	probe := strings.Replace(accountProbeTemplate, "environments: [local]", "environments: ["+strings.Join(envNames, ", ")+"]", 1)
 	if err := os.WriteFile(filepath.Join(tmpl, "probe.yaml"), []byte(probe), 0o600); err != nil {
 		t.Fatal(err)

@@ -69,12 +69,13 @@ environments: [local-podman, slurm-podman, sge-podman]
 type engineCase struct {
 	env, kind string
 	envVar    string // "" for always
+	config    string // the environment in a gateway's config
 }
 
 var engineCases = []engineCase{
-	{"local", "local", ""},
-	{"slurm", "slurm", "HPCGATE_TEST_SLURM"},
-	{"sge", "sge", "HPCGATE_TEST_SGE"},
+	{"local", "local", "", "{name: local, scheduler: local}"},
+	{"slurm", "slurm", "HPCGATE_TEST_SLURM", "{name: slurm, scheduler: slurm, partition: debug}"},
+	{"sge", "sge", "HPCGATE_TEST_SGE", "{name: sge, scheduler: sge, queue: all.q}"},
 }
 
 // engineKill runs the engine's own cancel command, as an administrator

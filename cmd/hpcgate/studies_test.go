@@ -17,7 +17,7 @@ import (
 // evaluate; sweep-reduce runs a sweep and a reduce job that waits for it
 // (after:) and reads its results with its own token.
 func TestVariantStudiesEndToEnd(t *testing.T) {
-	envs, names := engineEnvs()
+	envs, names := engineEnvs(t)
 	g := startGateway(t, "poll_interval: 500ms\n"+envs)
 	c := g.client(g.userToken("olga"))
 	ctx := context.Background()

@@ -86,15 +86,21 @@ resources:
 `
 
 // engineEnvs is the config of the environments local, slurm and sge
-// (those the test command started), with their names.
-func engineEnvs() (string, []string) {
-	envs := "environments:\n  - {name: local, scheduler: local}\n"
-	names := []string{"local"}
-	if os.Getenv("HPCGATE_TEST_SLURM") == "1" {
-		envs, names = envs+"  - {name: slurm, scheduler: slurm, partition: debug}\n", append(names, "slurm")
-	}
-	if os.Getenv("HPCGATE_TEST_SGE") == "1" {
-		envs, names = envs+"  - {name: sge, scheduler: sge, queue: all.q}\n", append(names, "sge")
+// (those the test command started), with their names. An engine it did
+// not start shows as a skipped subtest of t, saying why.
+func engineEnvs(t *testing.T) (string, []string) {
+	t.Helper()
+	envs := "environments:\n"
+	var names []string
+	for _, ec := range engineCases {
+		if ec.envVar != "" && os.Getenv(ec.envVar) != "1" {
+			t.Run(ec.env, func(t *testing.T) {
+				t.Skipf("%s not set: run scripts/setup-%s.sh and set %s=1 (scripts/test.sh does both)", ec.envVar, ec.kind, ec.envVar)
+			})
+			continue
+		}
+		envs += "  - " + ec.config + "\n"
+		names = append(names, ec.env)
 	}
 	return envs, names
 }
@@ -104,7 +110,7 @@ func engineEnvs() (string, []string) {
 // them; it returns it with its environments' names.
 func familyGateway(t *testing.T) (*gw, []string) {
 	t.Helper()
-	envs, names := engineEnvs()
+	envs, names := engineEnvs(t)
 	dir := templatesDir(t, strings.Split(sweepTemplates, "\n---\n")...)
 	g := startGateway(t, "template_dirs: ["+dir+"]\nno_builtin_templates: true\npoll_interval: 500ms\n"+envs)
 	return g, names

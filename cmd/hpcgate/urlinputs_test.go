@@ -41,7 +41,7 @@ func (g *gw) tlsServer(h http.Handler) *httptest.Server {
 // the corpus archive unpacked into the directory its template names; a
 // wrong digest fails the job before its command runs, saying both.
 func TestInputsByURLEndToEnd(t *testing.T) {
-	envs, names := engineEnvs()
+	envs, names := engineEnvs(t)
 	g := startGateway(t, "poll_interval: 500ms\n"+envs)
 	text := []byte("The cat sat.\n")
 	var corpus bytes.Buffer
