@@ -44,9 +44,21 @@ func (d *Driver) Usage(ctx context.Context, user string) ([]store.Usage, error) 
 
 // User implements storedriver.Driver.
 func (d *Driver) User(ctx context.Context, name string) (store.User, error) {
+	return scanUser(d.pool.QueryRow(ctx, selectUser, name), name)
+}
+
+// User implements storedriver.Tx; the row, if there is one, stays locked
+// until the transaction ends.
+func (t *pgTx) User(ctx context.Context, name string) (store.User, error) {
+	return scanUser(t.tx.QueryRow(ctx, selectUser+" FOR UPDATE", name), name)
+}
+
+const selectUser = "SELECT disabled, disabled_at, webhook_secret FROM users WHERE name = $1"
+
+func scanUser(row pgx.Row, name string) (store.User, error) {
 	u := store.User{Name: name}
 	var at *time.Time
-	err := d.pool.QueryRow(ctx, "SELECT disabled, disabled_at, webhook_secret FROM users WHERE name = $1", name).Scan(&u.Disabled, &at, &u.WebhookSecret)
+	err := row.Scan(&u.Disabled, &at, &u.WebhookSecret)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return u, fmt.Errorf("user %s: %w", name, store.ErrNotFound)
 	}

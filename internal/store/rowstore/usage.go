@@ -153,7 +153,7 @@ func (s *Store) User(ctx context.Context, name string) (store.User, error) {
 func (s *Store) SetUserDisabled(ctx context.Context, name string, disabled bool, at time.Time) (store.User, error) {
 	u := store.User{Name: name, Disabled: disabled}
 	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
-		old, err := s.d.User(ctx, name)
+		old, err := tx.User(ctx, name)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}

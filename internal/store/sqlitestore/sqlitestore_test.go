@@ -450,6 +450,48 @@ func TestGroupFill(t *testing.T) {
 	}
 }
 
+// A write sees the writes before it in its group: SetUserDisabled, run in
+// the group after SetWebhookSecret, answers with the new secret (it read
+// the user outside the transaction, and answered with none).
+func TestGroupReadsItsOwnWrites(t *testing.T) {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	release := holdGroup(t, s.d, func(context.Context, storedriver.Tx) error { return nil })
+	secret := make(chan error, 1)
+	go func() { secret <- s.SetWebhookSecret(ctx, "ann", "s3cret") }()
+	waitFor(t, s.d, func() bool { return len(s.d.queue) == 1 })
+	type result struct {
+		u   store.User
+		err error
+	}
+	disabled := make(chan result, 1)
+	go func() {
+		u, err := s.SetUserDisabled(ctx, "ann", true, time.Now())
+		disabled <- result{u, err}
+	}()
+	waitFor(t, s.d, func() bool { return len(s.d.queue) == 2 })
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-secret; err != nil {
+		t.Fatal(err)
+	}
+	r := <-disabled
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !r.u.Disabled || r.u.WebhookSecret != "s3cret" {
+		t.Fatalf("SetUserDisabled answered %+v, want disabled with the secret set before it in its group", r.u)
+	}
+	if u, err := s.User(ctx, "ann"); err != nil || !u.Disabled || u.WebhookSecret != "s3cret" {
+		t.Fatalf("stored %+v, %v", u, err)
+	}
+}
+
 // A write that panics panics in its own caller's goroutine, whichever
 // goroutine led its group; the others of the group are committed, and so
 // are later writes.

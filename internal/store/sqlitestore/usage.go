@@ -40,9 +40,21 @@ func (d *Driver) Usage(ctx context.Context, user string) ([]store.Usage, error) 
 
 // User implements storedriver.Driver.
 func (d *Driver) User(ctx context.Context, name string) (store.User, error) {
+	return scanUser(d.r.QueryRowContext(ctx, selectUser, name), name)
+}
+
+// User implements storedriver.Tx: writes are serialised, so reading is
+// locking.
+func (t *sqlTx) User(ctx context.Context, name string) (store.User, error) {
+	return scanUser(t.tx.QueryRowContext(ctx, selectUser, name), name)
+}
+
+const selectUser = "SELECT disabled, disabled_at, webhook_secret FROM users WHERE name = ?"
+
+func scanUser(row *sql.Row, name string) (store.User, error) {
 	u := store.User{Name: name}
 	var at int64
-	err := d.r.QueryRowContext(ctx, "SELECT disabled, disabled_at, webhook_secret FROM users WHERE name = ?", name).Scan(&u.Disabled, &at, &u.WebhookSecret)
+	err := row.Scan(&u.Disabled, &at, &u.WebhookSecret)
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, fmt.Errorf("user %s: %w", name, store.ErrNotFound)
 	}

@@ -125,6 +125,9 @@ type Tx interface {
 	// PutWebhookSecret sets the user's webhook secret, and nothing else
 	// of the user's row (made if there is none).
 	PutWebhookSecret(ctx context.Context, user, secret string) error
+	// User is Driver.User in the transaction: it sees the transaction's
+	// own writes, and locks the row until the transaction ends.
+	User(ctx context.Context, name string) (store.User, error)
 	// PutUser stores the user's row over any row of that name, but its
 	// webhook secret (PutWebhookSecret's; a new row has none).
 	PutUser(ctx context.Context, u store.User) error
