@@ -415,3 +415,59 @@ func TestSynchronousCommit(t *testing.T) {
 		t.Fatalf("synchronous_commit = %s, want on", v)
 	}
 }
+
+// A transaction that read a user holds it, even one that had no row:
+// SetUserDisabled of the same user waits for it to end and then reads what
+// it wrote. (FOR UPDATE alone locks no row that does not exist: both found
+// none, and the last to commit wrote over the other, losing the time the
+// user was disabled.)
+func TestUserReadLocks(t *testing.T) {
+	s := openEmpty(t)
+	defer s.Close()
+	ctx := context.Background()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	read := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var once sync.Once
+	let := func() { once.Do(func() { close(release) }) }
+	defer let() // on failure too: the held transaction keeps a connection Close waits for
+	first := make(chan error, 1)
+	go func() {
+		first <- s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+			if _, err := tx.User(ctx, "zoe"); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			select {
+			case read <- struct{}{}:
+			default: // a second run
+			}
+			<-release
+			return tx.PutUser(ctx, store.User{Name: "zoe", Disabled: true, DisabledAt: at})
+		})
+	}()
+	<-read
+	second := make(chan error, 1)
+	go func() {
+		_, err := s.SetUserDisabled(ctx, "zoe", false, time.Now())
+		second <- err
+	}()
+	select {
+	case err := <-second:
+		t.Fatalf("SetUserDisabled ended (%v) while another transaction held the user", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	let()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	u, err := s.User(ctx, "zoe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Disabled || !u.DisabledAt.Equal(at) {
+		t.Fatalf("user %+v: want enabled again, keeping the time it was disabled (%v)", u, at)
+	}
+}

@@ -47,9 +47,15 @@ func (d *Driver) User(ctx context.Context, name string) (store.User, error) {
 	return scanUser(d.pool.QueryRow(ctx, selectUser, name), name)
 }
 
-// User implements storedriver.Tx; the row, if there is one, stays locked
-// until the transaction ends.
+// User implements storedriver.Tx. The row stays locked until the
+// transaction ends: it is made (as a user with nothing set) if there is
+// none, since FOR UPDATE locks no row that does not exist, and two
+// transactions that both found none would each write theirs over the
+// other's.
 func (t *pgTx) User(ctx context.Context, name string) (store.User, error) {
+	if _, err := t.tx.Exec(ctx, "INSERT INTO users (name) VALUES ($1) ON CONFLICT DO NOTHING", name); err != nil {
+		return store.User{Name: name}, fmt.Errorf("lock user %s: %w", name, err)
+	}
 	return scanUser(t.tx.QueryRow(ctx, selectUser+" FOR UPDATE", name), name)
 }
 

@@ -126,7 +126,8 @@ type Tx interface {
 	// of the user's row (made if there is none).
 	PutWebhookSecret(ctx context.Context, user, secret string) error
 	// User is Driver.User in the transaction: it sees the transaction's
-	// own writes, and locks the row until the transaction ends.
+	// own writes, and other transactions' writes of the user wait until
+	// this one ends (a row with nothing set may be made for that).
 	User(ctx context.Context, name string) (store.User, error)
 	// PutUser stores the user's row over any row of that name, but its
 	// webhook secret (PutWebhookSecret's; a new row has none).
