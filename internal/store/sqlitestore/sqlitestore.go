@@ -100,6 +100,7 @@ type Driver struct {
 	timer   *time.Timer   // the leader's
 	last    int           // the last group's size (the leader's)
 	lastRun time.Duration // how long it took to run and commit (the leader's)
+	lastEnd time.Time     // when it was committed (the leader's)
 	maxFill time.Duration // the longest wait
 
 	walLimit int64
@@ -357,7 +358,8 @@ func (d *Driver) lead() {
 	}()
 	start := time.Now()
 	results := d.runBatch(batch)
-	d.last, d.lastRun = len(batch), time.Since(start)
+	d.lastEnd = time.Now()
+	d.last, d.lastRun = len(batch), d.lastEnd.Sub(start)
 	d.checkpoint()
 	for i, r := range batch {
 		r.done <- results[i]
@@ -373,16 +375,17 @@ func (d *Driver) lead() {
 // leader handed the lead while a big group was answered started at once
 // with the one or two writes queued meanwhile, and groups alternated
 // between nearly all the clients and one or two, a commit (a sync and a
-// copy of every page touched) for a single write. With the wait a group
-// is at least half the one before: a fifth fewer commits, and 4 to 7 %
-// more jobs accepted durably from 16 HTTP/2 clients (docs/benchmarks.md).
-// When groups are even already (writers that come back at once, as in
-// the store's own benchmark) it never waits, and a lone writer never
-// does: half of one is one.
+// copy of every page touched) for a single write. Waiting for half the
+// last group made a fifth fewer commits, and 4 to 7 % more jobs accepted
+// durably from 16 HTTP/2 clients (docs/benchmarks.md). When groups are
+// even already (writers that come back at once, as in the store's own
+// benchmark) it does not wait. Nor does a lone writer (half of one is
+// one), or the first write after the writer was idle for longer than the
+// last group took: that burst is over.
 func (d *Driver) fill() {
 	n := len(d.queue)
 	want := (d.last + 1) / 2
-	if n >= want || d.lastRun <= 0 {
+	if n >= want || d.lastRun <= 0 || time.Since(d.lastEnd) > d.lastRun {
 		return
 	}
 	wait := min(d.lastRun/2, d.maxFill)

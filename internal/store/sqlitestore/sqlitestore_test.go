@@ -362,8 +362,9 @@ func TestGroupRunsAgainWhole(t *testing.T) {
 // A leader waits for its group to fill to half the last group's size,
 // and starts it as soon as it has: the writes that came meanwhile run in
 // the leader's transaction. If they do not come, it
-// starts after half the time the last group took; a lone writer never
-// waits.
+// starts after half the time the last group took. A lone writer never
+// waits, nor does the first write after the writer idled longer than the
+// last group took.
 func TestGroupFill(t *testing.T) {
 	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
 	if err != nil {
@@ -396,10 +397,14 @@ func TestGroupFill(t *testing.T) {
 		return time.Since(start)
 	}
 
-	t.Run("filled", func(t *testing.T) {
+	// last sets what the last group was, as the leader does.
+	last := func(size int, run, maxFill time.Duration) {
 		d.qmu.Lock()
-		d.last, d.lastRun, d.maxFill = 6, time.Hour, time.Hour // 3 writes, or an hour
+		d.last, d.lastRun, d.lastEnd, d.maxFill = size, run, time.Now(), maxFill
 		d.qmu.Unlock()
+	}
+	if !t.Run("filled", func(t *testing.T) {
+		last(6, time.Hour, time.Hour) // 3 writes, or half an hour
 		var txs [3]storedriver.Tx
 		errs := make(chan error, 3)
 		go func() { errs <- write(0, &txs[0])() }()
@@ -413,32 +418,40 @@ func TestGroupFill(t *testing.T) {
 		if txs[1] != txs[0] || txs[2] != txs[0] {
 			t.Fatal("the writes that filled the group ran in transactions of their own")
 		}
-	})
+	}) {
+		return // a leader may still wait
+	}
 
-	t.Run("not filled", func(t *testing.T) {
-		d.qmu.Lock()
-		d.last, d.lastRun, d.maxFill = 4, 100*time.Millisecond, time.Hour
-		d.qmu.Unlock()
+	if !t.Run("not filled", func(t *testing.T) {
+		last(4, 2*time.Second, time.Hour)
 		var tx storedriver.Tx
-		if took := inTime("a write alone", 10*time.Second, write(3, &tx)); took < 50*time.Millisecond {
-			t.Fatalf("a write alone after a group of 4 started after %v, want a wait of 50ms (half the last group's time)", took)
+		if took := inTime("a write alone", 10*time.Second, write(3, &tx)); took < time.Second {
+			t.Fatalf("a write alone after a group of 4 started after %v, want a wait of 1s (half the last group's time)", took)
 		}
-		d.qmu.Lock()
-		d.last, d.lastRun, d.maxFill = 4, time.Hour, 50*time.Millisecond
-		d.qmu.Unlock()
+		last(4, time.Hour, 50*time.Millisecond)
 		if took := inTime("a write alone", 10*time.Second, write(4, &tx)); took < 50*time.Millisecond {
 			t.Fatalf("a write alone after a group of 4 started after %v, want a wait of maxFill (50ms)", took)
 		}
-	})
+	}) {
+		return
+	}
 
-	t.Run("alone", func(t *testing.T) {
-		d.qmu.Lock()
-		d.last, d.lastRun, d.maxFill = 1, time.Hour, time.Hour
-		d.qmu.Unlock()
-		for i := 5; i < 10; i++ {
+	if !t.Run("alone", func(t *testing.T) {
+		last(1, time.Hour, time.Hour)
+		for i := 5; i < 9; i++ {
 			var tx storedriver.Tx
 			inTime("a lone writer's write", 10*time.Second, write(i, &tx))
 		}
+	}) {
+		return
+	}
+	t.Run("after idling", func(t *testing.T) {
+		last(4, time.Hour, time.Hour) // else a wait of half an hour
+		d.qmu.Lock()
+		d.lastEnd = time.Now().Add(-2 * time.Hour) // idle for longer than the last group took
+		d.qmu.Unlock()
+		var tx storedriver.Tx
+		inTime("the first write after idling", 10*time.Second, write(9, &tx))
 	})
 
 	got, err := d.ListAudit(ctx, storedriver.AuditQuery{Limit: 20})
