@@ -228,11 +228,7 @@ func TestGroupCommit(t *testing.T) {
 }
 
 func testGroupCommit(t *testing.T, failures bool) {
-	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := openDriver(t)
 	ctx := context.Background()
 	const n = 40
 	entry := func(i int) store.AuditEntry {
@@ -323,11 +319,7 @@ func testGroupCommit(t *testing.T, failures bool) {
 // run runs again all the same, and a write whose failure came from it is
 // answered as the committed state says.
 func TestGroupRunsAgainWhole(t *testing.T) {
-	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := openDriver(t)
 	ctx := context.Background()
 	tok := store.Token{ID: "tok_a", Hash: "h", User: "u", Scopes: []string{"jobs:read"}, CreatedAt: time.Now()}
 	release := holdGroup(t, d, func(context.Context, storedriver.Tx) error { return nil })
@@ -366,11 +358,7 @@ func TestGroupRunsAgainWhole(t *testing.T) {
 // waits, nor does the first write after the writer idled longer than the
 // last group took.
 func TestGroupFill(t *testing.T) {
-	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := openDriver(t)
 	ctx := context.Background()
 	write := func(i int, tx *storedriver.Tx) func() error {
 		return func() error {
@@ -516,11 +504,7 @@ func TestGroupPanic(t *testing.T) {
 }
 
 func testGroupPanic(t *testing.T, panicsFirst bool) {
-	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := openDriver(t)
 	ctx := context.Background()
 	insert := func(user string) func(context.Context, storedriver.Tx) error {
 		return func(ctx context.Context, tx storedriver.Tx) error {
@@ -611,4 +595,15 @@ func waitFor(t *testing.T, d *Driver, cond func() bool) {
 		}
 	}
 	t.Fatal("timed out waiting for the queue")
+}
+
+// openDriver opens a driver on a new file, closed when the test ends.
+func openDriver(t *testing.T) *Driver {
+	t.Helper()
+	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
 }
