@@ -110,6 +110,9 @@ type Step struct {
 	Stderr    [2]int64   `json:"stderr"`
 }
 
+// MaxJobName bounds a job's name, and a TES task's, in bytes.
+const MaxJobName = 128
+
 // JobRequest is the body of POST /v1/jobs.
 type JobRequest struct {
 	Template    string            `json:"template"`

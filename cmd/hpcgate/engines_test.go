@@ -78,6 +78,26 @@ var engineCases = []engineCase{
 	{"sge", "sge", "HPCGATE_TEST_SGE", "{name: sge, scheduler: sge, queue: all.q}"},
 }
 
+// engineEnvs is the config of the environments local, slurm and sge
+// (those the test command started), with their names. An engine it did
+// not start shows as a skipped subtest of t, saying why.
+func engineEnvs(t *testing.T) (string, []string) {
+	t.Helper()
+	envs := "environments:\n"
+	var names []string
+	for _, ec := range engineCases {
+		if ec.envVar != "" && os.Getenv(ec.envVar) != "1" {
+			t.Run(ec.env, func(t *testing.T) {
+				t.Skipf("%s not set: run scripts/setup-%s.sh and set %s=1 (scripts/test.sh does both)", ec.envVar, ec.kind, ec.envVar)
+			})
+			continue
+		}
+		envs += "  - " + ec.config + "\n"
+		names = append(names, ec.env)
+	}
+	return envs, names
+}
+
 // engineKill runs the engine's own cancel command, as an administrator
 // would, outside the gateway.
 func engineKill(t *testing.T, kind, id string) {

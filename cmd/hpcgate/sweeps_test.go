@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/csv"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,26 +83,6 @@ environments: [local, slurm, sge]
 resources:
   default: {nodes: 1, cores_per_node: 1, walltime_s: 600}
 `
-
-// engineEnvs is the config of the environments local, slurm and sge
-// (those the test command started), with their names. An engine it did
-// not start shows as a skipped subtest of t, saying why.
-func engineEnvs(t *testing.T) (string, []string) {
-	t.Helper()
-	envs := "environments:\n"
-	var names []string
-	for _, ec := range engineCases {
-		if ec.envVar != "" && os.Getenv(ec.envVar) != "1" {
-			t.Run(ec.env, func(t *testing.T) {
-				t.Skipf("%s not set: run scripts/setup-%s.sh and set %s=1 (scripts/test.sh does both)", ec.envVar, ec.kind, ec.envVar)
-			})
-			continue
-		}
-		envs += "  - " + ec.config + "\n"
-		names = append(names, ec.env)
-	}
-	return envs, names
-}
 
 // familyGateway starts a gateway with sweepTemplates on the local
 // executor, and on Slurm and Grid Engine where the test command started

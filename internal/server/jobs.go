@@ -197,8 +197,8 @@ func (s *Server) accept(r *http.Request, j *job.Job, status int) (*job.Job, erro
 // job parent when p is a job's token, with stat answering for the inputs.
 // Nothing is stored.
 func (s *Server) newJob(p *auth.Principal, parent *job.Job, req *api.JobRequest, stat catalog.StatFunc) (*job.Job, error) {
-	if len(req.Name) > 128 {
-		return nil, fieldError("name", "at most 128 characters")
+	if len(req.Name) > api.MaxJobName {
+		return nil, fieldError("name", "at most %d characters", api.MaxJobName)
 	}
 	if req.Template == "" {
 		return nil, fieldError("template", "is required")

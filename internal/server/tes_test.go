@@ -103,7 +103,7 @@ func TestTESInvalidTasks(t *testing.T) {
 		field string
 	}{
 		{"no executors", map[string]any{"executors": []any{}}, "executors"},
-		{"long name", map[string]any{"executors": ex("localhost/a"), "name": strings.Repeat("n", 129)}, "name"},
+		{"long name", map[string]any{"executors": ex("localhost/a"), "name": strings.Repeat("n", api.MaxJobName+1)}, "name"},
 		{"no image", map[string]any{"executors": []any{map[string]any{"command": []string{"true"}}}}, "executors[0].image"},
 		{"relative path", map[string]any{"executors": ex("localhost/a"), "inputs": []any{map[string]any{"url": "data/in.txt", "path": "in.txt"}}}, "inputs[0].path"},
 		{"file url", map[string]any{"executors": ex("localhost/a"), "inputs": []any{map[string]any{"url": "file:///etc/passwd", "path": "/in"}}}, "inputs[0].url"},

@@ -69,9 +69,6 @@ func filePath(p string) (Ref, error) {
 	return Ref{Kind: "file", Path: p}, nil
 }
 
-// MaxName bounds a task's name, as a job's.
-const MaxName = 128
-
 // envNameRE is a variable name a container runtime passes on.
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
@@ -94,8 +91,8 @@ func Check(t *Task, bucket string) []api.FieldError {
 			bad(field, "must be a clean absolute path")
 		}
 	}
-	if len(t.Name) > MaxName {
-		bad("name", "at most %d characters", MaxName)
+	if len(t.Name) > api.MaxJobName {
+		bad("name", "at most %d characters", api.MaxJobName)
 	}
 	if len(t.Executors) == 0 {
 		bad("executors", "at least one executor is needed")

@@ -353,10 +353,9 @@ func TestGroupRunsAgainWhole(t *testing.T) {
 
 // A leader waits for its group to fill to half the last group's size,
 // and starts it as soon as it has: the writes that came meanwhile run in
-// the leader's transaction. If they do not come, it
-// starts after half the time the last group took. A lone writer never
-// waits, nor does the first write after the writer idled longer than the
-// last group took.
+// the leader's transaction. If they do not come, it starts after half the
+// time the last group took. A lone writer never waits, nor does the first
+// write after the writer idled longer than the last group took.
 func TestGroupFill(t *testing.T) {
 	d := openDriver(t)
 	ctx := context.Background()
@@ -368,8 +367,8 @@ func TestGroupFill(t *testing.T) {
 			})
 		}
 	}
-	// inTime runs fn and fails the test unless it returns within limit.
-	inTime := func(what string, limit time.Duration, fn func() error) time.Duration {
+	// inTime runs fn and fails t unless it returns within limit.
+	inTime := func(t *testing.T, what string, limit time.Duration, fn func() error) time.Duration {
 		t.Helper()
 		start := time.Now()
 		done := make(chan error, 1)
@@ -400,7 +399,7 @@ func TestGroupFill(t *testing.T) {
 		for i := 1; i < 3; i++ {
 			go func() { errs <- write(i, &txs[i])() }()
 		}
-		inTime("a group of 3 once filled", 10*time.Second, func() error {
+		inTime(t, "a group of 3 once filled", 10*time.Second, func() error {
 			return errors.Join(<-errs, <-errs, <-errs)
 		})
 		if txs[1] != txs[0] || txs[2] != txs[0] {
@@ -413,11 +412,11 @@ func TestGroupFill(t *testing.T) {
 	if !t.Run("not filled", func(t *testing.T) {
 		last(4, 2*time.Second, time.Hour)
 		var tx storedriver.Tx
-		if took := inTime("a write alone", 10*time.Second, write(3, &tx)); took < time.Second {
+		if took := inTime(t, "a write alone", 10*time.Second, write(3, &tx)); took < time.Second {
 			t.Fatalf("a write alone after a group of 4 started after %v, want a wait of 1s (half the last group's time)", took)
 		}
 		last(4, time.Hour, 50*time.Millisecond)
-		if took := inTime("a write alone", 10*time.Second, write(4, &tx)); took < 50*time.Millisecond {
+		if took := inTime(t, "a write alone", 10*time.Second, write(4, &tx)); took < 50*time.Millisecond {
 			t.Fatalf("a write alone after a group of 4 started after %v, want a wait of maxFill (50ms)", took)
 		}
 	}) {
@@ -428,7 +427,7 @@ func TestGroupFill(t *testing.T) {
 		last(1, time.Hour, time.Hour)
 		for i := 5; i < 9; i++ {
 			var tx storedriver.Tx
-			inTime("a lone writer's write", 10*time.Second, write(i, &tx))
+			inTime(t, "a lone writer's write", 10*time.Second, write(i, &tx))
 		}
 	}) {
 		return
@@ -439,7 +438,7 @@ func TestGroupFill(t *testing.T) {
 		d.lastEnd = time.Now().Add(-2 * time.Hour) // idle for longer than the last group took
 		d.qmu.Unlock()
 		var tx storedriver.Tx
-		inTime("the first write after idling", 10*time.Second, write(9, &tx))
+		inTime(t, "the first write after idling", 10*time.Second, write(9, &tx))
 	})
 
 	got, err := d.ListAudit(ctx, storedriver.AuditQuery{Limit: 20})
