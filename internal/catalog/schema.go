@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -311,16 +314,56 @@ func fmtNum(f float64) string {
 	return strings.TrimSuffix(strings.TrimSuffix(fmt.Sprintf("%f", f), "000000"), ".")
 }
 
-// equal compares two decoded JSON values.
-func equal(a, b any) bool {
-	fa, oka := toFloat(a)
-	fb, okb := toFloat(b)
-	if oka || okb {
-		return oka && okb && fa == fb
+// canonical is v (decoded JSON) written so that two values are equal, as
+// JSON Schema's const, enum and uniqueItems compare them, exactly when
+// their canonical forms are: numbers by value (1 and 1.0 are equal),
+// objects whatever the order of their members.
+func canonical(v any) string {
+	var b strings.Builder
+	writeCanonical(&b, v)
+	return b.String()
+}
+
+func writeCanonical(b *strings.Builder, v any) {
+	switch x := v.(type) {
+	case nil:
+		b.WriteString("null")
+	case bool:
+		b.WriteString(strconv.FormatBool(x))
+	case string:
+		b.WriteString(strconv.Quote(x))
+	case json.Number, float64, int:
+		f, ok := toFloat(x)
+		switch {
+		case !ok: // beyond float64 (1e400): compared as written
+			b.WriteString("n" + fmt.Sprint(x))
+		case f == 0:
+			b.WriteString("0") // and -0
+		default:
+			b.WriteString(strconv.FormatFloat(f, 'g', -1, 64))
+		}
+	case []any:
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			writeCanonical(b, e)
+		}
+		b.WriteByte(']')
+	case map[string]any:
+		b.WriteByte('{')
+		for i, k := range slices.Sorted(maps.Keys(x)) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.Quote(k) + ":")
+			writeCanonical(b, x[k])
+		}
+		b.WriteByte('}')
+	default:
+		fmt.Fprintf(b, "%T(%v)", x, x)
 	}
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return bytes.Equal(ja, jb)
 }
 
 // validate checks v and calls add for every failure, with its field path.
@@ -329,16 +372,13 @@ func (s *Schema) validate(v any, field string, add func(field, msg string)) {
 		add(field, fmt.Sprintf("must be %s, not %s", strings.Join(s.types, " or "), typeOf(v)))
 		return
 	}
-	if s.hasConst && !equal(v, s.constant) {
-		c, _ := json.Marshal(s.constant)
-		add(field, "must be "+string(c))
-	}
-	if len(s.enum) > 0 {
-		found := false
-		for _, e := range s.enum {
-			found = found || equal(v, e)
+	if s.hasConst || len(s.enum) > 0 {
+		key := canonical(v)
+		if s.hasConst && key != canonical(s.constant) {
+			c, _ := json.Marshal(s.constant)
+			add(field, "must be "+string(c))
 		}
-		if !found {
+		if len(s.enum) > 0 && !slices.ContainsFunc(s.enum, func(e any) bool { return key == canonical(e) }) {
 			var opts []string
 			for _, e := range s.enum {
 				b, _ := json.Marshal(e)
@@ -386,11 +426,13 @@ func (s *Schema) validate(v any, field string, add func(field, msg string)) {
 			add(field, fmt.Sprintf("must have at most %d items", *s.maxItems))
 		}
 		if s.unique {
-			for i := range x {
-				for j := 0; j < i; j++ {
-					if equal(x[i], x[j]) {
-						add(fmt.Sprintf("%s[%d]", field, i), fmt.Sprintf("repeats item %d; items must be unique", j))
-					}
+			first := make(map[string]int, len(x)) // an item's canonical form: its first place
+			for i, e := range x {
+				k := canonical(e)
+				if j, seen := first[k]; seen {
+					add(fmt.Sprintf("%s[%d]", field, i), fmt.Sprintf("repeats item %d; items must be unique", j))
+				} else {
+					first[k] = i
 				}
 			}
 		}

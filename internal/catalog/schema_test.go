@@ -1,8 +1,10 @@
 package catalog
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 const testSchema = `{
@@ -64,6 +66,51 @@ func TestSchemaValidate(t *testing.T) {
 				t.Errorf("%s: error %d = %q, want %q", tt.doc, i, got[i], w)
 			}
 		}
+	}
+}
+
+// uniqueItems compared every item with every one before it, and named
+// every pair: an array of n equal items in a request gave n(n-1)/2
+// errors, and one of 20,000 different strings took minutes. Each repeated
+// item is named once, with the first item it repeats, in one pass.
+func TestUniqueItemsIsLinear(t *testing.T) {
+	s, err := CompileSchema([]byte(`{"type":"array","uniqueItems":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func(n int, item func(i int) string) any {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = item(i)
+		}
+		v, err := decodeJSON([]byte("[" + strings.Join(items, ",") + "]"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	fails := s.Validate(list(1000, func(int) string { return `{"a":[1]}` }), "p")
+	if len(fails) != 999 || fails[998].Field != "p[999]" || !strings.Contains(fails[998].Message, "repeats item 0") {
+		t.Fatalf("1,000 equal items: %d errors, want 999, one per repeat, each naming item 0 (last: %v)", len(fails), fails[len(fails)-1:])
+	}
+	// equal as JSON Schema compares: numbers by value, also within
+	// arrays and objects, and objects whatever the order of their members
+	same := list(8, func(i int) string {
+		return []string{"1", "1.0", `{"a":1,"b":2}`, `{"b":2,"a":1.0}`, "[-0]", "[0]", `"1"`, "true"}[i]
+	})
+	if fails := s.Validate(same, "p"); len(fails) != 3 || fails[0].Field != "p[1]" || fails[1].Field != "p[3]" || fails[2].Field != "p[5]" {
+		t.Fatalf("1 and 1.0, objects in another order, [-0] and [0] (and not \"1\" nor true): %v", fails)
+	}
+	distinct := list(20000, func(i int) string { return fmt.Sprintf(`"item %d"`, i) })
+	done := make(chan []FieldError, 1)
+	go func() { done <- s.Validate(distinct, "p") }()
+	select {
+	case fails := <-done:
+		if len(fails) != 0 {
+			t.Fatalf("20,000 different items: %v", fails[:1])
+		}
+	case <-time.After(30 * time.Second): // a pass takes milliseconds; comparing every pair took minutes
+		t.Fatal("20,000 different items still being compared after 30 s")
 	}
 }
 
