@@ -23,6 +23,10 @@ import (
 const (
 	// maxVariants is the most variants one sweep may have.
 	maxVariants = 10000
+	// maxSweepBytes bounds what a sweep's jobs carry together (each its
+	// variant's parameters and the shared ones, inputs and labels), so
+	// that a body of 1 MiB cannot become 10,000 jobs of 1 MiB.
+	maxSweepBytes = 64 << 20
 	// maxListedJobs is the most job ids a sweep's answer lists; a larger
 	// sweep's are read with GET /v1/jobs?sweep=ID.
 	maxListedJobs = 1000
@@ -172,6 +176,25 @@ func jsonProblem(err error) string {
 	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
+// sweepBytes is about what the jobs of a sweep of req carry together:
+// each the shared parameters, name, project, inputs and labels, and its
+// variant's own parameters.
+func sweepBytes(req *api.SweepRequest, variants []variant) int64 {
+	shared := len(req.Parameters) + len(req.Name) + len(req.Project)
+	for _, m := range []map[string]string{req.Inputs, req.Labels} {
+		for k, v := range m {
+			shared += len(k) + len(v)
+		}
+	}
+	n := int64(shared) * int64(len(variants))
+	for _, v := range variants {
+		for k, x := range v.params {
+			n += int64(len(k) + len(x))
+		}
+	}
+	return n
+}
+
 // mergeParams is fixed with the variant's parameters over it.
 func mergeParams(fixed map[string]json.RawMessage, v map[string]json.RawMessage) json.RawMessage {
 	m := make(map[string]json.RawMessage, len(fixed)+len(v))
@@ -201,6 +224,10 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	variants, err := expandVariants(req.Variants)
 	if err != nil {
 		return err
+	}
+	if n := sweepBytes(&req, variants); n > maxSweepBytes {
+		return fieldError("variants", "the sweep's %d jobs would carry %.1f MiB of parameters, inputs and labels together; the limit is %d MiB: put large values in an input file the variants share",
+			len(variants), float64(n)/(1<<20), maxSweepBytes>>20)
 	}
 	var fixed map[string]json.RawMessage
 	if len(bytes.TrimSpace(req.Parameters)) > 0 {

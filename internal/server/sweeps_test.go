@@ -217,6 +217,44 @@ func TestSweepRefusedWhole(t *testing.T) {
 	none()
 }
 
+// A sweep's jobs each carry the shared parameters: 2,400 variants of a
+// 30 kB value once became 72 MB of jobs from a body of 30 kB (and 10,000
+// of a 1 MB one would have held 10 GB in memory). What the jobs carry
+// together is limited, and checked before any variant is.
+func TestSweepSizeLimited(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, allScopes...)
+	seq := func(from, to int) []int {
+		var out []int
+		for i := from; i <= to; i++ {
+			out = append(out, i)
+		}
+		return out
+	}
+	sweep := func(lo string) *response {
+		return h.do("POST", "/v1/sweeps", alice, map[string]any{
+			"template":   "optimize",
+			"hold":       true,
+			"parameters": map[string]any{"lo": json.Number(lo)},
+			"variants":   map[string]any{"parameters": map[string]any{"points": seq(3, 50), "max_rounds": seq(1, 50)}},
+		})
+	}
+	r := sweep("1." + strings.Repeat("0", 30000)).want(t, http.StatusUnprocessableEntity)
+	if msg := r.field("variants"); !strings.Contains(msg, "2400 jobs") || !strings.Contains(msg, "MiB") {
+		t.Fatalf("no error for variants that names the jobs and the limit: %s", r.body)
+	}
+	var page api.Page[api.Job]
+	h.do("GET", "/v1/jobs?limit=1", alice, nil).want(t, http.StatusOK).decode(t, &page)
+	if len(page.Items) != 0 {
+		t.Fatal("a refused sweep left jobs")
+	}
+	var sw api.Sweep
+	sweep("1.0").want(t, http.StatusCreated).decode(t, &sw)
+	if sw.Total != 2400 {
+		t.Fatalf("the same sweep with a short value: %d jobs", sw.Total)
+	}
+}
+
 // From inside a job, a sweep's jobs are the job's children, within its
 // limit of children; the job sees its own sweeps only.
 func TestSweepFromAJob(t *testing.T) {
