@@ -519,14 +519,21 @@ type ValidationError struct {
 	Fields []FieldError
 }
 
+// maxErrorText is the most fields Error names; a request can have
+// thousands of faults, each listed in a problem's errors.
+const maxErrorText = 10
+
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	b.WriteString("invalid job request: ")
-	for i, f := range e.Fields {
+	for i, f := range e.Fields[:min(len(e.Fields), maxErrorText)] {
 		if i > 0 {
 			b.WriteString("; ")
 		}
 		b.WriteString(f.Field + ": " + f.Message)
+	}
+	if n := len(e.Fields) - maxErrorText; n > 0 {
+		fmt.Fprintf(&b, "; and %d more", n)
 	}
 	return b.String()
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -187,6 +188,25 @@ func TestStrictAndLenientParsing(t *testing.T) {
 		if resp.StatusCode != 200 {
 			t.Errorf("scheme %q: %d, want 200", scheme, resp.StatusCode)
 		}
+	}
+}
+
+// A request can hold a fault every few bytes: an answer listed each
+// twice (in errors and in detail), 18 MB for a body of 1 MiB. It lists
+// the first 100 and says how many there are; detail names the first ten.
+func TestManyFaultsAnswerSmall(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("alice", time.Time{}, userScopes...)
+	params := map[string]any{"name": "a"}
+	for i := range 1000 {
+		params[fmt.Sprintf("x%d", i)] = 1
+	}
+	r := h.do("POST", "/v1/jobs", tok, map[string]any{"template": "hello", "parameters": params}).want(t, http.StatusUnprocessableEntity)
+	if len(r.problem.Errors) != maxFieldErrors || r.problem.Errors[0].Field != "parameters.x0" {
+		t.Errorf("%d field errors listed, want the first %d", len(r.problem.Errors), maxFieldErrors)
+	}
+	if !strings.Contains(r.problem.Detail, "1000 faults") || !strings.Contains(r.problem.Detail, "and 990 more") || len(r.body) > 16<<10 {
+		t.Errorf("detail %q (answer of %d bytes): want the count, ten faults named, and a small answer", r.problem.Detail, len(r.body))
 	}
 }
 

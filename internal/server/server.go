@@ -569,6 +569,9 @@ func problemFor(err error) *httpError {
 	return &httpError{status: http.StatusInternalServerError, code: api.CodeInternal, detail: "internal error; the server log has the details under this request id"}
 }
 
+// maxFieldErrors is the most field errors one answer lists.
+const maxFieldErrors = 100
+
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	pe := problemFor(err)
 	// The request's logger carries its request id and job id.
@@ -581,6 +584,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.logFor(r).Info("request refused", attrs...)
 	}
 	p := api.Problem{Title: http.StatusText(pe.status), Status: pe.status, Detail: pe.detail, Code: pe.code, RequestID: requestID(r), Errors: pe.fields}
+	if n := len(p.Errors); n > maxFieldErrors {
+		// a body of 1 MiB can hold 100,000 faults: the answer lists the first
+		p.Errors = p.Errors[:maxFieldErrors]
+		p.Detail += fmt.Sprintf(" (%d faults; the first %d are listed)", n, maxFieldErrors)
+	}
 	h := w.Header()
 	h.Del("Content-Length")
 	h.Del("Content-Range")
