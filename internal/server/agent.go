@@ -175,8 +175,15 @@ func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readJSON(w, r, &rep); err != nil {
 		return err
 	}
-	if rep.Step != nil && (rep.Step.Index < 0 || rep.Step.Index >= tes.MaxExecutors) {
-		return fieldError("step.index", "must be from 0 to %d", tes.MaxExecutors-1)
+	if rep.Step != nil {
+		if rep.Step.Index < 0 || rep.Step.Index >= tes.MaxExecutors {
+			return fieldError("step.index", "must be from 0 to %d", tes.MaxExecutors-1)
+		}
+		for name, r := range map[string][2]int64{"step.stdout": rep.Step.Stdout, "step.stderr": rep.Step.Stderr} {
+			if r[0] < 0 || r[1] < r[0] {
+				return fieldError(name, "must be [from, to] with 0 <= from <= to, not %v", r)
+			}
+		}
 	}
 	to := job.State(rep.State)
 	switch to {
@@ -188,6 +195,9 @@ func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {
 		s.opts.Metrics.AgentState(string(to))
 	}
 	j, err := s.store.UpdateJob(r.Context(), principal(r).JobID, func(j *job.Job) error {
+		if j.State.Terminal() { // since the token was checked
+			return errorf(http.StatusConflict, api.CodeInvalidState, "the job has ended: its state, exit code and usage are final")
+		}
 		if rep.ExitCode != nil {
 			j.ExitCode = rep.ExitCode
 		}

@@ -489,7 +489,7 @@ func (s *Server) logRange(ctx context.Context, id, stream string, r [2]int64, op
 	if to <= from {
 		return "", nil
 	}
-	from = max(from, to-maxTaskLog)
+	from = max(from, to-maxTaskLog, 0)
 	b, _, err := s.store.ReadLog(ctx, id, stream, from, int(to-from))
 	if errors.Is(err, store.ErrNotFound) {
 		return "", nil

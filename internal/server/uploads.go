@@ -234,12 +234,14 @@ func (s *Server) agentOutputURL(w http.ResponseWriter, r *http.Request) error {
 		return fieldError("size", "larger than a direct upload may be; send it through PUT /v1/jobs/{id}/outputs/{path}")
 	}
 	// The output is counted when its URL is handed out: the agent sends
-	// that many bytes, over what an earlier attempt may have stored.
+	// that many bytes, over what an earlier attempt may have stored. A
+	// smaller size credits nothing back: the URL may never be used, and
+	// the larger object would stay, uncounted.
 	old, err := s.objectSize(r.Context(), outputsPrefix(j.ID)+req.Path)
 	if err != nil {
 		return err
 	}
-	if _, err := s.store.AddBytes(r.Context(), j.Owner, req.Size-old, s.quotaOf(j.Owner).Bytes); err != nil {
+	if _, err := s.store.AddBytes(r.Context(), j.Owner, max(req.Size-old, 0), s.quotaOf(j.Owner).Bytes); err != nil {
 		return err
 	}
 	ttl := time.Hour

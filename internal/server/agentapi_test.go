@@ -1,0 +1,129 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/blob/s3blob"
+	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/store"
+)
+
+// A step's log range is checked: a negative start was stored, and every
+// read of the task (and the owner's whole TES list) answered 500.
+func TestAgentStepRangesAreChecked(t *testing.T) {
+	h := newHarness(t, nil)
+	j, jt := h.jobToken("alice", nil)
+	for _, bad := range []map[string]any{
+		{"index": 0, "started_at": time.Now(), "stdout": []int64{-100, 10}, "stderr": []int64{0, 0}},
+		{"index": 0, "started_at": time.Now(), "stdout": []int64{0, 0}, "stderr": []int64{10, 5}},
+	} {
+		r := h.do("POST", "/v1/jobs/"+j.ID+"/state", jt, map[string]any{"state": "running", "step": bad}).want(t, http.StatusUnprocessableEntity)
+		if r.field("step.stdout") == "" && r.field("step.stderr") == "" {
+			t.Errorf("%v: no field error for the range: %s", bad, r.body)
+		}
+	}
+	got, err := h.store.GetJob(context.Background(), j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Steps) != 0 {
+		t.Fatalf("a refused report stored steps %+v", got.Steps)
+	}
+}
+
+// endsFirst ends the job (succeeded, exit code 0) just before the next
+// update of it runs, as the reconciler can between an agent's token check
+// and its report.
+type endsFirst struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (s *endsFirst) UpdateJob(ctx context.Context, id string, fn func(*job.Job) error) (*job.Job, error) {
+	if s.armed.CompareAndSwap(true, false) {
+		zero := 0
+		if _, err := s.Store.UpdateJob(ctx, id, func(j *job.Job) error {
+			j.ExitCode = &zero
+			return j.SetState(job.Succeeded, "the engine saw it end", time.Now())
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return s.Store.UpdateJob(ctx, id, fn)
+}
+
+// A report that arrives as its job ends changes nothing: a report of the
+// same state rewrote the exit code, usage and error of an ended job.
+func TestAgentReportAfterTheEnd(t *testing.T) {
+	var es *endsFirst
+	h := newHarness(t, &harnessOptions{wrapStore: func(s store.Store) store.Store { es = &endsFirst{Store: s}; return es }})
+	j, jt := h.jobToken("alice", nil)
+	es.armed.Store(true)
+	r := h.do("POST", "/v1/jobs/"+j.ID+"/state", jt, map[string]any{"state": "succeeded", "exit_code": 7, "error": "late"}).want(t, http.StatusConflict)
+	if r.problem.Code != api.CodeInvalidState {
+		t.Errorf("problem %+v", r.problem)
+	}
+	got, err := h.store.GetJob(context.Background(), j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != job.Succeeded || got.ExitCode == nil || *got.ExitCode != 0 || got.Error != "" {
+		t.Fatalf("the ended job was changed: state %s, exit code %v, error %q", got.State, got.ExitCode, got.Error)
+	}
+}
+
+// s3Harness is a harness whose objects are on the S3 server of
+// HPCGATE_TEST_S3 (under a fresh prefix), for what only a store that
+// presigns URLs does.
+func s3Harness(t *testing.T, opts *Options) *harness {
+	t.Helper()
+	raw := os.Getenv("HPCGATE_TEST_S3")
+	if raw == "" {
+		t.Skip("HPCGATE_TEST_S3 not set: run scripts/setup-s3.sh and set it to the URL it prints (scripts/test.sh does both)")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/test-" + strings.ToLower(newJobID())
+	key, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
+	if key == "" {
+		key, secret = "hpcgate", "hpcgate-secret"
+	}
+	b, err := s3blob.Open(u.String(), key, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CreateBucket(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return newHarness(t, &harnessOptions{bucket: b, opts: opts})
+}
+
+// Asking for an output's URL with a smaller size than the output stored
+// credited the difference back, though the URL need never be used and the
+// stored output stays: the bytes quota could be emptied again and again.
+func TestOutputURLNeverCreditsBack(t *testing.T) {
+	h := s3Harness(t, &Options{Quota: func(string) Quota { return Quota{Bytes: 100} }})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	j, jt := h.jobToken("alice", nil)
+	h.do("PUT", "/v1/jobs/"+j.ID+"/outputs/big", jt, strings.Repeat("x", 80)).want(t, http.StatusCreated)
+	h.do("POST", "/v1/jobs/"+j.ID+"/output-urls", jt, map[string]any{"path": "big", "size": 0}).want(t, http.StatusOK)
+	if m := me(t, h, alice); m.Quotas["bytes"].Used != 80 {
+		t.Fatalf("after a URL for 0 bytes over an output of 80: %+v", m.Quotas["bytes"])
+	}
+	h.do("PUT", "/v1/files/a", alice, strings.Repeat("x", 30)).want(t, http.StatusConflict)
+	// a larger size is counted when the URL is handed out
+	h.do("POST", "/v1/jobs/"+j.ID+"/output-urls", jt, map[string]any{"path": "big", "size": 90}).want(t, http.StatusOK)
+	if m := me(t, h, alice); m.Quotas["bytes"].Used != 90 {
+		t.Fatalf("after a URL for 90 bytes over an output of 80: %+v", m.Quotas["bytes"])
+	}
+}
