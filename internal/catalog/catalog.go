@@ -542,12 +542,21 @@ func (e *ValidationError) add(field, format string, args ...any) {
 	e.Fields = append(e.Fields, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
+// MaxParameterBytes bounds a job's parameters as JSON. They are a job's
+// settings, kept with it and sent in every page of jobs that lists it;
+// data belongs in input files.
+const MaxParameterBytes = 64 << 10
+
 // validateParameters checks params (JSON) against the template's schema,
 // applies the top-level defaults, and returns the result as JSON. Problems
 // are added to verr with paths under "parameters".
 func (t *Template) validateParameters(params json.RawMessage, verr *ValidationError) json.RawMessage {
 	if len(bytes.TrimSpace(params)) == 0 || string(bytes.TrimSpace(params)) == "null" {
 		params = json.RawMessage("{}")
+	}
+	if len(params) > MaxParameterBytes {
+		verr.add("parameters", "%d bytes of JSON, more than the limit of %d: put large data in an input file", len(params), MaxParameterBytes)
+		return nil
 	}
 	v, err := decodeJSON(params)
 	if err != nil {

@@ -210,6 +210,21 @@ func TestManyFaultsAnswerSmall(t *testing.T) {
 	}
 }
 
+// A job's parameters were bounded only by the body: a number of 1 MB of
+// digits fits a template's "type: number" and was stored as written, and
+// a page of 1,000 such jobs was a gigabyte to read and send.
+func TestParametersAreBounded(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("alice", time.Time{}, userScopes...)
+	long := "1." + strings.Repeat("0", catalog.MaxParameterBytes)
+	r := h.do("POST", "/v1/jobs", tok, fmt.Sprintf(`{"template":"evaluate","parameters":{"x":%s},"hold":true}`, long), "Content-Type", "application/json").want(t, http.StatusUnprocessableEntity)
+	if !strings.Contains(r.field("parameters"), "input file") {
+		t.Fatalf("no error for parameters that names the limit: %s", r.body)
+	}
+	fits := "1." + strings.Repeat("0", catalog.MaxParameterBytes-16)
+	h.do("POST", "/v1/jobs", tok, fmt.Sprintf(`{"template":"evaluate","parameters":{"x":%s},"hold":true}`, fits), "Content-Type", "application/json").want(t, http.StatusCreated)
+}
+
 // A job keeps the template it was accepted with: a reload that changes
 // the template (or a replica without it) changes nothing for it.
 func TestAcceptedJobKeepsItsTemplate(t *testing.T) {
