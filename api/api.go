@@ -603,6 +603,10 @@ type StateReport struct {
 // LogAppend is the answer to a log append: the stream's size after it.
 type LogAppend struct {
 	Size int64 `json:"size"`
+	// Full: the stream reached the gateway's limit for one job's stream
+	// (limits.max_log_bytes); it ends with a line that says so, and
+	// nothing more is kept.
+	Full bool `json:"full,omitempty"`
 }
 
 // Health is the answer of GET /v1/health.

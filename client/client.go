@@ -717,18 +717,18 @@ func (c *Client) ReportState(ctx context.Context, id string, rep api.StateReport
 
 // AppendLog sends a chunk of the job's stream at offset; it returns the
 // stream's size at the server.
-func (c *Client) AppendLog(ctx context.Context, id, stream string, offset int64, data []byte) (int64, error) {
+func (c *Client) AppendLog(ctx context.Context, id, stream string, offset int64, data []byte) (*api.LogAppend, error) {
 	var out api.LogAppend
 	q := url.Values{"offset": {strconv.FormatInt(offset, 10)}}
 	resp, err := c.Do(ctx, http.MethodPost, "/v1/jobs/"+url.PathEscape(id)+"/logs/"+url.PathEscape(stream), q, bytes.NewReader(data), http.Header{"Content-Type": {"application/octet-stream"}})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return out.Size, nil
+	return &out, nil
 }
 
 // PutOutput uploads one output of the job.

@@ -39,11 +39,13 @@ type gateway struct {
 	// last word) answer 503.
 	unavailable map[string]int
 	calls       map[string]int
+	logLimit    int            // > 0: what a stream keeps, then a last line (limits.max_log_bytes)
+	pastFull    map[string]int // appends to a stream after it was full
 }
 
 func newGateway(t *testing.T, spec api.Spec) (*gateway, *client.Client) {
 	g := &gateway{t: t, token: "hpcg_jobtoken", spec: spec, inputs: map[string][]byte{}, logs: map[string][]byte{},
-		outputs: map[string][]byte{}, state: api.StateQueued, unavailable: map[string]int{}, calls: map[string]int{}}
+		outputs: map[string][]byte{}, state: api.StateQueued, unavailable: map[string]int{}, calls: map[string]int{}, pastFull: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/jobs/{id}/spec", g.wrap("spec", g.getSpec))
 	mux.HandleFunc("GET /v1/jobs/{id}/inputs/{name}", g.wrap("inputs", g.getInput))
@@ -140,14 +142,23 @@ func (g *gateway) postLog(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	have := g.logs[stream]
+	if g.logLimit > 0 && len(have) > g.logLimit {
+		g.pastFull[stream]++
+		json.NewEncoder(w).Encode(api.LogAppend{Size: int64(len(have)), Full: true})
+		return
+	}
 	if off > int64(len(have)) {
 		problem(w, http.StatusConflict, "a gap in the log")
 		return
 	}
+	full := g.logLimit > 0 && off+int64(len(data)) > int64(g.logLimit)
+	if full {
+		data = append(data[:int64(g.logLimit)-off:int64(g.logLimit)-off], "\n[full]\n"...)
+	}
 	if end := off + int64(len(data)); end > int64(len(have)) {
 		g.logs[stream] = append(have, data[int64(len(have))-off:]...)
 	}
-	json.NewEncoder(w).Encode(api.LogAppend{Size: int64(len(g.logs[stream]))})
+	json.NewEncoder(w).Encode(api.LogAppend{Size: int64(len(g.logs[stream])), Full: full})
 }
 
 func (g *gateway) putOutput(w http.ResponseWriter, r *http.Request) {
@@ -318,6 +329,32 @@ func TestResumesLogsAtSpecOffsets(t *testing.T) {
 	}
 	if got := g.log("stderr"); got != "err1\nerr2\n" {
 		t.Fatalf("stderr %q", got)
+	}
+}
+
+// Once the gateway says a stream is full, the agent sends no more of it
+// (each chunk would cross the network to be dropped), and the job goes
+// on and succeeds.
+func TestStopsShippingAFullLog(t *testing.T) {
+	g, c := newGateway(t, api.Spec{JobID: "job1", Command: sh(`head -c 3000000 /dev/zero | tr '\0' x; echo done >&2`)})
+	g.logLimit = 100
+	o, _ := opts(t)
+	if err := Run(context.Background(), c, "job1", o); err != nil {
+		t.Fatal(err)
+	}
+	if got := g.log("stdout"); got != strings.Repeat("x", 100)+"\n[full]\n" {
+		t.Fatalf("stdout %q", got)
+	}
+	if got := g.log("stderr"); got != "done\n" {
+		t.Fatalf("stderr %q", got)
+	}
+	if rep := g.final(); rep.State != api.StateSucceeded {
+		t.Fatalf("final report %+v", rep)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n := g.pastFull["stdout"]; n > 0 {
+		t.Fatalf("%d appends to stdout after the gateway said it was full", n)
 	}
 }
 

@@ -25,6 +25,7 @@ type shipper struct {
 	written int64
 	sent    int64
 	tail    []byte
+	full    bool // the gateway keeps no more of this stream
 }
 
 // offset is the gateway's offset of the stream's end: the bytes written
@@ -65,9 +66,16 @@ func (s *shipper) pending() (int64, int64) {
 	return s.sent, s.written
 }
 
-// flush sends up to 1 MiB of what is pending.
+// flush sends up to 1 MiB of what is pending. Once the gateway says the
+// stream is full, the rest is dropped: it is still in the spool file, and
+// in the job's work directory, for as long as those are kept.
 func (s *shipper) flush(ctx context.Context, c *client.Client, id string) (more bool, err error) {
-	sent, written := s.pending()
+	s.mu.Lock()
+	if s.full {
+		s.sent = s.written
+	}
+	sent, written := s.sent, s.written
+	s.mu.Unlock()
 	if sent >= written {
 		return false, nil
 	}
@@ -76,11 +84,15 @@ func (s *shipper) flush(ctx context.Context, c *client.Client, id string) (more 
 	if _, err := s.f.ReadAt(buf, sent); err != nil {
 		return false, err
 	}
-	if _, err := c.AppendLog(ctx, id, s.name, s.base+sent, buf); err != nil {
+	a, err := c.AppendLog(ctx, id, s.name, s.base+sent, buf)
+	if err != nil {
 		return false, err
 	}
 	s.mu.Lock()
 	s.sent = sent + n
+	if a.Full {
+		s.full, s.sent = true, s.written
+	}
 	more = s.sent < s.written
 	s.mu.Unlock()
 	return more, nil

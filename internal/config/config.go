@@ -187,6 +187,7 @@ func (c *Config) QuotaOf(user string) (jobs, cores, bytes int64) {
 type Limits struct {
 	MaxJSONBytes   catalog.Size `yaml:"max_json_bytes"`   // default 1MiB
 	MaxUploadBytes catalog.Size `yaml:"max_upload_bytes"` // default 10GiB
+	MaxLogBytes    catalog.Size `yaml:"max_log_bytes"`    // per job and stream; default 1GiB
 	MaxChildren    int          `yaml:"max_children"`     // per job; default 100
 	MaxDepth       int          `yaml:"max_depth"`        // generations of children; default 3
 }

@@ -436,6 +436,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		MetricsHandler: metricsHandler,
 		MaxJSONBytes:   int64(g.cfg.Limits.MaxJSONBytes),
 		MaxUploadBytes: int64(g.cfg.Limits.MaxUploadBytes),
+		MaxLogBytes:    int64(g.cfg.Limits.MaxLogBytes),
 		MaxChildren:    g.cfg.Limits.MaxChildren,
 		MaxDepth:       g.cfg.Limits.MaxDepth,
 		Quota: func(user string) server.Quota {

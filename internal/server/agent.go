@@ -242,6 +242,22 @@ func (s *Server) agentLog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// A stream keeps up to its limit, then a line that says so, then
+	// nothing: a job that prints without end does not fill the store.
+	limit, full := s.opts.MaxLogBytes, false
+	if offset+int64(len(data)) > limit {
+		_, stored, err := s.store.ReadLog(r.Context(), j.ID, stream, 0, 0)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("log %s of job %s: %w", stream, j.ID, err)
+		}
+		if stored > limit { // its end is written
+			return writeJSON(w, http.StatusOK, api.LogAppend{Size: stored, Full: true})
+		}
+		if offset <= stored {
+			data = append(data[:limit-offset:limit-offset], fmt.Sprintf("\n[hpcgate: %s reached the limit of %d bytes a job's stream may keep; the rest was not kept]\n", stream, limit)...)
+			full = true
+		}
+	}
 	size, err := s.store.AppendLog(r.Context(), j.ID, stream, offset, data)
 	if errors.Is(err, store.ErrConflict) {
 		return wrapf(err, http.StatusConflict, api.CodeConflict, "offset %d is beyond the end of the stored %s: send from the stored size", offset, stream)
@@ -253,7 +269,7 @@ func (s *Server) agentLog(w http.ResponseWriter, r *http.Request) error {
 	if s.opts.Metrics != nil {
 		s.opts.Metrics.AgentLog(int64(len(data)))
 	}
-	return writeJSON(w, http.StatusOK, api.LogAppend{Size: size})
+	return writeJSON(w, http.StatusOK, api.LogAppend{Size: size, Full: full})
 }
 
 func (s *Server) agentOutput(w http.ResponseWriter, r *http.Request) error {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -125,5 +126,36 @@ func TestOutputURLNeverCreditsBack(t *testing.T) {
 	h.do("POST", "/v1/jobs/"+j.ID+"/output-urls", jt, map[string]any{"path": "big", "size": 90}).want(t, http.StatusOK)
 	if m := me(t, h, alice); m.Quotas["bytes"].Used != 90 {
 		t.Fatalf("after a URL for 90 bytes over an output of 80: %+v", m.Quotas["bytes"])
+	}
+}
+
+// A job's stream keeps up to its limit, then a line that says so, then
+// nothing: a job that prints without end (or a token that appends 4 MiB
+// chunks in a loop) filled the store.
+func TestLogsAreBounded(t *testing.T) {
+	h := newHarness(t, &harnessOptions{opts: &Options{MaxLogBytes: 100}})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	j, jt := h.jobToken("alice", nil)
+	appendLog := func(offset int, data string) api.LogAppend {
+		t.Helper()
+		var a api.LogAppend
+		h.do("POST", fmt.Sprintf("/v1/jobs/%s/logs/stdout?offset=%d", j.ID, offset), jt, data, "Content-Type", "application/octet-stream").
+			want(t, http.StatusOK).decode(t, &a)
+		return a
+	}
+	if a := appendLog(0, strings.Repeat("a", 60)); a.Size != 60 || a.Full {
+		t.Fatalf("within the limit: %+v", a)
+	}
+	a := appendLog(50, strings.Repeat("a", 10)+strings.Repeat("b", 60)) // overlaps what is stored
+	if !a.Full {
+		t.Fatalf("past the limit: %+v", a)
+	}
+	if b := appendLog(200, "Z"); !b.Full || b.Size != a.Size {
+		t.Fatalf("after the end: %+v, want the size %d and full", b, a.Size)
+	}
+	log := string(h.do("GET", "/v1/jobs/"+j.ID+"/logs/stdout", alice, nil).want(t, http.StatusOK).body)
+	want := strings.Repeat("a", 60) + strings.Repeat("b", 40) + "\n[hpcgate: stdout reached the limit of 100 bytes"
+	if !strings.HasPrefix(log, want) || strings.Contains(log, "Z") || int64(len(log)) != a.Size {
+		t.Fatalf("the log: %q", log)
 	}
 }

@@ -44,6 +44,7 @@ type Options struct {
 	MaxJSONBytes   int64 // request bodies of JSON (default 1 MiB)
 	MaxUploadBytes int64 // one uploaded file or output (default 10 GiB)
 	MaxLogChunk    int64 // one log append (default 4 MiB)
+	MaxLogBytes    int64 // one stream of one job, stdout or stderr (default 1 GiB)
 	MaxChildren    int   // children per job (default 100)
 	MaxDepth       int   // generations of children below a person's job (default 3)
 	// Quota returns a user's limits (nil: no limits).
@@ -77,6 +78,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxLogChunk <= 0 {
 		o.MaxLogChunk = 4 << 20
+	}
+	if o.MaxLogBytes <= 0 {
+		o.MaxLogBytes = 1 << 30
 	}
 	if o.MaxChildren <= 0 {
 		o.MaxChildren = 100

@@ -239,7 +239,7 @@ func TestSweepSizeLimited(t *testing.T) {
 			"variants":   map[string]any{"parameters": map[string]any{"points": seq(3, 50), "max_rounds": seq(1, 50)}},
 		})
 	}
-	r := sweep("1." + strings.Repeat("0", 30000)).want(t, http.StatusUnprocessableEntity)
+	r := sweep("1."+strings.Repeat("0", 30000)).want(t, http.StatusUnprocessableEntity)
 	if msg := r.field("variants"); !strings.Contains(msg, "2400 jobs") || !strings.Contains(msg, "MiB") {
 		t.Fatalf("no error for variants that names the jobs and the limit: %s", r.body)
 	}
