@@ -41,8 +41,11 @@ type Principal struct {
 	User    string
 	Scopes  []string
 	TokenID string
-	JobID   string    // set for a job token
-	Expires time.Time // when the token stops working; zero: never
+	// TokenName is the name its maker gave the token ("" for none); the
+	// server names its web sessions' tokens so.
+	TokenName string
+	JobID     string    // set for a job token
+	Expires   time.Time // when the token stops working; zero: never
 }
 
 // Covers reports whether a token with scopes and expiry expires (zero:
@@ -176,7 +179,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, secret string) (*Princ
 	if disabled {
 		return nil, ErrUserDisabled
 	}
-	return &Principal{User: tok.User, Scopes: tok.Scopes, TokenID: tok.ID, JobID: tok.JobID, Expires: tok.ExpiresAt}, nil
+	return &Principal{User: tok.User, Scopes: tok.Scopes, TokenID: tok.ID, TokenName: tok.Name, JobID: tok.JobID, Expires: tok.ExpiresAt}, nil
 }
 
 // userDisabled reports whether user is disabled, from the cache if it is

@@ -61,7 +61,7 @@ type bucket struct {
 	last   time.Time
 }
 
-// limiter is a token bucket per token id, in memory.
+// limiter is a token bucket per key (a user, a job), in memory.
 type limiter struct {
 	mu      sync.Mutex
 	buckets map[string]*bucket
@@ -101,19 +101,21 @@ func (l *limiter) allow(key string, rl RateLimit, now time.Time) (bool, time.Dur
 	return false, time.Duration((1 - b.tokens) / rl.PerSecond * float64(time.Second))
 }
 
-// rateLimit answers 429 when p's token has made too many requests.
+// rateLimit answers 429 when p's user, or p's job, has made too many
+// requests: a person's tokens share one bucket (tokens are cheap to make,
+// so a bucket each would multiply the limit), a job's token has its own.
 func (s *Server) rateLimit(w http.ResponseWriter, p *auth.Principal) error {
-	rl := s.opts.RateLimit
+	rl, key, who := s.opts.RateLimit, "user "+p.User, "your tokens together"
 	if p.IsJob() {
-		rl = s.opts.JobRateLimit
+		rl, key, who = s.opts.JobRateLimit, "job "+p.JobID, "this job's token"
 	}
-	ok, wait := s.limits.allow(p.TokenID, rl, time.Now())
+	ok, wait := s.limits.allow(key, rl, time.Now())
 	if ok {
 		return nil
 	}
 	secs := int(math.Ceil(wait.Seconds()))
 	w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
-	return errorf(http.StatusTooManyRequests, api.CodeRateLimited, "this token made more than %g requests a second (bursts of %d); retry after %d s", rl.PerSecond, rl.Burst, max(secs, 1))
+	return errorf(http.StatusTooManyRequests, api.CodeRateLimited, "%s made more than %g requests a second (bursts of %d); retry after %d s", who, rl.PerSecond, rl.Burst, max(secs, 1))
 }
 
 // ---- stored bytes

@@ -116,12 +116,37 @@ func TestRateLimit(t *testing.T) {
 	if r.problem.Code != api.CodeRateLimited || r.header.Get("Retry-After") != "1" {
 		t.Fatalf("429: %+v, Retry-After %q", r.problem, r.header.Get("Retry-After"))
 	}
-	// Another token is not starved; job tokens have their own limit (none here).
+	// Another user is not starved; job tokens have their own limit (none here).
 	h.do("GET", "/v1/me", bob, nil).want(t, http.StatusOK)
 	_, jt := h.jobToken("alice", nil)
 	for i := 0; i < 10; i++ {
 		h.do("GET", "/v1/me", jt, nil).want(t, http.StatusOK)
 	}
+	// a user's tokens share the limit: minting more tokens bought more
+	// requests, one bucket each
+	alice2 := h.token("alice", time.Time{}, allScopes...)
+	h.do("GET", "/v1/me", alice2, nil).want(t, http.StatusTooManyRequests)
+}
+
+// A user holds at most maxTokens tokens that have not expired: minting
+// was free and unbounded, each token a row and a cache entry.
+func TestTokensPerUserBounded(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, allScopes...)
+	for range 5 {
+		h.token("alice", time.Now().Add(-time.Hour), allScopes...) // expired: not counted
+	}
+	for range maxTokens - 2 {
+		h.token("alice", time.Time{}, api.ScopeJobsRead)
+	}
+	h.do("POST", "/v1/tokens", alice, map[string]any{"scopes": []string{api.ScopeJobsRead}}).want(t, http.StatusCreated)
+	r := h.do("POST", "/v1/tokens", alice, map[string]any{"scopes": []string{api.ScopeJobsRead}}).want(t, http.StatusConflict)
+	if !strings.Contains(r.problem.Detail, "revoke") {
+		t.Errorf("detail %q: want what to do", r.problem.Detail)
+	}
+	h.do("POST", "/v1/sessions", alice, nil).want(t, http.StatusConflict)
+	bob := h.token("bob", time.Time{}, allScopes...)
+	h.do("POST", "/v1/tokens", bob, map[string]any{"scopes": []string{api.ScopeJobsRead}}).want(t, http.StatusCreated)
 }
 
 func TestProjects(t *testing.T) {

@@ -456,6 +456,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*a
 	if err := s.rateLimit(w, p); err != nil {
 		return nil, err
 	}
+	if err := checkSession(p, rt); err != nil {
+		return nil, err
+	}
 	if p.IsJob() {
 		if rt.access == userOnly {
 			return nil, errorf(http.StatusForbidden, api.CodeForbidden, "a job token may not call %s", rt.pattern)

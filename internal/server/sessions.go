@@ -20,9 +20,9 @@ import (
 // HttpOnly, Secure, SameSite=Strict cookie; the page never holds a secret.
 // DELETE /v1/sessions/current revokes it, and so does revoking the token
 // it came from. A session is a token, so it is listed and revoked as one,
-// and replicas share it. It may not make tokens or secrets (their
-// answers would hand a stolen cookie something that outlives signing
-// out).
+// and replicas share it. It may not make tokens, secrets or sessions,
+// as a cookie or as a bearer (their answers would hand a stolen cookie
+// something that outlives signing out).
 //
 // Cross-site request forgery: a request authenticated by the cookie that
 // may change something must carry api.CSRFHeader, which a form of
@@ -75,10 +75,6 @@ func checkCookieRequest(r *http.Request, rt route) error {
 	switch rt.pattern {
 	case "POST /v1/sessions":
 		return errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "sign in with a token: Authorization: Bearer TOKEN")
-	case "POST /v1/tokens", "POST /v1/webhook-secret":
-		// Their answers hold a secret that would outlive the session: a
-		// stolen cookie must not become a token that survives signing out.
-		return errorf(http.StatusForbidden, api.CodeForbidden, "a web session may not make tokens or secrets: use a token (Authorization: Bearer TOKEN)")
 	}
 	if o := r.Header.Get("Origin"); o != "" {
 		// https, or plain http where this connection is (a loopback
@@ -94,12 +90,31 @@ func checkCookieRequest(r *http.Request, rt route) error {
 	return nil
 }
 
+// checkSession refuses a web session's token, whether it came as the
+// cookie or as a bearer, what would outlive the session: a token, a
+// webhook secret, or another session. A stolen cookie must not become
+// access that survives signing out, and sessions end with the token that
+// made them because sessions make none.
+func checkSession(p *auth.Principal, rt route) error {
+	if !strings.HasPrefix(p.TokenName, sessionName) {
+		return nil
+	}
+	switch rt.pattern {
+	case "POST /v1/tokens", "POST /v1/webhook-secret", "POST /v1/sessions":
+		return errorf(http.StatusForbidden, api.CodeForbidden, "a web session may not make tokens, secrets or sessions: use a token (Authorization: Bearer TOKEN)")
+	}
+	return nil
+}
+
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 	p := principal(r)
 	now := time.Now().UTC()
 	expires := now.Add(sessionLife)
 	if !p.Expires.IsZero() && p.Expires.Before(expires) {
 		expires = p.Expires
+	}
+	if err := s.roomForToken(r.Context(), p.User, now); err != nil {
+		return err
 	}
 	secret, hash := auth.NewSecret()
 	t := store.Token{ID: auth.NewID(), Hash: hash, User: p.User, Name: sessionOf(p.TokenID), Scopes: p.Scopes, CreatedAt: now, ExpiresAt: expires}

@@ -105,6 +105,11 @@ func TestSessionForgeryRefused(t *testing.T) {
 	// otherwise become a token that outlives signing out
 	h.withCookie(c, "POST", "/v1/tokens", map[string]any{"scopes": []string{api.ScopeJobsRead}}, api.CSRFHeader, "1").want(t, http.StatusForbidden)
 	h.withCookie(c, "POST", "/v1/webhook-secret", nil, api.CSRFHeader, "1").want(t, http.StatusForbidden)
+	// nor as a bearer: the cookie's secret sent as a token made a token, a
+	// secret, and sessions that revoking the first token did not end
+	h.do("POST", "/v1/tokens", c.Value, map[string]any{"scopes": []string{api.ScopeJobsRead}}).want(t, http.StatusForbidden)
+	h.do("POST", "/v1/webhook-secret", c.Value, nil).want(t, http.StatusForbidden)
+	h.do("POST", "/v1/sessions", c.Value, nil).want(t, http.StatusForbidden)
 	_, jt := h.jobToken("sam", nil)
 	h.do("POST", "/v1/sessions", jt, nil).want(t, http.StatusForbidden)
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -71,6 +72,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusForbidden, api.CodeForbidden, "a token may not have a scope its maker lacks (%s)", sc)
 		}
 	}
+	if err := s.roomForToken(r.Context(), req.User, now); err != nil {
+		return err
+	}
 	secret, hash := auth.NewSecret()
 	t := store.Token{ID: auth.NewID(), Hash: hash, User: req.User, Name: req.Name, Scopes: req.Scopes, CreatedAt: now, ExpiresAt: expires}
 	if err := s.store.CreateToken(r.Context(), t); err != nil {
@@ -79,6 +83,29 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	out := apiToken(t)
 	out.Token = secret
 	return writeJSON(w, http.StatusCreated, out)
+}
+
+// maxTokens is the most tokens that have not expired (web sessions
+// included) one user may hold: each is a row, and an entry of the
+// authenticator's cache.
+const maxTokens = 1000
+
+// roomForToken refuses another token for user, who holds maxTokens.
+func (s *Server) roomForToken(ctx context.Context, user string, now time.Time) error {
+	toks, err := s.store.ListTokens(ctx, user)
+	if err != nil {
+		return err
+	}
+	live := 0
+	for _, t := range toks {
+		if t.ExpiresAt.IsZero() || t.ExpiresAt.After(now) {
+			live++
+		}
+	}
+	if live >= maxTokens {
+		return errorf(http.StatusConflict, api.CodeConflict, "%s holds %d tokens that have not expired, the most one user may: revoke those no longer used (hpcgate token list; hpcgate token revoke ID)", user, live)
+	}
+	return nil
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
