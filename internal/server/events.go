@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
@@ -31,6 +32,11 @@ const (
 func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	owner := principal(r).User
 	ctx := r.Context()
+	release, err := s.streams.open(owner)
+	if err != nil {
+		return err
+	}
+	defer release()
 	var cursor int64
 	from := r.Header.Get("Last-Event-ID")
 	if from == "" {
@@ -95,6 +101,38 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		case <-time.After(eventsPoll):
 		}
 	}
+}
+
+// maxStreams is the most streams one user may hold open at once, event
+// streams and followed logs together: each is a goroutine, a connection,
+// and a read of the store every second.
+const maxStreams = 32
+
+// streams counts each user's open streams.
+type streams struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// open counts a stream of user's, or refuses it with 429 when user holds
+// maxStreams; release ends it.
+func (st *streams) open(user string) (release func(), err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.n[user] >= maxStreams {
+		return nil, errorf(http.StatusTooManyRequests, api.CodeRateLimited, "you hold %d streams open (event streams and followed logs), the most one user may: close one first", maxStreams)
+	}
+	if st.n == nil {
+		st.n = map[string]int{}
+	}
+	st.n[user]++
+	return sync.OnceFunc(func() {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if st.n[user]--; st.n[user] == 0 {
+			delete(st.n, user)
+		}
+	}), nil
 }
 
 // CloseStreams ends the event streams (GET /v1/events): the gateway

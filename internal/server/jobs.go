@@ -715,6 +715,13 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 	}
 	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
 	ctx := r.Context()
+	if follow {
+		release, err := s.streams.open(principal(r).User)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	if v := q.Get("tail"); v != "" {
 		// the last bytes only (a log of hundreds of megabytes in a
 		// browser): X-Log-Offset says where they begin
@@ -736,8 +743,15 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 	started := false
 	key := j.ID + "/" + stream
 	ended := j.State.Terminal()
+	release := func() {}
+	defer func() { release() }()
 	for {
-		wait := s.logs.Wait(key)
+		release()
+		var wait <-chan struct{}
+		release = func() {}
+		if follow && !ended {
+			wait, release = s.logs.Wait(key)
+		}
 		data, _, err := s.store.ReadLog(ctx, j.ID, stream, offset, 1<<20)
 		if err != nil {
 			return err

@@ -105,6 +105,7 @@ type Server struct {
 	routes   []route
 	reqCount atomic.Uint64
 	limits   limiter
+	streams  streams
 	// ridPrefix makes request ids unique across restarts and replicas
 	// (the audit log keeps them).
 	ridPrefix string
