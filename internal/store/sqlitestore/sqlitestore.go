@@ -867,6 +867,14 @@ func (d *Driver) Events(ctx context.Context, id string) ([]job.Event, error) {
 	return out, rows.Err()
 }
 
+// logChunksQuery reads the chunks that hold bytes [from, to) of a stream:
+// from the one that holds from (the last that starts at or before it;
+// chunks never overlap) up to to, both ends on the primary key, so that
+// reading a long log's tail does not visit every chunk before it.
+const logChunksQuery = `SELECT off, data FROM logs WHERE job_id = ?1 AND stream = ?2 AND off < ?4
+	AND off >= coalesce((SELECT max(off) FROM logs WHERE job_id = ?1 AND stream = ?2 AND off <= ?3), 0)
+	ORDER BY off`
+
 // LogChunks implements storedriver.Driver, in one read transaction.
 func (d *Driver) LogChunks(ctx context.Context, id, stream string, from, to int64) (int64, []storedriver.LogChunk, error) {
 	tx, err := d.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
@@ -878,8 +886,7 @@ func (d *Driver) LogChunks(ctx context.Context, id, stream string, from, to int6
 	if err != nil || from >= size || to <= from {
 		return size, nil, err
 	}
-	rows, err := tx.QueryContext(ctx, "SELECT off, data FROM logs WHERE job_id = ? AND stream = ? AND off + length(data) > ? AND off < ? ORDER BY off",
-		id, stream, from, to)
+	rows, err := tx.QueryContext(ctx, logChunksQuery, id, stream, from, to)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -218,6 +218,32 @@ func TestListPlans(t *testing.T) {
 	}
 }
 
+// Reading a stream from an offset starts at the chunk that holds it: the
+// query bounded the chunks only above (off < to), and its lower bound
+// (off + length(data) > from) could not use the key, so reading the tail
+// of a log of ten million chunks visited all of them.
+func TestLogChunksPlan(t *testing.T) {
+	d := openDriver(t)
+	rows, err := d.r.Query("EXPLAIN QUERY PLAN "+logChunksQuery, "j", "stdout", 1000, 2000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	p := strings.Join(plan, "; ")
+	if !strings.Contains(p, "off>? AND off<?") || strings.Contains(p, "SCAN") {
+		t.Errorf("plan %q: want a search of the key bounded at both ends", p)
+	}
+}
+
 // Writes queued while a group runs are committed together as the next
 // group, in one transaction; each caller gets its own write's result, and
 // a write that fails (or whose context ended before its turn) leaves
