@@ -91,15 +91,16 @@ func (s *Server) putBody(w http.ResponseWriter, r *http.Request, user, key strin
 	if r.ContentLength > s.opts.MaxUploadBytes {
 		return api.FileInfo{}, errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "the file is %d bytes, more than the limit of %d", r.ContentLength, s.opts.MaxUploadBytes)
 	}
-	body, old, err := s.bytesRoom(r.Context(), user, key, http.MaxBytesReader(w, r.Body, s.opts.MaxUploadBytes), r.ContentLength)
+	body, settle, err := s.holdRoom(r.Context(), user, key, http.MaxBytesReader(w, r.Body, s.opts.MaxUploadBytes), r.ContentLength)
 	if err != nil {
 		return api.FileInfo{}, err
 	}
 	a, err := s.bucket.Put(r.Context(), key, body)
 	if err != nil {
+		settle(-1)
 		return api.FileInfo{}, err
 	}
-	s.countBytes(r.Context(), user, a.Size-old)
+	settle(a.Size)
 	return api.FileInfo{Size: a.Size, SHA256: a.SHA256, Modified: a.Modified.UTC()}, nil
 }
 

@@ -164,28 +164,51 @@ func (s *Server) storedBytes(ctx context.Context, user string) (int64, error) {
 	return n, nil
 }
 
-// bytesRoom returns the body limited to what user may still store, with
-// the size of the object it replaces; an upload of a known size that does
-// not fit is refused before anything is read.
-func (s *Server) bytesRoom(ctx context.Context, user, key string, body io.Reader, size int64) (io.Reader, int64, error) {
+// holdRoom takes, in one write, the room an upload of size bytes (-1:
+// not known) to key needs in user's bytes quota, before anything is read:
+// what does not fit is refused at once, and uploads at once cannot pass
+// the quota together (each used to check the same room). An upload of no
+// known size holds all the room left, and is stopped if it passes it.
+// The body returned reads at most the room; settle counts the object
+// stored in the end (its size, or -1 for none) against what was held.
+func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader, size int64) (io.Reader, func(stored int64), error) {
 	old, err := s.objectSize(ctx, key)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	limit := s.quotaOf(user).Bytes
-	if limit <= 0 {
-		return body, old, nil
+	var held int64
+	switch {
+	case limit <= 0:
+	case size >= 0:
+		held = max(size-old, 0)
+	default:
+		used, err := s.storedBytes(ctx, user)
+		if err != nil {
+			return nil, nil, err
+		}
+		held = max(limit-used, 0)
 	}
-	used, err := s.storedBytes(ctx, user)
-	if err != nil {
-		return nil, 0, err
+	if held > 0 {
+		if _, err := s.store.AddBytes(ctx, user, held, limit); err != nil {
+			return nil, nil, err
+		}
 	}
-	qe := &store.QuotaError{Name: "bytes", Limit: limit, Used: used}
-	room := limit - used + old
-	if size > room {
-		return nil, 0, qe
+	settle := func(stored int64) {
+		if stored < 0 {
+			s.countBytes(ctx, user, -held)
+			return
+		}
+		s.countBytes(ctx, user, stored-old-held)
 	}
-	return &quotaReader{r: body, room: room, qe: qe}, old, nil
+	if limit > 0 && body != nil {
+		qe := &store.QuotaError{Name: "bytes", Limit: limit}
+		if used, err := s.storedBytes(ctx, user); err == nil {
+			qe.Used = used - held
+		}
+		body = &quotaReader{r: body, room: held + old, qe: qe}
+	}
+	return body, settle, nil
 }
 
 // countBytes adds delta to user's stored bytes; a failure is logged, not

@@ -2,12 +2,17 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/blob/fileblob"
 	"github.com/hpcgate/hpcgate/internal/job"
 )
 
@@ -229,5 +234,99 @@ func TestDisableUser(t *testing.T) {
 	h.do("POST", "/v1/users/alice/disable", admin, map[string]any{"jobs": "cancel"}).want(t, http.StatusOK).decode(t, &st2)
 	if st2.Canceled != 2 || st2.Held != 0 {
 		t.Fatalf("disable with cancel: %+v", st)
+	}
+}
+
+// gatedBucket holds every Put until n have begun or a second has passed,
+// so that uploads overlap as they would under load.
+type gatedBucket struct {
+	blob.Bucket
+	mu      sync.Mutex
+	arrived int
+	n       int
+	all     chan struct{}
+}
+
+func (b *gatedBucket) Put(ctx context.Context, key string, r io.Reader) (blob.Attrs, error) {
+	b.mu.Lock()
+	if b.arrived++; b.arrived == b.n {
+		close(b.all)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.all:
+	case <-time.After(time.Second):
+	}
+	return b.Bucket.Put(ctx, key, r)
+}
+
+// Uploads at once each checked the same room and together passed the
+// bytes quota; each now holds its room before it is read.
+func TestConcurrentUploadsKeepTheQuota(t *testing.T) {
+	fb, err := fileblob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	gb := &gatedBucket{Bucket: fb, n: n, all: make(chan struct{})}
+	h := newHarness(t, &harnessOptions{bucket: gb, opts: &Options{Quota: func(string) Quota { return Quota{Bytes: 100} }}})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest("PUT", fmt.Sprintf("%s/v1/files/f%d", h.http.URL, i), strings.NewReader(strings.Repeat("x", 30)))
+			req.Header.Set("Authorization", "Bearer "+alice)
+			resp, err := h.http.Client().Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	stored := 0
+	for _, c := range codes {
+		if c == http.StatusCreated {
+			stored++
+		} else if c != http.StatusConflict {
+			t.Errorf("status %d", c)
+		}
+	}
+	m := me(t, h, alice)
+	if stored != 3 || m.Quotas["bytes"].Used != 90 {
+		t.Fatalf("%d of %d uploads of 30 bytes stored under a quota of 100 (%v); use %+v", stored, n, codes, m.Quotas["bytes"])
+	}
+	// an upload of no known size holds all the room while it runs
+	gb.mu.Lock()
+	gb.arrived, gb.n, gb.all = 0, 2, make(chan struct{})
+	gb.mu.Unlock()
+	pr, pw := io.Pipe()
+	done := make(chan int)
+	go func() {
+		req, _ := http.NewRequest("PUT", h.http.URL+"/v1/files/stream", pr)
+		req.Header.Set("Authorization", "Bearer "+alice)
+		resp, err := h.http.Client().Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	pw.Write([]byte("12345"))
+	deadline := time.Now().Add(10 * time.Second)
+	for me(t, h, alice).Quotas["bytes"].Used != 100 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	h.do("PUT", "/v1/files/small", alice, "1").want(t, http.StatusConflict)
+	pw.Close()
+	if st := <-done; st != http.StatusCreated {
+		t.Fatalf("the upload of no known size: %d", st)
+	}
+	if used := me(t, h, alice).Quotas["bytes"].Used; used != 95 {
+		t.Fatalf("after it: %d bytes used, want 95", used)
 	}
 }

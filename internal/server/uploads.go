@@ -69,7 +69,13 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request) error {
 	if req.Size <= 0 || req.Size > s.opts.MaxUploadBytes {
 		return fieldError("size", "must be from 1 to %d bytes", s.opts.MaxUploadBytes)
 	}
-	if _, _, err := s.bytesRoom(r.Context(), principal(r).User, filesKey(principal(r), req.Path), nil, req.Size); err != nil {
+	// the bytes come straight to the object store: the room is checked
+	// now, and held when the upload completes
+	old, err := s.objectSize(r.Context(), filesKey(principal(r), req.Path))
+	if err != nil {
+		return err
+	}
+	if err := s.uploadFits(r.Context(), principal(r).User, req.Size, old); err != nil {
 		return err
 	}
 	partSize := max(int64(minPartSize), (req.Size+maxParts-1)/maxParts)
@@ -109,41 +115,41 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 		return fieldError("etags", "one ETag for each part, in order")
 	}
 	key, user := filesKey(principal(r), path), principal(r).User
-	old, err := s.objectSize(r.Context(), key)
-	if err != nil {
-		return err
-	}
 	// The size declared when the upload began was checked then; what the
-	// parts hold is checked now, before they become the file (a client
-	// may send more than it declared): over a limit, the upload is dropped
-	// and the file left as it was.
+	// parts hold is held in the quota now, before they become the file (a
+	// client may send more than it declared): over a limit, the upload is
+	// dropped and the file left as it was.
 	sent, err := sg.UploadedSize(r.Context(), key, storeID)
 	if err != nil {
 		return err
 	}
-	if err := s.uploadFits(r.Context(), user, sent, old); err != nil {
+	drop := func(err error) error {
 		if aerr := sg.AbortMultipart(context.WithoutCancel(r.Context()), key, storeID); aerr != nil {
 			s.logFor(r).Error("abort of an upload over a limit", "err", aerr)
 		}
 		return err
 	}
-	a, err := sg.CompleteMultipart(r.Context(), key, storeID, req.ETags)
-	if err == nil {
-		if a.Size > sent { // parts sent again, larger, meanwhile
-			if err := s.uploadFits(r.Context(), user, a.Size, old); err != nil {
-				s.bucket.Delete(context.WithoutCancel(r.Context()), key)
-				s.countBytes(r.Context(), user, -old)
-				return err
-			}
-		}
-		s.countBytes(r.Context(), user, a.Size-old)
+	if sent > s.opts.MaxUploadBytes {
+		return drop(errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "the upload holds %d bytes, more than the limit of %d", sent, s.opts.MaxUploadBytes))
 	}
+	_, settle, err := s.holdRoom(r.Context(), user, key, nil, sent)
 	if err != nil {
+		return drop(err)
+	}
+	a, err := sg.CompleteMultipart(r.Context(), key, storeID, req.ETags)
+	if err != nil {
+		settle(-1)
 		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidKey) {
 			return err
 		}
 		return wrapf(err, http.StatusConflict, api.CodeConflict, "the object store refused to complete the upload: check that every part was sent whole and the ETags are in order, or start again")
 	}
+	if a.Size != sent { // parts sent again meanwhile: not what was held
+		s.bucket.Delete(context.WithoutCancel(r.Context()), key)
+		settle(0) // the file it replaced is gone too
+		return errorf(http.StatusConflict, api.CodeConflict, "parts were sent again while the upload completed (%d bytes, not %d): the file is removed; upload it again", a.Size, sent)
+	}
+	settle(a.Size)
 	return writeJSON(w, http.StatusCreated, api.FileInfo{Path: path, Size: a.Size, SHA256: a.SHA256, Modified: a.Modified.UTC()})
 }
 
