@@ -125,10 +125,11 @@ type Signer interface {
 	// SignPut returns a URL that PUTs the object, of exactly size bytes,
 	// for ttl.
 	SignPut(ctx context.Context, key string, size int64, ttl time.Duration) (string, error)
-	// StartMultipart starts a multipart upload of parts parts and returns
-	// its id and a presigned PUT URL for each part, in order. sha256, if
-	// not empty, becomes the object's recorded SHA-256.
-	StartMultipart(ctx context.Context, key string, parts int, sha256 string, ttl time.Duration) (uploadID string, partURLs []string, err error)
+	// StartMultipart starts a multipart upload of size bytes in parts of
+	// partSize (the last one the rest) and returns its id and a presigned
+	// PUT URL for each part, in order, each for exactly its part's length.
+	// sha256, if not empty, becomes the object's recorded SHA-256.
+	StartMultipart(ctx context.Context, key string, size, partSize int64, sha256 string, ttl time.Duration) (uploadID string, partURLs []string, err error)
 	// UploadedSize is the size of the parts sent so far to an unfinished
 	// upload, or an error wrapping ErrNotFound if there is no such upload.
 	UploadedSize(ctx context.Context, key, uploadID string) (int64, error)
@@ -136,4 +137,8 @@ type Signer interface {
 	CompleteMultipart(ctx context.Context, key, uploadID string, etags []string) (Attrs, error)
 	// AbortMultipart drops an unfinished upload.
 	AbortMultipart(ctx context.Context, key, uploadID string) error
+	// AbortStale drops up to limit unfinished uploads started before
+	// before, and returns how many it dropped: their parts are stored,
+	// and counted nowhere, until they are.
+	AbortStale(ctx context.Context, before time.Time, limit int) (int, error)
 }

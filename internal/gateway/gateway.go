@@ -521,6 +521,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 			return g.purgeOld(ctx, "job changes", r, min(r/10, time.Hour), g.store.PurgeChanges)
 		})
 	}
+	if sg, ok := g.bucket.(blob.Signer); ok {
+		// multipart uploads left unfinished once their part URLs expired:
+		// their parts are stored, counted in no quota, until dropped
+		grp.Go(func(ctx context.Context) error {
+			return g.purgeOld(ctx, "unfinished uploads", server.UploadTTL, 10*time.Minute, sg.AbortStale)
+		})
+	}
 	if hooks, err := webhook.New(g.store, webhook.Options{AllowPrivate: g.cfg.Webhooks.AllowPrivateNetworks, CACertFile: g.caFile, Logger: g.log}); err != nil {
 		grp.Go(func(context.Context) error { return err })
 	} else {

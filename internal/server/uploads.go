@@ -22,7 +22,9 @@ import (
 // and everything keeps working through the gateway.
 
 const (
-	uploadTTL     = 6 * time.Hour
+	// UploadTTL is how long a multipart upload's part URLs work; the
+	// gateway aborts the uploads left unfinished after it.
+	UploadTTL     = 6 * time.Hour
 	downloadTTL   = 15 * time.Minute
 	minPartSize   = 16 << 20
 	maxParts      = 10000
@@ -79,16 +81,15 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	partSize := max(int64(minPartSize), (req.Size+maxParts-1)/maxParts)
-	parts := int((req.Size + partSize - 1) / partSize)
 	if req.SHA256 != "" && !sha256RE.MatchString(req.SHA256) {
 		return fieldError("sha256", "must be 64 lower-case hex digits")
 	}
-	storeID, urls, err := sg.StartMultipart(r.Context(), filesKey(principal(r), req.Path), parts, req.SHA256, uploadTTL)
+	storeID, urls, err := sg.StartMultipart(r.Context(), filesKey(principal(r), req.Path), req.Size, partSize, req.SHA256, UploadTTL)
 	if err != nil {
 		return err
 	}
 	id := uploadID(req.Path, storeID)
-	out := api.Upload{ID: id, Path: req.Path, PartSize: partSize, CompleteURL: "/v1/uploads/" + id + "/complete", ExpiresAt: time.Now().Add(uploadTTL).UTC()}
+	out := api.Upload{ID: id, Path: req.Path, PartSize: partSize, CompleteURL: "/v1/uploads/" + id + "/complete", ExpiresAt: time.Now().Add(UploadTTL).UTC()}
 	for i, u := range urls {
 		out.Parts = append(out.Parts, api.UploadPart{Number: i + 1, URL: u})
 	}

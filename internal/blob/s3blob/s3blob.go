@@ -423,13 +423,19 @@ func (b *Bucket) SignPut(ctx context.Context, key string, size int64, ttl time.D
 }
 
 // StartMultipart implements blob.Signer: it starts a multipart upload and
-// presigns a PUT URL for each of its parts.
-func (b *Bucket) StartMultipart(ctx context.Context, key string, parts int, sha256 string, ttl time.Duration) (string, []string, error) {
+// presigns a PUT URL for each of its parts, with the part's length signed:
+// a part of any other size is refused, so the parts hold what was
+// declared, however often they are sent.
+func (b *Bucket) StartMultipart(ctx context.Context, key string, size, partSize int64, sha256 string, ttl time.Duration) (string, []string, error) {
 	k, err := b.key(key)
 	if err != nil {
 		return "", nil, err
 	}
-	if parts < 1 || parts > 10000 {
+	if size < 1 || partSize < 1 {
+		return "", nil, fmt.Errorf("multipart upload of %d bytes in parts of %d", size, partSize)
+	}
+	parts := (size + partSize - 1) / partSize
+	if parts > 10000 {
 		return "", nil, fmt.Errorf("multipart upload of %d parts: want 1 to 10000", parts)
 	}
 	in := &s3.CreateMultipartUploadInput{Bucket: &b.opts.Bucket, Key: &k}
@@ -442,7 +448,9 @@ func (b *Bucket) StartMultipart(ctx context.Context, key string, parts int, sha2
 	}
 	urls := make([]string, parts)
 	for i := range urls {
-		req, err := b.presign.PresignUploadPart(ctx, &s3.UploadPartInput{Bucket: &b.opts.Bucket, Key: &k, UploadId: up.UploadId, PartNumber: aws.Int32(int32(i + 1))}, s3.WithPresignExpires(ttl))
+		n := min(partSize, size-int64(i)*partSize)
+		req, err := b.presign.PresignUploadPart(ctx, &s3.UploadPartInput{Bucket: &b.opts.Bucket, Key: &k, UploadId: up.UploadId,
+			PartNumber: aws.Int32(int32(i + 1)), ContentLength: &n}, s3.WithPresignExpires(ttl))
 		if err != nil {
 			return "", nil, err
 		}
@@ -480,6 +488,33 @@ func (b *Bucket) AbortMultipart(ctx context.Context, key, uploadID string) error
 		return fmt.Errorf("upload %s: %w", uploadID, blob.ErrNotFound)
 	}
 	return err
+}
+
+// AbortStale implements blob.Signer: it drops the unfinished uploads
+// under the bucket's prefix that began before before.
+func (b *Bucket) AbortStale(ctx context.Context, before time.Time, limit int) (int, error) {
+	n := 0
+	p := s3.NewListMultipartUploadsPaginator(b.c, &s3.ListMultipartUploadsInput{Bucket: &b.opts.Bucket, Prefix: aws.String(b.opts.Prefix)})
+	for p.HasMorePages() && n < limit {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return n, fmt.Errorf("list unfinished uploads: %w", err)
+		}
+		for _, u := range page.Uploads {
+			if n >= limit {
+				break
+			}
+			if u.Initiated == nil || !u.Initiated.Before(before) {
+				continue
+			}
+			_, err := b.c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &b.opts.Bucket, Key: u.Key, UploadId: u.UploadId})
+			if err != nil && !noSuchUpload(err) {
+				return n, fmt.Errorf("abort unfinished upload of %s: %w", aws.ToString(u.Key), err)
+			}
+			n++
+		}
+	}
+	return n, nil
 }
 
 // UploadedSize implements blob.Signer.

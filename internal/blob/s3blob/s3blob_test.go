@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -111,9 +112,20 @@ func TestPresigned(t *testing.T) {
 	}
 
 	// Multipart through presigned part URLs, as the CLI uploads.
-	id, urls, err := b.StartMultipart(ctx, "signed/multi.bin", 2, "ab12", time.Minute)
+	id, urls, err := b.StartMultipart(ctx, "signed/multi.bin", 5<<20+4, 5<<20, "ab12", time.Minute)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(urls) != 2 {
+		t.Fatalf("%d part URLs for two parts", len(urls))
+	}
+	// a part's length is signed: more than declared is refused, so that
+	// an upload of one declared byte cannot hold gigabytes of parts
+	req, _ = http.NewRequest(http.MethodPut, urls[1], strings.NewReader("tail, and more"))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode == 200 {
+		t.Fatalf("a part longer than signed: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	parts := [][]byte{bytes.Repeat([]byte("a"), 5<<20), []byte("tail")}
 	var etags []string
@@ -129,6 +141,27 @@ func TestPresigned(t *testing.T) {
 	a, err := b.CompleteMultipart(ctx, "signed/multi.bin", id, etags)
 	if err != nil || a.Size != 5<<20+4 || a.SHA256 != "ab12" {
 		t.Fatalf("complete: %+v, %v; want the declared sha256 kept", a, err)
+	}
+}
+
+// Unfinished uploads that began before a time are dropped, and only they:
+// their parts were stored, counted in no quota, for as long as the
+// object store kept them.
+func TestAbortStale(t *testing.T) {
+	b := testBucket(t, 0)
+	ctx := context.Background()
+	old, _, err := b.StartMultipart(ctx, "up/old.bin", 10, 10, "", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.AbortStale(ctx, time.Now().Add(-time.Hour), 100); err != nil || n != 0 {
+		t.Fatalf("uploads begun before an hour ago: %d dropped, %v", n, err)
+	}
+	if n, err := b.AbortStale(ctx, time.Now().Add(time.Minute), 100); err != nil || n != 1 {
+		t.Fatalf("uploads begun before now: %d dropped, %v; want 1", n, err)
+	}
+	if _, err := b.UploadedSize(ctx, "up/old.bin", old); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("a dropped upload: %v", err)
 	}
 }
 
