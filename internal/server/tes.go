@@ -3,6 +3,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -45,15 +46,23 @@ const (
 // maxWalltime bounds a task's walltime_s: ten years.
 const maxWalltime = 10 * 365 * 24 * 3600
 
+// tesFullPageBytes bounds a FULL page's tasks as JSON (a task shows up to
+// 1 MiB of input contents and 128 KiB of logs for each of its executors):
+// past it the page ends early, with a next_page_token. The first task of
+// a page is always in it. A variable for the tests.
+var tesFullPageBytes = 16 << 20
+
+// tesScanJobs bounds the jobs one list request reads when filters the
+// store cannot apply (name_prefix, a failed state's kind, a second tag)
+// leave few matches: the answer then has fewer tasks than page_size, and
+// a next_page_token. It was 20 store pages, up to 40,940 jobs a request.
+// A variable for the tests.
+var tesScanJobs = 4096
+
 // Task pages: TES's page_size, by default and at most.
 const (
 	tesPageSize    = 256
 	tesMaxPageSize = 2047 // "less than 2048"
-	// tesScanPages bounds the store pages one list request reads when
-	// filters the store cannot apply (name_prefix, a failed state's kind,
-	// a second tag) leave few matches: the answer then has fewer tasks
-	// than page_size, and a next_page_token.
-	tesScanPages = 20
 )
 
 func (s *Server) tesBucket() string { return cmp.Or(s.opts.TES.Bucket, "hpcgate") }
@@ -362,8 +371,9 @@ func (s *Server) tesList(w http.ResponseWriter, r *http.Request) error {
 		return want == "" || tes.StateOf(&aj) == want
 	}
 	out := tes.ListTasksResponse{Tasks: []tes.Task{}}
-	for range tesScanPages {
-		f.Limit = size - len(out.Tasks)
+	budget := tesFullPageBytes
+	for scanned := 0; scanned < tesScanJobs; {
+		f.Limit = min(size-len(out.Tasks), tesScanJobs-scanned)
 		jobs, next, err := s.store.ListJobs(r.Context(), f)
 		if errors.Is(err, store.ErrBadPageToken) {
 			return fieldError("page_token", "malformed")
@@ -371,7 +381,8 @@ func (s *Server) tesList(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		for _, j := range jobs {
+		scanned += len(jobs)
+		for i, j := range jobs {
 			if !match(j) {
 				continue
 			}
@@ -379,9 +390,24 @@ func (s *Server) tesList(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return err
 			}
-			if ok {
-				out.Tasks = append(out.Tasks, t)
+			if !ok {
+				continue
 			}
+			if view == tes.Full {
+				b, _ := json.Marshal(t)
+				if budget -= len(b); budget < 0 && len(out.Tasks) > 0 {
+					// the page ends before this task; the next starts at it
+					out.NextPageToken = f.PageToken
+					if i > 0 {
+						f.Limit = i
+						if _, out.NextPageToken, err = s.store.ListJobs(r.Context(), f); err != nil {
+							return err
+						}
+					}
+					return writeJSON(w, http.StatusOK, out)
+				}
+			}
+			out.Tasks = append(out.Tasks, t)
 		}
 		f.PageToken, out.NextPageToken = next, next
 		if next == "" || len(out.Tasks) == size {

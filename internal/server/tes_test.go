@@ -563,3 +563,65 @@ func TestTESLimits(t *testing.T) {
 	}
 	h.do("GET", tesBase+"/tasks?page_size=2048", tok, nil).want(t, http.StatusBadRequest)
 }
+
+// A FULL page ends once its tasks pass a size, with a token for the rest:
+// a page of 2,047 tasks, each showing 1 MiB of input contents, was built
+// whole in memory.
+func TestTESFullPagesBounded(t *testing.T) {
+	h := tesHarness(t)
+	defer func(n int) { tesFullPageBytes = n }(tesFullPageBytes)
+	tesFullPageBytes = 100 << 10
+	tok := h.token("alice", time.Time{}, api.ScopeTasks, api.ScopeJobsRead, api.ScopeFilesRead, api.ScopeFilesWrite)
+	want := map[string]bool{}
+	for i := range 5 {
+		task := simpleTask(fmt.Sprintf("big%d", i))
+		task["inputs"] = []any{map[string]any{"content": strings.Repeat("x", 40<<10), "path": "/data/c.txt"}}
+		want[createTask(t, h, tok, task)] = true
+	}
+	got := map[string]bool{}
+	token, pages := "", 0
+	for {
+		r := h.do("GET", tesBase+"/tasks?view=FULL&page_size=100&page_token="+token, tok, nil).want(t, http.StatusOK)
+		conform(t, "FULL", "tesListTasksResponse", r)
+		var out tes.ListTasksResponse
+		r.decode(t, &out)
+		pages++
+		if len(out.Tasks) == 0 || len(r.body) > tesFullPageBytes+50<<10 {
+			t.Fatalf("page %d: %d tasks in %d bytes", pages, len(out.Tasks), len(r.body))
+		}
+		for _, tk := range out.Tasks {
+			if got[tk.ID] || !want[tk.ID] || len(tk.Inputs) != 1 || len(tk.Inputs[0].Content) != 40<<10 {
+				t.Fatalf("page %d: task %s again, unknown, or not FULL", pages, tk.ID)
+			}
+			got[tk.ID] = true
+		}
+		if token = out.NextPageToken; token == "" {
+			break
+		}
+	}
+	if len(got) != len(want) || pages != 3 {
+		t.Fatalf("%d of %d tasks in %d pages, want all in 3 (two of about 80 kB a page)", len(got), len(want), pages)
+	}
+}
+
+// A list whose filters match little reads at most tesScanJobs jobs, then
+// answers with what it found and a token to go on from.
+func TestTESListScanBounded(t *testing.T) {
+	h := tesHarness(t)
+	defer func(n int) { tesScanJobs = n }(tesScanJobs)
+	tesScanJobs = 10
+	tok := h.token("alice", time.Time{}, api.ScopeTasks, api.ScopeJobsRead)
+	zz := createTask(t, h, tok, simpleTask("zz"))
+	for i := range 15 {
+		createTask(t, h, tok, simpleTask(fmt.Sprintf("a%d", i)))
+	}
+	var out tes.ListTasksResponse
+	h.do("GET", tesBase+"/tasks?name_prefix=zz&page_size=5", tok, nil).want(t, http.StatusOK).decode(t, &out)
+	if len(out.Tasks) != 0 || out.NextPageToken == "" {
+		t.Fatalf("first answer: %d tasks, token %q; want none found in the first 10 jobs, and a token", len(out.Tasks), out.NextPageToken)
+	}
+	h.do("GET", tesBase+"/tasks?name_prefix=zz&page_size=5&page_token="+out.NextPageToken, tok, nil).want(t, http.StatusOK).decode(t, &out)
+	if len(out.Tasks) != 1 || out.Tasks[0].ID != zz {
+		t.Fatalf("second answer: %+v", out.Tasks)
+	}
+}
