@@ -63,6 +63,19 @@ func (s *Server) logFor(r *http.Request) *slog.Logger {
 // audit writes the request's entry. It runs after the answer was written:
 // the entry joins whatever write the store commits next (SQLite's group
 // commit), and its failure is logged, not answered.
+// anonymousAudit bounds the audit entries of requests refused before a
+// principal was known (no token, an unknown or revoked one, over the rate
+// limit): every gateway keeps a trace of them, and an anonymous flood of
+// POSTs, which no rate limit stops, cannot become a durable write each.
+var anonymousAudit = RateLimit{PerSecond: 2, Burst: 50}
+
+// auditAnonymous reports whether a request refused before a principal was
+// known is audited: as long as the gateway's bucket for them holds one.
+func (s *Server) auditAnonymous(now time.Time) bool {
+	ok, _ := s.limits.allow("audit: no principal", anonymousAudit, now)
+	return ok
+}
+
 func (s *Server) audit(r *http.Request, rt route, start time.Time, status int) {
 	e := auditEntry(r, rt, start, status)
 	// The client has its answer; the entry is written even if it hung up.

@@ -107,3 +107,29 @@ func TestAuditSession(t *testing.T) {
 	h.do("GET", "/v1/audit?since=yesterday", admin, nil).want(t, http.StatusUnprocessableEntity)
 	h.do("GET", "/v1/audit?page_token=x", admin, nil).want(t, http.StatusUnprocessableEntity)
 }
+
+// Requests refused before a principal is known (no token, an unknown one)
+// were each a durable audit entry, and no rate limit stops them: an
+// anonymous flood of POSTs was a flood of writes, kept for a year. They
+// are audited up to a bucket of their own, then left out.
+func TestAnonymousRefusalsAuditedWithinABound(t *testing.T) {
+	h := newHarness(t, nil)
+	admin := h.token("root", time.Time{}, api.ScopeAdmin)
+	for range anonymousAudit.Burst + 30 {
+		h.do("POST", "/v1/jobs", "", map[string]any{"template": "hello"}).want(t, http.StatusUnauthorized)
+	}
+	h.do("POST", "/v1/jobs", admin, map[string]any{"template": "nosuch"}).want(t, http.StatusUnprocessableEntity)
+	var page api.Page[api.AuditEntry]
+	h.do("GET", "/v1/audit?limit=1000", admin, nil).want(t, http.StatusOK).decode(t, &page)
+	anon, known := 0, 0
+	for _, e := range page.Items {
+		if e.User == "" {
+			anon++
+		} else {
+			known++
+		}
+	}
+	if anon < anonymousAudit.Burst || anon > anonymousAudit.Burst+5 || known != 1 {
+		t.Fatalf("%d anonymous refusals audited (want the bucket's %d), %d of a known user (want 1)", anon, anonymousAudit.Burst, known)
+	}
+}

@@ -371,7 +371,7 @@ func (s *Server) wrap(rt route) http.Handler {
 		if s.opts.Metrics != nil {
 			s.opts.Metrics.Request(rt.pattern, status, time.Since(start), body.n, sw.n)
 		}
-		if rt.audited() && !ri.audited {
+		if rt.audited() && !ri.audited && (principal(r) != nil || s.auditAnonymous(start)) {
 			s.audit(r, rt, start, status)
 		}
 		if s.log.Enabled(r.Context(), slog.LevelDebug) {
