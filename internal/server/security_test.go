@@ -225,6 +225,23 @@ func TestParametersAreBounded(t *testing.T) {
 	h.do("POST", "/v1/jobs", tok, fmt.Sprintf(`{"template":"evaluate","parameters":{"x":%s},"hold":true}`, fits), "Content-Type", "application/json").want(t, http.StatusCreated)
 }
 
+// A refusal quoted what was refused whole: a notify URL of 1 MiB came
+// back in the answer twice (six times as long where JSON escapes it), and
+// in the log. Messages and details are clipped.
+func TestRefusalsDoNotEchoWholeValues(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("alice", time.Time{}, userScopes...)
+	long := "https://example.org/" + strings.Repeat("a", 200<<10)
+	r := h.do("POST", "/v1/jobs", tok, map[string]any{"template": "hello", "parameters": map[string]any{"name": "a"}, "notify": map[string]any{"url": long}}).
+		want(t, http.StatusUnprocessableEntity)
+	if r.field("notify.url") == "" || len(r.body) > 16<<10 {
+		t.Fatalf("an answer of %d bytes, notify.url %.100q", len(r.body), r.field("notify.url"))
+	}
+	if n := h.logs.Len(); n > 32<<10 {
+		t.Fatalf("the server log holds %d bytes after one refusal", n)
+	}
+}
+
 // A job keeps the template it was accepted with: a reload that changes
 // the template (or a replica without it) changes nothing for it.
 func TestAcceptedJobKeepsItsTemplate(t *testing.T) {

@@ -577,13 +577,30 @@ func problemFor(err error) *httpError {
 	return &httpError{status: http.StatusInternalServerError, code: api.CodeInternal, detail: "internal error; the server log has the details under this request id"}
 }
 
-// maxFieldErrors is the most field errors one answer lists.
-const maxFieldErrors = 100
+// maxFieldErrors is the most field errors one answer lists, maxDetail
+// the most bytes of its detail and of each field error's name and message
+// (a message may quote what the request sent).
+const (
+	maxFieldErrors = 100
+	maxDetail      = 1024
+)
+
+// clip is s cut to at most n bytes, at a rune's start, marked with "…".
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("…")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	pe := problemFor(err)
 	// The request's logger carries its request id and job id.
-	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", pe.status, "err", err}
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", pe.status, "err", clip(err.Error(), maxDetail)}
 	switch {
 	case pe.status >= 500:
 		s.logFor(r).Error("request failed", attrs...)
@@ -591,10 +608,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// A refusal with an internal cause: the client saw only pe.detail.
 		s.logFor(r).Info("request refused", attrs...)
 	}
-	p := api.Problem{Title: http.StatusText(pe.status), Status: pe.status, Detail: pe.detail, Code: pe.code, RequestID: requestID(r), Errors: pe.fields}
-	if n := len(p.Errors); n > maxFieldErrors {
-		// a body of 1 MiB can hold 100,000 faults: the answer lists the first
-		p.Errors = p.Errors[:maxFieldErrors]
+	p := api.Problem{Title: http.StatusText(pe.status), Status: pe.status, Detail: clip(pe.detail, maxDetail), Code: pe.code, RequestID: requestID(r)}
+	// a body of 1 MiB can hold 100,000 faults, or a value of 1 MiB that a
+	// message quotes: the answer lists the first, each message clipped
+	for _, f := range pe.fields[:min(len(pe.fields), maxFieldErrors)] {
+		p.Errors = append(p.Errors, api.FieldError{Field: clip(f.Field, maxDetail), Message: clip(f.Message, maxDetail)})
+	}
+	if n := len(pe.fields); n > maxFieldErrors {
 		p.Detail += fmt.Sprintf(" (%d faults; the first %d are listed)", n, maxFieldErrors)
 	}
 	h := w.Header()
