@@ -37,11 +37,11 @@ type TESOptions struct {
 }
 
 // maxDirFiles bounds the files a task's DIRECTORY inputs may name, all
-// together; maxDelivered the files its outputs may deliver.
-const (
-	maxDirFiles  = 10000
-	maxDelivered = 10000
-)
+// together (a variable for the tests); maxDelivered the files its outputs
+// may deliver.
+var maxDirFiles = 10000
+
+const maxDelivered = 10000
 
 // maxWalltime bounds a task's walltime_s: ten years.
 const maxWalltime = 10 * 365 * 24 * 3600
@@ -158,6 +158,11 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 				ti.Files = []catalog.TaskFile{{Input: name}}
 			case ref.Kind == "https":
 				bad(fmt.Sprintf("inputs[%d].type", i), "a DIRECTORY cannot come from an https:// URL")
+			case dirFilesLeft < 0:
+				// the listings are spent: each DIRECTORY input is a walk
+				// of the user's files, and a folder too large is not
+				// listed again and again
+				bad(fmt.Sprintf("inputs[%d].url", i), "not listed: the task's DIRECTORY inputs already have more than %d files", maxDirFiles)
 			default:
 				files, err := s.dirFiles(ctx, owner, ref.Path, dirFilesLeft)
 				if err != nil {
@@ -169,9 +174,11 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 				}
 				if len(files) > dirFilesLeft {
 					bad(fmt.Sprintf("inputs[%d].url", i), "more than %d files below %q: a task's DIRECTORY inputs may have %d at most", dirFilesLeft, in.URL, maxDirFiles)
-					files = nil
 				}
 				dirFilesLeft -= len(files)
+				if dirFilesLeft < 0 {
+					files = nil
+				}
 				for k, rel := range files {
 					n := name + "." + strconv.Itoa(k)
 					inputs[n] = ref.Path + "/" + rel

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/blob/fileblob"
 	"github.com/hpcgate/hpcgate/internal/catalog"
 	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/store"
@@ -23,14 +26,17 @@ const tesBase = "/ga4gh/tes/v1"
 // registry.example/ images, "bare" no container runtime, "open" podman
 // without an allow-list.
 func tesHarness(t *testing.T) *harness {
-	envs := []catalog.Environment{
+	return newHarness(t, &harnessOptions{envs: tesEnvs(), opts: &Options{TES: TESOptions{Environment: "pods"}}})
+}
+
+func tesEnvs() []catalog.Environment {
+	return []catalog.Environment{
 		{Name: "pods", Scheduler: "local", ContainerRuntime: "podman", Images: []string{"localhost/"}, Max: catalog.Limits{Nodes: 1, CoresPerNode: 4, MemoryMB: 8192, WalltimeS: 3600}},
 		{Name: "other", Scheduler: "local", ContainerRuntime: "podman", Images: []string{"registry.example/"}},
 		{Name: "bare", Scheduler: "local"},
 		{Name: "open", Scheduler: "local", ContainerRuntime: "podman"},
 		{Name: "local", Scheduler: "local"}, // the built-in templates name it
 	}
-	return newHarness(t, &harnessOptions{envs: envs, opts: &Options{TES: TESOptions{Environment: "pods"}}})
 }
 
 // conform fails the test unless the body is the TES schema's, in view.
@@ -536,11 +542,20 @@ func TestTESLimits(t *testing.T) {
 		exs = append(exs, map[string]any{"image": "localhost/a", "command": []string{"true"}})
 	}
 	many["executors"] = exs
+	inputs, outputs := simpleTask("inputs"), simpleTask("outputs")
+	var ins, outs []any
+	for i := range tes.MaxInputs + 1 {
+		ins = append(ins, map[string]any{"content": "x", "path": fmt.Sprintf("/in/%d", i)})
+		outs = append(outs, map[string]any{"url": fmt.Sprintf("out/%d", i), "path": fmt.Sprintf("/out/%d", i)})
+	}
+	inputs["inputs"], outputs["outputs"] = ins, outs
 	for name, tc := range map[string]struct {
 		task  map[string]any
 		field string
 	}{
 		"executors": {many, "executors"},
+		"inputs":    {inputs, "inputs"},
+		"outputs":   {outputs, "outputs"},
 		"memory":    {map[string]any{"executors": simpleTask("")["executors"], "resources": map[string]any{"ram_gb": 1e19}}, "resources.ram_gb"},
 		"walltime":  {map[string]any{"executors": simpleTask("")["executors"], "resources": map[string]any{"backend_parameters": map[string]string{"walltime_s": "99999999999999"}}}, "resources.backend_parameters.walltime_s"},
 		"volume":    {map[string]any{"executors": simpleTask("")["executors"], "volumes": []string{"/d/../../tmp/x"}}, "volumes[0]"},
@@ -623,5 +638,50 @@ func TestTESListScanBounded(t *testing.T) {
 	h.do("GET", tesBase+"/tasks?name_prefix=zz&page_size=5&page_token="+out.NextPageToken, tok, nil).want(t, http.StatusOK).decode(t, &out)
 	if len(out.Tasks) != 1 || out.Tasks[0].ID != zz {
 		t.Fatalf("second answer: %+v", out.Tasks)
+	}
+}
+
+// countingBucket counts the listings of the bucket under it.
+type countingBucket struct {
+	blob.Bucket
+	lists atomic.Int32
+}
+
+func (b *countingBucket) List(ctx context.Context, prefix string, fn func(blob.Attrs) error) error {
+	b.lists.Add(1)
+	return b.Bucket.List(ctx, prefix, fn)
+}
+
+// A task's DIRECTORY inputs are listed until they pass maxDirFiles, and
+// no further: a folder too large was listed again for every input that
+// named it (20,000 inputs of a folder of 10,001 files: 2e8 stats).
+func TestTESDirectoryListingsBounded(t *testing.T) {
+	defer func(n int) { maxDirFiles = n }(maxDirFiles)
+	maxDirFiles = 3
+	fb, err := fileblob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := &countingBucket{Bucket: fb}
+	h := newHarness(t, &harnessOptions{bucket: cb, envs: tesEnvs(), opts: &Options{TES: TESOptions{Environment: "pods"}}})
+	for i := range 5 {
+		h.put("alice", fmt.Sprintf("big/%d.txt", i), "x")
+	}
+	tok := h.token("alice", time.Time{}, api.ScopeTasks, api.ScopeJobsRead, api.ScopeFilesRead)
+	task := simpleTask("dirs")
+	var ins []any
+	for i := range 4 {
+		ins = append(ins, map[string]any{"url": "big", "path": fmt.Sprintf("/in/%d", i), "type": "DIRECTORY"})
+	}
+	task["inputs"] = ins
+	before := cb.lists.Load()
+	r := h.do("POST", tesBase+"/tasks", tok, task).want(t, http.StatusBadRequest)
+	if n := cb.lists.Load() - before; n != 1 {
+		t.Errorf("%d listings for four DIRECTORY inputs of a folder over the limit, want 1", n)
+	}
+	for i := range 4 {
+		if r.field(fmt.Sprintf("inputs[%d].url", i)) == "" {
+			t.Errorf("no error for inputs[%d].url: %s", i, r.body)
+		}
 	}
 }

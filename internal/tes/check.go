@@ -11,8 +11,12 @@ import (
 	"github.com/hpcgate/hpcgate/internal/blob"
 )
 
-// MaxExecutors bounds a task's executors.
-const MaxExecutors = 100
+// MaxExecutors bounds a task's executors, MaxInputs its inputs and
+// outputs each (a DIRECTORY input is a listing of the user's files).
+const (
+	MaxExecutors = 100
+	MaxInputs    = 1000
+)
 
 // MaxContent is the most an input's content may hold (TES asks servers
 // for at least 128 KiB).
@@ -99,6 +103,12 @@ func Check(t *Task, bucket string) []api.FieldError {
 	}
 	if len(t.Executors) > MaxExecutors {
 		bad("executors", "at most %d executors", MaxExecutors)
+	}
+	if len(t.Inputs) > MaxInputs {
+		bad("inputs", "at most %d inputs: put many files in a DIRECTORY input", MaxInputs)
+	}
+	if len(t.Outputs) > MaxInputs {
+		bad("outputs", "at most %d outputs: deliver many files with a DIRECTORY output or a glob", MaxInputs)
 	}
 	for i, v := range t.Volumes {
 		abs(fmt.Sprintf("volumes[%d]", i), v, true)
