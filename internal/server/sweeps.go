@@ -30,11 +30,12 @@ const (
 	// maxListedJobs is the most job ids a sweep's answer lists; a larger
 	// sweep's are read with GET /v1/jobs?sweep=ID.
 	maxListedJobs = 1000
-	// maxSweepResultBytes bounds the results.json read for one answer of
-	// GET /v1/sweeps/{id}/results; rows past it have none (each job's is
-	// at GET /v1/jobs/{id}/results).
-	maxSweepResultBytes = 16 << 20
 )
+
+// maxSweepResultBytes bounds the results.json read for one answer of GET
+// /v1/sweeps/{id}/results, valid or not; rows past it have none (each
+// job's is at GET /v1/jobs/{id}/results). A variable for the tests.
+var maxSweepResultBytes = 16 << 20
 
 // variant is one of a sweep's variants: its own parameters, and how a
 // field error of its job is named in the sweep's request.
@@ -471,12 +472,12 @@ func (s *Server) sweepResults(w http.ResponseWriter, r *http.Request) error {
 	if err := s.sweepJobs(r, func(j *job.Job) error {
 		row := api.SweepResult{Index: j.SweepIndex, Job: j.ID, State: string(j.State), ExitCode: j.ExitCode, Parameters: j.Parameters}
 		if (j.State == job.Succeeded || j.State == job.Failed) && budget > 0 {
-			b, err := s.readResults(r.Context(), j.ID)
+			b, read, err := s.readResults(r.Context(), j.ID)
 			if err != nil {
 				return err
 			}
 			row.Results = b
-			budget -= len(b)
+			budget -= read // what was read, shown or not
 		}
 		rows = append(rows, row)
 		return nil
@@ -492,24 +493,24 @@ func (s *Server) sweepResults(w http.ResponseWriter, r *http.Request) error {
 }
 
 // readResults is job id's results.json if it wrote a valid one (up to
-// 64 KiB), else nil.
-func (s *Server) readResults(ctx context.Context, id string) (json.RawMessage, error) {
+// 64 KiB), else nil, and how many bytes it read to find out.
+func (s *Server) readResults(ctx context.Context, id string) (json.RawMessage, int, error) {
 	rc, _, err := s.bucket.Get(ctx, outputsPrefix(id)+"results.json", 0, -1)
 	if errors.Is(err, blob.ErrNotFound) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, 64<<10+1))
 	if err != nil {
-		return nil, err
+		return nil, len(b), err
 	}
 	if len(b) > 64<<10 || !json.Valid(b) {
-		return nil, nil
+		return nil, len(b), nil
 	}
-	return b, nil
+	return b, len(b), nil
 }
 
 // writeResultsCSV writes rows as CSV: index, job, state, exit_code, a

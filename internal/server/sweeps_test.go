@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/blob/fileblob"
 	"github.com/hpcgate/hpcgate/internal/job"
 )
 
@@ -284,4 +285,40 @@ func TestSweepFromAJob(t *testing.T) {
 	h.do("GET", "/v1/sweeps/"+sw.ID, other, nil).want(t, http.StatusNotFound)
 	h.do("POST", "/v1/sweeps/"+sw.ID+"/cancel", other, nil).want(t, http.StatusNotFound)
 	h.do("GET", "/v1/sweeps/"+sw.ID, h.token("alice", time.Time{}, allScopes...), nil).want(t, http.StatusOK)
+}
+
+// The results budget of one answer counts every results.json read, valid
+// or not: invalid ones of 64 KiB were read for free, 640 MB for a sweep
+// of 10,000 jobs at every request.
+func TestSweepResultsBudgetCountsWhatIsRead(t *testing.T) {
+	defer func(n int) { maxSweepResultBytes = n }(maxSweepResultBytes)
+	maxSweepResultBytes = 100 << 10
+	fb, err := fileblob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := &countingBucket{Bucket: fb}
+	h := newHarness(t, &harnessOptions{bucket: cb})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	var sw api.Sweep
+	h.do("POST", "/v1/sweeps", alice, map[string]any{
+		"template": "hello", "hold": true,
+		"variants": map[string]any{"parameters": map[string]any{"name": []string{"a", "b", "c", "d", "e"}}},
+	}).want(t, http.StatusCreated).decode(t, &sw)
+	ctx := context.Background()
+	for _, id := range sw.Jobs {
+		if _, err := h.bucket.Put(ctx, outputsPrefix(id)+"results.json", strings.NewReader("not JSON "+strings.Repeat("x", 60<<10))); err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range []job.State{job.Pending, job.Running, job.Succeeded} {
+			if _, err := h.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(st, "test", time.Now()) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before := cb.gets.Load()
+	h.do("GET", "/v1/sweeps/"+sw.ID+"/results", alice, nil).want(t, http.StatusOK)
+	if n := cb.gets.Load() - before; n != 2 {
+		t.Fatalf("%d results read of 60 kB each for a budget of 100 KiB, want 2", n)
+	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -641,10 +642,15 @@ func TestTESListScanBounded(t *testing.T) {
 	}
 }
 
-// countingBucket counts the listings of the bucket under it.
+// countingBucket counts the listings and reads of the bucket under it.
 type countingBucket struct {
 	blob.Bucket
-	lists atomic.Int32
+	lists, gets atomic.Int32
+}
+
+func (b *countingBucket) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, blob.Attrs, error) {
+	b.gets.Add(1)
+	return b.Bucket.Get(ctx, key, off, n)
 }
 
 func (b *countingBucket) List(ctx context.Context, prefix string, fn func(blob.Attrs) error) error {
