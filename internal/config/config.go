@@ -103,6 +103,9 @@ type Config struct {
 		// Changes: the job state changes GET /v1/events can replay
 		// (default 168h, 7 days; 0s keeps them for ever).
 		Changes *time.Duration `yaml:"changes"`
+		// Tokens: tokens (web sessions too) are deleted this long after
+		// they expired (default 720h, 30 days; 0s keeps them for ever).
+		Tokens *time.Duration `yaml:"tokens"`
 	} `yaml:"retention"`
 	// Webhooks configure the posts to jobs' notify URLs.
 	Webhooks struct {
@@ -242,6 +245,10 @@ func (c *Config) fill() {
 		d := 7 * 24 * time.Hour
 		c.Retention.Changes = &d
 	}
+	if c.Retention.Tokens == nil {
+		d := 30 * 24 * time.Hour
+		c.Retention.Tokens = &d
+	}
 	if c.LogFormat == "" {
 		c.LogFormat = "text"
 	}
@@ -342,6 +349,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention.Changes != nil && *c.Retention.Changes < 0 {
 		errs = append(errs, errors.New("retention.changes must not be negative (0s keeps them for ever)"))
+	}
+	if c.Retention.Tokens != nil && *c.Retention.Tokens < 0 {
+		errs = append(errs, errors.New("retention.tokens must not be negative (0s keeps them for ever)"))
 	}
 	if c.Retention.Audit != nil && *c.Retention.Audit < 0 {
 		errs = append(errs, errors.New("retention.audit must not be negative (0s keeps the audit log for ever)"))

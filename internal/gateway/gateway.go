@@ -521,6 +521,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 			return g.purgeOld(ctx, "job changes", r, min(r/10, time.Hour), g.store.PurgeChanges)
 		})
 	}
+	if r := *g.cfg.Retention.Tokens; r > 0 {
+		grp.Go(func(ctx context.Context) error {
+			return g.purgeOld(ctx, "expired tokens", r, min(r/10, time.Hour), g.store.PurgeTokens)
+		})
+	}
 	if sg, ok := g.bucket.(blob.Signer); ok {
 		// multipart uploads left unfinished once their part URLs expired:
 		// their parts are stored, counted in no quota, until dropped

@@ -73,3 +73,40 @@ func TestPurgeRemovesOldFinishedJobs(t *testing.T) {
 		t.Fatalf("purgeOnce(an hour ago) = %d, %v; want 0", n, err)
 	}
 }
+
+// A running gateway deletes tokens long expired (retention.tokens): every
+// web sign-in left a token for good.
+func TestRunPurgesExpiredTokens(t *testing.T) {
+	ctx := context.Background()
+	g, err := Open(ctx, testConfig(t, "retention: {tokens: 720h}\n"), testLogger(t), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	now := time.Now().UTC()
+	for id, exp := range map[string]time.Time{"old": now.Add(-40 * 24 * time.Hour), "recent": now.Add(-24 * time.Hour), "never": {}} {
+		if err := g.store.CreateToken(ctx, store.Token{ID: id, Hash: "h" + id, User: "alice", CreatedAt: now, ExpiresAt: exp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- g.Run(rctx) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := g.store.TokenByHash(ctx, "hold"); errors.Is(err, store.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a token expired 40 days ago is still there")
+		}
+	}
+	for _, h := range []string{"hrecent", "hnever"} {
+		if _, err := g.store.TokenByHash(ctx, h); err != nil {
+			t.Errorf("token %s: %v", h, err)
+		}
+	}
+}

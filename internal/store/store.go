@@ -158,6 +158,9 @@ type Store interface {
 	// PurgeChanges removes up to limit changes older than before, oldest
 	// first, and returns how many.
 	PurgeChanges(ctx context.Context, before time.Time, limit int) (int, error)
+	// PurgeTokens removes up to limit tokens that expired before before,
+	// and returns how many (tokens that never expire stay).
+	PurgeTokens(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// DueDeliveries returns up to limit webhook deliveries due at now,
 	// the longest due first. A change of a job whose Notify wants it

@@ -450,6 +450,16 @@ func (t *pgTx) DeleteToken(ctx context.Context, id string) error {
 	return nil
 }
 
+// DeleteTokensExpired implements storedriver.Tx.
+func (t *pgTx) DeleteTokensExpired(ctx context.Context, before time.Time, limit int) (int, error) {
+	tag, err := t.tx.Exec(ctx, `DELETE FROM tokens WHERE id IN
+		(SELECT id FROM tokens WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)`, before, limit)
+	if err != nil {
+		return 0, fmt.Errorf("purge tokens: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 // Job implements storedriver.Driver.
 func (d *Driver) Job(ctx context.Context, id string) (*storedriver.JobRow, error) {
 	return jobBy(ctx, d.pool, id, "id = $1", id)

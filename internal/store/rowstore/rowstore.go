@@ -368,6 +368,17 @@ func (s *Store) DeleteToken(ctx context.Context, id string) error {
 	})
 }
 
+// PurgeTokens implements store.Store.
+func (s *Store) PurgeTokens(ctx context.Context, before time.Time, limit int) (int, error) {
+	var n int
+	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		var err error
+		n, err = tx.DeleteTokensExpired(ctx, before, limit)
+		return err
+	})
+	return n, err
+}
+
 // Ping implements store.Store.
 func (s *Store) Ping(ctx context.Context) error { return s.d.Ping(ctx) }
 

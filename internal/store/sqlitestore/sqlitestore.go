@@ -760,6 +760,17 @@ func (t *sqlTx) DeleteToken(ctx context.Context, id string) error {
 	return nil
 }
 
+// DeleteTokensExpired implements storedriver.Tx.
+func (t *sqlTx) DeleteTokensExpired(ctx context.Context, before time.Time, limit int) (int, error) {
+	res, err := t.tx.ExecContext(ctx, `DELETE FROM tokens WHERE id IN
+		(SELECT id FROM tokens WHERE expires_at != 0 AND expires_at < ? ORDER BY expires_at LIMIT ?)`, before.UnixNano(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("purge tokens: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
 // Job implements storedriver.Driver.
 func (d *Driver) Job(ctx context.Context, id string) (*storedriver.JobRow, error) {
 	return jobBy(ctx, d.r, id, "id = ?", id)

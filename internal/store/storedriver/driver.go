@@ -115,6 +115,9 @@ type Tx interface {
 	// DeleteToken removes a token, or returns an error wrapping
 	// store.ErrNotFound.
 	DeleteToken(ctx context.Context, id string) error
+	// DeleteTokensExpired removes up to limit tokens that expired before
+	// before, and returns how many.
+	DeleteTokensExpired(ctx context.Context, before time.Time, limit int) (int, error)
 	// UsageForUpdate returns the usage rows of user, by project. Other
 	// transactions' UsageForUpdate of the same user wait until this one
 	// ends, so that a quota checked with it holds.

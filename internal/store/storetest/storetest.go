@@ -483,6 +483,26 @@ func testTokens(t *testing.T, s store.Store) {
 	if err := s.DeleteToken(ctx, "t1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
+	// tokens long expired are purged; those that never expire stay
+	now := time.Now().UTC()
+	for i, exp := range []time.Time{now.Add(-48 * time.Hour), now.Add(-47 * time.Hour), now.Add(-time.Hour), now.Add(time.Hour)} {
+		if err := s.CreateToken(ctx, store.Token{ID: fmt.Sprintf("x%d", i), Hash: fmt.Sprintf("hx%d", i), User: "dora", CreatedAt: now, ExpiresAt: exp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.PurgeTokens(ctx, now.Add(-24*time.Hour), 1); err != nil || n != 1 {
+		t.Fatalf("PurgeTokens (limit 1) = %d, %v", n, err)
+	}
+	if n, err := s.PurgeTokens(ctx, now.Add(-24*time.Hour), 10); err != nil || n != 1 {
+		t.Fatalf("PurgeTokens = %d, %v; want the other token expired two days ago", n, err)
+	}
+	left, _ := s.ListTokens(ctx, "dora")
+	if len(left) != 2 || left[0].ID != "x2" || left[1].ID != "x3" {
+		t.Fatalf("left %+v", left)
+	}
+	if _, err := s.TokenByHash(ctx, "h2"); err != nil {
+		t.Fatalf("a token that never expires was purged: %v", err)
+	}
 }
 
 // testConcurrentCreates checks that jobs created at once are each stored
