@@ -179,9 +179,15 @@ func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {
 		if rep.Step.Index < 0 || rep.Step.Index >= tes.MaxExecutors {
 			return fieldError("step.index", "must be from 0 to %d", tes.MaxExecutors-1)
 		}
-		for name, r := range map[string][2]int64{"step.stdout": rep.Step.Stdout, "step.stderr": rep.Step.Stderr} {
-			if r[0] < 0 || r[1] < r[0] {
-				return fieldError(name, "must be [from, to] with 0 <= from <= to, not %v", r)
+		// [from, to] with 0 <= from <= to; a step still running may leave
+		// its end open: [from, 0]
+		for _, f := range []struct {
+			name string
+			span [2]int64
+		}{{"step.stdout", rep.Step.Stdout}, {"step.stderr", rep.Step.Stderr}} {
+			open := rep.Step.EndedAt == nil && f.span[1] == 0
+			if f.span[0] < 0 || f.span[1] < f.span[0] && !open {
+				return fieldError(f.name, "must be [from, to] with 0 <= from <= to (a running step's to may be 0), not %v", f.span)
 			}
 		}
 	}

@@ -38,6 +38,12 @@ func TestAgentStepRangesAreChecked(t *testing.T) {
 	if len(got.Steps) != 0 {
 		t.Fatalf("a refused report stored steps %+v", got.Steps)
 	}
+	// a step that has begun leaves its ends open, as the agent sends it;
+	// an ended one may not
+	begun := map[string]any{"index": 0, "started_at": time.Now(), "stdout": []int64{5, 0}, "stderr": []int64{3, 0}}
+	h.do("POST", "/v1/jobs/"+j.ID+"/state", jt, map[string]any{"state": "running", "step": begun}).want(t, http.StatusOK)
+	begun["ended_at"] = time.Now()
+	h.do("POST", "/v1/jobs/"+j.ID+"/state", jt, map[string]any{"state": "running", "step": begun}).want(t, http.StatusUnprocessableEntity)
 }
 
 // endsFirst ends the job (succeeded, exit code 0) just before the next
@@ -158,4 +164,32 @@ func TestLogsAreBounded(t *testing.T) {
 	if !strings.HasPrefix(log, want) || strings.Contains(log, "Z") || int64(len(log)) != a.Size {
 		t.Fatalf("the log: %q", log)
 	}
+}
+
+// A multipart upload's room is checked when it starts and held when it
+// completes: bytes stored meanwhile count, and an upload that no longer
+// fits is dropped whole, leaving nothing.
+func TestCompletedUploadHoldsItsRoom(t *testing.T) {
+	h := s3Harness(t, &Options{Quota: func(string) Quota { return Quota{Bytes: 100} }})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	var up api.Upload
+	h.do("POST", "/v1/uploads", alice, map[string]any{"path": "big", "size": 60}).want(t, http.StatusCreated).decode(t, &up)
+	req, _ := http.NewRequest(http.MethodPut, up.Parts[0].URL, strings.NewReader(strings.Repeat("x", 60)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT of the part: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	etag := resp.Header.Get("ETag")
+	h.do("PUT", "/v1/files/other", alice, strings.Repeat("y", 50)).want(t, http.StatusCreated)
+	r := h.do("POST", "/v1/uploads/"+up.ID+"/complete", alice, map[string]any{"etags": []string{etag}}).want(t, http.StatusConflict)
+	if r.problem.Code != api.CodeQuotaExceeded {
+		t.Fatalf("completing past the quota: %+v", r.problem)
+	}
+	h.do("HEAD", "/v1/files/big", alice, nil).want(t, http.StatusNotFound)
+	if m := me(t, h, alice); m.Quotas["bytes"].Used != 50 {
+		t.Fatalf("use %+v, want the other file's 50 bytes", m.Quotas["bytes"])
+	}
+	// the upload was dropped: it cannot be completed later
+	h.do("POST", "/v1/uploads/"+up.ID+"/complete", alice, map[string]any{"etags": []string{etag}}).want(t, http.StatusNotFound)
 }
