@@ -453,6 +453,34 @@ func TestStopsWhenJobCanceled(t *testing.T) {
 	}
 }
 
+// A job that goes on printing into a full stream still asks whether it is
+// wanted: the bytes it dropped counted as traffic, so its heartbeat never
+// ran, no append was refused, and a cancel through another replica never
+// reached it.
+func TestFullLogStillHearsCancel(t *testing.T) {
+	g, c := newGateway(t, api.Spec{JobID: "job1", Command: sh(`while :; do echo tick; sleep 0.05; done`)})
+	g.logLimit = 10
+	o, _ := opts(t)
+	go func() {
+		for !strings.Contains(g.log("stdout"), "[full]") {
+			time.Sleep(10 * time.Millisecond)
+		}
+		g.mu.Lock()
+		g.state = api.StateCanceled
+		g.mu.Unlock()
+	}()
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), c, "job1", o) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "no longer accepts") {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the job printing into a full log did not stop 20 s after its cancel")
+	}
+}
+
 func TestInputResumes(t *testing.T) {
 	g, c := newGateway(t, api.Spec{JobID: "job1", Command: sh("cat big.bin > copy.bin"), Outputs: []string{"copy.bin"},
 		Inputs: []api.SpecInput{{Name: "big", Path: "big.bin", Size: 10}}})

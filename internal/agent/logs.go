@@ -23,7 +23,8 @@ type shipper struct {
 
 	mu      sync.Mutex
 	written int64
-	sent    int64
+	sent    int64 // shipped, or dropped once the stream is full
+	acked   int64 // what the gateway took: the heartbeat's measure
 	tail    []byte
 	full    bool // the gateway keeps no more of this stream
 }
@@ -89,7 +90,7 @@ func (s *shipper) flush(ctx context.Context, c *client.Client, id string) (more 
 		return false, err
 	}
 	s.mu.Lock()
-	s.sent = sent + n
+	s.sent, s.acked = sent+n, s.acked+n
 	if a.Full {
 		s.full, s.sent = true, s.written
 	}
@@ -176,10 +177,17 @@ func (ss *shippers) run(ctx context.Context) {
 	}
 }
 
+// sentTotal is what the gateway has taken of both streams: while it grows,
+// the gateway hears from the job; bytes dropped from a full stream do not
+// count, so that a job printing into one is still asked after.
 func (ss *shippers) sentTotal() int64 {
-	a, _ := ss.stdout.pending()
-	b, _ := ss.stderr.pending()
-	return a + b
+	total := int64(0)
+	for _, s := range []*shipper{ss.stdout, ss.stderr} {
+		s.mu.Lock()
+		total += s.acked
+		s.mu.Unlock()
+	}
+	return total
 }
 
 // halt stops the background shipping and waits for it to end. It may be
