@@ -32,7 +32,9 @@ import (
 type Schema struct {
 	types      []string
 	enum       []any
+	enumKeys   map[string]bool // the enum's values' canonical forms
 	constant   any
+	constKey   string // its canonical form
 	hasConst   bool
 	min, max   *float64
 	exMin      *float64
@@ -161,9 +163,12 @@ func compileSchema(v any, at string) (*Schema, error) {
 			if !ok || len(l) == 0 {
 				bad(k, "must be a non-empty list")
 			}
-			s.enum = l
+			s.enum, s.enumKeys = l, map[string]bool{}
+			for _, e := range l {
+				s.enumKeys[canonical(e)] = true
+			}
 		case "const":
-			s.constant, s.hasConst = x, true
+			s.constant, s.constKey, s.hasConst = x, canonical(x), true
 		case "minimum":
 			s.min = num(k)
 		case "maximum":
@@ -374,11 +379,11 @@ func (s *Schema) validate(v any, field string, add func(field, msg string)) {
 	}
 	if s.hasConst || len(s.enum) > 0 {
 		key := canonical(v)
-		if s.hasConst && key != canonical(s.constant) {
+		if s.hasConst && key != s.constKey {
 			c, _ := json.Marshal(s.constant)
 			add(field, "must be "+string(c))
 		}
-		if len(s.enum) > 0 && !slices.ContainsFunc(s.enum, func(e any) bool { return key == canonical(e) }) {
+		if len(s.enum) > 0 && !s.enumKeys[key] {
 			var opts []string
 			for _, e := range s.enum {
 				b, _ := json.Marshal(e)

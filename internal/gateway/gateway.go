@@ -530,7 +530,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		// multipart uploads left unfinished once their part URLs expired:
 		// their parts are stored, counted in no quota, until dropped
 		grp.Go(func(ctx context.Context) error {
-			return g.purgeOld(ctx, "unfinished uploads", server.UploadTTL, 10*time.Minute, sg.AbortStale)
+			// an hour past the URLs' end: a part sent just before may still be arriving
+			return g.purgeOld(ctx, "unfinished uploads", server.UploadTTL+time.Hour, 10*time.Minute, sg.AbortStale)
 		})
 	}
 	if hooks, err := webhook.New(g.store, webhook.Options{AllowPrivate: g.cfg.Webhooks.AllowPrivateNetworks, CACertFile: g.caFile, Logger: g.log}); err != nil {

@@ -32,7 +32,7 @@ const (
 func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	owner := principal(r).User
 	ctx := r.Context()
-	release, err := s.streams.open(owner)
+	release, err := s.streams.open(w, owner)
 	if err != nil {
 		return err
 	}
@@ -116,10 +116,11 @@ type streams struct {
 
 // open counts a stream of user's, or refuses it with 429 when user holds
 // maxStreams; release ends it.
-func (st *streams) open(user string) (release func(), err error) {
+func (st *streams) open(w http.ResponseWriter, user string) (release func(), err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.n[user] >= maxStreams {
+		w.Header().Set("Retry-After", "10")
 		return nil, errorf(http.StatusTooManyRequests, api.CodeRateLimited, "you hold %d streams open (event streams and followed logs), the most one user may: close one first", maxStreams)
 	}
 	if st.n == nil {

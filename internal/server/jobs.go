@@ -716,7 +716,7 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
 	ctx := r.Context()
 	if follow {
-		release, err := s.streams.open(principal(r).User)
+		release, err := s.streams.open(w, principal(r).User)
 		if err != nil {
 			return err
 		}

@@ -120,26 +120,114 @@ func (s *Server) rateLimit(w http.ResponseWriter, p *auth.Principal) error {
 
 // ---- stored bytes
 
-// errQuotaBody ends an upload's body once it passes the user's room.
+// holds are the bytes uploads in this process have taken of their users'
+// rooms and not stored yet. They live in memory: a crash drops them with
+// the uploads they were for, and nothing stays counted that is not
+// stored. (Replicas hold apart: uploads through several gateways at once
+// may pass a quota by what they send together.)
+type holds struct {
+	mu sync.Mutex
+	n  map[string]int64
+}
+
+// take holds want more bytes of user's room, or (partial) what is left of
+// it if less, and returns how many; when nothing can be held, it answers
+// the QuotaError. It reads the use under the lock: an upload that stores,
+// counts, and then lets go of its hold is seen in one or the other.
+func (s *Server) take(ctx context.Context, user string, want, limit int64, partial bool) (int64, error) {
+	if want <= 0 {
+		return 0, nil // nothing more stored: even a user over the quota may shrink a file
+	}
+	s.holds.mu.Lock()
+	defer s.holds.mu.Unlock()
+	used, err := s.storedBytes(ctx, user)
+	if err != nil {
+		return 0, err
+	}
+	held := s.holds.n[user]
+	n := min(want, limit-used-held)
+	if n < want && (!partial || n <= 0) {
+		return 0, &store.QuotaError{Name: "bytes", Limit: limit, Used: used + held}
+	}
+	if s.holds.n == nil {
+		s.holds.n = map[string]int64{}
+	}
+	s.holds.n[user] += n
+	return n, nil
+}
+
+// letGo gives back n bytes user's uploads held.
+func (s *Server) letGo(user string, n int64) {
+	if n == 0 {
+		return
+	}
+	s.holds.mu.Lock()
+	defer s.holds.mu.Unlock()
+	if s.holds.n[user] -= n; s.holds.n[user] <= 0 {
+		delete(s.holds.n, user)
+	}
+}
+
+// holdStep is how much an upload of no known size takes of its user's
+// room at a time, as it reads.
+const holdStep = 64 << 20
+
+// quotaReader reads an upload's body within what it holds, taking more
+// (when it may) as it goes past it.
 type quotaReader struct {
 	r    io.Reader
-	room int64
-	qe   *store.QuotaError
+	room int64                 // what may still be read
+	more func() (int64, error) // more room, or the QuotaError
 }
 
 func (q *quotaReader) Read(b []byte) (int, error) {
-	if q.room < 0 {
-		return 0, q.qe
+	if q.room <= 0 {
+		n, err := q.more()
+		if err != nil {
+			return 0, err
+		}
+		q.room += n
 	}
-	if int64(len(b)) > q.room+1 {
-		b = b[:q.room+1]
-	}
+	b = b[:min(int64(len(b)), q.room)]
 	n, err := q.r.Read(b)
 	q.room -= int64(n)
-	if q.room < 0 {
-		return n, q.qe
-	}
 	return n, err
+}
+
+// holdRoom holds, before anything is read, the room an upload of size
+// bytes (-1: not known) to key needs in user's bytes quota: what does not
+// fit is refused at once, and uploads at once cannot pass the quota
+// together (each used to check the same room). An upload of no known size
+// holds its room up to 64 MiB at a time as it reads, and is stopped where
+// the room ends. settle counts the object stored in the end (its size, or
+// -1 for none) and lets the hold go.
+func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader, size int64) (io.Reader, func(stored int64), error) {
+	old, err := s.objectSize(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	var held int64
+	settle := func(stored int64) {
+		if stored >= 0 {
+			s.countBytes(ctx, user, stored-old)
+		}
+		s.letGo(user, held)
+	}
+	limit := s.quotaOf(user).Bytes
+	switch {
+	case limit <= 0:
+	case size >= 0: // the body is no longer than it says
+		if held, err = s.take(ctx, user, max(size-old, 0), limit, false); err != nil {
+			return nil, nil, err
+		}
+	default: // the old object's bytes first, then what it holds
+		body = &quotaReader{r: body, room: old, more: func() (int64, error) {
+			n, err := s.take(ctx, user, holdStep, limit, true)
+			held += n
+			return n, err
+		}}
+	}
+	return body, settle, nil
 }
 
 // objectSize is the size of the object at key, 0 if there is none.
@@ -162,53 +250,6 @@ func (s *Server) storedBytes(ctx context.Context, user string) (int64, error) {
 		n += u.Bytes
 	}
 	return n, nil
-}
-
-// holdRoom takes, in one write, the room an upload of size bytes (-1:
-// not known) to key needs in user's bytes quota, before anything is read:
-// what does not fit is refused at once, and uploads at once cannot pass
-// the quota together (each used to check the same room). An upload of no
-// known size holds all the room left, and is stopped if it passes it.
-// The body returned reads at most the room; settle counts the object
-// stored in the end (its size, or -1 for none) against what was held.
-func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader, size int64) (io.Reader, func(stored int64), error) {
-	old, err := s.objectSize(ctx, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	limit := s.quotaOf(user).Bytes
-	var held int64
-	switch {
-	case limit <= 0:
-	case size >= 0:
-		held = max(size-old, 0)
-	default:
-		used, err := s.storedBytes(ctx, user)
-		if err != nil {
-			return nil, nil, err
-		}
-		held = max(limit-used, 0)
-	}
-	if held > 0 {
-		if _, err := s.store.AddBytes(ctx, user, held, limit); err != nil {
-			return nil, nil, err
-		}
-	}
-	settle := func(stored int64) {
-		if stored < 0 {
-			s.countBytes(ctx, user, -held)
-			return
-		}
-		s.countBytes(ctx, user, stored-old-held)
-	}
-	if limit > 0 && body != nil {
-		qe := &store.QuotaError{Name: "bytes", Limit: limit}
-		if used, err := s.storedBytes(ctx, user); err == nil {
-			qe.Used = used - held
-		}
-		body = &quotaReader{r: body, room: held + old, qe: qe}
-	}
-	return body, settle, nil
 }
 
 // countBytes adds delta to user's stored bytes; a failure is logged, not

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,6 +114,7 @@ func TestQuotaBytes(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	h := newHarness(t, &harnessOptions{opts: &Options{RateLimit: RateLimit{PerSecond: 1, Burst: 3}}})
 	alice := h.token("alice", time.Time{}, allScopes...)
+	alice2 := h.token("alice", time.Time{}, allScopes...)
 	bob := h.token("bob", time.Time{}, allScopes...)
 	for i := 0; i < 3; i++ {
 		h.do("GET", "/v1/me", alice, nil).want(t, http.StatusOK)
@@ -121,16 +123,15 @@ func TestRateLimit(t *testing.T) {
 	if r.problem.Code != api.CodeRateLimited || r.header.Get("Retry-After") != "1" {
 		t.Fatalf("429: %+v, Retry-After %q", r.problem, r.header.Get("Retry-After"))
 	}
+	// a user's tokens share the limit: minting more tokens bought more
+	// requests, one bucket each
+	h.do("GET", "/v1/me", alice2, nil).want(t, http.StatusTooManyRequests)
 	// Another user is not starved; job tokens have their own limit (none here).
 	h.do("GET", "/v1/me", bob, nil).want(t, http.StatusOK)
 	_, jt := h.jobToken("alice", nil)
 	for i := 0; i < 10; i++ {
 		h.do("GET", "/v1/me", jt, nil).want(t, http.StatusOK)
 	}
-	// a user's tokens share the limit: minting more tokens bought more
-	// requests, one bucket each
-	alice2 := h.token("alice", time.Time{}, allScopes...)
-	h.do("GET", "/v1/me", alice2, nil).want(t, http.StatusTooManyRequests)
 }
 
 // A user holds at most maxTokens tokens that have not expired: minting
@@ -269,7 +270,9 @@ func TestConcurrentUploadsKeepTheQuota(t *testing.T) {
 	}
 	const n = 10
 	gb := &gatedBucket{Bucket: fb, n: n, all: make(chan struct{})}
-	h := newHarness(t, &harnessOptions{bucket: gb, opts: &Options{Quota: func(string) Quota { return Quota{Bytes: 100} }}})
+	var limit atomic.Int64
+	limit.Store(100)
+	h := newHarness(t, &harnessOptions{bucket: gb, opts: &Options{Quota: func(string) Quota { return Quota{Bytes: limit.Load()} }}})
 	alice := h.token("alice", time.Time{}, allScopes...)
 	var wg sync.WaitGroup
 	codes := make([]int, n)
@@ -299,7 +302,8 @@ func TestConcurrentUploadsKeepTheQuota(t *testing.T) {
 	if stored != 3 || m.Quotas["bytes"].Used != 90 {
 		t.Fatalf("%d of %d uploads of 30 bytes stored under a quota of 100 (%v); use %+v", stored, n, codes, m.Quotas["bytes"])
 	}
-	// an upload of no known size holds all the room while it runs
+	// an upload of no known size holds its room as it reads, up to 64 MiB
+	// at a time: here the 10 bytes left
 	gb.mu.Lock()
 	gb.arrived, gb.n, gb.all = 0, 2, make(chan struct{})
 	gb.mu.Unlock()
@@ -317,16 +321,26 @@ func TestConcurrentUploadsKeepTheQuota(t *testing.T) {
 		done <- resp.StatusCode
 	}()
 	pw.Write([]byte("12345"))
-	deadline := time.Now().Add(10 * time.Second)
-	for me(t, h, alice).Quotas["bytes"].Used != 100 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	held := func() int64 {
+		h.srv.holds.mu.Lock()
+		defer h.srv.holds.mu.Unlock()
+		return h.srv.holds.n["alice"]
+	}
+	for deadline := time.Now().Add(10 * time.Second); held() != 10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the upload of no known size holds %d bytes, want the 10 left", held())
+		}
 	}
 	h.do("PUT", "/v1/files/small", alice, "1").want(t, http.StatusConflict)
 	pw.Close()
 	if st := <-done; st != http.StatusCreated {
 		t.Fatalf("the upload of no known size: %d", st)
 	}
-	if used := me(t, h, alice).Quotas["bytes"].Used; used != 95 {
-		t.Fatalf("after it: %d bytes used, want 95", used)
+	if used := me(t, h, alice).Quotas["bytes"].Used; used != 95 || held() != 0 {
+		t.Fatalf("after it: %d bytes used, %d held; want 95 and none", used, held())
 	}
+	// over the quota (it was lowered, say), a file may still shrink
+	limit.Store(50)
+	h.do("PUT", "/v1/files/stream", alice, "1").want(t, http.StatusCreated)
+	h.do("PUT", "/v1/files/stream", alice, "12").want(t, http.StatusConflict)
 }

@@ -106,6 +106,7 @@ type Server struct {
 	reqCount atomic.Uint64
 	limits   limiter
 	streams  streams
+	holds    holds
 	// ridPrefix makes request ids unique across restarts and replicas
 	// (the audit log keeps them).
 	ridPrefix string
@@ -350,10 +351,10 @@ func (s *Server) wrap(rt route) http.Handler {
 		body := &countingReader{ReadCloser: r.Body}
 		r.Body = body
 		p, err := s.authorize(w, r, rt)
+		if p != nil {
+			r = r.WithContext(context.WithValue(ctx, principalKey, p))
+		}
 		if err == nil {
-			if p != nil {
-				r = r.WithContext(context.WithValue(ctx, principalKey, p))
-			}
 			err = rt.h(sw, r)
 		}
 		if err != nil {
@@ -455,25 +456,27 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*a
 		return nil, err
 	}
 	if err := s.rateLimit(w, p); err != nil {
-		return nil, err
+		return nil, err // not attributed: a refusal the audit keeps within a bucket
 	}
+	// Past the rate limit, a refusal comes with its principal: the audit
+	// names who was refused.
 	if err := checkSession(p, rt); err != nil {
-		return nil, err
+		return p, err
 	}
 	if p.IsJob() {
 		if rt.access == userOnly {
-			return nil, errorf(http.StatusForbidden, api.CodeForbidden, "a job token may not call %s", rt.pattern)
+			return p, errorf(http.StatusForbidden, api.CodeForbidden, "a job token may not call %s", rt.pattern)
 		}
 		j, err := s.store.GetJob(r.Context(), p.JobID)
 		if err != nil || j.State.Terminal() {
-			return nil, errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "this job token has expired: its job has ended")
+			return p, errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "this job token has expired: its job has ended")
 		}
 	} else {
 		if rt.access == jobOnly {
-			return nil, errorf(http.StatusForbidden, api.CodeForbidden, "only the job's own token may call %s", rt.pattern)
+			return p, errorf(http.StatusForbidden, api.CodeForbidden, "only the job's own token may call %s", rt.pattern)
 		}
 		if rt.scope != "" && !p.Has(rt.scope) {
-			return nil, errorf(http.StatusForbidden, api.CodeForbidden, "this token lacks the scope %s", rt.scope)
+			return p, errorf(http.StatusForbidden, api.CodeForbidden, "this token lacks the scope %s", rt.scope)
 		}
 	}
 	return p, nil
@@ -600,7 +603,11 @@ func clip(s string, n int) string {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	pe := problemFor(err)
 	// The request's logger carries its request id and job id.
-	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", pe.status, "err", clip(err.Error(), maxDetail)}
+	var logged any = err // ours, whole
+	if pe.status < 500 {
+		logged = clip(err.Error(), maxDetail) // a refusal may quote the request
+	}
+	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", pe.status, "err", logged}
 	switch {
 	case pe.status >= 500:
 		s.logFor(r).Error("request failed", attrs...)
@@ -615,7 +622,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p.Errors = append(p.Errors, api.FieldError{Field: clip(f.Field, maxDetail), Message: clip(f.Message, maxDetail)})
 	}
 	if n := len(pe.fields); n > maxFieldErrors {
-		p.Detail += fmt.Sprintf(" (%d faults; the first %d are listed)", n, maxFieldErrors)
+		p.Detail += fmt.Sprintf(" (errors lists the first %d of %d)", maxFieldErrors, n)
 	}
 	h := w.Header()
 	h.Del("Content-Length")

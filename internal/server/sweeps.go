@@ -178,10 +178,13 @@ func jsonProblem(err error) string {
 }
 
 // sweepBytes is about what the jobs of a sweep of req carry together:
-// each the shared parameters, name, project, inputs and labels, and its
-// variant's own parameters.
+// each the shared parameters, name, project, notify URL, inputs and
+// labels, and its variant's own parameters.
 func sweepBytes(req *api.SweepRequest, variants []variant) int64 {
 	shared := len(req.Parameters) + len(req.Name) + len(req.Project)
+	if req.Notify != nil {
+		shared += len(req.Notify.URL)
+	}
 	for _, m := range []map[string]string{req.Inputs, req.Labels} {
 		for k, v := range m {
 			shared += len(k) + len(v)

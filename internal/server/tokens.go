@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
@@ -60,6 +61,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(req.Name) > 128 {
 		bad("name", "at most 128 characters")
+	}
+	if strings.HasPrefix(req.Name, sessionName) {
+		bad("name", "names that begin %q are the web sessions'", sessionName)
 	}
 	if len(fields) > 0 {
 		return &httpError{status: http.StatusUnprocessableEntity, code: api.CodeValidation, detail: "invalid token request", fields: fields}

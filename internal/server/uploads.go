@@ -131,11 +131,15 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if sent > s.opts.MaxUploadBytes {
-		return drop(errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "the upload holds %d bytes, more than the limit of %d", sent, s.opts.MaxUploadBytes))
+		return drop(tooLarge(sent, s.opts.MaxUploadBytes))
 	}
 	_, settle, err := s.holdRoom(r.Context(), user, key, nil, sent)
-	if err != nil {
+	var qe *store.QuotaError
+	if errors.As(err, &qe) {
 		return drop(err)
+	}
+	if err != nil {
+		return err // the upload stays: it may be completed again
 	}
 	a, err := sg.CompleteMultipart(r.Context(), key, storeID, req.ETags)
 	if err != nil {
@@ -145,8 +149,10 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 		}
 		return wrapf(err, http.StatusConflict, api.CodeConflict, "the object store refused to complete the upload: check that every part was sent whole and the ETags are in order, or start again")
 	}
-	if a.Size != sent { // parts sent again meanwhile: not what was held
-		s.bucket.Delete(context.WithoutCancel(r.Context()), key)
+	if a.Size > sent { // parts sent again, larger, meanwhile: more than was held
+		if err := s.bucket.Delete(context.WithoutCancel(r.Context()), key); err != nil {
+			s.logFor(r).Error("delete of an upload larger than it held; it is not counted", "path", path, "err", err)
+		}
 		settle(0) // the file it replaced is gone too
 		return errorf(http.StatusConflict, api.CodeConflict, "parts were sent again while the upload completed (%d bytes, not %d): the file is removed; upload it again", a.Size, sent)
 	}
@@ -156,23 +162,23 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 
 // uploadFits answers whether size bytes may replace an object of old
 // bytes of user's: no more than the upload limit, and within the bytes
-// quota.
+// quota's room (less what uploads hold).
 func (s *Server) uploadFits(ctx context.Context, user string, size, old int64) error {
 	if size > s.opts.MaxUploadBytes {
-		return errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "the upload holds %d bytes, more than the limit of %d", size, s.opts.MaxUploadBytes)
+		return tooLarge(size, s.opts.MaxUploadBytes)
 	}
 	limit := s.quotaOf(user).Bytes
 	if limit <= 0 {
 		return nil
 	}
-	used, err := s.storedBytes(ctx, user)
-	if err != nil {
-		return err
-	}
-	if used-old+size > limit {
-		return &store.QuotaError{Name: "bytes", Limit: limit, Used: used}
-	}
-	return nil
+	n, err := s.take(ctx, user, max(size-old, 0), limit, false)
+	s.letGo(user, n)
+	return err
+}
+
+// tooLarge refuses an upload of size bytes over the limit.
+func tooLarge(size, limit int64) error {
+	return errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "the upload holds %d bytes, more than the limit of %d", size, limit)
 }
 
 func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request) error {
