@@ -204,6 +204,16 @@ func (g *gateway) log(stream string) string {
 	return string(g.logs[stream])
 }
 
+// cancelOnceLogged cancels the job once its stdout holds s.
+func (g *gateway) cancelOnceLogged(s string) {
+	for !strings.Contains(g.log("stdout"), s) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	g.mu.Lock()
+	g.state = api.StateCanceled
+	g.mu.Unlock()
+}
+
 func (g *gateway) output(p string) (string, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -432,14 +442,7 @@ func TestKilledBySignal(t *testing.T) {
 func TestStopsWhenJobCanceled(t *testing.T) {
 	g, c := newGateway(t, api.Spec{JobID: "job1", Command: sh(`while :; do echo tick; sleep 0.05; done`)})
 	o, _ := opts(t)
-	go func() {
-		for !strings.Contains(g.log("stdout"), "tick") {
-			time.Sleep(10 * time.Millisecond)
-		}
-		g.mu.Lock()
-		g.state = api.StateCanceled
-		g.mu.Unlock()
-	}()
+	go g.cancelOnceLogged("tick")
 	start := time.Now()
 	err := Run(context.Background(), c, "job1", o)
 	if err == nil || !strings.Contains(err.Error(), "no longer accepts") {
@@ -461,14 +464,7 @@ func TestFullLogStillHearsCancel(t *testing.T) {
 	g, c := newGateway(t, api.Spec{JobID: "job1", Command: sh(`while :; do echo tick; sleep 0.05; done`)})
 	g.logLimit = 10
 	o, _ := opts(t)
-	go func() {
-		for !strings.Contains(g.log("stdout"), "[full]") {
-			time.Sleep(10 * time.Millisecond)
-		}
-		g.mu.Lock()
-		g.state = api.StateCanceled
-		g.mu.Unlock()
-	}()
+	go g.cancelOnceLogged("[full]")
 	done := make(chan error, 1)
 	go func() { done <- Run(context.Background(), c, "job1", o) }()
 	select {

@@ -196,21 +196,7 @@ func TestListPlans(t *testing.T) {
 		for _, after := range []bool{false, true} {
 			q.Limit, q.After, q.HasAfter = 51, 1000, after
 			stmt, args := listSQL(q)
-			rows, err := s.d.r.Query("EXPLAIN QUERY PLAN "+stmt, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var plan []string
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, detail)
-			}
-			rows.Close()
-			p := strings.Join(plan, "; ")
+			p := queryPlan(t, s.d.r, stmt, args...)
 			if strings.Contains(p, "TEMP B-TREE") || strings.Contains(p, "SCAN j") || strings.Contains(p, "SCAN l") || !strings.Contains(p, "INDEX") {
 				t.Errorf("%s: plan %q, want an index range scan in order", name, p)
 			}
@@ -224,21 +210,7 @@ func TestListPlans(t *testing.T) {
 // of a log of ten million chunks visited all of them.
 func TestLogChunksPlan(t *testing.T) {
 	d := openDriver(t)
-	rows, err := d.r.Query("EXPLAIN QUERY PLAN "+logChunksQuery, "j", "stdout", 1000, 2000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	p := strings.Join(plan, "; ")
+	p := queryPlan(t, d.r, logChunksQuery, "j", "stdout", 1000, 2000)
 	if !strings.Contains(p, "off>? AND off<?") || strings.Contains(p, "SCAN") {
 		t.Errorf("plan %q: want a search of the key bounded at both ends", p)
 	}
@@ -623,6 +595,26 @@ func waitFor(t *testing.T, d *Driver, cond func() bool) {
 }
 
 // openDriver opens a driver on a new file, closed when the test ends.
+// queryPlan is SQLite's plan for stmt, its steps joined by "; ".
+func queryPlan(t *testing.T, db *sql.DB, stmt string, args ...any) string {
+	t.Helper()
+	rows, err := db.Query("EXPLAIN QUERY PLAN "+stmt, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	return strings.Join(plan, "; ")
+}
+
 func openDriver(t *testing.T) *Driver {
 	t.Helper()
 	d, err := OpenDriver(context.Background(), filepath.Join(t.TempDir(), "hpcgate.db"), nil)
