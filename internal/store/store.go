@@ -176,6 +176,10 @@ type Store interface {
 	// RetryDelivery counts an attempt of a delivery and makes it due
 	// again at next (a note on its job, when note is not "").
 	RetryDelivery(ctx context.Context, d Delivery, next time.Time, note string) error
+	// PostponeDeliveries makes every delivery to url due before until due
+	// at until, attempts unchanged (a receiver that failed: the others
+	// wait with it), and returns how many.
+	PostponeDeliveries(ctx context.Context, url string, until time.Time) (int, error)
 
 	// SetWebhookSecret stores the key the user's webhook deliveries are
 	// signed with, over any before it.

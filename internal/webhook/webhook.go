@@ -179,7 +179,12 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	}
 }
 
-// Pass posts every delivery due now, four at a time.
+// Pass posts every delivery due now: four URLs at a time, each URL's
+// deliveries in order by one worker. Once a post to a URL fails, the rest
+// of that URL's deliveries wait with it, together, until its back-off
+// ends: a receiver that never answers costs one timeout of one worker a
+// pass, not one for each of its deliveries (a sweep of 10,000 jobs with
+// all four workers), and the other users' deliveries go on.
 func (d *Deliverer) Pass(ctx context.Context) {
 	for {
 		due, err := d.st.DueDeliveries(ctx, time.Now(), 64)
@@ -189,15 +194,30 @@ func (d *Deliverer) Pass(ctx context.Context) {
 			}
 			return
 		}
+		byURL := map[string][]store.Delivery{}
+		var urls []string
+		for _, del := range due {
+			if byURL[del.URL] == nil {
+				urls = append(urls, del.URL)
+			}
+			byURL[del.URL] = append(byURL[del.URL], del)
+		}
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 4)
 		sweeps := &sweepCounts{m: map[string]*api.Sweep{}}
-		for _, del := range due {
+		for _, u := range urls {
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				d.deliver(ctx, del, sweeps)
+				for _, del := range byURL[u] {
+					if next, failed := d.deliver(ctx, del, sweeps); failed {
+						if _, err := d.st.PostponeDeliveries(ctx, u, next); err != nil && ctx.Err() == nil {
+							d.o.Logger.Error("postpone webhook deliveries", "url", u, "err", err)
+						}
+						return
+					}
+				}
 			}()
 		}
 		wg.Wait()
@@ -216,14 +236,16 @@ func backoff(n int) time.Duration {
 	return min(time.Second<<n, 5*time.Minute)
 }
 
-func (d *Deliverer) deliver(ctx context.Context, del store.Delivery, sweeps *sweepCounts) {
+// deliver posts one delivery and records how it went; failed is whether
+// the post failed and the delivery is due again, at next.
+func (d *Deliverer) deliver(ctx context.Context, del store.Delivery, sweeps *sweepCounts) (next time.Time, failed bool) {
 	// of several gateways, one posts it
 	claimed, err := d.st.ClaimDelivery(ctx, del, time.Now().Add(2*d.o.Timeout+30*time.Second))
 	if err != nil || !claimed {
 		if err != nil && ctx.Err() == nil {
 			d.o.Logger.Error("claim a webhook delivery", "job_id", del.Change.JobID, "err", err)
 		}
-		return
+		return time.Time{}, false
 	}
 	c := del.Change
 	id := c.EventID()
@@ -233,7 +255,7 @@ func (d *Deliverer) deliver(ctx context.Context, del store.Delivery, sweeps *swe
 	}
 	err = d.post(ctx, del, sweeps)
 	if ctx.Err() != nil {
-		return // stopping: it is due again once the claim runs out
+		return time.Time{}, false // stopping: it is due again once the claim runs out
 	}
 	var note string
 	switch {
@@ -252,11 +274,13 @@ func (d *Deliverer) deliver(ctx context.Context, del store.Delivery, sweeps *swe
 			note = fmt.Sprintf("webhook %s to %s failed (%s); trying again", id, host, why(err))
 			d.o.Logger.Info("webhook failed; trying again", "job_id", c.JobID, "event", id, "url", del.URL, "err", err)
 		}
-		err = d.st.RetryDelivery(ctx, del, time.Now().Add(backoff(del.Attempts)), note)
+		next, failed = time.Now().Add(backoff(del.Attempts)), true
+		err = d.st.RetryDelivery(ctx, del, next, note)
 	}
 	if err != nil && ctx.Err() == nil {
 		d.o.Logger.Error("record a webhook delivery", "job_id", c.JobID, "event", id, "err", err)
 	}
+	return next, failed
 }
 
 // errPrivate is a post refused because the address dialled is loopback

@@ -72,6 +72,15 @@ func (t *pgTx) UpdateDelivery(ctx context.Context, id int64, attempts int, next 
 	return nil
 }
 
+// PostponeDeliveries implements storedriver.Tx.
+func (t *pgTx) PostponeDeliveries(ctx context.Context, url string, until time.Time) (int, error) {
+	tag, err := t.tx.Exec(ctx, "UPDATE deliveries SET next_at = $1 WHERE url = $2 AND next_at < $1", until, url)
+	if err != nil {
+		return 0, fmt.Errorf("postpone deliveries: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
 // Changes implements storedriver.Driver.
 func (d *Driver) Changes(ctx context.Context, owner string, after int64, limit int) ([]store.Change, error) {
 	rows, err := d.pool.Query(ctx, `SELECT seq, job_id, sweep_id, time, state, reason FROM changes

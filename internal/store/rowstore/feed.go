@@ -91,6 +91,17 @@ func (s *Store) RetryDelivery(ctx context.Context, d store.Delivery, next time.T
 	})
 }
 
+// PostponeDeliveries implements store.Store.
+func (s *Store) PostponeDeliveries(ctx context.Context, url string, until time.Time) (int, error) {
+	var n int
+	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		var err error
+		n, err = tx.PostponeDeliveries(ctx, url, until)
+		return err
+	})
+	return n, err
+}
+
 // note appends an event to the job that keeps its state and says what
 // happened (a webhook delivered, say); a job gone since needs none.
 func (s *Store) note(ctx context.Context, tx storedriver.Tx, id, note string) error {

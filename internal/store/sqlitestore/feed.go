@@ -73,6 +73,16 @@ func (t *sqlTx) UpdateDelivery(ctx context.Context, id int64, attempts int, next
 	return nil
 }
 
+// PostponeDeliveries implements storedriver.Tx.
+func (t *sqlTx) PostponeDeliveries(ctx context.Context, url string, until time.Time) (int, error) {
+	res, err := t.tx.ExecContext(ctx, "UPDATE deliveries SET next_at = ?1 WHERE url = ?2 AND next_at < ?1", until.UnixNano(), url)
+	if err != nil {
+		return 0, fmt.Errorf("postpone deliveries: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
 // Changes implements storedriver.Driver.
 func (d *Driver) Changes(ctx context.Context, owner string, after int64, limit int) ([]store.Change, error) {
 	rows, err := d.r.QueryContext(ctx, `SELECT seq, job_id, sweep_id, time, state, reason FROM changes

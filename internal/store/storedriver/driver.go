@@ -152,6 +152,9 @@ type Tx interface {
 	ClaimDelivery(ctx context.Context, id int64, was, until time.Time) (bool, error)
 	// UpdateDelivery sets a delivery's attempts and when it is next due.
 	UpdateDelivery(ctx context.Context, id int64, attempts int, next time.Time) error
+	// PostponeDeliveries makes every delivery to url due before until
+	// due at until, and returns how many.
+	PostponeDeliveries(ctx context.Context, url string, until time.Time) (int, error)
 	// InsertAudit appends an audit entry; the driver assigns its Seq.
 	InsertAudit(ctx context.Context, e store.AuditEntry) error
 	// DeleteAuditBefore removes up to limit audit entries whose time is

@@ -176,6 +176,29 @@ func testDeliveries(t *testing.T, s store.Store) {
 	if u, err := s.User(ctx, "hooked"); err != nil || u.WebhookSecret != "n3w" || !u.Disabled || u.DisabledAt.IsZero() {
 		t.Fatalf("user after a new secret %+v, %v", u, err)
 	}
+
+	// the deliveries to one URL wait together, attempts unchanged; the
+	// others' are due as they were
+	for _, url := range []string{"https://down.example/h", "https://down.example/h", "https://up.example/h"} {
+		j := newJob("hooked")
+		j.Notify = &job.Notify{URL: url, Events: []string{"running"}}
+		if _, err := s.CreateJob(ctx, j, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.UpdateJob(ctx, j.ID, func(j *job.Job) error { return j.SetState(job.Running, "run", time.Now()) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = time.Now()
+	if n, err := s.PostponeDeliveries(ctx, "https://down.example/h", now.Add(time.Hour)); err != nil || n != 2 {
+		t.Fatalf("PostponeDeliveries = %d, %v; want 2", n, err)
+	}
+	if ds, _ := s.DueDeliveries(ctx, now, 10); len(ds) != 1 || ds[0].URL != "https://up.example/h" {
+		t.Fatalf("due now: %+v; want only the other URL's", ds)
+	}
+	if ds, _ := s.DueDeliveries(ctx, now.Add(time.Hour), 10); len(ds) != 3 || ds[0].Attempts != 0 || ds[1].Attempts != 0 {
+		t.Fatalf("due in an hour: %+v; want all three, never attempted", ds)
+	}
 }
 
 // CreateJobs stores a sweep's jobs together, or none of them: over the
