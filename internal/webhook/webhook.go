@@ -210,8 +210,15 @@ func (d *Deliverer) Pass(ctx context.Context) {
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				for _, del := range byURL[u] {
+				for i, del := range byURL[u] {
 					if next, failed := d.deliver(ctx, del, sweeps); failed {
+						// those past their time are given up without
+						// waiting their turn; the rest wait with this one
+						for _, old := range byURL[u][i+1:] {
+							if time.Since(old.Change.Time) > d.o.GiveUpAfter {
+								d.giveUp(ctx, old, "its receiver failed for as long as events are tried")
+							}
+						}
 						if _, err := d.st.PostponeDeliveries(ctx, u, next); err != nil && ctx.Err() == nil {
 							d.o.Logger.Error("postpone webhook deliveries", "url", u, "err", err)
 						}
@@ -236,8 +243,21 @@ func backoff(n int) time.Duration {
 	return min(time.Second<<n, 5*time.Minute)
 }
 
+// giveUp ends a delivery that is not posted, saying why among its job's
+// events.
+func (d *Deliverer) giveUp(ctx context.Context, del store.Delivery, why string) {
+	claimed, err := d.st.ClaimDelivery(ctx, del, time.Now().Add(2*d.o.Timeout+30*time.Second))
+	if err == nil && claimed {
+		err = d.st.DeliveryDone(ctx, del, fmt.Sprintf("webhook %s given up: %s", del.Change.EventID(), why))
+	}
+	if err != nil && ctx.Err() == nil {
+		d.o.Logger.Error("give up a webhook delivery", "job_id", del.Change.JobID, "err", err)
+	}
+}
+
 // deliver posts one delivery and records how it went; failed is whether
-// the post failed and the delivery is due again, at next.
+// the post failed (the delivery is due again at next, or given up), so
+// that the URL's other deliveries wait until next.
 func (d *Deliverer) deliver(ctx context.Context, del store.Delivery, sweeps *sweepCounts) (next time.Time, failed bool) {
 	// of several gateways, one posts it
 	claimed, err := d.st.ClaimDelivery(ctx, del, time.Now().Add(2*d.o.Timeout+30*time.Second))
@@ -268,6 +288,7 @@ func (d *Deliverer) deliver(ctx context.Context, del store.Delivery, sweeps *swe
 	case time.Since(c.Time) > d.o.GiveUpAfter:
 		note = fmt.Sprintf("webhook %s to %s given up after %d attempts: %s", id, host, del.Attempts+1, why(err))
 		d.o.Logger.Warn("webhook given up", "job_id", c.JobID, "event", id, "url", del.URL, "err", err)
+		next, failed = time.Now().Add(backoff(del.Attempts)), true
 		err = d.st.DeliveryDone(ctx, del, note)
 	default:
 		if del.Attempts == 0 {

@@ -222,6 +222,17 @@ func TestDeadReceiverDoesNotHoldTheOthers(t *testing.T) {
 	if ds, _ := st.DueDeliveries(ctx, time.Now().Add(time.Hour), 100); len(ds) != 10 {
 		t.Fatalf("%d deliveries left, want the dead receiver's 10", len(ds))
 	}
+	// past the time events are tried, one more post fails and all ten are
+	// given up at once, not one a turn
+	d.o.GiveUpAfter = time.Millisecond
+	time.Sleep(1100 * time.Millisecond) // the back-off
+	d.Pass(ctx)
+	if n := hits.Load(); n != 2 {
+		t.Fatalf("%d posts to the receiver that never answers, want 2", n)
+	}
+	if ds, _ := st.DueDeliveries(ctx, time.Now().Add(time.Hour), 100); len(ds) != 0 {
+		t.Fatalf("%d deliveries left after their time, want none", len(ds))
+	}
 }
 
 // Posts to loopback addresses are refused where the connection is made
