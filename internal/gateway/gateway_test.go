@@ -69,6 +69,15 @@ func (s *slowSched) Poll(ctx context.Context, ids []string) (map[string]sched.St
 func (s *slowSched) Cancel(ctx context.Context, id string) error { return nil }
 func (s *slowSched) Ping(ctx context.Context) error              { return nil }
 
+// runInBackground runs g (listening already) until cancel; done answers
+// what Run returned.
+func runInBackground(ctx context.Context, g *Gateway) (cancel context.CancelFunc, done <-chan error) {
+	rctx, cancel := context.WithCancel(ctx)
+	d := make(chan error, 1)
+	go func() { d <- g.Run(rctx) }()
+	return cancel, d
+}
+
 func TestRunWaitsForWhatItStarted(t *testing.T) {
 	ctx := context.Background()
 	cfg := testConfig(t, "")
@@ -86,9 +95,7 @@ func TestRunWaitsForWhatItStarted(t *testing.T) {
 	if err := g.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- g.Run(rctx) }()
+	cancel, done := runInBackground(ctx, g)
 	select {
 	case <-slow.entered:
 	case <-time.After(10 * time.Second):
@@ -369,9 +376,7 @@ func running(t *testing.T, cfg *config.Config) (*Gateway, *client.Client) {
 		g.Close()
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- g.Run(rctx) }()
+	cancel, done := runInBackground(ctx, g)
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -92,9 +92,7 @@ func TestRunPurgesExpiredTokens(t *testing.T) {
 	if err := g.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- g.Run(rctx) }()
+	cancel, done := runInBackground(ctx, g)
 	defer func() { cancel(); <-done }()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := g.store.TokenByHash(ctx, "hold"); errors.Is(err, store.ErrNotFound) {

@@ -50,11 +50,7 @@ func (s *Store) PurgeAudit(ctx context.Context, before time.Time, limit int) (in
 	if limit <= 0 {
 		return 0, nil
 	}
-	var n int
-	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
-		var err error
-		n, err = tx.DeleteAuditBefore(ctx, before, limit)
-		return err
+	return s.count(ctx, func(ctx context.Context, tx storedriver.Tx) (int, error) {
+		return tx.DeleteAuditBefore(ctx, before, limit)
 	})
-	return n, err
 }

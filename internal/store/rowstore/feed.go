@@ -46,13 +46,9 @@ func (s *Store) LastChange(ctx context.Context, owner string) (int64, error) {
 
 // PurgeChanges implements store.Store.
 func (s *Store) PurgeChanges(ctx context.Context, before time.Time, limit int) (int, error) {
-	var n int
-	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
-		var err error
-		n, err = tx.DeleteChangesBefore(ctx, before, limit)
-		return err
+	return s.count(ctx, func(ctx context.Context, tx storedriver.Tx) (int, error) {
+		return tx.DeleteChangesBefore(ctx, before, limit)
 	})
-	return n, err
 }
 
 // DueDeliveries implements store.Store.
@@ -93,13 +89,9 @@ func (s *Store) RetryDelivery(ctx context.Context, d store.Delivery, next time.T
 
 // PostponeDeliveries implements store.Store.
 func (s *Store) PostponeDeliveries(ctx context.Context, url string, until time.Time) (int, error) {
-	var n int
-	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
-		var err error
-		n, err = tx.PostponeDeliveries(ctx, url, until)
-		return err
+	return s.count(ctx, func(ctx context.Context, tx storedriver.Tx) (int, error) {
+		return tx.PostponeDeliveries(ctx, url, until)
 	})
-	return n, err
 }
 
 // note appends an event to the job that keeps its state and says what

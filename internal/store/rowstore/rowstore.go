@@ -368,15 +368,23 @@ func (s *Store) DeleteToken(ctx context.Context, id string) error {
 	})
 }
 
-// PurgeTokens implements store.Store.
-func (s *Store) PurgeTokens(ctx context.Context, before time.Time, limit int) (int, error) {
+// count runs fn, a write that says how many rows it touched, in a
+// transaction of its own, and returns that number.
+func (s *Store) count(ctx context.Context, fn func(context.Context, storedriver.Tx) (int, error)) (int, error) {
 	var n int
 	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
 		var err error
-		n, err = tx.DeleteTokensExpired(ctx, before, limit)
+		n, err = fn(ctx, tx)
 		return err
 	})
 	return n, err
+}
+
+// PurgeTokens implements store.Store.
+func (s *Store) PurgeTokens(ctx context.Context, before time.Time, limit int) (int, error) {
+	return s.count(ctx, func(ctx context.Context, tx storedriver.Tx) (int, error) {
+		return tx.DeleteTokensExpired(ctx, before, limit)
+	})
 }
 
 // Ping implements store.Store.
