@@ -48,9 +48,11 @@ type Bucket interface {
 	// Delete removes the object; ErrNotFound if there is none.
 	Delete(ctx context.Context, key string) error
 
-	// List calls fn for each object whose key starts with prefix, in key
-	// order, until fn returns an error (which List returns).
-	List(ctx context.Context, prefix string, fn func(Attrs) error) error
+	// List calls fn for each object whose key starts with prefix and sorts
+	// after after (none: ""), in key order, until fn returns an error (which
+	// List returns). A page that starts after the last key of the page
+	// before costs the objects it passes, not those of the pages before.
+	List(ctx context.Context, prefix, after string, fn func(Attrs) error) error
 }
 
 // Limits of keys and of the paths users give, chosen so that every

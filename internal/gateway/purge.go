@@ -98,7 +98,7 @@ func (g *Gateway) purgeOld(ctx context.Context, what string, retention, interval
 // those it deleted.
 func deletePrefix(ctx context.Context, b blob.Bucket, prefix string) (int64, error) {
 	var objs []blob.Attrs
-	if err := b.List(ctx, prefix, func(a blob.Attrs) error { objs = append(objs, a); return nil }); err != nil {
+	if err := b.List(ctx, prefix, "", func(a blob.Attrs) error { objs = append(objs, a); return nil }); err != nil {
 		return 0, err
 	}
 	var n int64

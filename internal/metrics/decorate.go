@@ -104,7 +104,7 @@ func (b *timedBucket) Delete(ctx context.Context, key string) error {
 	return b.Bucket.Delete(ctx, key)
 }
 
-func (b *timedBucket) List(ctx context.Context, prefix string, fn func(blob.Attrs) error) error {
+func (b *timedBucket) List(ctx context.Context, prefix, after string, fn func(blob.Attrs) error) error {
 	defer since(b.h, "list", time.Now())
-	return b.Bucket.List(ctx, prefix, fn)
+	return b.Bucket.List(ctx, prefix, after, fn)
 }

@@ -28,20 +28,17 @@ func (s *Server) listPrefix(w http.ResponseWriter, r *http.Request, prefix, filt
 		}
 		limit = n
 	}
-	after := ""
+	after := "" // a key: the page starts after it
 	if tok := q.Get("page_token"); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(tok)
 		if err != nil {
 			return fieldError("page_token", "malformed")
 		}
-		after = string(b)
+		after = prefix + string(b)
 	}
 	page := api.Page[api.FileInfo]{Items: []api.FileInfo{}}
-	err := s.bucket.List(r.Context(), prefix+filter, func(a blob.Attrs) error {
+	err := s.bucket.List(r.Context(), prefix+filter, after, func(a blob.Attrs) error {
 		rel := strings.TrimPrefix(a.Key, prefix)
-		if rel <= after {
-			return nil
-		}
 		if len(page.Items) == limit {
 			page.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(page.Items[limit-1].Path))
 			return errPageFull

@@ -517,7 +517,7 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) error {
 	// they go; what cannot be deleted is logged (the job is gone)
 	ctx := context.WithoutCancel(r.Context())
 	var objs []blob.Attrs
-	err = s.bucket.List(ctx, "jobs/"+j.ID+"/", func(a blob.Attrs) error {
+	err = s.bucket.List(ctx, "jobs/"+j.ID+"/", "", func(a blob.Attrs) error {
 		objs = append(objs, a)
 		return nil
 	})
@@ -826,7 +826,7 @@ func (s *Server) outputsArchive(w http.ResponseWriter, r *http.Request) error {
 	}
 	prefix := outputsPrefix(j.ID)
 	var objs []blob.Attrs
-	if err := s.bucket.List(r.Context(), prefix, func(a blob.Attrs) error { objs = append(objs, a); return nil }); err != nil {
+	if err := s.bucket.List(r.Context(), prefix, "", func(a blob.Attrs) error { objs = append(objs, a); return nil }); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/gzip")

@@ -120,7 +120,7 @@ func (failingBucket) Stat(context.Context, string) (blob.Attrs, error) {
 	return blob.Attrs{}, errInjected
 }
 func (failingBucket) Delete(context.Context, string) error { return errInjected }
-func (failingBucket) List(context.Context, string, func(blob.Attrs) error) error {
+func (failingBucket) List(context.Context, string, string, func(blob.Attrs) error) error {
 	return errInjected
 }
 

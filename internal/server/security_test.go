@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/blob/fileblob"
 	"github.com/hpcgate/hpcgate/internal/catalog"
 	"github.com/hpcgate/hpcgate/internal/config"
 )
@@ -268,4 +270,45 @@ func TestAcceptedJobKeepsItsTemplate(t *testing.T) {
 	}
 	h.srv.SetCatalog(empty)
 	h.do("GET", "/v1/jobs/"+j.ID+"/spec", jt, nil).want(t, 200)
+}
+
+// A page of files starts where the last one ended: each page used to list
+// every file from the first on, so reading N files in pages cost N²/limit.
+func TestFilePagesStartWhereTheLastEnded(t *testing.T) {
+	fb, err := fileblob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb := &countingBucket{Bucket: fb}
+	h := newHarness(t, &harnessOptions{bucket: cb})
+	tok := h.token("alice", time.Time{}, userScopes...)
+	var want []string
+	for i := range 40 {
+		p := fmt.Sprintf("d%d/f%02d", i%4, i)
+		want = append(want, p)
+		if _, err := fb.Put(context.Background(), userFilesKey("alice", p), strings.NewReader("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.Sort(want)
+	var got []string
+	pages := 0
+	for q := "limit=7"; ; pages++ {
+		var page api.Page[api.FileInfo]
+		h.do("GET", "/v1/files?"+q, tok, nil).want(t, http.StatusOK).decode(t, &page)
+		for _, f := range page.Items {
+			got = append(got, f.Path)
+		}
+		if page.NextPageToken == "" {
+			break
+		}
+		q = "limit=7&page_token=" + page.NextPageToken
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("pages listed %q, want %q", got, want)
+	}
+	// each page reads its own files and the first of the next
+	if n := int(cb.listed.Load()); n > len(want)+pages+1 {
+		t.Errorf("%d pages passed over %d files to list %d", pages+1, n, len(want))
+	}
 }

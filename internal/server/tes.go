@@ -273,7 +273,7 @@ func (s *Server) dirFiles(ctx context.Context, owner, ref string, limit int) ([]
 	}
 	prefix := inputKey(owner, ref) + "/"
 	var out []string
-	err := s.bucket.List(ctx, prefix, func(a blob.Attrs) error {
+	err := s.bucket.List(ctx, prefix, "", func(a blob.Attrs) error {
 		out = append(out, strings.TrimPrefix(a.Key, prefix))
 		if len(out) > limit {
 			return errTooMany

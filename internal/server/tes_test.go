@@ -642,10 +642,11 @@ func TestTESListScanBounded(t *testing.T) {
 	}
 }
 
-// countingBucket counts the listings and reads of the bucket under it.
+// countingBucket counts the listings, the objects they passed on, and the
+// reads of the bucket under it.
 type countingBucket struct {
 	blob.Bucket
-	lists, gets atomic.Int32
+	lists, listed, gets atomic.Int32
 }
 
 func (b *countingBucket) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, blob.Attrs, error) {
@@ -653,9 +654,12 @@ func (b *countingBucket) Get(ctx context.Context, key string, off, n int64) (io.
 	return b.Bucket.Get(ctx, key, off, n)
 }
 
-func (b *countingBucket) List(ctx context.Context, prefix string, fn func(blob.Attrs) error) error {
+func (b *countingBucket) List(ctx context.Context, prefix, after string, fn func(blob.Attrs) error) error {
 	b.lists.Add(1)
-	return b.Bucket.List(ctx, prefix, fn)
+	return b.Bucket.List(ctx, prefix, after, func(a blob.Attrs) error {
+		b.listed.Add(1)
+		return fn(a)
+	})
 }
 
 // A task's DIRECTORY inputs are listed until they pass maxDirFiles, and

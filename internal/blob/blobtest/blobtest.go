@@ -155,13 +155,15 @@ func testNotFound(t *testing.T, b blob.Bucket) {
 }
 
 func testList(t *testing.T, b blob.Bucket) {
-	keys := []string{"jobs/j1/outputs/a.txt", "jobs/j1/outputs/sub/b.txt", "jobs/j10/outputs/c.txt", "jobs/j2/outputs/d.txt", "users/u/x"}
+	// "a.txt" sorts before "a/", though a directory "a" comes first in
+	// its parent's listing
+	keys := []string{"jobs/j1/outputs/a.txt", "jobs/j1/outputs/a/b", "jobs/j1/outputs/sub/b.txt", "jobs/j10/outputs/c.txt", "jobs/j2/outputs/d.txt", "users/u/x"}
 	for _, k := range keys {
 		put(t, b, k, k)
 	}
-	list := func(prefix string) string {
+	listAfter := func(prefix, after string) string {
 		var got []string
-		err := b.List(context.Background(), prefix, func(a blob.Attrs) error {
+		err := b.List(context.Background(), prefix, after, func(a blob.Attrs) error {
 			if a.Size != int64(len(a.Key)) {
 				return fmt.Errorf("%s: size %d", a.Key, a.Size)
 			}
@@ -173,10 +175,11 @@ func testList(t *testing.T, b blob.Bucket) {
 		}
 		return strings.Join(got, " ")
 	}
-	if got := list("jobs/j1/"); got != "jobs/j1/outputs/a.txt jobs/j1/outputs/sub/b.txt" {
+	list := func(prefix string) string { return listAfter(prefix, "") }
+	if got := list("jobs/j1/"); got != "jobs/j1/outputs/a.txt jobs/j1/outputs/a/b jobs/j1/outputs/sub/b.txt" {
 		t.Errorf("List(jobs/j1/) = %s", got)
 	}
-	if got := list("jobs/j1"); got != "jobs/j1/outputs/a.txt jobs/j1/outputs/sub/b.txt jobs/j10/outputs/c.txt" {
+	if got := list("jobs/j1"); got != "jobs/j1/outputs/a.txt jobs/j1/outputs/a/b jobs/j1/outputs/sub/b.txt jobs/j10/outputs/c.txt" {
 		t.Errorf("List(jobs/j1) = %s", got)
 	}
 	if got := list(""); got != strings.Join(keys, " ") {
@@ -185,9 +188,29 @@ func testList(t *testing.T, b blob.Bucket) {
 	if got := list("none/"); got != "" {
 		t.Errorf("List(none/) = %s", got)
 	}
+	if got := list("jobs/j1/outputs/a.txt/"); got != "" {
+		t.Errorf("List under an object's name = %s", got)
+	}
+	// after: a key listed or not, inside a directory or before it
+	for _, c := range []struct{ prefix, after, want string }{
+		{"", "jobs/j1/outputs/a.txt", strings.Join(keys[1:], " ")},
+		{"", "jobs/j1/outputs/a/b", strings.Join(keys[2:], " ")},
+		{"", "jobs/j1/outputs/a/", strings.Join(keys[1:], " ")},
+		{"", "jobs/j1/outputs/b", strings.Join(keys[2:], " ")},
+		{"", "jobs/j10", strings.Join(keys[3:], " ")},
+		{"jobs/", "jobs/j1/outputs/sub/b.txt", "jobs/j10/outputs/c.txt jobs/j2/outputs/d.txt"},
+		{"jobs/j1/", "jobs/j2", ""},
+		{"jobs/j2/", "a", "jobs/j2/outputs/d.txt"},
+		{"", "users/u/x", ""},
+		{"", "z", ""},
+	} {
+		if got := listAfter(c.prefix, c.after); got != c.want {
+			t.Errorf("List(%q, after %q) = %s, want %s", c.prefix, c.after, got, c.want)
+		}
+	}
 	stop := errors.New("stop")
 	n := 0
-	err := b.List(context.Background(), "", func(blob.Attrs) error { n++; return stop })
+	err := b.List(context.Background(), "", "", func(blob.Attrs) error { n++; return stop })
 	if !errors.Is(err, stop) || n != 1 {
 		t.Errorf("List did not stop at fn's error: %v after %d", err, n)
 	}

@@ -19,7 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/hpcgate/hpcgate/internal/blob"
@@ -225,8 +225,11 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// List implements blob.Bucket.
-func (b *Bucket) List(ctx context.Context, prefix string, fn func(blob.Attrs) error) error {
+// List implements blob.Bucket. It walks the directories in key order
+// (a directory's keys follow its name and a "/"), reading only those that
+// can hold keys under prefix and after after, and stops when fn fails: a
+// page costs the directories on its way, not the whole tree.
+func (b *Bucket) List(ctx context.Context, prefix, after string, fn func(blob.Attrs) error) error {
 	dir := "o"
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
 		if err := blob.CheckKey(prefix[:i]); err != nil {
@@ -234,41 +237,57 @@ func (b *Bucket) List(ctx context.Context, prefix string, fn func(blob.Attrs) er
 		}
 		dir = "o/" + prefix[:i]
 	}
-	var all []blob.Attrs
-	fsys := b.root.FS()
-	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return fs.SkipDir
-			}
-			return err
+	if err := b.list(ctx, dir, prefix, after, fn); err != nil {
+		return fmt.Errorf("list %q: %w", prefix, err)
+	}
+	return nil
+}
+
+// list calls fn for the objects under dir (a path in the root) whose
+// keys start with prefix and sort after after, in key order.
+func (b *Bucket) list(ctx context.Context, dir, prefix, after string, fn func(blob.Attrs) error) error {
+	ents, err := fs.ReadDir(b.root.FS(), dir)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+		return nil // removed meanwhile, never made, or an object's name
+	}
+	if err != nil {
+		return err
+	}
+	sortKey := func(e fs.DirEntry) string {
+		if e.IsDir() {
+			return e.Name() + "/"
 		}
+		return e.Name()
+	}
+	slices.SortFunc(ents, func(x, y fs.DirEntry) int { return strings.Compare(sortKey(x), sortKey(y)) })
+	for _, e := range ents {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		p := dir + "/" + e.Name()
 		key := strings.TrimPrefix(p, "o/")
-		if d.IsDir() {
-			if p != dir && !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
-				return fs.SkipDir
+		if e.IsDir() {
+			key += "/"
+			// skip it unless it can hold a key under prefix, and one
+			// after after: every key in it starts with key, so if after
+			// does not and sorts later, so does every key in it
+			if !strings.HasPrefix(key, prefix) && !strings.HasPrefix(prefix, key) ||
+				after >= key && !strings.HasPrefix(after, key) {
+				continue
 			}
-			return nil
+			if err := b.list(ctx, p, prefix, after, fn); err != nil {
+				return err
+			}
+			continue
 		}
-		if !strings.HasPrefix(key, prefix) || !d.Type().IsRegular() {
-			return nil
+		if !strings.HasPrefix(key, prefix) || key <= after || !e.Type().IsRegular() {
+			continue
 		}
-		info, err := d.Info()
+		info, err := e.Info()
 		if err != nil {
-			return nil // removed meanwhile
+			continue // removed meanwhile
 		}
-		all = append(all, blob.Attrs{Key: key, Size: info.Size(), Modified: info.ModTime()})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("list %q: %w", prefix, err)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].Key < all[j].Key })
-	for _, a := range all {
-		if err := fn(a); err != nil {
+		if err := fn(blob.Attrs{Key: key, Size: info.Size(), Modified: info.ModTime()}); err != nil {
 			return err
 		}
 	}

@@ -358,8 +358,12 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 }
 
 // List implements blob.Bucket.
-func (b *Bucket) List(ctx context.Context, prefix string, fn func(blob.Attrs) error) error {
-	p := s3.NewListObjectsV2Paginator(b.c, &s3.ListObjectsV2Input{Bucket: &b.opts.Bucket, Prefix: aws.String(b.opts.Prefix + prefix)})
+func (b *Bucket) List(ctx context.Context, prefix, after string, fn func(blob.Attrs) error) error {
+	in := &s3.ListObjectsV2Input{Bucket: &b.opts.Bucket, Prefix: aws.String(b.opts.Prefix + prefix)}
+	if after != "" {
+		in.StartAfter = aws.String(b.opts.Prefix + after)
+	}
+	p := s3.NewListObjectsV2Paginator(b.c, in)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
