@@ -41,7 +41,7 @@ type TESOptions struct {
 // may deliver.
 var maxDirFiles = 10000
 
-const maxDelivered = 10000
+var maxDelivered = 10000
 
 // maxWalltime bounds a task's walltime_s: ten years.
 const maxWalltime = 10 * 365 * 24 * 3600
@@ -497,8 +497,14 @@ func (s *Server) taskOf(ctx context.Context, j *job.Job, v tes.View) (tes.Task, 
 		}
 		l.Logs = append(l.Logs, el)
 	}
-	for _, d := range j.Delivered {
-		l.Outputs = append(l.Outputs, tes.OutputFileLog{URL: "s3://" + s.tesBucket() + "/" + d.File, Path: d.Path, SizeBytes: strconv.FormatInt(d.Size, 10)})
+	if rec.Task != nil {
+		delivered, err := s.delivered(ctx, j)
+		if err != nil {
+			return t, false, err
+		}
+		for _, d := range delivered {
+			l.Outputs = append(l.Outputs, tes.OutputFileLog{URL: "s3://" + s.tesBucket() + "/" + d.File, Path: d.Path, SizeBytes: strconv.FormatInt(d.Size, 10)})
+		}
 	}
 	if j.Error != "" {
 		l.SystemLogs = append(l.SystemLogs, j.Error)
@@ -537,9 +543,32 @@ func rfc3339(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
+// delivered is what task j's outputs delivered, in the order first
+// delivered: the records its row still holds (written before they had a
+// table of their own), then the store's, a file's later record in place
+// of an earlier one. A record of a delivery whose upload is not done
+// (pendingSize) is left out.
+func (s *Server) delivered(ctx context.Context, j *job.Job) ([]job.Delivered, error) {
+	recs, err := s.store.Delivered(ctx, j.ID)
+	if err != nil {
+		return nil, err
+	}
+	if len(j.Delivered) > 0 {
+		recs = append(slices.DeleteFunc(slices.Clone(j.Delivered), func(old job.Delivered) bool {
+			return slices.ContainsFunc(recs, func(d job.Delivered) bool { return d.File == old.File })
+		}), recs...)
+	}
+	return slices.DeleteFunc(recs, func(d job.Delivered) bool { return d.Size == pendingSize }), nil
+}
+
+// pendingSize is the size of a delivery's record while its upload runs.
+const pendingSize = -1
+
 // agentDeliver stores one file of a task's outputs in the owner's files,
 // where the task's outputs send it: the agent names the destination and
-// (from) the container path it was at.
+// (from) the container path it was at. Each file is a record of its own
+// (store.AddDelivered), made before the upload so that one past the
+// limit is refused before it is stored, and shown once it is done.
 func (s *Server) agentDeliver(w http.ResponseWriter, r *http.Request) error {
 	j, err := s.agentJob(r)
 	if err != nil {
@@ -559,19 +588,19 @@ func (s *Server) agentDeliver(w http.ResponseWriter, r *http.Request) error {
 	}) {
 		return errorf(http.StatusForbidden, api.CodeForbidden, "%s is not where an output of this task goes", dst)
 	}
-	if len(j.Delivered) >= maxDelivered && !slices.ContainsFunc(j.Delivered, func(d job.Delivered) bool { return d.File == dst }) {
+	err = s.store.AddDelivered(r.Context(), j.ID, job.Delivered{Path: from, File: dst, Size: pendingSize}, maxDelivered)
+	if errors.Is(err, store.ErrLimit) {
 		return errorf(http.StatusConflict, api.CodeConflict, "a task's outputs may deliver %d files at most", maxDelivered)
+	}
+	if err != nil {
+		return err
 	}
 	fi, err := s.putBody(w, r, j.Owner, userFilesKey(j.Owner, dst))
 	if err != nil {
 		return err
 	}
 	fi.Path = dst
-	if _, err := s.store.UpdateJob(r.Context(), j.ID, func(j *job.Job) error {
-		j.Delivered = slices.DeleteFunc(j.Delivered, func(d job.Delivered) bool { return d.File == dst })
-		j.Delivered = append(j.Delivered, job.Delivered{Path: from, File: dst, Size: fi.Size})
-		return nil
-	}); err != nil {
+	if err := s.store.AddDelivered(r.Context(), j.ID, job.Delivered{Path: from, File: dst, Size: fi.Size}, maxDelivered); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusCreated, fi)

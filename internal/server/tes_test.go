@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -344,6 +345,62 @@ func TestTESAgentSide(t *testing.T) {
 	conform(t, "BASIC", "tesTask", r)
 	if strings.Contains(string(r.body), "first") {
 		t.Errorf("BASIC shows stdout: %s", r.body)
+	}
+}
+
+// A task's delivered files are records of their own: each delivery used
+// to rewrite the job's row with the whole list, so the bytes written grew
+// with the square of the files (20 MB a rewrite at the limit). The row no
+// longer holds them; the view shows them in order, with records a row of
+// the release before still holds, and the limit holds before a file is
+// stored.
+func TestTESDeliveriesAreRecordsOfTheirOwn(t *testing.T) {
+	defer func(n int) { maxDelivered = n }(maxDelivered)
+	maxDelivered = 4
+	h := tesHarness(t)
+	ctx := context.Background()
+	tok := h.token("alice", time.Time{}, api.ScopeTasks, api.ScopeJobsRead, api.ScopeFilesRead, api.ScopeFilesWrite)
+	id := createTask(t, h, tok, map[string]any{
+		"outputs":   []any{map[string]any{"url": "res", "path": "/out/*", "path_prefix": "/out/"}},
+		"executors": []any{map[string]any{"image": "localhost/a", "command": []string{"a"}}},
+	})
+	// a row of the release before holds one record
+	if _, err := h.store.UpdateJob(ctx, id, func(j *job.Job) error {
+		j.Delivered = []job.Delivered{{Path: "/out/old", File: "res/old", Size: 3}}
+		return j.SetState(job.Starting, "test", time.Now())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	jt := h.tokenForJob("alice", id)
+	deliver := func(name, body string) *response {
+		return h.do("PUT", "/v1/jobs/"+id+"/deliveries/res/"+name+"?from=/out/"+name, jt, body)
+	}
+	for _, f := range []string{"c", "a", "b"} {
+		deliver(f, "x").want(t, http.StatusCreated)
+	}
+	// the limit (the old record counts): refused, and nothing stored
+	deliver("d", "x").want(t, http.StatusConflict)
+	h.do("GET", "/v1/files/res/d", tok, nil).want(t, http.StatusNotFound)
+	// a file delivered again is no new record
+	deliver("a", "again").want(t, http.StatusCreated)
+
+	j, err := h.store.GetJob(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(j.Delivered) != 1 {
+		t.Errorf("the job's row holds %d delivered files, want only the old one", len(j.Delivered))
+	}
+	zero := 0
+	h.do("POST", "/v1/jobs/"+id+"/state", jt, api.StateReport{State: "succeeded", ExitCode: &zero}).want(t, http.StatusOK)
+	var got tes.Task
+	h.do("GET", tesBase+"/tasks/"+id+"?view=BASIC", tok, nil).want(t, http.StatusOK).decode(t, &got)
+	var shown []string
+	for _, o := range got.Logs[0].Outputs {
+		shown = append(shown, o.Path+"="+o.SizeBytes)
+	}
+	if want := []string{"/out/old=3", "/out/c=1", "/out/a=5", "/out/b=1"}; !slices.Equal(shown, want) {
+		t.Errorf("outputs shown %q, want %q", shown, want)
 	}
 }
 

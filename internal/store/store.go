@@ -92,6 +92,16 @@ type Store interface {
 	// Events returns the job's events in the order they happened.
 	Events(ctx context.Context, id string) ([]job.Event, error)
 
+	// AddDelivered records a file a GA4GH TES task's outputs delivered: a
+	// record of the same File is replaced in place, else a new one comes
+	// last, unless the job holds max records already (an error wrapping
+	// ErrLimit). A job that is not there: ErrNotFound.
+	AddDelivered(ctx context.Context, id string, d job.Delivered, max int) error
+
+	// Delivered returns the job's records of delivered files, in the
+	// order first delivered.
+	Delivered(ctx context.Context, id string) ([]job.Delivered, error)
+
 	// AppendLog stores data at offset of the job's stream and returns the
 	// stream's size after it. Bytes the store holds already are not written
 	// again, so a retried append is harmless; an offset beyond the end

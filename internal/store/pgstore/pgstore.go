@@ -377,6 +377,7 @@ func (t *pgTx) DeleteJob(ctx context.Context, id string) error {
 		b AS (DELETE FROM job_labels WHERE seq IN (SELECT seq FROM j)),
 		e AS (DELETE FROM events WHERE job_id IN (SELECT id FROM j)),
 		l AS (DELETE FROM logs WHERE job_id IN (SELECT id FROM j)),
+		d AS (DELETE FROM delivered WHERE job_id IN (SELECT id FROM j)),
 		t AS (DELETE FROM tokens WHERE job_id IN (SELECT id FROM j))
 		SELECT count(*) FROM j`, id).Scan(&n)
 	if err != nil {
@@ -402,6 +403,22 @@ const logSizeQuery = `coalesce((SELECT off + length(data) FROM logs
 
 // LogSize takes an advisory lock of the stream: appends to one stream
 // serialize.
+func (t *pgTx) LastDelivered(ctx context.Context, id string) (int, error) {
+	var n int
+	err := t.tx.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM delivered WHERE job_id = $1", id).Scan(&n)
+	return n, err
+}
+
+func (t *pgTx) UpdateDelivered(ctx context.Context, id string, d job.Delivered) (bool, error) {
+	tag, err := t.tx.Exec(ctx, "UPDATE delivered SET path = $1, size = $2 WHERE job_id = $3 AND file = $4", d.Path, d.Size, id, d.File)
+	return tag.RowsAffected() > 0, err
+}
+
+func (t *pgTx) InsertDelivered(ctx context.Context, id string, seq int, d job.Delivered) error {
+	_, err := t.tx.Exec(ctx, "INSERT INTO delivered (job_id, file, seq, path, size) VALUES ($1, $2, $3, $4, $5)", id, d.File, seq, d.Path, d.Size)
+	return err
+}
+
 func (t *pgTx) LogSize(ctx context.Context, id, stream string) (int64, error) {
 	if _, err := t.tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2::text || '/' || $3::text))", logLockClass, id, stream); err != nil {
 		return 0, fmt.Errorf("lock log %s/%s: %w", id, stream, err)
@@ -549,6 +566,22 @@ func (d *Driver) ListJobs(ctx context.Context, q storedriver.ListQuery) ([]*stor
 }
 
 // Events implements storedriver.Driver.
+func (d *Driver) Delivered(ctx context.Context, id string) ([]job.Delivered, error) {
+	rows, err := d.pool.Query(ctx, "SELECT path, file, size FROM delivered WHERE job_id = $1 ORDER BY seq", id)
+	if err != nil {
+		return nil, fmt.Errorf("delivered files of %s: %w", id, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (job.Delivered, error) {
+		var d job.Delivered
+		err := r.Scan(&d.Path, &d.File, &d.Size)
+		return d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delivered files of %s: %w", id, err)
+	}
+	return out, nil
+}
+
 func (d *Driver) Events(ctx context.Context, id string) ([]job.Event, error) {
 	rows, err := d.pool.Query(ctx, "SELECT time, state, reason FROM events WHERE job_id = $1 ORDER BY seq", id)
 	if err != nil {

@@ -284,6 +284,35 @@ func (s *Store) Events(ctx context.Context, id string) ([]job.Event, error) {
 	return s.d.Events(ctx, id)
 }
 
+// AddDelivered implements store.Store. It reads the job's row for update
+// first: the job must be there, and other records of the same job wait,
+// so that the numbers and the limit hold. Records a job's row still holds
+// (written before they had a table) count towards the limit.
+func (s *Store) AddDelivered(ctx context.Context, id string, d job.Delivered, max int) error {
+	return s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		r, err := tx.JobForUpdate(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ok, err := tx.UpdateDelivered(ctx, id, d); err != nil || ok {
+			return err
+		}
+		n, err := tx.LastDelivered(ctx, id)
+		if err != nil {
+			return err
+		}
+		if n+len(r.Delivered) >= max {
+			return fmt.Errorf("job %s: %d files delivered: %w", id, n+len(r.Delivered), store.ErrLimit)
+		}
+		return tx.InsertDelivered(ctx, id, n+1, d)
+	})
+}
+
+// Delivered implements store.Store.
+func (s *Store) Delivered(ctx context.Context, id string) ([]job.Delivered, error) {
+	return s.d.Delivered(ctx, id)
+}
+
 // AppendLog implements store.Store.
 func (s *Store) AppendLog(ctx context.Context, id, stream string, offset int64, data []byte) (int64, error) {
 	if offset < 0 {

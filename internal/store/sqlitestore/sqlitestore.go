@@ -690,6 +690,7 @@ func (t *sqlTx) DeleteJob(ctx context.Context, id string) error {
 	for _, q := range []string{
 		"DELETE FROM events WHERE job_id = ?",
 		"DELETE FROM logs WHERE job_id = ?",
+		"DELETE FROM delivered WHERE job_id = ?",
 		"DELETE FROM tokens WHERE job_id = ?",
 	} {
 		if _, err := t.tx.ExecContext(ctx, q, id); err != nil {
@@ -720,6 +721,26 @@ func logSize(ctx context.Context, q queryRower, id, stream string) (int64, error
 	var size int64
 	err := q.QueryRowContext(ctx, "SELECT coalesce((SELECT off + length(data) FROM logs WHERE job_id = ? AND stream = ? ORDER BY off DESC LIMIT 1), 0)", id, stream).Scan(&size)
 	return size, err
+}
+
+func (t *sqlTx) LastDelivered(ctx context.Context, id string) (int, error) {
+	var n int
+	err := t.tx.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM delivered WHERE job_id = ?", id).Scan(&n)
+	return n, err
+}
+
+func (t *sqlTx) UpdateDelivered(ctx context.Context, id string, d job.Delivered) (bool, error) {
+	res, err := t.tx.ExecContext(ctx, "UPDATE delivered SET path = ?, size = ? WHERE job_id = ? AND file = ?", d.Path, d.Size, id, d.File)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+func (t *sqlTx) InsertDelivered(ctx context.Context, id string, seq int, d job.Delivered) error {
+	_, err := t.tx.ExecContext(ctx, "INSERT INTO delivered (job_id, file, seq, path, size) VALUES (?, ?, ?, ?, ?)", id, d.File, seq, d.Path, d.Size)
+	return err
 }
 
 func (t *sqlTx) LogSize(ctx context.Context, id, stream string) (int64, error) {
@@ -874,6 +895,23 @@ func (d *Driver) Events(ctx context.Context, id string) ([]job.Event, error) {
 		}
 		e.Time = time.Unix(0, ns).UTC()
 		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (d *Driver) Delivered(ctx context.Context, id string) ([]job.Delivered, error) {
+	rows, err := d.r.QueryContext(ctx, "SELECT path, file, size FROM delivered WHERE job_id = ? ORDER BY seq", id)
+	if err != nil {
+		return nil, fmt.Errorf("delivered files of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []job.Delivered
+	for rows.Next() {
+		var d job.Delivered
+		if err := rows.Scan(&d.Path, &d.File, &d.Size); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
 	}
 	return out, rows.Err()
 }

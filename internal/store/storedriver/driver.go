@@ -37,6 +37,8 @@ type Driver interface {
 	ListJobs(ctx context.Context, q ListQuery) ([]*JobRow, error)
 	// Events returns the job's events in the order they were appended.
 	Events(ctx context.Context, id string) ([]job.Event, error)
+	// Delivered returns the job's records of delivered files, by number.
+	Delivered(ctx context.Context, id string) ([]job.Delivered, error)
 	// LogChunks returns the stream's size and its chunks (ordered by
 	// offset) that hold any byte in [from, to).
 	LogChunks(ctx context.Context, id, stream string, from, to int64) (size int64, chunks []LogChunk, err error)
@@ -97,8 +99,9 @@ type Tx interface {
 	UpdateJob(ctx context.Context, old, r *JobRow) error
 	// AppendEvent stores the job's next event.
 	AppendEvent(ctx context.Context, id string, e job.Event) error
-	// DeleteJob removes the job with its events, logs and job tokens, or
-	// returns an error wrapping store.ErrNotFound.
+	// DeleteJob removes the job with its events, logs, records of
+	// delivered files and job tokens, or returns an error wrapping
+	// store.ErrNotFound.
 	DeleteJob(ctx context.Context, id string) error
 	// FinishedBefore returns the ids of up to limit jobs in a terminal
 	// state that finished before t, oldest first.
@@ -109,6 +112,14 @@ type Tx interface {
 	LogSize(ctx context.Context, id, stream string) (int64, error)
 	// InsertLogChunk stores data at offset off of the stream.
 	InsertLogChunk(ctx context.Context, id, stream string, off int64, data []byte) error
+	// LastDelivered returns the number of the job's last record of a
+	// delivered file (0: none), which is how many it has.
+	LastDelivered(ctx context.Context, id string) (int, error)
+	// UpdateDelivered sets the path and size of the job's record of
+	// d.File, and tells whether there is one.
+	UpdateDelivered(ctx context.Context, id string, d job.Delivered) (bool, error)
+	// InsertDelivered stores a new record of the job, numbered seq.
+	InsertDelivered(ctx context.Context, id string, seq int, d job.Delivered) error
 	// InsertToken stores a token, or returns an error wrapping
 	// store.ErrConflict if its id or hash is taken.
 	InsertToken(ctx context.Context, t store.Token) error

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +34,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpdateConcurrent", testUpdateConcurrent},
 		{"Delete", testDelete},
 		{"Logs", testLogs},
+		{"Delivered", testDelivered},
 		{"Tokens", testTokens},
 		{"EveryFieldStored", testEveryFieldStored},
 		{"FilterPages", testFilterPages},
@@ -355,6 +358,9 @@ func testDelete(t *testing.T, s store.Store) {
 	if _, err := s.AppendLog(ctx, j.ID, "stdout", 0, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.AddDelivered(ctx, j.ID, job.Delivered{Path: "/out/a", File: "a", Size: 1}, 10); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.CreateToken(ctx, store.Token{ID: "tokj", Hash: "hj", User: "alice", Scopes: []string{"job"}, JobID: j.ID, CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -370,8 +376,78 @@ func testDelete(t *testing.T, s store.Store) {
 	if b, _, _ := s.ReadLog(ctx, j.ID, "stdout", 0, 10); len(b) != 0 {
 		t.Fatalf("deleted job's log still there: %q", b)
 	}
+	if ds, err := s.Delivered(ctx, j.ID); err != nil || len(ds) != 0 {
+		t.Fatalf("deleted job's delivered files still there: %v %v", ds, err)
+	}
 	if err := s.DeleteJob(ctx, j.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
+	}
+}
+
+func testDelivered(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	j, other := newJob("alice"), newJob("alice")
+	for _, x := range []*job.Job{j, other} {
+		if _, err := s.CreateJob(ctx, x, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := func(file string, size int64) job.Delivered {
+		return job.Delivered{Path: "/out/" + file, File: "res/" + file, Size: size}
+	}
+	for _, f := range []string{"b", "a", "c"} {
+		if err := s.AddDelivered(ctx, j.ID, rec(f, 1), 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddDelivered(ctx, j.ID, rec("d", 1), 3); !errors.Is(err, store.ErrLimit) {
+		t.Fatalf("a record past the limit: %v, want ErrLimit", err)
+	}
+	// at the limit, a file delivered again replaces its record in place
+	if err := s.AddDelivered(ctx, j.ID, rec("a", 7), 3); err != nil {
+		t.Fatalf("a record replaced at the limit: %v", err)
+	}
+	if err := s.AddDelivered(ctx, other.ID, rec("z", 1), 3); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Delivered(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []job.Delivered{rec("b", 1), rec("a", 7), rec("c", 1)}; !slices.Equal(got, want) {
+		t.Fatalf("Delivered = %v, want %v", got, want)
+	}
+	if err := s.AddDelivered(ctx, "nosuchjob", rec("a", 1), 3); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a record of no job: %v, want ErrNotFound", err)
+	}
+	if got, err := s.Delivered(ctx, "nosuchjob"); err != nil || len(got) != 0 {
+		t.Fatalf("records of no job: %v %v", got, err)
+	}
+
+	// records added at once keep the limit and distinct numbers
+	many := newJob("alice")
+	if _, err := s.CreateJob(ctx, many, nil); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var limited atomic.Int32
+	for i := range 12 {
+		wg.Go(func() {
+			err := s.AddDelivered(ctx, many.ID, rec(fmt.Sprint(i), int64(i)), 5)
+			if errors.Is(err, store.ErrLimit) {
+				limited.Add(1)
+			} else if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err = s.Delivered(ctx, many.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 5 || limited.Load() != 7 {
+		t.Fatalf("12 records at once, limit 5: %d kept (%v), %d refused", len(got), got, limited.Load())
 	}
 }
 

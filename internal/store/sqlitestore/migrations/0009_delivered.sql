@@ -1,0 +1,13 @@
+-- The files a GA4GH TES task's outputs delivered, a row each, numbered in
+-- the order first delivered: they were a list in the job's row, which every
+-- delivery rewrote whole (the total written grew with the square of the
+-- files). The number of a job's last row is how many it has.
+CREATE TABLE delivered (
+	job_id TEXT NOT NULL,
+	file   TEXT NOT NULL, -- the owner's file it became
+	seq    INTEGER NOT NULL,
+	path   TEXT NOT NULL, -- where it was in the container
+	size   INTEGER NOT NULL,
+	PRIMARY KEY (job_id, file)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX delivered_seq ON delivered (job_id, seq);
