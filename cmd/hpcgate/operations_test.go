@@ -55,7 +55,7 @@ func TestAuditCLIAndJSONLogs(t *testing.T) {
 
 // hpcgate me shows the user's use against each quota, as stored and run.
 func TestMeShowsQuotas(t *testing.T) {
-	g := startGateway(t, "quotas: {default: {jobs: 5, cores: 8, bytes: 1000}, users: {bea: {jobs: 7}}}\n")
+	g := startGateway(t, "quotas: {default: {jobs: 5, cores: 8, bytes: 1000, files: 9}, users: {bea: {jobs: 7}}}\n")
 	bea := g.userToken("bea")
 	story := filepath.Join(t.TempDir(), "story.txt")
 	if err := os.WriteFile(story, []byte("twelve bytes"), 0o600); err != nil {
@@ -64,7 +64,7 @@ func TestMeShowsQuotas(t *testing.T) {
 	g.mustCLI(bea, "upload", story, "in/story.txt")
 	g.mustCLI(bea, "submit", "hello", "--param", "name=Quota", "--hold", "--quiet")
 	out := g.mustCLI(bea, "me")
-	for _, want := range []string{`Quota jobs:\s+1 of 7\n`, `Quota cores:\s+1 of 8\n`, `Quota bytes:\s+12 of 1000\n`} {
+	for _, want := range []string{`Quota jobs:\s+1 of 7\n`, `Quota cores:\s+1 of 8\n`, `Quota bytes:\s+12 of 1000\n`, `Quota files:\s+1 of 9\n`} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("hpcgate me:\n%s\nwant %q", out, want)
 		}

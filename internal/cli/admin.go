@@ -164,7 +164,7 @@ var cmdMe = &command{
 			if me.JobID != "" {
 				fmt.Fprintf(tw, "Job:\t%s\n", me.JobID)
 			}
-			for _, name := range []string{"jobs", "cores", "bytes"} {
+			for _, name := range []string{"jobs", "cores", "bytes", "files"} {
 				q, ok := me.Quotas[name]
 				if !ok {
 					continue

@@ -166,24 +166,33 @@ type Quota struct {
 	Jobs  *int64        `yaml:"jobs"`  // unfinished jobs; default 10000
 	Cores *int64        `yaml:"cores"` // cores of unfinished jobs; default 4096
 	Bytes *catalog.Size `yaml:"bytes"` // files and outputs stored; default 1TiB
+	Files *int64        `yaml:"files"` // how many; default 1000000
 }
 
-// QuotaOf returns user's limits (jobs, cores, bytes; 0: no limit).
-func (c *Config) QuotaOf(user string) (jobs, cores, bytes int64) {
-	d := c.Quotas.Default
-	jobs, cores, bytes = 10000, 4096, 1<<40
-	for _, q := range []Quota{d, c.Quotas.Users[user]} {
+// QuotaLimits are a user's limits in effect; 0 is no limit.
+type QuotaLimits struct {
+	Jobs, Cores, Bytes, Files int64
+}
+
+// QuotaOf returns user's limits: the user's own, else the default's, else
+// the built-in default.
+func (c *Config) QuotaOf(user string) QuotaLimits {
+	l := QuotaLimits{Jobs: 10000, Cores: 4096, Bytes: 1 << 40, Files: 1000000}
+	for _, q := range []Quota{c.Quotas.Default, c.Quotas.Users[user]} {
 		if q.Jobs != nil {
-			jobs = *q.Jobs
+			l.Jobs = *q.Jobs
 		}
 		if q.Cores != nil {
-			cores = *q.Cores
+			l.Cores = *q.Cores
 		}
 		if q.Bytes != nil {
-			bytes = int64(*q.Bytes)
+			l.Bytes = int64(*q.Bytes)
+		}
+		if q.Files != nil {
+			l.Files = *q.Files
 		}
 	}
-	return jobs, cores, bytes
+	return l
 }
 
 // Limits bound what clients may send.
@@ -362,13 +371,13 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log_format %q: want text or json", c.LogFormat))
 	}
 	for user, q := range c.Quotas.Users {
-		for name, v := range map[string]*int64{"jobs": q.Jobs, "cores": q.Cores} {
+		for name, v := range map[string]*int64{"jobs": q.Jobs, "cores": q.Cores, "files": q.Files} {
 			if v != nil && *v < 0 {
 				errs = append(errs, fmt.Errorf("quotas.users.%s.%s must not be negative", user, name))
 			}
 		}
 	}
-	for name, v := range map[string]*int64{"jobs": c.Quotas.Default.Jobs, "cores": c.Quotas.Default.Cores} {
+	for name, v := range map[string]*int64{"jobs": c.Quotas.Default.Jobs, "cores": c.Quotas.Default.Cores, "files": c.Quotas.Default.Files} {
 		if v != nil && *v < 0 {
 			errs = append(errs, fmt.Errorf("quotas.default.%s must not be negative", name))
 		}

@@ -440,8 +440,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		MaxChildren:    g.cfg.Limits.MaxChildren,
 		MaxDepth:       g.cfg.Limits.MaxDepth,
 		Quota: func(user string) server.Quota {
-			jobs, cores, bytes := g.cfg.QuotaOf(user)
-			return server.Quota{Jobs: jobs, Cores: cores, Bytes: bytes}
+			return server.Quota(g.cfg.QuotaOf(user))
 		},
 		RateLimit:    server.RateLimit{PerSecond: *g.cfg.RateLimit.RequestsPerSecond, Burst: g.cfg.RateLimit.Burst},
 		JobRateLimit: server.RateLimit{PerSecond: *g.cfg.RateLimit.JobRequestsPerSecond, Burst: g.cfg.RateLimit.JobBurst},

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/store"
 )
 
 // purgeBatch is how many jobs one purge removes at most before it lets
@@ -41,17 +42,17 @@ func (g *Gateway) purgeOnce(ctx context.Context, before time.Time) (int, error) 
 		}
 		for _, p := range ids {
 			// its outputs and the files it stored in its space
-			outputs, err := deletePrefix(ctx, g.bucket, "jobs/"+p.ID+"/")
+			gone, err := deletePrefix(ctx, g.bucket, "jobs/"+p.ID+"/")
 			if err != nil {
 				// The job's row is gone: say which outputs are left.
 				g.log.Error("outputs of a purged job not deleted", "job_id", p.ID, "err", err)
 			}
 			// what was deleted no longer counts against its owner's quota
-			if outputs == 0 {
+			if gone == (store.Stored{}) {
 				continue
 			}
-			if _, err := g.store.AddBytes(ctx, p.Owner, -outputs, 0); err != nil {
-				g.log.Error("stored bytes of a purged job's owner not counted down", "job_id", p.ID, "user", p.Owner, "bytes", outputs, "err", err)
+			if _, err := g.store.AddStored(ctx, p.Owner, store.Stored{Bytes: -gone.Bytes, Files: -gone.Files}, store.Stored{}); err != nil {
+				g.log.Error("stored bytes and files of a purged job's owner not counted down", "job_id", p.ID, "user", p.Owner, "bytes", gone.Bytes, "files", gone.Files, "err", err)
 			}
 		}
 		n += len(ids)
@@ -94,19 +95,20 @@ func (g *Gateway) purgeOld(ctx context.Context, what string, retention, interval
 	}
 }
 
-// deletePrefix deletes every object under prefix and returns the size of
-// those it deleted.
-func deletePrefix(ctx context.Context, b blob.Bucket, prefix string) (int64, error) {
+// deletePrefix deletes every object under prefix and returns what it
+// deleted.
+func deletePrefix(ctx context.Context, b blob.Bucket, prefix string) (store.Stored, error) {
 	var objs []blob.Attrs
 	if err := b.List(ctx, prefix, "", func(a blob.Attrs) error { objs = append(objs, a); return nil }); err != nil {
-		return 0, err
+		return store.Stored{}, err
 	}
-	var n int64
+	var gone store.Stored
 	for _, a := range objs {
 		if err := b.Delete(ctx, a.Key); err != nil && !errors.Is(err, blob.ErrNotFound) {
-			return n, err
+			return gone, err
 		}
-		n += a.Size
+		gone.Bytes += a.Size
+		gone.Files++
 	}
-	return n, nil
+	return gone, nil
 }

@@ -41,7 +41,7 @@ func TestPurgeRemovesOldFinishedJobs(t *testing.T) {
 	mk("oldfail", job.Failed)
 	mk("running", job.Pending)
 	// the three outputs of a byte each count against alice's quota
-	if _, err := g.store.AddBytes(ctx, "alice", 3, 0); err != nil {
+	if _, err := g.store.AddStored(ctx, "alice", store.Stored{Bytes: 3, Files: 3}, store.Stored{}); err != nil {
 		t.Fatal(err)
 	}
 	// Everything finished before now+1s counts as old here; the pending
@@ -50,8 +50,8 @@ func TestPurgeRemovesOldFinishedJobs(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("purgeOnce = %d, %v; want 2", n, err)
 	}
-	if total, err := g.store.AddBytes(ctx, "alice", 0, 0); err != nil || total != 1 {
-		t.Fatalf("alice's stored bytes after the purge: %d, %v; want 1 (the unfinished job's output)", total, err)
+	if total, err := g.store.AddStored(ctx, "alice", store.Stored{}, store.Stored{}); err != nil || total != (store.Stored{Bytes: 1, Files: 1}) {
+		t.Fatalf("alice's stored bytes and files after the purge: %+v, %v; want 1 and 1 (the unfinished job's output)", total, err)
 	}
 	for _, id := range []string{"oldjob", "oldfail"} {
 		if _, err := g.store.GetJob(ctx, id); !errors.Is(err, store.ErrNotFound) {

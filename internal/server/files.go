@@ -12,6 +12,7 @@ import (
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/internal/auth"
 	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/store"
 )
 
 var errPageFull = errors.New("page full")
@@ -94,7 +95,7 @@ func (s *Server) putBody(w http.ResponseWriter, r *http.Request, user, key strin
 	}
 	a, err := s.bucket.Put(r.Context(), key, body)
 	if err != nil {
-		settle(-1)
+		settle(keptOld)
 		return api.FileInfo{}, err
 	}
 	settle(a.Size)
@@ -132,14 +133,14 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	key := filesKey(principal(r), p)
-	size, err := s.objectSize(r.Context(), key)
+	size, _, err := s.objectSize(r.Context(), key)
 	if err != nil {
 		return err
 	}
 	if err := s.bucket.Delete(r.Context(), key); err != nil {
 		return err
 	}
-	s.countBytes(r.Context(), principal(r).User, -size)
+	s.countStored(r.Context(), principal(r).User, store.Stored{Bytes: -size, Files: -1})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

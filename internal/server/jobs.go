@@ -521,16 +521,17 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) error {
 		objs = append(objs, a)
 		return nil
 	})
-	var gone int64
+	var gone store.Stored
 	for _, a := range objs {
 		if err == nil {
 			if err = s.bucket.Delete(ctx, a.Key); err == nil || errors.Is(err, blob.ErrNotFound) {
 				err = nil
-				gone += a.Size
+				gone.Bytes -= a.Size
+				gone.Files--
 			}
 		}
 	}
-	s.countBytes(ctx, j.Owner, -gone)
+	s.countStored(ctx, j.Owner, gone)
 	if err != nil {
 		s.logFor(r).Error("objects of a deleted job not deleted", "job_id", j.ID, "err", err)
 	}

@@ -25,6 +25,7 @@ type Quota struct {
 	Jobs  int64 // unfinished jobs
 	Cores int64 // cores of unfinished jobs
 	Bytes int64 // files and outputs stored
+	Files int64 // how many (each an object: empty ones cost no bytes)
 }
 
 // RateLimit is a token bucket: PerSecond requests a second on average, up
@@ -50,6 +51,8 @@ func quotaMessage(qe *store.QuotaError) string {
 		return fmt.Sprintf("quota cores exceeded: your unfinished jobs hold %d cores of a limit of %d, too many for this job; wait for some to finish or ask for fewer cores", qe.Used, qe.Limit)
 	case "bytes":
 		return fmt.Sprintf("quota bytes exceeded: you store %d bytes of a limit of %d, too many for this upload; delete files or outputs", qe.Used, qe.Limit)
+	case "files":
+		return fmt.Sprintf("quota files exceeded: you store %d files and outputs of a limit of %d; delete some, or replace one instead", qe.Used, qe.Limit)
 	}
 	return fmt.Sprintf("quota %s exceeded: %d of %d used", qe.Name, qe.Used, qe.Limit)
 }
@@ -118,16 +121,17 @@ func (s *Server) rateLimit(w http.ResponseWriter, p *auth.Principal) error {
 	return errorf(http.StatusTooManyRequests, api.CodeRateLimited, "%s made more than %g requests a second (bursts of %d); retry after %d s", who, rl.PerSecond, rl.Burst, max(secs, 1))
 }
 
-// ---- stored bytes
+// ---- stored bytes and files
 
-// holds are the bytes uploads in this process have taken of their users'
-// rooms and not stored yet. They live in memory: a crash drops them with
-// the uploads they were for, and nothing stays counted that is not
-// stored. (Replicas hold apart: uploads through several gateways at once
-// may pass a quota by what they send together.)
+// holds are the bytes (and the new files) uploads in this process have
+// taken of their users' rooms and not stored yet. They live in memory: a
+// crash drops them with the uploads they were for, and nothing stays
+// counted that is not stored. (Replicas hold apart: uploads through
+// several gateways at once may pass a quota by what they send together.)
 type holds struct {
-	mu sync.Mutex
-	n  map[string]int64
+	mu    sync.Mutex
+	n     map[string]int64
+	files map[string]int64
 }
 
 // take holds want more bytes of user's room, or (partial) what is left of
@@ -140,11 +144,11 @@ func (s *Server) take(ctx context.Context, user string, want, limit int64, parti
 	}
 	s.holds.mu.Lock()
 	defer s.holds.mu.Unlock()
-	used, err := s.storedBytes(ctx, user)
+	st, err := s.stored(ctx, user)
 	if err != nil {
 		return 0, err
 	}
-	held := s.holds.n[user]
+	used, held := st.Bytes, s.holds.n[user]
 	n := min(want, limit-used-held)
 	if n < want && (!partial || n <= 0) {
 		return 0, &store.QuotaError{Name: "bytes", Limit: limit, Used: used + held}
@@ -165,6 +169,34 @@ func (s *Server) letGo(user string, n int64) {
 	defer s.holds.mu.Unlock()
 	if s.holds.n[user] -= n; s.holds.n[user] <= 0 {
 		delete(s.holds.n, user)
+	}
+}
+
+// takeFile holds room for one more of user's files within limit (> 0),
+// or answers the QuotaError.
+func (s *Server) takeFile(ctx context.Context, user string, limit int64) error {
+	s.holds.mu.Lock()
+	defer s.holds.mu.Unlock()
+	st, err := s.stored(ctx, user)
+	if err != nil {
+		return err
+	}
+	if used := st.Files + s.holds.files[user]; used >= limit {
+		return &store.QuotaError{Name: "files", Limit: limit, Used: used}
+	}
+	if s.holds.files == nil {
+		s.holds.files = map[string]int64{}
+	}
+	s.holds.files[user]++
+	return nil
+}
+
+// letGoFile gives back the room for a file takeFile held.
+func (s *Server) letGoFile(user string) {
+	s.holds.mu.Lock()
+	defer s.holds.mu.Unlock()
+	if s.holds.files[user]--; s.holds.files[user] <= 0 {
+		delete(s.holds.files, user)
 	}
 }
 
@@ -194,30 +226,56 @@ func (q *quotaReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// What settle (of holdRoom) is told stands at the key in the end, but an
+// object's size.
+const (
+	keptOld = -1 // the object that was there before, or none: nothing stored
+	removed = -2 // nothing: the object that was there is gone too
+)
+
 // holdRoom holds, before anything is read, the room an upload of size
-// bytes (-1: not known) to key needs in user's bytes quota: what does not
-// fit is refused at once, and uploads at once cannot pass the quota
-// together (each used to check the same room). An upload of no known size
-// holds its room up to 64 MiB at a time as it reads, and is stopped where
-// the room ends. settle counts the object stored in the end (its size, or
-// -1 for none) and lets the hold go.
+// bytes (-1: not known) to key needs in user's bytes quota, and in the
+// files quota if there is no object at key yet: what does not fit is
+// refused at once, and uploads at once cannot pass the quota together
+// (each used to check the same room). An upload of no known size holds
+// its room up to 64 MiB at a time as it reads, and is stopped where the
+// room ends. settle counts what stands at key in the end (an object's
+// size, keptOld or removed) and lets the holds go.
 func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader, size int64) (io.Reader, func(stored int64), error) {
-	old, err := s.objectSize(ctx, key)
+	old, existed, err := s.objectSize(ctx, key)
 	if err != nil {
 		return nil, nil, err
 	}
+	q := s.quotaOf(user)
+	newFile := !existed && q.Files > 0
+	if newFile {
+		if err := s.takeFile(ctx, user, q.Files); err != nil {
+			return nil, nil, err
+		}
+	}
+	var before store.Stored // what key held
+	if existed {
+		before = store.Stored{Bytes: old, Files: 1}
+	}
 	var held int64
 	settle := func(stored int64) {
-		if stored >= 0 {
-			s.countBytes(ctx, user, stored-old)
+		switch {
+		case stored >= 0:
+			s.countStored(ctx, user, store.Stored{Bytes: stored - before.Bytes, Files: 1 - before.Files})
+		case stored == removed:
+			s.countStored(ctx, user, store.Stored{Bytes: -before.Bytes, Files: -before.Files})
 		}
 		s.letGo(user, held)
+		if newFile {
+			s.letGoFile(user)
+		}
 	}
-	limit := s.quotaOf(user).Bytes
+	limit := q.Bytes
 	switch {
 	case limit <= 0:
 	case size >= 0: // the body is no longer than it says
 		if held, err = s.take(ctx, user, max(size-old, 0), limit, false); err != nil {
+			settle(keptOld)
 			return nil, nil, err
 		}
 	default: // the old object's bytes first, then what it holds
@@ -230,36 +288,37 @@ func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader,
 	return body, settle, nil
 }
 
-// objectSize is the size of the object at key, 0 if there is none.
-func (s *Server) objectSize(ctx context.Context, key string) (int64, error) {
+// objectSize is the size of the object at key, and whether there is one.
+func (s *Server) objectSize(ctx context.Context, key string) (int64, bool, error) {
 	a, err := s.bucket.Stat(ctx, key)
 	if errors.Is(err, blob.ErrNotFound) {
-		return 0, nil
+		return 0, false, nil
 	}
-	return a.Size, err
+	return a.Size, err == nil, err
 }
 
-// storedBytes is what user stores, from the store's counters.
-func (s *Server) storedBytes(ctx context.Context, user string) (int64, error) {
+// stored is what user stores, from the store's counters.
+func (s *Server) stored(ctx context.Context, user string) (store.Stored, error) {
 	rows, err := s.store.Usage(ctx, user)
 	if err != nil {
-		return 0, err
+		return store.Stored{}, err
 	}
-	var n int64
+	var st store.Stored
 	for _, u := range rows {
-		n += u.Bytes
+		st.Bytes += u.Bytes
+		st.Files += u.Files
 	}
-	return n, nil
+	return st, nil
 }
 
-// countBytes adds delta to user's stored bytes; a failure is logged, not
-// answered: the object is stored.
-func (s *Server) countBytes(ctx context.Context, user string, delta int64) {
-	if delta == 0 {
+// countStored adds delta to what user stores; a failure is logged, not
+// answered: the object is stored (or removed).
+func (s *Server) countStored(ctx context.Context, user string, delta store.Stored) {
+	if delta == (store.Stored{}) {
 		return
 	}
-	if _, err := s.store.AddBytes(context.WithoutCancel(ctx), user, delta, 0); err != nil {
-		s.log.Error("count stored bytes", "user", user, "delta", delta, "err", err)
+	if _, err := s.store.AddStored(context.WithoutCancel(ctx), user, delta, store.Stored{}); err != nil {
+		s.log.Error("count stored bytes and files", "user", user, "bytes", delta.Bytes, "files", delta.Files, "err", err)
 	}
 }
 
@@ -298,6 +357,7 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 		t.ActiveJobs += u.ActiveJobs
 		t.ActiveCores += u.ActiveCores
 		t.Bytes += u.Bytes
+		t.Files += u.Files
 		if u.Jobs > 0 {
 			out.Projects = append(out.Projects, api.ProjectUsage{Project: u.Project, Jobs: u.Jobs, ActiveJobs: u.ActiveJobs, CoreSeconds: u.CoreSeconds})
 		}
@@ -307,6 +367,7 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) error {
 		"jobs":  {Limit: q.Jobs, Used: t.ActiveJobs},
 		"cores": {Limit: q.Cores, Used: t.ActiveCores},
 		"bytes": {Limit: q.Bytes, Used: t.Bytes},
+		"files": {Limit: q.Files, Used: t.Files},
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

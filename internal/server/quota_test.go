@@ -261,6 +261,69 @@ func (b *gatedBucket) Put(ctx context.Context, key string, r io.Reader) (blob.At
 	return b.Bucket.Put(ctx, key, r)
 }
 
+// Empty files cost no bytes, so without a count of files a user could
+// store them without end (an inode or an object each).
+func TestQuotaFiles(t *testing.T) {
+	h := quotaHarness(t, Quota{Files: 3})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	for _, f := range []string{"a", "b"} {
+		h.do("PUT", "/v1/files/"+f, alice, "").want(t, http.StatusCreated)
+	}
+	j, jt := h.jobToken("alice", nil)
+	h.do("PUT", "/v1/jobs/"+j.ID+"/outputs/out.txt", jt, "").want(t, http.StatusCreated)
+	for _, c := range []struct{ path, tok string }{{"/v1/files/c", alice}, {"/v1/jobs/" + j.ID + "/outputs/more.txt", jt}} {
+		r := h.do("PUT", c.path, c.tok, "").want(t, http.StatusConflict)
+		if r.problem.Code != api.CodeQuotaExceeded || !strings.Contains(r.problem.Detail, "you store 3 files and outputs of a limit of 3") {
+			t.Fatalf("%s: problem %+v", c.path, r.problem)
+		}
+	}
+	h.do("GET", "/v1/files/c", alice, nil).want(t, http.StatusNotFound)
+	// replacing a file is no new file
+	h.do("PUT", "/v1/files/a", alice, "x").want(t, http.StatusCreated)
+	if m := me(t, h, alice); m.Quotas["files"] != (api.Quota{Limit: 3, Used: 3}) || m.Quotas["bytes"].Used != 1 {
+		t.Fatalf("me: %+v", m.Quotas)
+	}
+	// a deleted file, or a deleted job's outputs, make room
+	h.do("DELETE", "/v1/files/b", alice, nil).want(t, http.StatusNoContent)
+	h.do("PUT", "/v1/files/c", alice, "").want(t, http.StatusCreated)
+	h.do("POST", "/v1/jobs/"+j.ID+"/cancel", alice, nil).want(t, http.StatusOK)
+	h.do("DELETE", "/v1/jobs/"+j.ID, alice, nil).want(t, http.StatusNoContent)
+	if m := me(t, h, alice); m.Quotas["files"].Used != 2 {
+		t.Fatalf("after deletes: %+v", m.Quotas)
+	}
+}
+
+// New files at once each hold their place in the files quota, as bytes
+// do in the bytes quota: none may pass it together.
+func TestConcurrentNewFilesKeepTheQuota(t *testing.T) {
+	fb, err := fileblob.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	gb := &gatedBucket{Bucket: fb, n: n, all: make(chan struct{})}
+	h := newHarness(t, &harnessOptions{bucket: gb, opts: &Options{Quota: func(string) Quota { return Quota{Files: 3} }}})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	var wg sync.WaitGroup
+	var created atomic.Int32
+	for i := range n {
+		wg.Go(func() {
+			r := h.do("PUT", fmt.Sprintf("/v1/files/f%d", i), alice, "")
+			switch r.status {
+			case http.StatusCreated:
+				created.Add(1)
+			case http.StatusConflict:
+			default:
+				t.Errorf("status %d", r.status)
+			}
+		})
+	}
+	wg.Wait()
+	if m := me(t, h, alice); created.Load() != 3 || m.Quotas["files"].Used != 3 {
+		t.Fatalf("%d of %d new files stored at once under a quota of 3; use %+v", created.Load(), n, m.Quotas["files"])
+	}
+}
+
 // Uploads at once each checked the same room and together passed the
 // bytes quota; each now holds its room before it is read.
 func TestConcurrentUploadsKeepTheQuota(t *testing.T) {

@@ -73,11 +73,11 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request) error {
 	}
 	// the bytes come straight to the object store: the room is checked
 	// now, and held when the upload completes
-	old, err := s.objectSize(r.Context(), filesKey(principal(r), req.Path))
+	old, existed, err := s.objectSize(r.Context(), filesKey(principal(r), req.Path))
 	if err != nil {
 		return err
 	}
-	if err := s.uploadFits(r.Context(), principal(r).User, req.Size, old); err != nil {
+	if err := s.uploadFits(r.Context(), principal(r).User, req.Size, old, existed); err != nil {
 		return err
 	}
 	partSize := max(int64(minPartSize), (req.Size+maxParts-1)/maxParts)
@@ -143,7 +143,7 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 	}
 	a, err := sg.CompleteMultipart(r.Context(), key, storeID, req.ETags)
 	if err != nil {
-		settle(-1)
+		settle(keptOld)
 		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidKey) {
 			return err
 		}
@@ -153,7 +153,7 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 		if err := s.bucket.Delete(context.WithoutCancel(r.Context()), key); err != nil {
 			s.logFor(r).Error("delete of an upload larger than it held; it is not counted", "path", path, "err", err)
 		}
-		settle(0) // the file it replaced is gone too
+		settle(removed) // the file it replaced is gone too
 		return errorf(http.StatusConflict, api.CodeConflict, "parts were sent again while the upload completed (%d bytes, not %d): the file is removed; upload it again", a.Size, sent)
 	}
 	settle(a.Size)
@@ -161,17 +161,23 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 }
 
 // uploadFits answers whether size bytes may replace an object of old
-// bytes of user's: no more than the upload limit, and within the bytes
-// quota's room (less what uploads hold).
-func (s *Server) uploadFits(ctx context.Context, user string, size, old int64) error {
+// bytes of user's (or be a new one): no more than the upload limit, and
+// within the quotas' room (less what uploads hold).
+func (s *Server) uploadFits(ctx context.Context, user string, size, old int64, existed bool) error {
 	if size > s.opts.MaxUploadBytes {
 		return tooLarge(size, s.opts.MaxUploadBytes)
 	}
-	limit := s.quotaOf(user).Bytes
-	if limit <= 0 {
+	q := s.quotaOf(user)
+	if !existed && q.Files > 0 {
+		if err := s.takeFile(ctx, user, q.Files); err != nil {
+			return err
+		}
+		s.letGoFile(user)
+	}
+	if q.Bytes <= 0 {
 		return nil
 	}
-	n, err := s.take(ctx, user, max(size-old, 0), limit, false)
+	n, err := s.take(ctx, user, max(size-old, 0), q.Bytes, false)
 	s.letGo(user, n)
 	return err
 }
@@ -250,11 +256,16 @@ func (s *Server) agentOutputURL(w http.ResponseWriter, r *http.Request) error {
 	// that many bytes, over what an earlier attempt may have stored. A
 	// smaller size credits nothing back: the URL may never be used, and
 	// the larger object would stay, uncounted.
-	old, err := s.objectSize(r.Context(), outputsPrefix(j.ID)+req.Path)
+	old, existed, err := s.objectSize(r.Context(), outputsPrefix(j.ID)+req.Path)
 	if err != nil {
 		return err
 	}
-	if _, err := s.store.AddBytes(r.Context(), j.Owner, max(req.Size-old, 0), s.quotaOf(j.Owner).Bytes); err != nil {
+	add := store.Stored{Bytes: max(req.Size-old, 0)}
+	if !existed {
+		add.Files = 1
+	}
+	q := s.quotaOf(j.Owner)
+	if _, err := s.store.AddStored(r.Context(), j.Owner, add, store.Stored{Bytes: q.Bytes, Files: q.Files}); err != nil {
 		return err
 	}
 	ttl := time.Hour

@@ -135,7 +135,7 @@ type Store interface {
 
 	// Usage returns the usage rows of user (every user's if user is ""),
 	// by user, then project: one per project the user's jobs named ("" for
-	// none; that row also holds the user's stored bytes). CreateJob counts
+	// none; that row also holds the user's stored bytes and files). CreateJob counts
 	// a job (ActiveJobs, ActiveCores, Jobs) in the same transaction; the
 	// UpdateJob that ends it or the DeleteJob of an unfinished job takes it
 	// out of ActiveJobs and ActiveCores, and an end adds its CoreSeconds
@@ -143,11 +143,12 @@ type Store interface {
 	// Purging or deleting an ended job leaves Jobs and CoreSeconds as they
 	// are: they are history.
 	Usage(ctx context.Context, user string) ([]Usage, error)
-	// AddBytes adds delta (negative for a removal) to the user's stored
-	// bytes and returns the total after it. If delta > 0 and limit > 0 and
-	// the total would pass limit, nothing changes and the error is a
-	// *QuotaError named "bytes". The total never goes below 0.
-	AddBytes(ctx context.Context, user string, delta, limit int64) (int64, error)
+	// AddStored adds delta (negative for a removal) to the user's stored
+	// bytes and files and returns the totals after it. If a part of delta
+	// is > 0 and that part of limit > 0 and its total would pass it,
+	// nothing changes and the error is a *QuotaError named "bytes" or
+	// "files". A total never goes below 0.
+	AddStored(ctx context.Context, user string, delta, limit Stored) (Stored, error)
 
 	// User returns the user's record; a user never recorded is enabled:
 	// User{Name: name}.
@@ -226,6 +227,13 @@ type Usage struct {
 	Jobs        int64   // jobs created
 	CoreSeconds float64 // of the jobs that ended
 	Bytes       int64   // files and job outputs stored (in the project "" row)
+	Files       int64   // how many (in the project "" row)
+}
+
+// Stored is what a user stores: bytes, and files (a person's files and
+// their jobs' outputs, each an object).
+type Stored struct {
+	Bytes, Files int64
 }
 
 // User is what the store records of a user.

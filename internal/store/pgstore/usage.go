@@ -11,14 +11,14 @@ import (
 	"github.com/hpcgate/hpcgate/internal/store"
 )
 
-const usageCols = "owner, project, active_jobs, active_cores, jobs, core_seconds, bytes"
+const usageCols = "owner, project, active_jobs, active_cores, jobs, core_seconds, bytes, files"
 
 func scanUsage(rows pgx.Rows) ([]store.Usage, error) {
 	defer rows.Close()
 	var out []store.Usage
 	for rows.Next() {
 		var u store.Usage
-		if err := rows.Scan(&u.User, &u.Project, &u.ActiveJobs, &u.ActiveCores, &u.Jobs, &u.CoreSeconds, &u.Bytes); err != nil {
+		if err := rows.Scan(&u.User, &u.Project, &u.ActiveJobs, &u.ActiveCores, &u.Jobs, &u.CoreSeconds, &u.Bytes, &u.Files); err != nil {
 			return nil, fmt.Errorf("read usage: %w", err)
 		}
 		out = append(out, u)
@@ -96,11 +96,12 @@ func (t *pgTx) UsageForUpdate(ctx context.Context, user string) ([]store.Usage, 
 
 // AddUsage implements storedriver.Tx.
 func (t *pgTx) AddUsage(ctx context.Context, u store.Usage) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO user_usage AS u (`+usageCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)
+	_, err := t.tx.Exec(ctx, `INSERT INTO user_usage AS u (`+usageCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (owner, project) DO UPDATE SET active_jobs = u.active_jobs + excluded.active_jobs,
 		active_cores = u.active_cores + excluded.active_cores, jobs = u.jobs + excluded.jobs,
-		core_seconds = u.core_seconds + excluded.core_seconds, bytes = u.bytes + excluded.bytes`,
-		u.User, u.Project, u.ActiveJobs, u.ActiveCores, u.Jobs, u.CoreSeconds, u.Bytes)
+		core_seconds = u.core_seconds + excluded.core_seconds, bytes = u.bytes + excluded.bytes,
+		files = u.files + excluded.files`,
+		u.User, u.Project, u.ActiveJobs, u.ActiveCores, u.Jobs, u.CoreSeconds, u.Bytes, u.Files)
 	if err != nil {
 		return fmt.Errorf("count usage of %s: %w", u.User, err)
 	}

@@ -113,29 +113,34 @@ func (s *Store) Usage(ctx context.Context, user string) ([]store.Usage, error) {
 	return s.d.Usage(ctx, user)
 }
 
-// AddBytes implements store.Store.
-func (s *Store) AddBytes(ctx context.Context, user string, delta, limit int64) (int64, error) {
-	var total int64
+// AddStored implements store.Store.
+func (s *Store) AddStored(ctx context.Context, user string, delta, limit store.Stored) (store.Stored, error) {
+	var total store.Stored
 	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
 		rows, err := tx.UsageForUpdate(ctx, user)
 		if err != nil {
 			return fmt.Errorf("read usage of %s: %w", user, err)
 		}
-		var cur int64
+		var cur store.Stored
 		for _, u := range rows {
 			if u.Project == "" {
-				cur = u.Bytes
+				cur = store.Stored{Bytes: u.Bytes, Files: u.Files}
 			}
 		}
-		if delta > 0 && limit > 0 && cur+delta > limit {
-			return &store.QuotaError{Name: "bytes", Limit: limit, Used: cur}
+		for _, c := range []struct {
+			name              string
+			cur, delta, limit int64
+		}{{"bytes", cur.Bytes, delta.Bytes, limit.Bytes}, {"files", cur.Files, delta.Files, limit.Files}} {
+			if c.delta > 0 && c.limit > 0 && c.cur+c.delta > c.limit {
+				return &store.QuotaError{Name: c.name, Limit: c.limit, Used: c.cur}
+			}
 		}
-		add := max(delta, -cur) // never below zero
-		total = cur + add
-		return tx.AddUsage(ctx, store.Usage{User: user, Bytes: add})
+		add := store.Stored{Bytes: max(delta.Bytes, -cur.Bytes), Files: max(delta.Files, -cur.Files)} // never below zero
+		total = store.Stored{Bytes: cur.Bytes + add.Bytes, Files: cur.Files + add.Files}
+		return tx.AddUsage(ctx, store.Usage{User: user, Bytes: add.Bytes, Files: add.Files})
 	})
 	if err != nil {
-		return 0, err
+		return store.Stored{}, err
 	}
 	return total, nil
 }

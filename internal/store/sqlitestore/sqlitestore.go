@@ -144,10 +144,11 @@ func (d *Driver) prepare(ctx context.Context) error {
 		{&d.st.updateJob, "UPDATE jobs SET state = ?, template = ?, parent_id = ?, sweep_id = ?, finished_at = ?, in_engine = ?, doc = ? WHERE seq = ?"},
 		{&d.st.countChildren, "SELECT count(*) FROM jobs WHERE parent_id = ? AND parent_id <> ''"},
 		{&d.st.usageForUpdate, "SELECT " + usageCols + " FROM user_usage WHERE owner = ? ORDER BY project"},
-		{&d.st.addUsage, `INSERT INTO user_usage (` + usageCols + `) VALUES (?, ?, ?, ?, ?, ?, ?)
+		{&d.st.addUsage, `INSERT INTO user_usage (` + usageCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (owner, project) DO UPDATE SET active_jobs = active_jobs + excluded.active_jobs,
 			active_cores = active_cores + excluded.active_cores, jobs = jobs + excluded.jobs,
-			core_seconds = core_seconds + excluded.core_seconds, bytes = bytes + excluded.bytes`},
+			core_seconds = core_seconds + excluded.core_seconds, bytes = bytes + excluded.bytes,
+			files = files + excluded.files`},
 		{&d.st.insertAudit, `INSERT INTO audit (time, user, token_id, job_id, action, outcome, client, request_id)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
 	} {

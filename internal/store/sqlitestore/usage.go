@@ -10,14 +10,14 @@ import (
 	"github.com/hpcgate/hpcgate/internal/store"
 )
 
-const usageCols = "owner, project, active_jobs, active_cores, jobs, core_seconds, bytes"
+const usageCols = "owner, project, active_jobs, active_cores, jobs, core_seconds, bytes, files"
 
 func scanUsage(rows *sql.Rows) ([]store.Usage, error) {
 	defer rows.Close()
 	var out []store.Usage
 	for rows.Next() {
 		var u store.Usage
-		if err := rows.Scan(&u.User, &u.Project, &u.ActiveJobs, &u.ActiveCores, &u.Jobs, &u.CoreSeconds, &u.Bytes); err != nil {
+		if err := rows.Scan(&u.User, &u.Project, &u.ActiveJobs, &u.ActiveCores, &u.Jobs, &u.CoreSeconds, &u.Bytes, &u.Files); err != nil {
 			return nil, fmt.Errorf("read usage: %w", err)
 		}
 		out = append(out, u)
@@ -80,7 +80,7 @@ func (t *sqlTx) UsageForUpdate(ctx context.Context, user string) ([]store.Usage,
 // AddUsage implements storedriver.Tx.
 func (t *sqlTx) AddUsage(ctx context.Context, u store.Usage) error {
 	_, err := t.stmt(ctx, t.st.addUsage).ExecContext(ctx,
-		u.User, u.Project, u.ActiveJobs, u.ActiveCores, u.Jobs, u.CoreSeconds, u.Bytes)
+		u.User, u.Project, u.ActiveJobs, u.ActiveCores, u.Jobs, u.CoreSeconds, u.Bytes, u.Files)
 	if err != nil {
 		return fmt.Errorf("count usage of %s: %w", u.User, err)
 	}

@@ -43,7 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PurgeFinished", testPurgeFinished},
 		{"UsageCounts", testUsageCounts},
 		{"Quotas", testQuotas},
-		{"Bytes", testBytes},
+		{"Stored", testStored},
 		{"Users", testUsers},
 		{"Audit", testAudit},
 		{"AuditWithCreate", testAuditWithCreate},

@@ -29,6 +29,7 @@ func total(t *testing.T, s store.Store, user string) (store.Usage, map[string]st
 		tot.Jobs += u.Jobs
 		tot.CoreSeconds += u.CoreSeconds
 		tot.Bytes += u.Bytes
+		tot.Files += u.Files
 		by[u.Project] = u
 	}
 	return tot, by
@@ -149,28 +150,40 @@ func testQuotas(t *testing.T, s store.Store) {
 	}
 }
 
-func testBytes(t *testing.T, s store.Store) {
+func testStored(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	n, err := s.AddBytes(ctx, "by", 600, 1000)
-	if err != nil || n != 600 {
-		t.Fatalf("AddBytes = %d, %v", n, err)
+	type st = store.Stored
+	limit := st{Bytes: 1000, Files: 3}
+	n, err := s.AddStored(ctx, "by", st{Bytes: 600, Files: 2}, limit)
+	if err != nil || n != (st{Bytes: 600, Files: 2}) {
+		t.Fatalf("AddStored = %+v, %v", n, err)
 	}
-	_, err = s.AddBytes(ctx, "by", 500, 1000)
-	var qe *store.QuotaError
-	if !errors.As(err, &qe) || qe.Name != "bytes" || qe.Used != 600 || qe.Limit != 1000 {
-		t.Fatalf("over the quota: %v", err)
+	for _, c := range []struct {
+		delta st
+		name  string
+		used  int64
+	}{{st{Bytes: 500, Files: 1}, "bytes", 600}, {st{Bytes: 1, Files: 2}, "files", 2}} {
+		_, err = s.AddStored(ctx, "by", c.delta, limit)
+		var qe *store.QuotaError
+		if !errors.As(err, &qe) || qe.Name != c.name || qe.Used != c.used {
+			t.Fatalf("%+v over the quota: %v, want the %s quota with %d used", c.delta, err, c.name, c.used)
+		}
 	}
-	if n, err = s.AddBytes(ctx, "by", -100, 1000); err != nil || n != 500 {
-		t.Fatalf("removal: %d, %v", n, err)
+	// without a files limit, files pass 3; over a limit, a removal passes
+	if n, err = s.AddStored(ctx, "by", st{Bytes: -100, Files: 5}, st{Bytes: 1000}); err != nil || n != (st{Bytes: 500, Files: 7}) {
+		t.Fatalf("no files limit: %+v, %v", n, err)
 	}
-	if n, err = s.AddBytes(ctx, "by", 10000, 0); err != nil || n != 10500 {
-		t.Fatalf("without a limit: %d, %v", n, err)
+	if n, err = s.AddStored(ctx, "by", st{Bytes: -100, Files: -1}, limit); err != nil || n != (st{Bytes: 400, Files: 6}) {
+		t.Fatalf("removal over the files limit: %+v, %v", n, err)
 	}
-	if n, err = s.AddBytes(ctx, "by", -20000, 1000); err != nil || n != 0 {
-		t.Fatalf("below zero: %d, %v", n, err)
+	if n, err = s.AddStored(ctx, "by", st{Bytes: 10000}, st{}); err != nil || n != (st{Bytes: 10400, Files: 6}) {
+		t.Fatalf("without a limit: %+v, %v", n, err)
 	}
-	if tot, _ := total(t, s, "by"); tot.Bytes != 0 {
-		t.Fatalf("Usage bytes = %d", tot.Bytes)
+	if n, err = s.AddStored(ctx, "by", st{Bytes: -20000, Files: -10}, limit); err != nil || n != (st{}) {
+		t.Fatalf("below zero: %+v, %v", n, err)
+	}
+	if tot, _ := total(t, s, "by"); tot.Bytes != 0 || tot.Files != 0 {
+		t.Fatalf("Usage bytes %d, files %d", tot.Bytes, tot.Files)
 	}
 }
 

@@ -1,0 +1,5 @@
+-- Schema version 9: each user's stored files and outputs, counted (in the
+-- project '' row, beside their bytes), so that a quota bounds how many:
+-- empty files cost no bytes. Objects stored before are not counted, and
+-- the count never goes below zero.
+ALTER TABLE user_usage ADD COLUMN files bigint NOT NULL DEFAULT 0;
