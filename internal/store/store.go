@@ -174,9 +174,11 @@ type Store interface {
 	PurgeTokens(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// DueDeliveries returns up to limit webhook deliveries due at now,
-	// the longest due first. A change of a job whose Notify wants it
-	// queues one, in the change's transaction.
-	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]Delivery, error)
+	// the longest due first, and at most perOwner of any one owner's
+	// (their longest due; 0: no such bound), so that one owner's flood
+	// does not hold the others' back. A change of a job whose Notify
+	// wants it queues one, in the change's transaction.
+	DueDeliveries(ctx context.Context, now time.Time, limit, perOwner int) ([]Delivery, error)
 	// ClaimDelivery takes a due delivery for the caller until until (it
 	// is then due again, should the caller die): false if another has
 	// taken or finished it since it was read.

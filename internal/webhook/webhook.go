@@ -179,28 +179,40 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	}
 }
 
+// Deliveries are read passBatch at a time, at most ownerShare of them of
+// one owner's (variables for the tests).
+var passBatch, ownerShare = 256, 64
+
 // Pass posts every delivery due now: four URLs at a time, each URL's
 // deliveries in order by one worker. Once a post to a URL fails, the rest
 // of that URL's deliveries wait with it, together, until its back-off
 // ends: a receiver that never answers costs one timeout of one worker a
 // pass, not one for each of its deliveries (a sweep of 10,000 jobs with
-// all four workers), and the other users' deliveries go on.
+// all four workers), and the other users' deliveries go on. Each read
+// takes at most ownerShare of one owner's: a sweep's flood of events to a
+// healthy receiver used to fill every read, the other owners' events
+// waiting behind all of it.
 func (d *Deliverer) Pass(ctx context.Context) {
 	for {
-		due, err := d.st.DueDeliveries(ctx, time.Now(), 64)
+		due, err := d.st.DueDeliveries(ctx, time.Now(), passBatch, ownerShare)
 		if err != nil {
 			if ctx.Err() == nil {
 				d.o.Logger.Error("read due webhook deliveries", "err", err)
 			}
 			return
 		}
+		more := len(due) == passBatch // there may be more due
 		byURL := map[string][]store.Delivery{}
 		var urls []string
+		owners := map[string]int{}
 		for _, del := range due {
 			if byURL[del.URL] == nil {
 				urls = append(urls, del.URL)
 			}
 			byURL[del.URL] = append(byURL[del.URL], del)
+			if owners[del.Change.Owner]++; owners[del.Change.Owner] == ownerShare {
+				more = true
+			}
 		}
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, 4)
@@ -228,7 +240,7 @@ func (d *Deliverer) Pass(ctx context.Context) {
 			}()
 		}
 		wg.Wait()
-		if len(due) < 64 || ctx.Err() != nil {
+		if !more || ctx.Err() != nil {
 			return
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,7 +164,7 @@ func TestDelivers(t *testing.T) {
 			t.Errorf("event %s arrived %d times", id, n)
 		}
 	}
-	if ds, _ := st.DueDeliveries(ctx, time.Now().Add(time.Hour), 10); len(ds) != 0 {
+	if ds, _ := st.DueDeliveries(ctx, time.Now().Add(time.Hour), 10, 0); len(ds) != 0 {
 		t.Fatalf("deliveries left: %+v", ds)
 	}
 	// every delivery is noted on its job; the one that failed first says
@@ -216,10 +217,10 @@ func TestDeadReceiverDoesNotHoldTheOthers(t *testing.T) {
 	if n := hits.Load(); n != 1 || got != 3 {
 		t.Fatalf("%d posts to the receiver that never answers (want 1), %d of the other's 3 events delivered", n, got)
 	}
-	if ds, _ := st.DueDeliveries(ctx, time.Now(), 100); len(ds) != 0 {
+	if ds, _ := st.DueDeliveries(ctx, time.Now(), 100, 0); len(ds) != 0 {
 		t.Fatalf("%d deliveries due right after the pass: want the dead receiver's all waiting", len(ds))
 	}
-	if ds, _ := st.DueDeliveries(ctx, time.Now().Add(time.Hour), 100); len(ds) != 10 {
+	if ds, _ := st.DueDeliveries(ctx, time.Now().Add(time.Hour), 100, 0); len(ds) != 10 {
 		t.Fatalf("%d deliveries left, want the dead receiver's 10", len(ds))
 	}
 	// past the time events are tried, one more post fails and all ten are
@@ -230,8 +231,39 @@ func TestDeadReceiverDoesNotHoldTheOthers(t *testing.T) {
 	if n := hits.Load(); n != 2 {
 		t.Fatalf("%d posts to the receiver that never answers, want 2", n)
 	}
-	if ds, _ := st.DueDeliveries(ctx, time.Now().Add(time.Hour), 100); len(ds) != 0 {
+	if ds, _ := st.DueDeliveries(ctx, time.Now().Add(time.Hour), 100, 0); len(ds) != 0 {
 		t.Fatalf("%d deliveries left after their time, want none", len(ds))
+	}
+}
+
+// One owner's flood of events to a healthy receiver does not hold another
+// owner's back: each read used to take the longest due whoever they were
+// for, so the others' waited behind all of it.
+func TestFloodDoesNotHoldOthersBack(t *testing.T) {
+	defer func(b, s int) { passBatch, ownerShare = b, s }(passBatch, ownerShare)
+	passBatch, ownerShare = 32, 8
+	st, rc, srv, d := setup(t, true)
+	ctx := context.Background()
+	for range 20 {
+		runJob(t, st, srv.URL+"/flood", "", job.Running, job.Succeeded)
+	}
+	if err := st.SetWebhookSecret(ctx, "bo", rc.secret); err != nil {
+		t.Fatal(err)
+	}
+	bo := &job.Job{ID: "jbo", Owner: "bo", Template: "hello", State: job.Pending, CreatedAt: time.Now(),
+		Notify: &job.Notify{URL: srv.URL + "/calm", Events: []string{job.NotifyTerminal}}}
+	if _, err := st.CreateJob(ctx, bo, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UpdateJob(ctx, bo.ID, func(j *job.Job) error { return j.SetState(job.Canceled, "to canceled", time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	d.Pass(ctx)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	at := slices.IndexFunc(rc.got, func(e api.WebhookEvent) bool { return e.JobID == bo.ID })
+	if len(rc.got) != 41 || at < 0 || at > ownerShare {
+		t.Fatalf("of %d events posted, the other owner's came %d-th; want it among the first %d", len(rc.got), at+1, ownerShare+1)
 	}
 }
 
@@ -256,7 +288,7 @@ func TestRefusesPrivateAndGivesUp(t *testing.T) {
 	if !strings.Contains(last, "given up") || !strings.Contains(last, "loopback or private") || strings.Contains(last, "127.0.0.1") {
 		t.Fatalf("last event %q", last)
 	}
-	if ds, _ := st.DueDeliveries(ctx, time.Now().Add(time.Hour), 10); len(ds) != 0 {
+	if ds, _ := st.DueDeliveries(ctx, time.Now().Add(time.Hour), 10, 0); len(ds) != 0 {
 		t.Fatalf("a given-up delivery is left: %+v", ds)
 	}
 }

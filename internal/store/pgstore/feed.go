@@ -113,9 +113,10 @@ func (d *Driver) LastChange(ctx context.Context, owner string) (int64, error) {
 }
 
 // DueDeliveries implements storedriver.Driver.
-func (d *Driver) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.Delivery, error) {
-	rows, err := d.pool.Query(ctx, `SELECT id, owner, seq, job_id, sweep_id, time, state, reason, url, attempts, next_at
-		FROM deliveries WHERE next_at <= $1 ORDER BY next_at, id LIMIT $2`, now, limit)
+func (d *Driver) DueDeliveries(ctx context.Context, now time.Time, limit, perOwner int) ([]store.Delivery, error) {
+	rows, err := d.pool.Query(ctx, `SELECT id, owner, seq, job_id, sweep_id, time, state, reason, url, attempts, next_at FROM (
+			SELECT *, row_number() OVER (PARTITION BY owner ORDER BY next_at, id) AS n FROM deliveries WHERE next_at <= $1) d
+		WHERE n <= $2 ORDER BY next_at, id LIMIT $3`, now, perOwner, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read deliveries: %w", err)
 	}

@@ -52,8 +52,11 @@ func (s *Store) PurgeChanges(ctx context.Context, before time.Time, limit int) (
 }
 
 // DueDeliveries implements store.Store.
-func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.Delivery, error) {
-	return s.d.DueDeliveries(ctx, now, limit)
+func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit, perOwner int) ([]store.Delivery, error) {
+	if perOwner <= 0 {
+		perOwner = limit
+	}
+	return s.d.DueDeliveries(ctx, now, limit, perOwner)
 }
 
 // ClaimDelivery implements store.Store.

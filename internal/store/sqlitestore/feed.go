@@ -116,9 +116,10 @@ func (d *Driver) LastChange(ctx context.Context, owner string) (int64, error) {
 }
 
 // DueDeliveries implements storedriver.Driver.
-func (d *Driver) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.Delivery, error) {
-	rows, err := d.r.QueryContext(ctx, `SELECT id, owner, seq, job_id, sweep_id, time, state, reason, url, attempts, next_at
-		FROM deliveries WHERE next_at <= ? ORDER BY next_at, id LIMIT ?`, now.UnixNano(), limit)
+func (d *Driver) DueDeliveries(ctx context.Context, now time.Time, limit, perOwner int) ([]store.Delivery, error) {
+	rows, err := d.r.QueryContext(ctx, `SELECT id, owner, seq, job_id, sweep_id, time, state, reason, url, attempts, next_at FROM (
+			SELECT *, row_number() OVER (PARTITION BY owner ORDER BY next_at, id) AS n FROM deliveries WHERE next_at <= ?)
+		WHERE n <= ? ORDER BY next_at, id LIMIT ?`, now.UnixNano(), perOwner, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read deliveries: %w", err)
 	}

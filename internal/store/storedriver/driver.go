@@ -65,8 +65,9 @@ type Driver interface {
 	// LastChange returns the Seq of the owner's last change, 0 for none.
 	LastChange(ctx context.Context, owner string) (int64, error)
 	// DueDeliveries returns up to limit deliveries whose NextAt is not
-	// after now, by NextAt, then ID.
-	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.Delivery, error)
+	// after now, at most perOwner (> 0) of each owner (the first in this
+	// order), by NextAt, then ID.
+	DueDeliveries(ctx context.Context, now time.Time, limit, perOwner int) ([]store.Delivery, error)
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -116,7 +117,7 @@ func testDeliveries(t *testing.T, s store.Store) {
 		}
 	}
 	now := time.Now()
-	ds, err := s.DueDeliveries(ctx, now, 10)
+	ds, err := s.DueDeliveries(ctx, now, 10, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,10 +141,10 @@ func testDeliveries(t *testing.T, s store.Store) {
 	if err := s.DeliveryDone(ctx, ds[1], "webhook: delivered"); err != nil {
 		t.Fatal(err)
 	}
-	if ds, _ := s.DueDeliveries(ctx, now, 10); len(ds) != 0 {
+	if ds, _ := s.DueDeliveries(ctx, now, 10, 0); len(ds) != 0 {
 		t.Fatalf("due now after a retry and a delivery: %+v", ds)
 	}
-	later, _ := s.DueDeliveries(ctx, now.Add(2*time.Minute), 10)
+	later, _ := s.DueDeliveries(ctx, now.Add(2*time.Minute), 10, 0)
 	if len(later) != 1 || later[0].ID != ds[0].ID || later[0].Attempts != 1 {
 		t.Fatalf("due later: %+v", later)
 	}
@@ -193,11 +194,43 @@ func testDeliveries(t *testing.T, s store.Store) {
 	if n, err := s.PostponeDeliveries(ctx, "https://down.example/h", now.Add(time.Hour)); err != nil || n != 2 {
 		t.Fatalf("PostponeDeliveries = %d, %v; want 2", n, err)
 	}
-	if ds, _ := s.DueDeliveries(ctx, now, 10); len(ds) != 1 || ds[0].URL != "https://up.example/h" {
+	if ds, _ := s.DueDeliveries(ctx, now, 10, 0); len(ds) != 1 || ds[0].URL != "https://up.example/h" {
 		t.Fatalf("due now: %+v; want only the other URL's", ds)
 	}
-	if ds, _ := s.DueDeliveries(ctx, now.Add(time.Hour), 10); len(ds) != 3 || ds[0].Attempts != 0 || ds[1].Attempts != 0 {
+	if ds, _ := s.DueDeliveries(ctx, now.Add(time.Hour), 10, 0); len(ds) != 3 || ds[0].Attempts != 0 || ds[1].Attempts != 0 {
 		t.Fatalf("due in an hour: %+v; want all three, never attempted", ds)
+	}
+
+	// at most perOwner of one owner's, the longest due: a flood does not
+	// hold another owner's back
+	var flood []int64
+	for _, owner := range []string{"flood", "flood", "flood", "calm"} {
+		j := newJob(owner)
+		j.Notify = &job.Notify{URL: "https://" + owner + ".example/h", Events: []string{"running", job.NotifyTerminal}}
+		if _, err := s.CreateJob(ctx, j, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range []job.State{job.Running, job.Succeeded} {
+			if _, err := s.UpdateJob(ctx, j.ID, func(j *job.Job) error { return j.SetState(st, "to "+string(st), time.Now()) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ds, err = s.DueDeliveries(ctx, time.Now().Add(2*time.Hour), 100, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calm int
+	for _, d := range ds {
+		switch d.Change.Owner {
+		case "flood":
+			flood = append(flood, d.Change.Seq)
+		case "calm":
+			calm++
+		}
+	}
+	if !slices.Equal(flood, []int64{2, 3}) || calm != 2 {
+		t.Fatalf("due with at most 2 an owner: flood's changes %v, want [2 3] (its first job's); calm's %d, want 2", flood, calm)
 	}
 }
 
