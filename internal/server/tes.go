@@ -554,9 +554,11 @@ func (s *Server) delivered(ctx context.Context, j *job.Job) ([]job.Delivered, er
 		return nil, err
 	}
 	if len(j.Delivered) > 0 {
-		recs = append(slices.DeleteFunc(slices.Clone(j.Delivered), func(old job.Delivered) bool {
-			return slices.ContainsFunc(recs, func(d job.Delivered) bool { return d.File == old.File })
-		}), recs...)
+		stored := make(map[string]bool, len(recs))
+		for _, d := range recs {
+			stored[d.File] = true
+		}
+		recs = append(slices.DeleteFunc(slices.Clone(j.Delivered), func(old job.Delivered) bool { return stored[old.File] }), recs...)
 	}
 	return slices.DeleteFunc(recs, func(d job.Delivered) bool { return d.Size == pendingSize }), nil
 }
