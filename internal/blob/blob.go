@@ -51,7 +51,8 @@ type Bucket interface {
 	// List calls fn for each object whose key starts with prefix and sorts
 	// after after (none: ""), in key order, until fn returns an error (which
 	// List returns). A page that starts after the last key of the page
-	// before costs the objects it passes, not those of the pages before.
+	// before does not list the pages before again (a file store still reads
+	// each directory on its way whole: a flat one of N files costs N).
 	List(ctx context.Context, prefix, after string, fn func(Attrs) error) error
 }
 

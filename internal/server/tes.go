@@ -545,32 +545,36 @@ func rfc3339(t time.Time) string {
 
 // delivered is what task j's outputs delivered, in the order first
 // delivered: the records its row still holds (written before they had a
-// table of their own), then the store's, a file's later record in place
-// of an earlier one. A record of a delivery whose upload is not done
+// table of their own) but those of files delivered again since, then the
+// store's. A place held for a delivery whose upload is not done
 // (pendingSize) is left out.
 func (s *Server) delivered(ctx context.Context, j *job.Job) ([]job.Delivered, error) {
 	recs, err := s.store.Delivered(ctx, j.ID)
 	if err != nil {
 		return nil, err
 	}
+	recs = slices.DeleteFunc(recs, func(d job.Delivered) bool { return d.Size == pendingSize })
 	if len(j.Delivered) > 0 {
-		stored := make(map[string]bool, len(recs))
+		again := make(map[string]bool, len(recs))
 		for _, d := range recs {
-			stored[d.File] = true
+			again[d.File] = true
 		}
-		recs = append(slices.DeleteFunc(slices.Clone(j.Delivered), func(old job.Delivered) bool { return stored[old.File] }), recs...)
+		recs = append(slices.DeleteFunc(slices.Clone(j.Delivered), func(old job.Delivered) bool { return again[old.File] }), recs...)
 	}
-	return slices.DeleteFunc(recs, func(d job.Delivered) bool { return d.Size == pendingSize }), nil
+	return recs, nil
 }
 
-// pendingSize is the size of a delivery's record while its upload runs.
+// pendingSize is the size of a delivery's record while its upload runs:
+// it holds the file's place (store.AddDelivered), or leaves its record
+// of an earlier delivery as it was.
 const pendingSize = -1
 
 // agentDeliver stores one file of a task's outputs in the owner's files,
 // where the task's outputs send it: the agent names the destination and
 // (from) the container path it was at. Each file is a record of its own
-// (store.AddDelivered), made before the upload so that one past the
-// limit is refused before it is stored, and shown once it is done.
+// (store.AddDelivered), its place held before the upload so that one past
+// the limit is refused before it is stored, and shown once it is done; a
+// file delivered again keeps its record until its new upload is done.
 func (s *Server) agentDeliver(w http.ResponseWriter, r *http.Request) error {
 	j, err := s.agentJob(r)
 	if err != nil {

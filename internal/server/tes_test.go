@@ -352,21 +352,21 @@ func TestTESAgentSide(t *testing.T) {
 // to rewrite the job's row with the whole list, so the bytes written grew
 // with the square of the files (20 MB a rewrite at the limit). The row no
 // longer holds them; the view shows them in order, with records a row of
-// the release before still holds, and the limit holds before a file is
-// stored.
+// the release before still holds; the limit holds before a file is
+// stored; and a delivery that fails leaves the file's record as it was.
 func TestTESDeliveriesAreRecordsOfTheirOwn(t *testing.T) {
 	defer func(n int) { maxDelivered = n }(maxDelivered)
 	maxDelivered = 4
-	h := tesHarness(t)
+	h := newHarness(t, &harnessOptions{envs: tesEnvs(), opts: &Options{TES: TESOptions{Environment: "pods"}, MaxUploadBytes: 8}})
 	ctx := context.Background()
 	tok := h.token("alice", time.Time{}, api.ScopeTasks, api.ScopeJobsRead, api.ScopeFilesRead, api.ScopeFilesWrite)
 	id := createTask(t, h, tok, map[string]any{
 		"outputs":   []any{map[string]any{"url": "res", "path": "/out/*", "path_prefix": "/out/"}},
 		"executors": []any{map[string]any{"image": "localhost/a", "command": []string{"a"}}},
 	})
-	// a row of the release before holds one record
+	// a row of the release before holds two records
 	if _, err := h.store.UpdateJob(ctx, id, func(j *job.Job) error {
-		j.Delivered = []job.Delivered{{Path: "/out/old", File: "res/old", Size: 3}}
+		j.Delivered = []job.Delivered{{Path: "/out/old", File: "res/old", Size: 3}, {Path: "/out/older", File: "res/older", Size: 4}}
 		return j.SetState(job.Starting, "test", time.Now())
 	}); err != nil {
 		t.Fatal(err)
@@ -375,21 +375,23 @@ func TestTESDeliveriesAreRecordsOfTheirOwn(t *testing.T) {
 	deliver := func(name, body string) *response {
 		return h.do("PUT", "/v1/jobs/"+id+"/deliveries/res/"+name+"?from=/out/"+name, jt, body)
 	}
-	for _, f := range []string{"c", "a", "b"} {
+	for _, f := range []string{"c", "a", "b", "older"} {
 		deliver(f, "x").want(t, http.StatusCreated)
 	}
-	// the limit (the old record counts): refused, and nothing stored
+	// the limit: refused, and nothing stored
 	deliver("d", "x").want(t, http.StatusConflict)
 	h.do("GET", "/v1/files/res/d", tok, nil).want(t, http.StatusNotFound)
-	// a file delivered again is no new record
+	// a file delivered again is no new record, even at the limit
 	deliver("a", "again").want(t, http.StatusCreated)
+	// one whose upload fails leaves its record as it was
+	deliver("b", "too large").want(t, http.StatusRequestEntityTooLarge)
 
 	j, err := h.store.GetJob(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(j.Delivered) != 1 {
-		t.Errorf("the job's row holds %d delivered files, want only the old one", len(j.Delivered))
+	if len(j.Delivered) != 2 {
+		t.Errorf("the job's row holds %d delivered files, want only the old two", len(j.Delivered))
 	}
 	zero := 0
 	h.do("POST", "/v1/jobs/"+id+"/state", jt, api.StateReport{State: "succeeded", ExitCode: &zero}).want(t, http.StatusOK)
@@ -399,7 +401,7 @@ func TestTESDeliveriesAreRecordsOfTheirOwn(t *testing.T) {
 	for _, o := range got.Logs[0].Outputs {
 		shown = append(shown, o.Path+"="+o.SizeBytes)
 	}
-	if want := []string{"/out/old=3", "/out/c=1", "/out/a=5", "/out/b=1"}; !slices.Equal(shown, want) {
+	if want := []string{"/out/old=3", "/out/c=1", "/out/a=5", "/out/b=1", "/out/older=1"}; !slices.Equal(shown, want) {
 		t.Errorf("outputs shown %q, want %q", shown, want)
 	}
 }

@@ -95,7 +95,9 @@ type Store interface {
 	// AddDelivered records a file a GA4GH TES task's outputs delivered: a
 	// record of the same File is replaced in place, else a new one comes
 	// last, unless the job holds max records already (an error wrapping
-	// ErrLimit). A job that is not there: ErrNotFound.
+	// ErrLimit). A record with a negative Size is pending (its upload
+	// runs): it holds a place for a file not recorded yet, and leaves a
+	// record there is as it is. A job that is not there: ErrNotFound.
 	AddDelivered(ctx context.Context, id string, d job.Delivered, max int) error
 
 	// Delivered returns the job's records of delivered files, in the

@@ -112,11 +112,19 @@ func (d *Driver) LastChange(ctx context.Context, owner string) (int64, error) {
 	return seq, nil
 }
 
-// DueDeliveries implements storedriver.Driver.
+// DueDeliveries implements storedriver.Driver: the owners with
+// deliveries found one after the other on the index (owner, next_at, id),
+// and each one's longest due read by a range of it, so that a read costs
+// the owners and what it returns, not every due row.
 func (d *Driver) DueDeliveries(ctx context.Context, now time.Time, limit, perOwner int) ([]store.Delivery, error) {
-	rows, err := d.pool.Query(ctx, `SELECT id, owner, seq, job_id, sweep_id, time, state, reason, url, attempts, next_at FROM (
-			SELECT *, row_number() OVER (PARTITION BY owner ORDER BY next_at, id) AS n FROM deliveries WHERE next_at <= $1) d
-		WHERE n <= $2 ORDER BY next_at, id LIMIT $3`, now, perOwner, limit)
+	rows, err := d.pool.Query(ctx, `WITH RECURSIVE owners(owner) AS (
+			(SELECT owner FROM deliveries ORDER BY owner LIMIT 1)
+			UNION ALL
+			SELECT (SELECT d.owner FROM deliveries d WHERE d.owner > o.owner ORDER BY d.owner LIMIT 1) FROM owners o WHERE o.owner IS NOT NULL)
+		SELECT x.id, x.owner, x.seq, x.job_id, x.sweep_id, x.time, x.state, x.reason, x.url, x.attempts, x.next_at
+		FROM owners o CROSS JOIN LATERAL (
+			SELECT * FROM deliveries y WHERE y.owner = o.owner AND y.next_at <= $1 ORDER BY y.next_at, y.id LIMIT $2) x
+		ORDER BY x.next_at, x.id LIMIT $3`, now, perOwner, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read deliveries: %w", err)
 	}

@@ -401,24 +401,29 @@ func (t *pgTx) FinishedBefore(ctx context.Context, before time.Time, limit int) 
 const logSizeQuery = `coalesce((SELECT off + length(data) FROM logs
 	WHERE job_id = $1 AND stream = $2 ORDER BY off DESC LIMIT 1), 0)`
 
-// LogSize takes an advisory lock of the stream: appends to one stream
-// serialize.
+// LastDelivered implements storedriver.Tx (the caller holds the job's
+// row, so records of one job are numbered one at a time).
 func (t *pgTx) LastDelivered(ctx context.Context, id string) (int, error) {
 	var n int
 	err := t.tx.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM delivered WHERE job_id = $1", id).Scan(&n)
 	return n, err
 }
 
+// UpdateDelivered implements storedriver.Tx.
 func (t *pgTx) UpdateDelivered(ctx context.Context, id string, d job.Delivered) (bool, error) {
 	tag, err := t.tx.Exec(ctx, "UPDATE delivered SET path = $1, size = $2 WHERE job_id = $3 AND file = $4", d.Path, d.Size, id, d.File)
 	return tag.RowsAffected() > 0, err
 }
 
-func (t *pgTx) InsertDelivered(ctx context.Context, id string, seq int, d job.Delivered) error {
-	_, err := t.tx.Exec(ctx, "INSERT INTO delivered (job_id, file, seq, path, size) VALUES ($1, $2, $3, $4, $5)", id, d.File, seq, d.Path, d.Size)
-	return err
+// InsertDelivered implements storedriver.Tx.
+func (t *pgTx) InsertDelivered(ctx context.Context, id string, seq int, d job.Delivered) (bool, error) {
+	tag, err := t.tx.Exec(ctx, "INSERT INTO delivered (job_id, file, seq, path, size) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job_id, file) DO NOTHING",
+		id, d.File, seq, d.Path, d.Size)
+	return tag.RowsAffected() > 0, err
 }
 
+// LogSize takes an advisory lock of the stream: appends to one stream
+// serialize.
 func (t *pgTx) LogSize(ctx context.Context, id, stream string) (int64, error) {
 	if _, err := t.tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2::text || '/' || $3::text))", logLockClass, id, stream); err != nil {
 		return 0, fmt.Errorf("lock log %s/%s: %w", id, stream, err)
@@ -565,7 +570,7 @@ func (d *Driver) ListJobs(ctx context.Context, q storedriver.ListQuery) ([]*stor
 	return out, rows.Err()
 }
 
-// Events implements storedriver.Driver.
+// Delivered implements storedriver.Driver.
 func (d *Driver) Delivered(ctx context.Context, id string) ([]job.Delivered, error) {
 	rows, err := d.pool.Query(ctx, "SELECT path, file, size FROM delivered WHERE job_id = $1 ORDER BY seq", id)
 	if err != nil {
@@ -582,6 +587,7 @@ func (d *Driver) Delivered(ctx context.Context, id string) ([]job.Delivered, err
 	return out, nil
 }
 
+// Events implements storedriver.Driver.
 func (d *Driver) Events(ctx context.Context, id string) ([]job.Event, error) {
 	rows, err := d.pool.Query(ctx, "SELECT time, state, reason FROM events WHERE job_id = $1 ORDER BY seq", id)
 	if err != nil {

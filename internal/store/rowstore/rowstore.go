@@ -286,25 +286,29 @@ func (s *Store) Events(ctx context.Context, id string) ([]job.Event, error) {
 
 // AddDelivered implements store.Store. It reads the job's row for update
 // first: the job must be there, and other records of the same job wait,
-// so that the numbers and the limit hold. Records a job's row still holds
-// (written before they had a table) count towards the limit.
+// so that the numbers and the limit hold. (Records a job's row still
+// holds, written before they had a table, do not count.)
 func (s *Store) AddDelivered(ctx context.Context, id string, d job.Delivered, max int) error {
 	return s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
-		r, err := tx.JobForUpdate(ctx, id)
-		if err != nil {
+		if _, err := tx.JobForUpdate(ctx, id); err != nil {
 			return err
 		}
-		if ok, err := tx.UpdateDelivered(ctx, id, d); err != nil || ok {
-			return err
+		if d.Size >= 0 {
+			if ok, err := tx.UpdateDelivered(ctx, id, d); err != nil || ok {
+				return err
+			}
 		}
 		n, err := tx.LastDelivered(ctx, id)
 		if err != nil {
 			return err
 		}
-		if n+len(r.Delivered) >= max {
-			return fmt.Errorf("job %s: %d files delivered: %w", id, n+len(r.Delivered), store.ErrLimit)
+		if added, err := tx.InsertDelivered(ctx, id, n+1, d); err != nil || !added {
+			return err // a pending record of a file recorded already: as it was
 		}
-		return tx.InsertDelivered(ctx, id, n+1, d)
+		if n >= max { // rolls the record back
+			return fmt.Errorf("job %s: %d files delivered: %w", id, n, store.ErrLimit)
+		}
+		return nil
 	})
 }
 

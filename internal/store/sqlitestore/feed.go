@@ -115,11 +115,23 @@ func (d *Driver) LastChange(ctx context.Context, owner string) (int64, error) {
 	return seq, nil
 }
 
+// dueDeliveriesQuery reads up to ?3 due deliveries (next_at <= ?1), at
+// most ?2 of each owner's: the owners with deliveries found one after the
+// other on the index (owner, next_at, id), and each one's longest due read
+// by a range of it, so that a read costs the owners and what it returns,
+// not every due row.
+const dueDeliveriesQuery = `WITH RECURSIVE owners(owner) AS (
+		SELECT (SELECT owner FROM deliveries ORDER BY owner LIMIT 1)
+		UNION ALL
+		SELECT (SELECT d.owner FROM deliveries d WHERE d.owner > owners.owner ORDER BY d.owner LIMIT 1) FROM owners WHERE owners.owner IS NOT NULL)
+	SELECT x.id, x.owner, x.seq, x.job_id, x.sweep_id, x.time, x.state, x.reason, x.url, x.attempts, x.next_at
+	FROM owners o JOIN deliveries x ON x.id IN (
+		SELECT y.id FROM deliveries y WHERE y.owner = o.owner AND y.next_at <= ?1 ORDER BY y.next_at, y.id LIMIT ?2)
+	WHERE o.owner IS NOT NULL ORDER BY x.next_at, x.id LIMIT ?3`
+
 // DueDeliveries implements storedriver.Driver.
 func (d *Driver) DueDeliveries(ctx context.Context, now time.Time, limit, perOwner int) ([]store.Delivery, error) {
-	rows, err := d.r.QueryContext(ctx, `SELECT id, owner, seq, job_id, sweep_id, time, state, reason, url, attempts, next_at FROM (
-			SELECT *, row_number() OVER (PARTITION BY owner ORDER BY next_at, id) AS n FROM deliveries WHERE next_at <= ?)
-		WHERE n <= ? ORDER BY next_at, id LIMIT ?`, now.UnixNano(), perOwner, limit)
+	rows, err := d.r.QueryContext(ctx, dueDeliveriesQuery, now.UnixNano(), perOwner, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read deliveries: %w", err)
 	}

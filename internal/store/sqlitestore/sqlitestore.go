@@ -724,12 +724,14 @@ func logSize(ctx context.Context, q queryRower, id, stream string) (int64, error
 	return size, err
 }
 
+// LastDelivered implements storedriver.Tx.
 func (t *sqlTx) LastDelivered(ctx context.Context, id string) (int, error) {
 	var n int
 	err := t.tx.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM delivered WHERE job_id = ?", id).Scan(&n)
 	return n, err
 }
 
+// UpdateDelivered implements storedriver.Tx.
 func (t *sqlTx) UpdateDelivered(ctx context.Context, id string, d job.Delivered) (bool, error) {
 	res, err := t.tx.ExecContext(ctx, "UPDATE delivered SET path = ?, size = ? WHERE job_id = ? AND file = ?", d.Path, d.Size, id, d.File)
 	if err != nil {
@@ -739,9 +741,15 @@ func (t *sqlTx) UpdateDelivered(ctx context.Context, id string, d job.Delivered)
 	return n > 0, err
 }
 
-func (t *sqlTx) InsertDelivered(ctx context.Context, id string, seq int, d job.Delivered) error {
-	_, err := t.tx.ExecContext(ctx, "INSERT INTO delivered (job_id, file, seq, path, size) VALUES (?, ?, ?, ?, ?)", id, d.File, seq, d.Path, d.Size)
-	return err
+// InsertDelivered implements storedriver.Tx.
+func (t *sqlTx) InsertDelivered(ctx context.Context, id string, seq int, d job.Delivered) (bool, error) {
+	res, err := t.tx.ExecContext(ctx, "INSERT INTO delivered (job_id, file, seq, path, size) VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, file) DO NOTHING",
+		id, d.File, seq, d.Path, d.Size)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 func (t *sqlTx) LogSize(ctx context.Context, id, stream string) (int64, error) {
@@ -900,6 +908,7 @@ func (d *Driver) Events(ctx context.Context, id string) ([]job.Event, error) {
 	return out, rows.Err()
 }
 
+// Delivered implements storedriver.Driver.
 func (d *Driver) Delivered(ctx context.Context, id string) ([]job.Delivered, error) {
 	rows, err := d.r.QueryContext(ctx, "SELECT path, file, size FROM delivered WHERE job_id = ? ORDER BY seq", id)
 	if err != nil {

@@ -216,6 +216,24 @@ func TestLogChunksPlan(t *testing.T) {
 	}
 }
 
+// Due deliveries are read per owner on the index (owner, next_at, id):
+// a window over every due row sorted a flood whole at each read.
+func TestDueDeliveriesPlan(t *testing.T) {
+	d := openDriver(t)
+	p := queryPlan(t, d.r, dueDeliveriesQuery, time.Now().UnixNano(), 64, 256)
+	for _, step := range strings.Split(p, "; ") {
+		// the first owner is the first entry of the index (a scan with
+		// LIMIT 1); nothing else scans
+		if strings.HasPrefix(step, "SCAN") && step != "SCAN deliveries USING COVERING INDEX deliveries_owner_due" &&
+			step != "SCAN CONSTANT ROW" && step != "SCAN owners" && step != "SCAN o" {
+			t.Errorf("plan %q: step %q scans", p, step)
+		}
+	}
+	if !strings.Contains(p, "SEARCH y USING COVERING INDEX deliveries_owner_due (owner=? AND next_at") {
+		t.Errorf("plan %q: want each owner's due deliveries read on the index (owner, next_at, id)", p)
+	}
+}
+
 // Writes queued while a group runs are committed together as the next
 // group, in one transaction; each caller gets its own write's result, and
 // a write that fails (or whose context ended before its turn) leaves

@@ -119,8 +119,9 @@ type Tx interface {
 	// UpdateDelivered sets the path and size of the job's record of
 	// d.File, and tells whether there is one.
 	UpdateDelivered(ctx context.Context, id string, d job.Delivered) (bool, error)
-	// InsertDelivered stores a new record of the job, numbered seq.
-	InsertDelivered(ctx context.Context, id string, seq int, d job.Delivered) error
+	// InsertDelivered stores a new record of the job, numbered seq, unless
+	// there is one of d.File; it tells whether it stored it.
+	InsertDelivered(ctx context.Context, id string, seq int, d job.Delivered) (bool, error)
 	// InsertToken stores a token, or returns an error wrapping
 	// store.ErrConflict if its id or hash is taken.
 	InsertToken(ctx context.Context, t store.Token) error

@@ -407,8 +407,13 @@ func testDelivered(t *testing.T, s store.Store) {
 	if err := s.AddDelivered(ctx, j.ID, rec("a", 7), 3); err != nil {
 		t.Fatalf("a record replaced at the limit: %v", err)
 	}
-	if err := s.AddDelivered(ctx, other.ID, rec("z", 1), 3); err != nil {
-		t.Fatal(err)
+	// a pending record leaves a file's record as it is; for a new file at
+	// the limit it is refused like any
+	if err := s.AddDelivered(ctx, j.ID, rec("a", -1), 3); err != nil {
+		t.Fatalf("a pending record of a recorded file: %v", err)
+	}
+	if err := s.AddDelivered(ctx, j.ID, rec("e", -1), 3); !errors.Is(err, store.ErrLimit) {
+		t.Fatalf("a pending record past the limit: %v, want ErrLimit", err)
 	}
 	got, err := s.Delivered(ctx, j.ID)
 	if err != nil {
@@ -416,6 +421,22 @@ func testDelivered(t *testing.T, s store.Store) {
 	}
 	if want := []job.Delivered{rec("b", 1), rec("a", 7), rec("c", 1)}; !slices.Equal(got, want) {
 		t.Fatalf("Delivered = %v, want %v", got, want)
+	}
+	// under the limit, a pending record holds the file's place until the
+	// upload's record takes it
+	for _, d := range []job.Delivered{rec("z", 1), rec("p", -1), rec("y", 2)} {
+		if err := s.AddDelivered(ctx, other.ID, d, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := s.Delivered(ctx, other.ID); err != nil || !slices.Equal(got, []job.Delivered{rec("z", 1), rec("p", -1), rec("y", 2)}) {
+		t.Fatalf("with a pending record: %v, %v", got, err)
+	}
+	if err := s.AddDelivered(ctx, other.ID, rec("p", 4), 3); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Delivered(ctx, other.ID); err != nil || !slices.Equal(got, []job.Delivered{rec("z", 1), rec("p", 4), rec("y", 2)}) {
+		t.Fatalf("after the upload: %v, %v", got, err)
 	}
 	if err := s.AddDelivered(ctx, "nosuchjob", rec("a", 1), 3); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a record of no job: %v, want ErrNotFound", err)
