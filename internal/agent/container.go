@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -189,7 +190,7 @@ func (a *agent) rootless(store string) ([]string, error) {
 			if !ownDir(run, uid) {
 				return nil, fmt.Errorf("the runtime directory %s is not this account's own (mode 0700)", run)
 			}
-			if err := freshSinceBoot(run); err != nil {
+			if err := freshSinceBoot(run, func() { a.resetPodman(run) }); err != nil {
 				return nil, err
 			}
 		}
@@ -213,6 +214,21 @@ func (a *agent) rootless(store string) ([]string, error) {
 	return env, nil
 }
 
+// resetPodman runs "podman system migrate" with the runtime directory run
+// after a reboot: podman's database may name a temporary directory other
+// than run (one of a podman run before the agent's first, without
+// XDG_RUNTIME_DIR), whose records emptying run does not reach, and
+// migrate stops what those records say runs and the pause process. A
+// failure is logged: the job's own podman then says what is wrong.
+func (a *agent) resetPodman(run string) {
+	argv := container.Runtime{Kind: container.Podman}.ResetCommand()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+run)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		a.log.Warn("cannot reset rootless podman after a reboot", "err", err, "output", string(bytes.TrimSpace(out)))
+	}
+}
+
 // bootIDFile names the boot a runtime directory of ours was made in.
 const bootIDFile = "hpcgate-boot-id"
 
@@ -222,8 +238,10 @@ const bootIDFile = "hpcgate-boot-id"
 // one on disk keeps podman's records of containers that ran (its "alive"
 // file tells podman the machine has not rebooted since), and rootless
 // podman then fails for good, trying to join the user namespace of
-// containers whose processes are gone ("invalid internal status").
-func freshSinceBoot(run string) error {
+// containers whose processes are gone ("invalid internal status"). When
+// run was marked in an earlier boot, reset runs too, under the same lock,
+// before run is marked for this one.
+func freshSinceBoot(run string, reset func()) error {
 	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
 		return nil // not Linux's procfs: nothing to compare
@@ -240,9 +258,11 @@ func freshSinceBoot(run string) error {
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 		return err
 	}
-	if b, err := os.ReadFile(mark); err == nil && string(b) == string(boot) {
+	b, err := os.ReadFile(mark)
+	if err == nil && string(b) == string(boot) {
 		return nil // another job of the account's has just emptied it
 	}
+	earlier := err == nil
 	ents, err := os.ReadDir(run)
 	if err != nil {
 		return err
@@ -253,6 +273,9 @@ func freshSinceBoot(run string) error {
 			// to remove, and podman's state is in what is
 			os.RemoveAll(filepath.Join(run, e.Name()))
 		}
+	}
+	if earlier && reset != nil {
+		reset()
 	}
 	return writeFileAtomic(mark, boot)
 }

@@ -28,9 +28,14 @@ func TestRuntimeDirFreshSinceBoot(t *testing.T) {
 		}
 	}
 	makeStale()
+	resets := 0
+	reset := func() { resets++ }
 	// made before this boot (and before the agent marked its directories)
-	if err := freshSinceBoot(run); err != nil {
+	if err := freshSinceBoot(run, reset); err != nil {
 		t.Fatal(err)
+	}
+	if resets != 0 {
+		t.Errorf("podman reset for a directory no boot marked: %d", resets)
 	}
 	if _, err := os.Stat(filepath.Join(run, "libpod")); !os.IsNotExist(err) {
 		t.Fatalf("podman's records of an earlier boot are still there: %v", err)
@@ -40,7 +45,7 @@ func TestRuntimeDirFreshSinceBoot(t *testing.T) {
 	}
 	// within this boot: kept
 	makeStale()
-	if err := freshSinceBoot(run); err != nil {
+	if err := freshSinceBoot(run, reset); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(stale); err != nil {
@@ -50,11 +55,16 @@ func TestRuntimeDirFreshSinceBoot(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(run, bootIDFile), []byte("another boot\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := freshSinceBoot(run); err != nil {
+	if err := freshSinceBoot(run, reset); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Fatalf("kept after a reboot: %v", err)
+	}
+	// podman's records elsewhere (its database may name another
+	// temporary directory) are reset once, after a reboot only
+	if resets != 1 {
+		t.Errorf("podman reset %d times, want once: after the reboot", resets)
 	}
 }
 

@@ -268,6 +268,16 @@ func (r Runtime) PidCommand(name string) []string {
 	return nil
 }
 
+// ResetCommand returns the command that makes rootless podman forget what
+// its records say runs (containers and its pause process) when a reboot
+// ended it, or nil where there is no such state.
+func (r Runtime) ResetCommand() []string {
+	if r.Kind == Podman {
+		return []string{r.binary(), "system", "migrate"}
+	}
+	return nil
+}
+
 // RemoveCommand returns the command that removes the named containers of
 // steps if they are still there, or nil.
 func (r Runtime) RemoveCommand(names ...string) []string {
