@@ -135,6 +135,45 @@ func TestOutputURLNeverCreditsBack(t *testing.T) {
 	}
 }
 
+// The files quota on the object store's direct paths: an output's URL
+// counts a file only for a new output, and a multipart upload of a new
+// file is refused at its start, and counted when it completes.
+func TestFilesQuotaOnDirectPaths(t *testing.T) {
+	h := s3Harness(t, &Options{Quota: func(string) Quota { return Quota{Files: 2} }})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	j, jt := h.jobToken("alice", nil)
+	files := func() int64 { return me(t, h, alice).Quotas["files"].Used }
+	h.do("PUT", "/v1/jobs/"+j.ID+"/outputs/o1", jt, "1").want(t, http.StatusCreated)
+	h.do("POST", "/v1/jobs/"+j.ID+"/output-urls", jt, map[string]any{"path": "o1", "size": 2}).want(t, http.StatusOK)
+	if n := files(); n != 1 {
+		t.Fatalf("a URL over a stored output counted a file: %d", n)
+	}
+	h.do("POST", "/v1/jobs/"+j.ID+"/output-urls", jt, map[string]any{"path": "o2", "size": 2}).want(t, http.StatusOK)
+	if n := files(); n != 2 {
+		t.Fatalf("a URL for a new output: %d files, want 2", n)
+	}
+	r := h.do("POST", "/v1/jobs/"+j.ID+"/output-urls", jt, map[string]any{"path": "o3", "size": 2}).want(t, http.StatusConflict)
+	if r.problem.Code != api.CodeQuotaExceeded || !strings.Contains(r.problem.Detail, "quota files") {
+		t.Fatalf("a third output's URL: %+v", r.problem)
+	}
+	h.do("POST", "/v1/uploads", alice, map[string]any{"path": "big", "size": 10}).want(t, http.StatusConflict)
+	// room made: the upload starts, and its file counts when it completes
+	h.do("POST", "/v1/jobs/"+j.ID+"/cancel", alice, nil).want(t, http.StatusOK)
+	h.do("DELETE", "/v1/jobs/"+j.ID, alice, nil).want(t, http.StatusNoContent)
+	var up api.Upload
+	h.do("POST", "/v1/uploads", alice, map[string]any{"path": "big", "size": 10}).want(t, http.StatusCreated).decode(t, &up)
+	req, _ := http.NewRequest(http.MethodPut, up.Parts[0].URL, strings.NewReader(strings.Repeat("x", 10)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT of the part: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	h.do("POST", "/v1/uploads/"+up.ID+"/complete", alice, map[string]any{"etags": []string{resp.Header.Get("ETag")}}).want(t, http.StatusCreated)
+	if n := files(); n != 2 {
+		t.Fatalf("after the job's deletion and a completed upload: %d files, want 2 (o2's URL counted, never used, and big)", n)
+	}
+}
+
 // A job's stream keeps up to its limit, then a line that says so, then
 // nothing: a job that prints without end (or a token that appends 4 MiB
 // chunks in a loop) filled the store.
