@@ -22,6 +22,11 @@ var ErrNotFound = errors.New("object not found")
 // ErrInvalidKey is returned (wrapped) for a key CheckKey refuses.
 var ErrInvalidKey = errors.New("invalid key")
 
+// ErrKeyConflict is returned (wrapped) by a Put whose key cannot be an
+// object because of others: in a file store, a part of it names an object
+// ("a" for "a/b"), or objects are stored below it ("a/b" for "a").
+var ErrKeyConflict = errors.New("the key conflicts with another object's")
+
 // Attrs describe a stored object.
 type Attrs struct {
 	Key      string

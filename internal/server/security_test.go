@@ -312,3 +312,43 @@ func TestFilePagesStartWhereTheLastEnded(t *testing.T) {
 		t.Errorf("%d pages passed over %d files to list %d", pages+1, n, len(want))
 	}
 }
+
+// Three answers the running server's third probe found: a malformed page
+// token of a job's children, and a file path through another file, were
+// 500s; a body of the wrong JSON type named the server's Go types.
+func TestThirdProbeAnswers(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("alice", time.Time{}, userScopes...)
+	var j api.Job
+	h.do("POST", "/v1/jobs", tok, map[string]any{"template": "hello", "parameters": map[string]any{"name": "a"}, "hold": true}).want(t, http.StatusCreated).decode(t, &j)
+	for _, bad := range []string{"zzz", "cw", "%00"} {
+		r := h.do("GET", "/v1/jobs/"+j.ID+"/children?page_token="+bad, tok, nil).want(t, http.StatusUnprocessableEntity)
+		if len(r.problem.Errors) != 1 || r.problem.Errors[0].Field != "page_token" {
+			t.Errorf("page token %q: %+v", bad, r.problem)
+		}
+	}
+	h.do("PUT", "/v1/files/cf/a", tok, "x").want(t, http.StatusCreated)
+	h.do("PUT", "/v1/files/cf/x/y", tok, "x").want(t, http.StatusCreated)
+	for _, p := range []string{"cf/a/b", "cf/x"} {
+		r := h.do("PUT", "/v1/files/"+p, tok, "y").want(t, http.StatusConflict)
+		if !strings.Contains(r.problem.Detail, "part of this path") {
+			t.Errorf("PUT %s: %+v", p, r.problem)
+		}
+	}
+	if m := me(t, h, tok); m.Quotas["files"].Used != 2 || m.Quotas["bytes"].Used != 2 {
+		t.Errorf("refused writes were counted: %+v", m.Quotas)
+	}
+	for _, c := range []struct {
+		body any
+		want string
+	}{
+		{map[string]any{"template": "hello", "after": map[string]any{}}, "after: must be an array, not object"},
+		{map[string]any{"template": "hello", "labels": []string{"x"}}, "labels: must be an object, not array"},
+		{map[string]any{"template": "hello", "hold": "yes"}, "hold: must be true or false, not string"},
+	} {
+		r := h.do("POST", "/v1/jobs", tok, c.body).want(t, http.StatusUnprocessableEntity)
+		if r.problem.Detail != c.want {
+			t.Errorf("detail %q, want %q", r.problem.Detail, c.want)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -572,6 +573,10 @@ func problemFor(err error) *httpError {
 		return &httpError{status: http.StatusConflict, code: api.CodeInvalidState, detail: "the job's state does not allow this now"}
 	case errors.Is(err, sched.ErrUnsupported):
 		return &httpError{status: http.StatusConflict, code: api.CodeUnsupported, detail: "the job's engine cannot do this, or not in the job's current state"}
+	case errors.Is(err, store.ErrBadPageToken):
+		return fieldError("page_token", "malformed: pass the next_page_token of an earlier answer as it is").(*httpError)
+	case errors.Is(err, blob.ErrKeyConflict):
+		return &httpError{status: http.StatusConflict, code: api.CodeConflict, detail: "a file already has a part of this path as its name, or files are stored below this path: choose another path, or delete that file first"}
 	case errors.Is(err, store.ErrLimit):
 		return &httpError{status: http.StatusConflict, code: api.CodeConflict, detail: "a limit was reached"}
 	case errors.Is(err, store.ErrConflict):
@@ -688,7 +693,7 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, stric
 		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return fieldError(te.Field, "must be %s, not %s", te.Type, te.Value)
+			return fieldError(te.Field, "must be %s, not %s", jsonKind(te.Type), te.Value)
 		}
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
@@ -700,6 +705,32 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, stric
 		return errorf(http.StatusBadRequest, api.CodeBadRequest, "the body holds more than one JSON value")
 	}
 	return nil
+}
+
+// jsonKind names what JSON a Go type takes, in a client's terms: never
+// the Go type's own name (which says how the server is written).
+func jsonKind(t reflect.Type) string {
+	if t == reflect.TypeFor[json.RawMessage]() {
+		return "a JSON value"
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return "another JSON value"
 }
 
 // invalidUTF8Field returns the path (a.b[2].c) of the first key or string

@@ -172,7 +172,7 @@ func jsonProblem(err error) string {
 	case errors.As(err, &se):
 		return "malformed JSON"
 	case errors.As(err, &te):
-		return fmt.Sprintf("%s must be %s", te.Field, te.Type)
+		return fmt.Sprintf("%s must be %s", te.Field, jsonKind(te.Type))
 	}
 	return strings.TrimPrefix(err.Error(), "json: ")
 }

@@ -102,6 +102,9 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader) (blob.Attrs, 
 	dst := objPath(key)
 	for attempt := 0; ; attempt++ {
 		if err := b.root.MkdirAll(path.Dir(dst), 0o700); err != nil {
+			if errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTDIR) {
+				return blob.Attrs{}, fmt.Errorf("put %s: %w: an object is stored under a part of it", key, blob.ErrKeyConflict)
+			}
 			return blob.Attrs{}, fmt.Errorf("put %s: %w", key, err)
 		}
 		err := b.root.Rename(tmp, dst)
@@ -111,7 +114,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader) (blob.Attrs, 
 		// A concurrent Delete may have removed the directory just made.
 		if !errors.Is(err, fs.ErrNotExist) || attempt == 3 {
 			if errors.Is(err, fs.ErrExist) || isDirErr(err) {
-				return blob.Attrs{}, fmt.Errorf("put %s: %w: a directory of that name exists", key, blob.ErrInvalidKey)
+				return blob.Attrs{}, fmt.Errorf("put %s: %w: objects are stored below it", key, blob.ErrKeyConflict)
 			}
 			return blob.Attrs{}, fmt.Errorf("put %s: %w", key, err)
 		}

@@ -1,8 +1,12 @@
 package fileblob
 
 import (
+	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hpcgate/hpcgate/internal/blob"
@@ -18,6 +22,40 @@ func TestConformance(t *testing.T) {
 		t.Cleanup(func() { b.Close() })
 		return b
 	})
+}
+
+// A key whose part names an object, or below which objects are stored,
+// cannot be an object in a file store: Put says so (ErrKeyConflict) and
+// leaves both as they were. It used to fail with the file system's words,
+// which the server answered as a 500.
+func TestKeyConflicts(t *testing.T) {
+	b, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	for _, k := range []string{"f", "d/x"} {
+		if _, err := b.Put(ctx, k, strings.NewReader(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"f/g", "f/g/h", "d"} {
+		if _, err := b.Put(ctx, k, strings.NewReader("new")); !errors.Is(err, blob.ErrKeyConflict) {
+			t.Errorf("Put(%q) = %v, want ErrKeyConflict", k, err)
+		}
+	}
+	for _, k := range []string{"f", "d/x"} {
+		rc, _, err := b.Get(ctx, k, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if string(got) != k {
+			t.Errorf("%s now holds %q", k, got)
+		}
+	}
 }
 
 // A symlink planted inside the bucket must not lead reads outside it.
