@@ -133,6 +133,11 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	key := filesKey(principal(r), p)
+	unlock, err := s.writing.lock(r.Context(), key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	size, _, err := s.objectSize(r.Context(), key)
 	if err != nil {
 		return err

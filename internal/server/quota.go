@@ -226,6 +226,51 @@ func (q *quotaReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// keyLocks let one write of an object's key run at a time in this
+// process: an upload counts what it replaces, and a deletion what it
+// removes, from the object they saw first, so two at once used to count
+// one object twice or not at all (a PUT racing a DELETE of its key left
+// its bytes uncounted: a way past the quota).
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	held    chan struct{} // capacity 1: full while held
+	waiters int           // guarded by keyLocks.mu, the holder too
+}
+
+// lock waits until no other write of key runs (or ctx ends), and returns
+// the function that ends this one's turn.
+func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*keyLock{}
+	}
+	kl := l.m[key]
+	if kl == nil {
+		kl = &keyLock{held: make(chan struct{}, 1)}
+		l.m[key] = kl
+	}
+	kl.waiters++
+	l.mu.Unlock()
+	leave := func() {
+		l.mu.Lock()
+		if kl.waiters--; kl.waiters == 0 {
+			delete(l.m, key)
+		}
+		l.mu.Unlock()
+	}
+	select {
+	case kl.held <- struct{}{}:
+		return sync.OnceFunc(func() { <-kl.held; leave() }), nil
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
+}
+
 // What settle (of holdRoom) is told stands at the key in the end, but an
 // object's size.
 const (
@@ -239,17 +284,25 @@ const (
 // refused at once, and uploads at once cannot pass the quota together
 // (each used to check the same room). An upload of no known size holds
 // its room up to 64 MiB at a time as it reads, and is stopped where the
-// room ends. settle counts what stands at key in the end (an object's
-// size, keptOld or removed) and lets the holds go.
+// room ends. Other writes of key in this process wait from here until
+// settle, which counts what stands at key in the end (an object's size,
+// keptOld or removed) and lets the holds go; the caller calls it once,
+// unless holdRoom fails.
 func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader, size int64) (io.Reader, func(stored int64), error) {
+	unlock, err := s.writing.lock(ctx, key)
+	if err != nil {
+		return nil, nil, err
+	}
 	old, existed, err := s.objectSize(ctx, key)
 	if err != nil {
+		unlock()
 		return nil, nil, err
 	}
 	q := s.quotaOf(user)
 	newFile := !existed && q.Files > 0
 	if newFile {
 		if err := s.takeFile(ctx, user, q.Files); err != nil {
+			unlock()
 			return nil, nil, err
 		}
 	}
@@ -269,6 +322,7 @@ func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader,
 		if newFile {
 			s.letGoFile(user)
 		}
+		unlock()
 	}
 	limit := q.Bytes
 	switch {

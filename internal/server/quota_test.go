@@ -293,6 +293,91 @@ func TestQuotaFiles(t *testing.T) {
 	}
 }
 
+// Writes of one path take turns: each counts against what it saw first,
+// so a PUT racing a DELETE of its path left its bytes and its file
+// uncounted (the third probe stored 30 MiB with a use of 0), and two PUTs
+// of one new path counted it twice.
+func TestWritesOfOnePathTakeTurns(t *testing.T) {
+	h := quotaHarness(t, Quota{Bytes: 1000, Files: 10})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	// slowPut starts a PUT of path whose body ends when the returned
+	// function is called; its answer's status arrives on the channel
+	slowPut := func(path, first, rest string) (func(), <-chan int) {
+		pr, pw := io.Pipe()
+		done := make(chan int, 1)
+		go func() {
+			req, _ := http.NewRequest("PUT", h.http.URL+"/v1/files/"+path, pr)
+			req.ContentLength = int64(len(first) + len(rest))
+			req.Header.Set("Authorization", "Bearer "+alice)
+			resp, err := h.http.Client().Do(req)
+			if err != nil {
+				done <- 0
+				return
+			}
+			resp.Body.Close()
+			done <- resp.StatusCode
+		}()
+		pw.Write([]byte(first))
+		finish := sync.OnceFunc(func() { pw.Write([]byte(rest)); pw.Close() })
+		t.Cleanup(finish) // a failure must not leave the server waiting for it
+		return finish, done
+	}
+	// writers waits until n writes of path are at its lock, holding it or
+	// waiting for it
+	writers := func(path string, n int) {
+		t.Helper()
+		key := userFilesKey("alice", path)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			h.srv.writing.mu.Lock()
+			got := 0
+			if kl := h.srv.writing.m[key]; kl != nil {
+				got = kl.waiters
+			}
+			h.srv.writing.mu.Unlock()
+			if got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d writes of %s at its lock, want %d", got, path, n)
+			}
+		}
+	}
+	h.do("PUT", "/v1/files/f", alice, "0123456789").want(t, http.StatusCreated)
+	finish, put := slowPut("f", "abc", "defghij")
+	writers("f", 1)
+	deleted := make(chan int, 1)
+	go func() { deleted <- h.do("DELETE", "/v1/files/f", alice, nil).status }()
+	select {
+	case st := <-deleted:
+		t.Fatalf("the DELETE answered %d while a PUT of the path ran", st)
+	case <-time.After(200 * time.Millisecond):
+	}
+	finish()
+	if st := <-put; st != http.StatusCreated {
+		t.Fatalf("PUT: %d", st)
+	}
+	if st := <-deleted; st != http.StatusNoContent {
+		t.Fatalf("DELETE: %d", st)
+	}
+	if m := me(t, h, alice); m.Quotas["bytes"].Used != 0 || m.Quotas["files"].Used != 0 {
+		t.Fatalf("nothing stored, and use %+v", m.Quotas)
+	}
+	// two PUTs of one new path: one file
+	finish1, put1 := slowPut("g", "ab", "c")
+	writers("g", 1)
+	finish2, put2 := slowPut("g", "xy", "zw")
+	writers("g", 2)
+	finish1()
+	finish2()
+	if a, b := <-put1, <-put2; a != http.StatusCreated || b != http.StatusCreated {
+		t.Fatalf("PUTs: %d, %d", a, b)
+	}
+	got := string(h.do("GET", "/v1/files/g", alice, nil).want(t, http.StatusOK).body)
+	if m := me(t, h, alice); m.Quotas["files"].Used != 1 || m.Quotas["bytes"].Used != int64(len(got)) {
+		t.Fatalf("one file of %d bytes stored, and use %+v", len(got), m.Quotas)
+	}
+}
+
 // New files at once each hold their place in the files quota, as bytes
 // do in the bytes quota: none may pass it together.
 func TestConcurrentNewFilesKeepTheQuota(t *testing.T) {

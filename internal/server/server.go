@@ -108,6 +108,7 @@ type Server struct {
 	limits   limiter
 	streams  streams
 	holds    holds
+	writing  keyLocks
 	// ridPrefix makes request ids unique across restarts and replicas
 	// (the audit log keeps them).
 	ridPrefix string
