@@ -64,8 +64,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	// a client that lost the stream tries again after 2 s, from its last id
 	fmt.Fprintf(w, "retry: 2000\n: changes after %d\n\n", cursor)
 	rc.Flush()
-	quiet := time.Now()
+	quiet, checked := time.Now(), time.Now()
 	for {
+		if time.Since(checked) >= time.Second {
+			if !s.stillAuthorized(r) {
+				return nil // revoked, signed out or disabled: no more
+			}
+			checked = time.Now()
+		}
 		cs, err := s.store.Changes(ctx, owner, cursor, eventsPage)
 		if err != nil {
 			if ctx.Err() == nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -167,4 +168,54 @@ func TestNotifyIsChecked(t *testing.T) {
 	// a job token makes no secret
 	jt := h.tokenForJob("alice", j.ID)
 	h.do("POST", "/v1/webhook-secret", jt, nil).want(t, http.StatusForbidden)
+}
+
+// A long answer ends when its credentials do: an event stream or a
+// followed log went on after its token was revoked or its user disabled
+// (the third probe watched a revoked token's stream deliver a new job's
+// every change).
+func TestStreamsEndWithTheirCredentials(t *testing.T) {
+	h := newHarness(t, nil)
+	admin := h.token("root", time.Time{}, api.ScopeAdmin)
+	alice := h.token("alice", time.Time{}, allScopes...)
+	var tok api.Token
+	h.do("POST", "/v1/tokens", alice, map[string]any{"name": "watcher", "scopes": []string{api.ScopeJobsRead}}).want(t, http.StatusCreated).decode(t, &tok)
+	ended := func(what string, c <-chan sseEvent) {
+		t.Helper()
+		for deadline := time.After(5 * time.Second); ; {
+			select {
+			case _, ok := <-c:
+				if !ok {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("%s: the stream goes on", what)
+			}
+		}
+	}
+	live, stop := openEvents(t, h, tok.Token, "")
+	defer stop()
+	h.do("DELETE", "/v1/tokens/"+tok.ID, alice, nil).want(t, http.StatusNoContent)
+	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated)
+	ended("a revoked token's event stream", live)
+
+	// a followed log, its user disabled
+	var j api.Job
+	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated).decode(t, &j)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.http.URL+"/v1/jobs/"+j.ID+"/logs/stdout?follow=true", nil)
+	req.Header.Set("Authorization", "Bearer "+alice)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("follow: %v %v", resp, err)
+	}
+	done := make(chan struct{})
+	go func() { io.Copy(io.Discard, resp.Body); resp.Body.Close(); close(done) }()
+	h.do("POST", "/v1/users/alice/disable", admin, map[string]any{}).want(t, http.StatusOK)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a disabled user's followed log goes on")
+	}
 }

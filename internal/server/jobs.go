@@ -746,7 +746,14 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 	ended := j.State.Terminal()
 	release := func() {}
 	defer func() { release() }()
+	checked := time.Now()
 	for {
+		if follow && time.Since(checked) >= time.Second {
+			if !s.stillAuthorized(r) {
+				return nil // revoked, signed out or disabled: no more
+			}
+			checked = time.Now()
+		}
 		release()
 		var wait <-chan struct{}
 		release = func() {}

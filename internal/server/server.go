@@ -434,6 +434,26 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// stillAuthorized tells whether the credentials r came with still hold:
+// a long answer (an event stream, a followed log) asks it as it goes, so
+// that a token revoked, a session signed out or a user disabled ends it
+// (within the authenticator's cache time on other replicas).
+func (s *Server) stillAuthorized(r *http.Request) bool {
+	secret := sessionSecret(r)
+	if h := r.Header.Get("Authorization"); h != "" {
+		_, secret, _ = strings.Cut(h, " ")
+	}
+	p, err := s.auth.Authenticate(r.Context(), strings.TrimSpace(secret))
+	if err != nil {
+		return false
+	}
+	if p.IsJob() { // a job's token ends with its job
+		j, err := s.store.GetJob(r.Context(), p.JobID)
+		return err == nil && !j.State.Terminal()
+	}
+	return true
+}
+
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*auth.Principal, error) {
 	if rt.public {
 		return nil, nil
