@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -215,18 +216,50 @@ func (a *agent) rootless(store string) ([]string, error) {
 }
 
 // resetPodman runs "podman system migrate" with the runtime directory run
-// after a reboot: podman's database may name a temporary directory other
-// than run (one of a podman run before the agent's first, without
+// when run is new in this boot: podman's database may name a temporary
+// directory other than run (one of a podman run without the agent's
 // XDG_RUNTIME_DIR), whose records emptying run does not reach, and
-// migrate stops what those records say runs and the pause process. A
+// migrate stops what those records say runs and the pause process. It
+// stops what does run too, so it runs only while no podman process of
+// the account's is on this node (its monitor, pause process or podman
+// itself: another job's, or the user's own under a login session). A
 // failure is logged: the job's own podman then says what is wrong.
 func (a *agent) resetPodman(run string) {
+	if pid := podmanRunning(os.Getuid()); pid > 0 {
+		a.log.Info("rootless podman not reset: the account runs podman here", "pid", pid)
+		return
+	}
 	argv := container.Runtime{Kind: container.Podman}.ResetCommand()
-	cmd := exec.Command(argv[0], argv[1:]...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+run)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		a.log.Warn("cannot reset rootless podman after a reboot", "err", err, "output", string(bytes.TrimSpace(out)))
 	}
+}
+
+// podmanRunning returns the pid of a process of uid's that is podman,
+// its container monitor (conmon) or its pause process (catatonit), but
+// this one; 0 if there is none.
+func podmanRunning(uid int) int {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat("/proc/"+e.Name(), &st) != nil || int(st.Uid) != uid {
+			continue
+		}
+		comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
+		switch strings.TrimSpace(string(comm)) {
+		case "podman", "conmon", "catatonit", "rootlessport":
+			return pid
+		}
+	}
+	return 0
 }
 
 // bootIDFile names the boot a runtime directory of ours was made in.
@@ -238,9 +271,8 @@ const bootIDFile = "hpcgate-boot-id"
 // one on disk keeps podman's records of containers that ran (its "alive"
 // file tells podman the machine has not rebooted since), and rootless
 // podman then fails for good, trying to join the user namespace of
-// containers whose processes are gone ("invalid internal status"). When
-// run was marked in an earlier boot, reset runs too, under the same lock,
-// before run is marked for this one.
+// containers whose processes are gone ("invalid internal status"). reset
+// runs too, under the same lock, before run is marked for this boot.
 func freshSinceBoot(run string, reset func()) error {
 	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
@@ -262,7 +294,6 @@ func freshSinceBoot(run string, reset func()) error {
 	if err == nil && string(b) == string(boot) {
 		return nil // another job of the account's has just emptied it
 	}
-	earlier := err == nil
 	ents, err := os.ReadDir(run)
 	if err != nil {
 		return err
@@ -274,7 +305,7 @@ func freshSinceBoot(run string, reset func()) error {
 			os.RemoveAll(filepath.Join(run, e.Name()))
 		}
 	}
-	if earlier && reset != nil {
+	if reset != nil {
 		reset()
 	}
 	return writeFileAtomic(mark, boot)

@@ -193,6 +193,16 @@ func TestStreamsEndWithTheirCredentials(t *testing.T) {
 			}
 		}
 	}
+	// credentials that hold keep their stream past its checks
+	kept, stopKept := openEvents(t, h, tok.Token, "")
+	time.Sleep(1500 * time.Millisecond)
+	var j0 api.Job
+	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated).decode(t, &j0)
+	if ev := next(t, kept); ev.change.JobID != j0.ID {
+		t.Fatalf("event %+v, want the new job's", ev)
+	}
+	stopKept()
+
 	live, stop := openEvents(t, h, tok.Token, "")
 	defer stop()
 	h.do("DELETE", "/v1/tokens/"+tok.ID, alice, nil).want(t, http.StatusNoContent)

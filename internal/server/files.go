@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -93,6 +94,7 @@ func (s *Server) putBody(w http.ResponseWriter, r *http.Request, user, key strin
 	if err != nil {
 		return api.FileInfo{}, err
 	}
+	defer settle(keptOld) // a panic: the key and the room are let go
 	a, err := s.bucket.Put(r.Context(), key, body)
 	if err != nil {
 		settle(keptOld)
@@ -132,22 +134,37 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	key := filesKey(principal(r), p)
-	unlock, err := s.writing.lock(r.Context(), key)
+	size, err := s.deleteObject(r.Context(), filesKey(principal(r), p))
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	size, _, err := s.objectSize(r.Context(), key)
-	if err != nil {
-		return err
-	}
-	if err := s.bucket.Delete(r.Context(), key); err != nil {
-		return err
+	if size < 0 {
+		return fmt.Errorf("%s: %w", p, blob.ErrNotFound)
 	}
 	s.countStored(r.Context(), principal(r).User, store.Stored{Bytes: -size, Files: -1})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// deleteObject deletes the object at key, in its key's turn (keyLocks),
+// and returns its size, -1 if there was none: what it removed is what
+// it saw, whatever writes of the key came before.
+func (s *Server) deleteObject(ctx context.Context, key string) (int64, error) {
+	unlock, err := s.writing.lock(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	size, existed, err := s.objectSize(ctx, key)
+	if err != nil || !existed {
+		return -1, err
+	}
+	if err := s.bucket.Delete(ctx, key); errors.Is(err, blob.ErrNotFound) {
+		return -1, nil
+	} else if err != nil {
+		return 0, err
+	}
+	return size, nil
 }
 
 // parseRange parses a single "bytes=" range against size. ok is false when

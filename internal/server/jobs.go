@@ -524,9 +524,9 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) error {
 	var gone store.Stored
 	for _, a := range objs {
 		if err == nil {
-			if err = s.bucket.Delete(ctx, a.Key); err == nil || errors.Is(err, blob.ErrNotFound) {
-				err = nil
-				gone.Bytes -= a.Size
+			var size int64
+			if size, err = s.deleteObject(ctx, a.Key); err == nil && size >= 0 {
+				gone.Bytes -= size
 				gone.Files--
 			}
 		}
@@ -750,7 +750,9 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 	for {
 		if follow && time.Since(checked) >= time.Second {
 			if !s.stillAuthorized(r) {
-				return nil // revoked, signed out or disabled: no more
+				// revoked, signed out or disabled: broken off, not
+				// ended, which a client would take for the log's end
+				panic(http.ErrAbortHandler)
 			}
 			checked = time.Now()
 		}

@@ -241,8 +241,12 @@ type keyLock struct {
 	waiters int           // guarded by keyLocks.mu, the holder too
 }
 
-// lock waits until no other write of key runs (or ctx ends), and returns
-// the function that ends this one's turn.
+// writeWait is the longest a write waits for another of its key.
+var writeWait = 30 * time.Second
+
+// lock waits until no other write of key runs, and returns the function
+// that ends this one's turn; after writeWait (or when ctx ends) it gives
+// up: a 409 to retry.
 func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
 	l.mu.Lock()
 	if l.m == nil {
@@ -262,12 +266,17 @@ func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err err
 		}
 		l.mu.Unlock()
 	}
+	t := time.NewTimer(writeWait)
+	defer t.Stop()
 	select {
 	case kl.held <- struct{}{}:
 		return sync.OnceFunc(func() { <-kl.held; leave() }), nil
 	case <-ctx.Done():
 		leave()
 		return nil, ctx.Err()
+	case <-t.C:
+		leave()
+		return nil, errorf(http.StatusConflict, api.CodeConflict, "another write of this path has run for over %s; retry when it ends", writeWait)
 	}
 }
 
@@ -286,8 +295,9 @@ const (
 // its room up to 64 MiB at a time as it reads, and is stopped where the
 // room ends. Other writes of key in this process wait from here until
 // settle, which counts what stands at key in the end (an object's size,
-// keptOld or removed) and lets the holds go; the caller calls it once,
-// unless holdRoom fails.
+// keptOld or removed) and lets the holds go. Only its first call counts:
+// a caller defers settle(keptOld) at once, should it panic, and then
+// settles what it stored.
 func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader, size int64) (io.Reader, func(stored int64), error) {
 	unlock, err := s.writing.lock(ctx, key)
 	if err != nil {
@@ -311,7 +321,12 @@ func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader,
 		before = store.Stored{Bytes: old, Files: 1}
 	}
 	var held int64
+	settled := false
 	settle := func(stored int64) {
+		if settled {
+			return
+		}
+		settled = true
 		switch {
 		case stored >= 0:
 			s.countStored(ctx, user, store.Stored{Bytes: stored - before.Bytes, Files: 1 - before.Files})

@@ -302,13 +302,13 @@ func TestWritesOfOnePathTakeTurns(t *testing.T) {
 	alice := h.token("alice", time.Time{}, allScopes...)
 	// slowPut starts a PUT of path whose body ends when the returned
 	// function is called; its answer's status arrives on the channel
-	slowPut := func(path, first, rest string) (func(), <-chan int) {
+	slowPutAs := func(tok, urlPath, first, rest string) (func(), <-chan int) {
 		pr, pw := io.Pipe()
 		done := make(chan int, 1)
 		go func() {
-			req, _ := http.NewRequest("PUT", h.http.URL+"/v1/files/"+path, pr)
+			req, _ := http.NewRequest("PUT", h.http.URL+urlPath, pr)
 			req.ContentLength = int64(len(first) + len(rest))
-			req.Header.Set("Authorization", "Bearer "+alice)
+			req.Header.Set("Authorization", "Bearer "+tok)
 			resp, err := h.http.Client().Do(req)
 			if err != nil {
 				done <- 0
@@ -322,11 +322,13 @@ func TestWritesOfOnePathTakeTurns(t *testing.T) {
 		t.Cleanup(finish) // a failure must not leave the server waiting for it
 		return finish, done
 	}
+	slowPut := func(path, first, rest string) (func(), <-chan int) {
+		return slowPutAs(alice, "/v1/files/"+path, first, rest)
+	}
 	// writers waits until n writes of path are at its lock, holding it or
 	// waiting for it
-	writers := func(path string, n int) {
+	writersOf := func(key string, n int) {
 		t.Helper()
-		key := userFilesKey("alice", path)
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 			h.srv.writing.mu.Lock()
 			got := 0
@@ -338,9 +340,13 @@ func TestWritesOfOnePathTakeTurns(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%d writes of %s at its lock, want %d", got, path, n)
+				t.Fatalf("%d writes of %s at its lock, want %d", got, key, n)
 			}
 		}
+	}
+	writers := func(path string, n int) {
+		t.Helper()
+		writersOf(userFilesKey("alice", path), n)
 	}
 	h.do("PUT", "/v1/files/f", alice, "0123456789").want(t, http.StatusCreated)
 	finish, put := slowPut("f", "abc", "defghij")
@@ -375,6 +381,26 @@ func TestWritesOfOnePathTakeTurns(t *testing.T) {
 	got := string(h.do("GET", "/v1/files/g", alice, nil).want(t, http.StatusOK).body)
 	if m := me(t, h, alice); m.Quotas["files"].Used != 1 || m.Quotas["bytes"].Used != int64(len(got)) {
 		t.Fatalf("one file of %d bytes stored, and use %+v", len(got), m.Quotas)
+	}
+	h.do("DELETE", "/v1/files/g", alice, nil).want(t, http.StatusNoContent)
+
+	// a job deleted while its output is written again: the deletion
+	// takes the output's turn, and counts what it removes
+	j, jt := h.jobToken("alice", nil)
+	h.do("PUT", "/v1/jobs/"+j.ID+"/outputs/o", jt, "0123456789").want(t, http.StatusCreated)
+	finish, put = slowPutAs(jt, "/v1/jobs/"+j.ID+"/outputs/o", "ab", "cdef")
+	writersOf(outputsPrefix(j.ID)+"o", 1)
+	h.do("POST", "/v1/jobs/"+j.ID+"/cancel", alice, nil).want(t, http.StatusOK)
+	deleted = make(chan int, 1)
+	go func() { deleted <- h.do("DELETE", "/v1/jobs/"+j.ID, alice, nil).status }()
+	writersOf(outputsPrefix(j.ID)+"o", 2)
+	finish()
+	<-put
+	if st := <-deleted; st != http.StatusNoContent {
+		t.Fatalf("DELETE of the job: %d", st)
+	}
+	if m := me(t, h, alice); m.Quotas["bytes"].Used != 0 || m.Quotas["files"].Used != 0 {
+		t.Fatalf("the job and its output deleted, and use %+v", m.Quotas)
 	}
 }
 

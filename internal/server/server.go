@@ -437,21 +437,23 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // stillAuthorized tells whether the credentials r came with still hold:
 // a long answer (an event stream, a followed log) asks it as it goes, so
 // that a token revoked, a session signed out or a user disabled ends it
-// (within the authenticator's cache time on other replicas).
+// (within the authenticator's cache time on other replicas). A failure
+// to look (the database away a moment) is no reason to end it.
 func (s *Server) stillAuthorized(r *http.Request) bool {
 	secret := sessionSecret(r)
 	if h := r.Header.Get("Authorization"); h != "" {
 		_, secret, _ = strings.Cut(h, " ")
 	}
 	p, err := s.auth.Authenticate(r.Context(), strings.TrimSpace(secret))
-	if err != nil {
+	if errors.Is(err, auth.ErrUnauthenticated) || errors.Is(err, auth.ErrUserDisabled) {
 		return false
 	}
-	if p.IsJob() { // a job's token ends with its job
-		j, err := s.store.GetJob(r.Context(), p.JobID)
-		return err == nil && !j.State.Terminal()
+	if err != nil || !p.IsJob() {
+		return true
 	}
-	return true
+	// a job's token ends with its job
+	j, err := s.store.GetJob(r.Context(), p.JobID)
+	return !errors.Is(err, store.ErrNotFound) && (err != nil || !j.State.Terminal())
 }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*auth.Principal, error) {
@@ -594,6 +596,8 @@ func problemFor(err error) *httpError {
 		return &httpError{status: http.StatusConflict, code: api.CodeInvalidState, detail: "the job's state does not allow this now"}
 	case errors.Is(err, sched.ErrUnsupported):
 		return &httpError{status: http.StatusConflict, code: api.CodeUnsupported, detail: "the job's engine cannot do this, or not in the job's current state"}
+	case errors.Is(err, context.Canceled):
+		return &httpError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable, detail: "the request ended before it was done"}
 	case errors.Is(err, store.ErrBadPageToken):
 		return fieldError("page_token", "malformed: pass the next_page_token of an earlier answer as it is").(*httpError)
 	case errors.Is(err, blob.ErrKeyConflict):
@@ -635,6 +639,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	attrs := []any{"method", r.Method, "path", r.URL.Path, "status", pe.status, "err", logged}
 	switch {
+	case errors.Is(err, context.Canceled): // the client left, or the server stops
+		s.logFor(r).Info("request canceled", attrs...)
 	case pe.status >= 500:
 		s.logFor(r).Error("request failed", attrs...)
 	case errors.Unwrap(err) != nil || pe.detail != err.Error():

@@ -141,6 +141,7 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err // the upload stays: it may be completed again
 	}
+	defer settle(keptOld) // a panic: the key and the room are let go
 	a, err := sg.CompleteMultipart(r.Context(), key, storeID, req.ETags)
 	if err != nil {
 		settle(keptOld)
