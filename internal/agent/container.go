@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -177,6 +176,23 @@ func (a *agent) container(spec *api.Spec) (*containerRun, error) {
 func (a *agent) rootless(store string) ([]string, error) {
 	uid := os.Geteuid()
 	var env []string
+	// storage is the storage configuration of store in run, written
+	// whole if it is not there as it should be
+	storage := func(run string) (string, error) {
+		// In the runtime directory, which no container sees: in the
+		// job's directory a step could rewrite it for the next step's
+		// podman (a mount_program runs on the node). One file a store,
+		// shared by the account's jobs, written whole.
+		text := "[storage]\ndriver = \"overlay\"\n[storage.options]\nadditionalimagestores = [\"" + store + "\"]\n"
+		sum := sha256.Sum256([]byte(text))
+		conf := filepath.Join(run, "hpcgate-storage-"+hex.EncodeToString(sum[:8])+".conf")
+		if b, err := os.ReadFile(conf); err != nil || string(b) != text {
+			if err := writeFileAtomic(conf, []byte(text)); err != nil {
+				return "", err
+			}
+		}
+		return conf, nil
+	}
 	run := os.Getenv("XDG_RUNTIME_DIR")
 	if !ownDir(run, uid) {
 		run = filepath.Join("/run/user", strconv.Itoa(uid))
@@ -191,32 +207,39 @@ func (a *agent) rootless(store string) ([]string, error) {
 			if !ownDir(run, uid) {
 				return nil, fmt.Errorf("the runtime directory %s is not this account's own (mode 0700)", run)
 			}
-			if err := freshSinceBoot(run, func() { a.resetPodman(run) }); err != nil {
+			// podman is reset as the job's podman will run: with the
+			// runtime directory and the storage configuration
+			reset := func() {
+				resetEnv := []string{"XDG_RUNTIME_DIR=" + run}
+				if store != "" {
+					conf, err := storage(run)
+					if err != nil {
+						a.log.Warn("cannot reset rootless podman after a reboot", "err", err)
+						return
+					}
+					resetEnv = append(resetEnv, "CONTAINERS_STORAGE_CONF="+conf)
+				}
+				a.resetPodman(resetEnv)
+			}
+			if err := freshSinceBoot(run, reset); err != nil {
 				return nil, err
 			}
 		}
 		env = append(env, "XDG_RUNTIME_DIR="+run)
 	}
 	if store != "" {
-		// In the runtime directory, which no container sees: in the
-		// job's directory a step could rewrite it for the next step's
-		// podman (a mount_program runs on the node). One file a store,
-		// shared by the account's jobs, written whole.
-		text := "[storage]\ndriver = \"overlay\"\n[storage.options]\nadditionalimagestores = [\"" + store + "\"]\n"
-		sum := sha256.Sum256([]byte(text))
-		conf := filepath.Join(run, "hpcgate-storage-"+hex.EncodeToString(sum[:8])+".conf")
-		if b, err := os.ReadFile(conf); err != nil || string(b) != text {
-			if err := writeFileAtomic(conf, []byte(text)); err != nil {
-				return nil, err
-			}
+		conf, err := storage(run)
+		if err != nil {
+			return nil, err
 		}
 		env = append(env, "CONTAINERS_STORAGE_CONF="+conf)
 	}
 	return env, nil
 }
 
-// resetPodman runs "podman system migrate" with the runtime directory run
-// when run is new in this boot: podman's database may name a temporary
+// resetPodman runs "podman system migrate" with the environment env (the
+// runtime directory run, the storage configuration) when run is new in
+// this boot: podman's database may name a temporary
 // directory other than run (one of a podman run without the agent's
 // XDG_RUNTIME_DIR), whose records emptying run does not reach, and
 // migrate stops what those records say runs and the pause process. It
@@ -224,7 +247,7 @@ func (a *agent) rootless(store string) ([]string, error) {
 // the account's is on this node (its monitor, pause process or podman
 // itself: another job's, or the user's own under a login session). A
 // failure is logged: the job's own podman then says what is wrong.
-func (a *agent) resetPodman(run string) {
+func (a *agent) resetPodman(env []string) {
 	if pid := podmanRunning(os.Getuid()); pid > 0 {
 		a.log.Info("rootless podman not reset: the account runs podman here", "pid", pid)
 		return
@@ -233,15 +256,17 @@ func (a *agent) resetPodman(run string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+run)
+	cmd.Env = append(os.Environ(), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		a.log.Warn("cannot reset rootless podman after a reboot", "err", err, "output", string(bytes.TrimSpace(out)))
 	}
 }
 
-// podmanRunning returns the pid of a process of uid's that is podman,
-// its container monitor (conmon) or its pause process (catatonit), but
-// this one; 0 if there is none.
+// podmanRunning returns the pid of a live process of uid's that is
+// podman, its container monitor (conmon) or its pause process
+// (catatonit), but this one; 0 if there is none. A zombie is not live:
+// the processes a reboot (or a kill of all of the account's) ended may
+// wait a while to be reaped.
 func podmanRunning(uid int) int {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -253,8 +278,13 @@ func podmanRunning(uid int) int {
 		if syscall.Stat("/proc/"+e.Name(), &st) != nil || int(st.Uid) != uid {
 			continue
 		}
-		comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
-		switch strings.TrimSpace(string(comm)) {
+		// /proc/PID/stat: "PID (COMM) STATE ...", COMM may hold ")"
+		stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
+		open, end := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+		if open < 0 || end < open || end+2 >= len(stat) || stat[end+2] == 'Z' || stat[end+2] == 'X' {
+			continue
+		}
+		switch string(stat[open+1 : end]) {
 		case "podman", "conmon", "catatonit", "rootlessport":
 			return pid
 		}
