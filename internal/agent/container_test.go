@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A runtime directory the agent made on disk is emptied once after a
@@ -95,5 +98,51 @@ func TestRootlessStorageConfShared(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(run, ents[0].Name()))
 	if err != nil || !strings.Contains(string(b), `additionalimagestores = ["/srv/images"]`) {
 		t.Fatalf("storage file %q, %v", b, err)
+	}
+}
+
+// Podman is reset only while none of the account's podman processes is
+// live: a live monitor counts, a zombie (the kill of the account's
+// processes leaves them until they are reaped) does not.
+func TestPodmanRunningSkipsZombies(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep(1):", err)
+	}
+	conmon := filepath.Join(t.TempDir(), "conmon")
+	b, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conmon, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	live := exec.Command(conmon, "60")
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { live.Process.Kill(); live.Wait() }()
+	if podmanRunning(os.Getuid()) == 0 {
+		t.Fatal("a live conmon of the account's was not seen")
+	}
+	dead := exec.Command(conmon, "0")
+	if err := dead.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Wait()
+	live.Process.Kill()
+	live.Wait()
+	// dead exits and stays a zombie until its Wait
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", dead.Process.Pid))
+		if strings.Contains(string(st), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no zombie: %s", st)
+		}
+	}
+	if pid := podmanRunning(os.Getuid()); pid == dead.Process.Pid || pid == live.Process.Pid {
+		t.Fatalf("podmanRunning = %d: a zombie or a reaped process counted", pid)
 	}
 }
