@@ -162,13 +162,8 @@ func TestFilesQuotaOnDirectPaths(t *testing.T) {
 	h.do("DELETE", "/v1/jobs/"+j.ID, alice, nil).want(t, http.StatusNoContent)
 	var up api.Upload
 	h.do("POST", "/v1/uploads", alice, map[string]any{"path": "big", "size": 10}).want(t, http.StatusCreated).decode(t, &up)
-	req, _ := http.NewRequest(http.MethodPut, up.Parts[0].URL, strings.NewReader(strings.Repeat("x", 10)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("PUT of the part: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	h.do("POST", "/v1/uploads/"+up.ID+"/complete", alice, map[string]any{"etags": []string{resp.Header.Get("ETag")}}).want(t, http.StatusCreated)
+	etag := putPart(t, up.Parts[0].URL, strings.Repeat("x", 10))
+	h.do("POST", "/v1/uploads/"+up.ID+"/complete", alice, map[string]any{"etags": []string{etag}}).want(t, http.StatusCreated)
 	if n := files(); n != 2 {
 		t.Fatalf("after the job's deletion and a completed upload: %d files, want 2 (o2's URL counted, never used, and big)", n)
 	}
@@ -213,13 +208,7 @@ func TestCompletedUploadHoldsItsRoom(t *testing.T) {
 	alice := h.token("alice", time.Time{}, allScopes...)
 	var up api.Upload
 	h.do("POST", "/v1/uploads", alice, map[string]any{"path": "big", "size": 60}).want(t, http.StatusCreated).decode(t, &up)
-	req, _ := http.NewRequest(http.MethodPut, up.Parts[0].URL, strings.NewReader(strings.Repeat("x", 60)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("PUT of the part: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	etag := resp.Header.Get("ETag")
+	etag := putPart(t, up.Parts[0].URL, strings.Repeat("x", 60))
 	h.do("PUT", "/v1/files/other", alice, strings.Repeat("y", 50)).want(t, http.StatusCreated)
 	r := h.do("POST", "/v1/uploads/"+up.ID+"/complete", alice, map[string]any{"etags": []string{etag}}).want(t, http.StatusConflict)
 	if r.problem.Code != api.CodeQuotaExceeded {

@@ -227,3 +227,45 @@ func (r *response) decode(t *testing.T, v any) {
 		t.Fatalf("decode %s: %v", r.body, err)
 	}
 }
+
+// slowPut starts a PUT of urlPath with tok whose body is first, then,
+// when the returned function is called, rest; size is its length (-1:
+// not said). The answer's status arrives on the channel (0: no answer).
+// Should the test fail first, the body ends at its cleanup, so that the
+// server does not wait for it.
+func (h *harness) slowPut(tok, urlPath, first, rest string, size int64) (finish func(), status <-chan int) {
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("PUT", h.http.URL+urlPath, pr)
+		req.ContentLength = size
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := h.http.Client().Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	pw.Write([]byte(first))
+	finish = sync.OnceFunc(func() { pw.Write([]byte(rest)); pw.Close() })
+	h.t.Cleanup(finish)
+	return finish, done
+}
+
+// putPart sends a part of a multipart upload to its presigned URL and
+// returns the part's ETag.
+func putPart(t *testing.T, url, body string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("PUT of the part: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT of the part: %s", resp.Status)
+	}
+	return resp.Header.Get("ETag")
+}

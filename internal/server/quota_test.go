@@ -300,27 +300,8 @@ func TestQuotaFiles(t *testing.T) {
 func TestWritesOfOnePathTakeTurns(t *testing.T) {
 	h := quotaHarness(t, Quota{Bytes: 1000, Files: 10})
 	alice := h.token("alice", time.Time{}, allScopes...)
-	// slowPut starts a PUT of path whose body ends when the returned
-	// function is called; its answer's status arrives on the channel
 	slowPutAs := func(tok, urlPath, first, rest string) (func(), <-chan int) {
-		pr, pw := io.Pipe()
-		done := make(chan int, 1)
-		go func() {
-			req, _ := http.NewRequest("PUT", h.http.URL+urlPath, pr)
-			req.ContentLength = int64(len(first) + len(rest))
-			req.Header.Set("Authorization", "Bearer "+tok)
-			resp, err := h.http.Client().Do(req)
-			if err != nil {
-				done <- 0
-				return
-			}
-			resp.Body.Close()
-			done <- resp.StatusCode
-		}()
-		pw.Write([]byte(first))
-		finish := sync.OnceFunc(func() { pw.Write([]byte(rest)); pw.Close() })
-		t.Cleanup(finish) // a failure must not leave the server waiting for it
-		return finish, done
+		return h.slowPut(tok, urlPath, first, rest, int64(len(first)+len(rest)))
 	}
 	slowPut := func(path, first, rest string) (func(), <-chan int) {
 		return slowPutAs(alice, "/v1/files/"+path, first, rest)
@@ -481,20 +462,7 @@ func TestConcurrentUploadsKeepTheQuota(t *testing.T) {
 	gb.mu.Lock()
 	gb.arrived, gb.n, gb.all = 0, 2, make(chan struct{})
 	gb.mu.Unlock()
-	pr, pw := io.Pipe()
-	done := make(chan int)
-	go func() {
-		req, _ := http.NewRequest("PUT", h.http.URL+"/v1/files/stream", pr)
-		req.Header.Set("Authorization", "Bearer "+alice)
-		resp, err := h.http.Client().Do(req)
-		if err != nil {
-			done <- 0
-			return
-		}
-		resp.Body.Close()
-		done <- resp.StatusCode
-	}()
-	pw.Write([]byte("12345"))
+	finish, done := h.slowPut(alice, "/v1/files/stream", "12345", "", -1)
 	held := func() int64 {
 		h.srv.holds.mu.Lock()
 		defer h.srv.holds.mu.Unlock()
@@ -506,7 +474,7 @@ func TestConcurrentUploadsKeepTheQuota(t *testing.T) {
 		}
 	}
 	h.do("PUT", "/v1/files/small", alice, "1").want(t, http.StatusConflict)
-	pw.Close()
+	finish()
 	if st := <-done; st != http.StatusCreated {
 		t.Fatalf("the upload of no known size: %d", st)
 	}
