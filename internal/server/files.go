@@ -94,10 +94,9 @@ func (s *Server) putBody(w http.ResponseWriter, r *http.Request, user, key strin
 	if err != nil {
 		return api.FileInfo{}, err
 	}
-	defer settle(keptOld) // a panic: the key and the room are let go
+	defer settle(keptOld) // nothing stored, or a panic: the key and the room are let go
 	a, err := s.bucket.Put(r.Context(), key, body)
 	if err != nil {
-		settle(keptOld)
 		return api.FileInfo{}, err
 	}
 	settle(a.Size)

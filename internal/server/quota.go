@@ -129,9 +129,23 @@ func (s *Server) rateLimit(w http.ResponseWriter, p *auth.Principal) error {
 // counted that is not stored. (Replicas hold apart: uploads through
 // several gateways at once may pass a quota by what they send together.)
 type holds struct {
-	mu    sync.Mutex
-	n     map[string]int64
-	files map[string]int64
+	mu sync.Mutex
+	n  map[string]store.Stored
+}
+
+// add adds d to user's holds (under mu).
+func (h *holds) add(user string, d store.Stored) {
+	if h.n == nil {
+		h.n = map[string]store.Stored{}
+	}
+	n := h.n[user]
+	n.Bytes += d.Bytes
+	n.Files += d.Files
+	if n.Bytes <= 0 && n.Files <= 0 {
+		delete(h.n, user)
+		return
+	}
+	h.n[user] = n
 }
 
 // take holds want more bytes of user's room, or (partial) what is left of
@@ -148,28 +162,24 @@ func (s *Server) take(ctx context.Context, user string, want, limit int64, parti
 	if err != nil {
 		return 0, err
 	}
-	used, held := st.Bytes, s.holds.n[user]
+	used, held := st.Bytes, s.holds.n[user].Bytes
 	n := min(want, limit-used-held)
 	if n < want && (!partial || n <= 0) {
 		return 0, &store.QuotaError{Name: "bytes", Limit: limit, Used: used + held}
 	}
-	if s.holds.n == nil {
-		s.holds.n = map[string]int64{}
-	}
-	s.holds.n[user] += n
+	s.holds.add(user, store.Stored{Bytes: n})
 	return n, nil
 }
 
-// letGo gives back n bytes user's uploads held.
-func (s *Server) letGo(user string, n int64) {
-	if n == 0 {
+// letGo gives back what user's uploads held (take's bytes, takeFile's
+// files).
+func (s *Server) letGo(user string, n store.Stored) {
+	if n == (store.Stored{}) {
 		return
 	}
 	s.holds.mu.Lock()
 	defer s.holds.mu.Unlock()
-	if s.holds.n[user] -= n; s.holds.n[user] <= 0 {
-		delete(s.holds.n, user)
-	}
+	s.holds.add(user, store.Stored{Bytes: -n.Bytes, Files: -n.Files})
 }
 
 // takeFile holds room for one more of user's files within limit (> 0),
@@ -181,23 +191,11 @@ func (s *Server) takeFile(ctx context.Context, user string, limit int64) error {
 	if err != nil {
 		return err
 	}
-	if used := st.Files + s.holds.files[user]; used >= limit {
+	if used := st.Files + s.holds.n[user].Files; used >= limit {
 		return &store.QuotaError{Name: "files", Limit: limit, Used: used}
 	}
-	if s.holds.files == nil {
-		s.holds.files = map[string]int64{}
-	}
-	s.holds.files[user]++
+	s.holds.add(user, store.Stored{Files: 1})
 	return nil
-}
-
-// letGoFile gives back the room for a file takeFile held.
-func (s *Server) letGoFile(user string) {
-	s.holds.mu.Lock()
-	defer s.holds.mu.Unlock()
-	if s.holds.files[user]--; s.holds.files[user] <= 0 {
-		delete(s.holds.files, user)
-	}
 }
 
 // holdStep is how much an upload of no known size takes of its user's
@@ -296,8 +294,8 @@ const (
 // room ends. Other writes of key in this process wait from here until
 // settle, which counts what stands at key in the end (an object's size,
 // keptOld or removed) and lets the holds go. Only its first call counts:
-// a caller defers settle(keptOld) at once, should it panic, and then
-// settles what it stored.
+// a caller defers settle(keptOld) at once (for every way out that stores
+// nothing, a panic too) and settles what it stored.
 func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader, size int64) (io.Reader, func(stored int64), error) {
 	unlock, err := s.writing.lock(ctx, key)
 	if err != nil {
@@ -333,10 +331,11 @@ func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader,
 		case stored == removed:
 			s.countStored(ctx, user, store.Stored{Bytes: -before.Bytes, Files: -before.Files})
 		}
-		s.letGo(user, held)
+		release := store.Stored{Bytes: held}
 		if newFile {
-			s.letGoFile(user)
+			release.Files = 1
 		}
+		s.letGo(user, release)
 		unlock()
 	}
 	limit := q.Bytes

@@ -466,7 +466,7 @@ func TestConcurrentUploadsKeepTheQuota(t *testing.T) {
 	held := func() int64 {
 		h.srv.holds.mu.Lock()
 		defer h.srv.holds.mu.Unlock()
-		return h.srv.holds.n["alice"]
+		return h.srv.holds.n["alice"].Bytes
 	}
 	for deadline := time.Now().Add(10 * time.Second); held() != 10; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

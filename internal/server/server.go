@@ -434,17 +434,30 @@ func (c *countingReader) Read(p []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// credentials are what r authenticates with: the Authorization header's
+// scheme and secret, or without that header a web session's cookie
+// (sessions.go; cookie is then true). RFC 6750 (and RFC 9110 §11.1): the
+// scheme name is case-insensitive, which the caller checks. ok is false
+// when there are none.
+func credentials(r *http.Request) (scheme, secret string, cookie, ok bool) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, secret, ok = strings.Cut(h, " ")
+		return scheme, strings.TrimSpace(secret), false, ok
+	}
+	if secret = sessionSecret(r); secret != "" {
+		return "Bearer", strings.TrimSpace(secret), true, true
+	}
+	return "", "", false, false
+}
+
 // stillAuthorized tells whether the credentials r came with still hold:
 // a long answer (an event stream, a followed log) asks it as it goes, so
 // that a token revoked, a session signed out or a user disabled ends it
 // (within the authenticator's cache time on other replicas). A failure
 // to look (the database away a moment) is no reason to end it.
 func (s *Server) stillAuthorized(r *http.Request) bool {
-	secret := sessionSecret(r)
-	if h := r.Header.Get("Authorization"); h != "" {
-		_, secret, _ = strings.Cut(h, " ")
-	}
-	p, err := s.auth.Authenticate(r.Context(), strings.TrimSpace(secret))
+	_, secret, _, _ := credentials(r)
+	p, err := s.auth.Authenticate(r.Context(), secret)
 	if errors.Is(err, auth.ErrUnauthenticated) || errors.Is(err, auth.ErrUserDisabled) {
 		return false
 	}
@@ -460,22 +473,17 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*a
 	if rt.public {
 		return nil, nil
 	}
-	// RFC 6750 (and RFC 9110 §11.1): the scheme name is case-insensitive.
-	// Without an Authorization header, a web session's cookie (sessions.go).
-	scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if r.Header.Get("Authorization") == "" {
-		if secret = sessionSecret(r); secret != "" {
-			if err := checkCookieRequest(r, rt); err != nil {
-				return nil, err
-			}
-			scheme, ok = "Bearer", true
+	scheme, secret, cookie, ok := credentials(r)
+	if cookie {
+		if err := checkCookieRequest(r, rt); err != nil {
+			return nil, err
 		}
 	}
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="hpcgate"`)
 		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "send a token: Authorization: Bearer TOKEN")
 	}
-	p, err := s.auth.Authenticate(r.Context(), strings.TrimSpace(secret))
+	p, err := s.auth.Authenticate(r.Context(), secret)
 	if err != nil {
 		return nil, err
 	}

@@ -141,10 +141,9 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err // the upload stays: it may be completed again
 	}
-	defer settle(keptOld) // a panic: the key and the room are let go
+	defer settle(keptOld) // nothing stored, or a panic: the key and the room are let go
 	a, err := sg.CompleteMultipart(r.Context(), key, storeID, req.ETags)
 	if err != nil {
-		settle(keptOld)
 		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidKey) {
 			return err
 		}
@@ -173,13 +172,13 @@ func (s *Server) uploadFits(ctx context.Context, user string, size, old int64, e
 		if err := s.takeFile(ctx, user, q.Files); err != nil {
 			return err
 		}
-		s.letGoFile(user)
+		s.letGo(user, store.Stored{Files: 1})
 	}
 	if q.Bytes <= 0 {
 		return nil
 	}
 	n, err := s.take(ctx, user, max(size-old, 0), q.Bytes, false)
-	s.letGo(user, n)
+	s.letGo(user, store.Stored{Bytes: n})
 	return err
 }
 
