@@ -345,6 +345,8 @@ func TestThirdProbeAnswers(t *testing.T) {
 		{map[string]any{"template": "hello", "after": map[string]any{}}, "after: must be an array, not object"},
 		{map[string]any{"template": "hello", "labels": []string{"x"}}, "labels: must be an object, not array"},
 		{map[string]any{"template": "hello", "hold": "yes"}, "hold: must be true or false, not string"},
+		{map[string]any{"template": "hello", "after": []any{map[string]any{"job": "a"}, map[string]any{"job": 5}}}, "after[1].job: must be a string, not number"},
+		{map[string]any{"template": "hello", "inputs": map[string]any{"text": []string{"a"}}}, "inputs.text: must be a string, not array"},
 	} {
 		r := h.do("POST", "/v1/jobs", tok, c.body).want(t, http.StatusUnprocessableEntity)
 		if r.problem.Detail != c.want {

@@ -10,13 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/hpcgate/hpcgate/internal/account"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/account"
 	"github.com/hpcgate/hpcgate/internal/auth"
 	"github.com/hpcgate/hpcgate/internal/blob"
 	"github.com/hpcgate/hpcgate/internal/catalog"
@@ -728,7 +727,7 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, stric
 		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return fieldError(te.Field, "must be %s, not %s", jsonKind(te.Type), te.Value)
+			return fieldError(typeErrorField(body, te), "must be %s, not %s", jsonKind(te.Type), te.Value)
 		}
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
@@ -740,102 +739,6 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, stric
 		return errorf(http.StatusBadRequest, api.CodeBadRequest, "the body holds more than one JSON value")
 	}
 	return nil
-}
-
-// jsonKind names what JSON a Go type takes, in a client's terms: never
-// the Go type's own name (which says how the server is written).
-func jsonKind(t reflect.Type) string {
-	if t == reflect.TypeFor[json.RawMessage]() {
-		return "a JSON value"
-	}
-	switch t.Kind() {
-	case reflect.Pointer:
-		return jsonKind(t.Elem())
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	case reflect.Map, reflect.Struct:
-		return "an object"
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "a whole number"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	}
-	return "another JSON value"
-}
-
-// invalidUTF8Field returns the path (a.b[2].c) of the first key or string
-// in a JSON document whose raw text is not UTF-8, or "" if there is none or
-// the document is not JSON.
-func invalidUTF8Field(doc []byte) string {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	type level struct {
-		object bool
-		key    string // in an object: the current key
-		index  int    // in an array: the next element's index
-		inKey  bool   // in an object: the next string is a key
-	}
-	var stack []level
-	path := func() string {
-		var b strings.Builder
-		for _, l := range stack {
-			if l.object {
-				if b.Len() > 0 {
-					b.WriteByte('.')
-				}
-				b.WriteString(l.key)
-			} else {
-				fmt.Fprintf(&b, "[%d]", l.index-1)
-			}
-		}
-		return b.String()
-	}
-	prev := int64(0)
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return ""
-		}
-		raw := doc[prev:dec.InputOffset()]
-		prev = dec.InputOffset()
-		var top *level
-		if len(stack) > 0 {
-			top = &stack[len(stack)-1]
-		}
-		isKey := top != nil && top.object && top.inKey
-		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
-			stack = stack[:len(stack)-1]
-			if len(stack) > 0 && stack[len(stack)-1].object {
-				stack[len(stack)-1].inKey = true
-			}
-			continue
-		}
-		if !isKey && top != nil && !top.object {
-			top.index++
-		}
-		if !utf8.Valid(raw) {
-			if isKey {
-				top.key = tok.(string) // with U+FFFD for the bad bytes
-			}
-			return path()
-		}
-		switch {
-		case isKey:
-			top.key, top.inKey = tok.(string), false
-		case tok == json.Delim('{'):
-			stack = append(stack, level{object: true, inKey: true})
-		case tok == json.Delim('['):
-			stack = append(stack, level{})
-		default:
-			if top != nil && top.object {
-				top.inKey = true
-			}
-		}
-	}
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) error {

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -127,6 +129,62 @@ func TestInvalidUTF8Field(t *testing.T) {
 	for doc, want := range tests {
 		if got := invalidUTF8Field([]byte(doc)); got != want {
 			t.Errorf("invalidUTF8Field(%q) = %q, want %q", doc, got, want)
+		}
+	}
+}
+
+// A type error is named by its whole path, array indexes and map keys
+// included, which Go's decoder leaves out (it would say executors.env and
+// inputs); where the path cannot be found, Go's field name stands.
+func TestTypeErrorField(t *testing.T) {
+	type exec struct {
+		Command []string          `json:"command"`
+		Env     map[string]string `json:"env"`
+	}
+	type body struct {
+		Name   string            `json:"name"`
+		Execs  []exec            `json:"executors"`
+		Inputs map[string]string `json:"inputs"`
+		Grid   [][]int           `json:"grid"`
+		Sub    *struct {
+			N int `json:"n"`
+		} `json:"sub"`
+	}
+	tests := map[string]string{
+		`{"name": 5}`:       "name",
+		`{"executors": {}}`: "executors",
+		`{"executors": [{"command": ["a"]}, {"command": "a b"}]}`:           "executors[1].command",
+		`{"executors": [{"env": {"A": "1"}}, {"env": {"A": "1", "B": 2}}]}`: "executors[1].env.B",
+		`{"executors": [{"command": ["a", 2]}]}`:                            "executors[0].command[1]",
+		`{"executors": [{"env": []}]}`:                                      "executors[0].env",
+		`{"inputs": {"x": "a", "y": {"z": 1}}}`:                             "inputs.y",
+		`{"grid": [[1], [2, "3"]]}`:                                         "grid[1][1]",
+		`{"grid": [[1], {}]}`:                                               "grid[1]",
+		"{\"sub\":\n  {\"n\": true}}":                                       "sub.n",
+		`  {"name": "ok", "sub": {"n": 1.5}}`:                               "sub.n",
+		`[1]`:                                                               "",
+	}
+	for doc, want := range tests {
+		var v body
+		err := json.Unmarshal([]byte(doc), &v)
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) {
+			t.Fatalf("%s: no type error: %v", doc, err)
+		}
+		if got := typeErrorField([]byte(doc), te); got != want {
+			t.Errorf("%s: %q, want %q (Go says %q)", doc, got, want, te.Field)
+		}
+	}
+	// an offset that is not a value's end, or a path that is not the
+	// field's, leaves Go's name
+	doc := []byte(`{"executors": [{"command": ["a", 2]}]}`)
+	for _, te := range []*json.UnmarshalTypeError{
+		{Value: "number", Field: "executors.command", Offset: 3},
+		{Value: "number", Field: "name", Offset: int64(bytes.Index(doc, []byte("2")) + 1)},
+		{Value: "object", Field: "executors.command", Offset: int64(bytes.Index(doc, []byte("2")) + 1)},
+	} {
+		if got := typeErrorField(doc, te); got != te.Field {
+			t.Errorf("%+v: %q, want Go's %q", te, got, te.Field)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"sort"
@@ -54,7 +53,7 @@ func expandVariants(raw json.RawMessage) ([]variant, error) {
 	if raw[0] == '[' {
 		var list []map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &list); err != nil {
-			return nil, fieldError("variants", "must be a list of parameter objects")
+			return nil, variantsError(raw, err, "must be a list of parameter objects")
 		}
 		if err := countOK(len(list)); err != nil {
 			return nil, err
@@ -81,7 +80,7 @@ func expandVariants(raw json.RawMessage) ([]variant, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&spec); err != nil {
-		return nil, fieldError("variants", "must be a list of parameter objects, or {\"mode\": ..., \"parameters\": {NAME: [VALUES]}}: %v", jsonProblem(err))
+		return nil, variantsError(raw, err, "must be a list of parameter objects, or {\"mode\": ..., \"parameters\": {NAME: [VALUES]}}")
 	}
 	if len(spec.Parameters) == 0 {
 		return nil, fieldError("variants.parameters", "names no parameter to vary")
@@ -163,18 +162,27 @@ func countOK(n int) error {
 	return nil
 }
 
-// jsonProblem is a decoding error's message, which names no server
-// internals.
-func jsonProblem(err error) string {
-	var se *json.SyntaxError
+// variantsError is a field error for a sweep's variants, raw, that did
+// not decode: a value of the wrong kind is named by its path (variants[2],
+// variants.parameters.n); anything else gets what, in general terms, and
+// why, in words that name no server internals.
+func variantsError(raw []byte, err error, what string) error {
 	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
 	switch {
-	case errors.As(err, &se):
-		return "malformed JSON"
 	case errors.As(err, &te):
-		return fmt.Sprintf("%s must be %s", te.Field, jsonKind(te.Type))
+		field := "variants"
+		if p := typeErrorField(raw, te); p != "" {
+			if p[0] != '[' {
+				field += "."
+			}
+			field += p
+		}
+		return fieldError(field, "must be %s, not %s", jsonKind(te.Type), te.Value)
+	case errors.As(err, &se):
+		return fieldError("variants", "%s: malformed JSON", what)
 	}
-	return strings.TrimPrefix(err.Error(), "json: ")
+	return fieldError("variants", "%s: %s", what, strings.TrimPrefix(err.Error(), "json: "))
 }
 
 // sweepBytes is about what the jobs of a sweep of req carry together:

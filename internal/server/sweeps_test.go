@@ -66,6 +66,9 @@ func TestExpandVariants(t *testing.T) {
 		{`{"parameters": {"a": []}}`, "variants.parameters.a"},
 		{`{"parameters": {}}`, "variants.parameters"},
 		{`{"parameters": {"a": [1]}, "extra": 1}`, "variants"},
+		{`[{"a": 1}, 3]`, "variants[1]"},
+		{`{"parameters": {"a": [1], "b": 2}}`, "variants.parameters.b"},
+		{`{"mode": 1, "parameters": {"a": [1]}}`, "variants.mode"},
 		{fmt.Sprintf(`{"parameters": {"a": [%s], "b": [%s]}}`, nums(101), nums(100)), "variants"},
 	} {
 		_, err := expandVariants(json.RawMessage(bad.body))
