@@ -507,6 +507,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return nil
 	})
 	grp.Go(disp.Run)
+	grp.Go(func(ctx context.Context) error { return g.sweepLeftovers(ctx, leftoverGrace, 10*time.Minute) })
 	if r := *g.cfg.Retention.Jobs; r > 0 {
 		grp.Go(func(ctx context.Context) error { return g.purge(ctx, r, min(r/10, time.Hour)) })
 	}

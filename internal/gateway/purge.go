@@ -3,9 +3,11 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/server"
 	"github.com/hpcgate/hpcgate/internal/store"
 )
 
@@ -44,22 +46,82 @@ func (g *Gateway) purgeOnce(ctx context.Context, before time.Time) (int, error) 
 			// its outputs and the files it stored in its space
 			gone, err := deletePrefix(ctx, g.bucket, "jobs/"+p.ID+"/")
 			if err != nil {
-				// The job's row is gone: say which outputs are left.
+				// The job's row is gone: the sweep of leftovers tries again.
 				g.log.Error("outputs of a purged job not deleted", "job_id", p.ID, "err", err)
 			}
-			// what was deleted no longer counts against its owner's quota
-			if gone == (store.Stored{}) {
-				continue
-			}
-			if _, err := g.store.AddStored(ctx, p.Owner, store.Stored{Bytes: -gone.Bytes, Files: -gone.Files}, store.Stored{}); err != nil {
-				g.log.Error("stored bytes and files of a purged job's owner not counted down", "job_id", p.ID, "user", p.Owner, "bytes", gone.Bytes, "files", gone.Files, "err", err)
-			}
+			g.countOff(ctx, p, gone)
 		}
 		n += len(ids)
 		if len(ids) > 0 {
 			g.log.Info("purged finished jobs", "count", len(ids), "finished_before", before)
 		}
 		if len(ids) < purgeBatch {
+			return n, nil
+		}
+	}
+}
+
+// countOff counts what was deleted of removed job p's objects off its
+// owner's stored bytes and files.
+func (g *Gateway) countOff(ctx context.Context, p store.PurgedJob, gone store.Stored) {
+	if gone == (store.Stored{}) {
+		return
+	}
+	if _, err := g.store.AddStored(ctx, p.Owner, store.Stored{Bytes: -gone.Bytes, Files: -gone.Files}, store.Stored{}); err != nil {
+		g.log.Error("stored bytes and files of a removed job's owner not counted down", "job_id", p.ID, "user", p.Owner, "bytes", gone.Bytes, "files", gone.Files, "err", err)
+	}
+}
+
+// leftoverGrace is how long after a job's removal what it left in the
+// bucket is swept: past the life of any output URL handed out before it
+// went, so that nothing lands after the sweep.
+const leftoverGrace = server.OutputURLTTL + 5*time.Minute
+
+// sweepLeftovers deletes what jobs removed more than grace ago left in
+// the bucket, every interval until ctx ends.
+func (g *Gateway) sweepLeftovers(ctx context.Context, grace, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := g.sweepOnce(ctx, time.Now().Add(-grace)); err != nil && ctx.Err() == nil {
+			g.log.Error("sweep of what removed jobs left", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// sweepOnce deletes the objects of every job removed before before (an
+// output that landed after its job's deletion or purge had listed them,
+// or what a crash or a failing bucket left), counts them off their
+// owners' stored bytes and files, and forgets those jobs. It stops at the
+// first failure (the next sweep tries again) and returns how many jobs it
+// swept.
+func (g *Gateway) sweepOnce(ctx context.Context, before time.Time) (int, error) {
+	n := 0
+	for {
+		ps, err := g.store.TakeLeftovers(ctx, before, purgeBatch)
+		if err != nil {
+			return n, err
+		}
+		for _, p := range ps {
+			gone, err := deletePrefix(ctx, g.bucket, "jobs/"+p.ID+"/")
+			g.countOff(ctx, p, gone)
+			if err != nil {
+				return n, fmt.Errorf("objects of removed job %s: %w", p.ID, err)
+			}
+			if gone != (store.Stored{}) {
+				g.log.Info("deleted what a removed job left", "job_id", p.ID, "user", p.Owner, "files", gone.Files, "bytes", gone.Bytes)
+			}
+			if err := g.store.DropLeftover(ctx, p.ID); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if len(ps) < purgeBatch {
 			return n, nil
 		}
 	}

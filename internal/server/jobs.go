@@ -514,7 +514,9 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// then its outputs and the files it stored in its space, counted as
-	// they go; what cannot be deleted is logged (the job is gone)
+	// they go; what cannot be deleted now, or lands later through an
+	// output URL handed out before, the gateway's sweep of leftovers
+	// deletes (the store recorded the job with its deletion)
 	ctx := context.WithoutCancel(r.Context())
 	var objs []blob.Attrs
 	err = s.bucket.List(ctx, "jobs/"+j.ID+"/", "", func(a blob.Attrs) error {

@@ -24,7 +24,11 @@ import (
 const (
 	// UploadTTL is how long a multipart upload's part URLs work; the
 	// gateway aborts the uploads left unfinished after it.
-	UploadTTL     = 6 * time.Hour
+	UploadTTL = 6 * time.Hour
+	// OutputURLTTL is how long an output's presigned PUT works: for that
+	// long after a job is removed, an output may still land under it
+	// (store.Leftovers).
+	OutputURLTTL  = time.Hour
 	downloadTTL   = 15 * time.Minute
 	minPartSize   = 16 << 20
 	maxParts      = 10000
@@ -268,10 +272,9 @@ func (s *Server) agentOutputURL(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.store.AddStored(r.Context(), j.Owner, add, store.Stored{Bytes: q.Bytes, Files: q.Files}); err != nil {
 		return err
 	}
-	ttl := time.Hour
-	u, err := sg.SignPut(r.Context(), outputsPrefix(j.ID)+req.Path, req.Size, ttl)
+	u, err := sg.SignPut(r.Context(), outputsPrefix(j.ID)+req.Path, req.Size, OutputURLTTL)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, api.SignedURL{URL: u, ExpiresAt: time.Now().Add(ttl).UTC()})
+	return writeJSON(w, http.StatusOK, api.SignedURL{URL: u, ExpiresAt: time.Now().Add(OutputURLTTL).UTC()})
 }

@@ -78,16 +78,29 @@ type Store interface {
 	// on the copy and on variables it sets anew each time.
 	UpdateJob(ctx context.Context, id string, fn func(*job.Job) error) (*job.Job, error)
 
-	// DeleteJob removes the job with its events, logs and tokens; an error
-	// wrapping ErrNotFound if there is no such job.
+	// DeleteJob removes the job with its events, logs and tokens, and
+	// records it among the leftovers; an error wrapping ErrNotFound if
+	// there is no such job.
 	DeleteJob(ctx context.Context, id string) error
 
 	// PurgeFinished removes up to limit jobs in a terminal state that
 	// finished before before, oldest first, with their events, logs and
 	// tokens, and returns which (so that the caller removes what they
 	// left elsewhere, like their outputs, and counts them off their
-	// owner's stored bytes).
+	// owner's stored bytes); it records them among the leftovers too.
 	PurgeFinished(ctx context.Context, before time.Time, limit int) ([]PurgedJob, error)
+	// TakeLeftovers returns up to limit of the jobs DeleteJob and
+	// PurgeFinished removed before before, oldest first, and takes them:
+	// they are returned again only once as long has passed since, as a
+	// sweep's claim that ran out. Removed jobs' objects may outlive them
+	// (an output's presigned URL handed out before the job went works
+	// until it expires, and a crash may come between the job's row and
+	// its objects): a sweep deletes what is left, then drops the job with
+	// DropLeftover. Of several sweeps at once (replicas), each job goes
+	// to one.
+	TakeLeftovers(ctx context.Context, before time.Time, limit int) ([]PurgedJob, error)
+	// DropLeftover forgets a removed job whose objects are all gone.
+	DropLeftover(ctx context.Context, id string) error
 
 	// Events returns the job's events in the order they happened.
 	Events(ctx context.Context, id string) ([]job.Event, error)
@@ -307,7 +320,7 @@ type Token struct {
 	ExpiresAt time.Time // zero: never
 }
 
-// PurgedJob is a job PurgeFinished removed.
+// PurgedJob is a job PurgeFinished or DeleteJob removed.
 type PurgedJob struct {
 	ID, Owner string
 }

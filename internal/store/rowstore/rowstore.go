@@ -242,6 +242,9 @@ func (s *Store) DeleteJob(ctx context.Context, id string) error {
 		if err := tx.DeleteJob(ctx, id); err != nil {
 			return err
 		}
+		if err := tx.PutLeftover(ctx, store.PurgedJob{ID: id, Owner: r.Owner}, s.now()); err != nil {
+			return err
+		}
 		if j := r.Job(); !j.State.Terminal() {
 			return countEnd(ctx, tx, j, false)
 		}
@@ -266,10 +269,14 @@ func (s *Store) PurgeFinished(ctx context.Context, before time.Time, limit int) 
 			if err != nil {
 				return err
 			}
+			p := store.PurgedJob{ID: id, Owner: r.Owner}
 			if err := tx.DeleteJob(ctx, id); err != nil {
 				return err
 			}
-			purged = append(purged, store.PurgedJob{ID: id, Owner: r.Owner})
+			if err := tx.PutLeftover(ctx, p, s.now()); err != nil {
+				return err
+			}
+			purged = append(purged, p)
 		}
 		return nil
 	})
@@ -277,6 +284,39 @@ func (s *Store) PurgeFinished(ctx context.Context, before time.Time, limit int) 
 		return nil, err
 	}
 	return purged, nil
+}
+
+// TakeLeftovers implements store.Store: the jobs taken get the time of
+// now, so that they are due again a sweep's grace later.
+func (s *Store) TakeLeftovers(ctx context.Context, before time.Time, limit int) ([]store.PurgedJob, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []store.PurgedJob
+	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		var err error
+		if out, err = tx.LeftoversForUpdate(ctx, before, limit); err != nil {
+			return err
+		}
+		now := s.now()
+		for _, p := range out {
+			if err := tx.PutLeftover(ctx, p, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DropLeftover implements store.Store.
+func (s *Store) DropLeftover(ctx context.Context, id string) error {
+	return s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		return tx.DeleteLeftover(ctx, id)
+	})
 }
 
 // Events implements store.Store.

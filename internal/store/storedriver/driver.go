@@ -107,6 +107,15 @@ type Tx interface {
 	// FinishedBefore returns the ids of up to limit jobs in a terminal
 	// state that finished before t, oldest first.
 	FinishedBefore(ctx context.Context, t time.Time, limit int) ([]string, error)
+	// PutLeftover records a removed job with a time: when it was removed,
+	// or last taken by a sweep.
+	PutLeftover(ctx context.Context, p store.PurgedJob, at time.Time) error
+	// LeftoversForUpdate returns up to limit removed jobs whose time is
+	// before before, oldest first. Other transactions' LeftoversForUpdate
+	// do not return them until this one ends.
+	LeftoversForUpdate(ctx context.Context, before time.Time, limit int) ([]store.PurgedJob, error)
+	// DeleteLeftover forgets a removed job (recorded or not).
+	DeleteLeftover(ctx context.Context, id string) error
 	// LogSize returns the size of the stream: where its last chunk ends.
 	// Other transactions' appends to the same stream wait until this one
 	// ends.

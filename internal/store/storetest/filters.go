@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -305,4 +306,58 @@ func testPurgeFinished(t *testing.T, s store.Store) {
 	if got, err := s.PurgeFinished(ctx, time.Now(), 10); err != nil || fmt.Sprint(got) != fmt.Sprint(ended[3:]) {
 		t.Fatalf("PurgeFinished(now) = %v, %v; want %v (never the pending job)", got, err, ended[3:])
 	}
+}
+
+// Jobs that DeleteJob and PurgeFinished remove are recorded, with their
+// owners, until DropLeftover, so that what a removed job left in the
+// bucket is swept later. A job taken is not taken again until its claim
+// runs out; jobs that are there are never taken.
+func testLeftovers(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	start := time.Now()
+	mk := func(owner string, ended time.Time) string {
+		j := newJob(owner)
+		if _, err := s.CreateJob(ctx, j, nil); err != nil {
+			t.Fatal(err)
+		}
+		if !ended.IsZero() {
+			if _, err := s.UpdateJob(ctx, j.ID, func(j *job.Job) error { return j.SetState(job.Canceled, "done", ended) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return j.ID
+	}
+	deleted, purged, kept := mk("alice", time.Time{}), mk("bob", start.Add(-time.Hour)), mk("alice", start)
+	take := func(before time.Time, limit int, want ...store.PurgedJob) {
+		t.Helper()
+		if got, err := s.TakeLeftovers(ctx, before, limit); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("TakeLeftovers(%v, %d) = %+v, %v; want %+v", before.Sub(start), limit, got, err, want)
+		}
+	}
+	take(time.Now().Add(time.Hour), 10) // none removed yet
+	if err := s.DeleteJob(ctx, deleted); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond) // removed in this order
+	if p, err := s.PurgeFinished(ctx, start.Add(-time.Minute), 10); err != nil || len(p) != 1 || p[0].ID != purged {
+		t.Fatalf("PurgeFinished = %v, %v; want %s", p, err, purged)
+	}
+	removed := time.Now()
+	if _, err := s.GetJob(ctx, kept); err != nil {
+		t.Fatalf("the job kept: %v", err)
+	}
+	d, p := store.PurgedJob{ID: deleted, Owner: "alice"}, store.PurgedJob{ID: purged, Owner: "bob"}
+	take(start.Add(-time.Second), 10) // removed after that
+	take(removed, 1, d)               // the oldest first
+	take(removed, 10, p)              // d is taken
+	take(removed, 10)                 // both are
+	time.Sleep(2 * time.Millisecond)
+	take(time.Now(), 10, d, p) // their claims ran out, the oldest first
+	if err := s.DropLeftover(ctx, deleted); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropLeftover(ctx, deleted); err != nil {
+		t.Fatalf("dropping again: %v", err)
+	}
+	take(time.Now().Add(time.Second), 10, p)
 }

@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"InEngine", testInEngine},
 		{"LabelsFollowUpdates", testLabelsFollowUpdates},
 		{"PurgeFinished", testPurgeFinished},
+		{"Leftovers", testLeftovers},
 		{"UsageCounts", testUsageCounts},
 		{"Quotas", testQuotas},
 		{"Stored", testStored},
