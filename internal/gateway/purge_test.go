@@ -3,11 +3,9 @@ package gateway
 import (
 	"context"
 	"errors"
+	"github.com/hpcgate/hpcgate/internal/testenv"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,19 +120,9 @@ func TestRunPurgesExpiredTokens(t *testing.T) {
 // such URL has expired, deletes what removed jobs left and counts it
 // off. Here on S3, with a real presigned PUT.
 func TestSweepDeletesWhatRemovedJobsLeft(t *testing.T) {
-	raw := os.Getenv("HPCGATE_TEST_S3")
-	if raw == "" {
-		t.Skip("HPCGATE_TEST_S3 not set: run scripts/setup-s3.sh and set it to the URL it prints (scripts/test.sh does both)")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path += "/sweep-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	if os.Getenv("AWS_ACCESS_KEY_ID") == "" {
-		t.Setenv("AWS_ACCESS_KEY_ID", "hpcgate")
-		t.Setenv("AWS_SECRET_ACCESS_KEY", "hpcgate-secret")
-	}
+	u, key, secret := testenv.S3(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", key)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
 	ctx := context.Background()
 	cfg := testConfig(t, "")
 	cfg.Objects = u.String()

@@ -3,9 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"github.com/hpcgate/hpcgate/internal/testenv"
 	"net/http"
-	"net/url"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -92,19 +91,7 @@ func TestAgentReportAfterTheEnd(t *testing.T) {
 // presigns URLs does.
 func s3Harness(t *testing.T, opts *Options) *harness {
 	t.Helper()
-	raw := os.Getenv("HPCGATE_TEST_S3")
-	if raw == "" {
-		t.Skip("HPCGATE_TEST_S3 not set: run scripts/setup-s3.sh and set it to the URL it prints (scripts/test.sh does both)")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/test-" + strings.ToLower(newJobID())
-	key, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
-	if key == "" {
-		key, secret = "hpcgate", "hpcgate-secret"
-	}
+	u, key, secret := testenv.S3(t)
 	b, err := s3blob.Open(u.String(), key, secret)
 	if err != nil {
 		t.Fatal(err)

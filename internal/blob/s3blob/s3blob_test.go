@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
+	"github.com/hpcgate/hpcgate/internal/testenv"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,24 +20,14 @@ import (
 // objects URL, as scripts/setup-s3.sh prints) under a fresh prefix.
 func testBucket(t *testing.T, partSize int64) *Bucket {
 	t.Helper()
-	u := os.Getenv("HPCGATE_TEST_S3")
-	if u == "" {
-		t.Skip("HPCGATE_TEST_S3 not set: run scripts/setup-s3.sh and set it to the URL it prints (scripts/test.sh does both)")
-	}
-	key, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
-	if key == "" {
-		key, secret = "hpcgate", "hpcgate-secret"
-	}
-	b, err := Open(u, key, secret)
+	u, key, secret := testenv.S3(t)
+	b, err := Open(u.String(), key, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := b.CreateBucket(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var p [6]byte
-	rand.Read(p[:])
-	b.opts.Prefix = "test-" + hex.EncodeToString(p[:]) + "/"
 	if partSize > 0 {
 		b.opts.PartSize = partSize
 	}
