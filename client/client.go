@@ -199,10 +199,17 @@ func (c *Client) url(path string, q url.Values) string {
 	return u.String()
 }
 
-// pathEscape escapes each segment of a slash-separated path.
+// pathEscape escapes each segment of a slash-separated path, and the dots
+// of a . or .. segment too: sent bare, they would be resolved on the way
+// and name another route (files/../jobs/ID is jobs/ID); escaped, they
+// reach the server as the path's own, which refuses them.
 func pathEscape(p string) string {
 	segs := strings.Split(p, "/")
 	for i, s := range segs {
+		if s == "." || s == ".." {
+			segs[i] = strings.Repeat("%2E", len(s))
+			continue
+		}
 		segs[i] = url.PathEscape(s)
 	}
 	return strings.Join(segs, "/")

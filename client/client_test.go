@@ -95,6 +95,16 @@ func TestRequestShape(t *testing.T) {
 	if want := "HEAD /v1/files/dir/a%20b%23c.txt? Bearer hpcg_secret "; got.Load() != want {
 		t.Fatalf("request %q, want %q", got.Load(), want)
 	}
+	// . and .. segments go escaped, as the path's own: sent bare they
+	// would name another route (files/../jobs/x is jobs/x)
+	c.DeleteFile(ctx, "../jobs/x")
+	if want := "DELETE /v1/files/%2E%2E/jobs/x? Bearer hpcg_secret "; got.Load() != want {
+		t.Fatalf("request %q, want %q", got.Load(), want)
+	}
+	c.StatFile(ctx, "a/./b/..")
+	if want := "HEAD /v1/files/a/%2E/b/%2E%2E? Bearer hpcg_secret "; got.Load() != want {
+		t.Fatalf("request %q, want %q", got.Load(), want)
+	}
 }
 
 func TestPaging(t *testing.T) {

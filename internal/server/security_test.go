@@ -354,3 +354,36 @@ func TestThirdProbeAnswers(t *testing.T) {
 		}
 	}
 }
+
+// A path with . or .. segments was redirected (307) to its clean form by
+// Go's router, which is another route: the CLI's "rm ../jobs/ID"
+// followed it and deleted the job, "rm ../tokens/ID" revoked a token.
+// Such a path is refused, and nothing changes; escaped dots reach the
+// files' own check, which names the field.
+func TestDotSegmentsAreRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("alice", time.Time{}, userScopes...)
+	var j api.Job
+	h.do("POST", "/v1/jobs", tok, map[string]any{"template": "hello", "parameters": map[string]any{"name": "a"}, "hold": true}).want(t, http.StatusCreated).decode(t, &j)
+	h.do("PUT", "/v1/files/keep.txt", tok, "x").want(t, http.StatusCreated)
+	for _, c := range []struct{ method, path string }{
+		{"DELETE", "/v1/files/../jobs/" + j.ID},
+		{"GET", "/v1/files/../me"},
+		{"DELETE", "/v1/files/./keep.txt"},
+		{"PUT", "/v1/files/a//b"},
+		{"PUT", "/v1/files/a/./b"},
+		{"GET", "/v1/jobs/" + j.ID + "/outputs/../../../files/keep.txt"},
+	} {
+		r := h.do(c.method, c.path, tok, nil).want(t, http.StatusBadRequest)
+		if !strings.Contains(r.problem.Detail, "segments") {
+			t.Errorf("%s %s: %s", c.method, c.path, r.body)
+		}
+	}
+	h.do("GET", "/v1/jobs/"+j.ID, tok, nil).want(t, http.StatusOK)
+	h.do("GET", "/v1/files/keep.txt", tok, nil).want(t, http.StatusOK)
+	r := h.do("DELETE", "/v1/files/%2E%2E/jobs/"+j.ID, tok, nil).want(t, http.StatusBadRequest)
+	if r.field("path") == "" {
+		t.Errorf("escaped dots: %s", r.body)
+	}
+	h.do("GET", "/v1/jobs/"+j.ID, tok, nil).want(t, http.StatusOK)
+}

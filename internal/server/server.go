@@ -15,6 +15,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -313,8 +314,30 @@ func withSuffix(pattern string, h func(http.ResponseWriter, *http.Request) error
 	}
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. A path with ., .. or empty segments
+// is refused: http.ServeMux would redirect it to its clean form, which is
+// another route (a client that sent DELETE /v1/files/../jobs/ID would
+// follow that to delete the job).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && p != cleanPath(p) {
+		s.writeError(w, r, errorf(http.StatusBadRequest, api.CodeBadRequest, "the URL path %q has ., .. or empty segments: send it in its clean form (and a file's path must have none)", p))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// cleanPath is p as http.ServeMux cleans it: no ., .. or empty segments,
+// rooted, its trailing slash kept.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	np := path.Clean("/" + p)
+	if strings.HasSuffix(p, "/") && np != "/" {
+		np += "/"
+	}
+	return np
+}
 
 type ctxKey int
 
