@@ -359,7 +359,7 @@ func (a *agent) environ(spec *api.Spec) []string {
 		env = append(env, k+"="+spec.Env[k])
 	}
 	env = append(env, "HPCGATE_WORKDIR="+a.dir)
-	env = append(env, "PATH="+filepath.Dir(selfPath())+string(os.PathListSeparator)+os.Getenv("PATH"))
+	env = append(env, "PATH="+a.binDir()+string(os.PathListSeparator)+os.Getenv("PATH"))
 	// where the job runs, engine-neutral (see allocation.environ)
 	alloc, err := allocationOf(os.Getenv, spec.Resources)
 	if err != nil {
@@ -371,6 +371,28 @@ func (a *agent) environ(spec *api.Spec) []string {
 		a.log.Warn("no host file for the job", "job_id", a.id, "err", err)
 	}
 	return append(env, vars...)
+}
+
+// binDir is a directory where "hpcgate" runs this hpcgate, for the PATH
+// of the job's command: templates call it by that name, whatever this
+// file is called (hpcgate-1.4, or a copy the gateway found through a
+// link, which os.Executable resolves). Its own directory when it is named
+// hpcgate; else a link of that name in the spool.
+func (a *agent) binDir() string {
+	bin := selfPath()
+	if filepath.Base(bin) == "hpcgate" {
+		return filepath.Dir(bin)
+	}
+	dir := filepath.Join(a.spool, "bin")
+	link := filepath.Join(dir, "hpcgate")
+	if err := os.MkdirAll(dir, 0o700); err == nil {
+		os.Remove(link)
+		if err = os.Symlink(bin, link); err == nil {
+			return dir
+		}
+	}
+	a.log.Warn(`"hpcgate" may not run this hpcgate in the job: no link of that name could be made`, "job_id", a.id, "binary", bin)
+	return filepath.Dir(bin)
 }
 
 // selfPath is this hpcgate: the path it was started by, when absolute (a

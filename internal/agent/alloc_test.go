@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -138,5 +140,32 @@ func TestAllocationEnviron(t *testing.T) {
 	}
 	if _, err := readPEHostfile(pe); err == nil {
 		t.Error("a PE_HOSTFILE without slots was read")
+	}
+}
+
+// Templates call "hpcgate" by name. When this hpcgate's file has another
+// name (hpcgate-1.4, or the file a link resolved to), the job's PATH
+// still finds it: through a link of that name in the spool. The test
+// binary is such a file (agent.test).
+func TestJobPathRunsThisHpcgate(t *testing.T) {
+	a := &agent{id: "j1", dir: t.TempDir(), spool: t.TempDir(), log: slog.New(slog.DiscardHandler)}
+	env := a.environ(&api.Spec{Resources: api.Resources{Nodes: 1, CoresPerNode: 1}})
+	cmd := exec.Command("sh", "-c", `command -v hpcgate`)
+	cmd.Env = env
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hpcgate is not on the job's PATH: %v", err)
+	}
+	found, err := filepath.EvalSymlinks(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, _ := filepath.EvalSymlinks(selfPath())
+	if found != self {
+		t.Fatalf("hpcgate on the job's PATH is %s, want this binary, %s", found, self)
+	}
+	// a second job step makes the link again over the first
+	if env2 := a.environ(&api.Spec{Resources: api.Resources{Nodes: 1, CoresPerNode: 1}}); !slices.Equal(env2, env) {
+		t.Errorf("a second environment differs:\n%q\n%q", env2, env)
 	}
 }
