@@ -18,10 +18,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/client"
 )
 
 var testTemplate = api.Template{
@@ -838,5 +840,62 @@ func TestShowTask(t *testing.T) {
 	i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "Executors:") })
 	if i < 0 || len(lines) < i+4 || !strings.HasPrefix(strings.TrimSpace(lines[i+2]), "0 ") || !strings.Contains(lines[i+3], " - ") {
 		t.Errorf("executor rows:\n%s", out)
+	}
+}
+
+// A followed log outlives a gateway restart: it gave up after five tries
+// (7.5 s), less than a restart takes. Here the gateway is away for nine
+// tries (refused, 503, a stream broken off), then the log goes on at
+// the offset reached, to its end. A refusal (404) ends it at once.
+func TestFollowOutlivesARestart(t *testing.T) {
+	defer func(r, b time.Duration) { followRetry, followBackoff = r, b }(followRetry, followBackoff)
+	followRetry, followBackoff = time.Minute, time.Millisecond
+	var tries atomic.Int32
+	var offsets []string
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		offsets = append(offsets, r.URL.Query().Get("offset"))
+		mu.Unlock()
+		switch n := tries.Add(1); {
+		case n == 1:
+			w.Write([]byte("first "))
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler) // broken off mid-stream
+		case n <= 5:
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close() // the gateway went away
+		case n <= 9:
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"status":503,"code":"unavailable"}`))
+		default:
+			w.Write([]byte("rest"))
+		}
+	}))
+	defer srv.Close()
+	c, err := client.New(srv.URL, "t", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := copyLog(context.Background(), c, "j1", "stdout", 0, true, &out); err != nil {
+		t.Fatalf("copyLog: %v", err)
+	}
+	if out.String() != "first rest" || tries.Load() != 10 {
+		t.Fatalf("copied %q in %d tries; want \"first rest\" in 10", out.String(), tries.Load())
+	}
+	if offsets[0] != "" || offsets[len(offsets)-1] != "6" {
+		t.Errorf("offsets asked for: %q; want none (0) first, 6 once the first bytes came", offsets)
+	}
+	tries.Store(100)
+	nf := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tries.Add(1)
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	defer nf.Close()
+	c, _ = client.New(nf.URL, "t", nil)
+	if err := copyLog(context.Background(), c, "j1", "stdout", 0, true, &out); client.StatusOf(err) != http.StatusNotFound || tries.Load() != 101 {
+		t.Errorf("a 404: %v after %d tries; want it at once", err, tries.Load()-100)
 	}
 }

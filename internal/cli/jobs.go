@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -193,17 +195,15 @@ func jobOutcome(j *api.Job) error {
 }
 
 // copyLog copies a job's stream from offset to w. With follow it goes on
-// until the job has ended, and reconnects from where it stopped if the
-// connection breaks.
+// until the job has ended, and reconnects from where it stopped when the
+// connection breaks or the gateway is away (restarting, or a proxy's
+// 502, 503, 504), for up to followRetry of failures in a row.
 func copyLog(ctx context.Context, c *client.Client, id, stream string, offset int64, follow bool, w io.Writer) error {
+	var failing time.Time // since when every try fails; zero while they work
 	retries := 0
 	for {
 		rc, err := c.Log(ctx, id, stream, offset, follow)
-		if err != nil {
-			if !follow || client.StatusOf(err) != 0 || ctx.Err() != nil || retries >= 5 {
-				return err
-			}
-		} else {
+		if err == nil {
 			n, err2 := io.Copy(w, rc)
 			rc.Close()
 			offset += n
@@ -211,20 +211,45 @@ func copyLog(ctx context.Context, c *client.Client, id, stream string, offset in
 				return err2
 			}
 			if n > 0 {
-				retries = 0
+				failing, retries = time.Time{}, 0
 			}
 			err = err2
-			if retries >= 5 {
-				return err
-			}
+		} else if !follow || ctx.Err() != nil || !gatewayAway(err) {
+			return err
+		}
+		if failing.IsZero() {
+			failing = time.Now()
+		} else if time.Since(failing) > followRetry {
+			return err
 		}
 		retries++
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Duration(retries) * 500 * time.Millisecond):
+		case <-time.After(min(time.Duration(retries)*followBackoff, 10*followBackoff)):
 		}
 	}
+}
+
+// followRetry is how long a followed log keeps reconnecting while every
+// try fails; followBackoff the first wait between tries, which grows to
+// ten times that.
+var (
+	followRetry   = 2 * time.Minute
+	followBackoff = 500 * time.Millisecond
+)
+
+// gatewayAway is whether err says the gateway could not be reached or
+// could not answer for now, rather than that it refused the request.
+func gatewayAway(err error) bool {
+	switch client.StatusOf(err) {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	case 0:
+		var op *net.OpError // refused, reset: not a certificate, say
+		return errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	}
+	return false
 }
 
 var cmdJobs = &command{

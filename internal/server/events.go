@@ -142,8 +142,9 @@ func (st *streams) open(w http.ResponseWriter, user string) (release func(), err
 	}), nil
 }
 
-// CloseStreams ends the event streams (GET /v1/events): the gateway
-// stops. Their clients reconnect with their last event's id.
+// CloseStreams ends the event streams (GET /v1/events) and breaks off
+// the followed logs: the gateway stops. Their clients reconnect with
+// their last event's id, or their log's offset.
 func (s *Server) CloseStreams() { s.closeStreams.Do(func() { close(s.streamsClosed) }) }
 
 // createWebhookSecret makes the caller's webhook secret, replacing any

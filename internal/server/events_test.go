@@ -229,3 +229,32 @@ func TestStreamsEndWithTheirCredentials(t *testing.T) {
 		t.Fatal("a disabled user's followed log goes on")
 	}
 }
+
+// A followed log went on through the gateway's shutdown until the grace
+// ran out (10 s of a silent Ctrl-C). It is broken off at once, not ended
+// cleanly: its client resumes at its offset once the gateway is back.
+func TestFollowedLogBrokenOffAtShutdown(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, allScopes...)
+	var j api.Job
+	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated).decode(t, &j)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // a stream left open would hold the test server's Close
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.http.URL+"/v1/jobs/"+j.ID+"/logs/stdout?follow=true", nil)
+	req.Header.Set("Authorization", "Bearer "+alice)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("follow: %v %v", resp, err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, resp.Body); resp.Body.Close(); done <- err }()
+	h.srv.CloseStreams()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the followed log ended cleanly at shutdown: a client takes that for the log's end")
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("a followed log goes on after the gateway closed its streams")
+	}
+}

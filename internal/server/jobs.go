@@ -793,6 +793,10 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.streamsClosed:
+			// the gateway stops: broken off, not ended, so that the
+			// client resumes at its offset here later or elsewhere
+			panic(http.ErrAbortHandler)
 		case <-wait:
 		case <-time.After(time.Second):
 		}
