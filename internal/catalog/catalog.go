@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net"
 	"path"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hpcgate/hpcgate/internal/blob"
@@ -547,6 +549,41 @@ func (e *ValidationError) add(field, format string, args ...any) {
 // data belongs in input files.
 const MaxParameterBytes = 64 << 10
 
+// unfitValues adds to verr what no schema need say, at any depth of v
+// (decoded JSON at path): a number no float64 holds (1e400 would reach
+// the job as +Inf), a string or key with a NUL (parameters become
+// environment variables, which cannot hold one). It reports whether it
+// found any.
+func unfitValues(v any, path string, verr *ValidationError) bool {
+	bad := false
+	switch x := v.(type) {
+	case json.Number:
+		if f, err := strconv.ParseFloat(string(x), 64); err != nil || math.IsInf(f, 0) {
+			verr.add(path, "%s is out of range: a number must fit a 64-bit float", x)
+			bad = true
+		}
+	case string:
+		if strings.ContainsRune(x, 0) {
+			verr.add(path, "must not contain the NUL character (U+0000)")
+			bad = true
+		}
+	case []any:
+		for i, e := range x {
+			bad = unfitValues(e, path+"["+strconv.Itoa(i)+"]", verr) || bad
+		}
+	case map[string]any:
+		for k, e := range x {
+			if strings.ContainsRune(k, 0) {
+				verr.add(path, "a key must not contain the NUL character (U+0000)")
+				bad = true
+				continue
+			}
+			bad = unfitValues(e, path+"."+k, verr) || bad
+		}
+	}
+	return bad
+}
+
 // validateParameters checks params (JSON) against the template's schema,
 // applies the top-level defaults, and returns the result as JSON. Problems
 // are added to verr with paths under "parameters".
@@ -566,6 +603,9 @@ func (t *Template) validateParameters(params json.RawMessage, verr *ValidationEr
 	obj, ok := v.(map[string]any)
 	if !ok {
 		verr.add("parameters", "must be a JSON object, not %s", typeOf(v))
+		return nil
+	}
+	if bad := unfitValues(obj, "parameters", verr); bad {
 		return nil
 	}
 	for name, p := range t.schema.props {

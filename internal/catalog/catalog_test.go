@@ -96,6 +96,9 @@ func TestInstantiateReportsEveryField(t *testing.T) {
 		{"unknown environment", Request{Template: "hello", Parameters: json.RawMessage(`{"name":"x"}`), Environment: "mars"}, "environment"},
 		{"unknown template", Request{Template: "nope"}, "template"},
 		{"bad label", Request{Template: "hello", Parameters: json.RawMessage(`{"name":"x"}`), Labels: map[string]string{"bad key!": "v"}}, "labels.bad key!"},
+		{"negative counts", Request{Template: "hello", Parameters: json.RawMessage(`{"name":"x"}`), Resources: &job.Resources{Nodes: -1, CoresPerNode: -5}}, "resources.cores_per_node resources.nodes"},
+		{"NUL in a string", Request{Template: "hello", Parameters: json.RawMessage(`{"name":"a\u0000b"}`)}, "parameters.name"},
+		{"number out of range", Request{Template: "fanout", Parameters: json.RawMessage(`{"n": 1e400}`)}, "parameters.n"},
 		{"everything at once", Request{Template: "wordcount", Parameters: json.RawMessage(`{"min_length": 0, "x": 1}`), Resources: &job.Resources{Nodes: 2}},
 			"inputs.text parameters.min_length parameters.x resources.nodes resources.nodes"},
 	}
@@ -277,5 +280,22 @@ func TestEnvironmentNodes(t *testing.T) {
 		case tt.want != "" && (verr == nil || len(verr.Fields) != 1 || verr.Fields[0].Field != "resources.nodes" || verr.Fields[0].Message != tt.want):
 			t.Errorf("%s on %s, %d nodes: %v, want resources.nodes: %s", tt.tpl, tt.env, tt.nodes, err, tt.want)
 		}
+	}
+}
+
+// What no schema need say is refused at any depth, named by its path.
+func TestUnfitValues(t *testing.T) {
+	v, err := decodeJSON([]byte(`{"a": [1, {"b": "x\u0000"}], "c": {"d": -1e999, "e": 1e-999}, "ok": "fine", "k\u0000": 1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verr := &ValidationError{}
+	if !unfitValues(v, "parameters", verr) {
+		t.Fatal("nothing found")
+	}
+	got := strings.Fields(fields(verr))
+	slices.Sort(got)
+	if strings.Join(got, " ") != "parameters parameters.a[1].b parameters.c.d" {
+		t.Fatalf("fields %q", got)
 	}
 }

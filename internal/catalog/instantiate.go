@@ -157,8 +157,13 @@ func (c *Catalog) Instantiate(r Request, stat StatFunc) (*Instance, error) {
 			res.WalltimeS = r.Resources.WalltimeS
 		}
 	}
-	res.Nodes = max(res.Nodes, 1)
-	res.CoresPerNode = max(res.CoresPerNode, 1)
+	// 0 is "not given"; a negative count is an error below, not a 1
+	if res.Nodes == 0 {
+		res.Nodes = 1
+	}
+	if res.CoresPerNode == 0 {
+		res.CoresPerNode = 1
+	}
 	checkRes := func(field string, v, lo int64) {
 		if v < lo {
 			verr.add("resources."+field, "must be at least %d", lo)

@@ -131,6 +131,7 @@ func TestTESInvalidTasks(t *testing.T) {
 		{"zones elsewhere", map[string]any{"executors": ex("localhost/a"), "resources": map[string]any{"zones": []string{"mars"}}}, "resources.zones"},
 		{"bad tag", map[string]any{"executors": ex("localhost/a"), "tags": map[string]string{"a b": "c"}}, "tags.a b"},
 		{"env not strings", map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []string{"x"}}, map[string]any{"image": "localhost/a", "command": []string{"x"}, "env": map[string]any{"A": 1}}}}, "executors[1].env.A"},
+		{"NUL in the command", map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []string{"echo", "a\x00b"}}}}, "executors[0].command[1]"},
 		{"command not strings", map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []any{"x", 2}}}}, "executors[0].command[1]"},
 		{"glob without prefix", map[string]any{"executors": ex("localhost/a"), "outputs": []any{map[string]any{"url": "out", "path": "/data/*.txt"}}}, "outputs[0].path_prefix"},
 	}

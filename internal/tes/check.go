@@ -123,6 +123,11 @@ func Check(t *Task, bucket string) []api.FieldError {
 		if len(e.Command) == 0 {
 			bad(f+".command", "is required")
 		}
+		for j, a := range e.Command {
+			if strings.ContainsRune(a, 0) {
+				bad(fmt.Sprintf("%s.command[%d]", f, j), "may not have a NUL byte: no program can be given one")
+			}
+		}
 		abs(f+".workdir", e.Workdir, false)
 		abs(f+".stdin", e.Stdin, false)
 		abs(f+".stdout", e.Stdout, false)
