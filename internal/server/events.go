@@ -38,14 +38,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer release()
 	var cursor int64
-	from := r.Header.Get("Last-Event-ID")
+	from, field := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	if from == "" {
-		from = r.URL.Query().Get("after")
+		from, field = r.URL.Query().Get("after"), "after"
 	}
 	if from != "" {
 		n, err := strconv.ParseInt(from, 10, 64)
 		if err != nil || n < 0 {
-			return fieldError("Last-Event-ID", "must be a whole number ≥ 0, an event's id")
+			return fieldError(field, "must be a whole number ≥ 0, an event's id")
 		}
 		cursor = n
 	} else {

@@ -119,7 +119,12 @@ func TestEventStream(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stream did not end when the server closed its streams")
 	}
-	h.do("GET", "/v1/events", alice, nil, "Last-Event-ID", "x").want(t, http.StatusUnprocessableEntity)
+	if r := h.do("GET", "/v1/events", alice, nil, "Last-Event-ID", "x").want(t, http.StatusUnprocessableEntity); r.field("Last-Event-ID") == "" {
+		t.Errorf("a bad Last-Event-ID: %s", r.body)
+	}
+	if r := h.do("GET", "/v1/events?after=abc", alice, nil).want(t, http.StatusUnprocessableEntity); r.field("after") == "" {
+		t.Errorf("a bad ?after names another field: %s", r.body)
+	}
 	jt := h.tokenForJob("alice", early.ID)
 	h.do("GET", "/v1/events", jt, nil).want(t, http.StatusForbidden)
 }

@@ -33,8 +33,8 @@ func (s *Server) listPrefix(w http.ResponseWriter, r *http.Request, prefix, filt
 	after := "" // a key: the page starts after it
 	if tok := q.Get("page_token"); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil {
-			return fieldError("page_token", "malformed")
+		if err != nil || checkPath("page_token", string(b)) != nil {
+			return fieldError("page_token", "malformed: not one a listing gave")
 		}
 		after = prefix + string(b)
 	}

@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"log/slog"
 	"net/http"
+	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/internal/catalog"
 )
 
@@ -215,5 +221,94 @@ func TestJobIDsAreTimeOrdered(t *testing.T) {
 	}
 	if d := time.Now().UnixMilli()%(1<<40) - ms; d < 0 || d > 60_000 {
 		t.Errorf("the id's time is %d ms off", d)
+	}
+}
+
+// Every refusal of a bad query or path is a status the OpenAPI documents
+// for its route, with the code it documents for that status: the spec
+// said 400 where the server answers 422, and knew none of four codes.
+func TestRefusalsAreDocumented(t *testing.T) {
+	var doc struct {
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			Responses map[string]json.RawMessage `json:"responses"`
+			Schemas   struct {
+				Problem struct {
+					Properties struct {
+						Code struct {
+							Enum []string `json:"enum"`
+						} `json:"code"`
+					} `json:"properties"`
+				} `json:"Problem"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	// every code of package api, read from its source
+	f, err := parser.ParseFile(token.NewFileSet(), "../../api/api.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range f.Decls {
+		gd, ok := d.(*ast.GenDecl)
+		if !ok || gd.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gd.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, n := range vs.Names {
+				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && strings.HasPrefix(n.Name, "Code") {
+					if code, _ := strconv.Unquote(lit.Value); !slices.Contains(doc.Components.Schemas.Problem.Properties.Code.Enum, code) {
+						t.Errorf("api.%s (%q) is not in the OpenAPI's problem codes", n.Name, code)
+					}
+				}
+			}
+		}
+	}
+
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, userScopes...)
+	var j api.Job
+	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated).decode(t, &j)
+	for _, c := range []struct{ method, route, url string }{
+		{"GET", "/v1/jobs", "/v1/jobs?limit=abc"},
+		{"GET", "/v1/jobs", "/v1/jobs?state=bogus"},
+		{"GET", "/v1/jobs", "/v1/jobs?page_token=garbage"},
+		{"GET", "/v1/files", "/v1/files?limit=-1"},
+		{"GET", "/v1/files", "/v1/files?page_token=garbage"},
+		{"GET", "/v1/templates", "/v1/templates?version=abc"},
+		{"GET", "/v1/templates/{name}", "/v1/templates/hello?version=abc"},
+		{"GET", "/v1/jobs/{id}/logs/{stream}", "/v1/jobs/" + j.ID + "/logs/stdout?offset=-1"},
+		{"GET", "/v1/jobs/{id}/logs/{stream}", "/v1/jobs/" + j.ID + "/logs/stdout?tail=x"},
+		{"GET", "/v1/jobs/{id}/children", "/v1/jobs/" + j.ID + "/children?page_token=zzz"},
+		{"GET", "/v1/images", "/v1/images?limit=0"},
+		{"GET", "/v1/events", "/v1/events?after=abc"},
+		{"GET", "/v1/tokens", "/v1/tokens?user=bob"},
+		{"PUT", "/v1/files/{path}", "/v1/files/%2E%2E/x"},
+		{"GET", "/v1/jobs/{id}/outputs/{path}", "/v1/jobs/" + j.ID + "/outputs/a%5Cb"},
+	} {
+		r := h.do(c.method, c.url, alice, nil)
+		if r.status < 400 {
+			t.Errorf("%s %s: %d, want a refusal", c.method, c.url, r.status)
+			continue
+		}
+		var op struct {
+			Responses map[string]struct {
+				Ref string `json:"$ref"`
+			} `json:"responses"`
+		}
+		if err := json.Unmarshal(doc.Paths[c.route][strings.ToLower(c.method)], &op); err != nil {
+			t.Fatalf("%s %s: %v", c.method, c.route, err)
+		}
+		resp, ok := op.Responses[strconv.Itoa(r.status)]
+		if !ok {
+			t.Errorf("%s %s answers %d (%s), which the OpenAPI does not document for %s", c.method, c.url, r.status, r.problem.Code, c.route)
+			continue
+		}
+		if ref := path.Base(resp.Ref); ref != "." && ref != "" && !strings.Contains(string(doc.Components.Responses[ref]), "`"+r.problem.Code+"`") && r.problem.Code != "" {
+			t.Errorf("%s %s answers %d with code %s; the OpenAPI's %s does not name it", c.method, c.url, r.status, r.problem.Code, ref)
+		}
 	}
 }
