@@ -121,15 +121,19 @@ func TokenFromEnv() (string, error) {
 	return tok, nil
 }
 
-// explain turns a failed TLS handshake with the gateway into an error that
-// says what to set; err stays in the chain.
-func explain(err error) error {
+// explain turns a failed TLS handshake with the gateway, or a gateway not
+// reached, into an error that says what to check or set; err stays in the
+// chain.
+func (c *Client) explain(err error) error {
 	var unknown x509.UnknownAuthorityError
 	var host x509.HostnameError
+	var op *net.OpError
 	switch {
+	case errors.As(err, &op) && op.Op == "dial" && !errors.Is(err, context.Canceled):
+		return &UnreachableError{Err: err, Msg: fmt.Sprintf("cannot reach the gateway at %s: %v (is it running there? HPCGATE_URL names it)", c.base.Redacted(), op.Err)}
 	case errors.As(err, &unknown):
 		return &TLSTrustError{Err: err, Msg: "the gateway's TLS certificate is not signed by an authority this client trusts: " +
-			"set HPCGATE_CACERT (Options.CACertFile in the SDK) to the gateway's certificate, " +
+			"set HPCGATE_CACERT (the CLI's --cacert; Options.CACertFile in Go) to the gateway's certificate, " +
 			"e.g. DATA_DIR/tls/cert.pem of its data directory, or to the CA that signed it"}
 	case errors.As(err, &host):
 		return &TLSTrustError{Err: err, Msg: fmt.Sprintf("the gateway's TLS certificate is not for %q: "+
@@ -156,6 +160,17 @@ type TLSTrustError struct {
 
 func (e *TLSTrustError) Error() string { return e.Msg }
 func (e *TLSTrustError) Unwrap() error { return e.Err }
+
+// UnreachableError is a gateway this client could not connect to (refused,
+// no such host, no route). Its message says where it looked; Err is the
+// network's error.
+type UnreachableError struct {
+	Msg string
+	Err error
+}
+
+func (e *UnreachableError) Error() string { return e.Msg }
+func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // Error is an error answer of the gateway.
 type Error struct {
@@ -230,7 +245,7 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, explain(err)
+		return nil, c.explain(err)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -428,7 +443,7 @@ func (c *Client) put(ctx context.Context, p string, r io.Reader, size int64, que
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, explain(err)
+		return nil, c.explain(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {

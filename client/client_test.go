@@ -334,3 +334,28 @@ func TestWaitOnChangeStream(t *testing.T) {
 		t.Fatalf("Wait: %+v %v after %d reads of the job; want the end from the stream, then one read", j, err, reads.Load())
 	}
 }
+
+// A gateway that is not there is said in words: where the client looked
+// and what to check, not Go's "Get ...: dial tcp ...". The network's error
+// stays in the chain (a follower reconnects on it).
+func TestUnreachableGatewaySaysWhere(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	c, err := New("https://"+addr, "tok", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Health(context.Background())
+	var ue *UnreachableError
+	var op *net.OpError
+	if !errors.As(err, &ue) || !errors.As(err, &op) {
+		t.Fatalf("Health of nothing = %T %v; want an *UnreachableError over the dial's error", err, err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "https://"+addr) || !strings.Contains(msg, "HPCGATE_URL") || strings.Contains(msg, "dial tcp") {
+		t.Errorf("message %q: want where it looked and what names it, in words", msg)
+	}
+}

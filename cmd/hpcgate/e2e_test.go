@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -34,16 +33,9 @@ const asBinary = "HPCGATE_E2E_BINARY"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(asBinary) == "1" || filepath.Base(os.Args[0]) == "hpcgate" {
-		ctx, stop := signalContext()
-		err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-		stop()
-		os.Exit(exitCode(err, os.Stderr))
+		os.Exit(runMain())
 	}
 	os.Exit(m.Run())
-}
-
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
 // binDir holds "hpcgate", a link to this test binary, so that jobs (fanout)

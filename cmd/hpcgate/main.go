@@ -20,18 +20,40 @@ import (
 	"github.com/hpcgate/hpcgate/internal/server"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+func main() { os.Exit(runMain()) }
+
+// runMain runs the command os.Args names until it ends, or a signal
+// (SIGINT, SIGTERM) ends its context, and returns the exit code.
+func runMain() int {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() { cancel(interrupted{<-sigs}) }()
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
-	os.Exit(exitCode(err, os.Stderr))
+	signal.Stop(sigs)
+	return exitCode(err, context.Cause(ctx), os.Stderr)
 }
 
-func exitCode(err error, stderr io.Writer) int {
+// interrupted is the cause of the end of main's context: a signal.
+type interrupted struct{ sig os.Signal }
+
+func (i interrupted) Error() string { return "interrupted by " + i.sig.String() }
+
+// exitCode is the process's exit code for what run returned, and says on
+// stderr what went wrong. A command a signal ended (Ctrl-C) exits with
+// 128 plus the signal's number, as a shell's do, and says nothing more:
+// its "context canceled" is no news to whoever pressed Ctrl-C.
+func exitCode(err, cause error, stderr io.Writer) int {
 	var ee *cli.ExitError
+	var in interrupted
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(cause, &in) && errors.Is(err, context.Canceled):
+		if s, ok := in.sig.(syscall.Signal); ok {
+			return 128 + int(s)
+		}
+		return 130
 	case errors.As(err, &ee):
 		if ee.Err != nil {
 			fmt.Fprintln(stderr, "hpcgate:", ee.Err)
@@ -51,7 +73,8 @@ Server and job roles:
   agent         run a job's agent (started by the job script, not by hand)
   version       print the version
 
-Client commands (they read HPCGATE_URL, HPCGATE_TOKEN and HPCGATE_CACERT):
+Client commands (they read HPCGATE_URL, HPCGATE_TOKEN or HPCGATE_TOKEN_FILE,
+and HPCGATE_CACERT; 'hpcgate help COMMAND' or 'hpcgate COMMAND --help' for one):
 `
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -61,8 +84,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	switch args[0] {
 	case "help", "-h", "--help", "-help":
-		printHelp(stdout)
-		return nil
+		switch {
+		case len(args) == 1 || args[0] != "help":
+			printHelp(stdout)
+			return nil
+		case args[1] == "server":
+			return gateway.Command(ctx, []string{"--help"}, stdout, stderr)
+		}
+		return cli.Run(ctx, args, stdin, stdout, stderr) // hpcgate help COMMAND
 	case "version":
 		fmt.Fprintln(stdout, "hpcgate", server.Version)
 		return nil

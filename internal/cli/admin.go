@@ -31,7 +31,7 @@ var cmdTokenCreate = &command{
 	setup: func(fs *flag.FlagSet) runFunc {
 		user := fs.String("user", "", "the `USER` the token acts for (default you)")
 		scopes := fs.String("scopes", "", "comma-separated `SCOPES`: jobs:read, jobs:write, files:read, files:write, tasks, admin")
-		expires := fs.String("expires-in", "", "lifetime: seconds or a `DURATION` (720h, 30d) (default never)")
+		expires := fs.String("expires-in", "", "lifetime: seconds or a `DURATION` (720h, 30d); 0 or none is as long as the token that makes it (never, if that one never expires)")
 		name := fs.String("name", "", "a `NAME` to recognise the token by")
 		asJSON := fs.Bool("json", false, "print the token JSON (secret included)")
 		return func(e *env, _ []string) error {
@@ -44,7 +44,7 @@ var cmdTokenCreate = &command{
 			if len(req.Scopes) == 0 {
 				return &ExitError{Code: 2, Err: errors.New("token create: --scopes is required (e.g. jobs:read,jobs:write)")}
 			}
-			if *expires != "" {
+			if *expires != "" && *expires != "0" {
 				s, err := parseSeconds(*expires)
 				if err != nil {
 					return &ExitError{Code: 2, Err: fmt.Errorf("--expires-in: %w", err)}

@@ -163,8 +163,14 @@ func (c *command) flagSet(e *env, full string) (*flag.FlagSet, runFunc) {
 	if c.setup != nil {
 		run = c.setup(fs)
 	}
+	// every command with --follow or --quiet takes -f or -q too
+	for short, long := range flagAliases {
+		if f := fs.Lookup(long); f != nil && fs.Lookup(short) == nil {
+			fs.Var(f.Value, short, "short for --"+long)
+		}
+	}
 	fs.StringVar(&e.url, "url", "", "gateway `URL`, e.g. https://host:8443 (default $HPCGATE_URL)")
-	fs.StringVar(&e.token, "token", "", "API `TOKEN` (default $HPCGATE_TOKEN)")
+	fs.StringVar(&e.token, "token", "", "API `TOKEN` (default $HPCGATE_TOKEN, or what the file $HPCGATE_TOKEN_FILE holds)")
 	fs.StringVar(&e.cacert, "cacert", "", "PEM `FILE` of a CA to trust (default $HPCGATE_CACERT)")
 	fs.Usage = func() {
 		w := fs.Output()
@@ -190,7 +196,7 @@ func (c *command) flagSet(e *env, full string) (*flag.FlagSet, runFunc) {
 			}
 		}
 	}
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(e.stdout) // where the usage goes when asked for (--help)
 	return fs, run
 }
 
@@ -222,7 +228,7 @@ func printFlags(fs *flag.FlagSet, conn bool) string {
 			b.WriteString(" " + name)
 		}
 		b.WriteString("\n    \t" + usage)
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" {
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "[]" && !strings.Contains(usage, "(default") {
 			fmt.Fprintf(&b, " (default %s)", f.DefValue)
 		}
 		b.WriteString("\n")
@@ -240,7 +246,7 @@ func (c *command) exec(e *env, full string, args []string) error {
 			return s.exec(e, full+" "+s.name, args[1:])
 		}
 		if c.setup == nil {
-			return &ExitError{Code: 2, Err: fmt.Errorf("%s: unknown subcommand %q; run '%s --help'", full, args[0], full)}
+			return &ExitError{Code: 2, Err: fmt.Errorf("%s: unknown subcommand %q; run '%s --help'", strings.TrimPrefix(full, "hpcgate "), args[0], full)}
 		}
 	}
 	fs, run := c.flagSet(e, full)
@@ -253,7 +259,7 @@ func (c *command) exec(e *env, full string, args []string) error {
 		for i, s := range c.subs {
 			names[i] = s.name
 		}
-		return &ExitError{Code: 2, Err: fmt.Errorf("%s: missing subcommand (%s); run '%s --help'", full, strings.Join(names, ", "), full)}
+		return &ExitError{Code: 2, Err: fmt.Errorf("%s: missing subcommand (%s); run '%s --help'", strings.TrimPrefix(full, "hpcgate "), strings.Join(names, ", "), full)}
 	}
 	if len(pos) < c.minArgs || (c.maxArgs >= 0 && len(pos) > c.maxArgs) {
 		return &ExitError{Code: 2, Err: fmt.Errorf("usage: %s %s (run '%s --help')", full, c.args, full)}
@@ -276,7 +282,7 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 		return nil, flag.ErrHelp
 	}
 	if err != nil {
-		return nil, &ExitError{Code: 2, Err: fmt.Errorf("%s: %v (run '%s --help')", fs.Name(), err, fs.Name())}
+		return nil, &ExitError{Code: 2, Err: fmt.Errorf("%s: %v (run '%s --help')", strings.TrimPrefix(fs.Name(), "hpcgate "), err, fs.Name())}
 	}
 	return append(fs.Args(), pos...), nil
 }

@@ -458,9 +458,17 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 			if !errors.Is(err, flag.ErrHelp) {
 				t.Errorf("%s %s = %v; want flag.ErrHelp", cp.name, h, err)
 			}
-			u := errb.String()
-			if !strings.HasPrefix(u, "usage: hpcgate "+cp.name) {
+			u := out.String() // asked for: on standard output
+			if !strings.HasPrefix(u, "usage: hpcgate "+cp.name) || errb.Len() > 0 {
 				t.Errorf("%s %s: usage starts %q", cp.name, h, firstLine(u))
+			}
+			for _, l := range strings.Split(u, "\n") {
+				if strings.Count(l, "(default") > 1 {
+					t.Errorf("%s %s: two defaults in %q", cp.name, h, l)
+				}
+			}
+			if strings.Contains(u, "--quiet") && !strings.Contains(u, "-q, --quiet") {
+				t.Errorf("%s %s: --quiet without -q", cp.name, h)
 			}
 			for _, frag := range []string{"--url", "Example:\n  hpcgate " + cp.name} {
 				if !strings.Contains(u, frag) {
@@ -471,8 +479,8 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 	}
 	// Help after a positional argument, and through "help".
 	var out, errb bytes.Buffer
-	if err := Run(context.Background(), []string{"download", "ID", "--help"}, nil, &out, &errb); !errors.Is(err, flag.ErrHelp) || !strings.Contains(errb.String(), "--archive") {
-		t.Errorf("download ID --help = %v:\n%s", err, errb.String())
+	if err := Run(context.Background(), []string{"download", "ID", "--help"}, nil, &out, &errb); !errors.Is(err, flag.ErrHelp) || !strings.Contains(out.String(), "--archive") {
+		t.Errorf("download ID --help = %v:\n%s", err, out.String())
 	}
 	out.Reset()
 	if err := Run(context.Background(), []string{"help", "token", "create"}, nil, &out, &errb); err != nil || !strings.Contains(out.String(), "usage: hpcgate token create") {
@@ -500,6 +508,8 @@ func TestUsageErrors(t *testing.T) {
 		var ee *ExitError
 		if !errors.As(err, &ee) || ee.Code != 2 {
 			t.Errorf("Run(%q) = %v; want an *ExitError of code 2", args, err)
+		} else if strings.HasPrefix(ee.Error(), "hpcgate ") {
+			t.Errorf("Run(%q) = %q: the program's name comes before it already", args, ee.Error())
 		}
 	}
 }
@@ -551,6 +561,8 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == "GET" && strings.HasPrefix(p, "/v1/jobs/") && strings.Contains(p, "/outputs/"):
 		name := p[strings.Index(p, "/outputs/")+len("/outputs/"):]
 		w.Write(g.files[name])
+	case r.Method == "GET" && strings.HasPrefix(p, "/v1/jobs/") && strings.Contains(p, "/logs/"):
+		io.WriteString(w, "the job's own output\n")
 	case r.Method == "GET" && strings.HasPrefix(p, "/v1/jobs/"):
 		id := strings.TrimPrefix(p, "/v1/jobs/")
 		st, ok := g.jobState[id]
@@ -561,7 +573,8 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		j := api.Job{ID: id, State: st}
 		if st == api.StateFailed {
-			j.Error = "exit status 3"
+			code := 3
+			j.Error, j.ExitCode = "the command failed with exit code 3", &code
 		}
 		writeJSON(j)
 	case r.Method == "PUT" && strings.HasPrefix(p, "/v1/files/"):
@@ -897,5 +910,33 @@ func TestFollowOutlivesARestart(t *testing.T) {
 	c, _ = client.New(nf.URL, "t", nil)
 	if err := copyLog(context.Background(), c, "j1", "stdout", 0, true, &out); client.StatusOf(err) != http.StatusNotFound || tries.Load() != 101 {
 		t.Errorf("a 404: %v after %d tries; want it at once", err, tries.Load()-100)
+	}
+}
+
+// A job that fails under --wait is said once, on its own line, and its
+// exit code once; --json --follow leaves standard output to the final
+// job's JSON (the log goes to standard error).
+func TestSubmitWaitSaysTheEndOnce(t *testing.T) {
+	g := &fakeGateway{jobState: map[string]string{"j-1": api.StateFailed}}
+	startGateway(t, g)
+	out, errOut, err := run(t, "", "submit", "t", "--param", "name=x", "--wait")
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 1 || ee.Err != nil {
+		t.Fatalf("submit --wait of a failing job = %v; want exit code 1 with nothing more to say", err)
+	}
+	end := "job j-1 failed: the command failed with exit code 3\n"
+	if out != "created job j-1 (template t, state queued)\n"+end || errOut != "" {
+		t.Errorf("stdout %q, stderr %q; want the end once, its exit code once", out, errOut)
+	}
+	out, errOut, err = run(t, "", "submit", "t", "--param", "name=x", "--follow", "--json")
+	if !errors.As(err, &ee) || ee.Code != 1 {
+		t.Fatalf("submit --follow --json = %v; want exit code 1", err)
+	}
+	var j api.Job
+	if jerr := json.Unmarshal([]byte(out), &j); jerr != nil || j.ID != "j-1" || j.State != api.StateFailed {
+		t.Errorf("stdout is not the final job's JSON: %q (%v)", out, jerr)
+	}
+	if !strings.Contains(errOut, "the job's own output") {
+		t.Errorf("stderr %q: want the job's log", errOut)
 	}
 }

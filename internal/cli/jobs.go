@@ -51,7 +51,6 @@ var cmdSubmit = &command{
 		wait := fs.Bool("wait", false, "wait for the job to end; fail if it does not succeed")
 		follow := fs.Bool("follow", false, "stream the job's standard output, then wait as --wait")
 		quiet := fs.Bool("quiet", false, "print only the job's id")
-		fs.BoolVar(quiet, "q", false, "short for --quiet")
 		asJSON := fs.Bool("json", false, "print the job JSON (the final one with --wait or --follow)")
 		return func(e *env, args []string) error {
 			req := api.JobRequest{Template: args[0], Version: *version, Name: *name, Environment: *envName, Hold: *hold, Project: *project, Detached: *detached}
@@ -130,7 +129,12 @@ var cmdSubmit = &command{
 				return nil
 			}
 			if *follow {
-				if err := copyLog(e.ctx, c, j.ID, "stdout", 0, true, e.stdout); err != nil {
+				// with --json, standard output is the final job's JSON alone
+				logOut := e.stdout
+				if *asJSON {
+					logOut = e.stderr
+				}
+				if err := copyLog(e.ctx, c, j.ID, "stdout", 0, true, logOut); err != nil {
 					if e.ctx.Err() != nil {
 						return err
 					}
@@ -148,6 +152,9 @@ var cmdSubmit = &command{
 				}
 			case !*quiet:
 				fmt.Fprintln(info, finalLine(final))
+				if err := jobOutcome(final); err != nil {
+					return &ExitError{Code: 1} // said just now
+				}
 			}
 			return jobOutcome(final)
 		}
@@ -179,7 +186,7 @@ func finalLine(j *api.Job) string {
 	} else if j.Reason != "" && j.State != api.StateSucceeded {
 		s += ": " + j.Reason
 	}
-	if j.ExitCode != nil && (*j.ExitCode != 0 || j.State != api.StateSucceeded) {
+	if j.ExitCode != nil && (*j.ExitCode != 0 || j.State != api.StateSucceeded) && !strings.Contains(s, fmt.Sprintf("exit code %d", *j.ExitCode)) {
 		s += fmt.Sprintf(" (exit code %d)", *j.ExitCode)
 	}
 	return s
@@ -543,7 +550,6 @@ var cmdLogs = &command{
 	minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runFunc {
 		follow := fs.Bool("follow", false, "go on until the job has ended")
-		fs.BoolVar(follow, "f", false, "short for --follow")
 		stderr := fs.Bool("stderr", false, "the job's standard error instead of its output")
 		offset := fs.Int64("offset", 0, "start at byte `N`")
 		return func(e *env, args []string) error {

@@ -86,8 +86,7 @@ func setGCPercent(getenv func(string) string) {
 // Command is "hpcgate server".
 func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fl := flag.NewFlagSet("server", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	fl.Usage = func() { fmt.Fprint(stderr, usage); fl.PrintDefaults() }
+	fl.Usage = func() { fmt.Fprint(fl.Output(), usage); fl.PrintDefaults() }
 	cfgFile := fl.String("config", "", "YAML config file")
 	dataDir := fl.String("data-dir", "", "data directory (default ./hpcgate-data)")
 	addr := fl.String("addr", "", "listen address (default 127.0.0.1:8443)")
@@ -100,8 +99,14 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	slots := fl.Int("slots", 0, "cores the local executor may use at once (default: CPU count)")
 	logLevel := fl.String("log-level", "", "debug, info, warn or error (default info)")
 	logFormat := fl.String("log-format", "", "text or json (default text)")
+	fl.SetOutput(io.Discard)
 	if err := fl.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			fl.SetOutput(stdout) // asked for: the answer, not an error
+			fl.Usage()
+			return err
+		}
+		return fmt.Errorf("server: %v (see hpcgate server --help)", err)
 	}
 	if fl.NArg() > 0 {
 		return fmt.Errorf("server: unexpected argument %q (see hpcgate server --help)", fl.Arg(0))

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/hpcgate/hpcgate/internal/cli"
+)
+
+// Help answers on standard output however it is asked for, for a client
+// command or the server: "hpcgate help jobs" printed the general list.
+func TestHelpEveryWay(t *testing.T) {
+	for args, want := range map[string]string{
+		"help":                "Client commands",
+		"--help":              "Client commands",
+		"help jobs":           "usage: hpcgate jobs",
+		"help token create":   "usage: hpcgate token create",
+		"jobs --help":         "usage: hpcgate jobs",
+		"help server":         "--data-dir",
+		"server --help":       "--data-dir",
+		"submit hello -h":     "usage: hpcgate submit",
+		"sweep evaluate -h":   "-q, --quiet",
+		"token create --help": "0 or none is as long as the token",
+	} {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), strings.Fields(args), nil, &out, &errb)
+		if code := exitCode(err, nil, &errb); code != 0 {
+			t.Errorf("hpcgate %s: exit code %d (%v)", args, code, err)
+		}
+		if !strings.Contains(out.String(), want) || errb.Len() > 0 {
+			t.Errorf("hpcgate %s: stdout lacks %q, or stderr has %q:\n%s", args, want, errb.String(), out.String())
+		}
+	}
+}
+
+// A command a signal ended says nothing more and exits as a shell's do
+// (128 + the signal); other errors are said, once.
+func TestExitCodes(t *testing.T) {
+	var errb bytes.Buffer
+	canceled := fmt.Errorf("waiting: %w", context.Canceled)
+	if code := exitCode(canceled, interrupted{syscall.SIGINT}, &errb); code != 130 || errb.Len() > 0 {
+		t.Errorf("Ctrl-C: exit %d, said %q; want 130 and nothing", code, errb.String())
+	}
+	if code := exitCode(canceled, interrupted{syscall.SIGTERM}, &errb); code != 143 || errb.Len() > 0 {
+		t.Errorf("SIGTERM: exit %d, said %q; want 143 and nothing", code, errb.String())
+	}
+	if code := exitCode(errors.New("boom"), interrupted{syscall.SIGINT}, &errb); code != 1 || errb.String() != "hpcgate: boom\n" {
+		t.Errorf("another error after a signal: exit %d, said %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := exitCode(&cli.ExitError{Code: 1}, nil, &errb); code != 1 || errb.Len() > 0 {
+		t.Errorf("an exit error with nothing to say: exit %d, said %q", code, errb.String())
+	}
+}
