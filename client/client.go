@@ -27,6 +27,7 @@ import (
 // Client talks to one gateway with one token.
 type Client struct {
 	base  *url.URL
+	shown string // the gateway's URL as given, for messages
 	token string
 	http  *http.Client
 }
@@ -56,7 +57,8 @@ func New(baseURL, token string, opts *Options) (*Client, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", sock)
 		}}
-		return &Client{base: &url.URL{Scheme: "http", Host: "hpcgate"}, token: token, http: &http.Client{Transport: tr, Timeout: opts.Timeout}}, nil
+		hc := &http.Client{Transport: tr, Timeout: opts.Timeout, CheckRedirect: sameHostOnce}
+		return &Client{base: &url.URL{Scheme: "http", Host: "hpcgate"}, shown: u.String(), token: token, http: hc}, nil
 	}
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("gateway URL %q: want https://host:port", baseURL)
@@ -78,9 +80,23 @@ func New(baseURL, token string, opts *Options) (*Client, error) {
 			}
 			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		}
-		hc = &http.Client{Transport: tr, Timeout: opts.Timeout}
+		hc = &http.Client{Transport: tr, Timeout: opts.Timeout, CheckRedirect: sameHostOnce}
 	}
-	return &Client{base: u, token: token, http: hc}, nil
+	return &Client{base: u, shown: u.Redacted(), token: token, http: hc}, nil
+}
+
+// sameHostOnce follows no redirect to the gateway itself: the gateway
+// sends none, and following one would carry the token to whatever route
+// it names. (A redirect elsewhere, as to an object store's presigned URL,
+// is followed without the token, as Go's client does.)
+func sameHostOnce(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if req.URL.Host == via[0].URL.Host {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 // FromEnv returns a client configured by HPCGATE_URL, HPCGATE_TOKEN and
@@ -130,7 +146,7 @@ func (c *Client) explain(err error) error {
 	var op *net.OpError
 	switch {
 	case errors.As(err, &op) && op.Op == "dial" && !errors.Is(err, context.Canceled):
-		return &UnreachableError{Err: err, Msg: fmt.Sprintf("cannot reach the gateway at %s: %v (is it running there? HPCGATE_URL names it)", c.base.Redacted(), op.Err)}
+		return &UnreachableError{Err: err, Msg: fmt.Sprintf("cannot reach the gateway at %s: %v (is it running there? HPCGATE_URL names it)", c.shown, op.Err)}
 	case errors.As(err, &unknown):
 		return &TLSTrustError{Err: err, Msg: "the gateway's TLS certificate is not signed by an authority this client trusts: " +
 			"set HPCGATE_CACERT (the CLI's --cacert; Options.CACertFile in Go) to the gateway's certificate, " +
@@ -198,7 +214,16 @@ func StatusOf(err error) int {
 	return 0
 }
 
-func (c *Client) url(path string, q url.Values) string {
+// url is the gateway's URL of path (escaped, see pathEscape) with query
+// q. A path with an empty, . or .. segment is refused here, never sent:
+// on its way (a proxy that normalises URLs, a router) it would name
+// another route, files/../jobs/ID being jobs/ID.
+func (c *Client) url(path string, q url.Values) (string, error) {
+	for _, seg := range strings.Split(strings.TrimPrefix(path, "/"), "/") {
+		if s, _ := url.PathUnescape(seg); s == "" || s == "." || s == ".." {
+			return "", fmt.Errorf("the path %s has an empty, . or .. segment: a file's path or an id must have none", path)
+		}
+	}
 	// path comes escaped (see pathEscape); Path and RawPath together make
 	// the URL carry exactly those escapes, not escapes of them.
 	u := *c.base
@@ -211,20 +236,13 @@ func (c *Client) url(path string, q url.Values) string {
 	if len(q) > 0 {
 		u.RawQuery = q.Encode()
 	}
-	return u.String()
+	return u.String(), nil
 }
 
-// pathEscape escapes each segment of a slash-separated path, and the dots
-// of a . or .. segment too: sent bare, they would be resolved on the way
-// and name another route (files/../jobs/ID is jobs/ID); escaped, they
-// reach the server as the path's own, which refuses them.
+// pathEscape escapes each segment of a slash-separated path.
 func pathEscape(p string) string {
 	segs := strings.Split(p, "/")
 	for i, s := range segs {
-		if s == "." || s == ".." {
-			segs[i] = strings.Repeat("%2E", len(s))
-			continue
-		}
 		segs[i] = url.PathEscape(s)
 	}
 	return strings.Join(segs, "/")
@@ -233,7 +251,11 @@ func pathEscape(p string) string {
 // Do sends a request and returns the response if its status is below 300;
 // otherwise it returns an *Error. The caller closes the body.
 func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body io.Reader, hdr http.Header) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), body)
+	u, err := c.url(path, q)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, err
 	}
@@ -427,7 +449,11 @@ func (c *Client) put(ctx context.Context, p string, r io.Reader, size int64, que
 	if len(query) > 0 {
 		q = query[0]
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.url(p, q), r)
+	u, err := c.url(p, q)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, r)
 	if err != nil {
 		return nil, err
 	}

@@ -95,15 +95,37 @@ func TestRequestShape(t *testing.T) {
 	if want := "HEAD /v1/files/dir/a%20b%23c.txt? Bearer hpcg_secret "; got.Load() != want {
 		t.Fatalf("request %q, want %q", got.Load(), want)
 	}
-	// . and .. segments go escaped, as the path's own: sent bare they
-	// would name another route (files/../jobs/x is jobs/x)
-	c.DeleteFile(ctx, "../jobs/x")
-	if want := "DELETE /v1/files/%2E%2E/jobs/x? Bearer hpcg_secret "; got.Load() != want {
-		t.Fatalf("request %q, want %q", got.Load(), want)
+	// A path with an empty, . or .. segment is never sent: on its way (a
+	// proxy that normalises URLs) it would name another route,
+	// files/../jobs/x being jobs/x. Ids too.
+	got.Store("")
+	for name, call := range map[string]func() error{
+		"../jobs/x":   func() error { return c.DeleteFile(ctx, "../jobs/x") },
+		"a/./b":       func() error { _, err := c.StatFile(ctx, "a/./b"); return err },
+		"a//b":        func() error { _, err := c.StatFile(ctx, "a//b"); return err },
+		"job ..":      func() error { return c.DeleteJob(ctx, "..") },
+		"job (empty)": func() error { _, err := c.Job(ctx, ""); return err },
+	} {
+		if err := call(); err == nil || !strings.Contains(err.Error(), "segment") {
+			t.Errorf("%s: %v; want it refused before sending", name, err)
+		}
 	}
-	c.StatFile(ctx, "a/./b/..")
-	if want := "HEAD /v1/files/a/%2E/b/%2E%2E? Bearer hpcg_secret "; got.Load() != want {
-		t.Fatalf("request %q, want %q", got.Load(), want)
+	if got.Load() != "" {
+		t.Fatalf("a request was sent: %q", got.Load())
+	}
+}
+
+// The client follows no redirect to the gateway itself: it would carry
+// the token to whatever route the redirect names.
+func TestNoRedirectToTheGatewayFollowed(t *testing.T) {
+	var hits atomic.Int32
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		http.Redirect(w, r, "/v1/jobs/victim", http.StatusTemporaryRedirect)
+	}))
+	err := c.DeleteFile(context.Background(), "x")
+	if StatusOf(err) != http.StatusTemporaryRedirect || hits.Load() != 1 {
+		t.Fatalf("DeleteFile answered by a redirect: %v after %d requests; want the 307 itself, one request", err, hits.Load())
 	}
 }
 

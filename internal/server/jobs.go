@@ -750,6 +750,13 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 	defer func() { release() }()
 	checked := time.Now()
 	for {
+		if follow {
+			select {
+			case <-s.streamsClosed:
+				panic(http.ErrAbortHandler) // as below: a busy log too
+			default:
+			}
+		}
 		if follow && time.Since(checked) >= time.Second {
 			if !s.stillAuthorized(r) {
 				// revoked, signed out or disabled: broken off, not

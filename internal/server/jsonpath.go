@@ -59,8 +59,26 @@ func typeErrorField(doc []byte, te *json.UnmarshalTypeError) string {
 	if found == "" {
 		return te.Field
 	}
-	if bare := stripIndexes(found); bare != te.Field && !strings.HasPrefix(bare, te.Field+".") {
+	// Go matches members case-insensitively, and names no map keys
+	if bare := strings.ToLower(stripIndexes(found)); te.Field != "" && bare != strings.ToLower(te.Field) && !strings.HasPrefix(bare, strings.ToLower(te.Field)+".") {
 		return te.Field
+	}
+	return found
+}
+
+// keyPath is the path of the member named key in doc, when doc has one
+// member of that name, else key: Go's decoder names an unknown member by
+// its key alone (resources.bogus is "bogus").
+func keyPath(doc []byte, key string) string {
+	found, n := key, 0
+	walkJSON(doc, func(p *jsonPos, tok json.Token, raw []byte, end int64) bool {
+		if p.isKey && tok == key {
+			found, n = p.path(), n+1
+		}
+		return n < 2
+	})
+	if n != 1 {
+		return key
 	}
 	return found
 }
@@ -142,6 +160,7 @@ func (p *jsonPos) path() string {
 // ends, or it is not JSON. Closing brackets are not visited.
 func walkJSON(doc []byte, visit func(p *jsonPos, tok json.Token, raw []byte, end int64) bool) {
 	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber() // 1e400 is a token too, not the walk's end
 	var p jsonPos
 	prev := int64(0)
 	for {

@@ -314,12 +314,13 @@ func withSuffix(pattern string, h func(http.ResponseWriter, *http.Request) error
 	}
 }
 
-// ServeHTTP implements http.Handler. A path with ., .. or empty segments
-// is refused: http.ServeMux would redirect it to its clean form, which is
-// another route (a client that sent DELETE /v1/files/../jobs/ID would
-// follow that to delete the job).
+// ServeHTTP implements http.Handler. A path with ., .. or empty segments,
+// as sent or once decoded (%2E, %2F), is refused: http.ServeMux would
+// redirect it to its clean form, which is another route (a client that
+// sent DELETE /v1/files/../jobs/ID followed that to delete the job), and
+// a proxy that normalises URLs would send it on as that other route.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && p != cleanPath(p) {
+	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && (p != cleanPath(p) || r.URL.Path != cleanPath(r.URL.Path)) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, api.CodeBadRequest, "the URL path %q has ., .. or empty segments: send it in its clean form (and a file's path must have none)", p))
 		return
 	}
@@ -746,7 +747,7 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, stric
 	if err := dec.Decode(v); err != nil {
 		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 			f = strings.Trim(f, `"`)
-			return fieldError(f, "unknown field")
+			return fieldError(keyPath(body, f), "unknown field")
 		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {

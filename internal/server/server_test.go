@@ -168,6 +168,8 @@ func TestTypeErrorField(t *testing.T) {
 		`{"grid": [[1], {}]}`:                                               "grid[1]",
 		"{\"sub\":\n  {\"n\": true}}":                                       "sub.n",
 		`  {"name": "ok", "sub": {"n": 1.5}}`:                               "sub.n",
+		`{"grid": [[1e400], [2, "3"]]}`:                                     "grid[0][0]",
+		`{"Executors": [{"Env": {"A": 1}}]}`:                                "Executors[0].Env.A",
 		`[1]`:                                                               "",
 	}
 	for doc, want := range tests {
@@ -259,6 +261,9 @@ func TestRefusalsAreDocumented(t *testing.T) {
 		for _, spec := range gd.Specs {
 			vs := spec.(*ast.ValueSpec)
 			for i, n := range vs.Names {
+				if i >= len(vs.Values) {
+					break // iota: no string of its own
+				}
 				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && strings.HasPrefix(n.Name, "Code") {
 					if code, _ := strconv.Unquote(lit.Value); !slices.Contains(doc.Components.Schemas.Problem.Properties.Code.Enum, code) {
 						t.Errorf("api.%s (%q) is not in the OpenAPI's problem codes", n.Name, code)
@@ -288,6 +293,9 @@ func TestRefusalsAreDocumented(t *testing.T) {
 		{"GET", "/v1/tokens", "/v1/tokens?user=bob"},
 		{"PUT", "/v1/files/{path}", "/v1/files/%2E%2E/x"},
 		{"GET", "/v1/jobs/{id}/outputs/{path}", "/v1/jobs/" + j.ID + "/outputs/a%5Cb"},
+		{"DELETE", "/v1/jobs/{id}", "/v1/files/../jobs/" + j.ID},
+		{"DELETE", "/v1/tokens/{id}", "/v1/tokens//x"},
+		{"POST", "/v1/jobs/{id}/cancel", "/v1/jobs/%2E%2E/cancel"},
 	} {
 		r := h.do(c.method, c.url, alice, nil)
 		if r.status < 400 {
