@@ -74,8 +74,11 @@ func (g *Gateway) countOff(ctx context.Context, p store.PurgedJob, gone store.St
 
 // leftoverGrace is how long after a job's removal what it left in the
 // bucket is swept: past the life of any output URL handed out before it
-// went, so that nothing lands after the sweep.
-const leftoverGrace = server.OutputURLTTL + 5*time.Minute
+// went, and of an upload begun just before the URL expired (S3 checks
+// the expiry when a PUT starts; 5 GiB at 1.5 MB/s takes an hour), so
+// that nothing lands after the sweep. A sweep's claim on a job lasts as
+// long.
+const leftoverGrace = server.OutputURLTTL + time.Hour
 
 // sweepLeftovers deletes what jobs removed more than grace ago left in
 // the bucket, every interval until ctx ends.
@@ -97,32 +100,28 @@ func (g *Gateway) sweepLeftovers(ctx context.Context, grace, interval time.Durat
 // sweepOnce deletes the objects of every job removed before before (an
 // output that landed after its job's deletion or purge had listed them,
 // or what a crash or a failing bucket left), counts them off their
-// owners' stored bytes and files, and forgets those jobs. It stops at the
-// first failure (the next sweep tries again) and returns how many jobs it
-// swept.
+// owners' stored bytes and files, and forgets those jobs. It takes one
+// job at a time, so that its claim on a job (leftoverGrace) runs out only
+// if that one job's sweep takes as long. It stops at the first failure
+// (the job is taken again once its claim has run out) and returns how
+// many jobs it swept.
 func (g *Gateway) sweepOnce(ctx context.Context, before time.Time) (int, error) {
-	n := 0
-	for {
-		ps, err := g.store.TakeLeftovers(ctx, before, purgeBatch)
-		if err != nil {
+	for n := 0; ; n++ {
+		ps, err := g.store.TakeLeftovers(ctx, before, 1)
+		if err != nil || len(ps) == 0 {
 			return n, err
 		}
-		for _, p := range ps {
-			gone, err := deletePrefix(ctx, g.bucket, "jobs/"+p.ID+"/")
-			g.countOff(ctx, p, gone)
-			if err != nil {
-				return n, fmt.Errorf("objects of removed job %s: %w", p.ID, err)
-			}
-			if gone != (store.Stored{}) {
-				g.log.Info("deleted what a removed job left", "job_id", p.ID, "user", p.Owner, "files", gone.Files, "bytes", gone.Bytes)
-			}
-			if err := g.store.DropLeftover(ctx, p.ID); err != nil {
-				return n, err
-			}
-			n++
+		p := ps[0]
+		gone, err := deletePrefix(ctx, g.bucket, "jobs/"+p.ID+"/")
+		g.countOff(ctx, p, gone)
+		if err != nil {
+			return n, fmt.Errorf("objects of removed job %s: %w", p.ID, err)
 		}
-		if len(ps) < purgeBatch {
-			return n, nil
+		if gone != (store.Stored{}) {
+			g.log.Info("deleted what a removed job left", "job_id", p.ID, "user", p.Owner, "files", gone.Files, "bytes", gone.Bytes)
+		}
+		if err := g.store.DropLeftover(ctx, p.ID); err != nil {
+			return n, err
 		}
 	}
 }
@@ -166,7 +165,10 @@ func deletePrefix(ctx context.Context, b blob.Bucket, prefix string) (store.Stor
 	}
 	var gone store.Stored
 	for _, a := range objs {
-		if err := b.Delete(ctx, a.Key); err != nil && !errors.Is(err, blob.ErrNotFound) {
+		switch err := b.Delete(ctx, a.Key); {
+		case errors.Is(err, blob.ErrNotFound):
+			continue // gone meanwhile: whoever deleted it counted it
+		case err != nil:
 			return gone, err
 		}
 		gone.Bytes += a.Size

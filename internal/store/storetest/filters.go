@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -360,4 +362,41 @@ func testLeftovers(t *testing.T, s store.Store) {
 		t.Fatalf("dropping again: %v", err)
 	}
 	take(time.Now().Add(time.Second), 10, p)
+
+	// sweeps at once (replicas) never take the same job
+	want := map[string]int{purged: 1}
+	for i := 0; i < 6; i++ {
+		id := mk("carol", time.Time{})
+		if err := s.DeleteJob(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		want[id] = 1
+	}
+	time.Sleep(2 * time.Millisecond)
+	before := time.Now() // after the removals, before the takes
+	got := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				ps, err := s.TakeLeftovers(ctx, before, 1)
+				if err != nil || len(ps) == 0 {
+					if err != nil {
+						t.Error(err)
+					}
+					return
+				}
+				mu.Lock()
+				got[ps[0].ID]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if !maps.Equal(got, want) {
+		t.Fatalf("sweeps at once took %v; want each of %v once", got, want)
+	}
 }

@@ -8,4 +8,4 @@ CREATE TABLE leftovers (
 	owner   text NOT NULL,
 	removed timestamptz NOT NULL
 );
-CREATE INDEX leftovers_removed ON leftovers (removed);
+CREATE INDEX leftovers_removed ON leftovers (removed, job_id);
