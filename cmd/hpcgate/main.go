@@ -90,6 +90,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return nil
 		case args[1] == "server":
 			return gateway.Command(ctx, []string{"--help"}, stdout, stderr)
+		case args[1] == "agent" || args[1] == "version":
+			printHelp(stdout) // no flags of their own: the list says what they do
+			return nil
 		}
 		return cli.Run(ctx, args, stdin, stdout, stderr) // hpcgate help COMMAND
 	case "version":

@@ -858,8 +858,10 @@ func TestShowTask(t *testing.T) {
 
 // A followed log outlives a gateway restart: it gave up after five tries
 // (7.5 s), less than a restart takes. Here the gateway is away for nine
-// tries (refused, 503, a stream broken off), then the log goes on at
-// the offset reached, to its end. A refusal (404) ends it at once.
+// tries (connections closed at once, 503s, a stream broken off), then the
+// log goes on at the offset reached, to its end, having said once that it
+// reconnects. A refusal (404) ends it at once, and so does a gateway
+// never reached (a wrong URL is no restart).
 func TestFollowOutlivesARestart(t *testing.T) {
 	defer func(r, b time.Duration) { followRetry, followBackoff = r, b }(followRetry, followBackoff)
 	followRetry, followBackoff = time.Minute, time.Millisecond
@@ -891,9 +893,12 @@ func TestFollowOutlivesARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	if err := copyLog(context.Background(), c, "j1", "stdout", 0, true, &out); err != nil {
+	var out, warn bytes.Buffer
+	if err := copyLog(context.Background(), c, "j1", "stdout", 0, true, &out, &warn); err != nil {
 		t.Fatalf("copyLog: %v", err)
+	}
+	if strings.Count(warn.String(), "reconnecting") != 1 {
+		t.Errorf("said %q; want one word that it reconnects", warn.String())
 	}
 	if out.String() != "first rest" || tries.Load() != 10 {
 		t.Fatalf("copied %q in %d tries; want \"first rest\" in 10", out.String(), tries.Load())
@@ -908,8 +913,13 @@ func TestFollowOutlivesARestart(t *testing.T) {
 	}))
 	defer nf.Close()
 	c, _ = client.New(nf.URL, "t", nil)
-	if err := copyLog(context.Background(), c, "j1", "stdout", 0, true, &out); client.StatusOf(err) != http.StatusNotFound || tries.Load() != 101 {
+	if err := copyLog(context.Background(), c, "j1", "stdout", 0, true, &out, &warn); client.StatusOf(err) != http.StatusNotFound || tries.Load() != 101 {
 		t.Errorf("a 404: %v after %d tries; want it at once", err, tries.Load()-100)
+	}
+	nf.Close() // nothing listens there now
+	start := time.Now()
+	if err := copyLog(context.Background(), c, "j1", "stdout", 0, true, &out, &warn); err == nil || time.Since(start) > 10*time.Second {
+		t.Errorf("a gateway never reached: %v after %v; want an error at once", err, time.Since(start))
 	}
 }
 
@@ -938,5 +948,24 @@ func TestSubmitWaitSaysTheEndOnce(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "the job's own output") {
 		t.Errorf("stderr %q: want the job's log", errOut)
+	}
+}
+
+// The exit code is added to a failure's line unless the line says it
+// already: "exit code 1" is not said by "exit code 12".
+func TestFinalLine(t *testing.T) {
+	code := func(n int) *int { return &n }
+	for _, c := range []struct {
+		j    api.Job
+		want string
+	}{
+		{api.Job{ID: "a", State: api.StateSucceeded, ExitCode: code(0)}, "job a succeeded"},
+		{api.Job{ID: "a", State: api.StateFailed, Error: "the command failed with exit code 3", ExitCode: code(3)}, "job a failed: the command failed with exit code 3"},
+		{api.Job{ID: "a", State: api.StateFailed, Error: "the adapter failed with exit code 12", ExitCode: code(1)}, "job a failed: the adapter failed with exit code 12 (exit code 1)"},
+		{api.Job{ID: "a", State: api.StateFailed, Error: "out of memory", ExitCode: code(137)}, "job a failed: out of memory (exit code 137)"},
+	} {
+		if got := finalLine(&c.j); got != c.want {
+			t.Errorf("finalLine = %q, want %q", got, c.want)
+		}
 	}
 }

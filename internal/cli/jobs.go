@@ -11,7 +11,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -134,7 +136,7 @@ var cmdSubmit = &command{
 				if *asJSON {
 					logOut = e.stderr
 				}
-				if err := copyLog(e.ctx, c, j.ID, "stdout", 0, true, logOut); err != nil {
+				if err := copyLog(e.ctx, c, j.ID, "stdout", 0, true, logOut, e.stderr); err != nil {
 					if e.ctx.Err() != nil {
 						return err
 					}
@@ -152,8 +154,9 @@ var cmdSubmit = &command{
 				}
 			case !*quiet:
 				fmt.Fprintln(info, finalLine(final))
-				if err := jobOutcome(final); err != nil {
-					return &ExitError{Code: 1} // said just now
+				var ee *ExitError
+				if errors.As(jobOutcome(final), &ee) {
+					return &ExitError{Code: ee.Code} // said just now
 				}
 			}
 			return jobOutcome(final)
@@ -186,8 +189,11 @@ func finalLine(j *api.Job) string {
 	} else if j.Reason != "" && j.State != api.StateSucceeded {
 		s += ": " + j.Reason
 	}
-	if j.ExitCode != nil && (*j.ExitCode != 0 || j.State != api.StateSucceeded) && !strings.Contains(s, fmt.Sprintf("exit code %d", *j.ExitCode)) {
-		s += fmt.Sprintf(" (exit code %d)", *j.ExitCode)
+	if j.ExitCode != nil && (*j.ExitCode != 0 || j.State != api.StateSucceeded) {
+		said := regexp.MustCompile(`exit code ` + strconv.Itoa(*j.ExitCode) + `\b`)
+		if !said.MatchString(s) {
+			s += fmt.Sprintf(" (exit code %d)", *j.ExitCode)
+		}
 	}
 	return s
 }
@@ -202,32 +208,36 @@ func jobOutcome(j *api.Job) error {
 }
 
 // copyLog copies a job's stream from offset to w. With follow it goes on
-// until the job has ended, and reconnects from where it stopped when the
-// connection breaks or the gateway is away (restarting, or a proxy's
-// 502, 503, 504), for up to followRetry of failures in a row.
-func copyLog(ctx context.Context, c *client.Client, id, stream string, offset int64, follow bool, w io.Writer) error {
+// until the job has ended, and once the gateway has answered, reconnects
+// from where it stopped when the connection breaks or the gateway is away
+// (restarting, or a proxy's 502, 503, 504), for up to followRetry of
+// failures in a row, saying so once on warn.
+func copyLog(ctx context.Context, c *client.Client, id, stream string, offset int64, follow bool, w, warn io.Writer) error {
 	var failing time.Time // since when every try fails; zero while they work
+	answered, said := false, false
 	retries := 0
 	for {
 		rc, err := c.Log(ctx, id, stream, offset, follow)
 		if err == nil {
+			answered, failing, retries = true, time.Time{}, 0
 			n, err2 := io.Copy(w, rc)
 			rc.Close()
 			offset += n
 			if err2 == nil || !follow || ctx.Err() != nil {
 				return err2
 			}
-			if n > 0 {
-				failing, retries = time.Time{}, 0
-			}
 			err = err2
-		} else if !follow || ctx.Err() != nil || !gatewayAway(err) {
+		} else if !follow || !answered || ctx.Err() != nil || !gatewayAway(err) {
 			return err
 		}
 		if failing.IsZero() {
 			failing = time.Now()
 		} else if time.Since(failing) > followRetry {
 			return err
+		}
+		if !said && retries > 0 {
+			fmt.Fprintf(warn, "hpcgate: the log of %s broke off (%v); reconnecting for up to %v\n", id, err, followRetry)
+			said = true
 		}
 		retries++
 		select {
@@ -564,7 +574,7 @@ var cmdLogs = &command{
 			if *stderr {
 				stream = "stderr"
 			}
-			return copyLog(e.ctx, c, args[0], stream, *offset, *follow, e.stdout)
+			return copyLog(e.ctx, c, args[0], stream, *offset, *follow, e.stdout, e.stderr)
 		}
 	},
 }
