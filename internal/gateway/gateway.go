@@ -512,31 +512,45 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return nil
 	})
 	grp.Go(disp.Run)
-	grp.Go(func(ctx context.Context) error { return g.sweepLeftovers(ctx, leftoverGrace, 10*time.Minute) })
+	grp.Go(func(ctx context.Context) error {
+		return g.every(ctx, 10*time.Minute, leftoverGrace, "sweep of what removed jobs left", func(ctx context.Context, before time.Time) error {
+			_, err := g.sweepOnce(ctx, before)
+			return err
+		})
+	})
 	if r := *g.cfg.Retention.Jobs; r > 0 {
-		grp.Go(func(ctx context.Context) error { return g.purge(ctx, r, min(r/10, time.Hour)) })
-	}
-	if r := *g.cfg.Retention.Audit; r > 0 {
 		grp.Go(func(ctx context.Context) error {
-			return g.purgeOld(ctx, "audit entries", r, min(r/10, time.Hour), g.store.PurgeAudit)
+			return g.every(ctx, min(r/10, time.Hour), r, "purge of finished jobs", func(ctx context.Context, before time.Time) error {
+				_, err := g.purgeOnce(ctx, before)
+				return err
+			})
 		})
 	}
-	if r := *g.cfg.Retention.Changes; r > 0 {
-		grp.Go(func(ctx context.Context) error {
-			return g.purgeOld(ctx, "job changes", r, min(r/10, time.Hour), g.store.PurgeChanges)
-		})
-	}
-	if r := *g.cfg.Retention.Tokens; r > 0 {
-		grp.Go(func(ctx context.Context) error {
-			return g.purgeOld(ctx, "expired tokens", r, min(r/10, time.Hour), g.store.PurgeTokens)
-		})
+	for _, o := range []struct {
+		what      string
+		retention time.Duration
+		purge     func(ctx context.Context, before time.Time, limit int) (int, error)
+	}{
+		{"audit entries", *g.cfg.Retention.Audit, g.store.PurgeAudit},
+		{"job changes", *g.cfg.Retention.Changes, g.store.PurgeChanges},
+		{"expired tokens", *g.cfg.Retention.Tokens, g.store.PurgeTokens},
+	} {
+		if o.retention > 0 {
+			grp.Go(func(ctx context.Context) error {
+				return g.every(ctx, min(o.retention/10, time.Hour), o.retention, "purge of old "+o.what, func(ctx context.Context, before time.Time) error {
+					return g.purgeOld(ctx, o.what, before, o.purge)
+				})
+			})
+		}
 	}
 	if sg, ok := g.bucket.(blob.Signer); ok {
 		// multipart uploads left unfinished once their part URLs expired:
 		// their parts are stored, counted in no quota, until dropped
 		grp.Go(func(ctx context.Context) error {
 			// an hour past the URLs' end: a part sent just before may still be arriving
-			return g.purgeOld(ctx, "unfinished uploads", server.UploadTTL+time.Hour, 10*time.Minute, sg.AbortStale)
+			return g.every(ctx, 10*time.Minute, server.UploadTTL+time.Hour, "purge of old unfinished uploads", func(ctx context.Context, before time.Time) error {
+				return g.purgeOld(ctx, "unfinished uploads", before, sg.AbortStale)
+			})
 		})
 	}
 	if hooks, err := webhook.New(g.store, webhook.Options{AllowPrivate: g.cfg.Webhooks.AllowPrivateNetworks, CACertFile: g.caFile, Logger: g.log}); err != nil {

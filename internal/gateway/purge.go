@@ -15,15 +15,14 @@ import (
 // other writers in.
 const purgeBatch = 500
 
-// purge removes finished jobs older than the retention, with their events,
-// logs and job tokens (the store) and their outputs (the bucket), every
-// interval until ctx ends.
-func (g *Gateway) purge(ctx context.Context, retention, interval time.Duration) error {
+// every calls fn with the time age ago, at once and then every interval,
+// until ctx ends; it logs fn's errors as what failed.
+func (g *Gateway) every(ctx context.Context, interval, age time.Duration, what string, fn func(ctx context.Context, before time.Time) error) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := g.purgeOnce(ctx, time.Now().Add(-retention)); err != nil && ctx.Err() == nil {
-			g.log.Error("purge of finished jobs", "err", err)
+		if err := fn(ctx, time.Now().Add(-age)); err != nil && ctx.Err() == nil {
+			g.log.Error(what+" failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -80,23 +79,6 @@ func (g *Gateway) countOff(ctx context.Context, p store.PurgedJob, gone store.St
 // long.
 const leftoverGrace = server.OutputURLTTL + time.Hour
 
-// sweepLeftovers deletes what jobs removed more than grace ago left in
-// the bucket, every interval until ctx ends.
-func (g *Gateway) sweepLeftovers(ctx context.Context, grace, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if _, err := g.sweepOnce(ctx, time.Now().Add(-grace)); err != nil && ctx.Err() == nil {
-			g.log.Error("sweep of what removed jobs left", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
-}
-
 // sweepOnce deletes the objects of every job removed before before (an
 // output that landed after its job's deletion or purge had listed them,
 // or what a crash or a failing bucket left), counts them off their
@@ -126,34 +108,22 @@ func (g *Gateway) sweepOnce(ctx context.Context, before time.Time) (int, error) 
 	}
 }
 
-// purgeOld removes what (audit entries, changes) is older than the
-// retention, through purge in batches, every interval until ctx ends.
-func (g *Gateway) purgeOld(ctx context.Context, what string, retention, interval time.Duration, purge func(ctx context.Context, before time.Time, limit int) (int, error)) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		before := time.Now().Add(-retention)
-		for ctx.Err() == nil {
-			n, err := purge(ctx, before, purgeBatch)
-			if err != nil {
-				if ctx.Err() == nil {
-					g.log.Error("purge of old "+what, "err", err)
-				}
-				break
-			}
-			if n > 0 {
-				g.log.Info("purged old "+what, "count", n, "before", before)
-			}
-			if n < purgeBatch {
-				break
-			}
+// purgeOld removes what (audit entries, changes) is older than before,
+// through purge in batches.
+func (g *Gateway) purgeOld(ctx context.Context, what string, before time.Time, purge func(ctx context.Context, before time.Time, limit int) (int, error)) error {
+	for ctx.Err() == nil {
+		n, err := purge(ctx, before, purgeBatch)
+		if err != nil {
+			return err
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+		if n > 0 {
+			g.log.Info("purged old "+what, "count", n, "before", before)
+		}
+		if n < purgeBatch {
+			break
 		}
 	}
+	return nil
 }
 
 // deletePrefix deletes every object under prefix and returns what it

@@ -21,21 +21,13 @@ var jobDirName = regexp.MustCompile(`^[a-z2-7]{16}$`)
 // job has been finished for retention (sweepWorkdirsOnce). The local
 // executor removes its own tasks' (local.workdir_retention).
 func (g *Gateway) sweepWorkdirs(ctx context.Context, retention, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		now := time.Now()
-		if n, err := g.sweepWorkdirsOnce(ctx, now.Add(-retention), now.Add(-max(retention, orphanAge))); err != nil && ctx.Err() == nil {
-			g.log.Error("removing finished jobs' directories", "err", err)
-		} else if n > 0 {
+	return g.every(ctx, interval, retention, "removing finished jobs' directories", func(ctx context.Context, before time.Time) error {
+		n, err := g.sweepWorkdirsOnce(ctx, before, before.Add(retention-max(retention, orphanAge)))
+		if n > 0 {
 			g.log.Info("removed finished jobs' directories", "count", n)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+		return err
+	})
 }
 
 // engineRoots returns the work roots of the environments whose engine is
