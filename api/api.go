@@ -222,6 +222,9 @@ type Sweep struct {
 	Template string         `json:"template"`
 	Total    int            `json:"total"`
 	Counts   map[string]int `json:"counts"`
+	// Deleted is how many of the sweep's jobs were deleted since it was
+	// made: they are not in Total.
+	Deleted int `json:"deleted,omitempty"`
 	// Jobs are the jobs' ids, in the variants' order when the sweep is
 	// created, for sweeps of up to 1,000 variants; GET /v1/jobs?sweep=ID
 	// lists any sweep's.

@@ -295,8 +295,15 @@ func (a *agent) deliverOutputs(ctx context.Context, ts *api.TaskSpec, ok bool) e
 				froms = append(froms, "/"+filepath.ToSlash(rel))
 			}
 		default:
-			if _, err := os.Lstat(filepath.Join(root, strings.TrimPrefix(o.Path, "/"))); err != nil {
+			st, err := os.Lstat(filepath.Join(root, strings.TrimPrefix(o.Path, "/")))
+			switch {
+			case err != nil:
 				missing = append(missing, o.Path)
+				continue
+			case !st.Mode().IsRegular() || noLinkBelow(root, strings.TrimPrefix(o.Path, "/")) != nil:
+				// a link is not followed, a directory is no FILE: either
+				// delivered nothing, which must not pass for success
+				missing = append(missing, o.Path+" (not a regular file: a link, a directory or a device)")
 				continue
 			}
 			froms = []string{o.Path}

@@ -140,3 +140,31 @@ func TestExecutorEnvAndStdio(t *testing.T) {
 		t.Errorf("stdout over a FIFO: %v, %v", st.Mode(), err)
 	}
 }
+
+// A FILE output that is a link or a directory delivered nothing (a link
+// is not followed), and the task ended COMPLETE all the same: a workflow
+// engine went on as if the file were there. It fails the task now, as a
+// missing one does; it does not when the executors failed already.
+func TestFileOutputThatIsNoFile(t *testing.T) {
+	a := &agent{dir: t.TempDir()}
+	out := filepath.Join(a.dir, taskRoot, "out")
+	if err := os.MkdirAll(filepath.Join(out, "dir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc/hostname", filepath.Join(out, "link")); err != nil {
+		t.Fatal(err)
+	}
+	ts := &api.TaskSpec{Outputs: []api.TaskOutput{{Path: "/out/link", File: "r/link"}, {Path: "/out/dir", File: "r/dir"}, {Path: "/out/none", File: "r/none"}}}
+	err := a.deliverOutputs(t.Context(), ts, true)
+	if err == nil {
+		t.Fatal("outputs that are no files passed")
+	}
+	for _, p := range []string{"/out/link (not a regular file", "/out/dir (not a regular file", "/out/none"} {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("%v: want %s named", err, p)
+		}
+	}
+	if err := a.deliverOutputs(t.Context(), ts, false); err != nil {
+		t.Errorf("after failed executors: %v; want the outputs' lack not to mask that", err)
+	}
+}

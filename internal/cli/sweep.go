@@ -239,7 +239,11 @@ func sweepProgress(sw *api.Sweep) string {
 		}
 	}
 	done := sw.Counts[api.StateSucceeded] + sw.Counts[api.StateFailed] + sw.Counts[api.StateCanceled]
-	return fmt.Sprintf("%d/%d ended: %s", done, sw.Total, strings.Join(parts, ", "))
+	line := fmt.Sprintf("%d/%d ended: %s", done, sw.Total, strings.Join(parts, ", "))
+	if sw.Deleted > 0 {
+		line += fmt.Sprintf(" (%d deleted)", sw.Deleted)
+	}
+	return line
 }
 
 var cmdSweepStatus = &command{

@@ -14,6 +14,7 @@ import (
 type depState struct {
 	gone                   bool
 	total, succeeded, open int
+	deleted                int // a sweep's jobs deleted since it was made
 }
 
 // depsCache holds the dependencies looked up in one pass, by "job:ID" or
@@ -38,6 +39,8 @@ func (d *Dispatcher) waitFor(ctx context.Context, j *job.Job, cache depsCache) (
 			if dep.When == job.WhenSucceeded {
 				return false, what + " is gone, so it cannot be known to have succeeded", nil
 			}
+		case dep.When == job.WhenSucceeded && st.deleted > 0:
+			return false, fmt.Sprintf("%d of the jobs of %s are gone, so they cannot be known to have succeeded", st.deleted, what), nil
 		case dep.When == job.WhenSucceeded && st.total-st.succeeded-st.open > 0:
 			if dep.Sweep != "" {
 				return false, fmt.Sprintf("%d of the jobs of %s did not succeed, and this job was to run after all of them succeeded", st.total-st.succeeded-st.open, what), nil
@@ -76,7 +79,9 @@ func (d *Dispatcher) depState(ctx context.Context, owner string, dep job.Depende
 		}
 	} else {
 		f := store.JobFilter{Owner: owner, SweepID: dep.Sweep}
+		size := 0
 		err := store.EachJob(ctx, d.store, f, func(o *job.Job) error {
+			size = max(size, o.SweepSize)
 			st.total++
 			if o.State == job.Succeeded {
 				st.succeeded++
@@ -89,6 +94,7 @@ func (d *Dispatcher) depState(ctx context.Context, owner string, dep job.Depende
 			return st, err
 		}
 		st.gone = st.total == 0
+		st.deleted = max(size-st.total, 0)
 	}
 	cache[key] = st
 	return st, nil

@@ -1043,6 +1043,46 @@ func TestDependencies(t *testing.T) {
 	}
 }
 
+// A sweep that lost a job to deletion was taken for whole: the jobs left
+// succeeded, so a job waiting for the sweep to succeed ran, though a
+// variant never did. It is canceled, as a job waiting for a deleted job
+// is; one waiting for the sweep to finish runs.
+func TestDependencyOnASweepWithADeletedJob(t *testing.T) {
+	f := newFixture(t)
+	d := f.dispatcher()
+	var members []*job.Job
+	for i := range 3 {
+		j := f.job("hpc", job.Held)
+		j, err := f.st.UpdateJob(f.ctx, j.ID, func(j *job.Job) error { j.SweepID, j.SweepIndex, j.SweepSize = "sw2", i, 3; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, j)
+	}
+	after := func(dep job.Dependency) *job.Job {
+		j := f.job("hpc", job.Pending)
+		j, err := f.st.UpdateJob(f.ctx, j.ID, func(j *job.Job) error { j.After = []job.Dependency{dep}; return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	onSuccess := after(job.Dependency{Sweep: "sw2", When: job.WhenSucceeded})
+	onEnd := after(job.Dependency{Sweep: "sw2", When: job.WhenFinished})
+	if err := f.st.DeleteJob(f.ctx, members[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members[1:] {
+		f.to(m.ID, job.Queued)
+		f.to(m.ID, job.Succeeded)
+	}
+	d.submitPending(f.ctx)
+	if j := f.wantState(onSuccess.ID, job.Canceled); !strings.Contains(j.Reason, "1 of the jobs of sweep sw2 are gone") {
+		t.Fatalf("reason %q", j.Reason)
+	}
+	f.wantState(onEnd.ID, job.Queued)
+}
+
 // arraySched is fakeSched that also submits arrays, recording each.
 type arraySched struct {
 	*fakeSched

@@ -161,6 +161,10 @@ type Job struct {
 	// on it. SweepIndex is its variant's place in the sweep, from 0.
 	SweepID    string
 	SweepIndex int
+	// SweepSize is how many variants its sweep was made with (0 in jobs
+	// stored before it was kept): a sweep whose jobs number fewer has
+	// lost some to deletion.
+	SweepSize int
 	// SweepMaxRunning caps how many of its sweep's jobs are handed to
 	// engines at once (0: no cap).
 	SweepMaxRunning int

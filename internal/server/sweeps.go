@@ -58,6 +58,12 @@ func expandVariants(raw json.RawMessage) ([]variant, error) {
 		if err := countOK(len(list)); err != nil {
 			return nil, err
 		}
+		varied := map[string]bool{} // what any variant sets is the variants' to set
+		for _, p := range list {
+			for name := range p {
+				varied[name] = true
+			}
+		}
 		out := make([]variant, len(list))
 		for i, p := range list {
 			prefix := "variants[" + strconv.Itoa(i) + "]"
@@ -65,7 +71,8 @@ func expandVariants(raw json.RawMessage) ([]variant, error) {
 				if f == "parameters" {
 					return prefix // the object as a whole (a property it may not have)
 				}
-				if name, ok := strings.CutPrefix(f, "parameters."); ok && p[strings.SplitN(name, ".", 2)[0]] != nil {
+				// its own value, or one it lacks that others set
+				if name, ok := strings.CutPrefix(f, "parameters."); ok && varied[strings.SplitN(name, ".", 2)[0]] {
 					return prefix + "." + name
 				}
 				return f
@@ -302,7 +309,7 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 		case err != nil:
 			return err
 		}
-		j.SweepID, j.SweepIndex, j.SweepMaxRunning, j.Notify = id, i, req.MaxRunning, notify
+		j.SweepID, j.SweepIndex, j.SweepSize, j.SweepMaxRunning, j.Notify = id, i, len(variants), req.MaxRunning, notify
 		if req.Name == "" {
 			j.Name = j.Template + "-" + strconv.Itoa(i)
 		}
@@ -406,6 +413,7 @@ func (s *Server) sweepOf(r *http.Request) (*api.Sweep, error) {
 		id    string
 	}
 	var ids []entry
+	size := 0 // as made; 0 for sweeps made before it was kept
 	err := s.sweepJobs(r, func(j *job.Job) error {
 		if out.Total == 0 || j.CreatedAt.Before(out.CreatedAt) {
 			out.CreatedAt = j.CreatedAt.UTC()
@@ -413,6 +421,7 @@ func (s *Server) sweepOf(r *http.Request) (*api.Sweep, error) {
 		out.Template = j.Template
 		out.Total++
 		out.Counts[string(j.State)]++
+		size = max(size, j.SweepSize)
 		if len(ids) <= maxListedJobs {
 			ids = append(ids, entry{j.SweepIndex, j.ID})
 		}
@@ -421,6 +430,7 @@ func (s *Server) sweepOf(r *http.Request) (*api.Sweep, error) {
 	if err != nil {
 		return nil, err
 	}
+	out.Deleted = max(size-out.Total, 0)
 	if out.Total <= maxListedJobs {
 		sort.Slice(ids, func(a, b int) bool { return ids[a].index < ids[b].index })
 		for _, e := range ids {

@@ -165,6 +165,13 @@ func TestSweep(t *testing.T) {
 		t.Fatalf("CSV\n%q\nwant\n%q", recs, want)
 	}
 
+	// a job deleted is said, not forgotten
+	h.do("DELETE", "/v1/jobs/"+sw.Jobs[2], alice, nil).want(t, http.StatusNoContent)
+	h.do("GET", "/v1/sweeps/"+sw.ID, alice, nil).want(t, http.StatusOK).decode(t, &sw)
+	if sw.Total != 2 || sw.Deleted != 1 {
+		t.Fatalf("after a deletion: %+v; want 2 and 1 deleted", sw)
+	}
+
 	bob := h.token("bob", time.Time{}, allScopes...)
 	for _, p := range []string{"GET /v1/sweeps/" + sw.ID, "POST /v1/sweeps/" + sw.ID + "/cancel", "GET /v1/sweeps/" + sw.ID + "/results", "GET /v1/sweeps/nosuchsweep"} {
 		method, path, _ := strings.Cut(p, " ")
@@ -196,7 +203,9 @@ func TestSweepRefusedWhole(t *testing.T) {
 	r := h.do("POST", "/v1/sweeps", alice, map[string]any{"template": "hello", "variants": []any{
 		map[string]any{"name": "ok"}, map[string]any{"name": ""}, map[string]any{"name": 5}, map[string]any{"nmae": "x"},
 	}}).want(t, http.StatusUnprocessableEntity)
-	if got := fields(r); !slices.Contains(got, "variants[1].name") || !slices.Contains(got, "variants[2].name") || !slices.Contains(got, "variants[3].nmae") {
+	// variant 3 lacks the name the others set: its error is its own
+	if got := fields(r); !slices.Contains(got, "variants[1].name") || !slices.Contains(got, "variants[2].name") || !slices.Contains(got, "variants[3].nmae") ||
+		!slices.Contains(got, "variants[3].name") || slices.Contains(got, "parameters.name") {
 		t.Fatalf("list errors %q", got)
 	}
 	none()

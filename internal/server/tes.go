@@ -481,13 +481,28 @@ func (s *Server) taskOf(ctx context.Context, j *job.Job, v tes.View) (tes.Task, 
 	if j.BackendID != "" {
 		l.Metadata["hpcgate."+j.Scheduler+"_id"] = j.BackendID
 	}
-	for _, st := range j.Steps {
+	steps, whole := j.Steps, false
+	if len(steps) == 0 && rec.Task == nil && !j.StartedAt.IsZero() {
+		whole = true
+		// a template's job reports no steps: its one executor is the
+		// job itself, its logs the job's
+		steps = []job.Step{{StartedAt: j.StartedAt, EndedAt: j.FinishedAt, ExitCode: j.ExitCode}}
+	}
+	for _, st := range steps {
 		el := tes.ExecutorLog{StartTime: rfc3339(st.StartedAt), EndTime: rfc3339(st.EndedAt)}
-		if st.ExitCode != nil {
+		switch {
+		case st.ExitCode != nil:
 			el.ExitCode = *st.ExitCode
+		case j.State.Terminal():
+			// stopped (canceled, its job failed) before it could exit:
+			// not 0, which reads as success
+			el.ExitCode = -1
+		}
+		if st.EndedAt.IsZero() && j.State.Terminal() {
+			el.EndTime = rfc3339(j.FinishedAt)
 		}
 		if v == tes.Full {
-			running := st.EndedAt.IsZero()
+			running := st.EndedAt.IsZero() || whole // to the stream's end
 			if el.Stdout, err = s.logRange(ctx, j.ID, "stdout", st.Stdout, running); err != nil {
 				return t, false, err
 			}

@@ -131,6 +131,9 @@ func TestTESInvalidTasks(t *testing.T) {
 		{"zones elsewhere", map[string]any{"executors": ex("localhost/a"), "resources": map[string]any{"zones": []string{"mars"}}}, "resources.zones"},
 		{"bad tag", map[string]any{"executors": ex("localhost/a"), "tags": map[string]string{"a b": "c"}}, "tags.a b"},
 		{"env not strings", map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []string{"x"}}, map[string]any{"image": "localhost/a", "command": []string{"x"}, "env": map[string]any{"A": 1}}}}, "executors[1].env.A"},
+		{"two inputs at one path", map[string]any{"executors": ex("localhost/a"), "inputs": []any{map[string]any{"content": "1", "path": "/in/a"}, map[string]any{"content": "2", "path": "/in/a"}}}, "inputs[1].path"},
+		{"an input below a file input", map[string]any{"executors": ex("localhost/a"), "inputs": []any{map[string]any{"content": "1", "path": "/in/a"}, map[string]any{"content": "2", "path": "/in/a/b"}}}, "inputs[1].path"},
+		{"a file input above another", map[string]any{"executors": ex("localhost/a"), "inputs": []any{map[string]any{"content": "1", "path": "/in/a/b"}, map[string]any{"content": "2", "path": "/in/a"}}}, "inputs[1].path"},
 		{"NUL in the command", map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []string{"echo", "a\x00b"}}}}, "executors[0].command[1]"},
 		{"command not strings", map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []any{"x", 2}}}}, "executors[0].command[1]"},
 		{"glob without prefix", map[string]any{"executors": ex("localhost/a"), "outputs": []any{map[string]any{"url": "out", "path": "/data/*.txt"}}}, "outputs[0].path_prefix"},
@@ -755,5 +758,60 @@ func TestTESDirectoryListingsBounded(t *testing.T) {
 		if r.field(fmt.Sprintf("inputs[%d].url", i)) == "" {
 			t.Errorf("no error for inputs[%d].url: %s", i, r.body)
 		}
+	}
+}
+
+// An executor stopped before it could exit showed exit_code 0 (success,
+// to a TES client) and no end_time; a template's job shown as a task had
+// no executor log at all. The first has -1 and its task's end, the second
+// one log: the job's times, exit code and output.
+func TestTESExecutorLogsOfStoppedAndTemplateJobs(t *testing.T) {
+	envs := append(tesEnvs(), catalog.Environment{Name: "local-podman", Scheduler: "local", ContainerRuntime: "podman", Images: []string{"localhost/"}})
+	h := newHarness(t, &harnessOptions{envs: envs, opts: &Options{TES: TESOptions{Environment: "pods"}}})
+	ctx := context.Background()
+	tok := h.token("alice", time.Time{}, api.ScopeTasks, api.ScopeJobsRead, api.ScopeJobsWrite, api.ScopeFilesRead, api.ScopeFilesWrite)
+	full := func(id string) tes.TaskLog {
+		t.Helper()
+		r := h.do("GET", tesBase+"/tasks/"+id+"?view=FULL", tok, nil).want(t, http.StatusOK)
+		conform(t, "FULL", "tesTask", r)
+		var got tes.Task
+		r.decode(t, &got)
+		if len(got.Logs) != 1 {
+			t.Fatalf("task %s", r.body)
+		}
+		return got.Logs[0]
+	}
+	setState := func(id string, st job.State) {
+		t.Helper()
+		if _, err := h.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(st, "test", time.Now()) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// a task's executor, canceled while it runs
+	id := createTask(t, h, tok, map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []string{"sleep", "60"}}}})
+	setState(id, job.Starting)
+	jt := h.tokenForJob("alice", id)
+	h.do("POST", "/v1/jobs/"+id+"/logs/stdout?offset=0", jt, "started\n").want(t, http.StatusOK)
+	h.do("POST", "/v1/jobs/"+id+"/state", jt, api.StateReport{State: "running", Step: &api.Step{Index: 0, StartedAt: time.Now().UTC(), Stdout: [2]int64{0, 0}}}).want(t, http.StatusOK)
+	setState(id, job.Canceled)
+	l := full(id)
+	if len(l.Logs) != 1 || l.Logs[0].ExitCode != -1 || l.Logs[0].EndTime == "" || l.Logs[0].Stdout != "started\n" {
+		t.Errorf("a canceled executor's log: %+v; want exit code -1, the task's end, its output", l.Logs)
+	}
+
+	// a template's job
+	h.put("alice", "data/in.txt", "a b")
+	var j api.Job
+	h.do("POST", "/v1/jobs", tok, map[string]any{"template": "wordcount-container", "inputs": map[string]string{"text": "data/in.txt"}}).want(t, http.StatusCreated).decode(t, &j)
+	setState(j.ID, job.Starting)
+	jt = h.tokenForJob("alice", j.ID)
+	h.do("POST", "/v1/jobs/"+j.ID+"/logs/stdout?offset=0", jt, "2 words\n").want(t, http.StatusOK)
+	zero := 0
+	h.do("POST", "/v1/jobs/"+j.ID+"/state", jt, api.StateReport{State: "running"}).want(t, http.StatusOK)
+	h.do("POST", "/v1/jobs/"+j.ID+"/state", jt, api.StateReport{State: "succeeded", ExitCode: &zero}).want(t, http.StatusOK)
+	l = full(j.ID)
+	if len(l.Logs) != 1 || l.Logs[0].ExitCode != 0 || l.Logs[0].Stdout != "2 words\n" || l.Logs[0].StartTime == "" || l.Logs[0].EndTime == "" {
+		t.Errorf("a template job's executor log: %+v; want one, with the job's times, exit code and output", l.Logs)
 	}
 }

@@ -159,6 +159,18 @@ func Check(t *Task, bucket string) []api.FieldError {
 		if in.Type != "" && in.Type != File && in.Type != Directory {
 			bad(f+".type", "must be FILE or DIRECTORY")
 		}
+		// one place each: a second input at a path would silently win,
+		// and one below a file could not be written at all
+		for j, other := range t.Inputs[:i] {
+			switch {
+			case in.Path == other.Path:
+				bad(f+".path", "is inputs[%d]'s path too", j)
+			case other.Type != Directory && strings.HasPrefix(in.Path, other.Path+"/"):
+				bad(f+".path", "is below inputs[%d], a file", j)
+			case in.Type != Directory && strings.HasPrefix(other.Path, in.Path+"/"):
+				bad(f+".path", "is a file above inputs[%d]", j)
+			}
+		}
 	}
 	for i, out := range t.Outputs {
 		f := fmt.Sprintf("outputs[%d]", i)

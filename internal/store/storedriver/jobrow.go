@@ -35,6 +35,7 @@ type JobRow struct {
 	ParentID        string            `json:"parent_id,omitempty"`
 	SweepID         string            `json:"sweep_id,omitempty"`
 	SweepIndex      int               `json:"sweep_index,omitempty"`
+	SweepSize       int               `json:"sweep_size,omitempty"`
 	SweepMaxRunning int               `json:"sweep_max_running,omitempty"`
 	Detached        bool              `json:"detached,omitempty"`
 	After           []DependencyRow   `json:"after,omitempty"`
@@ -126,6 +127,7 @@ func FromJob(j *job.Job) *JobRow {
 		ParentID:        j.ParentID,
 		SweepID:         j.SweepID,
 		SweepIndex:      j.SweepIndex,
+		SweepSize:       j.SweepSize,
 		SweepMaxRunning: j.SweepMaxRunning,
 		Detached:        j.Detached,
 		Project:         j.Project,
@@ -183,6 +185,7 @@ func (r *JobRow) Job() *job.Job {
 		ParentID:        r.ParentID,
 		SweepID:         r.SweepID,
 		SweepIndex:      r.SweepIndex,
+		SweepSize:       r.SweepSize,
 		SweepMaxRunning: r.SweepMaxRunning,
 		Detached:        r.Detached,
 		Project:         r.Project,

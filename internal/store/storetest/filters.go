@@ -26,7 +26,7 @@ func testEveryFieldStored(t *testing.T, s store.Store) {
 		State: job.Pending, Reason: "created", Parameters: json.RawMessage(`{"zeta":1,"a":[1.50,"x"]}`),
 		Inputs: map[string]string{"in": "p"}, InputSizes: map[string]int64{"in": 5},
 		Resources: job.Resources{Nodes: 2, CoresPerNode: 3, MemoryMB: 4, WalltimeS: 5},
-		Labels:    map[string]string{"k": "v"}, ParentID: "p", SweepID: "sw", Project: "chem01", Depth: 1,
+		Labels:    map[string]string{"k": "v"}, ParentID: "p", SweepID: "sw", SweepIndex: 3, SweepSize: 5, SweepMaxRunning: 2, Project: "chem01", Depth: 1,
 		CreatedAt: t0, StartedAt: t0.Add(time.Second), FinishedAt: t0.Add(2 * time.Second), ExitCode: &code,
 		Usage: &job.Usage{CPUSeconds: 1.5, MaxRSSBytes: 6, WallSeconds: 2.5}, Scheduler: "slurm", BackendID: "42",
 		Error: "e", IdemKey: "ik", IdemHash: "ih", TemplateDoc: json.RawMessage(`{"z":1,"a":{"y":2,"b":3}}`),
