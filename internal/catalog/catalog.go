@@ -34,6 +34,11 @@ var ErrNotFound = errors.New("not found")
 // may not name as an input.
 var ErrNotGiven = errors.New("not one of the caller's files")
 
+// ErrLater is returned (wrapped) by a StatFunc for an input that is not
+// there yet but may be when the job starts: an output of a job the new
+// job waits for. Its size is known only then.
+var ErrLater = errors.New("not there until a job it waits for ends")
+
 // Input declares one input file of a template.
 type Input struct {
 	Name        string `yaml:"name"`

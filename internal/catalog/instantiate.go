@@ -125,6 +125,8 @@ func (c *Catalog) Instantiate(r Request, stat StatFunc) (*Instance, error) {
 			verr.add(field, "file %q does not exist", p)
 		case errors.Is(err, ErrNotGiven):
 			verr.add(field, "file %q is not one this job was given: a job may name as inputs only its own inputs", p)
+		case errors.Is(err, ErrLater):
+			inst.Inputs[n] = p // checked when the job starts
 		case err != nil:
 			return nil, fmt.Errorf("check input %s: %w", n, err)
 		case in.MaxSize > 0 && size > int64(in.MaxSize):

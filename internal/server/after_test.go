@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/job"
 )
 
 // A job's after list: every fault named at its index, nothing created;
@@ -86,4 +87,59 @@ func TestAfterIsChecked(t *testing.T) {
 	h.do("GET", "/v1/jobs/"+driver.ID, wt, nil).want(t, http.StatusNotFound)
 	// ... nor list the children of a job it waits for
 	h.do("GET", "/v1/jobs/"+a.ID+"/children", wt, nil).want(t, http.StatusNotFound)
+}
+
+// A job may take as an input an output of a job it waits for, which is
+// not there yet: "B on A's output, after A" is one submission, not a wait
+// for A first. The output is checked when B starts: its agent gets it, or
+// a 409 that says it is not there (never a 404, which tells an agent its
+// job is gone). Without the wait, or once A has ended without it, the
+// input is refused at once, as before.
+func TestInputFromAJobItWaitsFor(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := t.Context()
+	alice := h.token("alice", time.Time{}, allScopes...)
+	bob := h.token("bob", time.Time{}, allScopes...)
+	var a api.Job
+	h.do("POST", "/v1/jobs", alice, map[string]any{"template": "hello", "parameters": map[string]any{"name": "x"}, "hold": true}).want(t, http.StatusCreated).decode(t, &a)
+	ref := "job:" + a.ID + "/outputs/greeting.txt"
+	wc := func(after any) map[string]any {
+		return map[string]any{"template": "wordcount", "inputs": map[string]string{"text": ref}, "after": after}
+	}
+	if r := h.do("POST", "/v1/jobs", alice, wc(nil)).want(t, http.StatusUnprocessableEntity); !strings.Contains(r.field("inputs.text"), "does not exist") {
+		t.Fatalf("without waiting: %s", r.body)
+	}
+	h.do("POST", "/v1/jobs", bob, wc([]map[string]any{{"job": a.ID}})).want(t, http.StatusUnprocessableEntity)
+	var b api.Job
+	h.do("POST", "/v1/jobs", alice, wc([]map[string]any{{"job": a.ID}})).want(t, http.StatusCreated).decode(t, &b)
+	if b.State != api.StatePending || b.Inputs["text"] != ref {
+		t.Fatalf("job %+v", b)
+	}
+
+	// B starts (as if A had ended well): its input is checked now
+	if _, err := h.store.UpdateJob(ctx, b.ID, func(j *job.Job) error { return j.SetState(job.Starting, "test", time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	bt := h.tokenForJob("alice", b.ID)
+	var spec api.Spec
+	h.do("GET", "/v1/jobs/"+b.ID+"/spec", bt, nil).want(t, http.StatusOK).decode(t, &spec)
+	if len(spec.Inputs) != 1 || spec.Inputs[0].URL != "" {
+		t.Fatalf("spec inputs %+v; want the input through the gateway", spec.Inputs)
+	}
+	if r := h.do("GET", "/v1/jobs/"+b.ID+"/inputs/text", bt, nil).want(t, http.StatusConflict); !strings.Contains(r.problem.Detail, "does not exist") {
+		t.Fatalf("a missing input: %s", r.body)
+	}
+	if _, err := h.bucket.Put(ctx, outputsPrefix(a.ID)+"greeting.txt", strings.NewReader("Hello, x")); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.do("GET", "/v1/jobs/"+b.ID+"/inputs/text", bt, nil).want(t, http.StatusOK); string(r.body) != "Hello, x" {
+		t.Fatalf("input %q", r.body)
+	}
+
+	// A ended without an output: nothing to wait for any more
+	if _, err := h.store.UpdateJob(ctx, a.ID, func(j *job.Job) error { return j.SetState(job.Canceled, "test", time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	ref = "job:" + a.ID + "/outputs/other.txt"
+	h.do("POST", "/v1/jobs", alice, wc([]map[string]any{{"job": a.ID, "when": "finished"}})).want(t, http.StatusUnprocessableEntity)
 }

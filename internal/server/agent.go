@@ -102,9 +102,11 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 			}
 			si.URL, si.SHA256, si.Remote = u.URL, u.SHA256, true
 			si.MaxSize = cmp.Or(in.MaxSize, s.opts.MaxUploadBytes)
-		} else if direct {
+		} else if _, known := j.InputSizes[in.Name]; direct && known {
 			// Long enough for a job that waits for a node to fetch it; the
-			// agent falls back to the gateway if it has expired.
+			// agent falls back to the gateway if it has expired. (An input
+			// that was to come from a job this one waited for goes
+			// through the gateway, which checks it now.)
 			if si.URL, err = sg.SignGet(r.Context(), inputKey(j.Owner, p), 12*time.Hour); err != nil {
 				return err
 			}
@@ -163,6 +165,23 @@ func (s *Server) agentInput(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := s.checkRefOwner(r.Context(), j.Owner, p); err != nil {
 		return err
+	}
+	// an input checked at submission, or one that was to come from a job
+	// this one waited for (its size is known only now)
+	a, err := s.bucket.Stat(r.Context(), inputKey(j.Owner, p))
+	if errors.Is(err, blob.ErrNotFound) {
+		// not 404, which tells the agent that its job is gone
+		return errorf(http.StatusConflict, api.CodeConflict, "the input %s, %s, does not exist: deleted, or never made by the job it was to come from", name, p)
+	}
+	if err != nil {
+		return err
+	}
+	if t, err := s.recipe(j); err == nil {
+		for _, in := range t.Inputs {
+			if in.Name == name && in.MaxSize > 0 && a.Size > int64(in.MaxSize) {
+				return errorf(http.StatusConflict, api.CodeConflict, "the input %s, %s, is %d bytes, more than the template's limit of %d", name, p, a.Size, in.MaxSize)
+			}
+		}
 	}
 	return s.serveObject(w, r, inputKey(j.Owner, p), name)
 }

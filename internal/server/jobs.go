@@ -123,7 +123,13 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if parent != nil {
 		owner = parent.Owner
 	}
-	j, err := s.newJob(p, parent, &req, s.inputStat(r.Context(), owner, parent, readable))
+	waited := map[string]bool{} // jobs whose outputs may come later
+	for _, d := range req.After {
+		if d.Job != "" {
+			waited[d.Job] = true
+		}
+	}
+	j, err := s.newJob(p, parent, &req, s.inputStat(r.Context(), owner, parent, readable, waited))
 	if err != nil {
 		return err
 	}
@@ -295,7 +301,10 @@ func inputKey(owner, p string) string {
 // inputStat answers for the inputs a job of owner names: the size of each
 // of owner's files that readable allows, and of each job output the
 // caller may read (mayReadJobData): its outputs and the files of its space.
-func (s *Server) inputStat(ctx context.Context, owner string, self *job.Job, readable func(string) bool) catalog.StatFunc {
+// An output not there yet of a job in waited (the new job's dependencies)
+// that has not ended is catalog.ErrLater: it may be there when the job
+// starts (the agent's fetch says if it is not).
+func (s *Server) inputStat(ctx context.Context, owner string, self *job.Job, readable func(string) bool, waited map[string]bool) catalog.StatFunc {
 	return func(path string) (int64, error) {
 		if id, _, ok := parseRef(path); ok {
 			// A reference a job was given may be named by it (checked
@@ -318,6 +327,11 @@ func (s *Server) inputStat(ctx context.Context, owner string, self *job.Job, rea
 		}
 		a, err := s.bucket.Stat(ctx, inputKey(owner, path))
 		if errors.Is(err, blob.ErrNotFound) {
+			if id, _, ok := parseRef(path); ok && waited[id] {
+				if dep, err := s.store.GetJob(ctx, id); err == nil && !dep.State.Terminal() {
+					return 0, fmt.Errorf("%s: %w", path, catalog.ErrLater)
+				}
+			}
 			return 0, fmt.Errorf("%s: %w", path, catalog.ErrNotFound)
 		}
 		return a.Size, err

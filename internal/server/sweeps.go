@@ -273,7 +273,7 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	// the shared inputs are looked at once, whatever the number of variants
-	stat := s.inputStat(r.Context(), owner, parent, readable)
+	stat := s.inputStat(r.Context(), owner, parent, readable, nil)
 	type sized struct {
 		n   int64
 		err error

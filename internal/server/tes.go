@@ -233,7 +233,7 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 	if len(fields) > 0 {
 		return nil, &httpError{status: http.StatusBadRequest, code: api.CodeValidation, detail: "invalid task: " + fields[0].Field + ": " + fields[0].Message, fields: fields}
 	}
-	inst, err := s.catalog.Load().InstantiateTask(req, s.inputStat(ctx, owner, nil, func(string) bool { return true }))
+	inst, err := s.catalog.Load().InstantiateTask(req, s.inputStat(ctx, owner, nil, func(string) bool { return true }, nil))
 	if err != nil {
 		return nil, err
 	}
