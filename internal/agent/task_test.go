@@ -154,12 +154,19 @@ func TestFileOutputThatIsNoFile(t *testing.T) {
 	if err := os.Symlink("/etc/hostname", filepath.Join(out, "link")); err != nil {
 		t.Fatal(err)
 	}
-	ts := &api.TaskSpec{Outputs: []api.TaskOutput{{Path: "/out/link", File: "r/link"}, {Path: "/out/dir", File: "r/dir"}, {Path: "/out/none", File: "r/none"}}}
+	// a file reached through a link on the way
+	if err := os.WriteFile(filepath.Join(out, "dir", "f"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(out, "dir"), filepath.Join(out, "via")); err != nil {
+		t.Fatal(err)
+	}
+	ts := &api.TaskSpec{Outputs: []api.TaskOutput{{Path: "/out/link", File: "r/link"}, {Path: "/out/dir", File: "r/dir"}, {Path: "/out/none", File: "r/none"}, {Path: "/out/via/f", File: "r/f"}}}
 	err := a.deliverOutputs(t.Context(), ts, true)
 	if err == nil {
 		t.Fatal("outputs that are no files passed")
 	}
-	for _, p := range []string{"/out/link (not a regular file", "/out/dir (not a regular file", "/out/none"} {
+	for _, p := range []string{"/out/link (not a regular file", "/out/dir (not a regular file", "/out/none", "/out/via/f (not a regular file"} {
 		if !strings.Contains(err.Error(), p) {
 			t.Errorf("%v: want %s named", err, p)
 		}

@@ -200,7 +200,7 @@ func (c *Catalog) InstantiateTask(r TaskRequest, stat StatFunc) (*TaskInstance, 
 			}
 			size, err := stat(p)
 			switch {
-			case errors.Is(err, ErrNotFound):
+			case errors.Is(err, ErrNotFound), errors.Is(err, ErrLater): // a task waits for no job
 				verr.add(fmt.Sprintf("inputs[%d].url", i), "%q does not exist", p)
 			case errors.Is(err, ErrNotGiven):
 				verr.add(fmt.Sprintf("inputs[%d].url", i), "%q may not be read with this token", p)

@@ -225,6 +225,10 @@ func (e *env) followSweep(id string, asJSON bool) error {
 		if ended != sw.Counts[api.StateSucceeded] {
 			return true, &ExitError{Code: 1, Err: fmt.Errorf("sweep %s: %d of %d jobs did not succeed ('hpcgate sweep results %s')", id, ended-sw.Counts[api.StateSucceeded], sw.Total, id)}
 		}
+		if sw.Deleted > 0 {
+			// as a job waiting for the sweep to succeed sees it
+			return true, &ExitError{Code: 1, Err: fmt.Errorf("sweep %s: %d of its jobs were deleted, so they cannot be known to have succeeded", id, sw.Deleted)}
+		}
 		return true, nil
 	})
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -109,7 +110,10 @@ func TestInputFromAJobItWaitsFor(t *testing.T) {
 	if r := h.do("POST", "/v1/jobs", alice, wc(nil)).want(t, http.StatusUnprocessableEntity); !strings.Contains(r.field("inputs.text"), "does not exist") {
 		t.Fatalf("without waiting: %s", r.body)
 	}
-	h.do("POST", "/v1/jobs", bob, wc([]map[string]any{{"job": a.ID}})).want(t, http.StatusUnprocessableEntity)
+	// another user's job: its output is refused as any, before any wait
+	if r := h.do("POST", "/v1/jobs", bob, wc([]map[string]any{{"job": a.ID}})).want(t, http.StatusUnprocessableEntity); !strings.Contains(r.field("inputs.text"), "does not exist") {
+		t.Fatalf("bob named alice's output: %s", r.body)
+	}
 	var b api.Job
 	h.do("POST", "/v1/jobs", alice, wc([]map[string]any{{"job": a.ID}})).want(t, http.StatusCreated).decode(t, &b)
 	if b.State != api.StatePending || b.Inputs["text"] != ref {
@@ -123,8 +127,8 @@ func TestInputFromAJobItWaitsFor(t *testing.T) {
 	bt := h.tokenForJob("alice", b.ID)
 	var spec api.Spec
 	h.do("GET", "/v1/jobs/"+b.ID+"/spec", bt, nil).want(t, http.StatusOK).decode(t, &spec)
-	if len(spec.Inputs) != 1 || spec.Inputs[0].URL != "" {
-		t.Fatalf("spec inputs %+v; want the input through the gateway", spec.Inputs)
+	if len(spec.Inputs) != 1 || spec.Inputs[0].Size != 0 {
+		t.Fatalf("spec inputs %+v", spec.Inputs)
 	}
 	if r := h.do("GET", "/v1/jobs/"+b.ID+"/inputs/text", bt, nil).want(t, http.StatusConflict); !strings.Contains(r.problem.Detail, "does not exist") {
 		t.Fatalf("a missing input: %s", r.body)
@@ -132,8 +136,20 @@ func TestInputFromAJobItWaitsFor(t *testing.T) {
 	if _, err := h.bucket.Put(ctx, outputsPrefix(a.ID)+"greeting.txt", strings.NewReader("Hello, x")); err != nil {
 		t.Fatal(err)
 	}
+	h.do("GET", "/v1/jobs/"+b.ID+"/spec", bt, nil).want(t, http.StatusOK).decode(t, &spec)
+	if len(spec.Inputs) != 1 || spec.Inputs[0].Size != 8 {
+		t.Fatalf("spec inputs %+v; want the size it has now", spec.Inputs)
+	}
 	if r := h.do("GET", "/v1/jobs/"+b.ID+"/inputs/text", bt, nil).want(t, http.StatusOK); string(r.body) != "Hello, x" {
 		t.Fatalf("input %q", r.body)
+	}
+	// larger than the template allows: said, as the job starts
+	bj, err := h.store.GetJob(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.srv.storedInput(ctx, bj, "text", ref, 4); !strings.Contains(fmt.Sprint(err), "more than the template's limit of 4") {
+		t.Fatalf("an input over its limit: %v", err)
 	}
 
 	// A ended without an output: nothing to wait for any more

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,10 +92,29 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 		if !given {
 			continue
 		}
-		if err := s.checkRefOwner(r.Context(), j.Owner, p); err != nil {
-			return err
-		}
 		si := api.SpecInput{Name: in.Name, Path: in.Path, Size: j.InputSizes[in.Name], Unpack: in.Unpack, MaxUnpacked: in.MaxUnpacked}
+		_, known := j.InputSizes[in.Name]
+		if !catalog.IsURL(p) {
+			// Checked again now: the job whose output it names may be
+			// gone, and an output of a job this one waited for had no
+			// size at submission (it is looked at now). One that is not
+			// right goes without a URL: the agent's fetch through the
+			// gateway fails saying why.
+			var err error
+			if known {
+				err = s.checkRefOwner(r.Context(), j.Owner, p)
+			} else {
+				var a blob.Attrs
+				if a, err = s.storedInput(r.Context(), j, in.Name, p, in.MaxSize); err == nil {
+					si.Size, known = a.Size, true
+				}
+			}
+			if errors.As(err, new(*httpError)) {
+				known = false
+			} else if err != nil {
+				return err
+			}
+		}
 		if catalog.IsURL(p) {
 			u, err := catalog.ParseURLInput(p)
 			if err != nil {
@@ -102,7 +122,7 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 			}
 			si.URL, si.SHA256, si.Remote = u.URL, u.SHA256, true
 			si.MaxSize = cmp.Or(in.MaxSize, s.opts.MaxUploadBytes)
-		} else if _, known := j.InputSizes[in.Name]; direct && known {
+		} else if direct && known {
 			// Long enough for a job that waits for a node to fetch it; the
 			// agent falls back to the gateway if it has expired. (An input
 			// that was to come from a job this one waited for goes
@@ -163,27 +183,43 @@ func (s *Server) agentInput(w http.ResponseWriter, r *http.Request) error {
 	if !ok || catalog.IsURL(p) {
 		return errorf(http.StatusNotFound, api.CodeNotFound, "the job has no stored input %q", name)
 	}
-	if err := s.checkRefOwner(r.Context(), j.Owner, p); err != nil {
-		return err
-	}
-	// an input checked at submission, or one that was to come from a job
-	// this one waited for (its size is known only now)
-	a, err := s.bucket.Stat(r.Context(), inputKey(j.Owner, p))
-	if errors.Is(err, blob.ErrNotFound) {
-		// not 404, which tells the agent that its job is gone
-		return errorf(http.StatusConflict, api.CodeConflict, "the input %s, %s, does not exist: deleted, or never made by the job it was to come from", name, p)
-	}
+	t, err := s.recipe(j)
 	if err != nil {
 		return err
 	}
-	if t, err := s.recipe(j); err == nil {
-		for _, in := range t.Inputs {
-			if in.Name == name && in.MaxSize > 0 && a.Size > int64(in.MaxSize) {
-				return errorf(http.StatusConflict, api.CodeConflict, "the input %s, %s, is %d bytes, more than the template's limit of %d", name, p, a.Size, in.MaxSize)
-			}
+	var maxSize int64
+	for _, in := range t.Inputs {
+		if in.Name == name {
+			maxSize = in.MaxSize
 		}
 	}
+	if _, err := s.storedInput(r.Context(), j, name, p, maxSize); err != nil {
+		return err
+	}
 	return s.serveObject(w, r, inputKey(j.Owner, p), name)
+}
+
+// storedInput checks job j's stored input name (path p) as its job starts:
+// an input checked at submission, or an output of a job it waited for,
+// whose size is known only now. A refusal is a 409 that says why (never
+// a 404, which tells an agent its job is gone).
+func (s *Server) storedInput(ctx context.Context, j *job.Job, name, p string, maxSize int64) (blob.Attrs, error) {
+	if err := s.checkRefOwner(ctx, j.Owner, p); err != nil {
+		if errors.As(err, new(*httpError)) {
+			return blob.Attrs{}, errorf(http.StatusConflict, api.CodeConflict, "the input %s, %s, is gone: its job was deleted", name, p)
+		}
+		return blob.Attrs{}, err
+	}
+	a, err := s.bucket.Stat(ctx, inputKey(j.Owner, p))
+	switch {
+	case errors.Is(err, blob.ErrNotFound):
+		return a, errorf(http.StatusConflict, api.CodeConflict, "the input %s, %s, does not exist: deleted, or never made by the job it was to come from", name, p)
+	case err != nil:
+		return a, err
+	case maxSize > 0 && a.Size > maxSize:
+		return a, errorf(http.StatusConflict, api.CodeConflict, "the input %s, %s, is %d bytes, more than the template's limit of %d", name, p, a.Size, maxSize)
+	}
+	return a, nil
 }
 
 func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {

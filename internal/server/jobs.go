@@ -328,7 +328,11 @@ func (s *Server) inputStat(ctx context.Context, owner string, self *job.Job, rea
 		a, err := s.bucket.Stat(ctx, inputKey(owner, path))
 		if errors.Is(err, blob.ErrNotFound) {
 			if id, _, ok := parseRef(path); ok && waited[id] {
-				if dep, err := s.store.GetJob(ctx, id); err == nil && !dep.State.Terminal() {
+				dep, err := s.store.GetJob(ctx, id)
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return 0, err
+				}
+				if err == nil && !dep.State.Terminal() {
 					return 0, fmt.Errorf("%s: %w", path, catalog.ErrLater)
 				}
 			}

@@ -180,11 +180,19 @@ func TestLegacyReferenceNamedFile(t *testing.T) {
 	if !strings.Contains(r.problem.Detail, "does not exist") {
 		t.Fatalf("a child given bob's output through a legacy name: %+v", r.problem)
 	}
-	// the job itself cannot fetch bob's output either
-	if r := h.do("GET", "/v1/jobs/"+p.ID+"/inputs/text", pt, nil); r.status != http.StatusNotFound || strings.Contains(string(r.body), "bob's secret") {
+	// the job itself cannot fetch bob's output either: a 409 that fails
+	// the job saying so (a 404 would tell its agent the job is gone), and
+	// its spec has no URL for it
+	if r := h.do("GET", "/v1/jobs/"+p.ID+"/inputs/text", pt, nil); r.status != http.StatusConflict || strings.Contains(string(r.body), "bob's secret") {
 		t.Fatalf("the job's input: %d %q", r.status, r.body)
 	}
-	h.do("GET", "/v1/jobs/"+p.ID+"/spec", pt, nil).want(t, http.StatusNotFound)
+	var spec api.Spec
+	h.do("GET", "/v1/jobs/"+p.ID+"/spec", pt, nil).want(t, http.StatusOK).decode(t, &spec)
+	for _, in := range spec.Inputs {
+		if in.URL != "" {
+			t.Fatalf("the spec signs bob's output: %+v", in)
+		}
+	}
 	// alice may still delete her file; she may not make a new one so named
 	h.do("DELETE", "/v1/files/"+legacy, alice, nil).want(t, http.StatusNoContent)
 	h.do("PUT", "/v1/files/"+legacy, alice, "x").want(t, http.StatusBadRequest)

@@ -299,7 +299,13 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 		switch {
 		case errors.As(err, &ve):
 			for _, f := range ve.Fields {
-				f.Field = v.field(f.Field)
+				// a shared value the variant does not replace is the
+				// shared parameters' fault, named once
+				name, shared := strings.CutPrefix(f.Field, "parameters.")
+				name, _, _ = strings.Cut(name, ".")
+				if !shared || fixed[name] == nil || v.params[name] != nil {
+					f.Field = v.field(f.Field)
+				}
 				if !seen[f] {
 					seen[f] = true
 					verr.Fields = append(verr.Fields, f)

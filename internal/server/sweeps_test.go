@@ -209,6 +209,14 @@ func TestSweepRefusedWhole(t *testing.T) {
 		t.Fatalf("list errors %q", got)
 	}
 	none()
+	// a bad shared value is the shared parameters' fault, named once
+	r = h.do("POST", "/v1/sweeps", alice, map[string]any{"template": "hello", "parameters": map[string]any{"name": ""}, "variants": []any{
+		map[string]any{"name": "a"}, map[string]any{}, map[string]any{},
+	}}).want(t, http.StatusUnprocessableEntity)
+	if got := fields(r); !slices.Equal(got, []string{"parameters.name"}) {
+		t.Fatalf("a shared value's errors %q", got)
+	}
+	none()
 	r = h.do("POST", "/v1/sweeps", alice, map[string]any{"template": "hello", "variants": map[string]any{"parameters": map[string]any{"name": []string{"a", "", "b", ""}}}}).
 		want(t, http.StatusUnprocessableEntity)
 	if got := fields(r); len(got) != 2 || got[0] != "variants.parameters.name[1]" || got[1] != "variants.parameters.name[3]" {

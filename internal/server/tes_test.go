@@ -133,7 +133,7 @@ func TestTESInvalidTasks(t *testing.T) {
 		{"env not strings", map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []string{"x"}}, map[string]any{"image": "localhost/a", "command": []string{"x"}, "env": map[string]any{"A": 1}}}}, "executors[1].env.A"},
 		{"two inputs at one path", map[string]any{"executors": ex("localhost/a"), "inputs": []any{map[string]any{"content": "1", "path": "/in/a"}, map[string]any{"content": "2", "path": "/in/a"}}}, "inputs[1].path"},
 		{"an input below a file input", map[string]any{"executors": ex("localhost/a"), "inputs": []any{map[string]any{"content": "1", "path": "/in/a"}, map[string]any{"content": "2", "path": "/in/a/b"}}}, "inputs[1].path"},
-		{"a file input above another", map[string]any{"executors": ex("localhost/a"), "inputs": []any{map[string]any{"content": "1", "path": "/in/a/b"}, map[string]any{"content": "2", "path": "/in/a"}}}, "inputs[1].path"},
+		{"a file input above another", map[string]any{"executors": ex("localhost/a"), "inputs": []any{map[string]any{"content": "1", "path": "/in/a/b"}, map[string]any{"content": "2", "path": "/in/a"}}}, "inputs[0].path"},
 		{"NUL in the command", map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []string{"echo", "a\x00b"}}}}, "executors[0].command[1]"},
 		{"command not strings", map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []any{"x", 2}}}}, "executors[0].command[1]"},
 		{"glob without prefix", map[string]any{"executors": ex("localhost/a"), "outputs": []any{map[string]any{"url": "out", "path": "/data/*.txt"}}}, "outputs[0].path_prefix"},

@@ -84,7 +84,8 @@ type Store interface {
 	DeleteJob(ctx context.Context, id string) error
 
 	// PurgeFinished removes up to limit jobs in a terminal state that
-	// finished before before, oldest first, with their events, logs and
+	// finished before before (but none of a sweep with jobs not finished),
+	// oldest first, with their events, logs and
 	// tokens, and returns which (so that the caller removes what they
 	// left elsewhere, like their outputs, and counts them off their
 	// owner's stored bytes); it records them among the leftovers too.

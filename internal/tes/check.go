@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/hpcgate/hpcgate/api"
@@ -159,18 +160,9 @@ func Check(t *Task, bucket string) []api.FieldError {
 		if in.Type != "" && in.Type != File && in.Type != Directory {
 			bad(f+".type", "must be FILE or DIRECTORY")
 		}
-		// one place each: a second input at a path would silently win,
-		// and one below a file could not be written at all
-		for j, other := range t.Inputs[:i] {
-			switch {
-			case in.Path == other.Path:
-				bad(f+".path", "is inputs[%d]'s path too", j)
-			case other.Type != Directory && strings.HasPrefix(in.Path, other.Path+"/"):
-				bad(f+".path", "is below inputs[%d], a file", j)
-			case in.Type != Directory && strings.HasPrefix(other.Path, in.Path+"/"):
-				bad(f+".path", "is a file above inputs[%d]", j)
-			}
-		}
+	}
+	if len(t.Inputs) <= MaxInputs {
+		overlaps(t.Inputs, bad)
 	}
 	for i, out := range t.Outputs {
 		f := fmt.Sprintf("outputs[%d]", i)
@@ -201,4 +193,38 @@ func Check(t *Task, bucket string) []api.FieldError {
 		}
 	}
 	return errs
+}
+
+// overlaps reports inputs that share a place: a second input at a path
+// would silently win, and one below a file could not be written at all.
+// Sorted with "/" first of all characters, a path follows its parents
+// directly, so one pass with a stack of the file paths above finds every
+// clash: n log n, one report an input at most.
+func overlaps(inputs []Input, bad func(field, format string, args ...any)) {
+	key := make([]string, len(inputs))
+	order := make([]int, len(inputs))
+	for i, in := range inputs {
+		key[i], order[i] = strings.ReplaceAll(in.Path, "/", "\x00"), i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return key[order[a]] < key[order[b]] })
+	prev := -1
+	var files []int // file inputs above the current path, innermost last
+	for _, i := range order {
+		in, f := inputs[i], fmt.Sprintf("inputs[%d].path", i)
+		if prev >= 0 && inputs[prev].Path == in.Path {
+			bad(f, "is inputs[%d]'s path too", prev)
+			continue
+		}
+		prev = i
+		for len(files) > 0 && !strings.HasPrefix(in.Path, inputs[files[len(files)-1]].Path+"/") {
+			files = files[:len(files)-1]
+		}
+		if len(files) > 0 {
+			bad(f, "is below inputs[%d], a file", files[len(files)-1])
+			continue
+		}
+		if in.Type != Directory {
+			files = append(files, i)
+		}
+	}
 }

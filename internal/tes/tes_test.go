@@ -135,3 +135,35 @@ func TestServiceInfo(t *testing.T) {
 		t.Errorf("the listed storage is refused: %v", err)
 	}
 }
+
+// Inputs that share a place are named once each, whatever their order
+// and whatever sorts between a path and its parent ("/in/a-b" sorts
+// before "/in/a/b" as text); a directory input may hold others.
+func TestInputOverlaps(t *testing.T) {
+	for _, c := range []struct {
+		paths []string // a trailing "/" makes it a DIRECTORY input
+		want  []string
+	}{
+		{[]string{"/in/a", "/in/a-b", "/in/a/b"}, []string{"inputs[2].path"}},
+		{[]string{"/in/a/b", "/in/a"}, []string{"inputs[0].path"}},
+		{[]string{"/in/a", "/in/b", "/in/a"}, []string{"inputs[2].path"}},
+		{[]string{"/in/d/", "/in/d/x", "/in/d/y/z"}, nil},
+		{[]string{"/in/d/", "/in/d/"}, []string{"inputs[1].path"}},
+		{[]string{"/x", "/x/y", "/x/y/z", "/x0"}, []string{"inputs[1].path", "inputs[2].path"}},
+	} {
+		var in []Input
+		for _, p := range c.paths {
+			if d, ok := strings.CutSuffix(p, "/"); ok {
+				in = append(in, Input{Path: d, Type: Directory})
+			} else {
+				in = append(in, Input{Path: p})
+			}
+		}
+		var got []string
+		overlaps(in, func(field, format string, args ...any) { got = append(got, field) })
+		slices.Sort(got)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%q: %q, want %q", c.paths, got, c.want)
+		}
+	}
+}

@@ -390,7 +390,9 @@ func (t *pgTx) DeleteJob(ctx context.Context, id string) error {
 }
 
 func (t *pgTx) FinishedBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
-	rows, err := t.tx.Query(ctx, "SELECT id FROM jobs WHERE finished_at < $1 ORDER BY finished_at LIMIT $2", before, limit)
+	rows, err := t.tx.Query(ctx, `SELECT id FROM jobs j WHERE finished_at < $1
+		AND (j.sweep_id IS NULL OR j.sweep_id = '' OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.sweep_id = j.sweep_id AND o.finished_at IS NULL))
+		ORDER BY finished_at LIMIT $2`, before, limit)
 	if err != nil {
 		return nil, err
 	}

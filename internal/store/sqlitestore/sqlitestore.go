@@ -702,7 +702,9 @@ func (t *sqlTx) DeleteJob(ctx context.Context, id string) error {
 }
 
 func (t *sqlTx) FinishedBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
-	rows, err := t.tx.QueryContext(ctx, "SELECT id FROM jobs WHERE finished_at < ? ORDER BY finished_at LIMIT ?", before.UnixNano(), limit)
+	rows, err := t.tx.QueryContext(ctx, `SELECT id FROM jobs j WHERE finished_at < ?
+		AND (j.sweep_id IS NULL OR j.sweep_id = '' OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.sweep_id = j.sweep_id AND o.finished_at IS NULL))
+		ORDER BY finished_at LIMIT ?`, before.UnixNano(), limit)
 	if err != nil {
 		return nil, err
 	}

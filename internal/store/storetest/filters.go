@@ -400,3 +400,47 @@ func testLeftovers(t *testing.T, s store.Store) {
 		t.Fatalf("sweeps at once took %v; want each of %v once", got, want)
 	}
 }
+
+// A sweep's finished jobs stay while any of its jobs has not finished: a
+// job waiting for the sweep counts its jobs against the sweep's size, and
+// a purged one would count as deleted.
+func testPurgeKeepsUnfinishedSweeps(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	old := time.Now().Add(-time.Hour)
+	mk := func(sweep string, ended bool) string {
+		j := newJob("alice")
+		j.SweepID = sweep
+		if _, err := s.CreateJob(ctx, j, nil); err != nil {
+			t.Fatal(err)
+		}
+		if ended {
+			if _, err := s.UpdateJob(ctx, j.ID, func(j *job.Job) error { return j.SetState(job.Canceled, "done", old) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return j.ID
+	}
+	early, late := mk("open", true), mk("open", false)
+	alone := mk("", true)
+	whole := mk("done", true)
+	got, err := s.PurgeFinished(ctx, time.Now(), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(got))
+	for i, p := range got {
+		ids[i] = p.ID
+	}
+	slices.Sort(ids)
+	want := []string{alone, whole}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("PurgeFinished took %v; want %v (not %s, whose sweep has %s unfinished)", ids, want, early, late)
+	}
+	if _, err := s.UpdateJob(ctx, late, func(j *job.Job) error { return j.SetState(job.Canceled, "done", old) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.PurgeFinished(ctx, time.Now(), 10); err != nil || len(got) != 2 {
+		t.Fatalf("PurgeFinished once the sweep ended = %v, %v; want its 2 jobs", got, err)
+	}
+}

@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LabelsFollowUpdates", testLabelsFollowUpdates},
 		{"PurgeFinished", testPurgeFinished},
 		{"Leftovers", testLeftovers},
+		{"PurgeKeepsUnfinishedSweeps", testPurgeKeepsUnfinishedSweeps},
 		{"UsageCounts", testUsageCounts},
 		{"Quotas", testQuotas},
 		{"Stored", testStored},
