@@ -969,3 +969,27 @@ func TestFinalLine(t *testing.T) {
 		}
 	}
 }
+
+// A sweep has ended when all its jobs have; it went well only if they
+// all succeeded and none was deleted (a job waiting for it to succeed
+// would be canceled), and the progress line says the deleted.
+func TestSweepEnd(t *testing.T) {
+	for _, c := range []struct {
+		sw          api.Sweep
+		ended, fail bool
+	}{
+		{api.Sweep{Total: 2, Counts: map[string]int{"succeeded": 1, "running": 1}}, false, false},
+		{api.Sweep{Total: 2, Counts: map[string]int{"succeeded": 2}}, true, false},
+		{api.Sweep{Total: 2, Counts: map[string]int{"succeeded": 1, "failed": 1}}, true, true},
+		{api.Sweep{Total: 2, Deleted: 1, Counts: map[string]int{"succeeded": 2}}, true, true},
+	} {
+		ended, err := sweepEnd("s", &c.sw)
+		var ee *ExitError
+		if ended != c.ended || (err != nil) != c.fail || (err != nil && (!errors.As(err, &ee) || ee.Code != 1)) {
+			t.Errorf("%+v: ended %v, %v", c.sw, ended, err)
+		}
+	}
+	if line := sweepProgress(&api.Sweep{Total: 2, Deleted: 1, Counts: map[string]int{"succeeded": 2}}); !strings.HasSuffix(line, "(1 deleted)") {
+		t.Errorf("progress %q", line)
+	}
+}

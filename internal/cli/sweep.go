@@ -213,24 +213,30 @@ func (e *env) followSweep(id string, asJSON bool) error {
 			fmt.Fprintf(e.stderr, "%s  %s\n", e.now().Format("15:04:05"), line)
 			last = line
 		}
-		ended := sw.Counts[api.StateSucceeded] + sw.Counts[api.StateFailed] + sw.Counts[api.StateCanceled]
-		if ended != sw.Total {
-			return false, nil
-		}
-		if asJSON {
+		ended, outcome := sweepEnd(id, sw)
+		if ended && asJSON {
 			if err := printJSON(e.stdout, sw); err != nil {
 				return true, err
 			}
 		}
-		if ended != sw.Counts[api.StateSucceeded] {
-			return true, &ExitError{Code: 1, Err: fmt.Errorf("sweep %s: %d of %d jobs did not succeed ('hpcgate sweep results %s')", id, ended-sw.Counts[api.StateSucceeded], sw.Total, id)}
-		}
-		if sw.Deleted > 0 {
-			// as a job waiting for the sweep to succeed sees it
-			return true, &ExitError{Code: 1, Err: fmt.Errorf("sweep %s: %d of its jobs were deleted, so they cannot be known to have succeeded", id, sw.Deleted)}
-		}
-		return true, nil
+		return ended, outcome
 	})
+}
+
+// sweepEnd tells whether every job of sweep sw has ended and, if so, how
+// it went: an *ExitError of code 1 if one did not succeed or was
+// deleted, as a job waiting for the sweep to succeed sees it.
+func sweepEnd(id string, sw *api.Sweep) (bool, error) {
+	ended := sw.Counts[api.StateSucceeded] + sw.Counts[api.StateFailed] + sw.Counts[api.StateCanceled]
+	switch {
+	case ended != sw.Total:
+		return false, nil
+	case ended != sw.Counts[api.StateSucceeded]:
+		return true, &ExitError{Code: 1, Err: fmt.Errorf("sweep %s: %d of %d jobs did not succeed ('hpcgate sweep results %s')", id, ended-sw.Counts[api.StateSucceeded], sw.Total, id)}
+	case sw.Deleted > 0:
+		return true, &ExitError{Code: 1, Err: fmt.Errorf("sweep %s: %d of its jobs were deleted, so they cannot be known to have succeeded", id, sw.Deleted)}
+	}
+	return true, nil
 }
 
 // sweepProgress is one line: how many of the jobs are in each state, in

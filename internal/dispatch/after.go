@@ -78,10 +78,8 @@ func (d *Dispatcher) depState(ctx context.Context, owner string, dep job.Depende
 			}
 		}
 	} else {
-		f := store.JobFilter{Owner: owner, SweepID: dep.Sweep}
-		size := 0
-		err := store.EachJob(ctx, d.store, f, func(o *job.Job) error {
-			size = max(size, o.SweepSize)
+		var err error
+		st.deleted, err = store.EachSweepJob(ctx, d.store, owner, dep.Sweep, func(o *job.Job) error {
 			st.total++
 			if o.State == job.Succeeded {
 				st.succeeded++
@@ -94,7 +92,6 @@ func (d *Dispatcher) depState(ctx context.Context, owner string, dep job.Depende
 			return st, err
 		}
 		st.gone = st.total == 0
-		st.deleted = max(size-st.total, 0)
 	}
 	cache[key] = st
 	return st, nil

@@ -353,6 +353,18 @@ func EachJob(ctx context.Context, s Store, f JobFilter, fn func(*job.Job) error)
 	}
 }
 
+// EachSweepJob calls fn with every job of owner's sweep id, page after
+// page, and returns how many of its jobs were deleted since it was made
+// (its size, kept in each job, less the jobs there).
+func EachSweepJob(ctx context.Context, s Store, owner, id string, fn func(*job.Job) error) (deleted int, err error) {
+	n, size := 0, 0
+	err = EachJob(ctx, s, JobFilter{Owner: owner, SweepID: id}, func(j *job.Job) error {
+		n, size = n+1, max(size, j.SweepSize)
+		return fn(j)
+	})
+	return max(size-n, 0), err
+}
+
 // CountJobs is how many jobs f selects.
 func CountJobs(ctx context.Context, s Store, f JobFilter) (int, error) {
 	n := 0

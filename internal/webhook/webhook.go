@@ -411,18 +411,16 @@ func (sc *sweepCounts) get(ctx context.Context, st store.Store, owner, id string
 		return sw, nil
 	}
 	sw := &api.Sweep{ID: id, Counts: map[string]int{}}
-	size := 0
-	err := store.EachJob(ctx, st, store.JobFilter{Owner: owner, SweepID: id}, func(j *job.Job) error {
+	var err error
+	sw.Deleted, err = store.EachSweepJob(ctx, st, owner, id, func(j *job.Job) error {
 		sw.Total++
 		sw.Counts[string(j.State)]++
 		sw.Template = j.Template
-		size = max(size, j.SweepSize)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	sw.Deleted = max(size-sw.Total, 0)
 	sc.m[owner+"/"+id] = sw
 	return sw, nil
 }

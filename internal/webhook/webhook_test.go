@@ -296,3 +296,21 @@ func TestRefusesPrivateAndGivesUp(t *testing.T) {
 func certPEM(srv *httptest.Server) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
 }
+
+// A sweep's summary in an event says how many of its jobs were deleted
+// since it was made, as GET /v1/sweeps/{id} does.
+func TestSweepSummarySaysDeleted(t *testing.T) {
+	st, _, _, _ := setup(t, true)
+	ctx := context.Background()
+	for range 2 {
+		j := runJob(t, st, "http://127.0.0.1:1/hook", "sw3")
+		if _, err := st.UpdateJob(ctx, j.ID, func(j *job.Job) error { j.SweepSize = 3; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc := &sweepCounts{m: map[string]*api.Sweep{}}
+	sw, err := sc.get(ctx, st, "ann", "sw3")
+	if err != nil || sw.Total != 2 || sw.Deleted != 1 {
+		t.Fatalf("summary %+v, %v; want 2 jobs and 1 deleted", sw, err)
+	}
+}
