@@ -147,6 +147,7 @@ var cmdSubmit = &command{
 			if err != nil {
 				return err
 			}
+			outcome := jobOutcome(final)
 			switch {
 			case *asJSON:
 				if err := printJSON(e.stdout, final); err != nil {
@@ -154,12 +155,11 @@ var cmdSubmit = &command{
 				}
 			case !*quiet:
 				fmt.Fprintln(info, finalLine(final))
-				var ee *ExitError
-				if errors.As(jobOutcome(final), &ee) {
-					return &ExitError{Code: ee.Code} // said just now
+				if outcome != nil {
+					return &ExitError{Code: outcome.(*ExitError).Code} // said just now
 				}
 			}
-			return jobOutcome(final)
+			return outcome
 		}
 	},
 }

@@ -93,28 +93,6 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		si := api.SpecInput{Name: in.Name, Path: in.Path, Size: j.InputSizes[in.Name], Unpack: in.Unpack, MaxUnpacked: in.MaxUnpacked}
-		_, known := j.InputSizes[in.Name]
-		if !catalog.IsURL(p) {
-			// Checked again now: the job whose output it names may be
-			// gone, and an output of a job this one waited for had no
-			// size at submission (it is looked at now). One that is not
-			// right goes without a URL: the agent's fetch through the
-			// gateway fails saying why.
-			var err error
-			if known {
-				err = s.checkRefOwner(r.Context(), j.Owner, p)
-			} else {
-				var a blob.Attrs
-				if a, err = s.storedInput(r.Context(), j, in.Name, p, in.MaxSize); err == nil {
-					si.Size, known = a.Size, true
-				}
-			}
-			if errors.As(err, new(*httpError)) {
-				known = false
-			} else if err != nil {
-				return err
-			}
-		}
 		if catalog.IsURL(p) {
 			u, err := catalog.ParseURLInput(p)
 			if err != nil {
@@ -122,7 +100,29 @@ func (s *Server) agentSpec(w http.ResponseWriter, r *http.Request) error {
 			}
 			si.URL, si.SHA256, si.Remote = u.URL, u.SHA256, true
 			si.MaxSize = cmp.Or(in.MaxSize, s.opts.MaxUploadBytes)
-		} else if direct && known {
+			spec.Inputs = append(spec.Inputs, si)
+			continue
+		}
+		// Checked again now: the job whose output it names may be gone,
+		// and an output of a job this one waited for had no size at
+		// submission (it is looked at now). One that is not right goes
+		// without a URL: the agent's fetch through the gateway fails
+		// saying why.
+		_, known := j.InputSizes[in.Name]
+		if known {
+			err = s.checkRefOwner(r.Context(), j.Owner, p)
+		} else {
+			var a blob.Attrs
+			if a, err = s.storedInput(r.Context(), j, in.Name, p, in.MaxSize); err == nil {
+				si.Size, known = a.Size, true
+			}
+		}
+		if errors.As(err, new(*httpError)) {
+			known = false
+		} else if err != nil {
+			return err
+		}
+		if direct && known {
 			// Long enough for a job that waits for a node to fetch it; the
 			// agent falls back to the gateway if it has expired. (An input
 			// that was to come from a job this one waited for goes

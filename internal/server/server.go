@@ -320,7 +320,9 @@ func withSuffix(pattern string, h func(http.ResponseWriter, *http.Request) error
 // sent DELETE /v1/files/../jobs/ID followed that to delete the job), and
 // a proxy that normalises URLs would send it on as that other route.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && (p != cleanPath(p) || r.URL.Path != cleanPath(r.URL.Path)) {
+	// (the decoded path differs only when the request escaped a character
+	// it need not have, which leaves RawPath set)
+	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && (p != cleanPath(p) || r.URL.RawPath != "" && r.URL.Path != cleanPath(r.URL.Path)) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, api.CodeBadRequest, "the URL path %q has ., .. or empty segments: send it in its clean form (and a file's path must have none)", p))
 		return
 	}
@@ -333,7 +335,10 @@ func cleanPath(p string) string {
 	if p == "" {
 		return "/"
 	}
-	np := path.Clean("/" + p)
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p) // no allocation when p is clean
 	if strings.HasSuffix(p, "/") && np != "/" {
 		np += "/"
 	}

@@ -44,8 +44,9 @@ type variant struct {
 }
 
 // expandVariants reads a sweep's variants: a list of parameter objects,
-// or {"mode": "product"|"zip", "parameters": {NAME: [VALUES]}}.
-func expandVariants(raw json.RawMessage) ([]variant, error) {
+// or {"mode": "product"|"zip", "parameters": {NAME: [VALUES]}}. fixed are
+// the parameters every variant shares (a fault of theirs is named once).
+func expandVariants(raw json.RawMessage, fixed map[string]json.RawMessage) ([]variant, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, fieldError("variants", "is required: a list of parameter objects, or {\"mode\": \"product\" or \"zip\", \"parameters\": {NAME: [VALUES]}}")
@@ -71,8 +72,11 @@ func expandVariants(raw json.RawMessage) ([]variant, error) {
 				if f == "parameters" {
 					return prefix // the object as a whole (a property it may not have)
 				}
-				// its own value, or one it lacks that others set
-				if name, ok := strings.CutPrefix(f, "parameters."); ok && varied[strings.SplitN(name, ".", 2)[0]] {
+				name, ok := strings.CutPrefix(f, "parameters.")
+				top, _, _ := strings.Cut(name, ".")
+				// its own value, or one it lacks that others set and the
+				// shared parameters do not
+				if ok && (p[top] != nil || varied[top] && fixed[top] == nil) {
 					return prefix + "." + name
 				}
 				return f
@@ -240,19 +244,19 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	if req.MaxRunning < 0 {
 		return fieldError("max_running", "must not be negative (0: no cap)")
 	}
-	variants, err := expandVariants(req.Variants)
+	var fixed map[string]json.RawMessage
+	if len(bytes.TrimSpace(req.Parameters)) > 0 {
+		if err := json.Unmarshal(req.Parameters, &fixed); err != nil {
+			return fieldError("parameters", "must be an object")
+		}
+	}
+	variants, err := expandVariants(req.Variants, fixed)
 	if err != nil {
 		return err
 	}
 	if n := sweepBytes(&req, variants); n > maxSweepBytes {
 		return fieldError("variants", "the sweep's %d jobs would carry %.1f MiB of parameters, inputs and labels together; the limit is %d MiB: put large values in an input file the variants share",
 			len(variants), float64(n)/(1<<20), maxSweepBytes>>20)
-	}
-	var fixed map[string]json.RawMessage
-	if len(bytes.TrimSpace(req.Parameters)) > 0 {
-		if err := json.Unmarshal(req.Parameters, &fixed); err != nil {
-			return fieldError("parameters", "must be an object")
-		}
 	}
 	// From inside a job (its token), the jobs are its children: a driver
 	// makes its variants in one call.
@@ -299,13 +303,7 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 		switch {
 		case errors.As(err, &ve):
 			for _, f := range ve.Fields {
-				// a shared value the variant does not replace is the
-				// shared parameters' fault, named once
-				name, shared := strings.CutPrefix(f.Field, "parameters.")
-				name, _, _ = strings.Cut(name, ".")
-				if !shared || fixed[name] == nil || v.params[name] != nil {
-					f.Field = v.field(f.Field)
-				}
+				f.Field = v.field(f.Field)
 				if !seen[f] {
 					seen[f] = true
 					verr.Fields = append(verr.Fields, f)

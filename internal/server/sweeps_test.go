@@ -20,7 +20,7 @@ import (
 // pairwise (zip); a field error names the value's place in its list, and
 // in a list of objects the variant's.
 func TestExpandVariants(t *testing.T) {
-	vs, err := expandVariants(json.RawMessage(`{"parameters": {"b": ["x", "y", "z"], "a": [1, 2]}}`))
+	vs, err := expandVariants(json.RawMessage(`{"parameters": {"b": ["x", "y", "z"], "a": [1, 2]}}`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,12 +41,12 @@ func TestExpandVariants(t *testing.T) {
 		t.Errorf("a shared field: %q", f)
 	}
 
-	vs, err = expandVariants(json.RawMessage(`{"mode": "zip", "parameters": {"a": [1, 2], "b": ["x", "y"]}}`))
+	vs, err = expandVariants(json.RawMessage(`{"mode": "zip", "parameters": {"a": [1, 2], "b": ["x", "y"]}}`), nil)
 	if err != nil || len(vs) != 2 || string(vs[1].params["a"]) != "2" || string(vs[1].params["b"]) != `"y"` {
 		t.Fatalf("zip: %d variants, %v", len(vs), err)
 	}
 
-	vs, err = expandVariants(json.RawMessage(`[{"name": "a"}, {"name": "b", "n": 2}]`))
+	vs, err = expandVariants(json.RawMessage(`[{"name": "a"}, {"name": "b", "n": 2}]`), nil)
 	if err != nil || len(vs) != 2 {
 		t.Fatalf("list: %v, %v", vs, err)
 	}
@@ -71,7 +71,7 @@ func TestExpandVariants(t *testing.T) {
 		{`{"mode": 1, "parameters": {"a": [1]}}`, "variants.mode"},
 		{fmt.Sprintf(`{"parameters": {"a": [%s], "b": [%s]}}`, nums(101), nums(100)), "variants"},
 	} {
-		_, err := expandVariants(json.RawMessage(bad.body))
+		_, err := expandVariants(json.RawMessage(bad.body), nil)
 		he, ok := err.(*httpError)
 		if !ok || len(he.fields) != 1 || he.fields[0].Field != bad.field {
 			t.Errorf("variants %.60s: %v, want a field error of %s", bad.body, err, bad.field)
