@@ -288,6 +288,49 @@ func TestTwoReplicas(t *testing.T) {
 	}
 }
 
+// Replicas hold their uploads' room in the shared database: uploads at
+// once through two replicas never pass the quota together.
+func TestReplicasShareTheQuota(t *testing.T) {
+	cfg := productionConfig(t) + "quotas: {users: {olga: {bytes: 100, files: 50}}}\n"
+	a := startGateway(t, cfg)
+	b := newGateway(t, cfg)
+	b.start()
+	t.Cleanup(b.stop)
+	ctx := context.Background()
+	tok := a.userToken("olga")
+	clients := []*client.Client{a.client(tok), b.client(tok)}
+	const n = 12
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := clients[i%2].PutFile(ctx, "f"+strconv.Itoa(i), strings.NewReader(strings.Repeat("x", 30)), 30)
+			codes[i] = http.StatusCreated
+			if err != nil {
+				codes[i] = client.StatusOf(err)
+			}
+		})
+	}
+	wg.Wait()
+	stored := 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusCreated:
+			stored++
+		case http.StatusConflict:
+		default:
+			t.Fatalf("statuses %v", codes)
+		}
+	}
+	me, err := clients[1].Me(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := me.Quotas["bytes"]; stored != 3 || q.Used != 90 {
+		t.Fatalf("%d of %d uploads of 30 bytes through two replicas stored under a quota of 100 (%v); use %+v", stored, n, codes, q)
+	}
+}
+
 // changingReader is a file that someone rewrites while it is uploaded:
 // after the first rewind (the one that follows hashing it), its last byte
 // is different.

@@ -434,6 +434,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 		Logger:       g.log,
 	})
 	authn, hub := auth.NewAuthenticator(g.store, 2*time.Second), server.NewHub()
+	// A store replicas share keeps the turns and holds of uploads
+	// through any of them (store.Leases).
+	leases, _ := g.store.(store.Leases)
 	g.catMu.Lock()
 	metricsHandler := met.Handler()
 	g.srv = server.New(st, bucket, g.cat, authn, disp, g.scheds, hub, g.log, &server.Options{
@@ -454,6 +457,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 		AllowPrivateWebhooks: g.cfg.Webhooks.AllowPrivateNetworks,
 		TES:                  server.TESOptions{Environment: g.cfg.TES.Environment, Bucket: g.cfg.TES.Bucket},
+		Leases:               leases,
 	})
 	g.catMu.Unlock()
 

@@ -140,20 +140,20 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
 	if size < 0 {
 		return fmt.Errorf("%s: %w", p, blob.ErrNotFound)
 	}
-	s.countStored(r.Context(), principal(r).User, store.Stored{Bytes: -size, Files: -1})
+	countStored(r.Context(), s.store, s.logFor(r), principal(r).User, store.Stored{Bytes: -size, Files: -1})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// deleteObject deletes the object at key, in its key's turn (keyLocks),
+// deleteObject deletes the object at key, in its key's turn (rooms),
 // and returns its size, -1 if there was none: what it removed is what
 // it saw, whatever writes of the key came before.
 func (s *Server) deleteObject(ctx context.Context, key string) (int64, error) {
-	unlock, err := s.writing.lock(ctx, key)
+	endTurn, err := s.rooms.turn(ctx, key)
 	if err != nil {
 		return 0, err
 	}
-	defer unlock()
+	defer endTurn()
 	size, existed, err := s.objectSize(ctx, key)
 	if err != nil || !existed {
 		return -1, err

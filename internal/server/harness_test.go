@@ -40,6 +40,7 @@ type harness struct {
 }
 
 type harnessOptions struct {
+	store     store.Store                   // in place of a new SQLite store
 	wrapStore func(store.Store) store.Store // wraps the SQLite store
 	bucket    blob.Bucket
 	scheds    map[string]sched.Scheduler
@@ -56,14 +57,17 @@ func newHarness(t *testing.T, ho *harnessOptions) *harness {
 	ctx := context.Background()
 	dir := t.TempDir()
 	h := &harness{t: t, bucket: ho.bucket, logs: &bytes.Buffer{}}
-	st, err := sqlitestore.Open(ctx, dir+"/db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	h.store = st
-	if ho.wrapStore != nil {
-		h.store = ho.wrapStore(st)
+	h.store = ho.store
+	if h.store == nil {
+		st, err := sqlitestore.Open(ctx, dir+"/db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		h.store = st
+		if ho.wrapStore != nil {
+			h.store = ho.wrapStore(st)
+		}
 	}
 	if h.bucket == nil {
 		b, err := fileblob.Open(dir + "/objects")

@@ -551,7 +551,7 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	s.countStored(ctx, j.Owner, gone)
+	countStored(ctx, s.store, s.log, j.Owner, gone)
 	if err != nil {
 		s.logFor(r).Error("objects of a deleted job not deleted", "job_id", j.ID, "err", err)
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"slices"
@@ -121,240 +121,7 @@ func (s *Server) rateLimit(w http.ResponseWriter, p *auth.Principal) error {
 	return errorf(http.StatusTooManyRequests, api.CodeRateLimited, "%s made more than %g requests a second (bursts of %d); retry after %d s", who, rl.PerSecond, rl.Burst, max(secs, 1))
 }
 
-// ---- stored bytes and files
-
-// holds are the bytes (and the new files) uploads in this process have
-// taken of their users' rooms and not stored yet. They live in memory: a
-// crash drops them with the uploads they were for, and nothing stays
-// counted that is not stored. (Replicas hold apart: uploads through
-// several gateways at once may pass a quota by what they send together.)
-type holds struct {
-	mu sync.Mutex
-	n  map[string]store.Stored
-}
-
-// add adds d to user's holds (under mu).
-func (h *holds) add(user string, d store.Stored) {
-	if h.n == nil {
-		h.n = map[string]store.Stored{}
-	}
-	n := h.n[user]
-	n.Bytes += d.Bytes
-	n.Files += d.Files
-	if n.Bytes <= 0 && n.Files <= 0 {
-		delete(h.n, user)
-		return
-	}
-	h.n[user] = n
-}
-
-// take holds want more bytes of user's room, or (partial) what is left of
-// it if less, and returns how many; when nothing can be held, it answers
-// the QuotaError. It reads the use under the lock: an upload that stores,
-// counts, and then lets go of its hold is seen in one or the other.
-func (s *Server) take(ctx context.Context, user string, want, limit int64, partial bool) (int64, error) {
-	if want <= 0 {
-		return 0, nil // nothing more stored: even a user over the quota may shrink a file
-	}
-	s.holds.mu.Lock()
-	defer s.holds.mu.Unlock()
-	st, err := s.stored(ctx, user)
-	if err != nil {
-		return 0, err
-	}
-	used, held := st.Bytes, s.holds.n[user].Bytes
-	n := min(want, limit-used-held)
-	if n < want && (!partial || n <= 0) {
-		return 0, &store.QuotaError{Name: "bytes", Limit: limit, Used: used + held}
-	}
-	s.holds.add(user, store.Stored{Bytes: n})
-	return n, nil
-}
-
-// letGo gives back what user's uploads held (take's bytes, takeFile's
-// files).
-func (s *Server) letGo(user string, n store.Stored) {
-	if n == (store.Stored{}) {
-		return
-	}
-	s.holds.mu.Lock()
-	defer s.holds.mu.Unlock()
-	s.holds.add(user, store.Stored{Bytes: -n.Bytes, Files: -n.Files})
-}
-
-// takeFile holds room for one more of user's files within limit (> 0),
-// or answers the QuotaError.
-func (s *Server) takeFile(ctx context.Context, user string, limit int64) error {
-	s.holds.mu.Lock()
-	defer s.holds.mu.Unlock()
-	st, err := s.stored(ctx, user)
-	if err != nil {
-		return err
-	}
-	if used := st.Files + s.holds.n[user].Files; used >= limit {
-		return &store.QuotaError{Name: "files", Limit: limit, Used: used}
-	}
-	s.holds.add(user, store.Stored{Files: 1})
-	return nil
-}
-
-// holdStep is how much an upload of no known size takes of its user's
-// room at a time, as it reads.
-const holdStep = 64 << 20
-
-// quotaReader reads an upload's body within what it holds, taking more
-// (when it may) as it goes past it.
-type quotaReader struct {
-	r    io.Reader
-	room int64                 // what may still be read
-	more func() (int64, error) // more room, or the QuotaError
-}
-
-func (q *quotaReader) Read(b []byte) (int, error) {
-	if q.room <= 0 {
-		n, err := q.more()
-		if err != nil {
-			return 0, err
-		}
-		q.room += n
-	}
-	b = b[:min(int64(len(b)), q.room)]
-	n, err := q.r.Read(b)
-	q.room -= int64(n)
-	return n, err
-}
-
-// keyLocks let one write of an object's key run at a time in this
-// process: an upload counts what it replaces, and a deletion what it
-// removes, from the object they saw first, so two at once used to count
-// one object twice or not at all (a PUT racing a DELETE of its key left
-// its bytes uncounted: a way past the quota).
-type keyLocks struct {
-	mu sync.Mutex
-	m  map[string]*keyLock
-}
-
-type keyLock struct {
-	held    chan struct{} // capacity 1: full while held
-	waiters int           // guarded by keyLocks.mu, the holder too
-}
-
-// writeWait is the longest a write waits for another of its key.
-var writeWait = 30 * time.Second
-
-// lock waits until no other write of key runs, and returns the function
-// that ends this one's turn; after writeWait (or when ctx ends) it gives
-// up: a 409 to retry.
-func (l *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
-	l.mu.Lock()
-	if l.m == nil {
-		l.m = map[string]*keyLock{}
-	}
-	kl := l.m[key]
-	if kl == nil {
-		kl = &keyLock{held: make(chan struct{}, 1)}
-		l.m[key] = kl
-	}
-	kl.waiters++
-	l.mu.Unlock()
-	leave := func() {
-		l.mu.Lock()
-		if kl.waiters--; kl.waiters == 0 {
-			delete(l.m, key)
-		}
-		l.mu.Unlock()
-	}
-	t := time.NewTimer(writeWait)
-	defer t.Stop()
-	select {
-	case kl.held <- struct{}{}:
-		return sync.OnceFunc(func() { <-kl.held; leave() }), nil
-	case <-ctx.Done():
-		leave()
-		return nil, ctx.Err()
-	case <-t.C:
-		leave()
-		return nil, errorf(http.StatusConflict, api.CodeConflict, "another write of this path has run for over %s; retry when it ends", writeWait)
-	}
-}
-
-// What settle (of holdRoom) is told stands at the key in the end, but an
-// object's size.
-const (
-	keptOld = -1 // the object that was there before, or none: nothing stored
-	removed = -2 // nothing: the object that was there is gone too
-)
-
-// holdRoom holds, before anything is read, the room an upload of size
-// bytes (-1: not known) to key needs in user's bytes quota, and in the
-// files quota if there is no object at key yet: what does not fit is
-// refused at once, and uploads at once cannot pass the quota together
-// (each used to check the same room). An upload of no known size holds
-// its room up to 64 MiB at a time as it reads, and is stopped where the
-// room ends. Other writes of key in this process wait from here until
-// settle, which counts what stands at key in the end (an object's size,
-// keptOld or removed) and lets the holds go. Only its first call counts:
-// a caller defers settle(keptOld) at once (for every way out that stores
-// nothing, a panic too) and settles what it stored.
-func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader, size int64) (io.Reader, func(stored int64), error) {
-	unlock, err := s.writing.lock(ctx, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	old, existed, err := s.objectSize(ctx, key)
-	if err != nil {
-		unlock()
-		return nil, nil, err
-	}
-	q := s.quotaOf(user)
-	newFile := !existed && q.Files > 0
-	if newFile {
-		if err := s.takeFile(ctx, user, q.Files); err != nil {
-			unlock()
-			return nil, nil, err
-		}
-	}
-	var before store.Stored // what key held
-	if existed {
-		before = store.Stored{Bytes: old, Files: 1}
-	}
-	var held int64
-	settled := false
-	settle := func(stored int64) {
-		if settled {
-			return
-		}
-		settled = true
-		switch {
-		case stored >= 0:
-			s.countStored(ctx, user, store.Stored{Bytes: stored - before.Bytes, Files: 1 - before.Files})
-		case stored == removed:
-			s.countStored(ctx, user, store.Stored{Bytes: -before.Bytes, Files: -before.Files})
-		}
-		release := store.Stored{Bytes: held}
-		if newFile {
-			release.Files = 1
-		}
-		s.letGo(user, release)
-		unlock()
-	}
-	limit := q.Bytes
-	switch {
-	case limit <= 0:
-	case size >= 0: // the body is no longer than it says
-		if held, err = s.take(ctx, user, max(size-old, 0), limit, false); err != nil {
-			settle(keptOld)
-			return nil, nil, err
-		}
-	default: // the old object's bytes first, then what it holds
-		body = &quotaReader{r: body, room: old, more: func() (int64, error) {
-			n, err := s.take(ctx, user, holdStep, limit, true)
-			held += n
-			return n, err
-		}}
-	}
-	return body, settle, nil
-}
+// ---- stored bytes and files (uploads' turns and holds: rooms.go)
 
 // objectSize is the size of the object at key, and whether there is one.
 func (s *Server) objectSize(ctx context.Context, key string) (int64, bool, error) {
@@ -365,28 +132,28 @@ func (s *Server) objectSize(ctx context.Context, key string) (int64, bool, error
 	return a.Size, err == nil, err
 }
 
-// stored is what user stores, from the store's counters.
-func (s *Server) stored(ctx context.Context, user string) (store.Stored, error) {
-	rows, err := s.store.Usage(ctx, user)
+// stored is what user stores, from st's counters.
+func stored(ctx context.Context, st store.Store, user string) (store.Stored, error) {
+	rows, err := st.Usage(ctx, user)
 	if err != nil {
 		return store.Stored{}, err
 	}
-	var st store.Stored
+	var n store.Stored
 	for _, u := range rows {
-		st.Bytes += u.Bytes
-		st.Files += u.Files
+		n.Bytes += u.Bytes
+		n.Files += u.Files
 	}
-	return st, nil
+	return n, nil
 }
 
 // countStored adds delta to what user stores; a failure is logged, not
 // answered: the object is stored (or removed).
-func (s *Server) countStored(ctx context.Context, user string, delta store.Stored) {
+func countStored(ctx context.Context, st store.Store, log *slog.Logger, user string, delta store.Stored) {
 	if delta == (store.Stored{}) {
 		return
 	}
-	if _, err := s.store.AddStored(context.WithoutCancel(ctx), user, delta, store.Stored{}); err != nil {
-		s.log.Error("count stored bytes and files", "user", user, "bytes", delta.Bytes, "files", delta.Files, "err", err)
+	if _, err := st.AddStored(context.WithoutCancel(ctx), user, delta, store.Stored{}); err != nil {
+		log.Error("count stored bytes and files", "user", user, "bytes", delta.Bytes, "files", delta.Files, "err", err)
 	}
 }
 

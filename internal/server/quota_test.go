@@ -311,12 +311,7 @@ func TestWritesOfOnePathTakeTurns(t *testing.T) {
 	writersOf := func(key string, n int) {
 		t.Helper()
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-			h.srv.writing.mu.Lock()
-			got := 0
-			if kl := h.srv.writing.m[key]; kl != nil {
-				got = kl.waiters
-			}
-			h.srv.writing.mu.Unlock()
+			got := waitersOf(h.srv, key)
 			if got == n {
 				return
 			}
@@ -383,6 +378,24 @@ func TestWritesOfOnePathTakeTurns(t *testing.T) {
 	if m := me(t, h, alice); m.Quotas["bytes"].Used != 0 || m.Quotas["files"].Used != 0 {
 		t.Fatalf("the job and its output deleted, and use %+v", m.Quotas)
 	}
+}
+
+// waitersOf is how many writes of key are at srv's turn for it in its
+// process, taking it or waiting for it.
+func waitersOf(srv *Server, key string) int {
+	var l *keyLocks
+	switch r := srv.rooms.(type) {
+	case *memRooms:
+		l = &r.keys
+	case *sharedRooms:
+		l = &r.keys
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if kl := l.m[key]; kl != nil {
+		return kl.waiters
+	}
+	return 0
 }
 
 // New files at once each hold their place in the files quota, as bytes
@@ -464,9 +477,10 @@ func TestConcurrentUploadsKeepTheQuota(t *testing.T) {
 	gb.mu.Unlock()
 	finish, done := h.slowPut(alice, "/v1/files/stream", "12345", "", -1)
 	held := func() int64 {
-		h.srv.holds.mu.Lock()
-		defer h.srv.holds.mu.Unlock()
-		return h.srv.holds.n["alice"].Bytes
+		m := h.srv.rooms.(*memRooms)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.held["alice"].Bytes
 	}
 	for deadline := time.Now().Add(10 * time.Second); held() != 10; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -68,6 +68,10 @@ type Options struct {
 	AllowPrivateWebhooks bool
 	// TES configures the GA4GH TES API.
 	TES TESOptions
+	// Leases, when replicas share the store, are where uploads through
+	// any of them take turns of a path and hold their users' room (nil:
+	// in this process's memory, as for a store one process owns).
+	Leases store.Leases
 }
 
 func (o *Options) defaults() {
@@ -107,8 +111,7 @@ type Server struct {
 	reqCount atomic.Uint64
 	limits   limiter
 	streams  streams
-	holds    holds
-	writing  keyLocks
+	rooms    rooms // uploads' turns and holds
 	// ridPrefix makes request ids unique across restarts and replicas
 	// (the audit log keeps them).
 	ridPrefix string
@@ -127,6 +130,11 @@ func New(st store.Store, b blob.Bucket, cat *catalog.Catalog, a *auth.Authentica
 	s := &Server{store: st, bucket: b, auth: a, disp: d, scheds: scheds, logs: hub, opts: o, log: log, mux: http.NewServeMux(), ridPrefix: newRIDPrefix(),
 		streamsClosed: make(chan struct{})}
 	s.catalog.Store(cat)
+	if o.Leases != nil {
+		s.rooms = newSharedRooms(o.Leases, log)
+	} else {
+		s.rooms = &memRooms{st: st, log: log}
+	}
 	s.routes = s.routeTable()
 	for _, rt := range s.routes {
 		s.mux.Handle(muxPattern(rt.pattern), s.wrap(rt))

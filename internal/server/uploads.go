@@ -171,18 +171,17 @@ func (s *Server) uploadFits(ctx context.Context, user string, size, old int64, e
 	if size > s.opts.MaxUploadBytes {
 		return tooLarge(size, s.opts.MaxUploadBytes)
 	}
-	q := s.quotaOf(user)
+	q, h := s.quotaOf(user), s.rooms.hold(user)
+	defer h.end(ctx, store.Stored{}) // a check: nothing stays held
 	if !existed && q.Files > 0 {
-		if err := s.takeFile(ctx, user, q.Files); err != nil {
+		if err := h.takeFile(ctx, q.Files); err != nil {
 			return err
 		}
-		s.letGo(user, store.Stored{Files: 1})
 	}
 	if q.Bytes <= 0 {
 		return nil
 	}
-	n, err := s.take(ctx, user, max(size-old, 0), q.Bytes, false)
-	s.letGo(user, store.Stored{Bytes: n})
+	_, err := h.take(ctx, max(size-old, 0), q.Bytes, false)
 	return err
 }
 

@@ -46,6 +46,52 @@ func (e *QuotaError) Error() string {
 // Is makes a QuotaError match ErrQuota.
 func (e *QuotaError) Is(target error) bool { return target == ErrQuota }
 
+// Fit is how much of want fits within limit over used: all of it, or
+// with partial what is left of the room if that is more than nothing;
+// else the *QuotaError named name. Nothing (want ≤ 0) always fits, and
+// anything does where there is no limit (limit ≤ 0).
+func Fit(name string, want, used, limit int64, partial bool) (int64, error) {
+	if want <= 0 {
+		return 0, nil
+	}
+	if limit <= 0 {
+		return want, nil
+	}
+	n := min(want, limit-used)
+	if n < want && (!partial || n <= 0) {
+		return 0, &QuotaError{Name: name, Limit: limit, Used: used}
+	}
+	return n, nil
+}
+
+// Leases are kept by a store that several gateway processes share
+// (PostgreSQL), so that uploads through any of them take turns of a path
+// and hold their users' room together, where one process alone keeps
+// them in its memory. They are not durable, and each lapses at its end
+// unless taken again before it: a process that dies leaves nothing held
+// for longer than a lease. The store's clock tells when, not the
+// processes'.
+type Leases interface {
+	// LeaseKey gives key to holder for ttl unless another holder has it
+	// (in a lease that has not lapsed), and answers whether holder has it
+	// now; taken again by its holder, it is extended.
+	LeaseKey(ctx context.Context, key, holder string, ttl time.Duration) (bool, error)
+	// ReleaseKey ends holder's lease of key, if it has it.
+	ReleaseKey(ctx context.Context, key, holder string) error
+	// Hold adds want to the hold id of user's room (a new hold if there
+	// is none) and extends it for ttl. Each part of want must Fit its
+	// part of limit over what user stores and what all of user's holds
+	// that have not lapsed hold together; a bytes part that does not fit
+	// whole is, with partial, what is left of the room. What does not fit
+	// changes nothing, and the error is a *QuotaError. It returns what it
+	// added.
+	Hold(ctx context.Context, id, user string, want, limit Stored, partial bool, ttl time.Duration) (Stored, error)
+	// Settle adds delta to what user stores (as AddStored does with no
+	// limit) and ends the hold id, in one transaction: the room is
+	// counted in one or the other, never in both or neither.
+	Settle(ctx context.Context, id, user string, delta Stored) error
+}
+
 // Store keeps hpcgate's state. Every method is safe for concurrent use.
 type Store interface {
 	// CreateJob stores j (its State, normally pending or held, becomes its

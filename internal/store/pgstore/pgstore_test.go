@@ -3,12 +3,9 @@ package pgstore
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -19,58 +16,17 @@ import (
 	"github.com/hpcgate/hpcgate/internal/store"
 	"github.com/hpcgate/hpcgate/internal/store/storedriver"
 	"github.com/hpcgate/hpcgate/internal/store/storetest"
+	"github.com/hpcgate/hpcgate/internal/testenv"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // testURL returns the URL of the test database, or skips the test.
-func testURL(t testing.TB) string {
-	t.Helper()
-	u := os.Getenv("HPCGATE_TEST_POSTGRES")
-	if u == "" {
-		t.Skip("HPCGATE_TEST_POSTGRES not set: run scripts/setup-postgres.sh and set it to the URL it prints")
-	}
-	return u
-}
+func testURL(t testing.TB) string { return testenv.Postgres(t) }
 
 // emptySchema returns the URL of the test database with a new, empty schema
 // as its search_path; the schema is dropped when the test ends.
-func emptySchema(t testing.TB) string {
-	t.Helper()
-	base := testURL(t)
-	b := make([]byte, 8)
-	rand.Read(b)
-	schema := "s_" + hex.EncodeToString(b)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Error(err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("pool_max_conns", "16") // enough for the concurrent tests to race
-	q.Set("search_path", schema)  // an unknown setting: pgx sends it as a run-time parameter
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func emptySchema(t testing.TB) string { return testenv.PostgresSchema(t) }
 
 func openEmpty(t *testing.T) *Store {
 	t.Helper()
@@ -84,6 +40,13 @@ func openEmpty(t *testing.T) *Store {
 func TestConformance(t *testing.T) {
 	testURL(t)
 	storetest.Run(t, func(t *testing.T) store.Store { return openEmpty(t) })
+}
+
+func TestLeases(t *testing.T) {
+	testURL(t)
+	s := openEmpty(t)
+	t.Cleanup(func() { s.Close() })
+	storetest.RunLeases(t, s)
 }
 
 func TestNewerSchemaRefused(t *testing.T) {

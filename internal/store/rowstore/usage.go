@@ -117,32 +117,42 @@ func (s *Store) Usage(ctx context.Context, user string) ([]store.Usage, error) {
 func (s *Store) AddStored(ctx context.Context, user string, delta, limit store.Stored) (store.Stored, error) {
 	var total store.Stored
 	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
-		rows, err := tx.UsageForUpdate(ctx, user)
-		if err != nil {
-			return fmt.Errorf("read usage of %s: %w", user, err)
-		}
-		var cur store.Stored
-		for _, u := range rows {
-			if u.Project == "" {
-				cur = store.Stored{Bytes: u.Bytes, Files: u.Files}
-			}
-		}
-		for _, c := range []struct {
-			name              string
-			cur, delta, limit int64
-		}{{"bytes", cur.Bytes, delta.Bytes, limit.Bytes}, {"files", cur.Files, delta.Files, limit.Files}} {
-			if c.delta > 0 && c.limit > 0 && c.cur+c.delta > c.limit {
-				return &store.QuotaError{Name: c.name, Limit: c.limit, Used: c.cur}
-			}
-		}
-		add := store.Stored{Bytes: max(delta.Bytes, -cur.Bytes), Files: max(delta.Files, -cur.Files)} // never below zero
-		total = store.Stored{Bytes: cur.Bytes + add.Bytes, Files: cur.Files + add.Files}
-		return tx.AddUsage(ctx, store.Usage{User: user, Bytes: add.Bytes, Files: add.Files})
+		var err error
+		total, err = AddStoredIn(ctx, tx, user, delta, limit)
+		return err
 	})
 	if err != nil {
 		return store.Stored{}, err
 	}
 	return total, nil
+}
+
+// AddStoredIn is AddStored within tx, for a driver's own transactions
+// that count stored bytes and files beside other writes.
+func AddStoredIn(ctx context.Context, tx storedriver.Tx, user string, delta, limit store.Stored) (store.Stored, error) {
+	rows, err := tx.UsageForUpdate(ctx, user)
+	if err != nil {
+		return store.Stored{}, fmt.Errorf("read usage of %s: %w", user, err)
+	}
+	var cur store.Stored
+	for _, u := range rows {
+		if u.Project == "" {
+			cur = store.Stored{Bytes: u.Bytes, Files: u.Files}
+		}
+	}
+	for _, c := range []struct {
+		name              string
+		cur, delta, limit int64
+	}{{"bytes", cur.Bytes, delta.Bytes, limit.Bytes}, {"files", cur.Files, delta.Files, limit.Files}} {
+		if _, err := store.Fit(c.name, c.delta, c.cur, c.limit, false); err != nil {
+			return store.Stored{}, err
+		}
+	}
+	add := store.Stored{Bytes: max(delta.Bytes, -cur.Bytes), Files: max(delta.Files, -cur.Files)} // never below zero
+	if err := tx.AddUsage(ctx, store.Usage{User: user, Bytes: add.Bytes, Files: add.Files}); err != nil {
+		return store.Stored{}, err
+	}
+	return store.Stored{Bytes: cur.Bytes + add.Bytes, Files: cur.Files + add.Files}, nil
 }
 
 // User implements store.Store.

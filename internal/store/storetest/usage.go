@@ -3,7 +3,9 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,5 +209,117 @@ func testUsers(t *testing.T, s store.Store) {
 	u, err = s.User(ctx, "bob")
 	if err != nil || u.Disabled || !u.DisabledAt.Equal(at) {
 		t.Fatalf("enabled again: %+v, %v", u, err)
+	}
+}
+
+// RunLeases checks a store that keeps leases for the processes sharing
+// it (store.Leases), empty; a store one process owns keeps none.
+func RunLeases(t *testing.T, s store.Store) {
+	l, ok := s.(store.Leases)
+	if !ok {
+		t.Fatalf("%T keeps no leases", s)
+	}
+	ctx := context.Background()
+	lease := func(key, holder string, ttl time.Duration, want bool) {
+		t.Helper()
+		if got, err := l.LeaseKey(ctx, key, holder, ttl); err != nil || got != want {
+			t.Fatalf("LeaseKey(%s, %s) = %v, %v; want %v", key, holder, got, err, want)
+		}
+	}
+	lease("k", "a", time.Minute, true)
+	lease("k", "b", time.Minute, false)
+	lease("k", "a", time.Minute, true) // extended
+	if err := l.ReleaseKey(ctx, "k", "b"); err != nil {
+		t.Fatal(err)
+	}
+	lease("k", "b", time.Minute, false) // not b's to release
+	if err := l.ReleaseKey(ctx, "k", "a"); err != nil {
+		t.Fatal(err)
+	}
+	lease("k", "b", time.Minute, true)
+	lease("short", "a", 50*time.Millisecond, true)
+	lease("other", "b", time.Minute, true) // keys apart
+	time.Sleep(100 * time.Millisecond)
+	lease("short", "b", time.Minute, true) // lapsed: taken over
+
+	type st = store.Stored
+	limit := st{Bytes: 1000, Files: 3}
+	hold := func(id string, want st, partial bool, ttl time.Duration) (st, error) {
+		t.Helper()
+		return l.Hold(ctx, id, "u", want, limit, partial, ttl)
+	}
+	refused := func(err error, name string, used int64) {
+		t.Helper()
+		want := map[string]int64{"bytes": limit.Bytes, "files": limit.Files}[name]
+		var qe *store.QuotaError
+		if !errors.As(err, &qe) || qe.Name != name || qe.Used != used || qe.Limit != want {
+			t.Fatalf("%v, want the %s quota with %d used", err, name, used)
+		}
+	}
+	if _, err := s.AddStored(ctx, "u", st{Bytes: 600, Files: 1}, st{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := hold("h1", st{Bytes: 300, Files: 1}, false, time.Minute); err != nil || got != (st{Bytes: 300, Files: 1}) {
+		t.Fatalf("h1: %+v, %v", got, err)
+	}
+	_, err := hold("h2", st{Bytes: 200}, false, time.Minute)
+	refused(err, "bytes", 900) // stored and held
+	if got, err := hold("h2", st{Bytes: 200}, true, time.Minute); err != nil || got != (st{Bytes: 100}) {
+		t.Fatalf("partial: %+v, %v", got, err)
+	}
+	_, err = hold("h2", st{Bytes: 1}, true, time.Minute)
+	refused(err, "bytes", 1000) // no room left: even partial is refused
+	if got, err := hold("h3", st{Files: 1}, false, time.Minute); err != nil || got != (st{Files: 1}) {
+		t.Fatalf("h3: %+v, %v", got, err)
+	}
+	_, err = hold("h4", st{Files: 1}, false, time.Minute)
+	refused(err, "files", 3)
+	if _, err := l.Hold(ctx, "other", "v", st{Bytes: 1000, Files: 3}, limit, false, time.Minute); err != nil {
+		t.Fatalf("another user's room is apart: %v", err)
+	}
+	// h1 stores 250 bytes in a new file: counted, and its hold let go at once
+	if err := l.Settle(ctx, "h1", "u", st{Bytes: 250, Files: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if tot, _ := total(t, s, "u"); tot.Bytes != 850 || tot.Files != 2 {
+		t.Fatalf("settled: stored %d bytes, %d files", tot.Bytes, tot.Files)
+	}
+	_, err = hold("h5", st{Bytes: 51}, false, time.Minute)
+	refused(err, "bytes", 950) // 850 stored, h2 100
+	if err := l.Settle(ctx, "h2", "u", st{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := hold("h5", st{Bytes: 150}, false, 50*time.Millisecond); err != nil || got.Bytes != 150 {
+		t.Fatalf("h2 let go: %+v, %v", got, err)
+	}
+	_, err = hold("h6", st{Bytes: 1}, false, time.Minute)
+	refused(err, "bytes", 1000)
+	time.Sleep(100 * time.Millisecond) // h5 lapses
+	if got, err := hold("h6", st{Bytes: 150}, false, time.Minute); err != nil || got.Bytes != 150 {
+		t.Fatalf("h5 lapsed: %+v, %v", got, err)
+	}
+	// taken again with nothing more, a hold is extended
+	if got, err := hold("h6", st{}, false, time.Minute); err != nil || got != (st{}) {
+		t.Fatalf("extend: %+v, %v", got, err)
+	}
+	_, err = hold("h7", st{Bytes: 1}, false, time.Minute)
+	refused(err, "bytes", 1000)
+
+	// holds at once never pass the quota together
+	var wg sync.WaitGroup
+	var held atomic.Int32
+	for i := range 10 {
+		wg.Go(func() {
+			_, err := l.Hold(ctx, fmt.Sprint("c", i), "w", st{Bytes: 100}, st{Bytes: 500}, false, time.Minute)
+			if err == nil {
+				held.Add(1)
+			} else if !errors.Is(err, store.ErrQuota) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if held.Load() != 5 {
+		t.Fatalf("%d of 10 holds of 100 bytes at once within 500", held.Load())
 	}
 }
