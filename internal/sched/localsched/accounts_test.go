@@ -21,7 +21,9 @@ func TestRunsAsAccount(t *testing.T) {
 
 // A task of the gateway's own account runs in the sandbox: the executor's
 // directory (standing for the data directory) and a token beside it do
-// not exist there; its working directory and its token's file do.
+// not exist there; its working directory and its token's file do. It has
+// no capabilities, not even as root: with them it could unmount the masks
+// and open the host's root by file handle.
 func TestSandboxHidesDataDir(t *testing.T) {
 	sb, err := FindSandbox()
 	if err != nil {
@@ -44,7 +46,9 @@ func TestSandboxHidesDataDir(t *testing.T) {
 
 	work := filepath.Join(t.TempDir(), "jobs", "sb1")
 	script := `for p in "$DATA" "$ADMIN" "$EXEC"; do if ls "$p" >/dev/null 2>&1 || cat "$p" >/dev/null 2>&1; then echo "READ $p"; else echo "DENIED $p"; fi; done > probes
-cat "$HPCGATE_TOKEN_FILE" > token-copy`
+cat "$HPCGATE_TOKEN_FILE" > token-copy
+grep -E '^(Cap(Inh|Prm|Eff|Amb)|NoNewPrivs):' /proc/self/status > caps
+if umount /etc/shadow 2>/dev/null || umount /etc/ssh 2>/dev/null; then echo unmounted > umount; fi`
 	id, err := e.Submit(ctx, sched.Task{JobID: "sb1", Name: "sandbox", Command: []string{"/bin/sh", "-c", script},
 		Env:     map[string]string{"DATA": data, "ADMIN": admin, "EXEC": execDir, "HPCGATE_TOKEN": "job-token"},
 		WorkDir: work, Resources: job.Resources{Nodes: 1, CoresPerNode: 1}})
@@ -75,5 +79,18 @@ cat "$HPCGATE_TOKEN_FILE" > token-copy`
 	}
 	if b, _ := os.ReadFile(filepath.Join(work, "token-copy")); string(b) != "job-token" {
 		t.Errorf("the token in the sandbox: %q", b)
+	}
+	caps, err := os.ReadFile(filepath.Join(work, "caps"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// none held, and none to gain by running a program (no_new_privs:
+	// root's bounding set stays full, but an exec gains nothing of it)
+	want := "CapInh: 0000000000000000 CapPrm: 0000000000000000 CapEff: 0000000000000000 CapAmb: 0000000000000000 NoNewPrivs: 1"
+	if got := strings.Join(strings.Fields(string(caps)), " "); got != want {
+		t.Errorf("in the sandbox: %s\nwant %s", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(work, "umount")); err == nil {
+		t.Error("the task unmounted a mask over /etc's secrets")
 	}
 }

@@ -25,8 +25,11 @@ type Sandbox struct {
 }
 
 // bwrapBase are bwrap's options for every task: its own PID, IPC and
-// session, ended with the executor's supervisor.
-var bwrapBase = []string{"--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc"}
+// session, ended with the executor's supervisor, and no capabilities.
+// As root bwrap keeps them all unless told: a job then unmounted the
+// masks over /etc's secrets (CAP_SYS_ADMIN) and opened the host's root
+// by file handle (CAP_DAC_READ_SEARCH), reaching the data directory.
+var bwrapBase = []string{"--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--cap-drop", "ALL"}
 
 // FindSandbox finds bwrap and checks that it works here (as root it needs
 // nothing; otherwise unprivileged user namespaces). It runs one short
