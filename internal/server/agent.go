@@ -222,6 +222,11 @@ func (s *Server) storedInput(ctx context.Context, j *job.Job, name, p string, ma
 	return a, nil
 }
 
+// maxUsage bounds each figure of a job's reported usage (seconds, or
+// bytes): a thousand years of a million cores. The report is the job's
+// own word, shown as it is; accounting counts the gateway's clock.
+const maxUsage = 1e3 * 365 * 24 * 3600 * 1e6
+
 func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.agentJob(r); err != nil {
 		return err
@@ -243,6 +248,16 @@ func (s *Server) agentState(w http.ResponseWriter, r *http.Request) error {
 			open := rep.Step.EndedAt == nil && f.span[1] == 0
 			if f.span[0] < 0 || f.span[1] < f.span[0] && !open {
 				return fieldError(f.name, "must be [from, to] with 0 <= from <= to (a running step's to may be 0), not %v", f.span)
+			}
+		}
+	}
+	if u := rep.Usage; u != nil {
+		for _, f := range []struct {
+			name string
+			v    float64
+		}{{"usage.cpu_seconds", u.CPUSeconds}, {"usage.wall_seconds", u.WallSeconds}, {"usage.max_rss_bytes", float64(u.MaxRSSBytes)}} {
+			if !(f.v >= 0 && f.v <= maxUsage) { // NaN too
+				return fieldError(f.name, "must be from 0 to %g", maxUsage)
 			}
 		}
 	}

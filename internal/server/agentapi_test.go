@@ -45,6 +45,43 @@ func TestAgentStepRangesAreChecked(t *testing.T) {
 	h.do("POST", "/v1/jobs/"+j.ID+"/state", jt, map[string]any{"state": "running", "step": begun}).want(t, http.StatusUnprocessableEntity)
 }
 
+// A job's reported usage is its own word: a job reported 1.7e308 wall
+// seconds, its owner's core-seconds became infinite, and /v1/me and
+// /v1/usage answered 500 from then on. Figures out of bounds are refused,
+// and core-seconds count the gateway's clock.
+func TestAgentUsageIsTheJobsWord(t *testing.T) {
+	h := newHarness(t, nil)
+	admin := h.token("admin", time.Time{}, api.ScopeAdmin)
+	j, jt := h.jobToken("alice", nil)
+	h.do("POST", "/v1/jobs/"+j.ID+"/state", jt, map[string]any{"state": "running"}).want(t, http.StatusOK)
+	for field, bad := range map[string]map[string]any{
+		"usage.wall_seconds":  {"wall_seconds": 1.7e308},
+		"usage.cpu_seconds":   {"cpu_seconds": -1},
+		"usage.max_rss_bytes": {"max_rss_bytes": -5},
+	} {
+		r := h.do("POST", "/v1/jobs/"+j.ID+"/state", jt, map[string]any{"state": "succeeded", "exit_code": 0, "usage": bad}).want(t, http.StatusUnprocessableEntity)
+		if r.field(field) == "" {
+			t.Errorf("%v: no error for %s: %s", bad, field, r.body)
+		}
+	}
+	if got, _ := h.store.GetJob(context.Background(), j.ID); got.State != job.Running || got.Usage != nil {
+		t.Fatalf("a refused report changed the job: %s, %+v", got.State, got.Usage)
+	}
+	// within bounds but more than the job ran: shown as reported, counted
+	// as the gateway saw it run (well under a minute here)
+	h.do("POST", "/v1/jobs/"+j.ID+"/state", jt, map[string]any{"state": "succeeded", "exit_code": 0,
+		"usage": map[string]any{"wall_seconds": 1e12, "cpu_seconds": 1e12}}).want(t, http.StatusOK)
+	var rows api.Page[api.ProjectUsage]
+	h.do("GET", "/v1/usage?user=alice", admin, nil).want(t, http.StatusOK).decode(t, &rows)
+	var cs float64
+	for _, u := range rows.Items {
+		cs += u.CoreSeconds
+	}
+	if cs <= 0 || cs > 60 {
+		t.Fatalf("core-seconds %g after a job of a few milliseconds reported 1e12 s", cs)
+	}
+}
+
 // endsFirst ends the job (succeeded, exit code 0) just before the next
 // update of it runs, as the reconciler can between an agent's token check
 // and its report.

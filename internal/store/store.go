@@ -201,7 +201,7 @@ type Store interface {
 	// a job (ActiveJobs, ActiveCores, Jobs) in the same transaction; the
 	// UpdateJob that ends it or the DeleteJob of an unfinished job takes it
 	// out of ActiveJobs and ActiveCores, and an end adds its CoreSeconds
-	// (cores × its usage's wall seconds, or FinishedAt - StartedAt).
+	// (cores × (FinishedAt - StartedAt); see rowstore's wallSeconds).
 	// Purging or deleting an ended job leaves Jobs and CoreSeconds as they
 	// are: they are history.
 	Usage(ctx context.Context, user string) ([]Usage, error)

@@ -96,16 +96,19 @@ func countEnd(ctx context.Context, tx storedriver.Tx, j *job.Job, ended bool) er
 	return tx.AddUsage(ctx, u)
 }
 
-// wallSeconds is how long the job ran: its usage's wall seconds, or the
-// time from its start to its end.
+// wallSeconds is how long the job ran, on the gateway's clock: from its
+// start to its end. The usage's wall seconds are the job's own word (its
+// agent reports them from inside the job: a job once reported 1e308 and
+// made its owner's core-seconds infinite), so they count only when the
+// gateway saw no start, and never for longer than the job existed.
 func wallSeconds(j *job.Job) float64 {
-	if j.Usage != nil && j.Usage.WallSeconds > 0 {
-		return j.Usage.WallSeconds
+	if !j.StartedAt.IsZero() && !j.FinishedAt.Before(j.StartedAt) {
+		return j.FinishedAt.Sub(j.StartedAt).Seconds()
 	}
-	if j.StartedAt.IsZero() || j.FinishedAt.Before(j.StartedAt) {
+	if j.Usage == nil || !(j.Usage.WallSeconds > 0) || j.FinishedAt.Before(j.CreatedAt) {
 		return 0
 	}
-	return j.FinishedAt.Sub(j.StartedAt).Seconds()
+	return min(j.Usage.WallSeconds, j.FinishedAt.Sub(j.CreatedAt).Seconds())
 }
 
 // Usage implements store.Store.

@@ -57,10 +57,13 @@ func testUsageCounts(t *testing.T, s store.Store) {
 	if by["chem01"].Jobs != 1 || by["chem01"].ActiveCores != 2 || by[""].Jobs != 2 {
 		t.Fatalf("per project: %+v", by)
 	}
-	// An end counts core-seconds from the usage's wall time.
+	// An end counts core-seconds from the job's start to its end, on the
+	// gateway's clock: the usage's wall time is the job's own word.
+	now := time.Now().UTC().Truncate(time.Microsecond)
 	_, err := s.UpdateJob(ctx, a.ID, func(j *job.Job) error {
-		j.Usage = &job.Usage{WallSeconds: 10}
-		return j.SetState(job.Failed, "failed", time.Now())
+		j.StartedAt = now.Add(-10 * time.Second)
+		j.Usage = &job.Usage{WallSeconds: 1e308}
+		return j.SetState(job.Failed, "failed", now)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -83,6 +86,23 @@ func testUsageCounts(t *testing.T, s store.Store) {
 	}
 	if _, by = total(t, s, "uc"); by["chem01"].CoreSeconds != 20 || by["chem01"].ActiveJobs != 0 {
 		t.Fatalf("after deleting an ended job: %+v", by)
+	}
+	// A job the gateway never saw start counts its reported wall time, but
+	// never more than it existed.
+	d := newJob("uc")
+	d.Project = "phys"
+	d.CreatedAt = now.Add(-3 * time.Second)
+	if _, err := s.CreateJob(ctx, d, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateJob(ctx, d.ID, func(j *job.Job) error {
+		j.Usage = &job.Usage{WallSeconds: 1e308}
+		return j.SetState(job.Failed, "failed", now)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, by = total(t, s, "uc"); by["phys"].CoreSeconds != 6 {
+		t.Fatalf("a job without a start that reported 1e308 s: %+v", by["phys"])
 	}
 	// Every user's rows.
 	if _, err := s.CreateJob(ctx, newJob("uc2"), nil); err != nil {
