@@ -297,8 +297,10 @@ func lastLine(s *shipper) string {
 	return ""
 }
 
-// finish uploads the outputs, ships the last log bytes, and reports the end.
+// finish uploads the outputs, ships the last log bytes, and reports the
+// end. It removes the working directory unless an output did not go.
 func (a *agent) finish(ctx context.Context, out outcome, logs *shippers, spec ...*api.Spec) error {
+	keep := a.opts.KeepWorkDir
 	if len(spec) > 0 {
 		if err := a.report(ctx, api.StateReport{State: api.StateFinishing, Reason: "uploading outputs"}); err != nil {
 			logs.halt()
@@ -313,11 +315,15 @@ func (a *agent) finish(ctx context.Context, out outcome, logs *shippers, spec ..
 				logs.halt()
 				return err
 			}
+			keep = true // what did not go is still there, until the work directories' retention
+			msg := "cannot upload outputs: " + err.Error() + "; the working directory is kept"
+			if spec[0].Task != nil {
+				msg = a.taskPaths(msg)
+			}
 			if out.err == "" {
-				out.err = "cannot upload outputs: " + err.Error()
-				if spec[0].Task != nil {
-					out.err = a.taskPaths(out.err)
-				}
+				out.err = msg
+			} else {
+				a.log.Error(msg)
 			}
 		}
 	}
@@ -333,7 +339,7 @@ func (a *agent) finish(ctx context.Context, out outcome, logs *shippers, spec ..
 	if err := a.report(ctx, rep); err != nil {
 		return err
 	}
-	if !a.opts.KeepWorkDir {
+	if !keep {
 		os.RemoveAll(a.dir)
 	}
 	return nil
@@ -643,8 +649,9 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 		}
 	}
 	sort.Strings(files)
+	var refused refusals
 	for _, rel := range files {
-		err := a.retry(ctx, "upload output "+rel, func(ctx context.Context) error {
+		err := a.retry(ctx, "output "+rel, func(ctx context.Context) error {
 			f, st, err := openRegularBelow(a.dir, rel)
 			if err != nil {
 				return err
@@ -663,11 +670,37 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 				return a.c.PutOutput(ctx, a.id, filepath.ToSlash(rel), r, size)
 			})
 		})
-		if err != nil {
+		if err := refused.note(err); err != nil {
 			return err
 		}
 	}
-	return nil
+	return refused.err()
+}
+
+// refusals are the outputs the gateway refused (too large, over the
+// quota, a name it will not take): one refused output used to stop the
+// upload, and the outputs after it were lost with the working directory.
+type refusals []string
+
+// note notes err if the gateway refused the one output it was for, and
+// returns it if the uploads must stop: the job is gone, or the gateway
+// stayed away past the agent's patience.
+func (r *refusals) note(err error) error {
+	if err == nil || errors.Is(err, errJobGone) {
+		return err
+	}
+	if st := client.StatusOf(err); st >= 400 && st < 500 || errors.As(err, new(permanentError)) {
+		*r = append(*r, err.Error())
+		return nil
+	}
+	return err
+}
+
+func (r refusals) err() error {
+	if len(r) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s (the other outputs were uploaded)", strings.Join(r, "; "))
 }
 
 // putChecked sends f's size bytes with put and checks that the gateway

@@ -40,6 +40,7 @@ type gateway struct {
 	unavailable map[string]int
 	calls       map[string]int
 	logLimit    int            // > 0: what a stream keeps, then a last line (limits.max_log_bytes)
+	refuse      map[string]int // output path → the status its upload answers
 	pastFull    map[string]int // appends to a stream after it was full
 }
 
@@ -162,6 +163,10 @@ func (g *gateway) postLog(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *gateway) putOutput(w http.ResponseWriter, r *http.Request) {
+	if st := g.refuse[r.PathValue("path")]; st != 0 {
+		problem(w, st, "the upload holds more bytes than the limit")
+		return
+	}
 	data, _ := io.ReadAll(r.Body)
 	sum := sha256.Sum256(data)
 	g.mu.Lock()
@@ -384,6 +389,31 @@ func TestUploadsOutputsAfterFailure(t *testing.T) {
 	}
 	if !strings.Contains(g.states(), "finishing failed") {
 		t.Fatalf("states %q", g.states())
+	}
+}
+
+// One output the gateway refuses (over the upload limit or the quota)
+// stopped the upload: the outputs after it were lost, with the working
+// directory. The others now go, the job fails naming the refused one,
+// and the working directory stays.
+func TestRefusedOutputLeavesTheOthers(t *testing.T) {
+	g, c := newGateway(t, api.Spec{JobID: "job1", Command: sh(`echo a > a.txt; echo big > m_big.bin; echo z > z.txt`), Outputs: []string{"*"}})
+	g.refuse = map[string]int{"m_big.bin": http.StatusRequestEntityTooLarge}
+	o, dir := opts(t)
+	if err := Run(context.Background(), c, "job1", o); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"a.txt", "z.txt"} {
+		if _, ok := g.output(f); !ok {
+			t.Errorf("%s was not uploaded", f)
+		}
+	}
+	rep := g.final()
+	if rep.State != api.StateFailed || !strings.Contains(rep.Error, "m_big.bin") || !strings.Contains(rep.Error, "the other outputs were uploaded") || !strings.Contains(rep.Error, "working directory is kept") {
+		t.Fatalf("final %+v", rep)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "m_big.bin")); err != nil || string(b) != "big\n" {
+		t.Fatalf("the refused output in the working directory: %q, %v", b, err)
 	}
 }
 

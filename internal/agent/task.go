@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -273,6 +274,7 @@ func taskMounts(root string, ts *api.TaskSpec) ([]container.Mount, error) {
 func (a *agent) deliverOutputs(ctx context.Context, ts *api.TaskSpec, ok bool) error {
 	root := filepath.Join(a.dir, taskRoot)
 	var missing []string
+	var refused refusals
 	for _, o := range ts.Outputs {
 		var froms []string
 		switch {
@@ -313,13 +315,20 @@ func (a *agent) deliverOutputs(ctx context.Context, ts *api.TaskSpec, ok bool) e
 			if !match {
 				continue
 			}
-			if err := a.deliver(ctx, root, from, dst); err != nil {
+			if err := refused.note(a.deliver(ctx, root, from, dst)); err != nil {
 				return err
 			}
 		}
 	}
+	var msgs []string
 	if ok && len(missing) > 0 {
-		return fmt.Errorf("the task made no %s", strings.Join(missing, ", "))
+		msgs = append(msgs, "the task made no "+strings.Join(missing, ", "))
+	}
+	if err := refused.err(); err != nil {
+		msgs = append(msgs, err.Error())
+	}
+	if len(msgs) > 0 {
+		return errors.New(strings.Join(msgs, "; "))
 	}
 	return nil
 }
@@ -331,7 +340,7 @@ func (a *agent) deliver(ctx context.Context, root, from, dst string) error {
 	if st, err := os.Lstat(filepath.Join(root, rel)); err != nil || !st.Mode().IsRegular() {
 		return nil // not a file: a directory, a link, a device
 	}
-	return a.retry(ctx, "deliver output "+from, func(ctx context.Context) error {
+	return a.retry(ctx, "output "+from, func(ctx context.Context) error {
 		f, st, err := openRegularBelow(root, rel)
 		if err != nil {
 			return err
