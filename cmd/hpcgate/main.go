@@ -15,6 +15,7 @@ import (
 	"github.com/hpcgate/hpcgate/client"
 	"github.com/hpcgate/hpcgate/internal/agent"
 	"github.com/hpcgate/hpcgate/internal/cli"
+	"github.com/hpcgate/hpcgate/internal/ctlchar"
 	"github.com/hpcgate/hpcgate/internal/gateway"
 	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/server"
@@ -56,11 +57,13 @@ func exitCode(err, cause error, stderr io.Writer) int {
 		return 130
 	case errors.As(err, &ee):
 		if ee.Err != nil {
-			fmt.Fprintln(stderr, "hpcgate:", ee.Err)
+			fmt.Fprintln(stderr, "hpcgate:", ctlchar.Quote(ee.Err.Error()))
 		}
 		return ee.Code
 	}
-	fmt.Fprintln(stderr, "hpcgate:", err)
+	// the error may carry a job's own words (its error): no control
+	// sequence reaches the terminal
+	fmt.Fprintln(stderr, "hpcgate:", ctlchar.Quote(err.Error()))
 	return 1
 }
 

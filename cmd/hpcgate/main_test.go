@@ -56,4 +56,11 @@ func TestExitCodes(t *testing.T) {
 	if code := exitCode(&cli.ExitError{Code: 1}, nil, &errb); code != 1 || errb.Len() > 0 {
 		t.Errorf("an exit error with nothing to say: exit %d, said %q", code, errb.String())
 	}
+	// a job's own words (its error) reach the terminal escaped
+	for _, err := range []error{errors.New("job x failed: \x1b]0;pwned\x07\x1b[2J"), &cli.ExitError{Code: 1, Err: errors.New("job x failed: \x1b]0;pwned\x07\x1b[2J")}} {
+		errb.Reset()
+		if code := exitCode(err, nil, &errb); code != 1 || errb.String() != `hpcgate: job x failed: \x1b]0;pwned\x07\x1b[2J`+"\n" {
+			t.Errorf("%T with control characters: exit %d, said %q", err, code, errb.String())
+		}
+	}
 }

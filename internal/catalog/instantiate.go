@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/ctlchar"
 	"github.com/hpcgate/hpcgate/internal/job"
 )
 
@@ -50,6 +51,9 @@ func checkLabels(labels map[string]string, field string, verr *ValidationError) 
 		}
 		if len(v) > 256 {
 			verr.add(field+"."+k, "value longer than 256 bytes")
+		}
+		if ctlchar.In(v) {
+			verr.add(field+"."+k, ctlchar.Refusal)
 		}
 	}
 }

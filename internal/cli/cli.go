@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hpcgate/hpcgate/client"
+	"github.com/hpcgate/hpcgate/internal/ctlchar"
 )
 
 // Command names one client subcommand and says in one line what it does.
@@ -43,11 +44,15 @@ func (e *ExitError) Unwrap() error { return e.Err }
 // env is what a running command needs: its streams, its context and the
 // connection settings given on its command line.
 type env struct {
-	ctx    context.Context
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
-	now    func() time.Time
+	ctx   context.Context
+	stdin io.Reader
+	// stdout and stderr escape control characters (ctlchar): names,
+	// labels and errors come from other people and jobs. rawOut and rawErr
+	// are the streams themselves, for a file's bytes, a log and progress
+	// bars.
+	stdout, stderr io.Writer
+	rawOut, rawErr io.Writer
+	now            func() time.Time
 
 	url, token, cacert string
 }
@@ -112,7 +117,10 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) == 0 {
 		return errors.New("no command given; run 'hpcgate help' for the list of commands")
 	}
-	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
+	out, errs := ctlchar.NewWriter(stdout), ctlchar.NewWriter(stderr)
+	defer out.Flush()
+	defer errs.Flush()
+	e := &env{ctx: ctx, stdin: stdin, stdout: out, stderr: errs, rawOut: stdout, rawErr: stderr, now: time.Now}
 	if args[0] == "help" {
 		return e.help(args[1:])
 	}

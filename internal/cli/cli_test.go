@@ -993,3 +993,56 @@ func TestSweepEnd(t *testing.T) {
 		t.Errorf("progress %q", line)
 	}
 }
+
+// Names, labels and errors come from other users (an admin lists them)
+// and from jobs: printed as they were, they could retitle, clear or
+// script the reader's terminal. The CLI escapes their control
+// characters; a log goes as it is unless to a terminal.
+func TestControlCharactersEscaped(t *testing.T) {
+	evil := "evil\x1b]0;pwned\x07\x1b[2J"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/logs/stdout"):
+			io.WriteString(w, "\x1b[31mred\x1b[0m "+evil+"\n")
+		case strings.HasPrefix(r.URL.Path, "/v1/jobs/j1"):
+			code := 3
+			json.NewEncoder(w).Encode(api.Job{ID: "j1", Name: evil, Template: "t", State: api.StateFailed, Error: evil, ExitCode: &code,
+				Labels: map[string]string{"k": evil}, Reason: evil})
+		default:
+			w.WriteHeader(404)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("HPCGATE_URL", srv.URL)
+	t.Setenv("HPCGATE_TOKEN", "secret")
+	t.Setenv("HPCGATE_CACERT", "")
+	out, errOut, _ := run(t, "", "status", "j1")
+	if strings.ContainsRune(out+errOut, 0x1b) || strings.ContainsRune(out+errOut, 0x07) {
+		t.Errorf("status printed control characters: %q %q", out, errOut)
+	}
+	if !strings.Contains(out, `evil\x1b]0;pwned\x07\x1b[2J`) {
+		t.Errorf("status did not show the name escaped: %q", out)
+	}
+	// a log to a file or a pipe is its bytes
+	out, _, err := run(t, "", "logs", "j1")
+	if err != nil || out != "\x1b[31mred\x1b[0m "+evil+"\n" {
+		t.Errorf("logs to a buffer = %q, %v", out, err)
+	}
+	// to a terminal (a character device: /dev/null stands in), a log is
+	// escaped unless --raw
+	tty, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	if w, _ := logWriter(tty, false); w == io.Writer(tty) {
+		t.Error("a log to a terminal is not escaped")
+	}
+	if w, _ := logWriter(tty, true); w != io.Writer(tty) {
+		t.Error("a log to a terminal with --raw is escaped")
+	}
+	var buf bytes.Buffer
+	if w, _ := logWriter(&buf, false); w != io.Writer(&buf) {
+		t.Error("a log to a buffer is escaped")
+	}
+}

@@ -40,10 +40,10 @@ var cmdDownload = &command{
 				}
 				defer rc.Close()
 				if *archive == "-" {
-					_, err = io.Copy(e.stdout, rc)
+					_, err = io.Copy(e.rawOut, rc)
 					return err
 				}
-				bar := newProgress(e.stderr, -1)
+				bar := newProgress(e.rawErr, -1)
 				n, err := writeFileAtomic(*archive, bar.Reader(rc))
 				bar.Done()
 				if err != nil {
@@ -77,7 +77,7 @@ var cmdDownload = &command{
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
 			}
-			bar := newProgress(e.stderr, total)
+			bar := newProgress(e.rawErr, total)
 			var bytes int64
 			for i, f := range files {
 				n, err := e.downloadOne(c, id, f.Path, f.SHA256, filepath.Join(dir, paths[i]), bar)

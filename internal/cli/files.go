@@ -60,7 +60,7 @@ var cmdUpload = &command{
 			if size >= directUploadMin && !*stream {
 				// Large files go straight to the object store when it
 				// presigns, in parallel parts; else they stream through.
-				bar := newProgress(e.stderr, size)
+				bar := newProgress(e.rawErr, size)
 				info, err := c.UploadFile(e.ctx, remote, r, size, &client.UploadOptions{Progress: bar.Add})
 				bar.Done()
 				if err != nil {
@@ -71,7 +71,7 @@ var cmdUpload = &command{
 			}
 			h := sha256.New()
 			cr := &countReader{r: io.TeeReader(r, h)}
-			bar := newProgress(e.stderr, size)
+			bar := newProgress(e.rawErr, size)
 			info, err := c.PutFile(e.ctx, remote, bar.Reader(cr), size)
 			bar.Done()
 			if err != nil {
@@ -183,7 +183,7 @@ var cmdCat = &command{
 				return err
 			}
 			defer rc.Close()
-			_, err = io.Copy(e.stdout, rc)
+			_, err = io.Copy(e.rawOut, rc)
 			return err
 		}
 	},
@@ -216,13 +216,13 @@ var cmdFetch = &command{
 			}
 			defer rc.Close()
 			if local == "-" {
-				_, err = io.Copy(e.stdout, rc)
+				_, err = io.Copy(e.rawOut, rc)
 				return err
 			}
 			if st, err := os.Stat(local); err == nil && st.IsDir() {
 				local = filepath.Join(local, path.Base(remote))
 			}
-			bar := newProgress(e.stderr, size)
+			bar := newProgress(e.rawErr, size)
 			n, err := writeFileAtomic(local, bar.Reader(rc))
 			bar.Done()
 			if err != nil {

@@ -41,7 +41,7 @@ var cmdImagePush = &command{
 				return fmt.Errorf("%s is not a regular file", args[0])
 			}
 			h := sha256.New()
-			bar := newProgress(e.stderr, st.Size())
+			bar := newProgress(e.rawErr, st.Size())
 			info, err := c.PutImage(e.ctx, args[1], bar.Reader(io.TeeReader(f, h)), st.Size())
 			bar.Done()
 			if err != nil {

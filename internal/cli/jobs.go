@@ -19,6 +19,7 @@ import (
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/client"
+	"github.com/hpcgate/hpcgate/internal/ctlchar"
 )
 
 var cmdSubmit = &command{
@@ -132,11 +133,14 @@ var cmdSubmit = &command{
 			}
 			if *follow {
 				// with --json, standard output is the final job's JSON alone
-				logOut := e.stdout
+				to := e.rawOut
 				if *asJSON {
-					logOut = e.stderr
+					to = e.rawErr
 				}
-				if err := copyLog(e.ctx, c, j.ID, "stdout", 0, true, logOut, e.stderr); err != nil {
+				logOut, flush := logWriter(to, false)
+				err := copyLog(e.ctx, c, j.ID, "stdout", 0, true, logOut, e.stderr)
+				flush()
+				if err != nil {
 					if e.ctx.Err() != nil {
 						return err
 					}
@@ -205,6 +209,19 @@ func jobOutcome(j *api.Job) error {
 		return nil
 	}
 	return &ExitError{Code: 1, Err: errors.New(finalLine(j))}
+}
+
+// logWriter is where a job's log goes to w: as it is, unless w is a
+// terminal and not raw; then its control sequences but colours and
+// progress bars are escaped (ctlchar.LogWriter), since a log could
+// otherwise retitle or clear the terminal, or write its clipboard. flush
+// writes what a last escape sequence held.
+func logWriter(w io.Writer, raw bool) (io.Writer, func() error) {
+	if raw || !isTerminal(w) {
+		return w, func() error { return nil }
+	}
+	lw := ctlchar.NewLogWriter(w)
+	return lw, lw.Flush
 }
 
 // copyLog copies a job's stream from offset to w. With follow it goes on
@@ -554,14 +571,15 @@ func joinMap(m map[string]string) string {
 var cmdLogs = &command{
 	name:    "logs",
 	summary: "print a job's standard output or error",
-	args:    "ID [-f|--follow] [--stderr] [--offset N]",
-	desc:    "Writes a job's standard output (or standard error with --stderr) to standard output, from byte --offset on. With --follow it goes on writing as the job writes, until the job has ended.",
+	args:    "ID [-f|--follow] [--stderr] [--offset N] [--raw]",
+	desc:    "Writes a job's standard output (or standard error with --stderr) to standard output, from byte --offset on. With --follow it goes on writing as the job writes, until the job has ended. To a terminal, control sequences other than colours, carriage returns and backspaces are shown escaped (\\x1b), so that a log cannot retitle, clear or script your terminal; --raw writes the bytes as they are, as does any output that is no terminal.",
 	example: "hpcgate logs -f 7yzixrkjsc6irydo\nhpcgate logs 7yzixrkjsc6irydo --stderr",
 	minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runFunc {
 		follow := fs.Bool("follow", false, "go on until the job has ended")
 		stderr := fs.Bool("stderr", false, "the job's standard error instead of its output")
 		offset := fs.Int64("offset", 0, "start at byte `N`")
+		raw := fs.Bool("raw", false, "write the log's bytes as they are, also to a terminal")
 		return func(e *env, args []string) error {
 			if *offset < 0 {
 				return &ExitError{Code: 2, Err: errors.New("--offset must not be negative")}
@@ -574,7 +592,9 @@ var cmdLogs = &command{
 			if *stderr {
 				stream = "stderr"
 			}
-			return copyLog(e.ctx, c, args[0], stream, *offset, *follow, e.stdout, e.stderr)
+			w, flush := logWriter(e.rawOut, *raw)
+			defer flush()
+			return copyLog(e.ctx, c, args[0], stream, *offset, *follow, w, e.stderr)
 		}
 	},
 }
@@ -689,7 +709,7 @@ var cmdOutput = &command{
 				return err
 			}
 			defer rc.Close()
-			_, err = io.Copy(e.stdout, rc)
+			_, err = io.Copy(e.rawOut, rc)
 			return err
 		}
 	},

@@ -314,7 +314,7 @@ var cmdSweepResults = &command{
 			}
 			defer rc.Close()
 			if *asCSV {
-				_, err := io.Copy(e.stdout, rc)
+				_, err := io.Copy(e.rawOut, rc)
 				return err
 			}
 			recs, err := csv.NewReader(rc).ReadAll()

@@ -23,6 +23,7 @@ import (
 	"github.com/hpcgate/hpcgate/internal/auth"
 	"github.com/hpcgate/hpcgate/internal/blob"
 	"github.com/hpcgate/hpcgate/internal/catalog"
+	"github.com/hpcgate/hpcgate/internal/ctlchar"
 	"github.com/hpcgate/hpcgate/internal/dispatch"
 	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/sched"
@@ -205,6 +206,9 @@ func (s *Server) accept(r *http.Request, j *job.Job, status int) (*job.Job, erro
 func (s *Server) newJob(p *auth.Principal, parent *job.Job, req *api.JobRequest, stat catalog.StatFunc) (*job.Job, error) {
 	if len(req.Name) > api.MaxJobName {
 		return nil, fieldError("name", "at most %d characters", api.MaxJobName)
+	}
+	if ctlchar.In(req.Name) {
+		return nil, fieldError("name", ctlchar.Refusal)
 	}
 	if req.Template == "" {
 		return nil, fieldError("template", "is required")

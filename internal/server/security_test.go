@@ -400,3 +400,44 @@ func TestDotSegmentsAreRefused(t *testing.T) {
 	h.do("PUT", "/v1/files/a%20b%3Fc.txt", tok, "x").want(t, http.StatusCreated)
 	h.do("GET", "/v1/files/a%20b%3Fc.txt", tok, nil).want(t, http.StatusOK)
 }
+
+// Names and labels are shown on other people's terminals (an admin lists
+// every user's tokens and jobs): a control character in one could retitle,
+// clear or script the terminal. Each is refused by field, and nothing is
+// made (found by the sixth probe).
+func TestControlCharactersRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, append(allScopes, api.ScopeTasks)...)
+	evil := "x\x1b]0;pwned\x07\x1b[2J"
+	for _, c := range []struct {
+		path  string
+		body  map[string]any
+		field string
+	}{
+		{"/v1/jobs", hello(map[string]any{"name": evil}), "name"},
+		{"/v1/jobs", hello(map[string]any{"labels": map[string]string{"k": evil}}), "labels.k"},
+		{"/v1/jobs", hello(map[string]any{"name": "a\u009b2J"}), "name"},
+		{"/v1/sweeps", map[string]any{"template": "hello", "hold": true, "labels": map[string]string{"k": "v\n"}, "variants": []map[string]any{{"name": "p"}}}, "labels.k"},
+		{"/v1/tokens", map[string]any{"scopes": []string{api.ScopeJobsRead}, "name": evil}, "name"},
+		{tesBase + "/tasks", map[string]any{"name": evil, "executors": []map[string]any{{"image": "alpine", "command": []string{"true"}}}}, "name"},
+		{tesBase + "/tasks", map[string]any{"tags": map[string]string{"k": evil}, "executors": []map[string]any{{"image": "alpine", "command": []string{"true"}}}}, "tags.k"},
+	} {
+		want := http.StatusUnprocessableEntity
+		if strings.HasPrefix(c.path, tesBase) {
+			want = http.StatusBadRequest // TES's answer to an invalid task
+		}
+		r := h.do("POST", c.path, alice, c.body).want(t, want)
+		if r.field(c.field) == "" {
+			t.Errorf("%s %v: no error for %s: %s", c.path, c.body, c.field, r.body)
+		}
+	}
+	var page api.Page[api.Job]
+	h.do("GET", "/v1/jobs", alice, nil).want(t, http.StatusOK).decode(t, &page)
+	var toks api.Page[api.Token]
+	h.do("GET", "/v1/tokens", alice, nil).want(t, http.StatusOK).decode(t, &toks)
+	if len(page.Items) != 0 || len(toks.Items) != 1 {
+		t.Fatalf("refused requests made %d jobs and %d tokens", len(page.Items), len(toks.Items)-1)
+	}
+	// text that is no control character is a name like any other
+	h.do("POST", "/v1/jobs", alice, hello(map[string]any{"name": "Ölbild 日本 – v2", "labels": map[string]string{"k": "é ü"}})).want(t, http.StatusCreated)
+}

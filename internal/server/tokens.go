@@ -12,6 +12,7 @@ import (
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/internal/auth"
+	"github.com/hpcgate/hpcgate/internal/ctlchar"
 	"github.com/hpcgate/hpcgate/internal/store"
 )
 
@@ -61,6 +62,9 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(req.Name) > 128 {
 		bad("name", "at most 128 characters")
+	}
+	if ctlchar.In(req.Name) {
+		bad("name", ctlchar.Refusal)
 	}
 	if strings.HasPrefix(req.Name, sessionName) {
 		bad("name", "names that begin %q are the web sessions'", sessionName)

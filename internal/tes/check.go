@@ -10,6 +10,7 @@ import (
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/internal/blob"
+	"github.com/hpcgate/hpcgate/internal/ctlchar"
 )
 
 // MaxExecutors bounds a task's executors, MaxInputs its inputs and
@@ -98,6 +99,9 @@ func Check(t *Task, bucket string) []api.FieldError {
 	}
 	if len(t.Name) > api.MaxJobName {
 		bad("name", "at most %d characters", api.MaxJobName)
+	}
+	if ctlchar.In(t.Name) {
+		bad("name", ctlchar.Refusal)
 	}
 	if len(t.Executors) == 0 {
 		bad("executors", "at least one executor is needed")
