@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -348,13 +349,36 @@ func (s *Server) agentLog(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, api.LogAppend{Size: size, Full: full})
 }
 
+// checkOutput refuses an output path p of job j that its template does
+// not declare (the agent uploads only what matches its outputs), or one
+// that begins job: (which names another job's data): a job's own code
+// holds its token and could upload any name.
+func (s *Server) checkOutput(j *job.Job, p string) error {
+	if err := checkNewPath("path", p); err != nil {
+		return err
+	}
+	t, err := s.recipe(j)
+	if err != nil {
+		return err
+	}
+	for _, pat := range t.Outputs {
+		if ok, _ := path.Match(pat, p); ok {
+			return nil
+		}
+	}
+	if len(t.Outputs) == 0 {
+		return fieldError("path", "the template of this job declares no outputs")
+	}
+	return fieldError("path", "%q matches none of the template's outputs (%s)", p, strings.Join(t.Outputs, ", "))
+}
+
 func (s *Server) agentOutput(w http.ResponseWriter, r *http.Request) error {
 	j, err := s.agentJob(r)
 	if err != nil {
 		return err
 	}
 	p := r.PathValue("path")
-	if err := checkPath("path", p); err != nil {
+	if err := s.checkOutput(j, p); err != nil {
 		return err
 	}
 	fi, err := s.putBody(w, r, j.Owner, outputsPrefix(j.ID)+p)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"github.com/hpcgate/hpcgate/internal/testenv"
 	"net/http"
@@ -79,6 +80,35 @@ func TestAgentUsageIsTheJobsWord(t *testing.T) {
 	}
 	if cs <= 0 || cs > 60 {
 		t.Fatalf("core-seconds %g after a job of a few milliseconds reported 1e12 s", cs)
+	}
+}
+
+// A job's own code holds its token: it uploaded outputs its template does
+// not declare, and one named job:x, which no file may be named (found by
+// the sixth probe).
+func TestOutputsAreTheTemplates(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	j := &job.Job{ID: newJobID(), Owner: "alice", Template: "hello", TemplateVersion: 1, Environment: "local", State: job.Pending,
+		Parameters: json.RawMessage(`{"name":"x"}`), CreatedAt: time.Now().UTC()}
+	if _, err := h.store.CreateJob(ctx, j, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.UpdateJob(ctx, j.ID, func(j *job.Job) error { return j.SetState(job.Running, "test", time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	jt := h.tokenForJob("alice", j.ID)
+	for _, p := range []string{"undeclared/evil.txt", "job:x", "greeting.txt.bak"} {
+		r := h.do("PUT", "/v1/jobs/"+j.ID+"/outputs/"+p, jt, "x")
+		if r.status != http.StatusBadRequest && r.status != http.StatusUnprocessableEntity || r.field("path") == "" {
+			t.Errorf("PUT of output %s: %d %s", p, r.status, r.body)
+		}
+	}
+	h.do("PUT", "/v1/jobs/"+j.ID+"/outputs/greeting.txt", jt, "Hello").want(t, http.StatusCreated)
+	var page api.Page[api.FileInfo]
+	h.do("GET", "/v1/jobs/"+j.ID+"/outputs", jt, nil).want(t, http.StatusOK).decode(t, &page)
+	if len(page.Items) != 1 || page.Items[0].Path != "greeting.txt" {
+		t.Fatalf("outputs %+v", page.Items)
 	}
 }
 

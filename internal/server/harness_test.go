@@ -121,7 +121,14 @@ func (h *harness) token(user string, expires time.Time, scopes ...string) string
 func (h *harness) jobToken(user string, inputs map[string]string) (*job.Job, string) {
 	h.t.Helper()
 	ctx := context.Background()
-	j := &job.Job{ID: newJobID(), Owner: user, Template: "hello", TemplateVersion: 1, Environment: "local", State: job.Pending,
+	// a hello job that may upload any output (hello's own is greeting.txt)
+	t, err := h.srv.catalog.Load().Template("hello", 1)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	r := t.Recipe(nil)
+	r.Outputs = []string{"*", "*/*", "*/*/*"}
+	j := &job.Job{ID: newJobID(), Owner: user, Template: "hello", TemplateVersion: 1, TemplateDoc: r.Encode(), Environment: "local", State: job.Pending,
 		Parameters: json.RawMessage(`{"name":"x"}`), Inputs: inputs, CreatedAt: time.Now().UTC()}
 	if _, err := h.store.CreateJob(ctx, j, nil); err != nil {
 		h.t.Fatal(err)

@@ -249,7 +249,7 @@ func (s *Server) agentOutputURL(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readJSON(w, r, &req); err != nil {
 		return err
 	}
-	if err := checkNewPath("path", req.Path); err != nil {
+	if err := s.checkOutput(j, req.Path); err != nil {
 		return err
 	}
 	if req.Size < 0 || req.Size > min(s.opts.MaxUploadBytes, directOutputs) {
