@@ -441,3 +441,22 @@ func TestControlCharactersRefused(t *testing.T) {
 	// text that is no control character is a name like any other
 	h.do("POST", "/v1/jobs", alice, hello(map[string]any{"name": "Ölbild 日本 – v2", "labels": map[string]string{"k": "é ü"}})).want(t, http.StatusCreated)
 }
+
+// A new token's secret, a user's files and every other answer of the API
+// are one user's: no browser or proxy may keep them (found by the sixth
+// probe: POST /v1/tokens answered with no Cache-Control).
+func TestAnswersAreNotStored(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, allScopes...)
+	h.do("PUT", "/v1/files/f", alice, "data").want(t, http.StatusCreated)
+	for _, r := range []*response{
+		h.do("POST", "/v1/tokens", alice, map[string]any{"scopes": []string{api.ScopeJobsRead}}).want(t, http.StatusCreated),
+		h.do("GET", "/v1/me", alice, nil).want(t, http.StatusOK),
+		h.do("GET", "/v1/files/f", alice, nil).want(t, http.StatusOK),
+		h.do("GET", "/v1/jobs/nosuchjob", alice, nil).want(t, http.StatusNotFound),
+	} {
+		if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("Cache-Control %q on %s", cc, r.body)
+		}
+	}
+}

@@ -385,6 +385,9 @@ func (s *Server) wrap(rt route) http.Handler {
 		}
 		r = r.WithContext(ctx)
 		w.Header().Set("X-Request-Id", rid)
+		// every answer is one user's, some carry secrets (a new token's):
+		// none is kept by a browser or a proxy
+		w.Header().Set("Cache-Control", "no-store")
 		sw := &statusWriter{ResponseWriter: w}
 		body := &countingReader{ReadCloser: r.Body}
 		r.Body = body
