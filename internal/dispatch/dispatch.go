@@ -93,6 +93,9 @@ type Dispatcher struct {
 	// usage are multi-node jobs whose engine's accounting is awaited
 	// (usage.go), by job id.
 	usage map[string]acctWait
+	// unoffered are pending jobs whose environment this replica does not
+	// offer, and since when it has seen them (unofferedGrace).
+	unoffered map[string]time.Time
 }
 
 // task is a job in an engine that can forget it.
@@ -155,7 +158,7 @@ func New(st store.Store, cat *catalog.Catalog, scheds map[string]sched.Scheduler
 		opts.CancelGrace = 15 * time.Second
 	}
 	return &Dispatcher{store: st, cat: cat, scheds: scheds, opts: opts, log: opts.Logger, wake: make(chan struct{}, 1), endedSeen: map[string]time.Time{}, tasks: map[string]task{},
-		deferred: map[string]deferredCancel{}, usage: map[string]acctWait{}}
+		deferred: map[string]deferredCancel{}, usage: map[string]acctWait{}, unoffered: map[string]time.Time{}}
 }
 
 // Notify tells the dispatcher that a job is waiting to be submitted.
@@ -212,11 +215,12 @@ func (d *Dispatcher) engine(j *job.Job) (sched.Scheduler, bool) {
 
 // OtherReplicaError says that a job runs in another gateway replica's
 // local executor, which only that replica can reach. It is
-// sched.ErrUnsupported (errors.Is); its message is for the job's owner.
+// sched.ErrUnsupported (errors.Is); its message is for the job's owner,
+// who need not know replicas' names (Replica is for the log).
 type OtherReplicaError struct{ Replica string }
 
 func (e *OtherReplicaError) Error() string {
-	return "the job runs in the local executor of gateway replica " + e.Replica + "; ask that replica"
+	return "the job runs in the local executor of another replica of this gateway, which alone can do this; try again through that replica (a cancel works through any)"
 }
 
 // Is makes an OtherReplicaError match sched.ErrUnsupported.
@@ -237,6 +241,13 @@ func (d *Dispatcher) reachable(j *job.Job) (sched.Scheduler, error) {
 
 // submitPending hands every pending job to its engine, oldest first.
 func (d *Dispatcher) submitPending(ctx context.Context) {
+	d.mu.Lock()
+	for id, since := range d.unoffered {
+		if time.Since(since) > 2*unofferedGrace { // failed, or taken by another replica
+			delete(d.unoffered, id)
+		}
+	}
+	d.mu.Unlock()
 	tok := ""
 	active := map[string]int{} // a capped sweep's jobs in engines, counted once a pass
 	deps := depsCache{}
@@ -339,11 +350,30 @@ func (d *Dispatcher) sweepActive(ctx context.Context, sweep string) (int, error)
 
 var errClaimed = errors.New("claimed by another replica")
 
+// unofferedGrace is how long a pending job whose environment this
+// replica does not offer is left to the others: replicas' configurations
+// differ during a rolling change, and one that lacked an environment
+// failed the jobs another would have run.
+var unofferedGrace = 5 * time.Minute
+
 func (d *Dispatcher) submit(ctx context.Context, j *job.Job) error {
 	s, env, err := d.schedFor(j)
 	if err != nil {
+		d.mu.Lock()
+		since, seen := d.unoffered[j.ID]
+		if !seen {
+			since = time.Now()
+			d.unoffered[j.ID] = since
+		}
+		d.mu.Unlock()
+		if time.Since(since) < unofferedGrace {
+			if !seen {
+				d.log.Info("a pending job's environment is not offered here: left to other replicas", "job_id", j.ID, "environment", j.Environment)
+			}
+			return nil
+		}
 		d.log.Error("job cannot be submitted", "job_id", j.ID, "environment", j.Environment, "err", err)
-		return d.fail(ctx, j.ID, fmt.Sprintf("cannot be submitted: the environment %s is not offered by this gateway any more", j.Environment))
+		return d.fail(ctx, j.ID, fmt.Sprintf("cannot be submitted: the environment %s is not offered by this gateway any more (no replica took the job in %v)", j.Environment, unofferedGrace))
 	}
 	task, err := d.prepare(ctx, j, env)
 	if err != nil || task == nil {
@@ -635,6 +665,15 @@ func (d *Dispatcher) forgetEnded(ctx context.Context, active map[string]bool) {
 				}
 				d.log.Debug("engine forgot the ended task", "job_id", id, "backend_id", b)
 			case sched.Gone:
+			case sched.Queued:
+				// The job ended while its task waits in the engine:
+				// canceled through another replica, which cannot reach this
+				// one's local executor. Left there, it would start later
+				// and hold a slot.
+				if err := s.Cancel(ctx, b); err != nil {
+					d.log.Warn("cancel the queued task of an ended job", "job_id", id, "backend_id", b, "err", err)
+				}
+				return // forgotten once it has ended
 			default:
 				return // still on its way out: ask again next time
 			}

@@ -736,19 +736,60 @@ func TestPerProcessEngineOfAnotherReplica(t *testing.T) {
 	d1 := f.dispatcher()
 	d1.reconcile(f.ctx)
 	f.wantState(j.ID, job.Queued) // replica-1 did not look
-	if _, err := d1.Hold(f.ctx, j.ID); !errors.Is(err, sched.ErrUnsupported) || !strings.Contains(err.Error(), "replica-2") {
-		t.Fatalf("hold through another replica: %v", err)
+	var ore *OtherReplicaError
+	if _, err := d1.Hold(f.ctx, j.ID); !errors.Is(err, sched.ErrUnsupported) || !errors.As(err, &ore) || ore.Replica != "replica-2" || strings.Contains(err.Error(), "replica-2") {
+		t.Fatalf("hold through another replica: %v (the replica is for the log, not the owner)", err)
 	}
 	d2.reconcile(f.ctx)
 	f.wantState(j.ID, job.Held) // its own replica did
 }
 
+// A job canceled through another replica while its task waits in this
+// replica's local executor: the task is canceled there, where it was left
+// to start later and hold a slot (found by the sixth probe).
+func TestQueuedTaskOfAJobCanceledElsewhere(t *testing.T) {
+	f := newFixture(t)
+	d1 := f.dispatcher()
+	j := f.job("mine", job.Pending)
+	d1.submitPending(f.ctx)
+	got := f.wantState(j.ID, job.Queued)
+	other := f.opts
+	other.ReplicaID = "replica-2"
+	d2 := New(f.st, f.cat, f.engs, other)
+	if _, err := d2.Cancel(f.ctx, j.ID, "canceled by the user"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantState(j.ID, job.Canceled)
+	mine := f.engs["mine"].(perProcess)
+	if st := mine.state(got.BackendID); st != sched.Queued {
+		t.Fatalf("the other replica reached this one's engine: %s", st)
+	}
+	d1.reconcile(f.ctx)
+	if st := mine.state(got.BackendID); st != sched.Done {
+		t.Fatalf("the task of the canceled job is %s in the engine, want it canceled", st)
+	}
+	d1.reconcile(f.ctx)
+	if ids := mine.forgottenIDs(); len(ids) != 1 || ids[0] != got.BackendID {
+		t.Fatalf("forgotten %v", ids)
+	}
+}
+
+// A job whose environment this replica does not offer is left to the
+// others for a while (a replica that lacked one failed the jobs the
+// others would have run, found by the sixth probe), then fails.
 func TestEnvironmentGone(t *testing.T) {
 	f := newFixture(t)
 	j := f.job("vanished", job.Pending)
-	f.dispatcher().submitPending(f.ctx)
+	d := f.dispatcher()
+	d.submitPending(f.ctx)
+	d.submitPending(f.ctx)
+	f.wantState(j.ID, job.Pending)
+	d.mu.Lock()
+	d.unoffered[j.ID] = time.Now().Add(-unofferedGrace)
+	d.mu.Unlock()
+	d.submitPending(f.ctx)
 	got := f.wantState(j.ID, job.Failed)
-	if !strings.Contains(got.Error, "vanished") {
+	if !strings.Contains(got.Error, "vanished") || !strings.Contains(got.Error, "no replica took the job") {
 		t.Fatalf("error %q", got.Error)
 	}
 }
@@ -1172,7 +1213,7 @@ func TestLargeSweepInArrays(t *testing.T) {
 				Environment: "hpc", State: job.Pending, Reason: "created", Parameters: json.RawMessage(`{}`), SweepID: sweep, SweepIndex: i,
 				SweepMaxRunning: max, CreatedAt: time.Now().Add(time.Duration(f.seq) * time.Microsecond), Resources: job.Resources{Nodes: 1, CoresPerNode: 1}})
 		}
-		if err := f.st.CreateJobs(f.ctx, jobs, nil); err != nil {
+		if _, err := f.st.CreateJobs(f.ctx, jobs, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

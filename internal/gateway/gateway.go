@@ -5,7 +5,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/examples/templates"
 	"github.com/hpcgate/hpcgate/internal/auth"
 	"github.com/hpcgate/hpcgate/internal/blob"
@@ -179,6 +182,7 @@ type Gateway struct {
 	keyFile  string
 	caFile   string
 	dataDir  string            // absolute
+	replica  string            // this gateway among replicas (replicaID)
 	workRoot string            // absolute: jobs' directories when their environment names none
 	accounts *account.Resolver // users' OS accounts
 	ln       net.Listener
@@ -248,14 +252,21 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 		}
 	}
 
-	// Backends, chosen here and only here.
+	// Backends, chosen here and only here. A store is set only once open:
+	// a nil *pgstore.Store in the interface was not nil, and Close of a
+	// failed start panicked where it should have said why.
 	if cfg.Database != "" {
-		g.store, err = pgstore.Open(ctx, cfg.Database)
+		st, err := pgstore.Open(ctx, cfg.Database)
+		if err != nil {
+			return nil, err
+		}
+		g.store = st
 	} else {
-		g.store, err = sqlitestore.Open(ctx, filepath.Join(dataDir, "hpcgate.db"))
-	}
-	if err != nil {
-		return nil, err
+		st, err := sqlitestore.Open(ctx, filepath.Join(dataDir, "hpcgate.db"))
+		if err != nil {
+			return nil, err
+		}
+		g.store = st
 	}
 	if g.bucket, err = openObjects(ctx, cfg, dataDir); err != nil {
 		return nil, err
@@ -264,6 +275,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 		return nil, err
 	}
 	g.dataDir = dataDir
+	if g.replica, err = replicaID(dataDir); err != nil {
+		return nil, fmt.Errorf("replica id: %w", err)
+	}
 	if g.workRoot, g.accounts, err = prepareAccounts(cfg, dataDir); err != nil {
 		return nil, err
 	}
@@ -301,10 +315,51 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 	return g, nil
 }
 
-// ensureAdminToken makes the first admin token on first start.
+// replicaID names this gateway among replicas sharing a database (in
+// jobs' claims, and as the replica whose local executor runs a job), as
+// DATA/replica.id keeps it. A new data directory gets a random one: the
+// name was host:data-dir, and two gateways on hosts of one name running
+// from one path (containers on a host's network, cloned machines) took
+// each other's local jobs for lost and failed them. A data directory from
+// before whose local executor holds tasks keeps host:data-dir, the name
+// their claims hold.
+func replicaID(dataDir string) (string, error) {
+	p := filepath.Join(dataDir, "replica.id")
+	b, err := os.ReadFile(p)
+	if err == nil && strings.TrimSpace(string(b)) != "" {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	host, _ := os.Hostname()
+	id := host + ":" + dataDir
+	if ents, err := os.ReadDir(filepath.Join(dataDir, "local")); err != nil || len(ents) == 0 {
+		r := make([]byte, 8)
+		rand.Read(r)
+		id = host + "-" + hex.EncodeToString(r)
+	}
+	return id, writeFileAtomic(p, []byte(id+"\n"), 0o600)
+}
+
+// ensureAdminToken makes the first admin token on first start: when the
+// data directory has none and the database holds no admin's token that
+// has not expired. A replica's new data directory on a shared database
+// used to mint one more admin token that never expires.
 func (g *Gateway) ensureAdminToken(ctx context.Context, path string) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
+	}
+	toks, err := g.store.ListTokens(ctx, "admin")
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, t := range toks {
+		if slices.Contains(t.Scopes, api.ScopeAdmin) && t.JobID == "" && (t.ExpiresAt.IsZero() || t.ExpiresAt.After(now)) {
+			fmt.Fprintf(g.out, "the database has an admin token already (another replica's, or an earlier data directory's): none made; copy its admin.token to %s to use it from here\n", path)
+			return nil
+		}
 	}
 	secret, hash := auth.NewSecret()
 	t := store.Token{ID: auth.NewID(), Hash: hash, User: "admin", Name: "first admin token", Scopes: auth.UserScopes, CreatedAt: time.Now().UTC()}
@@ -413,7 +468,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 		agentCmd = []string{exe, "agent"}
 	}
 	workRoot := g.workRoot
-	host, _ := os.Hostname()
 	g.catMu.Lock()
 	cat := g.cat
 	g.catMu.Unlock()
@@ -424,7 +478,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	// The dispatcher looks up environments only, which a reload keeps.
 	disp := dispatch.New(st, cat, g.scheds, dispatch.Options{
 		Metrics:      met,
-		ReplicaID:    host + ":" + g.dataDir,
+		ReplicaID:    g.replica,
 		GatewayURL:   public,
 		GatewayURLs:  g.jobURLs(public),
 		CACertFile:   g.caFile,
@@ -755,7 +809,11 @@ func (gr *group) Wait() error {
 // openObjects opens the object store the configuration names.
 func openObjects(ctx context.Context, cfg *config.Config, dataDir string) (blob.Bucket, error) {
 	if cfg.Objects == "" {
-		return fileblob.Open(filepath.Join(dataDir, "objects"))
+		b, err := fileblob.Open(filepath.Join(dataDir, "objects"))
+		if err != nil {
+			return nil, err // not a nil *Bucket in the interface
+		}
+		return b, nil
 	}
 	key, secret := os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
 	if cfg.S3CredentialsFile != "" {

@@ -24,6 +24,7 @@ import (
 	"github.com/hpcgate/hpcgate/internal/config"
 	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/sched"
+	"github.com/hpcgate/hpcgate/internal/testenv"
 )
 
 // tlog routes a logger to t.Log.
@@ -162,6 +163,83 @@ func TestSecondServerOnDataDirRefused(t *testing.T) {
 		t.Fatalf("open after the first closed: %v", err)
 	}
 	g2.Close()
+}
+
+// A database that cannot be reached is said as such: the failed start's
+// clean-up panicked on a nil store in the interface, and the cause was
+// never shown (found by the sixth probe). The data directory is free
+// again after it.
+func TestUnreachableDatabaseSaysWhy(t *testing.T) {
+	cfg := testConfig(t, "")
+	cfg.Database = "postgres://nobody@127.0.0.1:1/nothing?sslmode=disable&connect_timeout=2"
+	_, err := Open(context.Background(), cfg, testLogger(t), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "connect to postgres at 127.0.0.1:1/nothing") {
+		t.Fatalf("Open with an unreachable database: %v", err)
+	}
+	cfg.Database = ""
+	g, err := Open(context.Background(), cfg, testLogger(t), io.Discard)
+	if err != nil {
+		t.Fatalf("the data directory after a failed start: %v", err)
+	}
+	g.Close()
+}
+
+// A replica's new data directory on a shared database makes no second
+// admin token that never expires: each fresh one used to (found by the
+// sixth probe). It says how to use the one there is.
+func TestOneFirstAdminTokenPerDatabase(t *testing.T) {
+	db := testenv.PostgresSchema(t)
+	var outs []string
+	for i := range 2 {
+		cfg := testConfig(t, "")
+		cfg.Database = db
+		var out strings.Builder
+		g, err := Open(context.Background(), cfg, testLogger(t), &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, statErr := os.Stat(filepath.Join(cfg.DataDir, "admin.token"))
+		if (statErr == nil) != (i == 0) {
+			t.Errorf("data directory %d: admin.token %v", i, statErr)
+		}
+		toks, err := g.store.ListTokens(context.Background(), "admin")
+		g.Close()
+		if err != nil || len(toks) != 1 {
+			t.Fatalf("after data directory %d: %d admin tokens, %v", i, len(toks), err)
+		}
+		outs = append(outs, out.String())
+	}
+	if !strings.Contains(outs[0], "admin token (shown once") || !strings.Contains(outs[1], "has an admin token already") {
+		t.Fatalf("said %q", outs)
+	}
+}
+
+// Replicas are named apart: host:data-dir was the name, and two gateways
+// on hosts of one name running from one path failed each other's local
+// jobs (found by the sixth probe). A new data directory gets a random
+// name it keeps; one whose local executor holds tasks from before keeps
+// the old name, which their claims hold.
+func TestReplicaID(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	ida, err := replicaID(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idb, _ := replicaID(b)
+	host, _ := os.Hostname()
+	if ida == idb || !strings.HasPrefix(ida, host+"-") || strings.Contains(ida, a) {
+		t.Fatalf("ids %q and %q", ida, idb)
+	}
+	if again, err := replicaID(a); err != nil || again != ida {
+		t.Fatalf("again: %q, %v; want %q", again, err, ida)
+	}
+	old := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(old, "local", "uinitask"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := replicaID(old); err != nil || id != host+":"+old {
+		t.Fatalf("a data directory from before: %q, %v", id, err)
+	}
 }
 
 // TestSecondServerProcessRefused runs the second server as another
