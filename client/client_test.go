@@ -381,3 +381,36 @@ func TestUnreachableGatewaySaysWhere(t *testing.T) {
 		t.Errorf("message %q: want where it looked and what names it, in words", msg)
 	}
 }
+
+// An object store the client cannot reach (a name only the gateway
+// resolves): a file is sent again through the gateway, and the upload it
+// began is abandoned (found by the sixth probe: the upload failed).
+func TestUploadThroughTheGatewayWhenTheStoreIsAway(t *testing.T) {
+	var aborted, streamed atomic.Int32
+	var got []byte
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == "POST" && r.URL.Path == "/v1/uploads":
+			json.NewEncoder(w).Encode(api.Upload{ID: "up1", Path: "big.bin", PartSize: 4,
+				Parts:       []api.UploadPart{{Number: 1, URL: "http://127.0.0.1:1/b/1"}, {Number: 2, URL: "http://127.0.0.1:1/b/2"}},
+				CompleteURL: "/v1/uploads/up1/complete"})
+		case r.Method == "DELETE" && r.URL.Path == "/v1/uploads/up1":
+			aborted.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+		case r.Method == "PUT" && r.URL.Path == "/v1/files/big.bin":
+			streamed.Add(1)
+			got, _ = io.ReadAll(r.Body)
+			w.WriteHeader(http.StatusCreated)
+			json.NewEncoder(w).Encode(api.FileInfo{Path: "big.bin", Size: int64(len(got))})
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	fi, err := c.UploadFile(context.Background(), "big.bin", strings.NewReader("0123456"), 7, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size != 7 || string(got) != "0123456" || streamed.Load() != 1 || aborted.Load() != 1 {
+		t.Fatalf("info %+v, streamed %d (%q), aborted %d", fi, streamed.Load(), got, aborted.Load())
+	}
+}

@@ -11,9 +11,13 @@ import (
 
 // CreateSweep creates one job of a template for each of req's variants:
 // all of them, or none and an error naming every invalid field.
-func (c *Client) CreateSweep(ctx context.Context, req api.SweepRequest) (*api.Sweep, error) {
+func (c *Client) CreateSweep(ctx context.Context, req api.SweepRequest, idemKey string) (*api.Sweep, error) {
+	var hdr http.Header
+	if idemKey != "" {
+		hdr = http.Header{"Idempotency-Key": {idemKey}}
+	}
 	var out api.Sweep
-	return &out, c.call(ctx, http.MethodPost, "/v1/sweeps", nil, req, &out, nil)
+	return &out, c.call(ctx, http.MethodPost, "/v1/sweeps", nil, req, &out, hdr)
 }
 
 // Sweep returns a sweep's state: its jobs per state.

@@ -59,7 +59,8 @@ type UploadOptions struct {
 // UploadFile sends size bytes of r to the caller's file at path: as a
 // presigned multipart upload straight to the object store when the
 // gateway's store allows it (parts in parallel, each part's MD5 checked
-// against the store's ETag), else streamed through the gateway. It
+// against the store's ETag), else streamed through the gateway, as is a
+// file (r an io.ReadSeeker) when the store cannot be reached. It
 // returns the file's info, with the SHA-256 computed while reading.
 //
 // When r is also an io.ReadSeeker (a file), the SHA-256 is computed first
@@ -75,9 +76,10 @@ func (c *Client) UploadFile(ctx context.Context, path string, r io.Reader, size 
 		o.Workers = 4
 	}
 	declared := ""
+	var start int64
 	if rs, ok := r.(io.ReadSeeker); ok {
-		start, err := rs.Seek(0, io.SeekCurrent)
-		if err != nil {
+		var err error
+		if start, err = rs.Seek(0, io.SeekCurrent); err != nil {
 			return nil, err
 		}
 		h := sha256.New()
@@ -91,19 +93,7 @@ func (c *Client) UploadFile(ctx context.Context, path string, r io.Reader, size 
 	}
 	up, err := c.StartUpload(ctx, path, size, declared)
 	if errors.Is(err, ErrNoDirect) {
-		h := sha256.New()
-		body := io.TeeReader(r, h)
-		if o.Progress != nil {
-			body = &progressReader{r: body, fn: o.Progress}
-		}
-		fi, err := c.PutFile(ctx, path, body, size)
-		if err != nil {
-			return nil, err
-		}
-		if sum := hex.EncodeToString(h.Sum(nil)); fi.SHA256 != "" && fi.SHA256 != sum {
-			return nil, fmt.Errorf("upload of %s: the gateway stored sha256 %s, the file has %s", path, fi.SHA256, sum)
-		}
-		return fi, nil
+		return c.streamFile(ctx, path, r, size, o)
 	}
 	if err != nil {
 		return nil, err
@@ -111,6 +101,15 @@ func (c *Client) UploadFile(ctx context.Context, path string, r io.Reader, size 
 	etags, sum, err := c.sendParts(ctx, up, r, size, o)
 	if err != nil {
 		c.AbortUpload(context.WithoutCancel(ctx), up)
+		// The object store cannot be reached from here (a name only the
+		// gateway resolves, a firewall): a file is sent again, through
+		// the gateway.
+		var ue *url.Error
+		if rs, ok := r.(io.ReadSeeker); ok && errors.As(err, &ue) && ctx.Err() == nil {
+			if _, serr := rs.Seek(start, io.SeekStart); serr == nil {
+				return c.streamFile(ctx, path, r, size, o)
+			}
+		}
 		return nil, err
 	}
 	fi, err := c.CompleteUpload(ctx, up, etags)
@@ -124,6 +123,24 @@ func (c *Client) UploadFile(ctx context.Context, path string, r io.Reader, size 
 		return nil, fmt.Errorf("upload of %s: sha256 check failed: declared %s, sent %s, stored %s (did the file change during the upload?)", path, declared, sum, fi.SHA256)
 	}
 	fi.SHA256 = sum
+	return fi, nil
+}
+
+// streamFile sends size bytes of r to the file at path through the
+// gateway, and checks the SHA-256 it stored.
+func (c *Client) streamFile(ctx context.Context, path string, r io.Reader, size int64, o UploadOptions) (*api.FileInfo, error) {
+	h := sha256.New()
+	body := io.TeeReader(r, h)
+	if o.Progress != nil {
+		body = &progressReader{r: body, fn: o.Progress}
+	}
+	fi, err := c.PutFile(ctx, path, body, size)
+	if err != nil {
+		return nil, err
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); fi.SHA256 != "" && fi.SHA256 != sum {
+		return nil, fmt.Errorf("upload of %s: the gateway stored sha256 %s, the file has %s", path, fi.SHA256, sum)
+	}
 	return fi, nil
 }
 

@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -650,21 +651,41 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 	}
 	sort.Strings(files)
 	var refused refusals
+	direct := spec.DirectOutputs
 	for _, rel := range files {
+		// An output's presigned URL is asked once: the gateway counts the
+		// output against the quota each time it hands one out, and a
+		// retry that asked again counted it again (a 13-byte output
+		// became 35 files while the store could not be reached).
+		var url string
 		err := a.retry(ctx, "output "+rel, func(ctx context.Context) error {
 			f, st, err := openRegularBelow(a.dir, rel)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			if spec.DirectOutputs {
+			if direct && url == "" {
 				su, err := a.c.OutputURL(ctx, a.id, filepath.ToSlash(rel), st.Size())
-				if err == nil {
-					return client.PutURL(ctx, su.URL, f, st.Size())
-				}
-				if !errors.Is(err, client.ErrNoDirect) {
+				switch {
+				case err == nil:
+					url = su.URL
+				case errors.Is(err, client.ErrNoDirect):
+					direct = false
+				default:
 					return err
 				}
+			}
+			if direct {
+				err := client.PutURL(ctx, url, f, st.Size())
+				var ue *neturl.Error
+				if errors.As(err, &ue) && ctx.Err() == nil {
+					// The object store cannot be reached from here (a name
+					// only the gateway resolves, a proxy): this output and
+					// the rest go through the gateway, on the next try.
+					a.log.Warn("the object store cannot be reached from this node; outputs go through the gateway", "output", rel, "err", err)
+					direct = false
+				}
+				return err
 			}
 			return putChecked(f, st.Size(), func(r io.Reader, size int64) (*api.FileInfo, error) {
 				return a.c.PutOutput(ctx, a.id, filepath.ToSlash(rel), r, size)

@@ -54,6 +54,10 @@ func newGateway(t *testing.T, spec api.Spec) (*gateway, *client.Client) {
 	mux.HandleFunc("POST /v1/jobs/{id}/logs/{stream}", g.wrap("logs", g.postLog))
 	mux.HandleFunc("PUT /v1/jobs/{id}/outputs/{path...}", g.wrap("outputs", g.putOutput))
 	mux.HandleFunc("GET /v1/jobs/{id}", g.wrap("job", g.getJob))
+	mux.HandleFunc("POST /v1/jobs/{id}/output-urls", g.wrap("output-urls", func(w http.ResponseWriter, r *http.Request) {
+		// an object store no one can reach
+		json.NewEncoder(w).Encode(api.SignedURL{URL: "http://127.0.0.1:1/bucket/" + r.PathValue("id"), ExpiresAt: time.Now().Add(time.Hour)})
+	}))
 	srv := httptest.NewTLSServer(mux)
 	t.Cleanup(srv.Close)
 	ca := filepath.Join(t.TempDir(), "cert.pem")
@@ -414,6 +418,31 @@ func TestRefusedOutputLeavesTheOthers(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "m_big.bin")); err != nil || string(b) != "big\n" {
 		t.Fatalf("the refused output in the working directory: %q, %v", b, err)
+	}
+}
+
+// An object store the node cannot reach: the outputs go through the
+// gateway, and the presigned URL, which the gateway counts against the
+// quota each time it hands one out, is asked once, not at every retry
+// (found by the sixth probe: a 13-byte output counted as 35 files).
+func TestOutputsThroughTheGatewayWhenTheStoreIsAway(t *testing.T) {
+	g, c := newGateway(t, api.Spec{JobID: "job1", Command: sh(`echo a > a.txt; echo b > b.txt`), Outputs: []string{"*.txt"}, DirectOutputs: true})
+	o, _ := opts(t)
+	if err := Run(context.Background(), c, "job1", o); err != nil {
+		t.Fatal(err)
+	}
+	if rep := g.final(); rep.State != api.StateSucceeded {
+		t.Fatalf("final %+v", rep)
+	}
+	for _, f := range []string{"a.txt", "b.txt"} {
+		if _, ok := g.output(f); !ok {
+			t.Errorf("%s was not uploaded", f)
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n := g.calls["output-urls"]; n != 1 {
+		t.Fatalf("%d output URLs asked, want 1 (then the gateway for the rest)", n)
 	}
 }
 
