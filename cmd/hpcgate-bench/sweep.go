@@ -39,7 +39,7 @@ func sweepBench(bin, config, env string, n int, sweepOnly bool) error {
 
 	// the sweep
 	start := time.Now()
-	sw, err := c.CreateSweep(ctx, api.SweepRequest{Template: "hello", Environment: env, Variants: variants})
+	sw, err := c.CreateSweep(ctx, api.SweepRequest{Template: "hello", Environment: env, Variants: variants}, "")
 	if err != nil {
 		return err
 	}

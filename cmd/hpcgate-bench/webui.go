@@ -70,7 +70,7 @@ func webUI(bin string, n, logMB, rounds int) error {
 			names[i] = map[string]string{"name": fmt.Sprintf("v%d", made+i)}
 		}
 		variants, _ := json.Marshal(names)
-		if _, err := c.CreateSweep(ctx, api.SweepRequest{Template: "hello", Variants: variants, Hold: true}); err != nil {
+		if _, err := c.CreateSweep(ctx, api.SweepRequest{Template: "hello", Variants: variants, Hold: true}, ""); err != nil {
 			return err
 		}
 	}

@@ -198,7 +198,7 @@ func TestJobsRunAsAccounts(t *testing.T) {
 	ac := g.client(g.userToken("alice"))
 	for _, env := range envNames[1:] {
 		variants, _ := json.Marshal([]map[string]string{{"paths": ""}, {"paths": g.dir}})
-		sw, err := ac.CreateSweep(ctx, api.SweepRequest{Template: "probe", Environment: env, Variants: variants})
+		sw, err := ac.CreateSweep(ctx, api.SweepRequest{Template: "probe", Environment: env, Variants: variants}, "")
 		if err != nil {
 			t.Fatalf("%s: alice's sweep: %v", env, err)
 		}

@@ -274,7 +274,7 @@ func TestWebInterface(t *testing.T) {
 	b.visit("canceled-job")
 
 	// a sweep: its variants as a grid coloured by state, and its results
-	sw, err := c.CreateSweep(context.Background(), api.SweepRequest{Template: "hello", Variants: json.RawMessage(`{"parameters": {"name": ["Ada", "Bo", "Cy"]}}`)})
+	sw, err := c.CreateSweep(context.Background(), api.SweepRequest{Template: "hello", Variants: json.RawMessage(`{"parameters": {"name": ["Ada", "Bo", "Cy"]}}`)}, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -556,6 +556,10 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.idemKeys = append(g.idemKeys, r.Header.Get("Idempotency-Key"))
 		w.WriteHeader(201)
 		writeJSON(api.Job{ID: "j-1", Template: req.Template, State: api.StateQueued})
+	case r.Method == "POST" && p == "/v1/sweeps":
+		g.idemKeys = append(g.idemKeys, r.Header.Get("Idempotency-Key"))
+		w.WriteHeader(201)
+		writeJSON(api.Sweep{ID: "sw-1", Total: 2})
 	case r.Method == "GET" && strings.HasPrefix(p, "/v1/jobs/") && strings.HasSuffix(p, "/outputs"):
 		writeJSON(api.Page[api.FileInfo]{Items: g.outputs})
 	case r.Method == "GET" && strings.HasPrefix(p, "/v1/jobs/") && strings.Contains(p, "/outputs/"):
@@ -655,6 +659,22 @@ func TestSubmitSendsCoercedRequest(t *testing.T) {
 	}
 	if len(g.created) != 2 {
 		t.Errorf("%d jobs created; want 2", len(g.created))
+	}
+}
+
+// A retried sweep with its key is the sweep the first made (the gateway
+// keeps the key): the CLI sends it.
+func TestSweepSendsItsKey(t *testing.T) {
+	g := &fakeGateway{}
+	startGateway(t, g)
+	vf := filepath.Join(t.TempDir(), "variants.json")
+	os.WriteFile(vf, []byte(`[{"name": "a"}, {"name": "b"}]`), 0o644)
+	out, _, err := run(t, "", "sweep", "t", "--variants-file", vf, "--idempotency-key", "k9", "--quiet")
+	if err != nil || out != "sw-1\n" {
+		t.Fatalf("sweep = %q, %v", out, err)
+	}
+	if len(g.idemKeys) != 1 || g.idemKeys[0] != "k9" {
+		t.Fatalf("keys sent: %q", g.idemKeys)
 	}
 }
 

@@ -48,6 +48,7 @@ var cmdSweep = &command{
 		hold := fs.Bool("hold", false, "create every job held")
 		maxRunning := fs.Int("max-running", 0, "at most `N` of the jobs in the engine at once (default no cap)")
 		project := fs.String("project", "", "the `PROJECT` the jobs are charged to")
+		idem := fs.String("idempotency-key", "", "a `KEY` that makes a retried sweep answer the sweep the first created")
 		follow := fs.Bool("follow", false, "show the sweep's progress until every job has ended")
 		quiet := fs.Bool("quiet", false, "print only the sweep's id")
 		asJSON := fs.Bool("json", false, "print the sweep JSON")
@@ -107,7 +108,7 @@ var cmdSweep = &command{
 			} else if req.Variants, err = varyLists(s, vary, *zip); err != nil {
 				return &ExitError{Code: 2, Err: err}
 			}
-			sw, err := c.CreateSweep(e.ctx, req)
+			sw, err := c.CreateSweep(e.ctx, req, *idem)
 			if err != nil {
 				return err
 			}

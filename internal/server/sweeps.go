@@ -244,6 +244,10 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	if req.MaxRunning < 0 {
 		return fieldError("max_running", "must not be negative (0: no cap)")
 	}
+	idem := r.Header.Get("Idempotency-Key")
+	if len(idem) > 128 {
+		return fieldError("Idempotency-Key", "at most 128 characters")
+	}
 	var fixed map[string]json.RawMessage
 	if len(bytes.TrimSpace(req.Parameters)) > 0 {
 		if err := json.Unmarshal(req.Parameters, &fixed); err != nil {
@@ -337,12 +341,32 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 			return &store.QuotaError{Name: "jobs", Limit: q.Jobs, Used: used}
 		}
 	}
+	// The sweep's first job carries its Idempotency-Key: a sweep sent
+	// again with it is the sweep it made (each used to make a new one).
+	if idem != "" {
+		jobs[0].IdemKey, jobs[0].IdemHash = idem, requestHash(&req)
+	}
 	// one transaction: the whole sweep or nothing, and the dispatcher
 	// sees all its jobs at once (an array, on engines that make them)
-	if err := s.store.CreateJobs(r.Context(), jobs, &store.CreateOptions{MaxChildren: s.opts.MaxChildren, MaxJobs: q.Jobs, MaxCores: q.Cores}); err != nil {
-		if errors.Is(err, store.ErrLimit) {
-			return errorf(http.StatusConflict, api.CodeConflict, "a job may have %d children at most", s.opts.MaxChildren)
+	dup, err := s.store.CreateJobs(r.Context(), jobs, &store.CreateOptions{MaxChildren: s.opts.MaxChildren, MaxJobs: q.Jobs, MaxCores: q.Cores})
+	switch {
+	case errors.Is(err, store.ErrDuplicate) && dup.SweepID == "":
+		return errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
+			"the Idempotency-Key %q was used before for a job (%s), not a sweep: use a new key for a new sweep", idem, dup.ID)
+	case errors.Is(err, store.ErrDuplicate) && dup.IdemHash != jobs[0].IdemHash:
+		return errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
+			"the Idempotency-Key %q was used before with another request (sweep %s): use a new key for a new sweep", idem, dup.SweepID)
+	case errors.Is(err, store.ErrDuplicate):
+		r.SetPathValue("id", dup.SweepID)
+		made, err := s.sweepOf(r)
+		if err != nil {
+			return err
 		}
+		w.Header().Set("Location", "/v1/sweeps/"+made.ID)
+		return writeJSON(w, http.StatusOK, made)
+	case errors.Is(err, store.ErrLimit):
+		return errorf(http.StatusConflict, api.CodeConflict, "a job may have %d children at most", s.opts.MaxChildren)
+	case err != nil:
 		return err
 	}
 	created := jobs

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -340,5 +341,54 @@ func TestSweepResultsBudgetCountsWhatIsRead(t *testing.T) {
 	h.do("GET", "/v1/sweeps/"+sw.ID+"/results", alice, nil).want(t, http.StatusOK)
 	if n := cb.gets.Load() - before; n != 2 {
 		t.Fatalf("%d results read of 60 kB each for a budget of 100 KiB, want 2", n)
+	}
+}
+
+// A sweep sent again with its Idempotency-Key is the sweep it made: each
+// used to make a new one (found by the sixth probe). Another body with the
+// key, or a job's key, is refused; two at once make one sweep.
+func TestSweepIdempotencyKey(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, allScopes...)
+	body := map[string]any{"template": "hello", "hold": true, "variants": []map[string]any{{"name": "p"}, {"name": "q"}}}
+	var first, again api.Sweep
+	h.do("POST", "/v1/sweeps", alice, body, "Idempotency-Key", "k1").want(t, http.StatusCreated).decode(t, &first)
+	r := h.do("POST", "/v1/sweeps", alice, body, "Idempotency-Key", "k1").want(t, http.StatusOK)
+	r.decode(t, &again)
+	if again.ID != first.ID || again.Total != 2 || r.header.Get("Location") != "/v1/sweeps/"+first.ID {
+		t.Fatalf("again: %+v (location %q), want sweep %s", again, r.header.Get("Location"), first.ID)
+	}
+	other := map[string]any{"template": "hello", "hold": true, "variants": []map[string]any{{"name": "x"}}}
+	if r := h.do("POST", "/v1/sweeps", alice, other, "Idempotency-Key", "k1").want(t, http.StatusUnprocessableEntity); r.problem.Code != api.CodeIdempotencyMismatch || !strings.Contains(r.problem.Detail, first.ID) {
+		t.Fatalf("another body: %+v", r.problem)
+	}
+	h.do("POST", "/v1/jobs", alice, hello(nil), "Idempotency-Key", "jobkey").want(t, http.StatusCreated)
+	if r := h.do("POST", "/v1/sweeps", alice, body, "Idempotency-Key", "jobkey").want(t, http.StatusUnprocessableEntity); r.problem.Code != api.CodeIdempotencyMismatch {
+		t.Fatalf("a job's key: %+v", r.problem)
+	}
+	var wg sync.WaitGroup
+	ids := make([]string, 4)
+	for i := range ids {
+		wg.Go(func() {
+			var sw api.Sweep
+			r := h.do("POST", "/v1/sweeps", alice, body, "Idempotency-Key", "k2")
+			if r.status != http.StatusCreated && r.status != http.StatusOK {
+				t.Errorf("at once: %d %s", r.status, r.body)
+				return
+			}
+			r.decode(t, &sw)
+			ids[i] = sw.ID
+		})
+	}
+	wg.Wait()
+	for _, id := range ids[1:] {
+		if id != ids[0] {
+			t.Fatalf("four at once with one key made sweeps %v", ids)
+		}
+	}
+	var page api.Page[api.Job]
+	h.do("GET", "/v1/jobs?limit=100", alice, nil).want(t, http.StatusOK).decode(t, &page)
+	if len(page.Items) != 5 { // two sweeps of two, and the job
+		t.Fatalf("%d jobs", len(page.Items))
 	}
 }

@@ -102,10 +102,13 @@ type Store interface {
 	CreateJob(ctx context.Context, j *job.Job, opts *CreateOptions) (*job.Job, error)
 
 	// CreateJobs stores jobs (a sweep's) in one transaction: all of them
-	// or, on an error, none. None may have an IdemKey. opts' limits hold
-	// for them together: MaxChildren for the parent they share, MaxJobs
-	// and MaxCores for the owner they share; opts.Audit is not written.
-	CreateJobs(ctx context.Context, jobs []*job.Job, opts *CreateOptions) error
+	// or, on an error, none. Only the first may have an IdemKey (the
+	// sweep's): if the owner has a job with that key already, nothing is
+	// stored, and CreateJobs returns that job and an error wrapping
+	// ErrDuplicate. opts' limits hold for them together: MaxChildren for
+	// the parent they share, MaxJobs and MaxCores for the owner they
+	// share; opts.Audit is not written.
+	CreateJobs(ctx context.Context, jobs []*job.Job, opts *CreateOptions) (*job.Job, error)
 
 	// GetJob returns the job, or an error wrapping ErrNotFound.
 	GetJob(ctx context.Context, id string) (*job.Job, error)

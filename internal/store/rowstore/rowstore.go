@@ -97,20 +97,37 @@ func (s *Store) CreateJob(ctx context.Context, j *job.Job, opts *store.CreateOpt
 }
 
 // CreateJobs implements store.Store.
-func (s *Store) CreateJobs(ctx context.Context, jobs []*job.Job, opts *store.CreateOptions) error {
+func (s *Store) CreateJobs(ctx context.Context, jobs []*job.Job, opts *store.CreateOptions) (*job.Job, error) {
 	if len(jobs) == 0 {
-		return nil
+		return nil, nil
 	}
-	owner, parent := jobs[0].Owner, jobs[0].ParentID
-	for _, j := range jobs {
-		if j.Owner != owner || j.ParentID != parent || j.IdemKey != "" {
-			return fmt.Errorf("create jobs: one owner and parent, no idempotency keys (job %s)", j.ID)
+	owner, parent, key := jobs[0].Owner, jobs[0].ParentID, jobs[0].IdemKey
+	for i, j := range jobs {
+		if j.Owner != owner || j.ParentID != parent || i > 0 && j.IdemKey != "" {
+			return nil, fmt.Errorf("create jobs: one owner and parent, an idempotency key on the first only (job %s)", j.ID)
 		}
 	}
 	if opts == nil {
 		opts = &store.CreateOptions{}
 	}
-	return s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+	var dup *job.Job
+	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
+		dup = nil
+		duplicate := func() error {
+			old, err := tx.JobByIdemKey(ctx, owner, key)
+			if err != nil {
+				return fmt.Errorf("look up idempotency key: %w", err)
+			}
+			dup = old.Job()
+			return fmt.Errorf("job %s: %w", old.ID, store.ErrDuplicate)
+		}
+		if key != "" {
+			if _, err := tx.JobByIdemKey(ctx, owner, key); err == nil {
+				return duplicate()
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("look up idempotency key: %w", err)
+			}
+		}
 		if parent != "" && opts.MaxChildren > 0 {
 			n, err := tx.CountChildren(ctx, parent)
 			if err != nil {
@@ -123,8 +140,11 @@ func (s *Store) CreateJobs(ctx context.Context, jobs []*job.Job, opts *store.Cre
 		if err := countNewJobs(ctx, tx, jobs, opts); err != nil {
 			return err
 		}
-		for _, j := range jobs {
+		for i, j := range jobs {
 			if err := tx.InsertJob(ctx, storedriver.FromJob(j)); err != nil {
+				if i == 0 && key != "" && errors.Is(err, store.ErrDuplicate) {
+					return duplicate() // a creation with the same key committed since the look-up
+				}
 				return err
 			}
 			if err := tx.AppendEvent(ctx, j.ID, job.Event{Time: j.CreatedAt, State: j.State, Reason: j.Reason}); err != nil {
@@ -136,6 +156,10 @@ func (s *Store) CreateJobs(ctx context.Context, jobs []*job.Job, opts *store.Cre
 		}
 		return nil
 	})
+	if err != nil {
+		return dup, err
+	}
+	return nil, nil
 }
 
 // GetJob implements store.Store.

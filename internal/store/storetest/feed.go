@@ -251,18 +251,18 @@ func testCreateJobs(t *testing.T, s store.Store) {
 		}
 		return out
 	}
-	if err := s.CreateJobs(ctx, batch(3), &store.CreateOptions{MaxChildren: 2}); !errors.Is(err, store.ErrLimit) {
+	if _, err := s.CreateJobs(ctx, batch(3), &store.CreateOptions{MaxChildren: 2}); !errors.Is(err, store.ErrLimit) {
 		t.Fatalf("3 children over a limit of 2: %v", err)
 	}
 	var qe *store.QuotaError
-	if err := s.CreateJobs(ctx, batch(3), &store.CreateOptions{MaxJobs: 3}); !errors.As(err, &qe) || qe.Name != "jobs" {
+	if _, err := s.CreateJobs(ctx, batch(3), &store.CreateOptions{MaxJobs: 3}); !errors.As(err, &qe) || qe.Name != "jobs" {
 		t.Fatalf("3 jobs over a quota of 3 with one running: %v", err)
 	}
 	if n, err := store.CountJobs(ctx, s, store.JobFilter{Owner: "sweeper"}); err != nil || n != 1 {
 		t.Fatalf("refused batches left jobs: %d, %v", n, err)
 	}
 	jobs := batch(3)
-	if err := s.CreateJobs(ctx, jobs, &store.CreateOptions{MaxChildren: 3, MaxJobs: 4, MaxCores: 100}); err != nil {
+	if _, err := s.CreateJobs(ctx, jobs, &store.CreateOptions{MaxChildren: 3, MaxJobs: 4, MaxCores: 100}); err != nil {
 		t.Fatal(err)
 	}
 	for _, j := range jobs {
@@ -276,5 +276,31 @@ func testCreateJobs(t *testing.T, s store.Store) {
 	}
 	if cs, _ := s.Changes(ctx, "sweeper", 0, 100); len(cs) != 4 {
 		t.Fatalf("changes %+v, want the four creations", cs)
+	}
+	// the first job may carry the sweep's idempotency key: a batch with it
+	// again stores nothing, and answers the first job it made
+	keyed := func() []*job.Job {
+		b := batch(2)
+		for _, j := range b {
+			j.ParentID, j.SweepID = "", "swk"
+		}
+		b[0].IdemKey, b[0].IdemHash = "sweep-key", "h1"
+		return b
+	}
+	first := keyed()
+	if dup, err := s.CreateJobs(ctx, first, nil); err != nil || dup != nil {
+		t.Fatalf("keyed batch: %v, %v", dup, err)
+	}
+	dup, err := s.CreateJobs(ctx, keyed(), nil)
+	if !errors.Is(err, store.ErrDuplicate) || dup == nil || dup.ID != first[0].ID || dup.SweepID != "swk" || dup.IdemHash != "h1" {
+		t.Fatalf("the key again: %+v, %v", dup, err)
+	}
+	if n, _ := store.CountJobs(ctx, s, store.JobFilter{Owner: "sweeper", SweepID: "swk"}); n != 2 {
+		t.Fatalf("%d jobs of the keyed sweep, want 2", n)
+	}
+	second := keyed()
+	second[1].IdemKey = "another"
+	if _, err := s.CreateJobs(ctx, second, nil); err == nil || errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("a key on a job but the first: %v", err)
 	}
 }
