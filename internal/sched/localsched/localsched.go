@@ -104,7 +104,17 @@ type entry struct {
 	started  time.Time // when this executor launched it
 	cmd      *exec.Cmd // the supervisor, when this executor started it: reaped by Run
 	killAt   time.Time // canceled: SIGKILL then if it still runs
-	ended    time.Time // Done: when (its files go Retention later)
+	// doomed are the task's processes when it was canceled (pid → start
+	// time): SIGKILL goes to them at killAt too, also once the
+	// supervisor is gone. A process in a session of its own (the sandbox,
+	// bwrap --new-session) left neither the tree nor the group to be
+	// found then, and ran on after a cancel.
+	doomed map[int]string
+	ended  time.Time // Done: when (its files go Retention later)
+	// limit is the task's time limit from its start (0: none); overtime,
+	// that it ran past it and was stopped.
+	limit    time.Duration
+	overtime bool
 }
 
 // exitInfo is exit.json, written by the supervisor (or by Cancel for a task
@@ -211,7 +221,7 @@ func (e *Executor) load() error {
 		if err := readJSON(filepath.Join(d, "task.json"), &tf); err != nil {
 			continue // half-written by a crash in Submit: never acknowledged
 		}
-		en := &entry{id: id, seq: tf.Seq, cores: tf.Task.Resources.Cores(), state: sched.Queued}
+		en := &entry{id: id, seq: tf.Seq, cores: tf.Task.Resources.Cores(), state: sched.Queued, limit: timeLimit(tf.Task)}
 		e.seq = max(e.seq, tf.Seq)
 		if exists(filepath.Join(d, "canceled")) {
 			en.canceled = true
@@ -219,6 +229,9 @@ func (e *Executor) load() error {
 		switch {
 		case exists(filepath.Join(d, "launched")):
 			en.state = sched.Running
+			if fi, err := os.Stat(filepath.Join(d, "launched")); err == nil {
+				en.started = fi.ModTime() // its time limit runs from there
+			}
 			en.pid, en.start = readPid(filepath.Join(d, "pid"))
 			if en.pid == 0 {
 				// The gateway stopped between writing "launched" and
@@ -266,6 +279,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	for {
 		e.mu.Lock()
 		e.checkRunning()
+		e.stopOvertime()
 		e.killOverdue()
 		e.schedule()
 		e.sweep()
@@ -398,6 +412,11 @@ func (e *Executor) launch(en *entry) error {
 	return nil
 }
 
+// timeLimit is t's time limit from its start: its walltime (0: none).
+func timeLimit(t sched.Task) time.Duration {
+	return time.Duration(t.Resources.WalltimeS) * time.Second
+}
+
 // finish records that en's supervisor has ended.
 func (e *Executor) finish(en *entry) {
 	if en.state == sched.Done {
@@ -406,6 +425,9 @@ func (e *Executor) finish(en *entry) {
 	var ex exitInfo
 	if err := e.readExit(en.id, &ex); err != nil {
 		ex = exitInfo{ExitCode: -1, Reason: "the task's processes were killed"}
+		if en.overtime {
+			ex.Reason = fmt.Sprintf("the task ran past its time limit of %v and was stopped", en.limit)
+		}
 		writeJSON(filepath.Join(e.taskDir(en.id), "exit.json"), &ex)
 	}
 	if !en.started.IsZero() && ex.WallSeconds == 0 {
@@ -478,6 +500,12 @@ func (e *Executor) killOverdue() {
 		if en.pid > 0 {
 			syscall.Kill(-en.pid, syscall.SIGKILL)
 		}
+		for p, start := range en.doomed {
+			if procStart(p) == start { // not a pid reused since
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+		en.doomed = nil
 	}
 }
 
@@ -547,7 +575,7 @@ func (e *Executor) Submit(ctx context.Context, t sched.Task) (string, error) {
 	if err := writeJSON(filepath.Join(d, "task.json"), taskFile{Seq: e.seq, Task: t}); err != nil {
 		return "", err
 	}
-	e.entries[id] = &entry{id: id, seq: e.seq, cores: t.Resources.Cores(), state: sched.Queued}
+	e.entries[id] = &entry{id: id, seq: e.seq, cores: t.Resources.Cores(), state: sched.Queued, limit: timeLimit(t)}
 	e.poke()
 	return id, nil
 }
@@ -608,13 +636,45 @@ func (e *Executor) Cancel(ctx context.Context, id string) error {
 	}
 	en.canceled = true
 	os.WriteFile(filepath.Join(d, "canceled"), nil, 0o600)
+	e.terminate(en)
+	e.poke()
+	return nil
+}
+
+// terminate asks a running task to end (SIGTERM to its processes), and
+// has Run's loop kill what is left of them after KillGrace.
+func (e *Executor) terminate(en *entry) {
+	if en.doomed == nil && en.pid > 0 {
+		en.doomed = map[int]string{}
+		for _, p := range proctree.Descendants(en.pid) {
+			if st := procStart(p); st != "" {
+				en.doomed[p] = st
+			}
+		}
+	}
 	signalTree(en.pid, syscall.SIGCONT) // a suspended task must run to die
 	signalTree(en.pid, syscall.SIGTERM)
 	if en.killAt.IsZero() {
 		en.killAt = time.Now().Add(e.opts.KillGrace) // Run's loop kills it then
 	}
-	e.poke()
-	return nil
+}
+
+// stopOvertime ends the running tasks past their time limit (the task's
+// walltime: the dispatcher gives the agent's own limit a margin over the
+// job's), as an engine's limit does. A job's agent stops its command at
+// the job's walltime; this is the backstop when the agent cannot (a
+// gateway it cannot reach kept one retrying past its walltime).
+func (e *Executor) stopOvertime() {
+	for _, en := range e.entries {
+		if en.state != sched.Running && en.state != sched.Suspended || en.limit <= 0 || en.started.IsZero() || en.overtime || en.canceled {
+			continue
+		}
+		if time.Since(en.started) > en.limit {
+			en.overtime = true
+			e.log.Info("local executor: a task ran past its time limit", "id", en.id, "limit", en.limit)
+			e.terminate(en)
+		}
+	}
 }
 
 // Hold implements sched.Holder.

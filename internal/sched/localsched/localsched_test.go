@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/sched"
 	"github.com/hpcgate/hpcgate/internal/sched/schedtest"
 )
@@ -383,5 +387,72 @@ func TestAdoptsTaskWithoutPidFile(t *testing.T) {
 	}
 	if st := waitState(t, e2, "never", sched.Done); st.ExitCode == nil || *st.ExitCode != 5 {
 		t.Fatalf("the task that never started ended %+v, want it run (exit code 5)", st)
+	}
+}
+
+// A canceled task's process in a session of its own that ignores SIGTERM
+// (as the sandbox's are: bwrap --new-session) is killed after the grace,
+// also when the supervisor is gone by then: it left neither the tree nor
+// the group to be found, and ran on (found by the sixth probe).
+func TestCancelKillsProcessesInSessionsOfTheirOwn(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("no setsid(1) here")
+	}
+	e := newExecutor(t, t.TempDir(), 1)
+	ctx := context.Background()
+	work := filepath.Join(t.TempDir(), "w")
+	script := `setsid sh -c 'trap "" TERM; exec sleep 1000' & echo $! > inner; wait`
+	id, err := e.Submit(ctx, sched.Task{JobID: "sess1", Name: "sess", Command: []string{"/bin/sh", "-c", script},
+		WorkDir: work, Resources: job.Resources{Nodes: 1, CoresPerNode: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inner int
+	for deadline := time.Now().Add(10 * time.Second); inner == 0 || procStart(inner) == ""; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the task's inner process did not start")
+		}
+		b, _ := os.ReadFile(filepath.Join(work, "inner"))
+		inner, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	t.Cleanup(func() { syscall.Kill(inner, syscall.SIGKILL) })
+	if err := e.Cancel(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); procStart(inner) != ""; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a canceled task's process in a session of its own runs on past the kill grace")
+		}
+	}
+}
+
+// The local executor stops a task past its time limit, as an engine does:
+// a job's agent that could not reach its gateway ran on past its walltime
+// (found by the sixth probe).
+func TestTimeLimit(t *testing.T) {
+	e := newExecutor(t, t.TempDir(), 1)
+	ctx := context.Background()
+	id, err := e.Submit(ctx, sched.Task{JobID: "slow1", Name: "slow", Command: []string{"/bin/sh", "-c", "trap '' TERM; sleep 1000"},
+		WorkDir: filepath.Join(t.TempDir(), "w"), Resources: job.Resources{Nodes: 1, CoresPerNode: 1, WalltimeS: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var st sched.Status
+	for deadline := time.Now().Add(20 * time.Second); st.State != sched.Done; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a task with a time limit of 1 s runs after 20 s: %+v", st)
+		}
+		m, err := e.Poll(ctx, []string{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = m[id]
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Fatalf("stopped after %v, before its limit", took)
+	}
+	if !strings.Contains(st.Reason, "time limit") || st.Canceled {
+		t.Fatalf("status %+v", st)
 	}
 }
