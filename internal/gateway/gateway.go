@@ -676,6 +676,12 @@ func (g *Gateway) loadCatalog() (*catalog.Catalog, error) {
 		fss = append(fss, templates.FS)
 	}
 	for _, d := range g.cfg.TemplateDirs {
+		// A directory that cannot be read is an invalid set: os.DirFS's
+		// glob says nothing of it, and a directory moved away made every
+		// template in it vanish on a reload that reported success.
+		if _, err := os.ReadDir(d); err != nil {
+			return nil, fmt.Errorf("templates: template_dirs: %w", err)
+		}
 		fss = append(fss, os.DirFS(d))
 	}
 	cat, err := catalog.Load(g.cfg.Environments, fss...)

@@ -336,6 +336,28 @@ func TestReloadTemplates(t *testing.T) {
 	if after := strings.Join(templateNames(t, c), " "); after != got {
 		t.Fatalf("after a failed reload: %s, want the old set %s", after, got)
 	}
+	// So does a directory that cannot be read: moved away, its templates
+	// all vanished on a reload that said it succeeded (found by the sixth
+	// probe).
+	os.Remove(filepath.Join(dir, "broken.yaml"))
+	if err := os.Rename(dir, dir+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Rename(dir+".moved", dir) })
+	if err := g.Reload(); err == nil || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("reload with a template directory gone: %v, want an error naming it", err)
+	}
+	if after := strings.Join(templateNames(t, c), " "); after != got {
+		t.Fatalf("after a reload with a directory gone: %s, want the old set %s", after, got)
+	}
+}
+
+// A template directory that does not exist stops the start, naming it.
+func TestMissingTemplateDirRefused(t *testing.T) {
+	cfg := testConfig(t, filepath.Join(t.TempDir(), "nosuchdir"))
+	if _, err := Open(context.Background(), cfg, testLogger(t), io.Discard); err == nil || !strings.Contains(err.Error(), "nosuchdir") {
+		t.Fatalf("Open with a missing template directory: %v", err)
+	}
 }
 
 // syncBuffer collects output written by another goroutine.
