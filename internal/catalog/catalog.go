@@ -421,11 +421,23 @@ func parseTemplate(data []byte) (*Template, error) {
 		t.Parameters = map[string]any{"type": "object", "additionalProperties": false}
 	}
 	seen := map[string]bool{}
+	at := map[string]string{} // input path → the input's name
 	for _, in := range t.Inputs {
-		if !nameRE.MatchString(in.Name) || seen[in.Name] {
-			bad("input name %q must be unique and match %s", in.Name, nameRE)
+		switch {
+		case !nameRE.MatchString(in.Name):
+			bad("input name %q must match %s", in.Name, nameRE)
+		case seen[in.Name]:
+			bad("input name %q is used twice", in.Name)
 		}
 		seen[in.Name] = true
+		// two inputs at one path, or one inside another (an unpacked
+		// archive's directory): the job got one of them and said nothing
+		for p, other := range at {
+			if p == in.Path || strings.HasPrefix(in.Path, p+"/") || strings.HasPrefix(p, in.Path+"/") {
+				bad("inputs %s and %s: paths %q and %q overlap: each input needs a place of its own", other, in.Name, p, in.Path)
+			}
+		}
+		at[in.Path] = in.Name
 		if err := blob.CheckPath(in.Path); err != nil {
 			bad("input %s: path: %v", in.Name, err)
 		} else if t.Image != "" && strings.ContainsAny(in.Path, ":,") {
@@ -442,6 +454,15 @@ func parseTemplate(data []byte) (*Template, error) {
 	for _, o := range t.Outputs {
 		if _, err := path.Match(o, ""); err != nil || blob.CheckPath(strings.ReplaceAll(o, "*", "x")) != nil {
 			bad("output pattern %q is not a relative glob", o)
+		}
+	}
+	// a parameter required but not allowed: no job could be made of it
+	if req, ok := t.Parameters["required"].([]any); ok && t.Parameters["additionalProperties"] == false {
+		props, _ := t.Parameters["properties"].(map[string]any)
+		for _, r := range req {
+			if name, _ := r.(string); props[name] == nil {
+				bad("parameters: %q is required but is none of the properties, and additionalProperties is false: no job could have it", name)
+			}
 		}
 	}
 	schemaJSON, err := json.Marshal(t.Parameters)

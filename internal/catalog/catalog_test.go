@@ -118,12 +118,18 @@ func TestBadTemplatesRefused(t *testing.T) {
 		"b.yaml": {Data: []byte("name: b\nversion: 1\ncommand: [x]\nenvironments: [local]\nparameters: {type: 12}\n")},
 		"c.yaml": {Data: []byte("name: c\nversion: 1\ncommand: [x]\nenvironments: [local]\ninputs: [{name: i, path: ../x}]\n")},
 		"d.yaml": {Data: []byte("name: d\nversion: 1\ncommand: [x]\nenvironments: [local]\nunknown_field: 1\n")},
+		// found by the sixth probe: two inputs at one path, or one inside
+		// another's unpacked directory (the job got one and said nothing),
+		// and a required parameter no job may have
+		"e.yaml": {Data: []byte("name: e\nversion: 1\ncommand: [x]\nenvironments: [local]\ninputs: [{name: a, path: a.txt}, {name: b, path: a.txt}]\n")},
+		"f.yaml": {Data: []byte("name: f\nversion: 1\ncommand: [x]\nenvironments: [local]\ninputs: [{name: c, path: data, unpack: true}, {name: d, path: data/x.txt}]\n")},
+		"g.yaml": {Data: []byte("name: g\nversion: 1\ncommand: [x]\nenvironments: [local]\nparameters: {type: object, additionalProperties: false, required: [nope], properties: {s: {type: string}}}\n")},
 	}
 	_, err := Load(localEnv, fsys)
 	if err == nil {
 		t.Fatal("bad templates loaded")
 	}
-	for _, want := range []string{"b.yaml", "c.yaml", "d.yaml"} {
+	for _, want := range []string{"b.yaml", "c.yaml", "d.yaml", "e.yaml: inputs a and b", "f.yaml: inputs c and d", `g.yaml: parameters: "nope" is required`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
