@@ -8,9 +8,11 @@
 //   - same-name: user alice runs as the account alice.
 //   - map: an explicit table, user → account.
 //
-// An account must exist on this machine and have a uid of at least MinUID
-// (default 1000), unless the map names it explicitly: root and system
-// accounts are never a user's account by accident. Resolve is called when
+// An account must exist on this machine and have a uid from MinUID to
+// MaxUID (default 1000 to 59999, Debian's range for people), unless the
+// map names it explicitly: root and system accounts (nobody, 65534, and
+// the daemons' accounts above 60000 too) are never a user's account by
+// accident. Resolve is called when
 // a job is submitted, so a user without an account is refused then, never
 // when the job would run. Users who only administer need no account.
 package account
@@ -55,27 +57,33 @@ type Options struct {
 	Mode string
 	// Map names each user's account, for Map.
 	Map map[string]string
-	// MinUID is the lowest uid an account may have unless Map names it
-	// (default 1000; negative: 0).
-	MinUID *int
+	// MinUID and MaxUID bound the uid an account may have unless Map
+	// names it (default 1000 and 59999).
+	MinUID, MaxUID *int
 }
 
 // Resolver maps users to accounts. It is safe for concurrent use.
 type Resolver struct {
-	mode   string
-	m      map[string]string
-	minUID int
+	mode           string
+	m              map[string]string
+	minUID, maxUID int
 }
 
 // New returns a Resolver, or an error for an unknown mode or a map
 // without Mode map.
 func New(o Options) (*Resolver, error) {
-	r := &Resolver{mode: o.Mode, m: o.Map, minUID: 1000}
+	r := &Resolver{mode: o.Mode, m: o.Map, minUID: 1000, maxUID: 59999}
 	if r.mode == "" {
 		r.mode = Single
 	}
 	if o.MinUID != nil {
-		r.minUID = max(*o.MinUID, 0)
+		r.minUID = *o.MinUID
+	}
+	if o.MaxUID != nil {
+		r.maxUID = *o.MaxUID
+	}
+	if r.minUID < 0 || r.maxUID < r.minUID {
+		return nil, fmt.Errorf("accounts: min_uid %d and max_uid %d: want 0 <= min_uid <= max_uid", r.minUID, r.maxUID)
 	}
 	switch r.mode {
 	case Single, SameName:
@@ -95,7 +103,7 @@ func (r *Resolver) Mode() string { return r.mode }
 // Resolve returns the account user's jobs run as: nil in mode single (the
 // gateway's own). It returns a *NoAccountError (ErrNoAccount) when the
 // user has none, the account does not exist on this machine, or its uid
-// is below MinUID and the map does not name it.
+// is outside MinUID to MaxUID and the map does not name it.
 func (r *Resolver) Resolve(userName string) (*sched.Account, error) {
 	var name string
 	explicit := false
@@ -118,8 +126,8 @@ func (r *Resolver) Resolve(userName string) (*sched.Account, error) {
 		}
 		return nil, fmt.Errorf("account of user %s: %w", userName, err)
 	}
-	if a.UID < r.minUID && !explicit {
-		return nil, &NoAccountError{User: userName, Why: fmt.Sprintf("the account %s is a system account (uid %d < %d)", name, a.UID, r.minUID)}
+	if (a.UID < r.minUID || a.UID > r.maxUID) && !explicit {
+		return nil, &NoAccountError{User: userName, Why: fmt.Sprintf("the account %s is a system account (uid %d is not from %d to %d)", name, a.UID, r.minUID, r.maxUID)}
 	}
 	return a, nil
 }

@@ -22,6 +22,12 @@ func TestResolve(t *testing.T) {
 	if _, err := New(Options{Mode: SameName, Map: map[string]string{"a": "b"}}); err == nil {
 		t.Fatal("a map with mode same-name was accepted")
 	}
+	neg, low := -5, 500
+	for _, o := range []Options{{Mode: SameName, MinUID: &neg}, {Mode: SameName, MinUID: &zero, MaxUID: &neg}, {Mode: SameName, MaxUID: &low}} {
+		if _, err := New(o); err == nil || !strings.Contains(err.Error(), "min_uid") {
+			t.Errorf("uids %v to %v: %v, want refused", o.MinUID, o.MaxUID, err)
+		}
+	}
 	m, err := New(Options{Mode: Map, Map: map[string]string{"boss": "root", "ghost": "hpcg-no-such-account"}})
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +48,7 @@ func TestResolve(t *testing.T) {
 		{same, "hpcg-no-such-account", "does not exist"},
 		{same, "root", "system account"},
 		{same, "daemon", "system account"},
+		{same, "nobody", "system account"}, // uid 65534: above max_uid (found by the sixth probe)
 	} {
 		_, err := tc.r.Resolve(tc.user)
 		var nae *NoAccountError

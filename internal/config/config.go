@@ -82,9 +82,10 @@ type Config struct {
 		Mode string `yaml:"mode"`
 		// Map is user → account, for mode map.
 		Map map[string]string `yaml:"map"`
-		// MinUID is the lowest uid of a user's account unless Map names
-		// it (default 1000).
+		// MinUID and MaxUID bound the uid of a user's account unless Map
+		// names it (default 1000 and 59999, Debian's range for people).
 		MinUID *int `yaml:"min_uid"`
+		MaxUID *int `yaml:"max_uid"`
 	} `yaml:"accounts"`
 	// Retention says how long what is finished is kept.
 	Retention struct {

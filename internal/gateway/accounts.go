@@ -16,7 +16,7 @@ import (
 // the resolver of users' accounts. Accounts other than the gateway's own
 // need root.
 func prepareAccounts(cfg *config.Config, dataDir string) (string, *account.Resolver, error) {
-	acc, err := account.New(account.Options{Mode: cfg.Accounts.Mode, Map: cfg.Accounts.Map, MinUID: cfg.Accounts.MinUID})
+	acc, err := account.New(account.Options{Mode: cfg.Accounts.Mode, Map: cfg.Accounts.Map, MinUID: cfg.Accounts.MinUID, MaxUID: cfg.Accounts.MaxUID})
 	if err != nil {
 		return "", nil, err
 	}
