@@ -36,11 +36,23 @@ type Bucket struct {
 
 var _ blob.Bucket = (*Bucket)(nil)
 
-// Open opens the bucket in dir, creating the directory if needed.
+// Open opens the bucket in dir, creating the directory if needed. One
+// process owns a bucket (the gateway's data directory is locked): what a
+// crash left half-written in DIR/tmp is removed, where it stayed for good,
+// counted nowhere.
 func Open(dir string) (*Bucket, error) {
 	for _, d := range []string{dir, dir + "/o", dir + "/tmp"} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("open bucket: %w", err)
+		}
+	}
+	left, err := os.ReadDir(dir + "/tmp")
+	if err != nil {
+		return nil, fmt.Errorf("open bucket: %w", err)
+	}
+	for _, e := range left {
+		if err := os.Remove(dir + "/tmp/" + e.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("open bucket: remove what a crash left: %w", err)
 		}
 	}
 	root, err := os.OpenRoot(dir)
