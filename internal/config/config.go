@@ -219,7 +219,7 @@ func (c *Config) fill() {
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:8443"
 	}
-	if c.PollInterval <= 0 {
+	if c.PollInterval == 0 {
 		c.PollInterval = 2 * time.Second
 	}
 	if c.LogLevel == "" {
@@ -229,14 +229,14 @@ func (c *Config) fill() {
 		v := 200.0
 		c.RateLimit.RequestsPerSecond = &v
 	}
-	if c.RateLimit.Burst <= 0 {
+	if c.RateLimit.Burst == 0 {
 		c.RateLimit.Burst = 2000
 	}
 	if c.RateLimit.JobRequestsPerSecond == nil {
 		v := 200.0
 		c.RateLimit.JobRequestsPerSecond = &v
 	}
-	if c.RateLimit.JobBurst <= 0 {
+	if c.RateLimit.JobBurst == 0 {
 		c.RateLimit.JobBurst = 1000
 	}
 	if c.Retention.Jobs == nil {
@@ -423,6 +423,31 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	// Negative numbers used to become the defaults without a word (an
+	// admin who wrote max_children: -1 to forbid children got 100).
+	for name, v := range map[string]int64{"poll_interval": int64(c.PollInterval), "rate_limit.burst": int64(c.RateLimit.Burst),
+		"rate_limit.job_burst": int64(c.RateLimit.JobBurst), "limits.max_children": int64(c.Limits.MaxChildren), "limits.max_depth": int64(c.Limits.MaxDepth),
+		"limits.max_json_bytes": int64(c.Limits.MaxJSONBytes), "limits.max_upload_bytes": int64(c.Limits.MaxUploadBytes), "limits.max_log_bytes": int64(c.Limits.MaxLogBytes)} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (0 is the default)", name))
+		}
+	}
+	if c.PublicURL != "" {
+		// jobs reach the gateway there: a URL without its scheme failed
+		// every job, with nothing said at start
+		u, err := url.Parse(c.PublicURL)
+		switch {
+		case err != nil || u.Host == "" || u.Scheme != "https" && u.Scheme != "http":
+			errs = append(errs, fmt.Errorf("public_url %q: want https://HOST[:PORT]", c.PublicURL))
+		case u.Scheme == "http" && !c.InsecureHTTP:
+			errs = append(errs, fmt.Errorf("public_url %q: the gateway serves https", c.PublicURL))
+		case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			errs = append(errs, fmt.Errorf("public_url %q: want the gateway's address alone (https://HOST[:PORT]), without a path", c.PublicURL))
+		}
+	}
+	if len(c.AgentCommand) > 0 && !filepath.IsAbs(c.AgentCommand[0]) {
+		errs = append(errs, fmt.Errorf("agent_command %q: want an absolute path to the hpcgate binary on the nodes", c.AgentCommand[0]))
 	}
 	return errors.Join(errs...)
 }

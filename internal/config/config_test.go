@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTESEnvironmentNamesOne(t *testing.T) {
@@ -33,8 +34,16 @@ func TestValidateReportsEverything(t *testing.T) {
 	c.LogLevel = "loud"
 	c.TES.Environment = "mars"
 	c.TES.Bucket = "Not_A_Bucket"
+	// found by the sixth probe: negative limits became the defaults, and a
+	// public_url without its scheme failed every job
+	c.Limits.MaxChildren = -5
+	c.RateLimit.Burst = -5
+	c.PollInterval = -5 * time.Second
+	c.PublicURL = "127.0.0.1:19444"
+	c.AgentCommand = []string{"hpcgate", "agent"}
 	err := c.Validate()
-	for _, want := range []string{"loopback", "tls_key", "log_level", "tes.environment", "tes.bucket"} {
+	for _, want := range []string{"loopback", "tls_key", "log_level", "tes.environment", "tes.bucket",
+		"limits.max_children must not be negative", "rate_limit.burst must not be negative", "poll_interval must not be negative", `public_url "127.0.0.1:19444"`, "agent_command"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to mention %s", err, want)
 		}

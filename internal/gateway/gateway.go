@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -170,25 +171,26 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // Gateway is a configured gateway.
 type Gateway struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	out      io.Writer
-	store    store.Store
-	bucket   blob.Bucket
-	cat      *catalog.Catalog
-	local    *localsched.Executor
-	scheds   map[string]sched.Scheduler
-	certFile string
-	keyFile  string
-	caFile   string
-	dataDir  string            // absolute
-	replica  string            // this gateway among replicas (replicaID)
-	workRoot string            // absolute: jobs' directories when their environment names none
-	accounts *account.Resolver // users' OS accounts
-	ln       net.Listener
-	extra    []net.Listener // where environments' jobs reach the gateway (gateway_host)
-	url      string
-	lock     *os.File // DATA/server.lock, flocked while the gateway is open
+	cfg       *config.Config
+	log       *slog.Logger
+	out       io.Writer
+	store     store.Store
+	bucket    blob.Bucket
+	cat       *catalog.Catalog
+	local     *localsched.Executor
+	scheds    map[string]sched.Scheduler
+	certFile  string
+	keyFile   string
+	caFile    string
+	dataDir   string            // absolute
+	replica   string            // this gateway among replicas (replicaID)
+	workRoot  string            // absolute: jobs' directories when their environment names none
+	accounts  *account.Resolver // users' OS accounts
+	ln        net.Listener
+	extra     []net.Listener // where environments' jobs reach the gateway (gateway_host)
+	metricsLn net.Listener   // metrics.addr's, if set
+	url       string
+	lock      *os.File // DATA/server.lock, flocked while the gateway is open
 
 	// reload, if set, asks Run to reload the templates (SIGHUP).
 	reload <-chan os.Signal
@@ -228,6 +230,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 	if !cfg.InsecureHTTP {
 		if cfg.TLSCert != "" {
 			g.certFile, g.keyFile, g.caFile = cfg.TLSCert, cfg.TLSKey, cfg.CACert
+			if err := checkTLSFiles(cfg, log); err != nil {
+				return nil, err
+			}
 		} else {
 			host, _, _ := net.SplitHostPort(cfg.Addr)
 			hosts := []string{host}
@@ -315,6 +320,48 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 	return g, nil
 }
 
+// checkTLSFiles checks the configured certificate and key before the
+// gateway says it listens (a key of another certificate was found only
+// when the first request came, after "listening"), and says when jobs
+// will not trust the certificate: with no ca_cert they trust the system's
+// CAs, and a certificate none of those signed left every job waiting for
+// the gateway until it failed.
+func checkTLSFiles(cfg *config.Config, log *slog.Logger) error {
+	pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return fmt.Errorf("tls_cert %s and tls_key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+	}
+	var roots *x509.CertPool // nil: the system's
+	if cfg.CACert != "" {
+		pem, err := os.ReadFile(cfg.CACert)
+		if err != nil {
+			return fmt.Errorf("ca_cert: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("ca_cert %s: no PEM certificate in it", cfg.CACert)
+		}
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("tls_cert %s: %w", cfg.TLSCert, err)
+	}
+	inter := x509.NewCertPool()
+	for _, c := range pair.Certificate[1:] {
+		if ic, err := x509.ParseCertificate(c); err == nil {
+			inter.AddCert(ic)
+		}
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter}); err != nil {
+		trusted := "the system's CAs (ca_cert is not set)"
+		if roots != nil {
+			trusted = "ca_cert " + cfg.CACert
+		}
+		log.Warn("jobs will not trust the gateway's certificate: it is not signed by "+trusted+"; set ca_cert to the CA that signed tls_cert", "tls_cert", cfg.TLSCert, "err", err)
+	}
+	return nil
+}
+
 // replicaID names this gateway among replicas sharing a database (in
 // jobs' claims, and as the replica whose local executor runs a job), as
 // DATA/replica.id keeps it. A new data directory gets a random one: the
@@ -373,13 +420,19 @@ func (g *Gateway) ensureAdminToken(ctx context.Context, path string) error {
 	return nil
 }
 
-// Listen binds the API's address.
+// Listen binds the API's address, and the metrics' (metrics.addr): a
+// start that fails does so before it says it listens.
 func (g *Gateway) Listen() error {
 	ln, err := net.Listen("tcp", g.cfg.Addr)
 	if err != nil {
 		return err
 	}
 	g.ln = ln
+	if addr := g.cfg.Metrics.Addr; addr != "" {
+		if g.metricsLn, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("metrics.addr: %w", err)
+		}
+	}
 	scheme := "https"
 	if g.cfg.InsecureHTTP {
 		scheme = "http"
@@ -619,28 +672,23 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if r := *g.cfg.Retention.Workdirs; r > 0 && len(g.engineRoots()) > 0 {
 		grp.Go(func(ctx context.Context) error { return g.sweepWorkdirs(ctx, r, min(r/10, time.Hour)) })
 	}
-	if addr := g.cfg.Metrics.Addr; addr != "" {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			grp.Go(func(context.Context) error { return fmt.Errorf("metrics.addr: %w", err) })
-		} else {
-			mux := http.NewServeMux()
-			mux.Handle("GET /metrics", metricsHandler)
-			ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-				ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
-			grp.Go(func(ctx context.Context) error {
-				if err := ms.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-					return fmt.Errorf("metrics listener: %w", err)
-				}
-				return nil
-			})
-			grp.Go(func(ctx context.Context) error {
-				<-ctx.Done()
-				ms.Close()
-				return nil
-			})
-			g.log.Info("metrics listening", "addr", ln.Addr().String())
-		}
+	if ln := g.metricsLn; ln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metricsHandler)
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn)}
+		grp.Go(func(ctx context.Context) error {
+			if err := ms.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics listener: %w", err)
+			}
+			return nil
+		})
+		grp.Go(func(ctx context.Context) error {
+			<-ctx.Done()
+			ms.Close()
+			return nil
+		})
+		g.log.Info("metrics listening", "addr", ln.Addr().String())
 	}
 	if g.local != nil {
 		grp.Go(g.local.Run)
@@ -725,6 +773,9 @@ func (g *Gateway) Close() error {
 	}
 	for _, l := range g.extra {
 		l.Close()
+	}
+	if g.metricsLn != nil {
+		g.metricsLn.Close()
 	}
 	if c, ok := g.bucket.(io.Closer); ok {
 		errs = append(errs, c.Close())

@@ -513,3 +513,55 @@ func TestGCPercent(t *testing.T) {
 		t.Errorf("GOGC=50 in the environment: GC percent %d, want it left as it was (100)", got)
 	}
 }
+
+// A start that cannot serve says so before it says it listens (found by
+// the sixth probe: a key of another certificate, and a metrics address
+// that cannot be bound, failed after "listening"); a certificate jobs will
+// not trust is warned of.
+func TestStartChecksTLSAndMetrics(t *testing.T) {
+	c1, k1, _, err := ensureSelfSigned(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, k2, _, err := ensureSelfSigned(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, "")
+	cfg.InsecureHTTP, cfg.TLSCert, cfg.TLSKey = false, c1, k2
+	if _, err := Open(context.Background(), cfg, testLogger(t), io.Discard); err == nil || !strings.Contains(err.Error(), "tls_key "+k2) {
+		t.Fatalf("Open with the key of another certificate: %v", err)
+	}
+	// its own key, but a certificate no CA the system trusts signed, and
+	// no ca_cert: jobs would wait for a gateway they cannot trust
+	var logs syncBuffer
+	cfg.TLSKey = k1
+	g, err := Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "jobs will not trust the gateway's certificate") {
+		t.Errorf("no warning of an untrusted certificate: %s", logs.String())
+	}
+	g.Close()
+	cfg.CACert = c1
+	var logs2 syncBuffer
+	if g, err = Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs2, nil)), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs2.String(), "will not trust") {
+		t.Errorf("a warning with ca_cert, its CA, set: %s", logs2.String())
+	}
+	g.Close()
+
+	cfg = testConfig(t, "")
+	cfg.Metrics.Addr = "garbage"
+	g, err = Open(context.Background(), cfg, testLogger(t), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := g.Listen(); err == nil || !strings.Contains(err.Error(), "metrics.addr") {
+		t.Fatalf("Listen with metrics.addr garbage: %v", err)
+	}
+}

@@ -18,7 +18,8 @@ const purgeBatch = 500
 // every calls fn with the time age ago, at once and then every interval,
 // until ctx ends; it logs fn's errors as what failed.
 func (g *Gateway) every(ctx context.Context, interval, age time.Duration, what string, fn func(ctx context.Context, before time.Time) error) error {
-	t := time.NewTicker(interval)
+	// a retention of nanoseconds made its tenth 0, and NewTicker panicked
+	t := time.NewTicker(max(interval, time.Second))
 	defer t.Stop()
 	for {
 		if err := fn(ctx, time.Now().Add(-age)); err != nil && ctx.Err() == nil {
