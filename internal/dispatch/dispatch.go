@@ -942,8 +942,9 @@ func (d *Dispatcher) cancelDeferred(ctx context.Context, all bool) {
 	}
 }
 
-// Hold keeps a job that has not started from starting.
-func (d *Dispatcher) Hold(ctx context.Context, id string) (*job.Job, error) {
+// Hold keeps a job that has not started from starting; reason is why, in
+// the owner's words ("held by the user", or the admin's disabling).
+func (d *Dispatcher) Hold(ctx context.Context, id, reason string) (*job.Job, error) {
 	j, err := d.store.GetJob(ctx, id)
 	if err != nil {
 		return nil, err
@@ -956,7 +957,7 @@ func (d *Dispatcher) Hold(ctx context.Context, id string) (*job.Job, error) {
 			if j.State != job.Pending {
 				return &job.TransitionError{From: j.State, To: job.Held, Why: "only pending and queued jobs can be held"}
 			}
-			return j.SetState(job.Held, "held by the user", time.Now())
+			return j.SetState(job.Held, reason, time.Now())
 		})
 	case job.Queued:
 		s, err := d.reachable(j)
@@ -970,7 +971,7 @@ func (d *Dispatcher) Hold(ctx context.Context, id string) (*job.Job, error) {
 		if err := h.Hold(ctx, j.BackendID); err != nil {
 			return nil, err
 		}
-		return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Held, "held by the user", time.Now()) })
+		return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Held, reason, time.Now()) })
 	}
 	return nil, &job.TransitionError{From: j.State, To: job.Held, Why: "only pending and queued jobs can be held"}
 }

@@ -627,14 +627,14 @@ func TestHoldRelease(t *testing.T) {
 
 	// Pending: held in the store only; release makes it pending and submits it.
 	p := f.job("hpc", job.Pending)
-	if got, err := d.Hold(f.ctx, p.ID); err != nil || got.State != job.Held {
+	if got, err := d.Hold(f.ctx, p.ID, "held by the user"); err != nil || got.State != job.Held {
 		t.Fatalf("hold pending: %v %v", got, err)
 	}
 	d.submitPending(f.ctx)
 	if f.fake.submits != 0 {
 		t.Fatal("a held job was submitted")
 	}
-	if got, err := d.Hold(f.ctx, p.ID); err != nil || got.State != job.Held {
+	if got, err := d.Hold(f.ctx, p.ID, "held by the user"); err != nil || got.State != job.Held {
 		t.Fatalf("hold of a held job: %v %v", got, err)
 	}
 	if got, err := d.Release(f.ctx, p.ID); err != nil || got.State != job.Pending {
@@ -649,7 +649,7 @@ func TestHoldRelease(t *testing.T) {
 	q := f.wantState(p.ID, job.Queued)
 
 	// Queued: held in the engine.
-	if got, err := d.Hold(f.ctx, q.ID); err != nil || got.State != job.Held {
+	if got, err := d.Hold(f.ctx, q.ID, "held by the user"); err != nil || got.State != job.Held {
 		t.Fatalf("hold queued: %v %v", got, err)
 	}
 	if f.fake.state(q.BackendID) != sched.Held {
@@ -669,7 +669,7 @@ func TestHoldRelease(t *testing.T) {
 
 	// Running: too late.
 	f.to(q.ID, job.Running)
-	if _, err := d.Hold(f.ctx, q.ID); !errors.Is(err, job.ErrInvalidTransition) {
+	if _, err := d.Hold(f.ctx, q.ID, "held by the user"); !errors.Is(err, job.ErrInvalidTransition) {
 		t.Fatalf("hold of a running job: %v", err)
 	}
 
@@ -677,7 +677,7 @@ func TestHoldRelease(t *testing.T) {
 	n := f.job("plain", job.Pending)
 	d.submitPending(f.ctx)
 	f.wantState(n.ID, job.Queued)
-	if _, err := d.Hold(f.ctx, n.ID); !errors.Is(err, sched.ErrUnsupported) {
+	if _, err := d.Hold(f.ctx, n.ID, "held by the user"); !errors.Is(err, sched.ErrUnsupported) {
 		t.Fatalf("hold in an engine that cannot: %v", err)
 	}
 }
@@ -737,7 +737,7 @@ func TestPerProcessEngineOfAnotherReplica(t *testing.T) {
 	d1.reconcile(f.ctx)
 	f.wantState(j.ID, job.Queued) // replica-1 did not look
 	var ore *OtherReplicaError
-	if _, err := d1.Hold(f.ctx, j.ID); !errors.Is(err, sched.ErrUnsupported) || !errors.As(err, &ore) || ore.Replica != "replica-2" || strings.Contains(err.Error(), "replica-2") {
+	if _, err := d1.Hold(f.ctx, j.ID, "held by the user"); !errors.Is(err, sched.ErrUnsupported) || !errors.As(err, &ore) || ore.Replica != "replica-2" || strings.Contains(err.Error(), "replica-2") {
 		t.Fatalf("hold through another replica: %v (the replica is for the log, not the owner)", err)
 	}
 	d2.reconcile(f.ctx)

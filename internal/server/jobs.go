@@ -586,7 +586,7 @@ func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) 
 		case controlCancel:
 			out, err = s.cancel(r, j)
 		case controlHold:
-			out, err = s.disp.Hold(r.Context(), j.ID)
+			out, err = s.disp.Hold(r.Context(), j.ID, "held by the user")
 		case controlRelease:
 			out, err = s.disp.Release(r.Context(), j.ID)
 		case controlSuspend:

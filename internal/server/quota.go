@@ -329,6 +329,7 @@ func (s *Server) disableUser(w http.ResponseWriter, r *http.Request) error {
 	s.auth.ForgetUser(name)
 	out := apiUser(u)
 	reason := "canceled: the user " + name + " was disabled by " + principal(r).User
+	heldWhy := "held: the user " + name + " was disabled by " + principal(r).User
 	page := ""
 	for {
 		jobs, next, err := s.store.ListJobs(r.Context(), store.JobFilter{Owner: name, Limit: 1000, PageToken: page,
@@ -343,7 +344,7 @@ func (s *Server) disableUser(w http.ResponseWriter, r *http.Request) error {
 				case job.Held:
 					held = true
 				case job.Pending, job.Queued:
-					if _, err := s.disp.Hold(r.Context(), j.ID); err == nil {
+					if _, err := s.disp.Hold(r.Context(), j.ID, heldWhy); err == nil {
 						held = true
 					}
 				}

@@ -222,6 +222,11 @@ func TestDisableUser(t *testing.T) {
 			t.Errorf("job %s is %s, want %s", id, j.State, want)
 		}
 	}
+	// the held job says why: it was not held by its user (found by the
+	// sixth probe)
+	if j, _ := h.store.GetJob(ctx, pending.ID); j.Reason != "held: the user alice was disabled by root" {
+		t.Errorf("reason %q", j.Reason)
+	}
 	h.do("GET", "/v1/users/alice", admin, nil).want(t, http.StatusOK).decode(t, &st)
 	if !st.Disabled || st.DisabledAt == nil {
 		t.Fatalf("get: %+v", st)
