@@ -550,6 +550,7 @@ func (c *Client) CreateJob(ctx context.Context, req api.JobRequest, idemKey stri
 
 // JobFilter selects jobs for Jobs.
 type JobFilter struct {
+	Owner     string // another user's jobs ("*": everyone's); admins only
 	State     string // one state, or several separated by commas
 	Template  string
 	Label     string // key=value
@@ -562,7 +563,7 @@ type JobFilter struct {
 // Jobs returns one page of the caller's jobs, newest first.
 func (c *Client) Jobs(ctx context.Context, f JobFilter) (*api.Page[api.Job], error) {
 	q := url.Values{}
-	for k, v := range map[string]string{"state": f.State, "template": f.Template, "label": f.Label, "parent": f.Parent, "sweep": f.Sweep, "page_token": f.PageToken} {
+	for k, v := range map[string]string{"owner": f.Owner, "state": f.State, "template": f.Template, "label": f.Label, "parent": f.Parent, "sweep": f.Sweep, "page_token": f.PageToken} {
 		if v != "" {
 			q.Set(k, v)
 		}

@@ -289,8 +289,8 @@ func gatewayAway(err error) bool {
 var cmdJobs = &command{
 	name:    "jobs",
 	summary: "list your jobs",
-	args:    "[--state S] [--template T] [--label K=V] [--parent ID] [--sweep ID] [--limit N] [--all] [--tree] [--json]",
-	desc:    "Lists your jobs, newest first: one page unless --all is given. The filters narrow the list: --state takes one state or several separated by commas (pending, held, queued, starting, running, suspended, finishing, succeeded, failed, canceled). --tree lists every page and shows each job's children below it, oldest first (a child whose parent is not listed is shown at the top).",
+	args:    "[--state S] [--template T] [--label K=V] [--parent ID] [--sweep ID] [--user NAME] [--limit N] [--all] [--tree] [--json]",
+	desc:    "Lists your jobs, newest first: one page unless --all is given; an admin lists another user's with --user NAME, or everyone's with --user '*'. The filters narrow the list: --state takes one state or several separated by commas (pending, held, queued, starting, running, suspended, finishing, succeeded, failed, canceled). --tree lists every page and shows each job's children below it, oldest first (a child whose parent is not listed is shown at the top).",
 	example: "hpcgate jobs --state running,queued\nhpcgate jobs --label fanout=j-123 --all\nhpcgate jobs --tree",
 	maxArgs: 0,
 	setup: func(fs *flag.FlagSet) runFunc {
@@ -300,6 +300,7 @@ var cmdJobs = &command{
 		fs.StringVar(&f.Label, "label", "", "only jobs with label `K=V`")
 		fs.StringVar(&f.Parent, "parent", "", "only the children of job `ID`")
 		fs.StringVar(&f.Sweep, "sweep", "", "only the jobs of sweep `ID`")
+		fs.StringVar(&f.Owner, "user", "", "admins: the jobs of user `NAME` ('*': everyone's)")
 		fs.IntVar(&f.Limit, "limit", 0, "`N` jobs per page (default the gateway's)")
 		all := fs.Bool("all", false, "list every page")
 		tree := fs.Bool("tree", false, "show children below their parents (lists every page)")

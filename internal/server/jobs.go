@@ -457,7 +457,10 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	p := principal(r)
 	q := r.URL.Query()
 	f := store.JobFilter{Owner: p.User, Template: q.Get("template"), ParentID: q.Get("parent"), SweepID: q.Get("sweep"), PageToken: q.Get("page_token"), Limit: 100}
-	if owner := q.Get("owner"); owner != "" && p.IsAdmin() {
+	if owner := q.Get("owner"); owner != "" && owner != p.User {
+		if !p.IsAdmin() {
+			return errorf(http.StatusForbidden, api.CodeForbidden, "only admins may list other users' jobs (owner=%s)", owner)
+		}
 		f.Owner = owner
 		if owner == "*" {
 			f.Owner = ""

@@ -505,3 +505,35 @@ func TestConcurrentUploadsKeepTheQuota(t *testing.T) {
 	h.do("PUT", "/v1/files/stream", alice, "1").want(t, http.StatusCreated)
 	h.do("PUT", "/v1/files/stream", alice, "12").want(t, http.StatusConflict)
 }
+
+// An admin lists another user's jobs (owner=NAME, or * for everyone's);
+// anyone else naming another user is refused, where the parameter was
+// ignored without a word (found by the sixth probe).
+func TestAdminListsAUsersJobs(t *testing.T) {
+	h := newHarness(t, nil)
+	admin := h.token("root", time.Time{}, api.ScopeAdmin)
+	alice := h.token("alice", time.Time{}, allScopes...)
+	bob := h.token("bob", time.Time{}, allScopes...)
+	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated)
+	h.do("POST", "/v1/jobs", bob, hello(nil)).want(t, http.StatusCreated)
+	count := func(tok, query string) int {
+		t.Helper()
+		var page api.Page[api.Job]
+		h.do("GET", "/v1/jobs"+query, tok, nil).want(t, http.StatusOK).decode(t, &page)
+		return len(page.Items)
+	}
+	if n := count(admin, "?owner=alice"); n != 1 {
+		t.Errorf("admin, owner=alice: %d jobs", n)
+	}
+	if n := count(admin, "?owner=*"); n != 2 {
+		t.Errorf("admin, owner=*: %d jobs", n)
+	}
+	if n := count(alice, "?owner=alice"); n != 1 {
+		t.Errorf("alice, owner=alice: %d jobs", n)
+	}
+	for _, q := range []string{"?owner=bob", "?owner=*"} {
+		if r := h.do("GET", "/v1/jobs"+q, alice, nil).want(t, http.StatusForbidden); !strings.Contains(r.problem.Detail, "only admins") {
+			t.Errorf("alice, %s: %+v", q, r.problem)
+		}
+	}
+}
