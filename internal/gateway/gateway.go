@@ -30,7 +30,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/examples/templates"
 	"github.com/hpcgate/hpcgate/internal/auth"
 	"github.com/hpcgate/hpcgate/internal/blob"
@@ -403,7 +402,7 @@ func (g *Gateway) ensureAdminToken(ctx context.Context, path string) error {
 	}
 	now := time.Now()
 	for _, t := range toks {
-		if slices.Contains(t.Scopes, api.ScopeAdmin) && t.JobID == "" && (t.ExpiresAt.IsZero() || t.ExpiresAt.After(now)) {
+		if server.IsAdminToken(t, now) {
 			fmt.Fprintf(g.out, "the database has an admin token already (another replica's, or an earlier data directory's): none made; copy its admin.token to %s to use it from here\n", path)
 			return nil
 		}

@@ -460,3 +460,27 @@ func TestAnswersAreNotStored(t *testing.T) {
 		}
 	}
 }
+
+// The last admin token cannot be revoked: no one could have administered
+// the gateway again, and its admin.token said nothing (found by the sixth
+// probe). Once there is another, it can.
+func TestLastAdminTokenStays(t *testing.T) {
+	h := newHarness(t, nil)
+	var first api.Token
+	boot := h.token("admin", time.Time{}, api.ScopeAdmin)
+	h.do("POST", "/v1/tokens", boot, map[string]any{"scopes": []string{api.ScopeAdmin}}).want(t, http.StatusCreated).decode(t, &first)
+	var toks api.Page[api.Token]
+	h.do("GET", "/v1/tokens", boot, nil).want(t, http.StatusOK).decode(t, &toks)
+	bootID := ""
+	for _, tk := range toks.Items {
+		if tk.ID != first.ID {
+			bootID = tk.ID
+		}
+	}
+	h.do("DELETE", "/v1/tokens/"+bootID, first.Token, nil).want(t, http.StatusNoContent)
+	r := h.do("DELETE", "/v1/tokens/"+first.ID, first.Token, nil).want(t, http.StatusConflict)
+	if !strings.Contains(r.problem.Detail, "last admin token") {
+		t.Fatalf("problem %+v", r.problem)
+	}
+	h.do("GET", "/v1/me", first.Token, nil).want(t, http.StatusOK)
+}

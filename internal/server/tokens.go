@@ -142,6 +142,13 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 // deleteToken revokes a token. A token may revoke only tokens of its own
 // user that are no broader and no longer-lived than itself (itself
 // included); an admin may revoke any.
+// IsAdminToken is whether t is a person's token (not a job's or a web
+// session's) with the admin scope that has not expired at now.
+func IsAdminToken(t store.Token, now time.Time) bool {
+	return slices.Contains(t.Scopes, api.ScopeAdmin) && t.JobID == "" && !strings.HasPrefix(t.Name, sessionName) &&
+		(t.ExpiresAt.IsZero() || t.ExpiresAt.After(now))
+}
+
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	p := principal(r)
 	id := r.PathValue("id")
@@ -159,6 +166,10 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !p.IsAdmin() && !p.Covers(toks[i].Scopes, toks[i].ExpiresAt) {
 		return errorf(http.StatusForbidden, api.CodeForbidden, "a token may revoke only tokens whose scopes are among its own and that expire no later than it does")
+	}
+	if IsAdminToken(toks[i], time.Now()) && !slices.ContainsFunc(toks, func(t store.Token) bool { return t.ID != id && IsAdminToken(t, time.Now()) }) {
+		// no one could administer the gateway, nor make an admin token
+		return errorf(http.StatusConflict, api.CodeConflict, "this is the last admin token: make another (hpcgate token create --scopes admin) before revoking it")
 	}
 	if err := s.store.DeleteToken(r.Context(), id); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
