@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,8 +42,12 @@ type Options struct {
 	// FlushInterval is how often logs are shipped (default 100ms).
 	FlushInterval time.Duration
 	// RetryFor is how long a call is retried while the gateway is away
-	// (default 10 minutes).
-	RetryFor time.Duration
+	// (default 10 minutes); FinishRetryFor, once the command has ended
+	// (the outputs, the last log bytes and the end's report: default 6
+	// hours, bounded in practice by the engine's limit): a gateway down
+	// for maintenance longer than RetryFor lost the results of jobs that
+	// had succeeded.
+	RetryFor, FinishRetryFor time.Duration
 	// KillGrace is the time between SIGTERM and SIGKILL (default 5s).
 	KillGrace time.Duration
 	// Stderr receives the agent's own messages (default os.Stderr).
@@ -81,6 +86,9 @@ type agent struct {
 	// container is left to the reaper to make sure of (written by runCmd's
 	// watcher before runCmd returns).
 	stopped bool
+	// finishing: the command has ended, and calls are retried for
+	// FinishRetryFor.
+	finishing atomic.Bool
 }
 
 // Run runs job id to its end. It returns an error only when it could not
@@ -95,6 +103,9 @@ func Run(ctx context.Context, c *client.Client, id string, opts *Options) error 
 	}
 	if o.RetryFor <= 0 {
 		o.RetryFor = 10 * time.Minute
+	}
+	if o.FinishRetryFor <= 0 {
+		o.FinishRetryFor = 6 * time.Hour
 	}
 	if o.KillGrace <= 0 {
 		o.KillGrace = 5 * time.Second
@@ -129,9 +140,14 @@ func Run(ctx context.Context, c *client.Client, id string, opts *Options) error 
 // retry calls fn until it succeeds, fails for good (a 4xx answer), or
 // RetryFor has passed.
 func (a *agent) retry(ctx context.Context, what string, fn func(context.Context) error) error {
-	deadline := time.Now().Add(a.opts.RetryFor)
+	patience := a.opts.RetryFor
+	if a.finishing.Load() {
+		patience = max(patience, a.opts.FinishRetryFor)
+	}
+	start := time.Now()
+	deadline := start.Add(patience)
 	delay := 100 * time.Millisecond
-	for {
+	for try := 1; ; try++ {
 		err := fn(ctx)
 		if err == nil {
 			return nil
@@ -150,16 +166,27 @@ func (a *agent) retry(ctx context.Context, what string, fn func(context.Context)
 			return ctx.Err()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: gave up after %v: %w", what, a.opts.RetryFor, err)
+			return fmt.Errorf("%s: gave up after %v: %w", what, patience, err)
 		}
-		a.log.Warn("gateway call failed; retrying", "call", what, "err", err, "in", delay)
+		if try&(try-1) == 0 { // the 1st, 2nd, 4th, 8th...: an outage of hours is not thousands of lines
+			a.log.Warn("gateway call failed; retrying", "call", what, "err", err, "in", delay, "tries", try)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(delay):
 		}
-		delay = min(delay*2, 5*time.Second)
+		delay = min(delay*2, retryDelayCap(time.Since(start)))
 	}
+}
+
+// retryDelayCap is the longest wait between tries after waiting for so
+// long: 5 s for the first minute, then 30 s.
+func retryDelayCap(waited time.Duration) time.Duration {
+	if waited < time.Minute {
+		return 5 * time.Second
+	}
+	return 30 * time.Second
 }
 
 func (a *agent) report(ctx context.Context, rep api.StateReport) error {
@@ -301,6 +328,7 @@ func lastLine(s *shipper) string {
 // finish uploads the outputs, ships the last log bytes, and reports the
 // end. It removes the working directory unless an output did not go.
 func (a *agent) finish(ctx context.Context, out outcome, logs *shippers, spec ...*api.Spec) error {
+	a.finishing.Store(true)
 	keep := a.opts.KeepWorkDir
 	if len(spec) > 0 {
 		if err := a.report(ctx, api.StateReport{State: api.StateFinishing, Reason: "uploading outputs"}); err != nil {

@@ -446,6 +446,28 @@ func TestOutputsThroughTheGatewayWhenTheStoreIsAway(t *testing.T) {
 	}
 }
 
+// Once the command has ended, the agent waits longer for a gateway away
+// than before it (FinishRetryFor): a gateway down for maintenance longer
+// than RetryFor failed jobs that had succeeded and lost their outputs
+// (found by the sixth probe).
+func TestFinishOutlastsAnOutage(t *testing.T) {
+	g, c := newGateway(t, api.Spec{JobID: "job1", Command: sh(`echo done > a.txt`), Outputs: []string{"a.txt"}})
+	g.mu.Lock()
+	g.unavailable["outputs"] = 4 // about 1.5 s of back-off
+	g.mu.Unlock()
+	o, _ := opts(t)
+	o.RetryFor, o.FinishRetryFor = 300*time.Millisecond, 30*time.Second
+	if err := Run(context.Background(), c, "job1", o); err != nil {
+		t.Fatal(err)
+	}
+	if rep := g.final(); rep.State != api.StateSucceeded {
+		t.Fatalf("final %+v", rep)
+	}
+	if got, ok := g.output("a.txt"); !ok || got != "done\n" {
+		t.Fatalf("output %q %v", got, ok)
+	}
+}
+
 func TestFailedAdapterSaysWhich(t *testing.T) {
 	g, c := newGateway(t, api.Spec{JobID: "job1", Command: sh("echo never"),
 		Adapters: api.Adapters{Verify: sh(`echo "input is not FASTA" >&2; exit 1`)}})

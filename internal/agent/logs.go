@@ -152,6 +152,10 @@ func (ss *shippers) run(ctx context.Context) {
 	t := time.NewTicker(ss.a.opts.FlushInterval)
 	defer t.Stop()
 	last := time.Now()
+	// after a failure the next tries wait, doubling (a gateway away used
+	// to be asked, and the failure logged, ten times a second)
+	var fails int
+	var next, down time.Time
 	for {
 		select {
 		case <-ss.stop:
@@ -159,10 +163,23 @@ func (ss *shippers) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if time.Now().Before(next) {
+				continue
+			}
 			before := ss.sentTotal()
 			err := ss.flushAll(ctx)
-			if err != nil && !errors.Is(err, errJobGone) {
-				ss.a.log.Warn("shipping logs failed; will retry", "err", err)
+			switch {
+			case err != nil && !errors.Is(err, errJobGone):
+				if fails++; fails == 1 {
+					down = time.Now()
+				}
+				wait := min(ss.a.opts.FlushInterval<<min(fails, 10), retryDelayCap(time.Since(down)))
+				next = time.Now().Add(wait)
+				if fails&(fails-1) == 0 {
+					ss.a.log.Warn("shipping logs failed; will retry", "err", err, "in", wait, "tries", fails)
+				}
+			case err == nil:
+				fails = 0
 			}
 			if ss.sentTotal() != before {
 				last = time.Now()

@@ -825,7 +825,10 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, j *job.Job, st sched.Stat
 				reason = "the engine no longer knows the job, and its agent never reported an end"
 			}
 			if st.ExitCode != nil {
-				reason += fmt.Sprintf(" (engine exit code %d)", *st.ExitCode)
+				// the agent's, not the command's: the agent ran, and
+				// exited without a word to the gateway (it could not
+				// reach it, or could not start)
+				reason += fmt.Sprintf(" (the agent exited with code %d; its own log is in the engine's output of the job)", *st.ExitCode)
 			}
 			if st.Reason != "" {
 				reason += ": " + st.Reason

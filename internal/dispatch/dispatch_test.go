@@ -506,7 +506,7 @@ func TestLostJobs(t *testing.T) {
 		reason []string
 	}{
 		{"ended without a report", sched.Status{State: sched.Done, ExitCode: &code, Reason: "OUT_OF_MEMORY"}, job.Failed,
-			[]string{"without its agent reporting", "exit code 137", "OUT_OF_MEMORY"}},
+			[]string{"without its agent reporting", "the agent exited with code 137", "OUT_OF_MEMORY"}},
 		{"gone", sched.Status{State: sched.Gone}, job.Failed, []string{"no longer knows the job"}},
 		{"canceled in the engine", sched.Status{State: sched.Done, Canceled: true}, job.Canceled, []string{"canceled in the engine"}},
 	} {
