@@ -669,8 +669,9 @@ type AuditEntry struct {
 	User      string    `json:"user,omitempty"`
 	TokenID   string    `json:"token_id,omitempty"`
 	JobID     string    `json:"job_id,omitempty"`
-	Action    string    `json:"action"`  // the route, as "POST /v1/jobs"
-	Outcome   int       `json:"outcome"` // the HTTP status of the answer
+	Action    string    `json:"action"`           // the route, as "POST /v1/jobs"
+	Target    string    `json:"target,omitempty"` // what it was aimed at: the path, or what it made
+	Outcome   int       `json:"outcome"`          // the HTTP status of the answer
 	Client    string    `json:"client,omitempty"`
 	RequestID string    `json:"request_id,omitempty"`
 }

@@ -363,6 +363,7 @@ func (c *Client) Tokens(ctx context.Context, user string) ([]api.Token, error) {
 // AuditFilter selects audit entries; zero fields match everything.
 type AuditFilter struct {
 	User, JobID, Action string
+	Target              string // entries whose target contains this
 	Since, Until        time.Time
 	Limit               int
 	PageToken           string
@@ -371,7 +372,7 @@ type AuditFilter struct {
 // Audit returns a page of the audit log, newest first (admins only).
 func (c *Client) Audit(ctx context.Context, f AuditFilter) (*api.Page[api.AuditEntry], error) {
 	q := url.Values{}
-	for k, v := range map[string]string{"user": f.User, "job": f.JobID, "action": f.Action, "page_token": f.PageToken} {
+	for k, v := range map[string]string{"user": f.User, "job": f.JobID, "action": f.Action, "target": f.Target, "page_token": f.PageToken} {
 		if v != "" {
 			q.Set(k, v)
 		}

@@ -305,15 +305,16 @@ var cmdHealth = &command{
 var cmdAudit = &command{
 	name:    "audit",
 	summary: "read the audit log (admins)",
-	args:    "[--user U] [--job ID] [--action A] [--since T] [--until T] [--limit N] [--all] [--json]",
-	desc:    "Lists the audit log, newest first: every request that changed something or tried to (tokens, files, jobs, controls), with its time, user, token id, job, action (the route), outcome (the HTTP status), client address and request id. Never a token's secret. --since and --until take RFC 3339 times (2026-11-25T09:00:00Z) or a duration back from now (90m, 24h). Admins only.",
-	example: "hpcgate audit --user alice --since 24h\nhpcgate audit --job 7yzixrkjsc6irydo --json",
+	args:    "[--user U] [--job ID] [--action A] [--target TEXT] [--since T] [--until T] [--limit N] [--all] [--json]",
+	desc:    "Lists the audit log, newest first: every request that changed something or tried to (tokens, files, jobs, controls), with its time, user, token id, job, action (the route), target (the path: the user disabled, the token revoked, the file written; or the token made), outcome (the HTTP status), client address and request id. Never a token's secret. --user is who made the request; --target finds what it was aimed at ('users/alice' finds who disabled alice). --since and --until take RFC 3339 times (2026-11-25T09:00:00Z) or a duration back from now (90m, 24h). Admins only.",
+	example: "hpcgate audit --user alice --since 24h\nhpcgate audit --target users/alice\nhpcgate audit --job 7yzixrkjsc6irydo --json",
 	maxArgs: 0,
 	setup: func(fs *flag.FlagSet) runFunc {
 		var f client.AuditFilter
 		fs.StringVar(&f.User, "user", "", "only the requests of `USER`")
 		fs.StringVar(&f.JobID, "job", "", "only the requests about job `ID`")
 		fs.StringVar(&f.Action, "action", "", "only the action `A` (a route, e.g. \"POST /v1/jobs\")")
+		fs.StringVar(&f.Target, "target", "", "only the requests whose target holds `TEXT` (a path, e.g. users/alice)")
 		since := fs.String("since", "", "from `T` on (RFC 3339, or a duration back from now)")
 		until := fs.String("until", "", "up to `T` (RFC 3339, or a duration back from now)")
 		fs.IntVar(&f.Limit, "limit", 100, "at most `N` entries a page")
@@ -347,9 +348,9 @@ var cmdAudit = &command{
 				return printJSON(e.stdout, nonNil(entries))
 			}
 			tw := newTable(e.stdout)
-			fmt.Fprintln(tw, "TIME\tUSER\tACTION\tOUTCOME\tJOB\tTOKEN\tCLIENT\tREQUEST")
+			fmt.Fprintln(tw, "TIME\tUSER\tACTION\tTARGET\tOUTCOME\tJOB\tTOKEN\tCLIENT\tREQUEST")
 			for _, a := range entries {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.Time.Local().Format("2006-01-02 15:04:05"), dash(a.User), a.Action, a.Outcome,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.Time.Local().Format("2006-01-02 15:04:05"), dash(a.User), a.Action, dash(a.Target), a.Outcome,
 					dash(a.JobID), dash(a.TokenID), dash(a.Client), dash(a.RequestID))
 			}
 			return tw.Flush()

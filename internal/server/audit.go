@@ -32,6 +32,7 @@ type reqInfo struct {
 	id      string
 	log     *slog.Logger // the server's logger with the request id
 	jobID   string       // the job acted on, if the handler names one
+	target  string       // what the action made, if the handler names it (setTarget)
 	route   route
 	start   time.Time
 	audited bool // the handler wrote the audit entry with its own change
@@ -44,6 +45,14 @@ func info(r *http.Request) *reqInfo {
 
 // setJobID tells the audit log and the request's log which job the
 // request acted on (a created job's id, for one).
+// setTarget names what the request made, for its audit entry (a new
+// token: its id, user and scopes), in place of its path.
+func setTarget(r *http.Request, target string) {
+	if ri := info(r); ri != nil {
+		ri.target = target
+	}
+}
+
 func setJobID(r *http.Request, id string) {
 	if ri := info(r); ri != nil {
 		ri.jobID = id
@@ -102,8 +111,16 @@ func auditWith(r *http.Request, status int) (e *store.AuditEntry, undo func()) {
 // auditEntry is the audit entry of a request that ended with status.
 func auditEntry(r *http.Request, rt route, start time.Time, status int) store.AuditEntry {
 	e := store.AuditEntry{Time: start.UTC(), Action: rt.pattern, Outcome: status, Client: clientAddr(r)}
+	if strings.Contains(rt.pattern, "{") {
+		// whom or what: the user disabled, the token revoked, the file
+		// written (the route alone said none of it)
+		e.Target = r.URL.Path
+	}
 	if ri := info(r); ri != nil {
 		e.RequestID, e.JobID = ri.id, ri.jobID
+		if ri.target != "" {
+			e.Target = ri.target
+		}
 	}
 	if e.JobID == "" && strings.Contains(rt.pattern, "/jobs/{id}") {
 		e.JobID = r.PathValue("id")
@@ -127,7 +144,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusForbidden, api.CodeForbidden, "only an admin may read the audit log")
 	}
 	q := r.URL.Query()
-	f := store.AuditFilter{User: q.Get("user"), JobID: q.Get("job"), Action: q.Get("action"), PageToken: q.Get("page_token")}
+	f := store.AuditFilter{User: q.Get("user"), JobID: q.Get("job"), Action: q.Get("action"), Target: q.Get("target"), PageToken: q.Get("page_token")}
 	for _, t := range []struct {
 		name string
 		dst  *time.Time
@@ -157,7 +174,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	out := api.Page[api.AuditEntry]{Items: []api.AuditEntry{}, NextPageToken: next}
 	for _, e := range entries {
 		out.Items = append(out.Items, api.AuditEntry{Time: e.Time.UTC(), User: e.User, TokenID: e.TokenID, JobID: e.JobID,
-			Action: e.Action, Outcome: e.Outcome, Client: e.Client, RequestID: e.RequestID})
+			Action: e.Action, Target: e.Target, Outcome: e.Outcome, Client: e.Client, RequestID: e.RequestID})
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

@@ -140,3 +140,44 @@ func TestAnonymousRefusalsAuditedWithinABound(t *testing.T) {
 			anon, anonymousAudit.Burst, refill, known)
 	}
 }
+
+// An entry says what it was aimed at: the user disabled, the token
+// revoked or made (its id, user and scopes), the file written; a refused
+// attempt too. An entry used to name only the route, and no one could
+// tell whom an admin disabled (found by the sixth probe).
+func TestAuditTargets(t *testing.T) {
+	h := newHarness(t, nil)
+	admin := h.token("root", time.Time{}, api.ScopeAdmin)
+	alice := h.token("alice", time.Time{}, userScopes...)
+	var made api.Token
+	h.do("POST", "/v1/tokens", admin, map[string]any{"user": "bob", "scopes": []string{api.ScopeJobsRead}}).want(t, http.StatusCreated).decode(t, &made)
+	h.do("POST", "/v1/tokens", alice, map[string]any{"scopes": []string{api.ScopeAdmin}}).want(t, http.StatusForbidden)
+	h.do("PUT", "/v1/files/data/in.txt", alice, "hello").want(t, http.StatusCreated)
+	h.do("DELETE", "/v1/tokens/"+made.ID, admin, nil).want(t, http.StatusNoContent)
+	h.do("POST", "/v1/users/alice/disable", admin, map[string]any{}).want(t, http.StatusOK)
+
+	targets := func(q string) []string {
+		t.Helper()
+		var page api.Page[api.AuditEntry]
+		h.do("GET", "/v1/audit?"+q, admin, nil).want(t, http.StatusOK).decode(t, &page)
+		var out []string
+		for _, e := range page.Items {
+			out = append(out, fmt.Sprintf("%s %d %s", e.Action, e.Outcome, e.Target))
+		}
+		return out
+	}
+	want := []string{
+		"POST /v1/users/{name}/disable 200 /v1/users/alice/disable",
+		"DELETE /v1/tokens/{id} 204 /v1/tokens/" + made.ID,
+		"PUT /v1/files/{path...} 201 /v1/files/data/in.txt",
+		`POST /v1/tokens 403 token of "alice" with scopes "admin"`,
+		`POST /v1/tokens 201 token ` + made.ID + ` of "bob" with scopes "jobs:read"`,
+	}
+	if got := targets(""); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// who disabled alice: by target, not by who asked
+	if got := targets("target=users/alice"); len(got) != 1 || got[0] != want[0] {
+		t.Fatalf("target=users/alice: %q", got)
+	}
+}

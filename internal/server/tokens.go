@@ -36,6 +36,8 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if req.User == "" {
 		req.User = p.User
 	}
+	// the audit entry says what was asked for, refused or not
+	setTarget(r, fmt.Sprintf("token of %.64q with scopes %.200q", req.User, strings.Join(req.Scopes, ",")))
 	var fields []api.FieldError
 	bad := func(f, format string, args ...any) {
 		fields = append(fields, api.FieldError{Field: f, Message: fmt.Sprintf(format, args...)})
@@ -88,6 +90,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := s.store.CreateToken(r.Context(), t); err != nil {
 		return err
 	}
+	setTarget(r, fmt.Sprintf("token %s of %q with scopes %q", t.ID, t.User, strings.Join(t.Scopes, ",")))
 	out := apiToken(t)
 	out.Token = secret
 	return writeJSON(w, http.StatusCreated, out)

@@ -12,9 +12,9 @@ import (
 
 // InsertAudit implements storedriver.Tx.
 func (t *pgTx) InsertAudit(ctx context.Context, e store.AuditEntry) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO audit (time, username, token_id, job_id, action, outcome, client, request_id)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		e.Time, cleanText(e.User), cleanText(e.TokenID), cleanText(e.JobID), cleanText(e.Action), e.Outcome, cleanText(e.Client), cleanText(e.RequestID))
+	_, err := t.tx.Exec(ctx, `INSERT INTO audit (time, username, token_id, job_id, action, outcome, client, request_id, target)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		e.Time, cleanText(e.User), cleanText(e.TokenID), cleanText(e.JobID), cleanText(e.Action), e.Outcome, cleanText(e.Client), cleanText(e.RequestID), cleanText(e.Target))
 	if err != nil {
 		return fmt.Errorf("insert audit entry: %w", err)
 	}
@@ -48,6 +48,9 @@ func (d *Driver) ListAudit(ctx context.Context, q storedriver.AuditQuery) ([]sto
 	if q.Action != "" {
 		add("action = $%d", q.Action)
 	}
+	if q.Target != "" {
+		add("strpos(target, $%d) > 0", q.Target)
+	}
 	if !q.Since.IsZero() {
 		add("time >= $%d", q.Since)
 	}
@@ -57,7 +60,7 @@ func (d *Driver) ListAudit(ctx context.Context, q storedriver.AuditQuery) ([]sto
 	if q.HasBefore {
 		add("seq < $%d", q.Before)
 	}
-	s := "SELECT seq, time, username, token_id, job_id, action, outcome, client, request_id FROM audit"
+	s := "SELECT seq, time, username, token_id, job_id, action, outcome, client, request_id, target FROM audit"
 	if len(where) > 0 {
 		s += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -71,7 +74,7 @@ func (d *Driver) ListAudit(ctx context.Context, q storedriver.AuditQuery) ([]sto
 	var out []store.AuditEntry
 	for rows.Next() {
 		var e store.AuditEntry
-		if err := rows.Scan(&e.Seq, &e.Time, &e.User, &e.TokenID, &e.JobID, &e.Action, &e.Outcome, &e.Client, &e.RequestID); err != nil {
+		if err := rows.Scan(&e.Seq, &e.Time, &e.User, &e.TokenID, &e.JobID, &e.Action, &e.Outcome, &e.Client, &e.RequestID, &e.Target); err != nil {
 			return nil, fmt.Errorf("list audit: %w", err)
 		}
 		e.Time = e.Time.UTC()

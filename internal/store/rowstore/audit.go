@@ -25,7 +25,7 @@ func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.Aud
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	q := storedriver.AuditQuery{User: f.User, JobID: f.JobID, Action: f.Action, Since: f.Since, Until: f.Until, Limit: limit + 1}
+	q := storedriver.AuditQuery{User: f.User, JobID: f.JobID, Action: f.Action, Target: f.Target, Since: f.Since, Until: f.Until, Limit: limit + 1}
 	if f.PageToken != "" {
 		before, err := store.DecodePageToken(f.PageToken)
 		if err != nil {

@@ -13,7 +13,7 @@ import (
 // InsertAudit implements storedriver.Tx.
 func (t *sqlTx) InsertAudit(ctx context.Context, e store.AuditEntry) error {
 	_, err := t.stmt(ctx, t.st.insertAudit).ExecContext(ctx,
-		e.Time.UnixNano(), e.User, e.TokenID, e.JobID, e.Action, e.Outcome, e.Client, e.RequestID)
+		e.Time.UnixNano(), e.User, e.TokenID, e.JobID, e.Action, e.Outcome, e.Client, e.RequestID, e.Target)
 	if err != nil {
 		return fmt.Errorf("insert audit entry: %w", err)
 	}
@@ -49,6 +49,9 @@ func (d *Driver) ListAudit(ctx context.Context, q storedriver.AuditQuery) ([]sto
 	if q.Action != "" {
 		add("action = ?", q.Action)
 	}
+	if q.Target != "" {
+		add("instr(target, ?) > 0", q.Target)
+	}
 	if !q.Since.IsZero() {
 		add("time >= ?", q.Since.UnixNano())
 	}
@@ -58,7 +61,7 @@ func (d *Driver) ListAudit(ctx context.Context, q storedriver.AuditQuery) ([]sto
 	if q.HasBefore {
 		add("seq < ?", q.Before)
 	}
-	s := "SELECT seq, time, user, token_id, job_id, action, outcome, client, request_id FROM audit"
+	s := "SELECT seq, time, user, token_id, job_id, action, outcome, client, request_id, target FROM audit"
 	if len(where) > 0 {
 		s += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -72,7 +75,7 @@ func (d *Driver) ListAudit(ctx context.Context, q storedriver.AuditQuery) ([]sto
 	for rows.Next() {
 		var e store.AuditEntry
 		var ns int64
-		if err := rows.Scan(&e.Seq, &ns, &e.User, &e.TokenID, &e.JobID, &e.Action, &e.Outcome, &e.Client, &e.RequestID); err != nil {
+		if err := rows.Scan(&e.Seq, &ns, &e.User, &e.TokenID, &e.JobID, &e.Action, &e.Outcome, &e.Client, &e.RequestID, &e.Target); err != nil {
 			return nil, err
 		}
 		e.Time = time.Unix(0, ns).UTC()

@@ -149,8 +149,8 @@ func (d *Driver) prepare(ctx context.Context) error {
 			active_cores = active_cores + excluded.active_cores, jobs = jobs + excluded.jobs,
 			core_seconds = core_seconds + excluded.core_seconds, bytes = bytes + excluded.bytes,
 			files = files + excluded.files`},
-		{&d.st.insertAudit, `INSERT INTO audit (time, user, token_id, job_id, action, outcome, client, request_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&d.st.insertAudit, `INSERT INTO audit (time, user, token_id, job_id, action, outcome, client, request_id, target)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 	} {
 		st, err := d.w.PrepareContext(ctx, p.q)
 		if err != nil {

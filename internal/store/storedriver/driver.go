@@ -191,6 +191,7 @@ type AuditQuery struct {
 	User      string
 	JobID     string
 	Action    string
+	Target    string    // contained in the entry's target
 	Since     time.Time // time >= Since
 	Until     time.Time // time < Until
 	Before    int64     // with HasBefore: only entries with a lower Seq

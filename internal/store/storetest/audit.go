@@ -21,6 +21,10 @@ func testAudit(t *testing.T, s store.Store) {
 		}
 		if i >= 4 {
 			e.Action, e.JobID, e.Outcome = "POST /v1/jobs/{id}/cancel", "job1", 409
+			e.Target = "/v1/jobs/job1/cancel"
+		}
+		if i == 1 {
+			e.Action, e.Target = "POST /v1/users/{name}/disable", "/v1/users/alice/disable"
 		}
 		if err := s.AppendAudit(ctx, e); err != nil {
 			t.Fatal(err)
@@ -48,7 +52,7 @@ func testAudit(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	want := store.AuditEntry{Time: base.Add(6 * time.Minute), User: "alice", TokenID: "tok6", JobID: "job1",
-		Action: "POST /v1/jobs/{id}/cancel", Outcome: 409, Client: "192.0.2.1:1234", RequestID: "r6"}
+		Action: "POST /v1/jobs/{id}/cancel", Target: "/v1/jobs/job1/cancel", Outcome: 409, Client: "192.0.2.1:1234", RequestID: "r6"}
 	got := all[0]
 	if got.Seq == 0 {
 		t.Errorf("no Seq: %+v", got)
@@ -68,7 +72,9 @@ func testAudit(t *testing.T, s store.Store) {
 		{store.AuditFilter{Limit: 2}, "[r6 r5 r4 r3 r2 r1 r0]"},
 		{store.AuditFilter{User: "bob", Limit: 1}, "[r5 r3 r1]"},
 		{store.AuditFilter{JobID: "job1", Limit: 2}, "[r6 r5 r4]"},
-		{store.AuditFilter{Action: "POST /v1/jobs"}, "[r3 r2 r1 r0]"},
+		{store.AuditFilter{Action: "POST /v1/jobs"}, "[r3 r2 r0]"},
+		{store.AuditFilter{Target: "users/alice"}, "[r1]"}, // what was aimed at, not who asked
+		{store.AuditFilter{Target: "job1/"}, "[r6 r5 r4]"},
 		{store.AuditFilter{Since: base.Add(2 * time.Minute), Until: base.Add(5 * time.Minute), Limit: 2}, "[r4 r3 r2]"},
 		{store.AuditFilter{User: "alice", JobID: "job1"}, "[r6 r4]"},
 	} {
