@@ -196,10 +196,11 @@ var launcherWord = regexp.MustCompile(`^[A-Za-z0-9_./=:,+-]{1,128}$`)
 // hostRE is a host name (an address is checked by net.ParseIP).
 var hostRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.?)*$`)
 
-// checkNodes checks what e says about its nodes: where they reach the
-// gateway, their launcher, their cluster, and that more than one node is
+// check checks what e says of itself: where its nodes reach the
+// gateway, their launcher, their cluster, that its keys are its engine's,
+// that its limits are not negative, and that more than one node is
 // offered only where the engine can place them.
-func (e *Environment) checkNodes() error {
+func (e *Environment) check() error {
 	if h := e.GatewayHost; h != "" && net.ParseIP(h) == nil && (len(h) > 253 || !hostRE.MatchString(h)) {
 		return fmt.Errorf("gateway_host %q: want a host name or an address", e.GatewayHost)
 	}
@@ -208,8 +209,20 @@ func (e *Environment) checkNodes() error {
 			return fmt.Errorf("launcher word %q: want letters, digits and _./=:,+- only", w)
 		}
 	}
-	if e.SlurmConf != "" && (e.Scheduler != "slurm" || !path.IsAbs(e.SlurmConf)) {
-		return fmt.Errorf("slurm_conf %q: want an absolute path, for a Slurm environment", e.SlurmConf)
+	// a key of another engine was ignored without a word
+	for _, k := range []struct {
+		key, value, scheduler string
+	}{{"partition", e.Partition, "slurm"}, {"account", e.Account, "slurm"}, {"qos", e.QOS, "slurm"}, {"slurm_conf", e.SlurmConf, "slurm"},
+		{"queue", e.Queue, "sge"}, {"parallel_environment", e.ParallelEnv, "sge"}} {
+		if k.value != "" && e.Scheduler != k.scheduler {
+			return fmt.Errorf("%s is for scheduler %s, not %s", k.key, k.scheduler, e.Scheduler)
+		}
+	}
+	if e.SlurmConf != "" && !path.IsAbs(e.SlurmConf) {
+		return fmt.Errorf("slurm_conf %q: want an absolute path", e.SlurmConf)
+	}
+	if m := e.Max; m.Nodes < 0 || m.CoresPerNode < 0 || m.MemoryMB < 0 || m.WalltimeS < 0 {
+		return fmt.Errorf("max %+v: no limit may be negative (0 or none: no limit)", m)
 	}
 	if pe := e.ParallelEnv; pe != "" {
 		if strings.Count(pe, "%") > 1 || strings.Contains(pe, "%") && !strings.Contains(pe, "%d") ||
@@ -310,7 +323,7 @@ func Load(envs []Environment, fsyss ...fs.FS) (*Catalog, error) {
 		if st := e.ImageStore; st != "" && (!path.IsAbs(st) || path.Clean(st) != st || strings.ContainsFunc(st, func(r rune) bool { return r < 0x20 || r == '"' || r == '\\' || r == 0x7f })) {
 			errs = append(errs, fmt.Errorf("environment %s: image_store %q: want an absolute, clean path", e.Name, st))
 		}
-		if err := e.checkNodes(); err != nil {
+		if err := e.check(); err != nil {
 			errs = append(errs, fmt.Errorf("environment %s: %w", e.Name, err))
 		}
 		for k := range e.Env {

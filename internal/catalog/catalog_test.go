@@ -136,13 +136,35 @@ func TestBadTemplatesRefused(t *testing.T) {
 	}
 }
 
+// An environment's keys are its engine's, and its limits not negative:
+// a Slurm key on a local environment, or Grid Engine's queue on a Slurm
+// one, was ignored without a word, and max.walltime_s -10 was no limit
+// (found by the sixth probe).
+func TestEnvironmentKeysAndLimits(t *testing.T) {
+	for _, tc := range []struct {
+		env  Environment
+		want string
+	}{
+		{Environment{Name: "a", Scheduler: "slurm", Queue: "all.q"}, "queue is for scheduler sge, not slurm"},
+		{Environment{Name: "b", Scheduler: "local", Partition: "debug"}, "partition is for scheduler slurm, not local"},
+		{Environment{Name: "c", Scheduler: "local", SlurmConf: "/x"}, "slurm_conf is for scheduler slurm, not local"},
+		{Environment{Name: "d", Scheduler: "sge", QOS: "high"}, "qos is for scheduler slurm, not sge"},
+		{Environment{Name: "e", Scheduler: "slurm", SlurmConf: "x"}, `slurm_conf "x": want an absolute path`},
+		{Environment{Name: "f", Scheduler: "slurm", Max: Limits{WalltimeS: -10}}, "no limit may be negative"},
+	} {
+		if _, err := Load([]Environment{tc.env}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.env, err, tc.want)
+		}
+	}
+}
+
 func TestParseSize(t *testing.T) {
-	for in, want := range map[string]Size{"512": 512, "64KiB": 64 << 10, "100MiB": 100 << 20, "10GiB": 10 << 30, "2 MB": 2e6} {
+	for in, want := range map[string]Size{"512": 512, "64KiB": 64 << 10, "100MiB": 100 << 20, "10GiB": 10 << 30, "2 MB": 2e6, "1.5GiB": 3 << 29, "0.5 KB": 500} {
 		if got, err := ParseSize(in); err != nil || got != want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "-1", "10XB", "1.5GiB"} {
+	for _, in := range []string{"", "-1", "10XB", "-1.5GiB", "1e3MB", "NaN", "Inf", "0x10", "10G"} {
 		if _, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) accepted", in)
 		}

@@ -5,6 +5,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -83,7 +84,8 @@ type Config struct {
 		// Map is user → account, for mode map.
 		Map map[string]string `yaml:"map"`
 		// MinUID and MaxUID bound the uid of a user's account unless Map
-		// names it (default 1000 and 59999, Debian's range for people).
+		// names it (default 1000, and no MaxUID); the system ranges above
+		// 60000 to 65535 are never a user's.
 		MinUID *int `yaml:"min_uid"`
 		MaxUID *int `yaml:"max_uid"`
 	} `yaml:"accounts"`
@@ -274,12 +276,14 @@ func (c *Config) fill() {
 			Name:        "local",
 			Description: "this machine, through the local executor",
 			Scheduler:   "local",
-			Max:         catalog.Limits{Nodes: 1, CoresPerNode: max(c.Local.Slots, runtime.NumCPU()), WalltimeS: 7 * 24 * 3600},
+			Max:         catalog.Limits{Nodes: 1, CoresPerNode: cmp.Or(c.Local.Slots, runtime.NumCPU()), WalltimeS: 7 * 24 * 3600},
 		}}
 	}
 }
 
-// Load reads a YAML file (unknown keys are errors) and fills in defaults.
+// Load reads a YAML file (unknown keys are errors); Fill applies the
+// defaults, once the flags are set too (the default local environment's
+// cores are --slots').
 func Load(path string) (*Config, error) {
 	c := &Config{}
 	if path != "" {
@@ -293,7 +297,6 @@ func Load(path string) (*Config, error) {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
-	c.fill()
 	return c, nil
 }
 
@@ -426,11 +429,14 @@ func (c *Config) Validate() error {
 	}
 	// Negative numbers used to become the defaults without a word (an
 	// admin who wrote max_children: -1 to forbid children got 100).
-	for name, v := range map[string]int64{"poll_interval": int64(c.PollInterval), "rate_limit.burst": int64(c.RateLimit.Burst),
-		"rate_limit.job_burst": int64(c.RateLimit.JobBurst), "limits.max_children": int64(c.Limits.MaxChildren), "limits.max_depth": int64(c.Limits.MaxDepth),
-		"limits.max_json_bytes": int64(c.Limits.MaxJSONBytes), "limits.max_upload_bytes": int64(c.Limits.MaxUploadBytes), "limits.max_log_bytes": int64(c.Limits.MaxLogBytes)} {
-		if v < 0 {
-			errs = append(errs, fmt.Errorf("%s must not be negative (0 is the default)", name))
+	for _, l := range []struct {
+		name string
+		v    int64
+	}{{"poll_interval", int64(c.PollInterval)}, {"rate_limit.burst", int64(c.RateLimit.Burst)}, {"rate_limit.job_burst", int64(c.RateLimit.JobBurst)},
+		{"limits.max_children", int64(c.Limits.MaxChildren)}, {"limits.max_depth", int64(c.Limits.MaxDepth)}, {"limits.max_json_bytes", int64(c.Limits.MaxJSONBytes)},
+		{"limits.max_upload_bytes", int64(c.Limits.MaxUploadBytes)}, {"limits.max_log_bytes", int64(c.Limits.MaxLogBytes)}} {
+		if l.v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative (0 is the default)", l.name))
 		}
 	}
 	if c.PublicURL != "" {

@@ -79,6 +79,7 @@ func TestConfigurationDocIsComplete(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the example does not load: %v", err)
 	}
+	c.Fill()
 	if err := c.Validate(); err != nil {
 		t.Fatalf("the example is not valid: %v", err)
 	}

@@ -4,6 +4,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -135,6 +137,9 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	set(&cfg.Objects, *objects)
 	if *insecure {
 		cfg.InsecureHTTP = true
+	}
+	if *slots < 0 {
+		return errors.New("--slots must not be negative")
 	}
 	if *slots > 0 {
 		cfg.Local.Slots = *slots
@@ -275,6 +280,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 	if g.bucket, err = openObjects(ctx, cfg, dataDir); err != nil {
 		return nil, err
 	}
+	if err := checkEnvironments(cfg, dataDir); err != nil {
+		return nil, err
+	}
 	if g.cat, err = g.loadCatalog(); err != nil {
 		return nil, err
 	}
@@ -317,6 +325,35 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, out io.Writ
 	}
 	ok = true
 	return g, nil
+}
+
+// checkEnvironments checks what only this machine can tell of the
+// environments: a local one's jobs have the executor's slots at most (one
+// that asked for more was accepted, and failed at once), no engine's
+// working directories are inside the data directory (jobs would reach the
+// gateway's data), and a Slurm environment's slurm_conf exists.
+func checkEnvironments(cfg *config.Config, dataDir string) error {
+	slots := cmp.Or(cfg.Local.Slots, runtime.NumCPU())
+	for _, e := range cfg.Environments {
+		if e.Scheduler == "local" && e.Max.CoresPerNode > slots {
+			return fmt.Errorf("environment %s: max.cores_per_node %d is more than the local executor's %d slots (local.slots): such a job could never run", e.Name, e.Max.CoresPerNode, slots)
+		}
+		if w := e.WorkdirRoot; w != "" {
+			abs, err := filepath.Abs(w)
+			if err != nil {
+				return err
+			}
+			if abs == dataDir || strings.HasPrefix(abs, dataDir+string(filepath.Separator)) {
+				return fmt.Errorf("environment %s: workdir_root %s is inside the data directory %s: jobs must not reach the gateway's data", e.Name, w, dataDir)
+			}
+		}
+		if c := e.SlurmConf; c != "" {
+			if _, err := os.Stat(c); err != nil {
+				return fmt.Errorf("environment %s: slurm_conf: %w", e.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // checkTLSFiles checks the configured certificate and key before the
@@ -396,7 +433,7 @@ func (g *Gateway) ensureAdminToken(ctx context.Context, path string) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
-	toks, err := g.store.ListTokens(ctx, "admin")
+	toks, err := g.store.ListTokens(ctx, "") // an admin may be any user
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/hpcgate/hpcgate/client"
+	"github.com/hpcgate/hpcgate/internal/catalog"
 	"github.com/hpcgate/hpcgate/internal/config"
 	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/sched"
@@ -563,5 +564,44 @@ func TestStartChecksTLSAndMetrics(t *testing.T) {
 	defer g.Close()
 	if err := g.Listen(); err == nil || !strings.Contains(err.Error(), "metrics.addr") {
 		t.Fatalf("Listen with metrics.addr garbage: %v", err)
+	}
+}
+
+// What only this machine can tell of the environments is checked at
+// start: a local one offering more cores than the executor's slots (such a
+// job was accepted and failed at once), working directories inside the
+// data directory, a slurm_conf that does not exist (found by the sixth
+// probe).
+func TestEnvironmentsCheckedAtStart(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		set  func(cfg *config.Config)
+		want string
+	}{
+		{"cores over the slots", func(cfg *config.Config) {
+			cfg.Environments = []catalog.Environment{{Name: "big", Scheduler: "local", Max: catalog.Limits{CoresPerNode: 64}}}
+		}, "max.cores_per_node 64 is more than the local executor's 1 slots"},
+		{"workdir_root in the data directory", func(cfg *config.Config) {
+			cfg.Environments = append(cfg.Environments, catalog.Environment{Name: "hpc", Scheduler: "slurm", WorkdirRoot: filepath.Join(cfg.DataDir, "w")})
+		}, "is inside the data directory"},
+		{"slurm_conf missing", func(cfg *config.Config) {
+			cfg.Environments = append(cfg.Environments, catalog.Environment{Name: "hpc", Scheduler: "slurm", SlurmConf: "/nonexistent/slurm.conf"})
+		}, "slurm_conf"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, "")
+			tc.set(cfg)
+			if g, err := Open(context.Background(), cfg, testLogger(t), io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+				if g != nil {
+					g.Close()
+				}
+				t.Fatalf("Open: %v, want %q", err, tc.want)
+			}
+		})
+	}
+	// the default local environment offers the slots it has
+	cfg := testConfig(t, "")
+	if cfg.Environments[0].Max.CoresPerNode != 1 {
+		t.Fatalf("the default environment offers %d cores with 1 slot", cfg.Environments[0].Max.CoresPerNode)
 	}
 }
