@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,9 +156,7 @@ func TestProductionStorage(t *testing.T) {
 func TestTwoReplicas(t *testing.T) {
 	cfg := productionConfig(t) + "template_dirs: [" + templatesDir(t, sleeperTemplate) + "]\n"
 	a := startGateway(t, cfg)
-	b := newGateway(t, cfg)
-	b.start()
-	t.Cleanup(b.stop)
+	b := replicaOf(t, a, cfg)
 	ctx := context.Background()
 	tokA := a.userToken("nina") // tokens live in the shared database
 	ca, cb := a.client(tokA), b.client(tokA)
@@ -293,9 +292,7 @@ func TestTwoReplicas(t *testing.T) {
 func TestReplicasShareTheQuota(t *testing.T) {
 	cfg := productionConfig(t) + "quotas: {users: {olga: {bytes: 100, files: 50}}}\n"
 	a := startGateway(t, cfg)
-	b := newGateway(t, cfg)
-	b.start()
-	t.Cleanup(b.stop)
+	b := replicaOf(t, a, cfg)
 	ctx := context.Background()
 	tok := a.userToken("olga")
 	clients := []*client.Client{a.client(tok), b.client(tok)}
@@ -329,6 +326,27 @@ func TestReplicasShareTheQuota(t *testing.T) {
 	if q := me.Quotas["bytes"]; stored != 3 || q.Used != 90 {
 		t.Fatalf("%d of %d uploads of 30 bytes through two replicas stored under a quota of 100 (%v); use %+v", stored, n, codes, q)
 	}
+}
+
+// replicaOf starts a replica of a: a gateway of its own data directory on
+// a's database, given a's admin token as an operator gives it (a new data
+// directory on a database that has one makes none).
+func replicaOf(t *testing.T, a *gw, cfg string) *gw {
+	t.Helper()
+	b := newGateway(t, cfg)
+	tok, err := os.ReadFile(filepath.Join(a.dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "admin.token"), tok, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	t.Cleanup(b.stop)
+	return b
 }
 
 // changingReader is a file that someone rewrites while it is uploaded:
