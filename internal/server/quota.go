@@ -290,11 +290,35 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	u, err := s.store.User(r.Context(), name)
+	u, err := s.knownUser(r.Context(), name)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, apiUser(u))
+}
+
+// knownUser returns the record of a user the gateway knows: one who has
+// (or had) a token, a job, a stored file, or a record of being disabled.
+// Users exist only through their tokens, so a name with none of these is
+// no user, most likely a typo: disabling one answered "disabled" for
+// nobody at all (found by the sixth probe).
+func (s *Server) knownUser(ctx context.Context, name string) (store.User, error) {
+	u, err := s.store.User(ctx, name)
+	if err != nil || u.Disabled || !u.DisabledAt.IsZero() {
+		return u, err
+	}
+	toks, err := s.store.ListTokens(ctx, name)
+	if err != nil {
+		return u, err
+	}
+	rows, err := s.store.Usage(ctx, name)
+	if err != nil {
+		return u, err
+	}
+	if len(toks) == 0 && len(rows) == 0 {
+		return u, errorf(http.StatusNotFound, api.CodeNotFound, "no user %q: they have no token, no job and no file here", name)
+	}
+	return u, nil
 }
 
 // disableUser stops every token of the user at once (in this process; other
@@ -321,6 +345,9 @@ func (s *Server) disableUser(w http.ResponseWriter, r *http.Request) error {
 	}
 	if name == principal(r).User {
 		return fieldError("name", "you may not disable yourself")
+	}
+	if _, err := s.knownUser(r.Context(), name); err != nil {
+		return err
 	}
 	u, err := s.store.SetUserDisabled(r.Context(), name, true, time.Now())
 	if err != nil {

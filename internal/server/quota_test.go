@@ -537,3 +537,18 @@ func TestAdminListsAUsersJobs(t *testing.T) {
 		}
 	}
 }
+
+// A name no one has (a typo) is no user: disabling it answered that it
+// was disabled, and showing it that it was enabled (found by the sixth
+// probe).
+func TestUnknownUserIsNotFound(t *testing.T) {
+	h := newHarness(t, nil)
+	admin := h.token("root", time.Time{}, api.ScopeAdmin)
+	h.token("alice", time.Time{}, allScopes...)
+	h.do("POST", "/v1/users/alcie/disable", admin, map[string]any{}).want(t, http.StatusNotFound)
+	h.do("GET", "/v1/users/alcie", admin, nil).want(t, http.StatusNotFound)
+	h.do("GET", "/v1/users/alice", admin, nil).want(t, http.StatusOK)
+	h.do("POST", "/v1/users/alice/disable", admin, map[string]any{}).want(t, http.StatusOK)
+	// disabled, a user is known even once their tokens are gone
+	h.do("GET", "/v1/users/alice", admin, nil).want(t, http.StatusOK)
+}
