@@ -8,11 +8,12 @@
 //   - same-name: user alice runs as the account alice.
 //   - map: an explicit table, user → account.
 //
-// An account must exist on this machine and have a uid from MinUID to
-// MaxUID (default 1000 to 59999, Debian's range for people), unless the
-// map names it explicitly: root and system accounts (nobody, 65534, and
-// the daemons' accounts above 60000 too) are never a user's account by
-// accident. Resolve is called when
+// An account must exist on this machine and have a uid of at least
+// MinUID (default 1000), at most MaxUID if set, and outside the system
+// ranges above (60000 to 65535: Debian's daemons, Slurm's for one, and
+// nobody; 4294967294 and 4294967295), unless the map names it explicitly:
+// root and system accounts are never a user's account by accident. Uids
+// of directories (FreeIPA, SSSD's id mapping) lie far above 65535. Resolve is called when
 // a job is submitted, so a user without an account is refused then, never
 // when the job would run. Users who only administer need no account.
 package account
@@ -20,6 +21,7 @@ package account
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os/exec"
 	"os/user"
 	"strconv"
@@ -58,7 +60,7 @@ type Options struct {
 	// Map names each user's account, for Map.
 	Map map[string]string
 	// MinUID and MaxUID bound the uid an account may have unless Map
-	// names it (default 1000 and 59999).
+	// names it (default 1000, and no MaxUID).
 	MinUID, MaxUID *int
 }
 
@@ -72,7 +74,7 @@ type Resolver struct {
 // New returns a Resolver, or an error for an unknown mode or a map
 // without Mode map.
 func New(o Options) (*Resolver, error) {
-	r := &Resolver{mode: o.Mode, m: o.Map, minUID: 1000, maxUID: 59999}
+	r := &Resolver{mode: o.Mode, m: o.Map, minUID: 1000, maxUID: math.MaxInt}
 	if r.mode == "" {
 		r.mode = Single
 	}
@@ -126,10 +128,17 @@ func (r *Resolver) Resolve(userName string) (*sched.Account, error) {
 		}
 		return nil, fmt.Errorf("account of user %s: %w", userName, err)
 	}
-	if (a.UID < r.minUID || a.UID > r.maxUID) && !explicit {
-		return nil, &NoAccountError{User: userName, Why: fmt.Sprintf("the account %s is a system account (uid %d is not from %d to %d)", name, a.UID, r.minUID, r.maxUID)}
+	if (a.UID < r.minUID || a.UID > r.maxUID || systemUID(a.UID)) && !explicit {
+		return nil, &NoAccountError{User: userName, Why: fmt.Sprintf("the account %s is a system account (uid %d)", name, a.UID)}
 	}
 	return a, nil
+}
+
+// systemUID is whether uid is in a range of system accounts above the
+// people's: Debian's 60000 to 65535 (daemons' accounts, Slurm's for one,
+// and nobody), and the 32-bit -1 and -2.
+func systemUID(uid int) bool {
+	return uid >= 60000 && uid <= 65535 || uid >= 4294967294
 }
 
 // Lookup returns the OS account name, with its groups. A static hpcgate

@@ -48,7 +48,7 @@ func TestResolve(t *testing.T) {
 		{same, "hpcg-no-such-account", "does not exist"},
 		{same, "root", "system account"},
 		{same, "daemon", "system account"},
-		{same, "nobody", "system account"}, // uid 65534: above max_uid (found by the sixth probe)
+		{same, "nobody", "system account"}, // uid 65534: a system range above the people's (found by the sixth probe)
 	} {
 		_, err := tc.r.Resolve(tc.user)
 		var nae *NoAccountError
@@ -97,6 +97,17 @@ func TestLookupNSS(t *testing.T) {
 		var unknown user.UnknownUserError
 		if _, err := lookupNSS(name); !errors.As(err, &unknown) {
 			t.Errorf("lookupNSS(%q) = %v, want an unknown user", name, err)
+		}
+	}
+}
+
+// The system ranges above the people's are never a user's, but a
+// directory's uids (FreeIPA, SSSD's id mapping) above them are: a bound of
+// 59999 would have refused every user of such a site.
+func TestSystemUIDs(t *testing.T) {
+	for uid, want := range map[int]bool{1000: false, 59999: false, 60000: true, 64030: true, 65534: true, 65535: true, 65536: false, 200000: false, 1_500_000_000: false, 4294967294: true, 4294967295: true} {
+		if got := systemUID(uid); got != want {
+			t.Errorf("systemUID(%d) = %v, want %v", uid, got, want)
 		}
 	}
 }

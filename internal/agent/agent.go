@@ -685,18 +685,21 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 		// output against the quota each time it hands one out, and a
 		// retry that asked again counted it again (a 13-byte output
 		// became 35 files while the store could not be reached).
+		// (asked again only when it is about to expire: the finishing
+		// retries outlast its hour)
 		var url string
+		var expires time.Time
 		err := a.retry(ctx, "output "+rel, func(ctx context.Context) error {
 			f, st, err := openRegularBelow(a.dir, rel)
 			if err != nil {
 				return err
 			}
 			defer f.Close()
-			if direct && url == "" {
+			if direct && (url == "" || time.Until(expires) < 5*time.Minute) {
 				su, err := a.c.OutputURL(ctx, a.id, filepath.ToSlash(rel), st.Size())
 				switch {
 				case err == nil:
-					url = su.URL
+					url, expires = su.URL, su.ExpiresAt
 				case errors.Is(err, client.ErrNoDirect):
 					direct = false
 				default:
@@ -710,6 +713,9 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 					// The object store cannot be reached from here (a name
 					// only the gateway resolves, a proxy): this output and
 					// the rest go through the gateway, on the next try.
+					// (The gateway counted this one when it handed its URL
+					// out, and counts it again: the error leans towards the
+					// quota.)
 					a.log.Warn("the object store cannot be reached from this node; outputs go through the gateway", "output", rel, "err", err)
 					direct = false
 				}

@@ -27,14 +27,19 @@ func In(s string) bool { return strings.IndexFunc(s, Is) >= 0 }
 // Quote returns s with every control character but newline and tab
 // written as a Go escape (\x1b, \u009b).
 func Quote(s string) string {
-	if strings.IndexFunc(s, shown) < 0 {
+	if strings.IndexFunc(s, shown) < 0 && utf8.ValidString(s) {
 		return s
 	}
 	var b strings.Builder
-	for _, r := range s {
-		if shown(r) {
+	for i, r := range s {
+		switch {
+		case shown(r):
 			escape(&b, r)
-		} else {
+		case r == utf8.RuneError && s[i] >= 0x80 && s[i] < 0xa0:
+			fmt.Fprintf(&b, `\x%02x`, s[i]) // a lone C1 byte
+		case r == utf8.RuneError:
+			b.WriteByte(s[i]) // another invalid byte, as it was
+		default:
 			b.WriteRune(r)
 		}
 	}
@@ -84,9 +89,14 @@ func (e *Writer) Write(p []byte) (int, error) {
 			break
 		}
 		r, n := utf8.DecodeRune(buf[i:])
-		if r != utf8.RuneError && Is(r) {
+		switch {
+		case r != utf8.RuneError && Is(r):
 			out = fmt.Appendf(out, `\u%04x`, r)
-		} else {
+		case r == utf8.RuneError && n == 1 && c < 0xa0:
+			// a lone byte 0x80 to 0x9f: a C1 control to a terminal in
+			// 8-bit mode (0x9b is CSI)
+			out = fmt.Appendf(out, `\x%02x`, c)
+		default:
 			out = append(out, buf[i:i+n]...)
 		}
 		i += n
@@ -159,9 +169,12 @@ func (l *LogWriter) Write(p []byte) (int, error) {
 			i = len(buf)
 		default:
 			r, n := utf8.DecodeRune(buf[i:])
-			if r != utf8.RuneError && Is(r) {
+			switch {
+			case r != utf8.RuneError && Is(r):
 				out = fmt.Appendf(out, `\u%04x`, r)
-			} else {
+			case r == utf8.RuneError && n == 1 && c < 0xa0:
+				out = fmt.Appendf(out, `\x%02x`, c) // a lone C1 byte, as in Writer
+			default:
 				out = append(out, buf[i:i+n]...)
 			}
 			i += n

@@ -15,6 +15,7 @@ func TestQuote(t *testing.T) {
 		"éß 日本 ok":                   "éß 日本 ok",
 		"cr\roverwrite":              `cr\x0doverwrite`,
 		"bad utf-8 \xff stays bytes": "bad utf-8 \xff stays bytes",
+		"lone c1 \x9b2J":             `lone c1 \x9b2J`, // CSI to a terminal in 8-bit mode (found by review)
 	} {
 		if got := Quote(in); got != want {
 			t.Errorf("Quote(%q) = %q, want %q", in, got, want)
@@ -41,7 +42,7 @@ func writeSplit(mk func(io.Writer) (io.Writer, func() error), s string, n int) s
 
 func TestWriterWhateverTheSplits(t *testing.T) {
 	mk := func(w io.Writer) (io.Writer, func() error) { x := NewWriter(w); return x, x.Flush }
-	s := "job \x1b]52;c;aGk=\x07 é\u009b2J 日本\x7f end\n"
+	s := "job \x1b]52;c;aGk=\x07 é\u009b2J 日本\x7f \x9b1m end\n"
 	want := Quote(s)
 	for n := 1; n <= len(s); n++ {
 		if got := writeSplit(mk, s, n); got != want {
@@ -60,6 +61,7 @@ func TestLogWriter(t *testing.T) {
 		"c1 csi \u009b2J bell \x07 del \x7f":                    `c1 csi \u009b2J bell \x07 del \x7f`,
 		"ends in an escape \x1b[3":                              `ends in an escape \x1b[3`,
 		"日本 é \xff":                                             "日本 é \xff",
+		"lone \x9b2J":                                           `lone \x9b2J`,
 	} {
 		for n := 1; n <= len(in); n++ {
 			if got := writeSplit(mk, in, n); got != want {

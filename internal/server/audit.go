@@ -43,8 +43,6 @@ func info(r *http.Request) *reqInfo {
 	return ri
 }
 
-// setJobID tells the audit log and the request's log which job the
-// request acted on (a created job's id, for one).
 // setTarget names what the request made, for its audit entry (a new
 // token: its id, user and scopes), in place of its path.
 func setTarget(r *http.Request, target string) {
@@ -53,6 +51,8 @@ func setTarget(r *http.Request, target string) {
 	}
 }
 
+// setJobID tells the audit log and the request's log which job the
+// request acted on (a created job's id, for one).
 func setJobID(r *http.Request, id string) {
 	if ri := info(r); ri != nil {
 		ri.jobID = id
@@ -122,6 +122,9 @@ func auditEntry(r *http.Request, rt route, start time.Time, status int) store.Au
 			e.Target = ri.target
 		}
 	}
+	// a client's path is up to the header limit (64 KiB), and refused
+	// requests are audited too: an entry stays small
+	e.Target = clip(e.Target, maxAuditTarget)
 	if e.JobID == "" && strings.Contains(rt.pattern, "/jobs/{id}") {
 		e.JobID = r.PathValue("id")
 	}
@@ -130,6 +133,9 @@ func auditEntry(r *http.Request, rt route, start time.Time, status int) store.Au
 	}
 	return e
 }
+
+// maxAuditTarget bounds an audit entry's target, in bytes.
+const maxAuditTarget = 512
 
 func clientAddr(r *http.Request) string {
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hpcgate/hpcgate/api"
 )
@@ -179,5 +180,13 @@ func TestAuditTargets(t *testing.T) {
 	// who disabled alice: by target, not by who asked
 	if got := targets("target=users/alice"); len(got) != 1 || got[0] != want[0] {
 		t.Fatalf("target=users/alice: %q", got)
+	}
+	// a long path is cut: refused requests are audited too
+	long := strings.Repeat("é", 20000)
+	h.do("PUT", "/v1/files/"+long, "nosuchtoken", "x").want(t, http.StatusUnauthorized)
+	var page api.Page[api.AuditEntry]
+	h.do("GET", "/v1/audit?limit=1", admin, nil).want(t, http.StatusOK).decode(t, &page)
+	if tg := page.Items[0].Target; len(tg) > maxAuditTarget || !strings.HasSuffix(tg, "…") || !utf8.ValidString(tg) {
+		t.Fatalf("a long path's target: %d bytes, %q...", len(tg), tg[:min(len(tg), 40)])
 	}
 }

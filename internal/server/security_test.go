@@ -483,4 +483,15 @@ func TestLastAdminTokenStays(t *testing.T) {
 		t.Fatalf("problem %+v", r.problem)
 	}
 	h.do("GET", "/v1/me", first.Token, nil).want(t, http.StatusOK)
+
+	// a disabled user's admin tokens do not count (found by review): once
+	// ops has disabled admin, ops's is the last one
+	var ops api.Token
+	h.do("POST", "/v1/tokens", first.Token, map[string]any{"user": "ops", "scopes": []string{api.ScopeAdmin}}).want(t, http.StatusCreated).decode(t, &ops)
+	h.do("POST", "/v1/users/admin/disable", ops.Token, map[string]any{}).want(t, http.StatusOK)
+	if r := h.do("DELETE", "/v1/tokens/"+ops.ID, ops.Token, nil).want(t, http.StatusConflict); !strings.Contains(r.problem.Detail, "last admin token") {
+		t.Fatalf("problem %+v", r.problem)
+	}
+	h.do("POST", "/v1/users/admin/enable", ops.Token, nil).want(t, http.StatusOK)
+	h.do("DELETE", "/v1/tokens/"+ops.ID, ops.Token, nil).want(t, http.StatusNoContent)
 }

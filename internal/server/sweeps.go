@@ -327,14 +327,18 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 		return verr
 	}
 	q := s.quotaOf(owner)
-	if parent != nil && s.opts.MaxChildren > 0 {
+	// The children and jobs quota are told here in the owner's words; with
+	// an Idempotency-Key they are left to CreateJobs, which looks the key
+	// up first: the sweep a retry repeats holds its own jobs, and the
+	// retry was refused over the quota they took.
+	if parent != nil && s.opts.MaxChildren > 0 && idem == "" {
 		if kids, err := s.countChildren(r.Context(), owner, parent.ID); err != nil {
 			return err
 		} else if kids+len(jobs) > s.opts.MaxChildren {
 			return errorf(http.StatusConflict, api.CodeConflict, "a job may have %d children at most; it has %d, and the sweep would add %d", s.opts.MaxChildren, kids, len(jobs))
 		}
 	}
-	if q.Jobs > 0 {
+	if q.Jobs > 0 && idem == "" {
 		if used, err := s.unfinishedJobs(r.Context(), owner); err != nil {
 			return err
 		} else if used+int64(len(jobs)) > q.Jobs {

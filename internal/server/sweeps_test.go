@@ -392,3 +392,22 @@ func TestSweepIdempotencyKey(t *testing.T) {
 		t.Fatalf("%d jobs", len(page.Items))
 	}
 }
+
+// A sweep retried with its key is its sweep even when the sweep took most
+// of the jobs quota: its own jobs counted against the retry, which was
+// refused over the quota (found by review).
+func TestSweepRetryWithinTheQuota(t *testing.T) {
+	h := newHarness(t, &harnessOptions{opts: &Options{Quota: func(string) Quota { return Quota{Jobs: 3} }}})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	body := map[string]any{"template": "hello", "hold": true, "variants": []map[string]any{{"name": "p"}, {"name": "q"}}}
+	var first, again api.Sweep
+	h.do("POST", "/v1/sweeps", alice, body, "Idempotency-Key", "k").want(t, http.StatusCreated).decode(t, &first)
+	h.do("POST", "/v1/sweeps", alice, body, "Idempotency-Key", "k").want(t, http.StatusOK).decode(t, &again)
+	if again.ID != first.ID {
+		t.Fatalf("the retry made sweep %s, not %s", again.ID, first.ID)
+	}
+	// a new sweep over the quota is still refused, naming it
+	if r := h.do("POST", "/v1/sweeps", alice, body, "Idempotency-Key", "k2").want(t, http.StatusConflict); r.problem.Code != api.CodeQuotaExceeded {
+		t.Fatalf("over the quota: %+v", r.problem)
+	}
+}

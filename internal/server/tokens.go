@@ -142,9 +142,6 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, page)
 }
 
-// deleteToken revokes a token. A token may revoke only tokens of its own
-// user that are no broader and no longer-lived than itself (itself
-// included); an admin may revoke any.
 // IsAdminToken is whether t is a person's token (not a job's or a web
 // session's) with the admin scope that has not expired at now.
 func IsAdminToken(t store.Token, now time.Time) bool {
@@ -152,6 +149,28 @@ func IsAdminToken(t store.Token, now time.Time) bool {
 		(t.ExpiresAt.IsZero() || t.ExpiresAt.After(now))
 }
 
+// adminTokensLeft is whether an admin token of an enabled user is left
+// among toks (every user's) but those of except.
+func (s *Server) adminTokensLeft(ctx context.Context, toks []store.Token, except func(store.Token) bool) (bool, error) {
+	now := time.Now()
+	for _, t := range toks {
+		if !IsAdminToken(t, now) || except(t) {
+			continue
+		}
+		u, err := s.store.User(ctx, t.User)
+		if err != nil {
+			return false, err
+		}
+		if !u.Disabled {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// deleteToken revokes a token. A token may revoke only tokens of its own
+// user that are no broader and no longer-lived than itself (itself
+// included); an admin may revoke any.
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	p := principal(r)
 	id := r.PathValue("id")
@@ -170,9 +189,15 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	if !p.IsAdmin() && !p.Covers(toks[i].Scopes, toks[i].ExpiresAt) {
 		return errorf(http.StatusForbidden, api.CodeForbidden, "a token may revoke only tokens whose scopes are among its own and that expire no later than it does")
 	}
-	if IsAdminToken(toks[i], time.Now()) && !slices.ContainsFunc(toks, func(t store.Token) bool { return t.ID != id && IsAdminToken(t, time.Now()) }) {
+	if IsAdminToken(toks[i], time.Now()) {
 		// no one could administer the gateway, nor make an admin token
-		return errorf(http.StatusConflict, api.CodeConflict, "this is the last admin token: make another (hpcgate token create --scopes admin) before revoking it")
+		left, err := s.adminTokensLeft(r.Context(), toks, func(t store.Token) bool { return t.ID == id })
+		if err != nil {
+			return err
+		}
+		if !left {
+			return errorf(http.StatusConflict, api.CodeConflict, "this is the last admin token of an enabled user: make another (hpcgate token create --scopes admin) before revoking it")
+		}
 	}
 	if err := s.store.DeleteToken(r.Context(), id); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err

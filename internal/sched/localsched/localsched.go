@@ -501,9 +501,14 @@ func (e *Executor) killOverdue() {
 			syscall.Kill(-en.pid, syscall.SIGKILL)
 		}
 		for p, start := range en.doomed {
-			if procStart(p) == start { // not a pid reused since
-				syscall.Kill(p, syscall.SIGKILL)
+			if procStart(p) != start {
+				continue // gone, or a pid reused since
 			}
+			// what it started since the cancel goes too
+			for _, q := range proctree.Descendants(p) {
+				syscall.Kill(q, syscall.SIGKILL)
+			}
+			syscall.Kill(p, syscall.SIGKILL)
 		}
 		en.doomed = nil
 	}
@@ -666,7 +671,7 @@ func (e *Executor) terminate(en *entry) {
 // gateway it cannot reach kept one retrying past its walltime).
 func (e *Executor) stopOvertime() {
 	for _, en := range e.entries {
-		if en.state != sched.Running && en.state != sched.Suspended || en.limit <= 0 || en.started.IsZero() || en.overtime || en.canceled {
+		if en.state != sched.Running || en.limit <= 0 || en.started.IsZero() || en.overtime || en.canceled {
 			continue
 		}
 		if time.Since(en.started) > en.limit {
@@ -741,6 +746,11 @@ func (e *Executor) setSuspended(id string, on bool) error {
 	case !on && en.state == sched.Suspended:
 		signalTree(en.pid, syscall.SIGCONT)
 		en.state = sched.Running
+		if fi, err := os.Stat(marker); err == nil && !en.started.IsZero() {
+			// time suspended does not count toward the time limit, as an
+			// engine's does not (the marker's time is the suspension's)
+			en.started = en.started.Add(time.Since(fi.ModTime()))
+		}
 		return os.Remove(marker)
 	case on && en.state == sched.Suspended, !on && en.state == sched.Running:
 		return nil
