@@ -305,35 +305,45 @@ func TestQuotaFiles(t *testing.T) {
 func TestWritesOfOnePathTakeTurns(t *testing.T) {
 	h := quotaHarness(t, Quota{Bytes: 1000, Files: 10})
 	alice := h.token("alice", time.Time{}, allScopes...)
-	slowPutAs := func(tok, urlPath, first, rest string) (func(), <-chan int) {
-		return h.slowPut(tok, urlPath, first, rest, int64(len(first)+len(rest)))
-	}
-	slowPut := func(path, first, rest string) (func(), <-chan int) {
-		return slowPutAs(alice, "/v1/files/"+path, first, rest)
-	}
-	// writers waits until n writes of path are at its lock, holding it or
-	// waiting for it
-	writersOf := func(key string, n int) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-			got := waitersOf(h.srv, key)
-			if got == n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d writes of %s at its lock, want %d", got, key, n)
-			}
-		}
-	}
-	writers := func(path string, n int) {
-		t.Helper()
-		writersOf(userFilesKey("alice", path), n)
-	}
-	h.do("PUT", "/v1/files/f", alice, "0123456789").want(t, http.StatusCreated)
-	finish, put := slowPut("f", "abc", "defghij")
-	writers("f", 1)
+	pathTakesTurns(t, h, h, alice)
+
+	// a job deleted while its output is written again: the deletion
+	// takes the output's turn, and counts what it removes
+	j, jt := h.jobToken("alice", nil)
+	h.do("PUT", "/v1/jobs/"+j.ID+"/outputs/o", jt, "0123456789").want(t, http.StatusCreated)
+	finish, put := h.slowPut(jt, "/v1/jobs/"+j.ID+"/outputs/o", "ab", "cdef", 6)
+	atTurn(t, h, outputsPrefix(j.ID)+"o", 1)
+	h.do("POST", "/v1/jobs/"+j.ID+"/cancel", alice, nil).want(t, http.StatusOK)
 	deleted := make(chan int, 1)
-	go func() { deleted <- h.do("DELETE", "/v1/files/f", alice, nil).status }()
+	go func() { deleted <- h.do("DELETE", "/v1/jobs/"+j.ID, alice, nil).status }()
+	atTurn(t, h, outputsPrefix(j.ID)+"o", 2)
+	finish()
+	<-put
+	if st := <-deleted; st != http.StatusNoContent {
+		t.Fatalf("DELETE of the job: %d", st)
+	}
+	if m := me(t, h, alice); m.Quotas["bytes"].Used != 0 || m.Quotas["files"].Used != 0 {
+		t.Fatalf("the job and its output deleted, and use %+v", m.Quotas)
+	}
+}
+
+// pathTakesTurns checks that writes of one path through a and b (one
+// server, or two replicas) take turns: a DELETE waits for the PUT before
+// it and counts what it removes, and two PUTs of one new path count one
+// file.
+func pathTakesTurns(t *testing.T, a, b *harness, tok string) {
+	t.Helper()
+	second := 1 // writes at b's turn once a's PUT holds it
+	if a == b {
+		second = 2
+	}
+	key := userFilesKey("alice", "f")
+	a.do("PUT", "/v1/files/f", tok, "0123456789").want(t, http.StatusCreated)
+	finish, put := a.slowPut(tok, "/v1/files/f", "abc", "defghij", 10)
+	atTurn(t, a, key, 1)
+	deleted := make(chan int, 1)
+	go func() { deleted <- b.do("DELETE", "/v1/files/f", tok, nil).status }()
+	atTurn(t, b, key, second)
 	select {
 	case st := <-deleted:
 		t.Fatalf("the DELETE answered %d while a PUT of the path ran", st)
@@ -346,42 +356,38 @@ func TestWritesOfOnePathTakeTurns(t *testing.T) {
 	if st := <-deleted; st != http.StatusNoContent {
 		t.Fatalf("DELETE: %d", st)
 	}
-	if m := me(t, h, alice); m.Quotas["bytes"].Used != 0 || m.Quotas["files"].Used != 0 {
+	if m := me(t, b, tok); m.Quotas["bytes"].Used != 0 || m.Quotas["files"].Used != 0 {
 		t.Fatalf("nothing stored, and use %+v", m.Quotas)
 	}
-	// two PUTs of one new path: one file
-	finish1, put1 := slowPut("g", "ab", "c")
-	writers("g", 1)
-	finish2, put2 := slowPut("g", "xy", "zw")
-	writers("g", 2)
+	key = userFilesKey("alice", "g")
+	finish1, put1 := a.slowPut(tok, "/v1/files/g", "ab", "c", 3)
+	atTurn(t, a, key, 1)
+	finish2, put2 := b.slowPut(tok, "/v1/files/g", "xy", "zw", 4)
+	atTurn(t, b, key, second)
 	finish1()
 	finish2()
-	if a, b := <-put1, <-put2; a != http.StatusCreated || b != http.StatusCreated {
-		t.Fatalf("PUTs: %d, %d", a, b)
+	if s1, s2 := <-put1, <-put2; s1 != http.StatusCreated || s2 != http.StatusCreated {
+		t.Fatalf("PUTs: %d, %d", s1, s2)
 	}
-	got := string(h.do("GET", "/v1/files/g", alice, nil).want(t, http.StatusOK).body)
-	if m := me(t, h, alice); m.Quotas["files"].Used != 1 || m.Quotas["bytes"].Used != int64(len(got)) {
+	got := string(a.do("GET", "/v1/files/g", tok, nil).want(t, http.StatusOK).body)
+	if m := me(t, a, tok); m.Quotas["files"].Used != 1 || m.Quotas["bytes"].Used != int64(len(got)) {
 		t.Fatalf("one file of %d bytes stored, and use %+v", len(got), m.Quotas)
 	}
-	h.do("DELETE", "/v1/files/g", alice, nil).want(t, http.StatusNoContent)
+	a.do("DELETE", "/v1/files/g", tok, nil).want(t, http.StatusNoContent)
+}
 
-	// a job deleted while its output is written again: the deletion
-	// takes the output's turn, and counts what it removes
-	j, jt := h.jobToken("alice", nil)
-	h.do("PUT", "/v1/jobs/"+j.ID+"/outputs/o", jt, "0123456789").want(t, http.StatusCreated)
-	finish, put = slowPutAs(jt, "/v1/jobs/"+j.ID+"/outputs/o", "ab", "cdef")
-	writersOf(outputsPrefix(j.ID)+"o", 1)
-	h.do("POST", "/v1/jobs/"+j.ID+"/cancel", alice, nil).want(t, http.StatusOK)
-	deleted = make(chan int, 1)
-	go func() { deleted <- h.do("DELETE", "/v1/jobs/"+j.ID, alice, nil).status }()
-	writersOf(outputsPrefix(j.ID)+"o", 2)
-	finish()
-	<-put
-	if st := <-deleted; st != http.StatusNoContent {
-		t.Fatalf("DELETE of the job: %d", st)
-	}
-	if m := me(t, h, alice); m.Quotas["bytes"].Used != 0 || m.Quotas["files"].Used != 0 {
-		t.Fatalf("the job and its output deleted, and use %+v", m.Quotas)
+// atTurn waits up to 10 s until n writes of key are at h's turn for it,
+// taking it or waiting for it.
+func atTurn(t *testing.T, h *harness, key string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		got := waitersOf(h.srv, key)
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes of %s at their turn, want %d", got, key, n)
+		}
 	}
 }
 

@@ -91,42 +91,7 @@ func TestReplicasKeepTheQuotaTogether(t *testing.T) {
 func TestReplicasTakeTurnsOfAPath(t *testing.T) {
 	a, b, _ := replicas(t, Quota{Bytes: 1000, Files: 10}, nil)
 	alice := a.token("alice", time.Time{}, allScopes...)
-	key := userFilesKey("alice", "f")
-	a.do("PUT", "/v1/files/f", alice, "0123456789").want(t, http.StatusCreated)
-	finish, put := a.slowPut(alice, "/v1/files/f", "abc", "defghij", 10)
-	waitFor(t, "the PUT at its turn", func() bool { return waitersOf(a.srv, key) == 1 })
-	deleted := make(chan int, 1)
-	go func() { deleted <- b.do("DELETE", "/v1/files/f", alice, nil).status }()
-	waitFor(t, "the DELETE at its turn", func() bool { return waitersOf(b.srv, key) == 1 })
-	select {
-	case st := <-deleted:
-		t.Fatalf("the DELETE through the other replica answered %d while a PUT of the path ran", st)
-	case <-time.After(200 * time.Millisecond):
-	}
-	finish()
-	if st := <-put; st != http.StatusCreated {
-		t.Fatalf("PUT: %d", st)
-	}
-	if st := <-deleted; st != http.StatusNoContent {
-		t.Fatalf("DELETE: %d", st)
-	}
-	if m := me(t, b, alice); m.Quotas["bytes"].Used != 0 || m.Quotas["files"].Used != 0 {
-		t.Fatalf("nothing stored, and use %+v", m.Quotas)
-	}
-	// two PUTs of one new path, one through each: one file
-	finish1, put1 := a.slowPut(alice, "/v1/files/g", "ab", "c", 3)
-	waitFor(t, "the first PUT at its turn", func() bool { return waitersOf(a.srv, userFilesKey("alice", "g")) == 1 })
-	finish2, put2 := b.slowPut(alice, "/v1/files/g", "xy", "zw", 4)
-	waitFor(t, "the second PUT at its turn", func() bool { return waitersOf(b.srv, userFilesKey("alice", "g")) == 1 })
-	finish1()
-	finish2()
-	if s1, s2 := <-put1, <-put2; s1 != http.StatusCreated || s2 != http.StatusCreated {
-		t.Fatalf("PUTs: %d, %d", s1, s2)
-	}
-	got := string(a.do("GET", "/v1/files/g", alice, nil).want(t, http.StatusOK).body)
-	if m := me(t, a, alice); m.Quotas["files"].Used != 1 || m.Quotas["bytes"].Used != int64(len(got)) {
-		t.Fatalf("one file of %d bytes stored, and use %+v", len(got), m.Quotas)
-	}
+	pathTakesTurns(t, a, b, alice)
 }
 
 // A replica that dies leaves its turns and holds to lapse; one that runs
@@ -154,7 +119,7 @@ func TestReplicaLeasesLapseAndAreKept(t *testing.T) {
 
 	// a running upload keeps its hold past several leases
 	finish, put := a.slowPut(alice, "/v1/files/r", "012345", "6789012345678901234567890123456789012345678901234567890123456789", 70)
-	waitFor(t, "the upload at its turn", func() bool { return waitersOf(a.srv, userFilesKey("alice", "r")) == 1 })
+	atTurn(t, a, userFilesKey("alice", "r"), 1)
 	time.Sleep(3 * leaseTTL)
 	r := b.do("PUT", "/v1/files/s", alice, strings.Repeat("y", 30)).want(t, http.StatusConflict)
 	if !strings.Contains(r.problem.Detail, "bytes") {
@@ -167,15 +132,5 @@ func TestReplicaLeasesLapseAndAreKept(t *testing.T) {
 	b.do("PUT", "/v1/files/s", alice, strings.Repeat("y", 20)).want(t, http.StatusCreated)
 	if m := me(t, a, alice); m.Quotas["bytes"].Used != 100 {
 		t.Fatalf("use %+v", m.Quotas)
-	}
-}
-
-// waitFor waits up to 10 s for cond.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 10 s for %s", what)
-		}
 	}
 }
