@@ -334,7 +334,8 @@ func Load(envs []Environment, fsyss ...fs.FS) (*Catalog, error) {
 		c.envs[e.Name] = e
 		c.envNames = append(c.envNames, e.Name)
 	}
-	for _, fsys := range fsyss {
+	where := map[*Template]string{} // the file each template came from, and its place
+	for i, fsys := range fsyss {
 		names, err := fs.Glob(fsys, "*.y*ml")
 		if err != nil {
 			return nil, err
@@ -375,9 +376,14 @@ func Load(envs []Environment, fsyss ...fs.FS) (*Catalog, error) {
 				continue
 			}
 			t.Environments = here
+			place := fmt.Sprintf("template set %d", i+1)
+			if s, ok := fsys.(fmt.Stringer); ok {
+				place = s.String() // the gateway names its sets: a directory, or the built-in templates
+			}
+			where[t] = name + " in " + place
 			for _, old := range c.templates[t.Name] {
 				if old.Version == t.Version {
-					errs = append(errs, fmt.Errorf("template %s version %d defined twice (%s)", t.Name, t.Version, name))
+					errs = append(errs, fmt.Errorf("template %s version %d defined twice: %s and %s", t.Name, t.Version, where[old], where[t]))
 				}
 			}
 			c.templates[t.Name] = append(c.templates[t.Name], t)
@@ -489,8 +495,13 @@ func parseTemplate(data []byte) (*Template, error) {
 	t.schemaJSON = schemaJSON
 	d, m := t.Resources.Default, t.Resources.Max
 	over := func(d, m int64) bool { return m > 0 && d > m }
-	if over(int64(d.Nodes), int64(m.Nodes)) || over(int64(d.CoresPerNode), int64(m.CoresPerNode)) || over(d.MemoryMB, m.MemoryMB) || over(d.WalltimeS, m.WalltimeS) {
-		bad("resources: default exceeds max")
+	for _, f := range []struct {
+		name string
+		d, m int64
+	}{{"nodes", int64(d.Nodes), int64(m.Nodes)}, {"cores_per_node", int64(d.CoresPerNode), int64(m.CoresPerNode)}, {"memory_mb", d.MemoryMB, m.MemoryMB}, {"walltime_s", d.WalltimeS, m.WalltimeS}} {
+		if over(f.d, f.m) {
+			bad("resources: default.%s %d exceeds max.%s %d", f.name, f.d, f.name, f.m)
+		}
 	}
 	for _, l := range []Limits{d, m} {
 		if l.Nodes < 0 || l.CoresPerNode < 0 || l.MemoryMB < 0 || l.WalltimeS < 0 {

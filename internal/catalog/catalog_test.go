@@ -123,13 +123,15 @@ func TestBadTemplatesRefused(t *testing.T) {
 		// and a required parameter no job may have
 		"e.yaml": {Data: []byte("name: e\nversion: 1\ncommand: [x]\nenvironments: [local]\ninputs: [{name: a, path: a.txt}, {name: b, path: a.txt}]\n")},
 		"f.yaml": {Data: []byte("name: f\nversion: 1\ncommand: [x]\nenvironments: [local]\ninputs: [{name: c, path: data, unpack: true}, {name: d, path: data/x.txt}]\n")},
+		"h.yaml": {Data: []byte("name: h\nversion: 1\ncommand: [x]\nenvironments: [local]\nresources: {default: {walltime_s: 100}, max: {walltime_s: 60}}\n")},
 		"g.yaml": {Data: []byte("name: g\nversion: 1\ncommand: [x]\nenvironments: [local]\nparameters: {type: object, additionalProperties: false, required: [nope], properties: {s: {type: string}}}\n")},
 	}
 	_, err := Load(localEnv, fsys)
 	if err == nil {
 		t.Fatal("bad templates loaded")
 	}
-	for _, want := range []string{"b.yaml", "c.yaml", "d.yaml", "e.yaml: inputs a and b", "f.yaml: inputs c and d", `g.yaml: parameters: "nope" is required`} {
+	for _, want := range []string{"b.yaml", "c.yaml", "d.yaml", "e.yaml: inputs a and b", "f.yaml: inputs c and d", `g.yaml: parameters: "nope" is required`,
+		"h.yaml: resources: default.walltime_s 100 exceeds max.walltime_s 60"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
@@ -327,3 +329,22 @@ func TestUnfitValues(t *testing.T) {
 		t.Fatalf("fields %q", got)
 	}
 }
+
+// A template defined twice names both files and the sets they are in (the
+// gateway names its sets: the built-in templates, a directory); the
+// message named one file, and no directory (found by the sixth probe).
+func TestTemplateDefinedTwiceSaysWhere(t *testing.T) {
+	a := namedSet{fstest.MapFS{"hello.yaml": {Data: []byte("name: hello\nversion: 1\ncommand: [x]\nenvironments: [local]\n")}}, "the built-in templates"}
+	b := namedSet{fstest.MapFS{"mine.yaml": {Data: []byte("name: hello\nversion: 1\ncommand: [y]\nenvironments: [local]\n")}}, "/etc/hpcgate/templates"}
+	_, err := Load(localEnv, a, b)
+	if err == nil || !strings.Contains(err.Error(), "hello.yaml in the built-in templates and mine.yaml in /etc/hpcgate/templates") {
+		t.Fatalf("Load: %v", err)
+	}
+}
+
+type namedSet struct {
+	fstest.MapFS
+	name string
+}
+
+func (n namedSet) String() string { return n.name }

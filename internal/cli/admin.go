@@ -370,5 +370,10 @@ func auditTime(now time.Time, name, v string) (time.Time, error) {
 	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
 		return now.Add(-d), nil
 	}
-	return time.Time{}, fmt.Errorf("--%s %q: want an RFC 3339 time (2026-11-25T09:00:00Z) or a duration back from now (90m, 24h)", name, v)
+	if !strings.ContainsAny(v, ":-") { // days, as --expires-in takes them (7d)
+		if secs, err := parseSeconds(v); err == nil {
+			return now.Add(-time.Duration(secs) * time.Second), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--%s %q: want an RFC 3339 time (2026-11-25T09:00:00Z) or a duration back from now (90m, 24h, 7d)", name, v)
 }

@@ -1066,3 +1066,18 @@ func TestControlCharactersEscaped(t *testing.T) {
 		t.Error("a log to a buffer is escaped")
 	}
 }
+
+// --since takes days, as --expires-in does (found by the sixth probe).
+func TestAuditTimeTakesDays(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{"1d": now.Add(-24 * time.Hour), "90m": now.Add(-90 * time.Minute), "2026-11-25T09:00:00Z": time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)} {
+		if got, err := auditTime(now, "since", in); err != nil || !got.Equal(want) {
+			t.Errorf("auditTime(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"yesterday", "1-00:00:00", "-1d"} {
+		if _, err := auditTime(now, "since", bad); err == nil {
+			t.Errorf("auditTime(%q): no error", bad)
+		}
+	}
+}

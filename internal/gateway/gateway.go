@@ -757,7 +757,7 @@ const shutdownGrace = 10 * time.Second
 func (g *Gateway) loadCatalog() (*catalog.Catalog, error) {
 	var fss []fs.FS
 	if !g.cfg.NoBuiltinTemplates {
-		fss = append(fss, templates.FS)
+		fss = append(fss, namedFS{templates.FS, "the built-in templates"})
 	}
 	for _, d := range g.cfg.TemplateDirs {
 		// A directory that cannot be read is an invalid set: os.DirFS's
@@ -766,7 +766,7 @@ func (g *Gateway) loadCatalog() (*catalog.Catalog, error) {
 		if _, err := os.ReadDir(d); err != nil {
 			return nil, fmt.Errorf("templates: template_dirs: %w", err)
 		}
-		fss = append(fss, os.DirFS(d))
+		fss = append(fss, namedFS{os.DirFS(d), d})
 	}
 	cat, err := catalog.Load(g.cfg.Environments, fss...)
 	if err != nil {
@@ -779,6 +779,14 @@ func (g *Gateway) loadCatalog() (*catalog.Catalog, error) {
 	}
 	return cat, nil
 }
+
+// namedFS is a set of templates with the name errors give it.
+type namedFS struct {
+	fs.FS
+	name string
+}
+
+func (n namedFS) String() string { return n.name }
 
 // Reload reads the templates again (on SIGHUP). When the new set is
 // invalid, the gateway goes on offering the old one and the error, which
