@@ -495,3 +495,21 @@ func TestLastAdminTokenStays(t *testing.T) {
 	h.do("POST", "/v1/users/admin/enable", ops.Token, nil).want(t, http.StatusOK)
 	h.do("DELETE", "/v1/tokens/"+ops.ID, ops.Token, nil).want(t, http.StatusNoContent)
 }
+
+// A query parameter a route does not take is refused, naming it and those
+// the route takes (openapi.json says which): an admin's ?user=alice on
+// GET /v1/jobs, which takes owner=, listed the admin's own jobs without a
+// word (found by the sixth probe).
+func TestUnknownQueryParameterRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	admin := h.token("root", time.Time{}, api.ScopeAdmin)
+	r := h.do("GET", "/v1/jobs?user=alice", admin, nil).want(t, http.StatusBadRequest)
+	if r.field("user") == "" || !strings.Contains(r.problem.Detail, "owner") {
+		t.Fatalf("problem %+v", r.problem)
+	}
+	if r := h.do("GET", "/v1/me?x=1", admin, nil).want(t, http.StatusBadRequest); !strings.Contains(r.problem.Detail, "takes none") {
+		t.Fatalf("problem %+v", r.problem)
+	}
+	h.do("GET", "/v1/jobs?owner=alice&limit=5", admin, nil).want(t, http.StatusOK)
+	h.do("GET", "/v1/tokens?user=alice", admin, nil).want(t, http.StatusOK)
+}

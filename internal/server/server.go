@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +38,82 @@ import (
 
 //go:embed openapi.json
 var openAPI []byte
+
+// queryParams are the query parameters each route takes, as openapi.json
+// documents them ("GET /v1/jobs" → names): one home for them, and a
+// parameter a route does not take is refused. An admin's ?user=alice on
+// GET /v1/jobs, which takes owner=, listed the admin's own jobs without
+// a word.
+var queryParams = func() map[string]map[string]bool {
+	var doc struct {
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			Parameters map[string]openAPIParam `json:"parameters"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		panic("openapi.json: " + err.Error())
+	}
+	names := func(ps []openAPIParam, into map[string]bool) {
+		for _, p := range ps {
+			if p.Ref != "" {
+				p = doc.Components.Parameters[strings.TrimPrefix(p.Ref, "#/components/parameters/")]
+			}
+			if p.In == "query" {
+				into[p.Name] = true
+			}
+		}
+	}
+	out := map[string]map[string]bool{}
+	for path, ops := range doc.Paths {
+		var common []openAPIParam
+		json.Unmarshal(ops["parameters"], &common)
+		for method, raw := range ops {
+			var op struct {
+				Parameters []openAPIParam `json:"parameters"`
+			}
+			if method == "parameters" || json.Unmarshal(raw, &op) != nil {
+				continue
+			}
+			set := map[string]bool{}
+			names(common, set)
+			names(op.Parameters, set)
+			out[strings.ToUpper(method)+" "+path] = set
+		}
+	}
+	return out
+}()
+
+type openAPIParam struct {
+	Ref  string `json:"$ref"`
+	Name string `json:"name"`
+	In   string `json:"in"`
+}
+
+// checkQuery refuses a query parameter rt does not take (400, naming it
+// and those it takes). A route openapi.json does not document is not
+// checked.
+func checkQuery(rt route, r *http.Request) error {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	takes, ok := queryParams[strings.ReplaceAll(rt.pattern, "{path...}", "{path}")]
+	if !ok {
+		return nil
+	}
+	for k := range r.URL.Query() {
+		if takes[k] {
+			continue
+		}
+		known := slices.Sorted(maps.Keys(takes))
+		msg := fmt.Sprintf("%q is no parameter of this route; it takes %s", k, strings.Join(known, ", "))
+		if len(known) == 0 {
+			msg = fmt.Sprintf("%q is no parameter of this route, which takes none", k)
+		}
+		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: msg, fields: []api.FieldError{{Field: k, Message: msg}}}
+	}
+	return nil
+}
 
 // Version is the gateway's version, shown by /v1/status.
 var Version = "dev"
@@ -394,6 +472,9 @@ func (s *Server) wrap(rt route) http.Handler {
 		p, err := s.authorize(w, r, rt)
 		if p != nil {
 			r = r.WithContext(context.WithValue(ctx, principalKey, p))
+		}
+		if err == nil {
+			err = checkQuery(rt, r)
 		}
 		if err == nil {
 			err = rt.h(sw, r)
