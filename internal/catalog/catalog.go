@@ -351,7 +351,13 @@ func Load(envs []Environment, fsyss ...fs.FS) (*Catalog, error) {
 			}
 			t, err := parseTemplate(data)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("template file %s: %w", name, err))
+				// each problem on a line of its own names the file: only
+				// the first did
+				for _, line := range strings.Split(err.Error(), "\n") {
+					if strings.TrimSpace(line) != "" {
+						errs = append(errs, fmt.Errorf("template file %s: %s", name, strings.TrimSpace(line)))
+					}
+				}
 				continue
 			}
 			var here, why []string

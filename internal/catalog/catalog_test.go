@@ -123,12 +123,19 @@ func TestBadTemplatesRefused(t *testing.T) {
 		// and a required parameter no job may have
 		"e.yaml": {Data: []byte("name: e\nversion: 1\ncommand: [x]\nenvironments: [local]\ninputs: [{name: a, path: a.txt}, {name: b, path: a.txt}]\n")},
 		"f.yaml": {Data: []byte("name: f\nversion: 1\ncommand: [x]\nenvironments: [local]\ninputs: [{name: c, path: data, unpack: true}, {name: d, path: data/x.txt}]\n")},
-		"h.yaml": {Data: []byte("name: h\nversion: 1\ncommand: [x]\nenvironments: [local]\nresources: {default: {walltime_s: 100}, max: {walltime_s: 60}}\n")},
+		"h.yaml": {Data: []byte("name: h\nversion: 1\ncommand: [x]\nenvironments: [local]\nresources: {default: {walltime_s: 100}, max: {walltime_s: 60}}\ninputs: [{name: Y, path: y}]\n")},
 		"g.yaml": {Data: []byte("name: g\nversion: 1\ncommand: [x]\nenvironments: [local]\nparameters: {type: object, additionalProperties: false, required: [nope], properties: {s: {type: string}}}\n")},
 	}
 	_, err := Load(localEnv, fsys)
 	if err == nil {
 		t.Fatal("bad templates loaded")
+	}
+	// every line names its file (found by the sixth probe: only the first
+	// of a file's problems did)
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if !strings.HasPrefix(line, "template file ") {
+			t.Errorf("a line that names no file: %q", line)
+		}
 	}
 	for _, want := range []string{"b.yaml", "c.yaml", "d.yaml", "e.yaml: inputs a and b", "f.yaml: inputs c and d", `g.yaml: parameters: "nope" is required`,
 		"h.yaml: resources: default.walltime_s 100 exceeds max.walltime_s 60"} {
