@@ -88,23 +88,29 @@ func (e *Writer) Write(p []byte) (int, error) {
 			e.held = append(e.held, buf[i:]...) // the rest comes with the next write
 			break
 		}
-		r, n := utf8.DecodeRune(buf[i:])
-		switch {
-		case r != utf8.RuneError && Is(r):
-			out = fmt.Appendf(out, `\u%04x`, r)
-		case r == utf8.RuneError && n == 1 && c < 0xa0:
-			// a lone byte 0x80 to 0x9f: a C1 control to a terminal in
-			// 8-bit mode (0x9b is CSI)
-			out = fmt.Appendf(out, `\x%02x`, c)
-		default:
-			out = append(out, buf[i:i+n]...)
-		}
+		var n int
+		out, n = appendNonASCII(out, buf[i:])
 		i += n
 	}
 	if _, err := e.w.Write(out); err != nil {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// appendNonASCII appends the character b starts with (not ASCII, and
+// whole), escaped if it is a control character, and returns how many
+// bytes of b it took. A lone byte 0x80 to 0x9f is a C1 control to a
+// terminal in 8-bit mode (0x9b is CSI): it is escaped too.
+func appendNonASCII(out, b []byte) ([]byte, int) {
+	r, n := utf8.DecodeRune(b)
+	switch {
+	case r != utf8.RuneError && Is(r):
+		return fmt.Appendf(out, `\u%04x`, r), n
+	case r == utf8.RuneError && n == 1 && b[0] < 0xa0:
+		return fmt.Appendf(out, `\x%02x`, b[0]), n
+	}
+	return append(out, b[:n]...), n
 }
 
 // Flush writes what is held of a character split at the end.
@@ -168,15 +174,8 @@ func (l *LogWriter) Write(p []byte) (int, error) {
 			l.held = append(l.held, buf[i:]...)
 			i = len(buf)
 		default:
-			r, n := utf8.DecodeRune(buf[i:])
-			switch {
-			case r != utf8.RuneError && Is(r):
-				out = fmt.Appendf(out, `\u%04x`, r)
-			case r == utf8.RuneError && n == 1 && c < 0xa0:
-				out = fmt.Appendf(out, `\x%02x`, c) // a lone C1 byte, as in Writer
-			default:
-				out = append(out, buf[i:i+n]...)
-			}
+			var n int
+			out, n = appendNonASCII(out, buf[i:])
 			i += n
 		}
 	}
