@@ -54,6 +54,7 @@ func main() {
 	unsynced := flag.String("unsynced", "OFF", "SQLite synchronous settings (comma-separated, e.g. OFF,NORMAL) of servers measured beside the durable one (FULL); \"\" for none")
 	sweepOnly := flag.Bool("sweep-only", false, "with --only sweep: the sweep alone, without the single jobs (its arrays are canceled with scancel)")
 	httpVersions := flag.String("http", "2", `HTTP versions of the clients, comma-separated: "2", "1.1"; --only accept measures each, other runs the first`)
+	loads := flag.String("load", loadGo, `with --only accept: load generators, comma-separated: "go" (the hpcgate client library, as the CLI), "h2load" (nghttp2's, in C: Debian's nghttp2-client)`)
 	rounds := flag.Int("rounds", 3, "with --only accept: rounds, each measuring every server once in turn; with --only webui: page loads of each kind")
 	logMB := flag.Int("log-mb", 200, "with --only webui: the size of the big log, in MB")
 	flag.Parse()
@@ -68,6 +69,13 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	loadList := strings.Split(*loads, ",")
+	for _, l := range loadList {
+		if l != loadGo && l != loadH2load {
+			fmt.Fprintf(os.Stderr, "hpcgate-bench: --load %s: want go or h2load\n", l)
+			os.Exit(2)
+		}
+	}
 	var syncs []string
 	if *unsynced != "" {
 		syncs = strings.Split(*unsynced, ",")
@@ -75,7 +83,7 @@ func main() {
 	var err error
 	switch {
 	case *only == "accept":
-		err = acceptOnly(*bin, *jobs, *clients, *rounds, syncs)
+		err = acceptOnly(*bin, *jobs, *clients, *rounds, syncs, loadList)
 	case *only == "containers":
 		list := []string{"local"}
 		if *engines != "" {
@@ -270,10 +278,11 @@ func durability(sync string) string {
 }
 
 // acceptOnly measures acceptance alone: a durable server beside servers
-// that do not sync, each measured once per round in turn, so that all see
-// the same machine. Every round starts new servers on empty data
-// directories, so that no round inherits another's jobs.
-func acceptOnly(bin string, jobs, clients, rounds int, syncs []string) error {
+// that do not sync, each measured once per round in turn with each HTTP
+// version and load generator, so that all see the same machine. Every
+// round starts new servers on empty data directories, so that no round
+// inherits another's jobs.
+func acceptOnly(bin string, jobs, clients, rounds int, syncs, loads []string) error {
 	dir, err := os.MkdirTemp("", "hpcgate-bench-")
 	if err != nil {
 		return err
@@ -282,13 +291,15 @@ func acceptOnly(bin string, jobs, clients, rounds int, syncs []string) error {
 	names := append([]string{"FULL"}, syncs...)
 	header()
 	fmt.Printf("### Jobs accepted (held), %d clients over TLS, SQLite: durable vs not, same run\n\n", clients)
-	fmt.Printf("Each round starts a server per setting on an empty data directory and measures each in turn, with clients of each HTTP version.\n\n")
-	fmt.Printf("| round | SQLite | HTTP | jobs | jobs/s | p50 | p99 |\n|---|---|---|---|---|---|---|\n")
-	type setting struct{ sync, proto string }
+	fmt.Printf("Each round starts a server per setting on an empty data directory and measures each in turn, with clients of each HTTP version and load generator.\n\n")
+	fmt.Printf("| round | SQLite | HTTP | clients | jobs | jobs/s | p50 | p99 |\n|---|---|---|---|---|---|---|---|\n")
+	type setting struct{ sync, proto, load string }
 	var settings []setting
-	for _, p := range protos {
-		for _, n := range names {
-			settings = append(settings, setting{n, p})
+	for _, l := range loads {
+		for _, p := range protos {
+			for _, n := range names {
+				settings = append(settings, setting{n, p, l})
+			}
 		}
 	}
 	rates := make([][]float64, len(settings))
@@ -300,22 +311,26 @@ func acceptOnly(bin string, jobs, clients, rounds int, syncs []string) error {
 		for i, st := range settings {
 			s := ss[slices.Index(names, st.sync)]
 			s.proto = st.proto
-			rate, p50, p99, err := accept(s, jobs, clients)
+			measure := accept
+			if st.load == loadH2load {
+				measure = acceptH2load
+			}
+			rate, p50, p99, err := measure(s, jobs, clients)
 			if err != nil {
 				return err
 			}
 			rates[i] = append(rates[i], rate)
-			fmt.Printf("| %d | %s | %s | %d | **%.0f** | %v | %v |\n", r, durability(st.sync), st.proto, jobs, rate, p50, p99)
+			fmt.Printf("| %d | %s | %s | %s | %d | **%.0f** | %v | %v |\n", r, durability(st.sync), st.proto, st.load, jobs, rate, p50, p99)
 		}
 		for _, s := range ss {
 			s.stop()
 		}
 	}
-	fmt.Printf("\n| SQLite | HTTP | median jobs/s | min | max | of durable |\n|---|---|---|---|---|---|\n")
+	fmt.Printf("\n| SQLite | HTTP | clients | median jobs/s | min | max | of durable |\n|---|---|---|---|---|---|---|\n")
 	for i, st := range settings {
 		m := median(rates[i])
-		base := median(rates[slices.Index(settings, setting{"FULL", st.proto})])
-		fmt.Printf("| %s | %s | **%.0f** | %.0f | %.0f | %.2f |\n", durability(st.sync), st.proto, m, slices.Min(rates[i]), slices.Max(rates[i]), m/base)
+		base := median(rates[slices.Index(settings, setting{"FULL", st.proto, st.load})])
+		fmt.Printf("| %s | %s | %s | **%.0f** | %.0f | %.0f | %.2f |\n", durability(st.sync), st.proto, st.load, m, slices.Min(rates[i]), slices.Max(rates[i]), m/base)
 	}
 	fmt.Println()
 	return nil
