@@ -66,6 +66,28 @@ type Limits struct {
 	WalltimeS    int64 `yaml:"walltime_s"`
 }
 
+// limit is one of Limits' numbers, by its name in YAML.
+type limit struct {
+	name  string
+	value int64
+}
+
+// named returns l's numbers by their names in YAML.
+func (l Limits) named() []limit {
+	return []limit{{"nodes", int64(l.Nodes)}, {"cores_per_node", int64(l.CoresPerNode)}, {"memory_mb", l.MemoryMB}, {"walltime_s", l.WalltimeS}}
+}
+
+// negative returns an error naming l's first negative number as
+// "what.name", or nil.
+func (l Limits) negative(what string) error {
+	for _, f := range l.named() {
+		if f.value < 0 {
+			return fmt.Errorf("%s.%s %d: must not be negative", what, f.name, f.value)
+		}
+	}
+	return nil
+}
+
 func (l Limits) resources() job.Resources {
 	return job.Resources{Nodes: l.Nodes, CoresPerNode: l.CoresPerNode, MemoryMB: l.MemoryMB, WalltimeS: l.WalltimeS}
 }
@@ -221,8 +243,8 @@ func (e *Environment) check() error {
 	if e.SlurmConf != "" && !path.IsAbs(e.SlurmConf) {
 		return fmt.Errorf("slurm_conf %q: want an absolute path", e.SlurmConf)
 	}
-	if m := e.Max; m.Nodes < 0 || m.CoresPerNode < 0 || m.MemoryMB < 0 || m.WalltimeS < 0 {
-		return fmt.Errorf("max %+v: no limit may be negative (0 or none: no limit)", m)
+	if err := e.Max.negative("max"); err != nil {
+		return fmt.Errorf("%w (0 or none: no limit)", err)
 	}
 	if pe := e.ParallelEnv; pe != "" {
 		if strings.Count(pe, "%") > 1 || strings.Contains(pe, "%") && !strings.Contains(pe, "%d") ||
@@ -409,7 +431,7 @@ func parseTemplate(data []byte) (*Template, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&t); err != nil {
-		return nil, err
+		return nil, YAMLError(err)
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -499,19 +521,15 @@ func parseTemplate(data []byte) (*Template, error) {
 		bad("parameters: the schema's type must be object")
 	}
 	t.schemaJSON = schemaJSON
-	d, m := t.Resources.Default, t.Resources.Max
-	over := func(d, m int64) bool { return m > 0 && d > m }
-	for _, f := range []struct {
-		name string
-		d, m int64
-	}{{"nodes", int64(d.Nodes), int64(m.Nodes)}, {"cores_per_node", int64(d.CoresPerNode), int64(m.CoresPerNode)}, {"memory_mb", d.MemoryMB, m.MemoryMB}, {"walltime_s", d.WalltimeS, m.WalltimeS}} {
-		if over(f.d, f.m) {
-			bad("resources: default.%s %d exceeds max.%s %d", f.name, f.d, f.name, f.m)
+	d, m := t.Resources.Default.named(), t.Resources.Max.named()
+	for i := range d {
+		if m[i].value > 0 && d[i].value > m[i].value {
+			bad("resources: default.%s %d exceeds max.%s %d", d[i].name, d[i].value, m[i].name, m[i].value)
 		}
 	}
-	for _, l := range []Limits{d, m} {
-		if l.Nodes < 0 || l.CoresPerNode < 0 || l.MemoryMB < 0 || l.WalltimeS < 0 {
-			bad("resources: no number may be negative")
+	for _, err := range []error{t.Resources.Default.negative("resources: default"), t.Resources.Max.negative("resources: max")} {
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return &t, errors.Join(errs...)

@@ -125,6 +125,9 @@ func TestBadTemplatesRefused(t *testing.T) {
 		"f.yaml": {Data: []byte("name: f\nversion: 1\ncommand: [x]\nenvironments: [local]\ninputs: [{name: c, path: data, unpack: true}, {name: d, path: data/x.txt}]\n")},
 		"h.yaml": {Data: []byte("name: h\nversion: 1\ncommand: [x]\nenvironments: [local]\nresources: {default: {walltime_s: 100}, max: {walltime_s: 60}}\ninputs: [{name: Y, path: y}]\n")},
 		"g.yaml": {Data: []byte("name: g\nversion: 1\ncommand: [x]\nenvironments: [local]\nparameters: {type: object, additionalProperties: false, required: [nope], properties: {s: {type: string}}}\n")},
+		// a negative number is named (it was "resources: no number may be
+		// negative", once for each of default and max)
+		"i.yaml": {Data: []byte("name: i\nversion: 1\ncommand: [x]\nenvironments: [local]\nresources: {default: {cores_per_node: -1}, max: {walltime_s: -600}}\n")},
 	}
 	_, err := Load(localEnv, fsys)
 	if err == nil {
@@ -138,7 +141,8 @@ func TestBadTemplatesRefused(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"b.yaml", "c.yaml", "d.yaml", "e.yaml: inputs a and b", "f.yaml: inputs c and d", `g.yaml: parameters: "nope" is required`,
-		"h.yaml: resources: default.walltime_s 100 exceeds max.walltime_s 60"} {
+		"h.yaml: resources: default.walltime_s 100 exceeds max.walltime_s 60",
+		"i.yaml: resources: default.cores_per_node -1: must not be negative", "i.yaml: resources: max.walltime_s -600: must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
@@ -159,11 +163,35 @@ func TestEnvironmentKeysAndLimits(t *testing.T) {
 		{Environment{Name: "c", Scheduler: "local", SlurmConf: "/x"}, "slurm_conf is for scheduler slurm, not local"},
 		{Environment{Name: "d", Scheduler: "sge", QOS: "high"}, "qos is for scheduler slurm, not sge"},
 		{Environment{Name: "e", Scheduler: "slurm", SlurmConf: "x"}, `slurm_conf "x": want an absolute path`},
-		{Environment{Name: "f", Scheduler: "slurm", Max: Limits{WalltimeS: -10}}, "no limit may be negative"},
+		{Environment{Name: "f", Scheduler: "slurm", Max: Limits{WalltimeS: -10}}, "max.walltime_s -10: must not be negative (0 or none: no limit)"},
 	} {
 		if _, err := Load([]Environment{tc.env}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.env, err, tc.want)
 		}
+	}
+}
+
+// A YAML syntax error names the line an editor shows. yaml.v3 counts its
+// parser's lines from 0, so it named the line before, and no line for
+// the first (found by the sixth probe).
+func TestYAMLSyntaxErrorLine(t *testing.T) {
+	for _, tc := range []struct{ doc, want string }{
+		{"name: a\nversion: 1\noutputs: [a.txt\nenvironments: [local]\n", "line 3: did not find expected ',' or ']'"},
+		{"{a: b, c d: e f: g}\n", "line 1: did not find expected ',' or '}'"},
+		{"a: b\n- c\n", "line 2: did not find expected key"},
+		{"name: a\nparameters: {type: object\n", "line 2: did not find expected ',' or '}'"},
+		{"- a\n- b\nc: d\n", "line 3: did not find expected '-' indicator"},
+		// the scanner's own errors were right, and stay so
+		{"name: a\nversion: 1\n description: x\n", "line 3: mapping values are not allowed in this context"},
+	} {
+		_, err := parseTemplate([]byte(tc.doc))
+		if err == nil || err.Error() != "yaml: "+tc.want {
+			t.Errorf("%q: %v, want yaml: %s", tc.doc, err, tc.want)
+		}
+	}
+	// a type error is left as it is
+	if _, err := parseTemplate([]byte("name: a\nversion: x\n")); err == nil || !strings.Contains(err.Error(), "line 2: cannot unmarshal") {
+		t.Errorf("type error: %v", err)
 	}
 }
 

@@ -65,3 +65,13 @@ func TestLoadRefusesUnknownKeys(t *testing.T) {
 		t.Fatalf("loaded %+v", c)
 	}
 }
+
+// A syntax error names the line an editor shows (yaml.v3 named the line
+// before it).
+func TestLoadNamesTheLineOfASyntaxError(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("addr: 127.0.0.1:1\n# a comment\nquotas: {default: {jobs: 1}\nrate_limit: {}\n"), 0o600)
+	if _, err := Load(p); err == nil || !strings.HasSuffix(err.Error(), "yaml: line 3: did not find expected ',' or '}'") {
+		t.Fatalf("Load = %v, want line 3 named", err)
+	}
+}
