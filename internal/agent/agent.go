@@ -632,12 +632,18 @@ func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, log
 	}
 	ps := cmd.ProcessState
 	code := ps.ExitCode()
+	ws, _ := ps.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		// -1 from Go; 128 + the signal's number, as shells and engines
+		// report a command a signal ended
+		code = 128 + int(ws.Signal())
+	}
 	out := outcome{exitCode: &code, usage: &api.Usage{WallSeconds: time.Since(start).Seconds()}}
 	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 		out.usage.CPUSeconds = float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
 		out.usage.MaxRSSBytes = ru.Maxrss * 1024
 	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() && !timedOut {
+	if ws.Signaled() && !timedOut {
 		out.err = "killed by signal " + ws.Signal().String()
 	}
 	if timedOut {

@@ -501,6 +501,10 @@ func TestWalltime(t *testing.T) {
 	if rep.State != api.StateFailed || rep.Error != "the walltime of 1s was exceeded" {
 		t.Fatalf("final %+v", rep)
 	}
+	// SIGTERM ended it: 128 + 15, as a shell says, where it was -1
+	if rep.ExitCode == nil || *rep.ExitCode != 143 {
+		t.Fatalf("exit code %v, want 143", rep.ExitCode)
+	}
 	if g.log("stdout") != "started\n" {
 		t.Fatalf("stdout %q", g.log("stdout"))
 	}
@@ -513,8 +517,12 @@ func TestKilledBySignal(t *testing.T) {
 	if err := Run(context.Background(), c, "job1", o); err != nil {
 		t.Fatal(err)
 	}
-	if rep := g.final(); rep.State != api.StateFailed || !strings.Contains(rep.Error, "killed by signal killed") {
+	rep := g.final()
+	if rep.State != api.StateFailed || !strings.Contains(rep.Error, "killed by signal killed") {
 		t.Fatalf("final %+v", rep)
+	}
+	if rep.ExitCode == nil || *rep.ExitCode != 137 {
+		t.Fatalf("exit code %v, want 137 (128 + SIGKILL)", rep.ExitCode)
 	}
 }
 
