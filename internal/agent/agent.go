@@ -667,16 +667,15 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 	seen := map[string]bool{}
 	var files []string
 	for _, pat := range spec.Outputs {
-		matches, err := filepath.Glob(filepath.Join(a.dir, pat))
+		matches, err := globBelow(a.dir, pat)
 		if err != nil {
 			return fmt.Errorf("output pattern %q: %w", pat, err)
 		}
-		for _, m := range matches {
-			rel, err := filepath.Rel(a.dir, m)
-			if err != nil || safeRel(filepath.ToSlash(rel)) != nil || seen[rel] {
+		for _, rel := range matches {
+			if safeRel(rel) != nil || seen[rel] {
 				continue
 			}
-			if st, err := os.Lstat(m); err != nil || !st.Mode().IsRegular() || noLinkBelow(a.dir, rel) != nil {
+			if st, err := os.Lstat(filepath.Join(a.dir, rel)); err != nil || !st.Mode().IsRegular() || noLinkBelow(a.dir, rel) != nil {
 				continue // no directories, devices or links, nor files below a link (which could point anywhere)
 			}
 			seen[rel] = true
@@ -698,7 +697,7 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 		err := a.retry(ctx, "output "+rel, func(ctx context.Context) error {
 			f, st, err := openRegularBelow(a.dir, rel)
 			if err != nil {
-				return err
+				return permanentError{err} // changed since it was listed: no retry mends it
 			}
 			defer f.Close()
 			if direct && (url == "" || time.Until(expires) < 5*time.Minute) {

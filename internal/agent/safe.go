@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 )
@@ -111,4 +112,59 @@ func openRegularBelow(root, rel string) (*os.File, os.FileInfo, error) {
 		return nil, nil, err
 	}
 	return f, st, nil
+}
+
+// globBelow returns the paths below root (relative, slash-separated, in
+// order) that match pattern, a clean relative path.Match pattern, as
+// filepath.Glob would, but without following a symbolic link: a
+// directory on the way that is a link is not read (the job's command may
+// point one at the node's /etc, or at the gateway's data, and the agent
+// runs outside its sandbox). A match may itself be a link; its reader
+// checks (openRegularBelow).
+func globBelow(root, pattern string) ([]string, error) {
+	segs := strings.Split(filepath.ToSlash(pattern), "/")
+	for _, seg := range segs {
+		if _, err := filepath.Match(seg, ""); err != nil {
+			return nil, fmt.Errorf("pattern %q: %w", pattern, err)
+		}
+	}
+	cur := []string{""}
+	for i, seg := range segs {
+		last := i == len(segs)-1
+		var next []string
+		for _, dir := range cur {
+			if dir != "" {
+				if fi, err := os.Lstat(filepath.Join(root, dir)); err != nil || !fi.IsDir() {
+					continue // a link, a file, or gone
+				}
+			}
+			join := func(name string) string {
+				if dir == "" {
+					return name
+				}
+				return dir + "/" + name
+			}
+			if seg == ".." {
+				continue
+			}
+			if !strings.ContainsAny(seg, `*?[\`) {
+				if _, err := os.Lstat(filepath.Join(root, dir, seg)); err == nil {
+					next = append(next, join(seg))
+				}
+				continue
+			}
+			ents, err := os.ReadDir(filepath.Join(root, dir))
+			if err != nil {
+				continue
+			}
+			for _, e := range ents {
+				if ok, _ := filepath.Match(seg, e.Name()); ok && (last || e.IsDir()) {
+					next = append(next, join(e.Name()))
+				}
+			}
+		}
+		cur = next
+	}
+	sort.Strings(cur)
+	return cur, nil
 }

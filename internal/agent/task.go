@@ -291,10 +291,14 @@ func (a *agent) deliverOutputs(ctx context.Context, ts *api.TaskSpec, ok bool) e
 				return nil
 			})
 		case o.PathPrefix != "":
-			matches, _ := filepath.Glob(filepath.Join(root, strings.TrimPrefix(o.Path, "/")))
+			matches, err := globBelow(root, strings.TrimPrefix(o.Path, "/"))
+			if err != nil {
+				refused = append(refused, err.Error())
+			}
 			for _, m := range matches {
-				rel, _ := filepath.Rel(root, m)
-				froms = append(froms, "/"+filepath.ToSlash(rel))
+				if noLinkBelow(root, m) == nil {
+					froms = append(froms, "/"+m)
+				}
 			}
 		default:
 			st, err := os.Lstat(filepath.Join(root, strings.TrimPrefix(o.Path, "/")))
@@ -343,7 +347,7 @@ func (a *agent) deliver(ctx context.Context, root, from, dst string) error {
 	return a.retry(ctx, "output "+from, func(ctx context.Context) error {
 		f, st, err := openRegularBelow(root, rel)
 		if err != nil {
-			return err
+			return permanentError{err} // a link on the way, or changed: no retry mends it
 		}
 		defer f.Close()
 		return putChecked(f, st.Size(), func(r io.Reader, size int64) (*api.FileInfo, error) {

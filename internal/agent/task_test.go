@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -173,5 +175,68 @@ func TestFileOutputThatIsNoFile(t *testing.T) {
 	}
 	if err := a.deliverOutputs(t.Context(), ts, false); err != nil {
 		t.Errorf("after failed executors: %v; want the outputs' lack not to mask that", err)
+	}
+}
+
+// A glob output whose directory the executor replaced by a link (to the
+// node's /etc, say) delivers nothing below it and ends at once. The
+// agent, which runs outside the sandbox, listed the link's target, had
+// each match refused as a link, took that for an outage and retried for
+// as long as it may wait for a gateway, holding the task's slot (found
+// by the seventh probe).
+func TestGlobOutputThroughALink(t *testing.T) {
+	a := &agent{dir: t.TempDir(), log: slog.New(slog.DiscardHandler), opts: Options{RetryFor: time.Hour, FinishRetryFor: time.Hour}}
+	out := filepath.Join(a.dir, taskRoot, "out")
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := t.TempDir()
+	if err := os.WriteFile(filepath.Join(elsewhere, "admin.token"), []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(out, "g")); err != nil {
+		t.Fatal(err)
+	}
+	ts := &api.TaskSpec{Outputs: []api.TaskOutput{{Path: "/out/g/*", PathPrefix: "/out/g/", File: "r/"}}}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := a.deliverOutputs(ctx, ts, true); err != nil {
+		t.Fatalf("deliverOutputs = %v; want nothing delivered, and no wait", err)
+	}
+}
+
+// globBelow matches as filepath.Glob does, but reads no directory that is
+// a link.
+func TestGlobBelow(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"real/sub", "other"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"real/a.txt", "real/sub/b.txt", "other/a.txt", ".hidden"} {
+		if err := os.WriteFile(filepath.Join(root, f), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(root, "real"), filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	for pat, want := range map[string][]string{
+		"*/a.txt":    {"other/a.txt", "real/a.txt"}, // not link/a.txt
+		"link/*":     nil,
+		"link/a.txt": nil,
+		"real/*/*":   {"real/sub/b.txt"},
+		"*":          {".hidden", "link", "other", "real"}, // a match may be a link: its reader checks
+		"real/a.txt": {"real/a.txt"},
+		"none/*":     nil,
+	} {
+		got, err := globBelow(root, pat)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("globBelow(%q) = %q, %v; want %q", pat, got, err, want)
+		}
+	}
+	if _, err := globBelow(root, "out/["); err == nil {
+		t.Error("a bad pattern passed")
 	}
 }
