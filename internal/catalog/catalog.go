@@ -321,6 +321,25 @@ var ImageArchiveRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 // file): never an option, never a space.
 var imageRE = regexp.MustCompile(`^(?:[a-z]+://)?[A-Za-z0-9/][A-Za-z0-9._/:@+-]{0,254}$`)
 
+// validImage reports whether s is an image reference (imageRE) with no
+// empty, "." or ".." part: "localhost/" or "a//b" passed the pattern and
+// failed only when the job ran.
+func validImage(s string) bool {
+	if !imageRE.MatchString(s) || strings.HasSuffix(s, "/") || strings.HasSuffix(s, ":") {
+		return false
+	}
+	_, rest, scheme := strings.Cut(s, "://")
+	if !scheme {
+		rest = strings.TrimPrefix(s, "/") // a path to an apptainer image
+	}
+	for _, part := range strings.Split(rest, "/") {
+		if part == "" || part == "." || part == ".." {
+			return false
+		}
+	}
+	return true
+}
+
 // Load reads every *.yaml and *.yml template file of each fsys and checks
 // them against each other and against envs. Every problem is reported. A
 // template may name environments this gateway does not have (the built-in
@@ -451,7 +470,7 @@ func parseTemplate(data []byte) (*Template, error) {
 	if len(t.Environments) == 0 {
 		bad("environments is empty")
 	}
-	if t.Image != "" && !imageRE.MatchString(t.Image) {
+	if t.Image != "" && !validImage(t.Image) {
 		bad("image %q is not an image name (registry/repository:tag, or a path to an apptainer image)", t.Image)
 	}
 	if t.ImageArchive != "" && (t.Image == "" || !ImageArchiveRE.MatchString(t.ImageArchive)) {

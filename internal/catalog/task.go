@@ -160,7 +160,7 @@ func (c *Catalog) InstantiateTask(r TaskRequest, stat StatFunc) (*TaskInstance, 
 		inst.Environment = env
 	}
 	for i, e := range t.Executors {
-		if !imageRE.MatchString(e.Image) || slices.Contains(strings.Split(e.Image, "/"), "..") || slices.Contains(strings.Split(e.Image, "/"), ".") {
+		if !validImage(e.Image) {
 			verr.add(fmt.Sprintf("executors[%d].image", i), "%q is not an image name", e.Image)
 			continue
 		}

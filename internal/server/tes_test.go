@@ -626,7 +626,10 @@ func TestTESLimits(t *testing.T) {
 		"walltime":  {map[string]any{"executors": simpleTask("")["executors"], "resources": map[string]any{"backend_parameters": map[string]string{"walltime_s": "99999999999999"}}}, "resources.backend_parameters.walltime_s"},
 		"volume":    {map[string]any{"executors": simpleTask("")["executors"], "volumes": []string{"/d/../../tmp/x"}}, "volumes[0]"},
 		"image":     {map[string]any{"executors": []any{map[string]any{"image": "localhost/../../home/m/evil.sif", "command": []string{"x"}}}}, "executors[0].image"},
-		"env":       {map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []string{"x"}, "env": map[string]string{"A": "1\nB=2"}}}}, "executors[0].env.A"},
+		// found by the seventh probe: these failed only when the task ran
+		"image localhost/": {map[string]any{"executors": []any{map[string]any{"image": "localhost/", "command": []string{"x"}}}}, "executors[0].image"},
+		"image a//b":       {map[string]any{"executors": []any{map[string]any{"image": "localhost//b", "command": []string{"x"}}}}, "executors[0].image"},
+		"env":              {map[string]any{"executors": []any{map[string]any{"image": "localhost/a", "command": []string{"x"}, "env": map[string]string{"A": "1\nB=2"}}}}, "executors[0].env.A"},
 	} {
 		r := h.do("POST", tesBase+"/tasks", tok, tc.task).want(t, http.StatusBadRequest)
 		if r.field(tc.field) == "" {

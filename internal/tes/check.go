@@ -164,6 +164,9 @@ func Check(t *Task, bucket string) []api.FieldError {
 		if in.Type != "" && in.Type != File && in.Type != Directory {
 			bad(f+".type", "must be FILE or DIRECTORY")
 		}
+		if in.Content != "" && in.Type == Directory {
+			bad(f+".type", "content makes a file: a DIRECTORY input needs a url")
+		}
 	}
 	if len(t.Inputs) <= MaxInputs {
 		overlaps(t.Inputs, bad)
@@ -174,7 +177,9 @@ func Check(t *Task, bucket string) []api.FieldError {
 		if _, err := ParseURL(out.URL, bucket, false); err != nil {
 			bad(f+".url", "%v", err)
 		}
-		if strings.ContainsAny(out.Path, "*?[") {
+		if _, err := path.Match(out.Path, ""); err != nil {
+			bad(f+".path", "%q is not a pattern: a '[' needs its ']'", out.Path)
+		} else if strings.ContainsAny(out.Path, "*?[") {
 			if out.PathPrefix == "" {
 				bad(f+".path_prefix", "is required when the path has wildcards")
 			} else if !strings.HasPrefix(out.Path, out.PathPrefix) {
@@ -183,6 +188,14 @@ func Check(t *Task, bucket string) []api.FieldError {
 		}
 		if out.Type != "" && out.Type != File && out.Type != Directory {
 			bad(f+".type", "must be FILE or DIRECTORY")
+		}
+		if len(t.Inputs) <= MaxInputs {
+			for j, in := range t.Inputs {
+				if in.Type != Directory && strings.HasPrefix(out.Path, in.Path+"/") {
+					bad(f+".path", "is below inputs[%d], a file: nothing can be written there", j)
+					break
+				}
+			}
 		}
 	}
 	if r := t.Resources; r != nil {

@@ -106,15 +106,22 @@ func TestCheck(t *testing.T) {
 	}
 	bad := Task{Executors: []Executor{{Command: []string{"x"}, Workdir: "rel", Env: map[string]string{"A=B": "v"}}, {Image: "i"},
 		{Image: "--privileged", Command: []string{"x"}, Env: map[string]string{"MY-VAR": "v"}}},
-		Inputs:  []Input{{Path: "in", URL: "file:///etc/passwd"}, {Path: "/x"}, {Path: "/y", URL: "a", Content: "b"}, {Path: "/z", Content: strings.Repeat("x", MaxContent+1)}},
-		Outputs: []Output{{Path: "/o/*.txt", URL: "out"}, {Path: "/p", URL: "https://example.org/p"}, {Path: "/q/*", PathPrefix: "/r/", URL: "q"}}}
+		Inputs: []Input{{Path: "in", URL: "file:///etc/passwd"}, {Path: "/x"}, {Path: "/y", URL: "a", Content: "b"}, {Path: "/z", Content: strings.Repeat("x", MaxContent+1)},
+			{Path: "/d", Content: "x", Type: Directory}},
+		Outputs: []Output{{Path: "/o/*.txt", URL: "out"}, {Path: "/p", URL: "https://example.org/p"}, {Path: "/q/*", PathPrefix: "/r/", URL: "q"},
+			{Path: "/out/[", PathPrefix: "/out/", URL: "g"}, {Path: "/z/y", URL: "zy"}}}
 	var fields []string
 	for _, e := range Check(&bad, "hpcgate") {
 		fields = append(fields, e.Field)
 	}
 	for _, want := range []string{"executors[0].image", "executors[0].workdir", "executors[0].env", "executors[1].command", "executors[2].image", "executors[2].env",
 		"inputs[0].path", "inputs[0].url", "inputs[1].url", "inputs[2].content", "inputs[3].content",
-		"outputs[0].path_prefix", "outputs[1].url", "outputs[2].path_prefix"} {
+		"outputs[0].path_prefix", "outputs[1].url", "outputs[2].path_prefix",
+		// found by the seventh probe: content as a DIRECTORY (delivered as
+		// a file), a glob that is no pattern (the task delivered nothing
+		// and was COMPLETE), an output below a file input (failed when it
+		// ran, saying "not a directory (a symbolic link?)")
+		"inputs[4].type", "outputs[3].path", "outputs[4].path"} {
 		if !slices.Contains(fields, want) {
 			t.Errorf("no error on %s (got %v)", want, fields)
 		}
