@@ -197,8 +197,14 @@ func (h *harness) do(method, path, token string, body any, headers ...string) *r
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	given := map[string]bool{}
 	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
+		if given[headers[i]] { // a header given twice is sent twice
+			req.Header.Add(headers[i], headers[i+1])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		given[headers[i]] = true
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

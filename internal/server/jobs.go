@@ -105,13 +105,12 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readJSON(w, r, &req); err != nil {
 		return err
 	}
-	idem := r.Header.Get("Idempotency-Key")
-	if len(idem) > 128 {
-		return fieldError("Idempotency-Key", "at most 128 characters")
+	idem, err := idempotencyKey(r)
+	if err != nil {
+		return err
 	}
 	var parent *job.Job
 	if p.IsJob() {
-		var err error
 		if parent, err = s.store.GetJob(r.Context(), p.JobID); err != nil {
 			return err
 		}
@@ -159,6 +158,36 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusCreated, apiJob(created))
 }
 
+// idempotencyKey returns the request's Idempotency-Key ("" for none) as
+// it is kept: a job token's keys are its job's own (the job's id and a
+// line break, which no header value holds, before the key), so that a job
+// neither finds its owner's jobs through their keys (it was shown one it
+// could not read otherwise) nor takes a key its owner will use.
+func idempotencyKey(r *http.Request) (string, error) {
+	vs := r.Header.Values("Idempotency-Key")
+	switch {
+	case len(vs) == 0 || vs[0] == "" && len(vs) == 1:
+		return "", nil
+	case len(vs) > 1:
+		return "", fieldError("Idempotency-Key", "send it once: the request has %d", len(vs))
+	case len(vs[0]) > 128:
+		return "", fieldError("Idempotency-Key", "at most 128 characters")
+	}
+	if p := principal(r); p.IsJob() {
+		return p.JobID + "\n" + vs[0], nil
+	}
+	return vs[0], nil
+}
+
+// shownKey is an Idempotency-Key kept by idempotencyKey as its client
+// sent it.
+func shownKey(k string) string {
+	if _, key, scoped := strings.Cut(k, "\n"); scoped {
+		return key
+	}
+	return k
+}
+
 // duplicateError is accept's answer to an Idempotency-Key used before
 // with the same request: job is the job it made.
 type duplicateError struct{ job *job.Job }
@@ -182,7 +211,7 @@ func (s *Server) accept(r *http.Request, j *job.Job, status int) (*job.Job, erro
 	if errors.Is(err, store.ErrDuplicate) {
 		if created.IdemHash != "" && created.IdemHash != j.IdemHash {
 			return nil, errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
-				"the Idempotency-Key %q was used before with another request (job %s): use a new key for a new job", j.IdemKey, created.ID)
+				"the Idempotency-Key %q was used before with another request (job %s): use a new key for a new job", shownKey(j.IdemKey), created.ID)
 		}
 		return nil, &duplicateError{created}
 	}

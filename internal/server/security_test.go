@@ -156,6 +156,46 @@ func TestIdempotencyKeyWithAnotherBody(t *testing.T) {
 	}
 }
 
+// A job token's Idempotency-Keys are its job's own: one its owner used
+// answered the owner's job in full (a job token cannot read it), or named
+// it in a 422; and a job took keys its owner would use later (found by the
+// seventh probe). A key sent twice is refused, not the first one used.
+func TestIdempotencyKeysOfAJobAreItsOwn(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, userScopes...)
+	body := map[string]any{"template": "hello", "parameters": map[string]any{"name": "a"}, "hold": true}
+	var owners, childs, again api.Job
+	h.do("POST", "/v1/jobs", alice, body, "Idempotency-Key", "k1").want(t, http.StatusCreated).decode(t, &owners)
+	_, jobTok := h.jobToken("alice", nil)
+	h.do("POST", "/v1/jobs", jobTok, body, "Idempotency-Key", "k1").want(t, http.StatusCreated).decode(t, &childs)
+	if childs.ID == owners.ID || childs.ParentID == "" {
+		t.Fatalf("the job's request made %+v", childs)
+	}
+	other := map[string]any{"template": "hello", "parameters": map[string]any{"name": "b"}, "hold": true}
+	r := h.do("POST", "/v1/jobs", jobTok, other, "Idempotency-Key", "k1").want(t, http.StatusUnprocessableEntity)
+	if strings.Contains(string(r.body), owners.ID) || !strings.Contains(r.problem.Detail, `"k1"`) || !strings.Contains(r.problem.Detail, childs.ID) {
+		t.Errorf("refusal %s: want the job's own child named, and its key as sent", r.body)
+	}
+	h.do("POST", "/v1/jobs", jobTok, body, "Idempotency-Key", "k1").want(t, http.StatusOK).decode(t, &again)
+	if again.ID != childs.ID {
+		t.Errorf("the job's retry answered %s, want its own %s", again.ID, childs.ID)
+	}
+	// a key the job used first is still the owner's to use
+	var later api.Job
+	h.do("POST", "/v1/jobs", jobTok, body, "Idempotency-Key", "k2").want(t, http.StatusCreated)
+	h.do("POST", "/v1/jobs", alice, body, "Idempotency-Key", "k2").want(t, http.StatusCreated).decode(t, &later)
+	if later.ParentID != "" {
+		t.Errorf("the owner's request answered the job's child %+v", later)
+	}
+	tasks := h.token("alice", time.Time{}, append(userScopes, api.ScopeTasks)...)
+	for _, route := range []string{"/v1/jobs", "/v1/sweeps", "/ga4gh/tes/v1/tasks"} {
+		r := h.do("POST", route, tasks, body, "Idempotency-Key", "k3", "Idempotency-Key", "k4")
+		if r.status/100 != 4 || len(r.problem.Errors) == 0 || r.problem.Errors[0].Field != "Idempotency-Key" {
+			t.Errorf("%s with two keys: %d %s", route, r.status, r.body)
+		}
+	}
+}
+
 // Parsing is strict where it must be and lenient where the standard says.
 func TestStrictAndLenientParsing(t *testing.T) {
 	h := newHarness(t, nil)

@@ -244,9 +244,9 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	if req.MaxRunning < 0 {
 		return fieldError("max_running", "must not be negative (0: no cap)")
 	}
-	idem := r.Header.Get("Idempotency-Key")
-	if len(idem) > 128 {
-		return fieldError("Idempotency-Key", "at most 128 characters")
+	idem, err := idempotencyKey(r)
+	if err != nil {
+		return err
 	}
 	var fixed map[string]json.RawMessage
 	if len(bytes.TrimSpace(req.Parameters)) > 0 {
@@ -356,10 +356,10 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case errors.Is(err, store.ErrDuplicate) && dup.SweepID == "":
 		return errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
-			"the Idempotency-Key %q was used before for a job (%s), not a sweep: use a new key for a new sweep", idem, dup.ID)
+			"the Idempotency-Key %q was used before for a job (%s), not a sweep: use a new key for a new sweep", shownKey(idem), dup.ID)
 	case errors.Is(err, store.ErrDuplicate) && dup.IdemHash != jobs[0].IdemHash:
 		return errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
-			"the Idempotency-Key %q was used before with another request (sweep %s): use a new key for a new sweep", idem, dup.SweepID)
+			"the Idempotency-Key %q was used before with another request (sweep %s): use a new key for a new sweep", shownKey(idem), dup.SweepID)
 	case errors.Is(err, store.ErrDuplicate):
 		r.SetPathValue("id", dup.SweepID)
 		made, err := s.sweepOf(r)

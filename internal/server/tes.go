@@ -95,6 +95,10 @@ func (s *Server) tesCreate(w http.ResponseWriter, r *http.Request) error {
 	if err := s.readJSONLenient(w, r, &t); err != nil {
 		return err
 	}
+	idem, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
 	if errs := tes.Check(&t, s.tesBucket()); len(errs) > 0 {
 		return &httpError{status: http.StatusBadRequest, code: api.CodeValidation, detail: "invalid task: " + errs[0].Field + ": " + errs[0].Message, fields: errs}
 	}
@@ -102,10 +106,7 @@ func (s *Server) tesCreate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if idem := r.Header.Get("Idempotency-Key"); idem != "" {
-		if len(idem) > 128 {
-			return fieldError("Idempotency-Key", "at most 128 characters")
-		}
+	if idem != "" {
 		j.IdemKey, j.IdemHash = idem, requestHash(&t)
 	}
 	created, err := s.accept(r, j, http.StatusOK)
