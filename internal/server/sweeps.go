@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -296,6 +297,19 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 		return c.n, c.err
 	}
 	id := newJobID()
+	if idem != "" {
+		// A retry finds the sweep it repeats by its id, which the key
+		// gives, even once the job that carries the key was deleted: the
+		// key was free again then, and the retry made a second sweep.
+		id = keyedSweepID(owner, idem)
+		prior, _, err := s.store.ListJobs(r.Context(), store.JobFilter{Owner: owner, SweepID: id, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(prior) > 0 {
+			return s.sweepAgain(w, r, idem, requestHash(&req), prior[0])
+		}
+	}
 	jobs := make([]*job.Job, 0, len(variants))
 	verr := &catalog.ValidationError{}
 	seen := map[catalog.FieldError]bool{}
@@ -347,27 +361,20 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The sweep's first job carries its Idempotency-Key: a sweep sent
 	// again with it is the sweep it made (each used to make a new one).
+	// Each job carries the request's hash, so that a retry is checked
+	// against whichever of them is left.
 	if idem != "" {
-		jobs[0].IdemKey, jobs[0].IdemHash = idem, requestHash(&req)
+		jobs[0].IdemKey = idem
+		for _, j := range jobs {
+			j.IdemHash = requestHash(&req)
+		}
 	}
 	// one transaction: the whole sweep or nothing, and the dispatcher
 	// sees all its jobs at once (an array, on engines that make them)
 	dup, err := s.store.CreateJobs(r.Context(), jobs, &store.CreateOptions{MaxChildren: s.opts.MaxChildren, MaxJobs: q.Jobs, MaxCores: q.Cores})
 	switch {
-	case errors.Is(err, store.ErrDuplicate) && dup.SweepID == "":
-		return errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
-			"the Idempotency-Key %q was used before for a job (%s), not a sweep: use a new key for a new sweep", shownKey(idem), dup.ID)
-	case errors.Is(err, store.ErrDuplicate) && dup.IdemHash != jobs[0].IdemHash:
-		return errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
-			"the Idempotency-Key %q was used before with another request (sweep %s): use a new key for a new sweep", shownKey(idem), dup.SweepID)
 	case errors.Is(err, store.ErrDuplicate):
-		r.SetPathValue("id", dup.SweepID)
-		made, err := s.sweepOf(r)
-		if err != nil {
-			return err
-		}
-		w.Header().Set("Location", "/v1/sweeps/"+made.ID)
-		return writeJSON(w, http.StatusOK, made)
+		return s.sweepAgain(w, r, idem, jobs[0].IdemHash, dup)
 	case errors.Is(err, store.ErrLimit):
 		return errorf(http.StatusConflict, api.CodeConflict, "a job may have %d children at most", s.opts.MaxChildren)
 	case err != nil:
@@ -408,6 +415,34 @@ func (s *Server) unfinishedJobs(ctx context.Context, user string) (int64, error)
 		n += u.ActiveJobs
 	}
 	return n, nil
+}
+
+// keyedSweepID is the id of owner's sweep made with the Idempotency-Key
+// key (as idempotencyKey keeps it): a job id's form, from a digest.
+func keyedSweepID(owner, key string) string {
+	sum := sha256.Sum256([]byte("sweep\x00" + owner + "\x00" + key))
+	return idEncoding.EncodeToString(sum[:10])
+}
+
+// sweepAgain answers a sweep request sent again with the Idempotency-Key
+// key and a request of hash: the sweep of made, one of its jobs, if that
+// came from the same request (200), else 422.
+func (s *Server) sweepAgain(w http.ResponseWriter, r *http.Request, key, hash string, made *job.Job) error {
+	switch {
+	case made.SweepID == "":
+		return errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
+			"the Idempotency-Key %q was used before for a job (%s), not a sweep: use a new key for a new sweep", shownKey(key), made.ID)
+	case made.IdemHash != hash:
+		return errorf(http.StatusUnprocessableEntity, api.CodeIdempotencyMismatch,
+			"the Idempotency-Key %q was used before with another request (sweep %s): use a new key for a new sweep", shownKey(key), made.SweepID)
+	}
+	r.SetPathValue("id", made.SweepID)
+	sw, err := s.sweepOf(r)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/sweeps/"+sw.ID)
+	return writeJSON(w, http.StatusOK, sw)
 }
 
 // sweepJobs calls fn with each of the caller's jobs of the sweep in the

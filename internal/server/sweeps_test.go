@@ -391,6 +391,20 @@ func TestSweepIdempotencyKey(t *testing.T) {
 	if len(page.Items) != 5 { // two sweeps of two, and the job
 		t.Fatalf("%d jobs", len(page.Items))
 	}
+	// The key stays the sweep's when the job that carries it is deleted:
+	// a retry then made a second sweep (found by the seventh probe).
+	h.do("DELETE", "/v1/jobs/"+first.Jobs[0], alice, nil).want(t, http.StatusNoContent)
+	h.do("POST", "/v1/sweeps", alice, body, "Idempotency-Key", "k1").want(t, http.StatusOK).decode(t, &again)
+	if again.ID != first.ID || again.Total != 1 {
+		t.Fatalf("after its first job was deleted: %+v, want sweep %s of one job", again, first.ID)
+	}
+	if r := h.do("POST", "/v1/sweeps", alice, other, "Idempotency-Key", "k1").want(t, http.StatusUnprocessableEntity); !strings.Contains(r.problem.Detail, first.ID) {
+		t.Fatalf("another body, after its first job was deleted: %+v", r.problem)
+	}
+	h.do("GET", "/v1/jobs?limit=100", alice, nil).want(t, http.StatusOK).decode(t, &page)
+	if len(page.Items) != 4 {
+		t.Fatalf("%d jobs, want 4", len(page.Items))
+	}
 }
 
 // A sweep retried with its key is its sweep even when the sweep took most
