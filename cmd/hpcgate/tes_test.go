@@ -119,8 +119,9 @@ func (c *tesClient) cancel(id string) {
 	}
 }
 
-// secondImage is the example image under another name: a task's
-// executors run in two images sharing the task's files.
+// secondImage is the example image running as nobody (USER 65534, as
+// many published images run as a user of their own): a task's executors
+// run in two images sharing the task's files.
 const secondImage = "localhost/hpcgate-tes-second:latest"
 
 // The GA4GH TES API end to end, on the local executor and on Slurm, with
@@ -131,8 +132,10 @@ const secondImage = "localhost/hpcgate-tes-second:latest"
 // executor, a missing image; cancel while queued and while running.
 func TestTES(t *testing.T) {
 	needPodman(t)
-	if out, err := exec.Command("podman", "tag", exampleImage, secondImage).CombinedOutput(); err != nil {
-		t.Fatalf("podman tag: %v\n%s", err, out)
+	build := exec.Command("podman", "build", "--pull=never", "-t", secondImage, "-f", "-")
+	build.Stdin = strings.NewReader("FROM " + exampleImage + "\nUSER 65534:65534\n")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("podman build: %v\n%s", err, out)
 	}
 	cluster, err := os.ReadFile("../../examples/config/cluster.yaml")
 	if err != nil {
@@ -178,7 +181,11 @@ func TestTES(t *testing.T) {
 			t.Run("Rich", func(t *testing.T) {
 				e0 := ex(exampleImage, `cat /in/content.txt /in/stored.txt /in/greeting.txt /in/remote.txt /refs/a.txt /refs/sub/b.txt; mkdir -p /shared/dir/sub; echo one > /shared/dir/x.txt; echo two > /shared/dir/sub/y.txt; echo "$GREETING"; pwd`)
 				e0["workdir"], e0["env"], e0["stdout"] = "/shared", map[string]string{"GREETING": "hola"}, "/out/cat.txt"
-				e1 := ex(secondImage, `wc -l < /out/cat.txt | tr -d ' ' > /shared/count; echo failing >&2; exit 7`)
+				// as nobody: it reads inputs and an earlier executor's
+				// stdout, and writes to a volume and an output's directory
+				// (found by the seventh probe: the agent's 0600 files and
+				// 0700 directories were root's alone)
+				e1 := ex(secondImage, `wc -l < /out/cat.txt | tr -d ' ' > /shared/count; cat /in/stored.txt /refs/sub/b.txt > /out/second.txt; id -u > /out/uid.txt; echo failing >&2; exit 7`)
 				e1["ignore_error"] = true
 				e2 := ex(exampleImage, `tr a-z A-Z; echo 1,2 > /out/a.csv; echo 3,4 > /out/b.csv; cat /shared/count >&2`)
 				e2["stdin"], e2["stderr"] = "/in/stored.txt", "/shared/err.txt"
@@ -197,6 +204,8 @@ func TestTES(t *testing.T) {
 						map[string]any{"url": res + "dir", "path": "/shared/dir", "type": "DIRECTORY"},
 						map[string]any{"url": res + "csv", "path": "/out/*.csv", "path_prefix": "/out/"},
 						map[string]any{"url": res + "err.txt", "path": "/shared/err.txt"},
+						map[string]any{"url": res + "second.txt", "path": "/out/second.txt"},
+						map[string]any{"url": res + "uid.txt", "path": "/out/uid.txt"},
 					},
 					"executors": []any{e0, e1, e2},
 				})
@@ -217,7 +226,8 @@ func TestTES(t *testing.T) {
 				if l.Logs[0].Stdout != want || l.Logs[1].Stderr != "failing\n" || l.Logs[2].Stdout != "ALPHA BETA\n" {
 					t.Errorf("executors' stdout/stderr: %q, %q, %q", l.Logs[0].Stdout, l.Logs[1].Stderr, l.Logs[2].Stdout)
 				}
-				files := map[string]string{"cat.txt": want, "dir/x.txt": "one\n", "dir/sub/y.txt": "two\n", "csv/a.csv": "1,2\n", "csv/b.csv": "3,4\n", "err.txt": "8\n"}
+				files := map[string]string{"cat.txt": want, "dir/x.txt": "one\n", "dir/sub/y.txt": "two\n", "csv/a.csv": "1,2\n", "csv/b.csv": "3,4\n", "err.txt": "8\n",
+					"second.txt": "alpha beta\nBB\n", "uid.txt": "65534\n"}
 				for p, body := range files {
 					rc, _, err := c.GetFile(ctx, res+p, 0)
 					if err != nil {
@@ -267,7 +277,15 @@ func TestTES(t *testing.T) {
 				if task.State != tes.SystemError || len(task.Logs[0].SystemLogs) == 0 || !strings.Contains(task.Logs[0].SystemLogs[0], "runtime") {
 					t.Errorf("missing image: %s %+v", task.State, task.Logs)
 				}
-				// an output the executors did not make fails the task
+				// the walltime is named as given, not as what was left of it
+				// when the executor started ("1.995514801s")
+				timed := map[string]any{"backend_parameters": map[string]string{"environment": env, "walltime_s": "2"}}
+				id = tc.create(map[string]any{"resources": timed, "executors": []any{ex(exampleImage, "sleep 60")}})
+				task = tc.wait(id, 3*time.Minute, tes.Complete, tes.ExecutorError, tes.SystemError)
+				if task.State != tes.SystemError || !strings.Contains(strings.Join(task.Logs[0].SystemLogs, " "), "the walltime of 2s was exceeded") {
+					t.Errorf("walltime: %s %+v", task.State, task.Logs)
+				}
+								// an output the executors did not make fails the task
 				id = tc.create(map[string]any{"resources": params, "executors": []any{ex(exampleImage, "true")},
 					"outputs": []any{map[string]any{"url": res + "never.txt", "path": "/out/never.txt"}}})
 				task = tc.wait(id, 3*time.Minute, tes.Complete, tes.ExecutorError, tes.SystemError)

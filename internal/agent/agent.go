@@ -202,6 +202,7 @@ type outcome struct {
 	usage    *api.Usage
 	err      string // why it failed; "" for success
 	gone     bool   // the gateway no longer accepts the job: stop, report nothing
+	timedOut bool   // the step was stopped at its time limit
 }
 
 func (a *agent) run(ctx context.Context) error {
@@ -647,7 +648,7 @@ func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, log
 		out.err = "killed by signal " + ws.Signal().String()
 	}
 	if timedOut {
-		out.err = fmt.Sprintf("the walltime of %v was exceeded", limit)
+		out.err, out.timedOut = fmt.Sprintf("the walltime of %v was exceeded", limit), true
 	}
 	if a.ctr != nil && out.err == "" {
 		if why, failed := a.ctr.rt.RuntimeFailed(code); failed {

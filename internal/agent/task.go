@@ -45,6 +45,9 @@ func (a *agent) executeTask(ctx context.Context, spec *api.Spec, logs *shippers)
 	if err != nil {
 		return outcome{err: err.Error()}
 	}
+	if err := shareWithContainers(mounts); err != nil {
+		return outcome{err: "cannot open the task's files to its containers: " + err.Error()}
+	}
 	kind, err := container.ParseKind(ts.Runtime)
 	if err != nil || kind == container.Host {
 		return outcome{err: "the task's environment has no container runtime"}
@@ -100,6 +103,9 @@ func (a *agent) executeTask(ctx context.Context, spec *api.Spec, logs *shippers)
 		}
 		res := a.runCmd(ctx, executorStep(i), ex.Command, env, logs, limit, sio)
 		closeIO()
+		if res.timedOut { // the task's walltime, not what was left of it
+			res.err = fmt.Sprintf("the walltime of %v was exceeded", time.Duration(spec.Resources.WalltimeS)*time.Second)
+		}
 		a.ctr = nil
 		if res.usage != nil {
 			total.CPUSeconds += res.usage.CPUSeconds
@@ -194,7 +200,11 @@ func (a *agent) executor(c *containerRun, root string, mounts []container.Mount,
 		rel := strings.TrimPrefix(path.Clean(s.p), "/")
 		var f *os.File
 		if s.write {
-			f, err = createBelow(root, rel)
+			if f, err = createBelow(root, rel); err == nil {
+				// readable by the next executors, whatever their image's
+				// user (shareWithContainers)
+				err = f.Chmod(0o644)
+			}
 		} else {
 			f, _, err = openRegularBelow(root, rel)
 		}
@@ -206,6 +216,48 @@ func (a *agent) executor(c *containerRun, root string, mounts []container.Mount,
 		s.set(f)
 	}
 	return run, sio, closeIO, nil
+}
+
+// shareWithContainers lets every user of an executor's image use the
+// mounts: inputs readable (directories searchable), each output's
+// directory and each volume writable. The files were the agent's own
+// (0600, directories 0700), and an image that runs as a user of its own
+// (USER 65534, as many do) could neither read its inputs nor write its
+// outputs. Nothing opens to the node's other users: the working directory
+// above is 0700. No link is followed.
+func shareWithContainers(mounts []container.Mount) error {
+	for _, m := range mounts {
+		if !m.ReadOnly {
+			if err := os.Chmod(m.Source, 0o777); err != nil {
+				return err
+			}
+			continue
+		}
+		err := filepath.WalkDir(m.Source, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.Type()&fs.ModeSymlink != 0 || !d.IsDir() && !d.Type().IsRegular() {
+				return nil
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			add := fs.FileMode(0o444)
+			if d.IsDir() {
+				add = 0o555
+			}
+			if fi.Mode().Perm()&add == add {
+				return nil
+			}
+			return os.Chmod(p, fi.Mode().Perm()|add)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // taskMounts makes the task's shared paths below root and returns their

@@ -240,3 +240,43 @@ func TestGlobBelow(t *testing.T) {
 		t.Error("a bad pattern passed")
 	}
 }
+
+// An image that runs as a user of its own reads the task's inputs and
+// writes its outputs' directories: the agent's 0600 files and 0700
+// directories were root's alone (found by the seventh probe). A link is
+// not followed: what it names keeps its mode.
+func TestShareWithContainers(t *testing.T) {
+	root := t.TempDir()
+	in, out := filepath.Join(root, "in"), filepath.Join(root, "out")
+	for _, d := range []string{filepath.Join(in, "sub"), out} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file, exe, elsewhere := filepath.Join(in, "sub", "a.txt"), filepath.Join(in, "run.sh"), filepath.Join(t.TempDir(), "secret")
+	for _, f := range []struct {
+		p    string
+		mode os.FileMode
+	}{{file, 0o600}, {exe, 0o700}, {elsewhere, 0o600}} {
+		if err := os.WriteFile(f.p, nil, f.mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(f.p, f.mode) // whatever the umask
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(in, "link")); err != nil {
+		t.Fatal(err)
+	}
+	single := filepath.Join(root, "single.txt")
+	if err := os.WriteFile(single, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := shareWithContainers([]container.Mount{{Source: in, Target: "/in", ReadOnly: true}, {Source: single, Target: "/s.txt", ReadOnly: true}, {Source: out, Target: "/out"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{in: 0o755, filepath.Join(in, "sub"): 0o755, file: 0o644, exe: 0o744, single: 0o644, out: 0o777, elsewhere: 0o600} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v, %v; want %v", p, fi.Mode().Perm(), err, want)
+		}
+	}
+}
