@@ -61,11 +61,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{}) // not left to the connection's next request
+	rc.SetWriteDeadline(time.Now().Add(s.opts.StreamWait))
 	// a client that lost the stream tries again after 2 s, from its last id
 	fmt.Fprintf(w, "retry: 2000\n: changes after %d\n\n", cursor)
 	rc.Flush()
 	quiet, checked := time.Now(), time.Now()
 	for {
+		rc.SetWriteDeadline(time.Now().Add(s.opts.StreamWait)) // a client that does not read is let go
 		if time.Since(checked) >= time.Second {
 			if !s.stillAuthorized(r) {
 				return nil // revoked, signed out or disabled: no more

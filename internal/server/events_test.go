@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -261,5 +263,42 @@ func TestFollowedLogBrokenOffAtShutdown(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("a followed log goes on after the gateway closed its streams")
+	}
+}
+
+// A followed log whose client never reads is let go once a write has
+// waited StreamWait: it kept its stream, one of the few a person may
+// hold, for as long as it held the connection (found by the seventh
+// probe).
+func TestStreamOfAClientThatDoesNotRead(t *testing.T) {
+	h := newHarness(t, &harnessOptions{opts: &Options{StreamWait: 300 * time.Millisecond}})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	j, _ := h.jobToken("alice", nil)
+	chunk := strings.Repeat("x", 1<<20)
+	for i := range 32 { // more than the socket buffers hold
+		if _, err := h.store.AppendLog(context.Background(), j.ID, "stdout", int64(i)<<20, []byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := net.Dial("tcp", h.http.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /v1/jobs/%s/logs/stdout?follow=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", j.ID, alice)
+	open := func() int {
+		h.srv.streams.mu.Lock()
+		defer h.srv.streams.mu.Unlock()
+		return h.srv.streams.n["alice"]
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for open() == 0 && time.Now().Before(deadline) { // begun
+		time.Sleep(10 * time.Millisecond)
+	}
+	for open() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream of a client that reads nothing is still open")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

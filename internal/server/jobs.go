@@ -797,6 +797,7 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	rc := http.NewResponseController(w)
+	defer rc.SetWriteDeadline(time.Time{}) // not left to the connection's next request
 	started := false
 	key := j.ID + "/" + stream
 	ended := j.State.Terminal()
@@ -804,6 +805,7 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 	defer func() { release() }()
 	checked := time.Now()
 	for {
+		rc.SetWriteDeadline(time.Now().Add(s.opts.StreamWait)) // a client that does not read is let go
 		if follow {
 			select {
 			case <-s.streamsClosed:

@@ -16,6 +16,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -126,6 +127,15 @@ type Options struct {
 	MaxLogBytes    int64 // one stream of one job, stdout or stderr (default 1 GiB)
 	MaxChildren    int   // children per job (default 100)
 	MaxDepth       int   // generations of children below a person's job (default 3)
+	// BodyIdle is the longest a request's body may send nothing while it
+	// is read (default 1 minute); after half of it spent waiting, a body
+	// must come at 1 KiB a second on average.
+	BodyIdle time.Duration
+	// StreamWait is the longest a stream's write (an event stream's, a
+	// followed log's) may wait for its client to read (default 30 s): a
+	// client that never read kept its stream, one of the few a person
+	// may hold, for as long as it held the connection.
+	StreamWait time.Duration
 	// Quota returns a user's limits (nil: no limits).
 	Quota func(user string) Quota
 	// RateLimit bounds each person's token's requests, JobRateLimit each
@@ -153,6 +163,12 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
+	if o.BodyIdle <= 0 {
+		o.BodyIdle = time.Minute
+	}
+	if o.StreamWait <= 0 {
+		o.StreamWait = 30 * time.Second
+	}
 	if o.MaxJSONBytes <= 0 {
 		o.MaxJSONBytes = 1 << 20
 	}
@@ -467,7 +483,12 @@ func (s *Server) wrap(rt route) http.Handler {
 		// none is kept by a browser or a proxy
 		w.Header().Set("Cache-Control", "no-store")
 		sw := &statusWriter{ResponseWriter: w}
-		body := &countingReader{ReadCloser: r.Body}
+		body := &guardedBody{ReadCloser: r.Body, idle: s.opts.BodyIdle}
+		if r.Body != http.NoBody {
+			// (a read deadline without a body to read would end the
+			// server's own watch for the client's leaving)
+			body.rc = http.NewResponseController(w)
+		}
 		r.Body = body
 		p, err := s.authorize(w, r, rt)
 		if p != nil {
@@ -478,6 +499,9 @@ func (s *Server) wrap(rt route) http.Handler {
 		}
 		if err == nil {
 			err = rt.h(sw, r)
+		}
+		if body.err != nil && err != nil {
+			err = body.err // whatever the handler made of it: the client's doing
 		}
 		if err != nil {
 			if sw.wrote {
@@ -541,15 +565,65 @@ func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // countingReader counts the bytes read from a request body.
-type countingReader struct {
+// bodyRate is the least a request's body must send, on average, once it
+// has been waited for for half of Options.BodyIdle, which is the longest
+// it may send nothing: a client that stalled or trickled its body held a
+// connection, a goroutine, a temporary file and its upload's hold on the
+// quota for as long as it liked (found by the seventh probe). Time the
+// server spends not reading (waiting for a path's turn) is not held
+// against the client.
+const bodyRate = 1 << 10 // bytes a second
+
+// guardedBody counts a request's body and enforces BodyIdle and bodyRate.
+// A failure to read it (the client sent too slowly, malformed chunks, or
+// went away) is the client's: it is kept in err, and the request answers
+// for it, whatever the handler made of it.
+type guardedBody struct {
 	io.ReadCloser
-	n int64
+	rc     *http.ResponseController
+	idle   time.Duration
+	n      int64
+	waited time.Duration // time spent in Read
+	err    *bodyError
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.ReadCloser.Read(p)
-	c.n += int64(n)
-	return n, err
+// bodyError is a request body that could not be read.
+type bodyError struct {
+	timeout bool
+	cause   error
+}
+
+func (e *bodyError) Error() string { return "reading the request body: " + e.cause.Error() }
+func (e *bodyError) Unwrap() error { return e.cause }
+
+func (b *guardedBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.rc == nil { // no body
+		return b.ReadCloser.Read(p)
+	}
+	b.rc.SetReadDeadline(time.Now().Add(b.idle)) // not every writer supports it: then only the rate holds
+	t0 := time.Now()
+	n, err := b.ReadCloser.Read(p)
+	b.waited += time.Since(t0)
+	b.n += int64(n)
+	switch {
+	case err == io.EOF:
+		b.rc.SetReadDeadline(time.Time{})
+		return n, err
+	case err != nil:
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return n, err
+		}
+		b.err = &bodyError{timeout: errors.Is(err, os.ErrDeadlineExceeded), cause: err}
+		return n, b.err
+	case b.waited > b.idle/2 && b.n < int64((b.waited-b.idle/2).Seconds()*bodyRate):
+		b.err = &bodyError{timeout: true, cause: fmt.Errorf("%d bytes in %v: slower than %d bytes a second", b.n, b.waited.Round(time.Second), bodyRate)}
+		return n, b.err
+	}
+	return n, nil
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -695,6 +769,7 @@ func problemFor(err error) *httpError {
 	var mbe *http.MaxBytesError
 	var te *job.TransitionError
 	var qe *store.QuotaError
+	var be *bodyError
 	switch {
 	case errors.As(err, &he):
 		return he
@@ -706,6 +781,10 @@ func problemFor(err error) *httpError {
 		return e
 	case errors.As(err, &mbe):
 		return &httpError{status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge, detail: fmt.Sprintf("the body is larger than the limit of %d bytes", mbe.Limit)}
+	case errors.As(err, &be) && be.timeout:
+		return &httpError{status: http.StatusRequestTimeout, code: api.CodeBadRequest, detail: fmt.Sprintf("the request's body came too slowly: it must come at %d bytes a second at least, and never stop for long", bodyRate)}
+	case errors.As(err, &be):
+		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: "the request's body could not be read: it ended early or was malformed"}
 	case errors.As(err, &qe):
 		return &httpError{status: http.StatusConflict, code: api.CodeQuotaExceeded, detail: quotaMessage(qe)}
 	case errors.Is(err, auth.ErrUserDisabled):
@@ -769,6 +848,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, context.Canceled): // the client left, or the server stops
 		s.logFor(r).Info("request canceled", attrs...)
+	case errors.As(err, new(*bodyError)): // the client's doing
+		s.logFor(r).Info("request body unreadable", attrs...)
 	case pe.status >= 500:
 		s.logFor(r).Error("request failed", attrs...)
 	case errors.Unwrap(err) != nil || pe.detail != err.Error():
@@ -825,6 +906,9 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, stric
 		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return errorf(http.StatusUnsupportedMediaType, api.CodeMediaType, "the body must be JSON (Content-Type: application/json), not %q", ct)
 		}
+	}
+	if r.ContentLength > s.opts.MaxJSONBytes { // said at once, not after the body came
+		return &http.MaxBytesError{Limit: s.opts.MaxJSONBytes}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxJSONBytes))
 	if err != nil {
