@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -30,6 +31,9 @@ func FuzzJobRequest(f *testing.F) {
 		`{"template":"hello","parameters":{"name":1e999}}`,
 		`{"template":"wordcount","inputs":{"text":"../../etc/passwd"}}`,
 		`{"template":"hello"}{"x":1}`,
+		`{"template":"hello","parameters":{"name":"X"},"hold":true,"hold":false}`,
+		`{"template":"hello","HOLD":true}`,
+		`{"template":"hello","parameters":{"name":"X","NAME":"Y"}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -55,6 +59,20 @@ func FuzzJobRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// it reads one way: each member once (case aside), and the
+		// request's own named exactly
+		var members map[string]json.RawMessage
+		if json.Unmarshal(body, &members) == nil {
+			fields := structFields(reflect.TypeFor[api.JobRequest]())
+			for k := range members {
+				if f, ok := fields[foldName(k)]; ok && f.name != k {
+					t.Fatalf("member %q accepted for %q: %s", k, f.name, body)
+				}
+			}
+		}
+		if dup := twin(body); dup != "" {
+			t.Fatalf("member %q given twice, accepted: %s", dup, body)
+		}
 		var res *job.Resources
 		if req.Resources != nil {
 			res = &job.Resources{Nodes: req.Resources.Nodes, CoresPerNode: req.Resources.CoresPerNode, MemoryMB: req.Resources.MemoryMB, WalltimeS: req.Resources.WalltimeS}
@@ -77,6 +95,45 @@ func FuzzJobRequest(f *testing.F) {
 			t.Fatalf("parameters changed on the second pass: %s, then %s", inst.Parameters, again.Parameters)
 		}
 	})
+}
+
+// twin returns a member some object of the JSON text body names twice,
+// case aside, or "".
+func twin(body []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	type open struct {
+		keys    map[string]bool // nil for an array
+		wantKey bool
+	}
+	var stack []*open
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &open{keys: map[string]bool{}, wantKey: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, &open{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		default:
+			if n := len(stack); n > 0 && stack[n-1].wantKey {
+				k := strings.ToUpper(tok.(string))
+				if stack[n-1].keys[k] {
+					return tok.(string)
+				}
+				stack[n-1].keys[k], stack[n-1].wantKey = true, false
+				continue
+			}
+		}
+		if n := len(stack); n > 0 && stack[n-1].keys != nil {
+			stack[n-1].wantKey = true // a value ended: a key comes next
+		}
+	}
 }
 
 func jsonEqual(a, b []byte) bool {

@@ -553,3 +553,57 @@ func TestUnknownQueryParameterRefused(t *testing.T) {
 	h.do("GET", "/v1/jobs?owner=alice&limit=5", admin, nil).want(t, http.StatusOK)
 	h.do("GET", "/v1/tokens?user=alice", admin, nil).want(t, http.StatusOK)
 }
+
+// A body that reads two ways is refused: a member given twice (the last
+// won: a held job ran, a token got the second list of scopes), or twice
+// but for case, or a field named other than exactly (encoding/json took
+// "HOLD" for "hold"). So are two Authorization headers (the first was
+// used), and an API token in the session's cookie, where it was a
+// session that could make tokens (found by the seventh probe). A 401 says
+// how to authenticate (WWW-Authenticate).
+func TestRequestsThatReadTwoWays(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, append(userScopes, api.ScopeTasks)...)
+	admin := h.token("root", time.Time{}, api.ScopeAdmin)
+	for _, tc := range []struct{ route, body, field string }{
+		{"/v1/jobs", `{"template":"hello","parameters":{"name":"X"},"hold":true,"hold":false}`, "hold"},
+		{"/v1/jobs", `{"template":"hello","parameters":{"name":"X"},"hold":true,"HOLD":false}`, "HOLD"},
+		{"/v1/jobs", `{"template":"hello","parameters":{"name":"X"},"Hold":true}`, "Hold"},
+		{"/v1/jobs", `{"template":"hello","parameters":{"name":"X","name":"Y"},"hold":true}`, "parameters.name"},
+		{"/v1/jobs", `{"template":"hello","parameters":{"name":"X"},"hold":true,"labels":{"a":"1","a":"2"}}`, "labels.a"},
+		{"/v1/sweeps", `{"template":"hello","hold":true,"variants":[{"name":"a"},{"name":"b","name":"c"}]}`, "variants[1].name"},
+		{"/v1/tokens", `{"user":"alice","scopes":["jobs:read"],"scopes":["jobs:read","jobs:write"]}`, "scopes"},
+		{"/ga4gh/tes/v1/tasks", `{"executors":[{"image":"localhost/a","command":["true"],"command":["false"]}]}`, "executors[0].command"},
+	} {
+		tok := alice
+		if tc.route == "/v1/tokens" {
+			tok = admin
+		}
+		r := h.do("POST", tc.route, tok, tc.body, "Content-Type", "application/json")
+		if r.status/100 != 4 || len(r.problem.Errors) == 0 || r.problem.Errors[0].Field != tc.field {
+			t.Errorf("%s %s: %d %s; want a 4xx naming %s", tc.route, tc.body, r.status, r.body, tc.field)
+		}
+	}
+	var page api.Page[api.Job]
+	h.do("GET", "/v1/jobs", alice, nil).want(t, http.StatusOK).decode(t, &page)
+	if len(page.Items) != 0 {
+		t.Errorf("refused bodies made jobs: %+v", page.Items)
+	}
+	// twins inside values a template's schema reads are refused too; one
+	// name once, whatever its case, is a parameter as any other
+	h.do("POST", "/v1/jobs", alice, `{"template":"hello","parameters":{"name":"X"},"hold":true}`, "Content-Type", "application/json").want(t, http.StatusCreated)
+
+	r := h.do("GET", "/v1/me", "", nil, "Authorization", "Bearer "+alice, "Authorization", "Bearer "+admin)
+	if r.status != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") == "" {
+		t.Errorf("two Authorization headers: %d %s (WWW-Authenticate %q)", r.status, r.body, r.header.Get("WWW-Authenticate"))
+	}
+	r = h.do("GET", "/v1/me", "no-such-token", nil)
+	if r.status != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") == "" {
+		t.Errorf("an unknown token: %d, WWW-Authenticate %q", r.status, r.header.Get("WWW-Authenticate"))
+	}
+	c := &http.Cookie{Name: sessionCookie, Value: alice}
+	if r := h.withCookie(c, "GET", "/v1/me", nil); r.status != http.StatusUnauthorized {
+		t.Errorf("an API token in the session's cookie: %d %s", r.status, r.body)
+	}
+	h.withCookie(h.signIn(alice), "GET", "/v1/me", nil).want(t, http.StatusOK)
+}

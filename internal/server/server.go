@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -634,6 +635,9 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // scheme name is case-insensitive, which the caller checks. ok is false
 // when there are none.
 func credentials(r *http.Request) (scheme, secret string, cookie, ok bool) {
+	if len(r.Header.Values("Authorization")) > 1 {
+		return "", "", false, false // two readings: a proxy may act on the other
+	}
 	if h := r.Header.Get("Authorization"); h != "" {
 		scheme, secret, ok = strings.Cut(h, " ")
 		return scheme, strings.TrimSpace(secret), false, ok
@@ -674,12 +678,16 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*a
 		}
 	}
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="hpcgate"`)
-		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "send a token: Authorization: Bearer TOKEN")
+		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "send a token, once: Authorization: Bearer TOKEN")
 	}
 	p, err := s.auth.Authenticate(r.Context(), secret)
 	if err != nil {
 		return nil, err
+	}
+	if cookie && !strings.HasPrefix(p.TokenName, sessionName) {
+		// a token in the session's cookie would be a session that may
+		// make tokens: the cookie holds sessions only
+		return nil, errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "the session cookie holds no web session: sign in again")
 	}
 	if err := s.rateLimit(w, p); err != nil {
 		return nil, err // not attributed: a refusal the audit keeps within a bucket
@@ -866,6 +874,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p.Detail += fmt.Sprintf(" (errors lists the first %d of %d)", maxFieldErrors, n)
 	}
 	h := w.Header()
+	if pe.status == http.StatusUnauthorized { // RFC 9110 §11.6.1, RFC 6750 §3
+		h.Set("WWW-Authenticate", `Bearer realm="hpcgate"`)
+	}
 	h.Del("Content-Length")
 	h.Del("Content-Range")
 	h.Set("Content-Type", "application/problem+json")
@@ -920,6 +931,9 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, stric
 			return errorf(http.StatusBadRequest, api.CodeBadRequest, "the body is not valid UTF-8")
 		}
 		return fieldError(field, "is not valid UTF-8")
+	}
+	if err := checkKeys(body, reflect.TypeOf(v)); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if strict {
