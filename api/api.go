@@ -354,6 +354,9 @@ const (
 	CodeInvalidState     = "invalid_state"
 	CodeTooLarge         = "too_large"
 	CodeRangeUnsatisfied = "range_not_satisfiable"
+	// CodePreconditionFailed: If-Match, If-None-Match or
+	// If-Unmodified-Since does not hold for the file as it is.
+	CodePreconditionFailed = "precondition_failed"
 	CodeUnsupported      = "unsupported"
 	CodeInternal         = "internal"
 	CodeUnavailable      = "unavailable"

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -95,6 +96,9 @@ func (s *Server) putBody(w http.ResponseWriter, r *http.Request, user, key strin
 		return api.FileInfo{}, err
 	}
 	defer settle(keptOld) // nothing stored, or a panic: the key and the room are let go
+	if err := s.writePreconditions(r.Context(), r, key); err != nil {
+		return api.FileInfo{}, err
+	}
 	a, err := s.bucket.Put(r.Context(), key, body)
 	if err != nil {
 		return api.FileInfo{}, err
@@ -133,7 +137,7 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	size, err := s.deleteObject(r.Context(), filesKey(principal(r), p))
+	size, err := s.deleteObject(r.Context(), filesKey(principal(r), p), r)
 	if err != nil {
 		return err
 	}
@@ -147,13 +151,19 @@ func (s *Server) deleteFile(w http.ResponseWriter, r *http.Request) error {
 
 // deleteObject deletes the object at key, in its key's turn (rooms),
 // and returns its size, -1 if there was none: what it removed is what
-// it saw, whatever writes of the key came before.
-func (s *Server) deleteObject(ctx context.Context, key string) (int64, error) {
+// it saw, whatever writes of the key came before. The preconditions of
+// r, if not nil, must hold (If-Match, If-None-Match).
+func (s *Server) deleteObject(ctx context.Context, key string, r *http.Request) (int64, error) {
 	endTurn, err := s.rooms.turn(ctx, key)
 	if err != nil {
 		return 0, err
 	}
 	defer endTurn()
+	if r != nil {
+		if err := s.writePreconditions(ctx, r, key); err != nil {
+			return 0, err
+		}
+	}
 	size, existed, err := s.objectSize(ctx, key)
 	if err != nil || !existed {
 		return -1, err
@@ -167,7 +177,9 @@ func (s *Server) deleteObject(ctx context.Context, key string) (int64, error) {
 }
 
 // parseRange parses a single "bytes=" range against size. ok is false when
-// the header is absent or not one range (then the whole object is sent).
+// the header is absent, not one range, or not a range at all (RFC 9110
+// §14.2: then the whole object is sent); a range that starts past the
+// end is unsatisfiable (416).
 func parseRange(h string, size int64) (off, n int64, ok bool, err error) {
 	spec, found := strings.CutPrefix(h, "bytes=")
 	if !found || strings.Contains(spec, ",") {
@@ -179,25 +191,44 @@ func parseRange(h string, size int64) (off, n int64, ok bool, err error) {
 	}
 	unsat := errorf(http.StatusRequestedRangeNotSatisfiable, api.CodeRangeUnsatisfied, "range %q is outside the file's %d bytes", h, size)
 	if a == "" { // suffix: the last b bytes
-		k, err := strconv.ParseInt(b, 10, 64)
-		if err != nil || k <= 0 {
+		k, ok := rangeNumber(b)
+		if !ok {
+			return 0, 0, false, nil
+		}
+		if k == 0 || size == 0 {
 			return 0, 0, false, unsat
 		}
 		k = min(k, size)
 		return size - k, k, true, nil
 	}
-	start, err := strconv.ParseInt(a, 10, 64)
-	if err != nil || start < 0 || start >= size {
+	start, ok := rangeNumber(a)
+	if !ok {
+		return 0, 0, false, nil
+	}
+	end := int64(math.MaxInt64)
+	if b != "" {
+		if end, ok = rangeNumber(b); !ok || end < start {
+			return 0, 0, false, nil // no range: ignored
+		}
+	}
+	if start >= size {
 		return 0, 0, false, unsat
 	}
-	end := size - 1
-	if b != "" {
-		if end, err = strconv.ParseInt(b, 10, 64); err != nil || end < start {
-			return 0, 0, false, unsat
-		}
-		end = min(end, size-1)
-	}
+	end = min(end, size-1)
 	return start, end - start + 1, true, nil
+}
+
+// rangeNumber parses a range's position: digits only, any number of
+// them (one past the largest int64 is past every file's end).
+func rangeNumber(s string) (int64, bool) {
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return math.MaxInt64, true
+	}
+	return n, true
 }
 
 // serveObject streams an object, honouring a single Range and HEAD, or
@@ -217,12 +248,23 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, key, name s
 		h.Set("X-Checksum-Sha256", a.SHA256)
 		h.Set("ETag", `"`+a.SHA256+`"`)
 	}
+	notModified, useRange, err := readPreconditions(r, a)
+	if err != nil {
+		return err
+	}
+	if notModified {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("X-Content-Type-Options", "nosniff")
-	off, n, partial, err := parseRange(r.Header.Get("Range"), a.Size)
-	if err != nil {
-		h.Set("Content-Range", fmt.Sprintf("bytes */%d", a.Size))
-		return err
+	var off, n int64
+	partial := false
+	if useRange {
+		if off, n, partial, err = parseRange(r.Header.Get("Range"), a.Size); err != nil {
+			h.Set("Content-Range", fmt.Sprintf("bytes */%d", a.Size))
+			return err
+		}
 	}
 	status := http.StatusOK
 	if partial {

@@ -581,7 +581,7 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) error {
 	for _, a := range objs {
 		if err == nil {
 			var size int64
-			if size, err = s.deleteObject(ctx, a.Key); err == nil && size >= 0 {
+			if size, err = s.deleteObject(ctx, a.Key, nil); err == nil && size >= 0 {
 				gone.Bytes -= size
 				gone.Files--
 			}

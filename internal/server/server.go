@@ -878,7 +878,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		h.Set("WWW-Authenticate", `Bearer realm="hpcgate"`)
 	}
 	h.Del("Content-Length")
-	h.Del("Content-Range")
+	if pe.status != http.StatusRequestedRangeNotSatisfiable { // whose Content-Range says the size
+		h.Del("Content-Range")
+	}
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(pe.status)

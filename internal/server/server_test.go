@@ -86,9 +86,18 @@ func TestParseRange(t *testing.T) {
 		{"bytes=-10", 90, 10, true, false},
 		{"bytes=90-200", 90, 10, true, false},
 		{"bytes=100-", 0, 0, false, true},
-		{"bytes=9-3", 0, 0, false, true},
+		// no range at all (RFC 9110 §14.2): ignored, the whole file sent;
+		// it was a 416 (found by the seventh probe)
+		{"bytes=9-3", 0, 0, false, false},
+		{"bytes=a-3", 0, 0, false, false},
+		{"bytes=-", 0, 0, false, false},
+		{"bytes=+1-3", 0, 0, false, false},
 		{"bytes=0-1,5-6", 0, 0, false, false},
 		{"items=0-1", 0, 0, false, false},
+		// an end past any int64 is past the file's end, as any other
+		{"bytes=2-99999999999999999999999", 2, 98, true, false},
+		{"bytes=99999999999999999999999-", 0, 0, false, true},
+		{"bytes=-0", 0, 0, false, true},
 	}
 	for _, tt := range tests {
 		off, n, partial, err := parseRange(tt.h, 100)
@@ -318,5 +327,67 @@ func TestRefusalsAreDocumented(t *testing.T) {
 		if ref := path.Base(resp.Ref); ref != "." && ref != "" && !strings.Contains(string(doc.Components.Responses[ref]), "`"+r.problem.Code+"`") && r.problem.Code != "" {
 			t.Errorf("%s %s answers %d with code %s; the OpenAPI's %s does not name it", c.method, c.url, r.status, r.problem.Code, ref)
 		}
+	}
+}
+
+// Conditional requests on a file (RFC 9110 §13), whose ETag is its
+// SHA-256: they were ignored, so that a download resumed with If-Range
+// after the file changed joined old and new bytes, and PUT with
+// If-None-Match: * replaced a file (found by the seventh probe).
+func TestConditionalRequests(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("alice", time.Time{}, userScopes...)
+	r := h.do("PUT", "/v1/files/c.txt", tok, "0123456789").want(t, http.StatusCreated)
+	var fi api.FileInfo
+	r.decode(t, &fi)
+	etag := `"` + fi.SHA256 + `"`
+	r = h.do("GET", "/v1/files/c.txt", tok, nil).want(t, http.StatusOK)
+	if r.header.Get("ETag") != etag {
+		t.Fatalf("ETag %q, want %q", r.header.Get("ETag"), etag)
+	}
+	lastMod := r.header.Get("Last-Modified")
+	for _, tc := range []struct {
+		name    string
+		headers []string
+		status  int
+		body    string
+	}{
+		{"If-Range, same file", []string{"Range", "bytes=2-4", "If-Range", etag}, 206, "234"},
+		{"If-Range, changed file", []string{"Range", "bytes=2-4", "If-Range", `"other"`}, 200, "0123456789"},
+		{"If-Range, weak", []string{"Range", "bytes=2-4", "If-Range", "W/" + etag}, 200, "0123456789"},
+		{"If-Range, its date", []string{"Range", "bytes=2-4", "If-Range", lastMod}, 206, "234"},
+		{"If-None-Match, same", []string{"If-None-Match", etag}, 304, ""},
+		{"If-None-Match, weak", []string{"If-None-Match", `"x", W/` + etag}, 304, ""},
+		{"If-None-Match, other", []string{"If-None-Match", `"x"`}, 200, "0123456789"},
+		{"If-Modified-Since, later", []string{"If-Modified-Since", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)}, 304, ""},
+		{"If-Match, other", []string{"If-Match", `"x"`}, 412, ""},
+		{"If-Match, same", []string{"If-Match", etag}, 200, "0123456789"},
+		{"If-Unmodified-Since, earlier", []string{"If-Unmodified-Since", time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)}, 412, ""},
+		{"an unsatisfiable range", []string{"Range", "bytes=10-"}, 416, ""},
+	} {
+		r := h.do("GET", "/v1/files/c.txt", tok, nil, tc.headers...)
+		if r.status != tc.status || tc.body != "" && string(r.body) != tc.body {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, r.status, r.body, tc.status, tc.body)
+		}
+		if r.status == 416 && r.header.Get("Content-Range") != "bytes */10" {
+			t.Errorf("%s: Content-Range %q, want bytes */10", tc.name, r.header.Get("Content-Range"))
+		}
+	}
+	// writes: nothing changes when a precondition fails
+	h.do("PUT", "/v1/files/c.txt", tok, "new", "If-None-Match", "*").want(t, http.StatusPreconditionFailed)
+	h.do("PUT", "/v1/files/c.txt", tok, "new", "If-Match", `"x"`).want(t, http.StatusPreconditionFailed)
+	h.do("DELETE", "/v1/files/c.txt", tok, nil, "If-Match", `"x"`).want(t, http.StatusPreconditionFailed)
+	if r := h.do("GET", "/v1/files/c.txt", tok, nil).want(t, http.StatusOK); string(r.body) != "0123456789" {
+		t.Fatalf("after refused writes: %q", r.body)
+	}
+	h.do("PUT", "/v1/files/d.txt", tok, "d", "If-None-Match", "*").want(t, http.StatusCreated)
+	h.do("PUT", "/v1/files/e.txt", tok, "e", "If-Match", "*").want(t, http.StatusPreconditionFailed)
+	h.do("PUT", "/v1/files/c.txt", tok, "new", "If-Match", etag).want(t, http.StatusCreated)
+	h.do("DELETE", "/v1/files/c.txt", tok, nil, "If-Match", etag).want(t, http.StatusPreconditionFailed) // it changed
+	h.do("DELETE", "/v1/files/c.txt", tok, nil, "If-Match", "*").want(t, http.StatusNoContent)
+	var me api.Me
+	h.do("GET", "/v1/me", tok, nil).want(t, http.StatusOK).decode(t, &me)
+	if me.Quotas["files"].Used != 1 || me.Quotas["bytes"].Used != 1 { // d.txt
+		t.Errorf("use after refused writes: %+v", me.Quotas)
 	}
 }
