@@ -357,7 +357,10 @@ const (
 	// CodePreconditionFailed: If-Match, If-None-Match or
 	// If-Unmodified-Since does not hold for the file as it is.
 	CodePreconditionFailed = "precondition_failed"
-	CodeUnsupported      = "unsupported"
+	CodeUnsupported        = "unsupported"
+	// CodeMethodNotAllowed: the path takes other methods, which Allow
+	// names.
+	CodeMethodNotAllowed = "method_not_allowed"
 	CodeInternal         = "internal"
 	CodeUnavailable      = "unavailable"
 	// CodeIdempotencyMismatch: an Idempotency-Key was used before with

@@ -240,10 +240,39 @@ func New(st store.Store, b blob.Bucket, cat *catalog.Catalog, a *auth.Authentica
 	for _, p := range []string{"GET /{$}", "GET /docs", "GET /ui/"} {
 		s.mux.Handle(p, ui)
 	}
-	s.mux.Handle("/", s.wrap(route{pattern: "/", public: true, h: func(w http.ResponseWriter, r *http.Request) error {
-		return errorf(http.StatusNotFound, api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
-	}}))
+	none := s.wrap(route{pattern: "/", public: true, h: s.noRoute})
+	s.mux.Handle("/", none)
+	// A route that ends in a path (/v1/files/{path...}) would make
+	// http.ServeMux redirect its base (/v1/files) there, with no body: the
+	// base is no route of its methods.
+	bases := map[string]bool{}
+	for _, rt := range s.routes {
+		if _, p, _ := strings.Cut(muxPattern(rt.pattern), " "); strings.HasSuffix(p, "...}") {
+			if base := p[:strings.LastIndex(p, "/{")]; !bases[base] {
+				bases[base] = true
+				s.mux.Handle(base, none)
+			}
+		}
+	}
 	return s
+}
+
+// noRoute answers a request no route takes: 405 with the methods its
+// path takes (Allow), or 404.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := s.mux.Handler(probe); strings.Contains(pattern, " ") { // a route's, with its method: not "/" nor a base
+
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		return errorf(http.StatusNotFound, api.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	return errorf(http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "%s %s: the path takes %s", r.Method, r.URL.Path, strings.Join(allow, ", "))
 }
 
 // uploadOrigins is the object store's origin, where the web interface

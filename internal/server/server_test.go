@@ -391,3 +391,32 @@ func TestConditionalRequests(t *testing.T) {
 		t.Errorf("use after refused writes: %+v", me.Quotas)
 	}
 }
+
+// A method a path does not take answers 405 with the methods it does
+// (Allow), where it was a 404; a route's base (PUT /v1/files) answers in
+// problem JSON, where http.ServeMux redirected it to the route with no
+// body (found by the seventh probe).
+func TestMethodNotAllowed(t *testing.T) {
+	h := newHarness(t, nil)
+	tok := h.token("alice", time.Time{}, userScopes...)
+	for _, tc := range []struct {
+		method, path, allow string
+	}{
+		{"DELETE", "/v1/me", "GET, HEAD"},
+		{"POST", "/v1/files/a.txt", "GET, HEAD, PUT, DELETE"},
+		{"PUT", "/v1/files", "GET, HEAD"},
+		{"DELETE", "/v1/files", "GET, HEAD"},
+		{"PATCH", "/v1/jobs", "GET, HEAD, POST"},
+	} {
+		r := h.do(tc.method, tc.path, tok, nil)
+		if r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != tc.allow || r.problem.Code != api.CodeMethodNotAllowed {
+			t.Errorf("%s %s: %d, Allow %q, %s; want 405, Allow %q", tc.method, tc.path, r.status, r.header.Get("Allow"), r.body, tc.allow)
+		}
+	}
+	if r := h.do("GET", "/v1/no-such-route", tok, nil); r.status != http.StatusNotFound || r.problem.Code != api.CodeNotFound {
+		t.Errorf("no route: %d %s", r.status, r.body)
+	}
+	if r := h.do("PUT", "/v1/jobs/x/outputs", tok, nil); r.status/100 != 4 || r.problem.Code == "" {
+		t.Errorf("PUT /v1/jobs/x/outputs: %d %s", r.status, r.body)
+	}
+}
