@@ -770,7 +770,7 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 			return fieldError("offset", "must be a whole number ≥ 0")
 		}
 	}
-	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
+	follow := queryTrue(r, "follow")
 	ctx := r.Context()
 	if follow {
 		release, err := s.streams.open(w, principal(r).User)

@@ -66,6 +66,12 @@ func TestRoutesReadOnlyDocumentedParameters(t *testing.T) {
 						out = append(out, v)
 					}
 				}
+				if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "queryTrue" && len(n.Args) == 2 {
+					if lit, ok := n.Args[1].(*ast.BasicLit); ok {
+						v, _ := strconv.Unquote(lit.Value)
+						out = append(out, v)
+					}
+				}
 				if passesRequest(n) {
 					out = append(out, reads(callee(n), seen)...)
 				}
@@ -114,7 +120,7 @@ func TestRoutesReadOnlyDocumentedParameters(t *testing.T) {
 		}
 		checked++
 		for _, p := range reads(handler, map[string]bool{}) {
-			if !takes[p] {
+			if takes[p] == "" {
 				t.Errorf("%s (%s) reads query parameter %q, which openapi.json does not give it", pattern, handler, p)
 			}
 		}

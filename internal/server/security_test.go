@@ -552,6 +552,20 @@ func TestUnknownQueryParameterRefused(t *testing.T) {
 	}
 	h.do("GET", "/v1/jobs?owner=alice&limit=5", admin, nil).want(t, http.StatusOK)
 	h.do("GET", "/v1/tokens?user=alice", admin, nil).want(t, http.StatusOK)
+	// one given twice, and a boolean that is neither, are refused too:
+	// the first was used, and follow=yes was false (found by the seventh
+	// probe); a list may be given many times
+	for _, q := range []string{"/v1/jobs?limit=1&limit=2", "/v1/files?prefix=a&prefix=b", "/v1/files/x?redirect=yes"} {
+		if r := h.do("GET", q, admin, nil); r.status != http.StatusBadRequest || len(r.problem.Errors) != 1 {
+			t.Errorf("%s: %d %s", q, r.status, r.body)
+		}
+	}
+	var j api.Job
+	h.do("POST", "/v1/jobs", admin, hello(nil)).want(t, http.StatusCreated).decode(t, &j)
+	h.do("GET", "/v1/jobs/"+j.ID+"/logs/stdout?follow=garbage", admin, nil).want(t, http.StatusBadRequest)
+	h.do("GET", "/v1/jobs/"+j.ID+"/logs/stdout?follow=false", admin, nil).want(t, http.StatusOK)
+	tasks := h.token("tess", time.Time{}, api.ScopeTasks, api.ScopeJobsRead)
+	h.do("GET", "/ga4gh/tes/v1/tasks?tag_key=a&tag_key=b&tag_value=1&tag_value=2", tasks, nil).want(t, http.StatusOK)
 }
 
 // A body that reads two ways is refused: a member given twice (the last

@@ -5,6 +5,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -42,11 +43,11 @@ import (
 var openAPI []byte
 
 // queryParams are the query parameters each route takes, as openapi.json
-// documents them ("GET /v1/jobs" → names): one home for them, and a
-// parameter a route does not take is refused. An admin's ?user=alice on
-// GET /v1/jobs, which takes owner=, listed the admin's own jobs without
-// a word.
-var queryParams = func() map[string]map[string]bool {
+// documents them ("GET /v1/jobs" → name → its schema's type): one home
+// for them, and a parameter a route does not take is refused. An admin's
+// ?user=alice on GET /v1/jobs, which takes owner=, listed the admin's own
+// jobs without a word.
+var queryParams = func() map[string]map[string]string {
 	var doc struct {
 		Paths      map[string]map[string]json.RawMessage `json:"paths"`
 		Components struct {
@@ -56,17 +57,17 @@ var queryParams = func() map[string]map[string]bool {
 	if err := json.Unmarshal(openAPI, &doc); err != nil {
 		panic("openapi.json: " + err.Error())
 	}
-	names := func(ps []openAPIParam, into map[string]bool) {
+	names := func(ps []openAPIParam, into map[string]string) {
 		for _, p := range ps {
 			if p.Ref != "" {
 				p = doc.Components.Parameters[strings.TrimPrefix(p.Ref, "#/components/parameters/")]
 			}
 			if p.In == "query" {
-				into[p.Name] = true
+				into[p.Name] = cmp.Or(p.Schema.Type, "string")
 			}
 		}
 	}
-	out := map[string]map[string]bool{}
+	out := map[string]map[string]string{}
 	for path, ops := range doc.Paths {
 		var common []openAPIParam
 		json.Unmarshal(ops["parameters"], &common)
@@ -77,7 +78,7 @@ var queryParams = func() map[string]map[string]bool {
 			if method == "parameters" || json.Unmarshal(raw, &op) != nil {
 				continue
 			}
-			set := map[string]bool{}
+			set := map[string]string{}
 			names(common, set)
 			names(op.Parameters, set)
 			out[strings.ToUpper(method)+" "+path] = set
@@ -87,13 +88,18 @@ var queryParams = func() map[string]map[string]bool {
 }()
 
 type openAPIParam struct {
-	Ref  string `json:"$ref"`
-	Name string `json:"name"`
-	In   string `json:"in"`
+	Ref    string `json:"$ref"`
+	Name   string `json:"name"`
+	In     string `json:"in"`
+	Schema struct {
+		Type string `json:"type"`
+	} `json:"schema"`
 }
 
 // checkQuery refuses a query parameter rt does not take (400, naming it
-// and those it takes). A route openapi.json does not document is not
+// and those it takes), one given twice that is no list (the first was
+// used, without a word), and a boolean that is neither true nor false
+// (follow=yes was false). A route openapi.json does not document is not
 // checked.
 func checkQuery(rt route, r *http.Request) error {
 	if r.URL.RawQuery == "" {
@@ -103,9 +109,18 @@ func checkQuery(rt route, r *http.Request) error {
 	if !ok {
 		return nil
 	}
-	for k := range r.URL.Query() {
-		if takes[k] {
-			continue
+	for k, vs := range r.URL.Query() {
+		if typ := takes[k]; typ != "" {
+			var msg string
+			switch {
+			case len(vs) > 1 && typ != "array":
+				msg = fmt.Sprintf("%q is given %d times: give it once", k, len(vs))
+			case typ == "boolean" && !slices.Contains([]string{"true", "false", "1", "0"}, vs[0]):
+				msg = fmt.Sprintf("%q is %q: want true or false", k, vs[0])
+			default:
+				continue
+			}
+			return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: msg, fields: []api.FieldError{{Field: k, Message: msg}}}
 		}
 		known := slices.Sorted(maps.Keys(takes))
 		msg := fmt.Sprintf("%q is no parameter of this route; it takes %s", k, strings.Join(known, ", "))
@@ -115,6 +130,13 @@ func checkQuery(rt route, r *http.Request) error {
 		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: msg, fields: []api.FieldError{{Field: k, Message: msg}}}
 	}
 	return nil
+}
+
+// queryTrue reports whether r's boolean query parameter name is true
+// ("true" or "1"; checkQuery refused any but those and "false", "0").
+func queryTrue(r *http.Request, name string) bool {
+	v := r.URL.Query().Get(name)
+	return v == "true" || v == "1"
 }
 
 // Version is the gateway's version, shown by /v1/status.

@@ -216,7 +216,7 @@ func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request) error {
 // for one (?redirect=true) and the store can make one. It reports whether
 // it answered.
 func (s *Server) redirect(w http.ResponseWriter, r *http.Request, key string) (bool, error) {
-	if r.URL.Query().Get("redirect") != "true" || r.Method != http.MethodGet {
+	if !queryTrue(r, "redirect") || r.Method != http.MethodGet {
 		return false, nil
 	}
 	sg, ok := s.bucket.(blob.Signer)
