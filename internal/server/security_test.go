@@ -203,6 +203,12 @@ func TestStrictAndLenientParsing(t *testing.T) {
 	body := `{"template":"hello","parameters":{"name":"a"},"hold":true}`
 	r := h.do("POST", "/v1/jobs", tok, body, "Content-Type", "text/plain")
 	r.want(t, http.StatusUnsupportedMediaType)
+	// an encoded body, or JSON in another charset: the gateway stored a
+	// gzip body's bytes as the file's (found by the seventh probe)
+	h.do("PUT", "/v1/files/g.txt", tok, "\x1f\x8b...", "Content-Encoding", "gzip").want(t, http.StatusUnsupportedMediaType)
+	h.do("HEAD", "/v1/files/g.txt", tok, nil).want(t, http.StatusNotFound)
+	h.do("POST", "/v1/jobs", tok, body, "Content-Type", "application/json; charset=latin1").want(t, http.StatusUnsupportedMediaType)
+	h.do("PUT", "/v1/files/i.txt", tok, "plain", "Content-Encoding", "identity").want(t, http.StatusCreated)
 	h.do("POST", "/v1/jobs", tok, body, "Content-Type", "application/json; charset=utf-8").want(t, http.StatusCreated)
 
 	bad := []byte(`{"template":"hello","parameters":{"name":"a` + "\xff\xfe" + `"},"hold":true}`)

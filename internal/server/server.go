@@ -132,6 +132,18 @@ func checkQuery(rt route, r *http.Request) error {
 	return nil
 }
 
+// checkEncoding refuses a body with a Content-Encoding (415): the gateway
+// decodes none, and stored a gzip body's bytes as the file's (found by the
+// seventh probe).
+func checkEncoding(r *http.Request) error {
+	for _, ce := range r.Header.Values("Content-Encoding") {
+		if !strings.EqualFold(strings.TrimSpace(ce), "identity") {
+			return errorf(http.StatusUnsupportedMediaType, api.CodeMediaType, "the body is encoded (Content-Encoding: %s), which the gateway does not decode: send it as it is", ce)
+		}
+	}
+	return nil
+}
+
 // queryTrue reports whether r's boolean query parameter name is true
 // ("true" or "1"; checkQuery refused any but those and "false", "0").
 func queryTrue(r *http.Request, name string) bool {
@@ -550,6 +562,9 @@ func (s *Server) wrap(rt route) http.Handler {
 			err = checkQuery(rt, r)
 		}
 		if err == nil {
+			err = checkEncoding(r)
+		}
+		if err == nil {
 			err = rt.h(sw, r)
 		}
 		if body.err != nil && err != nil {
@@ -966,9 +981,9 @@ func (s *Server) readJSONLenient(w http.ResponseWriter, r *http.Request, v any) 
 
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, strict bool) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return errorf(http.StatusUnsupportedMediaType, api.CodeMediaType, "the body must be JSON (Content-Type: application/json), not %q", ct)
+		mt, params, err := mime.ParseMediaType(ct)
+		if cs := params["charset"]; err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) || cs != "" && !strings.EqualFold(cs, "utf-8") {
+			return errorf(http.StatusUnsupportedMediaType, api.CodeMediaType, "the body must be JSON in UTF-8 (Content-Type: application/json), not %q", ct)
 		}
 	}
 	if r.ContentLength > s.opts.MaxJSONBytes { // said at once, not after the body came
