@@ -11,21 +11,31 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
 // Refusal is what the gateway answers for a name or label with a control
-// character.
-const Refusal = "may not hold control characters (such as ESC or a newline): names and labels are shown on terminals"
+// or format character.
+const Refusal = "may not hold control characters (such as ESC or a newline) or invisible format characters (such as a right-to-left override or a zero-width space): names and labels are shown on terminals"
 
 // Is reports whether r is a control character: C0, DEL or C1.
 func Is(r rune) bool { return r < 0x20 || r >= 0x7f && r < 0xa0 }
 
-// In reports whether s has a control character.
-func In(s string) bool { return strings.IndexFunc(s, Is) >= 0 }
+// IsFormat reports whether r is an invisible format character (Unicode's
+// Cf): a right-to-left override showed "safe\u202efdp.exe" as
+// "safeexe.pdf", and a zero-width space made two names that look alike
+// (found by the seventh probe).
+func IsFormat(r rune) bool { return r >= 0xa0 && unicode.Is(unicode.Cf, r) }
 
-// Quote returns s with every control character but newline and tab
-// written as a Go escape (\x1b, \u009b).
+// In reports whether s has a control or format character.
+func In(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return Is(r) || IsFormat(r) }) >= 0
+}
+
+// Quote returns s with every control character but newline and tab, and
+// every format character, written as a Go escape (\x1b, \u009b,
+// \u202e).
 func Quote(s string) string {
 	if strings.IndexFunc(s, shown) < 0 && utf8.ValidString(s) {
 		return s
@@ -46,8 +56,8 @@ func Quote(s string) string {
 	return b.String()
 }
 
-// shown is whether r is a control character Quote escapes.
-func shown(r rune) bool { return Is(r) && r != '\n' && r != '\t' }
+// shown is whether r is a character Quote escapes.
+func shown(r rune) bool { return Is(r) && r != '\n' && r != '\t' || IsFormat(r) }
 
 func escape(w io.Writer, r rune) {
 	if r < 0x80 {
@@ -89,7 +99,7 @@ func (e *Writer) Write(p []byte) (int, error) {
 			break
 		}
 		var n int
-		out, n = appendNonASCII(out, buf[i:])
+		out, n = appendNonASCII(out, buf[i:], true)
 		i += n
 	}
 	if _, err := e.w.Write(out); err != nil {
@@ -99,13 +109,14 @@ func (e *Writer) Write(p []byte) (int, error) {
 }
 
 // appendNonASCII appends the character b starts with (not ASCII, and
-// whole), escaped if it is a control character, and returns how many
-// bytes of b it took. A lone byte 0x80 to 0x9f is a C1 control to a
-// terminal in 8-bit mode (0x9b is CSI): it is escaped too.
-func appendNonASCII(out, b []byte) ([]byte, int) {
+// whole), escaped if it is a control character, or a format character
+// when format is set, and returns how many bytes of b it took. A lone
+// byte 0x80 to 0x9f is a C1 control to a terminal in 8-bit mode (0x9b is
+// CSI): it is escaped too.
+func appendNonASCII(out, b []byte, format bool) ([]byte, int) {
 	r, n := utf8.DecodeRune(b)
 	switch {
-	case r != utf8.RuneError && Is(r):
+	case r != utf8.RuneError && (Is(r) || format && IsFormat(r)):
 		return fmt.Appendf(out, `\u%04x`, r), n
 	case r == utf8.RuneError && n == 1 && b[0] < 0xa0:
 		return fmt.Appendf(out, `\x%02x`, b[0]), n
@@ -175,7 +186,7 @@ func (l *LogWriter) Write(p []byte) (int, error) {
 			i = len(buf)
 		default:
 			var n int
-			out, n = appendNonASCII(out, buf[i:])
+			out, n = appendNonASCII(out, buf[i:], false) // a log's own text may hold format characters (right-to-left marks)
 			i += n
 		}
 	}

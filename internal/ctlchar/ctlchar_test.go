@@ -16,6 +16,10 @@ func TestQuote(t *testing.T) {
 		"cr\roverwrite":              `cr\x0doverwrite`,
 		"bad utf-8 \xff stays bytes": "bad utf-8 \xff stays bytes",
 		"lone c1 \x9b2J":             `lone c1 \x9b2J`, // CSI to a terminal in 8-bit mode (found by review)
+		// format characters: a right-to-left override, a zero-width space
+		// and an isolate (found by the seventh probe)
+		"safe\u202efdp.exe": `safe\u202efdp.exe`,
+		"a\u200bb \u2066x":  `a\u200bb \u2066x`,
 	} {
 		if got := Quote(in); got != want {
 			t.Errorf("Quote(%q) = %q, want %q", in, got, want)
@@ -24,8 +28,11 @@ func TestQuote(t *testing.T) {
 	if !In("a\x1bb") || !In("a\u0085") || !In("tab\t") {
 		t.Error("In misses a control character")
 	}
-	if In("plain é") {
+	if In("plain é") || In("עברית العربية 日本") {
 		t.Error("In finds one in plain text")
+	}
+	if !In("safe\u202efdp.exe") || !In("zero\u200bwidth") || !In("bom\ufeff") {
+		t.Error("In misses a format character")
 	}
 }
 
@@ -42,7 +49,7 @@ func writeSplit(mk func(io.Writer) (io.Writer, func() error), s string, n int) s
 
 func TestWriterWhateverTheSplits(t *testing.T) {
 	mk := func(w io.Writer) (io.Writer, func() error) { x := NewWriter(w); return x, x.Flush }
-	s := "job \x1b]52;c;aGk=\x07 é\u009b2J 日本\x7f \x9b1m end\n"
+	s := "job \x1b]52;c;aGk=\x07 é\u009b2J 日本\x7f \x9b1m \u202eend\n"
 	want := Quote(s)
 	for n := 1; n <= len(s); n++ {
 		if got := writeSplit(mk, s, n); got != want {

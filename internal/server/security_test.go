@@ -463,6 +463,9 @@ func TestControlCharactersRefused(t *testing.T) {
 		{"/v1/jobs", hello(map[string]any{"name": evil}), "name"},
 		{"/v1/jobs", hello(map[string]any{"labels": map[string]string{"k": evil}}), "labels.k"},
 		{"/v1/jobs", hello(map[string]any{"name": "a\u009b2J"}), "name"},
+		// format characters (found by the seventh probe)
+		{"/v1/jobs", hello(map[string]any{"name": "safe\u202efdp.exe"}), "name"},
+		{"/v1/jobs", hello(map[string]any{"labels": map[string]string{"k": "zero\u200bwidth"}}), "labels.k"},
 		{"/v1/sweeps", map[string]any{"template": "hello", "hold": true, "labels": map[string]string{"k": "v\n"}, "variants": []map[string]any{{"name": "p"}}}, "labels.k"},
 		{"/v1/tokens", map[string]any{"scopes": []string{api.ScopeJobsRead}, "name": evil}, "name"},
 		{tesBase + "/tasks", map[string]any{"name": evil, "executors": []map[string]any{{"image": "alpine", "command": []string{"true"}}}}, "name"},
@@ -476,6 +479,9 @@ func TestControlCharactersRefused(t *testing.T) {
 		if r.field(c.field) == "" {
 			t.Errorf("%s %v: no error for %s: %s", c.path, c.body, c.field, r.body)
 		}
+	}
+	if r := h.do("PUT", "/v1/files/safe\u202efdp.exe", alice, "x").want(t, http.StatusBadRequest); r.field("path") == "" {
+		t.Errorf("a file path with a format character: %s", r.body)
 	}
 	var page api.Page[api.Job]
 	h.do("GET", "/v1/jobs", alice, nil).want(t, http.StatusOK).decode(t, &page)

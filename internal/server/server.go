@@ -32,6 +32,7 @@ import (
 	"github.com/hpcgate/hpcgate/internal/auth"
 	"github.com/hpcgate/hpcgate/internal/blob"
 	"github.com/hpcgate/hpcgate/internal/catalog"
+	"github.com/hpcgate/hpcgate/internal/ctlchar"
 	"github.com/hpcgate/hpcgate/internal/dispatch"
 	"github.com/hpcgate/hpcgate/internal/job"
 	"github.com/hpcgate/hpcgate/internal/sched"
@@ -824,6 +825,11 @@ func fieldError(field, format string, args ...any) error {
 func checkNewPath(field, p string) error {
 	if err := checkPath(field, p); err != nil {
 		return err
+	}
+	if ctlchar.In(p) { // a C1 control, or a format character: a listing on a terminal would show another name
+		msg := ctlchar.Refusal
+		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: fmt.Sprintf("%s %q: %s", field, p, msg),
+			fields: []api.FieldError{{Field: field, Message: msg}}}
 	}
 	if strings.HasPrefix(p, refPrefix) {
 		msg := "must not begin with job: (which names another job's data)"
