@@ -25,6 +25,20 @@ const (
 	StateCanceled  = "canceled"
 )
 
+// AgentOnly are the routes (method and path, {id} the job's, a trailing
+// / a prefix) that only a job's agent calls: its spec, its reports, its
+// logs, its outputs and a TES task's deliveries. A job's container reaches
+// the gateway through the agent's socket, which refuses these, so that the
+// job's own code cannot forge its results.
+var AgentOnly = []string{
+	"GET /v1/jobs/{id}/spec",
+	"POST /v1/jobs/{id}/state",
+	"POST /v1/jobs/{id}/logs/",
+	"PUT /v1/jobs/{id}/outputs/",
+	"PUT /v1/jobs/{id}/deliveries/",
+	"POST /v1/jobs/{id}/output-urls",
+}
+
 // Scopes a token may carry.
 const (
 	ScopeJobsRead   = "jobs:read"

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/internal/container"
 )
 
@@ -55,8 +56,8 @@ func (a *agent) serveGateway() (sock string, stop func(), err error) {
 	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"title":"only the agent may do this for its job","status":403}`, http.StatusForbidden)
 	})
-	for _, p := range []string{"GET /v1/jobs/%s/spec", "POST /v1/jobs/%s/state", "POST /v1/jobs/%s/logs/", "PUT /v1/jobs/%s/outputs/", "POST /v1/jobs/%s/output-urls"} {
-		mux.Handle(fmt.Sprintf(p, a.id), refuse)
+	for _, p := range api.AgentOnly {
+		mux.Handle(strings.Replace(p, "{id}", a.id, 1), refuse)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})

@@ -66,7 +66,7 @@ func TestGatewaySocket(t *testing.T) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}}
-	for _, p := range []struct{ method, path string }{{"GET", "/v1/jobs/j1/spec"}, {"POST", "/v1/jobs/j1/logs/stdout"}, {"PUT", "/v1/jobs/j1/outputs/x"}, {"POST", "/v1/jobs/j1/output-urls"}, {"POST", "/v1/jobs/j1/%73tate"}, {"POST", "/v1/jobs/x/%2e%2e/j1/state"}, {"POST", "/v1/jobs/x%2F..%2Fj1/state"}, {"POST", "/v1/jobs/x/../j1/state"}} {
+	for _, p := range []struct{ method, path string }{{"GET", "/v1/jobs/j1/spec"}, {"POST", "/v1/jobs/j1/logs/stdout"}, {"PUT", "/v1/jobs/j1/outputs/x"}, {"POST", "/v1/jobs/j1/output-urls"}, {"PUT", "/v1/jobs/j1/deliveries/x"}, {"POST", "/v1/jobs/j1/%73tate"}, {"POST", "/v1/jobs/x/%2e%2e/j1/state"}, {"POST", "/v1/jobs/x%2F..%2Fj1/state"}, {"POST", "/v1/jobs/x/../j1/state"}} {
 		req, err := http.NewRequestWithContext(ctx, p.method, "http://hpcgate"+p.path, nil)
 		if err != nil {
 			t.Fatal(err)

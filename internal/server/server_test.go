@@ -420,3 +420,19 @@ func TestMethodNotAllowed(t *testing.T) {
 		t.Errorf("PUT /v1/jobs/x/outputs: %d %s", r.status, r.body)
 	}
 }
+
+// Every route only an agent calls, but the reads a job's container may do
+// itself (its inputs, its image), is one the agent's socket for the
+// container refuses (api.AgentOnly): a TES task's deliveries passed it
+// (found by the seventh probe).
+func TestAgentOnlyRoutesAreListed(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, rt := range h.srv.routes {
+		if rt.access != jobOnly || rt.pattern == "GET /v1/jobs/{id}/inputs/{name}" || rt.pattern == "GET /v1/jobs/{id}/image" {
+			continue
+		}
+		if !slices.ContainsFunc(api.AgentOnly, func(p string) bool { return rt.pattern == p || strings.HasSuffix(p, "/") && strings.HasPrefix(rt.pattern, p) }) {
+			t.Errorf("%s: only an agent calls it, and api.AgentOnly does not list it", rt.pattern)
+		}
+	}
+}
