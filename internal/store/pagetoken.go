@@ -23,7 +23,9 @@ func EncodePageToken(seq int64) string {
 func DecodePageToken(tok string) (int64, error) {
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err == nil && len(b) >= 2 && b[0] == 's' {
-		if n, err := strconv.ParseInt(string(b[1:]), 10, 64); err == nil {
+		// one EncodePageToken made: no sign, no leading zero ("s-1"
+		// gave an empty page, found by the seventh probe)
+		if n, err := strconv.ParseInt(string(b[1:]), 10, 64); err == nil && n >= 0 && strconv.FormatInt(n, 10) == string(b[1:]) {
 			return n, nil
 		}
 	}
