@@ -46,8 +46,14 @@ func (s *Server) quotaOf(user string) Quota {
 func quotaMessage(qe *store.QuotaError) string {
 	switch qe.Name {
 	case "jobs":
+		if qe.Want > 1 { // a sweep's: its count said (found by the seventh probe)
+			return fmt.Sprintf("quota jobs exceeded: you have %d unfinished jobs and this would add %d, the limit is %d; wait for some to finish, cancel some, or send fewer", qe.Used, qe.Want, qe.Limit)
+		}
 		return fmt.Sprintf("quota jobs exceeded: you have %d unfinished jobs, the limit is %d; wait for some to finish or cancel some", qe.Used, qe.Limit)
 	case "cores":
+		if qe.Want > 0 {
+			return fmt.Sprintf("quota cores exceeded: your unfinished jobs hold %d cores and this would add %d, the limit is %d; wait for some to finish or ask for fewer cores", qe.Used, qe.Want, qe.Limit)
+		}
 		return fmt.Sprintf("quota cores exceeded: your unfinished jobs hold %d cores of a limit of %d, too many for this job; wait for some to finish or ask for fewer cores", qe.Used, qe.Limit)
 	case "bytes":
 		return fmt.Sprintf("quota bytes exceeded: you store %d bytes of a limit of %d, too many for this upload; delete files or outputs", qe.Used, qe.Limit)

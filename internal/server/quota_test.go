@@ -69,7 +69,7 @@ func TestQuotaCores(t *testing.T) {
 	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated)
 	h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusCreated)
 	r := h.do("POST", "/v1/jobs", alice, hello(nil)).want(t, http.StatusConflict)
-	if r.problem.Code != api.CodeQuotaExceeded || !strings.Contains(r.problem.Detail, "quota cores") || !strings.Contains(r.problem.Detail, "hold 2 cores of a limit of 2") {
+	if r.problem.Code != api.CodeQuotaExceeded || !strings.Contains(r.problem.Detail, "quota cores") || !strings.Contains(r.problem.Detail, "hold 2 cores and this would add 1, the limit is 2") {
 		t.Fatalf("problem: %+v", r.problem)
 	}
 	if m := me(t, h, alice); m.Quotas["cores"] != (api.Quota{Limit: 2, Used: 2}) || m.Quotas["jobs"].Used != 2 {

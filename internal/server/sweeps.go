@@ -60,6 +60,11 @@ func expandVariants(raw json.RawMessage, fixed map[string]json.RawMessage) ([]va
 		if err := countOK(len(list)); err != nil {
 			return nil, err
 		}
+		for i, p := range list {
+			if p == nil { // null: no variant (its faults were the shared parameters')
+				return nil, fieldError("variants["+strconv.Itoa(i)+"]", "must be an object of parameters, not null")
+			}
+		}
 		varied := map[string]bool{} // what any variant sets is the variants' to set
 		for _, p := range list {
 			for name := range p {
@@ -356,7 +361,7 @@ func (s *Server) createSweep(w http.ResponseWriter, r *http.Request) error {
 		if used, err := s.unfinishedJobs(r.Context(), owner); err != nil {
 			return err
 		} else if used+int64(len(jobs)) > q.Jobs {
-			return &store.QuotaError{Name: "jobs", Limit: q.Jobs, Used: used}
+			return &store.QuotaError{Name: "jobs", Limit: q.Jobs, Used: used, Want: int64(len(jobs))}
 		}
 	}
 	// The sweep's first job carries its Idempotency-Key: a sweep sent

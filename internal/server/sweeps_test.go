@@ -68,6 +68,7 @@ func TestExpandVariants(t *testing.T) {
 		{`{"parameters": {}}`, "variants.parameters"},
 		{`{"parameters": {"a": [1]}, "extra": 1}`, "variants"},
 		{`[{"a": 1}, 3]`, "variants[1]"},
+		{`[{"a": 1}, null]`, "variants[1]"}, // its fault was named parameters.a (found by the seventh probe)
 		{`{"parameters": {"a": [1], "b": 2}}`, "variants.parameters.b"},
 		{`{"mode": 1, "parameters": {"a": [1]}}`, "variants.mode"},
 		{fmt.Sprintf(`{"parameters": {"a": [%s], "b": [%s]}}`, nums(101), nums(100)), "variants"},
@@ -423,5 +424,23 @@ func TestSweepRetryWithinTheQuota(t *testing.T) {
 	// a new sweep over the quota is still refused, naming it
 	if r := h.do("POST", "/v1/sweeps", alice, body, "Idempotency-Key", "k2").want(t, http.StatusConflict); r.problem.Code != api.CodeQuotaExceeded {
 		t.Fatalf("over the quota: %+v", r.problem)
+	}
+}
+
+// A sweep over the jobs quota says how many it would add: "you have 0
+// unfinished jobs, the limit is 50" did not (found by the seventh probe).
+func TestSweepOverTheQuotaSaysItsSize(t *testing.T) {
+	h := newHarness(t, &harnessOptions{opts: &Options{Quota: func(string) Quota { return Quota{Jobs: 2} }}})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	body := map[string]any{"template": "hello", "hold": true, "variants": []map[string]any{{"name": "p"}, {"name": "q"}, {"name": "r"}}}
+	for _, key := range []string{"", "k"} { // checked before the store, and by it
+		var headers []string
+		if key != "" {
+			headers = []string{"Idempotency-Key", key}
+		}
+		r := h.do("POST", "/v1/sweeps", alice, body, headers...).want(t, http.StatusConflict)
+		if !strings.Contains(r.problem.Detail, "you have 0 unfinished jobs and this would add 3, the limit is 2") {
+			t.Errorf("key %q: %s", key, r.problem.Detail)
+		}
 	}
 }

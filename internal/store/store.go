@@ -37,6 +37,7 @@ type QuotaError struct {
 	Name  string // "jobs", "cores" or "bytes"
 	Limit int64
 	Used  int64
+	Want  int64 // what the request would add, when known (0: not said)
 }
 
 func (e *QuotaError) Error() string {
@@ -59,7 +60,7 @@ func Fit(name string, want, used, limit int64, partial bool) (int64, error) {
 	}
 	n := min(want, limit-used)
 	if n < want && (!partial || n <= 0) {
-		return 0, &QuotaError{Name: name, Limit: limit, Used: used}
+		return 0, &QuotaError{Name: name, Limit: limit, Used: used, Want: want}
 	}
 	return n, nil
 }

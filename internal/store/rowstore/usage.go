@@ -26,10 +26,10 @@ func countNew(ctx context.Context, tx storedriver.Tx, j *job.Job, opts *store.Cr
 			t.ActiveCores += u.ActiveCores
 		}
 		if opts.MaxJobs > 0 && t.ActiveJobs+1 > opts.MaxJobs {
-			return &store.QuotaError{Name: "jobs", Limit: opts.MaxJobs, Used: t.ActiveJobs}
+			return &store.QuotaError{Name: "jobs", Limit: opts.MaxJobs, Used: t.ActiveJobs, Want: 1}
 		}
 		if opts.MaxCores > 0 && t.ActiveCores+cores > opts.MaxCores {
-			return &store.QuotaError{Name: "cores", Limit: opts.MaxCores, Used: t.ActiveCores}
+			return &store.QuotaError{Name: "cores", Limit: opts.MaxCores, Used: t.ActiveCores, Want: cores}
 		}
 	}
 	if j.State.Terminal() {
@@ -71,10 +71,10 @@ func countNewJobs(ctx context.Context, tx storedriver.Tx, jobs []*job.Job, opts 
 			t.ActiveCores += u.ActiveCores
 		}
 		if opts.MaxJobs > 0 && t.ActiveJobs+active > opts.MaxJobs {
-			return &store.QuotaError{Name: "jobs", Limit: opts.MaxJobs, Used: t.ActiveJobs}
+			return &store.QuotaError{Name: "jobs", Limit: opts.MaxJobs, Used: t.ActiveJobs, Want: active}
 		}
 		if opts.MaxCores > 0 && t.ActiveCores+cores > opts.MaxCores {
-			return &store.QuotaError{Name: "cores", Limit: opts.MaxCores, Used: t.ActiveCores}
+			return &store.QuotaError{Name: "cores", Limit: opts.MaxCores, Used: t.ActiveCores, Want: cores}
 		}
 	}
 	for _, u := range add {
