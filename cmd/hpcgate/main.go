@@ -148,7 +148,7 @@ Flags:
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	remote, err := agent.RemoteClient(os.Getenv("HPCGATE_CACERT"))
+	remote, err := agent.RemoteClient(os.Getenv("HPCGATE_CACERT"), agent.LoopbackGateway(os.Getenv("HPCGATE_URL")))
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}

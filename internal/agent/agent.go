@@ -121,7 +121,7 @@ func Run(ctx context.Context, c *client.Client, id string, opts *Options) error 
 		o.WorkDir = wd
 	}
 	if o.Remote == nil {
-		hc, err := RemoteClient("")
+		hc, err := RemoteClient("", false)
 		if err != nil {
 			return err
 		}

@@ -9,8 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
+	neturl "net/url"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
@@ -27,8 +31,13 @@ func (e permanentError) Unwrap() error { return e.error }
 // roots and, when caFile is set, the CA the job was given to trust the
 // gateway by (HPCGATE_CACERT), so that a centre's own https servers are
 // trusted as its gateway is. It sends no token, and follows redirects to
-// https:// URLs only.
-func RemoteClient(caFile string) (*http.Client, error) {
+// https:// URLs only. It connects to no link-local address (a cloud's
+// metadata service), and to the node's own (loopback) only when
+// loopback is set: the agent fetched https://127.0.0.1:PORT/ of any
+// service on the node for a task that itself has no network, and it may
+// run as root (found by the seventh probe). A gateway on loopback, one
+// machine for everything, sets it (LoopbackGateway).
+func RemoteClient(caFile string, loopback bool) (*http.Client, error) {
 	pool, err := x509.SystemCertPool()
 	if err != nil {
 		pool = x509.NewCertPool()
@@ -43,9 +52,39 @@ func RemoteClient(caFile string) (*http.Client, error) {
 		}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
+		host, _, err := net.SplitHostPort(address)
+		if err != nil {
+			return err
+		}
+		a, err := netip.ParseAddr(host)
+		if err != nil {
+			return err
+		}
+		if a = a.Unmap(); a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsMulticast() || a.IsUnspecified() || a.IsLoopback() && !loopback {
+			return permanentError{fmt.Errorf("%s is the node's own or link-local: inputs are not fetched from there", a)}
+		}
+		return nil
+	}}
+	tr.DialContext = dialer.DialContext
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	tr.ResponseHeaderTimeout = time.Minute
 	return &http.Client{Transport: tr, CheckRedirect: httpsOnly}, nil
+}
+
+// LoopbackGateway reports whether the gateway at url is on the node's
+// loopback: everything runs on one machine, whose own https servers an
+// input may name.
+func LoopbackGateway(url string) bool {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(u.Hostname())
+	return err == nil && a.Unmap().IsLoopback()
 }
 
 var errNotHTTPS = errors.New("only https:// is followed")

@@ -8,6 +8,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -227,4 +230,43 @@ func TestRemoteInputs(t *testing.T) {
 			t.Fatalf("final %+v", rep)
 		}
 	})
+}
+
+// An input's URL may not name the node's own services, nor a link-local
+// address (a cloud's metadata), unless the gateway itself is on loopback
+// (one machine for everything): the agent, which may run as root, fetched
+// https://127.0.0.1:PORT/ for a task without network of its own (found by
+// the seventh probe). The refusal is final, not an outage to retry.
+func TestRemoteClientRefusesTheNode(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secret") }))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	get := func(hc *http.Client, url string) error {
+		return fetchRemote(ctx, hc, api.SpecInput{Name: "x", URL: url, MaxSize: 100}, filepath.Join(t.TempDir(), "x"))
+	}
+	closed, err := RemoteClient(ca, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, url := range []string{srv.URL, strings.Replace(srv.URL, "127.0.0.1", "localhost", 1), "https://169.254.169.254/latest/meta-data/", "https://[::ffff:127.0.0.1]:1/"} {
+		if err := get(closed, url); err == nil || !errors.As(err, new(permanentError)) {
+			t.Errorf("%s: %v, want a final refusal", url, err)
+		}
+	}
+	open, err := RemoteClient(ca, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := get(open, srv.URL); err != nil {
+		t.Errorf("with the gateway on loopback: %v", err)
+	}
+	for url, want := range map[string]bool{"https://127.0.0.1:8443": true, "https://localhost:8443": true, "https://[::1]:8443": true, "https://gw.example.org": false, "https://10.0.0.1": false} {
+		if LoopbackGateway(url) != want {
+			t.Errorf("LoopbackGateway(%s) = %v", url, !want)
+		}
+	}
 }
