@@ -42,16 +42,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	if from == "" {
 		from, field = r.URL.Query().Get("after"), "after"
 	}
+	last, err := s.store.LastChange(ctx, owner)
+	if err != nil {
+		return err
+	}
+	cursor = last
 	if from != "" {
 		n, err := strconv.ParseInt(from, 10, 64)
 		if err != nil || n < 0 {
 			return fieldError(field, "must be a whole number ≥ 0, an event's id")
 		}
-		cursor = n
-	} else {
-		n, err := s.store.LastChange(ctx, owner)
-		if err != nil {
-			return err
+		if n > last { // no event had it: the stream said nothing, for good (found by the seventh probe)
+			return fieldError(field, "%d is past your newest event, %d: give an event's id, or none for what happens from now on", n, last)
 		}
 		cursor = n
 	}

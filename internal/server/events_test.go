@@ -127,6 +127,11 @@ func TestEventStream(t *testing.T) {
 	if r := h.do("GET", "/v1/events?after=abc", alice, nil).want(t, http.StatusUnprocessableEntity); r.field("after") == "" {
 		t.Errorf("a bad ?after names another field: %s", r.body)
 	}
+	// one past the newest event: the stream said nothing, for good (found
+	// by the seventh probe)
+	if r := h.do("GET", "/v1/events?after=9223372036854775807", alice, nil).want(t, http.StatusUnprocessableEntity); !strings.Contains(r.problem.Detail, "past your newest event") {
+		t.Errorf("an ?after past the newest event: %s", r.body)
+	}
 	jt := h.tokenForJob("alice", early.ID)
 	h.do("GET", "/v1/events", jt, nil).want(t, http.StatusForbidden)
 }
