@@ -89,7 +89,12 @@ func TestBodiesThatStallOrTrickle(t *testing.T) {
 	if st, took := rawRequest(t, h, job+fmt.Sprintf("Content-Length: %d\r\n", 10<<20), 0); st != http.StatusRequestEntityTooLarge || took > 5*time.Second {
 		t.Errorf("a body over the limit: %d after %v, want 413 at once", st, took)
 	}
-	// nothing of them was kept or held: three files fit the quota
+	// a PUT with neither a length nor chunks (HTTP/1.0's): it stored an
+	// empty file
+	if st, _ := rawRequest(t, h, "PUT /v1/files/nolength.txt HTTP/1.0\r\nHost: x\r\n"+auth, 0, "data"); st != http.StatusLengthRequired {
+		t.Errorf("a PUT without a length: %d, want 411", st)
+	}
+		// nothing of them was kept or held: three files fit the quota
 	for i := range 3 {
 		h.do("PUT", fmt.Sprintf("/v1/files/f%d.txt", i), tok, "ok").want(t, http.StatusCreated)
 	}

@@ -88,6 +88,12 @@ func (s *Server) filePath(r *http.Request) (string, error) {
 // It is charged to user's stored bytes: one that would pass the user's
 // quota is refused, and an object it replaces is left as it was.
 func (s *Server) putBody(w http.ResponseWriter, r *http.Request, user, key string) (api.FileInfo, error) {
+	if r.ProtoMajor == 1 && r.Header.Get("Content-Length") == "" && len(r.TransferEncoding) == 0 {
+		// no length and no chunks: HTTP/1.0's end of a body is the
+		// connection's, which a request cannot have; it stored an empty
+		// file (found by the seventh probe)
+		return api.FileInfo{}, errorf(http.StatusLengthRequired, api.CodeBadRequest, "say the body's length (Content-Length), or send it in chunks")
+	}
 	if r.ContentLength > s.opts.MaxUploadBytes {
 		return api.FileInfo{}, errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "the file is %d bytes, more than the limit of %d", r.ContentLength, s.opts.MaxUploadBytes)
 	}
