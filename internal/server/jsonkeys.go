@@ -191,3 +191,58 @@ func foldName(name string) string {
 	}
 	return b.String()
 }
+
+// loneSurrogate returns the offset in body, a JSON text, of an escape of
+// half a UTF-16 surrogate pair (\ud800 alone), or -1: encoding/json reads
+// one as U+FFFD without a word, as it once read invalid UTF-8 (found by
+// the seventh probe).
+func loneSurrogate(body []byte) int {
+	in := false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case c == '"':
+			in = !in
+		case c == '\\' && in && i+1 < len(body):
+			if body[i+1] != 'u' {
+				i++ // the escaped character
+				continue
+			}
+			u, ok := hex4(body, i+2)
+			switch {
+			case !ok:
+				i++
+			case u >= 0xdc00 && u <= 0xdfff:
+				return i
+			case u >= 0xd800 && u <= 0xdbff:
+				if lo, ok := hex4(body, i+8); !ok || i+7 >= len(body) || body[i+6] != '\\' || body[i+7] != 'u' || lo < 0xdc00 || lo > 0xdfff {
+					return i
+				}
+				i += 11 // the pair
+			default:
+				i += 5
+			}
+		}
+	}
+	return -1
+}
+
+// hex4 reads the four hex digits at body[i:], if there are.
+func hex4(body []byte, i int) (rune, bool) {
+	if i+4 > len(body) {
+		return 0, false
+	}
+	var u rune
+	for _, c := range body[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			u = u<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			u = u<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			u = u<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return u, true
+}

@@ -633,3 +633,31 @@ func TestRequestsThatReadTwoWays(t *testing.T) {
 	}
 	h.withCookie(h.signIn(alice), "GET", "/v1/me", nil).want(t, http.StatusOK)
 }
+
+// Half a UTF-16 surrogate pair, escaped, is refused as invalid UTF-8 is:
+// encoding/json read "\ud800" as U+FFFD without a word (found by the
+// seventh probe). A whole pair is a character as any other.
+func TestLoneSurrogateRefused(t *testing.T) {
+	for body, want := range map[string]int{
+		`{"a":"\ud800"}`:             6,
+		`{"a":"x\udc00y"}`:           7,
+		`{"a":"\ud800\u0041"}`:       6,
+		`{"a":"\ud83d\ude00"}`:       -1, // 😀
+		`{"a":"\\ud800"}`:            -1, // a backslash, then text
+		`{"a":"\"\ud800"}`:           8,
+		`{"\ud800":1}`:               2,
+		`{"a":"\u00e9 \u0041"}`:      -1,
+		`{"a":"\ud83d\ude00\udc00"}`: 18,
+	} {
+		if got := loneSurrogate([]byte(body)); got != want {
+			t.Errorf("loneSurrogate(%s) = %d, want %d", body, got, want)
+		}
+	}
+	h := newHarness(t, nil)
+	tok := h.token("alice", time.Time{}, userScopes...)
+	r := h.do("POST", "/v1/jobs", tok, `{"template":"hello","parameters":{"name":"a\ud800"},"hold":true}`, "Content-Type", "application/json")
+	if r.status != http.StatusUnprocessableEntity || !strings.Contains(r.problem.Detail, "surrogate") {
+		t.Errorf("a lone surrogate: %d %s", r.status, r.body)
+	}
+	h.do("POST", "/v1/jobs", tok, `{"template":"hello","parameters":{"name":"a\ud83d\ude00"},"hold":true}`, "Content-Type", "application/json").want(t, http.StatusCreated)
+}

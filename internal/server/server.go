@@ -1006,6 +1006,9 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, stric
 		}
 		return fieldError(field, "is not valid UTF-8")
 	}
+	if at := loneSurrogate(body); at >= 0 {
+		return errorf(http.StatusUnprocessableEntity, api.CodeValidation, "the body escapes half a UTF-16 surrogate pair at byte %d (%.6s), which is no character", at, body[at:])
+	}
 	if err := checkKeys(body, reflect.TypeOf(v)); err != nil {
 		return err
 	}
