@@ -481,6 +481,9 @@ func withSuffix(pattern string, h func(http.ResponseWriter, *http.Request) error
 	}
 }
 
+// newRequestID names a request in answers and the log.
+func (s *Server) newRequestID() string { return fmt.Sprintf("%s%x", s.ridPrefix, s.reqCount.Add(1)) }
+
 // ServeHTTP implements http.Handler. A path with ., .. or empty segments,
 // as sent or once decoded (%2E, %2F), is refused: http.ServeMux would
 // redirect it to its clean form, which is another route (a client that
@@ -490,6 +493,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// (the decoded path differs only when the request escaped a character
 	// it need not have, which leaves RawPath set)
 	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && (p != cleanPath(p) || r.URL.RawPath != "" && r.URL.Path != cleanPath(r.URL.Path)) {
+		rid := s.newRequestID() // as every other answer has
+		w.Header().Set("X-Request-Id", rid)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, rid))
 		s.writeError(w, r, errorf(http.StatusBadRequest, api.CodeBadRequest, "the URL path %q has ., .. or empty segments: send it in its clean form (and a file's path must have none)", p))
 		return
 	}
@@ -536,7 +542,7 @@ func (s *Server) wrap(rt route) http.Handler {
 	rt.h = withSuffix(rt.pattern, rt.h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rid := fmt.Sprintf("%s%x", s.ridPrefix, s.reqCount.Add(1))
+		rid := s.newRequestID()
 		ri := &reqInfo{id: rid, log: s.log.With("request_id", rid), route: rt, start: start}
 		ctx := context.WithValue(context.WithValue(r.Context(), requestIDKey, rid), reqInfoKey, ri)
 		if strings.Contains(rt.pattern, "/jobs/{id}") {
