@@ -94,7 +94,7 @@ func TestBodiesThatStallOrTrickle(t *testing.T) {
 	if st, _ := rawRequest(t, h, "PUT /v1/files/nolength.txt HTTP/1.0\r\nHost: x\r\n"+auth, 0, "data"); st != http.StatusLengthRequired {
 		t.Errorf("a PUT without a length: %d, want 411", st)
 	}
-		// nothing of them was kept or held: three files fit the quota
+	// nothing of them was kept or held: three files fit the quota
 	for i := range 3 {
 		h.do("PUT", fmt.Sprintf("/v1/files/f%d.txt", i), tok, "ok").want(t, http.StatusCreated)
 	}

@@ -1,9 +1,9 @@
 package server
 
 import (
-	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,11 +19,12 @@ import (
 // log reads such a body otherwise than the gateway does (found by the
 // seventh probe). t is the type the body is decoded into; members of
 // maps and raw values (a job's parameters) are checked for twins only.
-// Syntax is left to the decoder.
+// Syntax is left to the decoder: the scan stops where the text is not
+// JSON. It reads the body once, without a decoder's tokens: it runs on
+// every request.
 func checkKeys(body []byte, t reflect.Type) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	err, _ := walkKeys(dec, t, "", 0)
+	sc := keyScanner{b: body}
+	err, _ := sc.value(t, nil, 0)
 	return err
 }
 
@@ -31,12 +32,68 @@ func checkKeys(body []byte, t reflect.Type) error {
 // deeper bodies itself.
 const maxKeyDepth = 10000
 
-// walkKeys checks the next value of dec, of type t (nil: any), at path.
-// ok is false when dec cannot go on (a syntax error, for the decoder to
-// report).
-func walkKeys(dec *json.Decoder, t reflect.Type, path string, depth int) (err error, ok bool) {
-	tok, terr := dec.Token()
-	if terr != nil || depth > maxKeyDepth {
+// valuePath is where a value is, built into a field name only for an error.
+type valuePath struct {
+	up    *valuePath
+	key   string
+	index int // when key is ""
+}
+
+func (p *valuePath) String() string {
+	if p == nil {
+		return ""
+	}
+	up := p.up.String()
+	switch {
+	case p.key == "":
+		return up + "[" + strconv.Itoa(p.index) + "]"
+	case up == "":
+		return p.key
+	}
+	return up + "." + p.key
+}
+
+type keyScanner struct {
+	b []byte
+	i int
+}
+
+func (sc *keyScanner) space() {
+	for sc.i < len(sc.b) && (sc.b[sc.i] == ' ' || sc.b[sc.i] == '\t' || sc.b[sc.i] == '\n' || sc.b[sc.i] == '\r') {
+		sc.i++
+	}
+}
+
+// str reads a string at sc.i and returns it unquoted; ok is false when
+// there is none.
+func (sc *keyScanner) str() (s string, ok bool) {
+	if sc.i >= len(sc.b) || sc.b[sc.i] != '"' {
+		return "", false
+	}
+	start, escaped := sc.i, false
+	for sc.i++; sc.i < len(sc.b); sc.i++ {
+		switch sc.b[sc.i] {
+		case '\\':
+			escaped = true
+			sc.i++
+		case '"':
+			sc.i++
+			raw := sc.b[start:sc.i]
+			if !escaped {
+				return string(raw[1 : len(raw)-1]), true
+			}
+			err := json.Unmarshal(raw, &s)
+			return s, err == nil
+		}
+	}
+	return "", false
+}
+
+// value checks the value at sc.i, of type t (nil: any), at path at; ok
+// is false when the text is not JSON there.
+func (sc *keyScanner) value(t reflect.Type, at *valuePath, depth int) (err error, ok bool) {
+	sc.space()
+	if sc.i >= len(sc.b) || depth > maxKeyDepth {
 		return nil, false
 	}
 	for t != nil && t.Kind() == reflect.Pointer {
@@ -45,66 +102,131 @@ func walkKeys(dec *json.Decoder, t reflect.Type, path string, depth int) (err er
 	if t != nil && reflect.PointerTo(t).Implements(unmarshalerType) {
 		t = nil // it reads itself: its members are checked for twins only
 	}
-	switch tok {
-	case json.Delim('{'):
-		var fields map[string]jsonField
+	switch sc.b[sc.i] {
+	case '{':
+		sc.i++
+		var fields []jsonField
 		var elem reflect.Type
-		if t != nil && t.Kind() == reflect.Struct && t != rawMessageType {
+		if t != nil && t.Kind() == reflect.Struct {
 			fields = structFields(t)
 		} else if t != nil && t.Kind() == reflect.Map {
 			elem = t.Elem()
 		}
-		seen := map[string]string{} // folded name → the name as sent
-		for dec.More() {
-			kt, terr := dec.Token()
-			key, isKey := kt.(string)
-			if terr != nil || !isKey {
+		var seen []string // the names so far: objects are small
+		var many map[string]string
+		for first := true; ; first = false {
+			sc.space()
+			if sc.i < len(sc.b) && sc.b[sc.i] == '}' && first {
+				sc.i++
+				return nil, true
+			}
+			key, ok := sc.str()
+			if !ok {
 				return nil, false
 			}
-			at := joinPath(path, key)
-			folded := foldName(key)
-			if prev, twice := seen[folded]; twice {
-				if prev == key {
-					return fieldError(at, "is given twice: give each member once"), false
+			here := &valuePath{up: at, key: key}
+			prev, twice := "", false
+			if many != nil {
+				prev, twice = many[foldName(key)]
+			} else {
+				for _, s := range seen {
+					if strings.EqualFold(s, key) {
+						prev, twice = s, true
+						break
+					}
 				}
-				return fieldError(at, "is given twice, as %q and %q: names are case-sensitive, give each once", prev, key), false
 			}
-			seen[folded] = key
+			if twice {
+				if prev == key {
+					return fieldError(here.String(), "is given twice: give each member once"), false
+				}
+				return fieldError(here.String(), "is given twice, as %q and %q: names are case-sensitive, give each once", prev, key), false
+			}
+			if many == nil && len(seen) == 32 {
+				many = make(map[string]string, 64)
+				for _, s := range seen {
+					many[foldName(s)] = s
+				}
+			}
+			if many != nil {
+				many[foldName(key)] = key
+			} else {
+				seen = append(seen, key)
+			}
 			vt := elem
 			if fields != nil {
-				f, known := fields[folded]
-				if known && f.name != key {
-					return fieldError(at, "unknown field: names are case-sensitive (%q)", f.name), false
+				vt = nil // unknown: the decoder refuses it, or ignores it
+				for _, f := range fields {
+					if strings.EqualFold(f.name, key) {
+						if f.name != key {
+							return fieldError(here.String(), "unknown field: names are case-sensitive (%q)", f.name), false
+						}
+						vt = f.typ
+						break
+					}
 				}
-				vt = f.typ // nil when unknown: the decoder refuses it, or ignores it
 			}
-			if err, ok := walkKeys(dec, vt, at, depth+1); err != nil || !ok {
+			sc.space()
+			if sc.i >= len(sc.b) || sc.b[sc.i] != ':' {
+				return nil, false
+			}
+			sc.i++
+			if err, ok := sc.value(vt, here, depth+1); err != nil || !ok {
 				return err, ok
 			}
+			sc.space()
+			if sc.i >= len(sc.b) {
+				return nil, false
+			}
+			switch sc.b[sc.i] {
+			case ',':
+				sc.i++
+			case '}':
+				sc.i++
+				return nil, true
+			default:
+				return nil, false
+			}
 		}
-		_, terr := dec.Token() // '}'
-		return nil, terr == nil
-	case json.Delim('['):
+	case '[':
+		sc.i++
 		var elem reflect.Type
-		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) && t != rawMessageType {
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 			elem = t.Elem()
 		}
-		for i := 0; dec.More(); i++ {
-			if err, ok := walkKeys(dec, elem, path+"["+strconv.Itoa(i)+"]", depth+1); err != nil || !ok {
+		for n := 0; ; n++ {
+			sc.space()
+			if sc.i < len(sc.b) && sc.b[sc.i] == ']' && n == 0 {
+				sc.i++
+				return nil, true
+			}
+			if err, ok := sc.value(elem, &valuePath{up: at, index: n}, depth+1); err != nil || !ok {
 				return err, ok
 			}
+			sc.space()
+			if sc.i >= len(sc.b) {
+				return nil, false
+			}
+			switch sc.b[sc.i] {
+			case ',':
+				sc.i++
+			case ']':
+				sc.i++
+				return nil, true
+			default:
+				return nil, false
+			}
 		}
-		_, terr := dec.Token() // ']'
-		return nil, terr == nil
+	case '"':
+		_, ok := sc.str()
+		return nil, ok
 	}
-	return nil, true
-}
-
-func joinPath(path, key string) string {
-	if path == "" {
-		return key
+	// a number, true, false or null: up to what ends it
+	start := sc.i
+	for sc.i < len(sc.b) && !strings.ContainsRune(",]} \t\n\r", rune(sc.b[sc.i])) {
+		sc.i++
 	}
-	return path + "." + key
+	return nil, sc.i > start
 }
 
 var (
@@ -118,21 +240,22 @@ type jsonField struct {
 	typ  reflect.Type
 }
 
-var fieldsCache sync.Map // reflect.Type → map[string]jsonField
+var fieldsCache sync.Map // reflect.Type → []jsonField
 
-// structFields returns t's fields by their folded JSON names, those of
-// embedded structs included, as encoding/json sees them.
-func structFields(t reflect.Type) map[string]jsonField {
-	if m, ok := fieldsCache.Load(t); ok {
-		return m.(map[string]jsonField)
+// structFields returns t's fields by their JSON names, those of embedded
+// structs included (an outer field hides an embedded one), as
+// encoding/json sees them.
+func structFields(t reflect.Type) []jsonField {
+	if fs, ok := fieldsCache.Load(t); ok {
+		return fs.([]jsonField)
 	}
-	m := map[string]jsonField{}
-	addFields(m, t)
-	fieldsCache.Store(t, m)
-	return m
+	var fs []jsonField
+	addFields(&fs, t)
+	fieldsCache.Store(t, fs)
+	return fs
 }
 
-func addFields(m map[string]jsonField, t reflect.Type) {
+func addFields(fs *[]jsonField, t reflect.Type) {
 	var embedded []reflect.Type
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -156,14 +279,14 @@ func addFields(m map[string]jsonField, t reflect.Type) {
 		if name == "" {
 			name = f.Name
 		}
-		m[foldName(name)] = jsonField{name: name, typ: f.Type}
+		*fs = append(*fs, jsonField{name: name, typ: f.Type})
 	}
-	for _, et := range embedded { // an outer field hides an embedded one
-		inner := map[string]jsonField{}
-		addFields(inner, et)
-		for k, f := range inner {
-			if _, ok := m[k]; !ok {
-				m[k] = f
+	for _, et := range embedded {
+		var inner []jsonField
+		addFields(&inner, et)
+		for _, f := range inner {
+			if !slices.ContainsFunc(*fs, func(o jsonField) bool { return strings.EqualFold(o.name, f.name) }) {
+				*fs = append(*fs, f)
 			}
 		}
 	}

@@ -654,11 +654,13 @@ const bodyRate = 1 << 10 // bytes a second
 // for it, whatever the handler made of it.
 type guardedBody struct {
 	io.ReadCloser
-	rc     *http.ResponseController
-	idle   time.Duration
-	n      int64
-	waited time.Duration // time spent in Read
-	err    *bodyError
+	rc       *http.ResponseController
+	idle     time.Duration
+	deadline time.Time // the read deadline set
+	eof      bool
+	n        int64
+	waited   time.Duration // time spent in Read
+	err      *bodyError
 }
 
 // bodyError is a request body that could not be read.
@@ -674,17 +676,21 @@ func (b *guardedBody) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
-	if b.rc == nil { // no body
+	if b.rc == nil || b.eof { // no body, or read whole
 		return b.ReadCloser.Read(p)
 	}
-	b.rc.SetReadDeadline(time.Now().Add(b.idle)) // not every writer supports it: then only the rate holds
 	t0 := time.Now()
+	if b.deadline.Sub(t0) < b.idle*3/4 { // set again only now and then: a read of a short body is one call
+		b.deadline = t0.Add(b.idle)
+		b.rc.SetReadDeadline(b.deadline) // not every writer supports it: then only the rate holds
+	}
 	n, err := b.ReadCloser.Read(p)
 	b.waited += time.Since(t0)
 	b.n += int64(n)
 	switch {
 	case err == io.EOF:
 		b.rc.SetReadDeadline(time.Time{})
+		b.eof = true
 		return n, err
 	case err != nil:
 		var mbe *http.MaxBytesError

@@ -431,7 +431,9 @@ func TestAgentOnlyRoutesAreListed(t *testing.T) {
 		if rt.access != jobOnly || rt.pattern == "GET /v1/jobs/{id}/inputs/{name}" || rt.pattern == "GET /v1/jobs/{id}/image" {
 			continue
 		}
-		if !slices.ContainsFunc(api.AgentOnly, func(p string) bool { return rt.pattern == p || strings.HasSuffix(p, "/") && strings.HasPrefix(rt.pattern, p) }) {
+		if !slices.ContainsFunc(api.AgentOnly, func(p string) bool {
+			return rt.pattern == p || strings.HasSuffix(p, "/") && strings.HasPrefix(rt.pattern, p)
+		}) {
 			t.Errorf("%s: only an agent calls it, and api.AgentOnly does not list it", rt.pattern)
 		}
 	}
