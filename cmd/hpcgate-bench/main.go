@@ -292,7 +292,7 @@ func acceptOnly(bin string, jobs, clients, rounds int, syncs, loads []string) er
 	header()
 	fmt.Printf("### Jobs accepted (held), %d clients over TLS, SQLite: durable vs not, same run\n\n", clients)
 	fmt.Printf("Each round starts a server per setting on an empty data directory and measures each in turn, with clients of each HTTP version and load generator.\n\n")
-	fmt.Printf("| round | SQLite | HTTP | clients | jobs | jobs/s | p50 | p99 |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("| round | SQLite | HTTP | load | jobs | jobs/s | p50 | p99 |\n|---|---|---|---|---|---|---|---|\n")
 	type setting struct{ sync, proto, load string }
 	var settings []setting
 	for _, l := range loads {
@@ -326,7 +326,7 @@ func acceptOnly(bin string, jobs, clients, rounds int, syncs, loads []string) er
 			s.stop()
 		}
 	}
-	fmt.Printf("\n| SQLite | HTTP | clients | median jobs/s | min | max | of durable |\n|---|---|---|---|---|---|---|\n")
+	fmt.Printf("\n| SQLite | HTTP | load | median jobs/s | min | max | of durable |\n|---|---|---|---|---|---|---|\n")
 	for i, st := range settings {
 		m := median(rates[i])
 		base := median(rates[slices.Index(settings, setting{"FULL", st.proto, st.load})])

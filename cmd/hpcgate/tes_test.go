@@ -285,7 +285,7 @@ func TestTES(t *testing.T) {
 				if task.State != tes.SystemError || !strings.Contains(strings.Join(task.Logs[0].SystemLogs, " "), "the walltime of 2s was exceeded") {
 					t.Errorf("walltime: %s %+v", task.State, task.Logs)
 				}
-								// an output the executors did not make fails the task
+				// an output the executors did not make fails the task
 				id = tc.create(map[string]any{"resources": params, "executors": []any{ex(exampleImage, "true")},
 					"outputs": []any{map[string]any{"url": res + "never.txt", "path": "/out/never.txt"}}})
 				task = tc.wait(id, 3*time.Minute, tes.Complete, tes.ExecutorError, tes.SystemError)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -14,6 +15,7 @@ import (
 	"net/netip"
 	neturl "net/url"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,11 +34,11 @@ func (e permanentError) Unwrap() error { return e.error }
 // gateway by (HPCGATE_CACERT), so that a centre's own https servers are
 // trusted as its gateway is. It sends no token, and follows redirects to
 // https:// URLs only. It connects to no link-local address (a cloud's
-// metadata service), and to the node's own (loopback) only when
-// loopback is set: the agent fetched https://127.0.0.1:PORT/ of any
-// service on the node for a task that itself has no network, and it may
-// run as root (found by the seventh probe). A gateway on loopback, one
-// machine for everything, sets it (LoopbackGateway).
+// metadata service), and to the node's own (loopback, its interfaces')
+// only when loopback is set: the agent fetched https://127.0.0.1:PORT/ of
+// any service on the node for a task that itself has no network, and it
+// may run as root (found by the seventh probe). A gateway on loopback,
+// one machine for everything, sets it (LoopbackGateway).
 func RemoteClient(caFile string, loopback bool) (*http.Client, error) {
 	pool, err := x509.SystemCertPool()
 	if err != nil {
@@ -52,7 +54,9 @@ func RemoteClient(caFile string, loopback bool) (*http.Client, error) {
 		}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
+	g := &nodeGuard{loopback: loopback, own: nodeAddrs()}
+	plain := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	checked := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
 		host, _, err := net.SplitHostPort(address)
 		if err != nil {
 			return err
@@ -61,15 +65,83 @@ func RemoteClient(caFile string, loopback bool) (*http.Client, error) {
 		if err != nil {
 			return err
 		}
-		if a = a.Unmap(); a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsMulticast() || a.IsUnspecified() || a.IsLoopback() && !loopback {
-			return permanentError{fmt.Errorf("%s is the node's own or link-local: inputs are not fetched from there", a)}
-		}
-		return nil
+		return g.check(a)
 	}}
-	tr.DialContext = dialer.DialContext
+	// Through a proxy (https_proxy), the address dialled is the proxy's,
+	// which may be on loopback: the target is checked by its name's
+	// addresses before the request goes to the proxy instead.
+	var proxies sync.Map // the proxies' host:port
+	tr.Proxy = func(req *http.Request) (*neturl.URL, error) {
+		u, err := http.ProxyFromEnvironment(req)
+		if err != nil || u == nil {
+			return u, err
+		}
+		if err := g.checkHost(req.Context(), req.URL.Hostname()); err != nil {
+			return nil, err
+		}
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"https": "443", "socks5": "1080"}[u.Scheme]
+			port = cmp.Or(port, "80")
+		}
+		proxies.Store(net.JoinHostPort(u.Hostname(), port), true)
+		return u, nil
+	}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if _, ok := proxies.Load(addr); ok {
+			return plain.DialContext(ctx, network, addr)
+		}
+		return checked.DialContext(ctx, network, addr)
+	}
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	tr.ResponseHeaderTimeout = time.Minute
 	return &http.Client{Transport: tr, CheckRedirect: httpsOnly}, nil
+}
+
+// nodeGuard refuses the addresses an input may not be fetched from.
+type nodeGuard struct {
+	loopback bool                // the node's own addresses are allowed
+	own      map[netip.Addr]bool // the node's interfaces' addresses
+}
+
+func (g *nodeGuard) check(a netip.Addr) error {
+	a = a.Unmap()
+	if a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() || a.IsMulticast() || a.IsUnspecified() || !g.loopback && (a.IsLoopback() || g.own[a]) {
+		return permanentError{fmt.Errorf("%s is the node's own or link-local: inputs are not fetched from there", a)}
+	}
+	return nil
+}
+
+// checkHost checks each address host (a name or an address) has.
+func (g *nodeGuard) checkHost(ctx context.Context, host string) error {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return g.check(a)
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil // the proxy resolves it, or says it cannot
+	}
+	for _, a := range addrs {
+		if err := g.check(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeAddrs are the addresses of the node's interfaces: a service bound
+// to every address is reached at the node's own too.
+func nodeAddrs() map[netip.Addr]bool {
+	own := map[netip.Addr]bool{}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				own[ip.Unmap()] = true
+			}
+		}
+	}
+	return own
 }
 
 // LoopbackGateway reports whether the gateway at url is on the node's

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -263,6 +264,24 @@ func TestRemoteClientRefusesTheNode(t *testing.T) {
 	}
 	if err := get(open, srv.URL); err != nil {
 		t.Errorf("with the gateway on loopback: %v", err)
+	}
+	// through a proxy, the target is checked by its name's addresses
+	// before the request goes to the proxy (whose own address may be
+	// loopback), and the node's own interfaces' addresses are the node's
+	// too (found by review)
+	g := &nodeGuard{own: nodeAddrs()}
+	for _, host := range []string{"localhost", "127.0.0.1", "169.254.169.254", "::1"} {
+		if err := g.checkHost(ctx, host); err == nil {
+			t.Errorf("checkHost(%s) passed", host)
+		}
+	}
+	for a := range g.own {
+		if err := g.checkHost(ctx, a.String()); err == nil {
+			t.Errorf("the node's own %s passed", a)
+		}
+	}
+	if err := g.checkHost(ctx, "192.0.2.7"); err != nil && !g.own[netip.MustParseAddr("192.0.2.7")] {
+		t.Errorf("another host's address: %v", err)
 	}
 	for url, want := range map[string]bool{"https://127.0.0.1:8443": true, "https://localhost:8443": true, "https://[::1]:8443": true, "https://gw.example.org": false, "https://10.0.0.1": false} {
 		if LoopbackGateway(url) != want {

@@ -266,6 +266,15 @@ func TestShareWithContainers(t *testing.T) {
 	if err := os.Symlink(elsewhere, filepath.Join(in, "link")); err != nil {
 		t.Fatal(err)
 	}
+	// an input below a volume, in a directory of its own (found by review)
+	under := filepath.Join(out, "in", "data.txt")
+	if err := os.MkdirAll(filepath.Dir(under), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(under, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(under, 0o600)
 	single := filepath.Join(root, "single.txt")
 	if err := os.WriteFile(single, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -274,7 +283,8 @@ func TestShareWithContainers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for p, want := range map[string]os.FileMode{in: 0o755, filepath.Join(in, "sub"): 0o755, file: 0o644, exe: 0o744, single: 0o644, out: 0o777, elsewhere: 0o600} {
+	for p, want := range map[string]os.FileMode{in: 0o755, filepath.Join(in, "sub"): 0o755, file: 0o644, exe: 0o744, single: 0o644, out: 0o777, elsewhere: 0o600,
+		filepath.Dir(under): 0o777, under: 0o644} {
 		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != want {
 			t.Errorf("%s: %v, %v; want %v", p, fi.Mode().Perm(), err, want)
 		}

@@ -93,12 +93,12 @@ func readPreconditions(r *http.Request, a blob.Attrs) (notModified, useRange boo
 	return false, useRange, nil
 }
 
-// writePreconditions checks the If-Match and If-None-Match of r (PUT,
-// DELETE) against the object at key as it is now: call it in the key's
-// turn.
+// writePreconditions checks the If-Match, If-Unmodified-Since and
+// If-None-Match of r (PUT, DELETE) against the object at key as it is
+// now: call it in the key's turn.
 func (s *Server) writePreconditions(ctx context.Context, r *http.Request, key string) error {
 	im, inm := r.Header.Get("If-Match"), r.Header.Get("If-None-Match")
-	if im == "" && inm == "" {
+	if im == "" && inm == "" && r.Header.Get("If-Unmodified-Since") == "" {
 		return nil
 	}
 	a, err := s.bucket.Stat(ctx, key)
@@ -108,6 +108,9 @@ func (s *Server) writePreconditions(ctx context.Context, r *http.Request, key st
 	}
 	if im != "" && !etagsMatch(im, etagOf(a), exists, false) {
 		return failed("If-Match")
+	}
+	if after, ok := modifiedAfter(r, "If-Unmodified-Since", a.Modified); im == "" && exists && ok && after {
+		return failed("If-Unmodified-Since")
 	}
 	if inm != "" && etagsMatch(inm, etagOf(a), exists, true) {
 		return failed("If-None-Match")

@@ -52,19 +52,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		if err != nil || n < 0 {
 			return fieldError(field, "must be a whole number ≥ 0, an event's id")
 		}
-		if n > last { // no event had it: the stream said nothing, for good (found by the seventh probe)
-			return fieldError(field, "%d is past your newest event, %d: give an event's id, or none for what happens from now on", n, last)
-		}
-		cursor = n
+		// past the newest (a database restored from a backup): from the
+		// newest, where it said nothing, for good (found by the seventh
+		// probe); a refusal would end a browser's EventSource silently
+		cursor = min(n, last)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
+	rc := streamDeadlines(w, r, s.opts.StreamWait)
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	defer rc.SetWriteDeadline(time.Time{}) // not left to the connection's next request
-	rc.SetWriteDeadline(time.Now().Add(s.opts.StreamWait))
 	// a client that lost the stream tries again after 2 s, from its last id
 	fmt.Fprintf(w, "retry: 2000\n: changes after %d\n\n", cursor)
 	rc.Flush()
@@ -112,6 +110,20 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		case <-time.After(eventsPoll):
 		}
 	}
+}
+
+// streamDeadlines readies w, a stream's answer, for write deadlines (a
+// write may wait wait, set before each): over HTTP/1 its connection
+// closes after it, so that no deadline is left to the connection's next
+// request, and the answer's end, which net/http writes once the handler
+// returns, waits wait at most. Call it before the answer's header.
+func streamDeadlines(w http.ResponseWriter, r *http.Request, wait time.Duration) *http.ResponseController {
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close")
+	}
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Now().Add(wait))
+	return rc
 }
 
 // maxStreams is the most streams one user may hold open at once, event

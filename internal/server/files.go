@@ -88,10 +88,11 @@ func (s *Server) filePath(r *http.Request) (string, error) {
 // It is charged to user's stored bytes: one that would pass the user's
 // quota is refused, and an object it replaces is left as it was.
 func (s *Server) putBody(w http.ResponseWriter, r *http.Request, user, key string) (api.FileInfo, error) {
-	if r.ProtoMajor == 1 && r.Header.Get("Content-Length") == "" && len(r.TransferEncoding) == 0 {
-		// no length and no chunks: HTTP/1.0's end of a body is the
+	if r.ProtoMajor == 1 && r.ProtoMinor == 0 && r.Header.Get("Content-Length") == "" && len(r.TransferEncoding) == 0 {
+		// HTTP/1.0 with no length: its body's end would be the
 		// connection's, which a request cannot have; it stored an empty
-		// file (found by the seventh probe)
+		// file (found by the seventh probe). (HTTP/1.1 says such a body
+		// is empty.)
 		return api.FileInfo{}, errorf(http.StatusLengthRequired, api.CodeBadRequest, "say the body's length (Content-Length), or send it in chunks")
 	}
 	if r.ContentLength > s.opts.MaxUploadBytes {
@@ -240,9 +241,6 @@ func rangeNumber(s string) (int64, bool) {
 // serveObject streams an object, honouring a single Range and HEAD, or
 // redirects to a presigned URL with ?redirect=true.
 func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, key, name string) error {
-	if done, err := s.redirect(w, r, key); done {
-		return err
-	}
 	a, err := s.bucket.Stat(r.Context(), key)
 	if err != nil {
 		return err
@@ -261,6 +259,9 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, key, name s
 	if notModified {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
+	}
+	if done, err := s.redirect(w, r, key); done { // the preconditions hold for a redirect too
+		return err
 	}
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("X-Content-Type-Options", "nosniff")

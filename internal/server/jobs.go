@@ -797,7 +797,9 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	rc := http.NewResponseController(w)
-	defer rc.SetWriteDeadline(time.Time{}) // not left to the connection's next request
+	if follow { // a download of what there is has no deadline, as a file's has none
+		rc = streamDeadlines(w, r, s.opts.StreamWait)
+	}
 	started := false
 	key := j.ID + "/" + stream
 	ended := j.State.Terminal()
@@ -805,8 +807,8 @@ func (s *Server) getLog(w http.ResponseWriter, r *http.Request) error {
 	defer func() { release() }()
 	checked := time.Now()
 	for {
-		rc.SetWriteDeadline(time.Now().Add(s.opts.StreamWait)) // a client that does not read is let go
 		if follow {
+			rc.SetWriteDeadline(time.Now().Add(s.opts.StreamWait)) // a client that does not read is let go
 			select {
 			case <-s.streamsClosed:
 				panic(http.ErrAbortHandler) // as below: a busy log too

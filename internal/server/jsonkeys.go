@@ -112,6 +112,15 @@ func (sc *keyScanner) value(t reflect.Type, at *valuePath, depth int) (err error
 		} else if t != nil && t.Kind() == reflect.Map {
 			elem = t.Elem()
 		}
+		// A struct's members are twins but for case too (encoding/json
+		// takes either for its field); a map's, a parameter object's or
+		// an unknown value's only when equal (it keeps "http_proxy" and
+		// "HTTP_PROXY" apart).
+		fold := fields != nil
+		same, index := func(a, b string) bool { return a == b }, func(k string) string { return k }
+		if fold {
+			same, index = strings.EqualFold, foldName
+		}
 		var seen []string // the names so far: objects are small
 		var many map[string]string
 		for first := true; ; first = false {
@@ -127,10 +136,10 @@ func (sc *keyScanner) value(t reflect.Type, at *valuePath, depth int) (err error
 			here := &valuePath{up: at, key: key}
 			prev, twice := "", false
 			if many != nil {
-				prev, twice = many[foldName(key)]
+				prev, twice = many[index(key)]
 			} else {
 				for _, s := range seen {
-					if strings.EqualFold(s, key) {
+					if same(s, key) {
 						prev, twice = s, true
 						break
 					}
@@ -145,25 +154,21 @@ func (sc *keyScanner) value(t reflect.Type, at *valuePath, depth int) (err error
 			if many == nil && len(seen) == 32 {
 				many = make(map[string]string, 64)
 				for _, s := range seen {
-					many[foldName(s)] = s
+					many[index(s)] = s
 				}
 			}
 			if many != nil {
-				many[foldName(key)] = key
+				many[index(key)] = key
 			} else {
 				seen = append(seen, key)
 			}
 			vt := elem
 			if fields != nil {
 				vt = nil // unknown: the decoder refuses it, or ignores it
-				for _, f := range fields {
-					if strings.EqualFold(f.name, key) {
-						if f.name != key {
-							return fieldError(here.String(), "unknown field: names are case-sensitive (%q)", f.name), false
-						}
-						vt = f.typ
-						break
-					}
+				if i := slices.IndexFunc(fields, func(f jsonField) bool { return f.name == key }); i >= 0 {
+					vt = fields[i].typ
+				} else if i := slices.IndexFunc(fields, func(f jsonField) bool { return strings.EqualFold(f.name, key) }); i >= 0 {
+					return fieldError(here.String(), "unknown field: names are case-sensitive (%q)", fields[i].name), false
 				}
 			}
 			sc.space()

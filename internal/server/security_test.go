@@ -620,6 +620,15 @@ func TestRequestsThatReadTwoWays(t *testing.T) {
 	// twins inside values a template's schema reads are refused too; one
 	// name once, whatever its case, is a parameter as any other
 	h.do("POST", "/v1/jobs", alice, `{"template":"hello","parameters":{"name":"X"},"hold":true}`, "Content-Type", "application/json").want(t, http.StatusCreated)
+	// a map's keys differ by case as they please (encoding/json keeps
+	// them apart): labels App and app, a TES executor's http_proxy and
+	// HTTP_PROXY (found by review)
+	h.do("POST", "/v1/jobs", alice, `{"template":"hello","parameters":{"name":"X"},"hold":true,"labels":{"App":"1","app":"2"}}`, "Content-Type", "application/json").want(t, http.StatusCreated)
+	// a long s (ſ) folds to s, as encoding/json folds it: "labelſ" was
+	// read as "labels"
+	if r := h.do("POST", "/v1/jobs", alice, `{"template":"hello","parameters":{"name":"X"},"hold":true,"label\u017f":{"a":"1"}}`, "Content-Type", "application/json"); r.status/100 != 4 || !strings.Contains(r.problem.Detail, `"labels"`) {
+		t.Errorf("labels spelt with a long s: %d %s", r.status, r.body)
+	}
 
 	r := h.do("GET", "/v1/me", "", nil, "Authorization", "Bearer "+alice, "Authorization", "Bearer "+admin)
 	if r.status != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") == "" {

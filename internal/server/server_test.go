@@ -382,6 +382,8 @@ func TestConditionalRequests(t *testing.T) {
 	}
 	h.do("PUT", "/v1/files/d.txt", tok, "d", "If-None-Match", "*").want(t, http.StatusCreated)
 	h.do("PUT", "/v1/files/e.txt", tok, "e", "If-Match", "*").want(t, http.StatusPreconditionFailed)
+	h.do("PUT", "/v1/files/c.txt", tok, "new", "If-Unmodified-Since", time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat)).want(t, http.StatusPreconditionFailed)
+	h.do("GET", "/v1/files/c.txt?redirect=true", tok, nil, "If-Match", `"x"`).want(t, http.StatusPreconditionFailed)
 	h.do("PUT", "/v1/files/c.txt", tok, "new", "If-Match", etag).want(t, http.StatusCreated)
 	h.do("DELETE", "/v1/files/c.txt", tok, nil, "If-Match", etag).want(t, http.StatusPreconditionFailed) // it changed
 	h.do("DELETE", "/v1/files/c.txt", tok, nil, "If-Match", "*").want(t, http.StatusNoContent)

@@ -212,9 +212,9 @@ func (s *Server) abortUpload(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// redirect answers a download with a presigned URL when the caller asks
-// for one (?redirect=true) and the store can make one. It reports whether
-// it answered.
+// redirect answers a download of key, which exists, with a presigned URL
+// when the caller asks for one (?redirect=true) and the store can make
+// one. It reports whether it answered.
 func (s *Server) redirect(w http.ResponseWriter, r *http.Request, key string) (bool, error) {
 	if !queryTrue(r, "redirect") || r.Method != http.MethodGet {
 		return false, nil
@@ -222,9 +222,6 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, key string) (b
 	sg, ok := s.bucket.(blob.Signer)
 	if !ok {
 		return false, nil // the file store streams; the answer is the same bytes
-	}
-	if _, err := s.bucket.Stat(r.Context(), key); err != nil {
-		return true, err
 	}
 	u, err := sg.SignGet(r.Context(), key, downloadTTL)
 	if err != nil {
