@@ -16,10 +16,10 @@ import (
 	neturl "net/url"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/netguard"
 )
 
 // permanentError is a failure that trying again cannot mend (a URL that
@@ -56,17 +56,7 @@ func RemoteClient(caFile string, loopback bool) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	g := &nodeGuard{loopback: loopback, own: nodeAddrs()}
 	plain := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	checked := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
-		host, _, err := net.SplitHostPort(address)
-		if err != nil {
-			return err
-		}
-		a, err := netip.ParseAddr(host)
-		if err != nil {
-			return err
-		}
-		return g.check(a)
-	}}
+	checked := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: netguard.Control(g.check)}
 	// Through a proxy (https_proxy), the address dialled is the proxy's,
 	// which may be on loopback: the target is checked by its name's
 	// addresses before the request goes to the proxy instead.

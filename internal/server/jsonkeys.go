@@ -89,6 +89,25 @@ func (sc *keyScanner) str() (s string, ok bool) {
 	return "", false
 }
 
+// after reads what follows a member or an element: a comma (more
+// follows) or end (the object's or array's end); ok is false for
+// anything else.
+func (sc *keyScanner) after(end byte) (more, ok bool) {
+	sc.space()
+	if sc.i >= len(sc.b) {
+		return false, false
+	}
+	switch sc.b[sc.i] {
+	case ',':
+		sc.i++
+		return true, true
+	case end:
+		sc.i++
+		return false, true
+	}
+	return false, false
+}
+
 // value checks the value at sc.i, of type t (nil: any), at path at; ok
 // is false when the text is not JSON there.
 func (sc *keyScanner) value(t reflect.Type, at *valuePath, depth int) (err error, ok bool) {
@@ -179,18 +198,8 @@ func (sc *keyScanner) value(t reflect.Type, at *valuePath, depth int) (err error
 			if err, ok := sc.value(vt, here, depth+1); err != nil || !ok {
 				return err, ok
 			}
-			sc.space()
-			if sc.i >= len(sc.b) {
-				return nil, false
-			}
-			switch sc.b[sc.i] {
-			case ',':
-				sc.i++
-			case '}':
-				sc.i++
-				return nil, true
-			default:
-				return nil, false
+			if more, ok := sc.after('}'); !more {
+				return nil, ok
 			}
 		}
 	case '[':
@@ -208,18 +217,8 @@ func (sc *keyScanner) value(t reflect.Type, at *valuePath, depth int) (err error
 			if err, ok := sc.value(elem, &valuePath{up: at, index: n}, depth+1); err != nil || !ok {
 				return err, ok
 			}
-			sc.space()
-			if sc.i >= len(sc.b) {
-				return nil, false
-			}
-			switch sc.b[sc.i] {
-			case ',':
-				sc.i++
-			case ']':
-				sc.i++
-				return nil, true
-			default:
-				return nil, false
+			if more, ok := sc.after(']'); !more {
+				return nil, ok
 			}
 		}
 	case '"':

@@ -25,11 +25,11 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
 	"github.com/hpcgate/hpcgate/internal/job"
+	"github.com/hpcgate/hpcgate/internal/netguard"
 	"github.com/hpcgate/hpcgate/internal/store"
 )
 
@@ -137,20 +137,12 @@ func New(st store.Store, o Options) (*Deliverer, error) {
 		pool.AppendCertsFromPEM(pem)
 	}
 	allow := o.AllowPrivate
-	dialer := &net.Dialer{Timeout: o.Timeout, Control: func(_, address string, _ syscall.RawConn) error {
-		host, _, err := net.SplitHostPort(address)
-		if err != nil {
-			return err
-		}
-		a, err := netip.ParseAddr(host)
-		if err != nil {
-			return err
-		}
+	dialer := &net.Dialer{Timeout: o.Timeout, Control: netguard.Control(func(a netip.Addr) error {
 		if !allow && Private(a) {
 			return fmt.Errorf("%w: %s", errPrivate, a) // the address goes to the log only
 		}
 		return nil
-	}}
+	})}
 	tr := &http.Transport{
 		Proxy:               nil, // the address checked is the one dialled
 		DialContext:         dialer.DialContext,
