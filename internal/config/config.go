@@ -205,6 +205,10 @@ type Limits struct {
 	MaxLogBytes    catalog.Size `yaml:"max_log_bytes"`    // per job and stream; default 1GiB
 	MaxChildren    int          `yaml:"max_children"`     // per job; default 100
 	MaxDepth       int          `yaml:"max_depth"`        // generations of children; default 3
+	// BodyIdle: the longest a request's body may send nothing; StreamWait:
+	// the longest a stream's write may wait for its client (server.Options).
+	BodyIdle   time.Duration `yaml:"body_idle"`   // default 1m
+	StreamWait time.Duration `yaml:"stream_wait"` // default 30s
 }
 
 // Default returns the configuration with every default filled in.
@@ -434,7 +438,8 @@ func (c *Config) Validate() error {
 		v    int64
 	}{{"poll_interval", int64(c.PollInterval)}, {"rate_limit.burst", int64(c.RateLimit.Burst)}, {"rate_limit.job_burst", int64(c.RateLimit.JobBurst)},
 		{"limits.max_children", int64(c.Limits.MaxChildren)}, {"limits.max_depth", int64(c.Limits.MaxDepth)}, {"limits.max_json_bytes", int64(c.Limits.MaxJSONBytes)},
-		{"limits.max_upload_bytes", int64(c.Limits.MaxUploadBytes)}, {"limits.max_log_bytes", int64(c.Limits.MaxLogBytes)}} {
+		{"limits.max_upload_bytes", int64(c.Limits.MaxUploadBytes)}, {"limits.max_log_bytes", int64(c.Limits.MaxLogBytes)},
+		{"limits.body_idle", int64(c.Limits.BodyIdle)}, {"limits.stream_wait", int64(c.Limits.StreamWait)}} {
 		if l.v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative (0 is the default)", l.name))
 		}

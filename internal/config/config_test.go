@@ -41,9 +41,11 @@ func TestValidateReportsEverything(t *testing.T) {
 	c.PollInterval = -5 * time.Second
 	c.PublicURL = "127.0.0.1:19444"
 	c.AgentCommand = []string{"hpcgate", "agent"}
+	c.Limits.BodyIdle = -time.Second
 	err := c.Validate()
 	for _, want := range []string{"loopback", "tls_key", "log_level", "tes.environment", "tes.bucket",
-		"limits.max_children must not be negative", "rate_limit.burst must not be negative", "poll_interval must not be negative", `public_url "127.0.0.1:19444"`, "agent_command"} {
+		"limits.max_children must not be negative", "rate_limit.burst must not be negative", "poll_interval must not be negative", `public_url "127.0.0.1:19444"`, "agent_command",
+		"limits.body_idle must not be negative"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to mention %s", err, want)
 		}
@@ -56,12 +58,12 @@ func TestLoadRefusesUnknownKeys(t *testing.T) {
 	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "no_such_key") {
 		t.Fatalf("Load = %v, want an error naming the unknown key", err)
 	}
-	os.WriteFile(p, []byte("addr: 127.0.0.1:1\nlimits: {max_upload_bytes: 1GiB}\nenvironments: [{name: e, scheduler: local, max: {cores_per_node: 2}}]\n"), 0o600)
+	os.WriteFile(p, []byte("addr: 127.0.0.1:1\nlimits: {max_upload_bytes: 1GiB, body_idle: 5m, stream_wait: 10s}\nenvironments: [{name: e, scheduler: local, max: {cores_per_node: 2}}]\n"), 0o600)
 	c, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Limits.MaxUploadBytes != 1<<30 || c.Environments[0].Name != "e" || c.Environments[0].Max.CoresPerNode != 2 {
+	if c.Limits.MaxUploadBytes != 1<<30 || c.Limits.BodyIdle != 5*time.Minute || c.Limits.StreamWait != 10*time.Second || c.Environments[0].Name != "e" || c.Environments[0].Max.CoresPerNode != 2 {
 		t.Fatalf("loaded %+v", c)
 	}
 }

@@ -590,6 +590,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		MaxLogBytes:    int64(g.cfg.Limits.MaxLogBytes),
 		MaxChildren:    g.cfg.Limits.MaxChildren,
 		MaxDepth:       g.cfg.Limits.MaxDepth,
+		BodyIdle:       g.cfg.Limits.BodyIdle,
+		StreamWait:     g.cfg.Limits.StreamWait,
 		Quota: func(user string) server.Quota {
 			return server.Quota(g.cfg.QuotaOf(user))
 		},
