@@ -69,11 +69,7 @@ func RemoteClient(caFile string, loopback bool) (*http.Client, error) {
 		if err := g.checkHost(req.Context(), req.URL.Hostname()); err != nil {
 			return nil, err
 		}
-		port := u.Port()
-		if port == "" {
-			port = map[string]string{"https": "443", "socks5": "1080"}[u.Scheme]
-			port = cmp.Or(port, "80")
-		}
+		port := cmp.Or(u.Port(), map[string]string{"http": "80", "https": "443", "socks5": "1080", "socks5h": "1080"}[u.Scheme]) // as net/http dials it
 		proxies.Store(net.JoinHostPort(u.Hostname(), port), true)
 		return u, nil
 	}

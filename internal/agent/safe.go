@@ -3,7 +3,9 @@ package agent
 import (
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -128,6 +130,9 @@ func globBelow(root, pattern string) ([]string, error) {
 			return nil, fmt.Errorf("pattern %q: %w", pattern, err)
 		}
 	}
+	if slices.Contains(segs, "..") {
+		return nil, nil // nothing of root's
+	}
 	cur := []string{""}
 	for i, seg := range segs {
 		last := i == len(segs)-1
@@ -138,18 +143,9 @@ func globBelow(root, pattern string) ([]string, error) {
 					continue // a link, a file, or gone
 				}
 			}
-			join := func(name string) string {
-				if dir == "" {
-					return name
-				}
-				return dir + "/" + name
-			}
-			if seg == ".." {
-				continue
-			}
 			if !strings.ContainsAny(seg, `*?[\`) {
 				if _, err := os.Lstat(filepath.Join(root, dir, seg)); err == nil {
-					next = append(next, join(seg))
+					next = append(next, path.Join(dir, seg))
 				}
 				continue
 			}
@@ -159,7 +155,7 @@ func globBelow(root, pattern string) ([]string, error) {
 			}
 			for _, e := range ents {
 				if ok, _ := filepath.Match(seg, e.Name()); ok && (last || e.IsDir()) {
-					next = append(next, join(e.Name()))
+					next = append(next, path.Join(dir, e.Name()))
 				}
 			}
 		}

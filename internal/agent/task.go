@@ -220,12 +220,12 @@ func (a *agent) executor(c *containerRun, root string, mounts []container.Mount,
 
 // shareWithContainers lets every user of an executor's image use the
 // mounts: inputs readable (directories searchable), each output's
-// directory and each volume writable, with the directories below them,
-// and what is below them (an input under a volume) readable. The files were the agent's own
-// (0600, directories 0700), and an image that runs as a user of its own
-// (USER 65534, as many do) could neither read its inputs nor write its
-// outputs. Nothing opens to the node's other users: the working directory
-// above is 0700. No link is followed.
+// directory and each volume writable with the directories below them,
+// and what is below them (an input under a volume) readable. The files
+// were the agent's own (0600, directories 0700), and an image that runs
+// as a user of its own (USER 65534, as many do) could neither read its
+// inputs nor write its outputs. Nothing opens to the node's other users:
+// the working directory above is 0700. No link is followed.
 func shareWithContainers(mounts []container.Mount) error {
 	for _, m := range mounts {
 		err := filepath.WalkDir(m.Source, func(p string, d fs.DirEntry, err error) error {

@@ -283,7 +283,7 @@ func (s *Server) newJob(p *auth.Principal, parent *job.Job, req *api.JobRequest,
 	j.Resources, j.Labels = inst.Resources, req.Labels
 	if parent != nil && req.Project == "" {
 		j.Project = parent.Project
-	} else if j.Project, err = s.project(j.Owner, req.Project); err != nil {
+	} else if j.Project, err = s.project(j.Owner, req.Project, "project"); err != nil {
 		return nil, err
 	}
 	if req.Hold {

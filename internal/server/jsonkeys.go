@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"net/http"
 	"reflect"
 	"slices"
 	"strconv"
@@ -9,26 +10,34 @@ import (
 	"sync"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/hpcgate/hpcgate/api"
 )
 
-// checkKeys refuses a JSON body that can be read two ways: an object that
-// names a member twice (encoding/json keeps the last: "hold":true,
+// checkReading refuses a JSON body that can be read two ways: an object
+// that names a member twice (encoding/json keeps the last: "hold":true,
 // "hold":false made a job that ran), or twice but for case ("HOLD" and
-// "hold"), and a member of a request's own fields named other than
-// exactly (encoding/json takes "HOLD" for "hold"). A proxy, a filter or a
-// log reads such a body otherwise than the gateway does (found by the
-// seventh probe). t is the type the body is decoded into; members of
-// maps and raw values (a job's parameters) are checked for twins only.
-// Syntax is left to the decoder: the scan stops where the text is not
-// JSON. It reads the body once, without a decoder's tokens: it runs on
-// every request.
-func checkKeys(body []byte, t reflect.Type) error {
-	sc := keyScanner{b: body}
-	err, _ := sc.value(t, nil, 0)
-	return err
+// "hold"), a member of a request's own fields named other than exactly
+// (encoding/json takes "HOLD" for "hold"), and a string that escapes half
+// a UTF-16 surrogate pair (encoding/json reads "\ud800" as U+FFFD without
+// a word, as it once read invalid UTF-8). A proxy, a filter or a log reads
+// such a body otherwise than the gateway does (found by the seventh
+// probe). t is the type the body is decoded into; members of maps and raw
+// values (a job's parameters) are checked for twins only. Syntax is left
+// to the decoder: the scan stops where the text is not JSON. It reads the
+// body once, without a decoder's tokens: it runs on every request.
+func checkReading(body []byte, t reflect.Type) error {
+	sc := keyScanner{b: body, surrogate: -1}
+	if err, _ := sc.value(t, nil, 0); err != nil {
+		return err
+	}
+	if sc.surrogate >= 0 {
+		return errorf(http.StatusUnprocessableEntity, api.CodeValidation, "the body escapes half a UTF-16 surrogate pair at byte %d (%.6s), which is no character", sc.surrogate, body[sc.surrogate:])
+	}
+	return nil
 }
 
-// maxKeyDepth is as deep as checkKeys looks; encoding/json refuses
+// maxKeyDepth is as deep as checkReading looks; encoding/json refuses
 // deeper bodies itself.
 const maxKeyDepth = 10000
 
@@ -54,8 +63,9 @@ func (p *valuePath) String() string {
 }
 
 type keyScanner struct {
-	b []byte
-	i int
+	b         []byte
+	i         int
+	surrogate int // the offset of a lone surrogate's escape, once found
 }
 
 func (sc *keyScanner) space() {
@@ -64,9 +74,9 @@ func (sc *keyScanner) space() {
 	}
 }
 
-// str reads a string at sc.i and returns it unquoted; ok is false when
-// there is none.
-func (sc *keyScanner) str() (s string, ok bool) {
+// str reads a string at sc.i and, if key, returns it unquoted; ok is
+// false when there is none. It notes the first lone surrogate's escape.
+func (sc *keyScanner) str(key bool) (s string, ok bool) {
 	if sc.i >= len(sc.b) || sc.b[sc.i] != '"' {
 		return "", false
 	}
@@ -79,7 +89,15 @@ func (sc *keyScanner) str() (s string, ok bool) {
 		case '"':
 			sc.i++
 			raw := sc.b[start:sc.i]
-			if !escaped {
+			if escaped && sc.surrogate < 0 {
+				if at := loneSurrogate(raw); at >= 0 {
+					sc.surrogate = start + at
+				}
+			}
+			switch {
+			case !key:
+				return "", true
+			case !escaped:
 				return string(raw[1 : len(raw)-1]), true
 			}
 			err := json.Unmarshal(raw, &s)
@@ -148,7 +166,7 @@ func (sc *keyScanner) value(t reflect.Type, at *valuePath, depth int) (err error
 				sc.i++
 				return nil, true
 			}
-			key, ok := sc.str()
+			key, ok := sc.str(true)
 			if !ok {
 				return nil, false
 			}
@@ -222,7 +240,7 @@ func (sc *keyScanner) value(t reflect.Type, at *valuePath, depth int) (err error
 			}
 		}
 	case '"':
-		_, ok := sc.str()
+		_, ok := sc.str(false)
 		return nil, ok
 	}
 	// a number, true, false or null: up to what ends it
@@ -233,10 +251,7 @@ func (sc *keyScanner) value(t reflect.Type, at *valuePath, depth int) (err error
 	return nil, sc.i > start
 }
 
-var (
-	rawMessageType  = reflect.TypeFor[json.RawMessage]()
-	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
-)
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 
 // jsonField is a struct field as encoding/json names it.
 type jsonField struct {
@@ -319,10 +334,9 @@ func foldName(name string) string {
 	return b.String()
 }
 
-// loneSurrogate returns the offset in body, a JSON text, of an escape of
-// half a UTF-16 surrogate pair (\ud800 alone), or -1: encoding/json reads
-// one as U+FFFD without a word, as it once read invalid UTF-8 (found by
-// the seventh probe).
+// loneSurrogate returns the offset in body, a JSON text (a string's,
+// quotes included), of an escape of half a UTF-16 surrogate pair (\ud800
+// alone), or -1.
 func loneSurrogate(body []byte) int {
 	in := false
 	for i := 0; i < len(body); i++ {

@@ -7,12 +7,12 @@ import (
 	"github.com/hpcgate/hpcgate/api"
 )
 
-// The cost checkKeys adds to a job request's decoding.
-func BenchmarkCheckKeys(b *testing.B) {
+// The cost checkReading adds to a job request's decoding.
+func BenchmarkCheckReading(b *testing.B) {
 	body := []byte(`{"template":"hello","parameters":{"name":"bench"},"hold":true}`)
 	t := reflect.TypeFor[*api.JobRequest]()
 	for b.Loop() {
-		if err := checkKeys(body, t); err != nil {
+		if err := checkReading(body, t); err != nil {
 			b.Fatal(err)
 		}
 	}

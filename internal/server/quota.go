@@ -166,8 +166,9 @@ func countStored(ctx context.Context, st store.Store, log *slog.Logger, user str
 // ---- projects
 
 // project returns the project a job of user is charged to: asked (which
-// user must be allowed), else the user's default.
-func (s *Server) project(user, asked string) (string, error) {
+// user must be allowed), else the user's default. A refusal names field,
+// where the request gave asked.
+func (s *Server) project(user, asked, field string) (string, error) {
 	allowed := append(slices.Clone(s.opts.Projects[user]), s.opts.Projects["*"]...)
 	if asked == "" {
 		if len(allowed) > 0 {
@@ -179,9 +180,9 @@ func (s *Server) project(user, asked string) (string, error) {
 		return asked, nil
 	}
 	if len(allowed) == 0 {
-		return "", fieldError("project", "you may charge no project here, and not %q", asked)
+		return "", fieldError(field, "you may charge no project here, and not %q", asked)
 	}
-	return "", fieldError("project", "you may not charge %q; your projects: %s", asked, strings.Join(allowed, ", "))
+	return "", fieldError(field, "you may not charge %q; your projects: %s", asked, strings.Join(allowed, ", "))
 }
 
 // ---- GET /v1/me, GET /v1/usage

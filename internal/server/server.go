@@ -116,19 +116,19 @@ func checkQuery(rt route, r *http.Request) error {
 			switch {
 			case len(vs) > 1 && typ != "array":
 				msg = fmt.Sprintf("%q is given %d times: give it once", k, len(vs))
-			case typ == "boolean" && !slices.Contains([]string{"true", "false", "1", "0"}, vs[0]):
+			case typ == "boolean" && !queryTrue(r, k) && vs[0] != "false" && vs[0] != "0":
 				msg = fmt.Sprintf("%q is %q: want true or false", k, vs[0])
 			default:
 				continue
 			}
-			return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: msg, fields: []api.FieldError{{Field: k, Message: msg}}}
+			return badField(k, msg, msg)
 		}
 		known := slices.Sorted(maps.Keys(takes))
 		msg := fmt.Sprintf("%q is no parameter of this route; it takes %s", k, strings.Join(known, ", "))
 		if len(known) == 0 {
 			msg = fmt.Sprintf("%q is no parameter of this route, which takes none", k)
 		}
-		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: msg, fields: []api.FieldError{{Field: k, Message: msg}}}
+		return badField(k, msg, msg)
 	}
 	return nil
 }
@@ -146,7 +146,7 @@ func checkEncoding(r *http.Request) error {
 }
 
 // queryTrue reports whether r's boolean query parameter name is true
-// ("true" or "1"; checkQuery refused any but those and "false", "0").
+// ("true" or "1"; checkQuery refuses any but those and "false", "0").
 func queryTrue(r *http.Request, name string) bool {
 	v := r.URL.Query().Get(name)
 	return v == "true" || v == "1"
@@ -299,7 +299,6 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) error {
 	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
 		if _, pattern := s.mux.Handler(probe); strings.Contains(pattern, " ") { // a route's, with its method: not "/" nor a base
-
 			allow = append(allow, m)
 		}
 	}
@@ -638,7 +637,6 @@ func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 	return n, err
 }
 
-// countingReader counts the bytes read from a request body.
 // bodyRate is the least a request's body must send, on average, once it
 // has been waited for for half of Options.BodyIdle, which is the longest
 // it may send nothing: a client that stalled or trickled its body held a
@@ -831,6 +829,12 @@ func fieldError(field, format string, args ...any) error {
 		fields: []api.FieldError{{Field: field, Message: msg}}}
 }
 
+// badField is a 400 that names field: detail for the answer, msg for
+// the field.
+func badField(field, detail, msg string) error {
+	return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: detail, fields: []api.FieldError{{Field: field, Message: msg}}}
+}
+
 // checkNewPath is checkPath for a path about to be written: it may not
 // begin with job:, which names another job's data in inputs. (A file
 // stored under such a name before stays readable and deletable.)
@@ -838,17 +842,16 @@ func checkNewPath(field, p string) error {
 	if err := checkPath(field, p); err != nil {
 		return err
 	}
-	if ctlchar.In(p) { // a C1 control, or a format character: a listing on a terminal would show another name
-		msg := ctlchar.Refusal
-		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: fmt.Sprintf("%s %q: %s", field, p, msg),
-			fields: []api.FieldError{{Field: field, Message: msg}}}
+	msg := ""
+	switch {
+	case ctlchar.In(p): // a C1 control, or a format character: a listing on a terminal would show another name
+		msg = ctlchar.Refusal
+	case strings.HasPrefix(p, refPrefix):
+		msg = "must not begin with job: (which names another job's data)"
+	default:
+		return nil
 	}
-	if strings.HasPrefix(p, refPrefix) {
-		msg := "must not begin with job: (which names another job's data)"
-		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: fmt.Sprintf("%s %q: %s", field, p, msg),
-			fields: []api.FieldError{{Field: field, Message: msg}}}
-	}
-	return nil
+	return badField(field, fmt.Sprintf("%s %q: %s", field, p, msg), msg)
 }
 
 // problemFor maps an error to its answer. Only messages written for
@@ -1018,10 +1021,7 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, stric
 		}
 		return fieldError(field, "is not valid UTF-8")
 	}
-	if at := loneSurrogate(body); at >= 0 {
-		return errorf(http.StatusUnprocessableEntity, api.CodeValidation, "the body escapes half a UTF-16 surrogate pair at byte %d (%.6s), which is no character", at, body[at:])
-	}
-	if err := checkKeys(body, reflect.TypeOf(v)); err != nil {
+	if err := checkReading(body, reflect.TypeOf(v)); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -1091,8 +1091,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 // checkPath validates a user-supplied path of the files or outputs API.
 func checkPath(field, p string) error {
 	if err := blob.CheckPath(p); err != nil {
-		return &httpError{status: http.StatusBadRequest, code: api.CodeBadRequest, detail: fmt.Sprintf("%s %q: %v", field, p, err),
-			fields: []api.FieldError{{Field: field, Message: err.Error()}}}
+		return badField(field, fmt.Sprintf("%s %q: %v", field, p, err), err.Error())
 	}
 	return nil
 }

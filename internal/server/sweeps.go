@@ -60,13 +60,11 @@ func expandVariants(raw json.RawMessage, fixed map[string]json.RawMessage) ([]va
 		if err := countOK(len(list)); err != nil {
 			return nil, err
 		}
+		varied := map[string]bool{} // what any variant sets is the variants' to set
 		for i, p := range list {
 			if p == nil { // null: no variant (its faults were the shared parameters')
 				return nil, fieldError("variants["+strconv.Itoa(i)+"]", "must be an object of parameters, not null")
 			}
-		}
-		varied := map[string]bool{} // what any variant sets is the variants' to set
-		for _, p := range list {
 			for name := range p {
 				varied[name] = true
 			}

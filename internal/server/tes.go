@@ -250,12 +250,7 @@ func (s *Server) newTaskJob(ctx context.Context, owner string, t *tes.Task, mayR
 	if err := s.resolveAccount(j); err != nil {
 		return nil, err
 	}
-	if j.Project, err = s.project(owner, project); err != nil {
-		var he *httpError
-		if errors.As(err, &he) && len(he.fields) == 1 { // a task names it in its backend parameters
-			return nil, &httpError{status: http.StatusBadRequest, code: he.code, detail: "resources.backend_parameters.project: " + he.fields[0].Message,
-				fields: []api.FieldError{{Field: "resources.backend_parameters.project", Message: he.fields[0].Message}}}
-		}
+	if j.Project, err = s.project(owner, project, "resources.backend_parameters.project"); err != nil {
 		return nil, err
 	}
 	return j, nil
