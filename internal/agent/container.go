@@ -93,7 +93,7 @@ func (a *agent) guardContainers(c *containerRun, names []string) (func(), outcom
 		// containers even though the agent ends in order.
 		done = func() {
 			if a.stopped {
-				r.release()
+				r.release(os.Getpid())
 			} else {
 				r.done()
 			}

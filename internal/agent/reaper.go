@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/hpcgate/hpcgate/internal/container"
@@ -38,13 +39,18 @@ type reaper struct{ w *os.File }
 
 // done tells the reaper that the agent ended in order and its containers
 // are gone; release lets it remove them (after a cancel or a walltime,
-// when the runtime's own stop may not have finished them).
+// when the runtime's own stop may not have finished them) and kill what
+// is left of the job but the process agent, which goes on to upload
+// outputs and report how the job ended.
 func (r *reaper) done() {
 	r.w.WriteString("done\n")
 	r.w.Close()
 }
 
-func (r *reaper) release() { r.w.Close() }
+func (r *reaper) release(agent int) {
+	fmt.Fprintf(r.w, "release %d\n", agent)
+	r.w.Close()
+}
 
 // startReaper starts a reaper that removes the named containers of rt
 // unless the agent calls done first. env is the runtime's environment
@@ -88,24 +94,30 @@ func Reap(args []string) error {
 	if line == "done\n" {
 		return nil
 	}
+	// Without a word the agent was killed; "release PID" spares it (the
+	// agent has the job's id in its environment too).
+	spare := -1
+	if pid, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "release "); ok {
+		spare, _ = strconv.Atoi(pid)
+	}
 	err = removeContainers(container.Runtime{Kind: kind}, args[3:], os.Environ())
 	// What the runtime no longer knows of (a rootless container whose
 	// monitor the engine killed with the job) is found by the job's id in
 	// its environment, which every step's process has.
 	if id := os.Getenv("HPCGATE_JOB_ID"); id != "" {
-		killJobProcesses(id)
+		killJobProcesses(id, spare)
 	}
 	return err
 }
 
 // killJobProcesses sends SIGKILL to every process this one may see whose
-// environment says HPCGATE_JOB_ID=id, but itself.
-func killJobProcesses(id string) {
+// environment says HPCGATE_JOB_ID=id, but itself and spare.
+func killJobProcesses(id string, spare int) {
 	want := []byte("HPCGATE_JOB_ID=" + id)
 	ds, _ := os.ReadDir("/proc")
 	for _, d := range ds {
 		pid, err := strconv.Atoi(d.Name())
-		if err != nil || pid == os.Getpid() {
+		if err != nil || pid == os.Getpid() || pid == spare {
 			continue
 		}
 		env, err := os.ReadFile("/proc/" + d.Name() + "/environ")

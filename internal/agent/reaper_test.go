@@ -2,7 +2,9 @@ package agent
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +41,8 @@ case "$1" in inspect) sleep 60 >/dev/null 2>&1 & echo $! > "` + filepath.Join(di
 	if err := os.WriteFile(filepath.Join(bin, "podman"), []byte(fake), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+	job := "reaper-test-" + strconv.Itoa(os.Getpid())
+	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "HPCGATE_JOB_ID="+job)
 	read := func() string {
 		b, _ := os.ReadFile(calls)
 		return string(b)
@@ -68,13 +71,46 @@ case "$1" in inspect) sleep 60 >/dev/null 2>&1 & echo $! > "` + filepath.Join(di
 		t.Errorf("calls %q: want the container's process found first", read())
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "pid"))
-	pid := strings.TrimSpace(string(b))
+	waitKilled(t, strings.TrimSpace(string(b)), "the container's process")
+
+	// After a stop the agent releases the reaper, which removes the
+	// containers and kills what is left of the job (found by the job's id
+	// in its environment), but not the agent, which has the job's id too
+	// and goes on to report how the job ended.
+	job1 := func() *exec.Cmd {
+		cmd := exec.Command("sleep", "60")
+		cmd.Env = env
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd
+	}
+	agent, leftover := job1(), job1()
+	r, err = startReaper(rt, []string{"c-released"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.release(agent.Process.Pid)
+	waitKilled(t, strconv.Itoa(leftover.Process.Pid), "a process of the released job")
+	if st, err := os.ReadFile("/proc/" + strconv.Itoa(agent.Process.Pid) + "/stat"); err != nil || strings.Contains(string(st), ") Z ") {
+		t.Fatal("the reaper killed the agent that released it")
+	}
+	if !strings.Contains(read(), "rm --force --ignore --time 0 -- c-released") {
+		t.Errorf("calls %q: want the released containers removed", read())
+	}
+}
+
+// waitKilled waits for process pid to be gone or a zombie (killed, its
+// parent not having waited for it yet).
+func waitKilled(t *testing.T, pid, what string) {
+	t.Helper()
 	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
 		if st, err := os.ReadFile("/proc/" + pid + "/stat"); err != nil || strings.Contains(string(st), ") Z ") {
-			break // killed (a zombie until its parent, the stand-in, is gone)
+			return
 		}
 		if time.Since(start) > 10*time.Second {
-			t.Fatal("the container's process was not killed")
+			t.Fatalf("%s was not killed", what)
 		}
 	}
 }
