@@ -233,7 +233,7 @@ func (a *agent) run(ctx context.Context) error {
 	if a.kill.noticed() && ctx.Err() == nil && !out.gone {
 		out.err = "Grid Engine ended the job: qdel, or one of its limits"
 		if w := spec.Resources.WalltimeS; w > 0 && time.Since(start) >= time.Duration(w)*time.Second-5*time.Second {
-			out.err = fmt.Sprintf("the walltime of %v was exceeded: Grid Engine ended the job", time.Duration(w)*time.Second)
+			out.err = walltimeExceeded(time.Duration(w)*time.Second) + ": Grid Engine ended the job"
 		}
 		return a.finish(ctx, out, logs, spec)
 	}
@@ -307,6 +307,11 @@ func (a *agent) execute(ctx context.Context, spec *api.Spec, logs *shippers) out
 		}
 	}
 	return res
+}
+
+// walltimeExceeded says that a job or a step ran out of its walltime d.
+func walltimeExceeded(d time.Duration) string {
+	return fmt.Sprintf("the walltime of %v was exceeded", d)
 }
 
 func describeExit(o outcome) string {
@@ -648,7 +653,7 @@ func (a *agent) runCmd(ctx context.Context, name string, argv, env []string, log
 		out.err = "killed by signal " + ws.Signal().String()
 	}
 	if timedOut {
-		out.err, out.timedOut = fmt.Sprintf("the walltime of %v was exceeded", limit), true
+		out.err, out.timedOut = walltimeExceeded(limit), true
 	}
 	if a.ctr != nil && out.err == "" {
 		if why, failed := a.ctr.rt.RuntimeFailed(code); failed {

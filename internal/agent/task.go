@@ -98,13 +98,13 @@ func (a *agent) executeTask(ctx context.Context, spec *api.Spec, logs *shippers)
 		if !deadline.IsZero() {
 			if limit = time.Until(deadline); limit <= 0 {
 				closeIO()
-				return outcome{err: fmt.Sprintf("the walltime of %v was exceeded", time.Duration(spec.Resources.WalltimeS)*time.Second), usage: total}
+				return outcome{err: walltimeExceeded(time.Duration(spec.Resources.WalltimeS) * time.Second), usage: total}
 			}
 		}
 		res := a.runCmd(ctx, executorStep(i), ex.Command, env, logs, limit, sio)
 		closeIO()
 		if res.timedOut { // the task's walltime, not what was left of it
-			res.err = fmt.Sprintf("the walltime of %v was exceeded", time.Duration(spec.Resources.WalltimeS)*time.Second)
+			res.err = walltimeExceeded(time.Duration(spec.Resources.WalltimeS) * time.Second)
 		}
 		a.ctr = nil
 		if res.usage != nil {
