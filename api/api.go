@@ -417,12 +417,17 @@ type Session struct {
 	Scopes    []string  `json:"scopes"`
 	TokenID   string    `json:"token_id"` // the session's own; revoked by DELETE /v1/sessions/current
 	ExpiresAt time.Time `json:"expires_at"`
+	// Key is what the page sends as CSRFHeader with every request of the
+	// session that changes something; it is shown in this answer only.
+	Key string `json:"key"`
 }
 
 // CSRFHeader is the header every request that changes something must
-// carry when it is authenticated by a session cookie (any value): a page
-// of another site cannot send it without the gateway's CORS consent,
-// which it never gives.
+// carry, with the session's key, when it is made with a web session: a
+// page of another site cannot send it without the gateway's CORS
+// consent, which it never gives, and a program that read the session's
+// cookie (browsers send a host's cookies to every port of it) does not
+// have the key, which the page keeps in its origin's storage.
 const CSRFHeader = "X-Hpcgate-Csrf"
 
 // Me is the answer of GET /v1/me.

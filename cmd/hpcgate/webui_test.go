@@ -215,6 +215,15 @@ func TestWebInterface(t *testing.T) {
 	if evalAs[bool](b, `document.cookie.includes("hpcgate")`) {
 		t.Error("the page can read the session cookie")
 	}
+	// the session's key is in this origin's storage; without it the
+	// cookie changes nothing (a server on another port of the host gets
+	// the cookie)
+	if evalAs[string](b, `localStorage.getItem("hpcgate-session-key") || ""`) == "" {
+		t.Error("the page kept no session key")
+	}
+	if status := evalAs[int](b, `fetch("/v1/jobs", {method: "POST", headers: {"X-Hpcgate-Csrf": "1", "Content-Type": "application/json"}, body: JSON.stringify({template: "hello", hold: true})}).then((r) => r.status)`); status != 401 {
+		t.Errorf("a request with the cookie but not the key: %d, want 401", status)
+	}
 	b.visit("jobs-empty")
 
 	// submit wordcount, uploading its input in the form
@@ -318,6 +327,9 @@ func TestWebInterface(t *testing.T) {
 	b.visit("signed-out")
 	if status := evalAs[int](b, `fetch("/v1/me").then((r) => r.status)`); status != 401 {
 		t.Errorf("after signing out, /v1/me answers %d, want 401", status)
+	}
+	if evalAs[bool](b, `localStorage.getItem("hpcgate-session-key") !== null`) {
+		t.Error("signing out left the session's key")
 	}
 }
 

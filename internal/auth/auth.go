@@ -46,6 +46,8 @@ type Principal struct {
 	TokenName string
 	JobID     string    // set for a job token
 	Expires   time.Time // when the token stops working; zero: never
+	// SessionKey is a web session's (store.Token.SessionKey).
+	SessionKey string
 }
 
 // Covers reports whether a token with scopes and expiry expires (zero:
@@ -179,7 +181,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, secret string) (*Princ
 	if disabled {
 		return nil, ErrUserDisabled
 	}
-	return &Principal{User: tok.User, Scopes: tok.Scopes, TokenID: tok.ID, TokenName: tok.Name, JobID: tok.JobID, Expires: tok.ExpiresAt}, nil
+	return &Principal{User: tok.User, Scopes: tok.Scopes, TokenID: tok.ID, TokenName: tok.Name, JobID: tok.JobID, Expires: tok.ExpiresAt, SessionKey: tok.SessionKey}, nil
 }
 
 // userDisabled reports whether user is disabled, from the cache if it is

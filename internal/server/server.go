@@ -771,7 +771,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*a
 	}
 	// Past the rate limit, a refusal comes with its principal: the audit
 	// names who was refused.
-	if err := checkSession(p, rt); err != nil {
+	if err := checkSession(r, p, rt); err != nil {
 		return p, err
 	}
 	if p.IsJob() {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/subtle"
 	"errors"
 	"net/http"
 	"net/url"
@@ -30,6 +31,14 @@ import (
 // with a CORS consent the gateway never gives; and its Origin, when the
 // browser sends one, must be the gateway's. SameSite=Strict keeps the
 // cookie off cross-site requests in the first place.
+//
+// A session's cookie alone changes nothing: cookies are not kept apart by
+// port, so a browser sends the gateway's to any other server on its host
+// (another user's notebook on a login node). The header must hold the
+// session's key, which POST /v1/sessions answers once and the page keeps
+// in its origin's storage, which is kept apart by port. What a stolen
+// cookie can still do is read (the page's event stream and downloads
+// cannot send a header): serve the gateway on a host name of its own.
 
 const (
 	// sessionCookie: the __Host- prefix makes browsers refuse it unless it
@@ -95,13 +104,24 @@ func checkCookieRequest(r *http.Request, rt route) error {
 // webhook secret, or another session. A stolen cookie must not become
 // access that survives signing out, and sessions end with the token that
 // made them because sessions make none.
-func checkSession(p *auth.Principal, rt route) error {
+//
+// A session's request that may change something must hold the session's
+// key in api.CSRFHeader, whether its secret came as the cookie or as a
+// bearer.
+func checkSession(r *http.Request, p *auth.Principal, rt route) error {
 	if !strings.HasPrefix(p.TokenName, sessionName) {
 		return nil
 	}
 	switch rt.pattern {
 	case "POST /v1/tokens", "POST /v1/webhook-secret", "POST /v1/sessions":
 		return errorf(http.StatusForbidden, api.CodeForbidden, "a web session may not make tokens, secrets or sessions: use a token (Authorization: Bearer TOKEN)")
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return nil
+	}
+	key := r.Header.Get(api.CSRFHeader)
+	if p.SessionKey == "" || subtle.ConstantTimeCompare([]byte(auth.Hash(key)), []byte(p.SessionKey)) != 1 {
+		return errorf(http.StatusUnauthorized, api.CodeUnauthenticated, "this web session's key is missing from %s or wrong: sign in again", api.CSRFHeader)
 	}
 	return nil
 }
@@ -117,13 +137,14 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	secret, hash := auth.NewSecret()
-	t := store.Token{ID: auth.NewID(), Hash: hash, User: p.User, Name: sessionOf(p.TokenID), Scopes: p.Scopes, CreatedAt: now, ExpiresAt: expires}
+	key, keyHash := auth.NewSecret()
+	t := store.Token{ID: auth.NewID(), Hash: hash, User: p.User, Name: sessionOf(p.TokenID), Scopes: p.Scopes, CreatedAt: now, ExpiresAt: expires, SessionKey: keyHash}
 	if err := s.store.CreateToken(r.Context(), t); err != nil {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: secret, Path: "/", Expires: expires,
 		MaxAge: int(time.Until(expires) / time.Second), HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
-	return writeJSON(w, http.StatusCreated, api.Session{User: t.User, Scopes: t.Scopes, TokenID: t.ID, ExpiresAt: expires})
+	return writeJSON(w, http.StatusCreated, api.Session{User: t.User, Scopes: t.Scopes, TokenID: t.ID, ExpiresAt: expires, Key: key})
 }
 
 // deleteSession ends the session the request came with (its cookie or,

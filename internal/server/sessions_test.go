@@ -10,17 +10,19 @@ import (
 	"github.com/hpcgate/hpcgate/api"
 )
 
-// signIn makes a web session from token and returns its cookie.
-func (h *harness) signIn(token string) *http.Cookie {
+// signIn makes a web session from token and returns its cookie and key.
+func (h *harness) signIn(token string) (*http.Cookie, string) {
 	h.t.Helper()
 	r := h.do("POST", "/v1/sessions", token, nil).want(h.t, http.StatusCreated)
+	var s api.Session
+	r.decode(h.t, &s)
 	for _, c := range (&http.Response{Header: r.header}).Cookies() {
 		if c.Name == sessionCookie {
-			return c
+			return c, s.Key
 		}
 	}
 	h.t.Fatalf("no session cookie in %q", r.header["Set-Cookie"])
-	return nil
+	return nil, ""
 }
 
 // withCookie sends a request with the session cookie c and extra headers.
@@ -50,6 +52,9 @@ func TestSessionCookie(t *testing.T) {
 	if strings.Contains(string(r.body), c.Value) {
 		t.Fatal("the session's secret is in the body")
 	}
+	if s.Key == "" || s.Key == c.Value {
+		t.Fatalf("the session's key %q: want one apart from the cookie", s.Key)
+	}
 	if s.User != "sam" || !slices.Equal(s.Scopes, []string{api.ScopeJobsRead, api.ScopeFilesRead}) || s.ExpiresAt.After(expires) {
 		t.Fatalf("session %+v: want sam's scopes, ending by %v", s, expires)
 	}
@@ -59,7 +64,7 @@ func TestSessionCookie(t *testing.T) {
 		t.Fatalf("me with the cookie: %+v", me)
 	}
 	// the session lacks what its token lacked
-	h.withCookie(c, "POST", "/v1/jobs", map[string]any{"template": "hello"}, api.CSRFHeader, "1").want(t, http.StatusForbidden)
+	h.withCookie(c, "POST", "/v1/jobs", map[string]any{"template": "hello"}, api.CSRFHeader, s.Key).want(t, http.StatusForbidden)
 	// a token with no end still makes a session of at most 12 hours
 	r = h.do("POST", "/v1/sessions", h.token("sam", time.Time{}, api.ScopeJobsRead), nil).want(t, http.StatusCreated)
 	r.decode(t, &s)
@@ -68,13 +73,19 @@ func TestSessionCookie(t *testing.T) {
 	}
 }
 
+// sessionKey is the key of a new session of token.
+func (h *harness) sessionKey(token string) string {
+	_, key := h.signIn(token)
+	return key
+}
+
 // Requests with the cookie that change something need the CSRF header and,
 // when the browser says where they come from, the gateway's own origin;
 // a session does not make another session; a job token makes none.
 func TestSessionForgeryRefused(t *testing.T) {
 	h := newHarness(t, nil)
 	tok := h.token("sam", time.Time{}, api.ScopeJobsRead, api.ScopeJobsWrite, api.ScopeFilesRead, api.ScopeFilesWrite)
-	c := h.signIn(tok)
+	c, key := h.signIn(tok)
 	job := map[string]any{"template": "hello", "parameters": map[string]any{"name": "x"}, "hold": true}
 	for _, tc := range []struct {
 		name    string
@@ -82,9 +93,13 @@ func TestSessionForgeryRefused(t *testing.T) {
 		want    int
 	}{
 		{"no CSRF header", nil, http.StatusForbidden},
-		{"another site's origin", []string{api.CSRFHeader, "1", "Origin", "https://evil.example"}, http.StatusForbidden},
-		{"same origin", []string{api.CSRFHeader, "1", "Origin", h.http.URL}, http.StatusCreated},
-		{"no origin", []string{api.CSRFHeader, "1"}, http.StatusCreated},
+		{"another site's origin", []string{api.CSRFHeader, key, "Origin", "https://evil.example"}, http.StatusForbidden},
+		{"same origin", []string{api.CSRFHeader, key, "Origin", h.http.URL}, http.StatusCreated},
+		{"no origin", []string{api.CSRFHeader, key}, http.StatusCreated},
+		// the cookie alone, as a program on another port of the host
+		// would have it (found by the eighth probe)
+		{"any header but the key", []string{api.CSRFHeader, "1"}, http.StatusUnauthorized},
+		{"another session's key", []string{api.CSRFHeader, h.sessionKey(tok)}, http.StatusUnauthorized},
 	} {
 		if r := h.withCookie(c, "POST", "/v1/jobs", job, tc.headers...); r.status != tc.want {
 			t.Errorf("%s: %d, want %d: %s", tc.name, r.status, tc.want, r.body)
@@ -99,17 +114,20 @@ func TestSessionForgeryRefused(t *testing.T) {
 	// reads need no header, but not from another site's page
 	h.withCookie(c, "GET", "/v1/jobs", nil).want(t, http.StatusOK)
 	h.withCookie(c, "GET", "/v1/jobs", nil, "Origin", "https://evil.example").want(t, http.StatusForbidden)
-	h.withCookie(c, "POST", "/v1/sessions", nil, api.CSRFHeader, "1").want(t, http.StatusUnauthorized)
+	h.withCookie(c, "POST", "/v1/sessions", nil, api.CSRFHeader, key).want(t, http.StatusUnauthorized)
 	h.withCookie(c, "GET", "/v1/jobs", nil, "Origin", "ftp://"+strings.TrimPrefix(h.http.URL, "http://")).want(t, http.StatusForbidden)
 	// a session makes no token and no secret: a stolen cookie would
 	// otherwise become a token that outlives signing out
-	h.withCookie(c, "POST", "/v1/tokens", map[string]any{"scopes": []string{api.ScopeJobsRead}}, api.CSRFHeader, "1").want(t, http.StatusForbidden)
-	h.withCookie(c, "POST", "/v1/webhook-secret", nil, api.CSRFHeader, "1").want(t, http.StatusForbidden)
+	h.withCookie(c, "POST", "/v1/tokens", map[string]any{"scopes": []string{api.ScopeJobsRead}}, api.CSRFHeader, key).want(t, http.StatusForbidden)
+	h.withCookie(c, "POST", "/v1/webhook-secret", nil, api.CSRFHeader, key).want(t, http.StatusForbidden)
 	// nor as a bearer: the cookie's secret sent as a token made a token, a
 	// secret, and sessions that revoking the first token did not end
 	h.do("POST", "/v1/tokens", c.Value, map[string]any{"scopes": []string{api.ScopeJobsRead}}).want(t, http.StatusForbidden)
 	h.do("POST", "/v1/webhook-secret", c.Value, nil).want(t, http.StatusForbidden)
 	h.do("POST", "/v1/sessions", c.Value, nil).want(t, http.StatusForbidden)
+	// and the cookie's secret as a bearer changes nothing without the key
+	h.do("POST", "/v1/jobs", c.Value, job).want(t, http.StatusUnauthorized)
+	h.do("POST", "/v1/jobs", c.Value, job, api.CSRFHeader, key).want(t, http.StatusCreated)
 	_, jt := h.jobToken("sam", nil)
 	h.do("POST", "/v1/sessions", jt, nil).want(t, http.StatusForbidden)
 }
@@ -120,9 +138,9 @@ func TestSessionForgeryRefused(t *testing.T) {
 func TestSessionSignOut(t *testing.T) {
 	h := newHarness(t, nil)
 	tok := h.token("sam", time.Time{}, api.ScopeJobsRead)
-	c := h.signIn(tok)
+	c, key := h.signIn(tok)
 	h.withCookie(c, "DELETE", "/v1/sessions/current", nil).want(t, http.StatusForbidden) // no CSRF header
-	r := h.withCookie(c, "DELETE", "/v1/sessions/current", nil, api.CSRFHeader, "1").want(t, http.StatusNoContent)
+	r := h.withCookie(c, "DELETE", "/v1/sessions/current", nil, api.CSRFHeader, key).want(t, http.StatusNoContent)
 	if cs := (&http.Response{Header: r.header}).Cookies(); len(cs) != 1 || cs[0].MaxAge >= 0 {
 		t.Fatalf("sign-out cookies %q: want the session's cleared", r.header["Set-Cookie"])
 	}
@@ -133,7 +151,8 @@ func TestSessionSignOut(t *testing.T) {
 	// revoking the token a session came from ends the session too; the
 	// user's other sessions and tokens stay
 	other := h.token("sam", time.Time{}, api.ScopeJobsRead)
-	c1, c2 := h.signIn(tok), h.signIn(other)
+	c1, _ := h.signIn(tok)
+	c2, _ := h.signIn(other)
 	var me api.Me
 	h.do("GET", "/v1/me", tok, nil).want(t, http.StatusOK).decode(t, &me)
 	h.do("DELETE", "/v1/tokens/"+me.TokenID, tok, nil).want(t, http.StatusNoContent)

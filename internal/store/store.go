@@ -369,6 +369,9 @@ type Token struct {
 	JobID     string // set for a job token
 	CreatedAt time.Time
 	ExpiresAt time.Time // zero: never
+	// SessionKey is set for a web session: the hex SHA-256 of the key its
+	// page holds, without which the session's cookie changes nothing.
+	SessionKey string
 }
 
 // PurgedJob is a job PurgeFinished or DeleteJob removed.

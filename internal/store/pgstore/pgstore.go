@@ -451,9 +451,9 @@ func (t *pgTx) InsertToken(ctx context.Context, tok store.Token) error {
 	if !tok.ExpiresAt.IsZero() {
 		exp = &tok.ExpiresAt
 	}
-	_, err := t.tx.Exec(ctx, `INSERT INTO tokens (id, hash, username, name, scopes, job_id, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		tok.ID, tok.Hash, tok.User, tok.Name, scopes, tok.JobID, tok.CreatedAt, exp)
+	_, err := t.tx.Exec(ctx, `INSERT INTO tokens (id, hash, username, name, scopes, job_id, session_key, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		tok.ID, tok.Hash, tok.User, tok.Name, scopes, tok.JobID, tok.SessionKey, tok.CreatedAt, exp)
 	if isUnique(err) {
 		return fmt.Errorf("token %s: %w", tok.ID, store.ErrConflict)
 	}
@@ -650,12 +650,12 @@ func (d *Driver) LogChunks(ctx context.Context, id, stream string, from, to int6
 	return size, out, rows.Err()
 }
 
-const tokenCols = "id, hash, username, name, scopes, job_id, created_at, expires_at"
+const tokenCols = "id, hash, username, name, scopes, job_id, session_key, created_at, expires_at"
 
 func scanToken(row pgx.Row) (store.Token, error) {
 	var t store.Token
 	var exp *time.Time
-	if err := row.Scan(&t.ID, &t.Hash, &t.User, &t.Name, &t.Scopes, &t.JobID, &t.CreatedAt, &exp); err != nil {
+	if err := row.Scan(&t.ID, &t.Hash, &t.User, &t.Name, &t.Scopes, &t.JobID, &t.SessionKey, &t.CreatedAt, &exp); err != nil {
 		return store.Token{}, err
 	}
 	if len(t.Scopes) == 0 {

@@ -770,8 +770,8 @@ func (t *sqlTx) InsertToken(ctx context.Context, tok store.Token) error {
 	if !tok.ExpiresAt.IsZero() {
 		exp = tok.ExpiresAt.UnixNano()
 	}
-	_, err := t.tx.ExecContext(ctx, "INSERT INTO tokens (id, hash, user, name, scopes, job_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-		tok.ID, tok.Hash, tok.User, tok.Name, strings.Join(tok.Scopes, " "), tok.JobID, tok.CreatedAt.UnixNano(), exp)
+	_, err := t.tx.ExecContext(ctx, "INSERT INTO tokens (id, hash, user, name, scopes, job_id, session_key, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		tok.ID, tok.Hash, tok.User, tok.Name, strings.Join(tok.Scopes, " "), tok.JobID, tok.SessionKey, tok.CreatedAt.UnixNano(), exp)
 	if isUnique(err) {
 		return fmt.Errorf("token %s: %w", tok.ID, store.ErrConflict)
 	}
@@ -963,13 +963,13 @@ func (d *Driver) LogChunks(ctx context.Context, id, stream string, from, to int6
 	return size, out, rows.Err()
 }
 
-const tokenCols = "id, hash, user, name, scopes, job_id, created_at, expires_at"
+const tokenCols = "id, hash, user, name, scopes, job_id, session_key, created_at, expires_at"
 
 func scanToken(row interface{ Scan(...any) error }) (store.Token, error) {
 	var t store.Token
 	var scopes string
 	var created, exp int64
-	if err := row.Scan(&t.ID, &t.Hash, &t.User, &t.Name, &scopes, &t.JobID, &created, &exp); err != nil {
+	if err := row.Scan(&t.ID, &t.Hash, &t.User, &t.Name, &scopes, &t.JobID, &t.SessionKey, &created, &exp); err != nil {
 		return t, err
 	}
 	t.Scopes = strings.Fields(scopes)

@@ -565,13 +565,19 @@ func testTokens(t *testing.T, s store.Store) {
 	if jt, _ := s.TokenByHash(ctx, "h3"); jt.JobID != "somejob" {
 		t.Fatalf("job token lost its job: %+v", jt)
 	}
+	if err := s.CreateToken(ctx, store.Token{ID: "t5", Hash: "h5", User: "dave", Name: "web session", SessionKey: "k5", CreatedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.TokenByHash(ctx, "h5"); st.SessionKey != "k5" {
+		t.Fatalf("a web session lost its key: %+v", st)
+	}
 	list, err := s.ListTokens(ctx, "alice")
 	if err != nil || len(list) != 1 || list[0].ID != "t1" {
 		t.Fatalf("ListTokens(alice) = %+v, %v; want t1 only (no job tokens)", list, err)
 	}
 	all, _ := s.ListTokens(ctx, "")
-	if len(all) != 2 {
-		t.Fatalf("ListTokens(all) = %d tokens, want 2", len(all))
+	if len(all) != 3 {
+		t.Fatalf("ListTokens(all) = %d tokens, want 3", len(all))
 	}
 	if err := s.DeleteToken(ctx, "t1"); err != nil {
 		t.Fatal(err)

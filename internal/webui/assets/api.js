@@ -1,8 +1,22 @@
 // The gateway's API, as the page uses it: same origin, the web session's
-// cookie, and the header that marks a request as the page's own
-// (api.CSRFHeader) on every request that changes something.
+// cookie, and the session's key in the header that marks a request as the
+// page's own (api.CSRFHeader) on every request that changes something.
+// The cookie goes to every port of this host; the key stays in this
+// origin's storage, which is this port's alone.
 
 export const CSRF = "X-Hpcgate-Csrf";
+const KEY = "hpcgate-session-key";
+
+// sessionKey is the key of the page's session ("" when signed out);
+// keepSessionKey keeps a new session's, or forgets it with "".
+export function sessionKey() {
+  return localStorage.getItem(KEY) || "";
+}
+
+export function keepSessionKey(key) {
+  if (key) localStorage.setItem(KEY, key);
+  else localStorage.removeItem(KEY);
+}
 
 // APIError is an answer other than 2xx: status, title, detail and the
 // fields the problem names ({field, message}).
@@ -27,7 +41,7 @@ async function problemOf(r) {
 // answer (null for 204; the Response itself with raw: true).
 export async function api(method, path, body, { raw = false, headers = {} } = {}) {
   const h = { Accept: "application/json", ...headers };
-  if (method !== "GET" && method !== "HEAD") h[CSRF] = "1";
+  if (method !== "GET" && method !== "HEAD") h[CSRF] = sessionKey();
   let b = body;
   if (body !== undefined && !(body instanceof Blob)) {
     h["Content-Type"] = "application/json";
@@ -107,7 +121,7 @@ function putFile(path, file, onProgress) {
   return new Promise((resolve, reject) => {
     const x = new XMLHttpRequest();
     x.open("PUT", "/v1/files/" + path.split("/").map(encodeURIComponent).join("/"));
-    x.setRequestHeader(CSRF, "1");
+    x.setRequestHeader(CSRF, sessionKey());
     x.setRequestHeader("Content-Type", "application/octet-stream");
     x.upload.onprogress = (e) => e.lengthComputable && onProgress && onProgress(e.loaded / e.total);
     x.onload = () => {

@@ -2,7 +2,7 @@
 // #/templates, #/templates/NAME, #/files, #/environments, #/sweeps/ID),
 // each built from the public API alone, signed in by a web session.
 
-import { api, upload, quotePath, APIError } from "./api.js";
+import { api, upload, quotePath, APIError, sessionKey, keepSessionKey } from "./api.js";
 import { h, replace, announce, bytes, age, when, stateBadge, table, facts } from "./dom.js";
 import { submitForm } from "./form.js";
 import { LogView } from "./log.js";
@@ -74,6 +74,7 @@ function signIn(message) {
         token.focus();
         return;
       }
+      keepSessionKey((await r.json()).key);
       await start();
     } catch (e) {
       err.textContent = e.message;
@@ -93,6 +94,7 @@ async function signOut() {
       return;
     }
   }
+  keepSessionKey("");
   signIn("You are signed out.");
 }
 
@@ -431,6 +433,7 @@ async function route() {
 }
 
 async function start() {
+  if (!sessionKey()) return signIn(); // a cookie without its key changes nothing
   let me;
   try {
     me = await api("GET", "/v1/me");

@@ -7,8 +7,8 @@ window.addEventListener("DOMContentLoaded", () => {
     deepLinking: true,
     tryItOutEnabled: false,
     requestInterceptor: (req) => {
-      // the session's header, to this gateway only
-      if (new URL(req.url, location.href).origin === location.origin && req.method !== "GET" && req.method !== "HEAD") req.headers["X-Hpcgate-Csrf"] = "1";
+      // the session's key (api.js keeps it), to this gateway only
+      if (new URL(req.url, location.href).origin === location.origin && req.method !== "GET" && req.method !== "HEAD") req.headers["X-Hpcgate-Csrf"] = localStorage.getItem("hpcgate-session-key") || "";
       return req;
     },
   });

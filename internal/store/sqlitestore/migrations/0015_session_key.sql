@@ -1,0 +1,5 @@
+-- Schema version 15: a web session's key. Browsers send a host's cookies
+-- to every port of it, so another program on the gateway's host could
+-- read a session's cookie: what changes something needs the key too,
+-- which the page keeps in storage of its own origin (port included).
+ALTER TABLE tokens ADD COLUMN session_key TEXT NOT NULL DEFAULT '';
