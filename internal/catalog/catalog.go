@@ -716,7 +716,7 @@ func (t *Template) validateParameters(params json.RawMessage, verr *ValidationEr
 		verr.Fields = append(verr.Fields, fields...)
 		return nil
 	}
-	out, err := json.Marshal(obj)
+	out, err := json.Marshal(t.schema.Integers(obj))
 	if err != nil {
 		verr.add("parameters", "%v", err)
 		return nil

@@ -383,3 +383,45 @@ type namedSet struct {
 }
 
 func (n namedSet) String() string { return n.name }
+
+// An integer parameter given as 2.0 or 1e0 is valid (JSON Schema counts
+// it an integer) and reaches the job as the integer: fanout's shell test
+// failed on "2.0" (found by the eighth probe).
+func TestIntegerParametersWrittenAsIntegers(t *testing.T) {
+	c := load(t)
+	for given, want := range map[string]string{"2.0": "2", "1e0": "1", "20e-1": "2", "50": "50"} {
+		inst, err := c.Instantiate(Request{Template: "fanout", Parameters: json.RawMessage(`{"n": ` + given + `}`)}, files(nil))
+		if err != nil {
+			t.Fatalf("n=%s: %v", given, err)
+		}
+		if got := string(inst.Parameters); !strings.Contains(got, `"n":`+want+`}`) && !strings.Contains(got, `"n":`+want+`,`) {
+			t.Errorf("n=%s: parameters %s, want n %s", given, got, want)
+		}
+	}
+}
+
+func TestSchemaIntegers(t *testing.T) {
+	s, err := CompileSchema([]byte(`{"type": "object", "properties": {
+		"i": {"type": "integer"}, "x": {"type": "number"}, "ix": {"type": ["integer", "null"]},
+		"list": {"type": "array", "items": {"type": "integer"}},
+		"map": {"type": "object", "additionalProperties": {"type": "integer"}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := decodeJSON([]byte(`{"i": 1e2, "x": 2.0, "ix": -0.0e1, "list": [3.0, 4], "map": {"a": 5E0}, "other": 6.0,
+		"big": 1, "huge": 0}`))
+	v.(map[string]any)["big"] = json.Number("1.5e20")
+	if fs := s.Validate(v, "p"); len(fs) > 0 {
+		t.Fatal(fs)
+	}
+	out, _ := json.Marshal(s.Integers(v))
+	want := `{"big":1.5e20,"huge":0,"i":100,"ix":0,"list":[3,4],"map":{"a":5},"other":6.0,"x":2.0}`
+	if string(out) != want {
+		t.Fatalf("got  %s\nwant %s", out, want)
+	}
+	// beyond 2^53 the text's exact value
+	big, _ := CompileSchema([]byte(`{"type": "integer"}`))
+	if got := big.Integers(json.Number("1.5e20")); got != json.Number("150000000000000000000") {
+		t.Fatalf("1.5e20: %v", got)
+	}
+}
