@@ -287,6 +287,18 @@ func TestWebInterface(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// a parameter's invisible format characters are shown escaped, in its
+	// table and in the log: a right-to-left override made
+	// "invoice\u202efdp.exe" read "invoiceexe.pdf"
+	rtl, err := c.CreateJob(context.Background(), api.JobRequest{Template: "hello", Parameters: json.RawMessage(`{"name": "invoice\u202efdp.exe"}`)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.run("bidi job", chromedp.Navigate(g.url+"/#/jobs/"+rtl.ID))
+	b.until("bidi job done", `document.querySelector(".state")?.textContent === "succeeded" && (document.querySelector('pre[data-stream="stdout"]')?.textContent || "").includes("invoice")`)
+	if text := evalAs[string](b, `document.querySelector("main").innerText`); strings.ContainsRune(text, '\u202e') || strings.Count(text, `invoice\u202efdp.exe`) < 2 {
+		t.Errorf("the job page shows the override raw, or not escaped in its parameters and its log:\n%s", text)
+	}
 	// the other pages
 	for _, p := range []struct{ name, hash, ready string }{
 		{"sweep", "#/sweeps/" + sw.ID, `document.querySelectorAll(".grid a.cell-succeeded").length === 3 && document.querySelectorAll("main table tbody tr").length === 3`},

@@ -1,5 +1,15 @@
 // DOM helpers: every value reaches the page as text or as a property,
-// never as HTML.
+// never as HTML, and with its invisible format characters shown.
+
+// visible writes s's invisible format characters (Unicode's Cf: bidi
+// overrides, zero-width spaces) as escapes, \u202e, as the CLI does: a
+// right-to-left override showed a parameter "invoice\u202efdp.exe" as
+// "invoiceexe.pdf" (found by the eighth probe).
+const hasFormat = /\p{Cf}/u;
+const formats = /\p{Cf}/gu;
+export function visible(s) {
+  return hasFormat.test(s) ? s.replace(formats, (c) => "\\u" + c.codePointAt(0).toString(16).padStart(4, "0")) : s;
+}
 
 // h makes an element: h("a", {href: "#/jobs", class: "x"}, "text", child).
 // Attributes starting with "on" are listeners; null and false ones are
@@ -10,7 +20,7 @@ export function h(tag, attrs = {}, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
     else if (k === "value") el.value = v;
-    else el.setAttribute(k, v === true ? "" : String(v));
+    else el.setAttribute(k, v === true ? "" : k === "href" ? String(v) : visible(String(v)));
   }
   append(el, children);
   return el;
@@ -19,7 +29,7 @@ export function h(tag, attrs = {}, ...children) {
 function append(el, children) {
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : String(c));
+    el.append(c instanceof Node ? c : visible(String(c)));
   }
 }
 
