@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"net"
 	"path"
@@ -554,21 +555,71 @@ func parseTemplate(data []byte) (*Template, error) {
 	return &t, errors.Join(errs...)
 }
 
+// NotFoundError is an unknown template, version or environment, with a
+// message for the person who asked: what there is instead.
+type NotFoundError struct{ msg string }
+
+func (e *NotFoundError) Error() string        { return e.msg }
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
 // Template returns the template of that name and version (0: the newest).
 func (c *Catalog) Template(name string, version int) (*Template, error) {
 	ts := c.templates[name]
 	if len(ts) == 0 {
-		return nil, fmt.Errorf("template %q: %w", name, ErrNotFound)
+		return nil, &NotFoundError{fmt.Sprintf("no template %q%s", name, closest(name, slices.Collect(maps.Keys(c.templates))))}
 	}
 	if version == 0 {
 		return ts[len(ts)-1], nil
 	}
+	var have []string
 	for _, t := range ts {
 		if t.Version == version {
 			return t, nil
 		}
+		have = append(have, strconv.Itoa(t.Version))
 	}
-	return nil, fmt.Errorf("template %q version %d: %w", name, version, ErrNotFound)
+	return nil, &NotFoundError{fmt.Sprintf("template %q has no version %d; its versions: %s", name, version, strings.Join(have, ", "))}
+}
+
+// closest suggests the one of names nearest to name, if any is near (a
+// typo: two edits at most, or one for short names).
+func closest(name string, names []string) string {
+	best, dist := "", min(2, len(name)/3)+1
+	slices.Sort(names)
+	for _, n := range names {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(n)); d < dist {
+			best, dist = n, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance of a and b, by bytes.
+func editDistance(a, b string) int {
+	if len(a) > 256 || len(b) > 256 {
+		return max(len(a), len(b)) // no typo of each other worth the work
+	}
+	row := make([]int, len(b)+1)
+	for j := range row {
+		row[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		prev := row[0]
+		row[0] = i
+		for j := 1; j <= len(b); j++ {
+			cur := row[j]
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			row[j] = min(row[j]+1, row[j-1]+1, prev+cost)
+			prev = cur
+		}
+	}
+	return row[len(b)]
 }
 
 // Templates returns every template, by name then version.
@@ -589,7 +640,7 @@ func (c *Catalog) Templates() []*Template {
 func (c *Catalog) Environment(name string) (*Environment, error) {
 	e, ok := c.envs[name]
 	if !ok {
-		return nil, fmt.Errorf("environment %q: %w", name, ErrNotFound)
+		return nil, &NotFoundError{fmt.Sprintf("no environment %q; the environments: %s", name, strings.Join(c.envNames, ", "))}
 	}
 	return e, nil
 }

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -423,5 +424,34 @@ func TestSchemaIntegers(t *testing.T) {
 	big, _ := CompileSchema([]byte(`{"type": "integer"}`))
 	if got := big.Integers(json.Number("1.5e20")); got != json.Number("150000000000000000000") {
 		t.Fatalf("1.5e20: %v", got)
+	}
+}
+
+// An unknown template, version or environment is answered with what
+// there is: a near name, the versions, the environments (the eighth
+// probe's "no template "hello" (version 5; 0 is the newest)").
+func TestNotFoundSaysWhatThereIs(t *testing.T) {
+	c := load(t)
+	for _, tc := range []struct {
+		req  Request
+		want string
+	}{
+		{Request{Template: "helo"}, `no template "helo" (did you mean "hello"?)`},
+		{Request{Template: "Wordcont"}, `no template "Wordcont" (did you mean "wordcount"?)`},
+		{Request{Template: "xyz"}, `no template "xyz"`},
+		{Request{Template: "hello", Version: 5}, `template "hello" has no version 5; its versions: 1`},
+		{Request{Template: "hello", Environment: "nowhere"}, `no environment "nowhere"; the environments: local`},
+	} {
+		_, err := c.Instantiate(tc.req, files(nil))
+		verr, ok := err.(*ValidationError)
+		if !ok || len(verr.Fields) == 0 {
+			t.Fatalf("%+v: %v", tc.req, err)
+		}
+		if got := verr.Fields[0].Message; got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.req, got, tc.want)
+		}
+	}
+	if _, err := c.Template("nope", 0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("an unknown template: %v, want ErrNotFound", err)
 	}
 }

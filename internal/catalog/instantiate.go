@@ -83,7 +83,7 @@ func (c *Catalog) Instantiate(r Request, stat StatFunc) (*Instance, error) {
 	env, err := c.Environment(envName)
 	switch {
 	case err != nil:
-		verr.add("environment", "no environment %q", envName)
+		verr.add("environment", "%v", err)
 	case !allowed && t.Unavailable(envName) != "":
 		verr.add("environment", "template %s cannot run in environment %s: %s; it runs in %v", t.Name, envName, t.Unavailable(envName), t.Environments)
 	case !allowed:

@@ -45,7 +45,7 @@ func (s *Server) getTemplate(w http.ResponseWriter, r *http.Request) error {
 	}
 	t, err := s.catalog.Load().Template(r.PathValue("name"), version)
 	if err != nil {
-		return wrapf(err, http.StatusNotFound, api.CodeNotFound, "no template %q (version %d; 0 is the newest): GET /v1/templates lists them", r.PathValue("name"), version)
+		return wrapf(err, http.StatusNotFound, api.CodeNotFound, "%v", err) // the catalogue's words, for people
 	}
 	return writeJSON(w, http.StatusOK, apiTemplate(t))
 }
@@ -61,7 +61,7 @@ func (s *Server) listEnvironments(w http.ResponseWriter, r *http.Request) error 
 func (s *Server) getEnvironment(w http.ResponseWriter, r *http.Request) error {
 	e, err := s.catalog.Load().Environment(r.PathValue("name"))
 	if err != nil {
-		return wrapf(err, http.StatusNotFound, api.CodeNotFound, "no environment %q: GET /v1/environments lists them", r.PathValue("name"))
+		return wrapf(err, http.StatusNotFound, api.CodeNotFound, "%v", err) // the catalogue's words, for people
 	}
 	out := apiEnvironment(e)
 	out.Live = s.live(r.Context(), e)

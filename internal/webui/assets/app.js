@@ -188,6 +188,8 @@ async function jobPage(page, id) {
       facts([
         ["State", h("span", {}, stateBadge(j.state), j.reason ? " " + j.reason : "")],
         ["Job", j.id],
+        ["Owner", j.owner],
+        ["Labels", Object.entries(j.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ")],
         ["Template", j.template === TES ? h("span", {}, "a GA4GH TES task (",
           h("a", { href: `/ga4gh/tes/v1/tasks/${encodeURIComponent(j.id)}?view=FULL` }, "as TES shows it"), ")")
           : h("span", {}, h("a", { href: "#/templates/" + encodeURIComponent(j.template) }, j.template), ` version ${j.template_version}`)],
