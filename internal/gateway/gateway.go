@@ -155,6 +155,14 @@ func Command(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
 	}
 	log := slog.New(h)
+	// A busy address fails the start before the data directory, its TLS
+	// certificate and the first admin token ("shown once") are made
+	// (found by the eighth probe); Listen binds it for good after Open.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	ln.Close()
 	g, err := Open(ctx, cfg, log, stdout)
 	if err != nil {
 		return err

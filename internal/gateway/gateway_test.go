@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -603,5 +605,25 @@ func TestEnvironmentsCheckedAtStart(t *testing.T) {
 	cfg := testConfig(t, "")
 	if cfg.Environments[0].Max.CoresPerNode != 1 {
 		t.Fatalf("the default environment offers %d cores with 1 slot", cfg.Environments[0].Max.CoresPerNode)
+	}
+}
+
+// A server whose address is taken fails before it makes its data
+// directory, certificate and first admin token: it printed the token as
+// "shown once" and then failed (found by the eighth probe).
+func TestBusyAddressMakesNothing(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	var out bytes.Buffer
+	err = Command(context.Background(), []string{"--data-dir", dataDir, "--addr", busy.Addr().String()}, &out, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("a busy address: %v", err)
+	}
+	if _, statErr := os.Stat(dataDir); !os.IsNotExist(statErr) || out.Len() > 0 {
+		t.Fatalf("after the refusal: data directory %v, printed %q", statErr, out.String())
 	}
 }
