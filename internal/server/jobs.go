@@ -508,7 +508,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) error {
 	if v := q.Get("state"); v != "" {
 		for _, st := range strings.Split(v, ",") {
 			if !job.State(st).Valid() {
-				return fieldError("state", "unknown state %q", st)
+				return fieldError("state", "unknown state %q; the states: %s", st, strings.Trim(fmt.Sprint(job.States), "[]"))
 			}
 			f.States = append(f.States, job.State(st))
 		}

@@ -440,3 +440,14 @@ func TestAgentOnlyRoutesAreListed(t *testing.T) {
 		}
 	}
 }
+
+// A mistyped state filter is answered with the states there are (the
+// eighth probe's "--state runnin" said only that it was unknown).
+func TestUnknownStateListsStates(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, userScopes...)
+	r := h.do("GET", "/v1/jobs?state=runnin", alice, nil)
+	if r.status < 400 || r.status >= 500 || !strings.Contains(r.problem.Detail, `unknown state "runnin"; the states: pending held queued`) {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+}
