@@ -67,18 +67,12 @@ func exitCode(err, cause error, stderr io.Writer) int {
 	return 1
 }
 
-const help = `hpcgate: a REST gateway to HPC batch systems.
-
-usage: hpcgate COMMAND [flags] [args]
-
-Server and job roles:
-  server        run the gateway (hpcgate server --help)
-  agent         run a job's agent (started by the job script, not by hand)
-  version       print the version
-
-Client commands (they read HPCGATE_URL, HPCGATE_TOKEN or HPCGATE_TOKEN_FILE,
-and HPCGATE_CACERT; 'hpcgate help COMMAND' or 'hpcgate COMMAND --help' for one):
-`
+// roles are the commands that are not the client's.
+var roles = []cli.Command{
+	{Name: "server", Summary: "run the gateway (hpcgate server --help)"},
+	{Name: "agent", Summary: "run a job's agent (started by the job script, not by hand)"},
+	{Name: "version", Summary: "print the version"},
+}
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -110,11 +104,24 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 }
 
 func printHelp(w io.Writer) {
-	fmt.Fprint(w, help)
-	for _, c := range cli.Commands() {
-		fmt.Fprintf(w, "  %-13s %s\n", c.Name, c.Summary)
+	// one column for both lists, as wide as the longest name
+	width := 0
+	for _, c := range append(cli.Commands(), roles...) {
+		width = max(width, len(c.Name))
 	}
-	fmt.Fprintln(w, "\nEvery command answers --help.")
+	list := func(cmds []cli.Command) {
+		for _, c := range cmds {
+			fmt.Fprintf(w, "  %-*s  %s\n", width, c.Name, c.Summary)
+		}
+	}
+	fmt.Fprint(w, "hpcgate: a REST gateway to HPC batch systems.\n\nusage: hpcgate COMMAND [flags] [args]\n\nServer and job roles:\n")
+	list(roles)
+	fmt.Fprint(w, `
+Client commands (they read HPCGATE_URL, HPCGATE_TOKEN or HPCGATE_TOKEN_FILE,
+and HPCGATE_CACERT; 'hpcgate help COMMAND' or 'hpcgate COMMAND --help' for one):
+`)
+	list(cli.Commands())
+	fmt.Fprint(w, "\nEvery command answers --help.\n\n"+cli.ExitCodes)
 }
 
 func agentCommand(ctx context.Context, args []string, stderr io.Writer) error {
@@ -134,9 +141,9 @@ HPCGATE_JOB_ID and HPCGATE_CACERT set.
 
 Flags:
 `)
-		fl.PrintDefaults()
+		fmt.Fprint(stderr, cli.FlagUsage(fl))
 	}
-	id := fl.String("job", os.Getenv("HPCGATE_JOB_ID"), "the job's id")
+	id := fl.String("job", os.Getenv("HPCGATE_JOB_ID"), "the job's `ID` (default $HPCGATE_JOB_ID)")
 	keep := fl.Bool("keep-workdir", false, "keep the working directory after the job")
 	if err := fl.Parse(args); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"syscall"
 	"testing"
@@ -62,5 +63,48 @@ func TestExitCodes(t *testing.T) {
 		if code := exitCode(err, nil, &errb); code != 1 || errb.String() != `hpcgate: job x failed: \x1b]0;pwned\x07\x1b[2J`+"\n" {
 			t.Errorf("%T with control characters: exit %d, said %q", err, code, errb.String())
 		}
+	}
+}
+
+// An unknown command is a usage error (2), as no command is; the help
+// lists the exit codes, in one column however long a command's name
+// (webhook-secret ran into its summary); the agent's flags read as the
+// client's do.
+func TestHelpAlignedAndUsageExits(t *testing.T) {
+	for _, args := range [][]string{{"nosuch"}, {"help", "nosuch"}, {}} {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), args, nil, &out, &errb)
+		if code := exitCode(err, nil, &errb); code != 2 {
+			t.Errorf("hpcgate %q: exit code %d, want 2", args, code)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"help"}, nil, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "Exit codes:") {
+		t.Errorf("help lists no exit codes:\n%s", out.String())
+	}
+	col := -1
+	for _, c := range append(cli.Commands(), roles...) {
+		i := strings.Index(out.String(), "\n  "+c.Name+" ")
+		if i < 0 {
+			t.Errorf("help lacks %s:\n%s", c.Name, out.String())
+			continue
+		}
+		line := out.String()[i+1:]
+		line = line[:strings.IndexByte(line, '\n')]
+		at := strings.Index(line, c.Summary)
+		if col < 0 {
+			col = at
+		}
+		if at != col || line[at-2:at] != "  " {
+			t.Errorf("help: %q: summary at column %d, want %d after two spaces", line, at, col)
+		}
+	}
+	var errb bytes.Buffer
+	err := run(context.Background(), []string{"agent", "--help"}, nil, &out, &errb)
+	if code := exitCode(err, nil, io.Discard); code != 0 || !strings.Contains(errb.String(), "  --job ID\n") || strings.Contains(errb.String(), "-job string") {
+		t.Errorf("agent --help: exit %d:\n%s", code, errb.String())
 	}
 }

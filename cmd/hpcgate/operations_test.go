@@ -64,7 +64,7 @@ func TestMeShowsQuotas(t *testing.T) {
 	g.mustCLI(bea, "upload", story, "in/story.txt")
 	g.mustCLI(bea, "submit", "hello", "--param", "name=Quota", "--hold", "--quiet")
 	out := g.mustCLI(bea, "me")
-	for _, want := range []string{`Quota jobs:\s+1 of 7\n`, `Quota cores:\s+1 of 8\n`, `Quota bytes:\s+12 of 1000\n`, `Quota files:\s+1 of 9\n`} {
+	for _, want := range []string{`Quota jobs:\s+1 of 7\n`, `Quota cores:\s+1 of 8\n`, `Quota bytes:\s+12 B of 1000 B\n`, `Quota files:\s+1 of 9\n`} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("hpcgate me:\n%s\nwant %q", out, want)
 		}

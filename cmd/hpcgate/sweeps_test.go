@@ -144,7 +144,7 @@ func TestSweepsFromCLI(t *testing.T) {
 				t.Fatalf("results CSV %q", recs)
 			}
 			for i, r := range recs[1:] {
-				a, b := 1+i/3, 10*(1+i%3) // the last --vary varies fastest
+				a, b := 1+i/3, 10*(1+i%3) // the names in alphabetical order, the last varies fastest
 				if r[0] != strconv.Itoa(i) || r[2] != "succeeded" || r[4] != strconv.Itoa(a) || r[5] != strconv.Itoa(b) || r[6] != strconv.Itoa(a+b) {
 					t.Errorf("row %d: %q, want a=%d b=%d sum=%d", i, r, a, b, a+b)
 				}

@@ -105,13 +105,13 @@ var cmdTokenList = &command{
 			}
 			now := e.now()
 			tw := newTable(e.stdout)
-			fmt.Fprintln(tw, "ID\tNAME\tUSER\tSCOPES\tCREATED\tEXPIRES\tJOB")
+			tw.row("ID", "NAME", "USER", "SCOPES", "CREATED", "EXPIRES", "JOB")
 			for _, t := range toks {
 				exp := "never"
 				if t.ExpiresAt != nil {
 					exp = t.ExpiresAt.Local().Format("2006-01-02 15:04")
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, dash(t.Name), t.User, strings.Join(t.Scopes, ","), age(now, t.CreatedAt), exp, dash(t.JobID))
+				tw.row(t.ID, dash(t.Name), t.User, strings.Join(t.Scopes, ","), age(now, t.CreatedAt), exp, dash(t.JobID))
 			}
 			return tw.Flush()
 		}
@@ -158,25 +158,34 @@ var cmdMe = &command{
 				return printJSON(e.stdout, me)
 			}
 			tw := newTable(e.stdout)
-			fmt.Fprintf(tw, "User:\t%s\n", me.User)
-			fmt.Fprintf(tw, "Scopes:\t%s\n", dash(strings.Join(me.Scopes, ", ")))
-			fmt.Fprintf(tw, "Token:\t%s\n", dash(me.TokenID))
+			tw.row("User:", me.User)
+			tw.row("Scopes:", dash(strings.Join(me.Scopes, ", ")))
+			tw.row("Token:", dash(me.TokenID))
 			if me.JobID != "" {
-				fmt.Fprintf(tw, "Job:\t%s\n", me.JobID)
+				tw.row("Job:", me.JobID)
 			}
 			for _, name := range []string{"jobs", "cores", "bytes", "files"} {
 				q, ok := me.Quotas[name]
 				if !ok {
 					continue
 				}
+				show := func(n int64) string { return fmt.Sprint(n) }
+				if name == "bytes" {
+					show = formatBytes // 3.4 KiB of 1.0 TiB
+				}
 				limit := "no limit"
 				if q.Limit > 0 {
-					limit = fmt.Sprint(q.Limit)
+					limit = show(q.Limit)
 				}
-				fmt.Fprintf(tw, "Quota %s:\t%d of %s\n", name, q.Used, limit)
+				tw.row("Quota "+name+":", show(q.Used)+" of "+limit)
 			}
 			for _, p := range me.Projects {
-				fmt.Fprintf(tw, "Project %s:\t%d jobs (%d unfinished), %.0f core-seconds\n", dash(p.Project), p.Jobs, p.ActiveJobs, p.CoreSeconds)
+				// "" is the jobs that named no project
+				key := "Project " + p.Project + ":"
+				if p.Project == "" {
+					key = "No project:"
+				}
+				tw.row(key, fmt.Sprintf("%d jobs (%d unfinished), %.0f core-seconds", p.Jobs, p.ActiveJobs, p.CoreSeconds))
 			}
 			return tw.Flush()
 		}
@@ -194,18 +203,20 @@ var cmdUser = &command{
 
 func printUser(e *env, u *api.UserState) error {
 	tw := newTable(e.stdout)
-	fmt.Fprintf(tw, "User:\t%s\n", u.Name)
-	fmt.Fprintf(tw, "Disabled:\t%v\n", u.Disabled)
+	tw.row("User:", u.Name)
+	tw.row("Disabled:", fmt.Sprint(u.Disabled))
 	if u.Held+u.Canceled > 0 {
-		fmt.Fprintf(tw, "Jobs held:\t%d\nJobs canceled:\t%d\n", u.Held, u.Canceled)
+		tw.row("Jobs held:", fmt.Sprint(u.Held))
+		tw.row("Jobs canceled:", fmt.Sprint(u.Canceled))
 	}
 	return tw.Flush()
 }
 
 var cmdUserShow = &command{
-	name: "show", summary: "show whether a user is disabled", args: "NAME", minArgs: 1, maxArgs: 1,
+	name: "show", summary: "show whether a user is disabled", args: "NAME [--json]", minArgs: 1, maxArgs: 1,
 	example: "hpcgate user show alice",
 	setup: func(fs *flag.FlagSet) runFunc {
+		asJSON := fs.Bool("json", false, "print the JSON answer")
 		return func(e *env, args []string) error {
 			c, err := e.client()
 			if err != nil {
@@ -214,6 +225,9 @@ var cmdUserShow = &command{
 			u, err := c.User(e.ctx, args[0])
 			if err != nil {
 				return err
+			}
+			if *asJSON {
+				return printJSON(e.stdout, u)
 			}
 			return printUser(e, u)
 		}
@@ -283,9 +297,9 @@ var cmdHealth = &command{
 				err = printJSON(e.stdout, st)
 			} else {
 				tw := newTable(e.stdout)
-				fmt.Fprintln(tw, "NAME\tKIND\tREACHABLE\tERROR")
+				tw.row("NAME", "KIND", "REACHABLE", "ERROR")
 				for _, comp := range st.Components {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", comp.Name, comp.Kind, yesNo(comp.Reachable), dash(comp.Error))
+					tw.row(comp.Name, comp.Kind, yesNo(comp.Reachable), dash(comp.Error))
 				}
 				tw.Flush()
 				version := ""
@@ -321,6 +335,9 @@ var cmdAudit = &command{
 		all := fs.Bool("all", false, "every page, not only the first")
 		asJSON := fs.Bool("json", false, "print the JSON entries")
 		return func(e *env, _ []string) error {
+			if f.Limit < 0 {
+				return &ExitError{Code: 2, Err: errors.New("audit: --limit must not be negative")}
+			}
 			var err error
 			if f.Since, err = auditTime(e.now(), "since", *since); err != nil {
 				return err
@@ -348,9 +365,9 @@ var cmdAudit = &command{
 				return printJSON(e.stdout, nonNil(entries))
 			}
 			tw := newTable(e.stdout)
-			fmt.Fprintln(tw, "TIME\tUSER\tACTION\tTARGET\tOUTCOME\tJOB\tTOKEN\tCLIENT\tREQUEST")
+			tw.row("TIME", "USER", "ACTION", "TARGET", "OUTCOME", "JOB", "TOKEN", "CLIENT", "REQUEST")
 			for _, a := range entries {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.Time.Local().Format("2006-01-02 15:04:05"), dash(a.User), a.Action, dash(a.Target), a.Outcome,
+				tw.row(a.Time.Local().Format("2006-01-02 15:04:05"), dash(a.User), a.Action, dash(a.Target), fmt.Sprint(a.Outcome),
 					dash(a.JobID), dash(a.TokenID), dash(a.Client), dash(a.RequestID))
 			}
 			return tw.Flush()

@@ -33,9 +33,9 @@ var cmdTemplates = &command{
 				return printJSON(e.stdout, nonNil(ts))
 			}
 			tw := newTable(e.stdout)
-			fmt.Fprintln(tw, "NAME\tVERSION\tENVIRONMENTS\tDESCRIPTION")
+			tw.row("NAME", "VERSION", "ENVIRONMENTS", "DESCRIPTION")
 			for _, t := range ts {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", t.Name, t.Version, dash(strings.Join(t.Environments, ",")), dash(firstLine(t.Description)))
+				tw.row(t.Name, fmt.Sprint(t.Version), dash(strings.Join(t.Environments, ",")), dash(firstLine(t.Description)))
 			}
 			return tw.Flush()
 		}
@@ -76,11 +76,11 @@ func showTemplate(w io.Writer, t *api.Template) error {
 		return err
 	}
 	tw := newTable(w)
-	fmt.Fprintf(tw, "Template:\t%s (version %d)\n", t.Name, t.Version)
-	fmt.Fprintf(tw, "Description:\t%s\n", dash(strings.Join(strings.Fields(t.Description), " ")))
-	fmt.Fprintf(tw, "Environments:\t%s\n", dash(strings.Join(t.Environments, ", ")))
+	tw.row("Template:", fmt.Sprintf("%s (version %d)", t.Name, t.Version))
+	tw.row("Description:", dash(strings.Join(strings.Fields(t.Description), " ")))
+	tw.row("Environments:", dash(strings.Join(t.Environments, ", ")))
 	if t.Image != "" {
-		fmt.Fprintf(tw, "Image:\t%s\n", t.Image)
+		tw.row("Image:", t.Image)
 	}
 	tw.Flush()
 
@@ -89,7 +89,7 @@ func showTemplate(w io.Writer, t *api.Template) error {
 		fmt.Fprintln(w, "  (none)")
 	} else {
 		tw = newTable(w)
-		fmt.Fprintln(tw, "  NAME\tTYPE\tREQUIRED\tDEFAULT\tCONSTRAINTS\tDESCRIPTION")
+		tw.row("  NAME", "TYPE", "REQUIRED", "DEFAULT", "CONSTRAINTS", "DESCRIPTION")
 		for _, p := range s.props {
 			def := "-"
 			if d, ok := p.kw["default"]; ok {
@@ -99,7 +99,7 @@ func showTemplate(w io.Writer, t *api.Template) error {
 			if d, ok := p.kw["description"]; ok {
 				json.Unmarshal(d, &desc)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", p.name, p.typeName(), yesNo(s.required[p.name]), def, dash(p.constraints()), dash(desc))
+			tw.row("  "+p.name, p.typeName(), yesNo(s.required[p.name]), def, dash(p.constraints()), dash(desc))
 		}
 		tw.Flush()
 	}
@@ -109,13 +109,13 @@ func showTemplate(w io.Writer, t *api.Template) error {
 		fmt.Fprintln(w, "  (none)")
 	} else {
 		tw = newTable(w)
-		fmt.Fprintln(tw, "  NAME\tPATH\tREQUIRED\tMAX SIZE\tDESCRIPTION")
+		tw.row("  NAME", "PATH", "REQUIRED", "MAX SIZE", "DESCRIPTION")
 		for _, in := range t.Inputs {
 			max := "-"
 			if in.MaxSize > 0 {
 				max = formatBytes(in.MaxSize)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", in.Name, in.Path, yesNo(in.Required), max, dash(in.Description))
+			tw.row("  "+in.Name, in.Path, yesNo(in.Required), max, dash(in.Description))
 		}
 		tw.Flush()
 	}
@@ -130,12 +130,12 @@ func showTemplate(w io.Writer, t *api.Template) error {
 
 	fmt.Fprintln(w, "\nResources:")
 	tw = newTable(w)
-	fmt.Fprintln(tw, "  \tNODES\tCORES/NODE\tMEMORY MB\tWALLTIME")
+	tw.row("  ", "NODES", "CORES/NODE", "MEMORY MB", "WALLTIME")
 	for _, r := range []struct {
 		name string
 		r    api.Resources
 	}{{"default", t.Resources.Default}, {"max", t.Resources.Max}} {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.name, num(int64(r.r.Nodes)), num(int64(r.r.CoresPerNode)), num(r.r.MemoryMB), formatSeconds(r.r.WalltimeS))
+		tw.row("  "+r.name, num(int64(r.r.Nodes)), num(int64(r.r.CoresPerNode)), num(r.r.MemoryMB), formatSeconds(r.r.WalltimeS))
 	}
 	return tw.Flush()
 }
@@ -162,9 +162,9 @@ var cmdEnvironments = &command{
 				return printJSON(e.stdout, nonNil(envs))
 			}
 			tw := newTable(e.stdout)
-			fmt.Fprintln(tw, "NAME\tSCHEDULER\tQUEUE\tRUNTIME\tMAX\tDESCRIPTION")
+			tw.row("NAME", "SCHEDULER", "QUEUE", "RUNTIME", "MAX", "DESCRIPTION")
 			for _, v := range envs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Scheduler, dash(firstNonEmpty(v.Partition, v.Queue)), dash(v.ContainerRuntime), resourcesText(v.Max), dash(firstLine(v.Description)))
+				tw.row(v.Name, v.Scheduler, dash(firstNonEmpty(v.Partition, v.Queue)), dash(v.ContainerRuntime), resourcesText(v.Max), dash(firstLine(v.Description)))
 			}
 			return tw.Flush()
 		}
@@ -193,15 +193,15 @@ var cmdEnvironment = &command{
 				return printJSON(e.stdout, v)
 			}
 			tw := newTable(e.stdout)
-			fmt.Fprintf(tw, "Environment:\t%s\n", v.Name)
-			fmt.Fprintf(tw, "Description:\t%s\n", dash(strings.Join(strings.Fields(v.Description), " ")))
-			fmt.Fprintf(tw, "Scheduler:\t%s\n", v.Scheduler)
+			tw.row("Environment:", v.Name)
+			tw.row("Description:", dash(strings.Join(strings.Fields(v.Description), " ")))
+			tw.row("Scheduler:", v.Scheduler)
 			for _, kv := range [][2]string{{"Partition", v.Partition}, {"Queue", v.Queue}, {"Parallel env", v.ParallelEnv}, {"Container runtime", v.ContainerRuntime}, {"Images", strings.Join(v.Images, ", ")}} {
 				if kv[1] != "" {
-					fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+					tw.row(kv[0]+":", kv[1])
 				}
 			}
-			fmt.Fprintf(tw, "Max:\t%s\n", resourcesText(v.Max))
+			tw.row("Max:", resourcesText(v.Max))
 			tw.Flush()
 			fmt.Fprintln(e.stdout, "\nLive:")
 			if len(v.Live) == 0 {
@@ -215,7 +215,7 @@ var cmdEnvironment = &command{
 			slices.Sort(keys)
 			tw = newTable(e.stdout)
 			for _, k := range keys {
-				fmt.Fprintf(tw, "  %s:\t%s\n", k, liveValue(v.Live[k]))
+				tw.row("  "+k+":", liveValue(v.Live[k]))
 			}
 			return tw.Flush()
 		}

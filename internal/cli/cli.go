@@ -13,7 +13,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/hpcgate/hpcgate/client"
@@ -40,6 +39,28 @@ func (e *ExitError) Error() string {
 }
 
 func (e *ExitError) Unwrap() error { return e.Err }
+
+// exitNotSucceeded is the exit code of a command that waited for a job or
+// a sweep that ended without succeeding (submit --wait, sweep --follow,
+// wait): 1 is the request's own failure, 2 a usage error.
+const exitNotSucceeded = 3
+
+// ExitCodes says what each exit code of the client commands means, for
+// 'hpcgate help'.
+const ExitCodes = `Exit codes:
+  0  done
+  1  the command failed: the gateway refused the request or could not be
+     reached, a local file could not be read or written, --timeout passed
+  2  a usage error: an unknown command or flag, a missing or wrong argument
+  3  a job or sweep waited for (--wait, --follow, wait) ended without
+     succeeding
+`
+
+// FlagUsage formats fs's flags as the client commands' --help does: one
+// per line as --name VALUE, with its help below.
+func FlagUsage(fs *flag.FlagSet) string {
+	return printFlags(fs, false) + printFlags(fs, true)
+}
 
 // env is what a running command needs: its streams, its context and the
 // connection settings given on its command line.
@@ -115,7 +136,7 @@ func lookup(cmds []*command, name string) *command {
 // is the subcommand).
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("no command given; run 'hpcgate help' for the list of commands")
+		return &ExitError{Code: 2, Err: errors.New("no command given; run 'hpcgate help' for the list of commands")}
 	}
 	out, errs := ctlchar.NewWriter(stdout), ctlchar.NewWriter(stderr)
 	defer out.Flush()
@@ -126,7 +147,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	c := lookup(commands, args[0])
 	if c == nil {
-		return fmt.Errorf("unknown command %q; run 'hpcgate help' for the list of commands", args[0])
+		return &ExitError{Code: 2, Err: fmt.Errorf("unknown command %q; run 'hpcgate help' for the list of commands", args[0])}
 	}
 	return c.exec(e, "hpcgate "+c.name, args[1:])
 }
@@ -136,12 +157,13 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func (e *env) help(args []string) error {
 	if len(args) == 0 {
 		fmt.Fprintln(e.stdout, "Client commands:")
-		tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
+		tw := newTable(e.stdout)
 		for _, c := range commands {
-			fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+			tw.row("  "+c.name, c.summary)
 		}
 		tw.Flush()
 		fmt.Fprintln(e.stdout, "\nRun 'hpcgate COMMAND --help' for the usage of one.")
+		fmt.Fprint(e.stdout, "\n"+ExitCodes)
 		return nil
 	}
 	c := lookup(commands, args[0])
@@ -154,7 +176,7 @@ func (e *env) help(args []string) error {
 		full += " " + a
 	}
 	if c == nil {
-		return fmt.Errorf("unknown command %q; run 'hpcgate help' for the list of commands", strings.Join(args, " "))
+		return &ExitError{Code: 2, Err: fmt.Errorf("unknown command %q; run 'hpcgate help' for the list of commands", strings.Join(args, " "))}
 	}
 	fs, _ := c.flagSet(&env{}, full)
 	fs.SetOutput(e.stdout)
@@ -186,9 +208,9 @@ func (c *command) flagSet(e *env, full string) (*flag.FlagSet, runFunc) {
 		fmt.Fprintf(w, "%s\n", wrap(c.desc, 76))
 		if len(c.subs) > 0 {
 			fmt.Fprintf(w, "\nSubcommands:\n")
-			tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+			tw := newTable(w)
 			for _, s := range c.subs {
-				fmt.Fprintf(tw, "  %s\t%s\n", s.name, s.summary)
+				tw.row("  "+s.name, s.summary)
 			}
 			tw.Flush()
 			fmt.Fprintf(w, "Run '%s SUBCOMMAND --help' for the usage of one.\n", full)
@@ -380,10 +402,6 @@ func printRawJSON(w io.Writer, raw json.RawMessage) error {
 	b.WriteByte('\n')
 	_, err := w.Write(b.Bytes())
 	return err
-}
-
-func newTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 }
 
 // wrap folds text into lines of at most width characters.

@@ -787,13 +787,13 @@ func TestSweepVary(t *testing.T) {
 		{"12:30:00", false, "[12:30:00]"},
 		{"7", true, "[7]"},
 	} {
-		got, err := expandValues(c.in, c.numeric)
+		got, err := expandValues(c.in, c.numeric, false)
 		if err != nil || fmt.Sprint(got) != c.want {
 			t.Errorf("expandValues(%q) = %v, %v; want %s", c.in, got, err, c.want)
 		}
 	}
 	for _, bad := range []string{"1:5:0", "5:1:1", "0:1000000:1", "0:1:-1"} {
-		if _, err := expandValues(bad, true); err == nil {
+		if _, err := expandValues(bad, true, false); err == nil {
 			t.Errorf("expandValues(%q): no error", bad)
 		}
 	}
@@ -951,16 +951,16 @@ func TestSubmitWaitSaysTheEndOnce(t *testing.T) {
 	startGateway(t, g)
 	out, errOut, err := run(t, "", "submit", "t", "--param", "name=x", "--wait")
 	var ee *ExitError
-	if !errors.As(err, &ee) || ee.Code != 1 || ee.Err != nil {
-		t.Fatalf("submit --wait of a failing job = %v; want exit code 1 with nothing more to say", err)
+	if !errors.As(err, &ee) || ee.Code != 3 || ee.Err != nil {
+		t.Fatalf("submit --wait of a failing job = %v; want exit code 3 with nothing more to say", err)
 	}
 	end := "job j-1 failed: the command failed with exit code 3\n"
 	if out != "created job j-1 (template t, state queued)\n"+end || errOut != "" {
 		t.Errorf("stdout %q, stderr %q; want the end once, its exit code once", out, errOut)
 	}
 	out, errOut, err = run(t, "", "submit", "t", "--param", "name=x", "--follow", "--json")
-	if !errors.As(err, &ee) || ee.Code != 1 {
-		t.Fatalf("submit --follow --json = %v; want exit code 1", err)
+	if !errors.As(err, &ee) || ee.Code != 3 {
+		t.Fatalf("submit --follow --json = %v; want exit code 3", err)
 	}
 	var j api.Job
 	if jerr := json.Unmarshal([]byte(out), &j); jerr != nil || j.ID != "j-1" || j.State != api.StateFailed {
@@ -1005,7 +1005,7 @@ func TestSweepEnd(t *testing.T) {
 	} {
 		ended, err := sweepEnd("s", &c.sw)
 		var ee *ExitError
-		if ended != c.ended || (err != nil) != c.fail || (err != nil && (!errors.As(err, &ee) || ee.Code != 1)) {
+		if ended != c.ended || (err != nil) != c.fail || (err != nil && (!errors.As(err, &ee) || ee.Code != 3)) {
 			t.Errorf("%+v: ended %v, %v", c.sw, ended, err)
 		}
 	}

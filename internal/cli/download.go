@@ -18,7 +18,7 @@ var cmdDownload = &command{
 	name:    "download",
 	summary: "download every output of a job into a directory",
 	args:    "ID [--out DIR] [--archive FILE]",
-	desc:    "Downloads every output file of a job into the directory DIR (default ./ID), keeping their relative paths, and checks each against the SHA-256 the gateway lists. A path that is absolute or contains .. is refused. With --archive it writes all outputs as one tar.gz file instead (- for standard output). A progress bar over the total size is shown on a terminal.",
+	desc:    "Downloads every output file of a job into the directory DIR (default ./ID), keeping their relative paths, and checks each against the SHA-256 the gateway lists. A path that is absolute or contains .. is refused. Files already in DIR at those paths are replaced (by new files, mode 0644). With --archive it writes all outputs as one tar.gz file instead (- for standard output), replacing a FILE that exists. A progress bar over the total size is shown on a terminal.",
 	example: "hpcgate download 7yzixrkjsc6irydo --out results/\nhpcgate download 7yzixrkjsc6irydo --archive outputs.tar.gz",
 	minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runFunc {

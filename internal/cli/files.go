@@ -6,20 +6,21 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/hpcgate/hpcgate/client"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/hpcgate/hpcgate/client"
 )
 
 var cmdUpload = &command{
 	name:    "upload",
 	summary: "upload a local file to your files on the gateway",
 	args:    "LOCAL [REMOTE]",
-	desc:    "Uploads the local file LOCAL (- for standard input) to your files on the gateway at path REMOTE (default the base name of LOCAL), where jobs can take it as an input with 'hpcgate submit --input NAME=REMOTE'. It checks that the SHA-256 the gateway computed matches the one of the bytes read. Files of 64 MiB and more go straight to the gateway's object store in parallel parts when it is S3 (each part checked against the store's MD5). A progress bar is shown on a terminal. Inside a job (with the job's own token) the file goes to the job's own space, never to its owner's files: its children take it as --input NAME=job:$HPCGATE_JOB_ID/files/REMOTE.",
-	example: "hpcgate upload ./book.txt texts/book.txt\ncurl -s https://example.org/data | hpcgate upload - data/latest.csv\nhpcgate upload mesh.dat mesh.dat && hpcgate submit solver --input mesh=job:$HPCGATE_JOB_ID/files/mesh.dat   # in a job",
+	desc:    "Uploads the local file LOCAL (- for standard input) to your files on the gateway at path REMOTE (default the base name of LOCAL), where jobs can take it as an input with 'hpcgate submit --input NAME=REMOTE'. A file already at REMOTE is replaced. It checks that the SHA-256 the gateway computed matches the one of the bytes read. Files of 64 MiB and more go straight to the gateway's object store in parallel parts when it is S3 (each part checked against the store's MD5). A progress bar is shown on a terminal. Inside a job (with the job's own token) the file goes to the job's own space, never to its owner's files: its children take it as --input NAME=job:$HPCGATE_JOB_ID/files/REMOTE.",
+	example: "hpcgate upload ./book.txt texts/book.txt\ncurl -s https://example.org/data | hpcgate upload - data/latest.csv\nhpcgate upload part.txt part.txt && hpcgate submit wordcount --input text=job:$HPCGATE_JOB_ID/files/part.txt   # in a job",
 	minArgs: 1, maxArgs: 2,
 	setup: func(fs *flag.FlagSet) runFunc {
 		stream := fs.Bool("stream", false, "send a large file through the gateway even when its object store could take it directly")
@@ -56,6 +57,9 @@ var cmdUpload = &command{
 					size = st.Size()
 				}
 				r = f
+			}
+			if err := checkRemote("upload", "REMOTE", remote); err != nil {
+				return err
 			}
 			if size >= directUploadMin && !*stream {
 				// Large files go straight to the object store when it
@@ -134,13 +138,13 @@ var cmdFiles = &command{
 				return printJSON(e.stdout, nonNil(files))
 			}
 			tw := newTable(e.stdout)
-			fmt.Fprintln(tw, "PATH\tSIZE\tMODIFIED")
+			tw.row("PATH", "SIZE", "MODIFIED")
 			for _, f := range files {
 				mod := "-"
 				if !f.Modified.IsZero() {
 					mod = f.Modified.Local().Format("2006-01-02 15:04:05")
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Path, formatBytes(f.Size), mod)
+				tw.row(f.Path, formatBytes(f.Size), mod)
 			}
 			return tw.Flush()
 		}
@@ -160,7 +164,12 @@ var cmdRm = &command{
 			if err != nil {
 				return err
 			}
-			return e.forEach(args, "removed", func(p string) error { return c.DeleteFile(e.ctx, p) })
+			return e.forEach(args, "removed", func(p string) error {
+				if err := checkRemote("rm", "PATH", p); err != nil {
+					return err
+				}
+				return c.DeleteFile(e.ctx, p)
+			})
 		}
 	},
 }
@@ -178,6 +187,9 @@ var cmdCat = &command{
 			if err != nil {
 				return err
 			}
+			if err := checkRemote("cat", "PATH", args[0]); err != nil {
+				return err
+			}
 			rc, _, err := c.GetFile(e.ctx, args[0], 0)
 			if err != nil {
 				return err
@@ -193,8 +205,8 @@ var cmdFetch = &command{
 	name:    "fetch",
 	summary: "download one of your files",
 	args:    "REMOTE [LOCAL]",
-	desc:    "Downloads one of your files on the gateway to the local path LOCAL (default the base name of REMOTE in the current directory; - for standard output). An existing LOCAL is replaced only once the download is complete. A progress bar is shown on a terminal.",
-	example: "hpcgate fetch texts/book.txt ./book.txt",
+	desc:    "Downloads one of your files on the gateway to the local path LOCAL (default the base name of REMOTE in the current directory; - for standard output). A LOCAL that is a directory (., results/) gets the file under the base name of REMOTE. An existing file is replaced only once the download is complete. A progress bar is shown on a terminal.",
+	example: "hpcgate fetch texts/book.txt ./book.txt\nhpcgate fetch texts/book.txt .",
 	minArgs: 1, maxArgs: 2,
 	setup: func(fs *flag.FlagSet) runFunc {
 		return func(e *env, args []string) error {
@@ -203,8 +215,22 @@ var cmdFetch = &command{
 			if len(args) > 1 {
 				local = args[1]
 			}
-			if local == "" || local == "." || local == "/" {
+			if local == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("fetch %s: name the LOCAL path", remote)}
+			}
+			if err := checkRemote("fetch", "REMOTE", remote); err != nil {
+				return err
+			}
+			// Into a directory under the remote's name; a directory that
+			// is not there is said before anything is downloaded.
+			if local != "-" {
+				if st, err := os.Stat(local); err == nil && st.IsDir() {
+					local = filepath.Join(local, path.Base(remote))
+				} else if strings.HasSuffix(local, "/") || strings.HasSuffix(local, string(filepath.Separator)) {
+					return fmt.Errorf("fetch: the directory %s does not exist", local)
+				} else if err := dirExists(filepath.Dir(local)); err != nil {
+					return fmt.Errorf("fetch: %w", err)
+				}
 			}
 			c, err := e.client()
 			if err != nil {
@@ -218,9 +244,6 @@ var cmdFetch = &command{
 			if local == "-" {
 				_, err = io.Copy(e.rawOut, rc)
 				return err
-			}
-			if st, err := os.Stat(local); err == nil && st.IsDir() {
-				local = filepath.Join(local, path.Base(remote))
 			}
 			bar := newProgress(e.rawErr, size)
 			n, err := writeFileAtomic(local, bar.Reader(rc))
@@ -240,7 +263,10 @@ func writeFileAtomic(name string, r io.Reader) (int64, error) {
 	dir := filepath.Dir(name)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(name)+".*.part")
 	if err != nil {
-		return 0, err
+		if derr := dirExists(dir); derr != nil {
+			return 0, fmt.Errorf("write %s: %w", name, derr)
+		}
+		return 0, fmt.Errorf("write %s: %w", name, err)
 	}
 	n, err := io.Copy(f, r)
 	if cerr := f.Close(); err == nil {
@@ -257,4 +283,29 @@ func writeFileAtomic(name string, r io.Reader) (int64, error) {
 		return n, fmt.Errorf("write %s: %w", name, err)
 	}
 	return n, nil
+}
+
+// dirExists says, in the user's words, that dir is not a directory there
+// is: an error naming the temporary file it would have held says less.
+func dirExists(dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("the directory %s does not exist", dir)
+	case err == nil && !st.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return nil
+}
+
+// checkRemote refuses a path on the gateway with an empty, . or ..
+// segment, naming the argument it came from (what, of command cmd): the
+// client would refuse it naming the API's path instead.
+func checkRemote(cmd, what, p string) error {
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return &ExitError{Code: 2, Err: fmt.Errorf("%s: %s %q may not have an empty, . or .. part: name a path such as texts/book.txt", cmd, what, p)}
+		}
+	}
+	return nil
 }

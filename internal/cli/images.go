@@ -58,9 +58,10 @@ var cmdImagePush = &command{
 }
 
 var cmdImageList = &command{
-	name: "list", summary: "list the image archives", args: "", minArgs: 0, maxArgs: 0,
+	name: "list", summary: "list the image archives", args: "[--json]", minArgs: 0, maxArgs: 0,
 	example: "hpcgate image list",
 	setup: func(fs *flag.FlagSet) runFunc {
+		asJSON := fs.Bool("json", false, "print the JSON list")
 		return func(e *env, args []string) error {
 			c, err := e.client()
 			if err != nil {
@@ -70,10 +71,13 @@ var cmdImageList = &command{
 			if err != nil {
 				return err
 			}
+			if *asJSON {
+				return printJSON(e.stdout, nonNil(imgs))
+			}
 			tw := newTable(e.stdout)
-			fmt.Fprintln(tw, "NAME\tSIZE\tMODIFIED")
+			tw.row("NAME", "SIZE", "MODIFIED")
 			for _, im := range imgs {
-				fmt.Fprintf(tw, "%s\t%d\t%s\n", im.Path, im.Size, im.Modified.Format("2006-01-02 15:04"))
+				tw.row(im.Path, fmt.Sprint(im.Size), im.Modified.Format("2006-01-02 15:04"))
 			}
 			return tw.Flush()
 		}

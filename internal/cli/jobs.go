@@ -26,11 +26,11 @@ var cmdSubmit = &command{
 	name:    "submit",
 	summary: "submit a job from a template",
 	args:    "TEMPLATE [--param K=V]... [--params-file F.json] [--input NAME=PATH]... [--after ID[:finished]]... [flags]",
-	desc:    "Creates a job from the template TEMPLATE. Each --param K=V sets a parameter; V is read by the type the template's schema gives K: as is for a string, as JSON for an integer, number, boolean, object or array. --params-file gives the parameters as a JSON object, which --param entries override. Each --input NAME=PATH gives one of the template's inputs: the path of one of your files (see 'hpcgate upload'), another job's output as job:ID/outputs/PATH, or an https:// URL that the job fetches itself (end it with #sha256=HEX to have its bytes checked). Each --after makes the job wait, pending, until another job has succeeded (--after ID), or ended however (--after ID:finished), or until every job of a sweep has (--after sweep:ID, --after sweep:ID:finished); a job it waits for to succeed that fails cancels it. It prints the job's id and state; --wait waits for the job to end and --follow streams its standard output meanwhile, and then the command fails (exit code 1) if the job failed or was canceled.",
+	desc:    "Creates a job from the template TEMPLATE. Each --param K=V sets a parameter; V is read by the type the template's schema gives K: as is for a string, as JSON for an integer, number, boolean, object or array. --params-file gives the parameters as a JSON object, which --param entries override. Each --input NAME=PATH gives one of the template's inputs: the path of one of your files (see 'hpcgate upload'), another job's output as job:ID/outputs/PATH, or an https:// URL that the job fetches itself (end it with #sha256=HEX to have its bytes checked). Each --after makes the job wait, pending, until another job has succeeded (--after ID), or ended however (--after ID:finished), or until every job of a sweep has (--after sweep:ID, --after sweep:ID:finished); a job it waits for to succeed that fails cancels it. It prints the job's id and state; --wait waits for the job to end and --follow streams its standard output meanwhile, and then the command fails with exit code 3 if the job failed or was canceled.",
 	example: "hpcgate submit hello --param name=Ada --wait\n" +
 		"hpcgate submit wordcount --input text=texts/book.txt --param min_length=5 --follow\n" +
 		"id=$(hpcgate submit hello --param name=child --quiet)\n" +
-		"hpcgate submit reduce --after sweep:$sweep:finished --wait",
+		"hpcgate submit reduce --param sweep=$sweep --after sweep:$sweep:finished --wait",
 	minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runFunc {
 		var params, inputs, labels multiFlag
@@ -179,6 +179,9 @@ func kvMap(flagName string, kvs []string) (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
+		if _, dup := m[k]; dup {
+			return nil, fmt.Errorf("--%s %s: given twice", flagName, k)
+		}
 		m[k] = v
 	}
 	return m, nil
@@ -189,9 +192,9 @@ func kvMap(flagName string, kvs []string) (map[string]string, error) {
 func finalLine(j *api.Job) string {
 	s := fmt.Sprintf("job %s %s", j.ID, j.State)
 	if j.Error != "" {
-		s += ": " + j.Error
+		s += ": " + withoutState(j.State, j.Error)
 	} else if j.Reason != "" && j.State != api.StateSucceeded {
-		s += ": " + j.Reason
+		s += ": " + withoutState(j.State, j.Reason)
 	}
 	if j.ExitCode != nil && (*j.ExitCode != 0 || j.State != api.StateSucceeded) {
 		said := regexp.MustCompile(`exit code ` + strconv.Itoa(*j.ExitCode) + `\b`)
@@ -202,13 +205,23 @@ func finalLine(j *api.Job) string {
 	return s
 }
 
-// jobOutcome is nil for a job that succeeded and an *ExitError of code 1
-// for one that failed or was canceled.
+// withoutState is a job's reason or error said after its state: without
+// the state again where it starts with it (a dependent the gateway
+// canceled has the reason "canceled: job ID did not succeed, ...").
+func withoutState(state, why string) string {
+	if rest, ok := strings.CutPrefix(why, state+": "); ok {
+		return rest
+	}
+	return why
+}
+
+// jobOutcome is nil for a job that succeeded and an *ExitError of code
+// exitNotSucceeded for one that failed or was canceled.
 func jobOutcome(j *api.Job) error {
 	if j.State == api.StateSucceeded {
 		return nil
 	}
-	return &ExitError{Code: 1, Err: errors.New(finalLine(j))}
+	return &ExitError{Code: exitNotSucceeded, Err: errors.New(finalLine(j))}
 }
 
 // logWriter is where a job's log goes to w: as it is, unless w is a
@@ -306,6 +319,9 @@ var cmdJobs = &command{
 		tree := fs.Bool("tree", false, "show children below their parents (lists every page)")
 		asJSON := fs.Bool("json", false, "print the JSON list")
 		return func(e *env, _ []string) error {
+			if f.Limit < 0 {
+				return &ExitError{Code: 2, Err: errors.New("jobs: --limit must not be negative")}
+			}
 			if f.Label != "" {
 				if _, _, err := keyValue("label", f.Label); err != nil {
 					return &ExitError{Code: 2, Err: err}
@@ -340,7 +356,7 @@ var cmdJobs = &command{
 			if *asJSON {
 				err = printJSON(e.stdout, nonNil(jobs))
 			} else {
-				err = e.jobTable(jobs, indent)
+				err = e.jobTable(jobs, indent, f.Owner != "")
 			}
 			if more {
 				fmt.Fprintln(e.stderr, "(more jobs: use --all to list them all)")
@@ -350,11 +366,16 @@ var cmdJobs = &command{
 	},
 }
 
-// jobTable prints jobs as a table, each id after its indent (if any).
-func (e *env) jobTable(jobs []api.Job, indent []string) error {
+// jobTable prints jobs as a table, each id after its indent (if any),
+// with their owners if owners is set (an admin lists other users' jobs).
+func (e *env) jobTable(jobs []api.Job, indent []string, owners bool) error {
 	now := e.now()
 	tw := newTable(e.stdout)
-	fmt.Fprintln(tw, "ID\tNAME\tTEMPLATE\tSTATE\tCREATED\tEXIT")
+	head := []string{"ID", "NAME", "TEMPLATE", "STATE", "CREATED", "EXIT"}
+	if owners {
+		head = slices.Insert(head, 1, "OWNER")
+	}
+	tw.row(head...)
 	for i, j := range jobs {
 		exit := "-"
 		if j.ExitCode != nil {
@@ -364,7 +385,11 @@ func (e *env) jobTable(jobs []api.Job, indent []string) error {
 		if i < len(indent) {
 			id = indent[i] + id
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, dash(j.Name), j.Template, j.State, age(now, j.CreatedAt), exit)
+		cells := []string{id, dash(j.Name), j.Template, j.State, age(now, j.CreatedAt), exit}
+		if owners {
+			cells = slices.Insert(cells, 1, dash(j.Owner))
+		}
+		tw.row(cells...)
 	}
 	return tw.Flush()
 }
@@ -481,14 +506,14 @@ func (e *env) showJob(j *api.Job, events []api.Event) error {
 		return t.Local().Format("2006-01-02 15:04:05") + " (" + age(now, *t) + ")"
 	}
 	tw := newTable(e.stdout)
-	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row := func(k, v string) { tw.row(k+":", v) }
 	row("Job", j.ID)
 	if j.Name != "" {
 		row("Name", j.Name)
 	}
 	state := j.State
-	if j.Reason != "" {
-		state += " (" + j.Reason + ")"
+	if r := withoutState(j.State, j.Reason); r != "" {
+		state += " (" + r + ")"
 	}
 	row("State", state)
 	if j.Error != "" {
@@ -526,23 +551,23 @@ func (e *env) showJob(j *api.Job, events []api.Event) error {
 	if len(j.Steps) > 0 {
 		fmt.Fprintln(e.stdout, "\nExecutors:")
 		tw = newTable(e.stdout)
-		fmt.Fprintln(tw, "  #\tSTARTED\tENDED\tEXIT\tSTDOUT\tSTDERR")
+		tw.row("  #", "STARTED", "ENDED", "EXIT", "STDOUT", "STDERR")
 		for _, st := range j.Steps {
 			exit := "-"
 			if st.ExitCode != nil {
 				exit = fmt.Sprint(*st.ExitCode)
 			}
 			started := st.StartedAt
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", st.Index, when(&started), when(st.EndedAt), exit,
+			tw.row(fmt.Sprint("  ", st.Index), when(&started), when(st.EndedAt), exit,
 				byteRange(st.Stdout), byteRange(st.Stderr))
 		}
 		tw.Flush()
 	}
 	fmt.Fprintln(e.stdout, "\nEvents:")
 	tw = newTable(e.stdout)
-	fmt.Fprintln(tw, "  TIME\tSTATE\tREASON")
+	tw.row("  TIME", "STATE", "REASON")
 	for _, ev := range events {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", ev.Time.Local().Format("2006-01-02 15:04:05.000"), ev.State, dash(ev.Reason))
+		tw.row("  "+ev.Time.Local().Format("2006-01-02 15:04:05.000"), ev.State, dash(withoutState(ev.State, ev.Reason)))
 	}
 	return tw.Flush()
 }
@@ -643,23 +668,27 @@ var cmdWait = &command{
 	name:    "wait",
 	summary: "wait for jobs to end",
 	args:    "ID... [--timeout DURATION]",
-	desc:    "Waits until every job given has ended and prints each with its final state (ID STATE). It fails (exit code 1) if any job did not succeed, could not be read, or had not ended by the --timeout.",
+	desc:    "Waits until every job given has ended and prints each with its final state (ID STATE). It fails with exit code 3 if a job ended without succeeding, and with exit code 1 if a job could not be read or had not ended by the --timeout.",
 	example: "hpcgate wait $(cat children)\nhpcgate wait 7yzixrkjsc6irydo --timeout 10m",
 	minArgs: 1, maxArgs: -1,
 	setup: func(fs *flag.FlagSet) runFunc {
-		timeout := fs.Duration("timeout", 0, "give up after `DURATION` (default never)")
+		var timeout durationFlag
+		fs.Var(&timeout, "timeout", "give up after `DURATION`, such as 90s or 10m (default never)")
 		return func(e *env, ids []string) error {
 			c, err := e.client()
 			if err != nil {
 				return err
 			}
 			ctx := e.ctx
-			if *timeout > 0 {
+			if timeout > 0 {
 				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, *timeout)
+				ctx, cancel = context.WithTimeout(ctx, time.Duration(timeout))
 				defer cancel()
 			}
 			var bad []string
+			// a job that ended otherwise is exit code 3 only when every
+			// job ended: one not known to have ended is another failure
+			code := exitNotSucceeded
 			for _, id := range ids {
 				j, err := c.Wait(ctx, id)
 				if err != nil {
@@ -673,10 +702,12 @@ var cmdWait = &command{
 						}
 						fmt.Fprintf(e.stdout, "%s %s\n", id, state)
 						bad = append(bad, id+" ("+state+", timed out)")
+						code = 1
 						continue
 					}
 					fmt.Fprintf(e.stderr, "%s: %v\n", id, err)
 					bad = append(bad, id+" (error)")
+					code = 1
 					continue
 				}
 				fmt.Fprintf(e.stdout, "%s %s\n", id, j.State)
@@ -685,11 +716,26 @@ var cmdWait = &command{
 				}
 			}
 			if len(bad) > 0 {
-				return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d jobs did not succeed: %s", len(bad), len(ids), strings.Join(bad, ", "))}
+				return &ExitError{Code: code, Err: fmt.Errorf("%d of %d jobs did not succeed: %s", len(bad), len(ids), strings.Join(bad, ", "))}
 			}
 			return nil
 		}
 	},
+}
+
+// durationFlag is a flag's duration, refused in plain words: the flag
+// package's own says "parse error".
+type durationFlag time.Duration
+
+func (d *durationFlag) String() string { return time.Duration(*d).String() }
+
+func (d *durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return errors.New("want a duration such as 90s or 10m")
+	}
+	*d = durationFlag(v)
+	return nil
 }
 
 var cmdOutput = &command{
@@ -703,6 +749,9 @@ var cmdOutput = &command{
 		return func(e *env, args []string) error {
 			c, err := e.client()
 			if err != nil {
+				return err
+			}
+			if err := checkRemote("output", "PATH", args[1]); err != nil {
 				return err
 			}
 			rc, _, err := c.Output(e.ctx, args[0], args[1])
@@ -771,7 +820,7 @@ var cmdChildren = &command{
 			if *asJSON {
 				return printJSON(e.stdout, nonNil(jobs))
 			}
-			return e.jobTable(jobs, nil)
+			return e.jobTable(jobs, nil, false)
 		}
 	},
 }

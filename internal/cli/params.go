@@ -223,17 +223,37 @@ func coerceParam(s *schema, name, value string) (json.RawMessage, error) {
 		return json.Marshal(value)
 	}
 	want := strings.Join(p.types, " or ")
-	if err != nil {
-		return nil, fmt.Errorf("parameter %q: want %s (as JSON), %q does not parse: %v", name, want, value, err)
+	var how []string
+	for _, t := range p.types {
+		how = append(how, typeExample[t])
 	}
-	return nil, fmt.Errorf("parameter %q: want %s, %q is %s %s", name, want, value, article(jsonKind(v)), jsonKind(v))
+	if err != nil {
+		return nil, fmt.Errorf("parameter %q: want %s, written as %s; %q is not one", name, want, strings.Join(how, ", or "), value)
+	}
+	return nil, fmt.Errorf("parameter %q: want %s, written as %s; %q is %s", name, want, strings.Join(how, ", or "), value, aKind(jsonKind(v)))
 }
 
-func article(word string) string {
-	if word != "" && strings.ContainsRune("aeiou", rune(word[0])) {
-		return "an"
+// typeExample says how to write a value of each JSON Schema type but
+// string (which is taken as it is).
+var typeExample = map[string]string{
+	"integer": "a whole number such as 5",
+	"number":  "a number such as 2.5",
+	"boolean": "true or false",
+	"object":  `a JSON object such as {"k": 1}`,
+	"array":   `a JSON array such as [1, 2]`,
+	"null":    "null",
+}
+
+// aKind is a JSON kind with its article: "an integer", "a string",
+// "null".
+func aKind(kind string) string {
+	switch {
+	case kind == "null":
+		return kind
+	case kind != "" && strings.ContainsRune("aeiou", rune(kind[0])):
+		return "an " + kind
 	}
-	return "a"
+	return "a " + kind
 }
 
 // buildParams merges a JSON object (from --params-file, may be empty) and
@@ -241,18 +261,32 @@ func article(word string) string {
 func buildParams(s *schema, file []byte, params []string) (json.RawMessage, error) {
 	obj := map[string]json.RawMessage{}
 	if len(bytes.TrimSpace(file)) > 0 {
-		if err := json.Unmarshal(file, &obj); err != nil || obj == nil {
-			if err == nil {
-				err = errors.New("null")
-			}
-			return nil, fmt.Errorf("parameters file: want a JSON object: %v", err)
+		v, err := decodeJSON(string(file))
+		if err != nil {
+			return nil, fmt.Errorf("parameters file: not JSON: %v", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		if kind := jsonKind(v); kind != "object" {
+			return nil, fmt.Errorf("parameters file: want a JSON object of parameter names to values, such as {\"name\": \"Ada\"}, not %s", aKind(kind))
+		}
+		// the gateway refuses a member given twice; unmarshalled, the
+		// last would be sent without a word
+		if dup := duplicateMember(file); dup != "" {
+			return nil, fmt.Errorf("parameters file: %s is given twice", dup)
+		}
+		if err := json.Unmarshal(file, &obj); err != nil {
+			return nil, fmt.Errorf("parameters file: %v", err)
 		}
 	}
+	given := map[string]bool{}
 	for _, kv := range params {
 		k, v, err := keyValue("param", kv)
 		if err != nil {
 			return nil, err
 		}
+		if given[k] {
+			return nil, fmt.Errorf("--param %s: given twice", k)
+		}
+		given[k] = true
 		raw, err := coerceParam(s, k, v)
 		if err != nil {
 			return nil, err
@@ -263,6 +297,52 @@ func buildParams(s *schema, file []byte, params []string) (json.RawMessage, erro
 		return nil, nil
 	}
 	return json.Marshal(obj)
+}
+
+// duplicateMember returns the first member of an object in the JSON
+// document raw, at any depth, that is given twice, by its path (name,
+// opts.k, list[2].k), or "" if none is.
+func duplicateMember(raw []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	var walk func(path string) string
+	walk = func(path string) string {
+		t, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		switch t {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				t, err := dec.Token()
+				if err != nil {
+					return ""
+				}
+				k, _ := t.(string)
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				if seen[k] {
+					return p
+				}
+				seen[k] = true
+				if dup := walk(p); dup != "" {
+					return dup
+				}
+			}
+			dec.Token() // }
+		case json.Delim('['):
+			for i := 0; dec.More(); i++ {
+				if dup := walk(fmt.Sprintf("%s[%d]", path, i)); dup != "" {
+					return dup
+				}
+			}
+			dec.Token() // ]
+		}
+		return ""
+	}
+	return walk("")
 }
 
 // parseSeconds reads a duration as whole seconds: a number of seconds

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -9,10 +10,10 @@ import (
 	"io"
 	"math"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
@@ -21,21 +22,25 @@ import (
 var cmdSweep = &command{
 	name:    "sweep",
 	summary: "run a template for many parameter variants",
-	args:    "TEMPLATE --vary K=V1,V2,... [--vary K=FROM:TO:STEP]... [--zip] [--param K=V]... [--input NAME=PATH]... [flags] | status|results|cancel ID",
+	args:    "TEMPLATE --vary K=V1,V2,... [--vary K=START:STOP:STEP]... [--zip] [--param K=V]... [--input NAME=PATH]... [flags] | status|results|cancel ID",
 	desc: "Creates a sweep: one job of TEMPLATE for each variant, all of them or, if any variant is invalid, none (every invalid field is reported). " +
-		"Each --vary K=V1,V2,... gives the values of one parameter, read by the type the template's schema gives K as --param does; K=FROM:TO:STEP is the numbers from FROM to TO by STEP, both ends included (0:10:2 is 0, 2, 4, 6, 8, 10). " +
-		"The variants are every combination of the values (the last --vary varies fastest), or with --zip the first values together, then the second ones, and so on. " +
-		"--variants-file gives the variants instead, as a JSON list of parameter objects. --param and --input give every variant the same parameter or input (an input is looked at and stored once). " +
-		"It prints the sweep's id; --follow shows its progress until every job has ended, and then fails (exit code 1) if any did not succeed. " +
+		"Each --vary K=V1,V2,... gives the values of one parameter, read by the type the template's schema gives K as --param does; K=START:STOP:STEP is the numbers from START to STOP by STEP, both ends included (0:10:2 is 0, 2, 4, 6, 8, 10). " +
+		"Values with commas go in a JSON array: --vary 'name=[\"Smith, John\", \"Doe\"]'. " +
+		"The variants are every combination of the values: the gateway takes the parameters in the alphabetical order of their names, whatever the order of the --vary flags, and the last name varies fastest " +
+		"(--vary points=3,4 --vary max_rounds=1,2 gives max_rounds,points = 1,3 then 1,4 then 2,3 then 2,4); with --zip the first values together, then the second ones, and so on. " +
+		"--variants-file gives the variants instead, as a JSON list of parameter objects, in their own order. --param and --input give every variant the same parameter or input (an input is looked at and stored once); a parameter is either varied or given, not both. " +
+		"It prints the sweep's id; --follow shows its progress until every job has ended, and then fails with exit code 3 if any did not succeed. " +
 		"'hpcgate sweep status ID' shows a sweep's jobs per state, 'hpcgate sweep results ID' one row per variant (--csv, --json), 'hpcgate sweep cancel ID' cancels the jobs that have not ended.",
 	example: "hpcgate sweep hello --vary name=ada,bob,cy --follow\n" +
-		"hpcgate sweep solver --input mesh=meshes/wing.msh --vary re=100,200,400 --vary angle=0:10:2\n" +
+		"hpcgate sweep wordcount --input text=texts/book.txt --vary min_length=1:10:3\n" +
+		"hpcgate sweep evaluate --vary x=0:1:0.25 --follow\n" +
+		"hpcgate sweep hello --vary 'name=[\"Smith, John\", \"Doe, Jane\"]'\n" +
 		"hpcgate sweep results sw4kq2 --csv > results.csv",
 	minArgs: 1, maxArgs: 1,
 	subs: []*command{cmdSweepStatus, cmdSweepResults, cmdSweepCancel},
 	setup: func(fs *flag.FlagSet) runFunc {
 		var params, inputs, labels, vary multiFlag
-		fs.Var(&vary, "vary", "a varied parameter `K=V1,V2,...` or K=FROM:TO:STEP (repeatable)")
+		fs.Var(&vary, "vary", "a varied parameter `K=V1,V2,...`, K=START:STOP:STEP or K=[JSON array] (repeatable)")
 		zip := fs.Bool("zip", false, "pair the --vary lists value by value instead of combining them")
 		variantsFile := fs.String("variants-file", "", "a `FILE` with the variants as a JSON list of parameter objects (- for standard input)")
 		fs.Var(&params, "param", "a parameter `K=V` every variant has (repeatable)")
@@ -76,6 +81,13 @@ var cmdSweep = &command{
 			}
 			if (len(vary) > 0) == (*variantsFile != "") {
 				return &ExitError{Code: 2, Err: errors.New("sweep: give the variants with --vary or with --variants-file (one of them)")}
+			}
+			// the gateway would take the varied values and drop the given one
+			for _, v := range vary {
+				k, _, _ := strings.Cut(v, "=")
+				if slices.ContainsFunc(params, func(p string) bool { return strings.HasPrefix(p, k+"=") }) {
+					return &ExitError{Code: 2, Err: fmt.Errorf("sweep: parameter %s is given both by --param and by --vary: give it one way", k)}
+				}
 			}
 			c, err := e.client()
 			if err != nil {
@@ -139,21 +151,24 @@ func varyLists(s *schema, vary []string, zip bool) (json.RawMessage, error) {
 		if _, dup := lists[k]; dup {
 			return nil, fmt.Errorf("--vary %s: given twice", k)
 		}
-		// a range only where a number is wanted: 12:30:00 may be a time
-		numeric := true
+		// a range only where a number may be wanted: 12:30:00 may be a
+		// time; where only a number is, a value with colons is a range
+		// mistyped
+		ranges, strict := true, false
 		if s != nil {
 			if p := s.prop(k); p != nil && len(p.types) > 0 {
-				numeric = slices.Contains(p.types, "integer") || slices.Contains(p.types, "number")
+				ranges = slices.Contains(p.types, "integer") || slices.Contains(p.types, "number")
+				strict = ranges && !slices.Contains(p.types, "string")
 			}
 		}
-		vals, err := expandValues(v, numeric)
+		vals, err := expandValues(v, ranges, strict)
 		if err != nil {
 			return nil, fmt.Errorf("--vary %s: %w", k, err)
 		}
 		for _, x := range vals {
 			raw, err := coerceParam(s, k, x)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("--vary %s: %w", k, err)
 			}
 			lists[k] = append(lists[k], raw)
 		}
@@ -165,37 +180,110 @@ func varyLists(s *schema, vary []string, zip bool) (json.RawMessage, error) {
 	return json.Marshal(map[string]any{"mode": mode, "parameters": lists})
 }
 
-// expandValues reads V1,V2,... or, if numeric, FROM:TO:STEP (numbers,
-// both ends included) as the values' texts.
-func expandValues(v string, numeric bool) ([]string, error) {
+// expandValues reads the values of --vary K=V as their texts: a JSON
+// array of them (for values with commas), START:STOP:STEP if ranges
+// (numbers, both ends included), or V1,V2,... With strict, a value with
+// a colon must be a range.
+func expandValues(v string, ranges, strict bool) ([]string, error) {
+	if strings.HasPrefix(strings.TrimSpace(v), "[") {
+		var list []json.RawMessage
+		if json.Unmarshal([]byte(v), &list) == nil {
+			return arrayValues(list)
+		}
+	}
 	parts := strings.Split(v, ":")
-	if len(parts) != 3 || !numeric {
+	if !ranges || !strings.Contains(v, ":") {
+		return strings.Split(v, ","), nil
+	}
+	notRange := fmt.Errorf("%q is not a range: a range is START:STOP:STEP, three numbers, both ends included (0:10:2 is 0, 2, 4, 6, 8, 10)", v)
+	if len(parts) != 3 {
+		if strict {
+			return nil, notRange
+		}
 		return strings.Split(v, ","), nil
 	}
 	var n [3]float64
 	for i, p := range parts {
-		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil {
+		p = strings.TrimSpace(p)
+		f, err := strconv.ParseFloat(p, 64)
+		switch {
+		case err == nil && decimalNumber.MatchString(p):
+			n[i] = f
+		case err == nil && (math.IsNaN(f) || math.IsInf(f, 0)), errors.Is(err, strconv.ErrRange):
+			// nan, inf, 1e400
+			return nil, fmt.Errorf("range %s: START, STOP and STEP must be finite numbers, and %s is not", v, p)
+		case strict:
+			return nil, notRange
+		default:
 			return strings.Split(v, ","), nil // not a range: a value with colons
 		}
-		n[i] = f
 	}
 	from, to, step := n[0], n[1], n[2]
-	if step <= 0 || math.IsInf(step, 0) || math.IsNaN(step) {
+	if step <= 0 {
 		return nil, fmt.Errorf("range %s: the step must be more than 0", v)
 	}
 	if to < from {
 		return nil, fmt.Errorf("range %s: it ends before it starts", v)
 	}
 	count := math.Floor((to-from)/step+1e-9) + 1
-	if count > 10000 {
-		return nil, fmt.Errorf("range %s: %v values, more than a sweep may have (10000)", v, count)
+	if math.IsInf(count, 0) || count > maxVariants {
+		return nil, fmt.Errorf("range %s: more values than a sweep may have (%d)", v, maxVariants)
 	}
+	// Each value is rounded to as many decimals as the numbers typed have
+	// (0.1 has one, 1e-10 ten), which takes away float noise
+	// (0.30000000000000004) and keeps every value apart from the next.
+	prec := max(decimals(parts[0]), decimals(parts[1]), decimals(parts[2]))
 	var out []string
 	for i := 0; i < int(count); i++ {
 		x := from + float64(i)*step
-		// as few digits as tell the value apart from its neighbours
-		out = append(out, strconv.FormatFloat(math.Round(x*1e9)/1e9, 'f', -1, 64))
+		x, _ = strconv.ParseFloat(strconv.FormatFloat(x, 'f', prec, 64), 64)
+		if x > to {
+			break // past STOP only by the count's tolerance
+		}
+		b, _ := json.Marshal(x) // as JSON writes numbers: 0.1, 1e-10, 1e+300
+		out = append(out, string(b))
+	}
+	return out, nil
+}
+
+// maxVariants is the most variants a sweep may have (the gateway's cap).
+const maxVariants = 10000
+
+// decimalNumber is a number as people write it: 12, -0.5, .5, 1e-10.
+var decimalNumber = regexp.MustCompile(`^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$`)
+
+// decimals is how many digits after the point a decimal number has, its
+// exponent counted: 2 for 1.25, 10 for 1e-10, 0 for 2.5e3. It is at most
+// 1100, past the last digit a float64 has.
+func decimals(s string) int {
+	mant, exp, _ := strings.Cut(strings.ToLower(strings.TrimSpace(s)), "e")
+	d := 0
+	if _, frac, ok := strings.Cut(mant, "."); ok {
+		d = len(frac)
+	}
+	if e, err := strconv.Atoi(exp); err == nil {
+		d -= max(min(e, 2000), -2000)
+	}
+	return min(max(d, 0), 1100)
+}
+
+// arrayValues is the texts of the values of a JSON array, each read then
+// as --param reads its value: a string as what it holds, anything else
+// as its JSON.
+func arrayValues(list []json.RawMessage) ([]string, error) {
+	if len(list) == 0 {
+		return nil, errors.New("the JSON array has no values")
+	}
+	out := make([]string, len(list))
+	for i, raw := range list {
+		var str string
+		if json.Unmarshal(raw, &str) == nil {
+			out[i] = str
+			continue
+		}
+		var b bytes.Buffer
+		json.Compact(&b, raw)
+		out[i] = b.String()
 	}
 	return out, nil
 }
@@ -225,17 +313,17 @@ func (e *env) followSweep(id string, asJSON bool) error {
 }
 
 // sweepEnd tells whether every job of sweep sw has ended and, if so, how
-// it went: an *ExitError of code 1 if one did not succeed or was
-// deleted, as a job waiting for the sweep to succeed sees it.
+// it went: an *ExitError of code exitNotSucceeded if one did not succeed
+// or was deleted, as a job waiting for the sweep to succeed sees it.
 func sweepEnd(id string, sw *api.Sweep) (bool, error) {
 	ended := sw.Counts[api.StateSucceeded] + sw.Counts[api.StateFailed] + sw.Counts[api.StateCanceled]
 	switch {
 	case ended != sw.Total:
 		return false, nil
 	case ended != sw.Counts[api.StateSucceeded]:
-		return true, &ExitError{Code: 1, Err: fmt.Errorf("sweep %s: %d of %d jobs did not succeed ('hpcgate sweep results %s')", id, ended-sw.Counts[api.StateSucceeded], sw.Total, id)}
+		return true, &ExitError{Code: exitNotSucceeded, Err: fmt.Errorf("sweep %s: %d of %d jobs did not succeed ('hpcgate sweep results %s')", id, ended-sw.Counts[api.StateSucceeded], sw.Total, id)}
 	case sw.Deleted > 0:
-		return true, &ExitError{Code: 1, Err: fmt.Errorf("sweep %s: %d of its jobs were deleted, so they cannot be known to have succeeded", id, sw.Deleted)}
+		return true, &ExitError{Code: exitNotSucceeded, Err: fmt.Errorf("sweep %s: %d of its jobs were deleted, so they cannot be known to have succeeded", id, sw.Deleted)}
 	}
 	return true, nil
 }
@@ -288,7 +376,7 @@ var cmdSweepResults = &command{
 	name:    "results",
 	summary: "show one row per variant of a sweep",
 	args:    "ID [--csv | --json]",
-	desc:    "Prints one row per variant, in order: its job, state, exit code, parameters, and the members of its results.json (columns result.NAME). --csv prints CSV, --json the rows as JSON.",
+	desc:    "Prints one row per variant, in order: its job, state, exit code, parameters, and the members of its results.json (columns result.NAME). --csv prints CSV, exactly as the gateway wrote it into a file or a pipe, with control characters escaped (\\n, \\x1b) on a terminal; --json prints the rows as JSON.",
 	example: "hpcgate sweep results sw4kq2 --csv > results.csv",
 	minArgs: 1, maxArgs: 1,
 	setup: func(fs *flag.FlagSet) runFunc {
@@ -314,7 +402,10 @@ var cmdSweepResults = &command{
 				return err
 			}
 			defer rc.Close()
-			if *asCSV {
+			// CSV into a file or a pipe is the gateway's bytes; on a
+			// terminal its cells are escaped as a table's are, since a
+			// job's results could otherwise script the terminal
+			if *asCSV && !isTerminal(e.rawOut) {
 				_, err := io.Copy(e.rawOut, rc)
 				return err
 			}
@@ -322,13 +413,30 @@ var cmdSweepResults = &command{
 			if err != nil {
 				return fmt.Errorf("the gateway's CSV: %w", err)
 			}
-			tw := tabwriter.NewWriter(e.stdout, 0, 8, 2, ' ', 0)
+			if *asCSV {
+				return writeEscapedCSV(e.stdout, recs)
+			}
+			tw := newTable(e.stdout)
 			for _, r := range recs {
-				fmt.Fprintln(tw, strings.Join(r, "\t"))
+				tw.row(r...)
 			}
 			return tw.Flush()
 		}
 	},
+}
+
+// writeEscapedCSV writes records as CSV with every cell escaped (cell).
+func writeEscapedCSV(w io.Writer, recs [][]string) error {
+	cw := csv.NewWriter(w)
+	for _, r := range recs {
+		esc := make([]string, len(r))
+		for i, c := range r {
+			esc[i] = cell(c)
+		}
+		cw.Write(esc)
+	}
+	cw.Flush()
+	return cw.Error()
 }
 
 var cmdSweepCancel = &command{
