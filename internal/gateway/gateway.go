@@ -435,8 +435,12 @@ func replicaID(dataDir string) (string, error) {
 
 // ensureAdminToken makes the first admin token on first start: when the
 // data directory has none and the database holds no admin's token that
-// has not expired. A replica's new data directory on a shared database
-// used to mint one more admin token that never expires.
+// has not expired and whose user is enabled. A replica's new data
+// directory on a shared database used to mint one more admin token that
+// never expires. This is also the way back when no admin is left (every
+// admin token expired, or every admin disabled): the user "admin" is
+// enabled again if it was not (found by the eighth probe: admins who
+// disabled each other were locked out for good).
 func (g *Gateway) ensureAdminToken(ctx context.Context, path string) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
@@ -447,10 +451,25 @@ func (g *Gateway) ensureAdminToken(ctx context.Context, path string) error {
 	}
 	now := time.Now()
 	for _, t := range toks {
-		if server.IsAdminToken(t, now) {
+		if !server.IsAdminToken(t, now) {
+			continue
+		}
+		u, err := g.store.User(ctx, t.User)
+		if err != nil {
+			return err
+		}
+		if !u.Disabled {
 			fmt.Fprintf(g.out, "the database has an admin token already (another replica's, or an earlier data directory's): none made; copy its admin.token to %s to use it from here\n", path)
 			return nil
 		}
+	}
+	if u, err := g.store.User(ctx, "admin"); err != nil {
+		return err
+	} else if u.Disabled {
+		if _, err := g.store.SetUserDisabled(ctx, "admin", false, now); err != nil {
+			return err
+		}
+		fmt.Fprintln(g.out, "no enabled user held an admin token: the user admin is enabled again")
 	}
 	secret, hash := auth.NewSecret()
 	t := store.Token{ID: auth.NewID(), Hash: hash, User: "admin", Name: "first admin token", Scopes: auth.UserScopes, CreatedAt: time.Now().UTC()}

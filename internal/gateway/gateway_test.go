@@ -217,6 +217,35 @@ func TestOneFirstAdminTokenPerDatabase(t *testing.T) {
 	}
 }
 
+// With every admin disabled, a start without DATA/admin.token makes a new
+// admin token and enables the user admin again: admins who disabled each
+// other were locked out for good, as the start counted their tokens
+// (found by the eighth probe).
+func TestAdminTokenWayBack(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t, "")
+	g, err := Open(ctx, cfg, testLogger(t), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.store.SetUserDisabled(ctx, "admin", true, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	os.Remove(filepath.Join(cfg.DataDir, "admin.token"))
+	var out strings.Builder
+	g, err = Open(ctx, cfg, testLogger(t), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	u, err := g.store.User(ctx, "admin")
+	toks, _ := g.store.ListTokens(ctx, "admin")
+	if err != nil || u.Disabled || len(toks) != 2 || !strings.Contains(out.String(), "the user admin is enabled again") {
+		t.Fatalf("admin %+v, %v, %d tokens; said %q", u, err, len(toks), out.String())
+	}
+}
+
 // Replicas are named apart: host:data-dir was the name, and two gateways
 // on hosts of one name running from one path failed each other's local
 // jobs (found by the sixth probe). A new data directory gets a random

@@ -356,7 +356,18 @@ func (s *Server) disableUser(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.knownUser(r.Context(), name); err != nil {
 		return err
 	}
-	u, err := s.store.SetUserDisabled(r.Context(), name, true, time.Now())
+	// no one could administer the gateway: an admin disabled the last
+	// other one, or two disabled each other at once (eighth probe)
+	s.tokensMu.Lock()
+	left, err := s.adminsLeft(r.Context(), func(t store.Token) bool { return t.User == name })
+	if err == nil && !left {
+		err = errorf(http.StatusConflict, api.CodeConflict, "%s holds the last admin token of an enabled user: make another admin's token (hpcgate token create --user NAME --scopes admin) before disabling them", name)
+	}
+	var u store.User
+	if err == nil {
+		u, err = s.store.SetUserDisabled(r.Context(), name, true, time.Now())
+	}
+	s.tokensMu.Unlock()
 	if err != nil {
 		return err
 	}

@@ -548,6 +548,68 @@ func TestLastAdminTokenStays(t *testing.T) {
 	}
 	h.do("POST", "/v1/users/admin/enable", ops.Token, nil).want(t, http.StatusOK)
 	h.do("DELETE", "/v1/tokens/"+ops.ID, ops.Token, nil).want(t, http.StatusNoContent)
+
+	// nor can the last admin's user be disabled, and two admins who
+	// disable each other at once, or revoke their own tokens at once, do
+	// not both succeed (found by the eighth probe: no admin was left)
+	h.do("POST", "/v1/tokens", first.Token, map[string]any{"user": "ops", "scopes": []string{api.ScopeAdmin}}).want(t, http.StatusCreated).decode(t, &ops)
+	h.do("POST", "/v1/users/ops/disable", ops.Token, map[string]any{}).want(t, http.StatusUnprocessableEntity) // not oneself
+	h.do("POST", "/v1/users/admin/disable", ops.Token, map[string]any{}).want(t, http.StatusOK)
+	if r := h.do("POST", "/v1/users/ops/disable", first.Token, map[string]any{}); r.status != http.StatusUnauthorized {
+		t.Fatalf("a disabled admin disabled the last one: %d %s", r.status, r.body)
+	}
+	h.do("POST", "/v1/users/admin/enable", ops.Token, nil).want(t, http.StatusOK)
+	for round := 0; round < 5; round++ {
+		codes := make(chan int, 2)
+		for _, pair := range [][2]string{{first.Token, "ops"}, {ops.Token, "admin"}} {
+			go func() { codes <- h.do("POST", "/v1/users/"+pair[1]+"/disable", pair[0], map[string]any{}).status }()
+		}
+		a, b := <-codes, <-codes
+		if a == http.StatusOK && b == http.StatusOK {
+			t.Fatalf("round %d: two admins disabled each other", round)
+		}
+		for _, u := range []string{"ops", "admin"} {
+			h.do("POST", "/v1/users/"+u+"/enable", first.Token, nil)
+			h.do("POST", "/v1/users/"+u+"/enable", ops.Token, nil)
+		}
+	}
+	var second api.Token
+	h.do("POST", "/v1/tokens", first.Token, map[string]any{"scopes": []string{api.ScopeAdmin}}).want(t, http.StatusCreated).decode(t, &second)
+	h.do("DELETE", "/v1/tokens/"+ops.ID, first.Token, nil).want(t, http.StatusNoContent)
+	codes := make(chan int, 2)
+	for _, tk := range []api.Token{first, second} {
+		go func() { codes <- h.do("DELETE", "/v1/tokens/"+tk.ID, tk.Token, nil).status }()
+	}
+	if a, b := <-codes, <-codes; a == http.StatusNoContent && b == http.StatusNoContent {
+		t.Fatal("the last two admin tokens revoked themselves at once")
+	}
+}
+
+// A user's token limit holds under parallel requests: each checked the
+// count, then all made one (found by the eighth probe: 1,020 of 1,000).
+func TestTokenLimitUnderRace(t *testing.T) {
+	h := newHarness(t, nil)
+	admin := h.token("root", time.Time{}, api.ScopeAdmin)
+	for i := 0; i < maxTokens-5; i++ {
+		h.token("carol", time.Time{}, api.ScopeJobsRead)
+	}
+	codes := make(chan int, 20)
+	for i := 0; i < 20; i++ {
+		go func() {
+			codes <- h.do("POST", "/v1/tokens", admin, map[string]any{"user": "carol", "scopes": []string{api.ScopeJobsRead}}).status
+		}()
+	}
+	made := 0
+	for i := 0; i < 20; i++ {
+		if <-codes == http.StatusCreated {
+			made++
+		}
+	}
+	var toks api.Page[api.Token]
+	h.do("GET", "/v1/tokens?user=carol", admin, nil).want(t, http.StatusOK).decode(t, &toks)
+	if made != 5 || len(toks.Items) != maxTokens {
+		t.Fatalf("%d made, carol holds %d tokens; want 5 and %d", made, len(toks.Items), maxTokens)
+	}
 }
 
 // A query parameter a route does not take is refused, naming it and those

@@ -82,6 +82,8 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusForbidden, api.CodeForbidden, "a token may not have a scope its maker lacks (%s)", sc)
 		}
 	}
+	s.tokensMu.Lock()
+	defer s.tokensMu.Unlock()
 	if err := s.roomForToken(r.Context(), req.User, now); err != nil {
 		return err
 	}
@@ -149,9 +151,13 @@ func IsAdminToken(t store.Token, now time.Time) bool {
 		(t.ExpiresAt.IsZero() || t.ExpiresAt.After(now))
 }
 
-// adminTokensLeft is whether an admin token of an enabled user is left
-// among toks (every user's) but those of except.
-func (s *Server) adminTokensLeft(ctx context.Context, toks []store.Token, except func(store.Token) bool) (bool, error) {
+// adminsLeft is whether an admin token of an enabled user is left but
+// those of except. The caller holds tokensMu.
+func (s *Server) adminsLeft(ctx context.Context, except func(store.Token) bool) (bool, error) {
+	toks, err := s.store.ListTokens(ctx, "")
+	if err != nil {
+		return false, err
+	}
 	now := time.Now()
 	for _, t := range toks {
 		if !IsAdminToken(t, now) || except(t) {
@@ -191,7 +197,9 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	if IsAdminToken(toks[i], time.Now()) {
 		// no one could administer the gateway, nor make an admin token
-		left, err := s.adminTokensLeft(r.Context(), toks, func(t store.Token) bool { return t.ID == id })
+		s.tokensMu.Lock()
+		defer s.tokensMu.Unlock()
+		left, err := s.adminsLeft(r.Context(), func(t store.Token) bool { return t.ID == id })
 		if err != nil {
 			return err
 		}
