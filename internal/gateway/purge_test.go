@@ -74,6 +74,25 @@ func TestPurgeRemovesOldFinishedJobs(t *testing.T) {
 	if n, err := g.purgeOnce(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
 		t.Fatalf("purgeOnce(an hour ago) = %d, %v; want 0", n, err)
 	}
+
+	// A finished job a held one takes an output of, and one another waits
+	// for, stay with their outputs while they are needed (found by the
+	// eighth probe: the held job's input was purged)
+	mk("input", job.Succeeded)
+	mk("awaited", job.Succeeded)
+	held := &job.Job{ID: "held", Owner: "alice", Template: "hello", TemplateVersion: 1, Environment: "local", State: job.Held, CreatedAt: time.Now(),
+		Inputs: map[string]string{"text": "job:input/outputs/out.txt"}, After: []job.Dependency{{Job: "awaited", When: "finished"}}}
+	if _, err := g.store.CreateJob(ctx, held, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := g.purgeOnce(ctx, time.Now().Add(time.Second)); err != nil || n != 1 {
+		t.Fatalf("purgeOnce with needed jobs = %d, %v; want 1 (recent)", n, err)
+	}
+	for _, id := range []string{"input", "awaited"} {
+		if _, err := g.bucket.Stat(ctx, "jobs/"+id+"/outputs/out.txt"); err != nil {
+			t.Errorf("%s, which the held job needs: %v", id, err)
+		}
+	}
 }
 
 // A running gateway deletes tokens long expired (retention.tokens): every

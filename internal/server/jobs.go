@@ -11,15 +11,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/hpcgate/hpcgate/internal/account"
 	"io"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/internal/account"
 	"github.com/hpcgate/hpcgate/internal/auth"
 	"github.com/hpcgate/hpcgate/internal/blob"
 	"github.com/hpcgate/hpcgate/internal/catalog"
@@ -426,6 +428,38 @@ func (s *Server) checkRefOwner(ctx context.Context, owner, p string) error {
 
 // referencedBy returns an unfinished job of owner's that takes an output
 // of job id as an input, or "".
+// Needed is what a purge of finished jobs must leave because jobs not
+// finished need it: the jobs whose outputs or files they take as inputs,
+// and the jobs and sweeps they wait for. The purge took them (found by
+// the eighth probe: a held job's input and a sweep a job waited for were
+// purged, though DELETE refused the first).
+func Needed(ctx context.Context, st store.Store) (store.Keep, error) {
+	var f store.JobFilter
+	for _, s := range job.States {
+		if !s.Terminal() {
+			f.States = append(f.States, s)
+		}
+	}
+	jobs, sweeps := map[string]bool{}, map[string]bool{}
+	err := store.EachJob(ctx, st, f, func(j *job.Job) error {
+		for _, p := range j.Inputs {
+			if ref, _, ok := parseRef(p); ok {
+				jobs[ref] = true
+			}
+		}
+		for _, d := range j.After {
+			if d.Job != "" {
+				jobs[d.Job] = true
+			}
+			if d.Sweep != "" {
+				sweeps[d.Sweep] = true
+			}
+		}
+		return nil
+	})
+	return store.Keep{Jobs: slices.Sorted(maps.Keys(jobs)), Sweeps: slices.Sorted(maps.Keys(sweeps))}, err
+}
+
 func (s *Server) referencedBy(ctx context.Context, owner, id string) (string, error) {
 	f := store.JobFilter{Owner: owner}
 	for _, st := range job.States {

@@ -133,6 +133,8 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 	if !p.Expires.IsZero() && p.Expires.Before(expires) {
 		expires = p.Expires
 	}
+	s.tokensMu.Lock()
+	defer s.tokensMu.Unlock()
 	if err := s.roomForToken(r.Context(), p.User, now); err != nil {
 		return err
 	}

@@ -134,12 +134,12 @@ type Store interface {
 	DeleteJob(ctx context.Context, id string) error
 
 	// PurgeFinished removes up to limit jobs in a terminal state that
-	// finished before before (but none of a sweep with jobs not finished),
-	// oldest first, with their events, logs and
+	// finished before before (but none of a sweep with jobs not finished,
+	// and none that keep names), oldest first, with their events, logs and
 	// tokens, and returns which (so that the caller removes what they
 	// left elsewhere, like their outputs, and counts them off their
 	// owner's stored bytes); it records them among the leftovers too.
-	PurgeFinished(ctx context.Context, before time.Time, limit int) ([]PurgedJob, error)
+	PurgeFinished(ctx context.Context, before time.Time, limit int, keep Keep) ([]PurgedJob, error)
 	// TakeLeftovers returns up to limit of the jobs DeleteJob and
 	// PurgeFinished removed before before, oldest first, and takes them:
 	// they are returned again only once as long has passed since, as a
@@ -372,6 +372,13 @@ type Token struct {
 	// SessionKey is set for a web session: the hex SHA-256 of the key its
 	// page holds, without which the session's cookie changes nothing.
 	SessionKey string
+}
+
+// Keep names what a purge must leave, because jobs not finished need it:
+// the jobs whose outputs they take as inputs or whose end they wait for,
+// and the sweeps they wait for.
+type Keep struct {
+	Jobs, Sweeps []string
 }
 
 // PurgedJob is a job PurgeFinished or DeleteJob removed.

@@ -389,10 +389,11 @@ func (t *pgTx) DeleteJob(ctx context.Context, id string) error {
 	return nil
 }
 
-func (t *pgTx) FinishedBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
+func (t *pgTx) FinishedBefore(ctx context.Context, before time.Time, limit int, keep store.Keep) ([]string, error) {
 	rows, err := t.tx.Query(ctx, `SELECT id FROM jobs j WHERE finished_at < $1
 		AND (j.sweep_id IS NULL OR j.sweep_id = '' OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.sweep_id = j.sweep_id AND o.finished_at IS NULL))
-		ORDER BY finished_at LIMIT $2`, before, limit)
+		AND j.id <> ALL($3) AND coalesce(j.sweep_id, '') <> ALL($4)
+		ORDER BY finished_at LIMIT $2`, before, limit, nonNilStrings(keep.Jobs), nonNilStrings(keep.Sweeps))
 	if err != nil {
 		return nil, err
 	}
@@ -705,4 +706,13 @@ func (d *Driver) ListTokens(ctx context.Context, user string) ([]store.Token, er
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
 	return out, nil
+}
+
+// nonNilStrings is vs, or an empty list for nil: pgx sends nil as NULL,
+// and "x <> ALL(NULL)" is never true.
+func nonNilStrings(vs []string) []string {
+	if vs == nil {
+		return []string{}
+	}
+	return vs
 }

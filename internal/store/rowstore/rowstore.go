@@ -277,14 +277,14 @@ func (s *Store) DeleteJob(ctx context.Context, id string) error {
 }
 
 // PurgeFinished implements store.Store.
-func (s *Store) PurgeFinished(ctx context.Context, before time.Time, limit int) ([]store.PurgedJob, error) {
+func (s *Store) PurgeFinished(ctx context.Context, before time.Time, limit int, keep store.Keep) ([]store.PurgedJob, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
 	var purged []store.PurgedJob
 	err := s.d.Write(ctx, func(ctx context.Context, tx storedriver.Tx) error {
 		purged = purged[:0] // a retried transaction starts again
-		ids, err := tx.FinishedBefore(ctx, before, limit)
+		ids, err := tx.FinishedBefore(ctx, before, limit, keep)
 		if err != nil {
 			return fmt.Errorf("find finished jobs: %w", err)
 		}

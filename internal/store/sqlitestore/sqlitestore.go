@@ -701,10 +701,22 @@ func (t *sqlTx) DeleteJob(ctx context.Context, id string) error {
 	return nil
 }
 
-func (t *sqlTx) FinishedBefore(ctx context.Context, before time.Time, limit int) ([]string, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT id FROM jobs j WHERE finished_at < ?
-		AND (j.sweep_id IS NULL OR j.sweep_id = '' OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.sweep_id = j.sweep_id AND o.finished_at IS NULL))
-		ORDER BY finished_at LIMIT ?`, before.UnixNano(), limit)
+func (t *sqlTx) FinishedBefore(ctx context.Context, before time.Time, limit int, keep store.Keep) ([]string, error) {
+	args := []any{before.UnixNano()}
+	notIn := func(col string, vals []string) string {
+		if len(vals) == 0 {
+			return ""
+		}
+		for _, v := range vals {
+			args = append(args, v)
+		}
+		return " AND " + col + " NOT IN (?" + strings.Repeat(", ?", len(vals)-1) + ")"
+	}
+	q := `SELECT id FROM jobs j WHERE finished_at < ?
+		AND (j.sweep_id IS NULL OR j.sweep_id = '' OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.sweep_id = j.sweep_id AND o.finished_at IS NULL))` +
+		notIn("j.id", keep.Jobs) + notIn("coalesce(j.sweep_id, '')", keep.Sweeps) + `
+		ORDER BY finished_at LIMIT ?`
+	rows, err := t.tx.QueryContext(ctx, q, append(args, limit)...)
 	if err != nil {
 		return nil, err
 	}

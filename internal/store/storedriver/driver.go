@@ -106,9 +106,10 @@ type Tx interface {
 	DeleteJob(ctx context.Context, id string) error
 	// FinishedBefore returns the ids of up to limit jobs in a terminal
 	// state that finished before t, oldest first, but for the jobs of a
-	// sweep that has jobs not finished: a sweep goes whole, so that a job
-	// waiting for it never finds some of its jobs gone.
-	FinishedBefore(ctx context.Context, t time.Time, limit int) ([]string, error)
+	// sweep that has jobs not finished (a sweep goes whole, so that a job
+	// waiting for it never finds some of its jobs gone) and those keep
+	// names, themselves or by their sweep.
+	FinishedBefore(ctx context.Context, t time.Time, limit int, keep store.Keep) ([]string, error)
 	// PutLeftover records a removed job with a time: when it was removed,
 	// or last taken by a sweep.
 	PutLeftover(ctx context.Context, p store.PurgedJob, at time.Time) error

@@ -273,7 +273,7 @@ func testPurgeFinished(t *testing.T, s store.Store) {
 		ended = append(ended, j.ID)
 	}
 	// Finished at base, base+1m, base+2m, base+3m; before base+150s: 3.
-	got, err := s.PurgeFinished(ctx, base.Add(150*time.Second), 2)
+	got, err := s.PurgeFinished(ctx, base.Add(150*time.Second), 2, store.Keep{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func testPurgeFinished(t *testing.T, s store.Store) {
 	if got[0].Owner != "alice" || got[1].Owner != "alice" {
 		t.Fatalf("PurgeFinished: owners %+v, want alice's (the caller counts their bytes off)", got)
 	}
-	got, err = s.PurgeFinished(ctx, base.Add(150*time.Second), 10)
+	got, err = s.PurgeFinished(ctx, base.Add(150*time.Second), 10, store.Keep{})
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(ended[2:3]) {
 		t.Fatalf("PurgeFinished again = %v, %v; want %v", got, err, ended[2:3])
 	}
@@ -305,7 +305,7 @@ func testPurgeFinished(t *testing.T, s store.Store) {
 	if err != nil || len(left) != 2 {
 		t.Fatalf("left %d jobs, %v; want the one finished later and the pending one", len(left), err)
 	}
-	if got, err := s.PurgeFinished(ctx, time.Now(), 10); err != nil || fmt.Sprint(got) != fmt.Sprint(ended[3:]) {
+	if got, err := s.PurgeFinished(ctx, time.Now(), 10, store.Keep{}); err != nil || fmt.Sprint(got) != fmt.Sprint(ended[3:]) {
 		t.Fatalf("PurgeFinished(now) = %v, %v; want %v (never the pending job)", got, err, ended[3:])
 	}
 }
@@ -341,7 +341,7 @@ func testLeftovers(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Millisecond) // removed in this order
-	if p, err := s.PurgeFinished(ctx, start.Add(-time.Minute), 10); err != nil || len(p) != 1 || p[0].ID != purged {
+	if p, err := s.PurgeFinished(ctx, start.Add(-time.Minute), 10, store.Keep{}); err != nil || len(p) != 1 || p[0].ID != purged {
 		t.Fatalf("PurgeFinished = %v, %v; want %s", p, err, purged)
 	}
 	removed := time.Now()
@@ -423,7 +423,7 @@ func testPurgeKeepsUnfinishedSweeps(t *testing.T, s store.Store) {
 	early, late := mk("open", true), mk("open", false)
 	alone := mk("", true)
 	whole := mk("done", true)
-	got, err := s.PurgeFinished(ctx, time.Now(), 10)
+	got, err := s.PurgeFinished(ctx, time.Now(), 10, store.Keep{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +440,23 @@ func testPurgeKeepsUnfinishedSweeps(t *testing.T, s store.Store) {
 	if _, err := s.UpdateJob(ctx, late, func(j *job.Job) error { return j.SetState(job.Canceled, "done", old) }); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.PurgeFinished(ctx, time.Now(), 10); err != nil || len(got) != 2 {
-		t.Fatalf("PurgeFinished once the sweep ended = %v, %v; want its 2 jobs", got, err)
+	// what jobs not finished need stays: a job by its id, a sweep's jobs
+	// by the sweep's (found by the eighth probe)
+	needed, kept := mk("", true), mk("needed", true)
+	mk("needed", true)
+	free := mk("", true)
+	got, err = s.PurgeFinished(ctx, time.Now(), 10, store.Keep{Jobs: []string{needed, "other"}, Sweeps: []string{"needed", "x"}})
+	ids = ids[:0]
+	for _, p := range got {
+		ids = append(ids, p.ID)
+	}
+	slices.Sort(ids)
+	want = []string{early, late, free}
+	slices.Sort(want)
+	if err != nil || !slices.Equal(ids, want) {
+		t.Fatalf("PurgeFinished with a keep = %v, %v; want %v (not %s, nor the sweep of %s)", ids, err, want, needed, kept)
+	}
+	if got, err := s.PurgeFinished(ctx, time.Now(), 10, store.Keep{}); err != nil || len(got) != 3 {
+		t.Fatalf("PurgeFinished once nothing needs them = %v, %v; want 3 jobs", got, err)
 	}
 }

@@ -173,7 +173,7 @@ func CheckFixture(t *testing.T, s store.Store) {
 		t.Errorf("label filter after an update of an old job: %s", got)
 	}
 	// Retention sees the old finished job.
-	purged, err := s.PurgeFinished(ctx, time.Now(), 10)
+	purged, err := s.PurgeFinished(ctx, time.Now(), 10, store.Keep{})
 	if err != nil || fmt.Sprint(purged) != "[fixa]" {
 		t.Errorf("PurgeFinished = %v, %v; want [fixa]", purged, err)
 	}
