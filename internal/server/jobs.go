@@ -948,12 +948,20 @@ func (s *Server) outputsArchive(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-outputs.tar.gz"`, j.ID))
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)
-	for _, a := range objs {
+	for i, a := range objs {
 		rc, attrs, err := s.bucket.Get(r.Context(), a.Key, 0, -1)
 		if errors.Is(err, blob.ErrNotFound) {
-			continue
+			// An output gone since the listing (the job deleted meanwhile)
+			// must not make a whole archive without it (found by the
+			// eighth probe): a refusal before anything is sent, a broken
+			// download after.
+			err = wrapf(err, http.StatusConflict, api.CodeConflict, "the job's outputs changed while the archive was made: try again")
 		}
 		if err != nil {
+			if i > 0 {
+				s.log.Warn("outputs archive broken off", "job_id", j.ID, "key", a.Key, "err", err)
+				panic(http.ErrAbortHandler)
+			}
 			return err
 		}
 		hdr := &tar.Header{Name: strings.TrimPrefix(a.Key, prefix), Mode: 0o644, Size: attrs.Size, ModTime: attrs.Modified, Typeflag: tar.TypeReg}
