@@ -979,8 +979,8 @@ func (d *Dispatcher) Hold(ctx context.Context, id, reason string) (*job.Job, err
 	return nil, &job.TransitionError{From: j.State, To: job.Held, Why: "only pending and queued jobs can be held"}
 }
 
-// Release lets a held job go on.
-func (d *Dispatcher) Release(ctx context.Context, id string) (*job.Job, error) {
+// Release lets a held job go on; reason says who released it.
+func (d *Dispatcher) Release(ctx context.Context, id, reason string) (*job.Job, error) {
 	j, err := d.store.GetJob(ctx, id)
 	if err != nil {
 		return nil, err
@@ -989,7 +989,7 @@ func (d *Dispatcher) Release(ctx context.Context, id string) (*job.Job, error) {
 		return nil, &job.TransitionError{From: j.State, To: job.Pending, Why: "only held jobs can be released"}
 	}
 	if j.BackendID == "" {
-		j, err = d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Pending, "released by the user", time.Now()) })
+		j, err = d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Pending, reason, time.Now()) })
 		if err == nil {
 			d.Notify()
 		}
@@ -1006,7 +1006,7 @@ func (d *Dispatcher) Release(ctx context.Context, id string) (*job.Job, error) {
 	if err := h.Release(ctx, j.BackendID); err != nil {
 		return nil, err
 	}
-	return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Queued, "released by the user", time.Now()) })
+	return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Queued, reason, time.Now()) })
 }
 
 // Suspend stops a running job in its engine.

@@ -637,7 +637,7 @@ func TestHoldRelease(t *testing.T) {
 	if got, err := d.Hold(f.ctx, p.ID, "held by the user"); err != nil || got.State != job.Held {
 		t.Fatalf("hold of a held job: %v %v", got, err)
 	}
-	if got, err := d.Release(f.ctx, p.ID); err != nil || got.State != job.Pending {
+	if got, err := d.Release(f.ctx, p.ID, "released by the user"); err != nil || got.State != job.Pending {
 		t.Fatalf("release: %v %v", got, err)
 	}
 	select {
@@ -657,13 +657,13 @@ func TestHoldRelease(t *testing.T) {
 	}
 	d.reconcile(f.ctx) // the engine agrees: nothing changes
 	f.wantState(q.ID, job.Held)
-	if got, err := d.Release(f.ctx, q.ID); err != nil || got.State != job.Queued {
+	if got, err := d.Release(f.ctx, q.ID, "released by the user"); err != nil || got.State != job.Queued {
 		t.Fatalf("release queued: %v %v", got, err)
 	}
 	if f.fake.state(q.BackendID) != sched.Queued {
 		t.Fatal("not released in the engine")
 	}
-	if _, err := d.Release(f.ctx, q.ID); !errors.Is(err, job.ErrInvalidTransition) {
+	if _, err := d.Release(f.ctx, q.ID, "released by the user"); !errors.Is(err, job.ErrInvalidTransition) {
 		t.Fatalf("release of a queued job: %v", err)
 	}
 

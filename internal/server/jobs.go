@@ -654,7 +654,7 @@ func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) 
 		case controlHold:
 			out, err = s.disp.Hold(r.Context(), j.ID, "held by the user")
 		case controlRelease:
-			out, err = s.disp.Release(r.Context(), j.ID)
+			out, err = s.release(r, j)
 		case controlSuspend:
 			out, err = s.disp.Suspend(r.Context(), j.ID)
 		case controlResume:
@@ -674,6 +674,24 @@ func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) 
 		s.logs.Notify(out.ID + "/stderr")
 		return writeJSON(w, http.StatusOK, apiJob(out))
 	}
+}
+
+// release lets the held job j go on, unless its owner is disabled: an
+// admin's release ran it, and its token, its owner's, did not work (found
+// by the eighth probe).
+func (s *Server) release(r *http.Request, j *job.Job) (*job.Job, error) {
+	u, err := s.store.User(r.Context(), j.Owner)
+	if err != nil {
+		return nil, err
+	}
+	if u.Disabled {
+		return nil, errorf(http.StatusConflict, api.CodeConflict, "the user %s is disabled: enable them (hpcgate user enable %s) before releasing their jobs", j.Owner, j.Owner)
+	}
+	reason := "released by " + principal(r).User
+	if p := principal(r); p.IsJob() {
+		reason = "released by its parent job " + p.JobID
+	}
+	return s.disp.Release(r.Context(), j.ID, reason)
 }
 
 // cancel cancels j, and its descendants but for detached children, for

@@ -231,9 +231,17 @@ func TestDisableUser(t *testing.T) {
 	if !st.Disabled || st.DisabledAt == nil {
 		t.Fatalf("get: %+v", st)
 	}
+	// an admin does not release a disabled user's job: it would run with
+	// a token that does not work (found by the eighth probe)
+	if r := h.do("POST", "/v1/jobs/"+pending.ID+"/release", admin, nil).want(t, http.StatusConflict); !strings.Contains(r.problem.Detail, "the user alice is disabled") {
+		t.Fatalf("release of a disabled user's job: %+v", r.problem)
+	}
 	h.do("POST", "/v1/users/alice/enable", admin, nil).want(t, http.StatusOK)
 	h.do("GET", "/v1/me", alice, nil).want(t, http.StatusOK)
 	h.do("POST", "/v1/jobs/"+pending.ID+"/release", alice, nil).want(t, http.StatusOK)
+	if j, _ := h.store.GetJob(ctx, pending.ID); j.Reason != "released by alice" {
+		t.Errorf("reason %q", j.Reason)
+	}
 
 	// cancel: every unfinished job ends.
 	var st2 api.UserState
