@@ -56,7 +56,9 @@ func quotaMessage(qe *store.QuotaError) string {
 		}
 		return fmt.Sprintf("quota cores exceeded: your unfinished jobs hold %d cores of a limit of %d, too many for this job; wait for some to finish or ask for fewer cores", qe.Used, qe.Limit)
 	case "bytes":
-		return fmt.Sprintf("quota bytes exceeded: you store %d bytes of a limit of %d, too many for this upload; delete files or outputs", qe.Used, qe.Limit)
+		// Used counts what uploads in progress hold (eighth probe: "you
+		// store 52428800" of a user who stored nothing yet)
+		return fmt.Sprintf("quota bytes exceeded: your files, outputs and uploads in progress take %d bytes of a limit of %d, too many for this upload; delete files or outputs, or wait for uploads to end", qe.Used, qe.Limit)
 	case "files":
 		return fmt.Sprintf("quota files exceeded: you store %d files and outputs of a limit of %d; delete some, or replace one instead", qe.Used, qe.Limit)
 	}

@@ -82,7 +82,7 @@ func TestQuotaBytes(t *testing.T) {
 	alice := h.token("alice", time.Time{}, allScopes...)
 	h.do("PUT", "/v1/files/a.txt", alice, "123456").want(t, http.StatusCreated)
 	r := h.do("PUT", "/v1/files/b.txt", alice, "123456").want(t, http.StatusConflict)
-	if r.problem.Code != api.CodeQuotaExceeded || !strings.Contains(r.problem.Detail, "quota bytes") || !strings.Contains(r.problem.Detail, "you store 6 bytes of a limit of 10") {
+	if r.problem.Code != api.CodeQuotaExceeded || !strings.Contains(r.problem.Detail, "quota bytes") || !strings.Contains(r.problem.Detail, "take 6 bytes of a limit of 10") {
 		t.Fatalf("problem: %+v", r.problem)
 	}
 	h.do("GET", "/v1/files/b.txt", alice, nil).want(t, http.StatusNotFound)
@@ -565,4 +565,36 @@ func TestUnknownUserIsNotFound(t *testing.T) {
 	h.do("POST", "/v1/users/alice/disable", admin, map[string]any{}).want(t, http.StatusOK)
 	// disabled, a user is known even once their tokens are gone
 	h.do("GET", "/v1/users/alice", admin, nil).want(t, http.StatusOK)
+}
+
+// Uploads of no known size hold their user's room as they read, a little
+// at first: each held 64 MiB at once, and five uploads of 1 MiB under a
+// quota of 50 MiB got one 201 and four 409s saying the user stored 50
+// MiB, who stored nothing (found by the eighth probe).
+func TestUploadsOfNoKnownSizeHoldLittleAtFirst(t *testing.T) {
+	h := quotaHarness(t, Quota{Bytes: 5 << 20})
+	alice := h.token("alice", time.Time{}, allScopes...)
+	var dones []<-chan int
+	for i := range 3 {
+		finish, done := h.slowPut(alice, fmt.Sprintf("/v1/files/stream%d", i), "x", "", -1)
+		defer finish()
+		dones = append(dones, done)
+	}
+	held := func() int64 {
+		m := h.srv.rooms.(*memRooms)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.held["alice"].Bytes
+	}
+	for deadline := time.Now().Add(10 * time.Second); held() != 3*holdFirst; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("three uploads of no known size hold %d bytes, want %d", held(), 3*holdFirst)
+		}
+	}
+	// room is left for a file of 2 MiB while they go on
+	h.do("PUT", "/v1/files/known", alice, strings.Repeat("k", 2<<20)).want(t, http.StatusCreated)
+	r := h.do("PUT", "/v1/files/more", alice, strings.Repeat("k", 1<<20)).want(t, http.StatusConflict)
+	if !strings.Contains(r.problem.Detail, "uploads in progress") {
+		t.Errorf("the refusal does not say that uploads hold room: %s", r.problem.Detail)
+	}
 }

@@ -302,9 +302,14 @@ func (h *sharedHold) end(ctx context.Context, delta store.Stored) {
 
 // ---- an upload's hold
 
-// holdStep is how much an upload of no known size takes of its user's
-// room at a time, as it reads.
-const holdStep = 64 << 20
+// An upload of no known size takes its user's room as it reads: first
+// holdFirst, then twice as much each time, up to holdStep. Each took 64
+// MiB at once, and a few small uploads of unknown length filled a quota
+// of 50 MiB that held nothing (found by the eighth probe).
+const (
+	holdFirst = 1 << 20
+	holdStep  = 64 << 20
+)
 
 // quotaReader reads an upload's body within what it holds, taking more
 // (when it may) as it goes past it.
@@ -440,8 +445,11 @@ func (s *Server) holdRoom(ctx context.Context, user, key string, body io.Reader,
 			return nil, nil, err
 		}
 	default: // the old object's bytes first, then what it holds
+		step := int64(holdFirst)
 		body = &quotaReader{r: body, room: old, more: func() (int64, error) {
-			return h.take(ctx, holdStep, limit, true)
+			n, err := h.take(ctx, step, limit, true)
+			step = min(2*step, holdStep)
+			return n, err
 		}}
 	}
 	return body, settle, nil
