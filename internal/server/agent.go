@@ -381,9 +381,19 @@ func (s *Server) agentOutput(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkOutput(j, p); err != nil {
 		return err
 	}
-	fi, err := s.putBody(w, r, j.Owner, outputsPrefix(j.ID)+p)
+	key := outputsPrefix(j.ID) + p
+	fi, err := s.putBody(w, r, j.Owner, key)
 	if err != nil {
 		return err
+	}
+	// A job canceled while this output was sent uploads nothing after
+	// its cancel: the upload had begun before it, and landed after the
+	// cancel's answer (found by the eighth probe).
+	if now, err := s.store.GetJob(r.Context(), j.ID); err == nil && now.State == job.Canceled {
+		if size, err := s.deleteObject(r.Context(), key, nil); err == nil && size >= 0 {
+			countStored(r.Context(), s.store, s.logFor(r), j.Owner, store.Stored{Bytes: -size, Files: -1})
+		}
+		return errorf(http.StatusConflict, api.CodeConflict, "the job was canceled while its output %s was uploaded: it is not kept", p)
 	}
 	fi.Path = p
 	return writeJSON(w, http.StatusCreated, fi)

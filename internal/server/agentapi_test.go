@@ -275,3 +275,23 @@ func TestCompletedUploadHoldsItsRoom(t *testing.T) {
 	// the upload was dropped: it cannot be completed later
 	h.do("POST", "/v1/uploads/"+up.ID+"/complete", alice, map[string]any{"etags": []string{etag}}).want(t, http.StatusNotFound)
 }
+
+// An output whose upload began before its job was canceled and ended
+// after is not kept, nor counted: a canceled job uploads nothing after its
+// cancel (found by the eighth probe).
+func TestOutputLandingAfterCancelRemoved(t *testing.T) {
+	h := newHarness(t, nil)
+	alice := h.token("alice", time.Time{}, allScopes...)
+	j, jt := h.jobToken("alice", nil)
+	finish, done := h.slowPut(jt, "/v1/jobs/"+j.ID+"/outputs/late.txt", "first half, ", "second half", 23)
+	time.Sleep(100 * time.Millisecond) // the upload is under way
+	h.do("POST", "/v1/jobs/"+j.ID+"/cancel", alice, nil).want(t, http.StatusOK)
+	finish()
+	if st := <-done; st != http.StatusConflict {
+		t.Fatalf("the upload that ended after the cancel: %d, want 409", st)
+	}
+	h.do("GET", "/v1/jobs/"+j.ID+"/outputs/late.txt", alice, nil).want(t, http.StatusNotFound)
+	if st, err := stored(context.Background(), h.store, "alice"); err != nil || st != (store.Stored{}) {
+		t.Fatalf("the removed output is still counted: %+v, %v", st, err)
+	}
+}
