@@ -351,7 +351,7 @@ func (a *agent) finish(ctx context.Context, out outcome, logs *shippers, spec ..
 				return err
 			}
 			keep = true // what did not go is still there, until the work directories' retention
-			msg := "cannot upload outputs: " + err.Error() + "; the working directory is kept"
+			msg := "cannot upload outputs: " + err.Error() + "; the working directory is kept: " + a.dir
 			if spec[0].Task != nil {
 				msg = a.taskPaths(msg)
 			}
@@ -744,29 +744,40 @@ func (a *agent) uploadOutputs(ctx context.Context, spec *api.Spec) error {
 }
 
 // refusals are the outputs the gateway refused (too large, over the
-// quota, a name it will not take): one refused output used to stop the
-// upload, and the outputs after it were lost with the working directory.
-type refusals []string
+// quota, a name it will not take) among those tried: one refused output
+// used to stop the upload, and the outputs after it were lost with the
+// working directory.
+type refusals struct {
+	tried int
+	msgs  []string
+}
 
-// note notes err if the gateway refused the one output it was for, and
-// returns it if the uploads must stop: the job is gone, or the gateway
-// stayed away past the agent's patience.
+// note notes how the upload of one output went: err if the gateway
+// refused it. It returns err if the uploads must stop: the job is gone,
+// or the gateway stayed away past the agent's patience.
 func (r *refusals) note(err error) error {
+	r.tried++
 	if err == nil || errors.Is(err, errJobGone) {
 		return err
 	}
 	if st := client.StatusOf(err); st >= 400 && st < 500 || errors.As(err, new(permanentError)) {
-		*r = append(*r, err.Error())
+		r.msgs = append(r.msgs, err.Error())
 		return nil
 	}
 	return err
 }
 
 func (r refusals) err() error {
-	if len(r) == 0 {
+	switch up := r.tried - len(r.msgs); {
+	case len(r.msgs) == 0:
 		return nil
+	case up == 0: // it said the others were uploaded when there were none (eighth probe)
+		return fmt.Errorf("%s (no output was uploaded)", strings.Join(r.msgs, "; "))
+	case up == 1:
+		return fmt.Errorf("%s (the other output was uploaded)", strings.Join(r.msgs, "; "))
+	default:
+		return fmt.Errorf("%s (the %d other outputs were uploaded)", strings.Join(r.msgs, "; "), up)
 	}
-	return fmt.Errorf("%s (the other outputs were uploaded)", strings.Join(r, "; "))
 }
 
 // putChecked sends f's size bytes with put and checks that the gateway

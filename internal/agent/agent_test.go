@@ -413,7 +413,7 @@ func TestRefusedOutputLeavesTheOthers(t *testing.T) {
 		}
 	}
 	rep := g.final()
-	if rep.State != api.StateFailed || !strings.Contains(rep.Error, "m_big.bin") || !strings.Contains(rep.Error, "the other outputs were uploaded") || !strings.Contains(rep.Error, "working directory is kept") {
+	if rep.State != api.StateFailed || !strings.Contains(rep.Error, "m_big.bin") || !strings.Contains(rep.Error, "the 3 other outputs were uploaded") || !strings.Contains(rep.Error, "working directory is kept: "+dir) {
 		t.Fatalf("final %+v", rep)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "m_big.bin")); err != nil || string(b) != "big\n" {
@@ -619,5 +619,25 @@ func TestOutputsNotThroughLinks(t *testing.T) {
 	}
 	if got, ok := g.output("results/admin.token"); ok {
 		t.Fatalf("a file behind a link was uploaded: %q", got)
+	}
+}
+
+// A refusal of every output says that none was uploaded: it said the
+// others were (found by the eighth probe).
+func TestRefusalsSayWhatWasUploaded(t *testing.T) {
+	refused := &client.Error{Problem: api.Problem{Status: http.StatusConflict, Detail: "quota"}}
+	var none, some refusals
+	none.note(refused)
+	none.note(refused)
+	some.note(nil)
+	some.note(refused)
+	if err := none.err(); err == nil || !strings.HasSuffix(err.Error(), "(no output was uploaded)") {
+		t.Errorf("all refused: %v", err)
+	}
+	if err := some.err(); err == nil || !strings.HasSuffix(err.Error(), "(the other output was uploaded)") {
+		t.Errorf("one refused: %v", err)
+	}
+	if err := (refusals{tried: 3}).err(); err != nil {
+		t.Errorf("none refused: %v", err)
 	}
 }

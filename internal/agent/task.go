@@ -343,7 +343,8 @@ func (a *agent) deliverOutputs(ctx context.Context, ts *api.TaskSpec, ok bool) e
 		case o.PathPrefix != "":
 			matches, err := globBelow(root, strings.TrimPrefix(o.Path, "/"))
 			if err != nil {
-				refused = append(refused, err.Error())
+				refused.tried++
+				refused.msgs = append(refused.msgs, err.Error())
 			}
 			for _, m := range matches {
 				if noLinkBelow(root, m) == nil {
