@@ -824,10 +824,11 @@ func (d *Dispatcher) reconcileOne(ctx context.Context, j *job.Job, st sched.Stat
 			if st.State == sched.Gone {
 				reason = "the engine no longer knows the job, and its agent never reported an end"
 			}
-			if st.ExitCode != nil {
+			if st.ExitCode != nil && *st.ExitCode >= 0 {
 				// the agent's, not the command's: the agent ran, and
 				// exited without a word to the gateway (it could not
-				// reach it, or could not start)
+				// reach it, or could not start); -1 is no exit code (its
+				// processes were killed: the reason says so)
 				reason += fmt.Sprintf(" (the agent exited with code %d; its own log is in the engine's output of the job)", *st.ExitCode)
 			}
 			if st.Reason != "" {

@@ -498,7 +498,7 @@ func TestReconcileTransitions(t *testing.T) {
 }
 
 func TestLostJobs(t *testing.T) {
-	code := 137
+	code, noCode := 137, -1
 	for _, tc := range []struct {
 		name   string
 		engine sched.Status
@@ -508,6 +508,10 @@ func TestLostJobs(t *testing.T) {
 		{"ended without a report", sched.Status{State: sched.Done, ExitCode: &code, Reason: "OUT_OF_MEMORY"}, job.Failed,
 			[]string{"without its agent reporting", "the agent exited with code 137", "OUT_OF_MEMORY"}},
 		{"gone", sched.Status{State: sched.Gone}, job.Failed, []string{"no longer knows the job"}},
+		// no exit code (-1: the local executor's, its processes killed)
+		// is not said as one (found by the eighth probe)
+		{"killed", sched.Status{State: sched.Done, ExitCode: &noCode, Reason: "the task's processes were killed"}, job.Failed,
+			[]string{"without its agent reporting: the task's processes were killed"}},
 		{"canceled in the engine", sched.Status{State: sched.Done, Canceled: true}, job.Canceled, []string{"canceled in the engine"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
