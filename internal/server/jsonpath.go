@@ -201,3 +201,58 @@ func walkJSON(doc []byte, visit func(p *jsonPos, tok json.Token, raw []byte, end
 		}
 	}
 }
+
+// fieldNames is the JSON names of the members of the object at path (a.b,
+// without indexes; its last part the unknown member) in a value of type
+// t, or nil if the path leads to no struct: what a request may say where
+// it said an unknown member (found by the eighth probe: "after[0].
+// condition: unknown field" named none of job, sweep and when).
+func fieldNames(t reflect.Type, path string) []string {
+	parts := strings.Split(path, ".")
+	for _, part := range parts[:len(parts)-1] {
+		t = elemOf(t)
+		if t.Kind() != reflect.Struct {
+			return nil
+		}
+		next := reflect.Type(nil)
+		for i := range t.NumField() {
+			if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name == part {
+				next = t.Field(i).Type
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		t = next
+	}
+	return memberNames(elemOf(t))
+}
+
+// memberNames is the JSON names of struct t's members, those of its
+// embedded structs included.
+func memberNames(t reflect.Type) []string {
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var names []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case f.Anonymous && name == "":
+			names = append(names, memberNames(elemOf(f.Type))...)
+		case name != "" && name != "-" && f.IsExported():
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// elemOf is t without its pointers, slices, arrays and maps: the type of
+// what is in them.
+func elemOf(t reflect.Type) reflect.Type {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map {
+		t = t.Elem()
+	}
+	return t
+}

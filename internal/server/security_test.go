@@ -393,8 +393,9 @@ func TestThirdProbeAnswers(t *testing.T) {
 		{map[string]any{"template": "hello", "hold": "yes"}, "hold: must be true or false, not string"},
 		{map[string]any{"template": "hello", "after": []any{map[string]any{"job": "a"}, map[string]any{"job": 5}}}, "after[1].job: must be a string, not number"},
 		{map[string]any{"template": "hello", "inputs": map[string]any{"text": []string{"a"}}}, "inputs.text: must be a string, not array"},
-		{map[string]any{"template": "hello", "resources": map[string]any{"nodes": 1, "bogus": 2}}, "resources.bogus: unknown field"},
-		{map[string]any{"template": "hello", "after": []any{map[string]any{"job": "a"}, map[string]any{"jbo": "b"}}}, "after[1].jbo: unknown field"},
+		{map[string]any{"template": "hello", "resources": map[string]any{"nodes": 1, "bogus": 2}}, "resources.bogus: unknown field; the fields here: nodes, cores_per_node, memory_mb, walltime_s"},
+		{map[string]any{"template": "hello", "after": []any{map[string]any{"job": "a"}, map[string]any{"jbo": "b"}}}, "after[1].jbo: unknown field; the fields here: job, sweep, when"},
+		{map[string]any{"template": "hello", "bogus": 1}, "bogus: unknown field; the fields here: template, version, name, parameters, inputs, environment, resources, labels, hold, project, detached, after, notify"},
 	} {
 		r := h.do("POST", "/v1/jobs", tok, c.body).want(t, http.StatusUnprocessableEntity)
 		if r.problem.Detail != c.want {

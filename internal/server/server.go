@@ -1036,8 +1036,11 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, stric
 	}
 	if err := dec.Decode(v); err != nil {
 		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			f = strings.Trim(f, `"`)
-			return fieldError(keyPath(body, f), "unknown field")
+			path := keyPath(body, strings.Trim(f, `"`))
+			if names := fieldNames(reflect.TypeOf(v), stripIndexes(path)); len(names) > 0 {
+				return fieldError(path, "unknown field; the fields here: %s", strings.Join(names, ", "))
+			}
+			return fieldError(path, "unknown field")
 		}
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
