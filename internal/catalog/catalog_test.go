@@ -192,8 +192,8 @@ func TestYAMLSyntaxErrorLine(t *testing.T) {
 	}
 	// type errors in plain words, not Go's (found by the eighth probe)
 	for doc, want := range map[string]string{
-		"name: a\nversion: x\n":             `yaml: line 2: want a whole number, not "x"`,
-		"name: a\nversoin: 1\n":             `yaml: line 2: unknown key "versoin"`,
+		"name: a\nversion: x\n":              `yaml: line 2: want a whole number, not "x"`,
+		"name: a\nversoin: 1\n":              `yaml: line 2: unknown key "versoin"`,
 		"name: a\ncommand: {a: b}\nnam: b\n": `yaml: line 2: want a list, not a mapping (key: value lines); line 3: unknown key "nam"`,
 	} {
 		if _, err := parseTemplate([]byte(doc)); err == nil || err.Error() != want {
