@@ -957,12 +957,18 @@ func (d *Dispatcher) Hold(ctx context.Context, id, reason string) (*job.Job, err
 	case job.Held:
 		return j, nil
 	case job.Pending:
-		return d.store.UpdateJob(ctx, id, func(j *job.Job) error {
+		out, err := d.store.UpdateJob(ctx, id, func(j *job.Job) error {
 			if j.State != job.Pending {
 				return &job.TransitionError{From: j.State, To: job.Held, Why: "only pending and queued jobs can be held"}
 			}
 			return j.SetState(job.Held, reason, time.Now())
 		})
+		// submitted meanwhile: held as a queued job (it said "the job is
+		// queued; it cannot become held", found by the eighth probe)
+		if te := (*job.TransitionError)(nil); errors.As(err, &te) && te.From == job.Queued {
+			return d.Hold(ctx, id, reason)
+		}
+		return out, err
 	case job.Queued:
 		s, err := d.reachable(j)
 		if err != nil {

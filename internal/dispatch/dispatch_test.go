@@ -1315,3 +1315,36 @@ func TestGatewaysOwnAccountIsNoAccount(t *testing.T) {
 		t.Fatalf("task as %+v in %s, want no account in the work root", task.Account, task.WorkDir)
 	}
 }
+
+// staleOnce answers the next GetJob of id with the job in state, as a
+// read made just before the dispatcher changed it.
+type staleOnce struct {
+	store.Store
+	id    string
+	state job.State
+}
+
+func (s *staleOnce) GetJob(ctx context.Context, id string) (*job.Job, error) {
+	j, err := s.Store.GetJob(ctx, id)
+	if err == nil && id == s.id {
+		j.State, s.id = s.state, ""
+	}
+	return j, err
+}
+
+// A hold of a job read pending but submitted meanwhile holds it as a
+// queued job: it said "the job is queued; it cannot become held: only
+// pending and queued jobs can be held" (found by the eighth probe).
+func TestHoldOfAJobSubmittedMeanwhile(t *testing.T) {
+	f := newFixture(t)
+	st := &staleOnce{Store: f.st}
+	f.st = st
+	d := f.dispatcher()
+	j := f.job("hpc", job.Pending)
+	d.submitPending(f.ctx)
+	f.wantState(j.ID, job.Queued)
+	st.id, st.state = j.ID, job.Pending
+	if got, err := d.Hold(f.ctx, j.ID, "held by the user"); err != nil || got.State != job.Held {
+		t.Fatalf("hold: %v, %v", got, err)
+	}
+}

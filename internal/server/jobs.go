@@ -665,7 +665,11 @@ func (s *Server) control(op controlOp) func(http.ResponseWriter, *http.Request) 
 		case errors.As(err, &other):
 			return wrapf(err, http.StatusConflict, api.CodeUnsupported, "%s", other.Error())
 		case errors.Is(err, sched.ErrUnsupported):
-			return wrapf(err, http.StatusConflict, api.CodeUnsupported, "the job's engine (%s) cannot %s it now: the job is %s", j.Scheduler, opNames[op], j.State)
+			state := j.State // as it is now, not as it was asked (eighth probe)
+			if now, err := s.store.GetJob(r.Context(), j.ID); err == nil {
+				state = now.State
+			}
+			return wrapf(err, http.StatusConflict, api.CodeUnsupported, "the job's engine (%s) cannot %s it now: the job is %s", j.Scheduler, opNames[op], state)
 		}
 		if err != nil {
 			return err
