@@ -482,11 +482,14 @@ func (s *Schema) Integers(v any) any {
 		if !slices.Contains(s.types, "integer") || slices.Contains(s.types, "number") || !strings.ContainsAny(string(x), ".eE") {
 			break
 		}
-		// Valid, it is an integer to typeOf: a finite float64 with no
-		// fraction. Within 2^53 that float is the integer; beyond, the
-		// text's exact value, which the parameters' size bounds.
-		if f, err := x.Float64(); err == nil && math.Abs(f) <= 1<<53 {
-			return json.Number(strconv.FormatInt(int64(f), 10))
+		// Valid, it is an integer to typeOf (a float64 with no
+		// fraction), but maybe not exactly (4503599627370496.5 rounds to
+		// one): written anew only if the text's exact value is an integer
+		// below 2^53, at most 16 digits, so that parameters grow little.
+		// Beyond, it stays as given.
+		f, err := x.Float64()
+		if err != nil || math.Abs(f) >= 1<<53 || len(x) > 64 {
+			break
 		}
 		if r, ok := new(big.Rat).SetString(string(x)); ok && r.IsInt() {
 			return json.Number(r.Num().String())

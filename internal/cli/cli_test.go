@@ -598,11 +598,7 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func startGateway(t *testing.T, g *fakeGateway) {
 	t.Helper()
-	srv := httptest.NewServer(g)
-	t.Cleanup(srv.Close)
-	t.Setenv("HPCGATE_URL", srv.URL)
-	t.Setenv("HPCGATE_TOKEN", "secret")
-	t.Setenv("HPCGATE_CACERT", "")
+	serve(t, g.ServeHTTP)
 }
 
 func run(t *testing.T, stdin string, args ...string) (string, string, error) {

@@ -426,8 +426,6 @@ func (s *Server) checkRefOwner(ctx context.Context, owner, p string) error {
 	return nil
 }
 
-// referencedBy returns an unfinished job of owner's that takes an output
-// of job id as an input, or "".
 // Needed is what a purge of finished jobs must leave because jobs not
 // finished need it: the jobs whose outputs or files they take as inputs,
 // and the jobs and sweeps they wait for. The purge took them (found by
@@ -460,6 +458,8 @@ func Needed(ctx context.Context, st store.Store) (store.Keep, error) {
 	return store.Keep{Jobs: slices.Sorted(maps.Keys(jobs)), Sweeps: slices.Sorted(maps.Keys(sweeps))}, err
 }
 
+// referencedBy returns an unfinished job of owner's that takes an output
+// of job id as an input, or "".
 func (s *Server) referencedBy(ctx context.Context, owner, id string) (string, error) {
 	f := store.JobFilter{Owner: owner}
 	for _, st := range job.States {

@@ -14,6 +14,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -702,21 +703,14 @@ func (t *sqlTx) DeleteJob(ctx context.Context, id string) error {
 }
 
 func (t *sqlTx) FinishedBefore(ctx context.Context, before time.Time, limit int, keep store.Keep) ([]string, error) {
-	args := []any{before.UnixNano()}
-	notIn := func(col string, vals []string) string {
-		if len(vals) == 0 {
-			return ""
-		}
-		for _, v := range vals {
-			args = append(args, v)
-		}
-		return " AND " + col + " NOT IN (?" + strings.Repeat(", ?", len(vals)-1) + ")"
-	}
-	q := `SELECT id FROM jobs j WHERE finished_at < ?
-		AND (j.sweep_id IS NULL OR j.sweep_id = '' OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.sweep_id = j.sweep_id AND o.finished_at IS NULL))` +
-		notIn("j.id", keep.Jobs) + notIn("coalesce(j.sweep_id, '')", keep.Sweeps) + `
-		ORDER BY finished_at LIMIT ?`
-	rows, err := t.tx.QueryContext(ctx, q, append(args, limit)...)
+	// the lists as one JSON array each: a parameter per id would pass
+	// SQLite's limit of 32,766 with many jobs waiting (found by review)
+	jobs, _ := json.Marshal(nonNil(keep.Jobs))
+	sweeps, _ := json.Marshal(nonNil(keep.Sweeps))
+	rows, err := t.tx.QueryContext(ctx, `SELECT id FROM jobs j WHERE finished_at < ?
+		AND (j.sweep_id IS NULL OR j.sweep_id = '' OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.sweep_id = j.sweep_id AND o.finished_at IS NULL))
+		AND j.id NOT IN (SELECT value FROM json_each(?)) AND coalesce(j.sweep_id, '') NOT IN (SELECT value FROM json_each(?))
+		ORDER BY finished_at LIMIT ?`, before.UnixNano(), string(jobs), string(sweeps), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -1023,4 +1017,12 @@ func (d *Driver) ListTokens(ctx context.Context, user string) ([]store.Token, er
 		out = append(out, t)
 	}
 	return out, rows.Err()
+}
+
+// nonNil is vs, or an empty list for nil (JSON [] rather than null).
+func nonNil(vs []string) []string {
+	if vs == nil {
+		return []string{}
+	}
+	return vs
 }

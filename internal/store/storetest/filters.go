@@ -445,7 +445,11 @@ func testPurgeKeepsUnfinishedSweeps(t *testing.T, s store.Store) {
 	needed, kept := mk("", true), mk("needed", true)
 	mk("needed", true)
 	free := mk("", true)
-	got, err = s.PurgeFinished(ctx, time.Now(), 10, store.Keep{Jobs: []string{needed, "other"}, Sweeps: []string{"needed", "x"}})
+	many := []string{needed}
+	for i := range 40000 { // past SQLite's 32,766 variables (found by review)
+		many = append(many, fmt.Sprint("waited-for-", i))
+	}
+	got, err = s.PurgeFinished(ctx, time.Now(), 10, store.Keep{Jobs: many, Sweeps: []string{"needed", "x"}})
 	ids = ids[:0]
 	for _, p := range got {
 		ids = append(ids, p.ID)
