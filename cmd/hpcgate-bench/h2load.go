@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hpcgate/hpcgate/api"
+	"github.com/hpcgate/hpcgate/client"
 )
 
 // Load generators of --only accept. "go" is the hpcgate client library
@@ -39,7 +40,15 @@ func acceptH2load(s *server, jobs, clients int) (rate float64, p50, p99 time.Dur
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("--load h2load: h2load is not installed (Debian: apt-get install nghttp2-client)")
 	}
-	before, err := s.jobsHeld()
+	// h2load takes headers on its command line, which every user of the
+	// machine may read: it gets a token of a user of its own that can only
+	// create jobs, for as long as the run may take, revoked after it.
+	tok, revoke, err := s.loadToken(jobs)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer revoke()
+	before, err := s.jobsHeld(tok)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -52,14 +61,6 @@ func acceptH2load(s *server, jobs, clients int) (rate float64, p50, p99 time.Dur
 	if err := os.WriteFile(body, []byte(`{"template":"hello","parameters":{"name":"bench"},"hold":true}`), 0o600); err != nil {
 		return 0, 0, 0, err
 	}
-	// h2load takes headers on its command line, which every user of the
-	// machine may read: it gets a token that can only create jobs, for
-	// minutes, revoked after the run, not the admin's.
-	tok, revoke, err := s.loadToken()
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	defer revoke()
 	log := filepath.Join(dir, "requests.log")
 	args := []string{"-n", strconv.Itoa(jobs), "-c", strconv.Itoa(clients), "-m", "1",
 		"-d", body, "-H", "Content-Type: application/json", "-H", "Authorization: Bearer " + tok,
@@ -82,7 +83,7 @@ func acceptH2load(s *server, jobs, clients int) (rate float64, p50, p99 time.Dur
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("h2load: %w\n%s", err, out)
 	}
-	after, err := s.jobsHeld()
+	after, err := s.jobsHeld(tok)
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -92,28 +93,29 @@ func acceptH2load(s *server, jobs, clients int) (rate float64, p50, p99 time.Dur
 	return rate, percentile(lat, 0.5).Round(time.Microsecond), percentile(lat, 0.99).Round(time.Microsecond), nil
 }
 
-// loadToken makes a token of the admin's that may only create jobs, for
-// ten minutes, and returns it with what revokes it.
-func (s *server) loadToken() (string, func(), error) {
+// loadUser is the user whose token h2load sends.
+const loadUser = "bench-load"
+
+// loadToken makes a token of loadUser's that may only create jobs, for
+// long enough to create jobs of them (a minute, and a millisecond a job),
+// and returns it with what revokes it.
+func (s *server) loadToken(jobs int) (string, func(), error) {
 	c, err := s.client()
 	if err != nil {
 		return "", nil, err
 	}
 	ctx := context.Background()
-	me, err := c.Me(ctx)
-	if err != nil {
-		return "", nil, err
-	}
-	t, err := c.CreateToken(ctx, api.TokenRequest{User: me.User, Scopes: []string{"jobs:write"}, ExpiresInS: 600, Name: "h2load"})
+	t, err := c.CreateToken(ctx, api.TokenRequest{User: loadUser, Scopes: []string{"jobs:write"}, ExpiresInS: 60 + int64(jobs)/1000, Name: "h2load"})
 	if err != nil {
 		return "", nil, fmt.Errorf("a token for h2load: %w", err)
 	}
 	return t.Token, func() { c.RevokeToken(ctx, t.ID) }, nil
 }
 
-// jobsHeld returns how many jobs the server counts against its admin.
-func (s *server) jobsHeld() (int64, error) {
-	c, err := s.client()
+// jobsHeld returns how many jobs the server counts against the user of
+// token tok.
+func (s *server) jobsHeld(tok string) (int64, error) {
+	c, err := client.New(s.url, tok, &client.Options{CACertFile: s.cacert})
 	if err != nil {
 		return 0, err
 	}

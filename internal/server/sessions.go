@@ -116,7 +116,9 @@ func checkSession(r *http.Request, p *auth.Principal, rt route) error {
 	case "POST /v1/tokens", "POST /v1/webhook-secret", "POST /v1/sessions":
 		return errorf(http.StatusForbidden, api.CodeForbidden, "a web session may not make tokens, secrets or sessions: use a token (Authorization: Bearer TOKEN)")
 	}
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+	// Reading needs no key; nor does signing out, which a page that lost
+	// its key must still do (a thief of the cookie may only end it).
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || rt.pattern == "DELETE /v1/sessions/current" {
 		return nil
 	}
 	key := r.Header.Get(api.CSRFHeader)
