@@ -93,8 +93,12 @@ case "$1" in inspect) sleep 60 >/dev/null 2>&1 & echo $! > "` + filepath.Join(di
 	}
 	r.release(agent.Process.Pid)
 	waitKilled(t, strconv.Itoa(leftover.Process.Pid), "a process of the released job")
-	if st, err := os.ReadFile("/proc/" + strconv.Itoa(agent.Process.Pid) + "/stat"); err != nil || strings.Contains(string(st), ") Z ") {
-		t.Fatal("the reaper killed the agent that released it")
+	// the reaper goes through /proc in its order: the agent is looked at
+	// for a while after
+	for start := time.Now(); time.Since(start) < 500*time.Millisecond; time.Sleep(50 * time.Millisecond) {
+		if st, err := os.ReadFile("/proc/" + strconv.Itoa(agent.Process.Pid) + "/stat"); err != nil || strings.Contains(string(st), ") Z ") {
+			t.Fatal("the reaper killed the agent that released it")
+		}
 	}
 	if !strings.Contains(read(), "rm --force --ignore --time 0 -- c-released") {
 		t.Errorf("calls %q: want the released containers removed", read())

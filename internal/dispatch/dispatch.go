@@ -966,24 +966,36 @@ func (d *Dispatcher) Hold(ctx context.Context, id, reason string) (*job.Job, err
 		// submitted meanwhile: held as a queued job (it said "the job is
 		// queued; it cannot become held", found by the eighth probe)
 		if te := (*job.TransitionError)(nil); errors.As(err, &te) && te.From == job.Queued {
-			return d.Hold(ctx, id, reason)
+			return d.holdQueued(ctx, id, reason)
 		}
 		return out, err
 	case job.Queued:
-		s, err := d.reachable(j)
-		if err != nil {
-			return nil, err
-		}
-		h, canHold := s.(sched.Holder)
-		if !canHold {
-			return nil, fmt.Errorf("%w: %s cannot hold a queued job", sched.ErrUnsupported, j.Scheduler)
-		}
-		if err := h.Hold(ctx, j.BackendID); err != nil {
-			return nil, err
-		}
-		return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Held, reason, time.Now()) })
+		return d.holdQueued(ctx, id, reason)
 	}
 	return nil, &job.TransitionError{From: j.State, To: job.Held, Why: "only pending and queued jobs can be held"}
+}
+
+// holdQueued holds the queued job id in its engine, then in the store.
+func (d *Dispatcher) holdQueued(ctx context.Context, id, reason string) (*job.Job, error) {
+	j, err := d.store.GetJob(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if j.State != job.Queued {
+		return nil, &job.TransitionError{From: j.State, To: job.Held, Why: "only pending and queued jobs can be held"}
+	}
+	s, err := d.reachable(j)
+	if err != nil {
+		return nil, err
+	}
+	h, canHold := s.(sched.Holder)
+	if !canHold {
+		return nil, fmt.Errorf("%w: %s cannot hold a queued job", sched.ErrUnsupported, j.Scheduler)
+	}
+	if err := h.Hold(ctx, j.BackendID); err != nil {
+		return nil, err
+	}
+	return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Held, reason, time.Now()) })
 }
 
 // Release lets a held job go on; reason says who released it.

@@ -445,24 +445,15 @@ func (g *Gateway) ensureAdminToken(ctx context.Context, path string) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil
 	}
-	toks, err := g.store.ListTokens(ctx, "") // an admin may be any user
+	left, err := server.AdminsLeft(ctx, g.store, func(store.Token) bool { return false })
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	for _, t := range toks {
-		if !server.IsAdminToken(t, now) {
-			continue
-		}
-		u, err := g.store.User(ctx, t.User)
-		if err != nil {
-			return err
-		}
-		if !u.Disabled {
-			fmt.Fprintf(g.out, "the database has an admin token already (another replica's, or an earlier data directory's): none made; copy its admin.token to %s to use it from here\n", path)
-			return nil
-		}
+	if left {
+		fmt.Fprintf(g.out, "the database has an admin token already (another replica's, or an earlier data directory's): none made; copy its admin.token to %s to use it from here\n", path)
+		return nil
 	}
+	now := time.Now()
 	if u, err := g.store.User(ctx, "admin"); err != nil {
 		return err
 	} else if u.Disabled {

@@ -280,11 +280,23 @@ func TestCompletedUploadHoldsItsRoom(t *testing.T) {
 // after is not kept, nor counted: a canceled job uploads nothing after its
 // cancel (found by the eighth probe).
 func TestOutputLandingAfterCancelRemoved(t *testing.T) {
-	h := newHarness(t, nil)
+	h := quotaHarness(t, Quota{Bytes: 1 << 30}) // a quota: the upload holds room, which tells it has begun
 	alice := h.token("alice", time.Time{}, allScopes...)
 	j, jt := h.jobToken("alice", nil)
 	finish, done := h.slowPut(jt, "/v1/jobs/"+j.ID+"/outputs/late.txt", "first half, ", "second half", 23)
-	time.Sleep(100 * time.Millisecond) // the upload is under way
+	// the upload is under way once it holds its room
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		m := h.srv.rooms.(*memRooms)
+		m.mu.Lock()
+		held := m.held["alice"].Bytes
+		m.mu.Unlock()
+		if held > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the upload did not begin")
+		}
+	}
 	h.do("POST", "/v1/jobs/"+j.ID+"/cancel", alice, nil).want(t, http.StatusOK)
 	finish()
 	if st := <-done; st != http.StatusConflict {

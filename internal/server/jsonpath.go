@@ -66,10 +66,10 @@ func typeErrorField(doc []byte, te *json.UnmarshalTypeError) string {
 	return found
 }
 
-// keyPath is the path of the member named key in doc, when doc has one
-// member of that name, else key: Go's decoder names an unknown member by
-// its key alone (resources.bogus is "bogus").
-func keyPath(doc []byte, key string) string {
+// keyPath is the path of the member named key in doc, and true, when doc
+// has one member of that name, else key and false: Go's decoder names an
+// unknown member by its key alone (resources.bogus is "bogus").
+func keyPath(doc []byte, key string) (path string, once bool) {
 	found, n := key, 0
 	walkJSON(doc, func(p *jsonPos, tok json.Token, raw []byte, end int64) bool {
 		if p.isKey && tok == key {
@@ -78,9 +78,9 @@ func keyPath(doc []byte, key string) string {
 		return n < 2
 	})
 	if n != 1 {
-		return key
+		return key, false
 	}
-	return found
+	return found, true
 }
 
 // stripIndexes is path without its array indexes: a[2].b[0] is a.b, as

@@ -395,6 +395,9 @@ func TestThirdProbeAnswers(t *testing.T) {
 		{map[string]any{"template": "hello", "inputs": map[string]any{"text": []string{"a"}}}, "inputs.text: must be a string, not array"},
 		{map[string]any{"template": "hello", "resources": map[string]any{"nodes": 1, "bogus": 2}}, "resources.bogus: unknown field; the fields here: nodes, cores_per_node, memory_mb, walltime_s"},
 		{map[string]any{"template": "hello", "after": []any{map[string]any{"job": "a"}, map[string]any{"jbo": "b"}}}, "after[1].jbo: unknown field; the fields here: job, sweep, when"},
+		// a key in two places is named alone, with no members said (the
+		// top level's were, found by review)
+		{map[string]any{"template": "hello", "labels": map[string]any{"bogus": "x"}, "resources": map[string]any{"bogus": 2}}, "bogus: unknown field"},
 		{map[string]any{"template": "hello", "bogus": 1}, "bogus: unknown field; the fields here: template, version, name, parameters, inputs, environment, resources, labels, hold, project, detached, after, notify"},
 	} {
 		r := h.do("POST", "/v1/jobs", tok, c.body).want(t, http.StatusUnprocessableEntity)

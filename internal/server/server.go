@@ -1036,8 +1036,10 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, stric
 	}
 	if err := dec.Decode(v); err != nil {
 		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			path := keyPath(body, strings.Trim(f, `"`))
-			if names := fieldNames(reflect.TypeOf(v), stripIndexes(path)); len(names) > 0 {
+			path, once := keyPath(body, strings.Trim(f, `"`))
+			// the members a place takes only where it is known (a key
+			// in two places would name the top level's)
+			if names := fieldNames(reflect.TypeOf(v), stripIndexes(path)); once && len(names) > 0 {
 				return fieldError(path, "unknown field; the fields here: %s", strings.Join(names, ", "))
 			}
 			return fieldError(path, "unknown field")

@@ -154,7 +154,13 @@ func IsAdminToken(t store.Token, now time.Time) bool {
 // adminsLeft is whether an admin token of an enabled user is left but
 // those of except. The caller holds tokensMu.
 func (s *Server) adminsLeft(ctx context.Context, except func(store.Token) bool) (bool, error) {
-	toks, err := s.store.ListTokens(ctx, "")
+	return AdminsLeft(ctx, s.store, except)
+}
+
+// AdminsLeft is whether st holds an admin token of an enabled user but
+// those of except: if not, no one can administer the gateway.
+func AdminsLeft(ctx context.Context, st store.Store, except func(store.Token) bool) (bool, error) {
+	toks, err := st.ListTokens(ctx, "")
 	if err != nil {
 		return false, err
 	}
@@ -163,7 +169,7 @@ func (s *Server) adminsLeft(ctx context.Context, except func(store.Token) bool) 
 		if !IsAdminToken(t, now) || except(t) {
 			continue
 		}
-		u, err := s.store.User(ctx, t.User)
+		u, err := st.User(ctx, t.User)
 		if err != nil {
 			return false, err
 		}
