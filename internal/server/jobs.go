@@ -2,6 +2,7 @@ package server
 
 import (
 	"archive/tar"
+	"bufio"
 	"compress/gzip"
 	"context"
 	"crypto/rand"
@@ -968,9 +969,13 @@ func (s *Server) outputsArchive(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/gzip")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-outputs.tar.gz"`, j.ID))
-	gz := gzip.NewWriter(w)
+	// The first 64 KiB are held back: an error before they are sent is
+	// still a clean refusal.
+	sent := &countingWriter{w: w}
+	buf := bufio.NewWriterSize(sent, 64<<10)
+	gz := gzip.NewWriter(buf)
 	tw := tar.NewWriter(gz)
-	for i, a := range objs {
+	for _, a := range objs {
 		rc, attrs, err := s.bucket.Get(r.Context(), a.Key, 0, -1)
 		if errors.Is(err, blob.ErrNotFound) {
 			// An output gone since the listing (the job deleted meanwhile)
@@ -980,11 +985,11 @@ func (s *Server) outputsArchive(w http.ResponseWriter, r *http.Request) error {
 			err = wrapf(err, http.StatusConflict, api.CodeConflict, "the job's outputs changed while the archive was made: try again")
 		}
 		if err != nil {
-			if i > 0 {
+			if sent.n > 0 {
 				s.log.Warn("outputs archive broken off", "job_id", j.ID, "key", a.Key, "err", err)
 				panic(http.ErrAbortHandler)
 			}
-			return err
+			return err // nothing sent yet
 		}
 		hdr := &tar.Header{Name: strings.TrimPrefix(a.Key, prefix), Mode: 0o644, Size: attrs.Size, ModTime: attrs.Modified, Typeflag: tar.TypeReg}
 		if err := tw.WriteHeader(hdr); err != nil {
@@ -1000,7 +1005,22 @@ func (s *Server) outputsArchive(w http.ResponseWriter, r *http.Request) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	return gz.Close()
+	if err := gz.Close(); err != nil {
+		return err
+	}
+	return buf.Flush()
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // resolveAccount sets the OS account j runs as from its owner, and refuses
