@@ -965,37 +965,45 @@ func (d *Dispatcher) Hold(ctx context.Context, id, reason string) (*job.Job, err
 		})
 		// submitted meanwhile: held as a queued job (it said "the job is
 		// queued; it cannot become held", found by the eighth probe)
-		if te := (*job.TransitionError)(nil); errors.As(err, &te) && te.From == job.Queued {
-			return d.holdQueued(ctx, id, reason)
+		if te := (*job.TransitionError)(nil); !errors.As(err, &te) || te.From != job.Queued {
+			return out, err
 		}
-		return out, err
+		if j, err = d.store.GetJob(ctx, id); err != nil {
+			return nil, err
+		}
+		if j.State != job.Queued {
+			break
+		}
+		fallthrough
 	case job.Queued:
-		return d.holdQueued(ctx, id, reason)
+		return d.holdQueued(ctx, j, reason)
 	}
 	return nil, &job.TransitionError{From: j.State, To: job.Held, Why: "only pending and queued jobs can be held"}
 }
 
-// holdQueued holds the queued job id in its engine, then in the store.
-func (d *Dispatcher) holdQueued(ctx context.Context, id, reason string) (*job.Job, error) {
-	j, err := d.store.GetJob(ctx, id)
+// holdQueued holds the queued job j in its engine, then in the store.
+func (d *Dispatcher) holdQueued(ctx context.Context, j *job.Job, reason string) (*job.Job, error) {
+	h, err := d.holder(j, "hold a queued job")
 	if err != nil {
 		return nil, err
 	}
-	if j.State != job.Queued {
-		return nil, &job.TransitionError{From: j.State, To: job.Held, Why: "only pending and queued jobs can be held"}
+	if err := h.Hold(ctx, j.BackendID); err != nil {
+		return nil, err
 	}
+	return d.store.UpdateJob(ctx, j.ID, func(j *job.Job) error { return j.SetState(job.Held, reason, time.Now()) })
+}
+
+// holder is j's engine, which must hold and release jobs to do what.
+func (d *Dispatcher) holder(j *job.Job, what string) (sched.Holder, error) {
 	s, err := d.reachable(j)
 	if err != nil {
 		return nil, err
 	}
 	h, canHold := s.(sched.Holder)
 	if !canHold {
-		return nil, fmt.Errorf("%w: %s cannot hold a queued job", sched.ErrUnsupported, j.Scheduler)
+		return nil, fmt.Errorf("%w: %s cannot %s", sched.ErrUnsupported, j.Scheduler, what)
 	}
-	if err := h.Hold(ctx, j.BackendID); err != nil {
-		return nil, err
-	}
-	return d.store.UpdateJob(ctx, id, func(j *job.Job) error { return j.SetState(job.Held, reason, time.Now()) })
+	return h, nil
 }
 
 // Release lets a held job go on; reason says who released it.
@@ -1014,13 +1022,9 @@ func (d *Dispatcher) Release(ctx context.Context, id, reason string) (*job.Job, 
 		}
 		return j, err
 	}
-	s, err := d.reachable(j)
+	h, err := d.holder(j, "release a job")
 	if err != nil {
 		return nil, err
-	}
-	h, canHold := s.(sched.Holder)
-	if !canHold {
-		return nil, fmt.Errorf("%w: %s cannot release a job", sched.ErrUnsupported, j.Scheduler)
 	}
 	if err := h.Release(ctx, j.BackendID); err != nil {
 		return nil, err

@@ -36,13 +36,15 @@ func (g *Gateway) every(ctx context.Context, interval, age time.Duration, what s
 // purgeOnce removes every job that finished before before, in batches, and
 // returns how many it removed.
 func (g *Gateway) purgeOnce(ctx context.Context, before time.Time) (int, error) {
+	// once a round (a scan of every unfinished job): a job made during
+	// the round that takes an old job's outputs may find them gone, as
+	// one made between DELETE's check and its deletion may
+	keep, err := server.Needed(ctx, g.store)
+	if err != nil {
+		return 0, err
+	}
 	n := 0
 	for {
-		// again each batch: a job made meanwhile may need one
-		keep, err := server.Needed(ctx, g.store)
-		if err != nil {
-			return n, err
-		}
 		ids, err := g.store.PurgeFinished(ctx, before, purgeBatch, keep)
 		if err != nil {
 			return n, err

@@ -970,9 +970,8 @@ func (s *Server) outputsArchive(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/gzip")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-outputs.tar.gz"`, j.ID))
 	// The first 64 KiB are held back: an error before they are sent is
-	// still a clean refusal.
-	sent := &countingWriter{w: w}
-	buf := bufio.NewWriterSize(sent, 64<<10)
+	// still a clean refusal; after, the answer is broken off (wrap).
+	buf := bufio.NewWriterSize(w, 64<<10)
 	gz := gzip.NewWriter(buf)
 	tw := tar.NewWriter(gz)
 	for _, a := range objs {
@@ -985,11 +984,7 @@ func (s *Server) outputsArchive(w http.ResponseWriter, r *http.Request) error {
 			err = wrapf(err, http.StatusConflict, api.CodeConflict, "the job's outputs changed while the archive was made: try again")
 		}
 		if err != nil {
-			if sent.n > 0 {
-				s.log.Warn("outputs archive broken off", "job_id", j.ID, "key", a.Key, "err", err)
-				panic(http.ErrAbortHandler)
-			}
-			return err // nothing sent yet
+			return err
 		}
 		hdr := &tar.Header{Name: strings.TrimPrefix(a.Key, prefix), Mode: 0o644, Size: attrs.Size, ModTime: attrs.Modified, Typeflag: tar.TypeReg}
 		if err := tw.WriteHeader(hdr); err != nil {
@@ -1009,18 +1004,6 @@ func (s *Server) outputsArchive(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return buf.Flush()
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // resolveAccount sets the OS account j runs as from its owner, and refuses

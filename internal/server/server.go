@@ -582,10 +582,16 @@ func (s *Server) wrap(rt route) http.Handler {
 		if body.err != nil && err != nil {
 			err = body.err // whatever the handler made of it: the client's doing
 		}
+		broken := false
 		if err != nil {
 			if sw.wrote {
-				// The answer is under way: nothing more can be said to the client.
+				// The answer is under way: nothing more can be said to the
+				// client, but that it is broken (below, once it is counted
+				// and audited): ended in order, a short body read as whole
+				// (outputs.tar.gz without an output, found by the eighth
+				// probe).
 				s.logFor(r).Warn("request failed after the answer began", "path", r.URL.Path, "err", err)
+				broken = true
 			} else {
 				s.writeError(sw, r, err)
 			}
@@ -607,6 +613,9 @@ func (s *Server) wrap(rt route) http.Handler {
 				l = l.With("job_id", ri.jobID)
 			}
 			l.Debug("request", "method", r.Method, "path", r.URL.Path, "status", status, "took", time.Since(start))
+		}
+		if broken {
+			panic(http.ErrAbortHandler)
 		}
 	})
 }
